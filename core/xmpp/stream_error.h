@@ -1,0 +1,61 @@
+// Stream-level error conditions of RFC 6120 §4.9.3.
+//
+// A stream error is fatal to the stream: the server sends
+// <stream:error><CONDITION xmlns='urn:ietf:params:xml:ns:xmpp-streams'/></stream:error>
+// and closes. The parts of stanzad that detect a problem return the condition
+// as a value; the session turns it into bytes on the wire.
+#ifndef STANZAD_CORE_XMPP_STREAM_ERROR_H_
+#define STANZAD_CORE_XMPP_STREAM_ERROR_H_
+
+#include <string>
+#include <string_view>
+
+namespace stanzad::xmpp {
+
+enum class StreamErrorCondition {
+  kBadFormat,
+  kBadNamespacePrefix,
+  kConflict,
+  kConnectionTimeout,
+  kHostGone,
+  kHostUnknown,
+  kImproperAddressing,
+  kInternalServerError,
+  kInvalidFrom,
+  kInvalidNamespace,
+  kInvalidXml,
+  kNotAuthorized,
+  kNotWellFormed,
+  kPolicyViolation,
+  kRemoteConnectionFailed,
+  kReset,
+  kResourceConstraint,
+  kRestrictedXml,
+  kSeeOtherHost,
+  kSystemShutdown,
+  kUndefinedCondition,
+  kUnsupportedEncoding,
+  kUnsupportedFeature,
+  kUnsupportedStanzaType,
+  kUnsupportedVersion,
+};
+
+// The element name of the condition as RFC 6120 spells it, e.g. "not-well-formed".
+std::string_view StreamErrorConditionName(StreamErrorCondition condition);
+
+// A stream error: the condition plus a human-readable explanation, which is
+// sent in <text/> and logged.
+struct StreamError {
+  StreamErrorCondition condition = StreamErrorCondition::kUndefinedCondition;
+  std::string text;
+};
+
+// The complete <stream:error> element for `error`, with the text escaped.
+// `stream_prefix` is the prefix the peer's stream header bound to
+// http://etherx.jabber.org/streams (almost always "stream").
+std::string SerializeStreamError(const StreamError& error,
+                                 std::string_view stream_prefix = "stream");
+
+}  // namespace stanzad::xmpp
+
+#endif  // STANZAD_CORE_XMPP_STREAM_ERROR_H_

@@ -1,0 +1,43 @@
+#!/usr/bin/env bash
+# Runs every test of stanzad on a fresh Debian 12 machine:
+#   1. installs the Debian packages it needs (scripts/install-deps.sh);
+#   2. builds the unit and simulation tests with ASan+UBSan (g++) and runs the unit tests;
+#   3. builds the libFuzzer targets (clang) and runs each for STANZAD_FUZZ_SECONDS (default 60);
+#   4. builds everything in Release with warnings as errors and runs all tests with ctest.
+# Output ends with ctest's summary of step 4. Exit status is non-zero if any step fails.
+#
+# Environment: STANZAD_FUZZ_SECONDS (default 60), STANZAD_JOBS (default: cores),
+# STANZAD_BUILD_ROOT (default: ./build-test).
+set -euo pipefail
+
+cd "$(dirname "$0")/.."
+ROOT=$(pwd)
+BUILD_ROOT=${STANZAD_BUILD_ROOT:-$ROOT/build-test}
+JOBS=${STANZAD_JOBS:-$(nproc)}
+FUZZ_SECONDS=${STANZAD_FUZZ_SECONDS:-60}
+
+step() { printf '\n==== %s ====\n' "$*"; }
+
+step "installing Debian packages"
+"$ROOT/scripts/install-deps.sh"
+
+step "sanitizer build (ASan+UBSan) of the unit tests"
+cmake -S "$ROOT" -B "$BUILD_ROOT/asan" -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo \
+  -DSTANZAD_WERROR=ON -DSTANZAD_SANITIZE=address,undefined \
+  -DSTANZAD_BUILD_BENCH=OFF -DSTANZAD_BUILD_TOOLS=OFF >/dev/null
+cmake --build "$BUILD_ROOT/asan" -j "$JOBS"
+ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
+  ctest --test-dir "$BUILD_ROOT/asan" -L unit --output-on-failure -j "$JOBS"
+
+step "fuzz targets (libFuzzer, ${FUZZ_SECONDS} s each)"
+cmake -S "$ROOT" -B "$BUILD_ROOT/fuzz" -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo \
+  -DCMAKE_CXX_COMPILER=clang++-14 -DSTANZAD_FUZZ=ON -DSTANZAD_WERROR=ON \
+  -DSTANZAD_FUZZ_SECONDS="$FUZZ_SECONDS" >/dev/null
+cmake --build "$BUILD_ROOT/fuzz" -j "$JOBS"
+ctest --test-dir "$BUILD_ROOT/fuzz" -L fuzz --output-on-failure -j "$JOBS"
+
+step "release build (warnings are errors) and all tests"
+cmake -S "$ROOT" -B "$BUILD_ROOT/release" -G Ninja -DCMAKE_BUILD_TYPE=Release \
+  -DSTANZAD_WERROR=ON >/dev/null
+cmake --build "$BUILD_ROOT/release" -j "$JOBS"
+ctest --test-dir "$BUILD_ROOT/release" --output-on-failure -j "$JOBS"
