@@ -10,8 +10,8 @@
 #include "core/xml/escape.h"
 #include "core/xml/start_tag.h"
 
-#if defined(__SSE2__)
-#include <emmintrin.h>
+#if defined(__x86_64__)
+#include <immintrin.h>
 #endif
 
 namespace stanzad::xml {
@@ -98,6 +98,145 @@ inline const char* ScanPlainText(const char* p, const char* end, char stop) {
     ++p;
   }
   return p;
+}
+
+constexpr std::array<bool, 256> MakeAsciiNameTable() {
+  std::array<bool, 256> table{};
+  for (int c = 0; c < 0x80; ++c) table[c] = kCharacterClasses[c] & kNameClass;
+  return table;
+}
+
+constexpr std::array<bool, 256> kAsciiNameTable = MakeAsciiNameTable();
+
+inline bool IsAsciiNameChar(char c) { return kAsciiNameTable[static_cast<uint8_t>(c)]; }
+
+// Returns the first byte in [p, end) that is not an ASCII name character
+// ([A-Za-z0-9_:.-]); sets *colon if the name so far holds a ':'. Scalar on
+// purpose: names are short, and a vector version measured slower.
+inline const char* ScanAsciiName(const char* p, const char* end, bool* colon) {
+  while (p < end && IsAsciiNameChar(*p)) {
+    *colon |= *p == ':';
+    ++p;
+  }
+  return p;
+}
+
+inline bool IsXmlCodePoint(uint32_t c) {
+  return c == 0x9 || c == 0xA || c == 0xD || (c >= 0x20 && c <= 0xD7FF) ||
+         (c >= 0xE000 && c <= 0xFFFD) || (c >= 0x10000 && c <= 0x10FFFF);
+}
+
+// Validates one whole UTF-8 character at p (a byte >= 0x80) lying in [p, end).
+// Returns the byte after it, or nullptr if it is invalid or incomplete.
+inline const char* FastUtf8(const char* p, const char* end) {
+  const uint8_t lead = static_cast<uint8_t>(p[0]);
+  uint32_t code_point;
+  int length;
+  uint32_t minimum;
+  if (lead >= 0xC2 && lead <= 0xDF) {
+    length = 2, code_point = lead & 0x1F, minimum = 0x80;
+  } else if (lead >= 0xE0 && lead <= 0xEF) {
+    length = 3, code_point = lead & 0x0F, minimum = 0x800;
+  } else if (lead >= 0xF0 && lead <= 0xF4) {
+    length = 4, code_point = lead & 0x07, minimum = 0x10000;
+  } else {
+    return nullptr;
+  }
+  if (end - p < length) return nullptr;
+  for (int i = 1; i < length; ++i) {
+    const uint8_t byte = static_cast<uint8_t>(p[i]);
+    if ((byte & 0xC0) != 0x80) return nullptr;
+    code_point = (code_point << 6) | (byte & 0x3F);
+  }
+  if (code_point < minimum || !IsXmlCodePoint(code_point)) return nullptr;
+  return p + length;
+}
+
+// Validates a whole reference at p ('&') lying in [p, end): one of the five
+// predefined entities or a character reference to an XML character. Returns the
+// byte after ';', or nullptr to leave the case to the resumable path.
+inline const char* FastReference(const char* p, const char* end) {
+  const size_t available = static_cast<size_t>(end - p);
+  if (available >= 5 && p[1] == 'a' && p[2] == 'm' && p[3] == 'p' && p[4] == ';') return p + 5;
+  if (available >= 4 && (p[1] == 'l' || p[1] == 'g') && p[2] == 't' && p[3] == ';') return p + 4;
+  if (available >= 6 &&
+      ((std::memcmp(p + 1, "quot;", 5) == 0) || (std::memcmp(p + 1, "apos;", 5) == 0))) {
+    return p + 6;
+  }
+  if (available < 4 || p[1] != '#') return nullptr;
+  uint32_t code_point = 0;
+  const char* q = p + 2;
+  const char* limit = p + std::min<size_t>(available, 12);
+  if (*q == 'x') {
+    ++q;
+    const char* digits = q;
+    for (; q < limit && *q != ';'; ++q) {
+      const char c = *q;
+      uint32_t digit;
+      if (c >= '0' && c <= '9') {
+        digit = static_cast<uint32_t>(c - '0');
+      } else if (c >= 'a' && c <= 'f') {
+        digit = static_cast<uint32_t>(c - 'a' + 10);
+      } else if (c >= 'A' && c <= 'F') {
+        digit = static_cast<uint32_t>(c - 'A' + 10);
+      } else {
+        return nullptr;
+      }
+      code_point = code_point * 16 + digit;
+    }
+    if (q == digits) return nullptr;
+  } else {
+    const char* digits = q;
+    for (; q < limit && *q != ';'; ++q) {
+      if (*q < '0' || *q > '9') return nullptr;
+      code_point = code_point * 10 + static_cast<uint32_t>(*q - '0');
+    }
+    if (q == digits) return nullptr;
+  }
+  if (q == limit || code_point > 0x10FFFF || !IsXmlCodePoint(code_point)) return nullptr;
+  return q + 1;
+}
+
+#if defined(__x86_64__)
+// The AVX2 scan for long runs of character data (message bodies), chosen at
+// run time so the binary still runs on CPUs without AVX2.
+__attribute__((target("avx2"))) const char* ScanPlainTextAvx2(const char* p, const char* end,
+                                                              char stop) {
+  const __m256i less_than = _mm256_set1_epi8('<');
+  const __m256i ampersand = _mm256_set1_epi8('&');
+  const __m256i stop_byte = _mm256_set1_epi8(stop);
+  const __m256i space = _mm256_set1_epi8(0x20);
+  while (end - p >= 32) {
+    __m256i v = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p));
+    __m256i special = _mm256_or_si256(
+        _mm256_or_si256(_mm256_cmpeq_epi8(v, less_than), _mm256_cmpeq_epi8(v, ampersand)),
+        _mm256_or_si256(_mm256_cmpeq_epi8(v, stop_byte), _mm256_cmpgt_epi8(space, v)));
+    unsigned mask = static_cast<unsigned>(_mm256_movemask_epi8(special));
+    if (mask != 0) return p + __builtin_ctz(mask);
+    p += 32;
+  }
+  return ScanPlainText(p, end, stop);
+}
+
+using ScanFunction = const char* (*)(const char*, const char*, char);
+
+ScanFunction ChooseLongScan() {
+  __builtin_cpu_init();
+  return __builtin_cpu_supports("avx2") ? ScanPlainTextAvx2 : ScanPlainText;
+}
+
+const ScanFunction kScanLongText = ChooseLongScan();
+#else
+constexpr auto kScanLongText = ScanPlainText;
+#endif
+
+// Character data: short runs stay inline; a run longer than 16 bytes goes to
+// the widest scanner the CPU has.
+inline const char* ScanCharacterData(const char* p, const char* end, char stop) {
+  const char* short_end = end - p > 16 ? p + 16 : end;
+  const char* q = ScanPlainText(p, short_end, stop);
+  if (q < short_end || q == end) return q;
+  return kScanLongText(q, end, stop);
 }
 
 // A qualified name: at most one colon, not first or last, and the local part
@@ -458,6 +597,13 @@ Token Tokenizer::FinishEndTag(const char* after) {
         "end tag </" + end_name_ + "> does not match start tag <" + std::string(open_name) + ">",
         at);
   }
+  return CloseElement(after);
+}
+
+Token Tokenizer::CloseElement(const char* after) {
+  const uint32_t name_end = open_name_ends_.back();
+  const uint32_t name_start =
+      open_name_ends_.size() >= 2 ? open_name_ends_[open_name_ends_.size() - 2] : 0;
   while (!stanza_prefixes_.empty() && stanza_prefixes_.back().second == depth_) {
     stanza_prefixes_.pop_back();
   }
@@ -466,12 +612,122 @@ Token Tokenizer::FinishEndTag(const char* after) {
   --depth_;
   if (depth_ == 0) {
     Token token = EmitElement(after);
-    token.name = token.bytes.substr(1, end_name_.size());
+    token.name = token.bytes.substr(1, name_end - name_start);
     return token;
   }
   state_ = State::kContent;
   pos_ = static_cast<size_t>(after - buf_);
   return Token{TokenType::kNeedMoreData, {}, {}};
+}
+
+const char* Tokenizer::FastEndTag(const char* p, const char* end) const {
+  // p is just after "</".
+  const uint32_t name_end = open_name_ends_.back();
+  const uint32_t name_start =
+      open_name_ends_.size() >= 2 ? open_name_ends_[open_name_ends_.size() - 2] : 0;
+  const size_t length = name_end - name_start;
+  if (static_cast<size_t>(end - p) <= length || p[length] != '>' ||
+      std::memcmp(p, open_names_.data() + name_start, length) != 0) {
+    return nullptr;
+  }
+  return p + length + 1;
+}
+
+const char* Tokenizer::FastStartTag(const char* p, const char* end, bool* empty) {
+  // p is at the first byte of the element name. Any surprise returns nullptr
+  // with nothing changed, and the resumable path takes over from p.
+  bool name_has_colon = false;
+  const char* q = ScanAsciiName(p, end, &name_has_colon);
+  if (q == end || static_cast<uint8_t>(*q) >= 0x80) return nullptr;
+  const std::string_view name(p, static_cast<size_t>(q - p));
+  if (name.size() > limits_.name_bytes_max || (name_has_colon && !IsValidQualifiedName(name))) {
+    return nullptr;
+  }
+  const size_t prefixes_before = stanza_prefixes_.size();
+  fast_attributes_.clear();
+  bool any_prefixed_attribute = false;
+  const auto bail = [&]() -> const char* {
+    stanza_prefixes_.resize(prefixes_before);
+    return nullptr;
+  };
+  while (true) {
+    const char* space = q;
+    while (q < end && IsWhitespace(*q)) ++q;
+    if (q == end) return bail();
+    const char c = *q;
+    if (c == '>') {
+      ++q;
+      *empty = false;
+      break;
+    }
+    if (c == '/') {
+      if (q + 1 == end || q[1] != '>') return bail();
+      q += 2;
+      *empty = true;
+      break;
+    }
+    if (q == space || !IsNameStart(c) || static_cast<uint8_t>(c) >= 0x80) return bail();
+    const char* attribute_start = q;
+    bool attribute_has_colon = false;
+    q = ScanAsciiName(q, end, &attribute_has_colon);
+    const std::string_view attribute(attribute_start, static_cast<size_t>(q - attribute_start));
+    if (attribute.size() > limits_.name_bytes_max ||
+        fast_attributes_.size() >= limits_.attributes_max ||
+        (attribute_has_colon && !IsValidQualifiedName(attribute))) {
+      return bail();
+    }
+    for (std::string_view other : fast_attributes_) {
+      if (other == attribute) return bail();
+    }
+    while (q < end && IsWhitespace(*q)) ++q;
+    if (q == end || *q != '=') return bail();
+    ++q;
+    while (q < end && IsWhitespace(*q)) ++q;
+    if (q == end || (*q != '\'' && *q != '"')) return bail();
+    const char quote = *q++;
+    const char* value_start = q;
+    while (true) {
+      q = ScanPlainText(q, end, quote);
+      if (q == end) return bail();
+      const char v = *q;
+      if (v == quote) break;
+      if (v == '&') {
+        q = FastReference(q, end);
+      } else if (static_cast<uint8_t>(v) >= 0x80) {
+        q = FastUtf8(q, end);
+      } else if (v == '\t' || v == '\n' || v == '\r') {
+        ++q;
+      } else {
+        q = nullptr;
+      }
+      if (q == nullptr) return bail();
+    }
+    const bool value_empty = q == value_start;
+    ++q;
+    if (attribute_has_colon) {
+      if (attribute.starts_with("xmlns:")) {
+        if (value_empty) return bail();
+        stanza_prefixes_.emplace_back(std::string(attribute.substr(6)), depth_ + 1);
+      } else {
+        any_prefixed_attribute = true;
+      }
+    }
+    fast_attributes_.push_back(attribute);
+  }
+  if (depth_ + 1 > limits_.depth_max || (name_has_colon && !PrefixDeclared(name))) return bail();
+  if (any_prefixed_attribute) {
+    for (std::string_view attribute : fast_attributes_) {
+      if (!PrefixDeclared(attribute)) return bail();
+    }
+  }
+  if (*empty) {
+    stanza_prefixes_.resize(prefixes_before);
+  } else {
+    open_names_.append(name);
+    open_name_ends_.push_back(static_cast<uint32_t>(open_names_.size()));
+    ++depth_;
+  }
+  return q;
 }
 
 Token Tokenizer::Run() {
@@ -596,10 +852,29 @@ Token Tokenizer::Run() {
       case State::kMarkup: {
         const char c = *p;
         if (c == '/') {
+          if (depth_ > 0) {
+            if (const char* after = FastEndTag(p + 1, end)) {
+              p = after;
+              Token token = CloseElement(p);
+              if (token.type != TokenType::kNeedMoreData) return token;
+              break;
+            }
+          }
           end_name_.clear();
           ++p;
           state_ = State::kEndTagName;
         } else if (IsNameStart(c)) {
+          bool empty = false;
+          if (const char* after = FastStartTag(p, end, &empty)) {
+            p = after;
+            state_ = State::kContent;
+            if (empty && depth_ == 0) {
+              Token token = EmitElement(p);
+              token.name = ElementName(token.bytes);
+              return token;
+            }
+            break;
+          }
           tag_name_start_ = static_cast<uint32_t>(open_names_.size());
           attribute_names_.clear();
           attribute_name_ends_.clear();
@@ -678,21 +953,53 @@ Token Tokenizer::Run() {
       case State::kContent:
         while (p < end) {
           if (utf8_remaining_ == 0) {
-            p = ScanPlainText(p, end, '>');
+            p = ScanCharacterData(p, end, '>');
             if (p == end) break;
           }
           const uint8_t c = static_cast<uint8_t>(*p);
           if (c >= 0x80 || utf8_remaining_ > 0) {
+            if (utf8_remaining_ == 0) {
+              // Non-Latin text is runs of multi-byte characters: take the run.
+              const char* run_start = p;
+              const char* after;
+              while ((after = FastUtf8(p, end)) != nullptr) {
+                p = after;
+                if (p == end || static_cast<uint8_t>(*p) < 0x80) break;
+              }
+              if (p != run_start) continue;
+            }
             if (!StepUtf8(c)) return Fail(C::kNotWellFormed, "invalid UTF-8", p);
             ++p;
             continue;
           }
           if (c == '<') {
+            // Most markup inside a stanza lies wholly in the buffer: take the
+            // fast paths here without a trip through the dispatch loop.
+            if (end - p >= 2) {
+              if (p[1] == '/') {
+                if (const char* after = FastEndTag(p + 2, end)) {
+                  p = after;
+                  Token token = CloseElement(p);
+                  if (token.type != TokenType::kNeedMoreData) return token;
+                  continue;
+                }
+              } else if (IsNameStart(p[1])) {
+                bool empty = false;
+                if (const char* after = FastStartTag(p + 1, end, &empty)) {
+                  p = after;
+                  continue;
+                }
+              }
+            }
             ++p;
             state_ = State::kMarkup;
             break;
           }
           if (c == '&') {
+            if (const char* after = FastReference(p, end)) {
+              p = after;
+              continue;
+            }
             ++p;
             entity_length_ = 0;
             entity_return_state_ = State::kContent;

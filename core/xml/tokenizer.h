@@ -148,6 +148,12 @@ class Tokenizer {
   Token FinishEndTag(const char* after);
   Token FinishHeader(const char* after);
   Token EmitElement(const char* after);
+  // Pops the innermost open element, whose end tag ended just before `after`.
+  Token CloseElement(const char* after);
+  // Fast paths for markup that lies wholly in [p, end): they return the byte
+  // after the tag, or nullptr (with no state changed) to use the resumable path.
+  const char* FastStartTag(const char* p, const char* end, bool* empty);
+  const char* FastEndTag(const char* p, const char* end) const;
   bool CheckXmlDeclaration(std::string* problem, bool* unsupported_encoding) const;
   bool PrefixDeclared(std::string_view qualified_name) const;
   // Validates one byte of non-ASCII UTF-8 (a lead or a continuation byte).
@@ -192,6 +198,9 @@ class Tokenizer {
   // Prefixes declared inside the current stanza, with the depth that declared them.
   std::vector<std::pair<std::string, uint32_t>> stanza_prefixes_;
   size_t pending_declarations_ = 0;  // declarations in this tag not yet pushed
+
+  // Attribute names of the start tag on the fast path (views into the buffer).
+  std::vector<std::string_view> fast_attributes_;
 
   // The end tag being read.
   std::string end_name_;
