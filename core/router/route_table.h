@@ -1,0 +1,69 @@
+// Where a stanza goes. One RouteTable per shard holds the component addresses
+// this node knows (call bridges bound on any shard) and the server's own
+// domain; Resolve() turns a stanza's `to` into a destination or the stanza
+// error the sender gets back. Pure: no I/O, no threads.
+//
+// Thread safety: none; each shard owns its table and applies route updates it
+// receives from the others.
+#ifndef STANZAD_CORE_ROUTER_ROUTE_TABLE_H_
+#define STANZAD_CORE_ROUTER_ROUTE_TABLE_H_
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <string_view>
+
+#include "absl/container/flat_hash_map.h"
+#include "core/xmpp/stanza.h"
+
+namespace stanzad::router {
+
+// The domainpart of a JID as text (raw attribute value allowed: references are
+// replaced), folded to lowercase ASCII and without a trailing dot. Empty if
+// there is none.
+std::string CanonicalDomainOf(std::string_view jid);
+
+enum class RouteKind {
+  kServer,     // the server's own domain: the server answers
+  kComponent,  // a bound component: `connection` holds it
+  kError,      // answer the sender with `error`
+};
+
+struct RouteDecision {
+  RouteKind kind = RouteKind::kError;
+  uint64_t connection = 0;
+  xmpp::StanzaErrorCondition error = xmpp::StanzaErrorCondition::kServiceUnavailable;
+};
+
+class RouteTable {
+ public:
+  explicit RouteTable(std::string server_domain);
+
+  const std::string& server_domain() const { return server_domain_; }
+  void set_server_domain(std::string domain) { server_domain_ = std::move(domain); }
+
+  // Binds `address` (canonical, e.g. "cb1.example.com") to `connection`.
+  // Returns the connection it was bound to before, if another.
+  std::optional<uint64_t> Bind(std::string_view address, uint64_t connection);
+  // Removes the binding if it still points to `connection` (a newer
+  // connection's binding is left alone). Returns whether it removed one.
+  bool Unbind(std::string_view address, uint64_t connection);
+  std::optional<uint64_t> Find(std::string_view address) const;
+  size_t size() const { return routes_.size(); }
+
+  // The destination of a stanza addressed to `raw_to`:
+  //   the server domain            → kServer
+  //   a bound component            → kComponent
+  //   a subdomain of ours, unbound → service-unavailable (a bridge that is not connected)
+  //   any other domain             → remote-server-not-found (no server-to-server)
+  //   no usable domain             → jid-malformed
+  RouteDecision Resolve(std::string_view raw_to) const;
+
+ private:
+  std::string server_domain_;
+  absl::flat_hash_map<std::string, uint64_t> routes_;
+};
+
+}  // namespace stanzad::router
+
+#endif  // STANZAD_CORE_ROUTER_ROUTE_TABLE_H_

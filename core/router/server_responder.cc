@@ -1,0 +1,54 @@
+#include "core/router/server_responder.h"
+
+#include "core/xml/start_tag.h"
+
+namespace stanzad::router {
+
+std::string_view FirstChildNamespace(std::string_view element) {
+  const size_t start_tag_end = element.find('>');
+  if (start_tag_end == std::string_view::npos || element[start_tag_end - 1] == '/') return {};
+  const size_t child = element.find('<', start_tag_end);
+  if (child == std::string_view::npos || child + 1 >= element.size() || element[child + 1] == '/') {
+    return {};
+  }
+  return xml::FindRawAttribute(element.substr(child), "xmlns").value_or(std::string_view());
+}
+
+std::optional<std::string> AnswerServerStanza(const xmpp::Stanza& stanza,
+                                              std::string_view server_domain) {
+  using xmpp::StanzaErrorCondition;
+  using xmpp::StanzaKind;
+  if (stanza.is_error()) return std::nullopt;
+  switch (stanza.kind) {
+    case StanzaKind::kPresence:
+      return std::nullopt;
+    case StanzaKind::kMessage:
+      return xmpp::MakeErrorReply(stanza, StanzaErrorCondition::kServiceUnavailable, server_domain,
+                                  "the server does not accept messages");
+    case StanzaKind::kIq: {
+      const std::string_view type = stanza.type.value_or("");
+      if (type == "result") return std::nullopt;
+      if (type != "get" && type != "set") {
+        return xmpp::MakeErrorReply(stanza, StanzaErrorCondition::kBadRequest, server_domain,
+                                    "iq type must be get, set, result or error");
+      }
+      const std::string_view ns = FirstChildNamespace(stanza.bytes);
+      if (type == "get" && ns == "urn:xmpp:ping") {
+        return xmpp::MakeIqResult(stanza, server_domain);
+      }
+      if (type == "get" && ns == "http://jabber.org/protocol/disco#info") {
+        return xmpp::MakeIqResult(stanza, server_domain,
+                                  "<query xmlns='http://jabber.org/protocol/disco#info'>"
+                                  "<identity category='server' type='im' name='stanzad'/>"
+                                  "<feature var='http://jabber.org/protocol/disco#info'/>"
+                                  "<feature var='urn:xmpp:ping'/></query>");
+      }
+      return xmpp::MakeErrorReply(stanza, StanzaErrorCondition::kServiceUnavailable, server_domain);
+    }
+    case StanzaKind::kOther:
+      return std::nullopt;
+  }
+  return std::nullopt;
+}
+
+}  // namespace stanzad::router

@@ -1,0 +1,98 @@
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+
+#include "core/router/route_table.h"
+#include "core/router/server_responder.h"
+
+namespace stanzad::router {
+namespace {
+
+using ::testing::HasSubstr;
+using xmpp::InspectStanza;
+using xmpp::StanzaErrorCondition;
+
+TEST(CanonicalDomainTest, ExtractsAndFoldsTheDomainpart) {
+  EXPECT_EQ(CanonicalDomainOf("cb1.example.com"), "cb1.example.com");
+  EXPECT_EQ(CanonicalDomainOf("User@CB1.Example.com/Res/x@y"), "cb1.example.com");
+  EXPECT_EQ(CanonicalDomainOf("example.com."), "example.com");
+  EXPECT_EQ(CanonicalDomainOf("a&amp;b@example.com"), "example.com");
+  EXPECT_EQ(CanonicalDomainOf(""), "");
+  EXPECT_EQ(CanonicalDomainOf("user@"), "");
+  EXPECT_EQ(CanonicalDomainOf("&bogus;"), "");
+}
+
+TEST(RouteTableTest, BindReplaceAndUnbind) {
+  RouteTable table("example.com");
+  EXPECT_EQ(table.Bind("cb1.example.com", 7), std::nullopt);
+  EXPECT_EQ(table.Bind("cb1.example.com", 7), std::nullopt);
+  EXPECT_EQ(table.Bind("cb1.example.com", 9), 7u);   // a reconnect displaces the old one
+  EXPECT_FALSE(table.Unbind("cb1.example.com", 7));  // the old one's unbind is stale
+  EXPECT_EQ(table.Find("cb1.example.com"), 9u);
+  EXPECT_TRUE(table.Unbind("cb1.example.com", 9));
+  EXPECT_EQ(table.Find("cb1.example.com"), std::nullopt);
+}
+
+TEST(RouteTableTest, Resolve) {
+  RouteTable table("example.com");
+  table.Bind("cb1.example.com", 42);
+  EXPECT_EQ(table.Resolve("example.com").kind, RouteKind::kServer);
+  EXPECT_EQ(table.Resolve("EXAMPLE.com/x").kind, RouteKind::kServer);
+  const RouteDecision bridge = table.Resolve("room@CB1.example.com/focus");
+  EXPECT_EQ(bridge.kind, RouteKind::kComponent);
+  EXPECT_EQ(bridge.connection, 42u);
+  const RouteDecision offline = table.Resolve("cb2.example.com");
+  EXPECT_EQ(offline.kind, RouteKind::kError);
+  EXPECT_EQ(offline.error, StanzaErrorCondition::kServiceUnavailable);
+  EXPECT_EQ(table.Resolve("other.org").error, StanzaErrorCondition::kRemoteServerNotFound);
+  EXPECT_EQ(table.Resolve("notexample.com").error, StanzaErrorCondition::kRemoteServerNotFound);
+  EXPECT_EQ(table.Resolve("@").error, StanzaErrorCondition::kJidMalformed);
+}
+
+TEST(ServerResponderTest, AnswersPing) {
+  auto reply = AnswerServerStanza(
+      InspectStanza("<iq type='get' from='cb1.example.com' to='example.com' id='p1'>"
+                    "<ping xmlns='urn:xmpp:ping'/></iq>"),
+      "example.com");
+  ASSERT_TRUE(reply);
+  EXPECT_EQ(*reply, "<iq from='example.com' to='cb1.example.com' type='result' id='p1'/>");
+}
+
+TEST(ServerResponderTest, AnswersDiscoInfo) {
+  auto reply = AnswerServerStanza(
+      InspectStanza("<iq type=\"get\" from=\"cb1.example.com\" to=\"example.com\" id=\"d'1\">"
+                    "<query xmlns=\"http://jabber.org/protocol/disco#info\"/></iq>"),
+      "example.com");
+  ASSERT_TRUE(reply);
+  EXPECT_THAT(*reply, HasSubstr("id='d&apos;1'"));
+  EXPECT_THAT(*reply, HasSubstr("<feature var='urn:xmpp:ping'/>"));
+}
+
+TEST(ServerResponderTest, UnsupportedIqIsServiceUnavailable) {
+  auto reply = AnswerServerStanza(
+      InspectStanza("<iq type='set' from='cb1.example.com' to='example.com' id='s1'>"
+                    "<query xmlns='jabber:iq:private'/></iq>"),
+      "example.com");
+  ASSERT_TRUE(reply);
+  EXPECT_THAT(*reply, HasSubstr("<error type='cancel'><service-unavailable"));
+}
+
+TEST(ServerResponderTest, NoAnswerToResultsErrorsOrPresence) {
+  EXPECT_FALSE(AnswerServerStanza(
+      InspectStanza("<iq type='result' from='cb1.example.com' to='example.com' id='1'/>"),
+      "example.com"));
+  EXPECT_FALSE(AnswerServerStanza(
+      InspectStanza("<message type='error' from='cb1.example.com' to='example.com'/>"),
+      "example.com"));
+  EXPECT_FALSE(AnswerServerStanza(
+      InspectStanza("<presence from='cb1.example.com' to='example.com'/>"), "example.com"));
+}
+
+TEST(ServerResponderTest, FirstChildNamespace) {
+  EXPECT_EQ(FirstChildNamespace("<iq><ping xmlns='urn:xmpp:ping'/></iq>"), "urn:xmpp:ping");
+  EXPECT_EQ(FirstChildNamespace("<iq/>"), "");
+  EXPECT_EQ(FirstChildNamespace("<iq></iq>"), "");
+  EXPECT_EQ(FirstChildNamespace("<iq>text</iq>"), "");
+}
+
+}  // namespace
+}  // namespace stanzad::router
