@@ -1,0 +1,295 @@
+#include "cmd/node_commands.h"
+
+#include <cstdio>
+
+#include "core/base/concat.h"
+
+namespace stanzad {
+namespace {
+
+using admin::AdminRequest;
+using admin::AdminResponse;
+
+CommandResult Ok(std::string output, bool changed = false) {
+  return {AdminResponse{0, std::move(output)}, changed};
+}
+CommandResult Fail(std::string message) {
+  return {AdminResponse{1, Concat("error: ", message, "\n")}, false};
+}
+CommandResult Usage(std::string message) {
+  return {AdminResponse{2, Concat("usage: ", message, "\n")}, false};
+}
+
+std::string Count(uint64_t value) { return std::to_string(value); }
+
+std::string Uptime(uint64_t seconds) {
+  char text[64];
+  std::snprintf(text, sizeof(text), "%llud %lluh %llum %llus",
+                static_cast<unsigned long long>(seconds / 86400),
+                static_cast<unsigned long long>(seconds / 3600 % 24),
+                static_cast<unsigned long long>(seconds / 60 % 60),
+                static_cast<unsigned long long>(seconds % 60));
+  return text;
+}
+
+std::string JsonList(const std::vector<std::string>& items) {
+  std::string out = "[";
+  for (size_t i = 0; i < items.size(); ++i) {
+    if (i > 0) out.append(",");
+    out.append(JsonString(items[i]));
+  }
+  return out + "]";
+}
+
+// Splits the words after the command into positional arguments and --flags.
+struct Words {
+  std::vector<std::string> positional;
+  bool force = false;
+  std::string secret;
+  std::string unknown_flag;
+};
+
+Words SplitWords(const AdminRequest& request, size_t skip) {
+  Words words;
+  for (size_t i = skip; i < request.args.size(); ++i) {
+    const std::string& word = request.args[i];
+    if (word == "--force") {
+      words.force = true;
+    } else if (word.starts_with("--secret=")) {
+      words.secret = word.substr(9);
+    } else if (word.starts_with("--")) {
+      words.unknown_flag = word;
+    } else {
+      words.positional.push_back(word);
+    }
+  }
+  return words;
+}
+
+std::string CallbridgeBlock(const std::string& name, const NodeConfig& config) {
+  return Concat("***\nCallbridge : ", name, "\nDomain     : ", config.domain,
+                "\nSecret     : ", config.callbridges.at(name), "\n");
+}
+
+std::string CallbridgeJson(const std::string& name, const NodeConfig& config) {
+  return Concat("{\"name\":", JsonString(name), ",\"domain\":", JsonString(config.domain),
+                ",\"component\":", JsonString(Concat(name, ".", config.domain)),
+                ",\"secret\":", JsonString(config.callbridges.at(name)), "}");
+}
+
+CommandResult Status(const AdminRequest& request, const NodeConfig& config,
+                     const NodeRuntimeStatus& status) {
+  const std::string state = !config.enabled ? "disabled"
+                            : status.serving
+                                ? "enabled, serving"
+                                : Concat("enabled, not serving: ", status.not_serving_reason);
+  if (request.json) {
+    return Ok(Concat(
+        "{\"state\":", JsonString(config.enabled ? "enabled" : "disabled"),
+        ",\"serving\":", status.serving ? "true" : "false",
+        ",\"not_serving_reason\":", JsonString(status.not_serving_reason),
+        ",\"version\":", JsonString(status.version), ",\"uptime_s\":", Count(status.uptime_s),
+        ",\"domain\":", JsonString(config.domain), ",\"listeners\":", JsonList(status.listeners),
+        ",\"callbridges_configured\":", Count(config.callbridges.size()),
+        ",\"callbridges_connected\":", Count(status.bridges_connected), ",\"connections_open\":",
+        Count(status.connections_open), ",\"stanzas_routed\":", Count(status.stanzas_routed),
+        ",\"stanzas_answered\":", Count(status.stanzas_answered), ",\"stanzas_bounced\":",
+        Count(status.stanzas_bounced), ",\"auth_failures\":", Count(status.auth_failures),
+        ",\"stream_errors\":", Count(status.stream_errors), "}\n"));
+  }
+  std::string listeners;
+  for (const std::string& listener : status.listeners) {
+    listeners.append(listeners.empty() ? "" : ", ").append(listener);
+  }
+  return Ok(Concat("XMPP state    : ", state, "\nVersion       : ", status.version,
+                   "\nUptime        : ", Uptime(status.uptime_s),
+                   "\nDomain        : ", config.domain.empty() ? "(not set)" : config.domain,
+                   "\nListening on  : ", listeners.empty() ? "(nothing)" : listeners,
+                   "\nCall bridges  : ", Count(config.callbridges.size()), " configured, ",
+                   Count(status.bridges_connected), " connected",
+                   "\nConnections   : ", Count(status.connections_open), " open",
+                   "\nStanzas       : ", Count(status.stanzas_routed), " routed, ",
+                   Count(status.stanzas_answered), " answered by the server, ",
+                   Count(status.stanzas_bounced), " bounced with an error",
+                   "\nProblems      : ", Count(status.auth_failures), " failed handshakes, ",
+                   Count(status.stream_errors), " streams closed with an error\n"));
+}
+
+CommandResult Callbridge(const AdminRequest& request, NodeConfig* config) {
+  if (request.args.size() < 2) {
+    return Usage("callbridge add NAME | add-secret NAME | del NAME | list");
+  }
+  const std::string& verb = request.args[1];
+  const Words words = SplitWords(request, 2);
+  if (!words.unknown_flag.empty()) return Usage(Concat("unknown option ", words.unknown_flag));
+  if (verb == "list") {
+    if (request.json) {
+      std::string out = "[";
+      for (const auto& [name, secret] : config->callbridges) {
+        if (out.size() > 1) out.append(",");
+        out.append(CallbridgeJson(name, *config));
+      }
+      return Ok(out + "]\n");
+    }
+    if (config->callbridges.empty()) {
+      return Ok("No call bridges configured. Add one with: stanzactl callbridge add NAME\n");
+    }
+    std::string out;
+    for (const auto& [name, secret] : config->callbridges)
+      out.append(CallbridgeBlock(name, *config));
+    return Ok(out);
+  }
+  if (words.positional.size() != 1) return Usage(Concat("callbridge ", verb, " NAME"));
+  const std::string& name = words.positional[0];
+  if (absl::Status valid = ValidateCallbridgeName(name); !valid.ok()) {
+    return Fail(std::string(valid.message()));
+  }
+  if (config->domain.empty() && (verb == "add" || verb == "add-secret")) {
+    return Fail("set the XMPP domain first: stanzactl domain example.com");
+  }
+  const auto show = [&]() {
+    return request.json ? CallbridgeJson(name, *config) + "\n" : CallbridgeBlock(name, *config);
+  };
+  if (verb == "add") {
+    if (config->callbridges.contains(name)) {
+      return Fail(
+          Concat("call bridge ", name,
+                 " already exists; its secret is unchanged (see: stanzactl callbridge list)"));
+    }
+    config->callbridges[name] = GenerateCallbridgeSecret();
+    return Ok(show(), true);
+  }
+  if (verb == "add-secret") {
+    if (absl::Status valid = ValidateSecret(words.secret); !valid.ok()) {
+      return Fail(std::string(valid.message()));
+    }
+    auto it = config->callbridges.find(name);
+    if (it != config->callbridges.end()) {
+      if (it->second == words.secret) return Ok(show());  // the same secret: nothing to do
+      if (!words.force) {
+        return Fail(Concat("call bridge ", name,
+                           " already has a different secret; bridges using the old one will be "
+                           "refused. Use --force to replace it"));
+      }
+    }
+    config->callbridges[name] = words.secret;
+    return Ok(show(), true);
+  }
+  if (verb == "del") {
+    if (config->callbridges.erase(name) == 0) {
+      return Fail(Concat("no call bridge named ", name, " (see: stanzactl callbridge list)"));
+    }
+    return Ok(Concat("Call bridge ", name, " removed; its connection, if any, is closed\n"), true);
+  }
+  return Usage("callbridge add NAME | add-secret NAME | del NAME | list");
+}
+
+}  // namespace
+
+std::string JsonString(std::string_view text) {
+  std::string out = "\"";
+  for (char c : text) {
+    switch (c) {
+      case '"':
+        out.append("\\\"");
+        break;
+      case '\\':
+        out.append("\\\\");
+        break;
+      case '\n':
+        out.append("\\n");
+        break;
+      case '\r':
+        out.append("\\r");
+        break;
+      case '\t':
+        out.append("\\t");
+        break;
+      default:
+        if (static_cast<unsigned char>(c) < 0x20) {
+          char escaped[8];
+          std::snprintf(escaped, sizeof(escaped), "\\u%04x", c);
+          out.append(escaped);
+        } else {
+          out.push_back(c);
+        }
+    }
+  }
+  return out + "\"";
+}
+
+CommandResult ExecuteNodeCommand(const AdminRequest& request, NodeConfig* config,
+                                 const NodeRuntimeStatus& status) {
+  if (request.args.empty()) return Usage("stanzactl COMMAND (see stanzactl --help)");
+  const std::string& command = request.args[0];
+  NodeConfig proposed = *config;
+  CommandResult result;
+  if (command == "status") {
+    return Status(request, *config, status);
+  } else if (command == "callbridge") {
+    result = Callbridge(request, &proposed);
+  } else if (command == "domain") {
+    const Words words = SplitWords(request, 1);
+    if (words.positional.empty()) {
+      return Ok(request.json ? Concat("{\"domain\":", JsonString(config->domain), "}\n")
+                             : Concat(config->domain.empty() ? "(not set)" : config->domain, "\n"));
+    }
+    if (words.positional.size() != 1) return Usage("domain [DOMAIN]");
+    std::string domain = words.positional[0];
+    for (char& c : domain) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+    if (absl::Status valid = ValidateDomain(domain); !valid.ok()) {
+      return Fail(std::string(valid.message()));
+    }
+    proposed.domain = domain;
+    result = Ok(Concat("Domain set to ", domain, "\n"), proposed.domain != config->domain);
+  } else if (command == "listen") {
+    const Words words = SplitWords(request, 1);
+    if (words.positional.empty()) {
+      return Ok(request.json ? Concat("{\"listen\":", JsonList(config->listen), "}\n")
+                             : Concat(
+                                   config->listen.empty() ? "(none)" : "",
+                                   [&] {
+                                     std::string all;
+                                     for (const auto& a : config->listen) {
+                                       all.append(all.empty() ? "" : " ").append(a);
+                                     }
+                                     return all;
+                                   }(),
+                                   "\n"));
+    }
+    for (const std::string& address : words.positional) {
+      if (absl::Status valid = ValidateListenAddress(address); !valid.ok()) {
+        return Fail(std::string(valid.message()));
+      }
+    }
+    proposed.listen = words.positional;
+    result = Ok("Listen addresses set\n", proposed.listen != config->listen);
+  } else if (command == "enable" || command == "disable") {
+    if (request.args.size() != 1) return Usage(command);
+    proposed.enabled = command == "enable";
+    std::string note;
+    if (proposed.enabled && proposed.domain.empty()) note = " (set a domain to start serving)";
+    if (proposed.enabled && !proposed.domain.empty() && proposed.listen.empty()) {
+      note = " (set listen addresses to start serving)";
+    }
+    result = Ok(Concat("XMPP ", proposed.enabled ? "enabled" : "disabled", note, "\n"),
+                proposed.enabled != config->enabled);
+  } else if (command == "reset") {
+    const Words words = SplitWords(request, 1);
+    if (!words.positional.empty()) return Usage("reset [--force]");
+    if (!config->callbridges.empty() && !words.force) {
+      return Fail(
+          Concat("reset forgets the domain, the listen addresses and ",
+                 std::to_string(config->callbridges.size()),
+                 " call bridges with their secrets; run 'stanzactl reset --force' to do it"));
+    }
+    proposed = NodeConfig();
+    result = Ok("Configuration reset; XMPP disabled\n", !(proposed == *config));
+  } else {
+    return Usage(Concat("unknown command '", command, "' (see stanzactl --help)"));
+  }
+  if (result.response.exit_code == 0) *config = std::move(proposed);
+  return result;
+}
+
+}  // namespace stanzad

@@ -1,0 +1,46 @@
+// The operator commands of a single node (the seed's `xmpp ...` commands),
+// executed against its NodeConfig. Pure: the daemon supplies the runtime
+// figures, persists the config when it changed and applies it.
+#ifndef STANZAD_CMD_NODE_COMMANDS_H_
+#define STANZAD_CMD_NODE_COMMANDS_H_
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "cmd/admin/admin_socket.h"
+#include "cmd/node_config.h"
+
+namespace stanzad {
+
+// What the running daemon reports for `status`.
+struct NodeRuntimeStatus {
+  std::string version;
+  uint64_t uptime_s = 0;
+  bool serving = false;
+  std::string not_serving_reason;      // when !serving
+  std::vector<std::string> listeners;  // "127.0.0.1:5223"
+  uint64_t connections_open = 0;
+  uint64_t bridges_connected = 0;
+  uint64_t stanzas_routed = 0;
+  uint64_t stanzas_answered = 0;
+  uint64_t stanzas_bounced = 0;
+  uint64_t auth_failures = 0;
+  uint64_t stream_errors = 0;
+};
+
+struct CommandResult {
+  admin::AdminResponse response;
+  bool config_changed = false;
+};
+
+// Runs one command. On error the config is left as it was.
+CommandResult ExecuteNodeCommand(const admin::AdminRequest& request, NodeConfig* config,
+                                 const NodeRuntimeStatus& status);
+
+// A JSON string literal for `text` (quotes included).
+std::string JsonString(std::string_view text);
+
+}  // namespace stanzad
+
+#endif  // STANZAD_CMD_NODE_COMMANDS_H_

@@ -1,0 +1,64 @@
+// The configuration of a single stanzad node, as the operator sets it with
+// stanzactl, and its durable form in the state dir.
+//
+// Durable form (state_dir/config, text, one item per line, written atomically):
+//   stanzad-config 1
+//   domain example.com
+//   listen 127.0.0.1
+//   enabled 1
+//   callbridge cb1 kvgP1SRzWVabhiPVAb1
+// Loading refuses anything it does not understand, naming the line: a config
+// is never half-read.
+//
+// When the cluster issue lands these values move into the replicated
+// configuration; this file then holds only what is local to the node.
+#ifndef STANZAD_CMD_NODE_CONFIG_H_
+#define STANZAD_CMD_NODE_CONFIG_H_
+
+#include <map>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+
+namespace stanzad {
+
+struct NodeConfig {
+  std::string domain;
+  std::vector<std::string> listen;  // IP addresses (IPv4 or IPv6), without port
+  bool enabled = false;
+  std::map<std::string, std::string> callbridges;  // name ("cb1") → shared secret
+
+  friend bool operator==(const NodeConfig&, const NodeConfig&) = default;
+
+  // The node serves XMPP only with a domain, a listen address and `enabled`.
+  bool ReadyToServe() const { return enabled && !domain.empty() && !listen.empty(); }
+};
+
+std::string SerializeNodeConfig(const NodeConfig& config);
+absl::StatusOr<NodeConfig> ParseNodeConfig(std::string_view text);
+
+// Validation with operator-facing messages that say what is wrong and what is allowed.
+absl::Status ValidateDomain(std::string_view domain);
+absl::Status ValidateCallbridgeName(std::string_view name);
+absl::Status ValidateSecret(std::string_view secret);
+absl::Status ValidateListenAddress(std::string_view address);
+
+// 20 characters from [A-Za-z0-9] drawn from the kernel's CSPRNG, with at least
+// one upper-case letter, one lower-case letter and one digit.
+std::string GenerateCallbridgeSecret();
+
+// Writes `bytes` to `path` so that a crash at any instant leaves either the old
+// or the new content: temp file in the same directory, fsync, rename, fsync of
+// the directory.
+absl::Status WriteFileAtomically(const std::string& path, std::string_view bytes);
+
+// Reads `<state_dir>/config`; NotFound if the node has never been configured.
+absl::StatusOr<NodeConfig> LoadNodeConfig(const std::string& state_dir);
+absl::Status SaveNodeConfig(const std::string& state_dir, const NodeConfig& config);
+
+}  // namespace stanzad
+
+#endif  // STANZAD_CMD_NODE_CONFIG_H_

@@ -1,0 +1,122 @@
+// stanzactl: the operator's command line for a local stanzad, modelled on
+// Cisco Meeting Server's `xmpp ...` commands. It sends the command words to the
+// daemon over the admin socket in the state dir and prints the answer; the
+// daemon does the work, so every node speaks the same language.
+//
+//   stanzactl --state_dir=/var/lib/stanzad callbridge add cb1
+//   STANZAD_STATE_DIR=/var/lib/stanzad stanzactl xmpp callbridge list --json
+//
+// Exit status: 0 success; 1 the command failed (the message says why); 2 usage
+// error; 3 the daemon could not be reached.
+#include <termios.h>
+#include <unistd.h>
+
+#include <cstdio>
+#include <cstdlib>
+#include <iostream>
+#include <string>
+#include <vector>
+
+#include "cmd/admin/admin_socket.h"
+
+namespace {
+
+constexpr char kUsage[] =
+    "usage: stanzactl [--state_dir=DIR] [--json] [xmpp] COMMAND...\n"
+    "\n"
+    "Talks to the stanzad whose state dir is DIR (default: $STANZAD_STATE_DIR,\n"
+    "else /var/lib/stanzad). The leading word 'xmpp' may be typed or left out.\n"
+    "\n"
+    "Commands:\n"
+    "  status                      uptime, version, listeners, bridges, stanzas routed\n"
+    "  domain [DOMAIN]             show or set the XMPP domain\n"
+    "  listen [ADDRESS...]         show or set the listen addresses (IPv4 or IPv6)\n"
+    "  enable | disable            start or stop serving XMPP on this node\n"
+    "  reset [--force]             forget the whole configuration of this node\n"
+    "  callbridge add NAME         add a call bridge with a generated secret\n"
+    "  callbridge add-secret NAME [--force]\n"
+    "                              add a call bridge with a secret you type (prompted\n"
+    "                              without echo, or read from standard input)\n"
+    "  callbridge del NAME         remove a call bridge and disconnect it\n"
+    "  callbridge list             list call bridges, their domain and secret\n"
+    "\n"
+    "Options:\n"
+    "  --state_dir=DIR             the daemon's state directory\n"
+    "  --json                      machine-readable output\n"
+    "  -h, --help                  this text\n";
+
+// Reads the secret for `callbridge add-secret`: prompted without echo on a
+// terminal, otherwise the first line of standard input.
+bool ReadSecret(std::string* secret) {
+  const bool terminal = isatty(STDIN_FILENO) == 1;
+  termios saved{};
+  if (terminal) {
+    std::fprintf(stderr, "Enter callbridge secret\n");
+    tcgetattr(STDIN_FILENO, &saved);
+    termios quiet = saved;
+    quiet.c_lflag &= ~static_cast<tcflag_t>(ECHO);
+    tcsetattr(STDIN_FILENO, TCSANOW, &quiet);
+  }
+  const bool got = static_cast<bool>(std::getline(std::cin, *secret));
+  if (terminal) {
+    tcsetattr(STDIN_FILENO, TCSANOW, &saved);
+    std::fprintf(stderr, "\n");
+  }
+  while (!secret->empty() && (secret->back() == '\r' || secret->back() == ' ')) {
+    secret->pop_back();
+  }
+  return got;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  std::string state_dir;
+  if (const char* from_env = std::getenv("STANZAD_STATE_DIR")) state_dir = from_env;
+  if (state_dir.empty()) state_dir = "/var/lib/stanzad";
+  stanzad::admin::AdminRequest request;
+  for (int i = 1; i < argc; ++i) {
+    const std::string arg = argv[i];
+    if (arg == "-h" || arg == "--help" || arg == "help") {
+      std::fputs(kUsage, stdout);
+      return 0;
+    }
+    if (arg == "--json") {
+      request.json = true;
+    } else if (arg.starts_with("--state_dir=")) {
+      state_dir = arg.substr(12);
+    } else if (arg == "--state_dir" && i + 1 < argc) {
+      state_dir = argv[++i];
+    } else if (arg.starts_with("--") && arg != "--force") {
+      std::fprintf(stderr, "stanzactl: unknown option %s (see stanzactl --help)\n", arg.c_str());
+      return 2;
+    } else {
+      request.args.push_back(arg);
+    }
+  }
+  if (!request.args.empty() && request.args.front() == "xmpp") {
+    request.args.erase(request.args.begin());
+  }
+  if (request.args.empty()) {
+    std::fputs(kUsage, stderr);
+    return 2;
+  }
+  if (request.args.size() >= 3 && request.args[0] == "callbridge" &&
+      request.args[1] == "add-secret") {
+    std::string secret;
+    if (!ReadSecret(&secret) || secret.empty()) {
+      std::fprintf(stderr, "stanzactl: no secret given (type it at the prompt or pipe it in)\n");
+      return 2;
+    }
+    request.args.push_back("--secret=" + secret);
+  }
+  absl::StatusOr<stanzad::admin::AdminResponse> response =
+      stanzad::admin::SendAdminRequest(stanzad::admin::AdminSocketPath(state_dir), request);
+  if (!response.ok()) {
+    std::fprintf(stderr, "stanzactl: %s\n", std::string(response.status().message()).c_str());
+    return 3;
+  }
+  std::FILE* out = response->exit_code == 0 ? stdout : stderr;
+  std::fwrite(response->output.data(), 1, response->output.size(), out);
+  return response->exit_code;
+}
