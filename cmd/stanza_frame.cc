@@ -17,8 +17,7 @@
 
 #include "absl/flags/flag.h"
 #include "absl/flags/parse.h"
-#include "absl/flags/usage.h"
-#include "absl/flags/usage_config.h"
+#include "cmd/flags_usage.h"
 #include "core/xml/tokenizer.h"
 #include "core/xmpp/stream_error.h"
 
@@ -98,16 +97,10 @@ bool FrameStream(std::istream& in, const std::string& label) {
 }  // namespace
 
 int main(int argc, char** argv) {
-  absl::SetProgramUsageMessage(
+  stanzad::ConfigureFlagsUsage(
       "Frames a captured XMPP stream with stanzad's tokenizer and prints each stanza or the "
-      "stream error.\nUsage: stanza-frame [flags] [FILE...]   (no FILE: read standard input)");
-  // --help lists the flags defined in this program's own sources.
-  absl::FlagsUsageConfig usage_config;
-  usage_config.contains_help_flags = [](absl::string_view path) {
-    return path.find("cmd/") != absl::string_view::npos;
-  };
-  usage_config.contains_helpshort_flags = usage_config.contains_help_flags;
-  absl::SetFlagsUsageConfig(usage_config);
+      "stream error.\nUsage: stanza-frame [flags] [FILE...]   (no FILE: read standard input)",
+      "stanza-frame");
   std::vector<char*> files = absl::ParseCommandLine(argc, argv);
   bool all_well_formed = true;
   if (files.size() <= 1) {

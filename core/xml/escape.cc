@@ -23,12 +23,8 @@ void AppendUtf8(uint32_t code_point, std::string* out) {
   }
 }
 
-bool IsXmlChar(uint32_t c) {
-  return c == 0x9 || c == 0xA || c == 0xD || (c >= 0x20 && c <= 0xD7FF) ||
-         (c >= 0xE000 && c <= 0xFFFD) || (c >= 0x10000 && c <= 0x10FFFF);
-}
+}  // namespace
 
-// Parses the body of a character reference ("#123" or "#x7B").
 std::optional<uint32_t> ParseCharacterReference(std::string_view body) {
   if (body.size() < 2 || body[0] != '#') return std::nullopt;
   uint32_t value = 0;
@@ -58,8 +54,6 @@ std::optional<uint32_t> ParseCharacterReference(std::string_view body) {
   if (!IsXmlChar(value)) return std::nullopt;
   return value;
 }
-
-}  // namespace
 
 bool IsValidCharacterReference(std::string_view body) {
   return ParseCharacterReference(body).has_value();

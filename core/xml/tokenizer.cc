@@ -121,11 +121,6 @@ inline const char* ScanAsciiName(const char* p, const char* end, bool* colon) {
   return p;
 }
 
-inline bool IsXmlCodePoint(uint32_t c) {
-  return c == 0x9 || c == 0xA || c == 0xD || (c >= 0x20 && c <= 0xD7FF) ||
-         (c >= 0xE000 && c <= 0xFFFD) || (c >= 0x10000 && c <= 0x10FFFF);
-}
-
 // Validates one whole UTF-8 character at p (a byte >= 0x80) lying in [p, end).
 // Returns the byte after it, or nullptr if it is invalid or incomplete.
 inline const char* FastUtf8(const char* p, const char* end) {
@@ -148,7 +143,7 @@ inline const char* FastUtf8(const char* p, const char* end) {
     if ((byte & 0xC0) != 0x80) return nullptr;
     code_point = (code_point << 6) | (byte & 0x3F);
   }
-  if (code_point < minimum || !IsXmlCodePoint(code_point)) return nullptr;
+  if (code_point < minimum || !IsXmlChar(code_point)) return nullptr;
   return p + length;
 }
 
@@ -164,37 +159,13 @@ inline const char* FastReference(const char* p, const char* end) {
     return p + 6;
   }
   if (available < 4 || p[1] != '#') return nullptr;
-  uint32_t code_point = 0;
-  const char* q = p + 2;
-  const char* limit = p + std::min<size_t>(available, 12);
-  if (*q == 'x') {
-    ++q;
-    const char* digits = q;
-    for (; q < limit && *q != ';'; ++q) {
-      const char c = *q;
-      uint32_t digit;
-      if (c >= '0' && c <= '9') {
-        digit = static_cast<uint32_t>(c - '0');
-      } else if (c >= 'a' && c <= 'f') {
-        digit = static_cast<uint32_t>(c - 'a' + 10);
-      } else if (c >= 'A' && c <= 'F') {
-        digit = static_cast<uint32_t>(c - 'A' + 10);
-      } else {
-        return nullptr;
-      }
-      code_point = code_point * 16 + digit;
-    }
-    if (q == digits) return nullptr;
-  } else {
-    const char* digits = q;
-    for (; q < limit && *q != ';'; ++q) {
-      if (*q < '0' || *q > '9') return nullptr;
-      code_point = code_point * 10 + static_cast<uint32_t>(*q - '0');
-    }
-    if (q == digits) return nullptr;
+  const char* semicolon =
+      static_cast<const char*>(std::memchr(p + 2, ';', std::min<size_t>(available, 12) - 2));
+  if (semicolon == nullptr ||
+      !ParseCharacterReference(std::string_view(p + 1, static_cast<size_t>(semicolon - p - 1)))) {
+    return nullptr;
   }
-  if (q == limit || code_point > 0x10FFFF || !IsXmlCodePoint(code_point)) return nullptr;
-  return q + 1;
+  return semicolon + 1;
 }
 
 #if defined(__x86_64__)
