@@ -1,0 +1,429 @@
+#include "cluster/config_state_machine.h"
+
+#include <utility>
+
+#include "core/base/check.h"
+#include "core/base/concat.h"
+#include "core/config/byte_codec.h"
+
+namespace stanzad::cluster {
+namespace {
+
+using config::ByteReader;
+using config::ByteWriter;
+
+constexpr uint8_t kCommandFormatVersion = 1;
+constexpr uint8_t kSnapshotFormatVersion = 1;
+
+// Command kinds on the wire. Never renumber: old entries stay in logs and snapshots.
+enum class CommandKind : uint8_t {
+  kSetDomain = 1,
+  kSetListen = 2,
+  kSetTlsFiles = 3,
+  kAddCallbridge = 4,
+  kDeleteCallbridge = 5,
+  kAddUser = 6,
+  kDeleteUser = 7,
+  kSetUserCredentials = 8,
+};
+
+constexpr uint8_t kHasScramSha1 = 1;
+constexpr uint8_t kHasScramSha256 = 2;
+
+std::string_view MessageOf(const absl::Status& status) {
+  return std::string_view(status.message().data(), status.message().size());
+}
+
+void PutScramSecret(const config::ScramSecret& secret, ByteWriter* w) {
+  w->PutString(secret.salt);
+  w->PutU32(secret.iteration_count);
+  w->PutString(secret.stored_key);
+  w->PutString(secret.server_key);
+}
+
+void PutCredentials(const config::UserCredentials& credentials, ByteWriter* w) {
+  w->PutU8((credentials.scram_sha1.has_value() ? kHasScramSha1 : 0) |
+           (credentials.scram_sha256.has_value() ? kHasScramSha256 : 0));
+  if (credentials.scram_sha1.has_value()) PutScramSecret(*credentials.scram_sha1, w);
+  if (credentials.scram_sha256.has_value()) PutScramSecret(*credentials.scram_sha256, w);
+}
+
+bool GetScramSecret(ByteReader* r, config::ScramSecret* secret) {
+  return r->GetString(&secret->salt, config::kScramSaltBytesMax) &&
+         r->GetU32(&secret->iteration_count) &&
+         r->GetString(&secret->stored_key, config::kSha256Bytes) &&
+         r->GetString(&secret->server_key, config::kSha256Bytes);
+}
+
+bool GetCredentials(ByteReader* r, config::UserCredentials* credentials) {
+  uint8_t flags = 0;
+  if (!r->GetU8(&flags) || (flags & ~(kHasScramSha1 | kHasScramSha256)) != 0) return false;
+  if ((flags & kHasScramSha1) != 0 && !GetScramSecret(r, &credentials->scram_sha1.emplace())) {
+    return false;
+  }
+  if ((flags & kHasScramSha256) != 0 && !GetScramSecret(r, &credentials->scram_sha256.emplace())) {
+    return false;
+  }
+  return true;
+}
+
+// Writes one command's kind and fields.
+struct CommandEncoder {
+  ByteWriter* w;
+
+  void operator()(const SetDomain& c) const {
+    w->PutU8(static_cast<uint8_t>(CommandKind::kSetDomain));
+    w->PutString(c.domain);
+  }
+  void operator()(const SetListen& c) const {
+    w->PutU8(static_cast<uint8_t>(CommandKind::kSetListen));
+    w->PutU32(static_cast<uint32_t>(c.addresses.size()));
+    for (const std::string& address : c.addresses) w->PutString(address);
+  }
+  void operator()(const SetTlsFiles& c) const {
+    w->PutU8(static_cast<uint8_t>(CommandKind::kSetTlsFiles));
+    w->PutString(c.files.key_path);
+    w->PutString(c.files.certificate_path);
+    w->PutString(c.files.bundle_path);
+  }
+  void operator()(const AddCallbridge& c) const {
+    w->PutU8(static_cast<uint8_t>(CommandKind::kAddCallbridge));
+    w->PutString(c.name);
+    w->PutString(c.secret);
+    w->PutU8(c.force ? 1 : 0);
+  }
+  void operator()(const DeleteCallbridge& c) const {
+    w->PutU8(static_cast<uint8_t>(CommandKind::kDeleteCallbridge));
+    w->PutString(c.name);
+  }
+  void operator()(const AddUser& c) const {
+    w->PutU8(static_cast<uint8_t>(CommandKind::kAddUser));
+    w->PutString(c.name);
+    PutCredentials(c.credentials, w);
+  }
+  void operator()(const DeleteUser& c) const {
+    w->PutU8(static_cast<uint8_t>(CommandKind::kDeleteUser));
+    w->PutString(c.name);
+  }
+  void operator()(const SetUserCredentials& c) const {
+    w->PutU8(static_cast<uint8_t>(CommandKind::kSetUserCredentials));
+    w->PutString(c.name);
+    PutCredentials(c.credentials, w);
+  }
+};
+
+// Decides a command against `current` and, when `target` is set (it is `current` itself,
+// writable), carries it out. Keeping both paths in one function is what makes Check() and
+// Apply() always agree.
+class CommandExecutor {
+ public:
+  CommandExecutor(const config::Config& current, config::Config* target)
+      : current_(current), target_(target) {}
+
+  bool changed() const { return changed_; }
+
+  absl::Status operator()(const SetDomain& c) {
+    if (absl::Status status = config::ValidateDomain(c.domain); !status.ok()) return status;
+    for (const auto& [name, bridge] : current_.callbridges) {
+      if (name.size() + 1 + c.domain.size() > config::kDomainBytesMax) {
+        return absl::InvalidArgumentError(Concat("domain ", c.domain, " would make callbridge ",
+                                                 name, "'s address longer than 253 bytes"));
+      }
+    }
+    if (current_.domain == c.domain) return absl::OkStatus();
+    if (target_ != nullptr) target_->domain = c.domain;
+    changed_ = true;
+    return absl::OkStatus();
+  }
+
+  absl::Status operator()(const SetListen& c) {
+    if (absl::Status s = config::ValidateListenAddresses(c.addresses); !s.ok()) return s;
+    if (current_.listen == c.addresses) return absl::OkStatus();
+    if (target_ != nullptr) target_->listen = c.addresses;
+    changed_ = true;
+    return absl::OkStatus();
+  }
+
+  absl::Status operator()(const SetTlsFiles& c) {
+    if (absl::Status status = config::ValidateTlsFiles(c.files); !status.ok()) return status;
+    if (current_.tls == c.files) return absl::OkStatus();
+    if (target_ != nullptr) target_->tls = c.files;
+    changed_ = true;
+    return absl::OkStatus();
+  }
+
+  absl::Status operator()(const AddCallbridge& c) {
+    if (absl::Status status = config::ValidateCallbridgeName(c.name); !status.ok()) return status;
+    if (absl::Status s = config::ValidateCallbridgeSecret(c.secret); !s.ok()) return s;
+    auto it = current_.callbridges.find(c.name);
+    if (it != current_.callbridges.end()) {
+      if (it->second.secret == c.secret) return absl::OkStatus();
+      if (!c.force) {
+        return absl::AlreadyExistsError(
+            Concat("callbridge ", c.name,
+                   " already has a different secret on this cluster; use --force to replace it"));
+      }
+    } else {
+      if (current_.callbridges.size() >= config::kCallbridgesMax) {
+        return absl::ResourceExhaustedError(
+            Concat("cannot add callbridge ", c.name, ": the cluster already has 100000"));
+      }
+      if (!current_.domain.empty() &&
+          c.name.size() + 1 + current_.domain.size() > config::kDomainBytesMax) {
+        return absl::InvalidArgumentError(Concat("callbridge address ",
+                                                 config::CallbridgeAddress(c.name, current_.domain),
+                                                 " would be longer than 253 bytes"));
+      }
+    }
+    if (target_ != nullptr) target_->callbridges[c.name].secret = c.secret;
+    changed_ = true;
+    return absl::OkStatus();
+  }
+
+  absl::Status operator()(const DeleteCallbridge& c) {
+    if (absl::Status status = config::ValidateCallbridgeName(c.name); !status.ok()) return status;
+    if (!current_.callbridges.contains(c.name)) {
+      return absl::NotFoundError(Concat("callbridge ", c.name, " is not configured"));
+    }
+    if (target_ != nullptr) target_->callbridges.erase(c.name);
+    changed_ = true;
+    return absl::OkStatus();
+  }
+
+  absl::Status operator()(const AddUser& c) {
+    if (absl::Status status = config::ValidateUserName(c.name); !status.ok()) return status;
+    if (absl::Status s = config::ValidateUserCredentials(c.credentials); !s.ok()) return s;
+    auto it = current_.users.find(c.name);
+    if (it != current_.users.end()) {
+      if (it->second == c.credentials) return absl::OkStatus();
+      return absl::AlreadyExistsError(
+          Concat("user ", c.name, " already exists on this cluster; change its password instead"));
+    }
+    if (current_.users.size() >= config::kUsersMax) {
+      return absl::ResourceExhaustedError(
+          Concat("cannot add user ", c.name, ": the cluster already has 1000000"));
+    }
+    if (target_ != nullptr) target_->users.emplace(c.name, c.credentials);
+    changed_ = true;
+    return absl::OkStatus();
+  }
+
+  absl::Status operator()(const DeleteUser& c) {
+    if (absl::Status status = config::ValidateUserName(c.name); !status.ok()) return status;
+    if (!current_.users.contains(c.name)) {
+      return absl::NotFoundError(Concat("user ", c.name, " does not exist"));
+    }
+    if (target_ != nullptr) target_->users.erase(c.name);
+    changed_ = true;
+    return absl::OkStatus();
+  }
+
+  absl::Status operator()(const SetUserCredentials& c) {
+    if (absl::Status status = config::ValidateUserName(c.name); !status.ok()) return status;
+    if (absl::Status s = config::ValidateUserCredentials(c.credentials); !s.ok()) return s;
+    auto it = current_.users.find(c.name);
+    if (it == current_.users.end()) {
+      return absl::NotFoundError(Concat("user ", c.name, " does not exist"));
+    }
+    if (it->second == c.credentials) return absl::OkStatus();
+    if (target_ != nullptr) target_->users[c.name] = c.credentials;
+    changed_ = true;
+    return absl::OkStatus();
+  }
+
+ private:
+  const config::Config& current_;
+  config::Config* target_;
+  bool changed_ = false;
+};
+
+}  // namespace
+
+std::string EncodeConfigCommand(const ConfigCommand& command) {
+  ByteWriter w;
+  w.PutU8(kCommandFormatVersion);
+  std::visit(CommandEncoder{&w}, command);
+  return w.Take();
+}
+
+absl::StatusOr<ConfigCommand> DecodeConfigCommand(std::string_view bytes) {
+  ByteReader r(bytes);
+  uint8_t format = 0;
+  uint8_t kind = 0;
+  if (!r.GetU8(&format) || !r.GetU8(&kind)) {
+    return absl::InvalidArgumentError("configuration command: truncated");
+  }
+  if (format != kCommandFormatVersion) {
+    return absl::InvalidArgumentError(
+        Concat("configuration command: unknown format version ", std::to_string(format)));
+  }
+  ConfigCommand command;
+  bool ok = false;
+  switch (static_cast<CommandKind>(kind)) {
+    case CommandKind::kSetDomain: {
+      SetDomain c;
+      ok = r.GetString(&c.domain, config::kDomainBytesMax);
+      command = std::move(c);
+      break;
+    }
+    case CommandKind::kSetListen: {
+      SetListen c;
+      uint32_t count = 0;
+      ok = r.GetCount(&count, config::kListenAddressesMax, 4);
+      c.addresses.resize(ok ? count : 0);
+      for (std::string& address : c.addresses) {
+        ok = ok && r.GetString(&address, config::kPathBytesMax);
+      }
+      command = std::move(c);
+      break;
+    }
+    case CommandKind::kSetTlsFiles: {
+      SetTlsFiles c;
+      ok = r.GetString(&c.files.key_path, config::kPathBytesMax) &&
+           r.GetString(&c.files.certificate_path, config::kPathBytesMax) &&
+           r.GetString(&c.files.bundle_path, config::kPathBytesMax);
+      command = std::move(c);
+      break;
+    }
+    case CommandKind::kAddCallbridge: {
+      AddCallbridge c;
+      uint8_t force = 0;
+      ok = r.GetString(&c.name, config::kCallbridgeNameBytesMax) &&
+           r.GetString(&c.secret, config::kCallbridgeSecretBytesMax) && r.GetU8(&force) &&
+           force <= 1;
+      c.force = force == 1;
+      command = std::move(c);
+      break;
+    }
+    case CommandKind::kDeleteCallbridge: {
+      DeleteCallbridge c;
+      ok = r.GetString(&c.name, config::kCallbridgeNameBytesMax);
+      command = std::move(c);
+      break;
+    }
+    case CommandKind::kAddUser: {
+      AddUser c;
+      ok = r.GetString(&c.name, config::kUserNameBytesMax) && GetCredentials(&r, &c.credentials);
+      command = std::move(c);
+      break;
+    }
+    case CommandKind::kDeleteUser: {
+      DeleteUser c;
+      ok = r.GetString(&c.name, config::kUserNameBytesMax);
+      command = std::move(c);
+      break;
+    }
+    case CommandKind::kSetUserCredentials: {
+      SetUserCredentials c;
+      ok = r.GetString(&c.name, config::kUserNameBytesMax) && GetCredentials(&r, &c.credentials);
+      command = std::move(c);
+      break;
+    }
+    default:
+      return absl::InvalidArgumentError(
+          Concat("configuration command: unknown kind ", std::to_string(kind)));
+  }
+  if (!ok) return absl::InvalidArgumentError("configuration command: truncated or malformed");
+  if (!r.empty()) return absl::InvalidArgumentError("configuration command: trailing bytes");
+  return command;
+}
+
+absl::Status ConfigStateMachine::Check(const ConfigCommand& command) const {
+  CommandExecutor executor(config_, nullptr);
+  return std::visit(executor, command);
+}
+
+absl::Status ConfigStateMachine::Apply(const raft::Entry& entry) {
+  if (entry.index <= applied_index_) return absl::OkStatus();
+  CHECK_MSG(entry.index == applied_index_ + 1, "committed entries applied out of order");
+  applied_index_ = entry.index;
+  switch (entry.type) {
+    case raft::EntryType::kNoop:
+      return absl::OkStatus();
+    case raft::EntryType::kAddMember:
+    case raft::EntryType::kRemoveMember:
+      return ApplyMembership(entry);
+    case raft::EntryType::kNormal:
+      break;
+    default:
+      return absl::InvalidArgumentError(
+          Concat("entry type ", std::to_string(static_cast<int>(entry.type)), " is unknown"));
+  }
+  absl::StatusOr<ConfigCommand> command = DecodeConfigCommand(entry.data);
+  if (!command.ok()) return command.status();
+  CommandExecutor executor(config_, &config_);
+  absl::Status status = std::visit(executor, *command);
+  if (executor.changed()) {
+    DCHECK(status.ok());
+    config_.version = entry.index;
+  }
+  return status;
+}
+
+absl::Status ConfigStateMachine::ApplyMembership(const raft::Entry& entry) {
+  raft::Member member;
+  if (!raft::DecodeMember(entry.data, &member)) {
+    return absl::InvalidArgumentError("membership entry does not decode");
+  }
+  if (entry.type == raft::EntryType::kRemoveMember) {
+    if (config_.members.erase(member.id) > 0) config_.version = entry.index;
+    return absl::OkStatus();
+  }
+  if (absl::Status status = config::ValidateMemberAddress(member.address); !status.ok()) {
+    return status;
+  }
+  auto it = config_.members.find(member.id);
+  if (it != config_.members.end() && it->second == member.address) return absl::OkStatus();
+  if (it == config_.members.end() && config_.members.size() >= config::kMembersMax) {
+    return absl::ResourceExhaustedError("the cluster already has 1024 members");
+  }
+  // Raft removes a member before it adds another at the same address; should an entry
+  // still name a taken address, the newer id replaces the older, so that no address (and
+  // no node of the seed's scenario 3) is ever listed twice.
+  std::erase_if(config_.members, [&](const auto& pair) {
+    return pair.first != member.id && pair.second == member.address;
+  });
+  config_.members[member.id] = member.address;
+  config_.version = entry.index;
+  return absl::OkStatus();
+}
+
+std::string ConfigStateMachine::Snapshot() const {
+  ByteWriter w;
+  w.PutU8(kSnapshotFormatVersion);
+  w.PutU64(applied_index_);
+  w.PutRaw(config::EncodeConfig(config_));
+  return w.Take();
+}
+
+absl::Status ConfigStateMachine::Restore(std::string_view data) {
+  if (data.empty()) {
+    config_ = config::Config();
+    applied_index_ = 0;
+    return absl::OkStatus();
+  }
+  ByteReader r(data);
+  uint8_t format = 0;
+  uint64_t applied_index = 0;
+  if (!r.GetU8(&format) || !r.GetU64(&applied_index)) {
+    return absl::InvalidArgumentError("configuration snapshot: truncated");
+  }
+  if (format != kSnapshotFormatVersion) {
+    return absl::InvalidArgumentError(
+        Concat("configuration snapshot: unknown format version ", std::to_string(format)));
+  }
+  absl::StatusOr<config::Config> decoded = config::DecodeConfig(data.substr(9));
+  if (!decoded.ok()) {
+    return absl::InvalidArgumentError(
+        Concat("configuration snapshot: ", MessageOf(decoded.status())));
+  }
+  if (decoded->version > applied_index) {
+    return absl::InvalidArgumentError(
+        "configuration snapshot: version is beyond the applied index");
+  }
+  config_ = *std::move(decoded);
+  applied_index_ = applied_index;
+  return absl::OkStatus();
+}
+
+}  // namespace stanzad::cluster

@@ -1,0 +1,141 @@
+// ConfigStateMachine: the replicated configuration, changed only by committed Raft entries.
+//
+// An operator's command (`domain D`, `callbridge add-secret cb1`, ...) becomes a
+// ConfigCommand, is encoded with EncodeConfigCommand and proposed to Raft as a kNormal
+// entry's data. Every node applies the committed entries in log order with Apply(); because
+// applying is deterministic (no clock, randomness or I/O; only the entry and the current
+// state decide the result), every node that applied the same log holds the same Config,
+// which is how the seed's failure scenario 2 (a bridge secret that differs between nodes)
+// becomes impossible.
+//
+// Apply() returns the command's result for the operator who proposed it. A command that
+// conflicts with the state is refused with a reason the CLI prints as is, and changes
+// nothing, e.g. AlreadyExists: "callbridge cb1 already has a different secret on this
+// cluster; use --force to replace it". A command that asks for what is already there (the
+// same bridge with the same secret) is an OK no-op. Check() gives the same answer without
+// applying, so a leader can refuse a doomed proposal at once; Apply() stays the authority,
+// since another proposal may commit in between.
+//
+// Membership entries (kAddMember / kRemoveMember, encoded by raft::EncodeMember) are
+// mirrored into Config::members as they commit, so `cluster status` and snapshots carry them.
+// kNoop entries change nothing.
+//
+// Snapshot() / Restore() move the whole state (the Config and the index of the last applied
+// entry) in and out of a Raft snapshot's data.
+//
+// Thread safety: none; owned by the control-plane thread, which publishes copies of config().
+#ifndef STANZAD_CLUSTER_CONFIG_STATE_MACHINE_H_
+#define STANZAD_CLUSTER_CONFIG_STATE_MACHINE_H_
+
+#include <string>
+#include <string_view>
+#include <variant>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "cluster/raft/types.h"
+#include "core/config/config.h"
+
+namespace stanzad::cluster {
+
+// `domain D`
+struct SetDomain {
+  std::string domain;
+  friend bool operator==(const SetDomain&, const SetDomain&) = default;
+};
+
+// `listen IFACE...`: replaces the whole list.
+struct SetListen {
+  std::vector<std::string> addresses;
+  friend bool operator==(const SetListen&, const SetListen&) = default;
+};
+
+// `certs KEY CERT [BUNDLE]`: replaces all three paths.
+struct SetTlsFiles {
+  config::TlsFiles files;
+  friend bool operator==(const SetTlsFiles&, const SetTlsFiles&) = default;
+};
+
+// `callbridge add NAME` (with a secret the node generated) and `callbridge add-secret NAME`.
+// Without `force`, a bridge that exists with another secret is refused.
+struct AddCallbridge {
+  std::string name;
+  std::string secret;
+  bool force = false;
+  friend bool operator==(const AddCallbridge&, const AddCallbridge&) = default;
+};
+
+// `callbridge del NAME`
+struct DeleteCallbridge {
+  std::string name;
+  friend bool operator==(const DeleteCallbridge&, const DeleteCallbridge&) = default;
+};
+
+// A new user; refused if the name exists with other credentials.
+struct AddUser {
+  std::string name;
+  config::UserCredentials credentials;
+  friend bool operator==(const AddUser&, const AddUser&) = default;
+};
+
+struct DeleteUser {
+  std::string name;
+  friend bool operator==(const DeleteUser&, const DeleteUser&) = default;
+};
+
+// A password change for an existing user.
+struct SetUserCredentials {
+  std::string name;
+  config::UserCredentials credentials;
+  friend bool operator==(const SetUserCredentials&, const SetUserCredentials&) = default;
+};
+
+using ConfigCommand = std::variant<SetDomain, SetListen, SetTlsFiles, AddCallbridge,
+                                   DeleteCallbridge, AddUser, DeleteUser, SetUserCredentials>;
+
+// The data of a kNormal Raft entry (format version 1). Deterministic.
+std::string EncodeConfigCommand(const ConfigCommand& command);
+// The inverse; InvalidArgument, never a crash, for bytes EncodeConfigCommand could not have
+// made. Checks structure and size limits only: the rules of each field are Apply's to judge.
+absl::StatusOr<ConfigCommand> DecodeConfigCommand(std::string_view bytes);
+
+class ConfigStateMachine {
+ public:
+  // An empty configuration; nothing applied.
+  ConfigStateMachine() = default;
+
+  const config::Config& config() const { return config_; }
+  // The index of the last entry applied (or restored from a snapshot).
+  raft::Index applied_index() const { return applied_index_; }
+
+  // What Apply() would return for `command` now, without changing anything.
+  absl::Status Check(const ConfigCommand& command) const;
+
+  // Applies one committed entry. The result is the command's answer for its proposer:
+  // OK (applied, or nothing to change), or an error naming why the state is unchanged
+  // (InvalidArgument: a field breaks a rule or the data does not decode; AlreadyExists:
+  // conflicts with what is there; NotFound: nothing to delete or change; ResourceExhausted:
+  // a limit is reached). Either way the entry is consumed: applied_index() becomes its index.
+  // An entry at or below applied_index() (replayed after a restart) is ignored and OK.
+  // REQUIRES: entry.index <= applied_index() + 1 (committed entries come in order, none
+  // skipped); CHECKed, since a gap would let this node's state diverge silently.
+  absl::Status Apply(const raft::Entry& entry);
+
+  // The whole state as a Raft snapshot's data. Deterministic.
+  std::string Snapshot() const;
+  // Replaces the whole state with one from Snapshot(). Empty data is the initial state (a
+  // snapshot taken before anything was applied). InvalidArgument, leaving the state as it
+  // was, for data Snapshot() could not have made.
+  absl::Status Restore(std::string_view data);
+
+ private:
+  absl::Status ApplyMembership(const raft::Entry& entry);
+
+  config::Config config_;
+  raft::Index applied_index_ = 0;
+};
+
+}  // namespace stanzad::cluster
+
+#endif  // STANZAD_CLUSTER_CONFIG_STATE_MACHINE_H_

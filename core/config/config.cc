@@ -1,0 +1,422 @@
+#include "core/config/config.h"
+
+#include <arpa/inet.h>
+#include <netinet/in.h>
+
+#include <set>
+#include <utility>
+
+#include "core/base/check.h"
+#include "core/base/concat.h"
+#include "core/config/byte_codec.h"
+
+namespace stanzad::config {
+namespace {
+
+constexpr uint8_t kFormatVersion = 1;
+constexpr uint8_t kHasScramSha1 = 1;
+constexpr uint8_t kHasScramSha256 = 2;
+
+// `text` in double quotes for an error message: non-printable bytes as \xHH, cut at 80
+// bytes, so that a message stays one readable line whatever the input was.
+std::string Quoted(std::string_view text) {
+  constexpr size_t kShownBytesMax = 80;
+  static constexpr char kHex[] = "0123456789abcdef";
+  std::string out = "\"";
+  for (size_t i = 0; i < text.size() && i < kShownBytesMax; ++i) {
+    unsigned char c = static_cast<unsigned char>(text[i]);
+    if (c >= 0x20 && c < 0x7f && c != '"' && c != '\\') {
+      out.push_back(static_cast<char>(c));
+    } else {
+      out.append("\\x");
+      out.push_back(kHex[c >> 4]);
+      out.push_back(kHex[c & 0xf]);
+    }
+  }
+  if (text.size() > kShownBytesMax) out.append("...");
+  out.push_back('"');
+  return out;
+}
+
+absl::Status Invalid(std::string message) { return absl::InvalidArgumentError(message); }
+
+std::string_view MessageOf(const absl::Status& status) {
+  return std::string_view(status.message().data(), status.message().size());
+}
+
+bool IsLowerAlnum(char c) { return (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9'); }
+
+// One DNS label in canonical (lowercase) form; `what` names it in the message.
+absl::Status ValidateLabel(std::string_view label, std::string_view what, std::string_view whole) {
+  if (label.empty()) return Invalid(Concat(what, " ", Quoted(whole), " has an empty label"));
+  if (label.size() > kDnsLabelBytesMax) {
+    return Invalid(Concat(what, " ", Quoted(whole), " has a label longer than 63 bytes"));
+  }
+  for (char c : label) {
+    if (IsLowerAlnum(c) || c == '-') continue;
+    if (c >= 'A' && c <= 'Z') {
+      return Invalid(Concat(what, " ", Quoted(whole), " must be lowercase"));
+    }
+    return Invalid(Concat(what, " ", Quoted(whole),
+                          " may hold only letters, digits and '-' (and dots between labels)"));
+  }
+  if (label.front() == '-' || label.back() == '-') {
+    return Invalid(Concat(what, " ", Quoted(whole), " has a label that starts or ends with '-'"));
+  }
+  return absl::OkStatus();
+}
+
+absl::Status ValidateScramSecret(const ScramSecret& secret, size_t key_bytes,
+                                 std::string_view mechanism) {
+  if (secret.salt.size() < kScramSaltBytesMin || secret.salt.size() > kScramSaltBytesMax) {
+    return Invalid(Concat(mechanism, " salt must be 8..128 bytes"));
+  }
+  if (secret.iteration_count < kScramIterationsMin ||
+      secret.iteration_count > kScramIterationsMax) {
+    return Invalid(Concat(mechanism, " iteration count must be 4096..10000000"));
+  }
+  if (secret.stored_key.size() != key_bytes || secret.server_key.size() != key_bytes) {
+    return Invalid(Concat(mechanism, " stored key and server key must be ",
+                          key_bytes == kSha1Bytes ? "20" : "32", " bytes each"));
+  }
+  return absl::OkStatus();
+}
+
+absl::Status ValidatePath(std::string_view path, std::string_view what) {
+  if (path.empty()) return absl::OkStatus();
+  if (path.size() > kPathBytesMax) return Invalid(Concat(what, " path is too long"));
+  if (path.front() != '/') {
+    return Invalid(Concat(what, " path ", Quoted(path), " must be absolute"));
+  }
+  if (path.find('\0') != std::string_view::npos) {
+    return Invalid(Concat(what, " path ", Quoted(path), " contains a NUL byte"));
+  }
+  return absl::OkStatus();
+}
+
+void PutScramSecret(const ScramSecret& secret, ByteWriter* w) {
+  w->PutString(secret.salt);
+  w->PutU32(secret.iteration_count);
+  w->PutString(secret.stored_key);
+  w->PutString(secret.server_key);
+}
+
+bool GetScramSecret(ByteReader* r, ScramSecret* secret) {
+  return r->GetString(&secret->salt, kScramSaltBytesMax) && r->GetU32(&secret->iteration_count) &&
+         r->GetString(&secret->stored_key, kSha256Bytes) &&
+         r->GetString(&secret->server_key, kSha256Bytes);
+}
+
+// Smallest encodings, to bound item counts by the bytes left (ByteReader::GetCount).
+constexpr size_t kStringBytesMin = 4;
+constexpr size_t kCallbridgeBytesMin = 2 * kStringBytesMin;
+constexpr size_t kUserBytesMin = kStringBytesMin + 1;
+constexpr size_t kMemberBytesMin = 8 + kStringBytesMin;
+
+}  // namespace
+
+absl::Status ValidateDomain(std::string_view domain) {
+  if (domain.empty()) return Invalid("domain is empty");
+  if (domain.size() > kDomainBytesMax) {
+    return Invalid(Concat("domain ", Quoted(domain), " is longer than 253 bytes"));
+  }
+  std::string_view last_label;
+  std::string_view rest = domain;
+  while (true) {
+    size_t dot = rest.find('.');
+    std::string_view label = rest.substr(0, dot);
+    if (absl::Status status = ValidateLabel(label, "domain", domain); !status.ok()) return status;
+    last_label = label;
+    if (dot == std::string_view::npos) break;
+    rest.remove_prefix(dot + 1);
+  }
+  bool all_digits = true;
+  for (char c : last_label) all_digits = all_digits && c >= '0' && c <= '9';
+  if (all_digits) {
+    return Invalid(Concat("domain ", Quoted(domain),
+                          " must be a DNS name, not an address (its last label is all digits)"));
+  }
+  return absl::OkStatus();
+}
+
+absl::Status ValidateCallbridgeName(std::string_view name) {
+  if (name.empty()) return Invalid("callbridge name is empty");
+  if (name.size() > kCallbridgeNameBytesMax) {
+    return Invalid(Concat("callbridge name ", Quoted(name), " is longer than 63 bytes"));
+  }
+  if (name.find('.') != std::string_view::npos) {
+    return Invalid(Concat("callbridge name ", Quoted(name),
+                          " must be one DNS label (no dots): the bridge connects as "
+                          "<name>.<domain>"));
+  }
+  return ValidateLabel(name, "callbridge name", name);
+}
+
+absl::Status ValidateCallbridgeSecret(std::string_view secret) {
+  // The secret itself never appears in a message: messages end up in logs.
+  if (secret.empty()) return Invalid("callbridge secret is empty");
+  if (secret.size() > kCallbridgeSecretBytesMax) {
+    return Invalid("callbridge secret is longer than 256 bytes");
+  }
+  for (char c : secret) {
+    if (c < 0x21 || c > 0x7e) {
+      return Invalid("callbridge secret may hold only printable ASCII characters, no spaces");
+    }
+  }
+  return absl::OkStatus();
+}
+
+absl::Status ValidateUserName(std::string_view name) {
+  if (name.empty()) return Invalid("user name is empty");
+  if (name.size() > kUserNameBytesMax) {
+    return Invalid(Concat("user name ", Quoted(name), " is longer than 1023 bytes"));
+  }
+  for (char c : name) {
+    if (c >= 'A' && c <= 'Z') {
+      return Invalid(Concat("user name ", Quoted(name), " must be lowercase"));
+    }
+    if (c < 0x21 || c > 0x7e) {
+      return Invalid(Concat("user name ", Quoted(name),
+                            " may hold only printable ASCII characters, no spaces"));
+    }
+    switch (c) {
+      case '"':
+      case '&':
+      case '\'':
+      case '/':
+      case ':':
+      case '<':
+      case '>':
+      case '@':
+        return Invalid(
+            Concat("user name ", Quoted(name), " may not contain any of \" & ' / : < > @"));
+      default:
+        break;
+    }
+  }
+  return absl::OkStatus();
+}
+
+absl::Status ValidateUserCredentials(const UserCredentials& credentials) {
+  if (!credentials.scram_sha1.has_value() && !credentials.scram_sha256.has_value()) {
+    return Invalid("user credentials hold neither SCRAM-SHA-1 nor SCRAM-SHA-256 keys");
+  }
+  if (credentials.scram_sha1.has_value()) {
+    absl::Status status = ValidateScramSecret(*credentials.scram_sha1, kSha1Bytes, "SCRAM-SHA-1");
+    if (!status.ok()) return status;
+  }
+  if (credentials.scram_sha256.has_value()) {
+    absl::Status status =
+        ValidateScramSecret(*credentials.scram_sha256, kSha256Bytes, "SCRAM-SHA-256");
+    if (!status.ok()) return status;
+  }
+  return absl::OkStatus();
+}
+
+absl::Status ValidateListenAddress(std::string_view address) {
+  if (address.empty()) return Invalid("listen address is empty");
+  if (address.size() <= INET6_ADDRSTRLEN) {
+    std::string terminated(address);
+    unsigned char buffer[sizeof(struct in6_addr)];
+    if (inet_pton(AF_INET, terminated.c_str(), buffer) == 1) return absl::OkStatus();
+    if (inet_pton(AF_INET6, terminated.c_str(), buffer) == 1) return absl::OkStatus();
+  }
+  // Not an address: it must be an interface name as Linux accepts it (dev_valid_name).
+  if (address.size() > kInterfaceNameBytesMax || address == "." || address == "..") {
+    return Invalid(Concat("listen address ", Quoted(address),
+                          " is neither an IP address nor an interface name"));
+  }
+  for (char c : address) {
+    unsigned char u = static_cast<unsigned char>(c);
+    if (u <= 0x20 || u >= 0x7f || c == '/' || c == ':') {
+      return Invalid(Concat("listen address ", Quoted(address),
+                            " is neither an IP address nor an interface name"));
+    }
+  }
+  return absl::OkStatus();
+}
+
+absl::Status ValidateListenAddresses(const std::vector<std::string>& addresses) {
+  if (addresses.size() > kListenAddressesMax) {
+    return Invalid("more than 16 listen addresses");
+  }
+  std::set<std::string_view> seen;
+  for (const std::string& address : addresses) {
+    if (absl::Status status = ValidateListenAddress(address); !status.ok()) return status;
+    if (!seen.insert(address).second) {
+      return Invalid(Concat("listen address ", Quoted(address), " is given twice"));
+    }
+  }
+  return absl::OkStatus();
+}
+
+absl::Status ValidateTlsFiles(const TlsFiles& files) {
+  if (absl::Status s = ValidatePath(files.key_path, "key"); !s.ok()) return s;
+  if (absl::Status s = ValidatePath(files.certificate_path, "certificate"); !s.ok()) return s;
+  if (absl::Status s = ValidatePath(files.bundle_path, "bundle"); !s.ok()) return s;
+  if (files.key_path.empty() != files.certificate_path.empty()) {
+    return Invalid("a key needs a certificate and a certificate needs a key");
+  }
+  if (!files.bundle_path.empty() && files.key_path.empty()) {
+    return Invalid("a bundle needs a key and a certificate");
+  }
+  return absl::OkStatus();
+}
+
+absl::Status ValidateMemberAddress(std::string_view address) {
+  if (address.empty()) return Invalid("member address is empty");
+  if (address.size() > kMemberAddressBytesMax) {
+    return Invalid(Concat("member address ", Quoted(address), " is longer than 300 bytes"));
+  }
+  return absl::OkStatus();
+}
+
+std::string CallbridgeAddress(std::string_view name, std::string_view domain) {
+  return Concat(name, ".", domain);
+}
+
+absl::Status Config::Validate() const {
+  if (!domain.empty()) {
+    if (absl::Status status = ValidateDomain(domain); !status.ok()) return status;
+  }
+  if (absl::Status status = ValidateListenAddresses(listen); !status.ok()) return status;
+  if (absl::Status status = ValidateTlsFiles(tls); !status.ok()) return status;
+  if (callbridges.size() > kCallbridgesMax) return Invalid("more than 100000 call bridges");
+  for (const auto& [name, bridge] : callbridges) {
+    if (absl::Status status = ValidateCallbridgeName(name); !status.ok()) return status;
+    if (absl::Status status = ValidateCallbridgeSecret(bridge.secret); !status.ok()) {
+      return Invalid(Concat("callbridge ", name, ": ", MessageOf(status)));
+    }
+    if (!domain.empty() && name.size() + 1 + domain.size() > kDomainBytesMax) {
+      return Invalid(Concat("callbridge address ", CallbridgeAddress(name, domain),
+                            " is longer than 253 bytes"));
+    }
+  }
+  if (users.size() > kUsersMax) return Invalid("more than 1000000 users");
+  for (const auto& [name, credentials] : users) {
+    if (absl::Status status = ValidateUserName(name); !status.ok()) return status;
+    if (absl::Status status = ValidateUserCredentials(credentials); !status.ok()) {
+      return Invalid(Concat("user ", name, ": ", MessageOf(status)));
+    }
+  }
+  if (members.size() > kMembersMax) return Invalid("more than 1024 cluster members");
+  std::set<std::string_view> addresses;
+  for (const auto& [id, address] : members) {
+    if (id == 0) return Invalid("cluster member with node id 0");
+    if (absl::Status status = ValidateMemberAddress(address); !status.ok()) return status;
+    if (!addresses.insert(address).second) {
+      return Invalid(Concat("two cluster members have the address ", Quoted(address)));
+    }
+  }
+  return absl::OkStatus();
+}
+
+std::string EncodeConfig(const Config& config) {
+  DCHECK(config.Validate().ok());
+  ByteWriter w;
+  w.PutU8(kFormatVersion);
+  w.PutU64(config.version);
+  w.PutString(config.domain);
+  w.PutU32(static_cast<uint32_t>(config.listen.size()));
+  for (const std::string& address : config.listen) w.PutString(address);
+  w.PutString(config.tls.key_path);
+  w.PutString(config.tls.certificate_path);
+  w.PutString(config.tls.bundle_path);
+  w.PutU32(static_cast<uint32_t>(config.callbridges.size()));
+  for (const auto& [name, bridge] : config.callbridges) {
+    w.PutString(name);
+    w.PutString(bridge.secret);
+  }
+  w.PutU32(static_cast<uint32_t>(config.users.size()));
+  for (const auto& [name, credentials] : config.users) {
+    w.PutString(name);
+    uint8_t flags = (credentials.scram_sha1.has_value() ? kHasScramSha1 : 0) |
+                    (credentials.scram_sha256.has_value() ? kHasScramSha256 : 0);
+    w.PutU8(flags);
+    if (credentials.scram_sha1.has_value()) PutScramSecret(*credentials.scram_sha1, &w);
+    if (credentials.scram_sha256.has_value()) PutScramSecret(*credentials.scram_sha256, &w);
+  }
+  w.PutU32(static_cast<uint32_t>(config.members.size()));
+  for (const auto& [id, address] : config.members) {
+    w.PutU64(id);
+    w.PutString(address);
+  }
+  return w.Take();
+}
+
+absl::StatusOr<Config> DecodeConfig(std::string_view bytes) {
+  ByteReader r(bytes);
+  Config config;
+  uint8_t format = 0;
+  if (!r.GetU8(&format)) return Invalid("configuration: empty input");
+  if (format != kFormatVersion) {
+    return Invalid(Concat("configuration: unknown format version ", std::to_string(format)));
+  }
+  auto truncated = [] { return Invalid("configuration: truncated or malformed"); };
+  uint32_t count = 0;
+  if (!r.GetU64(&config.version) || !r.GetString(&config.domain, kDomainBytesMax) ||
+      !r.GetCount(&count, kListenAddressesMax, kStringBytesMin)) {
+    return truncated();
+  }
+  config.listen.resize(count);
+  for (std::string& address : config.listen) {
+    if (!r.GetString(&address, INET6_ADDRSTRLEN)) return truncated();
+  }
+  if (!r.GetString(&config.tls.key_path, kPathBytesMax) ||
+      !r.GetString(&config.tls.certificate_path, kPathBytesMax) ||
+      !r.GetString(&config.tls.bundle_path, kPathBytesMax) ||
+      !r.GetCount(&count, kCallbridgesMax, kCallbridgeBytesMin)) {
+    return truncated();
+  }
+  // Keys must come strictly ascending, as EncodeConfig writes them: one encoding per value.
+  for (uint32_t i = 0; i < count; ++i) {
+    std::string name;
+    Callbridge bridge;
+    if (!r.GetString(&name, kCallbridgeNameBytesMax) ||
+        !r.GetString(&bridge.secret, kCallbridgeSecretBytesMax)) {
+      return truncated();
+    }
+    if (!config.callbridges.empty() && config.callbridges.rbegin()->first >= name) {
+      return Invalid("configuration: call bridges out of order");
+    }
+    config.callbridges.emplace_hint(config.callbridges.end(), std::move(name), std::move(bridge));
+  }
+  if (!r.GetCount(&count, kUsersMax, kUserBytesMin)) return truncated();
+  for (uint32_t i = 0; i < count; ++i) {
+    std::string name;
+    uint8_t flags = 0;
+    UserCredentials credentials;
+    if (!r.GetString(&name, kUserNameBytesMax) || !r.GetU8(&flags)) return truncated();
+    if ((flags & ~(kHasScramSha1 | kHasScramSha256)) != 0) {
+      return Invalid("configuration: unknown credential kind");
+    }
+    if ((flags & kHasScramSha1) != 0 && !GetScramSecret(&r, &credentials.scram_sha1.emplace())) {
+      return truncated();
+    }
+    if ((flags & kHasScramSha256) != 0 &&
+        !GetScramSecret(&r, &credentials.scram_sha256.emplace())) {
+      return truncated();
+    }
+    if (!config.users.empty() && config.users.rbegin()->first >= name) {
+      return Invalid("configuration: users out of order");
+    }
+    config.users.emplace_hint(config.users.end(), std::move(name), std::move(credentials));
+  }
+  if (!r.GetCount(&count, kMembersMax, kMemberBytesMin)) return truncated();
+  for (uint32_t i = 0; i < count; ++i) {
+    uint64_t id = 0;
+    std::string address;
+    if (!r.GetU64(&id) || !r.GetString(&address, kMemberAddressBytesMax)) return truncated();
+    if (!config.members.empty() && config.members.rbegin()->first >= id) {
+      return Invalid("configuration: members out of order");
+    }
+    config.members.emplace_hint(config.members.end(), id, std::move(address));
+  }
+  if (!r.empty()) return Invalid("configuration: trailing bytes");
+  if (absl::Status status = config.Validate(); !status.ok()) {
+    return Invalid(Concat("configuration: ", MessageOf(status)));
+  }
+  return config;
+}
+
+}  // namespace stanzad::config

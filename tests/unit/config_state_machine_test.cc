@@ -1,0 +1,374 @@
+// ConfigStateMachine: the commands an operator types, applied as Raft entries; the answers
+// the CLI prints; membership mirroring; snapshots; and determinism (two nodes applying the
+// same log end equal).
+#include "cluster/config_state_machine.h"
+
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+
+#include <random>
+#include <string>
+#include <vector>
+
+#include "core/base/concat.h"
+
+namespace stanzad::cluster {
+namespace {
+
+using raft::Entry;
+using raft::EntryType;
+using ::testing::HasSubstr;
+
+std::string MessageOf(const absl::Status& status) { return std::string(status.message()); }
+
+config::UserCredentials MakeCredentials(char fill) {
+  config::UserCredentials credentials;
+  credentials.scram_sha256 = config::ScramSecret{std::string(16, fill), 4096, std::string(32, fill),
+                                                 std::string(32, static_cast<char>(fill + 1))};
+  return credentials;
+}
+
+// Applies commands as consecutive kNormal entries, as the control-plane thread does.
+class Node {
+ public:
+  absl::Status Run(const ConfigCommand& command) {
+    return Apply(
+        Entry{1, machine.applied_index() + 1, EntryType::kNormal, EncodeConfigCommand(command)});
+  }
+  absl::Status Apply(const Entry& entry) {
+    log.push_back(entry);
+    return machine.Apply(entry);
+  }
+  absl::Status Member(EntryType type, raft::NodeId id, std::string address) {
+    return Apply(Entry{1, machine.applied_index() + 1, type,
+                       raft::EncodeMember(raft::Member{id, std::move(address)})});
+  }
+
+  ConfigStateMachine machine;
+  std::vector<Entry> log;
+};
+
+std::vector<ConfigCommand> EveryKindOfCommand() {
+  return {
+      SetDomain{"tptac9.com"},
+      SetListen{{"a", "10.0.0.1"}},
+      SetTlsFiles{{"/k.key", "/c.crt", "/b.crt"}},
+      AddCallbridge{"cb1", "kvgP1SRzWVabhiPVAb1", false},
+      AddCallbridge{"cb2", "uBiLLdIU8vVqj86CAb1", true},
+      DeleteCallbridge{"cb2"},
+      AddUser{"alice", MakeCredentials('a')},
+      SetUserCredentials{"alice", MakeCredentials('b')},
+      DeleteUser{"alice"},
+  };
+}
+
+TEST(ConfigCommandTest, EveryKindRoundTrips) {
+  for (const ConfigCommand& command : EveryKindOfCommand()) {
+    std::string bytes = EncodeConfigCommand(command);
+    absl::StatusOr<ConfigCommand> decoded = DecodeConfigCommand(bytes);
+    ASSERT_TRUE(decoded.ok()) << decoded.status();
+    EXPECT_EQ(*decoded, command);
+    EXPECT_EQ(EncodeConfigCommand(*decoded), bytes);
+  }
+  config::UserCredentials both = MakeCredentials('c');
+  both.scram_sha1 =
+      config::ScramSecret{"saltsalt", 10000, std::string(20, 'k'), std::string(20, 'l')};
+  ConfigCommand user = AddUser{"bob", both};
+  EXPECT_EQ(*DecodeConfigCommand(EncodeConfigCommand(user)), user);
+}
+
+TEST(ConfigCommandTest, RefusesDamagedEncodings) {
+  for (const ConfigCommand& command : EveryKindOfCommand()) {
+    std::string bytes = EncodeConfigCommand(command);
+    for (size_t cut = 0; cut < bytes.size(); ++cut) {
+      EXPECT_TRUE(absl::IsInvalidArgument(DecodeConfigCommand(bytes.substr(0, cut)).status()));
+    }
+    EXPECT_THAT(MessageOf(DecodeConfigCommand(bytes + "x").status()), HasSubstr("trailing"));
+  }
+  EXPECT_THAT(MessageOf(DecodeConfigCommand(std::string("\x01\x63", 2)).status()),
+              HasSubstr("unknown kind 99"));
+  EXPECT_THAT(MessageOf(DecodeConfigCommand(std::string("\x07\x01", 2)).status()),
+              HasSubstr("format version 7"));
+  std::string force = EncodeConfigCommand(AddCallbridge{"cb1", "s", true});
+  force.back() = 2;  // a boolean is 0 or 1, one encoding per value
+  EXPECT_FALSE(DecodeConfigCommand(force).ok());
+}
+
+TEST(ConfigCommandTest, RandomBytesNeverCrash) {
+  std::mt19937_64 random(99);
+  std::vector<std::string> valid;
+  for (const ConfigCommand& command : EveryKindOfCommand()) {
+    valid.push_back(EncodeConfigCommand(command));
+  }
+  for (int round = 0; round < 20000; ++round) {
+    std::string bytes;
+    if (round % 2 == 0) {
+      const std::string& base = valid[random() % valid.size()];
+      bytes = base.substr(0, random() % (base.size() + 1));
+    }
+    size_t length = random() % 64;
+    for (size_t i = 0; i < length; ++i) bytes.push_back(static_cast<char>(random()));
+    absl::StatusOr<ConfigCommand> decoded = DecodeConfigCommand(bytes);
+    if (decoded.ok()) {
+      EXPECT_EQ(EncodeConfigCommand(*decoded), bytes);
+    }
+    // Applying whatever arrives never crashes either.
+    ConfigStateMachine machine;
+    (void)machine.Apply(Entry{1, 1, EntryType::kNormal, bytes});
+    EXPECT_EQ(machine.applied_index(), 1u);
+    EXPECT_TRUE(machine.config().Validate().ok());
+  }
+}
+
+// The seed's scenario 2: the secret of a bridge must be the same on every node. With a
+// replicated configuration there is one secret; a second node that types another one is
+// told so.
+TEST(ConfigStateMachineTest, ConflictingCallbridgeSecretIsRefusedWithAReason) {
+  Node node;
+  ASSERT_TRUE(node.Run(AddCallbridge{"cb1", "kvgP1SRzWVabhiPVAb1", false}).ok());
+  EXPECT_EQ(node.machine.config().callbridges.at("cb1").secret, "kvgP1SRzWVabhiPVAb1");
+  uint64_t version = node.machine.config().version;
+  EXPECT_EQ(version, 1u);
+
+  // `callbridge add-secret cb1` with the same secret, as the seed does on each node: a no-op.
+  EXPECT_TRUE(node.Run(AddCallbridge{"cb1", "kvgP1SRzWVabhiPVAb1", false}).ok());
+  EXPECT_EQ(node.machine.config().version, version);
+
+  // With a different secret: refused, and the CLI prints this.
+  absl::Status status = node.Run(AddCallbridge{"cb1", "RJTmSh4smhLYguGpAb1", false});
+  EXPECT_TRUE(absl::IsAlreadyExists(status));
+  EXPECT_EQ(MessageOf(status),
+            "callbridge cb1 already has a different secret on this cluster; use --force to "
+            "replace it");
+  EXPECT_EQ(node.machine.config().callbridges.at("cb1").secret, "kvgP1SRzWVabhiPVAb1");
+  EXPECT_EQ(node.machine.config().version, version);
+
+  // With --force: replaced.
+  EXPECT_TRUE(node.Run(AddCallbridge{"cb1", "RJTmSh4smhLYguGpAb1", true}).ok());
+  EXPECT_EQ(node.machine.config().callbridges.at("cb1").secret, "RJTmSh4smhLYguGpAb1");
+  EXPECT_EQ(node.machine.config().version, node.machine.applied_index());
+}
+
+TEST(ConfigStateMachineTest, CallbridgeRulesAndDeletion) {
+  Node node;
+  EXPECT_TRUE(absl::IsInvalidArgument(node.Run(AddCallbridge{"CB1", "secret", false})));
+  EXPECT_TRUE(absl::IsInvalidArgument(node.Run(AddCallbridge{"cb1", "two words", false})));
+  EXPECT_EQ(MessageOf(node.Run(DeleteCallbridge{"cb9"})), "callbridge cb9 is not configured");
+  ASSERT_TRUE(node.Run(AddCallbridge{"cb9", "secret", false}).ok());
+  ASSERT_TRUE(node.Run(DeleteCallbridge{"cb9"}).ok());
+  EXPECT_TRUE(node.machine.config().callbridges.empty());
+  EXPECT_EQ(node.machine.applied_index(), 5u);  // refused entries are consumed too
+  EXPECT_EQ(node.machine.config().version, 5u);
+}
+
+TEST(ConfigStateMachineTest, DomainAndBridgeAddressesMustFitTogether) {
+  Node node;
+  EXPECT_TRUE(absl::IsInvalidArgument(node.Run(SetDomain{"Example.com"})));
+  EXPECT_TRUE(node.machine.config().domain.empty());
+  std::string long_domain = Concat(std::string(63, 'a'), ".", std::string(63, 'b'), ".",
+                                   std::string(63, 'c'), ".", std::string(59, 'd'));
+  ASSERT_TRUE(node.Run(SetDomain{long_domain}).ok());
+  EXPECT_TRUE(node.Run(AddCallbridge{"c", "secret", false}).ok());  // c.<domain>: 252 bytes
+  EXPECT_THAT(MessageOf(node.Run(AddCallbridge{"cb1", "secret", false})),
+              HasSubstr("longer than 253"));
+  ASSERT_TRUE(node.Run(SetDomain{"example.com"}).ok());
+  ASSERT_TRUE(node.Run(AddCallbridge{"cb1", "secret", false}).ok());
+  std::string longer = Concat(std::string(63, 'a'), ".", std::string(63, 'b'), ".",
+                              std::string(63, 'c'), ".", std::string(61, 'd'));
+  EXPECT_THAT(MessageOf(node.Run(SetDomain{longer})), HasSubstr("callbridge c's address"));
+  EXPECT_EQ(node.machine.config().domain, "example.com");
+}
+
+TEST(ConfigStateMachineTest, ListenAndTlsFiles) {
+  Node node;
+  ASSERT_TRUE(node.Run(SetListen{{"a", "b"}}).ok());
+  EXPECT_EQ(node.machine.config().listen, (std::vector<std::string>{"a", "b"}));
+  EXPECT_TRUE(absl::IsInvalidArgument(node.Run(SetListen{{"a", "a"}})));
+  ASSERT_TRUE(node.Run(SetTlsFiles{{"/etc/k.key", "/etc/c.crt", ""}}).ok());
+  EXPECT_EQ(node.machine.config().tls.key_path, "/etc/k.key");
+  EXPECT_TRUE(absl::IsInvalidArgument(node.Run(SetTlsFiles{{"k.key", "/c.crt", ""}})));
+  EXPECT_EQ(node.machine.config().tls.key_path, "/etc/k.key");
+}
+
+TEST(ConfigStateMachineTest, Users) {
+  Node node;
+  ASSERT_TRUE(node.Run(AddUser{"alice", MakeCredentials('a')}).ok());
+  EXPECT_TRUE(node.Run(AddUser{"alice", MakeCredentials('a')}).ok());  // the same: no-op
+  absl::Status status = node.Run(AddUser{"alice", MakeCredentials('b')});
+  EXPECT_TRUE(absl::IsAlreadyExists(status));
+  EXPECT_THAT(MessageOf(status), HasSubstr("user alice already exists"));
+  EXPECT_EQ(node.machine.config().users.at("alice"), MakeCredentials('a'));
+  ASSERT_TRUE(node.Run(SetUserCredentials{"alice", MakeCredentials('b')}).ok());
+  EXPECT_EQ(node.machine.config().users.at("alice"), MakeCredentials('b'));
+  EXPECT_TRUE(absl::IsNotFound(node.Run(SetUserCredentials{"bob", MakeCredentials('b')})));
+  EXPECT_TRUE(absl::IsInvalidArgument(node.Run(AddUser{"bob", config::UserCredentials{}})));
+  EXPECT_TRUE(absl::IsInvalidArgument(node.Run(AddUser{"Bob", MakeCredentials('b')})));
+  ASSERT_TRUE(node.Run(DeleteUser{"alice"}).ok());
+  EXPECT_TRUE(absl::IsNotFound(node.Run(DeleteUser{"alice"})));
+  EXPECT_TRUE(node.machine.config().users.empty());
+}
+
+TEST(ConfigStateMachineTest, CheckAnswersAsApplyWouldWithoutChangingAnything) {
+  Node node;
+  ASSERT_TRUE(node.Run(AddCallbridge{"cb1", "one", false}).ok());
+  std::vector<ConfigCommand> commands = EveryKindOfCommand();
+  commands.push_back(AddCallbridge{"cb1", "two", false});
+  commands.push_back(DeleteUser{"nobody"});
+  for (const ConfigCommand& command : commands) {
+    config::Config before = node.machine.config();
+    absl::Status checked = node.machine.Check(command);
+    EXPECT_EQ(node.machine.config(), before);
+    EXPECT_EQ(node.Run(command), checked);
+  }
+}
+
+TEST(ConfigStateMachineTest, NoopsAndUndecodableEntriesChangeNothing) {
+  Node node;
+  EXPECT_TRUE(node.Apply(Entry{1, 1, EntryType::kNoop, ""}).ok());
+  EXPECT_TRUE(absl::IsInvalidArgument(node.Apply(Entry{1, 2, EntryType::kNormal, "junk"})));
+  EXPECT_TRUE(absl::IsInvalidArgument(node.Apply(Entry{1, 3, static_cast<EntryType>(9), "junk"})));
+  EXPECT_EQ(node.machine.applied_index(), 3u);
+  EXPECT_EQ(node.machine.config(), config::Config());
+}
+
+TEST(ConfigStateMachineTest, ReplayedEntriesAreIgnoredAndGapsAreFatal) {
+  Node node;
+  ASSERT_TRUE(node.Run(AddCallbridge{"cb1", "one", false}).ok());
+  // A replay of entry 1 after a restart from a snapshot that already holds it.
+  EXPECT_TRUE(node.machine
+                  .Apply(Entry{1, 1, EntryType::kNormal,
+                               EncodeConfigCommand(AddCallbridge{"cb1", "two", true})})
+                  .ok());
+  EXPECT_EQ(node.machine.config().callbridges.at("cb1").secret, "one");
+  EXPECT_DEATH((void)node.machine.Apply(Entry{1, 3, EntryType::kNoop, ""}), "out of order");
+}
+
+// The seed's scenario 3: a node reset and rejoined at the same address must not be listed
+// twice.
+TEST(ConfigStateMachineTest, MembershipIsMirroredWithUniqueAddresses) {
+  Node node;
+  ASSERT_TRUE(node.Member(EntryType::kAddMember, 0xa1, "10.0.0.1:7000").ok());
+  ASSERT_TRUE(node.Member(EntryType::kAddMember, 0xb2, "10.0.0.2:7000").ok());
+  ASSERT_TRUE(node.Member(EntryType::kAddMember, 0xc3, "10.0.0.3:7000").ok());
+  EXPECT_EQ(node.machine.config().members.size(), 3u);
+  uint64_t version = node.machine.config().version;
+  ASSERT_TRUE(node.Member(EntryType::kAddMember, 0xc3, "10.0.0.3:7000").ok());
+  EXPECT_EQ(node.machine.config().version, version);
+  // Node 3 wiped and rejoined with a new id at the same address.
+  ASSERT_TRUE(node.Member(EntryType::kAddMember, 0xd4, "10.0.0.3:7000").ok());
+  EXPECT_EQ(node.machine.config().members,
+            (std::map<uint64_t, std::string>{
+                {0xa1, "10.0.0.1:7000"}, {0xb2, "10.0.0.2:7000"}, {0xd4, "10.0.0.3:7000"}}));
+  ASSERT_TRUE(node.Member(EntryType::kRemoveMember, 0xb2, "").ok());
+  EXPECT_FALSE(node.machine.config().members.contains(0xb2));
+  EXPECT_TRUE(node.Member(EntryType::kRemoveMember, 0xb2, "").ok());  // already gone
+  EXPECT_TRUE(absl::IsInvalidArgument(
+      node.Apply(Entry{1, node.machine.applied_index() + 1, EntryType::kAddMember, "short"})));
+  EXPECT_TRUE(absl::IsInvalidArgument(node.Member(EntryType::kAddMember, 0xe5, "")));
+  EXPECT_TRUE(node.machine.config().Validate().ok());
+}
+
+TEST(ConfigStateMachineTest, SnapshotRestoresTheWholeState) {
+  Node node;
+  for (const ConfigCommand& command : EveryKindOfCommand()) (void)node.Run(command);
+  ASSERT_TRUE(node.Member(EntryType::kAddMember, 7, "10.0.0.7:7000").ok());
+  std::string snapshot = node.machine.Snapshot();
+
+  ConfigStateMachine restored;
+  ASSERT_TRUE(restored.Restore(snapshot).ok());
+  EXPECT_EQ(restored.config(), node.machine.config());
+  EXPECT_EQ(restored.applied_index(), node.machine.applied_index());
+  EXPECT_EQ(restored.Snapshot(), snapshot);
+
+  // Damaged data is refused and leaves the state alone; empty data is the initial state.
+  for (size_t cut = 0; cut < snapshot.size(); cut += 7) {
+    if (cut == 0) continue;
+    EXPECT_FALSE(restored.Restore(snapshot.substr(0, cut)).ok());
+    EXPECT_EQ(restored.config(), node.machine.config());
+  }
+  std::mt19937_64 random(5);
+  for (int round = 0; round < 5000; ++round) {
+    std::string bytes = snapshot.substr(0, random() % snapshot.size());
+    for (int i = 0; i < 8; ++i) bytes.push_back(static_cast<char>(random()));
+    (void)restored.Restore(bytes);
+  }
+  ASSERT_TRUE(restored.Restore("").ok());
+  EXPECT_EQ(restored.config(), config::Config());
+  EXPECT_EQ(restored.applied_index(), 0u);
+}
+
+// A random but valid-looking command: many collide (same names, secrets, users), so that
+// the log mixes accepted, no-op and refused commands.
+ConfigCommand RandomCommand(std::mt19937_64& random) {
+  auto pick = [&](int n) { return static_cast<int>(random() % n); };
+  std::string bridge = Concat("cb", std::to_string(pick(8)));
+  std::string user = Concat("user", std::to_string(pick(6)));
+  switch (pick(9)) {
+    case 0:
+      return SetDomain{pick(2) == 0 ? "example.com" : "tptac9.com"};
+    case 1:
+      return SetListen{{pick(2) == 0 ? "a" : "10.0.0.1"}};
+    case 2:
+      return AddCallbridge{bridge, Concat("secret", std::to_string(pick(3))), false};
+    case 3:
+      return AddCallbridge{bridge, Concat("secret", std::to_string(pick(3))), true};
+    case 4:
+      return DeleteCallbridge{bridge};
+    case 5:
+      return AddUser{user, MakeCredentials(static_cast<char>('a' + pick(3)))};
+    case 6:
+      return DeleteUser{user};
+    case 7:
+      return SetUserCredentials{user, MakeCredentials(static_cast<char>('a' + pick(3)))};
+    default:
+      return AddCallbridge{"Bad Name", "x", false};
+  }
+}
+
+TEST(ConfigStateMachineTest, TwoNodesApplyingTheSameLogEndEqual) {
+  for (uint64_t seed = 1; seed <= 20; ++seed) {
+    SCOPED_TRACE(Concat("seed ", std::to_string(seed)));
+    std::mt19937_64 random(seed);
+    std::vector<Entry> log;
+    for (raft::Index index = 1; index <= 300; ++index) {
+      Entry entry{1 + index / 100, index, EntryType::kNormal, ""};
+      int kind = static_cast<int>(random() % 20);
+      if (kind == 0) {
+        entry.type = EntryType::kNoop;
+      } else if (kind == 1) {
+        entry.type = EntryType::kAddMember;
+        entry.data =
+            raft::EncodeMember({1 + random() % 5, Concat("10.0.0.", std::to_string(random() % 4))});
+      } else if (kind == 2) {
+        entry.type = EntryType::kRemoveMember;
+        entry.data = raft::EncodeMember({1 + random() % 5, ""});
+      } else {
+        entry.data = EncodeConfigCommand(RandomCommand(random));
+      }
+      log.push_back(std::move(entry));
+    }
+
+    ConfigStateMachine first;
+    ConfigStateMachine second;
+    ConfigStateMachine from_snapshot;
+    std::vector<absl::Status> first_results;
+    for (const Entry& entry : log) first_results.push_back(first.Apply(entry));
+    for (size_t i = 0; i < log.size(); ++i) {
+      EXPECT_EQ(second.Apply(log[i]), first_results[i]) << "entry " << log[i].index;
+      if (i == 150) {
+        ASSERT_TRUE(from_snapshot.Restore(second.Snapshot()).ok());
+      } else if (i > 150) {
+        EXPECT_EQ(from_snapshot.Apply(log[i]), first_results[i]);
+      }
+    }
+    EXPECT_EQ(first.config(), second.config());
+    EXPECT_EQ(first.Snapshot(), second.Snapshot());
+    EXPECT_EQ(from_snapshot.Snapshot(), first.Snapshot());
+    EXPECT_TRUE(first.config().Validate().ok());
+    // Something happened: the log was not all refusals.
+    EXPECT_FALSE(first.config().callbridges.empty() && first.config().users.empty());
+  }
+}
+
+}  // namespace
+}  // namespace stanzad::cluster
