@@ -1,16 +1,14 @@
 #include "cmd/node_config.h"
 
 #include <arpa/inet.h>
-#include <fcntl.h>
 #include <sys/random.h>
-#include <sys/stat.h>
-#include <unistd.h>
 
 #include <cerrno>
 #include <cstring>
 #include <fstream>
 #include <sstream>
 
+#include "cluster/storage/atomic_file.h"
 #include "core/base/concat.h"
 
 namespace stanzad {
@@ -172,45 +170,6 @@ absl::StatusOr<NodeConfig> ParseNodeConfig(std::string_view text) {
   return config;
 }
 
-absl::Status WriteFileAtomically(const std::string& path, std::string_view bytes) {
-  const std::string temp = path + ".tmp";
-  const int fd = open(temp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-  if (fd < 0) return ErrnoError(Concat("cannot create ", temp), errno);
-  size_t written = 0;
-  while (written < bytes.size()) {
-    const ssize_t n = write(fd, bytes.data() + written, bytes.size() - written);
-    if (n < 0 && errno == EINTR) continue;
-    if (n <= 0) {
-      const int error = errno;
-      close(fd);
-      unlink(temp.c_str());
-      return ErrnoError(Concat("cannot write ", temp), error);
-    }
-    written += static_cast<size_t>(n);
-  }
-  if (fsync(fd) != 0) {
-    const int error = errno;
-    close(fd);
-    unlink(temp.c_str());
-    return ErrnoError(Concat("cannot sync ", temp), error);
-  }
-  close(fd);
-  if (rename(temp.c_str(), path.c_str()) != 0) {
-    const int error = errno;
-    unlink(temp.c_str());
-    return ErrnoError(Concat("cannot replace ", path), error);
-  }
-  const std::string directory = path.substr(
-      0, path.rfind('/') == std::string::npos ? 1 : std::max<size_t>(1, path.rfind('/')));
-  const int dir_fd = open(directory.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-  if (dir_fd < 0) return ErrnoError(Concat("cannot open ", directory), errno);
-  const int synced = fsync(dir_fd);
-  const int error = errno;
-  close(dir_fd);
-  if (synced != 0) return ErrnoError(Concat("cannot sync ", directory), error);
-  return absl::OkStatus();
-}
-
 absl::StatusOr<NodeConfig> LoadNodeConfig(const std::string& state_dir) {
   const std::string path = state_dir + "/config";
   std::ifstream in(path, std::ios::binary);
@@ -228,7 +187,8 @@ absl::StatusOr<NodeConfig> LoadNodeConfig(const std::string& state_dir) {
 }
 
 absl::Status SaveNodeConfig(const std::string& state_dir, const NodeConfig& config) {
-  return WriteFileAtomically(state_dir + "/config", SerializeNodeConfig(config));
+  return storage::WriteFileAtomically(*storage::PosixFs(), state_dir, "config",
+                                      SerializeNodeConfig(config));
 }
 
 }  // namespace stanzad

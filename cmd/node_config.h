@@ -50,13 +50,10 @@ absl::Status ValidateListenAddress(std::string_view address);
 // one upper-case letter, one lower-case letter and one digit.
 std::string GenerateCallbridgeSecret();
 
-// Writes `bytes` to `path` so that a crash at any instant leaves either the old
-// or the new content: temp file in the same directory, fsync, rename, fsync of
-// the directory.
-absl::Status WriteFileAtomically(const std::string& path, std::string_view bytes);
-
 // Reads `<state_dir>/config`; NotFound if the node has never been configured.
 absl::StatusOr<NodeConfig> LoadNodeConfig(const std::string& state_dir);
+// Replaces `<state_dir>/config` atomically (storage::WriteFileAtomically: a
+// crash at any instant leaves the old or the new file).
 absl::Status SaveNodeConfig(const std::string& state_dir, const NodeConfig& config);
 
 }  // namespace stanzad

@@ -7,6 +7,7 @@
 #include <filesystem>
 #include <set>
 
+#include "cluster/storage/atomic_file.h"
 #include "cmd/node_config.h"
 
 namespace stanzad {
@@ -70,7 +71,9 @@ TEST(NodeConfigTest, SaveIsAtomicAndLoadsBack) {
   ASSERT_TRUE(loaded.ok());
   EXPECT_EQ(*loaded, config);
   // A torn file is reported, never half-read.
-  ASSERT_TRUE(WriteFileAtomically(dir + "/config", "stanzad-config 1\ndomain exa").ok());
+  ASSERT_TRUE(storage::WriteFileAtomically(*storage::PosixFs(), dir, "config",
+                                           "stanzad-config 1\ndomain exa")
+                  .ok());
   EXPECT_EQ(LoadNodeConfig(dir).status().code(), absl::StatusCode::kDataLoss);
   std::filesystem::remove_all(dir);
 }
