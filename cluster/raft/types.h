@@ -53,8 +53,8 @@ struct HardState {
 };
 
 struct SnapshotMetadata {
-  Index index = 0;  // last entry the snapshot covers
-  Term term = 0;    // term of that entry
+  Index index = 0;              // last entry the snapshot covers
+  Term term = 0;                // term of that entry
   std::vector<Member> members;  // membership as of `index`
 
   friend bool operator==(const SnapshotMetadata&, const SnapshotMetadata&) = default;

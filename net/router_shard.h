@@ -1,0 +1,158 @@
+// RouterShard: the XMPP side of one shard. It owns the component sessions of
+// the connections its shard accepted, a copy of the route table, and (for the
+// component addresses that hash to it) the authority over which connection
+// speaks for a bridge.
+//
+// How a bridge gets routable (all through Shard::Post, so per-pair order holds):
+//   session on shard S authenticates cb1.example.com
+//     → BindRequest to the owner shard O = hash(address) % shards
+//     → O records it; if another connection held the address, that one's
+//       shard gets Conflict and closes it with <conflict/>
+//     → O broadcasts RouteBind to every shard, which updates its RouteTable.
+//   Closing runs the same way with UnbindRequest / RouteUnbind, and a stale
+//   unbind (from a connection already replaced) changes nothing.
+//
+// A stanza's way: the session checks it; the local RouteTable resolves `to`;
+// a bridge on this shard gets the bytes at once, one on another shard through
+// a Deliver record; anything that cannot be delivered (no route, the bridge
+// went away, its queue is full) is answered to the sender with the stanza
+// error that says why. Error stanzas are never answered with errors.
+//
+// Thread safety: every method runs on the shard's thread (ShardHandler
+// contract). RouterConfigPublisher and RouterShardStats may be used from any
+// thread.
+#ifndef STANZAD_NET_ROUTER_SHARD_H_
+#define STANZAD_NET_ROUTER_SHARD_H_
+
+#include <atomic>
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <string_view>
+
+#include "absl/container/flat_hash_map.h"
+#include "core/router/route_table.h"
+#include "core/xml/tokenizer.h"
+#include "core/xmpp/component_session.h"
+#include "net/engine.h"
+
+namespace stanzad::net {
+
+// What the shards need of the node's configuration: immutable once published.
+struct RouterConfig {
+  std::string domain;
+  bool enabled = true;
+  // Component address ("cb1.example.com") → shared secret.
+  absl::flat_hash_map<std::string, std::string> bridge_secrets;
+};
+
+// Hands the current RouterConfig from the control plane to the shards.
+class RouterConfigPublisher {
+ public:
+  explicit RouterConfigPublisher(std::shared_ptr<const RouterConfig> initial)
+      : current_(std::move(initial)) {}
+  void Publish(std::shared_ptr<const RouterConfig> config) { current_.store(std::move(config)); }
+  std::shared_ptr<const RouterConfig> Current() const { return current_.load(); }
+
+ private:
+  std::atomic<std::shared_ptr<const RouterConfig>> current_;
+};
+
+struct RouterLimits {
+  // A connection must complete the handshake within this time.
+  uint64_t preauth_timeout_ms = 10'000;
+  // A connection that sends nothing for this long is closed (0: never).
+  uint64_t idle_timeout_ms = 0;
+  // A peer whose send queue stays above slow_reader_queue_bytes for this long
+  // is disconnected.
+  uint64_t slow_reader_timeout_ms = 10'000;
+  size_t slow_reader_queue_bytes = 256 * 1024;
+  // Failed handshakes (wrong secret, unknown bridge) from one IP address within
+  // the window, after which that address's connections are refused until the
+  // window passes. Counted per shard.
+  uint32_t auth_failures_max = 10;
+  uint64_t auth_failure_window_ms = 60'000;
+  xml::TokenizerLimits tokenizer;
+};
+
+// Counters of one shard, written only by its thread, read by anyone.
+struct alignas(64) RouterShardStats {
+  std::atomic<uint64_t> connections_accepted{0};
+  std::atomic<uint64_t> connections_refused{0};
+  std::atomic<uint64_t> connections_open{0};
+  std::atomic<uint64_t> bridges_authenticated{0};
+  std::atomic<uint64_t> bridges_connected{0};
+  std::atomic<uint64_t> auth_failures{0};
+  std::atomic<uint64_t> stanzas_received{0};
+  std::atomic<uint64_t> stanzas_routed{0};
+  std::atomic<uint64_t> stanzas_answered{0};
+  std::atomic<uint64_t> stanzas_bounced{0};
+  std::atomic<uint64_t> error_stanzas_dropped{0};
+  std::atomic<uint64_t> stream_errors{0};
+  std::atomic<uint64_t> bytes_received{0};
+};
+
+// Record kinds of Shard::Post used by the router.
+enum RouterMessageKind : uint32_t {
+  kConfigChanged = 1,  // reload the published RouterConfig
+  kBindRequest,        // to the owner: target = connection, payload = address
+  kUnbindRequest,      // to the owner: target = connection, payload = address
+  kRouteBind,          // to all: target = connection, payload = address
+  kRouteUnbind,        // to all: target = connection, payload = address
+  kDeliver,            // target = destination, argument = sender, payload = stanza
+  kBounce,             // target = sender, argument = condition, payload = stanza
+  kConflict,           // target = connection replaced by a newer one
+};
+
+class RouterShard : public ShardHandler {
+ public:
+  RouterShard(const RouterConfigPublisher* config, RouterLimits limits, RouterShardStats* stats);
+  ~RouterShard() override;
+
+  bool OnAccept(Shard& shard, ConnectionId id, const Endpoint& peer, int listener_tag) override;
+  void OnData(Shard& shard, ConnectionId id, std::string_view bytes) override;
+  void OnClosed(Shard& shard, ConnectionId id, const absl::Status& reason) override;
+  void OnMessage(Shard& shard, const CrossShardMessage& message) override;
+  void OnTick(Shard& shard, uint64_t now_ms) override;
+  void OnStop(Shard& shard) override;
+
+  // The shard that decides which connection holds `address`.
+  static int OwnerShard(std::string_view address, int shard_count);
+
+ private:
+  class Connection;
+
+  Connection* Find(ConnectionId id);
+  void Route(Connection& sender, const xmpp::Stanza& stanza);
+  // Sends `bytes` to a connection of this shard; false if it is gone or full.
+  bool DeliverLocal(ConnectionId target, std::string_view bytes,
+                    xmpp::StanzaErrorCondition* why_not);
+  // Answers `stanza_bytes` (from `sender`, on any shard) with a stanza error.
+  void Bounce(ConnectionId sender, std::string_view stanza_bytes,
+              xmpp::StanzaErrorCondition condition);
+  void Broadcast(uint32_t kind, ConnectionId target, std::string_view payload);
+  void ApplyConfig();
+  bool AddressBlocked(const std::string& ip, uint64_t now_ms);
+  void RecordAuthFailure(const std::string& ip, uint64_t now_ms);
+  void DestroyIfDead(ConnectionId id);
+
+  const RouterConfigPublisher* config_publisher_;
+  std::shared_ptr<const RouterConfig> config_;
+  RouterLimits limits_;
+  RouterShardStats* stats_;
+  Shard* shard_ = nullptr;  // set on the first callback; the engine owns it
+  router::RouteTable routes_;
+  // Authoritative bindings for the addresses this shard owns.
+  absl::flat_hash_map<std::string, ConnectionId> owned_bindings_;
+  absl::flat_hash_map<ConnectionId, std::unique_ptr<Connection>> connections_;
+  struct AuthFailures {
+    uint32_t count = 0;
+    uint64_t window_start_ms = 0;
+  };
+  absl::flat_hash_map<std::string, AuthFailures> auth_failures_;
+  uint64_t last_scan_ms_ = 0;
+};
+
+}  // namespace stanzad::net
+
+#endif  // STANZAD_NET_ROUTER_SHARD_H_

@@ -1,0 +1,161 @@
+// SpscByteQueue: a bounded, lock-free queue of variable-length byte records
+// between exactly one producer thread and one consumer thread.
+//
+// The engine keeps one per ordered pair (producer, consumer shard) for
+// cross-shard messages. Records live in one ring of bytes allocated once:
+// pushing copies the record in, and draining hands out views into the ring
+// until the drain returns, so no record costs an allocation.
+//
+// Layout: each record is an 8-byte header (its length) followed by its bytes,
+// padded to 8. A record never wraps around the end of the ring: when it does
+// not fit in the space left before the end, the producer writes a wrap marker
+// there and starts the record at offset 0.
+//
+// Ordering: the producer publishes a record with one release store of `head`
+// after copying it in; the consumer releases space with one release store of
+// `tail` after the whole drain, so a batch costs one cache-line transfer each
+// way, not one per record.
+//
+// Thread safety: TryPush only from the producer thread, Drain and
+// EmptyForConsumer only from the consumer thread (the same thread may be
+// both). capacity() and max_record_bytes() from any thread.
+#ifndef STANZAD_NET_SPSC_QUEUE_H_
+#define STANZAD_NET_SPSC_QUEUE_H_
+
+#include <atomic>
+#include <bit>
+#include <cstddef>
+#include <cstdint>
+#include <cstring>
+#include <memory>
+#include <new>
+#include <string_view>
+
+#include "core/base/check.h"
+
+namespace stanzad::net {
+
+class SpscByteQueue {
+ public:
+  static constexpr size_t kRecordHeaderBytes = 8;
+  static constexpr size_t kCapacityMinBytes = 64;
+
+  // `capacity_bytes` is rounded up to a power of two (at least 64).
+  explicit SpscByteQueue(size_t capacity_bytes)
+      : capacity_(
+            std::bit_ceil(capacity_bytes < kCapacityMinBytes ? kCapacityMinBytes : capacity_bytes)),
+        mask_(capacity_ - 1),
+        // Not value-initialised: pages of a large ring stay untouched (and
+        // unbacked) until records reach them.
+        ring_(new char[capacity_]) {}
+
+  SpscByteQueue(const SpscByteQueue&) = delete;
+  SpscByteQueue& operator=(const SpscByteQueue&) = delete;
+
+  size_t capacity() const { return capacity_; }
+
+  // The largest record TryPush can ever accept. Half the ring: a record that
+  // must skip the unusable end of the ring then still fits in an empty queue.
+  size_t max_record_bytes() const { return capacity_ / 2 - kRecordHeaderBytes; }
+
+  // Producer. Appends one record made of `first` followed by `second`.
+  // Returns false, writing nothing, if the queue has no room for it now, or
+  // if it is larger than max_record_bytes().
+  bool TryPush(std::string_view first, std::string_view second = {}) {
+    const size_t length = first.size() + second.size();
+    if (length > max_record_bytes()) return false;
+    const size_t need = RecordBytes(length);
+    uint64_t head = producer_.head.load(std::memory_order_relaxed);
+    const size_t offset = head & mask_;
+    const size_t contiguous = capacity_ - offset;
+    const size_t skip = need <= contiguous ? 0 : contiguous;
+    if (!HasRoom(head, skip + need)) return false;
+    if (skip != 0) {
+      // There is always room for a header: offsets and capacity are multiples of 8.
+      WriteHeader(offset, kWrapMarker);
+      head += skip;
+    }
+    const size_t start = head & mask_;
+    WriteHeader(start, static_cast<uint32_t>(length));
+    char* data = ring_.get() + start + kRecordHeaderBytes;
+    if (!first.empty()) std::memcpy(data, first.data(), first.size());
+    if (!second.empty()) std::memcpy(data + first.size(), second.data(), second.size());
+    producer_.head.store(head + need, std::memory_order_release);
+    return true;
+  }
+
+  // Consumer. Calls `fn(std::string_view record)` for up to `records_max`
+  // records that were published when the call began, oldest first. The views
+  // are valid until Drain returns. Returns how many records were handed out.
+  // Records pushed while draining (`fn` may push to this very queue when the
+  // producer and consumer are the same thread) wait for the next Drain.
+  template <typename Fn>
+  size_t Drain(size_t records_max, Fn&& fn) {
+    const uint64_t head = producer_.head.load(std::memory_order_acquire);
+    uint64_t tail = consumer_.tail.load(std::memory_order_relaxed);
+    size_t records = 0;
+    while (tail != head && records < records_max) {
+      const size_t offset = tail & mask_;
+      const uint32_t length = ReadHeader(offset);
+      if (length == kWrapMarker) {
+        tail += capacity_ - offset;
+        continue;
+      }
+      DCHECK_LE(static_cast<size_t>(length), max_record_bytes());
+      fn(std::string_view(ring_.get() + offset + kRecordHeaderBytes, length));
+      tail += RecordBytes(length);
+      ++records;
+    }
+    consumer_.tail.store(tail, std::memory_order_release);
+    return records;
+  }
+
+  // Consumer. True if no record is published. Pair it with a fence when it
+  // decides whether to sleep (see Shard's doorbell protocol).
+  bool EmptyForConsumer() const {
+    return producer_.head.load(std::memory_order_acquire) ==
+           consumer_.tail.load(std::memory_order_relaxed);
+  }
+
+ private:
+  static constexpr uint32_t kWrapMarker = 0xFFFFFFFFu;
+
+  static size_t RecordBytes(size_t length) {
+    return kRecordHeaderBytes + ((length + 7) & ~static_cast<size_t>(7));
+  }
+
+  bool HasRoom(uint64_t head, size_t bytes) {
+    if (capacity_ - (head - producer_.cached_tail) >= bytes) return true;
+    producer_.cached_tail = consumer_.tail.load(std::memory_order_acquire);
+    return capacity_ - (head - producer_.cached_tail) >= bytes;
+  }
+
+  void WriteHeader(size_t offset, uint32_t length) {
+    std::memcpy(ring_.get() + offset, &length, sizeof(length));
+  }
+  uint32_t ReadHeader(size_t offset) const {
+    uint32_t length;
+    std::memcpy(&length, ring_.get() + offset, sizeof(length));
+    return length;
+  }
+
+  // Each side's fields on its own cache line, so neither side's writes evict
+  // the other's reads except when it publishes.
+  struct alignas(64) ProducerSide {
+    std::atomic<uint64_t> head{0};
+    uint64_t cached_tail = 0;  // the producer's last look at consumer_.tail
+  };
+  struct alignas(64) ConsumerSide {
+    std::atomic<uint64_t> tail{0};
+  };
+
+  const size_t capacity_;
+  const size_t mask_;
+  std::unique_ptr<char[]> ring_;
+  ProducerSide producer_;
+  ConsumerSide consumer_;
+};
+
+}  // namespace stanzad::net
+
+#endif  // STANZAD_NET_SPSC_QUEUE_H_

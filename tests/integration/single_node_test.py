@@ -1,0 +1,300 @@
+"""Integration tests of one stanzad node: real processes, real sockets on
+127.0.0.1, configured with stanzactl, driven by raw components and by
+slixmpp (Debian's python3-slixmpp) as a real third-party component.
+
+Run: STANZAD_BIN_DIR=build/cmd /usr/bin/python3 tests/integration/single_node_test.py -v
+"""
+import asyncio
+import json
+import os
+import random
+import re
+import signal
+import socket
+import sys
+import threading
+import time
+import unittest
+
+sys.path.insert(0, os.path.dirname(__file__))
+from stanzad_harness import (DOMAIN, RawComponent, StanzadProcess, wait_until)  # noqa: E402
+
+UTF8_BODY = "Grüße aus Zürich — 会议已开始 😀 &lt;b&gt; &amp; &apos;quoted&apos;"
+
+
+class SingleNodeTest(unittest.TestCase):
+    def setUp(self):
+        self.node = StanzadProcess().start()
+        self.node.wait_serving()
+        self.components = []
+
+    def tearDown(self):
+        for component in self.components:
+            component.close()
+        self.node.cleanup()
+
+    def bridge(self, name, secret=None):
+        secrets = self.node.secrets()
+        component = RawComponent(self.node.port, name, secret or secrets[name])
+        self.components.append(component)
+        return component
+
+    def add_bridges(self, *names):
+        for name in names:
+            code, out = self.node.admin("callbridge", "add", name)
+            self.assertEqual(code, 0, out)
+
+    # --- operator commands -------------------------------------------------
+
+    def test_callbridge_commands_through_stanzactl(self):
+        code, out, err = self.node.stanzactl("xmpp", "callbridge", "add", "cb1")
+        self.assertEqual(code, 0, err)
+        self.assertRegex(out, r"^\*\*\*\nCallbridge : cb1\nDomain     : example.com\n"
+                              r"Secret     : [A-Za-z0-9]{20}\n$")
+        code, out, err = self.node.stanzactl("callbridge", "add-secret", "cb2",
+                                             stdin="my-own-secret\n")
+        self.assertEqual(code, 0, err)
+        code, out, _ = self.node.stanzactl("callbridge", "list", json=True)
+        bridges = {b["name"]: b for b in json.loads(out)}
+        self.assertEqual(bridges["cb2"]["secret"], "my-own-secret")
+        self.assertEqual(bridges["cb1"]["component"], "cb1.example.com")
+        code, _, err = self.node.stanzactl("callbridge", "add-secret", "cb2",
+                                           stdin="another-secret\n")
+        self.assertEqual(code, 1)
+        self.assertIn("--force", err)
+        code, _, err = self.node.stanzactl("callbridge", "del", "nosuch")
+        self.assertEqual(code, 1)
+        self.assertIn("no call bridge named nosuch", err)
+        code, out, _ = self.node.stanzactl("status")
+        self.assertIn("XMPP state    : enabled, serving", out)
+        self.assertIn(f"127.0.0.1:{self.node.port}", out)
+
+    # --- routing ------------------------------------------------------------
+
+    def test_two_bridges_exchange_messages_and_iqs_both_ways(self):
+        self.add_bridges("cb1", "cb2")
+        cb1 = self.bridge("cb1").connect()
+        cb2 = self.bridge("cb2").connect()
+        message = (f"<message from='room@cb1.{DOMAIN}/a' to='room@cb2.{DOMAIN}' id='m1' "
+                   f"type='groupchat'><body>{UTF8_BODY}</body></message>")
+        cb1.send(message)
+        cb2.read_until(message)  # byte for byte: UTF-8 and entities intact
+        cb2.send(f"<iq type='get' from='cb2.{DOMAIN}' to='cb1.{DOMAIN}' id='q1'>"
+                 "<query xmlns='http://jabber.org/protocol/disco#info'/></iq>")
+        cb1.read_until("id='q1'")
+        cb1.send(f"<iq type='result' from='cb1.{DOMAIN}' to='cb2.{DOMAIN}' id='q1'/>")
+        cb2.read_until(f"<iq type='result' from='cb1.{DOMAIN}' to='cb2.{DOMAIN}' id='q1'/>")
+
+    def test_server_answers_ping_and_unknown_destinations_get_errors(self):
+        self.add_bridges("cb1")
+        cb1 = self.bridge("cb1").connect()
+        cb1.send(f"<iq type='get' from='cb1.{DOMAIN}' to='{DOMAIN}' id='p1'>"
+                 "<ping xmlns='urn:xmpp:ping'/></iq>")
+        cb1.read_until(f"<iq from='{DOMAIN}' to='cb1.{DOMAIN}' type='result' id='p1'/>")
+        cb1.send(f"<message from='cb1.{DOMAIN}' to='cb7.{DOMAIN}' id='lost'/>")
+        cb1.read_until("id='lost'><error type='cancel'><service-unavailable")
+        cb1.send(f"<message from='cb1.{DOMAIN}' to='someone@elsewhere.org' id='far'/>")
+        cb1.read_until("id='far'><error type='cancel'><remote-server-not-found")
+
+    def test_slixmpp_component_talks_to_a_raw_component(self):
+        self.add_bridges("cb1")
+        code, out = self.node.admin("callbridge", "add-secret", "cb3", "--secret=slix-secret-1")
+        self.assertEqual(code, 0, out)
+        cb1 = self.bridge("cb1").connect()
+        received = []
+        ready = threading.Event()
+        done = threading.Event()
+        port = self.node.port
+
+        def run_slixmpp():
+            import slixmpp
+            asyncio.set_event_loop(asyncio.new_event_loop())
+
+            class Echo(slixmpp.ComponentXMPP):
+                def __init__(self):
+                    super().__init__(f"cb3.{DOMAIN}", "slix-secret-1", "127.0.0.1", port)
+                    self.add_event_handler("session_start", lambda _: ready.set())
+                    self.add_event_handler("message", self.on_message)
+
+                def on_message(self, msg):
+                    received.append(msg["body"])
+                    reply = msg.reply("echo: " + msg["body"])
+                    reply["from"] = f"bot@cb3.{DOMAIN}"
+                    reply.send()
+
+            xmpp = Echo()
+            xmpp.connect()
+            loop = asyncio.get_event_loop()
+
+            async def stop_when_done():
+                while not done.is_set():
+                    await asyncio.sleep(0.05)
+                xmpp.disconnect()
+                await asyncio.sleep(0.2)
+            loop.run_until_complete(stop_when_done())
+
+        thread = threading.Thread(target=run_slixmpp, daemon=True)
+        thread.start()
+        try:
+            self.assertTrue(ready.wait(15), "slixmpp did not authenticate")
+            cb1.send(f"<message from='user@cb1.{DOMAIN}' to='bot@cb3.{DOMAIN}' type='chat' "
+                     f"id='s1'><body>héllo 会议 &amp; more</body></message>")
+            cb1.read_until("echo: héllo 会议 &amp; more".encode())
+            self.assertEqual(received, ["héllo 会议 & more"])
+        finally:
+            done.set()
+            thread.join(10)
+
+    def test_reconnecting_bridge_replaces_the_old_connection(self):
+        self.add_bridges("cb1", "cb2")
+        old = self.bridge("cb1").connect()
+        new = self.bridge("cb1").connect()
+        old.read_until("<conflict ")
+        self.assertTrue(old.wait_closed())
+        cb2 = self.bridge("cb2").connect()
+        cb2.send(f"<message from='cb2.{DOMAIN}' to='cb1.{DOMAIN}' id='to-new'/>")
+        new.read_until("id='to-new'")
+
+    # --- stream errors ------------------------------------------------------
+
+    def assertStreamError(self, component, condition):
+        component.read_until(f"<{condition} ")
+        self.assertTrue(component.wait_closed(), "connection stayed open after a stream error")
+
+    def test_stream_errors(self):
+        self.add_bridges("cb1")
+        secret = self.node.secrets()["cb1"]
+        wrong = RawComponent(self.node.port, "cb1", "wrong-secret").open_stream()
+        wrong.handshake(expect_ok=False)
+        self.assertStreamError(wrong, "not-authorized")
+        unknown = RawComponent(self.node.port, "cb9", secret).open_stream()
+        self.assertStreamError(unknown, "host-unknown")
+        client_ns = RawComponent(self.node.port, "cb1", secret).open_stream("jabber:client")
+        self.assertStreamError(client_ns, "invalid-namespace")
+        spoof = RawComponent(self.node.port, "cb1", secret).connect()
+        spoof.send(f"<message from='cb2.{DOMAIN}' to='cb1.{DOMAIN}'/>")
+        self.assertStreamError(spoof, "invalid-from")
+        entity = RawComponent(self.node.port, "cb1", secret).connect()
+        entity.send(f"<message from='cb1.{DOMAIN}' to='x@{DOMAIN}'>&xxe;</message>")
+        self.assertStreamError(entity, "restricted-xml")
+        broken = RawComponent(self.node.port, "cb1", secret).connect()
+        broken.send(f"<message from='cb1.{DOMAIN}' to='x@{DOMAIN}'><body></message>")
+        self.assertStreamError(broken, "not-well-formed")
+        huge = RawComponent(self.node.port, "cb1", secret).connect()
+        try:
+            huge.send(f"<message from='cb1.{DOMAIN}' to='x@{DOMAIN}'><body>"
+                      + "x" * (300 * 1024) + "</body></message>")
+        except OSError:
+            pass  # the server may close before reading it all
+        self.assertStreamError(huge, "policy-violation")
+
+    def test_malformed_and_stalled_connections_do_not_affect_others(self):
+        self.add_bridges("cb1", "cb2")
+        stalled = socket.create_connection(("127.0.0.1", self.node.port))
+        stalled.sendall(b"<stream:stream xmlns='jabber:component:accept' xmlns:str")
+        garbage = socket.create_connection(("127.0.0.1", self.node.port))
+        garbage.sendall(bytes(random.Random(7).getrandbits(8) for _ in range(4096)))
+        silent = socket.create_connection(("127.0.0.1", self.node.port))
+        try:
+            cb1 = self.bridge("cb1").connect()
+            cb2 = self.bridge("cb2").connect()
+            for i in range(200):
+                cb1.send(f"<message from='cb1.{DOMAIN}' to='cb2.{DOMAIN}' id='n{i}'/>")
+            cb2.read_until("id='n199'")
+            for i in range(200):
+                self.assertIn(f"id='n{i}'".encode(), cb2.received)
+        finally:
+            for s in (stalled, garbage, silent):
+                s.close()
+
+    def test_deleting_a_bridge_disconnects_it(self):
+        self.add_bridges("cb1", "cb2")
+        cb1 = self.bridge("cb1").connect()
+        cb2 = self.bridge("cb2").connect()
+        code, _, err = self.node.stanzactl("callbridge", "del", "cb2")
+        self.assertEqual(code, 0, err)
+        self.assertStreamError(cb2, "not-authorized")
+        cb1.send(f"<message from='cb1.{DOMAIN}' to='cb2.{DOMAIN}' id='gone'/>")
+        cb1.read_until("id='gone'><error type='cancel'><service-unavailable")
+
+    def test_thousand_bridges_each_exchange_a_message(self):
+        count = 1000
+        names = [f"b{i}" for i in range(count)]
+        for name in names:
+            code, out = self.node.admin("callbridge", "add", name)
+            self.assertEqual(code, 0, out)
+        secrets = self.node.secrets()
+        bridges = []
+        for name in names:
+            component = RawComponent(self.node.port, name, secrets[name])
+            self.components.append(component)
+            component.open_stream().handshake(expect_ok=False)
+            bridges.append(component)
+        for component in bridges:
+            component.read_until("<handshake/>")
+        # Each bridge sends one message to the next one around the ring.
+        for i, component in enumerate(bridges):
+            target = names[(i + 1) % count]
+            component.send(f"<message from='{names[i]}.{DOMAIN}' to='{target}.{DOMAIN}' "
+                           f"id='ring-{i}'><body>{i}</body></message>")
+        for i, component in enumerate(bridges):
+            component.read_until(f"id='ring-{(i - 1) % count}'")
+        code, out, _ = self.node.stanzactl("status", json=True)
+        status = json.loads(out)
+        self.assertEqual(status["callbridges_connected"], count)
+        self.assertGreaterEqual(status["stanzas_routed"], count)
+
+
+class DurabilityTest(unittest.TestCase):
+    def test_restart_keeps_the_configuration(self):
+        node = StanzadProcess().start()
+        try:
+            node.wait_serving()
+            for name in ("cb1", "cb2", "cb3"):
+                self.assertEqual(node.admin("callbridge", "add", name)[0], 0)
+            before = node.secrets()
+            self.assertEqual(node.stop(), 0)
+            node.start(seed=False)
+            node.wait_serving()
+            self.assertEqual(node.secrets(), before)
+            RawComponent(node.port, "cb2", before["cb2"]).connect().close()
+        finally:
+            node.cleanup()
+
+    def test_sigkill_during_a_burst_of_adds_never_tears_the_state(self):
+        node = StanzadProcess()
+        try:
+            acknowledged = set()
+            rng = random.Random(11)
+            for round_number in range(5):
+                node.start(seed=(round_number == 0))
+                stop = threading.Event()
+
+                def add_many():
+                    i = 0
+                    while not stop.is_set():
+                        name = f"r{round_number}x{i}"
+                        try:
+                            code, _ = node.admin("callbridge", "add", name)
+                        except OSError:
+                            return
+                        if code == 0:
+                            acknowledged.add(name)
+                        i += 1
+                adder = threading.Thread(target=add_many)
+                adder.start()
+                time.sleep(0.05 + rng.random() * 0.3)
+                node.stop(signal.SIGKILL)
+                stop.set()
+                adder.join(10)
+            node.start(seed=False)
+            listed = set(node.secrets())
+            missing = acknowledged - listed
+            self.assertFalse(missing, f"acknowledged but lost after SIGKILL: {sorted(missing)}")
+            self.assertGreater(len(acknowledged), 0)
+        finally:
+            node.cleanup()
+
+
+if __name__ == "__main__":
+    unittest.main()

@@ -1,0 +1,208 @@
+"""Test harness: real stanzad processes on loopback, driven like an operator.
+
+StanzadProcess starts the daemon on a fresh state dir with free ports and
+stops it by PID; Admin speaks the admin socket protocol directly (fast, for
+bulk setup) and stanzactl() runs the real CLI; RawComponent is a minimal
+XEP-0114 component over a plain socket that records every byte it receives.
+Everything binds 127.0.0.1 and every wait is bounded.
+"""
+import hashlib
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import tempfile
+import time
+
+BIN_DIR = os.environ.get("STANZAD_BIN_DIR", os.path.join(os.path.dirname(__file__),
+                                                          "../../build/cmd"))
+STANZAD = os.path.join(BIN_DIR, "stanzad")
+STANZACTL = os.path.join(BIN_DIR, "stanzactl")
+DOMAIN = "example.com"
+
+
+def free_port():
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_until(predicate, timeout=10.0, interval=0.02, what="condition"):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(interval)
+    raise TimeoutError(f"timed out after {timeout}s waiting for {what}")
+
+
+class StanzadProcess:
+    def __init__(self, state_dir=None, threads=2, extra_flags=()):
+        self.own_dir = state_dir is None
+        self.state_dir = state_dir or tempfile.mkdtemp(prefix="stanzad-it-")
+        self.port = free_port()
+        self.threads = threads
+        self.extra_flags = list(extra_flags)
+        self.process = None
+        self.log_path = os.path.join(self.state_dir, "stanzad.log")
+
+    def start(self, seed=True):
+        flags = [STANZAD, f"--state_dir={self.state_dir}", f"--component_port={self.port}",
+                 f"--threads={self.threads}"] + self.extra_flags
+        if seed:
+            flags += [f"--domain={DOMAIN}", "--listen=127.0.0.1"]
+        self.log = open(self.log_path, "ab")
+        self.process = subprocess.Popen(flags, stdout=self.log, stderr=subprocess.STDOUT)
+        # A crashed daemon leaves its socket file behind: wait until one answers.
+        def admin_answers():
+            if self.process.poll() is not None:
+                return True
+            try:
+                with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
+                    s.connect(os.path.join(self.state_dir, "stanzad.sock"))
+                    return True
+            except OSError:
+                return False
+        wait_until(admin_answers, what="admin socket")
+        if self.process.poll() is not None:
+            raise RuntimeError(f"stanzad exited early: {self.read_log()}")
+        return self
+
+    def wait_serving(self):
+        def accepting():
+            try:
+                with socket.create_connection(("127.0.0.1", self.port), timeout=0.5):
+                    return True
+            except OSError:
+                return False
+        wait_until(accepting, what=f"stanzad accepting on port {self.port}")
+
+    def stop(self, sig=signal.SIGTERM):
+        if self.process and self.process.poll() is None:
+            self.process.send_signal(sig)
+            try:
+                self.process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait(timeout=10)
+        if self.process:
+            self.log.close()
+        return self.process.returncode if self.process else None
+
+    def read_log(self):
+        with open(self.log_path, "rb") as f:
+            return f.read().decode("utf-8", "replace")
+
+    def cleanup(self):
+        self.stop(signal.SIGKILL)
+        if self.own_dir:
+            shutil.rmtree(self.state_dir, ignore_errors=True)
+
+    def stanzactl(self, *args, stdin=None, json=False):
+        command = [STANZACTL, f"--state_dir={self.state_dir}"] + (["--json"] if json else [])
+        result = subprocess.run(command + list(args), input=stdin, capture_output=True,
+                                text=True, timeout=30)
+        return result.returncode, result.stdout, result.stderr
+
+    def admin(self, *args):
+        """Sends a command over the admin socket directly; returns (exit code, output)."""
+        request = b"stanzactl 1\njson 0\n"
+        for arg in args:
+            data = arg.encode()
+            request += b"arg %d\n%s\n" % (len(data), data)
+        request += b"end\n"
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
+            s.settimeout(10)
+            s.connect(os.path.join(self.state_dir, "stanzad.sock"))
+            s.sendall(request)
+            response = b""
+            while True:
+                chunk = s.recv(65536)
+                if not chunk:
+                    break
+                response += chunk
+        header, _, body = response.partition(b"\n")
+        return int(header.split()[1]), body.decode()
+
+    def secrets(self):
+        code, out = self.admin("callbridge", "list")
+        assert code == 0, out
+        return dict(re.findall(r"Callbridge : (\S+)\nDomain     : \S+\nSecret     : (\S+)", out))
+
+
+class RawComponent:
+    """A bare XEP-0114 component: sends what it is told, records what it gets."""
+
+    def __init__(self, port, name, secret=None, domain=DOMAIN):
+        self.address = f"{name}.{domain}"
+        self.secret = secret
+        self.sock = socket.create_connection(("127.0.0.1", port), timeout=10)
+        self.received = b""
+        self.stream_id = None
+
+    def send(self, data):
+        if isinstance(data, str):
+            data = data.encode()
+        self.sock.sendall(data)
+
+    def read_until(self, needle, timeout=10.0):
+        if isinstance(needle, str):
+            needle = needle.encode()
+        deadline = time.monotonic() + timeout
+        while needle not in self.received:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise TimeoutError(f"{self.address}: no {needle!r} in {self.received[-500:]!r}")
+            self.sock.settimeout(remaining)
+            try:
+                chunk = self.sock.recv(65536)
+            except socket.timeout:
+                continue
+            if not chunk:
+                raise ConnectionError(f"{self.address}: closed; got {self.received[-500:]!r}")
+            self.received += chunk
+        return self.received
+
+    def wait_closed(self, timeout=10.0):
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            self.sock.settimeout(max(0.01, deadline - time.monotonic()))
+            try:
+                chunk = self.sock.recv(65536)
+            except socket.timeout:
+                continue
+            except ConnectionResetError:
+                return True
+            if not chunk:
+                return True
+            self.received += chunk
+        return False
+
+    def open_stream(self, namespace="jabber:component:accept", to=None):
+        self.send("<?xml version='1.0'?><stream:stream xmlns='%s' "
+                  "xmlns:stream='http://etherx.jabber.org/streams' to='%s'>"
+                  % (namespace, to or self.address))
+        self.read_until(">")
+        match = re.search(rb"id='([^']+)'", self.received)
+        if match:
+            self.stream_id = match.group(1).decode()
+        return self
+
+    def handshake(self, secret=None, expect_ok=True):
+        digest = hashlib.sha1((self.stream_id + (secret or self.secret)).encode()).hexdigest()
+        self.send(f"<handshake>{digest}</handshake>")
+        if expect_ok:
+            self.read_until("<handshake/>")
+        return self
+
+    def connect(self):
+        return self.open_stream().handshake()
+
+    def close(self):
+        try:
+            self.sock.close()
+        except OSError:
+            pass

@@ -1,0 +1,172 @@
+#include "net/spsc_queue.h"
+
+#include <algorithm>
+#include <atomic>
+#include <chrono>
+#include <cstdint>
+#include <cstring>
+#include <random>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "gtest/gtest.h"
+
+namespace stanzad::net {
+namespace {
+
+std::vector<std::string> DrainAll(SpscByteQueue& queue, size_t records_max = SIZE_MAX) {
+  std::vector<std::string> records;
+  queue.Drain(records_max, [&](std::string_view record) { records.emplace_back(record); });
+  return records;
+}
+
+// The bytes of record `sequence`: its length varies, its content is checkable.
+std::string RecordFor(uint64_t sequence, size_t length_max) {
+  const size_t length = (sequence * 7919) % (length_max + 1);
+  std::string record(length, '\0');
+  for (size_t i = 0; i < length; ++i) record[i] = static_cast<char>((sequence + i * 31) & 0xFF);
+  if (length >= sizeof(sequence)) std::memcpy(record.data(), &sequence, sizeof(sequence));
+  return record;
+}
+
+TEST(SpscByteQueueTest, RoundsCapacityToPowerOfTwo) {
+  EXPECT_EQ(SpscByteQueue(1000).capacity(), 1024u);
+  EXPECT_EQ(SpscByteQueue(4096).capacity(), 4096u);
+  EXPECT_EQ(SpscByteQueue(1).capacity(), SpscByteQueue::kCapacityMinBytes);
+  EXPECT_EQ(SpscByteQueue(4096).max_record_bytes(), 2048u - SpscByteQueue::kRecordHeaderBytes);
+}
+
+TEST(SpscByteQueueTest, EmptyQueueDrainsNothing) {
+  SpscByteQueue queue(1024);
+  EXPECT_TRUE(queue.EmptyForConsumer());
+  EXPECT_TRUE(DrainAll(queue).empty());
+}
+
+TEST(SpscByteQueueTest, RecordsComeOutInOrderWithTheirBytes) {
+  SpscByteQueue queue(1024);
+  ASSERT_TRUE(queue.TryPush("alpha"));
+  ASSERT_TRUE(queue.TryPush(""));
+  ASSERT_TRUE(queue.TryPush("be", "ta"));
+  ASSERT_TRUE(queue.TryPush(std::string_view("\0x\0", 3)));
+  EXPECT_FALSE(queue.EmptyForConsumer());
+  EXPECT_EQ(DrainAll(queue),
+            (std::vector<std::string>{"alpha", "", "beta", std::string("\0x\0", 3)}));
+  EXPECT_TRUE(queue.EmptyForConsumer());
+}
+
+TEST(SpscByteQueueTest, RefusesWhenFullAndAcceptsAgainAfterDrain) {
+  SpscByteQueue queue(256);
+  const std::string record(24, 'x');  // 32 bytes with its header
+  int pushed = 0;
+  while (queue.TryPush(record)) ++pushed;
+  EXPECT_EQ(pushed, 8);
+  EXPECT_FALSE(queue.TryPush(""));
+  EXPECT_EQ(DrainAll(queue, 1).size(), 1u);
+  EXPECT_TRUE(queue.TryPush(record));
+  EXPECT_FALSE(queue.TryPush(record));
+  EXPECT_EQ(DrainAll(queue).size(), 8u);
+}
+
+TEST(SpscByteQueueTest, RefusesRecordsLargerThanHalfTheRing) {
+  SpscByteQueue queue(1024);
+  EXPECT_FALSE(queue.TryPush(std::string(queue.max_record_bytes() + 1, 'a')));
+  EXPECT_FALSE(queue.TryPush(std::string(400, 'a'), std::string(400, 'b')));
+  EXPECT_TRUE(queue.EmptyForConsumer());
+}
+
+TEST(SpscByteQueueTest, LargestRecordAlwaysFitsInAnEmptyQueueWhereverItsHeadIs) {
+  SpscByteQueue queue(1024);
+  const std::string largest(queue.max_record_bytes(), 'L');
+  for (size_t shift = 0; shift < 1024; shift += 8) {
+    // Moves the head on by `shift` bytes, in records of at most 256.
+    for (size_t left = shift; left > 0;) {
+      const size_t step = std::min<size_t>(left, 256);
+      ASSERT_TRUE(queue.TryPush(std::string(step - SpscByteQueue::kRecordHeaderBytes, 's')));
+      DrainAll(queue);
+      left -= step;
+    }
+    ASSERT_TRUE(queue.TryPush(largest)) << "shift " << shift;
+    ASSERT_EQ(DrainAll(queue), std::vector<std::string>{largest});
+  }
+}
+
+TEST(SpscByteQueueTest, WrapsAroundManyTimesWithVariableSizes) {
+  SpscByteQueue queue(4096);
+  std::mt19937 random(42);
+  uint64_t next_push = 0;
+  uint64_t next_pop = 0;
+  for (int round = 0; round < 20000; ++round) {
+    const int pushes = static_cast<int>(random() % 8);
+    for (int i = 0; i < pushes; ++i) {
+      if (!queue.TryPush(RecordFor(next_push, 700))) break;
+      ++next_push;
+    }
+    queue.Drain(random() % 6, [&](std::string_view record) {
+      ASSERT_EQ(record, RecordFor(next_pop, 700));
+      ++next_pop;
+    });
+  }
+  queue.Drain(SIZE_MAX, [&](std::string_view record) {
+    ASSERT_EQ(record, RecordFor(next_pop, 700));
+    ++next_pop;
+  });
+  EXPECT_EQ(next_pop, next_push);
+  EXPECT_GT(next_push, 20000u);
+}
+
+TEST(SpscByteQueueTest, RecordsPushedDuringADrainWaitForTheNextDrain) {
+  SpscByteQueue queue(1024);
+  ASSERT_TRUE(queue.TryPush("first"));
+  std::vector<std::string> seen;
+  queue.Drain(SIZE_MAX, [&](std::string_view record) {
+    seen.emplace_back(record);
+    ASSERT_TRUE(queue.TryPush("again"));  // the same thread produces and consumes
+  });
+  EXPECT_EQ(seen, std::vector<std::string>{"first"});
+  EXPECT_EQ(DrainAll(queue), std::vector<std::string>{"again"});
+}
+
+// One producer and one consumer thread, for a bounded time: every record
+// arrives once, in order, intact.
+TEST(SpscByteQueueTest, TwoThreadStressKeepsOrderAndContent) {
+  SpscByteQueue queue(8192);
+  constexpr size_t kLengthMax = 300;
+  constexpr uint64_t kRecordsMax = 3'000'000;
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(1500);
+  std::atomic<uint64_t> produced_total{UINT64_MAX};
+
+  std::thread producer([&] {
+    uint64_t sequence = 0;
+    while (sequence < kRecordsMax && std::chrono::steady_clock::now() < deadline) {
+      const std::string record = RecordFor(sequence, kLengthMax);
+      for (int spins = 0; !queue.TryPush(record); ++spins) {
+        if (spins > 64) std::this_thread::yield();
+      }
+      ++sequence;
+    }
+    produced_total.store(sequence, std::memory_order_release);
+  });
+
+  uint64_t consumed = 0;
+  uint64_t mismatches = 0;
+  while (true) {
+    const uint64_t total = produced_total.load(std::memory_order_acquire);
+    const size_t drained = queue.Drain(1000, [&](std::string_view record) {
+      if (record != RecordFor(consumed, kLengthMax)) ++mismatches;
+      ++consumed;
+    });
+    if (drained == 0) {
+      if (total != UINT64_MAX && consumed == total) break;
+      std::this_thread::yield();
+    }
+  }
+  producer.join();
+  EXPECT_EQ(mismatches, 0u);
+  EXPECT_EQ(consumed, produced_total.load());
+  EXPECT_GT(consumed, 1000u);
+  EXPECT_TRUE(queue.EmptyForConsumer());
+}
+
+}  // namespace
+}  // namespace stanzad::net

@@ -1,0 +1,358 @@
+// RouterShard over a fake multi-shard engine: posts between shards are queued
+// and pumped in order, sends land in per-connection outboxes. Exercises the
+// bind/unbind protocol, cross-shard delivery, bounces and limits without
+// sockets or threads.
+#include "net/router_shard.h"
+
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+
+#include <deque>
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "core/xmpp/component_handshake.h"
+
+namespace stanzad::net {
+namespace {
+
+using ::testing::HasSubstr;
+using ::testing::Not;
+
+class FakeEngine;
+
+class FakeShard : public Shard {
+ public:
+  FakeShard(FakeEngine* engine, int index) : engine_(engine), index_(index) {}
+  int index() const override { return index_; }
+  int shard_count() const override;
+  bool Send(ConnectionId id, std::string_view bytes) override;
+  size_t QueuedBytes(ConnectionId id) const override;
+  void Close(ConnectionId id) override;
+  void Abort(ConnectionId id) override;
+  bool Post(int to, uint32_t kind, ConnectionId target, uint64_t argument,
+            std::string_view payload) override;
+  uint64_t now_ms() const override;
+
+ private:
+  FakeEngine* engine_;
+  int index_;
+};
+
+struct FakeConnection {
+  std::string outbox;  // everything sent to the peer
+  size_t queued = 0;   // bytes "not yet read" by the peer
+  bool closed = false;
+  bool aborted = false;
+  size_t queue_limit = 1 << 20;  // as EngineOptions::connection_queue_bytes_max
+};
+
+class FakeEngine {
+ public:
+  explicit FakeEngine(int shards, RouterLimits limits = RouterLimits()) {
+    auto config = std::make_shared<RouterConfig>();
+    config->domain = "example.com";
+    for (const char* name : {"cb1", "cb2", "cb3"}) {
+      config->bridge_secrets[std::string(name) + ".example.com"] = std::string("secret-") + name;
+    }
+    publisher_ = std::make_unique<RouterConfigPublisher>(config);
+    stats_.resize(static_cast<size_t>(shards));
+    for (int i = 0; i < shards; ++i) {
+      shards_.push_back(std::make_unique<FakeShard>(this, i));
+      handlers_.push_back(
+          std::make_unique<RouterShard>(publisher_.get(), limits, &stats_[static_cast<size_t>(i)]));
+    }
+  }
+
+  // Accepts a connection on `shard` from `ip`; returns its id or kNoConnection if refused.
+  ConnectionId Connect(int shard, const std::string& ip = "127.0.0.1") {
+    const ConnectionId id = MakeConnectionId(shard, next_slot_++, 1);
+    auto endpoint = Endpoint::Parse(ip + ":40000", 0);
+    EXPECT_TRUE(endpoint.ok());
+    if (!handlers_[static_cast<size_t>(shard)]->OnAccept(*shards_[static_cast<size_t>(shard)], id,
+                                                         *endpoint, 0)) {
+      return kNoConnection;
+    }
+    connections_[id] = FakeConnection();
+    return id;
+  }
+
+  void Receive(ConnectionId id, std::string_view bytes) {
+    const int shard = ShardOf(id);
+    handlers_[static_cast<size_t>(shard)]->OnData(*shards_[static_cast<size_t>(shard)], id, bytes);
+    Pump();
+  }
+
+  // Connects and authenticates bridge `name` on `shard`.
+  ConnectionId ConnectBridge(int shard, const std::string& name) {
+    const ConnectionId id = Connect(shard);
+    Receive(id,
+            "<stream:stream xmlns='jabber:component:accept' "
+            "xmlns:stream='http://etherx.jabber.org/streams' to='" +
+                name + ".example.com'>");
+    const std::string& out = connections_[id].outbox;
+    const size_t id_at = out.find("id='") + 4;
+    const std::string stream_id = out.substr(id_at, out.find('\'', id_at) - id_at);
+    Receive(id, "<handshake>" + xmpp::ComponentHandshakeDigest(stream_id, "secret-" + name) +
+                    "</handshake>");
+    EXPECT_THAT(connections_[id].outbox, HasSubstr("<handshake/>"));
+    return id;
+  }
+
+  // Delivers queued posts and engine-side closes until nothing is left.
+  void Pump() {
+    while (!posts_.empty() || !closing_.empty()) {
+      if (!posts_.empty()) {
+        Posted post = std::move(posts_.front());
+        posts_.pop_front();
+        CrossShardMessage message{post.kind, post.target, post.argument, post.payload};
+        handlers_[static_cast<size_t>(post.to)]->OnMessage(*shards_[static_cast<size_t>(post.to)],
+                                                           message);
+        continue;
+      }
+      const ConnectionId id = closing_.front();
+      closing_.pop_front();
+      const int shard = ShardOf(id);
+      handlers_[static_cast<size_t>(shard)]->OnClosed(*shards_[static_cast<size_t>(shard)], id,
+                                                      absl::OkStatus());
+    }
+  }
+
+  void Tick(uint64_t advance_ms) {
+    now_ms_ += advance_ms;
+    for (size_t i = 0; i < shards_.size(); ++i) handlers_[i]->OnTick(*shards_[i], now_ms_);
+    Pump();
+  }
+
+  void PublishConfig(std::shared_ptr<RouterConfig> config) {
+    publisher_->Publish(std::move(config));
+    for (int i = 0; i < static_cast<int>(shards_.size()); ++i) {
+      posts_.push_back({i, kConfigChanged, kNoConnection, 0, ""});
+    }
+    Pump();
+  }
+
+  std::shared_ptr<RouterConfig> CopyConfig() {
+    return std::make_shared<RouterConfig>(*publisher_->Current());
+  }
+
+  FakeConnection& connection(ConnectionId id) { return connections_[id]; }
+  RouterShardStats& stats(int shard) { return stats_[static_cast<size_t>(shard)]; }
+
+ private:
+  friend class FakeShard;
+  struct Posted {
+    int to;
+    uint32_t kind;
+    ConnectionId target;
+    uint64_t argument;
+    std::string payload;
+  };
+
+  std::vector<std::unique_ptr<FakeShard>> shards_;
+  std::vector<std::unique_ptr<RouterShard>> handlers_;
+  std::unique_ptr<RouterConfigPublisher> publisher_;
+  std::deque<RouterShardStats> stats_;
+  std::map<ConnectionId, FakeConnection> connections_;
+  std::deque<Posted> posts_;
+  std::deque<ConnectionId> closing_;
+  uint32_t next_slot_ = 1;
+  uint64_t now_ms_ = 1'000'000;
+};
+
+int FakeShard::shard_count() const { return static_cast<int>(engine_->shards_.size()); }
+
+bool FakeShard::Send(ConnectionId id, std::string_view bytes) {
+  auto it = engine_->connections_.find(id);
+  if (it == engine_->connections_.end() || it->second.closed) return false;
+  if (it->second.queued + bytes.size() > it->second.queue_limit) return false;
+  it->second.outbox.append(bytes);
+  it->second.queued += bytes.size();
+  return true;
+}
+
+size_t FakeShard::QueuedBytes(ConnectionId id) const {
+  auto it = engine_->connections_.find(id);
+  return it == engine_->connections_.end() ? 0 : it->second.queued;
+}
+
+void FakeShard::Close(ConnectionId id) {
+  auto it = engine_->connections_.find(id);
+  if (it == engine_->connections_.end() || it->second.closed) return;
+  it->second.closed = true;
+  engine_->closing_.push_back(id);
+}
+
+void FakeShard::Abort(ConnectionId id) {
+  auto it = engine_->connections_.find(id);
+  if (it == engine_->connections_.end() || it->second.closed) return;
+  it->second.aborted = true;
+  Close(id);
+}
+
+bool FakeShard::Post(int to, uint32_t kind, ConnectionId target, uint64_t argument,
+                     std::string_view payload) {
+  engine_->posts_.push_back({to, kind, target, argument, std::string(payload)});
+  return true;
+}
+
+uint64_t FakeShard::now_ms() const { return engine_->now_ms_; }
+
+TEST(RouterShardTest, BridgesOnDifferentShardsExchangeStanzas) {
+  FakeEngine engine(3);
+  const ConnectionId cb1 = engine.ConnectBridge(0, "cb1");
+  const ConnectionId cb2 = engine.ConnectBridge(2, "cb2");
+  engine.Receive(cb1,
+                 "<message from='room@cb1.example.com/a' to='room@cb2.example.com' "
+                 "id='m1'><body>héllo &amp; bye</body></message>");
+  EXPECT_THAT(engine.connection(cb2).outbox,
+              HasSubstr("<message from='room@cb1.example.com/a' to='room@cb2.example.com' "
+                        "id='m1'><body>héllo &amp; bye</body></message>"));
+  engine.Receive(cb2, "<iq type='result' from='cb2.example.com' to='cb1.example.com' id='i1'/>");
+  EXPECT_THAT(engine.connection(cb1).outbox,
+              HasSubstr("<iq type='result' from='cb2.example.com' to='cb1.example.com' id='i1'/>"));
+  uint64_t routed = 0;
+  for (int shard = 0; shard < 3; ++shard) routed += engine.stats(shard).stanzas_routed.load();
+  EXPECT_EQ(routed, 2u);
+}
+
+TEST(RouterShardTest, SameShardDeliveryIsDirect) {
+  FakeEngine engine(1);
+  const ConnectionId cb1 = engine.ConnectBridge(0, "cb1");
+  const ConnectionId cb2 = engine.ConnectBridge(0, "cb2");
+  engine.Receive(cb1, "<presence from='cb1.example.com' to='cb2.example.com'/>");
+  EXPECT_THAT(engine.connection(cb2).outbox,
+              HasSubstr("<presence from='cb1.example.com' to='cb2.example.com'/>"));
+}
+
+TEST(RouterShardTest, UnknownDestinationsAreAnsweredWithErrors) {
+  FakeEngine engine(2);
+  const ConnectionId cb1 = engine.ConnectBridge(1, "cb1");
+  engine.Receive(cb1,
+                 "<message from='cb1.example.com' to='cb3.example.com' id='a'/>"
+                 "<message from='cb1.example.com' to='x@other.org' id='b'/>"
+                 "<message from='cb1.example.com' to='cb3.example.com' type='error' id='c'/>");
+  const std::string& out = engine.connection(cb1).outbox;
+  EXPECT_THAT(out, HasSubstr("from='cb3.example.com' to='cb1.example.com' type='error' id='a'>"
+                             "<error type='cancel'><service-unavailable"));
+  EXPECT_THAT(out, HasSubstr("id='b'><error type='cancel'><remote-server-not-found"));
+  EXPECT_THAT(out, Not(HasSubstr("id='c'")));  // errors are never answered with errors
+  EXPECT_EQ(engine.stats(1).stanzas_bounced.load(), 2u);
+  EXPECT_EQ(engine.stats(1).error_stanzas_dropped.load(), 1u);
+}
+
+TEST(RouterShardTest, ServerAnswersPing) {
+  FakeEngine engine(2);
+  const ConnectionId cb1 = engine.ConnectBridge(1, "cb1");
+  engine.Receive(cb1,
+                 "<iq type='get' from='cb1.example.com' to='example.com' id='p'>"
+                 "<ping xmlns='urn:xmpp:ping'/></iq>");
+  EXPECT_THAT(engine.connection(cb1).outbox,
+              HasSubstr("<iq from='example.com' to='cb1.example.com' type='result' id='p'/>"));
+}
+
+TEST(RouterShardTest, ReconnectReplacesTheOldConnectionWithConflict) {
+  FakeEngine engine(3);
+  const ConnectionId old_cb1 = engine.ConnectBridge(0, "cb1");
+  const ConnectionId cb2 = engine.ConnectBridge(1, "cb2");
+  const ConnectionId new_cb1 = engine.ConnectBridge(2, "cb1");
+  EXPECT_THAT(engine.connection(old_cb1).outbox, HasSubstr("<conflict "));
+  EXPECT_TRUE(engine.connection(old_cb1).closed);
+  engine.Receive(cb2, "<message from='cb2.example.com' to='cb1.example.com' id='after'/>");
+  EXPECT_THAT(engine.connection(new_cb1).outbox, HasSubstr("id='after'"));
+  EXPECT_THAT(engine.connection(old_cb1).outbox, Not(HasSubstr("id='after'")));
+}
+
+TEST(RouterShardTest, ClosedBridgeIsUnroutable) {
+  FakeEngine engine(2);
+  const ConnectionId cb1 = engine.ConnectBridge(0, "cb1");
+  const ConnectionId cb2 = engine.ConnectBridge(1, "cb2");
+  engine.Receive(cb2, "</stream:stream>");
+  EXPECT_TRUE(engine.connection(cb2).closed);
+  engine.Receive(cb1, "<message from='cb1.example.com' to='cb2.example.com' id='late'/>");
+  EXPECT_THAT(engine.connection(cb1).outbox, HasSubstr("id='late'><error type='cancel'>"
+                                                       "<service-unavailable"));
+}
+
+TEST(RouterShardTest, FullQueueBouncesWithResourceConstraint) {
+  FakeEngine engine(2);
+  const ConnectionId cb1 = engine.ConnectBridge(0, "cb1");
+  const ConnectionId cb2 = engine.ConnectBridge(1, "cb2");
+  engine.connection(cb2).queue_limit = engine.connection(cb2).queued + 10;
+  engine.Receive(cb1,
+                 "<message from='cb1.example.com' to='cb2.example.com' id='big'>"
+                 "<body>this does not fit</body></message>");
+  EXPECT_THAT(engine.connection(cb1).outbox,
+              HasSubstr("id='big'><error type='wait'><resource-constraint"));
+}
+
+TEST(RouterShardTest, SlowReaderIsDisconnected) {
+  RouterLimits limits;
+  limits.slow_reader_queue_bytes = 100;
+  limits.slow_reader_timeout_ms = 2000;
+  FakeEngine engine(1, limits);
+  const ConnectionId cb1 = engine.ConnectBridge(0, "cb1");
+  const ConnectionId cb2 = engine.ConnectBridge(0, "cb2");
+  engine.Receive(cb1, "<message from='cb1.example.com' to='cb2.example.com'><body>" +
+                          std::string(200, 'x') + "</body></message>");
+  engine.Tick(1000);
+  EXPECT_FALSE(engine.connection(cb2).closed);
+  engine.Tick(3000);
+  EXPECT_TRUE(engine.connection(cb2).aborted);
+}
+
+TEST(RouterShardTest, RemovedBridgeIsDisconnected) {
+  FakeEngine engine(2);
+  const ConnectionId cb1 = engine.ConnectBridge(0, "cb1");
+  const ConnectionId cb2 = engine.ConnectBridge(1, "cb2");
+  auto config = engine.CopyConfig();
+  config->bridge_secrets.erase("cb2.example.com");
+  engine.PublishConfig(config);
+  EXPECT_THAT(engine.connection(cb2).outbox, HasSubstr("call bridge cb2.example.com was removed"));
+  EXPECT_TRUE(engine.connection(cb2).closed);
+  EXPECT_FALSE(engine.connection(cb1).closed);
+}
+
+TEST(RouterShardTest, DisabledNodeRefusesAndClosesConnections) {
+  FakeEngine engine(1);
+  const ConnectionId cb1 = engine.ConnectBridge(0, "cb1");
+  auto config = engine.CopyConfig();
+  config->enabled = false;
+  engine.PublishConfig(config);
+  EXPECT_THAT(engine.connection(cb1).outbox, HasSubstr("<system-shutdown "));
+  EXPECT_EQ(engine.Connect(0), kNoConnection);
+}
+
+TEST(RouterShardTest, RepeatedAuthFailuresBlockTheAddress) {
+  RouterLimits limits;
+  limits.auth_failures_max = 3;
+  FakeEngine engine(1, limits);
+  for (int i = 0; i < 3; ++i) {
+    const ConnectionId id = engine.Connect(0, "192.0.2.9");
+    ASSERT_NE(id, kNoConnection);
+    engine.Receive(id,
+                   "<stream:stream xmlns='jabber:component:accept' "
+                   "xmlns:stream='http://etherx.jabber.org/streams' to='cb1.example.com'>"
+                   "<handshake>0000000000000000000000000000000000000000</handshake>");
+    EXPECT_THAT(engine.connection(id).outbox, HasSubstr("<not-authorized "));
+  }
+  EXPECT_EQ(engine.Connect(0, "192.0.2.9"), kNoConnection);
+  EXPECT_NE(engine.Connect(0, "192.0.2.10"), kNoConnection);  // others are unaffected
+  engine.Tick(61'000);
+  EXPECT_NE(engine.Connect(0, "192.0.2.9"), kNoConnection);  // the window passed
+}
+
+TEST(RouterShardTest, HandshakeMustArriveInTime) {
+  RouterLimits limits;
+  limits.preauth_timeout_ms = 5000;
+  FakeEngine engine(1, limits);
+  const ConnectionId id = engine.Connect(0);
+  engine.Tick(6000);
+  EXPECT_THAT(engine.connection(id).outbox, HasSubstr("<connection-timeout "));
+  EXPECT_TRUE(engine.connection(id).closed);
+}
+
+}  // namespace
+}  // namespace stanzad::net
