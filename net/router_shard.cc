@@ -76,6 +76,7 @@ class RouterShard::Connection : public ComponentSession::Delegate {
   uint64_t last_activity_ms() const { return last_activity_ms_; }
   void set_last_activity_ms(uint64_t now_ms) { last_activity_ms_ = now_ms; }
   uint64_t backed_up_since_ms = 0;
+  int pending_route_acks = 0;  // shards that have not yet applied this bridge's route
   bool closed_by_engine = false;
   int calls_in_progress = 0;
 
@@ -98,11 +99,9 @@ class RouterShard::Connection : public ComponentSession::Delegate {
     bound_address_ = std::string(address);
     Bump(router_->stats_->bridges_authenticated);
     Bump(router_->stats_->bridges_connected);
-    const int owner = OwnerShard(address, router_->shard_->shard_count());
-    if (!router_->shard_->Post(owner, kBindRequest, id_, 0, address)) {
-      session_.CloseWithError(StreamErrorCondition::kResourceConstraint,
-                              "the server is overloaded; try again");
-    }
+    pending_route_acks = router_->shard_->shard_count();
+    router_->PostControl(OwnerShard(address, router_->shard_->shard_count()), kBindRequest, id_,
+                         address);
     LogEvent(LogLevel::kInfo, "bridge_authenticated",
              Concat("bridge=", bound_address_, " peer=", peer_ip_,
                     " shard=", std::to_string(router_->shard_->index())));
@@ -205,7 +204,7 @@ void RouterShard::DestroyIfDead(ConnectionId id) {
   if (!connection->bound_address().empty()) {
     Drop(stats_->bridges_connected);
     const std::string& address = connection->bound_address();
-    shard_->Post(OwnerShard(address, shard_->shard_count()), kUnbindRequest, id, 0, address);
+    PostControl(OwnerShard(address, shard_->shard_count()), kUnbindRequest, id, address);
   }
   Drop(stats_->connections_open);
   connections_.erase(id);
@@ -307,13 +306,30 @@ void RouterShard::Bounce(ConnectionId sender, std::string_view stanza_bytes,
 
 void RouterShard::Broadcast(uint32_t kind, ConnectionId target, std::string_view payload) {
   for (int shard = 0; shard < shard_->shard_count(); ++shard) {
-    // A full queue here would leave a shard with a stale route; that shard's
-    // deliveries to a replaced connection bounce, never vanish.
-    if (!shard_->Post(shard, kind, target, 0, payload)) {
-      LogEvent(LogLevel::kError, "route_update_lost",
-               Concat("to_shard=", std::to_string(shard), " kind=", std::to_string(kind)));
-    }
+    PostControl(shard, kind, target, payload);
   }
+}
+
+void RouterShard::PostControl(int to, uint32_t kind, ConnectionId target,
+                              std::string_view payload) {
+  if (deferred_posts_.empty() && shard_->Post(to, kind, target, 0, payload)) return;
+  if (deferred_posts_.empty()) {
+    LogEvent(LogLevel::kWarning, "control_record_deferred",
+             Concat("to_shard=", std::to_string(to), " kind=", std::to_string(kind),
+                    " reason=queue_full"));
+  }
+  deferred_posts_.push_back({to, kind, target, std::string(payload)});
+}
+
+void RouterShard::RetryDeferredPosts() {
+  size_t sent = 0;
+  while (sent < deferred_posts_.size()) {
+    const DeferredPost& post = deferred_posts_[sent];
+    if (!shard_->Post(post.to, post.kind, post.target, 0, post.payload)) break;
+    ++sent;
+  }
+  deferred_posts_.erase(deferred_posts_.begin(),
+                        deferred_posts_.begin() + static_cast<std::ptrdiff_t>(sent));
 }
 
 void RouterShard::OnMessage(Shard& shard, const CrossShardMessage& message) {
@@ -327,7 +343,7 @@ void RouterShard::OnMessage(Shard& shard, const CrossShardMessage& message) {
       if (!inserted && it->second != message.target) {
         const ConnectionId previous = it->second;
         it->second = message.target;
-        shard.Post(ShardOf(previous), kConflict, previous, 0, message.payload);
+        PostControl(ShardOf(previous), kConflict, previous, message.payload);
       }
       Broadcast(kRouteBind, message.target, message.payload);
       return;
@@ -342,7 +358,19 @@ void RouterShard::OnMessage(Shard& shard, const CrossShardMessage& message) {
     }
     case kRouteBind:
       routes_.Bind(message.payload, message.target);
+      PostControl(ShardOf(message.target), kRouteBindAck, message.target, "");
       return;
+    case kRouteBindAck: {
+      Connection* connection = Find(message.target);
+      if (connection == nullptr || connection->pending_route_acks == 0) return;
+      if (--connection->pending_route_acks == 0) {
+        ++connection->calls_in_progress;
+        connection->session().AcknowledgeHandshake();
+        --connection->calls_in_progress;
+        DestroyIfDead(message.target);
+      }
+      return;
+    }
     case kRouteUnbind:
       routes_.Unbind(message.payload, message.target);
       return;
@@ -403,6 +431,7 @@ void RouterShard::ApplyConfig() {
 
 void RouterShard::OnTick(Shard& shard, uint64_t now_ms) {
   shard_ = &shard;
+  if (!deferred_posts_.empty()) RetryDeferredPosts();
   if (now_ms - last_scan_ms_ < 500) return;
   last_scan_ms_ = now_ms;
   std::vector<std::pair<ConnectionId, StreamErrorCondition>> expired;

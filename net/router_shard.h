@@ -8,7 +8,9 @@
 //     → BindRequest to the owner shard O = hash(address) % shards
 //     → O records it; if another connection held the address, that one's
 //       shard gets Conflict and closes it with <conflict/>
-//     → O broadcasts RouteBind to every shard, which updates its RouteTable.
+//     → O broadcasts RouteBind to every shard, which updates its RouteTable
+//       and acknowledges to S; with every shard's ack S sends <handshake/>,
+//       so a bridge that has seen <handshake/> is reachable from every shard.
 //   Closing runs the same way with UnbindRequest / RouteUnbind, and a stale
 //   unbind (from a connection already replaced) changes nothing.
 //
@@ -29,6 +31,7 @@
 #include <memory>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "absl/container/flat_hash_map.h"
 #include "core/router/route_table.h"
@@ -102,6 +105,7 @@ enum RouterMessageKind : uint32_t {
   kDeliver,            // target = destination, argument = sender, payload = stanza
   kBounce,             // target = sender, argument = condition, payload = stanza
   kConflict,           // target = connection replaced by a newer one
+  kRouteBindAck,       // to the bound connection's shard: one shard applied its RouteBind
 };
 
 class RouterShard : public ShardHandler {
@@ -131,6 +135,11 @@ class RouterShard : public ShardHandler {
   void Bounce(ConnectionId sender, std::string_view stanza_bytes,
               xmpp::StanzaErrorCondition condition);
   void Broadcast(uint32_t kind, ConnectionId target, std::string_view payload);
+  // Posts a control record (binds, routes, acks, conflicts). If the queue is
+  // full it is kept, in order, and retried on every tick: control records are
+  // never dropped, and never overtake one another.
+  void PostControl(int to, uint32_t kind, ConnectionId target, std::string_view payload);
+  void RetryDeferredPosts();
   void ApplyConfig();
   bool AddressBlocked(const std::string& ip, uint64_t now_ms);
   void RecordAuthFailure(const std::string& ip, uint64_t now_ms);
@@ -151,6 +160,13 @@ class RouterShard : public ShardHandler {
   };
   absl::flat_hash_map<std::string, AuthFailures> auth_failures_;
   uint64_t last_scan_ms_ = 0;
+  struct DeferredPost {
+    int to;
+    uint32_t kind;
+    ConnectionId target;
+    std::string payload;
+  };
+  std::vector<DeferredPost> deferred_posts_;
 };
 
 }  // namespace stanzad::net

@@ -15,7 +15,7 @@ ROOT=$(pwd)
 BUILD=${STANZAD_BUILD_DIR:-$ROOT/build}
 
 "$ROOT/scripts/install-deps.sh"
-cmake -S "$ROOT" -B "$BUILD" -G Ninja -DCMAKE_BUILD_TYPE=Release -DSTANZAD_BUILD_TESTS=OFF >/dev/null
+cmake -S "$ROOT" -B "$BUILD" -G Ninja -DCMAKE_BUILD_TYPE=Release >/dev/null
 cmake --build "$BUILD" -j "$(nproc)" --target stanzad stanzactl stanza-frame tokenizer_bench
 
 STATE=$(mktemp -d /tmp/stanzad-demo-XXXXXX)

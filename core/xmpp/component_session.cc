@@ -150,7 +150,6 @@ void ComponentSession::HandleHandshake(std::string_view element) {
   std::fill(secret_.begin(), secret_.end(), '\0');
   secret_.clear();
   state_ = State::kAuthenticated;
-  delegate_->Send("<handshake/>");
   delegate_->OnAuthenticated(component_address_);
 }
 
@@ -188,6 +187,12 @@ void ComponentSession::HandleStanza(std::string_view element) {
     return;
   }
   delegate_->OnStanza(stanza);
+}
+
+void ComponentSession::AcknowledgeHandshake() {
+  if (state_ != State::kAuthenticated || handshake_acknowledged_) return;
+  handshake_acknowledged_ = true;
+  delegate_->Send("<handshake/>");
 }
 
 void ComponentSession::CloseWithError(StreamErrorCondition condition, std::string text) {

@@ -6,7 +6,8 @@
 //   bridge → <stream:stream xmlns='jabber:component:accept' to='cb1.example.com'>
 //   server → <stream:stream ... from='cb1.example.com' id='STREAM_ID'>
 //   bridge → <handshake>hex(SHA-1(STREAM_ID ‖ secret))</handshake>
-//   server → <handshake/>, and from then on the bridge exchanges stanzas.
+//   server → <handshake/> (when the delegate says the bridge is routable), and
+//            from then on the bridge exchanges stanzas.
 //
 // Failures end the stream with the RFC 6120 / XEP-0114 condition:
 //   invalid-namespace       header not jabber:component:accept (or a stanza in
@@ -51,6 +52,9 @@ class ComponentSession {
     // Bytes for the peer, in order.
     virtual void Send(std::string_view bytes) = 0;
     // The handshake succeeded: the connection now speaks for `component_address`.
+    // The bridge is told (<handshake/>) only when the delegate calls
+    // AcknowledgeHandshake(): once the bridge can be reached, so that a bridge
+    // that saw <handshake/> is never reported unreachable.
     virtual void OnAuthenticated(std::string_view component_address) = 0;
     // A handshake failed (wrong secret), or the header named an unknown bridge.
     virtual void OnAuthenticationFailed(std::string_view component_address,
@@ -81,6 +85,9 @@ class ComponentSession {
   // Ends the stream cleanly with </stream:stream>. No-op once closed.
   void Close();
 
+  // Sends <handshake/> (once) after OnAuthenticated. No-op in other states.
+  void AcknowledgeHandshake();
+
   State state() const { return state_; }
   // The bridge's component address once the header named a known bridge.
   const std::string& component_address() const { return component_address_; }
@@ -99,6 +106,7 @@ class ComponentSession {
   xml::Tokenizer tokenizer_;
   State state_ = State::kAwaitingHeader;
   bool header_sent_ = false;
+  bool handshake_acknowledged_ = false;
   std::string component_address_;
   std::string secret_;
 };

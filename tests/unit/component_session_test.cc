@@ -25,7 +25,10 @@ class RecordingDelegate : public ComponentSession::Delegate {
     return std::nullopt;
   }
   void Send(std::string_view bytes) override { sent.append(bytes); }
-  void OnAuthenticated(std::string_view address) override { authenticated.emplace_back(address); }
+  void OnAuthenticated(std::string_view address) override {
+    authenticated.emplace_back(address);
+    if (session != nullptr) session->AcknowledgeHandshake();
+  }
   void OnAuthenticationFailed(std::string_view address, StreamErrorCondition condition) override {
     failed.emplace_back(std::string(address) + ":" +
                         std::string(StreamErrorConditionName(condition)));
@@ -36,6 +39,7 @@ class RecordingDelegate : public ComponentSession::Delegate {
     if (error != nullptr) close_condition = std::string(StreamErrorConditionName(error->condition));
   }
 
+  ComponentSession* session = nullptr;
   std::string sent;
   std::vector<std::string> authenticated;
   std::vector<std::string> failed;
@@ -62,6 +66,7 @@ std::string Handshake() {
 RecordingDelegate Drive(std::string_view input, size_t chunk = 0) {
   RecordingDelegate delegate;
   ComponentSession session(&delegate, std::string(kStreamId));
+  delegate.session = &session;
   if (chunk == 0) chunk = input.size() + 1;
   for (size_t at = 0; at < input.size(); at += chunk) {
     std::string piece(input.substr(at, chunk));
@@ -215,6 +220,7 @@ TEST(ComponentSessionTest, XmlErrorsBecomeStreamErrors) {
 TEST(ComponentSessionTest, ServerSideCloseWithConflict) {
   RecordingDelegate delegate;
   ComponentSession session(&delegate, std::string(kStreamId));
+  delegate.session = &session;
   session.OnBytes(std::string(kHeader) + Handshake());
   ASSERT_EQ(session.state(), ComponentSession::State::kAuthenticated);
   session.CloseWithError(StreamErrorCondition::kConflict, "replaced by a newer connection");
