@@ -9,6 +9,7 @@
 #include "core/base/check.h"
 #include "core/base/concat.h"
 #include "core/config/byte_codec.h"
+#include "core/jid/jid.h"
 
 namespace stanzad::config {
 namespace {
@@ -171,28 +172,15 @@ absl::Status ValidateUserName(std::string_view name) {
   if (name.size() > kUserNameBytesMax) {
     return Invalid(Concat("user name ", Quoted(name), " is longer than 1023 bytes"));
   }
-  for (char c : name) {
-    if (c >= 'A' && c <= 'Z') {
-      return Invalid(Concat("user name ", Quoted(name), " must be lowercase"));
-    }
-    if (c < 0x21 || c > 0x7e) {
-      return Invalid(Concat("user name ", Quoted(name),
-                            " may hold only printable ASCII characters, no spaces"));
-    }
-    switch (c) {
-      case '"':
-      case '&':
-      case '\'':
-      case '/':
-      case ':':
-      case '<':
-      case '>':
-      case '@':
-        return Invalid(
-            Concat("user name ", Quoted(name), " may not contain any of \" & ' / : < > @"));
-      default:
-        break;
-    }
+  // A user name is a JID localpart in canonical form: the JID module's rules.
+  absl::StatusOr<jid::Jid> address = jid::Jid::Parse(Concat(name, "@example.invalid"));
+  if (!address.ok()) {
+    return Invalid(
+        Concat("user name ", Quoted(name), ": ", std::string(address.status().message())));
+  }
+  if (address->localpart() != name) {
+    return Invalid(Concat("user name ", Quoted(name), " is not in canonical form; use ",
+                          Quoted(address->localpart())));
   }
   return absl::OkStatus();
 }
