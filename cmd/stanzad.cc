@@ -111,6 +111,11 @@ class Daemon {
     while (!g_stop_requested.load()) {
       (*admin)->ServeOne(200, [this](const admin::AdminRequest& request,
                                      const admin::PeerCredentials&) { return Handle(request); });
+      // A listener that could not be opened (port taken) is retried every 5 s.
+      if (!engine_ && config_.ReadyToServe() &&
+          std::chrono::steady_clock::now() - last_start_attempt_ > std::chrono::seconds(5)) {
+        ApplyEngineState();
+      }
     }
     LogEvent(LogLevel::kInfo, "stopping");
     StopEngine();
@@ -197,6 +202,7 @@ class Daemon {
   // Starts, restarts or stops the engine to match the configuration.
   void ApplyEngineState() {
     StopEngine();
+    last_start_attempt_ = std::chrono::steady_clock::now();
     if (!config_.enabled) {
       not_serving_reason_ = "XMPP is disabled (stanzactl enable)";
       return;
@@ -270,6 +276,7 @@ class Daemon {
   std::unique_ptr<net::RouterShardStats[]> stats_;
   std::unique_ptr<net::Engine> engine_;
   std::string not_serving_reason_;
+  std::chrono::steady_clock::time_point last_start_attempt_;
 };
 
 absl::StatusOr<NodeConfig> LoadOrSeed(const std::string& state_dir) {
