@@ -1,15 +1,35 @@
-// stanza-bench (throughput mode): N call bridges as XEP-0114 components on one
-// epoll thread. Bridge i sends messages to bridge (i+1) % N, keeping --window
-// messages in flight; a message counts when its receiver has it. After
-// --warmup_s, the stanzas received during --duration_s are counted.
+// stanza-bench: N call bridges as XEP-0114 components on one epoll thread,
+// driving a server on loopback. Bridge i sends messages to bridge (i+1) % N.
 //
 //   stanzactl --state_dir=DIR --json callbridge list > secrets.json
 //   stanza-bench --server=127.0.0.1:5223 --secrets_json=secrets.json --bridges=20
 //
-// Prints one JSON line: stanzas_per_s, per-bridge min and max, errors seen, and
-// the client's CPU use (bench_was_bottleneck when its thread was >= 90% busy).
-// Only throughput is here; latency and idle modes, and the relay baseline, are
-// open work (issue 4). Every run is bounded by --duration_s + --warmup_s + 30 s.
+// Modes (--mode):
+//   throughput  each bridge keeps --window messages in flight; a message counts
+//               when its receiver has it. Stanzas/s over --duration_s after
+//               --warmup_s, per-bridge min and max, then a drain of at most
+//               --drain_s and the ids lost, duplicated or bounced with an error.
+//   latency     open loop at --rate stanzas/s in all (round robin over the
+//               bridges); latency is measured from the time each message was
+//               due, so a stall is not hidden (no coordinated omission);
+//               p50/p90/p99/p999/max of the messages due in the window.
+//   idle        connect and authenticate the bridges, then hold them for
+//               --hold_s; with --server_pid, the server's VmRSS growth divided
+//               by the number of bridges.
+//
+// --protocol=relay talks to bench/tcp_relay instead of an XMPP server: no
+// stream or handshake, a 12-byte hello ("SBRL", index, count) per connection,
+// then the same message bytes, forwarded without parsing. It is the baseline
+// for what loopback and this client can do.
+//
+// Message ids are "SEQ-DUE_NS": the sender's sequence number and the time the
+// message was due. Each sender/receiver pair is one ordered path, so a
+// sequence number below the expected one is a duplicate and one above it means
+// the ones between were lost.
+//
+// Prints one JSON line, including the client's CPU use (bench_was_bottleneck
+// when its thread was >= 90% busy). Every run is bounded by warm-up, duration,
+// drain and hold plus 60 s for connecting.
 #include <arpa/inet.h>
 #include <fcntl.h>
 #include <netinet/in.h>
@@ -22,6 +42,7 @@
 #include <algorithm>
 #include <cerrno>
 #include <chrono>
+#include <cinttypes>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
@@ -29,20 +50,31 @@
 #include <fstream>
 #include <sstream>
 #include <string>
+#include <string_view>
+#include <thread>
 #include <vector>
 
 #include "core/xmpp/component_handshake.h"
 
 namespace {
 
+enum class Mode { kThroughput, kLatency, kIdle };
+enum class Protocol { kXmpp, kRelay };
+
 struct Options {
   std::string server = "127.0.0.1:5223";
   std::string secrets_json;
+  Mode mode = Mode::kThroughput;
+  Protocol protocol = Protocol::kXmpp;
   int bridges = 20;
   int window = 32;
   int payload_bytes = 100;
   double duration_s = 10;
   double warmup_s = 2;
+  double drain_s = 3;
+  double rate = 100000;
+  double hold_s = 0;
+  int server_pid = 0;
 };
 
 struct BridgeAccount {
@@ -56,11 +88,15 @@ struct Bridge {
   int fd = -1;
   BridgeAccount account;
   Phase phase = Phase::kAwaitingHeader;
-  std::string in;   // unparsed input (header phase) or the tail kept for matching
+  std::string in;   // bytes not yet parsed
   std::string out;  // bytes waiting for the socket
   int in_flight = 0;
-  uint64_t sent = 0;
-  uint64_t received = 0;
+  uint64_t sent = 0;                // messages this bridge sent
+  uint64_t delivered_to_next = 0;   // of those, received by the next bridge
+  uint64_t bounced = 0;             // of those, returned to it with type='error'
+  uint64_t expected_from_prev = 0;  // next sequence number due from the previous bridge
+  uint64_t lost_from_prev = 0;
+  uint64_t duplicated_from_prev = 0;
   uint64_t received_in_window = 0;
 };
 
@@ -69,9 +105,13 @@ struct Bridge {
   std::exit(1);
 }
 
-double Now() {
-  return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count();
+int64_t NowNs() {
+  return std::chrono::duration_cast<std::chrono::nanoseconds>(
+             std::chrono::steady_clock::now().time_since_epoch())
+      .count();
 }
+
+int64_t SecondsToNs(double s) { return static_cast<int64_t>(s * 1e9); }
 
 double ThreadCpuSeconds() {
   timespec t{};
@@ -121,12 +161,440 @@ sockaddr_in ParseServer(const std::string& text) {
   return address;
 }
 
+int64_t ReadRssBytes(int pid) {
+  std::ifstream status("/proc/" + std::to_string(pid) + "/status");
+  std::string line;
+  while (std::getline(status, line)) {
+    if (line.rfind("VmRSS:", 0) == 0) return std::atoll(line.c_str() + 6) * 1024;
+  }
+  Die("cannot read VmRSS of --server_pid " + std::to_string(pid));
+}
+
 void Flush(Bridge& bridge) {
   while (!bridge.out.empty()) {
     const ssize_t n = send(bridge.fd, bridge.out.data(), bridge.out.size(), MSG_NOSIGNAL);
     if (n < 0 && (errno == EAGAIN || errno == EINTR)) return;
     if (n <= 0) Die(bridge.account.component + ": send failed: " + std::strerror(errno));
     bridge.out.erase(0, static_cast<size_t>(n));
+  }
+}
+
+// The value of attribute `name` in the start tag `tag`, or empty.
+std::string_view Attribute(std::string_view tag, std::string_view name) {
+  size_t at = 0;
+  while ((at = tag.find(name, at)) != std::string_view::npos) {
+    const size_t quote = at + name.size() + 1;
+    if (at > 0 && tag[at - 1] == ' ' && quote < tag.size() && tag[quote - 1] == '=' &&
+        (tag[quote] == '\'' || tag[quote] == '"')) {
+      const size_t end = tag.find(tag[quote], quote + 1);
+      if (end == std::string_view::npos) return {};
+      return tag.substr(quote + 1, end - quote - 1);
+    }
+    at += name.size();
+  }
+  return {};
+}
+
+uint64_t ParseUnsigned(std::string_view text) {
+  uint64_t value = 0;
+  for (const char c : text) {
+    if (c < '0' || c > '9') break;
+    value = value * 10 + static_cast<uint64_t>(c - '0');
+  }
+  return value;
+}
+
+double Percentile(std::vector<int64_t>& sorted, double p) {
+  if (sorted.empty()) return 0;
+  const size_t index =
+      std::min(sorted.size() - 1, static_cast<size_t>(p * static_cast<double>(sorted.size())));
+  return static_cast<double>(sorted[index]) / 1000.0;  // microseconds
+}
+
+void Usage() {
+  std::fprintf(
+      stderr,
+      "usage: stanza-bench --server=HOST:PORT [--secrets_json=FILE] [--protocol=xmpp|relay]\n"
+      "         [--mode=throughput|latency|idle] [--bridges=20] [--window=32]\n"
+      "         [--payload_bytes=100] [--duration_s=10] [--warmup_s=2] [--drain_s=3]\n"
+      "         [--rate=100000] [--hold_s=0] [--server_pid=PID]\n"
+      "  --secrets_json  `stanzactl --json callbridge list` output (xmpp protocol)\n"
+      "  --protocol      xmpp: XEP-0114 components; relay: bench/tcp_relay baseline\n"
+      "  --mode          throughput (pipelined --window per bridge), latency (open loop\n"
+      "                  at --rate stanzas/s in all), idle (hold the bridges --hold_s)\n"
+      "  --server_pid    the server's PID; idle mode reports its VmRSS growth per bridge\n");
+}
+
+class Bench {
+ public:
+  explicit Bench(Options options) : options_(std::move(options)) {}
+
+  int Run();
+
+ private:
+  void Connect(const std::vector<BridgeAccount>& accounts);
+  void OnReadable(Bridge& bridge, int64_t now);
+  void OnHandshakeBytes(Bridge& bridge, std::string_view data);
+  void ParseMessages(Bridge& bridge, int64_t now);
+  void QueueMessage(size_t from, int64_t due);
+  bool Measuring(int64_t due) const { return due >= window_start_ && due < window_end_; }
+  void Report(double cpu_seconds, int64_t rss_before, int64_t rss_after);
+
+  Options options_;
+  std::vector<Bridge> bridges_;
+  std::string payload_;
+  int epoll_fd_ = -1;
+  size_t ready_ = 0;
+  bool started_ = false;
+  int64_t start_ = 0;  // when all bridges were ready
+  int64_t window_start_ = 0, window_end_ = 0;
+  uint64_t scheduled_ = 0;  // latency mode: messages due so far
+  uint64_t backlogged_ = 0;
+  std::vector<int64_t> latencies_ns_;
+};
+
+void Bench::Connect(const std::vector<BridgeAccount>& accounts) {
+  const sockaddr_in server = ParseServer(options_.server);
+  epoll_fd_ = epoll_create1(EPOLL_CLOEXEC);
+  bridges_.resize(static_cast<size_t>(options_.bridges));
+  for (size_t i = 0; i < bridges_.size(); ++i) {
+    Bridge& bridge = bridges_[i];
+    bridge.account = accounts[i];
+    bridge.fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (connect(bridge.fd, reinterpret_cast<const sockaddr*>(&server), sizeof(server)) != 0) {
+      Die("cannot connect to " + options_.server + ": " + std::strerror(errno));
+    }
+    const int one = 1;
+    setsockopt(bridge.fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+    fcntl(bridge.fd, F_SETFL, O_NONBLOCK);
+    epoll_event event{};
+    event.events = EPOLLIN | EPOLLOUT | EPOLLET;
+    event.data.u64 = i;
+    epoll_ctl(epoll_fd_, EPOLL_CTL_ADD, bridge.fd, &event);
+    if (options_.protocol == Protocol::kRelay) {
+      char hello[12] = {'S', 'B', 'R', 'L'};
+      const uint32_t index = htonl(static_cast<uint32_t>(i));
+      const uint32_t count = htonl(static_cast<uint32_t>(bridges_.size()));
+      std::memcpy(hello + 4, &index, 4);
+      std::memcpy(hello + 8, &count, 4);
+      bridge.out.assign(hello, sizeof(hello));
+    } else {
+      bridge.out =
+          "<stream:stream xmlns='jabber:component:accept' "
+          "xmlns:stream='http://etherx.jabber.org/streams' to='" +
+          bridge.account.component + "'>";
+    }
+    Flush(bridge);
+  }
+}
+
+void Bench::QueueMessage(size_t from, int64_t due) {
+  Bridge& sender = bridges_[from];
+  const Bridge& receiver = bridges_[(from + 1) % bridges_.size()];
+  std::string& out = sender.out;
+  out += "<message from='";
+  out += sender.account.component;
+  out += "' to='";
+  out += receiver.account.component;
+  out += "' id='";
+  out += std::to_string(sender.sent);
+  out += '-';
+  out += std::to_string(due);
+  out += "'><body>";
+  out += payload_;
+  out += "</body></message>";
+  ++sender.sent;
+  ++sender.in_flight;
+}
+
+void Bench::OnHandshakeBytes(Bridge& bridge, std::string_view data) {
+  bridge.in.append(data);
+  if (options_.protocol == Protocol::kRelay) {
+    if (bridge.in[0] != 'R') Die("the relay answered the hello with something else");
+    bridge.in.erase(0, 1);
+    bridge.phase = Phase::kReady;
+    ++ready_;
+    return;
+  }
+  if (bridge.in.find("<stream:error") != std::string::npos) {
+    Die(bridge.account.component + ": stream error: " + bridge.in);
+  }
+  if (bridge.phase == Phase::kAwaitingHeader) {
+    size_t id = bridge.in.find(" id='");
+    if (id == std::string::npos) id = bridge.in.find(" id=\"");
+    const size_t close = bridge.in.find('>', id == std::string::npos ? 0 : id);
+    if (id != std::string::npos && close != std::string::npos) {
+      const char quote = bridge.in[id + 4];
+      const size_t end = bridge.in.find(quote, id + 5);
+      const std::string stream_id = bridge.in.substr(id + 5, end - id - 5);
+      bridge.out += "<handshake>" +
+                    stanzad::xmpp::ComponentHandshakeDigest(stream_id, bridge.account.secret) +
+                    "</handshake>";
+      Flush(bridge);
+      bridge.phase = Phase::kAwaitingHandshake;
+      bridge.in.erase(0, close + 1);
+    }
+  }
+  if (bridge.phase == Phase::kAwaitingHandshake) {
+    const size_t ok = bridge.in.find("<handshake/>");
+    if (ok != std::string::npos) {
+      bridge.phase = Phase::kReady;
+      bridge.in.erase(0, ok + 12);
+      ++ready_;
+    }
+  }
+}
+
+// Takes every complete <message> out of bridge.in.
+void Bench::ParseMessages(Bridge& bridge, int64_t now) {
+  const size_t self = static_cast<size_t>(&bridge - bridges_.data());
+  const size_t previous = (self + bridges_.size() - 1) % bridges_.size();
+  std::string_view in = bridge.in;
+  size_t consumed = 0;
+  while (true) {
+    const size_t start = in.find('<', consumed);
+    if (start == std::string_view::npos) {
+      consumed = in.size();  // whitespace keepalives
+      break;
+    }
+    if (in.substr(start, 13) == "<stream:error" || in.substr(start, 15) == "</stream:stream") {
+      Die(bridge.account.component +
+          ": the server ended the stream: " + std::string(in.substr(start, 400)));
+    }
+    const size_t tag_end = in.find('>', start);
+    if (tag_end == std::string_view::npos) break;
+    const std::string_view tag = in.substr(start, tag_end - start);
+    size_t end;
+    if (in[tag_end - 1] == '/') {
+      end = tag_end + 1;
+    } else {
+      const std::string_view name = tag.substr(1, tag.find_first_of(" \t\r\n") - 1);
+      const std::string closing =
+          name == "message" ? std::string("</message>") : "</" + std::string(name) + ">";
+      const size_t close = in.find(closing, tag_end);
+      if (close == std::string_view::npos) break;
+      end = close + closing.size();
+    }
+    consumed = end;
+    if (tag.substr(0, 8) != "<message") continue;
+    const std::string_view id = Attribute(tag, "id");
+    const size_t dash = id.find('-');
+    const uint64_t sequence = ParseUnsigned(id);
+    const int64_t due = dash == std::string_view::npos
+                            ? 0
+                            : static_cast<int64_t>(ParseUnsigned(id.substr(dash + 1)));
+    if (Attribute(tag, "type") == "error") {
+      // Our own message, bounced back to us by the server.
+      ++bridge.bounced;
+      --bridge.in_flight;
+      if (options_.mode == Mode::kThroughput && now < window_end_) QueueMessage(self, now);
+      continue;
+    }
+    Bridge& sender = bridges_[previous];
+    if (sequence < bridge.expected_from_prev) {
+      ++bridge.duplicated_from_prev;
+      continue;
+    }
+    bridge.lost_from_prev += sequence - bridge.expected_from_prev;
+    bridge.expected_from_prev = sequence + 1;
+    ++sender.delivered_to_next;
+    --sender.in_flight;
+    if (Measuring(due)) {
+      ++bridge.received_in_window;
+      if (options_.mode == Mode::kLatency) latencies_ns_.push_back(now - due);
+    }
+    if (options_.mode == Mode::kThroughput && now < window_end_) QueueMessage(previous, now);
+  }
+  bridge.in.erase(0, consumed);
+  if (options_.mode == Mode::kThroughput) {
+    Flush(bridges_[previous]);
+    Flush(bridge);
+  }
+}
+
+void Bench::OnReadable(Bridge& bridge, int64_t now) {
+  char buffer[256 * 1024];
+  while (true) {
+    const ssize_t n = recv(bridge.fd, buffer, sizeof(buffer), 0);
+    if (n < 0 && (errno == EAGAIN || errno == EINTR)) return;
+    if (n <= 0) {
+      Die(bridge.account.component +
+          ": connection closed by the server: " + bridge.in.substr(0, 400));
+    }
+    std::string_view data(buffer, static_cast<size_t>(n));
+    if (bridge.phase != Phase::kReady) {
+      OnHandshakeBytes(bridge, data);
+      if (bridge.phase != Phase::kReady) continue;
+    } else {
+      bridge.in.append(data);
+    }
+    if (started_) ParseMessages(bridge, now);
+    // A short read drained the socket; with edge-triggered epoll, data that
+    // arrives later raises a new event, so the EAGAIN read can be skipped.
+    if (static_cast<size_t>(n) < sizeof(buffer)) return;
+  }
+}
+
+int Bench::Run() {
+  std::vector<BridgeAccount> accounts;
+  if (options_.protocol == Protocol::kRelay) {
+    for (int i = 0; i < options_.bridges; ++i) {
+      accounts.push_back({"b" + std::to_string(i) + ".example.com", ""});
+    }
+  } else {
+    if (options_.secrets_json.empty()) Die("--secrets_json is required with --protocol=xmpp");
+    accounts = ReadAccounts(options_.secrets_json);
+  }
+  if (options_.bridges < 2 || options_.bridges > static_cast<int>(accounts.size())) {
+    Die("--bridges must be between 2 and the " + std::to_string(accounts.size()) + " bridges in " +
+        options_.secrets_json);
+  }
+  rlimit files{};
+  getrlimit(RLIMIT_NOFILE, &files);
+  files.rlim_cur = files.rlim_max;
+  setrlimit(RLIMIT_NOFILE, &files);
+  payload_.assign(static_cast<size_t>(std::max(1, options_.payload_bytes)), 'x');
+
+  const int64_t rss_before = options_.server_pid > 0 ? ReadRssBytes(options_.server_pid) : 0;
+  int64_t rss_after = 0;
+  Connect(accounts);
+
+  const int64_t connect_deadline = NowNs() + SecondsToNs(60);
+  int64_t drain_end = 0;
+  double cpu_start = -1, cpu_end = -1;
+  std::vector<epoll_event> events(1024);
+  while (true) {
+    const int64_t now = NowNs();
+    if (!started_ && now > connect_deadline) {
+      Die("timed out after 60 s with " + std::to_string(ready_) + " of " +
+          std::to_string(bridges_.size()) + " bridges authenticated");
+    }
+    if (!started_ && ready_ == bridges_.size()) {
+      started_ = true;
+      start_ = now;
+      window_start_ = now + SecondsToNs(options_.warmup_s);
+      window_end_ = window_start_ + SecondsToNs(options_.duration_s);
+      drain_end = window_end_ + SecondsToNs(options_.drain_s);
+      std::fprintf(stderr, "stanza-bench: %zu bridges ready; running\n", ready_);
+      if (options_.mode == Mode::kIdle) {
+        std::this_thread::sleep_for(std::chrono::seconds(1));
+        if (options_.server_pid > 0) rss_after = ReadRssBytes(options_.server_pid);
+        std::this_thread::sleep_for(std::chrono::duration<double>(options_.hold_s));
+        break;
+      }
+      for (size_t i = 0; i < bridges_.size(); ++i) {
+        if (!bridges_[i].in.empty()) ParseMessages(bridges_[i], now);
+        if (options_.mode == Mode::kThroughput) {
+          for (int k = 0; k < options_.window; ++k) QueueMessage(i, now);
+          Flush(bridges_[i]);
+        }
+      }
+    }
+    if (started_) {
+      if (cpu_start < 0 && now >= window_start_) cpu_start = ThreadCpuSeconds();
+      if (cpu_end < 0 && now >= window_end_) cpu_end = ThreadCpuSeconds();
+      if (options_.mode == Mode::kLatency && now < window_end_) {
+        // Everything due by now, round robin, each with the time it was due.
+        const uint64_t due_count =
+            static_cast<uint64_t>(static_cast<double>(now - start_) * options_.rate / 1e9);
+        const size_t first = scheduled_ % bridges_.size();
+        const uint64_t batch = due_count - scheduled_;
+        for (; scheduled_ < due_count; ++scheduled_) {
+          const int64_t due =
+              start_ + static_cast<int64_t>(static_cast<double>(scheduled_) * 1e9 / options_.rate);
+          QueueMessage(scheduled_ % bridges_.size(), due);
+        }
+        for (uint64_t k = 0; k < std::min<uint64_t>(batch, bridges_.size()); ++k) {
+          Bridge& bridge = bridges_[(first + k) % bridges_.size()];
+          Flush(bridge);
+          if (bridge.out.size() > (4u << 20)) ++backlogged_;
+        }
+      }
+      if (now >= window_end_) {
+        bool drained = true;
+        for (const Bridge& bridge : bridges_) drained = drained && bridge.in_flight == 0;
+        if (drained || now >= drain_end) break;
+      }
+    }
+    // Latency mode wakes at least every 50 us to send what has fallen due, so
+    // batching adds at most that to a message's latency, without spinning.
+    const timespec timeout{0, started_ && options_.mode == Mode::kLatency ? 50'000 : 10'000'000};
+    const int count =
+        epoll_pwait2(epoll_fd_, events.data(), static_cast<int>(events.size()), &timeout, nullptr);
+    const int64_t after = NowNs();
+    for (int e = 0; e < count; ++e) {
+      Bridge& bridge = bridges_[events[e].data.u64];
+      if (events[e].events & EPOLLOUT) Flush(bridge);
+      if (events[e].events & (EPOLLIN | EPOLLHUP | EPOLLERR)) OnReadable(bridge, after);
+    }
+  }
+  if (cpu_end < 0) cpu_end = ThreadCpuSeconds();
+  Report(cpu_start < 0 ? 0 : cpu_end - cpu_start, rss_before, rss_after);
+  for (const Bridge& bridge : bridges_) close(bridge.fd);
+  return 0;
+}
+
+void Bench::Report(double cpu_seconds, int64_t rss_before, int64_t rss_after) {
+  const char* mode = options_.mode == Mode::kThroughput ? "throughput"
+                     : options_.mode == Mode::kLatency  ? "latency"
+                                                        : "idle";
+  std::printf("{\"mode\":\"%s\",\"protocol\":\"%s\",\"server\":\"%s\",\"bridges\":%d", mode,
+              options_.protocol == Protocol::kRelay ? "relay" : "xmpp", options_.server.c_str(),
+              options_.bridges);
+  if (options_.mode == Mode::kIdle) {
+    std::printf(",\"server_pid\":%d,\"rss_before_bytes\":%" PRId64 ",\"rss_after_bytes\":%" PRId64
+                ",\"per_connection_bytes\":%.0f}\n",
+                options_.server_pid, rss_before, rss_after,
+                options_.server_pid > 0 ? static_cast<double>(rss_after - rss_before) /
+                                              static_cast<double>(options_.bridges)
+                                        : 0.0);
+    return;
+  }
+  uint64_t in_window = 0, min_bridge = UINT64_MAX, max_bridge = 0;
+  uint64_t sent = 0, delivered = 0, bounced = 0, lost = 0, duplicated = 0, unanswered = 0;
+  for (const Bridge& bridge : bridges_) {
+    in_window += bridge.received_in_window;
+    min_bridge = std::min(min_bridge, bridge.received_in_window);
+    max_bridge = std::max(max_bridge, bridge.received_in_window);
+    sent += bridge.sent;
+    delivered += bridge.delivered_to_next;
+    bounced += bridge.bounced;
+    lost += bridge.lost_from_prev;
+    duplicated += bridge.duplicated_from_prev;
+    unanswered += static_cast<uint64_t>(std::max(0, bridge.in_flight));
+  }
+  // A bounced message leaves a gap at its receiver too: it was answered, not lost.
+  lost = lost > bounced ? lost - bounced : 0;
+  const double duration = options_.duration_s;
+  std::printf(
+      ",\"payload_bytes\":%d,\"duration_s\":%.1f,\"stanzas_per_s\":%.0f,"
+      "\"per_bridge_min_per_s\":%.0f,\"per_bridge_max_per_s\":%.0f,\"sent\":%" PRIu64
+      ",\"delivered\":%" PRIu64 ",\"bounced\":%" PRIu64 ",\"lost\":%" PRIu64
+      ",\"duplicated\":%" PRIu64 ",\"unanswered_after_drain\":%" PRIu64,
+      options_.payload_bytes, duration, static_cast<double>(in_window) / duration,
+      static_cast<double>(min_bridge) / duration, static_cast<double>(max_bridge) / duration, sent,
+      delivered, bounced, lost, duplicated, unanswered);
+  if (options_.mode == Mode::kThroughput) {
+    std::printf(",\"window\":%d", options_.window);
+  } else {
+    std::sort(latencies_ns_.begin(), latencies_ns_.end());
+    std::printf(
+        ",\"rate\":%.0f,\"samples\":%zu,\"p50_us\":%.1f,\"p90_us\":%.1f,\"p99_us\":%.1f,"
+        "\"p999_us\":%.1f,\"max_us\":%.1f,\"send_backlog_events\":%" PRIu64,
+        options_.rate, latencies_ns_.size(), Percentile(latencies_ns_, 0.5),
+        Percentile(latencies_ns_, 0.9), Percentile(latencies_ns_, 0.99),
+        Percentile(latencies_ns_, 0.999),
+        latencies_ns_.empty() ? 0.0 : static_cast<double>(latencies_ns_.back()) / 1000.0,
+        backlogged_);
+  }
+  const double busy = cpu_seconds / duration;
+  std::printf(",\"client_cpu_busy_fraction\":%.2f,\"bench_was_bottleneck\":%s}\n", busy,
+              busy >= 0.9 ? "true" : "false");
+  if (busy >= 0.9) {
+    std::fprintf(stderr,
+                 "stanza-bench: warning: the client thread was %.0f%% busy; the figures may "
+                 "measure stanza-bench, not the server\n",
+                 busy * 100);
   }
 }
 
@@ -143,178 +611,36 @@ int main(int argc, char** argv) {
       options.server = value;
     } else if (name == "--secrets_json") {
       options.secrets_json = value;
+    } else if (name == "--mode" &&
+               (value == "throughput" || value == "latency" || value == "idle")) {
+      options.mode = value == "throughput" ? Mode::kThroughput
+                     : value == "latency"  ? Mode::kLatency
+                                           : Mode::kIdle;
+    } else if (name == "--protocol" && (value == "xmpp" || value == "relay")) {
+      options.protocol = value == "xmpp" ? Protocol::kXmpp : Protocol::kRelay;
     } else if (name == "--bridges") {
       options.bridges = std::atoi(value.c_str());
     } else if (name == "--window") {
-      options.window = std::atoi(value.c_str());
+      options.window = std::max(1, std::atoi(value.c_str()));
     } else if (name == "--payload_bytes") {
       options.payload_bytes = std::atoi(value.c_str());
     } else if (name == "--duration_s") {
-      options.duration_s = std::atof(value.c_str());
+      options.duration_s = std::max(0.1, std::atof(value.c_str()));
     } else if (name == "--warmup_s") {
-      options.warmup_s = std::atof(value.c_str());
+      options.warmup_s = std::max(0.0, std::atof(value.c_str()));
+    } else if (name == "--drain_s") {
+      options.drain_s = std::max(0.0, std::atof(value.c_str()));
+    } else if (name == "--rate") {
+      options.rate = std::max(1.0, std::atof(value.c_str()));
+    } else if (name == "--hold_s") {
+      options.hold_s = std::max(0.0, std::atof(value.c_str()));
+    } else if (name == "--server_pid") {
+      options.server_pid = std::atoi(value.c_str());
     } else {
-      std::fprintf(stderr,
-                   "usage: stanza-bench --server=HOST:PORT --secrets_json=FILE [--bridges=20] "
-                   "[--window=32] [--payload_bytes=100] [--duration_s=10] [--warmup_s=2]\n");
-      return 2;
+      if (name != "--help") std::fprintf(stderr, "stanza-bench: bad flag %s\n", arg.c_str());
+      Usage();
+      return name == "--help" ? 0 : 2;
     }
   }
-  std::vector<BridgeAccount> accounts = ReadAccounts(options.secrets_json);
-  if (options.bridges < 2 || options.bridges > static_cast<int>(accounts.size())) {
-    Die("--bridges must be between 2 and the " + std::to_string(accounts.size()) + " bridges in " +
-        options.secrets_json);
-  }
-  rlimit files{};
-  getrlimit(RLIMIT_NOFILE, &files);
-  files.rlim_cur = files.rlim_max;
-  setrlimit(RLIMIT_NOFILE, &files);
-
-  const sockaddr_in server = ParseServer(options.server);
-  const int epoll_fd = epoll_create1(EPOLL_CLOEXEC);
-  std::vector<Bridge> bridges(static_cast<size_t>(options.bridges));
-  for (size_t i = 0; i < bridges.size(); ++i) {
-    Bridge& bridge = bridges[i];
-    bridge.account = accounts[i];
-    bridge.fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    if (connect(bridge.fd, reinterpret_cast<const sockaddr*>(&server), sizeof(server)) != 0) {
-      Die("cannot connect to " + options.server + ": " + std::strerror(errno));
-    }
-    const int one = 1;
-    setsockopt(bridge.fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
-    fcntl(bridge.fd, F_SETFL, O_NONBLOCK);
-    epoll_event event{};
-    event.events = EPOLLIN | EPOLLOUT | EPOLLET;
-    event.data.u64 = i;
-    epoll_ctl(epoll_fd, EPOLL_CTL_ADD, bridge.fd, &event);
-    bridge.out =
-        "<stream:stream xmlns='jabber:component:accept' "
-        "xmlns:stream='http://etherx.jabber.org/streams' to='" +
-        bridge.account.component + "'>";
-    Flush(bridge);
-  }
-
-  const std::string payload(static_cast<size_t>(std::max(1, options.payload_bytes)), 'x');
-  const auto queue_message = [&](size_t from) {
-    Bridge& sender = bridges[from];
-    const Bridge& receiver = bridges[(from + 1) % bridges.size()];
-    sender.out += "<message from='" + sender.account.component + "' to='" +
-                  receiver.account.component + "' id='" + std::to_string(sender.sent) + "'><body>" +
-                  payload + "</body></message>";
-    ++sender.sent;
-    ++sender.in_flight;
-  };
-
-  size_t ready = 0;
-  uint64_t errors = 0;
-  bool started = false;
-  double window_start = 0, window_end = 0;
-  double cpu_start = 0;
-  const double deadline = Now() + options.warmup_s + options.duration_s + 30;
-  std::vector<char> buffer(256 * 1024);
-  std::vector<epoll_event> events(1024);
-  constexpr std::string_view kEnd = "</message>";
-  while (true) {
-    const double now = Now();
-    if (now > deadline) Die("timed out (" + std::to_string(ready) + " bridges ready)");
-    if (started && now >= window_end) break;
-    if (!started && ready == bridges.size()) {
-      started = true;
-      window_start = now + options.warmup_s;
-      window_end = window_start + options.duration_s;
-      std::fprintf(stderr, "stanza-bench: %zu bridges authenticated; running\n", ready);
-      for (size_t i = 0; i < bridges.size(); ++i) {
-        for (int k = 0; k < options.window; ++k) queue_message(i);
-        Flush(bridges[i]);
-      }
-    }
-    const bool measuring = started && now >= window_start;
-    if (measuring && cpu_start == 0) cpu_start = ThreadCpuSeconds();
-    const int count = epoll_wait(epoll_fd, events.data(), static_cast<int>(events.size()), 100);
-    for (int e = 0; e < count; ++e) {
-      Bridge& bridge = bridges[events[e].data.u64];
-      if (events[e].events & EPOLLOUT) Flush(bridge);
-      if (!(events[e].events & EPOLLIN)) continue;
-      while (true) {
-        const ssize_t n = recv(bridge.fd, buffer.data(), buffer.size(), 0);
-        if (n < 0 && (errno == EAGAIN || errno == EINTR)) break;
-        if (n <= 0)
-          Die(bridge.account.component +
-              ": connection closed by the server: " + bridge.in.substr(0, 400));
-        std::string_view data(buffer.data(), static_cast<size_t>(n));
-        if (bridge.phase != Phase::kReady) {
-          bridge.in.append(data);
-          if (bridge.in.find("<stream:error") != std::string::npos) {
-            Die(bridge.account.component + ": stream error: " + bridge.in);
-          }
-          if (bridge.phase == Phase::kAwaitingHeader) {
-            size_t id = bridge.in.find(" id='");
-            if (id == std::string::npos) id = bridge.in.find(" id=\"");
-            const size_t close = bridge.in.find('>', id == std::string::npos ? 0 : id);
-            if (id != std::string::npos && close != std::string::npos) {
-              const char quote = bridge.in[id + 4];
-              const size_t end = bridge.in.find(quote, id + 5);
-              const std::string stream_id = bridge.in.substr(id + 5, end - id - 5);
-              bridge.out +=
-                  "<handshake>" +
-                  stanzad::xmpp::ComponentHandshakeDigest(stream_id, bridge.account.secret) +
-                  "</handshake>";
-              Flush(bridge);
-              bridge.phase = Phase::kAwaitingHandshake;
-            }
-          }
-          if (bridge.phase == Phase::kAwaitingHandshake &&
-              bridge.in.find("<handshake/>") != std::string::npos) {
-            bridge.phase = Phase::kReady;
-            bridge.in.clear();
-            ++ready;
-          }
-          continue;
-        }
-        // Count complete messages; keep a tail in case "</message>" is split.
-        std::string joined = bridge.in;
-        joined.append(data);
-        size_t at = 0;
-        uint64_t got = 0;
-        while ((at = joined.find(kEnd, at)) != std::string::npos) {
-          ++got;
-          at += kEnd.size();
-        }
-        if (joined.find("type='error'") != std::string::npos) ++errors;
-        // A match needs all of kEnd, so keeping one byte less never counts twice.
-        const size_t keep = kEnd.size() - 1;
-        bridge.in = joined.substr(joined.size() > keep ? joined.size() - keep : 0);
-        bridge.received += got;
-        if (Now() >= window_start && started) bridge.received_in_window += got;
-        // Each message received frees a slot of the bridge that sent it.
-        const size_t sender = (&bridge - bridges.data() + bridges.size() - 1) % bridges.size();
-        Bridge& from = bridges[sender];
-        for (uint64_t k = 0; k < got; ++k) {
-          --from.in_flight;
-          queue_message(sender);
-        }
-        Flush(from);
-      }
-    }
-  }
-  const double cpu = ThreadCpuSeconds() - cpu_start;
-  uint64_t total = 0, min_bridge = UINT64_MAX, max_bridge = 0;
-  for (const Bridge& bridge : bridges) {
-    total += bridge.received_in_window;
-    min_bridge = std::min(min_bridge, bridge.received_in_window);
-    max_bridge = std::max(max_bridge, bridge.received_in_window);
-    close(bridge.fd);
-  }
-  const double busy = cpu / options.duration_s;
-  std::printf(
-      "{\"mode\":\"throughput\",\"server\":\"%s\",\"bridges\":%d,\"window\":%d,"
-      "\"payload_bytes\":%d,\"duration_s\":%.1f,\"stanzas_per_s\":%.0f,"
-      "\"per_bridge_min_per_s\":%.0f,\"per_bridge_max_per_s\":%.0f,\"error_replies\":%llu,"
-      "\"client_cpu_busy_fraction\":%.2f,\"bench_was_bottleneck\":%s}\n",
-      options.server.c_str(), options.bridges, options.window, options.payload_bytes,
-      options.duration_s, static_cast<double>(total) / options.duration_s,
-      static_cast<double>(min_bridge) / options.duration_s,
-      static_cast<double>(max_bridge) / options.duration_s, static_cast<unsigned long long>(errors),
-      busy, busy >= 0.9 ? "true" : "false");
-  return 0;
+  return Bench(std::move(options)).Run();
 }
