@@ -26,8 +26,11 @@
 #include "absl/strings/str_split.h"
 #include "cmd/admin/admin_socket.h"
 #include "cmd/flags_usage.h"
+#include "cmd/metrics/http_server.h"
+#include "cmd/metrics/prometheus_text.h"
 #include "cmd/node_commands.h"
 #include "cmd/node_config.h"
+#include "cmd/node_metrics.h"
 #include "core/base/log.h"
 #include "net/engine.h"
 #include "net/router_shard.h"
@@ -50,7 +53,9 @@ ABSL_FLAG(uint16_t, cluster_port, 5279,
           "TCP port for cluster peers. Reserved: clustering is not available yet.");
 ABSL_FLAG(int, threads, 0, "Shard threads, one io_uring each. 0 means one per CPU core.");
 ABSL_FLAG(std::string, metrics_addr, "127.0.0.1:9464",
-          "Address for Prometheus metrics and health checks. Reserved: not served yet.");
+          "IP:PORT (or [IPv6]:PORT) serving Prometheus metrics at /metrics and a health check "
+          "at /healthz (200 when routing, 503 with the reason otherwise). No authentication: "
+          "keep it on loopback or a management network. Empty: off.");
 ABSL_FLAG(std::string, log_level, "info", "Least severe log level printed: info, warning, error.");
 ABSL_FLAG(int, connections_max, 100000,
           "Most simultaneous connections on this node (split evenly across shards); further "
@@ -108,9 +113,16 @@ class Daemon {
              "version=" + std::string(kVersion) + " state_dir=" + state_dir_ +
                  " shards=" + std::to_string(shards_));
     ApplyEngineState();
+    PublishMetricsSnapshot();
+    StartMetrics();
     while (!g_stop_requested.load()) {
       (*admin)->ServeOne(200, [this](const admin::AdminRequest& request,
                                      const admin::PeerCredentials&) { return Handle(request); });
+      PublishMetricsSnapshot();
+      if (!metrics_server_ && !metrics_addr_.empty() &&
+          std::chrono::steady_clock::now() - last_metrics_attempt_ > std::chrono::seconds(5)) {
+        StartMetrics();
+      }
       // A listener that could not be opened (port taken) is retried every 5 s.
       if (!engine_ && config_.ReadyToServe() &&
           std::chrono::steady_clock::now() - last_start_attempt_ > std::chrono::seconds(5)) {
@@ -118,11 +130,58 @@ class Daemon {
       }
     }
     LogEvent(LogLevel::kInfo, "stopping");
+    metrics_server_.reset();
     StopEngine();
     return 0;
   }
 
  private:
+  // Serves /metrics and /healthz on --metrics_addr from a thread of its own.
+  // A taken port is logged and retried every 5 s; the node routes regardless.
+  void StartMetrics() {
+    last_metrics_attempt_ = std::chrono::steady_clock::now();
+    if (metrics_addr_.empty()) return;
+    absl::StatusOr<net::Endpoint> endpoint = net::Endpoint::Parse(metrics_addr_, 9464);
+    absl::StatusOr<std::unique_ptr<metrics::HttpServer>> server =
+        endpoint.ok() ? metrics::HttpServer::Start(
+                            *endpoint, [this](std::string_view path) { return ServeMetrics(path); })
+                      : absl::StatusOr<std::unique_ptr<metrics::HttpServer>>(endpoint.status());
+    if (!server.ok()) {
+      LogEvent(LogLevel::kError, "metrics_listen_failed",
+               "addr=" + metrics_addr_ +
+                   " reason=" + LogQuote(std::string(server.status().message())) +
+                   " fix=" + LogQuote("free the port or pass another --metrics_addr (empty: off)"));
+      if (!endpoint.ok()) metrics_addr_.clear();  // a bad address will not get better
+      return;
+    }
+    metrics_server_ = std::move(*server);
+    LogEvent(LogLevel::kInfo, "metrics_serving", "addr=" + metrics_server_->endpoint().ToString());
+  }
+
+  // On the metrics thread.
+  metrics::HttpResponse ServeMetrics(std::string_view path) const {
+    const std::shared_ptr<const NodeMetricsSnapshot> snapshot = metrics_snapshot_.load();
+    if (path == "/metrics") {
+      return {200, std::string(metrics::kPrometheusContentType),
+              RenderNodeMetrics(*snapshot, stats_.get(), shards_)};
+    }
+    if (path == "/healthz") return NodeHealth(*snapshot);
+    return {404, "text/plain; charset=utf-8", "not found: try /metrics or /healthz\n"};
+  }
+
+  void PublishMetricsSnapshot() {
+    auto snapshot = std::make_shared<NodeMetricsSnapshot>();
+    snapshot->version = kVersion;
+    snapshot->uptime_s =
+        std::chrono::duration<double>(std::chrono::steady_clock::now() - started_).count();
+    snapshot->serving = engine_ != nullptr;
+    snapshot->not_serving_reason = not_serving_reason_;
+    snapshot->bridges_configured = config_.callbridges.size();
+    snapshot->last_config_change_unix_s = last_config_change_unix_s_;
+    if (engine_) snapshot->engine = engine_->stats();
+    metrics_snapshot_.store(std::move(snapshot));
+  }
+
   std::shared_ptr<const net::RouterConfig> BuildRouterConfig() const {
     auto router = std::make_shared<net::RouterConfig>();
     router->domain = config_.domain;
@@ -146,6 +205,8 @@ class Daemon {
     const bool listeners_changed =
         proposed.listen != config_.listen || proposed.ReadyToServe() != config_.ReadyToServe();
     config_ = std::move(proposed);
+    last_config_change_unix_s_ =
+        std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch()).count();
     LogEvent(LogLevel::kInfo, "config_changed",
              "command=" + LogQuote(request.args[0] +
                                    (request.args.size() > 1 ? " " + request.args[1] : "")));
@@ -277,6 +338,12 @@ class Daemon {
   std::unique_ptr<net::Engine> engine_;
   std::string not_serving_reason_;
   std::chrono::steady_clock::time_point last_start_attempt_;
+  std::string metrics_addr_ = absl::GetFlag(FLAGS_metrics_addr);
+  std::chrono::steady_clock::time_point last_metrics_attempt_;
+  double last_config_change_unix_s_ = 0;
+  std::atomic<std::shared_ptr<const NodeMetricsSnapshot>> metrics_snapshot_;
+  // Last, so it stops (its thread reads stats_ and the snapshot) before they go.
+  std::unique_ptr<metrics::HttpServer> metrics_server_;
 };
 
 absl::StatusOr<NodeConfig> LoadOrSeed(const std::string& state_dir) {

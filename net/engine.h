@@ -97,6 +97,8 @@ struct ShardStats {
   uint64_t wakeups_by_doorbell = 0;  // times a producer had to wake this shard
   uint64_t recv_buffers_exhausted = 0;  // -ENOBUFS completions (recv_buffer_count too small)
   uint64_t loop_iterations = 0;
+  uint64_t send_queue_bytes = 0;          // now: bytes queued for sending on all connections
+  uint64_t sends_refused_queue_full = 0;  // Send() refused: the connection's queue was full
 };
 
 class Shard;

@@ -301,6 +301,7 @@ void RouterShard::Bounce(ConnectionId sender, std::string_view stanza_bytes,
     return;
   }
   Bump(stats_->stanzas_bounced);
+  Bump(stats_->stanzas_bounced_by_condition[static_cast<int>(condition)]);
   connection->Send(xmpp::MakeErrorReply(stanza, condition, config_->domain));
 }
 

@@ -90,6 +90,8 @@ struct alignas(64) RouterShardStats {
   std::atomic<uint64_t> stanzas_routed{0};
   std::atomic<uint64_t> stanzas_answered{0};
   std::atomic<uint64_t> stanzas_bounced{0};
+  // stanzas_bounced by the condition of the error sent back.
+  std::atomic<uint64_t> stanzas_bounced_by_condition[xmpp::kStanzaErrorConditionCount] = {};
   std::atomic<uint64_t> error_stanzas_dropped{0};
   std::atomic<uint64_t> stream_errors{0};
   std::atomic<uint64_t> bytes_received{0};

@@ -104,6 +104,8 @@ ShardStats ShardMailbox::Snapshot() const {
   stats.wakeups_by_doorbell = load(wakeups_by_doorbell);
   stats.recv_buffers_exhausted = load(counters.recv_buffers_exhausted);
   stats.loop_iterations = load(counters.loop_iterations);
+  stats.send_queue_bytes = load(counters.send_queue_bytes);
+  stats.sends_refused_queue_full = load(counters.sends_refused_queue_full);
   return stats;
 }
 
@@ -272,10 +274,20 @@ uint32_t UringShard::AllocateSlot() {
   return slot;
 }
 
+void UringShard::ClearOutput(Connection& connection) {
+  AddQueuedBytes(-static_cast<int64_t>(connection.output.bytes()));
+  connection.output.Clear(chunks_);
+}
+
+void UringShard::AddQueuedBytes(int64_t delta) {
+  queued_bytes_ = static_cast<uint64_t>(static_cast<int64_t>(queued_bytes_) + delta);
+  mailbox_.counters.send_queue_bytes.store(queued_bytes_, std::memory_order_relaxed);
+}
+
 void UringShard::FreeSlot(uint32_t slot) {
   Connection& connection = connections_[slot];
   CHECK(!connection.recv_armed && !connection.send_in_flight);
-  connection.output.Clear(chunks_);
+  ClearOutput(connection);
   connection.close_reason = absl::OkStatus();
   connection.fd = -1;
   connection.state = State::kFree;
@@ -606,6 +618,7 @@ void UringShard::OnSendCompletion(uint32_t slot, int result) {
   connection.send_in_flight = false;
   if (result > 0) {
     connection.output.Consume(chunks_, static_cast<size_t>(result));
+    AddQueuedBytes(-static_cast<int64_t>(result));
     Bump(mailbox_.counters.bytes_sent, static_cast<uint64_t>(result));
   } else if (result == 0 || result == -ECANCELED) {
     // 0: nothing taken; retried below unless the connection is going away.
@@ -687,7 +700,7 @@ void UringShard::TearDown(uint32_t slot, absl::Status reason) {
   connection.state = State::kTearingDown;
   connection.close_reason = std::move(reason);
   // A send in flight may still read the queue; otherwise free it now.
-  if (!connection.send_in_flight) connection.output.Clear(chunks_);
+  if (!connection.send_in_flight) ClearOutput(connection);
   if (connection.recv_armed || connection.send_in_flight) CancelAllOn(connection.fd);
   MaybeFinalize(slot);
 }
@@ -825,9 +838,11 @@ bool UringShard::Send(ConnectionId id, std::string_view bytes) {
   if (connection == nullptr || connection->state != State::kOpen) return false;
   if (bytes.empty()) return true;
   if (connection->output.bytes() + bytes.size() > options_.connection_queue_bytes_max) {
+    Bump(mailbox_.counters.sends_refused_queue_full);
     return false;
   }
   connection->output.Append(chunks_, bytes);
+  AddQueuedBytes(static_cast<int64_t>(bytes.size()));
   MarkForFlush(SlotOf(id));
   return true;
 }

@@ -76,6 +76,8 @@ struct ShardMailbox {
     std::atomic<uint64_t> messages_received{0};
     std::atomic<uint64_t> recv_buffers_exhausted{0};
     std::atomic<uint64_t> loop_iterations{0};
+    std::atomic<uint64_t> send_queue_bytes{0};  // gauge: bytes queued on all connections
+    std::atomic<uint64_t> sends_refused_queue_full{0};
   };
 
   ShardStats Snapshot() const;
@@ -171,6 +173,9 @@ class UringShard final : public Shard {
   ConnectionId IdOf(uint32_t slot) const;
   uint32_t AllocateSlot();
   void FreeSlot(uint32_t slot);
+  // Drops a connection's unsent output and keeps send_queue_bytes true.
+  void ClearOutput(Connection& connection);
+  void AddQueuedBytes(int64_t delta);
 
   io_uring_sqe* GetSqe();
   void SubmitPending();
@@ -229,6 +234,7 @@ class UringShard final : public Shard {
   std::vector<Connection> connections_;
   uint32_t free_head_ = UINT32_MAX;  // free list through Connection::next_free
   size_t connections_open_ = 0;
+  uint64_t queued_bytes_ = 0;  // sum of every connection's output.bytes()
 
   std::vector<SlotRef> flush_list_;
   std::vector<SlotRef> rearm_list_;

@@ -56,6 +56,8 @@ enum class StanzaErrorCondition {
   kUndefinedCondition,
   kUnexpectedRequest,
 };
+inline constexpr int kStanzaErrorConditionCount =
+    static_cast<int>(StanzaErrorCondition::kUnexpectedRequest) + 1;
 
 // "service-unavailable", ...
 std::string_view StanzaErrorConditionName(StanzaErrorCondition condition);

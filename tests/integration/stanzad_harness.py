@@ -44,6 +44,7 @@ class StanzadProcess:
         self.own_dir = state_dir is None
         self.state_dir = state_dir or tempfile.mkdtemp(prefix="stanzad-it-")
         self.port = free_port()
+        self.metrics_port = free_port()
         self.threads = threads
         self.extra_flags = list(extra_flags)
         self.process = None
@@ -51,7 +52,8 @@ class StanzadProcess:
 
     def start(self, seed=True):
         flags = [STANZAD, f"--state_dir={self.state_dir}", f"--component_port={self.port}",
-                 f"--threads={self.threads}"] + self.extra_flags
+                 f"--threads={self.threads}", f"--metrics_addr=127.0.0.1:{self.metrics_port}"
+                 ] + self.extra_flags
         if seed:
             flags += [f"--domain={DOMAIN}", "--listen=127.0.0.1"]
         self.log = open(self.log_path, "ab")

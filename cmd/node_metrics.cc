@@ -1,0 +1,145 @@
+#include "cmd/node_metrics.h"
+
+#include <string_view>
+
+#include "cmd/metrics/prometheus_text.h"
+#include "core/xmpp/stanza.h"
+
+namespace stanzad {
+namespace {
+
+using metrics::Labels;
+using metrics::PrometheusText;
+
+uint64_t Load(const std::atomic<uint64_t>& value) { return value.load(std::memory_order_relaxed); }
+
+// One family with a sample per shard from the router's counters.
+template <typename Get>
+void PerShard(PrometheusText& text, std::string_view name, std::string_view help,
+              std::string_view type, const net::RouterShardStats* shards, int count, Get get) {
+  text.Family(name, help, type);
+  for (int i = 0; i < count; ++i) {
+    text.Sample(name, {{"shard", std::to_string(i)}}, get(shards[i]));
+  }
+}
+
+// One family with a sample per shard from the engine's counters (none while
+// the node is not serving).
+template <typename Get>
+void PerEngineShard(PrometheusText& text, std::string_view name, std::string_view help,
+                    std::string_view type, const std::vector<net::ShardStats>& engine, Get get) {
+  text.Family(name, help, type);
+  for (size_t i = 0; i < engine.size(); ++i) {
+    text.Sample(name, {{"shard", std::to_string(i)}}, get(engine[i]));
+  }
+}
+
+}  // namespace
+
+std::string RenderNodeMetrics(const NodeMetricsSnapshot& snapshot,
+                              const net::RouterShardStats* shards, int count) {
+  PrometheusText text;
+  text.Family("stanzad_build_info", "The running stanzad's version (always 1).", "gauge");
+  text.Sample("stanzad_build_info", {{"version", snapshot.version}}, uint64_t{1});
+  text.Family("stanzad_uptime_seconds", "Seconds since the daemon started.", "gauge");
+  text.Sample("stanzad_uptime_seconds", {}, snapshot.uptime_s);
+  text.Family("stanzad_serving",
+              "1 when the node accepts XMPP traffic; 0 when it does not (see /healthz for why).",
+              "gauge");
+  text.Sample("stanzad_serving", {}, uint64_t{snapshot.serving ? 1u : 0u});
+  text.Family("stanzad_bridges_configured", "Call bridges in the node's configuration.", "gauge");
+  text.Sample("stanzad_bridges_configured", {}, snapshot.bridges_configured);
+  text.Family("stanzad_last_config_change_timestamp_seconds",
+              "Unix time of the last configuration change applied (0: none since start).", "gauge");
+  text.Sample("stanzad_last_config_change_timestamp_seconds", {},
+              snapshot.last_config_change_unix_s);
+
+  text.Family("stanzad_connections_open", "Connections open now, by kind.", "gauge");
+  for (int i = 0; i < count; ++i) {
+    text.Sample("stanzad_connections_open", {{"shard", std::to_string(i)}, {"kind", "component"}},
+                Load(shards[i].connections_open));
+  }
+  PerShard(text, "stanzad_connections_accepted_total", "Connections accepted.", "counter", shards,
+           count, [](const auto& s) { return Load(s.connections_accepted); });
+  PerShard(text, "stanzad_connections_refused_total",
+           "Connections refused (over --connections_max, or from an address blocked after "
+           "failed handshakes).",
+           "counter", shards, count, [](const auto& s) { return Load(s.connections_refused); });
+  PerShard(text, "stanzad_bridges_connected", "Call bridges authenticated and connected now.",
+           "gauge", shards, count, [](const auto& s) { return Load(s.bridges_connected); });
+  text.Family("stanzad_handshakes_total", "XEP-0114 component handshakes, by outcome.", "counter");
+  for (int i = 0; i < count; ++i) {
+    const std::string shard = std::to_string(i);
+    text.Sample("stanzad_handshakes_total", {{"shard", shard}, {"outcome", "ok"}},
+                Load(shards[i].bridges_authenticated));
+    text.Sample("stanzad_handshakes_total", {{"shard", shard}, {"outcome", "failed"}},
+                Load(shards[i].auth_failures));
+  }
+  PerShard(text, "stanzad_stanzas_received_total", "Stanzas received from connections.", "counter",
+           shards, count, [](const auto& s) { return Load(s.stanzas_received); });
+  PerShard(text, "stanzad_stanzas_routed_total", "Stanzas delivered to their destination.",
+           "counter", shards, count, [](const auto& s) { return Load(s.stanzas_routed); });
+  PerShard(text, "stanzad_stanzas_answered_total",
+           "Stanzas to the server itself that it answered (ping, disco#info, errors).", "counter",
+           shards, count, [](const auto& s) { return Load(s.stanzas_answered); });
+  text.Family("stanzad_stanzas_bounced_total",
+              "Stanzas returned to their sender with an error, by the error's condition.",
+              "counter");
+  for (int i = 0; i < count; ++i) {
+    for (int c = 0; c < xmpp::kStanzaErrorConditionCount; ++c) {
+      const uint64_t value = Load(shards[i].stanzas_bounced_by_condition[c]);
+      // The conditions a router can bounce with are always shown; others once seen.
+      const auto condition = static_cast<xmpp::StanzaErrorCondition>(c);
+      if (value == 0 && condition != xmpp::StanzaErrorCondition::kServiceUnavailable &&
+          condition != xmpp::StanzaErrorCondition::kResourceConstraint &&
+          condition != xmpp::StanzaErrorCondition::kRemoteServerNotFound) {
+        continue;
+      }
+      text.Sample("stanzad_stanzas_bounced_total",
+                  {{"shard", std::to_string(i)},
+                   {"reason", std::string(xmpp::StanzaErrorConditionName(condition))}},
+                  value);
+    }
+  }
+  PerShard(text, "stanzad_error_stanzas_dropped_total",
+           "Error stanzas that could not be delivered (never answered with another error).",
+           "counter", shards, count, [](const auto& s) { return Load(s.error_stanzas_dropped); });
+  PerShard(text, "stanzad_stream_errors_total", "Streams closed with a stream error.", "counter",
+           shards, count, [](const auto& s) { return Load(s.stream_errors); });
+
+  const auto& engine = snapshot.engine;
+  PerEngineShard(text, "stanzad_bytes_received_total", "Bytes read from connections.", "counter",
+                 engine, [](const net::ShardStats& s) { return s.bytes_received; });
+  PerEngineShard(text, "stanzad_bytes_sent_total", "Bytes written to connections.", "counter",
+                 engine, [](const net::ShardStats& s) { return s.bytes_sent; });
+  PerEngineShard(text, "stanzad_send_calls_total",
+                 "Send submissions (bytes_sent / send_calls is the write batching).", "counter",
+                 engine, [](const net::ShardStats& s) { return s.send_calls; });
+  PerEngineShard(text, "stanzad_send_queue_bytes",
+                 "Bytes queued for sending on all of a shard's connections now.", "gauge", engine,
+                 [](const net::ShardStats& s) { return s.send_queue_bytes; });
+  PerEngineShard(text, "stanzad_send_queue_full_total",
+                 "Stanzas not queued because the destination's queue was full (each is bounced "
+                 "with resource-constraint).",
+                 "counter", engine,
+                 [](const net::ShardStats& s) { return s.sends_refused_queue_full; });
+  PerEngineShard(text, "stanzad_shard_messages_total",
+                 "Records received from other shards over the SPSC queues.", "counter", engine,
+                 [](const net::ShardStats& s) { return s.messages_received; });
+  PerEngineShard(text, "stanzad_shard_doorbell_wakeups_total",
+                 "Times another shard had to wake this one through its doorbell.", "counter",
+                 engine, [](const net::ShardStats& s) { return s.wakeups_by_doorbell; });
+  PerEngineShard(text, "stanzad_recv_buffers_exhausted_total",
+                 "Receives that found the shard's buffer ring empty (re-armed; a sign of "
+                 "overload).",
+                 "counter", engine,
+                 [](const net::ShardStats& s) { return s.recv_buffers_exhausted; });
+  return text.Take();
+}
+
+metrics::HttpResponse NodeHealth(const NodeMetricsSnapshot& snapshot) {
+  if (snapshot.serving) return {200, "text/plain; charset=utf-8", "serving\n"};
+  return {503, "text/plain; charset=utf-8", "not serving: " + snapshot.not_serving_reason + "\n"};
+}
+
+}  // namespace stanzad

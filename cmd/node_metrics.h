@@ -1,0 +1,38 @@
+// What /metrics and /healthz show for one node. The control thread publishes
+// a NodeMetricsSnapshot (its own state plus the engine's counters) after every
+// turn of its loop; the metrics thread renders it together with the router's
+// per-shard counters, which it reads directly (single-writer relaxed atomics:
+// nothing on the data path is shared or locked for metrics). Counters are
+// per shard (label shard="N"); Prometheus sums them with sum().
+#ifndef STANZAD_CMD_NODE_METRICS_H_
+#define STANZAD_CMD_NODE_METRICS_H_
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "cmd/metrics/http_server.h"
+#include "net/engine.h"
+#include "net/router_shard.h"
+
+namespace stanzad {
+
+struct NodeMetricsSnapshot {
+  std::string version;
+  double uptime_s = 0;
+  bool serving = false;
+  std::string not_serving_reason;
+  uint64_t bridges_configured = 0;
+  double last_config_change_unix_s = 0;  // 0: none since start
+  std::vector<net::ShardStats> engine;   // one per shard; empty while not serving
+};
+
+std::string RenderNodeMetrics(const NodeMetricsSnapshot& snapshot,
+                              const net::RouterShardStats* shards, int shard_count);
+
+// 200 "serving" when the node routes; 503 with the reason otherwise.
+metrics::HttpResponse NodeHealth(const NodeMetricsSnapshot& snapshot);
+
+}  // namespace stanzad
+
+#endif  // STANZAD_CMD_NODE_METRICS_H_
