@@ -1,5 +1,6 @@
 #include "cmd/node_commands.h"
 
+#include <algorithm>
 #include <cstdio>
 
 #include "core/base/concat.h"
@@ -22,14 +23,18 @@ CommandResult Usage(std::string message) {
 
 std::string Count(uint64_t value) { return std::to_string(value); }
 
+// As the seed's status page: "1 day, 17 hours, 41 minutes", "24 minutes, 26 seconds".
 std::string Uptime(uint64_t seconds) {
-  char text[64];
-  std::snprintf(text, sizeof(text), "%llud %lluh %llum %llus",
-                static_cast<unsigned long long>(seconds / 86400),
-                static_cast<unsigned long long>(seconds / 3600 % 24),
-                static_cast<unsigned long long>(seconds / 60 % 60),
-                static_cast<unsigned long long>(seconds % 60));
-  return text;
+  const uint64_t values[] = {seconds / 86400, seconds / 3600 % 24, seconds / 60 % 60, seconds % 60};
+  const char* units[] = {"day", "hour", "minute", "second"};
+  int first = 0;
+  while (first < 3 && values[first] == 0) ++first;
+  std::string out;
+  for (int i = first; i < std::min(first + 3, 4); ++i) {
+    if (!out.empty()) out += ", ";
+    out += std::to_string(values[i]) + " " + units[i] + (values[i] == 1 ? "" : "s");
+  }
+  return out;
 }
 
 std::string JsonList(const std::vector<std::string>& items) {
@@ -95,24 +100,30 @@ CommandResult Status(const AdminRequest& request, const NodeConfig& config,
         Count(status.connections_open), ",\"stanzas_routed\":", Count(status.stanzas_routed),
         ",\"stanzas_answered\":", Count(status.stanzas_answered), ",\"stanzas_bounced\":",
         Count(status.stanzas_bounced), ",\"auth_failures\":", Count(status.auth_failures),
-        ",\"stream_errors\":", Count(status.stream_errors), "}\n"));
+        ",\"stream_errors\":", Count(status.stream_errors), ",\"clients_connected\":0",
+        ",\"cluster\":\"not clustered\",\"recent_problems\":", JsonList(status.recent_problems),
+        "}\n"));
   }
   std::string listeners;
   for (const std::string& listener : status.listeners) {
     listeners.append(listeners.empty() ? "" : ", ").append(listener);
   }
-  return Ok(Concat("XMPP state    : ", state, "\nVersion       : ", status.version,
-                   "\nUptime        : ", Uptime(status.uptime_s),
-                   "\nDomain        : ", config.domain.empty() ? "(not set)" : config.domain,
-                   "\nListening on  : ", listeners.empty() ? "(nothing)" : listeners,
-                   "\nCall bridges  : ", Count(config.callbridges.size()), " configured, ",
-                   Count(status.bridges_connected), " connected",
-                   "\nConnections   : ", Count(status.connections_open), " open",
-                   "\nStanzas       : ", Count(status.stanzas_routed), " routed, ",
-                   Count(status.stanzas_answered), " answered by the server, ",
-                   Count(status.stanzas_bounced), " bounced with an error",
-                   "\nProblems      : ", Count(status.auth_failures), " failed handshakes, ",
-                   Count(status.stream_errors), " streams closed with an error\n"));
+  std::string problems;
+  for (const std::string& line : status.recent_problems) problems.append("  ").append(line) += '\n';
+  return Ok(Concat(
+      "XMPP state    : ", state, "\nBuild version : ", status.version,
+      "\nUptime        : ", Uptime(status.uptime_s),
+      "\nDomain        : ", config.domain.empty() ? "(not set)" : config.domain,
+      "\nListening on  : ", listeners.empty() ? "(nothing)" : listeners, "\nCall bridges  : ",
+      Count(config.callbridges.size()), " configured, ", Count(status.bridges_connected),
+      " connected", "\nClients       : 0 connected (client connections are not served yet)",
+      "\nCluster       : not clustered (single node)",
+      "\nConnections   : ", Count(status.connections_open), " open",
+      "\nStanzas       : ", Count(status.stanzas_routed), " routed, ",
+      Count(status.stanzas_answered), " answered by the server, ", Count(status.stanzas_bounced),
+      " bounced with an error", "\nProblems      : ", Count(status.auth_failures),
+      " failed handshakes, ", Count(status.stream_errors), " streams closed with an error\n",
+      "Recent errors and warnings:", problems.empty() ? std::string(" none\n") : "\n" + problems));
 }
 
 CommandResult Callbridge(const AdminRequest& request, NodeConfig* config) {

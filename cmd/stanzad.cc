@@ -250,6 +250,7 @@ class Daemon {
       status.auth_failures += s.auth_failures.load(std::memory_order_relaxed);
       status.stream_errors += s.stream_errors.load(std::memory_order_relaxed);
     }
+    status.recent_problems = RecentProblems();
     return status;
   }
 

@@ -176,5 +176,28 @@ TEST(NodeCommandsTest, StatusInTextAndJson) {
   EXPECT_EQ(JsonString("a\"b\\c\n\x01"), "\"a\\\"b\\\\c\\n\\u0001\"");
 }
 
+TEST(NodeCommandsTest, StatusShowsUptimeAsTheSeedAndRecentProblems) {
+  NodeConfig config = Configured();
+  NodeRuntimeStatus status;
+  status.version = "0.1.0";
+  const auto text_for = [&](uint64_t uptime_s) {
+    status.uptime_s = uptime_s;
+    return ExecuteNodeCommand(AdminRequest{{"status"}, false}, &config, status).response.output;
+  };
+  EXPECT_THAT(text_for(0), HasSubstr("Uptime        : 0 seconds\n"));
+  EXPECT_THAT(text_for(24 * 60 + 26), HasSubstr("Uptime        : 24 minutes, 26 seconds\n"));
+  EXPECT_THAT(text_for(86400 + 17 * 3600 + 41 * 60 + 5),
+              HasSubstr("Uptime        : 1 day, 17 hours, 41 minutes\n"));
+  EXPECT_THAT(text_for(3600), HasSubstr("Uptime        : 1 hour, 0 minutes, 0 seconds\n"));
+  EXPECT_THAT(text_for(1), HasSubstr("Build version : 0.1.0\n"));
+  EXPECT_THAT(text_for(1), HasSubstr("Recent errors and warnings: none\n"));
+  status.recent_problems = {"2026-11-29T07:00:00.000Z warning event=bridge_auth_failed bridge=x"};
+  EXPECT_THAT(text_for(1), HasSubstr("Recent errors and warnings:\n  2026-11-29T07:00:00.000Z "
+                                     "warning event=bridge_auth_failed bridge=x\n"));
+  const auto json =
+      ExecuteNodeCommand(AdminRequest{{"status"}, true}, &config, status).response.output;
+  EXPECT_THAT(json, HasSubstr("\"recent_problems\":[\"2026-11-29T07:00:00.000Z warning"));
+}
+
 }  // namespace
 }  // namespace stanzad
