@@ -82,6 +82,9 @@ struct EngineOptions {
   int listen_backlog = 4096;
   // Spare 16 KiB output chunks each shard keeps for reuse.
   size_t output_chunks_free_max = 1024;
+  // An outgoing connection (Shard::Connect) not established within this time
+  // fails with DEADLINE_EXCEEDED.
+  uint32_t connect_timeout_ms = 5000;
 };
 
 // Counters of one shard, for metrics and balance checks. Read with
@@ -134,6 +137,10 @@ class ShardHandler {
   // A message posted to this shard.
   virtual void OnMessage(Shard& shard, const CrossShardMessage& message) = 0;
 
+  // An outgoing connection from Shard::Connect is established. Bytes sent
+  // while it was connecting leave now. (A failed one gets OnClosed instead.)
+  virtual void OnConnected(Shard& /*shard*/, ConnectionId /*id*/) {}
+
   // Called every EngineOptions::tick_ms with a monotonic clock in milliseconds.
   virtual void OnTick(Shard& shard, uint64_t now_ms) = 0;
 
@@ -162,6 +169,15 @@ class Shard {
   virtual void Close(ConnectionId id) = 0;
   // Closes at once with a reset, dropping what is queued. OnClosed follows.
   virtual void Abort(ConnectionId id) = 0;
+
+  // Opens an outgoing TCP connection on this shard. Returns its id at once,
+  // or kNoConnection when the shard is stopping or full (or the socket cannot
+  // be made). Then exactly one of: OnConnected, or OnClosed with the reason
+  // ("connect: Connection refused", DEADLINE_EXCEEDED after
+  // connect_timeout_ms, CANCELLED after Abort/Close/Stop). Send may be used
+  // at once: the bytes wait for the connection. Close or Abort while
+  // connecting cancels it, dropping what is queued.
+  virtual ConnectionId Connect(const Endpoint& to) = 0;
 
   // Posts a record to shard `to` (may be this shard). Copies the payload.
   // Records from one producer to one shard arrive in order. Returns false if

@@ -20,7 +20,14 @@ namespace stanzad::net {
 namespace {
 
 // user_data: operation (8 bits) | index (24 bits: slot or listener) | generation (32 bits).
-enum class Op : uint8_t { kAccept = 1, kRecv = 2, kSend = 3, kDoorbell = 4, kIgnore = 5 };
+enum class Op : uint8_t {
+  kAccept = 1,
+  kRecv = 2,
+  kSend = 3,
+  kDoorbell = 4,
+  kIgnore = 5,
+  kConnect = 6,
+};
 
 uint64_t UserData(Op op, uint32_t index = 0, uint32_t generation = 0) {
   return (static_cast<uint64_t>(op) << 56) | (static_cast<uint64_t>(index & 0xFFFFFF) << 32) |
@@ -473,15 +480,18 @@ void UringShard::HandleCompletion(const io_uring_cqe& cqe) {
       OnAcceptCompletion(IndexOf(data), cqe.res, cqe.flags);
       return;
     case Op::kRecv:
-    case Op::kSend: {
+    case Op::kSend:
+    case Op::kConnect: {
       const uint32_t slot = IndexOf(data);
       // An operation in flight keeps its slot alive: the slot cannot have been reused.
       CHECK(slot < connections_.size() && connections_[slot].state != State::kFree &&
             connections_[slot].generation == GenerationOfData(data));
       if (OpOf(data) == Op::kRecv) {
         OnRecvCompletion(slot, cqe.res, cqe.flags);
-      } else {
+      } else if (OpOf(data) == Op::kSend) {
         OnSendCompletion(slot, cqe.res);
+      } else {
+        OnConnectCompletion(slot, cqe.res);
       }
       return;
     }
@@ -701,14 +711,16 @@ void UringShard::TearDown(uint32_t slot, absl::Status reason) {
   connection.close_reason = std::move(reason);
   // A send in flight may still read the queue; otherwise free it now.
   if (!connection.send_in_flight) ClearOutput(connection);
-  if (connection.recv_armed || connection.send_in_flight) CancelAllOn(connection.fd);
+  if (connection.recv_armed || connection.send_in_flight || connection.connect_in_flight) {
+    CancelAllOn(connection.fd);
+  }
   MaybeFinalize(slot);
 }
 
 void UringShard::MaybeFinalize(uint32_t slot) {
   Connection& connection = connections_[slot];
   if (connection.state != State::kTearingDown || connection.recv_armed ||
-      connection.send_in_flight || connection.in_finalize_list) {
+      connection.send_in_flight || connection.connect_in_flight || connection.in_finalize_list) {
     return;
   }
   connection.in_finalize_list = true;
@@ -835,7 +847,10 @@ void UringShard::DrainMailbox() {
 
 bool UringShard::Send(ConnectionId id, std::string_view bytes) {
   Connection* connection = Find(id);
-  if (connection == nullptr || connection->state != State::kOpen) return false;
+  if (connection == nullptr ||
+      (connection->state != State::kOpen && connection->state != State::kConnecting)) {
+    return false;
+  }
   if (bytes.empty()) return true;
   if (connection->output.bytes() + bytes.size() > options_.connection_queue_bytes_max) {
     Bump(mailbox_.counters.sends_refused_queue_full);
@@ -856,8 +871,70 @@ size_t UringShard::QueuedBytes(ConnectionId id) const {
 
 void UringShard::Close(ConnectionId id) {
   Connection* connection = Find(id);
-  if (connection == nullptr || connection->state != State::kOpen) return;
+  if (connection == nullptr) return;
+  if (connection->state == State::kConnecting) {
+    TearDown(SlotOf(id), absl::CancelledError("connect cancelled: closed by the server"));
+    return;
+  }
+  if (connection->state != State::kOpen) return;
   StartDraining(SlotOf(id), absl::OkStatus());
+}
+
+ConnectionId UringShard::Connect(const Endpoint& to) {
+  if (stopping_ || connections_open_ >= options_.connections_max_per_shard) return kNoConnection;
+  const int fd = socket(to.address.ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  if (fd < 0) {
+    LogError("connect_socket_failed", errno);
+    return kNoConnection;
+  }
+  const int one = 1;
+  setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+  const uint32_t slot = AllocateSlot();
+  Connection& connection = connections_[slot];
+  connection.fd = fd;
+  connection.state = State::kConnecting;
+  connection.notify_closed = true;
+  connection.connect_to = std::make_unique<Endpoint>(to);
+  // The connect and its linked timeout must go to the kernel in one submission.
+  if (io_uring_sq_space_left(&ring_) < 2) SubmitPending();
+  io_uring_sqe* sqe = GetSqe();
+  io_uring_prep_connect(sqe, fd, reinterpret_cast<const sockaddr*>(&connection.connect_to->address),
+                        connection.connect_to->length);
+  io_uring_sqe_set_data64(sqe, UserData(Op::kConnect, slot, connection.generation));
+  sqe->flags |= IOSQE_IO_LINK;
+  // The timeout's own completion says nothing we need: the connect's does.
+  connect_timeout_.tv_sec = options_.connect_timeout_ms / 1000;
+  connect_timeout_.tv_nsec = static_cast<long long>(options_.connect_timeout_ms % 1000) * 1'000'000;
+  io_uring_sqe* timer = GetSqe();
+  io_uring_prep_link_timeout(timer, &connect_timeout_, 0);
+  io_uring_sqe_set_data64(timer, UserData(Op::kIgnore));
+  connection.connect_in_flight = true;
+  return IdOf(slot);
+}
+
+void UringShard::OnConnectCompletion(uint32_t slot, int result) {
+  Connection& connection = connections_[slot];
+  connection.connect_in_flight = false;
+  connection.connect_to.reset();
+  if (connection.state == State::kTearingDown) {
+    MaybeFinalize(slot);
+    return;
+  }
+  DCHECK(connection.state == State::kConnecting);
+  if (result < 0) {
+    TearDown(slot, result == -ECANCELED ? absl::DeadlineExceededError(Concat(
+                                              "connect: no answer within ",
+                                              std::to_string(options_.connect_timeout_ms), " ms"))
+                                        : absl::ErrnoToStatus(-result, "connect"));
+    return;
+  }
+  connection.state = State::kOpen;
+  handler_->OnConnected(*this, IdOf(slot));
+  Connection& now = connections_[slot];
+  if (now.state == State::kOpen || now.state == State::kDraining) {
+    ArmRecv(slot);
+    if (!now.output.empty()) MarkForFlush(slot);
+  }
 }
 
 void UringShard::Abort(ConnectionId id) {
@@ -892,6 +969,8 @@ void UringShard::BeginStop() {
   for (uint32_t slot = 0; slot < connections_.size(); ++slot) {
     if (connections_[slot].state == State::kOpen) {
       StartDraining(slot, absl::CancelledError("the engine is stopping"));
+    } else if (connections_[slot].state == State::kConnecting) {
+      TearDown(slot, absl::CancelledError("the engine is stopping"));
     }
   }
 }

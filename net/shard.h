@@ -124,12 +124,13 @@ class UringShard final : public Shard {
   size_t QueuedBytes(ConnectionId id) const override;
   void Close(ConnectionId id) override;
   void Abort(ConnectionId id) override;
+  ConnectionId Connect(const Endpoint& to) override;
   bool Post(int to, uint32_t kind, ConnectionId target, uint64_t argument,
             std::string_view payload) override;
   uint64_t now_ms() const override { return now_ms_; }
 
  private:
-  enum class State : uint8_t { kFree, kOpen, kDraining, kLingering, kTearingDown };
+  enum class State : uint8_t { kFree, kConnecting, kOpen, kDraining, kLingering, kTearingDown };
 
   struct Connection {
     OutputQueue output;
@@ -141,11 +142,14 @@ class UringShard final : public Shard {
     State state = State::kFree;
     bool recv_armed = false;
     bool send_in_flight = false;
+    bool connect_in_flight = false;
     bool in_flush_list = false;
     bool in_rearm_list = false;
     bool in_finalize_list = false;
     bool peer_eof = false;
     bool notify_closed = false;  // false for a connection OnAccept refused
+    // Connect's destination: the kernel may read it until the connect completes.
+    std::unique_ptr<Endpoint> connect_to;
   };
 
   struct Listener {
@@ -192,6 +196,7 @@ class UringShard final : public Shard {
   void OnAcceptCompletion(size_t listener, int result, uint32_t flags);
   void OnRecvCompletion(uint32_t slot, int result, uint32_t flags);
   void OnSendCompletion(uint32_t slot, int result);
+  void OnConnectCompletion(uint32_t slot, int result);
   void OnDoorbellCompletion(int result);
 
   void AdoptConnection(int fd, int tag);
@@ -234,7 +239,8 @@ class UringShard final : public Shard {
   std::vector<Connection> connections_;
   uint32_t free_head_ = UINT32_MAX;  // free list through Connection::next_free
   size_t connections_open_ = 0;
-  uint64_t queued_bytes_ = 0;  // sum of every connection's output.bytes()
+  uint64_t queued_bytes_ = 0;            // sum of every connection's output.bytes()
+  __kernel_timespec connect_timeout_{};  // read by the kernel when linked timeouts are submitted
 
   std::vector<SlotRef> flush_list_;
   std::vector<SlotRef> rearm_list_;

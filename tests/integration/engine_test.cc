@@ -11,6 +11,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <cstring>
@@ -42,6 +43,7 @@ struct Hooks {
   std::function<void(Shard&, const CrossShardMessage&)> on_message;
   std::function<void(Shard&, uint64_t)> on_tick;
   std::function<void(Shard&)> on_stop;
+  std::function<void(Shard&, ConnectionId)> on_connected;
 };
 
 // What every handler records, shared by all shards of an engine.
@@ -51,6 +53,7 @@ struct Record {
   std::map<ConnectionId, absl::Status> closed_reason;
   std::set<ConnectionId> open;
   std::atomic<int> accepted{0};
+  std::atomic<int> connected{0};
   std::atomic<int> closed{0};
   std::atomic<int> stopped{0};
   std::atomic<int> callbacks_after_stop{0};  // OnTick/OnMessage after OnStop: must stay 0
@@ -103,6 +106,16 @@ class HookHandler final : public ShardHandler {
     }
     record_.closed.fetch_add(1);
     if (hooks_.on_closed) hooks_.on_closed(shard, id, reason);
+  }
+  void OnConnected(Shard& shard, ConnectionId id) override {
+    CheckThread();
+    EXPECT_EQ(ShardOf(id), shard.index());
+    {
+      std::lock_guard<std::mutex> lock(record_.mutex);
+      EXPECT_EQ(record_.open.count(id), 1u) << "OnConnected for an id Connect did not return";
+    }
+    record_.connected.fetch_add(1);
+    if (hooks_.on_connected) hooks_.on_connected(shard, id);
   }
   void OnMessage(Shard& shard, const CrossShardMessage& message) override {
     CheckThread();
@@ -904,6 +917,202 @@ TEST(EngineTest, StopWithLiveConnectionsIsClean) {
   }
   clients.clear();
   EXPECT_EQ(CountOpenFds(), fds_before);
+}
+
+// ---------------------------------------------------------------------------
+// Outgoing connections (Shard::Connect), started from a shard's OnMessage.
+
+constexpr uint32_t kConnectRequest = 77;
+constexpr uint32_t kAbortRequest = 78;  // target: the connection to abort
+
+// Makes a shard connect to `target` when it gets kConnectRequest, and abort a
+// connection on kAbortRequest. The ids go into the record's open set so the
+// engine's checks on OnClosed (exactly once, none missing) cover them.
+struct Connector {
+  Endpoint target;
+  Record* record = nullptr;  // set once the engine exists, before any request
+  std::string greeting;      // sent right after Connect, before it completes
+  std::mutex mutex;
+  std::vector<ConnectionId> ids;
+  std::map<ConnectionId, std::string> received;
+
+  void OnMessage(Shard& shard, const CrossShardMessage& message) {
+    if (message.kind == kAbortRequest) {
+      shard.Abort(message.target);
+      return;
+    }
+    if (message.kind != kConnectRequest) return;
+    const ConnectionId id = shard.Connect(target);
+    ASSERT_NE(id, kNoConnection);
+    EXPECT_EQ(ShardOf(id), shard.index());
+    {
+      std::lock_guard<std::mutex> lock(record->mutex);
+      record->open.insert(id);
+    }
+    if (!greeting.empty()) {
+      EXPECT_TRUE(shard.Send(id, greeting));
+    }
+    std::lock_guard<std::mutex> lock(mutex);
+    ids.push_back(id);
+  }
+  bool IsOutgoing(ConnectionId id) {
+    std::lock_guard<std::mutex> lock(mutex);
+    return std::find(ids.begin(), ids.end(), id) != ids.end();
+  }
+  std::vector<ConnectionId> Ids() {
+    std::lock_guard<std::mutex> lock(mutex);
+    return ids;
+  }
+  Hooks MakeHooks() {
+    Hooks hooks;
+    hooks.on_message = [this](Shard& shard, const CrossShardMessage& message) {
+      OnMessage(shard, message);
+    };
+    hooks.on_data = [this](Shard& shard, ConnectionId id, std::string_view bytes) {
+      if (IsOutgoing(id)) {
+        std::lock_guard<std::mutex> lock(mutex);
+        received[id].append(bytes);
+      } else {
+        EXPECT_TRUE(shard.Send(id, bytes));  // the accepted side echoes
+      }
+    };
+    return hooks;
+  }
+};
+
+// A listening socket that never accepts, its accept queue full, so a further
+// connect gets no answer.
+class BlackHole {
+ public:
+  BlackHole() {
+    listener_ = socket(AF_INET, SOCK_STREAM, 0);
+    sockaddr_in address{};
+    address.sin_family = AF_INET;
+    address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    EXPECT_EQ(bind(listener_, reinterpret_cast<sockaddr*>(&address), sizeof(address)), 0);
+    EXPECT_EQ(listen(listener_, 0), 0);
+    endpoint_.length = sizeof(endpoint_.address);
+    getsockname(listener_, reinterpret_cast<sockaddr*>(&endpoint_.address), &endpoint_.length);
+    for (int i = 0; i < 4; ++i) {
+      const int fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK, 0);
+      connect(fd, reinterpret_cast<const sockaddr*>(&endpoint_.address), endpoint_.length);
+      fillers_.push_back(fd);
+    }
+    std::this_thread::sleep_for(milliseconds(50));
+  }
+  ~BlackHole() {
+    for (const int fd : fillers_) close(fd);
+    close(listener_);
+  }
+  const Endpoint& endpoint() const { return endpoint_; }
+
+ private:
+  int listener_ = -1;
+  std::vector<int> fillers_;
+  Endpoint endpoint_;
+};
+
+TEST(EngineTest, ConnectSendsWhatWasQueuedAndReceives) {
+  Connector connector;
+  connector.greeting = "hello from a connect";
+  TestEngine engine(Options(2), connector.MakeHooks());  // connects to its own listener
+  ASSERT_TRUE(engine.status().ok()) << engine.status();
+  connector.target = engine.endpoint();
+  connector.record = &engine.record();
+  for (int i = 0; i < 6; ++i) {
+    ASSERT_TRUE(engine.engine().Post(i % 2, kConnectRequest, kNoConnection, 0, ""));
+  }
+  ASSERT_TRUE(WaitFor([&] {
+    std::lock_guard<std::mutex> lock(connector.mutex);
+    if (connector.received.size() != 6) return false;
+    for (const auto& [id, bytes] : connector.received) {
+      if (bytes != connector.greeting) return false;
+    }
+    return true;
+  }));
+  EXPECT_EQ(engine.record().connected.load(), 6);
+  EXPECT_EQ(engine.record().accepted.load(), 6);
+  // Both ends close cleanly when the engine stops (checked by TestEngine).
+}
+
+TEST(EngineTest, ConnectRefusedGivesOnClosedWithTheReason) {
+  // A port nobody listens on: bind, note it, close.
+  const int fd = socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in address{};
+  address.sin_family = AF_INET;
+  address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  ASSERT_EQ(bind(fd, reinterpret_cast<sockaddr*>(&address), sizeof(address)), 0);
+  Endpoint closed;
+  closed.length = sizeof(closed.address);
+  getsockname(fd, reinterpret_cast<sockaddr*>(&closed.address), &closed.length);
+  close(fd);
+
+  const int fds_before = CountOpenFds();
+  Connector connector;
+  connector.greeting = "queued, never sent";
+  {
+    TestEngine engine(Options(1), connector.MakeHooks());
+    ASSERT_TRUE(engine.status().ok()) << engine.status();
+    connector.target = closed;
+    connector.record = &engine.record();
+    ASSERT_TRUE(engine.engine().Post(0, kConnectRequest, kNoConnection, 0, ""));
+    ASSERT_TRUE(WaitFor([&] { return engine.record().closed.load() == 1; }));
+    const ConnectionId id = connector.Ids().at(0);
+    EXPECT_EQ(engine.record().connected.load(), 0);
+    EXPECT_NE(engine.record().Reason(id).message().find("connect"), std::string::npos)
+        << engine.record().Reason(id);
+    EXPECT_NE(engine.record().Reason(id).message().find("refused"), std::string::npos)
+        << engine.record().Reason(id);
+  }
+  EXPECT_EQ(CountOpenFds(), fds_before);
+}
+
+TEST(EngineTest, ConnectTimesOutAndAbortCancelsIt) {
+  BlackHole hole;
+  const int fds_before = CountOpenFds();
+  Connector connector;
+  {
+    EngineOptions options = Options(1);
+    options.connect_timeout_ms = 300;
+    TestEngine engine(options, connector.MakeHooks());
+    ASSERT_TRUE(engine.status().ok()) << engine.status();
+    connector.target = hole.endpoint();
+    connector.record = &engine.record();
+    const auto start = Clock::now();
+    ASSERT_TRUE(engine.engine().Post(0, kConnectRequest, kNoConnection, 0, ""));
+    ASSERT_TRUE(engine.engine().Post(0, kConnectRequest, kNoConnection, 0, ""));
+    ASSERT_TRUE(WaitFor([&] { return connector.Ids().size() == 2; }));
+    const ConnectionId aborted = connector.Ids()[0], timed_out = connector.Ids()[1];
+    ASSERT_TRUE(engine.engine().Post(0, kAbortRequest, aborted, 0, ""));
+    ASSERT_TRUE(WaitFor([&] { return engine.record().closed.load() == 2; }));
+    EXPECT_GE(Clock::now() - start, milliseconds(250));
+    EXPECT_EQ(engine.record().Reason(aborted).code(), absl::StatusCode::kCancelled)
+        << engine.record().Reason(aborted);
+    EXPECT_EQ(engine.record().Reason(timed_out).code(), absl::StatusCode::kDeadlineExceeded)
+        << engine.record().Reason(timed_out);
+    EXPECT_EQ(engine.record().connected.load(), 0);
+  }
+  EXPECT_EQ(CountOpenFds(), fds_before);
+}
+
+TEST(EngineTest, StopWhileConnectingIsClean) {
+  BlackHole hole;
+  Connector connector;
+  TestEngine engine(Options(2), connector.MakeHooks());
+  ASSERT_TRUE(engine.status().ok()) << engine.status();
+  connector.target = hole.endpoint();
+  connector.record = &engine.record();
+  for (int i = 0; i < 4; ++i) {
+    ASSERT_TRUE(engine.engine().Post(i % 2, kConnectRequest, kNoConnection, 0, ""));
+  }
+  ASSERT_TRUE(WaitFor([&] { return connector.Ids().size() == 4; }));
+  const auto start = Clock::now();
+  engine.Stop();
+  EXPECT_LT(Clock::now() - start, milliseconds(3000));
+  EXPECT_EQ(engine.record().closed.load(), 4);
+  for (const ConnectionId id : connector.Ids()) {
+    EXPECT_EQ(engine.record().Reason(id).code(), absl::StatusCode::kCancelled);
+  }
 }
 
 TEST(EngineTest, ListenErrorsSayWhereAndWhy) {

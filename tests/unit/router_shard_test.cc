@@ -32,6 +32,7 @@ class FakeShard : public Shard {
   size_t QueuedBytes(ConnectionId id) const override;
   void Close(ConnectionId id) override;
   void Abort(ConnectionId id) override;
+  ConnectionId Connect(const Endpoint&) override { return kNoConnection; }
   bool Post(int to, uint32_t kind, ConnectionId target, uint64_t argument,
             std::string_view payload) override;
   uint64_t now_ms() const override;
