@@ -9,6 +9,7 @@ PACKAGES=(
   liburing-dev libwolfssl-dev librapidxml-dev libabsl-dev libicu-dev
   libgtest-dev libgmock-dev libbenchmark-dev libexpat1-dev libc-ares-dev
   dnsmasq-base python3 python3-slixmpp python3-prometheus-client
+  help2man dpkg-dev file man-db systemd
 )
 
 missing=()
