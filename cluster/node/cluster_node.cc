@@ -1,0 +1,634 @@
+#include "cluster/node/cluster_node.h"
+
+#include <time.h>
+
+#include <algorithm>
+#include <utility>
+
+#include "cluster/raft/message_codec.h"
+#include "core/base/concat.h"
+#include "core/base/log.h"
+
+namespace stanzad::cluster {
+namespace {
+
+std::string RoleText(raft::Role role) {
+  switch (role) {
+    case raft::Role::kLeader:
+      return "LEADER";
+    case raft::Role::kFollower:
+      return "FOLLOWER";
+    case raft::Role::kPreCandidate:
+    case raft::Role::kCandidate:
+      return "CANDIDATE";
+  }
+  return "FOLLOWER";
+}
+
+uint64_t ClockSeed() {
+  timespec t{};
+  clock_gettime(CLOCK_MONOTONIC, &t);
+  return static_cast<uint64_t>(t.tv_sec) * 1'000'000'007u + static_cast<uint64_t>(t.tv_nsec);
+}
+
+}  // namespace
+
+ClusterNode::ClusterNode(const ClusterNodeOptions& options) : options_(options) {}
+
+ClusterNode::~ClusterNode() = default;
+
+absl::StatusOr<std::unique_ptr<ClusterNode>> ClusterNode::Open(const ClusterNodeOptions& options) {
+  std::unique_ptr<ClusterNode> node(new ClusterNode(options));
+  if (absl::Status started = node->Start(); !started.ok()) return started;
+  return node;
+}
+
+absl::Status ClusterNode::Start() {
+  // Until the first Tick: the same clock the control loop uses.
+  now_ms_ = static_cast<uint64_t>(std::chrono::duration_cast<std::chrono::milliseconds>(
+                                      std::chrono::steady_clock::now().time_since_epoch())
+                                      .count());
+  absl::StatusOr<std::unique_ptr<storage::RaftStore>> store =
+      storage::RaftStore::Open(options_.dir);
+  if (!store.ok()) return store.status();
+  store_ = std::move(*store);
+  raft::PersistentState state{store_->hard_state(), store_->snapshot(), store_->entries()};
+  if (state.snapshot.metadata.index > 0) {
+    if (absl::Status restored = machine_.Restore(state.snapshot.data); !restored.ok()) {
+      return absl::DataLossError(Concat("the cluster snapshot in ", options_.dir,
+                                        " does not load: ", std::string(restored.message())));
+    }
+  }
+  raft::Config config;
+  config.id = store_->node_id();
+  config.election_ticks = options_.election_ticks;
+  config.heartbeat_ticks = options_.heartbeat_ticks;
+  config.random_seed = options_.random_seed != 0 ? options_.random_seed : config.id ^ ClockSeed();
+  absl::StatusOr<raft::Raft> raft = raft::Raft::Create(config, std::move(state));
+  if (!raft.ok()) return raft.status();
+  raft_.emplace(std::move(*raft));
+  soft_ = {raft_->leader(), raft_->role()};
+  transport_ = std::make_unique<PeerTransport>(
+      Hello{store_->node_id(), options_.address},
+      [this](LinkId link, raft::NodeId peer, Frame frame) {
+        OnFrame(link, peer, std::move(frame));
+      },
+      [this](LinkId link, const absl::Status& reason) { OnLinkClosed(link, reason); });
+  Process();
+  return absl::OkStatus();
+}
+
+absl::Status ClusterNode::Listen(const net::Endpoint& endpoint) {
+  return transport_->Listen(endpoint);
+}
+
+void ClusterNode::StopListening() { transport_->StopListening(); }
+
+bool ClusterNode::has_state() const { return raft_->is_member() || raft_->last_index() > 0; }
+
+std::string ClusterNode::LeaderAddress() const {
+  auto it = raft_->members().find(raft_->leader());
+  return it == raft_->members().end() ? "" : it->second.address;
+}
+
+// ---------------------------------------------------------------------------
+// Requests from the operator on this node.
+
+void ClusterNode::Initialize(std::vector<ConfigCommand> seed, Done done) {
+  if (!failed_.ok()) return done(failed_);
+  if (has_state()) {
+    return done(absl::FailedPreconditionError(
+        "this node is already in a cluster ('stanzactl cluster status' shows it); to start "
+        "over, remove it from the cluster and reset it first"));
+  }
+  absl::StatusOr<raft::PersistentState> state =
+      raft::Raft::Bootstrap({raft::Member{id(), options_.address}});
+  if (!state.ok()) return done(state.status());
+  absl::Status saved = store_->Append(state->entries);
+  if (saved.ok()) saved = store_->SetHardState(state->hard_state);
+  if (saved.ok()) saved = store_->Sync();
+  if (!saved.ok()) {
+    Fail(saved);
+    return done(saved);
+  }
+  raft::Config config;
+  config.id = id();
+  config.election_ticks = options_.election_ticks;
+  config.heartbeat_ticks = options_.heartbeat_ticks;
+  config.random_seed = id() ^ ClockSeed();
+  absl::StatusOr<raft::Raft> raft = raft::Raft::Create(config, std::move(*state));
+  if (!raft.ok()) return done(raft.status());
+  raft_.emplace(std::move(*raft));
+  LogEvent(LogLevel::kInfo, "cluster_initialized",
+           Concat("id=", std::to_string(id()), " address=", options_.address));
+  // The node leads within an election timeout; then the seed commands go in, one after
+  // another, and `done` runs when the last one is applied.
+  auto remaining = std::make_shared<size_t>(seed.size());
+  auto first_error = std::make_shared<absl::Status>();
+  auto shared_done = std::make_shared<Done>(std::move(done));
+  Process();
+  if (seed.empty()) {
+    leader_waiters_.push_back(
+        {[shared_done](const absl::Status& status) { (*shared_done)(status); },
+         now_ms_ + kRequestTimeoutMs});
+    return;
+  }
+  for (ConfigCommand& command : seed) {
+    Propose(command, [remaining, first_error, shared_done](const absl::Status& status) {
+      if (!status.ok() && first_error->ok()) *first_error = status;
+      if (--*remaining == 0) (*shared_done)(*first_error);
+    });
+  }
+}
+
+void ClusterNode::Join(const std::string& address, Done done) {
+  if (!failed_.ok()) return done(failed_);
+  if (raft_->is_member()) {
+    return done(absl::FailedPreconditionError(
+        "this node is already a member of a cluster ('stanzactl cluster status' shows it)"));
+  }
+  if (join_done_) return done(absl::FailedPreconditionError("a join is already in progress"));
+  join_done_ = std::move(done);
+  join_deadline_ms_ = now_ms_ + kRequestTimeoutMs;
+  Request request{next_request_id_++, RequestKind::kJoin,
+                  raft::EncodeMember({id(), options_.address})};
+  ForwardedRequest forwarded;
+  forwarded.request = request;
+  forwarded.deadline_ms = now_ms_ + kRequestTimeoutMs;
+  forwarded.done = [this](const absl::Status& status) {
+    if (!status.ok()) {
+      Done join = std::move(join_done_);
+      join_done_ = nullptr;
+      if (join) join(status);
+    }
+    // OK: the leader committed this node; done once the configuration arrived (Process).
+  };
+  auto [it, inserted] = forwarded_.emplace(request.id, std::move(forwarded));
+  SendForwarded(it->second, address);
+}
+
+void ClusterNode::Propose(const ConfigCommand& command, Done done) {
+  if (!failed_.ok()) return done(failed_);
+  if (!has_state()) {
+    return done(absl::FailedPreconditionError(
+        "this node is not in a cluster (stanzactl cluster initialize, or cluster join HOST)"));
+  }
+  if (raft_->role() == raft::Role::kLeader) {
+    if (absl::Status check = machine_.Check(command); !check.ok()) return done(check);
+    absl::StatusOr<raft::Index> index = raft_->Propose(EncodeConfigCommand(command));
+    if (!index.ok()) return done(index.status());
+    proposals_[*index] = {raft_->term(), std::move(done)};
+    Process();
+    return;
+  }
+  if (raft_->leader() != raft::kNoNode && raft_->leader() != id()) {
+    ForwardToLeader({next_request_id_++, RequestKind::kPropose, EncodeConfigCommand(command)},
+                    std::move(done));
+    return;
+  }
+  waiting_.push_back({command, std::move(done), now_ms_ + kRequestTimeoutMs});
+}
+
+void ClusterNode::Remove(const RemoveTarget& target, Done done) {
+  if (!failed_.ok()) return done(failed_);
+  if (!has_state()) {
+    return done(absl::FailedPreconditionError("this node is not in a cluster"));
+  }
+  Request request{next_request_id_++, RequestKind::kRemove, EncodeRemoveTarget(target)};
+  if (raft_->role() == raft::Role::kLeader) {
+    // Handled as if it came from a peer, answered through `done`.
+    ForwardedRequest local;
+    local.request = request;
+    local.done = std::move(done);
+    local.deadline_ms = now_ms_ + kRequestTimeoutMs;
+    forwarded_.emplace(request.id, std::move(local));
+    OnRequest(kNoLink, request);
+    return;
+  }
+  if (raft_->leader() == raft::kNoNode) {
+    return done(absl::UnavailableError(
+        "the cluster has no leader now (no quorum?); try again when 'cluster status' shows one"));
+  }
+  ForwardToLeader(request, std::move(done));
+}
+
+void ClusterNode::ForwardToLeader(Request request, Done done) {
+  ForwardedRequest forwarded;
+  forwarded.request = std::move(request);
+  forwarded.done = std::move(done);
+  forwarded.deadline_ms = now_ms_ + kRequestTimeoutMs;
+  auto [it, inserted] = forwarded_.emplace(forwarded.request.id, std::move(forwarded));
+  SendForwarded(it->second, LeaderAddress());
+}
+
+void ClusterNode::SendForwarded(ForwardedRequest& forwarded, const std::string& address) {
+  forwarded.target_address = address;
+  absl::Status error;
+  forwarded.link = transport_->Dial(address, now_ms_, &error);
+  if (forwarded.link == kNoLink ||
+      !transport_->SendOn(forwarded.link, FrameType::kRequest, EncodeRequest(forwarded.request))) {
+    Done done = std::move(forwarded.done);
+    forwarded_.erase(forwarded.request.id);
+    done(absl::UnavailableError(
+        Concat("cannot reach ", address, ": ", std::string(error.message()))));
+  }
+}
+
+// ---------------------------------------------------------------------------
+// Frames from peers.
+
+void ClusterNode::OnFrame(LinkId link, raft::NodeId /*peer*/, Frame frame) {
+  if (!failed_.ok()) return;
+  switch (frame.type) {
+    case FrameType::kRaft: {
+      absl::StatusOr<raft::Message> message = raft::DecodeMessage(frame.payload);
+      if (!message.ok()) {
+        LogEvent(LogLevel::kWarning, "cluster_bad_message",
+                 "reason=" + LogQuote(std::string(message.status().message())));
+        return;
+      }
+      if (message->to != id()) return;  // for a former incarnation of this address
+      (void)raft_->Step(*message);
+      return;
+    }
+    case FrameType::kRequest: {
+      absl::StatusOr<Request> request = DecodeRequest(frame.payload);
+      if (request.ok()) OnRequest(link, *request);
+      return;
+    }
+    case FrameType::kReply: {
+      absl::StatusOr<struct Reply> reply = DecodeReply(frame.payload);
+      if (reply.ok()) OnReply(*reply);
+      return;
+    }
+    case FrameType::kHello:
+      return;
+  }
+}
+
+void ClusterNode::Answer(LinkId link, uint64_t request_id, const absl::Status& status,
+                         const std::string& leader_address) {
+  if (link == kNoLink) {  // a request of this node's own operator
+    auto it = forwarded_.find(request_id);
+    if (it == forwarded_.end()) return;
+    Done done = std::move(it->second.done);
+    forwarded_.erase(it);
+    completions_.emplace_back(std::move(done), status);
+    return;
+  }
+  transport_->SendOn(link, FrameType::kReply, EncodeReply({request_id, status, leader_address}));
+}
+
+void ClusterNode::OnRequest(LinkId link, const Request& request) {
+  if (raft_->role() != raft::Role::kLeader) {
+    const std::string leader = LeaderAddress();
+    Answer(link, request.id,
+           absl::UnavailableError(leader.empty() ? "no leader now (no quorum?); try again"
+                                                 : "not the leader"),
+           leader);
+    return;
+  }
+  switch (request.kind) {
+    case RequestKind::kPropose: {
+      absl::StatusOr<ConfigCommand> command = DecodeConfigCommand(request.body);
+      if (!command.ok()) return Answer(link, request.id, command.status());
+      if (absl::Status check = machine_.Check(*command); !check.ok()) {
+        return Answer(link, request.id, check);
+      }
+      absl::StatusOr<raft::Index> index = raft_->Propose(EncodeConfigCommand(*command));
+      if (!index.ok()) return Answer(link, request.id, index.status());
+      proposals_[*index] = {raft_->term(), [this, link, id = request.id](const absl::Status& s) {
+                              Answer(link, id, s);
+                            }};
+      return;
+    }
+    case RequestKind::kJoin: {
+      raft::Member member;
+      if (!raft::DecodeMember(request.body, &member)) {
+        return Answer(link, request.id, absl::InvalidArgumentError("bad member in join"));
+      }
+      LogEvent(LogLevel::kInfo, "cluster_join_requested",
+               Concat("id=", std::to_string(member.id), " address=", member.address));
+      joins_.push_back({member, link, request.id, now_ms_ + kRequestTimeoutMs});
+      return;
+    }
+    case RequestKind::kRemove: {
+      absl::StatusOr<RemoveTarget> target = DecodeRemoveTarget(request.body);
+      if (!target.ok()) return Answer(link, request.id, target.status());
+      raft::NodeId victim = raft::kNoNode;
+      for (const auto& [member_id, member] : raft_->members()) {
+        if ((target->id != raft::kNoNode && member_id == target->id) ||
+            (target->id == raft::kNoNode && member.address == target->address)) {
+          victim = member_id;
+        }
+      }
+      if (victim == raft::kNoNode) {
+        return Answer(
+            link, request.id,
+            absl::NotFoundError(
+                Concat("no member ",
+                       target->id != raft::kNoNode ? std::to_string(target->id) : target->address,
+                       " in this cluster ('stanzactl cluster status' lists them)")));
+      }
+      absl::StatusOr<raft::Index> index = raft_->ProposeRemoveMember(victim);
+      if (!index.ok()) return Answer(link, request.id, index.status());
+      proposals_[*index] = {raft_->term(), [this, link, id = request.id](const absl::Status& s) {
+                              Answer(link, id, s);
+                            }};
+      return;
+    }
+  }
+}
+
+void ClusterNode::OnReply(const struct Reply& reply) {
+  auto it = forwarded_.find(reply.id);
+  if (it == forwarded_.end()) return;
+  ForwardedRequest& forwarded = it->second;
+  const LinkId link = forwarded.link;
+  forwarded.link = kNoLink;  // first: closing it must not look like losing it
+  transport_->Close(link);
+  if (reply.status.code() == absl::StatusCode::kUnavailable && !reply.leader_address.empty() &&
+      reply.leader_address != forwarded.target_address && forwarded.redirects < 3) {
+    ++forwarded.redirects;
+    SendForwarded(forwarded, reply.leader_address);
+    return;
+  }
+  Done done = std::move(forwarded.done);
+  forwarded_.erase(it);
+  completions_.emplace_back(std::move(done), reply.status);
+}
+
+void ClusterNode::OnLinkClosed(LinkId link, const absl::Status& reason) {
+  for (auto it = forwarded_.begin(); it != forwarded_.end(); ++it) {
+    if (it->second.link != link) continue;
+    Done done = std::move(it->second.done);
+    const std::string address = it->second.target_address;
+    forwarded_.erase(it);
+    completions_.emplace_back(std::move(done),
+                              absl::UnavailableError(Concat(
+                                  "lost the link to ", address, " (", std::string(reason.message()),
+                                  "); check that stanzad runs there with the cluster "
+                                  "enabled, and the address and --cluster_port")));
+    return;
+  }
+}
+
+// ---------------------------------------------------------------------------
+// Driving Raft.
+
+void ClusterNode::HandlePoll(const std::vector<pollfd>& fds, size_t first, uint64_t now_ms) {
+  now_ms_ = now_ms;
+  transport_->HandlePoll(fds, first, now_ms);
+  Process();
+}
+
+void ClusterNode::Tick(uint64_t now_ms) {
+  now_ms_ = now_ms;
+  if (last_tick_ms_ == 0) last_tick_ms_ = now_ms;
+  if (failed_.ok()) {
+    int ticks = 0;
+    while (now_ms >= last_tick_ms_ + options_.tick_ms && ticks < 50) {
+      raft_->Tick();
+      last_tick_ms_ += options_.tick_ms;
+      ++ticks;
+      HandleReady();
+    }
+    if (ticks == 50) last_tick_ms_ = now_ms;  // a long stall: do not catch up forever
+  }
+  transport_->Tick(now_ms);
+  // Expire what waited too long.
+  for (auto it = forwarded_.begin(); it != forwarded_.end();) {
+    if (now_ms < it->second.deadline_ms) {
+      ++it;
+      continue;
+    }
+    const LinkId link = it->second.link;
+    it->second.link = kNoLink;
+    transport_->Close(link);
+    completions_.emplace_back(
+        std::move(it->second.done),
+        absl::DeadlineExceededError(Concat("no answer from ", it->second.target_address, " within ",
+                                           std::to_string(kRequestTimeoutMs / 1000), " s")));
+    it = forwarded_.erase(it);
+  }
+  while (!waiting_.empty() && now_ms >= waiting_.front().deadline_ms) {
+    completions_.emplace_back(
+        std::move(waiting_.front().done),
+        absl::UnavailableError("the cluster has no leader (is a majority of its members up and "
+                               "connected? 'stanzactl cluster status' shows them)"));
+    waiting_.pop_front();
+  }
+  for (auto it = leader_waiters_.begin(); it != leader_waiters_.end();) {
+    if (now_ms < it->deadline_ms) {
+      ++it;
+      continue;
+    }
+    completions_.emplace_back(std::move(it->done),
+                              absl::UnavailableError("this node did not become leader in time"));
+    it = leader_waiters_.erase(it);
+  }
+  if (join_done_ && now_ms >= join_deadline_ms_) {
+    completions_.emplace_back(
+        std::move(join_done_),
+        absl::DeadlineExceededError("the leader accepted this node but the configuration did not "
+                                    "arrive in time; 'stanzactl cluster status' shows the state"));
+    join_done_ = nullptr;
+  }
+  Process();
+}
+
+void ClusterNode::Process() {
+  if (failed_.ok()) {
+    HandleReady();
+    if (raft_->role() == raft::Role::kLeader) {
+      AdvanceJoins();
+    } else {
+      for (JoinInProgress& join : joins_) {
+        Answer(join.link, join.request_id, absl::UnavailableError("not the leader any more"),
+               LeaderAddress());
+      }
+      joins_.clear();
+    }
+    // Proposals that waited for a leader.
+    if (raft_->leader() != raft::kNoNode) {
+      std::deque<WaitingProposal> waiting;
+      waiting.swap(waiting_);
+      for (WaitingProposal& proposal : waiting) {
+        Propose(proposal.command, std::move(proposal.done));
+      }
+      for (LeaderWaiter& waiter : leader_waiters_) {
+        completions_.emplace_back(std::move(waiter.done), absl::OkStatus());
+      }
+      leader_waiters_.clear();
+    }
+    HandleReady();
+    MaybeSnapshot();
+    if (join_done_ && raft_->is_member() && config().members.count(id()) != 0 &&
+        forwarded_.empty()) {
+      LogEvent(LogLevel::kInfo, "cluster_joined",
+               Concat("id=", std::to_string(id()), " leader=", LeaderAddress()));
+      completions_.emplace_back(std::move(join_done_), absl::OkStatus());
+      join_done_ = nullptr;
+    }
+  }
+  // Callbacks last: they may call back into this node.
+  while (!completions_.empty()) {
+    auto [done, status] = std::move(completions_.front());
+    completions_.erase(completions_.begin());
+    if (done) done(status);
+  }
+}
+
+void ClusterNode::HandleReady() {
+  while (failed_.ok() && raft_->HasReady()) {
+    raft::Ready ready = raft_->TakeReady();
+    absl::Status saved;
+    if (ready.snapshot) {
+      saved = store_->InstallSnapshot(*ready.snapshot);
+      if (saved.ok()) {
+        saved = machine_.Restore(ready.snapshot->data);
+        ++config_generation_;
+      }
+    }
+    if (saved.ok() && !ready.entries.empty()) saved = store_->Append(ready.entries);
+    if (saved.ok() && ready.hard_state) saved = store_->SetHardState(*ready.hard_state);
+    if (saved.ok()) saved = store_->Sync();
+    if (!saved.ok()) return Fail(saved);  // Raft is not advanced: nothing more happens
+    if (ready.soft_state) {
+      const raft::SoftState before = soft_;
+      soft_ = *ready.soft_state;
+      if (before.role != soft_.role) {
+        last_state_change_ = std::chrono::system_clock::now();
+        if (soft_.role == raft::Role::kLeader) ++elections_;
+        LogEvent(LogLevel::kInfo, "cluster_state_change",
+                 Concat("from=", RoleText(before.role), " to=", RoleText(soft_.role),
+                        " term=", std::to_string(raft_->term()),
+                        " leader=", soft_.leader == id() ? options_.address : LeaderAddress()));
+      } else if (before.leader != soft_.leader) {
+        LogEvent(LogLevel::kInfo, "cluster_leader_change",
+                 Concat("leader=", soft_.leader == raft::kNoNode ? "none" : LeaderAddress(),
+                        " term=", std::to_string(raft_->term())));
+      }
+    }
+    std::string bytes;
+    for (const raft::Message& message : ready.messages) {
+      bytes.clear();
+      raft::EncodeMessage(message, &bytes);
+      transport_->SendTo(message.to, FrameType::kRaft, bytes);
+    }
+    for (const raft::Entry& entry : ready.committed_entries) ApplyCommitted(entry);
+    raft_->Advance();
+    std::map<raft::NodeId, std::string> peers;
+    for (const auto& [member_id, member] : raft_->members()) {
+      if (member_id != id()) peers[member_id] = member.address;
+    }
+    transport_->SetPeers(peers, now_ms_);
+  }
+}
+
+void ClusterNode::ApplyCommitted(const raft::Entry& entry) {
+  const absl::Status status = machine_.Apply(entry);
+  if (entry.type != raft::EntryType::kNoop) ++config_generation_;
+  if (entry.type == raft::EntryType::kAddMember || entry.type == raft::EntryType::kRemoveMember) {
+    raft::Member member;
+    if (raft::DecodeMember(entry.data, &member)) {
+      LogEvent(LogLevel::kInfo,
+               entry.type == raft::EntryType::kAddMember ? "cluster_member_added"
+                                                         : "cluster_member_removed",
+               Concat("id=", std::to_string(member.id), " address=", member.address));
+    }
+  }
+  auto it = proposals_.find(entry.index);
+  if (it == proposals_.end()) return;
+  Done done = std::move(it->second.done);
+  const bool ours = it->second.term == entry.term;
+  proposals_.erase(it);
+  completions_.emplace_back(
+      std::move(done),
+      ours ? status
+           : absl::AbortedError("the leader changed before the change was committed; run the "
+                                "command again"));
+}
+
+void ClusterNode::AdvanceJoins() {
+  for (auto it = joins_.begin(); it != joins_.end();) {
+    absl::StatusOr<raft::ReplaceProgress> progress = raft_->ProposeReplaceOrAdd(it->member);
+    if (!progress.ok() && progress.status().code() == absl::StatusCode::kFailedPrecondition &&
+        now_ms_ < it->deadline_ms) {
+      ++it;  // e.g. the leader has not committed an entry of its term yet
+      continue;
+    }
+    if (!progress.ok()) {
+      Answer(it->link, it->request_id, progress.status());
+      it = joins_.erase(it);
+      continue;
+    }
+    if (progress->step == raft::ReplaceProgress::Step::kRemovingConflict) {
+      LogEvent(LogLevel::kInfo, "cluster_member_replaced",
+               Concat("removed=", std::to_string(progress->removed),
+                      " address=", it->member.address, " new_id=", std::to_string(it->member.id)));
+    }
+    if (progress->step == raft::ReplaceProgress::Step::kDone) {
+      Answer(it->link, it->request_id, absl::OkStatus());
+      it = joins_.erase(it);
+      continue;
+    }
+    if (now_ms_ >= it->deadline_ms) {
+      Answer(it->link, it->request_id,
+             absl::DeadlineExceededError("adding the member did not commit in time"));
+      it = joins_.erase(it);
+      continue;
+    }
+    ++it;
+  }
+}
+
+void ClusterNode::MaybeSnapshot() {
+  if (!failed_.ok() || raft_->HasReady()) return;
+  const raft::Index applied = machine_.applied_index();
+  if (applied < raft_->snapshot_index() + options_.snapshot_entries) return;
+  absl::StatusOr<raft::Snapshot> snapshot = raft_->CreateSnapshot(applied, machine_.Snapshot());
+  if (!snapshot.ok()) return;
+  absl::Status saved = store_->SaveSnapshot(*snapshot);
+  if (saved.ok() && store_->log_file_bytes() > 2 * store_->log_live_bytes() + (1 << 20)) {
+    saved = store_->Compact();
+  }
+  if (!saved.ok()) Fail(saved);
+}
+
+void ClusterNode::Fail(const absl::Status& status) {
+  failed_ = status;
+  LogEvent(LogLevel::kError, "cluster_storage_failed",
+           Concat("dir=", options_.dir, " reason=", LogQuote(std::string(status.message())),
+                  " fix=", LogQuote("check the disk; restart stanzad to recover from the log")));
+  const absl::Status stopped = absl::UnavailableError(
+      Concat("this node's cluster storage failed: ", std::string(status.message())));
+  for (auto& [index, proposal] : proposals_) completions_.emplace_back(proposal.done, stopped);
+  proposals_.clear();
+  for (auto& waiting : waiting_) completions_.emplace_back(waiting.done, stopped);
+  waiting_.clear();
+}
+
+ClusterStatus ClusterNode::Status() const {
+  ClusterStatus status;
+  status.member = raft_->is_member();
+  status.id = id();
+  status.address = options_.address;
+  status.role = raft_->role();
+  status.term = raft_->term();
+  status.leader = raft_->leader();
+  status.leader_address = raft_->leader() == id() ? options_.address : LeaderAddress();
+  status.commit = raft_->commit_index();
+  status.applied = raft_->applied_index();
+  for (const auto& [member_id, member] : raft_->members()) {
+    status.members.push_back({member_id, member.address, member_id == raft_->leader(),
+                              member_id == id(),
+                              member_id == id() || transport_->Connected(member_id)});
+  }
+  status.last_state_change = last_state_change_;
+  status.elections = elections_;
+  status.failed = failed_;
+  return status;
+}
+
+}  // namespace stanzad::cluster

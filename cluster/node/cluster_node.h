@@ -1,0 +1,196 @@
+// ClusterNode: one node's control plane — Raft, its durable store, the replicated
+// configuration and the cluster-port links — driven by the daemon's control thread.
+//
+//   ClusterNode::Open(dir, address)      the store in `dir`; a node with Raft state
+//                                        resumes (as member, or waiting to be added)
+//   Listen(endpoint)                     the cluster port
+//   Initialize(seed, done)               a one-member cluster; `seed` commands (the
+//                                        node's configuration so far) are proposed once
+//                                        it leads
+//   Join(address, local, done)           asks any member to add this node; the leader
+//                                        adds it (replacing a member at the same
+//                                        address: a reset node never appears twice)
+//   Propose(command, done)               a configuration change from any node: a
+//                                        follower forwards it to the leader; `done`
+//                                        runs when it is applied here, with its result
+//   Remove(target, done)                 takes a member out (by id or address)
+//   AppendPollFds / HandlePoll / Tick    the control loop (Tick every tick_ms)
+//
+// Every `done` runs exactly once, on the control thread, within kRequestTimeoutMs.
+//
+// Ready handling follows cluster/raft/raft.h: snapshot, entries, then the hard state go
+// to the RaftStore and are synced before messages leave; committed entries are applied
+// to the ConfigStateMachine in order. A snapshot is taken every snapshot_entries applied
+// entries and the log file compacted, so the log does not grow without bound.
+//
+// Thread safety: none; the control thread owns it.
+#ifndef STANZAD_CLUSTER_NODE_CLUSTER_NODE_H_
+#define STANZAD_CLUSTER_NODE_CLUSTER_NODE_H_
+
+#include <poll.h>
+
+#include <chrono>
+#include <cstdint>
+#include <deque>
+#include <functional>
+#include <map>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "cluster/config_state_machine.h"
+#include "cluster/node/frames.h"
+#include "cluster/node/peer_transport.h"
+#include "cluster/raft/raft.h"
+#include "cluster/storage/raft_store.h"
+
+namespace stanzad::cluster {
+
+struct ClusterNodeOptions {
+  std::string dir;      // the Raft store (state_dir/cluster)
+  std::string address;  // this node's cluster address, "IP:PORT"
+  uint32_t tick_ms = 10;
+  int election_ticks = 30;  // 300 ms, randomised up to 600 ms
+  int heartbeat_ticks = 5;  // 50 ms
+  uint64_t snapshot_entries = 1000;
+  uint64_t random_seed = 0;  // 0: from the node id and the clock
+};
+
+// A member as `cluster status` shows it.
+struct MemberStatus {
+  raft::NodeId id = raft::kNoNode;
+  std::string address;
+  bool leader = false;
+  bool self = false;
+  bool connected = false;  // a link to it is up (always true for self)
+};
+
+struct ClusterStatus {
+  bool member = false;  // this node is in the membership
+  raft::NodeId id = raft::kNoNode;
+  std::string address;
+  raft::Role role = raft::Role::kFollower;
+  raft::Term term = 0;
+  raft::NodeId leader = raft::kNoNode;
+  std::string leader_address;
+  raft::Index commit = 0;
+  raft::Index applied = 0;
+  std::vector<MemberStatus> members;
+  std::chrono::system_clock::time_point last_state_change{};
+  uint64_t elections = 0;  // times this node became leader
+  absl::Status failed;     // a storage error stopped this node's Raft
+};
+
+class ClusterNode {
+ public:
+  static constexpr uint64_t kRequestTimeoutMs = 10'000;
+  using Done = std::function<void(const absl::Status& status)>;
+
+  static absl::StatusOr<std::unique_ptr<ClusterNode>> Open(const ClusterNodeOptions& options);
+  ~ClusterNode();
+
+  absl::Status Listen(const net::Endpoint& endpoint);
+  void StopListening();
+
+  // Has Raft state: initialized here, or added by a leader (or waiting to be).
+  bool has_state() const;
+  bool is_member() const { return raft_->is_member(); }
+  raft::NodeId id() const { return store_->node_id(); }
+  const std::string& address() const { return options_.address; }
+
+  void Initialize(std::vector<ConfigCommand> seed, Done done);
+  void Join(const std::string& address, Done done);
+  void Propose(const ConfigCommand& command, Done done);
+  void Remove(const RemoveTarget& target, Done done);
+
+  // The replicated configuration, and a number that grows whenever it changes.
+  const config::Config& config() const { return machine_.config(); }
+  uint64_t config_generation() const { return config_generation_; }
+
+  ClusterStatus Status() const;
+
+  void AppendPollFds(std::vector<pollfd>* fds) { transport_->AppendPollFds(fds); }
+  void HandlePoll(const std::vector<pollfd>& fds, size_t first, uint64_t now_ms);
+  // Ticks Raft as many times as tick_ms periods passed, expires requests.
+  void Tick(uint64_t now_ms);
+
+ private:
+  struct PendingProposal {  // on the leader: an entry proposed for someone
+    raft::Term term = 0;
+    Done done;
+  };
+  struct ForwardedRequest {  // on any node: a request sent to another node
+    Request request;
+    Done done;
+    uint64_t deadline_ms = 0;
+    LinkId link = kNoLink;
+    int redirects = 0;
+    std::string target_address;
+  };
+  struct JoinInProgress {  // on the leader: a node asking to join
+    raft::Member member;
+    LinkId link = kNoLink;
+    uint64_t request_id = 0;
+    uint64_t deadline_ms = 0;
+  };
+  struct LeaderWaiter {  // Initialize without seed commands: done once this node leads
+    Done done;
+    uint64_t deadline_ms = 0;
+  };
+  struct WaitingProposal {  // no leader yet: retried until the deadline
+    ConfigCommand command;
+    Done done;
+    uint64_t deadline_ms = 0;
+  };
+
+  explicit ClusterNode(const ClusterNodeOptions& options);
+  absl::Status Start();
+  void OnFrame(LinkId link, raft::NodeId peer, Frame frame);
+  void OnLinkClosed(LinkId link, const absl::Status& reason);
+  void OnRequest(LinkId link, const Request& request);
+  void OnReply(const Reply& reply);
+  void Answer(LinkId link, uint64_t id, const absl::Status& status,
+              const std::string& leader_address = "");
+  void SendForwarded(ForwardedRequest& forwarded, const std::string& address);
+  void ForwardToLeader(Request request, Done done);
+  std::string LeaderAddress() const;
+
+  // Runs after every input: Ready handling, joins, waiting proposals.
+  void Process();
+  void HandleReady();
+  void ApplyCommitted(const raft::Entry& entry);
+  void MaybeSnapshot();
+  void AdvanceJoins();
+  void Fail(const absl::Status& status);
+
+  ClusterNodeOptions options_;
+  std::unique_ptr<storage::RaftStore> store_;
+  std::optional<raft::Raft> raft_;
+  ConfigStateMachine machine_;
+  std::unique_ptr<PeerTransport> transport_;
+  uint64_t config_generation_ = 0;
+  uint64_t now_ms_ = 0;
+  uint64_t last_tick_ms_ = 0;
+  uint64_t next_request_id_ = 1;
+  std::map<raft::Index, PendingProposal> proposals_;
+  std::map<uint64_t, ForwardedRequest> forwarded_;  // by request id
+  std::vector<JoinInProgress> joins_;
+  std::deque<WaitingProposal> waiting_;
+  std::vector<LeaderWaiter> leader_waiters_;
+  // Callbacks to run at the end of Process(), outside Raft's Ready handling.
+  std::vector<std::pair<Done, absl::Status>> completions_;
+  raft::SoftState soft_{};
+  std::chrono::system_clock::time_point last_state_change_ = std::chrono::system_clock::now();
+  uint64_t elections_ = 0;
+  absl::Status failed_;
+  // A join this node asked for: done when it is a member with the configuration.
+  Done join_done_;
+  uint64_t join_deadline_ms_ = 0;
+};
+
+}  // namespace stanzad::cluster
+
+#endif  // STANZAD_CLUSTER_NODE_CLUSTER_NODE_H_

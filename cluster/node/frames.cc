@@ -1,0 +1,123 @@
+#include "cluster/node/frames.h"
+
+namespace stanzad::cluster {
+namespace {
+
+void PutLittle(std::string* out, uint64_t value, int bytes) {
+  for (int i = 0; i < bytes; ++i) out->push_back(static_cast<char>((value >> (8 * i)) & 0xff));
+}
+
+bool TakeLittle(std::string_view* in, int bytes, uint64_t* value) {
+  if (in->size() < static_cast<size_t>(bytes)) return false;
+  *value = 0;
+  for (int i = 0; i < bytes; ++i) {
+    *value |= static_cast<uint64_t>(static_cast<unsigned char>((*in)[i])) << (8 * i);
+  }
+  in->remove_prefix(static_cast<size_t>(bytes));
+  return true;
+}
+
+absl::Status Bad(std::string_view what) {
+  return absl::InvalidArgumentError(std::string("bad cluster frame: ") + std::string(what));
+}
+
+}  // namespace
+
+void AppendFrame(FrameType type, std::string_view payload, std::string* out) {
+  const uint32_t length = static_cast<uint32_t>(payload.size() + 1);
+  for (int shift = 24; shift >= 0; shift -= 8) out->push_back(static_cast<char>(length >> shift));
+  out->push_back(static_cast<char>(type));
+  out->append(payload);
+}
+
+absl::StatusOr<std::optional<Frame>> TakeFrame(std::string* buffer) {
+  if (buffer->size() < 4) return std::nullopt;
+  uint32_t length = 0;
+  for (int i = 0; i < 4; ++i) length = (length << 8) | static_cast<unsigned char>((*buffer)[i]);
+  if (length == 0 || length > kFrameBytesMax) return Bad("length out of bounds");
+  if (buffer->size() < 5) return std::nullopt;
+  const uint8_t type = static_cast<unsigned char>((*buffer)[4]);
+  if (type < 1 || type > 4) return Bad("unknown type");
+  if (buffer->size() < 4 + static_cast<size_t>(length)) return std::nullopt;
+  Frame frame{static_cast<FrameType>(type), buffer->substr(5, length - 1)};
+  buffer->erase(0, 4 + static_cast<size_t>(length));
+  return frame;
+}
+
+std::string EncodeHello(const Hello& hello) {
+  std::string out;
+  PutLittle(&out, hello.id, 8);
+  out.append(hello.address);
+  return out;
+}
+
+absl::StatusOr<Hello> DecodeHello(std::string_view payload) {
+  Hello hello;
+  if (!TakeLittle(&payload, 8, &hello.id) || hello.id == raft::kNoNode) return Bad("hello id");
+  if (payload.size() > raft::kMemberAddressBytesMax) return Bad("hello address too long");
+  hello.address.assign(payload);
+  return hello;
+}
+
+std::string EncodeRequest(const Request& request) {
+  std::string out;
+  PutLittle(&out, request.id, 8);
+  out.push_back(static_cast<char>(request.kind));
+  out.append(request.body);
+  return out;
+}
+
+absl::StatusOr<Request> DecodeRequest(std::string_view payload) {
+  Request request;
+  uint64_t kind = 0;
+  if (!TakeLittle(&payload, 8, &request.id) || !TakeLittle(&payload, 1, &kind)) {
+    return Bad("short request");
+  }
+  if (kind < 1 || kind > 3) return Bad("unknown request kind");
+  request.kind = static_cast<RequestKind>(kind);
+  request.body.assign(payload);
+  return request;
+}
+
+std::string EncodeReply(const Reply& reply) {
+  std::string out;
+  PutLittle(&out, reply.id, 8);
+  out.push_back(static_cast<char>(reply.status.code()));
+  PutLittle(&out, reply.leader_address.size(), 2);
+  out.append(reply.leader_address);
+  const auto message = reply.status.message();
+  out.append(message.data(), message.size());
+  return out;
+}
+
+absl::StatusOr<Reply> DecodeReply(std::string_view payload) {
+  Reply reply;
+  uint64_t code = 0, length = 0;
+  if (!TakeLittle(&payload, 8, &reply.id) || !TakeLittle(&payload, 1, &code) ||
+      !TakeLittle(&payload, 2, &length) || payload.size() < length) {
+    return Bad("short reply");
+  }
+  if (code > static_cast<uint64_t>(absl::StatusCode::kUnauthenticated)) return Bad("status code");
+  reply.leader_address.assign(payload.substr(0, length));
+  payload.remove_prefix(length);
+  reply.status = absl::Status(static_cast<absl::StatusCode>(code),
+                              absl::string_view(payload.data(), payload.size()));
+  return reply;
+}
+
+std::string EncodeRemoveTarget(const RemoveTarget& target) {
+  std::string out;
+  PutLittle(&out, target.id, 8);
+  out.append(target.address);
+  return out;
+}
+
+absl::StatusOr<RemoveTarget> DecodeRemoveTarget(std::string_view body) {
+  RemoveTarget target;
+  if (!TakeLittle(&body, 8, &target.id)) return Bad("short remove target");
+  if (body.size() > raft::kMemberAddressBytesMax) return Bad("address too long");
+  target.address.assign(body);
+  return target;
+}
+
+}  // namespace stanzad::cluster

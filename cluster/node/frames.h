@@ -1,0 +1,83 @@
+// Frames on a link between two cluster nodes (the cluster port, --cluster_port).
+//
+//   frame   := length (4 bytes, big endian: type + payload) | type (1 byte) | payload
+//
+// Types:
+//   kHello         first frame on a connection, from the side that dialled:
+//                  node id (8, little endian) | cluster address ("IP:PORT")
+//   kRaft          a Raft message (cluster/raft/message_codec.h)
+//   kRequest       request id (8) | kind (1) | body. Sent to any node; a node that is
+//                  not the leader answers kRedirect or an error. Kinds:
+//                    kJoin      body: encoded Member (raft::EncodeMember) of the joiner
+//                    kPropose   body: an encoded ConfigCommand
+//                    kRemove    body: node id (8) | address (either may be empty/0)
+//   kReply         request id (8) | code (1: absl::StatusCode) | leader address length (2)
+//                  | leader address | message: the request's outcome; a non-leader puts
+//                  the leader's address (when known) with kUnavailable
+//
+// Decoding never trusts its input: lengths are checked against what remains and against
+// kFrameBytesMax; a bad frame is an error, never a crash.
+#ifndef STANZAD_CLUSTER_NODE_FRAMES_H_
+#define STANZAD_CLUSTER_NODE_FRAMES_H_
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <string_view>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "cluster/raft/types.h"
+
+namespace stanzad::cluster {
+
+inline constexpr size_t kFrameBytesMax = 64 << 20;
+
+enum class FrameType : uint8_t { kHello = 1, kRaft = 2, kRequest = 3, kReply = 4 };
+enum class RequestKind : uint8_t { kJoin = 1, kPropose = 2, kRemove = 3 };
+
+struct Frame {
+  FrameType type = FrameType::kHello;
+  std::string payload;
+};
+
+// Appends one frame.
+void AppendFrame(FrameType type, std::string_view payload, std::string* out);
+
+// Takes one complete frame off the front of *buffer: the frame, nullopt when more
+// bytes are needed, or an error for a length that is out of bounds or a bad type.
+absl::StatusOr<std::optional<Frame>> TakeFrame(std::string* buffer);
+
+struct Hello {
+  raft::NodeId id = raft::kNoNode;
+  std::string address;
+};
+std::string EncodeHello(const Hello& hello);
+absl::StatusOr<Hello> DecodeHello(std::string_view payload);
+
+struct Request {
+  uint64_t id = 0;
+  RequestKind kind = RequestKind::kPropose;
+  std::string body;
+};
+std::string EncodeRequest(const Request& request);
+absl::StatusOr<Request> DecodeRequest(std::string_view payload);
+
+struct Reply {
+  uint64_t id = 0;
+  absl::Status status;
+  std::string leader_address;  // with kUnavailable from a node that is not the leader
+};
+std::string EncodeReply(const Reply& reply);
+absl::StatusOr<Reply> DecodeReply(std::string_view payload);
+
+struct RemoveTarget {
+  raft::NodeId id = raft::kNoNode;  // 0: by address
+  std::string address;
+};
+std::string EncodeRemoveTarget(const RemoveTarget& target);
+absl::StatusOr<RemoveTarget> DecodeRemoveTarget(std::string_view body);
+
+}  // namespace stanzad::cluster
+
+#endif  // STANZAD_CLUSTER_NODE_FRAMES_H_

@@ -1,0 +1,237 @@
+// ClusterNode over real loopback sockets and real stores in temporary directories:
+// three nodes in one process, driven by one poll() loop.
+#include "cluster/node/cluster_node.h"
+
+#include <gtest/gtest.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <filesystem>
+#include <functional>
+#include <memory>
+#include <optional>
+#include <set>
+#include <string>
+#include <vector>
+
+namespace stanzad::cluster {
+namespace {
+
+uint64_t NowMs() {
+  return static_cast<uint64_t>(std::chrono::duration_cast<std::chrono::milliseconds>(
+                                   std::chrono::steady_clock::now().time_since_epoch())
+                                   .count());
+}
+
+uint16_t FreePort() {
+  const int fd = socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in address{};
+  address.sin_family = AF_INET;
+  address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  bind(fd, reinterpret_cast<sockaddr*>(&address), sizeof(address));
+  socklen_t length = sizeof(address);
+  getsockname(fd, reinterpret_cast<sockaddr*>(&address), &length);
+  close(fd);
+  return ntohs(address.sin_port);
+}
+
+class ClusterNodeTest : public ::testing::Test {
+ protected:
+  struct Slot {
+    std::string dir;
+    std::string address;
+    std::unique_ptr<ClusterNode> node;
+  };
+
+  void SetUp() override {
+    root_ = std::filesystem::temp_directory_path() /
+            ("cluster_node_test_" + std::to_string(getpid()) + "_" + std::to_string(NowMs()));
+    std::filesystem::create_directories(root_);
+  }
+  void TearDown() override {
+    slots_.clear();
+    std::filesystem::remove_all(root_);
+  }
+
+  // Opens (or reopens, keeping its store) node i.
+  ClusterNode& Start(size_t i, bool wipe = false) {
+    if (slots_.size() <= i) slots_.resize(i + 1);
+    Slot& slot = slots_[i];
+    if (slot.dir.empty()) {
+      slot.dir = (root_ / ("n" + std::to_string(i))).string();
+      slot.address = "127.0.0.1:" + std::to_string(FreePort());
+    }
+    slot.node.reset();
+    if (wipe) std::filesystem::remove_all(slot.dir);
+    ClusterNodeOptions options;
+    options.dir = slot.dir;
+    options.address = slot.address;
+    options.snapshot_entries = 20;  // exercise snapshots
+    absl::StatusOr<std::unique_ptr<ClusterNode>> node = ClusterNode::Open(options);
+    EXPECT_TRUE(node.ok()) << node.status();
+    slot.node = std::move(*node);
+    absl::StatusOr<net::Endpoint> endpoint = net::Endpoint::Parse(slot.address, 0);
+    EXPECT_TRUE(slot.node->Listen(*endpoint).ok());
+    return *slot.node;
+  }
+  void Stop(size_t i) { slots_[i].node.reset(); }
+  ClusterNode& node(size_t i) { return *slots_[i].node; }
+  const std::string& address(size_t i) { return slots_[i].address; }
+
+  // Drives every running node until `done` or the timeout.
+  bool RunUntil(const std::function<bool()>& done, int timeout_ms = 8000) {
+    const uint64_t deadline = NowMs() + static_cast<uint64_t>(timeout_ms);
+    while (!done()) {
+      if (NowMs() > deadline) return false;
+      std::vector<pollfd> fds;
+      std::vector<std::pair<ClusterNode*, size_t>> firsts;
+      for (Slot& slot : slots_) {
+        if (!slot.node) continue;
+        firsts.emplace_back(slot.node.get(), fds.size());
+        slot.node->AppendPollFds(&fds);
+      }
+      poll(fds.data(), fds.size(), 5);
+      const uint64_t now = NowMs();
+      for (auto& [node, first] : firsts) node->HandlePoll(fds, first, now);
+      for (auto& [node, first] : firsts) node->Tick(now);
+    }
+    return true;
+  }
+
+  // Runs an asynchronous call to completion.
+  absl::Status Await(const std::function<void(ClusterNode::Done)>& call, int timeout_ms = 12000) {
+    std::optional<absl::Status> result;
+    call([&](const absl::Status& status) { result = status; });
+    EXPECT_TRUE(RunUntil([&] { return result.has_value(); }, timeout_ms));
+    return result.value_or(absl::DeadlineExceededError("test timed out"));
+  }
+
+  std::optional<size_t> Leader() {
+    for (size_t i = 0; i < slots_.size(); ++i) {
+      if (slots_[i].node && slots_[i].node->Status().role == raft::Role::kLeader) return i;
+    }
+    return std::nullopt;
+  }
+
+  // A three-node cluster with domain example.com.
+  void FormThree() {
+    Start(0);
+    Start(1);
+    Start(2);
+    ASSERT_TRUE(
+        Await([&](auto done) { node(0).Initialize({SetDomain{"example.com"}}, done); }).ok());
+    ASSERT_TRUE(Await([&](auto done) { node(1).Join(address(0), done); }).ok());
+    ASSERT_TRUE(Await([&](auto done) { node(2).Join(address(1), done); }).ok())
+        << "joining through a follower is redirected to the leader";
+  }
+
+  std::filesystem::path root_;
+  std::vector<Slot> slots_;
+};
+
+TEST_F(ClusterNodeTest, ThreeNodesAgreeOnTheConfiguration) {
+  FormThree();
+  for (size_t i = 0; i < 3; ++i) {
+    EXPECT_EQ(node(i).config().domain, "example.com") << i;
+    EXPECT_EQ(node(i).Status().members.size(), 3u) << i;
+  }
+  // A change made on a follower is forwarded to the leader and applied everywhere.
+  ASSERT_TRUE(Await([&](auto done) {
+                node(2).Propose(AddCallbridge{"cb1", "kvgP1SRzWVabhiPVAb1", false}, done);
+              }).ok());
+  ASSERT_TRUE(RunUntil([&] {
+    for (size_t i = 0; i < 3; ++i) {
+      if (node(i).config().callbridges.count("cb1") == 0) return false;
+    }
+    return true;
+  }));
+  // The same secret again is a no-op; another one is refused without --force.
+  EXPECT_TRUE(Await([&](auto done) {
+                node(1).Propose(AddCallbridge{"cb1", "kvgP1SRzWVabhiPVAb1", false}, done);
+              }).ok());
+  const absl::Status conflict = Await([&](auto done) {
+    node(1).Propose(AddCallbridge{"cb1", "another-secret", false}, done);
+  });
+  EXPECT_EQ(conflict.code(), absl::StatusCode::kAlreadyExists) << conflict;
+  EXPECT_NE(std::string(conflict.message()).find("--force"), std::string::npos) << conflict;
+}
+
+TEST_F(ClusterNodeTest, LeaderDeathElectsANewLeaderAndChangesGoOn) {
+  FormThree();
+  ASSERT_TRUE(RunUntil([&] { return Leader().has_value(); }));
+  const size_t old_leader = *Leader();
+  Stop(old_leader);
+  const auto start = std::chrono::steady_clock::now();
+  ASSERT_TRUE(RunUntil([&] {
+    std::optional<size_t> leader = Leader();
+    return leader.has_value() && *leader != old_leader;
+  }));
+  EXPECT_LT(std::chrono::steady_clock::now() - start, std::chrono::seconds(3));
+  const size_t survivor = (old_leader + 1) % 3;
+  ASSERT_TRUE(Await([&](auto done) {
+                node(survivor).Propose(AddCallbridge{"cb2", "secret-two", false}, done);
+              }).ok());
+  // The old leader comes back with its store and catches up.
+  Start(old_leader);
+  ASSERT_TRUE(RunUntil([&] { return node(old_leader).config().callbridges.count("cb2") == 1; }));
+  EXPECT_NE(node(old_leader).Status().role, raft::Role::kLeader);
+}
+
+TEST_F(ClusterNodeTest, AResetNodeRejoiningAtItsAddressNeverAppearsTwice) {
+  FormThree();
+  // The seed's scenario 3: node 2 is reset (empty disk, new id) and joins again.
+  const raft::NodeId old_id = node(2).id();
+  Start(2, /*wipe=*/true);
+  EXPECT_NE(node(2).id(), old_id);
+  ASSERT_TRUE(Await([&](auto done) { node(2).Join(address(0), done); }).ok());
+  ASSERT_TRUE(RunUntil([&] {
+    for (size_t i = 0; i < 3; ++i) {
+      if (node(i).Status().members.size() != 3) return false;
+      if (node(i).config().members.count(old_id) != 0) return false;
+    }
+    return true;
+  }));
+  for (size_t i = 0; i < 3; ++i) {
+    std::set<std::string> addresses;
+    for (const MemberStatus& member : node(i).Status().members) addresses.insert(member.address);
+    EXPECT_EQ(addresses.size(), 3u) << "node " << i << " lists an address twice";
+  }
+}
+
+TEST_F(ClusterNodeTest, RemoveTakesAMemberOutAndSnapshotsCatchUpANewNode) {
+  FormThree();
+  for (int i = 0; i < 30; ++i) {  // past snapshot_entries: new members get a snapshot
+    ASSERT_TRUE(Await([&](auto done) {
+                  node(0).Propose(
+                      AddCallbridge{"b" + std::to_string(i), "s" + std::to_string(i), false}, done);
+                }).ok());
+  }
+  ASSERT_TRUE(Await([&](auto done) { node(1).Remove({raft::kNoNode, address(2)}, done); }).ok());
+  Stop(2);
+  ASSERT_TRUE(RunUntil([&] { return node(0).Status().members.size() == 2; }));
+  Start(3);
+  ASSERT_TRUE(Await([&](auto done) { node(3).Join(address(0), done); }).ok());
+  ASSERT_TRUE(RunUntil([&] { return node(3).config().callbridges.size() == 30; }));
+  EXPECT_EQ(node(3).config().domain, "example.com");
+  const absl::Status unknown = Await([&](auto done) {
+    node(0).Remove({raft::kNoNode, "127.0.0.9:1"}, done);
+  });
+  EXPECT_EQ(unknown.code(), absl::StatusCode::kNotFound) << unknown;
+}
+
+TEST_F(ClusterNodeTest, JoinErrorsNameTheCause) {
+  Start(0);
+  const absl::Status nobody =
+      Await([&](auto done) { node(0).Join("127.0.0.1:" + std::to_string(FreePort()), done); });
+  EXPECT_EQ(nobody.code(), absl::StatusCode::kUnavailable) << nobody;
+  const absl::Status bad = Await([&](auto done) { node(0).Join("not-an-address", done); });
+  EXPECT_FALSE(bad.ok());
+  ASSERT_TRUE(Await([&](auto done) { node(0).Initialize({}, done); }).ok());
+  const absl::Status twice = Await([&](auto done) { node(0).Initialize({}, done); });
+  EXPECT_EQ(twice.code(), absl::StatusCode::kFailedPrecondition) << twice;
+}
+
+}  // namespace
+}  // namespace stanzad::cluster
