@@ -101,8 +101,8 @@ CommandResult Status(const AdminRequest& request, const NodeConfig& config,
         ",\"stanzas_answered\":", Count(status.stanzas_answered), ",\"stanzas_bounced\":",
         Count(status.stanzas_bounced), ",\"auth_failures\":", Count(status.auth_failures),
         ",\"stream_errors\":", Count(status.stream_errors), ",\"clients_connected\":0",
-        ",\"cluster\":\"not clustered\",\"recent_problems\":", JsonList(status.recent_problems),
-        "}\n"));
+        ",\"cluster\":", JsonString(status.cluster),
+        ",\"recent_problems\":", JsonList(status.recent_problems), "}\n"));
   }
   std::string listeners;
   for (const std::string& listener : status.listeners) {
@@ -117,7 +117,7 @@ CommandResult Status(const AdminRequest& request, const NodeConfig& config,
       "\nListening on  : ", listeners.empty() ? "(nothing)" : listeners, "\nCall bridges  : ",
       Count(config.callbridges.size()), " configured, ", Count(status.bridges_connected),
       " connected", "\nClients       : 0 connected (client connections are not served yet)",
-      "\nCluster       : not clustered (single node)",
+      "\nCluster       : ", status.cluster,
       "\nConnections   : ", Count(status.connections_open), " open",
       "\nStanzas       : ", Count(status.stanzas_routed), " routed, ",
       Count(status.stanzas_answered), " answered by the server, ", Count(status.stanzas_bounced),

@@ -27,7 +27,8 @@ struct NodeRuntimeStatus {
   uint64_t stanzas_bounced = 0;
   uint64_t auth_failures = 0;
   uint64_t stream_errors = 0;
-  std::vector<std::string> recent_problems;  // log lines, oldest first
+  std::vector<std::string> recent_problems;             // log lines, oldest first
+  std::string cluster = "not clustered (single node)";  // one line for `status`
 };
 
 struct CommandResult {

@@ -116,6 +116,9 @@ std::string SerializeNodeConfig(const NodeConfig& config) {
   for (const auto& [name, secret] : config.callbridges) {
     out.append(Concat("callbridge ", name, " ", secret, "\n"));
   }
+  if (config.cluster_enabled) out.append("cluster_enabled 1\n");
+  if (!config.cluster_trust.empty())
+    out.append(Concat("cluster_trust ", config.cluster_trust, "\n"));
   return out;
 }
 
@@ -162,6 +165,14 @@ absl::StatusOr<NodeConfig> ParseNodeConfig(std::string_view text) {
         return bad("invalid call bridge");
       }
       config.callbridges[std::string(name)] = std::string(secret);
+    } else if (key == "cluster_enabled") {
+      if (value != "0" && value != "1") return bad("cluster_enabled must be 0 or 1");
+      config.cluster_enabled = value == "1";
+    } else if (key == "cluster_trust") {
+      if (value.empty() || value.size() > 4096 || value.find('\n') != std::string_view::npos) {
+        return bad("invalid trust bundle path");
+      }
+      config.cluster_trust = std::string(value);
     } else {
       return bad("unknown setting");
     }

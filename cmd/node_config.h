@@ -7,11 +7,15 @@
 //   listen 127.0.0.1
 //   enabled 1
 //   callbridge cb1 kvgP1SRzWVabhiPVAb1
+//   cluster_enabled 1
+//   cluster_trust /etc/stanzad/cluster-bundle.pem
 // Loading refuses anything it does not understand, naming the line: a config
 // is never half-read.
 //
-// When the cluster issue lands these values move into the replicated
-// configuration; this file then holds only what is local to the node.
+// In a cluster, the domain and the call bridges are the replicated configuration's
+// (cluster/config_state_machine.h): the daemon mirrors them here as they change, so
+// this file always shows what the node serves. Listen addresses, `enabled` and the
+// cluster settings stay local to the node.
 #ifndef STANZAD_CMD_NODE_CONFIG_H_
 #define STANZAD_CMD_NODE_CONFIG_H_
 
@@ -30,6 +34,8 @@ struct NodeConfig {
   std::vector<std::string> listen;  // IP addresses (IPv4 or IPv6), without port
   bool enabled = false;
   std::map<std::string, std::string> callbridges;  // name ("cb1") → shared secret
+  bool cluster_enabled = false;                    // `cluster enable`: the cluster port is open
+  std::string cluster_trust;                       // `cluster trust BUNDLE`: its path
 
   friend bool operator==(const NodeConfig&, const NodeConfig&) = default;
 

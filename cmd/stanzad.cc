@@ -7,6 +7,7 @@
 // node's configuration durable in the state dir, and starts, restarts or stops
 // the io_uring engine (one shard thread per core) as the configuration says.
 // Call bridges connect on --component_port of every listen address.
+#include <poll.h>
 #include <signal.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -16,6 +17,7 @@
 #include <chrono>
 #include <cstdio>
 #include <cstring>
+#include <filesystem>
 #include <memory>
 #include <string>
 #include <thread>
@@ -24,7 +26,9 @@
 #include "absl/flags/flag.h"
 #include "absl/flags/parse.h"
 #include "absl/strings/str_split.h"
+#include "cluster/node/cluster_node.h"
 #include "cmd/admin/admin_socket.h"
+#include "cmd/cluster_commands.h"
 #include "cmd/flags_usage.h"
 #include "cmd/metrics/http_server.h"
 #include "cmd/metrics/prometheus_text.h"
@@ -50,7 +54,9 @@ ABSL_FLAG(uint16_t, c2s_port, 5222,
           "TCP port for XMPP clients. Reserved: client connections (TLS, SASL) are not served "
           "yet.");
 ABSL_FLAG(uint16_t, cluster_port, 5279,
-          "TCP port for cluster peers. Reserved: clustering is not available yet.");
+          "TCP port for cluster peers (Raft and configuration), on the first listen address. "
+          "Opened by 'stanzactl cluster enable'. Not encrypted yet: keep it on a private "
+          "network.");
 ABSL_FLAG(int, threads, 0, "Shard threads, one io_uring each. 0 means one per CPU core.");
 ABSL_FLAG(std::string, metrics_addr, "127.0.0.1:9464",
           "IP:PORT (or [IPv6]:PORT) serving Prometheus metrics at /metrics and a health check "
@@ -112,20 +118,46 @@ class Daemon {
     LogEvent(LogLevel::kInfo, "started",
              "version=" + std::string(kVersion) + " state_dir=" + state_dir_ +
                  " shards=" + std::to_string(shards_));
+    if (absl::Status opened = OpenCluster(); !opened.ok()) {
+      LogEvent(LogLevel::kError, "cluster_open_failed",
+               "reason=" + LogQuote(std::string(opened.message())));
+      return 1;
+    }
     ApplyEngineState();
     PublishMetricsSnapshot();
     StartMetrics();
+    auto last_publish = std::chrono::steady_clock::now();
+    std::vector<pollfd> fds;
     while (!g_stop_requested.load()) {
-      (*admin)->ServeOne(200, [this](const admin::AdminRequest& request,
-                                     const admin::PeerCredentials&) { return Handle(request); });
-      PublishMetricsSnapshot();
+      // One poll for the admin socket and the cluster links; at most 10 ms, the
+      // Raft tick.
+      fds.assign(1, pollfd{(*admin)->fd(), POLLIN, 0});
+      const bool cluster_active = config_.cluster_enabled;
+      if (cluster_active) cluster_->AppendPollFds(&fds);
+      poll(fds.data(), fds.size(), 10);
+      const uint64_t now_ms = MonotonicMs();
+      if (fds[0].revents & POLLIN) {
+        (*admin)->AcceptOne(
+            [this](const admin::AdminRequest& request, const admin::PeerCredentials&,
+                   admin::AdminServer::Reply reply) { Handle(request, std::move(reply)); });
+      }
+      if (cluster_active && cluster_ && config_.cluster_enabled) {
+        cluster_->HandlePoll(fds, 1, now_ms);
+        cluster_->Tick(now_ms);
+        MirrorClusterConfig();
+      }
+      const auto now = std::chrono::steady_clock::now();
+      if (now - last_publish >= std::chrono::milliseconds(100)) {
+        PublishMetricsSnapshot();
+        last_publish = now;
+      }
       if (!metrics_server_ && !metrics_addr_.empty() &&
-          std::chrono::steady_clock::now() - last_metrics_attempt_ > std::chrono::seconds(5)) {
+          now - last_metrics_attempt_ > std::chrono::seconds(5)) {
         StartMetrics();
       }
       // A listener that could not be opened (port taken) is retried every 5 s.
       if (!engine_ && config_.ReadyToServe() &&
-          std::chrono::steady_clock::now() - last_start_attempt_ > std::chrono::seconds(5)) {
+          now - last_start_attempt_ > std::chrono::seconds(5)) {
         ApplyEngineState();
       }
     }
@@ -192,24 +224,82 @@ class Daemon {
     return router;
   }
 
-  admin::AdminResponse Handle(const admin::AdminRequest& request) {
+  static uint64_t MonotonicMs() {
+    return static_cast<uint64_t>(std::chrono::duration_cast<std::chrono::milliseconds>(
+                                     std::chrono::steady_clock::now().time_since_epoch())
+                                     .count());
+  }
+
+  // ---- The cluster ----
+
+  // This node's cluster address: the first listen address and --cluster_port.
+  std::string ClusterAddress() const {
+    if (config_.listen.empty()) return "";
+    const std::string& ip = config_.listen.front();
+    const std::string port = std::to_string(absl::GetFlag(FLAGS_cluster_port));
+    return ip.find(':') != std::string::npos ? "[" + ip + "]:" + port : ip + ":" + port;
+  }
+
+  absl::Status OpenCluster() {
+    cluster_.reset();
+    cluster::ClusterNodeOptions options;
+    options.dir = state_dir_ + "/cluster";
+    options.address = ClusterAddress();
+    absl::StatusOr<std::unique_ptr<cluster::ClusterNode>> node =
+        cluster::ClusterNode::Open(options);
+    if (!node.ok()) return node.status();
+    cluster_ = std::move(*node);
+    mirrored_generation_ = 0;
+    cluster_listening_ = false;
+    if (config_.cluster_enabled) ListenCluster();
+    return absl::OkStatus();
+  }
+
+  void ListenCluster() {
+    cluster_listening_ = false;
+    const std::string address = ClusterAddress();
+    absl::StatusOr<net::Endpoint> endpoint = net::Endpoint::Parse(address, 0);
+    absl::Status listened = endpoint.ok() ? cluster_->Listen(*endpoint) : endpoint.status();
+    if (!listened.ok()) {
+      LogEvent(LogLevel::kError, "cluster_listen_failed",
+               "address=" + address + " reason=" + LogQuote(std::string(listened.message())));
+      return;
+    }
+    cluster_listening_ = true;
+    LogEvent(LogLevel::kInfo, "cluster_listening", "address=" + address);
+  }
+
+  // Copies the replicated domain and call bridges into the node's configuration
+  // whenever they change, so everything that reads config_ sees the cluster's.
+  void MirrorClusterConfig() {
+    if (!cluster_->has_state() || cluster_->config_generation() == mirrored_generation_) return;
+    mirrored_generation_ = cluster_->config_generation();
+    const config::Config& replicated = cluster_->config();
     NodeConfig proposed = config_;
-    CommandResult result = ExecuteNodeCommand(request, &proposed, RuntimeStatus());
-    if (!result.config_changed) return result.response;
+    proposed.domain = replicated.domain;
+    proposed.callbridges.clear();
+    for (const auto& [name, bridge] : replicated.callbridges) {
+      proposed.callbridges[name] = bridge.secret;
+    }
+    if (proposed == config_) return;
+    (void)CommitLocal(std::move(proposed), "cluster");  // a failure is logged
+  }
+
+  // Makes `proposed` the node's configuration: durable, then live.
+  absl::Status CommitLocal(NodeConfig proposed, const std::string& what) {
     // Durable before acknowledged: a crash after "ok" never loses the change.
     if (absl::Status saved = SaveNodeConfig(state_dir_, proposed); !saved.ok()) {
       LogEvent(LogLevel::kError, "config_save_failed",
                "reason=" + LogQuote(std::string(saved.message())));
-      return {1, "error: the change was not saved: " + std::string(saved.message()) + "\n"};
+      return saved;
     }
-    const bool listeners_changed =
-        proposed.listen != config_.listen || proposed.ReadyToServe() != config_.ReadyToServe();
+    const bool listeners_changed = proposed.listen != config_.listen ||
+                                   proposed.ReadyToServe() != config_.ReadyToServe() ||
+                                   proposed.domain != config_.domain;
     config_ = std::move(proposed);
     last_config_change_unix_s_ =
         std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch()).count();
-    LogEvent(LogLevel::kInfo, "config_changed",
-             "command=" + LogQuote(request.args[0] +
-                                   (request.args.size() > 1 ? " " + request.args[1] : "")));
+    LogEvent(LogLevel::kInfo, "config_changed", "command=" + LogQuote(what));
     publisher_.Publish(BuildRouterConfig());
     if (listeners_changed) {
       ApplyEngineState();
@@ -221,10 +311,224 @@ class Daemon {
         }
       }
     }
+    return absl::OkStatus();
+  }
+
+  static admin::AdminResponse Error(const absl::Status& status) {
+    return {1, "error: " + std::string(status.message()) + "\n"};
+  }
+
+  // The replicated change a command makes, if it makes one: the difference between
+  // the configuration before and after it (one command changes one thing).
+  static std::optional<cluster::ConfigCommand> ReplicatedChange(const NodeConfig& before,
+                                                                const NodeConfig& after,
+                                                                bool force) {
+    if (before.domain != after.domain) return cluster::SetDomain{after.domain};
+    for (const auto& [name, secret] : after.callbridges) {
+      auto old = before.callbridges.find(name);
+      if (old == before.callbridges.end() || old->second != secret) {
+        return cluster::AddCallbridge{name, secret, force};
+      }
+    }
+    for (const auto& [name, secret] : before.callbridges) {
+      if (after.callbridges.count(name) == 0) return cluster::DeleteCallbridge{name};
+    }
+    return std::nullopt;
+  }
+
+  void Handle(const admin::AdminRequest& original, admin::AdminServer::Reply reply) {
+    admin::AdminRequest request = original;
+    if (!request.args.empty() && request.args[0] == "xmpp") {
+      request.args.erase(request.args.begin());
+    }
+    if (!request.args.empty() && request.args[0] == "cluster") {
+      return HandleCluster(request, std::move(reply));
+    }
+    const bool clustered = cluster_->has_state();
+    const bool force =
+        std::find(request.args.begin(), request.args.end(), "--force") != request.args.end();
+    if (clustered && !request.args.empty() && request.args[0] == "reset") {
+      if (cluster_->is_member() && !force) {
+        return reply({1,
+                      "error: this node is a member of a cluster; remove it first (on another "
+                      "node: stanzactl cluster remove " +
+                          cluster_->address() +
+                          "), or use 'stanzactl reset --force' (it then joins as a new node)\n"});
+      }
+    }
+    NodeConfig proposed = config_;
+    CommandResult result = ExecuteNodeCommand(request, &proposed, RuntimeStatus());
+    if (!result.config_changed) return reply(result.response);
+    if (clustered && !request.args.empty() && request.args[0] != "reset") {
+      if (std::optional<cluster::ConfigCommand> change =
+              ReplicatedChange(config_, proposed, force)) {
+        // Committed through the leader; this node mirrors it once applied.
+        admin::AdminResponse ok = result.response;
+        cluster_->Propose(*change, [this, ok, reply](const absl::Status& status) {
+          if (!status.ok()) return reply(Error(status));
+          MirrorClusterConfig();
+          reply(ok);
+        });
+        return;
+      }
+    }
+    if (!request.args.empty() && request.args[0] == "reset" && clustered) {
+      // reset --force on a member: it forgets its cluster identity too.
+      config_.cluster_enabled = false;
+      const std::string dir = state_dir_ + "/cluster";
+      cluster_.reset();
+      std::error_code ignored;
+      std::filesystem::remove_all(dir, ignored);
+      proposed.cluster_enabled = false;
+      proposed.cluster_trust.clear();
+      if (absl::Status saved = CommitLocal(proposed, "reset"); !saved.ok()) {
+        return reply(Error(saved));
+      }
+      if (absl::Status opened = OpenCluster(); !opened.ok()) return reply(Error(opened));
+      result.response.output += "The node left its cluster state behind; it joins as a new node\n";
+      return reply(result.response);
+    }
+    if (absl::Status saved = CommitLocal(std::move(proposed), request.args[0]); !saved.ok()) {
+      return reply({1, "error: the change was not saved: " + std::string(saved.message()) + "\n"});
+    }
     if (!not_serving_reason_.empty() && config_.ReadyToServe()) {
       result.response.output += "warning: not serving: " + not_serving_reason_ + "\n";
     }
-    return result.response;
+    reply(result.response);
+  }
+
+  void HandleCluster(const admin::AdminRequest& request, admin::AdminServer::Reply reply) {
+    const std::string verb = request.args.size() > 1 ? request.args[1] : "";
+    const uint16_t port = absl::GetFlag(FLAGS_cluster_port);
+    const auto usage = [&] {
+      reply({2,
+             "usage: stanzactl cluster enable | disable | initialize | join HOST[:PORT] | "
+             "remove NODE | status | trust BUNDLE\n"});
+    };
+    if (verb == "status") {
+      if (request.args.size() != 2) return usage();
+      const cluster::ClusterStatus status = cluster_->Status();
+      return reply({0, request.json ? ClusterStatusJson(status, config_, cluster_listening_)
+                                    : ClusterStatusText(status, config_, cluster_listening_)});
+    }
+    if (verb == "enable" || verb == "disable") {
+      if (request.args.size() != 2) return usage();
+      NodeConfig proposed = config_;
+      proposed.cluster_enabled = verb == "enable";
+      if (proposed.cluster_enabled && config_.listen.empty()) {
+        return reply({1,
+                      "error: set a listen address first (stanzactl listen IP): the cluster "
+                      "port opens on the first one\n"});
+      }
+      if (absl::Status saved = CommitLocal(proposed, "cluster " + verb); !saved.ok()) {
+        return reply(Error(saved));
+      }
+      if (config_.cluster_enabled) {
+        if (!cluster_->has_state() && cluster_->address() != ClusterAddress()) {
+          if (absl::Status opened = OpenCluster(); !opened.ok()) return reply(Error(opened));
+        } else {
+          ListenCluster();
+        }
+        if (!cluster_listening_) {
+          return reply({1, "error: cluster enabled but the cluster port " + ClusterAddress() +
+                               " could not be opened (see the log); is it taken?\n"});
+        }
+        return reply({0, "Cluster enabled; cluster port " + ClusterAddress() + "\n"});
+      }
+      cluster_->StopListening();
+      cluster_listening_ = false;
+      return reply({0, std::string("Cluster disabled") +
+                           (cluster_->is_member()
+                                ? "; this node is still a member: the others see it as down "
+                                  "until 'cluster enable' (or remove it: cluster remove " +
+                                      cluster_->address() + ")\n"
+                                : "\n")});
+    }
+    if (verb == "trust") {
+      if (request.args.size() != 3) return usage();
+      const std::string& path = request.args[2];
+      if (access(path.c_str(), R_OK) != 0) {
+        return reply({1, "error: cannot read the trust bundle " + path + ": " +
+                             std::strerror(errno) + "\n"});
+      }
+      NodeConfig proposed = config_;
+      proposed.cluster_trust = path;
+      if (absl::Status saved = CommitLocal(proposed, "cluster trust"); !saved.ok()) {
+        return reply(Error(saved));
+      }
+      return reply({0, "Trust bundle set: " + path +
+                           "\nwarning: cluster links are not encrypted or authenticated yet "
+                           "(mutual TLS is open work); keep the cluster port on a private "
+                           "network\n"});
+    }
+    if (!config_.cluster_enabled) {
+      return reply({1,
+                    "error: the cluster is not enabled on this node: run 'stanzactl cluster "
+                    "enable' first\n"});
+    }
+    if (verb == "initialize") {
+      if (request.args.size() != 2) return usage();
+      if (config_.domain.empty()) {
+        return reply({1, "error: set the domain first (stanzactl domain example.com)\n"});
+      }
+      std::vector<cluster::ConfigCommand> seed = {cluster::SetDomain{config_.domain}};
+      for (const auto& [name, secret] : config_.callbridges) {
+        seed.push_back(cluster::AddCallbridge{name, secret, false});
+      }
+      const size_t bridges = config_.callbridges.size();
+      cluster_->Initialize(std::move(seed), [this, reply, bridges](const absl::Status& status) {
+        if (!status.ok()) return reply(Error(status));
+        MirrorClusterConfig();
+        reply({0, "Cluster initialized with this node (" + cluster_->address() +
+                      ") as its only member and leader; domain " + config_.domain + " and " +
+                      std::to_string(bridges) +
+                      " call bridges are now the cluster's.\nJoin the others with: stanzactl "
+                      "cluster join " +
+                      cluster_->address() + "\n"});
+      });
+      return;
+    }
+    if (verb == "join") {
+      if (request.args.size() != 3) return usage();
+      absl::StatusOr<std::string> address = ResolveClusterAddress(request.args[2], port);
+      if (!address.ok()) return reply(Error(address.status()));
+      if (*address == cluster_->address()) {
+        return reply({1, "error: that is this node's own address; join another member\n"});
+      }
+      const std::map<std::string, std::string> local = config_.callbridges;
+      cluster_->Join(*address, [this, reply, local, address](const absl::Status& status) {
+        if (!status.ok()) return reply(Error(status));
+        MirrorClusterConfig();
+        std::string out = "Joined the cluster through " + *address + "; leader " +
+                          cluster_->Status().leader_address + "\n";
+        // Bridges this node had: the cluster's secrets win; those it lacks are added.
+        for (const auto& [name, secret] : local) {
+          auto it = cluster_->config().callbridges.find(name);
+          if (it == cluster_->config().callbridges.end()) {
+            cluster_->Propose(cluster::AddCallbridge{name, secret, false},
+                              [](const absl::Status&) {});
+            out += "callbridge " + name + ": added to the cluster\n";
+          } else if (it->second.secret != secret) {
+            out += "warning: callbridge " + name +
+                   " has a different secret on the cluster; the cluster's is kept (change it "
+                   "with: stanzactl callbridge add-secret " +
+                   name + " --force)\n";
+          }
+        }
+        reply({0, out});
+      });
+      return;
+    }
+    if (verb == "remove") {
+      if (request.args.size() != 3) return usage();
+      const cluster::RemoveTarget target = ParseRemoveTarget(request.args[2], port);
+      cluster_->Remove(target, [reply, name = request.args[2]](const absl::Status& status) {
+        if (!status.ok()) return reply(Error(status));
+        reply({0, "Removed " + name + " from the cluster\n"});
+      });
+      return;
+    }
+    usage();
   }
 
   NodeRuntimeStatus RuntimeStatus() const {
@@ -251,6 +555,17 @@ class Daemon {
       status.stream_errors += s.stream_errors.load(std::memory_order_relaxed);
     }
     status.recent_problems = RecentProblems();
+    if (cluster_ && cluster_->has_state()) {
+      const cluster::ClusterStatus cluster = cluster_->Status();
+      std::string role = cluster.role == raft::Role::kLeader     ? "LEADER"
+                         : cluster.role == raft::Role::kFollower ? "FOLLOWER"
+                                                                 : "CANDIDATE";
+      status.cluster = role + ", " + std::to_string(cluster.members.size()) + " members, leader " +
+                       (cluster.leader_address.empty() ? "unknown" : cluster.leader_address);
+    } else {
+      status.cluster =
+          config_.cluster_enabled ? "enabled, not in a cluster yet" : "not clustered (single node)";
+    }
     return status;
   }
 
@@ -340,6 +655,9 @@ class Daemon {
   std::string not_serving_reason_;
   std::chrono::steady_clock::time_point last_start_attempt_;
   std::string metrics_addr_ = absl::GetFlag(FLAGS_metrics_addr);
+  std::unique_ptr<cluster::ClusterNode> cluster_;
+  bool cluster_listening_ = false;
+  uint64_t mirrored_generation_ = 0;
   std::chrono::steady_clock::time_point last_metrics_attempt_;
   double last_config_change_unix_s_ = 0;
   std::atomic<std::shared_ptr<const NodeMetricsSnapshot>> metrics_snapshot_;

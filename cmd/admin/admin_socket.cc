@@ -187,32 +187,56 @@ AdminServer::~AdminServer() {
 void AdminServer::ServeOne(int timeout_ms, const Handler& handler) {
   pollfd waiting{fd_, POLLIN, 0};
   if (poll(&waiting, 1, timeout_ms) <= 0) return;
+  AcceptOne([&](const AdminRequest& request, const PeerCredentials& peer, Reply reply) {
+    reply(handler(request, peer));
+  });
+}
+
+namespace {
+
+// The accepted client of one request: closed when the reply is sent or when the
+// last Reply holding it is gone.
+struct PendingClient {
+  int fd = -1;
+  ~PendingClient() {
+    if (fd >= 0) close(fd);
+  }
+  void Send(const AdminResponse& response) {
+    if (fd < 0) return;
+    WriteAll(fd, EncodeResponse(response));
+    close(fd);
+    fd = -1;
+  }
+};
+
+}  // namespace
+
+void AdminServer::AcceptOne(const AsyncHandler& handler) {
   const int client = accept4(fd_, nullptr, nullptr, SOCK_CLOEXEC);
   if (client < 0) return;
   SetTimeouts(client);
+  auto pending = std::make_shared<PendingClient>();
+  pending->fd = client;
+  Reply reply = [pending](const AdminResponse& response) { pending->Send(response); };
   ucred credentials{};
   socklen_t length = sizeof(credentials);
-  AdminResponse response;
   if (getsockopt(client, SOL_SOCKET, SO_PEERCRED, &credentials, &length) != 0) {
-    response = {1, "error: cannot read the client's credentials\n"};
-  } else if (credentials.uid != 0 && credentials.uid != geteuid()) {
-    response = {1, Concat("error: permission denied: user ", std::to_string(credentials.uid),
-                          " may not administer this stanzad; run as root or as user ",
-                          std::to_string(geteuid()), "\n")};
-  } else {
-    std::string bytes;
-    const bool complete = ReadUntil(client, kRequestBytesMax, &bytes,
-                                    [](const std::string& b) { return b.ends_with("\nend\n"); });
-    absl::StatusOr<AdminRequest> request =
-        complete ? DecodeRequest(bytes) : absl::InvalidArgumentError("request incomplete");
-    if (!request.ok()) {
-      response = {2, Concat("error: ", std::string(request.status().message()), "\n")};
-    } else {
-      response = handler(*request, {credentials.pid, credentials.uid, credentials.gid});
-    }
+    return reply({1, "error: cannot read the client's credentials\n"});
   }
-  WriteAll(client, EncodeResponse(response));
-  close(client);
+  if (credentials.uid != 0 && credentials.uid != geteuid()) {
+    return reply({1, Concat("error: permission denied: user ", std::to_string(credentials.uid),
+                            " may not administer this stanzad; run as root or as user ",
+                            std::to_string(geteuid()), "\n")});
+  }
+  std::string bytes;
+  const bool complete = ReadUntil(client, kRequestBytesMax, &bytes,
+                                  [](const std::string& b) { return b.ends_with("\nend\n"); });
+  absl::StatusOr<AdminRequest> request =
+      complete ? DecodeRequest(bytes) : absl::InvalidArgumentError("request incomplete");
+  if (!request.ok()) {
+    return reply({2, Concat("error: ", std::string(request.status().message()), "\n")});
+  }
+  handler(*request, {credentials.pid, credentials.uid, credentials.gid}, std::move(reply));
 }
 
 absl::StatusOr<AdminResponse> SendAdminRequest(const std::string& path,
@@ -235,6 +259,8 @@ absl::StatusOr<AdminResponse> SendAdminRequest(const std::string& path,
     return Errno(Concat("cannot connect to ", path), error);
   }
   SetTimeouts(fd);
+  timeval wait{kReplyWaitSeconds, 0};
+  setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &wait, sizeof(wait));
   std::string bytes;
   if (!WriteAll(fd, EncodeRequest(request)) ||
       !ReadUntil(fd, kResponseBytesMax, &bytes, [](const std::string&) { return false; })) {

@@ -66,6 +66,17 @@ class AdminServer {
   // answered to it or dropped, never returned.
   void ServeOne(int timeout_ms, const Handler& handler);
 
+  // For a caller's own poll() loop: the listening socket, and AcceptOne to call
+  // when it is readable. AcceptOne reads one client's request and hands it to
+  // `handler` with a reply function that may be called later (at most once; the
+  // client waits up to kReplyWaitSeconds). A reply never called closes the
+  // client's connection once the last copy of it is gone.
+  using Reply = std::function<void(const AdminResponse&)>;
+  using AsyncHandler =
+      std::function<void(const AdminRequest&, const PeerCredentials&, Reply reply)>;
+  int fd() const { return fd_; }
+  void AcceptOne(const AsyncHandler& handler);
+
   const std::string& path() const { return path_; }
 
  private:
@@ -73,6 +84,10 @@ class AdminServer {
   int fd_;
   std::string path_;
 };
+
+// How long stanzactl waits for an answer (a cluster join or a change committed
+// through the leader can take a few seconds).
+inline constexpr int kReplyWaitSeconds = 30;
 
 // Sends `request` to the daemon at `path` and returns its response. Errors
 // name the cause and the fix ("stanzad is not running (no socket at ...)").

@@ -1,0 +1,161 @@
+#include "cmd/cluster_commands.h"
+
+#include <arpa/inet.h>
+#include <netdb.h>
+#include <sys/socket.h>
+
+#include <cstdio>
+#include <ctime>
+
+#include "cmd/node_commands.h"
+#include "core/base/concat.h"
+
+namespace stanzad {
+namespace {
+
+std::string RoleText(const cluster::ClusterStatus& status) {
+  if (!status.member) return "NOT A MEMBER";
+  switch (status.role) {
+    case raft::Role::kLeader:
+      return "LEADER";
+    case raft::Role::kFollower:
+      return "FOLLOWER";
+    default:
+      return "CANDIDATE";
+  }
+}
+
+std::string Time(std::chrono::system_clock::time_point when) {
+  const std::time_t seconds = std::chrono::system_clock::to_time_t(when);
+  std::tm utc{};
+  gmtime_r(&seconds, &utc);
+  char text[32];
+  std::strftime(text, sizeof(text), "%Y-%b-%d %H:%M:%S", &utc);
+  return text;
+}
+
+std::string OrNone(const std::string& value) { return value.empty() ? "(none)" : value; }
+
+}  // namespace
+
+std::string ClusterStatusText(const cluster::ClusterStatus& status, const NodeConfig& config,
+                              bool listening) {
+  std::string out;
+  if (!config.cluster_enabled) {
+    out = "State: DISABLED (stanzactl cluster enable)\n";
+  } else if (!status.member) {
+    out = Concat(
+        "State: NOT A MEMBER (run 'stanzactl cluster initialize' on the first node, "
+        "'stanzactl cluster join HOST' on the others)\n");
+  } else {
+    out = Concat("State: ", RoleText(status), "\n");
+  }
+  out += "List of peers\n";
+  for (const cluster::MemberStatus& member : status.members) {
+    out += Concat(member.address, member.leader ? " (Leader)" : "", "\n");
+  }
+  out += Concat("Last state change: ", Time(status.last_state_change), "\n");
+  out += "Key file           : (none: cluster links are not encrypted yet)\n";
+  out += "Certificate file   : (none)\n";
+  out += Concat("Trust bundle       : ", OrNone(config.cluster_trust), "\n");
+  out += Concat("Node id            : ", std::to_string(status.id), "\n");
+  out += Concat("Cluster address    : ", OrNone(status.address),
+                listening ? "" : (config.cluster_enabled ? " (not listening)" : ""), "\n");
+  out += Concat("Term               : ", std::to_string(status.term), "\n");
+  if (!status.members.empty()) {
+    out += "Peers:\n";
+    for (const cluster::MemberStatus& member : status.members) {
+      out +=
+          Concat("  ", member.address, "  id=", std::to_string(member.id),
+                 member.self ? "  this node" : (member.connected ? "  connected" : "  unreachable"),
+                 member.leader ? "  leader" : "", "\n");
+    }
+  }
+  if (status.members.size() == 2) {
+    out +=
+        "warning: a two-node cluster tolerates no failure: if either node stops, the other "
+        "cannot commit changes or elect a leader; add a third node\n";
+  }
+  if (!status.failed.ok()) {
+    out += Concat("error: cluster storage failed: ", std::string(status.failed.message()), "\n");
+  }
+  return out;
+}
+
+std::string ClusterStatusJson(const cluster::ClusterStatus& status, const NodeConfig& config,
+                              bool listening) {
+  std::string members = "[";
+  for (const cluster::MemberStatus& member : status.members) {
+    if (members.size() > 1) members += ",";
+    members += Concat("{\"id\":\"", std::to_string(member.id),
+                      "\",\"address\":", JsonString(member.address),
+                      ",\"leader\":", member.leader ? "true" : "false",
+                      ",\"self\":", member.self ? "true" : "false",
+                      ",\"connected\":", member.connected ? "true" : "false", "}");
+  }
+  members += "]";
+  return Concat(
+      "{\"enabled\":", config.cluster_enabled ? "true" : "false",
+      ",\"listening\":", listening ? "true" : "false",
+      ",\"member\":", status.member ? "true" : "false",
+      ",\"state\":", JsonString(config.cluster_enabled ? RoleText(status) : "DISABLED"),
+      ",\"node_id\":\"", std::to_string(status.id), "\",\"address\":", JsonString(status.address),
+      ",\"term\":", std::to_string(status.term), ",\"leader\":", JsonString(status.leader_address),
+      ",\"last_state_change\":", JsonString(Time(status.last_state_change)),
+      ",\"trust_bundle\":", JsonString(config.cluster_trust), ",\"members\":", members, "}\n");
+}
+
+absl::StatusOr<std::string> ResolveClusterAddress(std::string_view text, uint16_t default_port) {
+  std::string host(text);
+  uint16_t port = default_port;
+  if (!host.empty() && host.front() == '[') {
+    const size_t close = host.find(']');
+    if (close == std::string::npos) return absl::InvalidArgumentError("missing ']' in " + host);
+    if (close + 1 < host.size()) {
+      if (host[close + 1] != ':') return absl::InvalidArgumentError("expected :PORT after ]");
+      port = static_cast<uint16_t>(std::atoi(host.c_str() + close + 2));
+    }
+    host = host.substr(1, close - 1);
+  } else if (std::count(host.begin(), host.end(), ':') == 1) {
+    const size_t colon = host.find(':');
+    const int value = std::atoi(host.c_str() + colon + 1);
+    if (value <= 0 || value > 65535) {
+      return absl::InvalidArgumentError(Concat("bad port in '", text, "'"));
+    }
+    port = static_cast<uint16_t>(value);
+    host = host.substr(0, colon);
+  }
+  if (host.empty()) return absl::InvalidArgumentError("no host given (HOST[:PORT])");
+  addrinfo hints{};
+  hints.ai_socktype = SOCK_STREAM;
+  addrinfo* found = nullptr;
+  if (getaddrinfo(host.c_str(), nullptr, &hints, &found) != 0 || found == nullptr) {
+    return absl::NotFoundError(
+        Concat("cannot resolve '", host, "': give the node's IP address or a name in DNS"));
+  }
+  char ip[INET6_ADDRSTRLEN] = {};
+  if (found->ai_family == AF_INET) {
+    inet_ntop(AF_INET, &reinterpret_cast<sockaddr_in*>(found->ai_addr)->sin_addr, ip, sizeof(ip));
+  } else {
+    inet_ntop(AF_INET6, &reinterpret_cast<sockaddr_in6*>(found->ai_addr)->sin6_addr, ip,
+              sizeof(ip));
+  }
+  const bool v6 = found->ai_family == AF_INET6;
+  freeaddrinfo(found);
+  return v6 ? Concat("[", ip, "]:", std::to_string(port)) : Concat(ip, ":", std::to_string(port));
+}
+
+cluster::RemoveTarget ParseRemoveTarget(std::string_view text, uint16_t default_port) {
+  cluster::RemoveTarget target;
+  bool digits = !text.empty() && text.size() <= 20;
+  for (const char c : text) digits = digits && c >= '0' && c <= '9';
+  if (digits && text.size() > 5) {  // ids are large; a bare port-like number is not one
+    target.id = std::strtoull(std::string(text).c_str(), nullptr, 10);
+    return target;
+  }
+  absl::StatusOr<std::string> address = ResolveClusterAddress(text, default_port);
+  target.address = address.ok() ? *address : std::string(text);
+  return target;
+}
+
+}  // namespace stanzad
