@@ -311,6 +311,7 @@ class Daemon {
         }
       }
     }
+    PublishMetricsSnapshot();  // before the command is answered: a scrape after sees it
     return absl::OkStatus();
   }
 

@@ -120,7 +120,10 @@ class MetricsTest(unittest.TestCase):
             return (self.total(after, "stanzad_stanzas_routed_total")
                     - self.total(before, "stanzad_stanzas_routed_total") >= count
                     and self.total(after, "stanzad_handshakes_total", outcome="failed") == 1
-                    and self.total(after, "stanzad_bridges_connected") == 2)
+                    and self.total(after, "stanzad_bridges_connected") == 2
+                    # Engine counters are refreshed every 100 ms (docs/operating.md).
+                    and self.total(after, "stanzad_bytes_sent_total")
+                    > self.total(before, "stanzad_bytes_sent_total"))
         wait_until(moved, timeout=10, what="metrics to reflect the traffic")
         _, after = self.scrape()
         self.assertEqual(self.total(after, "stanzad_handshakes_total", outcome="ok"), 2)

@@ -40,11 +40,13 @@ def wait_until(predicate, timeout=10.0, interval=0.02, what="condition"):
 
 
 class StanzadProcess:
-    def __init__(self, state_dir=None, threads=2, extra_flags=()):
+    def __init__(self, state_dir=None, threads=2, extra_flags=(), ip="127.0.0.1"):
         self.own_dir = state_dir is None
         self.state_dir = state_dir or tempfile.mkdtemp(prefix="stanzad-it-")
+        self.ip = ip  # listen address (127.0.0.N for a node of a cluster on loopback)
         self.port = free_port()
         self.metrics_port = free_port()
+        self.cluster_port = free_port()
         self.threads = threads
         self.extra_flags = list(extra_flags)
         self.process = None
@@ -52,10 +54,10 @@ class StanzadProcess:
 
     def start(self, seed=True):
         flags = [STANZAD, f"--state_dir={self.state_dir}", f"--component_port={self.port}",
-                 f"--threads={self.threads}", f"--metrics_addr=127.0.0.1:{self.metrics_port}"
-                 ] + self.extra_flags
+                 f"--threads={self.threads}", f"--metrics_addr=127.0.0.1:{self.metrics_port}",
+                 f"--cluster_port={self.cluster_port}"] + self.extra_flags
         if seed:
-            flags += [f"--domain={DOMAIN}", "--listen=127.0.0.1"]
+            flags += [f"--domain={DOMAIN}", f"--listen={self.ip}"]
         self.log = open(self.log_path, "ab")
         self.process = subprocess.Popen(flags, stdout=self.log, stderr=subprocess.STDOUT)
         # A crashed daemon leaves its socket file behind: wait until one answers.
@@ -76,7 +78,7 @@ class StanzadProcess:
     def wait_serving(self):
         def accepting():
             try:
-                with socket.create_connection(("127.0.0.1", self.port), timeout=0.5):
+                with socket.create_connection((self.ip, self.port), timeout=0.5):
                     return True
             except OSError:
                 return False
@@ -138,10 +140,10 @@ class StanzadProcess:
 class RawComponent:
     """A bare XEP-0114 component: sends what it is told, records what it gets."""
 
-    def __init__(self, port, name, secret=None, domain=DOMAIN):
+    def __init__(self, port, name, secret=None, domain=DOMAIN, ip="127.0.0.1"):
         self.address = f"{name}.{domain}"
         self.secret = secret
-        self.sock = socket.create_connection(("127.0.0.1", port), timeout=10)
+        self.sock = socket.create_connection((ip, port), timeout=10)
         self.received = b""
         self.stream_id = None
 

@@ -1,0 +1,171 @@
+"""Integration tests of a stanzad cluster: three real processes on 127.0.0.1,
+127.0.0.2 and 127.0.0.3, formed and driven with stanzactl as the seed's operator
+does (cluster enable, initialize, join, status, remove), killed with SIGKILL.
+
+Run: STANZAD_BIN_DIR=build/cmd /usr/bin/python3 tests/integration/cluster_test.py -v
+"""
+import json
+import os
+import re
+import signal
+import sys
+import time
+import unittest
+
+sys.path.insert(0, os.path.dirname(__file__))
+from stanzad_harness import DOMAIN, RawComponent, StanzadProcess, wait_until  # noqa: E402
+
+
+def ok(node, *args, stdin=None):
+    code, out, err = node.stanzactl(*args, stdin=stdin)
+    assert code == 0, f"stanzactl {' '.join(args)} on {node.ip}: exit {code}: {out}{err}"
+    return out
+
+
+def status(node):
+    code, out, err = node.stanzactl("cluster", "status", json=True)
+    assert code == 0, out + err
+    return json.loads(out)
+
+
+class ClusterTest(unittest.TestCase):
+    def setUp(self):
+        self.nodes = []
+
+    def tearDown(self):
+        for node in self.nodes:
+            node.cleanup()
+
+    def start(self, ip, **kwargs):
+        node = StanzadProcess(ip=ip, threads=1, **kwargs).start()
+        node.wait_serving()
+        self.nodes.append(node)
+        return node
+
+    def address(self, node):
+        return f"{node.ip}:{node.cluster_port}"
+
+    def form(self, count=3):
+        nodes = [self.start(f"127.0.0.{i + 1}") for i in range(count)]
+        for node in nodes:
+            self.assertIn("Cluster enabled", ok(node, "cluster", "enable"))
+        out = ok(nodes[0], "cluster", "initialize")
+        self.assertIn("only member and leader", out)
+        for node in nodes[1:]:
+            self.assertIn("Joined the cluster", ok(node, "cluster", "join", self.address(nodes[0])))
+        return nodes
+
+    def leader_of(self, node):
+        return status(node)["leader"]
+
+    def test_three_nodes_share_one_configuration(self):
+        a, b, c = self.form()
+        ok(c, "callbridge", "add", "cb1")
+        ok(b, "xmpp", "callbridge", "add-secret", "cb2", stdin="kvgP1SRzWVabhiPVAb1\n")
+        lists = [ok(node, "callbridge", "list") for node in (a, b, c)]
+        self.assertEqual(lists[0], lists[1])
+        self.assertEqual(lists[0], lists[2])
+        self.assertIn("Callbridge : cb2\nDomain     : example.com\nSecret     : kvgP1SRzWVabhiPVAb1",
+                      lists[0])
+        # The seed's layout, the same leader everywhere, every link up.
+        text = ok(a, "cluster", "status")
+        self.assertRegex(text, r"^State: (LEADER|FOLLOWER)\nList of peers\n")
+        self.assertEqual(text.count("(Leader)"), 1)
+        for label in ("Last state change:", "Key file           :", "Certificate file   :",
+                      "Trust bundle       :"):
+            self.assertIn(label, text)
+        leaders = {self.leader_of(node) for node in (a, b, c)}
+        self.assertEqual(leaders, {self.address(a)})
+        wait_until(lambda: all(m["connected"] for m in status(b)["members"]),
+                   what="every link up")
+        # Same secret again: a no-op. Another secret: refused, unless --force.
+        ok(c, "callbridge", "add-secret", "cb2", stdin="kvgP1SRzWVabhiPVAb1\n")
+        code, out, err = c.stanzactl("callbridge", "add-secret", "cb2", stdin="different-secret\n")
+        out += err
+        self.assertEqual(code, 1)
+        self.assertIn("--force", out)
+        ok(c, "callbridge", "add-secret", "cb2", "--force", stdin="different-secret\n")
+        wait_until(lambda: "different-secret" in ok(a, "callbridge", "list"),
+                   what="the forced secret on the leader")
+        # A bridge authenticates on any node with the cluster's secret.
+        secret = re.search(r"Callbridge : cb1\nDomain     : \S+\nSecret     : (\S+)",
+                           ok(a, "callbridge", "list")).group(1)
+        for node in (a, b, c):
+            bridge = RawComponent(node.port, "cb1", secret, ip=node.ip)
+            bridge.open_stream().handshake()
+            bridge.close()
+        self.assertIn("3 members", ok(b, "status"))
+
+    def test_leader_killed_a_new_one_takes_over(self):
+        a, b, c = self.form()
+        ok(a, "callbridge", "add", "before")
+        a.stop(signal.SIGKILL)
+        start = time.monotonic()
+        wait_until(lambda: self.leader_of(b) not in ("", self.address(a)), timeout=10,
+                   what="a new leader")
+        elapsed = time.monotonic() - start
+        self.assertLess(elapsed, 3.0)
+        self.assertEqual(self.leader_of(b), self.leader_of(c))
+        ok(c, "callbridge", "add", "after")
+        # The old leader comes back as a follower and catches up.
+        a.start(seed=False)
+        a.wait_serving()
+        wait_until(lambda: "Callbridge : after" in ok(a, "callbridge", "list"),
+                   what="the restarted node catching up")
+        self.assertIn(status(a)["state"], ("FOLLOWER",))
+        log = b.read_log() + c.read_log()
+        self.assertIn("event=cluster_state_change", log)
+        self.assertIn("to=LEADER", log)
+
+    def test_reset_node_rejoins_without_a_duplicate_entry(self):
+        a, b, c = self.form()
+        # The seed's scenario 3: reset a node that is still a member.
+        code, out, err = c.stanzactl("reset")
+        out += err
+        self.assertEqual(code, 1)
+        self.assertIn("remove it first", out)
+        ok(c, "reset", "--force")
+        ok(c, "domain", DOMAIN)
+        ok(c, "listen", c.ip)
+        ok(c, "enable")
+        ok(c, "cluster", "enable")
+        ok(c, "cluster", "join", self.address(b))
+        for node in (a, b, c):
+            wait_until(lambda: len(status(node)["members"]) == 3, what="three members")
+            addresses = [m["address"] for m in status(node)["members"]]
+            self.assertEqual(len(addresses), len(set(addresses)), addresses)
+        text = ok(a, "cluster", "status")
+        self.assertEqual(text.count(self.address(c)), 2)  # in the list and in Peers:
+
+    def test_remove_and_two_node_warning(self):
+        a, b, c = self.form()
+        ok(a, "cluster", "remove", self.address(c))
+        wait_until(lambda: len(status(a)["members"]) == 2, what="two members")
+        self.assertIn("tolerates no failure", ok(b, "cluster", "status"))
+        code, out, err = a.stanzactl("cluster", "remove", "127.0.0.9:1")
+        out += err
+        self.assertEqual(code, 1)
+        self.assertIn("no member", out)
+
+    def test_errors_name_cause_and_fix(self):
+        a = self.start("127.0.0.1")
+        code, out, err = a.stanzactl("cluster", "initialize")
+        out += err
+        self.assertEqual(code, 1)
+        self.assertIn("cluster enable", out)
+        ok(a, "cluster", "enable")
+        code, out, err = a.stanzactl("cluster", "join", "127.0.0.2:1")
+        out += err
+        self.assertEqual(code, 1)
+        self.assertTrue("cannot reach" in out or "lost the link" in out, out)
+        code, out, err = a.stanzactl("cluster", "frobnicate")
+        out += err
+        self.assertEqual(code, 2)
+        self.assertIn("usage", out)
+        s = status(a)
+        self.assertFalse(s["member"])
+        self.assertTrue(s["listening"])
+
+
+if __name__ == "__main__":
+    unittest.main()
