@@ -18,7 +18,9 @@
 #include <cstdio>
 #include <cstring>
 #include <filesystem>
+#include <map>
 #include <memory>
+#include <set>
 #include <string>
 #include <thread>
 #include <vector>
@@ -36,6 +38,8 @@
 #include "cmd/node_config.h"
 #include "cmd/node_metrics.h"
 #include "core/base/log.h"
+#include "core/router/route_table.h"
+#include "core/xmpp/stanza.h"
 #include "net/engine.h"
 #include "net/router_shard.h"
 
@@ -132,19 +136,25 @@ class Daemon {
       // One poll for the admin socket and the cluster links; at most 10 ms, the
       // Raft tick.
       fds.assign(1, pollfd{(*admin)->fd(), POLLIN, 0});
+      fds.push_back(pollfd{engine_ ? engine_->control_fd() : -1, POLLIN, 0});
       const bool cluster_active = config_.cluster_enabled;
       if (cluster_active) cluster_->AppendPollFds(&fds);
       poll(fds.data(), fds.size(), 10);
       const uint64_t now_ms = MonotonicMs();
+      if (engine_) {
+        engine_->DrainControl(
+            [this](int, const net::CrossShardMessage& message) { OnShardRecord(message); });
+      }
       if (fds[0].revents & POLLIN) {
         (*admin)->AcceptOne(
             [this](const admin::AdminRequest& request, const admin::PeerCredentials&,
                    admin::AdminServer::Reply reply) { Handle(request, std::move(reply)); });
       }
       if (cluster_active && cluster_ && config_.cluster_enabled) {
-        cluster_->HandlePoll(fds, 1, now_ms);
+        cluster_->HandlePoll(fds, 2, now_ms);
         cluster_->Tick(now_ms);
         MirrorClusterConfig();
+        ForgetRemovedPeers();
       }
       const auto now = std::chrono::steady_clock::now();
       if (now - last_publish >= std::chrono::milliseconds(100)) {
@@ -249,6 +259,9 @@ class Daemon {
         cluster::ClusterNode::Open(options);
     if (!node.ok()) return node.status();
     cluster_ = std::move(*node);
+    cluster_->SetDataHandlers(
+        [this](raft::NodeId from, const cluster::Frame& frame) { OnPeerData(from, frame); },
+        [this](raft::NodeId peer) { SendAllRoutes(peer); });
     mirrored_generation_ = 0;
     cluster_listening_ = false;
     if (config_.cluster_enabled) ListenCluster();
@@ -313,6 +326,116 @@ class Daemon {
     }
     PublishMetricsSnapshot();  // before the command is answered: a scrape after sees it
     return absl::OkStatus();
+  }
+
+  // ---- Stanzas between nodes (relayed by this thread; see docs/cluster.md) ----
+
+  void PostToAllShards(uint32_t kind, uint64_t argument, std::string_view payload) {
+    if (!engine_) return;
+    for (int shard = 0; shard < shards_; ++shard) {
+      while (!engine_->Post(shard, kind, net::kNoConnection, argument, payload)) {
+        std::this_thread::sleep_for(std::chrono::milliseconds(1));
+      }
+    }
+  }
+
+  // A record a shard posted with PostToControl.
+  void OnShardRecord(const net::CrossShardMessage& message) {
+    switch (message.kind) {
+      case net::kCtlRouteUp:
+      case net::kCtlRouteDown: {
+        const bool up = message.kind == net::kCtlRouteUp;
+        const std::string address(message.payload);
+        const bool changed =
+            up ? local_routes_.insert(address).second : local_routes_.erase(address) > 0;
+        if (!changed || !cluster_->is_member()) return;
+        const std::string frame = cluster::EncodeRoutes({false, {{up, address}}});
+        for (const raft::NodeId peer : cluster_->PeerIds()) {
+          cluster_->SendData(peer, cluster::FrameType::kRoutes, frame);
+        }
+        return;
+      }
+      case net::kCtlForward: {
+        const bool sent =
+            config_.cluster_enabled && cluster_->is_member() &&
+            cluster_->SendData(message.argument, cluster::FrameType::kStanza, message.payload);
+        if (sent) {
+          ++stanzas_relayed_out_;
+          return;
+        }
+        ++stanzas_relay_failed_;
+        // Answer the sender (when it is a bridge here; an error reply is dropped).
+        if (message.target != net::kNoConnection && engine_) {
+          (void)engine_->Post(
+              net::ShardOf(message.target), net::kBounce, message.target,
+              static_cast<uint64_t>(xmpp::StanzaErrorCondition::kServiceUnavailable),
+              message.payload);
+        }
+        return;
+      }
+      default:
+        return;
+    }
+  }
+
+  // Data frames from another member.
+  void OnPeerData(raft::NodeId from, const cluster::Frame& frame) {
+    if (frame.type == cluster::FrameType::kStanza) {
+      const xmpp::Stanza stanza = xmpp::InspectStanza(frame.payload);
+      const std::string domain = stanza.to ? router::CanonicalDomainOf(*stanza.to) : "";
+      if (!engine_ || domain.empty() ||
+          !engine_->Post(net::RouterShard::OwnerShard(domain, shards_), net::kDeliverFromPeer,
+                         net::kNoConnection, from, frame.payload)) {
+        ++stanzas_relay_failed_;
+        return;
+      }
+      ++stanzas_relayed_in_;
+      return;
+    }
+    absl::StatusOr<cluster::Routes> routes = cluster::DecodeRoutes(frame.payload);
+    if (!routes.ok()) return;
+    std::set<std::string>& known = remote_routes_[from];
+    if (routes->full) {
+      std::set<std::string> now;
+      for (const cluster::RouteUpdate& update : routes->updates) now.insert(update.address);
+      for (const std::string& address : known) {
+        if (now.count(address) == 0) PostToAllShards(net::kRemoteRouteUnbind, from, address);
+      }
+      for (const std::string& address : now) {
+        if (known.count(address) == 0) PostToAllShards(net::kRemoteRouteBind, from, address);
+      }
+      known = std::move(now);
+      return;
+    }
+    for (const cluster::RouteUpdate& update : routes->updates) {
+      if (update.add) {
+        known.insert(update.address);
+        PostToAllShards(net::kRemoteRouteBind, from, update.address);
+      } else {
+        known.erase(update.address);
+        PostToAllShards(net::kRemoteRouteUnbind, from, update.address);
+      }
+    }
+  }
+
+  // A link to `peer` came up: it gets every route of this node.
+  void SendAllRoutes(raft::NodeId peer) {
+    cluster::Routes routes{true, {}};
+    for (const std::string& address : local_routes_) routes.updates.push_back({true, address});
+    cluster_->SendData(peer, cluster::FrameType::kRoutes, cluster::EncodeRoutes(routes));
+  }
+
+  // Members that left: their routes go.
+  void ForgetRemovedPeers() {
+    const std::vector<raft::NodeId> peers = cluster_->PeerIds();
+    for (auto it = remote_routes_.begin(); it != remote_routes_.end();) {
+      if (std::find(peers.begin(), peers.end(), it->first) != peers.end()) {
+        ++it;
+        continue;
+      }
+      PostToAllShards(net::kForgetNode, it->first, "");
+      it = remote_routes_.erase(it);
+    }
   }
 
   static admin::AdminResponse Error(const absl::Status& status) {
@@ -574,6 +697,11 @@ class Daemon {
     if (!engine_) return;
     engine_->Stop();
     engine_.reset();
+    // Its bridges are gone: the other nodes forget them.
+    local_routes_.clear();
+    if (cluster_ && cluster_->is_member()) {
+      for (const raft::NodeId peer : cluster_->PeerIds()) SendAllRoutes(peer);
+    }
     LogEvent(LogLevel::kInfo, "serving_stopped");
   }
 
@@ -637,6 +765,12 @@ class Daemon {
     }
     engine_ = std::move(*engine);
     not_serving_reason_.clear();
+    // The new shards learn the routes of the other nodes.
+    for (const auto& [node, addresses] : remote_routes_) {
+      for (const std::string& address : addresses) {
+        PostToAllShards(net::kRemoteRouteBind, node, address);
+      }
+    }
     std::string listening;
     for (const net::Endpoint& endpoint : engine_->listening_endpoints()) {
       listening += (listening.empty() ? "" : ",") + endpoint.ToString();
@@ -658,6 +792,9 @@ class Daemon {
   std::string metrics_addr_ = absl::GetFlag(FLAGS_metrics_addr);
   std::unique_ptr<cluster::ClusterNode> cluster_;
   bool cluster_listening_ = false;
+  std::set<std::string> local_routes_;  // component addresses bound on this node
+  std::map<raft::NodeId, std::set<std::string>> remote_routes_;  // by the node holding them
+  uint64_t stanzas_relayed_out_ = 0, stanzas_relayed_in_ = 0, stanzas_relay_failed_ = 0;
   uint64_t mirrored_generation_ = 0;
   std::chrono::steady_clock::time_point last_metrics_attempt_;
   double last_config_change_unix_s_ = 0;

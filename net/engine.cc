@@ -147,6 +147,17 @@ class EngineImpl final : public Engine {
 
   std::vector<Endpoint> listening_endpoints() const override { return endpoints_; }
 
+  int control_fd() const override { return control_->doorbell_fd; }
+
+  size_t DrainControl(
+      const std::function<void(int shard, const CrossShardMessage&)>& handler) override {
+    uint64_t value = 0;
+    [[maybe_unused]] ssize_t got = read(control_->doorbell_fd, &value, sizeof(value));
+    // Keep ringing: a record pushed after this drain must wake the next poll.
+    control_->sleeping.store(true);
+    return DrainMailboxRecords(*control_, handler);
+  }
+
   std::vector<ShardStats> stats() const override {
     std::vector<ShardStats> result;
     for (const auto& mailbox : mailboxes_) result.push_back(mailbox->Snapshot());
@@ -167,6 +178,7 @@ class EngineImpl final : public Engine {
 
  private:
   std::vector<std::unique_ptr<ShardMailbox>> mailboxes_;
+  std::unique_ptr<ShardMailbox> control_;  // shards → control thread; outlives the shards
   std::vector<std::unique_ptr<ShardHandler>> handlers_;
   std::vector<std::unique_ptr<UringShard>> shards_;
   std::vector<std::thread> threads_;
@@ -210,6 +222,15 @@ absl::Status EngineImpl::Start(const EngineOptions& options, const HandlerFactor
   }
   std::vector<ShardMailbox*> mailbox_pointers;
   for (auto& mailbox : mailboxes_) mailbox_pointers.push_back(mailbox.get());
+  {
+    const int doorbell = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+    if (doorbell < 0) {
+      close_all();
+      return absl::ErrnoToStatus(errno, "cannot create the control eventfd");
+    }
+    control_ = std::make_unique<ShardMailbox>(shards, options.cross_shard_queue_bytes, doorbell);
+    control_->sleeping.store(true);  // the control thread is woken for every record
+  }
 
   for (int i = 0; i < shards; ++i) {
     std::unique_ptr<ShardHandler> handler = factory(i);
@@ -222,7 +243,8 @@ absl::Status EngineImpl::Start(const EngineOptions& options, const HandlerFactor
   }
   for (int i = 0; i < shards; ++i) {
     shards_.push_back(std::make_unique<UringShard>(i, options, handlers_[i].get(), mailbox_pointers,
-                                                   std::move(listener_fds[i]), listener_tags));
+                                                   control_.get(), std::move(listener_fds[i]),
+                                                   listener_tags));
     listener_fds[i].clear();
   }
 

@@ -179,6 +179,12 @@ class Shard {
   // connecting cancels it, dropping what is queued.
   virtual ConnectionId Connect(const Endpoint& to) = 0;
 
+  // Posts a record to the control thread (Engine::DrainControl). Copies the
+  // payload; records of one shard arrive in order. False when that queue is
+  // full: the caller decides (bounce). Rings the control eventfd each time.
+  virtual bool PostToControl(uint32_t kind, ConnectionId target, uint64_t argument,
+                             std::string_view payload) = 0;
+
   // Posts a record to shard `to` (may be this shard). Copies the payload.
   // Records from one producer to one shard arrive in order. Returns false if
   // that queue is full (or the payload exceeds half of it): the caller decides
@@ -202,6 +208,13 @@ class Engine {
   // producer only: callers must serialise. Returns false if the queue is full.
   virtual bool Post(int to, uint32_t kind, ConnectionId target, uint64_t argument,
                     std::string_view payload) = 0;
+
+  // Records the shards posted with PostToControl: control_fd() (an eventfd)
+  // is readable when some wait; DrainControl hands each to `handler`, in order
+  // per shard. For the control thread only (one consumer).
+  virtual int control_fd() const = 0;
+  virtual size_t DrainControl(
+      const std::function<void(int shard, const CrossShardMessage&)>& handler) = 0;
 
   // The bound endpoints of the listeners (port 0 resolved), in options order.
   virtual std::vector<Endpoint> listening_endpoints() const = 0;

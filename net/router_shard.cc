@@ -260,6 +260,14 @@ void RouterShard::Route(Connection& sender, const xmpp::Stanza& stanza) {
       }
       return;
     }
+    case router::RouteKind::kRemote:
+      // The control thread relays it to that node (cluster/node, daemon).
+      if (shard_->PostToControl(kCtlForward, sender.id(), decision.node, stanza.bytes)) {
+        Bump(stats_->stanzas_forwarded);
+      } else {
+        Bounce(sender.id(), stanza.bytes, StanzaErrorCondition::kResourceConstraint);
+      }
+      return;
     case router::RouteKind::kError:
       Bounce(sender.id(), stanza.bytes, decision.error);
       return;
@@ -305,6 +313,65 @@ void RouterShard::Bounce(ConnectionId sender, std::string_view stanza_bytes,
   connection->Send(xmpp::MakeErrorReply(stanza, condition, config_->domain));
 }
 
+void RouterShard::RouteFromPeer(std::string_view bytes) {
+  const xmpp::Stanza stanza = xmpp::InspectStanza(bytes);
+  if (!stanza.to) {
+    Bump(stats_->error_stanzas_dropped);
+    return;
+  }
+  const router::RouteDecision decision = routes_.Resolve(*stanza.to);
+  switch (decision.kind) {
+    case router::RouteKind::kComponent: {
+      const int target_shard = ShardOf(decision.connection);
+      if (target_shard == shard_->index()) {
+        StanzaErrorCondition why_not;
+        if (DeliverLocal(decision.connection, bytes, &why_not)) {
+          Bump(stats_->stanzas_routed);
+        } else {
+          BounceToPeer(bytes, why_not);
+        }
+      } else if (!shard_->Post(target_shard, kDeliver, decision.connection, kNoConnection, bytes)) {
+        BounceToPeer(bytes, StanzaErrorCondition::kResourceConstraint);
+      }
+      return;
+    }
+    case router::RouteKind::kServer:
+      // The sender's node answers stanzas to the domain itself; one here is stale.
+      Bump(stats_->error_stanzas_dropped);
+      return;
+    case router::RouteKind::kRemote:
+      // Not here after all (the bridge moved on): never relay twice.
+      BounceToPeer(bytes, StanzaErrorCondition::kServiceUnavailable);
+      return;
+    case router::RouteKind::kError:
+      BounceToPeer(bytes, decision.error);
+      return;
+  }
+}
+
+void RouterShard::BounceToPeer(std::string_view stanza_bytes, StanzaErrorCondition condition) {
+  const xmpp::Stanza stanza = xmpp::InspectStanza(stanza_bytes);
+  if (stanza.is_error() || !stanza.from) {
+    Bump(stats_->error_stanzas_dropped);
+    return;
+  }
+  const std::string reply = xmpp::MakeErrorReply(stanza, condition, config_->domain);
+  const router::RouteDecision back = routes_.Resolve(*stanza.from);
+  if (back.kind != router::RouteKind::kRemote ||
+      !shard_->PostToControl(kCtlForward, kNoConnection, back.node, reply)) {
+    Bump(stats_->error_stanzas_dropped);
+    return;
+  }
+  Bump(stats_->stanzas_bounced);
+  Bump(stats_->stanzas_bounced_by_condition[static_cast<int>(condition)]);
+}
+
+void RouterShard::PostToControlThread(uint32_t kind, ConnectionId target, uint64_t argument,
+                                      std::string_view payload) {
+  if (deferred_control_.empty() && shard_->PostToControl(kind, target, argument, payload)) return;
+  deferred_control_.push_back({kind, target, argument, std::string(payload)});
+}
+
 void RouterShard::Broadcast(uint32_t kind, ConnectionId target, std::string_view payload) {
   for (int shard = 0; shard < shard_->shard_count(); ++shard) {
     PostControl(shard, kind, target, payload);
@@ -347,6 +414,7 @@ void RouterShard::OnMessage(Shard& shard, const CrossShardMessage& message) {
         PostControl(ShardOf(previous), kConflict, previous, message.payload);
       }
       Broadcast(kRouteBind, message.target, message.payload);
+      PostToControlThread(kCtlRouteUp, message.target, 0, message.payload);
       return;
     }
     case kUnbindRequest: {
@@ -354,6 +422,7 @@ void RouterShard::OnMessage(Shard& shard, const CrossShardMessage& message) {
       if (it != owned_bindings_.end() && it->second == message.target) {
         owned_bindings_.erase(it);
         Broadcast(kRouteUnbind, message.target, message.payload);
+        PostToControlThread(kCtlRouteDown, message.target, 0, message.payload);
       }
       return;
     }
@@ -379,11 +448,26 @@ void RouterShard::OnMessage(Shard& shard, const CrossShardMessage& message) {
       StanzaErrorCondition why_not;
       if (DeliverLocal(message.target, message.payload, &why_not)) {
         Bump(stats_->stanzas_routed);
+      } else if (message.argument == kNoConnection) {
+        BounceToPeer(message.payload, why_not);  // its sender is on another node
       } else {
         Bounce(message.argument, message.payload, why_not);
       }
       return;
     }
+    case kRemoteRouteBind:
+      routes_.BindRemote(message.payload, message.argument);
+      return;
+    case kRemoteRouteUnbind:
+      routes_.UnbindRemote(message.payload, message.argument);
+      return;
+    case kForgetNode:
+      routes_.ForgetNode(message.argument);
+      return;
+    case kDeliverFromPeer:
+      Bump(stats_->stanzas_from_peers);
+      RouteFromPeer(message.payload);
+      return;
     case kBounce:
       Bounce(message.target, message.payload, static_cast<StanzaErrorCondition>(message.argument));
       return;
@@ -433,6 +517,14 @@ void RouterShard::ApplyConfig() {
 void RouterShard::OnTick(Shard& shard, uint64_t now_ms) {
   shard_ = &shard;
   if (!deferred_posts_.empty()) RetryDeferredPosts();
+  size_t sent = 0;
+  while (sent < deferred_control_.size()) {
+    const DeferredControl& post = deferred_control_[sent];
+    if (!shard_->PostToControl(post.kind, post.target, post.argument, post.payload)) break;
+    ++sent;
+  }
+  deferred_control_.erase(deferred_control_.begin(),
+                          deferred_control_.begin() + static_cast<std::ptrdiff_t>(sent));
   if (now_ms - last_scan_ms_ < 500) return;
   last_scan_ms_ = now_ms;
   std::vector<std::pair<ConnectionId, StreamErrorCondition>> expired;

@@ -95,6 +95,10 @@ struct alignas(64) RouterShardStats {
   std::atomic<uint64_t> error_stanzas_dropped{0};
   std::atomic<uint64_t> stream_errors{0};
   std::atomic<uint64_t> bytes_received{0};
+  // Cluster: stanzas handed to the control thread for another node, and ones
+  // that arrived from another node.
+  std::atomic<uint64_t> stanzas_forwarded{0};
+  std::atomic<uint64_t> stanzas_from_peers{0};
 };
 
 // Record kinds of Shard::Post used by the router.
@@ -108,6 +112,19 @@ enum RouterMessageKind : uint32_t {
   kBounce,             // target = sender, argument = condition, payload = stanza
   kConflict,           // target = connection replaced by a newer one
   kRouteBindAck,       // to the bound connection's shard: one shard applied its RouteBind
+  // From the control thread (the cluster):
+  kRemoteRouteBind,    // to all: argument = node, payload = address bound there
+  kRemoteRouteUnbind,  // to all: argument = node, payload = address
+  kForgetNode,         // to all: argument = node that left (or whose routes are resent)
+  kDeliverFromPeer,    // argument = origin node, payload = stanza to route here
+};
+
+// Record kinds of Shard::PostToControl used by the router (to the daemon's
+// control thread, which relays between nodes).
+enum RouterControlKind : uint32_t {
+  kCtlRouteUp = 1,  // an address this shard owns is bound: payload = address
+  kCtlRouteDown,    // it is unbound: payload = address
+  kCtlForward,      // target = sender connection, argument = node, payload = stanza
 };
 
 class RouterShard : public ShardHandler {
@@ -137,6 +154,14 @@ class RouterShard : public ShardHandler {
   void Bounce(ConnectionId sender, std::string_view stanza_bytes,
               xmpp::StanzaErrorCondition condition);
   void Broadcast(uint32_t kind, ConnectionId target, std::string_view payload);
+  // A stanza from another node: delivered to a bridge here, or answered with an
+  // error that travels back to its sender's node.
+  void RouteFromPeer(std::string_view bytes);
+  // The error reply to a stanza whose sender is on another node.
+  void BounceToPeer(std::string_view stanza_bytes, xmpp::StanzaErrorCondition condition);
+  // PostToControl, kept and retried on ticks when the queue is full.
+  void PostToControlThread(uint32_t kind, ConnectionId target, uint64_t argument,
+                           std::string_view payload);
   // Posts a control record (binds, routes, acks, conflicts). If the queue is
   // full it is kept, in order, and retried on every tick: control records are
   // never dropped, and never overtake one another.
@@ -169,6 +194,13 @@ class RouterShard : public ShardHandler {
     std::string payload;
   };
   std::vector<DeferredPost> deferred_posts_;
+  struct DeferredControl {
+    uint32_t kind;
+    ConnectionId target;
+    uint64_t argument;
+    std::string payload;
+  };
+  std::vector<DeferredControl> deferred_control_;
 };
 
 }  // namespace stanzad::net

@@ -116,6 +116,25 @@ ShardStats ShardMailbox::Snapshot() const {
   return stats;
 }
 
+size_t DrainMailboxRecords(ShardMailbox& mailbox,
+                           const std::function<void(int producer, const CrossShardMessage&)>& fn) {
+  size_t total = 0;
+  for (size_t producer = 0; producer < mailbox.incoming.size(); ++producer) {
+    total += mailbox.incoming[producer]->Drain(1024, [&](std::string_view record) {
+      RecordHeader header;
+      CHECK_GE(record.size(), sizeof(header));
+      std::memcpy(&header, record.data(), sizeof(header));
+      CrossShardMessage message;
+      message.kind = header.kind;
+      message.target = header.target;
+      message.argument = header.argument;
+      message.payload = record.substr(sizeof(header));
+      fn(static_cast<int>(producer), message);
+    });
+  }
+  return total;
+}
+
 void RingDoorbell(ShardMailbox& mailbox) {
   const uint64_t one = 1;
   // Cannot block: the counter would need 2^64 - 2 rings without a read.
@@ -145,13 +164,14 @@ bool PostToMailbox(ShardMailbox& mailbox, int producer, bool producer_is_consume
 // UringShard: construction and setup
 
 UringShard::UringShard(int index, const EngineOptions& options, ShardHandler* handler,
-                       std::vector<ShardMailbox*> mailboxes, std::vector<int> listener_fds,
-                       std::vector<int> listener_tags)
+                       std::vector<ShardMailbox*> mailboxes, ShardMailbox* control,
+                       std::vector<int> listener_fds, std::vector<int> listener_tags)
     : index_(index),
       options_(options),
       handler_(handler),
       mailboxes_(std::move(mailboxes)),
       mailbox_(*mailboxes_[index]),
+      control_(control),
       chunks_(options.output_chunks_free_max),
       send_slots_(new SendSlot[kSendSlotsMax]) {
   CHECK_EQ(listener_fds.size(), listener_tags.size());
@@ -942,6 +962,12 @@ void UringShard::Abort(ConnectionId id) {
   if (connection == nullptr || connection->state == State::kTearingDown) return;
   ResetOnClose(connection->fd);
   TearDown(SlotOf(id), absl::CancelledError("connection aborted by the server"));
+}
+
+bool UringShard::PostToControl(uint32_t kind, ConnectionId target, uint64_t argument,
+                               std::string_view payload) {
+  // The control mailbox is always "sleeping": every record rings its eventfd.
+  return PostToMailbox(*control_, index_, false, kind, target, argument, payload);
 }
 
 bool UringShard::Post(int to, uint32_t kind, ConnectionId target, uint64_t argument,

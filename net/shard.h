@@ -32,6 +32,7 @@
 #include <atomic>
 #include <cstddef>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <string_view>
 #include <utility>
@@ -99,14 +100,19 @@ bool PostToMailbox(ShardMailbox& mailbox, int producer, bool producer_is_consume
 // Wakes the shard whatever it is doing (Stop uses it).
 void RingDoorbell(ShardMailbox& mailbox);
 
+// Hands every record waiting in `mailbox` to `fn` (for the control mailbox,
+// whose consumer is not a shard).
+size_t DrainMailboxRecords(ShardMailbox& mailbox,
+                           const std::function<void(int producer, const CrossShardMessage&)>& fn);
+
 class UringShard final : public Shard {
  public:
   // `mailboxes` holds every shard's mailbox, by index. `listener_fds` are this
   // shard's listening sockets (parallel to `listener_tags`); the shard owns
   // and closes them. `handler` must outlive the shard.
   UringShard(int index, const EngineOptions& options, ShardHandler* handler,
-             std::vector<ShardMailbox*> mailboxes, std::vector<int> listener_fds,
-             std::vector<int> listener_tags);
+             std::vector<ShardMailbox*> mailboxes, ShardMailbox* control,
+             std::vector<int> listener_fds, std::vector<int> listener_tags);
   ~UringShard() override;
   UringShard(const UringShard&) = delete;
   UringShard& operator=(const UringShard&) = delete;
@@ -125,6 +131,8 @@ class UringShard final : public Shard {
   void Close(ConnectionId id) override;
   void Abort(ConnectionId id) override;
   ConnectionId Connect(const Endpoint& to) override;
+  bool PostToControl(uint32_t kind, ConnectionId target, uint64_t argument,
+                     std::string_view payload) override;
   bool Post(int to, uint32_t kind, ConnectionId target, uint64_t argument,
             std::string_view payload) override;
   uint64_t now_ms() const override { return now_ms_; }
@@ -228,7 +236,8 @@ class UringShard final : public Shard {
   const EngineOptions options_;
   ShardHandler* const handler_;
   const std::vector<ShardMailbox*> mailboxes_;
-  ShardMailbox& mailbox_;  // mailboxes_[index_]
+  ShardMailbox& mailbox_;        // mailboxes_[index_]
+  ShardMailbox* const control_;  // to the control thread (Engine::DrainControl)
 
   io_uring ring_{};
   bool ring_ready_ = false;

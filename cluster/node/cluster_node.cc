@@ -237,7 +237,7 @@ void ClusterNode::SendForwarded(ForwardedRequest& forwarded, const std::string& 
 // ---------------------------------------------------------------------------
 // Frames from peers.
 
-void ClusterNode::OnFrame(LinkId link, raft::NodeId /*peer*/, Frame frame) {
+void ClusterNode::OnFrame(LinkId link, raft::NodeId peer, Frame frame) {
   if (!failed_.ok()) return;
   switch (frame.type) {
     case FrameType::kRaft: {
@@ -261,6 +261,10 @@ void ClusterNode::OnFrame(LinkId link, raft::NodeId /*peer*/, Frame frame) {
       if (reply.ok()) OnReply(*reply);
       return;
     }
+    case FrameType::kRoutes:
+    case FrameType::kStanza:
+      if (on_data_ && raft_->members().count(peer) != 0) on_data_(peer, frame);
+      return;
     case FrameType::kHello:
       return;
   }
@@ -607,6 +611,23 @@ void ClusterNode::Fail(const absl::Status& status) {
   proposals_.clear();
   for (auto& waiting : waiting_) completions_.emplace_back(waiting.done, stopped);
   waiting_.clear();
+}
+
+void ClusterNode::SetDataHandlers(DataHandler on_data, PeerUpHandler on_peer_up) {
+  on_data_ = std::move(on_data);
+  transport_->set_peer_up_handler(std::move(on_peer_up));
+}
+
+bool ClusterNode::SendData(raft::NodeId to, FrameType type, std::string_view payload) {
+  return transport_->SendTo(to, type, payload);
+}
+
+std::vector<raft::NodeId> ClusterNode::PeerIds() const {
+  std::vector<raft::NodeId> peers;
+  for (const auto& [member_id, member] : raft_->members()) {
+    if (member_id != id()) peers.push_back(member_id);
+  }
+  return peers;
 }
 
 ClusterStatus ClusterNode::Status() const {

@@ -112,6 +112,16 @@ class ClusterNode {
 
   ClusterStatus Status() const;
 
+  // The data plane's use of the cluster links (kRoutes, kStanza frames): frames
+  // from members go to `on_data`; `on_peer_up` runs when a link to a member comes
+  // up (send it the full route set then). SendData is false when there is no link.
+  using DataHandler = std::function<void(raft::NodeId from, const Frame& frame)>;
+  using PeerUpHandler = std::function<void(raft::NodeId peer)>;
+  void SetDataHandlers(DataHandler on_data, PeerUpHandler on_peer_up);
+  bool SendData(raft::NodeId to, FrameType type, std::string_view payload);
+  // Members other than this node, by id.
+  std::vector<raft::NodeId> PeerIds() const;
+
   void AppendPollFds(std::vector<pollfd>* fds) { transport_->AppendPollFds(fds); }
   void HandlePoll(const std::vector<pollfd>& fds, size_t first, uint64_t now_ms);
   // Ticks Raft as many times as tick_ms periods passed, expires requests.
@@ -167,6 +177,7 @@ class ClusterNode {
   void Fail(const absl::Status& status);
 
   ClusterNodeOptions options_;
+  DataHandler on_data_;
   std::unique_ptr<storage::RaftStore> store_;
   std::optional<raft::Raft> raft_;
   ConfigStateMachine machine_;

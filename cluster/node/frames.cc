@@ -37,7 +37,7 @@ absl::StatusOr<std::optional<Frame>> TakeFrame(std::string* buffer) {
   if (length == 0 || length > kFrameBytesMax) return Bad("length out of bounds");
   if (buffer->size() < 5) return std::nullopt;
   const uint8_t type = static_cast<unsigned char>((*buffer)[4]);
-  if (type < 1 || type > 4) return Bad("unknown type");
+  if (type < 1 || type > 6) return Bad("unknown type");
   if (buffer->size() < 4 + static_cast<size_t>(length)) return std::nullopt;
   Frame frame{static_cast<FrameType>(type), buffer->substr(5, length - 1)};
   buffer->erase(0, 4 + static_cast<size_t>(length));
@@ -103,6 +103,34 @@ absl::StatusOr<Reply> DecodeReply(std::string_view payload) {
   reply.status = absl::Status(static_cast<absl::StatusCode>(code),
                               absl::string_view(payload.data(), payload.size()));
   return reply;
+}
+
+std::string EncodeRoutes(const Routes& routes) {
+  std::string out;
+  out.push_back(routes.full ? 1 : 0);
+  for (const RouteUpdate& update : routes.updates) {
+    out.push_back(update.add ? 1 : 0);
+    PutLittle(&out, update.address.size(), 2);
+    out.append(update.address);
+  }
+  return out;
+}
+
+absl::StatusOr<Routes> DecodeRoutes(std::string_view payload) {
+  Routes routes;
+  uint64_t full = 0;
+  if (!TakeLittle(&payload, 1, &full) || full > 1) return Bad("routes header");
+  routes.full = full == 1;
+  while (!payload.empty()) {
+    uint64_t op = 0, length = 0;
+    if (!TakeLittle(&payload, 1, &op) || op > 1 || !TakeLittle(&payload, 2, &length) ||
+        length == 0 || length > 1023 || payload.size() < length) {
+      return Bad("route entry");
+    }
+    routes.updates.push_back({op == 1, std::string(payload.substr(0, length))});
+    payload.remove_prefix(length);
+  }
+  return routes;
 }
 
 std::string EncodeRemoveTarget(const RemoveTarget& target) {

@@ -14,6 +14,9 @@
 //   kReply         request id (8) | code (1: absl::StatusCode) | leader address length (2)
 //                  | leader address | message: the request's outcome; a non-leader puts
 //                  the leader's address (when known) with kUnavailable
+//   kRoutes        full (1: 1 = this replaces every route of the sender) | then per route:
+//                  op (1: 1 add, 0 remove) | length (2) | component address
+//   kStanza        a stanza for a component bound on the receiving node
 //
 // Decoding never trusts its input: lengths are checked against what remains and against
 // kFrameBytesMax; a bad frame is an error, never a crash.
@@ -24,6 +27,7 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
@@ -33,7 +37,14 @@ namespace stanzad::cluster {
 
 inline constexpr size_t kFrameBytesMax = 64 << 20;
 
-enum class FrameType : uint8_t { kHello = 1, kRaft = 2, kRequest = 3, kReply = 4 };
+enum class FrameType : uint8_t {
+  kHello = 1,
+  kRaft = 2,
+  kRequest = 3,
+  kReply = 4,
+  kRoutes = 5,
+  kStanza = 6,
+};
 enum class RequestKind : uint8_t { kJoin = 1, kPropose = 2, kRemove = 3 };
 
 struct Frame {
@@ -75,6 +86,17 @@ struct RemoveTarget {
   raft::NodeId id = raft::kNoNode;  // 0: by address
   std::string address;
 };
+struct RouteUpdate {
+  bool add = true;
+  std::string address;
+};
+struct Routes {
+  bool full = false;
+  std::vector<RouteUpdate> updates;
+};
+std::string EncodeRoutes(const Routes& routes);
+absl::StatusOr<Routes> DecodeRoutes(std::string_view payload);
+
 std::string EncodeRemoveTarget(const RemoveTarget& target);
 absl::StatusOr<RemoveTarget> DecodeRemoveTarget(std::string_view body);
 

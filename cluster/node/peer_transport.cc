@@ -224,6 +224,7 @@ void PeerTransport::ReadFrom(Link& link) {
       current->hello_seen = true;
       current->peer = hello->id;
       current->address = hello->address;
+      if (on_peer_up_) on_peer_up_(hello->id);
       continue;
     }
     if (!current->outgoing && !current->hello_seen) {
@@ -281,6 +282,11 @@ void PeerTransport::HandlePoll(const std::vector<pollfd>& fds, size_t first, uin
       link->connecting = false;
       for (auto& [peer, dialer] : dialers_) {
         if (dialer.link == id) dialer.backoff_ms = 100;
+      }
+      if (link->persistent && on_peer_up_) {
+        on_peer_up_(link->peer);
+        link = Find(id);
+        if (link == nullptr) continue;
       }
     }
     if (revents & POLLOUT) WriteTo(*link);

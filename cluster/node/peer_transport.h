@@ -47,7 +47,11 @@ class PeerTransport {
   // A link closed (a one-off Dial's callers want to know).
   using CloseHandler = std::function<void(LinkId link, const absl::Status& reason)>;
 
+  // A link to a peer came up (its hello arrived, or our link to it connected).
+  using PeerUpHandler = std::function<void(raft::NodeId peer)>;
+
   PeerTransport(Hello self, FrameHandler on_frame, CloseHandler on_close);
+  void set_peer_up_handler(PeerUpHandler handler) { on_peer_up_ = std::move(handler); }
   ~PeerTransport();
 
   absl::Status Listen(const net::Endpoint& endpoint);
@@ -107,6 +111,7 @@ class PeerTransport {
   Hello self_;
   FrameHandler on_frame_;
   CloseHandler on_close_;
+  PeerUpHandler on_peer_up_;
   int listen_fd_ = -1;
   net::Endpoint listen_endpoint_;
   std::map<LinkId, std::unique_ptr<Link>> links_;

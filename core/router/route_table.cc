@@ -44,6 +44,19 @@ bool RouteTable::Unbind(std::string_view address, uint64_t connection) {
   return true;
 }
 
+void RouteTable::BindRemote(std::string_view address, uint64_t node) {
+  remote_[ToAbsl(address)] = node;
+}
+
+void RouteTable::UnbindRemote(std::string_view address, uint64_t node) {
+  auto it = remote_.find(ToAbsl(address));
+  if (it != remote_.end() && it->second == node) remote_.erase(it);
+}
+
+void RouteTable::ForgetNode(uint64_t node) {
+  absl::erase_if(remote_, [node](const auto& entry) { return entry.second == node; });
+}
+
 std::optional<uint64_t> RouteTable::Find(std::string_view address) const {
   auto it = routes_.find(ToAbsl(address));
   if (it == routes_.end()) return std::nullopt;
@@ -53,12 +66,15 @@ std::optional<uint64_t> RouteTable::Find(std::string_view address) const {
 RouteDecision RouteTable::Resolve(std::string_view raw_to) const {
   using xmpp::StanzaErrorCondition;
   const std::string domain = CanonicalDomainOf(raw_to);
-  if (domain.empty()) return {RouteKind::kError, 0, StanzaErrorCondition::kJidMalformed};
-  if (domain == server_domain_) return {RouteKind::kServer, 0, {}};
-  if (auto connection = Find(domain)) return {RouteKind::kComponent, *connection, {}};
+  if (domain.empty()) return {RouteKind::kError, 0, 0, StanzaErrorCondition::kJidMalformed};
+  if (domain == server_domain_) return {RouteKind::kServer, 0, 0, {}};
+  if (auto connection = Find(domain)) return {RouteKind::kComponent, *connection, 0, {}};
+  if (auto remote = remote_.find(domain); remote != remote_.end()) {
+    return {RouteKind::kRemote, 0, remote->second, {}};
+  }
   const bool ours = domain.size() > server_domain_.size() && domain.ends_with(server_domain_) &&
                     domain[domain.size() - server_domain_.size() - 1] == '.';
-  return {RouteKind::kError, 0,
+  return {RouteKind::kError, 0, 0,
           ours ? StanzaErrorCondition::kServiceUnavailable
                : StanzaErrorCondition::kRemoteServerNotFound};
 }

@@ -26,12 +26,14 @@ std::string CanonicalDomainOf(std::string_view jid);
 enum class RouteKind {
   kServer,     // the server's own domain: the server answers
   kComponent,  // a bound component: `connection` holds it
+  kRemote,     // a component bound on another node of the cluster: `node`
   kError,      // answer the sender with `error`
 };
 
 struct RouteDecision {
   RouteKind kind = RouteKind::kError;
   uint64_t connection = 0;
+  uint64_t node = 0;  // kRemote
   xmpp::StanzaErrorCondition error = xmpp::StanzaErrorCondition::kServiceUnavailable;
 };
 
@@ -49,11 +51,20 @@ class RouteTable {
   // connection's binding is left alone). Returns whether it removed one.
   bool Unbind(std::string_view address, uint64_t connection);
   std::optional<uint64_t> Find(std::string_view address) const;
+  // Components bound on other nodes of the cluster (address → node id). A
+  // local binding of the same address wins over a remote one.
+  void BindRemote(std::string_view address, uint64_t node);
+  // Removes the remote binding if it still names `node`.
+  void UnbindRemote(std::string_view address, uint64_t node);
+  // Drops every remote binding of `node` (it left the cluster).
+  void ForgetNode(uint64_t node);
+  size_t remote_size() const { return remote_.size(); }
   size_t size() const { return routes_.size(); }
 
   // The destination of a stanza addressed to `raw_to`:
   //   the server domain            → kServer
   //   a bound component            → kComponent
+  //   one bound on another node    → kRemote
   //   a subdomain of ours, unbound → service-unavailable (a bridge that is not connected)
   //   any other domain             → remote-server-not-found (no server-to-server)
   //   no usable domain             → jid-malformed
@@ -62,6 +73,7 @@ class RouteTable {
  private:
   std::string server_domain_;
   absl::flat_hash_map<std::string, uint64_t> routes_;
+  absl::flat_hash_map<std::string, uint64_t> remote_;
 };
 
 }  // namespace stanzad::router

@@ -147,6 +147,66 @@ class ClusterTest(unittest.TestCase):
         self.assertEqual(code, 1)
         self.assertIn("no member", out)
 
+    def secrets(self, node):
+        return dict(re.findall(r"Callbridge : (\S+)\nDomain     : \S+\nSecret     : (\S+)",
+                               ok(node, "callbridge", "list")))
+
+    def bridge(self, node, name, secret):
+        component = RawComponent(node.port, name, secret, ip=node.ip)
+        component.open_stream().handshake()
+        return component
+
+    def test_stanzas_cross_nodes_and_follow_a_bridge_that_moves(self):
+        a, b, c = self.form()
+        for name in ("cb1", "cb2", "cb3"):
+            ok(a, "callbridge", "add", name)
+        secrets = self.secrets(a)
+        cb1 = self.bridge(a, "cb1", secrets["cb1"])
+        cb2 = self.bridge(b, "cb2", secrets["cb2"])
+        cb3 = self.bridge(c, "cb3", secrets["cb3"])
+        body = "Grüße — 会议已开始 😀 &amp; &lt;ok&gt;"
+
+        def deliver(sender, receiver, i):
+            sender.send(f"<message from='{sender.address}' to='{receiver.address}' id='m{i}'>"
+                        f"<body>{body}</body></message>")
+            receiver.read_until(f"id='m{i}'><body>{body}</body></message>")
+
+        # Routes reach every node shortly after the handshakes.
+        wait_until(lambda: self._reaches(cb1, cb2), what="cb1 reaching cb2 on another node")
+        deliver(cb2, cb3, 1)
+        deliver(cb3, cb1, 2)
+        cb1.send(f"<iq type='get' from='cb1.{DOMAIN}' to='cb3.{DOMAIN}' id='q1'>"
+                 "<query xmlns='jabber:iq:version'/></iq>")
+        cb3.read_until("id='q1'")
+        cb3.send(f"<iq type='result' from='cb3.{DOMAIN}' to='cb1.{DOMAIN}' id='q1'/>")
+        cb1.read_until("<iq type='result' from='cb3.{}' to='cb1.{}' id='q1'/>".format(DOMAIN, DOMAIN))
+        # 500 in a burst across nodes: none lost, in order.
+        for i in range(500):
+            cb1.send(f"<message from='cb1.{DOMAIN}' to='cb2.{DOMAIN}' id='burst{i}'/>")
+        cb2.read_until("id='burst499'/>", timeout=20)
+        ids = re.findall(rb"id='burst(\d+)'", cb2.received)
+        self.assertEqual([int(i) for i in ids], list(range(500)))
+        # An unknown bridge: the error comes back across nodes too.
+        cb2.send(f"<message from='cb2.{DOMAIN}' to='nobody.{DOMAIN}' id='lost'/>")
+        cb2.read_until("service-unavailable")
+        # Node 3 dies; its bridge reconnects to node 1 and is reachable again.
+        c.stop(signal.SIGKILL)
+        cb3.close()
+        cb3 = self.bridge(a, "cb3", secrets["cb3"])
+        wait_until(lambda: self._reaches(cb2, cb3), timeout=10,
+                   what="cb3 reachable through its new node")
+        for component in (cb1, cb2, cb3):
+            component.close()
+
+    def _reaches(self, sender, receiver):
+        marker = f"probe{time.monotonic_ns()}"
+        sender.send(f"<message from='{sender.address}' to='{receiver.address}' id='{marker}'/>")
+        try:
+            receiver.read_until(marker, timeout=0.5)
+            return True
+        except TimeoutError:
+            return False
+
     def test_errors_name_cause_and_fix(self):
         a = self.start("127.0.0.1")
         code, out, err = a.stanzactl("cluster", "initialize")

@@ -33,6 +33,8 @@ class FakeShard : public Shard {
   void Close(ConnectionId id) override;
   void Abort(ConnectionId id) override;
   ConnectionId Connect(const Endpoint&) override { return kNoConnection; }
+  bool PostToControl(uint32_t kind, ConnectionId target, uint64_t argument,
+                     std::string_view payload) override;
   bool Post(int to, uint32_t kind, ConnectionId target, uint64_t argument,
             std::string_view payload) override;
   uint64_t now_ms() const override;
@@ -52,6 +54,14 @@ struct FakeConnection {
 
 class FakeEngine {
  public:
+  struct Posted {
+    int to;  // the shard (for control posts: the shard that posted)
+    uint32_t kind;
+    ConnectionId target;
+    uint64_t argument;
+    std::string payload;
+  };
+
   explicit FakeEngine(int shards, RouterLimits limits = RouterLimits()) {
     auto config = std::make_shared<RouterConfig>();
     config->domain = "example.com";
@@ -139,18 +149,18 @@ class FakeEngine {
     return std::make_shared<RouterConfig>(*publisher_->Current());
   }
 
+  // A record from the control thread to `shard` (as Engine::Post).
+  void PostFromControl(int shard, uint32_t kind, uint64_t argument, std::string_view payload) {
+    posts_.push_back({shard, kind, kNoConnection, argument, std::string(payload)});
+    Pump();
+  }
+  const std::vector<Posted>& control_posts() const { return control_posts_; }
+
   FakeConnection& connection(ConnectionId id) { return connections_[id]; }
   RouterShardStats& stats(int shard) { return stats_[static_cast<size_t>(shard)]; }
 
  private:
   friend class FakeShard;
-  struct Posted {
-    int to;
-    uint32_t kind;
-    ConnectionId target;
-    uint64_t argument;
-    std::string payload;
-  };
 
   std::vector<std::unique_ptr<FakeShard>> shards_;
   std::vector<std::unique_ptr<RouterShard>> handlers_;
@@ -158,6 +168,7 @@ class FakeEngine {
   std::deque<RouterShardStats> stats_;
   std::map<ConnectionId, FakeConnection> connections_;
   std::deque<Posted> posts_;
+  std::vector<Posted> control_posts_;  // PostToControl, in order
   std::deque<ConnectionId> closing_;
   uint32_t next_slot_ = 1;
   uint64_t now_ms_ = 1'000'000;
@@ -199,7 +210,58 @@ bool FakeShard::Post(int to, uint32_t kind, ConnectionId target, uint64_t argume
   return true;
 }
 
+bool FakeShard::PostToControl(uint32_t kind, ConnectionId target, uint64_t argument,
+                              std::string_view payload) {
+  engine_->control_posts_.push_back({index_, kind, target, argument, std::string(payload)});
+  return true;
+}
+
 uint64_t FakeShard::now_ms() const { return engine_->now_ms_; }
+
+TEST(RouterShardTest, ClusterRoutesAnnounceForwardAndDeliverFromPeers) {
+  FakeEngine engine(3);
+  const ConnectionId cb1 = engine.ConnectBridge(1, "cb1");
+  // The owner shard told the control thread that cb1 is bound here.
+  bool announced = false;
+  for (const auto& post : engine.control_posts()) {
+    announced |= post.kind == kCtlRouteUp && post.payload == "cb1.example.com";
+  }
+  EXPECT_TRUE(announced);
+  // cb2 is on node 77: every shard learns it; a stanza to it goes to the control thread.
+  for (int shard = 0; shard < 3; ++shard) {
+    engine.PostFromControl(shard, kRemoteRouteBind, 77, "cb2.example.com");
+  }
+  const std::string stanza =
+      "<message from='cb1.example.com' to='cb2.example.com' id='r1'><body>x</body></message>";
+  engine.Receive(cb1, stanza);
+  const auto& forwarded = engine.control_posts().back();
+  EXPECT_EQ(forwarded.kind, kCtlForward);
+  EXPECT_EQ(forwarded.argument, 77u);
+  EXPECT_EQ(forwarded.target, cb1);
+  EXPECT_EQ(forwarded.payload, stanza);
+  // A stanza from node 77 for cb1 is delivered, whichever shard gets it.
+  engine.PostFromControl(2, kDeliverFromPeer, 77,
+                         "<message from='cb2.example.com' to='cb1.example.com' id='r2'/>");
+  EXPECT_THAT(engine.connection(cb1).outbox, HasSubstr("id='r2'/>"));
+  // One for a bridge not here is answered with an error that travels back to node 77.
+  engine.PostFromControl(0, kDeliverFromPeer, 77,
+                         "<message from='cb2.example.com' to='cb9.example.com' id='r3'/>");
+  const auto& bounced = engine.control_posts().back();
+  EXPECT_EQ(bounced.kind, kCtlForward);
+  EXPECT_EQ(bounced.argument, 77u);
+  EXPECT_THAT(bounced.payload, HasSubstr("type='error' id='r3'"));
+  EXPECT_THAT(bounced.payload, HasSubstr("service-unavailable"));
+  // An error from a peer is never answered with another error.
+  const size_t before = engine.control_posts().size();
+  engine.PostFromControl(0, kDeliverFromPeer, 77,
+                         "<message from='cb2.example.com' to='cb9.example.com' type='error' "
+                         "id='r4'/>");
+  EXPECT_EQ(engine.control_posts().size(), before);
+  // The node leaves: its routes go, and cb2 is unknown again.
+  for (int shard = 0; shard < 3; ++shard) engine.PostFromControl(shard, kForgetNode, 77, "");
+  engine.Receive(cb1, "<message from='cb1.example.com' to='cb2.example.com' id='r5'/>");
+  EXPECT_THAT(engine.connection(cb1).outbox, HasSubstr("type='error' id='r5'"));
+}
 
 TEST(RouterShardTest, BridgesOnDifferentShardsExchangeStanzas) {
   FakeEngine engine(3);

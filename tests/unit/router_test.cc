@@ -32,6 +32,27 @@ TEST(RouteTableTest, BindReplaceAndUnbind) {
   EXPECT_EQ(table.Find("cb1.example.com"), std::nullopt);
 }
 
+TEST(RouteTableTest, RemoteRoutesLoseToLocalOnesAndGoWithTheirNode) {
+  RouteTable table("example.com");
+  table.BindRemote("cb1.example.com", 42);
+  RouteDecision decision = table.Resolve("room@cb1.example.com/x");
+  EXPECT_EQ(decision.kind, RouteKind::kRemote);
+  EXPECT_EQ(decision.node, 42u);
+  table.Bind("cb1.example.com", 7);  // the bridge connected here as well: here wins
+  EXPECT_EQ(table.Resolve("cb1.example.com").kind, RouteKind::kComponent);
+  table.Unbind("cb1.example.com", 7);
+  EXPECT_EQ(table.Resolve("cb1.example.com").kind, RouteKind::kRemote);
+  table.UnbindRemote("cb1.example.com", 43);  // another node's stale unbind
+  EXPECT_EQ(table.Resolve("cb1.example.com").node, 42u);
+  table.BindRemote("cb2.example.com", 42);
+  table.BindRemote("cb3.example.com", 43);
+  table.ForgetNode(42);
+  EXPECT_EQ(table.Resolve("cb1.example.com").kind, RouteKind::kError);
+  EXPECT_EQ(table.Resolve("cb2.example.com").kind, RouteKind::kError);
+  EXPECT_EQ(table.Resolve("cb3.example.com").node, 43u);
+  EXPECT_EQ(table.remote_size(), 1u);
+}
+
 TEST(RouteTableTest, Resolve) {
   RouteTable table("example.com");
   table.Bind("cb1.example.com", 42);
