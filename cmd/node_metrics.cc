@@ -107,6 +107,38 @@ std::string RenderNodeMetrics(const NodeMetricsSnapshot& snapshot,
   PerShard(text, "stanzad_stream_errors_total", "Streams closed with a stream error.", "counter",
            shards, count, [](const auto& s) { return Load(s.stream_errors); });
 
+  PerShard(text, "stanzad_stanzas_forwarded_total",
+           "Stanzas for a bridge on another node, handed to the cluster relay.", "counter", shards,
+           count, [](const auto& s) { return Load(s.stanzas_forwarded); });
+  PerShard(text, "stanzad_stanzas_from_peers_total", "Stanzas that arrived from another node.",
+           "counter", shards, count, [](const auto& s) { return Load(s.stanzas_from_peers); });
+
+  text.Family("stanzad_cluster_member", "1 when this node is a member of a cluster.", "gauge");
+  text.Sample("stanzad_cluster_member", {}, uint64_t{snapshot.cluster_member ? 1u : 0u});
+  text.Family("stanzad_cluster_leader", "1 when this node is the cluster's leader.", "gauge");
+  text.Sample("stanzad_cluster_leader", {}, uint64_t{snapshot.cluster_leader ? 1u : 0u});
+  text.Family("stanzad_raft_term", "The Raft term this node is in.", "gauge");
+  text.Sample("stanzad_raft_term", {}, snapshot.cluster_term);
+  text.Family("stanzad_raft_leader_id", "The node id of the leader this node knows (0: none).",
+              "gauge");
+  text.Sample("stanzad_raft_leader_id", {}, static_cast<double>(snapshot.cluster_leader_id));
+  text.Family("stanzad_cluster_members", "Members of the cluster, and those with a link up.",
+              "gauge");
+  text.Sample("stanzad_cluster_members", {{"state", "all"}}, snapshot.cluster_members);
+  text.Sample("stanzad_cluster_members", {{"state", "connected"}},
+              snapshot.cluster_members_connected);
+  text.Family("stanzad_raft_elections_won_total", "Times this node became the leader.", "counter");
+  text.Sample("stanzad_raft_elections_won_total", {}, snapshot.cluster_elections_won);
+  text.Family("stanzad_cluster_last_state_change_timestamp_seconds",
+              "Unix time of this node's last Raft role change.", "gauge");
+  text.Sample("stanzad_cluster_last_state_change_timestamp_seconds", {},
+              snapshot.cluster_last_state_change_unix_s);
+  text.Family("stanzad_cluster_relayed_total",
+              "Stanzas the control thread relayed between nodes, by direction.", "counter");
+  text.Sample("stanzad_cluster_relayed_total", {{"direction", "out"}}, snapshot.relayed_out);
+  text.Sample("stanzad_cluster_relayed_total", {{"direction", "in"}}, snapshot.relayed_in);
+  text.Sample("stanzad_cluster_relayed_total", {{"direction", "failed"}}, snapshot.relay_failed);
+
   const auto& engine = snapshot.engine;
   PerEngineShard(text, "stanzad_bytes_received_total", "Bytes read from connections.", "counter",
                  engine, [](const net::ShardStats& s) { return s.bytes_received; });

@@ -25,6 +25,16 @@ struct NodeMetricsSnapshot {
   uint64_t bridges_configured = 0;
   double last_config_change_unix_s = 0;  // 0: none since start
   std::vector<net::ShardStats> engine;   // one per shard; empty while not serving
+  // The cluster (all zero when the node is not in one).
+  bool cluster_member = false;
+  bool cluster_leader = false;
+  uint64_t cluster_term = 0;
+  uint64_t cluster_leader_id = 0;
+  uint64_t cluster_members = 0;
+  uint64_t cluster_members_connected = 0;  // this node included
+  uint64_t cluster_elections_won = 0;
+  double cluster_last_state_change_unix_s = 0;
+  uint64_t relayed_out = 0, relayed_in = 0, relay_failed = 0;
 };
 
 std::string RenderNodeMetrics(const NodeMetricsSnapshot& snapshot,

@@ -221,6 +221,23 @@ class Daemon {
     snapshot->bridges_configured = config_.callbridges.size();
     snapshot->last_config_change_unix_s = last_config_change_unix_s_;
     if (engine_) snapshot->engine = engine_->stats();
+    if (cluster_ && cluster_->has_state()) {
+      const cluster::ClusterStatus cluster = cluster_->Status();
+      snapshot->cluster_member = cluster.member;
+      snapshot->cluster_leader = cluster.role == raft::Role::kLeader;
+      snapshot->cluster_term = cluster.term;
+      snapshot->cluster_leader_id = cluster.leader;
+      snapshot->cluster_members = cluster.members.size();
+      for (const cluster::MemberStatus& member : cluster.members) {
+        snapshot->cluster_members_connected += member.connected ? 1 : 0;
+      }
+      snapshot->cluster_elections_won = cluster.elections;
+      snapshot->cluster_last_state_change_unix_s =
+          std::chrono::duration<double>(cluster.last_state_change.time_since_epoch()).count();
+    }
+    snapshot->relayed_out = stanzas_relayed_out_;
+    snapshot->relayed_in = stanzas_relayed_in_;
+    snapshot->relay_failed = stanzas_relay_failed_;
     metrics_snapshot_.store(std::move(snapshot));
   }
 

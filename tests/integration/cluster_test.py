@@ -11,6 +11,9 @@ import signal
 import sys
 import time
 import unittest
+import urllib.request
+
+from prometheus_client.parser import text_string_to_metric_families
 
 sys.path.insert(0, os.path.dirname(__file__))
 from stanzad_harness import DOMAIN, RawComponent, StanzadProcess, wait_until  # noqa: E402
@@ -20,6 +23,19 @@ def ok(node, *args, stdin=None):
     code, out, err = node.stanzactl(*args, stdin=stdin)
     assert code == 0, f"stanzactl {' '.join(args)} on {node.ip}: exit {code}: {out}{err}"
     return out
+
+
+def metric(node, name, **labels):
+    """The sum of the samples of `name` with these labels in node's /metrics."""
+    with urllib.request.urlopen(f"http://127.0.0.1:{node.metrics_port}/metrics",
+                                timeout=10) as response:
+        body = response.read().decode()
+    total = 0.0
+    for family in text_string_to_metric_families(body):
+        for sample in family.samples:
+            if sample.name == name and all(sample.labels.get(k) == v for k, v in labels.items()):
+                total += sample.value
+    return total
 
 
 def status(node):
@@ -186,6 +202,14 @@ class ClusterTest(unittest.TestCase):
         cb2.read_until("id='burst499'/>", timeout=20)
         ids = re.findall(rb"id='burst(\d+)'", cb2.received)
         self.assertEqual([int(i) for i in ids], list(range(500)))
+        # The metrics say so: one leader, the relay's counters, every member linked.
+        self.assertEqual(sum(metric(n, "stanzad_cluster_leader") for n in (a, b, c)), 1)
+        # (the control thread's counters are published every 100 ms)
+        wait_until(lambda: metric(a, "stanzad_cluster_relayed_total", direction="out") >= 500,
+                   what="relayed counter")
+        self.assertGreaterEqual(metric(b, "stanzad_stanzas_from_peers_total"), 500)
+        self.assertEqual(metric(b, "stanzad_cluster_members", state="connected"), 3)
+        self.assertGreater(metric(b, "stanzad_raft_term"), 0)
         # An unknown bridge: the error comes back across nodes too.
         cb2.send(f"<message from='cb2.{DOMAIN}' to='nobody.{DOMAIN}' id='lost'/>")
         cb2.read_until("service-unavailable")
