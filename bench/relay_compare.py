@@ -14,7 +14,8 @@ Prints one JSON line per run and a summary table. Bounded: every stanza-bench
 call has a timeout; both servers are stopped on exit.
 
 Usage: STANZAD_BIN_DIR=build/cmd /usr/bin/python3 bench/relay_compare.py \\
-           [--bench_dir=build/bench] [--bridges=20,200] [--runs=3] [--duration_s=5]
+           [--bench_dir=build/bench] [--bridges=20,200] [--runs=3] [--duration_s=5] \\
+           [--json_out=results.jsonl]
 """
 import argparse
 import json
@@ -27,13 +28,17 @@ sys.path.insert(0, os.path.join(os.path.dirname(__file__), "../tests/integration
 from stanzad_harness import StanzadProcess, free_port, wait_until  # noqa: E402
 
 
-def bench(args, extra, timeout):
+def bench(args, extra, timeout, label):
     command = [os.path.join(args.bench_dir, "stanza-bench")] + extra
     out = subprocess.run(command, capture_output=True, text=True, timeout=timeout)
     if out.returncode != 0:
         raise RuntimeError(f"{' '.join(command)} failed: {out.stderr.strip()}")
     result = json.loads(out.stdout.strip().splitlines()[-1])
+    result["label"] = label
     print(json.dumps(result), flush=True)
+    if args.json_out:
+        with open(args.json_out, "a") as f:
+            f.write(json.dumps(result) + "\n")
     return result
 
 
@@ -44,6 +49,7 @@ def main():
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--duration_s", type=float, default=5)
     parser.add_argument("--warmup_s", type=float, default=1)
+    parser.add_argument("--json_out", default="", help="append every result here (bench/plot.py)")
     args = parser.parse_args()
     counts = [int(n) for n in args.bridges.split(",")]
 
@@ -80,8 +86,8 @@ def main():
                           f"--bridges={n}"] + timing
             peaks = {"relay": [], "stanzad": []}
             for _ in range(args.runs):
-                peaks["relay"].append(bench(args, relay_flags, limit)["stanzas_per_s"])
-                peaks["stanzad"].append(bench(args, xmpp_flags, limit)["stanzas_per_s"])
+                peaks["relay"].append(bench(args, relay_flags, limit, "tcp-relay")["stanzas_per_s"])
+                peaks["stanzad"].append(bench(args, xmpp_flags, limit, "stanzad")["stanzas_per_s"])
             relay_peak = statistics.median(peaks["relay"])
             stanzad_peak = statistics.median(peaks["stanzad"])
             rate = int(stanzad_peak / 2)
@@ -89,7 +95,8 @@ def main():
             detail = {"relay": [], "stanzad": []}
             for _ in range(args.runs):
                 for name, flags in (("relay", relay_flags), ("stanzad", xmpp_flags)):
-                    r = bench(args, flags + ["--mode=latency", f"--rate={rate}"], limit)
+                    r = bench(args, flags + ["--mode=latency", f"--rate={rate}"], limit,
+                              "tcp-relay" if name == "relay" else "stanzad")
                     p99[name].append(r["p99_us"])
                     detail[name].append((r["p50_us"], r["p99_us"], r["p999_us"]))
             ratios = [s / r if r else float("inf") for s, r in zip(p99["stanzad"], p99["relay"])]

@@ -8,7 +8,7 @@ PACKAGES=(
   clang-14 libclang-rt-14-dev clang-format
   liburing-dev libwolfssl-dev librapidxml-dev libabsl-dev libicu-dev
   libgtest-dev libgmock-dev libbenchmark-dev libexpat1-dev libc-ares-dev
-  dnsmasq-base python3 python3-slixmpp python3-prometheus-client
+  dnsmasq-base python3 python3-slixmpp python3-prometheus-client gnuplot-nox
   help2man dpkg-dev file man-db systemd
 )
 
