@@ -73,7 +73,9 @@ absl::Status ClusterNode::Start() {
       [this](LinkId link, raft::NodeId peer, Frame frame) {
         OnFrame(link, peer, std::move(frame));
       },
-      [this](LinkId link, const absl::Status& reason) { OnLinkClosed(link, reason); });
+      [this](LinkId link, raft::NodeId peer, const absl::Status& reason) {
+        OnLinkClosed(link, peer, reason);
+      });
   Process();
   return absl::OkStatus();
 }
@@ -362,7 +364,11 @@ void ClusterNode::OnReply(const struct Reply& reply) {
   completions_.emplace_back(std::move(done), reply.status);
 }
 
-void ClusterNode::OnLinkClosed(LinkId link, const absl::Status& reason) {
+void ClusterNode::OnLinkClosed(LinkId link, raft::NodeId peer, const absl::Status& reason) {
+  if (peer != raft::kNoNode && peer == raft_->leader() && peer != id() &&
+      !transport_->Connected(peer)) {
+    forget_leader_pending_ = true;
+  }
   for (auto it = forwarded_.begin(); it != forwarded_.end(); ++it) {
     if (it->second.link != link) continue;
     Done done = std::move(it->second.done);
@@ -444,6 +450,18 @@ void ClusterNode::Tick(uint64_t now_ms) {
 void ClusterNode::Process() {
   if (failed_.ok()) {
     HandleReady();
+    if (forget_leader_pending_) {
+      forget_leader_pending_ = false;
+      if (raft_->role() == raft::Role::kFollower && raft_->leader() != raft::kNoNode &&
+          !transport_->Connected(raft_->leader())) {
+        ++leaders_forgotten_;
+        LogEvent(LogLevel::kInfo, "cluster_leader_lost",
+                 Concat("leader=", LeaderAddress(),
+                        " reason=\"every link to it closed\" action=\"campaign now\""));
+        raft_->ForgetLeader();
+        HandleReady();
+      }
+    }
     if (raft_->role() == raft::Role::kLeader) {
       AdvanceJoins();
     } else {

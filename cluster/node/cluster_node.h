@@ -159,7 +159,7 @@ class ClusterNode {
   explicit ClusterNode(const ClusterNodeOptions& options);
   absl::Status Start();
   void OnFrame(LinkId link, raft::NodeId peer, Frame frame);
-  void OnLinkClosed(LinkId link, const absl::Status& reason);
+  void OnLinkClosed(LinkId link, raft::NodeId peer, const absl::Status& reason);
   void OnRequest(LinkId link, const Request& request);
   void OnReply(const Reply& reply);
   void Answer(LinkId link, uint64_t id, const absl::Status& status,
@@ -197,6 +197,10 @@ class ClusterNode {
   std::chrono::system_clock::time_point last_state_change_ = std::chrono::system_clock::now();
   uint64_t elections_ = 0;
   absl::Status failed_;
+  // Every link to the leader closed (its process died, most likely): Raft is told
+  // in Process(), outside Ready handling, so the election starts at once.
+  bool forget_leader_pending_ = false;
+  uint64_t leaders_forgotten_ = 0;
   // A join this node asked for: done when it is a member with the configuration.
   Done join_done_;
   uint64_t join_deadline_ms_ = 0;

@@ -172,7 +172,7 @@ void PeerTransport::CloseLink(LinkId id, const absl::Status& reason) {
       dialer.backoff_ms = std::min<uint64_t>(dialer.backoff_ms * 2, 1000);
     }
   }
-  if (on_close_) on_close_(id, reason);
+  if (on_close_) on_close_(id, link->hello_seen || link->persistent ? link->peer : 0, reason);
 }
 
 void PeerTransport::WriteTo(Link& link) {

@@ -44,8 +44,10 @@ class PeerTransport {
   // A frame other than kHello arrived. `peer` is the sender's id from its hello (for a
   // link we dialled: the id we dialled, or 0 for a one-off Dial).
   using FrameHandler = std::function<void(LinkId link, raft::NodeId peer, Frame frame)>;
-  // A link closed (a one-off Dial's callers want to know).
-  using CloseHandler = std::function<void(LinkId link, const absl::Status& reason)>;
+  // A link closed (a one-off Dial's callers want to know; `peer` is who it led to,
+  // 0 when unknown).
+  using CloseHandler =
+      std::function<void(LinkId link, raft::NodeId peer, const absl::Status& reason)>;
 
   // A link to a peer came up (its hello arrived, or our link to it connected).
   using PeerUpHandler = std::function<void(raft::NodeId peer)>;
