@@ -55,8 +55,8 @@ std::string ClusterStatusText(const cluster::ClusterStatus& status, const NodeCo
     out += Concat(member.address, member.leader ? " (Leader)" : "", "\n");
   }
   out += Concat("Last state change: ", Time(status.last_state_change), "\n");
-  out += "Key file           : (none: cluster links are not encrypted yet)\n";
-  out += "Certificate file   : (none)\n";
+  out += Concat("Key file           : ", OrNone(config.tls_key), "\n");
+  out += Concat("Certificate file   : ", OrNone(config.tls_certificate), "\n");
   out += Concat("Trust bundle       : ", OrNone(config.cluster_trust), "\n");
   out += Concat("Node id            : ", std::to_string(status.id), "\n");
   out += Concat("Cluster address    : ", OrNone(status.address),

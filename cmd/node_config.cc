@@ -119,6 +119,11 @@ std::string SerializeNodeConfig(const NodeConfig& config) {
   if (config.cluster_enabled) out.append("cluster_enabled 1\n");
   if (!config.cluster_trust.empty())
     out.append(Concat("cluster_trust ", config.cluster_trust, "\n"));
+  if (!config.tls_key.empty()) out.append(Concat("tls_key ", config.tls_key, "\n"));
+  if (!config.tls_certificate.empty()) {
+    out.append(Concat("tls_certificate ", config.tls_certificate, "\n"));
+  }
+  if (!config.tls_bundle.empty()) out.append(Concat("tls_bundle ", config.tls_bundle, "\n"));
   return out;
 }
 
@@ -168,6 +173,13 @@ absl::StatusOr<NodeConfig> ParseNodeConfig(std::string_view text) {
     } else if (key == "cluster_enabled") {
       if (value != "0" && value != "1") return bad("cluster_enabled must be 0 or 1");
       config.cluster_enabled = value == "1";
+    } else if (key == "tls_key" || key == "tls_certificate" || key == "tls_bundle") {
+      if (value.empty() || value.size() > 4096 || value.front() != '/') {
+        return bad("a TLS file must be an absolute path");
+      }
+      (key == "tls_key"           ? config.tls_key
+       : key == "tls_certificate" ? config.tls_certificate
+                                  : config.tls_bundle) = std::string(value);
     } else if (key == "cluster_trust") {
       if (value.empty() || value.size() > 4096 || value.find('\n') != std::string_view::npos) {
         return bad("invalid trust bundle path");

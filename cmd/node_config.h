@@ -9,6 +9,9 @@
 //   callbridge cb1 kvgP1SRzWVabhiPVAb1
 //   cluster_enabled 1
 //   cluster_trust /etc/stanzad/cluster-bundle.pem
+//   tls_key /etc/stanzad/xmpp.key
+//   tls_certificate /etc/stanzad/xmpp.crt
+//   tls_bundle /etc/stanzad/bundle.pem
 // Loading refuses anything it does not understand, naming the line: a config
 // is never half-read.
 //
@@ -36,6 +39,11 @@ struct NodeConfig {
   std::map<std::string, std::string> callbridges;  // name ("cb1") → shared secret
   bool cluster_enabled = false;                    // `cluster enable`: the cluster port is open
   std::string cluster_trust;                       // `cluster trust BUNDLE`: its path
+  // `certs KEY CERT [BUNDLE]`: this node's TLS files (absolute paths), checked
+  // when set.
+  std::string tls_key;
+  std::string tls_certificate;
+  std::string tls_bundle;
 
   friend bool operator==(const NodeConfig&, const NodeConfig&) = default;
 

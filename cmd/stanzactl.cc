@@ -11,13 +11,16 @@
 #include <termios.h>
 #include <unistd.h>
 
+#include <cerrno>
 #include <cstdio>
 #include <cstdlib>
+#include <cstring>
 #include <iostream>
 #include <string>
 #include <vector>
 
 #include "cmd/admin/admin_socket.h"
+#include "cmd/pki_commands.h"
 
 namespace {
 
@@ -39,6 +42,19 @@ constexpr char kUsage[] =
     "                              without echo, or read from standard input)\n"
     "  callbridge del NAME         remove a call bridge and disconnect it\n"
     "  callbridge list             list call bridges, their domain and secret\n"
+    "  cluster enable | disable    open or close this node's cluster port\n"
+    "  cluster initialize          make a one-node cluster the others join\n"
+    "  cluster join HOST[:PORT]    join the cluster through any member\n"
+    "  cluster remove NODE         take a member out (its address or node id)\n"
+    "  cluster status              state, peers and leader, in the seed's layout\n"
+    "  cluster trust BUNDLE        record the cluster's trust bundle\n"
+    "  certs [KEY CERT [BUNDLE]]   show, or check and set, this node's TLS key and\n"
+    "                              certificate (must cover the domain; bundle: the chain)\n"
+    "  pki csr NAME CN:NAME [subjectAltName:A,B] [O:ORG] [OU:UNIT]\n"
+    "                              write NAME.key and NAME.csr (here; no daemon needed)\n"
+    "  pki selfsigned NAME CN:NAME [subjectAltName:A,B] [days:N]\n"
+    "                              write NAME.key and a self-signed NAME.crt (labs)\n"
+    "  pki list                    keys and certificates here, with their names and expiry\n"
     "\n"
     "Options:\n"
     "  --state_dir=DIR             the daemon's state directory\n"
@@ -100,6 +116,27 @@ int main(int argc, char** argv) {
   if (request.args.empty()) {
     std::fputs(kUsage, stderr);
     return 2;
+  }
+  if (request.args[0] == "certs") {
+    // The daemon reads the files: it gets absolute paths.
+    for (size_t i = 1; i < request.args.size(); ++i) {
+      char resolved[4096];
+      if (realpath(request.args[i].c_str(), resolved) == nullptr) {
+        std::fprintf(stderr, "stanzactl: cannot read %s: %s\n", request.args[i].c_str(),
+                     std::strerror(errno));
+        return 1;
+      }
+      request.args[i] = resolved;
+    }
+  }
+  if (request.args[0] == "pki") {
+    // Local: keys and certificates are made here, not by the daemon.
+    char cwd[4096];
+    const std::string dir = getcwd(cwd, sizeof(cwd)) != nullptr ? cwd : ".";
+    const stanzad::PkiResult result = stanzad::RunPkiCommand(
+        std::vector<std::string>(request.args.begin() + 1, request.args.end()), dir);
+    std::fputs(result.output.c_str(), result.exit_code == 0 ? stdout : stderr);
+    return result.exit_code;
   }
   if (request.args.size() >= 3 && request.args[0] == "callbridge" &&
       request.args[1] == "add-secret") {

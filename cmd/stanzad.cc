@@ -42,6 +42,7 @@
 #include "core/xmpp/stanza.h"
 #include "net/engine.h"
 #include "net/router_shard.h"
+#include "tls/certificates.h"
 
 ABSL_FLAG(std::string, state_dir, "",
           "Directory for this node's durable state (configuration, admin socket). Created "
@@ -485,6 +486,9 @@ class Daemon {
     if (!request.args.empty() && request.args[0] == "cluster") {
       return HandleCluster(request, std::move(reply));
     }
+    if (!request.args.empty() && request.args[0] == "certs") {
+      return reply(HandleCerts(request));
+    }
     const bool clustered = cluster_->has_state();
     const bool force =
         std::find(request.args.begin(), request.args.end(), "--force") != request.args.end();
@@ -536,6 +540,63 @@ class Daemon {
       result.response.output += "warning: not serving: " + not_serving_reason_ + "\n";
     }
     reply(result.response);
+  }
+
+  // `certs` shows this node's TLS files; `certs KEY CERT [BUNDLE]` checks and sets
+  // them (the seed's `xmpp certs`).
+  admin::AdminResponse HandleCerts(const admin::AdminRequest& request) {
+    const size_t n = request.args.size();
+    if (n == 1) {
+      if (config_.tls_certificate.empty()) {
+        return {0, "No certificate (stanzactl certs KEY CERT [BUNDLE])\n"};
+      }
+      std::string out =
+          "Key file           : " + config_.tls_key +
+          "\nCertificate file   : " + config_.tls_certificate +
+          "\nTrust bundle       : " + (config_.tls_bundle.empty() ? "(none)" : config_.tls_bundle) +
+          "\n";
+      absl::StatusOr<std::string> pem = tls::ReadPemFile(config_.tls_certificate);
+      if (pem.ok()) {
+        if (auto summary = tls::SummarizeCertificate(*pem); summary.ok()) {
+          out += "Certificate        : " + summary->ToString() + "\n";
+        }
+      }
+      return {0, out};
+    }
+    if (n != 3 && n != 4) return {2, "usage: stanzactl certs [KEY CERT [BUNDLE]]\n"};
+    for (size_t i = 1; i < n; ++i) {
+      if (request.args[i].empty() || request.args[i].front() != '/') {
+        return {2, "error: give absolute paths (stanzactl makes them so)\n"};
+      }
+    }
+    if (config_.domain.empty()) {
+      return {1,
+              "error: set the domain first (stanzactl domain example.com): the certificate "
+              "must cover it\n"};
+    }
+    const std::string bundle = n == 4 ? request.args[3] : "";
+    if (absl::Status checked =
+            tls::CheckServerCertificateFiles(request.args[1], request.args[2], bundle,
+                                             config_.domain, std::chrono::system_clock::now());
+        !checked.ok()) {
+      return Error(checked);
+    }
+    NodeConfig proposed = config_;
+    proposed.tls_key = request.args[1];
+    proposed.tls_certificate = request.args[2];
+    proposed.tls_bundle = bundle;
+    if (absl::Status saved = CommitLocal(proposed, "certs"); !saved.ok()) return Error(saved);
+    std::string out = "Certificate accepted for " + config_.domain + "\n";
+    absl::StatusOr<std::string> pem = tls::ReadPemFile(config_.tls_certificate);
+    if (pem.ok()) {
+      if (auto summary = tls::SummarizeCertificate(*pem); summary.ok()) {
+        out += summary->ToString() + "\n";
+      }
+    }
+    out +=
+        "note: TLS for clients and call bridges is not served yet; the files are checked "
+        "and kept for it\n";
+    return {0, out};
   }
 
   void HandleCluster(const admin::AdminRequest& request, admin::AdminServer::Reply reply) {

@@ -1,0 +1,80 @@
+"""`stanzactl pki` makes keys, requests and lab certificates locally; `stanzactl
+certs` checks them in the daemon and says what is wrong, naming cause and fix.
+
+Run: STANZAD_BIN_DIR=build/cmd /usr/bin/python3 tests/integration/certs_test.py -v
+"""
+import os
+import shutil
+import stat
+import subprocess
+import sys
+import tempfile
+import unittest
+
+sys.path.insert(0, os.path.dirname(__file__))
+from stanzad_harness import STANZACTL, StanzadProcess  # noqa: E402
+
+
+class CertsTest(unittest.TestCase):
+    def setUp(self):
+        self.node = StanzadProcess().start()
+        self.node.wait_serving()
+        self.work = tempfile.mkdtemp(prefix="stanzad-pki-")
+
+    def tearDown(self):
+        self.node.cleanup()
+        shutil.rmtree(self.work, ignore_errors=True)
+
+    def ctl(self, *args):
+        result = subprocess.run([os.path.abspath(STANZACTL), f"--state_dir={self.node.state_dir}", *args],
+                                cwd=self.work, capture_output=True, text=True, timeout=60)
+        return result.returncode, result.stdout + result.stderr
+
+    def test_csr_is_what_a_ca_expects(self):
+        code, out = self.ctl("pki", "csr", "xmpp", "CN:xmpp.example.com",
+                             "subjectAltName:example.com,cb1.example.com")
+        self.assertEqual(code, 0, out)
+        key = os.path.join(self.work, "xmpp.key")
+        self.assertEqual(stat.S_IMODE(os.stat(key).st_mode), 0o600)
+        if shutil.which("openssl"):
+            text = subprocess.run(["openssl", "req", "-in", os.path.join(self.work, "xmpp.csr"),
+                                   "-noout", "-text", "-verify"], capture_output=True, text=True,
+                                  timeout=30)
+            self.assertEqual(text.returncode, 0, text.stderr)
+            self.assertIn("DNS:cb1.example.com", text.stdout)
+        # Never overwritten.
+        code, out = self.ctl("pki", "csr", "xmpp", "CN:x")
+        self.assertEqual(code, 1)
+        self.assertIn("exists", out)
+        code, out = self.ctl("pki", "list")
+        self.assertIn("xmpp.csr", out)
+
+    def test_certs_accepts_a_matching_certificate_and_refuses_the_rest(self):
+        self.assertEqual(self.ctl("pki", "selfsigned", "lab", "CN:example.com",
+                                  "subjectAltName:example.com,*.example.com")[0], 0)
+        self.assertEqual(self.ctl("pki", "selfsigned", "other", "CN:other.org")[0], 0)
+        code, out = self.ctl("certs", "other.key", "lab.crt")
+        self.assertEqual(code, 1)
+        self.assertIn("does not match", out)
+        code, out = self.ctl("certs", "other.key", "other.crt")
+        self.assertEqual(code, 1)
+        self.assertIn("not example.com", out)
+        code, out = self.ctl("certs", "missing.key", "lab.crt")
+        self.assertEqual(code, 1)
+        self.assertIn("missing.key", out)
+        code, out = self.ctl("certs", "lab.key", "lab.crt")
+        self.assertEqual(code, 0, out)
+        self.assertIn("Certificate accepted for example.com", out)
+        code, out = self.ctl("certs")
+        self.assertIn(f"Certificate file   : {self.work}/lab.crt", out)
+        code, out = self.ctl("cluster", "status")
+        self.assertIn(f"Key file           : {self.work}/lab.key", out)
+        # Kept across a restart.
+        self.node.stop()
+        self.node.start(seed=False)
+        self.node.wait_serving()
+        self.assertIn("lab.crt", self.ctl("certs")[1])
+
+
+if __name__ == "__main__":
+    unittest.main()
