@@ -6,7 +6,8 @@ Starts stanzad (--threads=2, bridges b0..b{N-1}) and bench/tcp_relay
   1. throughput: stanza-bench against the relay and against stanzad, taking
      turns, --runs times; reports each run and the ratio of the medians
      (goal: stanzad >= 50% of the relay);
-  2. latency: the rate is half of stanzad's median peak from step 1; again the
+  2. latency: the rate is half of stanzad's median peak from step 1 (or
+     --latency_rate); again the
      relay and stanzad take turns, --runs times, at that same rate; reports
      p50/p99/p999 and the ratio of p99s per pair of runs (goal: stanzad's p99
      <= 2x the relay's).
@@ -50,6 +51,8 @@ def main():
     parser.add_argument("--duration_s", type=float, default=5)
     parser.add_argument("--warmup_s", type=float, default=1)
     parser.add_argument("--json_out", default="", help="append every result here (bench/plot.py)")
+    parser.add_argument("--latency_rate", type=int, default=0,
+                        help="stanzas/s for the latency runs (default: half of stanzad's peak)")
     args = parser.parse_args()
     counts = [int(n) for n in args.bridges.split(",")]
 
@@ -90,7 +93,7 @@ def main():
                 peaks["stanzad"].append(bench(args, xmpp_flags, limit, "stanzad")["stanzas_per_s"])
             relay_peak = statistics.median(peaks["relay"])
             stanzad_peak = statistics.median(peaks["stanzad"])
-            rate = int(stanzad_peak / 2)
+            rate = args.latency_rate or int(stanzad_peak / 2)
             p99 = {"relay": [], "stanzad": []}
             detail = {"relay": [], "stanzad": []}
             for _ in range(args.runs):
