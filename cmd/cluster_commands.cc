@@ -62,6 +62,10 @@ std::string ClusterStatusText(const cluster::ClusterStatus& status, const NodeCo
   out += Concat("Cluster address    : ", OrNone(status.address),
                 listening ? "" : (config.cluster_enabled ? " (not listening)" : ""), "\n");
   out += Concat("Term               : ", std::to_string(status.term), "\n");
+  out += Concat(
+      "Cluster links      : ",
+      status.tls ? "mutual TLS" : "NOT encrypted (set 'certs' and 'cluster trust' on every node)",
+      "\n");
   if (!status.members.empty()) {
     out += "Peers:\n";
     for (const cluster::MemberStatus& member : status.members) {
@@ -102,7 +106,8 @@ std::string ClusterStatusJson(const cluster::ClusterStatus& status, const NodeCo
       ",\"node_id\":\"", std::to_string(status.id), "\",\"address\":", JsonString(status.address),
       ",\"term\":", std::to_string(status.term), ",\"leader\":", JsonString(status.leader_address),
       ",\"last_state_change\":", JsonString(Time(status.last_state_change)),
-      ",\"trust_bundle\":", JsonString(config.cluster_trust), ",\"members\":", members, "}\n");
+      ",\"trust_bundle\":", JsonString(config.cluster_trust),
+      ",\"tls\":", status.tls ? "true" : "false", ",\"members\":", members, "}\n");
 }
 
 absl::StatusOr<std::string> ResolveClusterAddress(std::string_view text, uint16_t default_port) {

@@ -126,7 +126,7 @@ class Daemon {
     if (absl::Status opened = OpenCluster(); !opened.ok()) {
       LogEvent(LogLevel::kError, "cluster_open_failed",
                "reason=" + LogQuote(std::string(opened.message())));
-      return 1;
+      if (cluster_ == nullptr) return 1;  // the store itself failed
     }
     ApplyEngineState();
     PublishMetricsSnapshot();
@@ -138,7 +138,7 @@ class Daemon {
       // Raft tick.
       fds.assign(1, pollfd{(*admin)->fd(), POLLIN, 0});
       fds.push_back(pollfd{engine_ ? engine_->control_fd() : -1, POLLIN, 0});
-      const bool cluster_active = config_.cluster_enabled;
+      const bool cluster_active = config_.cluster_enabled && cluster_tls_error_.empty();
       if (cluster_active) cluster_->AppendPollFds(&fds);
       poll(fds.data(), fds.size(), 10);
       const uint64_t now_ms = MonotonicMs();
@@ -151,7 +151,7 @@ class Daemon {
             [this](const admin::AdminRequest& request, const admin::PeerCredentials&,
                    admin::AdminServer::Reply reply) { Handle(request, std::move(reply)); });
       }
-      if (cluster_active && cluster_ && config_.cluster_enabled) {
+      if (cluster_active && cluster_ && config_.cluster_enabled && cluster_tls_error_.empty()) {
         cluster_->HandlePoll(fds, 2, now_ms);
         cluster_->Tick(now_ms);
         MirrorClusterConfig();
@@ -270,18 +270,63 @@ class Daemon {
 
   absl::Status OpenCluster() {
     cluster_.reset();
+    cluster_tls_error_.clear();
     cluster::ClusterNodeOptions options;
     options.dir = state_dir_ + "/cluster";
     options.address = ClusterAddress();
+    // Mutual TLS on the cluster links once the node has a certificate (certs) and
+    // the cluster a trust bundle (cluster trust).
+    if (!config_.tls_key.empty() && !config_.tls_certificate.empty() &&
+        !config_.cluster_trust.empty()) {
+      absl::StatusOr<std::string> key = tls::ReadPemFile(config_.tls_key);
+      absl::StatusOr<std::string> cert = tls::ReadPemFile(config_.tls_certificate);
+      absl::StatusOr<std::string> trust = tls::ReadPemFile(config_.cluster_trust);
+      std::string chain = cert.ok() ? *cert : "";
+      if (!config_.tls_bundle.empty()) {
+        if (absl::StatusOr<std::string> bundle = tls::ReadPemFile(config_.tls_bundle);
+            bundle.ok()) {
+          chain += *bundle;
+        }
+      }
+      absl::Status status = !key.ok()     ? key.status()
+                            : !cert.ok()  ? cert.status()
+                            : !trust.ok() ? trust.status()
+                                          : absl::OkStatus();
+      if (status.ok()) {
+        tls::TlsServerOptions server_options;
+        server_options.client_trust_pem = *trust;
+        tls::TlsClientOptions client_options;
+        client_options.cert_chain_pem = chain;
+        client_options.key_pem = *key;
+        auto server = tls::TlsContext::Server(chain, *key, server_options);
+        auto client = tls::TlsContext::Client(*trust, true, client_options);
+        status = !server.ok() ? server.status() : !client.ok() ? client.status() : status;
+        if (status.ok()) {
+          options.tls_server = *server;
+          options.tls_client = *client;
+        }
+      }
+      if (!status.ok()) {
+        // Never in the clear when TLS was asked for: the node stays out of the
+        // cluster (it still serves its own bridges) until the files are fixed.
+        cluster_tls_error_ =
+            "the cluster's TLS files do not load: " + std::string(status.message()) +
+            " (fix them, then 'stanzactl certs' or 'cluster trust' again)";
+      }
+    }
     absl::StatusOr<std::unique_ptr<cluster::ClusterNode>> node =
         cluster::ClusterNode::Open(options);
     if (!node.ok()) return node.status();
     cluster_ = std::move(*node);
+    if (!cluster_tls_error_.empty() && options.tls_server == nullptr) {
+      LogEvent(LogLevel::kError, "cluster_tls_failed", "reason=" + LogQuote(cluster_tls_error_));
+    }
     cluster_->SetDataHandlers(
         [this](raft::NodeId from, const cluster::Frame& frame) { OnPeerData(from, frame); },
         [this](raft::NodeId peer) { SendAllRoutes(peer); });
     mirrored_generation_ = 0;
     cluster_listening_ = false;
+    if (!cluster_tls_error_.empty()) return absl::FailedPreconditionError(cluster_tls_error_);
     if (config_.cluster_enabled) ListenCluster();
     return absl::OkStatus();
   }
@@ -306,6 +351,9 @@ class Daemon {
     if (!cluster_->has_state() || cluster_->config_generation() == mirrored_generation_) return;
     mirrored_generation_ = cluster_->config_generation();
     const config::Config& replicated = cluster_->config();
+    // Before the cluster's configuration has arrived (initialize or join in
+    // progress) there is nothing to mirror: the node keeps serving what it has.
+    if (replicated.domain.empty()) return;
     NodeConfig proposed = config_;
     proposed.domain = replicated.domain;
     proposed.callbridges.clear();
@@ -542,6 +590,21 @@ class Daemon {
     reply(result.response);
   }
 
+  // Reopens the cluster node so its links use the TLS files now configured.
+  std::string ApplyClusterTls() {
+    if (config_.tls_certificate.empty() || config_.cluster_trust.empty()) {
+      return "note: cluster links use mutual TLS once both 'stanzactl certs KEY CERT' and "
+             "'stanzactl cluster trust BUNDLE' are set\n";
+    }
+    if (absl::Status opened = OpenCluster(); !opened.ok()) {
+      LogEvent(LogLevel::kError, "cluster_tls_failed",
+               "reason=" + LogQuote(std::string(opened.message())));
+      return "error: " + std::string(opened.message()) + "\n";
+    }
+    return "Cluster links now use mutual TLS (every member needs a certificate from this "
+           "trust bundle)\n";
+  }
+
   // `certs` shows this node's TLS files; `certs KEY CERT [BUNDLE]` checks and sets
   // them (the seed's `xmpp certs`).
   admin::AdminResponse HandleCerts(const admin::AdminRequest& request) {
@@ -596,6 +659,7 @@ class Daemon {
     out +=
         "note: TLS for clients and call bridges is not served yet; the files are checked "
         "and kept for it\n";
+    out += ApplyClusterTls();
     return {0, out};
   }
 
@@ -610,8 +674,11 @@ class Daemon {
     if (verb == "status") {
       if (request.args.size() != 2) return usage();
       const cluster::ClusterStatus status = cluster_->Status();
-      return reply({0, request.json ? ClusterStatusJson(status, config_, cluster_listening_)
-                                    : ClusterStatusText(status, config_, cluster_listening_)});
+      std::string out = request.json ? ClusterStatusJson(status, config_, cluster_listening_)
+                                     : ClusterStatusText(status, config_, cluster_listening_);
+      if (!request.json && !cluster_tls_error_.empty())
+        out += "error: " + cluster_tls_error_ + "\n";
+      return reply({0, out});
     }
     if (verb == "enable" || verb == "disable") {
       if (request.args.size() != 2) return usage();
@@ -658,10 +725,7 @@ class Daemon {
       if (absl::Status saved = CommitLocal(proposed, "cluster trust"); !saved.ok()) {
         return reply(Error(saved));
       }
-      return reply({0, "Trust bundle set: " + path +
-                           "\nwarning: cluster links are not encrypted or authenticated yet "
-                           "(mutual TLS is open work); keep the cluster port on a private "
-                           "network\n"});
+      return reply({0, "Trust bundle set: " + path + "\n" + ApplyClusterTls()});
     }
     if (!config_.cluster_enabled) {
       return reply({1,
@@ -870,6 +934,7 @@ class Daemon {
   std::string metrics_addr_ = absl::GetFlag(FLAGS_metrics_addr);
   std::unique_ptr<cluster::ClusterNode> cluster_;
   bool cluster_listening_ = false;
+  std::string cluster_tls_error_;       // set: TLS was asked for and failed; the node stays out
   std::set<std::string> local_routes_;  // component addresses bound on this node
   std::map<raft::NodeId, std::set<std::string>> remote_routes_;  // by the node holding them
   uint64_t stanzas_relayed_out_ = 0, stanzas_relayed_in_ = 0, stanzas_relay_failed_ = 0;

@@ -76,6 +76,9 @@ absl::Status ClusterNode::Start() {
       [this](LinkId link, raft::NodeId peer, const absl::Status& reason) {
         OnLinkClosed(link, peer, reason);
       });
+  if (options_.tls_server && options_.tls_client) {
+    transport_->set_tls(options_.tls_server, options_.tls_client);
+  }
   Process();
   return absl::OkStatus();
 }
@@ -667,6 +670,7 @@ ClusterStatus ClusterNode::Status() const {
   status.last_state_change = last_state_change_;
   status.elections = elections_;
   status.failed = failed_;
+  status.tls = transport_->tls();
   return status;
 }
 

@@ -57,6 +57,11 @@ struct ClusterNodeOptions {
   int heartbeat_ticks = 5;  // 50 ms
   uint64_t snapshot_entries = 1000;
   uint64_t random_seed = 0;  // 0: from the node id and the clock
+  // Mutual TLS on every cluster link when both are set (tls/tls_session.h): the
+  // server context requires client certificates that chain to the trust bundle,
+  // the client context presents this node's certificate and verifies the peer's.
+  std::shared_ptr<const tls::TlsContext> tls_server;
+  std::shared_ptr<const tls::TlsContext> tls_client;
 };
 
 // A member as `cluster status` shows it.
@@ -82,6 +87,7 @@ struct ClusterStatus {
   std::chrono::system_clock::time_point last_state_change{};
   uint64_t elections = 0;  // times this node became leader
   absl::Status failed;     // a storage error stopped this node's Raft
+  bool tls = false;        // the links are mutual TLS
 };
 
 class ClusterNode {
@@ -98,6 +104,7 @@ class ClusterNode {
   // Has Raft state: initialized here, or added by a leader (or waiting to be).
   bool has_state() const;
   bool is_member() const { return raft_->is_member(); }
+  bool tls() const { return transport_->tls(); }
   raft::NodeId id() const { return store_->node_id(); }
   const std::string& address() const { return options_.address; }
 

@@ -79,7 +79,8 @@ PeerTransport::Link* PeerTransport::Find(LinkId id) {
 
 bool PeerTransport::Connected(raft::NodeId peer) const {
   for (const auto& [id, link] : links_) {
-    if (link->peer == peer && !link->connecting && (link->outgoing || link->hello_seen)) {
+    if (link->peer == peer && !link->connecting && (link->outgoing || link->hello_seen) &&
+        (!link->tls || link->tls->handshake_done())) {
       return true;
     }
   }
@@ -152,7 +153,10 @@ LinkId PeerTransport::Open(const std::string& address, raft::NodeId peer, bool p
   }
   const LinkId id = link->id;
   links_[id] = std::move(link);
-  if (!links_[id]->connecting) WriteTo(*links_[id]);
+  if (!links_[id]->connecting) {
+    if (!StartTls(*links_[id])) return kNoLink;
+    WriteTo(*links_[id]);
+  }
   return id;
 }
 
@@ -175,15 +179,44 @@ void PeerTransport::CloseLink(LinkId id, const absl::Status& reason) {
   if (on_close_) on_close_(id, link->hello_seen || link->persistent ? link->peer : 0, reason);
 }
 
+bool PeerTransport::StartTls(Link& link) {
+  if (!tls()) return true;
+  absl::StatusOr<std::unique_ptr<tls::TlsSession>> session =
+      link.outgoing ? tls::TlsSession::NewClient(tls_client_, "")
+                    : tls::TlsSession::NewServer(tls_server_);
+  if (!session.ok()) {
+    CloseLink(link.id, session.status());
+    return false;
+  }
+  link.tls = std::move(*session);
+  return true;
+}
+
 void PeerTransport::WriteTo(Link& link) {
-  while (!link.out.empty()) {
-    const ssize_t n = send(link.fd, link.out.data(), link.out.size(), MSG_NOSIGNAL);
+  const LinkId id = link.id;
+  if (link.tls) {
+    // Frames go into TLS once the handshake is done; until then only its records.
+    if (link.tls->handshake_done() && !link.out.empty()) {
+      absl::Status written = link.tls->Write(link.out);
+      link.out.clear();
+      if (!written.ok()) {
+        CloseLink(id, written);
+        return;
+      }
+    }
+    std::string records;
+    link.tls->TakeOutput(&records);
+    link.cipher_out.append(records);
+  }
+  std::string& pending = link.tls ? link.cipher_out : link.out;
+  while (!pending.empty()) {
+    const ssize_t n = send(link.fd, pending.data(), pending.size(), MSG_NOSIGNAL);
     if (n > 0) {
-      link.out.erase(0, static_cast<size_t>(n));
+      pending.erase(0, static_cast<size_t>(n));
       continue;
     }
     if (n < 0 && (errno == EAGAIN || errno == EINTR)) return;
-    CloseLink(link.id, Errno(Concat("send to ", link.address), errno));
+    CloseLink(id, Errno(Concat("send to ", link.address), errno));
     return;
   }
 }
@@ -199,7 +232,33 @@ void PeerTransport::ReadFrom(Link& link) {
                            : Errno(Concat("recv from ", link.address), errno));
       return;
     }
-    link.in.append(buffer, static_cast<size_t>(n));
+    if (link.tls) {
+      const bool was_done = link.tls->handshake_done();
+      absl::Status fed = link.tls->Feed(std::string_view(buffer, static_cast<size_t>(n)));
+      if (fed.ok()) fed = link.tls->Read(&link.in);
+      if (!fed.ok()) {
+        LogEvent(
+            LogLevel::kWarning, "cluster_link_refused",
+            Concat("peer=", link.address, " reason=", LogQuote(std::string(fed.message())), " fix=",
+                   LogQuote("both nodes need 'stanzactl certs' with certificates "
+                            "that chain to the bundle set by 'cluster trust'")));
+        WriteTo(link);  // the alert, if any
+        if (Find(id) != nullptr) CloseLink(id, fed);
+        return;
+      }
+      if (!was_done && link.tls->handshake_done() && link.outgoing && link.persistent &&
+          on_peer_up_) {
+        // Our link is usable now (with TLS, "connected" means the handshake is done).
+        WriteTo(link);
+        if (Find(id) == nullptr) return;
+        on_peer_up_(link.peer);
+        if (Find(id) == nullptr) return;
+      }
+      WriteTo(link);  // handshake replies, and frames that waited for it
+      if (Find(id) == nullptr) return;
+    } else {
+      link.in.append(buffer, static_cast<size_t>(n));
+    }
     if (static_cast<size_t>(n) < sizeof(buffer)) break;
   }
   while (true) {
@@ -241,7 +300,7 @@ void PeerTransport::AppendPollFds(std::vector<pollfd>* fds) {
   if (listener_polled_) fds->push_back({listen_fd_, POLLIN, 0});
   for (const auto& [id, link] : links_) {
     short events = POLLIN;
-    if (link->connecting || !link->out.empty()) events |= POLLOUT;
+    if (link->connecting || !link->out.empty() || !link->cipher_out.empty()) events |= POLLOUT;
     fds->push_back({link->fd, events, 0});
     polled_.push_back(id);
   }
@@ -261,7 +320,9 @@ void PeerTransport::HandlePoll(const std::vector<pollfd>& fds, size_t first, uin
         link->id = next_link_++;
         link->fd = fd;
         link->address = "(incoming)";
+        Link& added = *link;
         links_[link->id] = std::move(link);
+        StartTls(added);
       }
     }
     ++at;
@@ -283,7 +344,8 @@ void PeerTransport::HandlePoll(const std::vector<pollfd>& fds, size_t first, uin
       for (auto& [peer, dialer] : dialers_) {
         if (dialer.link == id) dialer.backoff_ms = 100;
       }
-      if (link->persistent && on_peer_up_) {
+      if (!StartTls(*link)) continue;
+      if (link->persistent && on_peer_up_ && !link->tls) {
         on_peer_up_(link->peer);
         link = Find(id);
         if (link == nullptr) continue;

@@ -9,6 +9,12 @@
 // to a node that does not know it yet); replies travel back on the link a request came
 // in on (SendOn).
 //
+// Mutual TLS (set_tls): every link is a TLS session (tls/tls_session.h) — the
+// dialler is the TLS client, the acceptor the server, each presenting the node's
+// certificate, which must chain to the cluster's trust bundle. Frames wait as
+// plaintext until the handshake is done. A peer that fails the handshake is
+// refused with a log line that says why (event=cluster_link_refused).
+//
 // Raft tolerates lost messages, so a frame that cannot be sent (no link, or more than
 // kQueueBytesMax waiting on one) is dropped and counted; the link with the full queue
 // is closed and dialled again.
@@ -30,6 +36,7 @@
 #include "absl/status/status.h"
 #include "cluster/node/frames.h"
 #include "net/engine.h"
+#include "tls/tls_session.h"
 
 namespace stanzad::cluster {
 
@@ -54,6 +61,13 @@ class PeerTransport {
 
   PeerTransport(Hello self, FrameHandler on_frame, CloseHandler on_close);
   void set_peer_up_handler(PeerUpHandler handler) { on_peer_up_ = std::move(handler); }
+  // Both set: every link from now on is mutual TLS. Both null: plain TCP.
+  void set_tls(std::shared_ptr<const tls::TlsContext> server,
+               std::shared_ptr<const tls::TlsContext> client) {
+    tls_server_ = std::move(server);
+    tls_client_ = std::move(client);
+  }
+  bool tls() const { return tls_server_ != nullptr; }
   ~PeerTransport();
 
   absl::Status Listen(const net::Endpoint& endpoint);
@@ -93,8 +107,10 @@ class PeerTransport {
     bool hello_seen = false;  // incoming: its kHello arrived
     raft::NodeId peer = raft::kNoNode;
     std::string address;
-    std::string in, out;
+    std::string in, out;  // plaintext: frames read, frames to send
     uint64_t connect_deadline_ms = 0;
+    std::unique_ptr<tls::TlsSession> tls;  // with mutual TLS
+    std::string cipher_out;                // TLS records waiting for the socket
   };
   struct Dialer {  // one per SetPeers peer
     std::string address;
@@ -108,12 +124,15 @@ class PeerTransport {
   void CloseLink(LinkId id, const absl::Status& reason);
   void ReadFrom(Link& link);
   void WriteTo(Link& link);
+  // Starts TLS on a link (client when it dialled); false (link closed) on error.
+  bool StartTls(Link& link);
   Link* Find(LinkId id);
 
   Hello self_;
   FrameHandler on_frame_;
   CloseHandler on_close_;
   PeerUpHandler on_peer_up_;
+  std::shared_ptr<const tls::TlsContext> tls_server_, tls_client_;
   int listen_fd_ = -1;
   net::Endpoint listen_endpoint_;
   std::map<LinkId, std::unique_ptr<Link>> links_;

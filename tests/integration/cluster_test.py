@@ -231,6 +231,40 @@ class ClusterTest(unittest.TestCase):
         except TimeoutError:
             return False
 
+    def test_mutual_tls_on_the_cluster_port(self):
+        import tempfile
+        a, b, c = [self.start(f"127.0.0.{i + 1}") for i in range(3)]
+        work = tempfile.mkdtemp(prefix="stanzad-cluster-tls-")
+        stanzactl = os.path.abspath(os.path.join(os.environ.get("STANZAD_BIN_DIR", "build/cmd"),
+                                                 "stanzactl"))
+        import subprocess
+        for i, node in enumerate((a, b, c)):
+            subprocess.run([stanzactl, "pki", "selfsigned", f"n{i}", "CN:example.com",
+                            "subjectAltName:example.com"], cwd=work, check=True,
+                           capture_output=True, timeout=60)
+        # The bundle trusts a and b only; c is a stranger.
+        with open(os.path.join(work, "bundle.pem"), "w") as bundle:
+            for i in (0, 1):
+                with open(os.path.join(work, f"n{i}.crt")) as cert:
+                    bundle.write(cert.read())
+        for i, node in enumerate((a, b, c)):
+            ok(node, "certs", os.path.join(work, f"n{i}.key"), os.path.join(work, f"n{i}.crt"))
+            out = ok(node, "cluster", "trust", os.path.join(work, "bundle.pem"))
+            self.assertIn("mutual TLS", out)
+            ok(node, "cluster", "enable")
+        ok(a, "cluster", "initialize")
+        ok(b, "cluster", "join", self.address(a))
+        self.assertEqual(status(b)["tls"], True)
+        self.assertIn("Cluster links      : mutual TLS", ok(a, "cluster", "status"))
+        ok(b, "callbridge", "add", "cb1")
+        wait_until(lambda: "cb1" in ok(a, "callbridge", "list"), what="replicated over TLS")
+        code, out, err = c.stanzactl("cluster", "join", self.address(a))
+        self.assertNotEqual(code, 0)
+        wait_until(lambda: "event=cluster_link_refused" in a.read_log(),
+                   what="the refusal logged on the member")
+        self.assertRegex(a.read_log(), r"cluster_link_refused .*not (issued by a )?trusted")
+        self.assertEqual(len(status(a)["members"]), 2)
+
     def test_errors_name_cause_and_fix(self):
         a = self.start("127.0.0.1")
         code, out, err = a.stanzactl("cluster", "initialize")

@@ -2,6 +2,8 @@
 // three nodes in one process, driven by one poll() loop.
 #include "cluster/node/cluster_node.h"
 
+#include "tls/pki.h"
+
 #include <gtest/gtest.h>
 #include <netinet/in.h>
 #include <sys/socket.h>
@@ -10,6 +12,7 @@
 #include <chrono>
 #include <filesystem>
 #include <functional>
+#include <map>
 #include <memory>
 #include <optional>
 #include <set>
@@ -55,6 +58,11 @@ class ClusterNodeTest : public ::testing::Test {
     std::filesystem::remove_all(root_);
   }
 
+  // Mutual TLS for node i's next Start (both contexts, or none).
+  std::map<size_t, std::pair<std::shared_ptr<const tls::TlsContext>,
+                             std::shared_ptr<const tls::TlsContext>>>
+      tls_;
+
   // Opens (or reopens, keeping its store) node i.
   ClusterNode& Start(size_t i, bool wipe = false) {
     if (slots_.size() <= i) slots_.resize(i + 1);
@@ -69,6 +77,10 @@ class ClusterNodeTest : public ::testing::Test {
     options.dir = slot.dir;
     options.address = slot.address;
     options.snapshot_entries = 20;  // exercise snapshots
+    if (auto it = tls_.find(i); it != tls_.end()) {
+      options.tls_server = it->second.first;
+      options.tls_client = it->second.second;
+    }
     absl::StatusOr<std::unique_ptr<ClusterNode>> node = ClusterNode::Open(options);
     EXPECT_TRUE(node.ok()) << node.status();
     slot.node = std::move(*node);
@@ -219,6 +231,51 @@ TEST_F(ClusterNodeTest, RemoveTakesAMemberOutAndSnapshotsCatchUpANewNode) {
     node(0).Remove({raft::kNoNode, "127.0.0.9:1"}, done);
   });
   EXPECT_EQ(unknown.code(), absl::StatusCode::kNotFound) << unknown;
+}
+
+// A CA, and contexts for a node whose certificate that CA issued.
+struct TestCa {
+  std::string key, cert;
+  TestCa() {
+    key = *tls::GeneratePrivateKeyPem();
+    tls::CertificateSpec spec;
+    spec.subject.common_name = "cluster CA";
+    spec.is_ca = true;
+    cert = *tls::MakeSelfSignedCertificatePem(key, spec);
+  }
+  std::pair<std::shared_ptr<const tls::TlsContext>, std::shared_ptr<const tls::TlsContext>>
+  NodeContexts(const std::string& name, const std::string& trust) const {
+    const std::string node_key = *tls::GeneratePrivateKeyPem();
+    tls::CertificateSpec spec;
+    spec.subject.common_name = name;
+    spec.subject.subject_alt_names = {name};
+    const std::string node_cert = *tls::IssueCertificatePem(node_key, spec, cert, key);
+    auto server = tls::TlsContext::Server(node_cert, node_key, {trust});
+    auto client = tls::TlsContext::Client(trust, true, {node_cert, node_key});
+    EXPECT_TRUE(server.ok()) << server.status();
+    EXPECT_TRUE(client.ok()) << client.status();
+    return {*server, *client};
+  }
+};
+
+TEST_F(ClusterNodeTest, MutualTlsLinksAndAStrangerIsRefused) {
+  const TestCa ca, other_ca;
+  tls_[0] = ca.NodeContexts("n0.cluster", ca.cert);
+  tls_[1] = ca.NodeContexts("n1.cluster", ca.cert);
+  tls_[2] = other_ca.NodeContexts("n2.cluster", ca.cert);  // trusts us; we do not trust it
+  Start(0);
+  Start(1);
+  Start(2);
+  EXPECT_TRUE(node(0).tls());
+  ASSERT_TRUE(Await([&](auto done) { node(0).Initialize({SetDomain{"example.com"}}, done); }).ok());
+  ASSERT_TRUE(Await([&](auto done) { node(1).Join(address(0), done); }).ok());
+  ASSERT_TRUE(Await([&](auto done) {
+                node(1).Propose(AddCallbridge{"cb1", "secret-one", false}, done);
+              }).ok());
+  ASSERT_TRUE(RunUntil([&] { return node(0).config().callbridges.count("cb1") == 1; }));
+  const absl::Status stranger = Await([&](auto done) { node(2).Join(address(0), done); });
+  EXPECT_FALSE(stranger.ok());
+  EXPECT_EQ(node(0).Status().members.size(), 2u);
 }
 
 TEST_F(ClusterNodeTest, JoinErrorsNameTheCause) {
