@@ -9,6 +9,8 @@ server ("stanzad", "tcp-relay", "prosody", "ejabberd"; when absent, taken from
 Output, in --out_dir:
   throughput.png  median stanzas/s per server and bridge count (throughput mode)
   latency.png     p50 / p99 / p99.9 per server and bridge count (latency mode)
+  failover.png    per trial: time from SIGKILL of the leader to a new leader and
+                  to the first committed change (bench/cluster_failover.py)
 
 Usage: /usr/bin/python3 bench/plot.py --out_dir=docs/img RESULTS.jsonl [...]
 """
@@ -105,6 +107,24 @@ def main():
         histogram(path, os.path.join(args.out_dir, "latency.png"),
                   "Latency at half of the stanzad peak rate (median of runs; log scale)",
                   "microseconds", columns, logscale=True)
+    failover = [row for row in rows if row.get("mode") == "failover"]
+    if failover:
+        path = os.path.join(work, "failover.dat")
+        with open(path, "w") as f:
+            for row in failover:
+                f.write(f"{row['trial']} {row['new_leader_ms']} {row['first_commit_ms']}\n")
+        gnuplot(f"""
+set terminal pngcairo size 900,400 font ',10'
+set output '{os.path.join(args.out_dir, "failover.png")}'
+set title 'Leader killed with SIGKILL: a new leader, and the first change committed (3 nodes)'
+set xlabel 'trial'
+set ylabel 'milliseconds after the kill'
+set grid
+set key top right
+set yrange [0:*]
+plot '{path}' using 1:3 with linespoints pt 7 title 'first change committed', \\
+     '{path}' using 1:2 with linespoints pt 5 title 'new leader'
+""")
     print(f"wrote charts to {args.out_dir}")
 
 
