@@ -116,20 +116,29 @@ ShardStats ShardMailbox::Snapshot() const {
   return stats;
 }
 
+namespace {
+
+// The record as a CrossShardMessage (its payload a view into the queue).
+CrossShardMessage DecodeRecord(std::string_view record) {
+  RecordHeader header;
+  CHECK_GE(record.size(), sizeof(header));
+  std::memcpy(&header, record.data(), sizeof(header));
+  CrossShardMessage message;
+  message.kind = header.kind;
+  message.target = header.target;
+  message.argument = header.argument;
+  message.payload = record.substr(sizeof(header));
+  return message;
+}
+
+}  // namespace
+
 size_t DrainMailboxRecords(ShardMailbox& mailbox,
                            const std::function<void(int producer, const CrossShardMessage&)>& fn) {
   size_t total = 0;
   for (size_t producer = 0; producer < mailbox.incoming.size(); ++producer) {
     total += mailbox.incoming[producer]->Drain(1024, [&](std::string_view record) {
-      RecordHeader header;
-      CHECK_GE(record.size(), sizeof(header));
-      std::memcpy(&header, record.data(), sizeof(header));
-      CrossShardMessage message;
-      message.kind = header.kind;
-      message.target = header.target;
-      message.argument = header.argument;
-      message.payload = record.substr(sizeof(header));
-      fn(static_cast<int>(producer), message);
+      fn(static_cast<int>(producer), DecodeRecord(record));
     });
   }
   return total;
@@ -848,15 +857,7 @@ void UringShard::RearmRecvs() {
 void UringShard::DrainMailbox() {
   for (auto& queue : mailbox_.incoming) {
     const size_t records = queue->Drain(kDrainRecordsMaxPerQueue, [this](std::string_view record) {
-      RecordHeader header;
-      CHECK_GE(record.size(), sizeof(header));
-      std::memcpy(&header, record.data(), sizeof(header));
-      CrossShardMessage message;
-      message.kind = header.kind;
-      message.target = header.target;
-      message.argument = header.argument;
-      message.payload = record.substr(sizeof(header));
-      handler_->OnMessage(*this, message);
+      handler_->OnMessage(*this, DecodeRecord(record));
     });
     if (records != 0) Bump(mailbox_.counters.messages_received, records);
   }
