@@ -4,7 +4,9 @@
 
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
+
 #include <stdlib.h>
+#include "tests/unit/temp_dir.h"
 
 #include <chrono>
 #include <cstdlib>
@@ -253,27 +255,10 @@ TEST(CertificatesTest, ExpiredIntermediate) {
                         "2020-12-31 23:59:59 UTC"));
 }
 
-class TempDir {
+// TempDir with this test's name.
+class TempDir : public testing_util::TempDir {
  public:
-  TempDir() {
-    const char* base = std::getenv("TMPDIR");
-    std::string pattern =
-        Concat(base != nullptr && base[0] != '\0' ? base : "/tmp", "/tls_certificates_test.XXXXXX");
-    char* made = ::mkdtemp(pattern.data());
-    EXPECT_NE(made, nullptr);
-    path_ = pattern;
-  }
-  ~TempDir() { std::filesystem::remove_all(path_); }
-  std::string Write(std::string_view name, std::string_view contents) const {
-    const std::string path = Concat(path_, "/", name);
-    std::ofstream out(path, std::ios::binary | std::ios::trunc);
-    out.write(contents.data(), static_cast<std::streamsize>(contents.size()));
-    return path;
-  }
-  std::string Path(std::string_view name) const { return Concat(path_, "/", name); }
-
- private:
-  std::string path_;
+  TempDir() : testing_util::TempDir("tls_certificates_test") {}
 };
 
 TEST(CertificatesTest, FilesAreNamedInMessages) {

@@ -3,9 +3,11 @@
 
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
+
 #include <stdio.h>
 #include <stdlib.h>
 #include <sys/wait.h>
+#include "tests/unit/temp_dir.h"
 
 #include <chrono>
 #include <cstdlib>
@@ -23,26 +25,10 @@ using ::testing::HasSubstr;
 using ::testing::StartsWith;
 using Clock = std::chrono::system_clock;
 
-class TempDir {
+// TempDir with this test's name.
+class TempDir : public testing_util::TempDir {
  public:
-  TempDir() {
-    const char* base = std::getenv("TMPDIR");
-    std::string pattern =
-        Concat(base != nullptr && base[0] != '\0' ? base : "/tmp", "/tls_pki_test.XXXXXX");
-    char* made = ::mkdtemp(pattern.data());
-    EXPECT_NE(made, nullptr);
-    path_ = pattern;
-  }
-  ~TempDir() { std::filesystem::remove_all(path_); }
-  std::string Write(std::string_view name, std::string_view contents) const {
-    const std::string path = Concat(path_, "/", name);
-    std::ofstream out(path, std::ios::binary | std::ios::trunc);
-    out.write(contents.data(), static_cast<std::streamsize>(contents.size()));
-    return path;
-  }
-
- private:
-  std::string path_;
+  TempDir() : testing_util::TempDir("tls_pki_test") {}
 };
 
 bool HaveOpenssl() { return std::system("openssl version >/dev/null 2>&1") == 0; }
