@@ -20,6 +20,7 @@
 #include <vector>
 
 #include "cmd/admin/admin_socket.h"
+#include "cmd/dns_doctor.h"
 #include "cmd/pki_commands.h"
 
 namespace {
@@ -50,6 +51,9 @@ constexpr char kUsage[] =
     "  cluster trust BUNDLE        record the cluster's trust bundle\n"
     "  certs [KEY CERT [BUNDLE]]   show, or check and set, this node's TLS key and\n"
     "                              certificate (must cover the domain; bundle: the chain)\n"
+    "  doctor dns DOMAIN [--dns_server=IP[:PORT]]\n"
+    "                              check the SRV, A and AAAA records bridges and clients\n"
+    "                              use to find the cluster; each problem with its fix\n"
     "  pki csr NAME CN:NAME [subjectAltName:A,B] [O:ORG] [OU:UNIT]\n"
     "                              write NAME.key and NAME.csr (here; no daemon needed)\n"
     "  pki selfsigned NAME CN:NAME [subjectAltName:A,B] [days:N]\n"
@@ -84,6 +88,58 @@ bool ReadSecret(std::string* secret) {
   return got;
 }
 
+// The node's ports and the cluster's members, from the local daemon when it runs.
+stanzad::NodeFacts AskNode(const std::string& state_dir, std::string* note) {
+  stanzad::NodeFacts facts;
+  const std::string socket = stanzad::admin::AdminSocketPath(state_dir);
+  auto status = stanzad::admin::SendAdminRequest(socket, {{"status"}, true});
+  if (!status.ok() || status->exit_code != 0) {
+    *note = "note: no stanzad answers at " + socket +
+            "; checking against the default ports and no cluster members\n";
+    return facts;
+  }
+  // "listeners":["127.0.0.1:5223 (call bridges)"]
+  const std::string& json = status->output;
+  const size_t listeners = json.find("\"listeners\":[\"");
+  if (listeners != std::string::npos) {
+    const size_t paren = json.find(" (call bridges)", listeners);
+    const size_t colon = json.rfind(':', paren);
+    if (paren != std::string::npos && colon != std::string::npos && colon > listeners) {
+      facts.component_port = static_cast<uint16_t>(std::atoi(json.c_str() + colon + 1));
+    }
+  }
+  auto cluster = stanzad::admin::SendAdminRequest(socket, {{"cluster", "status"}, true});
+  if (cluster.ok() && cluster->exit_code == 0) {
+    const std::string& text = cluster->output;
+    for (size_t at = text.find("\"address\":\"", text.find("\"members\"")); at != std::string::npos;
+         at = text.find("\"address\":\"", at + 1)) {
+      const size_t start = at + 11;
+      const size_t end = text.find('"', start);
+      std::string address = text.substr(start, end - start);
+      const size_t colon = address.rfind(':');
+      std::string ip = address.substr(0, colon);
+      if (!ip.empty() && ip.front() == '[') ip = ip.substr(1, ip.size() - 2);
+      facts.member_ips.push_back(ip);
+    }
+  }
+  return facts;
+}
+
+int DoctorDns(const std::string& state_dir, const std::string& domain,
+              const std::string& dns_server) {
+  std::string note;
+  const stanzad::NodeFacts facts = AskNode(state_dir, &note);
+  auto answers = stanzad::LookupXmppDns(domain, dns_server);
+  if (!answers.ok()) {
+    std::fprintf(stderr, "stanzactl: %s\n", std::string(answers.status().message()).c_str());
+    return 1;
+  }
+  const stanzad::Diagnosis diagnosis = stanzad::Diagnose(domain, *answers, facts);
+  std::fputs(note.c_str(), stdout);
+  std::fputs(diagnosis.Text().c_str(), stdout);
+  return diagnosis.problems.empty() ? 0 : 1;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -91,6 +147,7 @@ int main(int argc, char** argv) {
   if (const char* from_env = std::getenv("STANZAD_STATE_DIR")) state_dir = from_env;
   if (state_dir.empty()) state_dir = "/var/lib/stanzad";
   stanzad::admin::AdminRequest request;
+  std::string dns_server;
   for (int i = 1; i < argc; ++i) {
     const std::string arg = argv[i];
     if (arg == "-h" || arg == "--help" || arg == "help") {
@@ -103,6 +160,8 @@ int main(int argc, char** argv) {
       state_dir = arg.substr(12);
     } else if (arg == "--state_dir" && i + 1 < argc) {
       state_dir = argv[++i];
+    } else if (arg.starts_with("--dns_server=")) {
+      dns_server = arg.substr(13);
     } else if (arg.starts_with("--") && arg != "--force") {
       std::fprintf(stderr, "stanzactl: unknown option %s (see stanzactl --help)\n", arg.c_str());
       return 2;
@@ -128,6 +187,13 @@ int main(int argc, char** argv) {
       }
       request.args[i] = resolved;
     }
+  }
+  if (request.args[0] == "doctor") {
+    if (request.args.size() != 3 || request.args[1] != "dns") {
+      std::fputs("usage: stanzactl doctor dns DOMAIN [--dns_server=IP[:PORT]]\n", stderr);
+      return 2;
+    }
+    return DoctorDns(state_dir, request.args[2], dns_server);
   }
   if (request.args[0] == "pki") {
     // Local: keys and certificates are made here, not by the daemon.

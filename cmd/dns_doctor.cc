@@ -1,0 +1,208 @@
+#include "cmd/dns_doctor.h"
+
+#include <ares.h>
+#include <arpa/inet.h>
+#include <arpa/nameser.h>
+#include <netdb.h>
+#include <sys/select.h>
+
+#include <algorithm>
+#include <set>
+
+#include "core/base/concat.h"
+
+namespace stanzad {
+namespace {
+
+constexpr const char* kComponent = "_xmpp-component._tcp";
+constexpr const char* kClient = "_xmpp-client._tcp";
+
+std::string Lower(std::string text) {
+  for (char& c : text) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  while (!text.empty() && text.back() == '.') text.pop_back();
+  return text;
+}
+
+// Runs c-ares until every query on `channel` is answered.
+void Wait(ares_channel channel) {
+  while (true) {
+    fd_set read_fds, write_fds;
+    FD_ZERO(&read_fds);
+    FD_ZERO(&write_fds);
+    const int nfds = ares_fds(channel, &read_fds, &write_fds);
+    if (nfds == 0) return;
+    timeval wait{};
+    timeval* timeout = ares_timeout(channel, nullptr, &wait);
+    select(nfds, &read_fds, &write_fds, nullptr, timeout);
+    ares_process(channel, &read_fds, &write_fds);
+  }
+}
+
+struct SrvResult {
+  std::vector<SrvRecord> records;
+  std::string error;
+};
+
+void OnSrv(void* arg, int status, int /*timeouts*/, unsigned char* answer, int length) {
+  auto* result = static_cast<SrvResult*>(arg);
+  if (status != ARES_SUCCESS) {
+    result->error = ares_strerror(status);
+    return;
+  }
+  ares_srv_reply* replies = nullptr;
+  const int parsed = ares_parse_srv_reply(answer, length, &replies);
+  if (parsed != ARES_SUCCESS) {
+    result->error = ares_strerror(parsed);
+    return;
+  }
+  for (ares_srv_reply* reply = replies; reply != nullptr; reply = reply->next) {
+    result->records.push_back({reply->priority, reply->weight, reply->port, Lower(reply->host)});
+  }
+  ares_free_data(replies);
+}
+
+void OnHost(void* arg, int status, int /*timeouts*/, hostent* host) {
+  auto* addresses = static_cast<std::vector<std::string>*>(arg);
+  if (status != ARES_SUCCESS || host == nullptr) return;
+  char text[INET6_ADDRSTRLEN];
+  for (char** address = host->h_addr_list; *address != nullptr; ++address) {
+    if (inet_ntop(host->h_addrtype, *address, text, sizeof(text)) != nullptr) {
+      addresses->push_back(text);
+    }
+  }
+}
+
+}  // namespace
+
+std::string Diagnosis::Text() const {
+  std::string out;
+  for (const std::string& line : ok) out += "ok: " + line + "\n";
+  for (const std::string& line : problems) out += "problem: " + line + "\n";
+  out += problems.empty() ? "No problems found\n"
+                          : Concat(std::to_string(problems.size()), " problem",
+                                   problems.size() == 1 ? "" : "s", " found\n");
+  return out;
+}
+
+Diagnosis Diagnose(const std::string& domain, const DnsAnswers& answers, const NodeFacts& facts) {
+  Diagnosis result;
+  std::set<std::string> target_ips;
+  for (const char* service : {kComponent, kClient}) {
+    const std::string name = Concat(service, ".", domain);
+    const bool component = std::string(service) == kComponent;
+    const uint16_t expected_port = component ? facts.component_port : facts.c2s_port;
+    auto found = answers.srv.find(service);
+    if (found == answers.srv.end() || found->second.empty()) {
+      auto error = answers.srv_error.find(service);
+      result.problems.push_back(Concat(
+          "no SRV records for ", name,
+          error != answers.srv_error.end() ? " (" + error->second + ")" : "",
+          component ? " — call bridges that leave 'Server address' empty cannot find the cluster"
+                    : " — clients cannot find the cluster",
+          ". fix: add one record per node, e.g. '", name, ". 86400 IN SRV 0 0 ",
+          std::to_string(expected_port), " xmpp1.", domain, ".'"));
+      continue;
+    }
+    result.ok.push_back(Concat(name, ": ", std::to_string(found->second.size()), " SRV record",
+                               found->second.size() == 1 ? "" : "s"));
+    for (const SrvRecord& record : found->second) {
+      auto addresses = answers.addresses.find(record.target);
+      if (addresses == answers.addresses.end() || addresses->second.empty()) {
+        result.problems.push_back(Concat(name, " names ", record.target,
+                                         ", which has no A or AAAA record (the seed's \"No DNS A "
+                                         "or AAAA records\"). fix: add an A (or AAAA) record for ",
+                                         record.target, " with that node's address"));
+      } else {
+        for (const std::string& ip : addresses->second) {
+          if (component) target_ips.insert(ip);
+        }
+        result.ok.push_back(Concat(record.target, " resolves to ", [&] {
+          std::string list;
+          for (const std::string& ip : addresses->second) {
+            list += (list.empty() ? "" : ", ") + ip;
+          }
+          return list;
+        }()));
+      }
+      if (record.port != expected_port) {
+        result.problems.push_back(
+            Concat(name, " sends ", record.target, " to port ", std::to_string(record.port),
+                   " but this node listens on ", std::to_string(expected_port), " for ",
+                   component ? "call bridges" : "clients", ". fix: make the record's port ",
+                   std::to_string(expected_port), " (or start stanzad with --",
+                   component ? "component_port=" : "c2s_port=", std::to_string(record.port), ")"));
+      }
+    }
+    if (!component && !facts.c2s_served) {
+      result.ok.push_back(Concat(name, " is set; note: this stanzad does not serve clients yet"));
+    }
+  }
+  for (const std::string& member : facts.member_ips) {
+    if (answers.srv.count(kComponent) != 0 && !answers.srv.at(kComponent).empty() &&
+        target_ips.count(member) == 0) {
+      result.problems.push_back(
+          Concat("cluster member ", member, " is not a target of ", kComponent, ".", domain,
+                 ": bridges cannot fail over to it. fix: add an SRV record naming a host whose A "
+                 "record is ",
+                 member));
+    }
+  }
+  if (!facts.member_ips.empty() && answers.srv.count(kComponent) != 0) {
+    bool all = true;
+    for (const std::string& member : facts.member_ips) all = all && target_ips.count(member) != 0;
+    if (all) {
+      result.ok.push_back(Concat("every cluster member (", std::to_string(facts.member_ips.size()),
+                                 ") is a target of ", kComponent));
+    }
+  }
+  return result;
+}
+
+absl::StatusOr<DnsAnswers> LookupXmppDns(const std::string& domain, const std::string& server) {
+  static const int initialized = ares_library_init(ARES_LIB_INIT_ALL);
+  if (initialized != ARES_SUCCESS) return absl::InternalError("c-ares did not initialise");
+  ares_options options{};
+  options.timeout = 2000;
+  options.tries = 2;
+  ares_channel channel = nullptr;
+  if (const int status = ares_init_options(&channel, &options, ARES_OPT_TIMEOUTMS | ARES_OPT_TRIES);
+      status != ARES_SUCCESS) {
+    return absl::UnavailableError(Concat("cannot start the DNS resolver: ", ares_strerror(status)));
+  }
+  if (!server.empty()) {
+    if (const int status = ares_set_servers_ports_csv(channel, server.c_str());
+        status != ARES_SUCCESS) {
+      ares_destroy(channel);
+      return absl::InvalidArgumentError(
+          Concat("--dns_server '", server, "': ", ares_strerror(status), " (use IP or IP:PORT)"));
+    }
+  }
+  DnsAnswers answers;
+  SrvResult results[2];
+  const char* services[2] = {kComponent, kClient};
+  for (int i = 0; i < 2; ++i) {
+    const std::string name = Concat(services[i], ".", domain);
+    ares_query(channel, name.c_str(), ns_c_in, ns_t_srv, OnSrv, &results[i]);
+  }
+  Wait(channel);
+  std::set<std::string> targets;
+  for (int i = 0; i < 2; ++i) {
+    answers.srv[services[i]] = results[i].records;
+    if (!results[i].error.empty()) answers.srv_error[services[i]] = results[i].error;
+    for (const SrvRecord& record : results[i].records) targets.insert(record.target);
+  }
+  for (const std::string& target : targets) {
+    std::vector<std::string>& addresses = answers.addresses[target];
+    ares_gethostbyname(channel, target.c_str(), AF_INET, OnHost, &addresses);
+    ares_gethostbyname(channel, target.c_str(), AF_INET6, OnHost, &addresses);
+  }
+  Wait(channel);
+  ares_destroy(channel);
+  for (auto& [target, addresses] : answers.addresses) {
+    std::sort(addresses.begin(), addresses.end());
+    addresses.erase(std::unique(addresses.begin(), addresses.end()), addresses.end());
+  }
+  return answers;
+}
+
+}  // namespace stanzad

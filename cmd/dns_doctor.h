@@ -1,0 +1,61 @@
+// `stanzactl doctor dns DOMAIN`: checks the DNS records call bridges and clients
+// use to find the cluster (the seed's troubleshooting scenario 1, "XMPP connection
+// failed due to DNS error"):
+//   - _xmpp-component._tcp.DOMAIN and _xmpp-client._tcp.DOMAIN have SRV records;
+//   - every SRV target resolves to an A or AAAA address;
+//   - every cluster member (when the local daemon is in a cluster) is a target;
+//   - the SRV ports match the node's listeners (--component_port, --c2s_port).
+// Each problem is printed with its fix.
+//
+// DnsAnswers is what was looked up; Diagnose() is pure (unit-tested); Lookup() asks
+// a DNS server with c-ares (the system's, or --dns_server=IP[:PORT]).
+#ifndef STANZAD_CMD_DNS_DOCTOR_H_
+#define STANZAD_CMD_DNS_DOCTOR_H_
+
+#include <cstdint>
+#include <map>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+
+namespace stanzad {
+
+struct SrvRecord {
+  uint16_t priority = 0;
+  uint16_t weight = 0;
+  uint16_t port = 0;
+  std::string target;
+};
+
+struct DnsAnswers {
+  // By service ("_xmpp-component._tcp"): its records, or the lookup error.
+  std::map<std::string, std::vector<SrvRecord>> srv;
+  std::map<std::string, std::string> srv_error;
+  // By target name: its addresses (empty when it does not resolve).
+  std::map<std::string, std::vector<std::string>> addresses;
+};
+
+struct NodeFacts {
+  uint16_t component_port = 5223;
+  uint16_t c2s_port = 5222;
+  bool c2s_served = false;
+  std::vector<std::string> member_ips;  // the cluster's members (IPs), if any
+};
+
+struct Diagnosis {
+  std::vector<std::string> ok;        // "ok: ..."
+  std::vector<std::string> problems;  // "problem: ... fix: ..."
+  std::string Text() const;
+};
+
+Diagnosis Diagnose(const std::string& domain, const DnsAnswers& answers, const NodeFacts& facts);
+
+// Looks up both SRV names and every target's A and AAAA records. `server`:
+// "" for the system's resolvers, or "IP[:PORT]". Each query is bounded (2 s,
+// 2 tries).
+absl::StatusOr<DnsAnswers> LookupXmppDns(const std::string& domain, const std::string& server);
+
+}  // namespace stanzad
+
+#endif  // STANZAD_CMD_DNS_DOCTOR_H_

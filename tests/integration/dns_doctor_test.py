@@ -1,0 +1,106 @@
+"""`stanzactl doctor dns` against a real DNS server (dnsmasq on 127.0.0.1) and a
+real 3-node cluster: the seed's scenario 1 (bridges cannot find the cluster
+because of DNS), each problem named with its fix.
+
+Run: STANZAD_BIN_DIR=build/cmd /usr/bin/python3 tests/integration/dns_doctor_test.py -v
+"""
+import os
+import shutil
+import subprocess
+import sys
+import time
+import unittest
+
+sys.path.insert(0, os.path.dirname(__file__))
+from stanzad_harness import STANZACTL, StanzadProcess, free_port  # noqa: E402
+
+DNSMASQ = shutil.which("dnsmasq") or "/usr/sbin/dnsmasq"
+
+
+class Dnsmasq:
+    def __init__(self, records):
+        self.port = free_port()
+        args = [DNSMASQ, "--no-daemon", f"--port={self.port}", "--listen-address=127.0.0.1",
+                "--bind-interfaces", "--no-resolv", "--no-hosts", "--local=/example.com/",
+                "--pid-file=", "--user=root", "--log-facility=-"] + records
+        self.process = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        time.sleep(0.3)
+        assert self.process.poll() is None, self.process.stderr.read().decode()
+
+    def stop(self):
+        self.process.terminate()
+        self.process.wait(timeout=10)
+        self.process.stderr.close()
+
+
+def srv(service, target, port):
+    return f"--srv-host={service}.example.com,{target}.example.com,{port},0,0"
+
+
+class DnsDoctorTest(unittest.TestCase):
+    def setUp(self):
+        if not os.path.exists(DNSMASQ):
+            self.skipTest("dnsmasq is not installed (scripts/install-deps.sh installs it)")
+        self.component_port = free_port()
+        self.nodes = []
+        for i in range(3):
+            node = StanzadProcess(ip=f"127.0.0.{i + 1}", threads=1)
+            node.port = self.component_port  # the same port on every node, as in the seed
+            node.start()
+            node.wait_serving()
+            self.nodes.append(node)
+            self.assertEqual(node.admin("cluster", "enable")[0], 0)
+        self.assertEqual(self.nodes[0].admin("cluster", "initialize")[0], 0)
+        for node in self.nodes[1:]:
+            code, out = node.admin("cluster", "join",
+                                   f"127.0.0.1:{self.nodes[0].cluster_port}")
+            self.assertEqual(code, 0, out)
+        self.dns = None
+
+    def tearDown(self):
+        if self.dns:
+            self.dns.stop()
+        for node in self.nodes:
+            node.cleanup()
+
+    def doctor(self):
+        result = subprocess.run(
+            [os.path.abspath(STANZACTL), f"--state_dir={self.nodes[0].state_dir}", "doctor",
+             "dns", "example.com", f"--dns_server=127.0.0.1:{self.dns.port}"],
+            capture_output=True, text=True, timeout=60)
+        return result.returncode, result.stdout + result.stderr
+
+    def test_good_records_pass(self):
+        records = []
+        for i in range(3):
+            records.append(srv("_xmpp-component._tcp", f"xmpp{i + 1}", self.component_port))
+            records.append(srv("_xmpp-client._tcp", f"xmpp{i + 1}", 5222))
+            records.append(f"--host-record=xmpp{i + 1}.example.com,127.0.0.{i + 1}")
+        self.dns = Dnsmasq(records)
+        code, out = self.doctor()
+        self.assertEqual(code, 0, out)
+        self.assertIn("every cluster member (3) is a target of _xmpp-component._tcp", out)
+        self.assertIn("No problems found", out)
+
+    def test_each_problem_is_named_with_its_fix(self):
+        self.dns = Dnsmasq([
+            srv("_xmpp-component._tcp", "xmpp1", self.component_port),
+            srv("_xmpp-component._tcp", "xmpp2", self.component_port + 1),  # wrong port
+            srv("_xmpp-component._tcp", "ghost", self.component_port),  # no A record
+            "--host-record=xmpp1.example.com,127.0.0.1",
+            "--host-record=xmpp2.example.com,127.0.0.2",
+            # 127.0.0.3 is a member but no target; no _xmpp-client records at all
+        ])
+        code, out = self.doctor()
+        self.assertEqual(code, 1, out)
+        self.assertIn("ghost.example.com, which has no A or AAAA record", out)
+        self.assertIn(f"to port {self.component_port + 1} but this node listens on "
+                      f"{self.component_port}", out)
+        self.assertIn("cluster member 127.0.0.3 is not a target", out)
+        self.assertIn("no SRV records for _xmpp-client._tcp.example.com", out)
+        self.assertEqual(out.count("fix:"), 4, out)
+        self.assertIn("4 problems found", out)
+
+
+if __name__ == "__main__":
+    unittest.main()

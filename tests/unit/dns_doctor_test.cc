@@ -1,0 +1,53 @@
+// Diagnose(): what `stanzactl doctor dns` concludes from DNS answers.
+#include "cmd/dns_doctor.h"
+
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+
+namespace stanzad {
+namespace {
+
+using ::testing::HasSubstr;
+
+DnsAnswers Good() {
+  DnsAnswers answers;
+  answers.srv["_xmpp-component._tcp"] = {{0, 0, 5223, "x1.example.com"},
+                                         {0, 0, 5223, "x2.example.com"}};
+  answers.srv["_xmpp-client._tcp"] = {{0, 0, 5222, "x1.example.com"}};
+  answers.addresses["x1.example.com"] = {"10.0.0.1"};
+  answers.addresses["x2.example.com"] = {"10.0.0.2", "fd00::2"};
+  return answers;
+}
+
+TEST(DnsDoctorTest, GoodRecordsHaveNoProblems) {
+  NodeFacts facts;
+  facts.member_ips = {"10.0.0.1", "10.0.0.2"};
+  const Diagnosis diagnosis = Diagnose("example.com", Good(), facts);
+  EXPECT_TRUE(diagnosis.problems.empty()) << diagnosis.Text();
+  EXPECT_THAT(diagnosis.Text(), HasSubstr("every cluster member (2) is a target"));
+  EXPECT_THAT(diagnosis.Text(), HasSubstr("No problems found"));
+}
+
+TEST(DnsDoctorTest, EachProblemHasItsFix) {
+  DnsAnswers answers = Good();
+  answers.srv.erase("_xmpp-client._tcp");
+  answers.srv_error["_xmpp-client._tcp"] = "Domain name not found";
+  answers.srv["_xmpp-component._tcp"].push_back({0, 0, 5299, "x3.example.com"});
+  NodeFacts facts;
+  facts.member_ips = {"10.0.0.1", "10.0.0.2", "10.0.0.9"};
+  const Diagnosis diagnosis = Diagnose("example.com", answers, facts);
+  ASSERT_EQ(diagnosis.problems.size(), 4u) << diagnosis.Text();
+  const std::string text = diagnosis.Text();
+  EXPECT_THAT(text, HasSubstr("no SRV records for _xmpp-client._tcp.example.com (Domain name "
+                              "not found)"));
+  EXPECT_THAT(text, HasSubstr("x3.example.com, which has no A or AAAA record"));
+  EXPECT_THAT(text, HasSubstr("to port 5299 but this node listens on 5223"));
+  EXPECT_THAT(text, HasSubstr("cluster member 10.0.0.9 is not a target"));
+  for (const std::string& problem : diagnosis.problems) {
+    EXPECT_THAT(problem, HasSubstr("fix:"));
+  }
+  EXPECT_THAT(text, HasSubstr("4 problems found"));
+}
+
+}  // namespace
+}  // namespace stanzad
