@@ -17,6 +17,14 @@
 //               --hold_s; with --server_pid, the server's VmRSS growth divided
 //               by the number of bridges.
 //
+// Failover (--failover): --server takes a list (HOST:PORT,HOST:PORT,...) or
+// --srv=DOMAIN resolves _xmpp-component._tcp.DOMAIN (c-ares, --dns_server) and
+// orders the targets as RFC 2782 says (priority, then a weighted random order per
+// bridge). A bridge whose connection drops reconnects to the next target and
+// authenticates again; the report says how many reconnected, how long each was
+// without a server (max, median), and what was lost. Use it with --mode=latency
+// (open loop): a bridge that is down sends nothing until it is back.
+//
 // --protocol=relay talks to bench/tcp_relay instead of an XMPP server: no
 // stream or handshake, a 12-byte hello ("SBRL", index, count) per connection,
 // then the same message bytes, forwarded without parsing. It is the baseline
@@ -48,12 +56,15 @@
 #include <cstring>
 #include <ctime>
 #include <fstream>
+#include <map>
+#include <random>
 #include <sstream>
 #include <string>
 #include <string_view>
 #include <thread>
 #include <vector>
 
+#include "cmd/dns_doctor.h"
 #include "core/xmpp/component_handshake.h"
 
 namespace {
@@ -75,6 +86,9 @@ struct Options {
   double rate = 100000;
   double hold_s = 0;
   int server_pid = 0;
+  bool failover = false;
+  std::string srv_domain;  // --srv
+  std::string dns_server;  // --dns_server
 };
 
 struct BridgeAccount {
@@ -98,6 +112,16 @@ struct Bridge {
   uint64_t lost_from_prev = 0;
   uint64_t duplicated_from_prev = 0;
   uint64_t received_in_window = 0;
+  // Failover.
+  std::vector<sockaddr_in> targets;  // in the order this bridge tries them
+  size_t target = 0;                 // the one it uses now
+  bool was_ready = false;            // authenticated at least once
+  int64_t down_since = 0;            // 0: connected (or never was)
+  int64_t retry_at = 0;
+  uint64_t reconnects = 0;
+  int64_t down_ns_max = 0;
+  uint64_t unsent_dropped = 0;  // sequence numbers queued but never written
+  uint64_t skipped_while_down = 0;
 };
 
 [[noreturn]] void Die(const std::string& message) {
@@ -170,13 +194,62 @@ int64_t ReadRssBytes(int pid) {
   Die("cannot read VmRSS of --server_pid " + std::to_string(pid));
 }
 
-void Flush(Bridge& bridge) {
+// Sends what it can; false when the connection failed.
+bool TryFlush(Bridge& bridge) {
+  if (bridge.fd < 0) return false;
   while (!bridge.out.empty()) {
     const ssize_t n = send(bridge.fd, bridge.out.data(), bridge.out.size(), MSG_NOSIGNAL);
-    if (n < 0 && (errno == EAGAIN || errno == EINTR)) return;
-    if (n <= 0) Die(bridge.account.component + ": send failed: " + std::strerror(errno));
+    if (n < 0 && (errno == EAGAIN || errno == EINTR)) return true;
+    if (n <= 0) return false;
     bridge.out.erase(0, static_cast<size_t>(n));
   }
+  return true;
+}
+
+std::vector<sockaddr_in> ParseServers(const std::string& text) {
+  std::vector<sockaddr_in> servers;
+  size_t at = 0;
+  while (at <= text.size()) {
+    const size_t comma = text.find(',', at);
+    servers.push_back(ParseServer(text.substr(at, comma - at)));
+    if (comma == std::string::npos) break;
+    at = comma + 1;
+  }
+  return servers;
+}
+
+// RFC 2782 order: by priority, and within one priority a weighted random order.
+std::vector<sockaddr_in> OrderSrvTargets(
+    const std::vector<stanzad::SrvRecord>& records,
+    const std::map<std::string, std::vector<std::string>>& addresses, std::mt19937_64& random) {
+  std::map<uint16_t, std::vector<stanzad::SrvRecord>> by_priority;
+  for (const auto& record : records) by_priority[record.priority].push_back(record);
+  std::vector<sockaddr_in> ordered;
+  for (auto& [priority, group] : by_priority) {
+    while (!group.empty()) {
+      uint64_t total = 0;
+      for (const auto& record : group) total += record.weight + 1u;
+      uint64_t pick = random() % total;
+      size_t chosen = 0;
+      for (; chosen < group.size(); ++chosen) {
+        const uint64_t weight = group[chosen].weight + 1u;
+        if (pick < weight) break;
+        pick -= weight;
+      }
+      const auto& record = group[chosen];
+      auto found = addresses.find(record.target);
+      if (found != addresses.end()) {
+        for (const std::string& ip : found->second) {
+          sockaddr_in address{};
+          address.sin_family = AF_INET;
+          address.sin_port = htons(record.port);
+          if (inet_pton(AF_INET, ip.c_str(), &address.sin_addr) == 1) ordered.push_back(address);
+        }
+      }
+      group.erase(group.begin() + static_cast<std::ptrdiff_t>(chosen));
+    }
+  }
+  return ordered;
 }
 
 // The value of attribute `name` in the start tag `tag`, or empty.
@@ -218,11 +291,16 @@ void Usage() {
       "         [--mode=throughput|latency|idle] [--bridges=20] [--window=32]\n"
       "         [--payload_bytes=100] [--duration_s=10] [--warmup_s=2] [--drain_s=3]\n"
       "         [--rate=100000] [--hold_s=0] [--server_pid=PID]\n"
+      "         [--failover] [--srv=DOMAIN] [--dns_server=IP[:PORT]]\n"
       "  --secrets_json  `stanzactl --json callbridge list` output (xmpp protocol)\n"
       "  --protocol      xmpp: XEP-0114 components; relay: bench/tcp_relay baseline\n"
       "  --mode          throughput (pipelined --window per bridge), latency (open loop\n"
       "                  at --rate stanzas/s in all), idle (hold the bridges --hold_s)\n"
-      "  --server_pid    the server's PID; idle mode reports its VmRSS growth per bridge\n");
+      "  --server_pid    the server's PID; idle mode reports its VmRSS growth per bridge\n"
+      "  --server        HOST:PORT, or a list HOST:PORT,HOST:PORT,... to fail over along\n"
+      "  --failover      reconnect a bridge that loses its server to the next one\n"
+      "  --srv           find the servers in _xmpp-component._tcp.DOMAIN (implies --failover)\n"
+      "  --dns_server    the DNS server for --srv (default: the system's)\n");
 }
 
 class Bench {
@@ -233,6 +311,13 @@ class Bench {
 
  private:
   void Connect(const std::vector<BridgeAccount>& accounts);
+  // Opens bridge i's connection to its current target; false if connect failed.
+  bool OpenConnection(size_t i);
+  // Sends what it can; a failed connection is handled (failover) or fatal.
+  void Flush(Bridge& bridge);
+  void OnDisconnected(Bridge& bridge, const std::string& why);
+  void OnReady(Bridge& bridge);
+  void ReconnectDue(int64_t now);
   void OnReadable(Bridge& bridge, int64_t now);
   void OnHandshakeBytes(Bridge& bridge, std::string_view data);
   void ParseMessages(Bridge& bridge, int64_t now);
@@ -251,45 +336,127 @@ class Bench {
   uint64_t scheduled_ = 0;  // latency mode: messages due so far
   uint64_t backlogged_ = 0;
   std::vector<int64_t> latencies_ns_;
+  std::vector<int64_t> down_ns_;  // each failover: from the drop to authenticated again
 };
 
 void Bench::Connect(const std::vector<BridgeAccount>& accounts) {
-  const sockaddr_in server = ParseServer(options_.server);
+  std::vector<sockaddr_in> servers;
+  std::vector<stanzad::SrvRecord> srv;
+  std::map<std::string, std::vector<std::string>> srv_addresses;
+  if (!options_.srv_domain.empty()) {
+    absl::StatusOr<stanzad::DnsAnswers> answers =
+        stanzad::LookupXmppDns(options_.srv_domain, options_.dns_server);
+    if (!answers.ok()) Die(std::string(answers.status().message()));
+    srv = answers->srv["_xmpp-component._tcp"];
+    srv_addresses = answers->addresses;
+    if (srv.empty()) {
+      Die("no _xmpp-component._tcp." + options_.srv_domain + " SRV records (stanzactl doctor dns " +
+          options_.srv_domain + " says why)");
+    }
+  } else {
+    servers = ParseServers(options_.server);
+  }
   epoll_fd_ = epoll_create1(EPOLL_CLOEXEC);
   bridges_.resize(static_cast<size_t>(options_.bridges));
+  std::mt19937_64 random(12345);
   for (size_t i = 0; i < bridges_.size(); ++i) {
     Bridge& bridge = bridges_[i];
     bridge.account = accounts[i];
-    bridge.fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    if (connect(bridge.fd, reinterpret_cast<const sockaddr*>(&server), sizeof(server)) != 0) {
-      Die("cannot connect to " + options_.server + ": " + std::strerror(errno));
-    }
-    const int one = 1;
-    setsockopt(bridge.fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
-    fcntl(bridge.fd, F_SETFL, O_NONBLOCK);
-    epoll_event event{};
-    event.events = EPOLLIN | EPOLLOUT | EPOLLET;
-    event.data.u64 = i;
-    epoll_ctl(epoll_fd_, EPOLL_CTL_ADD, bridge.fd, &event);
-    if (options_.protocol == Protocol::kRelay) {
-      char hello[12] = {'S', 'B', 'R', 'L'};
-      const uint32_t index = htonl(static_cast<uint32_t>(i));
-      const uint32_t count = htonl(static_cast<uint32_t>(bridges_.size()));
-      std::memcpy(hello + 4, &index, 4);
-      std::memcpy(hello + 8, &count, 4);
-      bridge.out.assign(hello, sizeof(hello));
+    if (!srv.empty()) {
+      bridge.targets = OrderSrvTargets(srv, srv_addresses, random);
+      if (bridge.targets.empty()) Die("no SRV target of " + options_.srv_domain + " resolves");
     } else {
-      bridge.out =
-          "<stream:stream xmlns='jabber:component:accept' "
-          "xmlns:stream='http://etherx.jabber.org/streams' to='" +
-          bridge.account.component + "'>";
+      // A static list: bridges start spread over it and fail over in its order.
+      for (size_t k = 0; k < servers.size(); ++k) {
+        bridge.targets.push_back(servers[(i + k) % servers.size()]);
+      }
     }
-    Flush(bridge);
+    if (!OpenConnection(i))
+      Die("cannot connect to the first server: " + std::string(std::strerror(errno)));
+  }
+}
+
+bool Bench::OpenConnection(size_t i) {
+  Bridge& bridge = bridges_[i];
+  const sockaddr_in& server = bridge.targets[bridge.target % bridge.targets.size()];
+  bridge.fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  if (connect(bridge.fd, reinterpret_cast<const sockaddr*>(&server), sizeof(server)) != 0) {
+    close(bridge.fd);
+    bridge.fd = -1;
+    return false;
+  }
+  const int one = 1;
+  setsockopt(bridge.fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+  fcntl(bridge.fd, F_SETFL, O_NONBLOCK);
+  epoll_event event{};
+  event.events = EPOLLIN | EPOLLOUT | EPOLLET;
+  event.data.u64 = i;
+  epoll_ctl(epoll_fd_, EPOLL_CTL_ADD, bridge.fd, &event);
+  bridge.phase = Phase::kAwaitingHeader;
+  bridge.in.clear();
+  if (options_.protocol == Protocol::kRelay) {
+    char hello[12] = {'S', 'B', 'R', 'L'};
+    const uint32_t index = htonl(static_cast<uint32_t>(i));
+    const uint32_t count = htonl(static_cast<uint32_t>(bridges_.size()));
+    std::memcpy(hello + 4, &index, 4);
+    std::memcpy(hello + 8, &count, 4);
+    bridge.out.assign(hello, sizeof(hello));
+  } else {
+    bridge.out =
+        "<stream:stream xmlns='jabber:component:accept' "
+        "xmlns:stream='http://etherx.jabber.org/streams' to='" +
+        bridge.account.component + "'>";
+  }
+  Flush(bridge);
+  return true;
+}
+
+void Bench::Flush(Bridge& bridge) {
+  if (bridge.fd < 0) return;  // down: reconnecting
+  if (!TryFlush(bridge)) {
+    OnDisconnected(bridge, "send failed: " + std::string(std::strerror(errno)));
+  }
+}
+
+void Bench::OnDisconnected(Bridge& bridge, const std::string& why) {
+  if (!options_.failover) Die(bridge.account.component + ": " + why);
+  if (bridge.fd >= 0) {
+    epoll_ctl(epoll_fd_, EPOLL_CTL_DEL, bridge.fd, nullptr);
+    close(bridge.fd);
+    bridge.fd = -1;
+  }
+  // Messages that never left are not lost by the server: count them apart.
+  for (size_t at = bridge.out.find("<message"); at != std::string::npos;
+       at = bridge.out.find("<message", at + 1)) {
+    ++bridge.unsent_dropped;
+    --bridge.in_flight;
+  }
+  bridge.out.clear();
+  bridge.in.clear();
+  bridge.phase = Phase::kAwaitingHeader;
+  const int64_t now = NowNs();
+  if (bridge.down_since == 0) bridge.down_since = now;
+  bridge.target = (bridge.target + 1) % bridge.targets.size();
+  bridge.retry_at = now;
+}
+
+void Bench::ReconnectDue(int64_t now) {
+  for (size_t i = 0; i < bridges_.size(); ++i) {
+    Bridge& bridge = bridges_[i];
+    if (bridge.fd >= 0 || bridge.down_since == 0 || now < bridge.retry_at) continue;
+    if (!OpenConnection(i)) {
+      bridge.target = (bridge.target + 1) % bridge.targets.size();
+      bridge.retry_at = now + 100'000'000;  // every target refused: try again in 100 ms
+    }
   }
 }
 
 void Bench::QueueMessage(size_t from, int64_t due) {
   Bridge& sender = bridges_[from];
+  if (sender.phase != Phase::kReady) {  // a bridge without a server sends nothing
+    ++sender.skipped_while_down;
+    return;
+  }
   const Bridge& receiver = bridges_[(from + 1) % bridges_.size()];
   std::string& out = sender.out;
   out += "<message from='";
@@ -313,10 +480,12 @@ void Bench::OnHandshakeBytes(Bridge& bridge, std::string_view data) {
     if (bridge.in[0] != 'R') Die("the relay answered the hello with something else");
     bridge.in.erase(0, 1);
     bridge.phase = Phase::kReady;
-    ++ready_;
+    OnReady(bridge);
     return;
   }
   if (bridge.in.find("<stream:error") != std::string::npos) {
+    // A stream error before authentication is fatal even with --failover: the
+    // configuration is wrong (a bad secret), and trying other servers won't help.
     Die(bridge.account.component + ": stream error: " + bridge.in);
   }
   if (bridge.phase == Phase::kAwaitingHeader) {
@@ -340,8 +509,21 @@ void Bench::OnHandshakeBytes(Bridge& bridge, std::string_view data) {
     if (ok != std::string::npos) {
       bridge.phase = Phase::kReady;
       bridge.in.erase(0, ok + 12);
-      ++ready_;
+      OnReady(bridge);
     }
+  }
+}
+
+void Bench::OnReady(Bridge& bridge) {
+  if (!bridge.was_ready) {
+    bridge.was_ready = true;
+    ++ready_;
+  }
+  if (bridge.down_since != 0) {  // back after a failover
+    bridge.down_ns_max = std::max(bridge.down_ns_max, NowNs() - bridge.down_since);
+    down_ns_.push_back(NowNs() - bridge.down_since);
+    bridge.down_since = 0;
+    ++bridge.reconnects;
   }
 }
 
@@ -358,8 +540,8 @@ void Bench::ParseMessages(Bridge& bridge, int64_t now) {
       break;
     }
     if (in.substr(start, 13) == "<stream:error" || in.substr(start, 15) == "</stream:stream") {
-      Die(bridge.account.component +
-          ": the server ended the stream: " + std::string(in.substr(start, 400)));
+      OnDisconnected(bridge, "the server ended the stream: " + std::string(in.substr(start, 400)));
+      return;
     }
     const size_t tag_end = in.find('>', start);
     if (tag_end == std::string_view::npos) break;
@@ -414,21 +596,23 @@ void Bench::ParseMessages(Bridge& bridge, int64_t now) {
 
 void Bench::OnReadable(Bridge& bridge, int64_t now) {
   char buffer[256 * 1024];
-  while (true) {
+  while (bridge.fd >= 0) {
     const ssize_t n = recv(bridge.fd, buffer, sizeof(buffer), 0);
     if (n < 0 && (errno == EAGAIN || errno == EINTR)) return;
     if (n <= 0) {
-      Die(bridge.account.component +
-          ": connection closed by the server: " + bridge.in.substr(0, 400));
+      OnDisconnected(bridge, "connection closed by the server: " + bridge.in.substr(0, 400));
+      return;
     }
     std::string_view data(buffer, static_cast<size_t>(n));
     if (bridge.phase != Phase::kReady) {
       OnHandshakeBytes(bridge, data);
+      if (bridge.fd < 0) return;
       if (bridge.phase != Phase::kReady) continue;
     } else {
       bridge.in.append(data);
     }
     if (started_) ParseMessages(bridge, now);
+    if (bridge.fd < 0) return;  // it failed over meanwhile
     // A short read drained the socket; with edge-triggered epoll, data that
     // arrives later raises a new event, so the EAGAIN read can be skipped.
     if (static_cast<size_t>(n) < sizeof(buffer)) return;
@@ -490,6 +674,7 @@ int Bench::Run() {
         }
       }
     }
+    if (options_.failover) ReconnectDue(now);
     if (started_) {
       if (cpu_start < 0 && now >= window_start_) cpu_start = ThreadCpuSeconds();
       if (cpu_end < 0 && now >= window_end_) cpu_end = ThreadCpuSeconds();
@@ -563,8 +748,11 @@ void Bench::Report(double cpu_seconds, int64_t rss_before, int64_t rss_after) {
     duplicated += bridge.duplicated_from_prev;
     unanswered += static_cast<uint64_t>(std::max(0, bridge.in_flight));
   }
-  // A bounced message leaves a gap at its receiver too: it was answered, not lost.
-  lost = lost > bounced ? lost - bounced : 0;
+  // A bounced message leaves a gap at its receiver too: it was answered, not lost;
+  // so does one a disconnect kept from ever leaving the client.
+  uint64_t never_sent = 0;
+  for (const Bridge& bridge : bridges_) never_sent += bridge.unsent_dropped;
+  lost = lost > bounced + never_sent ? lost - bounced - never_sent : 0;
   const double duration = options_.duration_s;
   std::printf(
       ",\"payload_bytes\":%d,\"duration_s\":%.1f,\"stanzas_per_s\":%.0f,"
@@ -586,6 +774,26 @@ void Bench::Report(double cpu_seconds, int64_t rss_before, int64_t rss_after) {
         Percentile(latencies_ns_, 0.999),
         latencies_ns_.empty() ? 0.0 : static_cast<double>(latencies_ns_.back()) / 1000.0,
         backlogged_);
+  }
+  if (options_.failover) {
+    uint64_t reconnects = 0, bridges_failed_over = 0, still_down = 0, unsent = 0, skipped = 0;
+    for (const Bridge& bridge : bridges_) {
+      reconnects += bridge.reconnects;
+      bridges_failed_over += bridge.reconnects > 0 ? 1 : 0;
+      still_down += bridge.down_since != 0 ? 1 : 0;
+      unsent += bridge.unsent_dropped;
+      skipped += bridge.skipped_while_down;
+    }
+    std::sort(down_ns_.begin(), down_ns_.end());
+    std::printf(",\"reconnects\":%" PRIu64 ",\"bridges_failed_over\":%" PRIu64
+                ",\"bridges_still_down\":%" PRIu64
+                ",\"down_ms_median\":%.1f"
+                ",\"down_ms_max\":%.1f,\"unsent_at_disconnect\":%" PRIu64
+                ",\"skipped_while_down\":%" PRIu64,
+                reconnects, bridges_failed_over, still_down,
+                down_ns_.empty() ? 0.0 : static_cast<double>(down_ns_[down_ns_.size() / 2]) / 1e6,
+                down_ns_.empty() ? 0.0 : static_cast<double>(down_ns_.back()) / 1e6, unsent,
+                skipped);
   }
   const double busy = cpu_seconds / duration;
   std::printf(",\"client_cpu_busy_fraction\":%.2f,\"bench_was_bottleneck\":%s}\n", busy,
@@ -636,6 +844,13 @@ int main(int argc, char** argv) {
       options.hold_s = std::max(0.0, std::atof(value.c_str()));
     } else if (name == "--server_pid") {
       options.server_pid = std::atoi(value.c_str());
+    } else if (name == "--failover") {
+      options.failover = true;
+    } else if (name == "--srv") {
+      options.srv_domain = value;
+      options.failover = true;
+    } else if (name == "--dns_server") {
+      options.dns_server = value;
     } else {
       if (name != "--help") std::fprintf(stderr, "stanza-bench: bad flag %s\n", arg.c_str());
       Usage();

@@ -4,8 +4,10 @@ because of DNS), each problem named with its fix.
 
 Run: STANZAD_BIN_DIR=build/cmd /usr/bin/python3 tests/integration/dns_doctor_test.py -v
 """
+import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -37,7 +39,9 @@ def srv(service, target, port):
     return f"--srv-host={service}.example.com,{target}.example.com,{port},0,0"
 
 
-class DnsDoctorTest(unittest.TestCase):
+class ClusterWithDns(unittest.TestCase):
+    """Three nodes on 127.0.0.1-3 with the same component port, in one cluster."""
+
     def setUp(self):
         if not os.path.exists(DNSMASQ):
             self.skipTest("dnsmasq is not installed (scripts/install-deps.sh installs it)")
@@ -63,6 +67,9 @@ class DnsDoctorTest(unittest.TestCase):
         for node in self.nodes:
             node.cleanup()
 
+
+
+class DnsDoctorTest(ClusterWithDns):
     def doctor(self):
         result = subprocess.run(
             [os.path.abspath(STANZACTL), f"--state_dir={self.nodes[0].state_dir}", "doctor",
@@ -100,6 +107,40 @@ class DnsDoctorTest(unittest.TestCase):
         self.assertIn("no SRV records for _xmpp-client._tcp.example.com", out)
         self.assertEqual(out.count("fix:"), 4, out)
         self.assertIn("4 problems found", out)
+
+
+class SrvFailoverTest(ClusterWithDns):
+    """stanza-bench finds the nodes through SRV and fails over when one dies."""
+
+    def test_bridges_follow_srv_to_another_node(self):
+        bench = os.path.join(os.path.dirname(os.path.abspath(STANZACTL)), "../bench/stanza-bench")
+        if not os.path.exists(bench):
+            self.skipTest("stanza-bench is not built")
+        records = []
+        for i in range(3):
+            records.append(srv("_xmpp-component._tcp", f"xmpp{i + 1}", self.component_port))
+            records.append(f"--host-record=xmpp{i + 1}.example.com,127.0.0.{i + 1}")
+        self.dns = Dnsmasq(records)
+        for i in range(30):
+            self.assertEqual(self.nodes[0].admin("callbridge", "add", f"b{i}")[0], 0)
+        secrets = os.path.join(self.nodes[0].state_dir, "secrets.json")
+        code, out, err = self.nodes[0].stanzactl("callbridge", "list", json=True)
+        with open(secrets, "w") as f:
+            f.write(out)
+        process = subprocess.Popen(
+            [bench, "--mode=latency", "--rate=5000", "--bridges=30", "--srv=example.com",
+             f"--dns_server=127.0.0.1:{self.dns.port}", f"--secrets_json={secrets}",
+             "--duration_s=5", "--warmup_s=1"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+            text=True)
+        time.sleep(3)
+        self.nodes[2].stop(signal.SIGKILL)
+        out, err = process.communicate(timeout=60)
+        self.assertEqual(process.returncode, 0, err)
+        result = json.loads(out.strip().splitlines()[-1])
+        self.assertGreater(result["bridges_failed_over"], 0, result)
+        self.assertEqual(result["bridges_still_down"], 0, result)
+        self.assertLess(result["down_ms_max"], 1000, result)
+        self.assertEqual(result["duplicated"], 0, result)
 
 
 if __name__ == "__main__":
