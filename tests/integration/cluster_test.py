@@ -152,6 +152,10 @@ class ClusterTest(unittest.TestCase):
             self.assertEqual(len(addresses), len(set(addresses)), addresses)
         text = ok(a, "cluster", "status")
         self.assertEqual(text.count(self.address(c)), 2)  # in the list and in Peers:
+        # The seed's scenario 3 is named in the leader's log when it happens.
+        logs = a.read_log() + b.read_log()
+        self.assertIn(f"event=cluster_member_replaced", logs)
+        self.assertIn(f"address={self.address(c)}", logs)
 
     def test_remove_and_two_node_warning(self):
         a, b, c = self.form()

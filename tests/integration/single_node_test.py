@@ -167,6 +167,13 @@ class SingleNodeTest(unittest.TestCase):
         wrong = RawComponent(self.node.port, "cb1", "wrong-secret").open_stream()
         wrong.handshake(expect_ok=False)
         self.assertStreamError(wrong, "not-authorized")
+        # The seed's scenario 2 (authentication failure) is named in the log and in
+        # `status` (Recent errors and warnings), with the bridge and the peer.
+        wait_until(lambda: "event=bridge_auth_failed bridge=cb1.example.com peer=127.0.0.1"
+                   in self.node.read_log(), what="the auth failure logged")
+        code, out, _ = self.node.stanzactl("status")
+        self.assertIn("Recent errors and warnings:\n", out)
+        self.assertIn("bridge_auth_failed bridge=cb1.example.com", out)
         unknown = RawComponent(self.node.port, "cb9", secret).open_stream()
         self.assertStreamError(unknown, "host-unknown")
         client_ns = RawComponent(self.node.port, "cb1", secret).open_stream("jabber:client")
