@@ -58,6 +58,7 @@
 #include <fstream>
 #include <map>
 #include <random>
+#include <set>
 #include <sstream>
 #include <string>
 #include <string_view>
@@ -109,8 +110,10 @@ struct Bridge {
   uint64_t delivered_to_next = 0;   // of those, received by the next bridge
   uint64_t bounced = 0;             // of those, returned to it with type='error'
   uint64_t expected_from_prev = 0;  // next sequence number due from the previous bridge
-  uint64_t lost_from_prev = 0;
+  uint64_t lost_from_prev = 0;      // holes: sequence numbers skipped and not (yet) filled
   uint64_t duplicated_from_prev = 0;
+  uint64_t reordered_from_prev = 0;    // arrived after a later one (filled a hole)
+  std::set<uint64_t> holes_from_prev;  // the skipped ones, while few (after a failover)
   uint64_t received_in_window = 0;
   // Failover.
   std::vector<sockaddr_in> targets;  // in the order this bridge tries them
@@ -574,11 +577,23 @@ void Bench::ParseMessages(Bridge& bridge, int64_t now) {
     }
     Bridge& sender = bridges_[previous];
     if (sequence < bridge.expected_from_prev) {
-      ++bridge.duplicated_from_prev;
-      continue;
+      // Late (sent again after a failover) or a duplicate.
+      if (bridge.holes_from_prev.erase(sequence) == 0) {
+        ++bridge.duplicated_from_prev;
+        continue;
+      }
+      --bridge.lost_from_prev;
+      ++bridge.reordered_from_prev;
+    } else {
+      const uint64_t skipped = sequence - bridge.expected_from_prev;
+      bridge.lost_from_prev += skipped;
+      if (skipped <= 100'000) {
+        for (uint64_t hole = bridge.expected_from_prev; hole < sequence; ++hole) {
+          bridge.holes_from_prev.insert(hole);
+        }
+      }
+      bridge.expected_from_prev = sequence + 1;
     }
-    bridge.lost_from_prev += sequence - bridge.expected_from_prev;
-    bridge.expected_from_prev = sequence + 1;
     ++sender.delivered_to_next;
     --sender.in_flight;
     if (Measuring(due)) {
@@ -737,6 +752,7 @@ void Bench::Report(double cpu_seconds, int64_t rss_before, int64_t rss_after) {
   }
   uint64_t in_window = 0, min_bridge = UINT64_MAX, max_bridge = 0;
   uint64_t sent = 0, delivered = 0, bounced = 0, lost = 0, duplicated = 0, unanswered = 0;
+  uint64_t reordered = 0;
   for (const Bridge& bridge : bridges_) {
     in_window += bridge.received_in_window;
     min_bridge = std::min(min_bridge, bridge.received_in_window);
@@ -746,6 +762,7 @@ void Bench::Report(double cpu_seconds, int64_t rss_before, int64_t rss_after) {
     bounced += bridge.bounced;
     lost += bridge.lost_from_prev;
     duplicated += bridge.duplicated_from_prev;
+    reordered += bridge.reordered_from_prev;
     unanswered += static_cast<uint64_t>(std::max(0, bridge.in_flight));
   }
   // A bounced message leaves a gap at its receiver too: it was answered, not lost;
@@ -758,10 +775,10 @@ void Bench::Report(double cpu_seconds, int64_t rss_before, int64_t rss_after) {
       ",\"payload_bytes\":%d,\"duration_s\":%.1f,\"stanzas_per_s\":%.0f,"
       "\"per_bridge_min_per_s\":%.0f,\"per_bridge_max_per_s\":%.0f,\"sent\":%" PRIu64
       ",\"delivered\":%" PRIu64 ",\"bounced\":%" PRIu64 ",\"lost\":%" PRIu64
-      ",\"duplicated\":%" PRIu64 ",\"unanswered_after_drain\":%" PRIu64,
+      ",\"duplicated\":%" PRIu64 ",\"reordered\":%" PRIu64 ",\"unanswered_after_drain\":%" PRIu64,
       options_.payload_bytes, duration, static_cast<double>(in_window) / duration,
       static_cast<double>(min_bridge) / duration, static_cast<double>(max_bridge) / duration, sent,
-      delivered, bounced, lost, duplicated, unanswered);
+      delivered, bounced, lost, duplicated, reordered, unanswered);
   if (options_.mode == Mode::kThroughput) {
     std::printf(",\"window\":%d", options_.window);
   } else {

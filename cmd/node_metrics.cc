@@ -138,6 +138,15 @@ std::string RenderNodeMetrics(const NodeMetricsSnapshot& snapshot,
   text.Sample("stanzad_cluster_relayed_total", {{"direction", "out"}}, snapshot.relayed_out);
   text.Sample("stanzad_cluster_relayed_total", {{"direction", "in"}}, snapshot.relayed_in);
   text.Sample("stanzad_cluster_relayed_total", {{"direction", "failed"}}, snapshot.relay_failed);
+  text.Sample("stanzad_cluster_relayed_total", {{"direction", "resent"}}, snapshot.relay_resent);
+  text.Sample("stanzad_cluster_relayed_total", {{"direction", "duplicate_dropped"}},
+              snapshot.relay_duplicates);
+  text.Sample("stanzad_cluster_relayed_total", {{"direction", "expired"}}, snapshot.relay_expired);
+  text.Family("stanzad_cluster_forward_waiting",
+              "Stanzas for other nodes not yet acknowledged by them (count, bytes).", "gauge");
+  text.Sample("stanzad_cluster_forward_waiting", {{"unit", "stanzas"}}, snapshot.forward_waiting);
+  text.Sample("stanzad_cluster_forward_waiting", {{"unit", "bytes"}},
+              snapshot.forward_waiting_bytes);
 
   const auto& engine = snapshot.engine;
   PerEngineShard(text, "stanzad_bytes_received_total", "Bytes read from connections.", "counter",

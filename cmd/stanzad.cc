@@ -17,12 +17,15 @@
 #include <chrono>
 #include <cstdio>
 #include <cstring>
+#include <deque>
 #include <filesystem>
 #include <map>
 #include <memory>
+#include <optional>
 #include <set>
 #include <string>
 #include <thread>
+#include <unordered_set>
 #include <vector>
 
 #include "absl/flags/flag.h"
@@ -62,6 +65,13 @@ ABSL_FLAG(uint16_t, cluster_port, 5279,
           "TCP port for cluster peers (Raft and configuration), on the first listen address. "
           "Opened by 'stanzactl cluster enable'. Not encrypted yet: keep it on a private "
           "network.");
+ABSL_FLAG(int, forward_hold_ms, 5000,
+          "A stanza for a bridge on another node is kept until that node has taken it, and "
+          "sent again (to wherever the bridge is then) when it did not; after this long it is "
+          "answered to its sender with an error instead.");
+ABSL_FLAG(int, forward_hold_bytes, 64 << 20,
+          "Most bytes of stanzas kept waiting for another node; beyond it new ones are answered "
+          "with <resource-constraint/> at once.");
 ABSL_FLAG(int, threads, 0, "Shard threads, one io_uring each. 0 means one per CPU core.");
 ABSL_FLAG(std::string, metrics_addr, "127.0.0.1:9464",
           "IP:PORT (or [IPv6]:PORT) serving Prometheus metrics at /metrics and a health check "
@@ -156,6 +166,7 @@ class Daemon {
         cluster_->Tick(now_ms);
         MirrorClusterConfig();
         ForgetRemovedPeers();
+        ServiceForwarding(now_ms);
       }
       const auto now = std::chrono::steady_clock::now();
       if (now - last_publish >= std::chrono::milliseconds(100)) {
@@ -239,6 +250,11 @@ class Daemon {
     snapshot->relayed_out = stanzas_relayed_out_;
     snapshot->relayed_in = stanzas_relayed_in_;
     snapshot->relay_failed = stanzas_relay_failed_;
+    snapshot->relay_resent = relay_resent_;
+    snapshot->relay_duplicates = relay_duplicates_dropped_;
+    snapshot->relay_expired = relay_expired_;
+    snapshot->forward_waiting = forwarded_.size();
+    snapshot->forward_waiting_bytes = forward_bytes_;
     metrics_snapshot_.store(std::move(snapshot));
   }
 
@@ -414,6 +430,7 @@ class Daemon {
         const std::string address(message.payload);
         const bool changed =
             up ? local_routes_.insert(address).second : local_routes_.erase(address) > 0;
+        if (up) ResendFor(address);  // stanzas that waited for this bridge elsewhere
         if (!changed || !cluster_->is_member()) return;
         const std::string frame = cluster::EncodeRoutes({false, {{up, address}}});
         for (const raft::NodeId peer : cluster_->PeerIds()) {
@@ -422,21 +439,25 @@ class Daemon {
         return;
       }
       case net::kCtlForward: {
-        const bool sent =
-            config_.cluster_enabled && cluster_->is_member() &&
-            cluster_->SendData(message.argument, cluster::FrameType::kStanza, message.payload);
-        if (sent) {
-          ++stanzas_relayed_out_;
+        // Kept until the destination node says it took it (kAck); sent again to
+        // wherever the bridge is then; answered with an error after the hold.
+        if (forward_bytes_ + message.payload.size() >
+            static_cast<size_t>(absl::GetFlag(FLAGS_forward_hold_bytes))) {
+          ++stanzas_relay_failed_;
+          BounceSender(message.target, message.payload,
+                       xmpp::StanzaErrorCondition::kResourceConstraint);
           return;
         }
-        ++stanzas_relay_failed_;
-        // Answer the sender (when it is a bridge here; an error reply is dropped).
-        if (message.target != net::kNoConnection && engine_) {
-          (void)engine_->Post(
-              net::ShardOf(message.target), net::kBounce, message.target,
-              static_cast<uint64_t>(xmpp::StanzaErrorCondition::kServiceUnavailable),
-              message.payload);
-        }
+        const xmpp::Stanza stanza = xmpp::InspectStanza(message.payload);
+        const uint64_t sequence = next_forward_sequence_++;
+        Forwarded& entry = forwarded_[sequence];
+        entry.node = message.argument;
+        entry.address = stanza.to ? router::CanonicalDomainOf(*stanza.to) : "";
+        entry.bytes.assign(message.payload);
+        entry.sender = message.target;
+        entry.first_ms = entry.sent_ms = MonotonicMs();
+        forward_bytes_ += entry.bytes.size();
+        SendForwarded(sequence, entry);
         return;
       }
       default:
@@ -446,15 +467,37 @@ class Daemon {
 
   // Data frames from another member.
   void OnPeerData(raft::NodeId from, const cluster::Frame& frame) {
+    if (frame.type == cluster::FrameType::kAck) {
+      absl::StatusOr<std::vector<uint64_t>> acks = cluster::DecodeAcks(frame.payload);
+      if (!acks.ok()) return;
+      for (const uint64_t sequence : *acks) {
+        auto it = forwarded_.find(sequence);
+        if (it == forwarded_.end() || it->second.node != from) continue;
+        forward_bytes_ -= it->second.bytes.size();
+        forwarded_.erase(it);
+      }
+      return;
+    }
     if (frame.type == cluster::FrameType::kStanza) {
-      const xmpp::Stanza stanza = xmpp::InspectStanza(frame.payload);
+      absl::StatusOr<std::pair<uint64_t, std::string_view>> decoded =
+          cluster::DecodeStanzaFrame(frame.payload);
+      if (!decoded.ok()) return;
+      const auto [sequence, bytes] = *decoded;
+      if (SeenBefore(from, sequence)) {
+        ++relay_duplicates_dropped_;
+        cluster::AppendAck(sequence, &pending_acks_[from]);  // the first ack was lost
+        return;
+      }
+      const xmpp::Stanza stanza = xmpp::InspectStanza(bytes);
       const std::string domain = stanza.to ? router::CanonicalDomainOf(*stanza.to) : "";
       if (!engine_ || domain.empty() ||
           !engine_->Post(net::RouterShard::OwnerShard(domain, shards_), net::kDeliverFromPeer,
-                         net::kNoConnection, from, frame.payload)) {
-        ++stanzas_relay_failed_;
+                         net::kNoConnection, from, bytes)) {
+        ++stanzas_relay_failed_;  // not acknowledged: the origin sends it again
         return;
       }
+      RememberSeen(from, sequence);
+      cluster::AppendAck(sequence, &pending_acks_[from]);
       ++stanzas_relayed_in_;
       return;
     }
@@ -471,16 +514,138 @@ class Daemon {
         if (known.count(address) == 0) PostToAllShards(net::kRemoteRouteBind, from, address);
       }
       known = std::move(now);
+      for (auto& [node, addresses] : remote_routes_) {
+        if (node == from) continue;
+        for (const std::string& address : known) addresses.erase(address);
+      }
+      for (const std::string& address : known) ResendFor(address);
       return;
     }
     for (const cluster::RouteUpdate& update : routes->updates) {
       if (update.add) {
         known.insert(update.address);
+        // A bridge is bound on one node: the newest announcement wins.
+        for (auto& [node, addresses] : remote_routes_) {
+          if (node != from) addresses.erase(update.address);
+        }
         PostToAllShards(net::kRemoteRouteBind, from, update.address);
+        ResendFor(update.address);
       } else {
         known.erase(update.address);
         PostToAllShards(net::kRemoteRouteUnbind, from, update.address);
       }
+    }
+  }
+
+  struct Forwarded {
+    raft::NodeId node = 0;  // where it was last sent
+    std::string address;    // the destination bridge ("cb1.example.com")
+    std::string bytes;
+    net::ConnectionId sender = net::kNoConnection;  // kNoConnection: an error reply
+    uint64_t first_ms = 0, sent_ms = 0;
+  };
+
+  void SendForwarded(uint64_t sequence, Forwarded& entry) {
+    entry.sent_ms = MonotonicMs();
+    if (config_.cluster_enabled && cluster_->is_member() &&
+        cluster_->SendData(entry.node, cluster::FrameType::kStanza,
+                           cluster::EncodeStanzaFrame(sequence, entry.bytes))) {
+      ++stanzas_relayed_out_;
+    }
+  }
+
+  void BounceSender(net::ConnectionId sender, std::string_view bytes,
+                    xmpp::StanzaErrorCondition condition) {
+    if (sender == net::kNoConnection || !engine_) return;  // an error is never answered
+    (void)engine_->Post(net::ShardOf(sender), net::kBounce, sender,
+                        static_cast<uint64_t>(condition), bytes);
+  }
+
+  // Where `address` is bound now: 0 here, the node's id, or nullopt if nowhere.
+  std::optional<raft::NodeId> NodeOf(const std::string& address) const {
+    if (local_routes_.count(address) != 0) return raft::NodeId{0};
+    for (const auto& [node, addresses] : remote_routes_) {
+      if (addresses.count(address) != 0) return node;
+    }
+    return std::nullopt;
+  }
+
+  // Sends again what waits for `address` (its bridge just appeared somewhere).
+  void ResendFor(const std::string& address) {
+    for (auto it = forwarded_.begin(); it != forwarded_.end();) {
+      if (it->second.address != address || !RetryOne(it)) {
+        ++it;
+        continue;
+      }
+      it = forwarded_.erase(it);
+    }
+  }
+
+  // Sends one waiting stanza to wherever its bridge is now. True when it is done
+  // with (delivered here).
+  bool RetryOne(std::map<uint64_t, Forwarded>::iterator it) {
+    Forwarded& entry = it->second;
+    const std::optional<raft::NodeId> node = NodeOf(entry.address);
+    if (!node) return false;
+    if (*node == 0) {  // the bridge is on this node now
+      if (!engine_ ||
+          !engine_->Post(net::RouterShard::OwnerShard(entry.address, shards_),
+                         net::kDeliverFromPeer, net::kNoConnection, cluster_->id(), entry.bytes)) {
+        return false;
+      }
+      forward_bytes_ -= entry.bytes.size();
+      ++relay_resent_;
+      return true;
+    }
+    entry.node = *node;
+    ++relay_resent_;
+    SendForwarded(it->first, entry);
+    return false;
+  }
+
+  // Every 200 ms: resend what was not acknowledged within 500 ms, answer what
+  // waited longer than --forward_hold_ms with an error, send acknowledgements.
+  void ServiceForwarding(uint64_t now_ms) {
+    for (auto& [node, acks] : pending_acks_) {
+      if (!acks.empty()) cluster_->SendData(node, cluster::FrameType::kAck, acks);
+    }
+    pending_acks_.clear();
+    if (now_ms < last_forward_service_ms_ + 200) return;
+    last_forward_service_ms_ = now_ms;
+    const uint64_t hold = static_cast<uint64_t>(absl::GetFlag(FLAGS_forward_hold_ms));
+    for (auto it = forwarded_.begin(); it != forwarded_.end();) {
+      Forwarded& entry = it->second;
+      if (now_ms - entry.first_ms > hold) {
+        ++relay_expired_;
+        BounceSender(entry.sender, entry.bytes, xmpp::StanzaErrorCondition::kServiceUnavailable);
+        forward_bytes_ -= entry.bytes.size();
+        it = forwarded_.erase(it);
+        continue;
+      }
+      if (now_ms - entry.sent_ms > 500 && RetryOne(it)) {
+        it = forwarded_.erase(it);
+        continue;
+      }
+      ++it;
+    }
+  }
+
+  bool SeenBefore(raft::NodeId origin, uint64_t sequence) const {
+    auto it = seen_.find(origin);
+    return it != seen_.end() && it->second.sequences.count(sequence) != 0;
+  }
+
+  // Remembers what arrived for 2 x --forward_hold_ms (longer than any resend).
+  void RememberSeen(raft::NodeId origin, uint64_t sequence) {
+    Seen& seen = seen_[origin];
+    const uint64_t now = MonotonicMs();
+    seen.sequences.insert(sequence);
+    seen.order.emplace_back(now, sequence);
+    const uint64_t keep = 2 * static_cast<uint64_t>(absl::GetFlag(FLAGS_forward_hold_ms));
+    while (!seen.order.empty() &&
+           (now - seen.order.front().first > keep || seen.order.size() > 4'000'000)) {
+      seen.sequences.erase(seen.order.front().second);
+      seen.order.pop_front();
     }
   }
 
@@ -938,6 +1103,19 @@ class Daemon {
   std::set<std::string> local_routes_;  // component addresses bound on this node
   std::map<raft::NodeId, std::set<std::string>> remote_routes_;  // by the node holding them
   uint64_t stanzas_relayed_out_ = 0, stanzas_relayed_in_ = 0, stanzas_relay_failed_ = 0;
+  uint64_t relay_resent_ = 0, relay_duplicates_dropped_ = 0, relay_expired_ = 0;
+  std::map<uint64_t, Forwarded> forwarded_;  // by sequence: waiting for an ack
+  size_t forward_bytes_ = 0;
+  // Unique per node across restarts: the clock in ns at start, then counting.
+  uint64_t next_forward_sequence_ = static_cast<uint64_t>(
+      std::chrono::system_clock::now().time_since_epoch() / std::chrono::nanoseconds(1));
+  struct Seen {
+    std::unordered_set<uint64_t> sequences;
+    std::deque<std::pair<uint64_t, uint64_t>> order;  // (arrival ms, sequence)
+  };
+  std::map<raft::NodeId, Seen> seen_;
+  std::map<raft::NodeId, std::string> pending_acks_;
+  uint64_t last_forward_service_ms_ = 0;
   uint64_t mirrored_generation_ = 0;
   std::chrono::steady_clock::time_point last_metrics_attempt_;
   double last_config_change_unix_s_ = 0;

@@ -37,7 +37,7 @@ absl::StatusOr<std::optional<Frame>> TakeFrame(std::string* buffer) {
   if (length == 0 || length > kFrameBytesMax) return Bad("length out of bounds");
   if (buffer->size() < 5) return std::nullopt;
   const uint8_t type = static_cast<unsigned char>((*buffer)[4]);
-  if (type < 1 || type > 6) return Bad("unknown type");
+  if (type < 1 || type > 7) return Bad("unknown type");
   if (buffer->size() < 4 + static_cast<size_t>(length)) return std::nullopt;
   Frame frame{static_cast<FrameType>(type), buffer->substr(5, length - 1)};
   buffer->erase(0, 4 + static_cast<size_t>(length));
@@ -131,6 +131,33 @@ absl::StatusOr<Routes> DecodeRoutes(std::string_view payload) {
     payload.remove_prefix(length);
   }
   return routes;
+}
+
+std::string EncodeStanzaFrame(uint64_t sequence, std::string_view stanza) {
+  std::string out;
+  out.reserve(8 + stanza.size());
+  PutLittle(&out, sequence, 8);
+  out.append(stanza);
+  return out;
+}
+
+absl::StatusOr<std::pair<uint64_t, std::string_view>> DecodeStanzaFrame(std::string_view payload) {
+  uint64_t sequence = 0;
+  if (!TakeLittle(&payload, 8, &sequence)) return Bad("short stanza frame");
+  return std::make_pair(sequence, payload);
+}
+
+void AppendAck(uint64_t sequence, std::string* payload) { PutLittle(payload, sequence, 8); }
+
+absl::StatusOr<std::vector<uint64_t>> DecodeAcks(std::string_view payload) {
+  if (payload.size() % 8 != 0) return Bad("ack length");
+  std::vector<uint64_t> sequences;
+  while (!payload.empty()) {
+    uint64_t sequence = 0;
+    TakeLittle(&payload, 8, &sequence);
+    sequences.push_back(sequence);
+  }
+  return sequences;
 }
 
 std::string EncodeRemoveTarget(const RemoveTarget& target) {

@@ -16,7 +16,9 @@
 //                  the leader's address (when known) with kUnavailable
 //   kRoutes        full (1: 1 = this replaces every route of the sender) | then per route:
 //                  op (1: 1 add, 0 remove) | length (2) | component address
-//   kStanza        a stanza for a component bound on the receiving node
+//   kStanza        sequence (8, unique per origin node, growing across restarts) | a
+//                  stanza for a component bound on the receiving node
+//   kAck           sequences (8 each) of kStanza frames the receiving node took
 //
 // Decoding never trusts its input: lengths are checked against what remains and against
 // kFrameBytesMax; a bad frame is an error, never a crash.
@@ -27,6 +29,7 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <utility>
 #include <vector>
 
 #include "absl/status/status.h"
@@ -44,6 +47,7 @@ enum class FrameType : uint8_t {
   kReply = 4,
   kRoutes = 5,
   kStanza = 6,
+  kAck = 7,
 };
 enum class RequestKind : uint8_t { kJoin = 1, kPropose = 2, kRemove = 3 };
 
@@ -96,6 +100,12 @@ struct Routes {
 };
 std::string EncodeRoutes(const Routes& routes);
 absl::StatusOr<Routes> DecodeRoutes(std::string_view payload);
+
+std::string EncodeStanzaFrame(uint64_t sequence, std::string_view stanza);
+// The sequence and a view of the stanza in `payload`.
+absl::StatusOr<std::pair<uint64_t, std::string_view>> DecodeStanzaFrame(std::string_view payload);
+void AppendAck(uint64_t sequence, std::string* payload);
+absl::StatusOr<std::vector<uint64_t>> DecodeAcks(std::string_view payload);
 
 std::string EncodeRemoveTarget(const RemoveTarget& target);
 absl::StatusOr<RemoveTarget> DecodeRemoveTarget(std::string_view body);

@@ -44,6 +44,16 @@ void Decode(const stanzad::cluster::Frame& frame) {
       }
       return;
     case FrameType::kStanza:
+      if (auto stanza = DecodeStanzaFrame(frame.payload); stanza.ok()) {
+        Check(EncodeStanzaFrame(stanza->first, stanza->second) == frame.payload);
+      }
+      return;
+    case FrameType::kAck:
+      if (auto acks = DecodeAcks(frame.payload); acks.ok()) {
+        std::string again;
+        for (const uint64_t sequence : *acks) AppendAck(sequence, &again);
+        Check(again == frame.payload);
+      }
       return;
   }
 }

@@ -226,6 +226,29 @@ class ClusterTest(unittest.TestCase):
         for component in (cb1, cb2, cb3):
             component.close()
 
+    def test_a_stanza_for_a_dead_node_waits_for_its_bridge_to_come_back(self):
+        a, b, c = self.form()
+        for name in ("cb1", "cb3"):
+            ok(a, "callbridge", "add", name)
+        secrets = self.secrets(a)
+        cb1 = self.bridge(a, "cb1", secrets["cb1"])
+        cb3 = self.bridge(c, "cb3", secrets["cb3"])
+        wait_until(lambda: self._reaches(cb1, cb3), what="cb1 reaching cb3 on node 3")
+        c.stop(signal.SIGKILL)
+        cb3.close()
+        # Node 1 still routes cb3 to the dead node 3: the stanza is kept, not lost...
+        cb1.send(f"<message from='cb1.{DOMAIN}' to='cb3.{DOMAIN}' id='kept'>"
+                 "<body>while you were away</body></message>")
+        time.sleep(0.5)
+        # ...and delivered once cb3 is back, on node 2.
+        cb3 = self.bridge(b, "cb3", secrets["cb3"])
+        cb3.read_until("id='kept'><body>while you were away</body>", timeout=10)
+        self.assertNotIn(b"type='error'", cb1.received)
+        wait_until(lambda: metric(a, "stanzad_cluster_relayed_total", direction="resent") >= 1,
+                   what="the resend counted")
+        for component in (cb1, cb3):
+            component.close()
+
     def _reaches(self, sender, receiver):
         marker = f"probe{time.monotonic_ns()}"
         sender.send(f"<message from='{sender.address}' to='{receiver.address}' id='{marker}'/>")
