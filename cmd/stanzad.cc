@@ -65,6 +65,11 @@ ABSL_FLAG(uint16_t, cluster_port, 5279,
           "TCP port for cluster peers (Raft and configuration), on the first listen address. "
           "Opened by 'stanzactl cluster enable'. Not encrypted yet: keep it on a private "
           "network.");
+ABSL_FLAG(std::string, routing, "leader",
+          "How a stanza for a bridge on another node travels: 'leader' (the seed's model: a "
+          "follower sends it to the leader, which sends it to the bridge's node) or 'direct' "
+          "(straight to the bridge's node). Stanzas for bridges on the same node never leave "
+          "it.");
 ABSL_FLAG(int, forward_hold_ms, 5000,
           "A stanza for a bridge on another node is kept until that node has taken it, and "
           "sent again (to wherever the bridge is then) when it did not; after this long it is "
@@ -472,7 +477,7 @@ class Daemon {
       if (!acks.ok()) return;
       for (const uint64_t sequence : *acks) {
         auto it = forwarded_.find(sequence);
-        if (it == forwarded_.end() || it->second.node != from) continue;
+        if (it == forwarded_.end() || it->second.via != from) continue;
         forward_bytes_ -= it->second.bytes.size();
         forwarded_.erase(it);
       }
@@ -490,6 +495,17 @@ class Daemon {
       }
       const xmpp::Stanza stanza = xmpp::InspectStanza(bytes);
       const std::string domain = stanza.to ? router::CanonicalDomainOf(*stanza.to) : "";
+      // The leader passes on what a follower sent it for a bridge on a third node.
+      if (!domain.empty()) {
+        const std::optional<raft::NodeId> holder = NodeOf(domain);
+        if (holder && *holder != 0 && *holder != from) {
+          RememberSeen(from, sequence);
+          ForwardOnward(*holder, bytes);
+          cluster::AppendAck(sequence, &pending_acks_[from]);
+          ++stanzas_relayed_in_;
+          return;
+        }
+      }
       if (!engine_ || domain.empty() ||
           !engine_->Post(net::RouterShard::OwnerShard(domain, shards_), net::kDeliverFromPeer,
                          net::kNoConnection, from, bytes)) {
@@ -538,20 +554,65 @@ class Daemon {
   }
 
   struct Forwarded {
-    raft::NodeId node = 0;  // where it was last sent
+    raft::NodeId node = 0;  // the node that holds the destination bridge
+    raft::NodeId via = 0;   // where it was last sent (the leader, or `node`)
     std::string address;    // the destination bridge ("cb1.example.com")
     std::string bytes;
     net::ConnectionId sender = net::kNoConnection;  // kNoConnection: an error reply
     uint64_t first_ms = 0, sent_ms = 0;
   };
 
+  // The next hop towards `node`: itself with --routing=direct or on the leader;
+  // the leader otherwise (none while there is no leader: the stanza waits).
+  std::optional<raft::NodeId> NextHop(raft::NodeId node) const {
+    if (routing_direct_ || cluster_->is_leader()) return node;
+    const raft::NodeId leader = cluster_->leader_id();
+    if (leader == raft::kNoNode) return std::nullopt;
+    return leader;
+  }
+
   void SendForwarded(uint64_t sequence, Forwarded& entry) {
     entry.sent_ms = MonotonicMs();
-    if (config_.cluster_enabled && cluster_->is_member() &&
-        cluster_->SendData(entry.node, cluster::FrameType::kStanza,
+    const std::optional<raft::NodeId> hop = NextHop(entry.node);
+    if (!hop || !config_.cluster_enabled || !cluster_->is_member()) return;
+    entry.via = *hop;
+    if (cluster_->SendData(*hop, cluster::FrameType::kStanza,
                            cluster::EncodeStanzaFrame(sequence, entry.bytes))) {
       ++stanzas_relayed_out_;
     }
+  }
+
+  // Takes a stanza this node must send on to `node` (a relay, or an error reply
+  // going back): kept and re-sent like one of its own bridges'.
+  void ForwardOnward(raft::NodeId node, std::string_view bytes) {
+    const xmpp::Stanza stanza = xmpp::InspectStanza(bytes);
+    const uint64_t sequence = next_forward_sequence_++;
+    Forwarded& entry = forwarded_[sequence];
+    entry.node = node;
+    entry.address = stanza.to ? router::CanonicalDomainOf(*stanza.to) : "";
+    entry.bytes.assign(bytes);
+    entry.first_ms = entry.sent_ms = MonotonicMs();
+    forward_bytes_ += entry.bytes.size();
+    SendForwarded(sequence, entry);
+  }
+
+  // A relayed stanza waited too long: its sender (on another node) gets an error.
+  void ExpireRelayed(const Forwarded& entry) {
+    const xmpp::Stanza stanza = xmpp::InspectStanza(entry.bytes);
+    if (stanza.is_error() || !stanza.from) return;  // never an error for an error
+    const std::string reply = xmpp::MakeErrorReply(
+        stanza, xmpp::StanzaErrorCondition::kServiceUnavailable, config_.domain);
+    const std::string sender = router::CanonicalDomainOf(*stanza.from);
+    const std::optional<raft::NodeId> node = NodeOf(sender);
+    if (!node) return;
+    if (*node == 0) {
+      if (engine_) {
+        (void)engine_->Post(net::RouterShard::OwnerShard(sender, shards_), net::kDeliverFromPeer,
+                            net::kNoConnection, cluster_->id(), reply);
+      }
+      return;
+    }
+    ForwardOnward(*node, reply);
   }
 
   void BounceSender(net::ConnectionId sender, std::string_view bytes,
@@ -617,7 +678,11 @@ class Daemon {
       Forwarded& entry = it->second;
       if (now_ms - entry.first_ms > hold) {
         ++relay_expired_;
-        BounceSender(entry.sender, entry.bytes, xmpp::StanzaErrorCondition::kServiceUnavailable);
+        if (entry.sender == net::kNoConnection) {
+          ExpireRelayed(entry);
+        } else {
+          BounceSender(entry.sender, entry.bytes, xmpp::StanzaErrorCondition::kServiceUnavailable);
+        }
         forward_bytes_ -= entry.bytes.size();
         it = forwarded_.erase(it);
         continue;
@@ -1104,6 +1169,7 @@ class Daemon {
   std::map<raft::NodeId, std::set<std::string>> remote_routes_;  // by the node holding them
   uint64_t stanzas_relayed_out_ = 0, stanzas_relayed_in_ = 0, stanzas_relay_failed_ = 0;
   uint64_t relay_resent_ = 0, relay_duplicates_dropped_ = 0, relay_expired_ = 0;
+  const bool routing_direct_ = absl::GetFlag(FLAGS_routing) == "direct";
   std::map<uint64_t, Forwarded> forwarded_;  // by sequence: waiting for an ack
   size_t forward_bytes_ = 0;
   // Unique per node across restarts: the clock in ns at start, then counting.
@@ -1171,6 +1237,12 @@ int main(int argc, char** argv) {
   if (level != "info" && level != "warning" && level != "error") {
     std::fprintf(stderr, "stanzad: --log_level must be info, warning or error, not '%s'\n",
                  level.c_str());
+    return 2;
+  }
+  const std::string routing = absl::GetFlag(FLAGS_routing);
+  if (routing != "leader" && routing != "direct") {
+    std::fprintf(stderr, "stanzad: --routing must be leader or direct, not '%s'\n",
+                 routing.c_str());
     return 2;
   }
   stanzad::SetLogLevel(level == "error"     ? stanzad::LogLevel::kError

@@ -105,6 +105,8 @@ class ClusterNode {
   bool has_state() const;
   bool is_member() const { return raft_->is_member(); }
   bool tls() const { return transport_->tls(); }
+  raft::NodeId leader_id() const { return raft_->leader(); }
+  bool is_leader() const { return raft_->role() == raft::Role::kLeader; }
   raft::NodeId id() const { return store_->node_id(); }
   const std::string& address() const { return options_.address; }
 

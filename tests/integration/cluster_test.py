@@ -61,8 +61,9 @@ class ClusterTest(unittest.TestCase):
     def address(self, node):
         return f"{node.ip}:{node.cluster_port}"
 
-    def form(self, count=3):
-        nodes = [self.start(f"127.0.0.{i + 1}") for i in range(count)]
+    def form(self, count=3, extra_flags=()):
+        nodes = [self.start(f"127.0.0.{i + 1}", extra_flags=list(extra_flags))
+                 for i in range(count)]
         for node in nodes:
             self.assertIn("Cluster enabled", ok(node, "cluster", "enable"))
         out = ok(nodes[0], "cluster", "initialize")
@@ -247,6 +248,40 @@ class ClusterTest(unittest.TestCase):
         wait_until(lambda: metric(a, "stanzad_cluster_relayed_total", direction="resent") >= 1,
                    what="the resend counted")
         for component in (cb1, cb3):
+            component.close()
+
+    def test_direct_routing_skips_the_leader(self):
+        a, b, c = self.form(extra_flags=["--routing=direct"])
+        for name in ("cb2", "cb3"):
+            ok(a, "callbridge", "add", name)
+        secrets = self.secrets(a)
+        cb2 = self.bridge(b, "cb2", secrets["cb2"])
+        cb3 = self.bridge(c, "cb3", secrets["cb3"])
+        wait_until(lambda: self._reaches(cb2, cb3), what="cb2 reaching cb3")
+        for i in range(100):
+            cb2.send(f"<message from='cb2.{DOMAIN}' to='cb3.{DOMAIN}' id='d{i}'/>")
+        cb3.read_until("id='d99'/>")
+        # Straight from node 2 to node 3: the leader (node 1) relayed nothing.
+        self.assertEqual(metric(a, "stanzad_cluster_relayed_total", direction="in"), 0)
+        for component in (cb2, cb3):
+            component.close()
+
+    def test_leader_routing_goes_through_the_leader(self):
+        a, b, c = self.form()  # --routing=leader is the default
+        for name in ("cb2", "cb3"):
+            ok(a, "callbridge", "add", name)
+        secrets = self.secrets(a)
+        cb2 = self.bridge(b, "cb2", secrets["cb2"])
+        cb3 = self.bridge(c, "cb3", secrets["cb3"])
+        wait_until(lambda: self._reaches(cb2, cb3), what="cb2 reaching cb3")
+        for i in range(100):
+            cb2.send(f"<message from='cb2.{DOMAIN}' to='cb3.{DOMAIN}' id='l{i}'/>")
+        cb3.read_until("id='l99'/>")
+        ids = re.findall(rb"id='l(\d+)'", cb3.received)
+        self.assertEqual([int(i) for i in ids], list(range(100)))
+        wait_until(lambda: metric(a, "stanzad_cluster_relayed_total", direction="in") >= 100,
+                   what="the leader relaying them")
+        for component in (cb2, cb3):
             component.close()
 
     def _reaches(self, sender, receiver):
