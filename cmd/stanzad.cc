@@ -172,6 +172,7 @@ class Daemon {
         MirrorClusterConfig();
         ForgetRemovedPeers();
         ServiceForwarding(now_ms);
+        cluster_->FlushLinks();  // what this turn queued leaves in one send per link
       }
       const auto now = std::chrono::steady_clock::now();
       if (now - last_publish >= std::chrono::milliseconds(100)) {

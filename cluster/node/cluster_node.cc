@@ -394,6 +394,7 @@ void ClusterNode::HandlePoll(const std::vector<pollfd>& fds, size_t first, uint6
   now_ms_ = now_ms;
   transport_->HandlePoll(fds, first, now_ms);
   Process();
+  transport_->FlushAll();
 }
 
 void ClusterNode::Tick(uint64_t now_ms) {
@@ -449,6 +450,7 @@ void ClusterNode::Tick(uint64_t now_ms) {
     join_done_ = nullptr;
   }
   Process();
+  transport_->FlushAll();
 }
 
 void ClusterNode::Process() {

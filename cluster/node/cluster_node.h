@@ -128,6 +128,8 @@ class ClusterNode {
   using PeerUpHandler = std::function<void(raft::NodeId peer)>;
   void SetDataHandlers(DataHandler on_data, PeerUpHandler on_peer_up);
   bool SendData(raft::NodeId to, FrameType type, std::string_view payload);
+  // Writes what was queued on the links (call at the end of each loop turn).
+  void FlushLinks() { transport_->FlushAll(); }
   // Members other than this node, by id.
   std::vector<raft::NodeId> PeerIds() const;
 

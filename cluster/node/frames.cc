@@ -30,17 +30,25 @@ void AppendFrame(FrameType type, std::string_view payload, std::string* out) {
   out->append(payload);
 }
 
-absl::StatusOr<std::optional<Frame>> TakeFrame(std::string* buffer) {
-  if (buffer->size() < 4) return std::nullopt;
+absl::StatusOr<std::optional<Frame>> ParseFrameAt(std::string_view buffer, size_t* offset) {
+  const std::string_view rest = buffer.substr(*offset);
+  if (rest.size() < 4) return std::nullopt;
   uint32_t length = 0;
-  for (int i = 0; i < 4; ++i) length = (length << 8) | static_cast<unsigned char>((*buffer)[i]);
+  for (int i = 0; i < 4; ++i) length = (length << 8) | static_cast<unsigned char>(rest[i]);
   if (length == 0 || length > kFrameBytesMax) return Bad("length out of bounds");
-  if (buffer->size() < 5) return std::nullopt;
-  const uint8_t type = static_cast<unsigned char>((*buffer)[4]);
+  if (rest.size() < 5) return std::nullopt;
+  const uint8_t type = static_cast<unsigned char>(rest[4]);
   if (type < 1 || type > 7) return Bad("unknown type");
-  if (buffer->size() < 4 + static_cast<size_t>(length)) return std::nullopt;
-  Frame frame{static_cast<FrameType>(type), buffer->substr(5, length - 1)};
-  buffer->erase(0, 4 + static_cast<size_t>(length));
+  if (rest.size() < 4 + static_cast<size_t>(length)) return std::nullopt;
+  Frame frame{static_cast<FrameType>(type), std::string(rest.substr(5, length - 1))};
+  *offset += 4 + static_cast<size_t>(length);
+  return frame;
+}
+
+absl::StatusOr<std::optional<Frame>> TakeFrame(std::string* buffer) {
+  size_t offset = 0;
+  absl::StatusOr<std::optional<Frame>> frame = ParseFrameAt(*buffer, &offset);
+  if (frame.ok() && frame->has_value()) buffer->erase(0, offset);
   return frame;
 }
 

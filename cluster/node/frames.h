@@ -62,6 +62,9 @@ void AppendFrame(FrameType type, std::string_view payload, std::string* out);
 // Takes one complete frame off the front of *buffer: the frame, nullopt when more
 // bytes are needed, or an error for a length that is out of bounds or a bad type.
 absl::StatusOr<std::optional<Frame>> TakeFrame(std::string* buffer);
+// The same for the frame that starts at *offset, advancing *offset past it and
+// leaving `buffer` alone (a reader erases what it consumed once, not per frame).
+absl::StatusOr<std::optional<Frame>> ParseFrameAt(std::string_view buffer, size_t* offset);
 
 struct Hello {
   raft::NodeId id = raft::kNoNode;

@@ -96,8 +96,21 @@ bool PeerTransport::SendOn(LinkId id, FrameType type, std::string_view payload) 
     return false;
   }
   AppendFrame(type, payload, &link->out);
-  if (!link->connecting) WriteTo(*link);
+  // Written by FlushAll (end of HandlePoll, Tick, or the caller's loop): frames
+  // queued in one turn leave in one send.
   return true;
+}
+
+void PeerTransport::FlushAll() {
+  std::vector<LinkId> ids;
+  for (const auto& [id, link] : links_) {
+    if (!link->connecting && (!link->out.empty() || !link->cipher_out.empty())) {
+      ids.push_back(id);
+    }
+  }
+  for (const LinkId id : ids) {
+    if (Link* link = Find(id)) WriteTo(*link);
+  }
 }
 
 bool PeerTransport::SendTo(raft::NodeId peer, FrameType type, std::string_view payload) {
@@ -261,10 +274,11 @@ void PeerTransport::ReadFrom(Link& link) {
     }
     if (static_cast<size_t>(n) < sizeof(buffer)) break;
   }
+  size_t offset = 0;
   while (true) {
     Link* current = Find(id);  // a handler may close it
     if (current == nullptr) return;
-    absl::StatusOr<std::optional<Frame>> frame = TakeFrame(&current->in);
+    absl::StatusOr<std::optional<Frame>> frame = ParseFrameAt(current->in, &offset);
     if (!frame.ok()) {
       LogEvent(LogLevel::kWarning, "cluster_link_bad_frame",
                Concat("peer=", current->address,
@@ -272,7 +286,10 @@ void PeerTransport::ReadFrom(Link& link) {
       CloseLink(id, frame.status());
       return;
     }
-    if (!frame->has_value()) return;
+    if (!frame->has_value()) {
+      current->in.erase(0, offset);
+      return;
+    }
     Frame& got = **frame;
     if (got.type == FrameType::kHello) {
       absl::StatusOr<Hello> hello = DecodeHello(got.payload);
@@ -359,6 +376,7 @@ void PeerTransport::HandlePoll(const std::vector<pollfd>& fds, size_t first, uin
 
 void PeerTransport::Tick(uint64_t now_ms) {
   now_ms_ = now_ms;
+  FlushAll();
   std::vector<LinkId> expired;
   for (const auto& [id, link] : links_) {
     if (link->connecting && now_ms >= link->connect_deadline_ms) expired.push_back(id);

@@ -94,8 +94,11 @@ class PeerTransport {
   // *fds; HandlePoll reads the results from `first` on.
   void AppendPollFds(std::vector<pollfd>* fds);
   void HandlePoll(const std::vector<pollfd>& fds, size_t first, uint64_t now_ms);
-  // Re-dials, connect timeouts. Call at least every 100 ms.
+  // Re-dials, connect timeouts; also writes what is queued. Call at least every
+  // 100 ms.
   void Tick(uint64_t now_ms);
+  // Writes what SendTo/SendOn queued (they only queue). Call after each turn.
+  void FlushAll();
 
  private:
   struct Link {
