@@ -10,6 +10,8 @@
 #      errors; then bridges on three different nodes talk to each other;
 #   5. kills the leader with SIGKILL: a new leader is elected, configuration
 #      changes go on, the old node comes back and catches up;
+#   5b. 30 bridges (stanza-bench) send across the nodes while one node is killed:
+#      its bridges reconnect to the others and the run says what it cost;
 #   6. frames captured XMPP streams and hostile input with the tokenizer.
 # Stanzas between nodes go directly to the node that holds the bridge, relayed by
 # the control threads; forwarding through the leader with buffering across a
@@ -22,7 +24,7 @@ BUILD=${STANZAD_BUILD_DIR:-$ROOT/build}
 
 "$ROOT/scripts/install-deps.sh"
 cmake -S "$ROOT" -B "$BUILD" -G Ninja -DCMAKE_BUILD_TYPE=Release >/dev/null
-cmake --build "$BUILD" -j "$(nproc)" --target stanzad stanzactl stanza-frame
+cmake --build "$BUILD" -j "$(nproc)" --target stanzad stanzactl stanza-frame stanza-bench
 
 DEMO=$(mktemp -d /tmp/stanzad-demo-XXXXXX)
 PORT=${STANZAD_DEMO_PORT:-15223}           # call bridges, on each node's own IP
@@ -30,7 +32,10 @@ CLUSTER_PORT=${STANZAD_DEMO_CLUSTER_PORT:-15279}
 declare -A PIDS=()
 cleanup() {
   for pid in "${PIDS[@]}"; do
-    if kill -0 "$pid" 2>/dev/null; then kill -TERM "$pid" && wait "$pid" 2>/dev/null || true; fi
+    if kill -0 "$pid" 2>/dev/null; then
+      kill -TERM "$pid" || true
+      for _ in $(seq 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+    fi
   done
   rm -rf "$DEMO"
 }
@@ -43,6 +48,7 @@ start_node() {  # start_node N: node N on 127.0.0.N
     --cluster_port="$CLUSTER_PORT" --metrics_addr="127.0.0.$n:19464" --threads=1 \
     2>>"$DEMO/n$n.log" &
   PIDS[$n]=$!
+  disown "${PIDS[$n]}"  # killed on purpose below: no job-control notices
   for _ in $(seq 50); do [[ -S "$DEMO/n$n/stanzad.sock" ]] && break; sleep 0.1; done
 }
 ctl() {  # ctl N ARGS...: stanzactl on node N, echoed
@@ -92,7 +98,7 @@ ctl 3 xmpp callbridge add cb5 >/dev/null
 
 echo
 echo "### 4. The leader dies (SIGKILL); the others elect a new one"
-kill -KILL "${PIDS[1]}"; wait "${PIDS[1]}" 2>/dev/null || true
+kill -KILL "${PIDS[1]}"
 start=$(date +%s%N)
 for _ in $(seq 300); do
   now_leader=$(leader 2)
@@ -112,6 +118,23 @@ ctl 1 xmpp cluster status | head -6
 echo
 echo "(cluster events from node 2's log)"
 grep -h 'event=cluster' "$DEMO/n2.log" | tail -8
+
+echo
+echo "### 4b. 30 bridges keep talking while node 3 is killed (stanza-bench --failover)"
+for b in $(seq 0 29); do "$BUILD/cmd/stanzactl" --state_dir="$DEMO/n2" callbridge add "fb$b" >/dev/null; done
+"$BUILD/cmd/stanzactl" --state_dir="$DEMO/n2" --json callbridge list >"$DEMO/secrets.json"
+/usr/bin/python3 - "$DEMO/secrets.json" <<'PY'
+import json, sys
+rows = [r for r in json.load(open(sys.argv[1])) if r["name"].startswith("fb")]
+rows.sort(key=lambda r: int(r["name"][2:]))
+json.dump(rows, open(sys.argv[1], "w"), separators=(",", ":"))
+PY
+(sleep 3; kill -KILL "${PIDS[3]}") &
+"$BUILD/bench/stanza-bench" --mode=latency --rate=10000 --bridges=30 --failover \
+  --server="127.0.0.1:$PORT,127.0.0.2:$PORT,127.0.0.3:$PORT" \
+  --secrets_json="$DEMO/secrets.json" --duration_s=5 --warmup_s=1 --drain_s=6 2>/dev/null |
+  /usr/bin/python3 "$ROOT/scripts/demo_failover_summary.py"
+wait
 
 echo
 echo "### 5. The tokenizer on captured streams, fed in 7-byte reads"
