@@ -1,5 +1,6 @@
 #include "cmd/node_metrics.h"
 
+#include <cstdio>
 #include <string_view>
 
 #include "cmd/metrics/prometheus_text.h"
@@ -133,6 +134,19 @@ std::string RenderNodeMetrics(const NodeMetricsSnapshot& snapshot,
               "Unix time of this node's last Raft role change.", "gauge");
   text.Sample("stanzad_cluster_last_state_change_timestamp_seconds", {},
               snapshot.cluster_last_state_change_unix_s);
+  text.Family("stanzad_cluster_failover_seconds",
+              "How long this node knew no leader, each time it lost one (from losing it to "
+              "knowing the next).",
+              "histogram");
+  for (size_t i = 0; i < snapshot.failover_buckets.size(); ++i) {
+    char bound[32];
+    std::snprintf(bound, sizeof(bound), "%g", snapshot.failover_bounds_ms[i] / 1000.0);
+    text.Sample("stanzad_cluster_failover_seconds_bucket", {{"le", bound}},
+                snapshot.failover_buckets[i]);
+  }
+  text.Sample("stanzad_cluster_failover_seconds_bucket", {{"le", "+Inf"}}, snapshot.failover_count);
+  text.Sample("stanzad_cluster_failover_seconds_sum", {}, snapshot.failover_sum_ms / 1000.0);
+  text.Sample("stanzad_cluster_failover_seconds_count", {}, snapshot.failover_count);
   text.Family("stanzad_cluster_relayed_total",
               "Stanzas the control thread relayed between nodes, by direction.", "counter");
   text.Sample("stanzad_cluster_relayed_total", {{"direction", "out"}}, snapshot.relayed_out);

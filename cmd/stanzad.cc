@@ -250,6 +250,11 @@ class Daemon {
         snapshot->cluster_members_connected += member.connected ? 1 : 0;
       }
       snapshot->cluster_elections_won = cluster.elections;
+      snapshot->failover_bounds_ms.assign(std::begin(cluster::ClusterNode::kFailoverBucketsMs),
+                                          std::end(cluster::ClusterNode::kFailoverBucketsMs));
+      snapshot->failover_buckets = cluster.failover_buckets;
+      snapshot->failover_count = cluster.failover_count;
+      snapshot->failover_sum_ms = cluster.failover_sum_ms;
       snapshot->cluster_last_state_change_unix_s =
           std::chrono::duration<double>(cluster.last_state_change.time_since_epoch()).count();
     }

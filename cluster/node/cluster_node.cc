@@ -525,6 +525,15 @@ void ClusterNode::HandleReady() {
     if (ready.soft_state) {
       const raft::SoftState before = soft_;
       soft_ = *ready.soft_state;
+      const auto steady = std::chrono::steady_clock::now();
+      if (before.leader != raft::kNoNode && soft_.leader == raft::kNoNode) {
+        leaderless_since_ = steady;
+      } else if (before.leader == raft::kNoNode && soft_.leader != raft::kNoNode &&
+                 leaderless_since_ != std::chrono::steady_clock::time_point{}) {
+        failovers_ms_.push_back(
+            std::chrono::duration<double, std::milli>(steady - leaderless_since_).count());
+        leaderless_since_ = {};
+      }
       if (before.role != soft_.role) {
         last_state_change_ = std::chrono::system_clock::now();
         if (soft_.role == raft::Role::kLeader) ++elections_;
@@ -674,6 +683,12 @@ ClusterStatus ClusterNode::Status() const {
   status.elections = elections_;
   status.failed = failed_;
   status.tls = transport_->tls();
+  for (const double bound : kFailoverBucketsMs) {
+    status.failover_buckets.push_back(static_cast<uint64_t>(std::count_if(
+        failovers_ms_.begin(), failovers_ms_.end(), [bound](double ms) { return ms <= bound; })));
+  }
+  status.failover_count = failovers_ms_.size();
+  for (const double ms : failovers_ms_) status.failover_sum_ms += ms;
   return status;
 }
 

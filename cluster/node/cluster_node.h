@@ -88,11 +88,17 @@ struct ClusterStatus {
   uint64_t elections = 0;  // times this node became leader
   absl::Status failed;     // a storage error stopped this node's Raft
   bool tls = false;        // the links are mutual TLS
+  // Failovers seen by this node: how long it knew no leader each time (from losing
+  // one to knowing the next), as a histogram with ClusterNode::kFailoverBucketsMs.
+  std::vector<uint64_t> failover_buckets;  // cumulative counts, one per bound
+  uint64_t failover_count = 0;
+  double failover_sum_ms = 0;
 };
 
 class ClusterNode {
  public:
   static constexpr uint64_t kRequestTimeoutMs = 10'000;
+  static constexpr double kFailoverBucketsMs[] = {10, 25, 50, 100, 250, 500, 1000, 2500, 5000};
   using Done = std::function<void(const absl::Status& status)>;
 
   static absl::StatusOr<std::unique_ptr<ClusterNode>> Open(const ClusterNodeOptions& options);
@@ -207,6 +213,8 @@ class ClusterNode {
   raft::SoftState soft_{};
   std::chrono::system_clock::time_point last_state_change_ = std::chrono::system_clock::now();
   uint64_t elections_ = 0;
+  std::chrono::steady_clock::time_point leaderless_since_{};  // epoch: a leader is known
+  std::vector<double> failovers_ms_;
   absl::Status failed_;
   // Every link to the leader closed (its process died, most likely): Raft is told
   // in Process(), outside Ready handling, so the election starts at once.

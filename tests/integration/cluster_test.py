@@ -123,6 +123,12 @@ class ClusterTest(unittest.TestCase):
         elapsed = time.monotonic() - start
         self.assertLess(elapsed, 3.0)
         self.assertEqual(self.leader_of(b), self.leader_of(c))
+        # The failover shows in /metrics as a histogram (time without a known leader).
+        wait_until(lambda: metric(b, "stanzad_cluster_failover_seconds_count") >= 1,
+                   what="the failover in the histogram")
+        self.assertLess(metric(b, "stanzad_cluster_failover_seconds_sum"), 3.0)
+        self.assertEqual(metric(b, "stanzad_cluster_failover_seconds_bucket", le="+Inf"),
+                         metric(b, "stanzad_cluster_failover_seconds_count"))
         ok(c, "callbridge", "add", "after")
         # The old leader comes back as a follower and catches up.
         a.start(seed=False)
