@@ -10,6 +10,7 @@ PACKAGES=(
   libgtest-dev libgmock-dev libbenchmark-dev libexpat1-dev libc-ares-dev
   dnsmasq-base python3 python3-slixmpp python3-prometheus-client gnuplot-nox
   help2man dpkg-dev file man-db systemd
+  openssl  # the tls_pki tests check our keys, CSRs and certificates with it
 )
 
 missing=()
