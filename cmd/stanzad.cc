@@ -540,7 +540,14 @@ class Daemon {
         if (node == from) continue;
         for (const std::string& address : known) addresses.erase(address);
       }
-      for (const std::string& address : known) ResendFor(address);
+      // One pass over what waits (not one per route: a peer's full set can be large).
+      for (auto it = forwarded_.begin(); it != forwarded_.end();) {
+        if (known.count(it->second.address) == 0 || !RetryOne(it)) {
+          ++it;
+          continue;
+        }
+        it = forwarded_.erase(it);
+      }
       return;
     }
     for (const cluster::RouteUpdate& update : routes->updates) {
@@ -639,6 +646,7 @@ class Daemon {
 
   // Sends again what waits for `address` (its bridge just appeared somewhere).
   void ResendFor(const std::string& address) {
+    if (forwarded_.empty()) return;  // the common case: nothing waits
     for (auto it = forwarded_.begin(); it != forwarded_.end();) {
       if (it->second.address != address || !RetryOne(it)) {
         ++it;
