@@ -53,9 +53,10 @@ class ClusterTest(unittest.TestCase):
             node.cleanup()
 
     def start(self, ip, **kwargs):
-        node = StanzadProcess(ip=ip, threads=1, **kwargs).start()
+        node = StanzadProcess(ip=ip, threads=1, **kwargs)
+        self.nodes.append(node)  # cleaned up even if it does not come up
+        node.start()
         node.wait_serving()
-        self.nodes.append(node)
         return node
 
     def address(self, node):

@@ -50,6 +50,7 @@ class ClusterWithDns(unittest.TestCase):
         for i in range(3):
             node = StanzadProcess(ip=f"127.0.0.{i + 1}", threads=1)
             node.port = self.component_port  # the same port on every node, as in the seed
+            self.addCleanup(node.cleanup)  # even if set-up fails below
             node.start()
             node.wait_serving()
             self.nodes.append(node)
@@ -64,8 +65,6 @@ class ClusterWithDns(unittest.TestCase):
     def tearDown(self):
         if self.dns:
             self.dns.stop()
-        for node in self.nodes:
-            node.cleanup()
 
 
 
