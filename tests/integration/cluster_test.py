@@ -257,8 +257,10 @@ class ClusterTest(unittest.TestCase):
         for component in (cb1, cb3):
             component.close()
 
-    def test_direct_routing_skips_the_leader(self):
-        a, b, c = self.form(extra_flags=["--routing=direct"])
+    def send_100_from_node2_to_node3(self, extra_flags=()):
+        """A cluster, cb2 on node 2 and cb3 on node 3, 100 messages cb2 -> cb3.
+        Returns the leader (node 1) and the ids cb3 got, in order."""
+        a, b, c = self.form(extra_flags=extra_flags)
         for name in ("cb2", "cb3"):
             ok(a, "callbridge", "add", name)
         secrets = self.secrets(a)
@@ -266,30 +268,25 @@ class ClusterTest(unittest.TestCase):
         cb3 = self.bridge(c, "cb3", secrets["cb3"])
         wait_until(lambda: self._reaches(cb2, cb3), what="cb2 reaching cb3")
         for i in range(100):
-            cb2.send(f"<message from='cb2.{DOMAIN}' to='cb3.{DOMAIN}' id='d{i}'/>")
-        cb3.read_until("id='d99'/>")
-        # Straight from node 2 to node 3: the leader (node 1) relayed nothing.
-        self.assertEqual(metric(a, "stanzad_cluster_relayed_total", direction="in"), 0)
+            cb2.send(f"<message from='cb2.{DOMAIN}' to='cb3.{DOMAIN}' id='r{i}'/>")
+        cb3.read_until("id='r99'/>")
+        ids = [int(i) for i in re.findall(rb"id='r(\d+)'", cb3.received)]
         for component in (cb2, cb3):
             component.close()
+        return a, ids
+
+    def test_direct_routing_skips_the_leader(self):
+        leader, ids = self.send_100_from_node2_to_node3(["--routing=direct"])
+        self.assertEqual(ids, list(range(100)))
+        # Straight from node 2 to node 3: the leader (node 1) relayed nothing.
+        self.assertEqual(metric(leader, "stanzad_cluster_relayed_total", direction="in"), 0)
 
     def test_leader_routing_goes_through_the_leader(self):
-        a, b, c = self.form()  # --routing=leader is the default
-        for name in ("cb2", "cb3"):
-            ok(a, "callbridge", "add", name)
-        secrets = self.secrets(a)
-        cb2 = self.bridge(b, "cb2", secrets["cb2"])
-        cb3 = self.bridge(c, "cb3", secrets["cb3"])
-        wait_until(lambda: self._reaches(cb2, cb3), what="cb2 reaching cb3")
-        for i in range(100):
-            cb2.send(f"<message from='cb2.{DOMAIN}' to='cb3.{DOMAIN}' id='l{i}'/>")
-        cb3.read_until("id='l99'/>")
-        ids = re.findall(rb"id='l(\d+)'", cb3.received)
-        self.assertEqual([int(i) for i in ids], list(range(100)))
-        wait_until(lambda: metric(a, "stanzad_cluster_relayed_total", direction="in") >= 100,
-                   what="the leader relaying them")
-        for component in (cb2, cb3):
-            component.close()
+        leader, ids = self.send_100_from_node2_to_node3()  # --routing=leader is the default
+        self.assertEqual(ids, list(range(100)))
+        wait_until(
+            lambda: metric(leader, "stanzad_cluster_relayed_total", direction="in") >= 100,
+            what="the leader relaying them")
 
     def _reaches(self, sender, receiver):
         marker = f"probe{time.monotonic_ns()}"
