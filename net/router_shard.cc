@@ -11,6 +11,7 @@
 #include "core/base/log.h"
 #include "core/router/server_responder.h"
 #include "core/xmpp/stanza.h"
+#include "net/router_connection.h"
 
 namespace stanzad::net {
 
@@ -18,25 +19,31 @@ using xmpp::ComponentSession;
 using xmpp::StanzaErrorCondition;
 using xmpp::StreamErrorCondition;
 
-namespace {
+std::string RandomBytes(size_t count) {
+  std::string out(count, '\0');
+  size_t got = 0;
+  while (got < count) {
+    const ssize_t n = getrandom(out.data() + got, count - got, 0);
+    if (n > 0) got += static_cast<size_t>(n);
+  }
+  return out;
+}
 
 // 16 hex characters from the kernel's CSPRNG: the handshake's salt must not
 // be predictable.
 std::string NewStreamId() {
-  uint8_t random[8] = {};
-  size_t got = 0;
-  while (got < sizeof(random)) {
-    const ssize_t n = getrandom(random + got, sizeof(random) - got, 0);
-    if (n > 0) got += static_cast<size_t>(n);
-  }
+  const std::string random = RandomBytes(8);
   static constexpr char kHex[] = "0123456789abcdef";
   std::string id(16, '0');
-  for (size_t i = 0; i < sizeof(random); ++i) {
-    id[2 * i] = kHex[random[i] >> 4];
-    id[2 * i + 1] = kHex[random[i] & 0xF];
+  for (size_t i = 0; i < random.size(); ++i) {
+    const auto byte = static_cast<unsigned char>(random[i]);
+    id[2 * i] = kHex[byte >> 4];
+    id[2 * i + 1] = kHex[byte & 0xF];
   }
   return id;
 }
+
+namespace {
 
 // The IP address of an endpoint without its port.
 std::string IpOf(const Endpoint& endpoint) {
@@ -48,92 +55,97 @@ std::string IpOf(const Endpoint& endpoint) {
   return text;
 }
 
-void Bump(std::atomic<uint64_t>& counter, uint64_t by = 1) {
-  counter.store(counter.load(std::memory_order_relaxed) + by, std::memory_order_relaxed);
-}
-void Drop(std::atomic<uint64_t>& counter) {
-  counter.store(counter.load(std::memory_order_relaxed) - 1, std::memory_order_relaxed);
-}
-
 }  // namespace
 
-// One accepted connection: its session and the bookkeeping around it.
-class RouterShard::Connection : public ComponentSession::Delegate {
- public:
-  Connection(RouterShard* router, ConnectionId id, std::string peer_ip, uint64_t now_ms)
-      : router_(router),
-        id_(id),
-        peer_ip_(std::move(peer_ip)),
-        accepted_ms_(now_ms),
-        last_activity_ms_(now_ms),
-        session_(this, NewStreamId(), router->limits_.tokenizer) {}
+// ---- Call bridges ----
 
-  ComponentSession& session() { return session_; }
-  ConnectionId id() const { return id_; }
-  const std::string& peer_ip() const { return peer_ip_; }
-  const std::string& bound_address() const { return bound_address_; }
-  uint64_t accepted_ms() const { return accepted_ms_; }
-  uint64_t last_activity_ms() const { return last_activity_ms_; }
-  void set_last_activity_ms(uint64_t now_ms) { last_activity_ms_ = now_ms; }
-  uint64_t backed_up_since_ms = 0;
-  int pending_route_acks = 0;  // shards that have not yet applied this bridge's route
-  bool closed_by_engine = false;
-  int calls_in_progress = 0;
+RouterShard::ComponentConnection::ComponentConnection(RouterShard* router, ConnectionId id,
+                                                      std::string peer_ip, uint64_t now_ms)
+    : Connection(router, id, std::move(peer_ip), now_ms),
+      session_(this, NewStreamId(), router->limits_.tokenizer) {}
 
-  std::optional<std::string> SecretFor(std::string_view address) override {
-    const RouterConfig& config = *router_->config_;
-    auto it = config.bridge_secrets.find(ToAbsl(address));
-    if (it == config.bridge_secrets.end()) return std::nullopt;
-    return it->second;
+bool RouterShard::ComponentConnection::Routable() const {
+  return !closed_by_engine && session_.state() == ComponentSession::State::kAuthenticated;
+}
+
+bool RouterShard::ComponentConnection::Established() const {
+  return session_.state() == ComponentSession::State::kAuthenticated ||
+         session_.state() == ComponentSession::State::kClosed;
+}
+
+bool RouterShard::ComponentConnection::Deliver(std::string_view stanza,
+                                               StanzaErrorCondition* why_not) {
+  if (!router_->shard_->Send(id_, stanza)) {
+    *why_not = StanzaErrorCondition::kResourceConstraint;
+    return false;
   }
+  return true;
+}
 
-  void Send(std::string_view bytes) override {
-    if (closed_by_engine) return;
-    if (!router_->shard_->Send(id_, bytes)) {
-      // Our own protocol bytes do not fit: the peer is not reading. Give up on it.
-      router_->shard_->Abort(id_);
-    }
+void RouterShard::ComponentConnection::Release() {
+  if (bound_address_.empty()) return;
+  Drop(router_->stats_->bridges_connected);
+  router_->PostControl(OwnerShard(bound_address_, router_->shard_->shard_count()), kUnbindRequest,
+                       id_, bound_address_);
+}
+
+bool RouterShard::ComponentConnection::CloseIfRemoved(const RouterConfig& config) {
+  const std::string& address = session_.component_address();
+  if (address.empty() || config.bridge_secrets.contains(address)) return false;
+  session_.CloseWithError(StreamErrorCondition::kNotAuthorized,
+                          Concat("call bridge ", address, " was removed"));
+  return true;
+}
+
+std::string RouterShard::ComponentConnection::Describe() const {
+  return bound_address_.empty() ? std::string() : Concat("bridge=", bound_address_);
+}
+
+std::optional<std::string> RouterShard::ComponentConnection::SecretFor(std::string_view address) {
+  const RouterConfig& config = *router_->config_;
+  auto it = config.bridge_secrets.find(ToAbsl(address));
+  if (it == config.bridge_secrets.end()) return std::nullopt;
+  return it->second;
+}
+
+void RouterShard::ComponentConnection::Send(std::string_view bytes) {
+  if (closed_by_engine) return;
+  if (!router_->shard_->Send(id_, bytes)) {
+    // Our own protocol bytes do not fit: the peer is not reading. Give up on it.
+    router_->shard_->Abort(id_);
   }
+}
 
-  void OnAuthenticated(std::string_view address) override {
-    bound_address_ = std::string(address);
-    Bump(router_->stats_->bridges_authenticated);
-    Bump(router_->stats_->bridges_connected);
-    pending_route_acks = router_->shard_->shard_count();
-    router_->PostControl(OwnerShard(address, router_->shard_->shard_count()), kBindRequest, id_,
-                         address);
-    LogEvent(LogLevel::kInfo, "bridge_authenticated",
-             Concat("bridge=", bound_address_, " peer=", peer_ip_,
-                    " shard=", std::to_string(router_->shard_->index())));
-  }
+void RouterShard::ComponentConnection::OnAuthenticated(std::string_view address) {
+  bound_address_ = std::string(address);
+  Bump(router_->stats_->bridges_authenticated);
+  Bump(router_->stats_->bridges_connected);
+  pending_route_acks = router_->shard_->shard_count();
+  router_->PostControl(OwnerShard(address, router_->shard_->shard_count()), kBindRequest, id_,
+                       address);
+  LogEvent(LogLevel::kInfo, "bridge_authenticated",
+           Concat("bridge=", bound_address_, " peer=", peer_ip_,
+                  " shard=", std::to_string(router_->shard_->index())));
+}
 
-  void OnAuthenticationFailed(std::string_view address, StreamErrorCondition condition) override {
-    Bump(router_->stats_->auth_failures);
-    router_->RecordAuthFailure(peer_ip_, router_->shard_->now_ms());
-    LogEvent(LogLevel::kWarning, "bridge_auth_failed",
-             Concat("bridge=", address, " peer=", peer_ip_,
-                    " reason=", xmpp::StreamErrorConditionName(condition)));
-  }
+void RouterShard::ComponentConnection::OnAuthenticationFailed(std::string_view address,
+                                                              StreamErrorCondition condition) {
+  Bump(router_->stats_->auth_failures);
+  router_->RecordAuthFailure(peer_ip_, router_->shard_->now_ms());
+  LogEvent(LogLevel::kWarning, "bridge_auth_failed",
+           Concat("bridge=", address, " peer=", peer_ip_,
+                  " reason=", xmpp::StreamErrorConditionName(condition)));
+}
 
-  void OnStanza(const xmpp::Stanza& stanza) override {
-    Bump(router_->stats_->stanzas_received);
-    router_->Route(*this, stanza);
-  }
+void RouterShard::ComponentConnection::OnStanza(const xmpp::Stanza& stanza) {
+  Bump(router_->stats_->stanzas_received);
+  router_->Route(*this, stanza);
+}
 
-  void OnStreamClosed(const xmpp::StreamError* error) override {
-    if (error != nullptr) Bump(router_->stats_->stream_errors);
-    if (!closed_by_engine) router_->shard_->Close(id_);
-  }
-
- private:
-  RouterShard* router_;
-  ConnectionId id_;
-  std::string peer_ip_;
-  uint64_t accepted_ms_;
-  uint64_t last_activity_ms_;
-  std::string bound_address_;
-  ComponentSession session_;
-};
+void RouterShard::ComponentConnection::OnStreamClosed(const xmpp::StreamError* error) {
+  if (error != nullptr) Bump(router_->stats_->stream_errors);
+  if (!closed_by_engine) router_->shard_->Close(id_);
+}
 
 RouterShard::RouterShard(const RouterConfigPublisher* config, RouterLimits limits,
                          RouterShardStats* stats)
@@ -183,16 +195,61 @@ void RouterShard::RecordAuthFailure(const std::string& ip, uint64_t now_ms) {
   }
 }
 
-bool RouterShard::OnAccept(Shard& shard, ConnectionId id, const Endpoint& peer, int) {
+bool RouterShard::AccountBlocked(const std::string& account, uint64_t now_ms) {
+  auto it = account_failures_.find(account);
+  if (it == account_failures_.end()) return false;
+  if (now_ms - it->second.window_start_ms >= limits_.auth_failure_window_ms) {
+    account_failures_.erase(it);
+    return false;
+  }
+  return it->second.count >= limits_.account_failures_max;
+}
+
+void RouterShard::RecordAccountFailure(const std::string& account, uint64_t now_ms) {
+  if (account_failures_.size() >= 65536 && !account_failures_.contains(account)) return;
+  AuthFailures& failures = account_failures_[account];
+  if (failures.count == 0 || now_ms - failures.window_start_ms >= limits_.auth_failure_window_ms) {
+    failures.count = 0;
+    failures.window_start_ms = now_ms;
+  }
+  if (++failures.count == limits_.account_failures_max) {
+    LogEvent(LogLevel::kWarning, "account_blocked",
+             Concat("user=", account,
+                    " reason=too_many_failed_logins failures=", std::to_string(failures.count),
+                    " window_ms=", std::to_string(limits_.auth_failure_window_ms)));
+  }
+}
+
+bool RouterShard::OnAccept(Shard& shard, ConnectionId id, const Endpoint& peer, int listener_tag) {
   shard_ = &shard;
   std::string ip = IpOf(peer);
+  const bool client = listener_tag == kClientListener || listener_tag == kClientTlsListener;
   if (!config_->enabled || AddressBlocked(ip, shard.now_ms())) {
     Bump(stats_->connections_refused);
     return false;
   }
+  if (client && config_->client_tls == nullptr) {
+    // TLS is required of clients, and there is no certificate to offer.
+    Bump(stats_->connections_refused);
+    if (shard.now_ms() - last_refused_client_log_ms_ >= 10'000 ||
+        last_refused_client_log_ms_ == 0) {
+      last_refused_client_log_ms_ = shard.now_ms();
+      LogEvent(LogLevel::kWarning, "client_refused",
+               Concat("peer=", ip,
+                      " reason=no_tls_certificate fix=\"stanzactl certs KEY CERT [BUNDLE]\""));
+    }
+    return false;
+  }
   Bump(stats_->connections_accepted);
   Bump(stats_->connections_open);
-  connections_.emplace(id, std::make_unique<Connection>(this, id, std::move(ip), shard.now_ms()));
+  if (client) {
+    connections_.emplace(id,
+                         std::make_unique<ClientConnection>(this, id, std::move(ip), shard.now_ms(),
+                                                            listener_tag == kClientTlsListener));
+  } else {
+    connections_.emplace(
+        id, std::make_unique<ComponentConnection>(this, id, std::move(ip), shard.now_ms()));
+  }
   return true;
 }
 
@@ -201,11 +258,7 @@ void RouterShard::DestroyIfDead(ConnectionId id) {
   if (connection == nullptr || !connection->closed_by_engine || connection->calls_in_progress > 0) {
     return;
   }
-  if (!connection->bound_address().empty()) {
-    Drop(stats_->bridges_connected);
-    const std::string& address = connection->bound_address();
-    PostControl(OwnerShard(address, shard_->shard_count()), kUnbindRequest, id, address);
-  }
+  connection->Release();
   Drop(stats_->connections_open);
   connections_.erase(id);
 }
@@ -217,7 +270,7 @@ void RouterShard::OnData(Shard& shard, ConnectionId id, std::string_view bytes) 
   Bump(stats_->bytes_received, bytes.size());
   connection->set_last_activity_ms(shard.now_ms());
   ++connection->calls_in_progress;
-  connection->session().OnBytes(bytes);
+  connection->OnBytes(bytes);
   --connection->calls_in_progress;
   DestroyIfDead(id);
 }
@@ -226,40 +279,37 @@ void RouterShard::OnClosed(Shard& shard, ConnectionId id, const absl::Status& re
   shard_ = &shard;
   Connection* connection = Find(id);
   if (connection == nullptr) return;
-  if (!connection->bound_address().empty()) {
-    LogEvent(
-        LogLevel::kInfo, "bridge_disconnected",
-        Concat("bridge=", connection->bound_address(), " peer=", connection->peer_ip(), " reason=",
-               reason.ok() ? std::string("closed") : LogQuote(std::string(reason.message()))));
+  if (const std::string who = connection->Describe(); !who.empty()) {
+    LogEvent(LogLevel::kInfo,
+             who.starts_with("bridge=") ? "bridge_disconnected" : "client_disconnected",
+             Concat(who, " peer=", connection->peer_ip(), " reason=",
+                    reason.ok() ? std::string("closed") : LogQuote(std::string(reason.message()))));
   }
   connection->closed_by_engine = true;
   DestroyIfDead(id);
 }
 
 void RouterShard::Route(Connection& sender, const xmpp::Stanza& stanza) {
+  if (!stanza.to) {
+    // Only clients may leave `to` out (their session checked it): for their account.
+    RouteFromClientToAccount(static_cast<ClientConnection&>(sender), stanza);
+    return;
+  }
   const router::RouteDecision decision = routes_.Resolve(*stanza.to);
   switch (decision.kind) {
     case router::RouteKind::kServer:
-      if (std::optional<std::string> reply = router::AnswerServerStanza(stanza, config_->domain)) {
+      if (std::optional<router::UserAddress> user =
+              router::ParseUserAddress(*stanza.to, config_->domain)) {
+        RouteToUser(sender.id(), stanza, *user);
+      } else if (std::optional<std::string> reply =
+                     router::AnswerServerStanza(stanza, config_->domain)) {
         Bump(stats_->stanzas_answered);
-        sender.Send(*reply);
+        sender.SendReply(*reply);
       }
       return;
-    case router::RouteKind::kComponent: {
-      const int target_shard = ShardOf(decision.connection);
-      if (target_shard == shard_->index()) {
-        StanzaErrorCondition why_not;
-        if (DeliverLocal(decision.connection, stanza.bytes, &why_not)) {
-          Bump(stats_->stanzas_routed);
-        } else {
-          Bounce(sender.id(), stanza.bytes, why_not);
-        }
-      } else if (!shard_->Post(target_shard, kDeliver, decision.connection, sender.id(),
-                               stanza.bytes)) {
-        Bounce(sender.id(), stanza.bytes, StanzaErrorCondition::kResourceConstraint);
-      }
+    case router::RouteKind::kComponent:
+      DeliverTo(sender.id(), decision.connection, stanza.bytes);
       return;
-    }
     case router::RouteKind::kRemote:
       // The control thread relays it to that node (cluster/node, daemon).
       if (shard_->PostToControl(kCtlForward, sender.id(), decision.node, stanza.bytes)) {
@@ -274,18 +324,123 @@ void RouterShard::Route(Connection& sender, const xmpp::Stanza& stanza) {
   }
 }
 
+void RouterShard::RouteFromClientToAccount(ClientConnection& sender, const xmpp::Stanza& stanza) {
+  const std::string& bare = sender.bare_jid();
+  switch (stanza.kind) {
+    case xmpp::StanzaKind::kPresence: {
+      // RFC 6121 §4.2 / §4.5: broadcast presence. Without a roster there are no
+      // contacts; the account's own available resources get it (§4.2.2), the
+      // sender included when it becomes available.
+      const std::string_view type = stanza.type.value_or("");
+      if (!type.empty() && type != "unavailable") return;  // nothing to do for others
+      const bool available = type.empty();
+      const int priority = available ? router::PresencePriority(stanza.bytes) : 0;
+      const uint64_t argument =
+          (available ? 1u : 0u) | (static_cast<uint64_t>(priority + 128) << 1);
+      // Every shard's routes learn it (this one's too, in order with the others).
+      Broadcast(kClientPresence, sender.id(), sender.full_jid(), argument);
+      std::vector<uint64_t> recipients = clients_.PresenceRecipients(bare);
+      std::erase(recipients, sender.id());
+      if (available) recipients.push_back(sender.id());
+      for (uint64_t target : recipients) DeliverTo(sender.id(), target, stanza.bytes);
+      return;
+    }
+    case xmpp::StanzaKind::kMessage:
+      RouteToUser(sender.id(), stanza, router::UserAddress{bare, ""});
+      return;
+    case xmpp::StanzaKind::kIq:
+    case xmpp::StanzaKind::kOther:
+      if (std::optional<std::string> reply = router::AnswerAccountStanza(stanza, bare, true)) {
+        Bump(stats_->stanzas_answered);
+        sender.SendReply(*reply);
+      }
+      return;
+  }
+}
+
+void RouterShard::RouteToUser(ConnectionId sender, const xmpp::Stanza& stanza,
+                              const router::UserAddress& to) {
+  if (!to.resource.empty()) {
+    if (std::optional<uint64_t> target = clients_.Find(to.bare, to.resource)) {
+      DeliverTo(sender, *target, stanza.bytes);
+      return;
+    }
+    // RFC 6121 §8.5.3.2: no such resource. A message is handled as if sent to
+    // the bare JID; an IQ is answered with an error; presence is ignored.
+    if (stanza.kind == xmpp::StanzaKind::kIq) {
+      BounceAny(sender, stanza.bytes, StanzaErrorCondition::kServiceUnavailable);
+      return;
+    }
+    if (stanza.kind != xmpp::StanzaKind::kMessage) return;
+  }
+  switch (stanza.kind) {
+    case xmpp::StanzaKind::kMessage: {
+      const std::vector<uint64_t> recipients = clients_.MessageRecipients(to.bare);
+      if (recipients.empty()) {
+        // No offline storage: the sender learns it was not delivered (§8.5.2.2.1).
+        BounceAny(sender, stanza.bytes, StanzaErrorCondition::kServiceUnavailable);
+        return;
+      }
+      for (uint64_t target : recipients) DeliverTo(sender, target, stanza.bytes);
+      return;
+    }
+    case xmpp::StanzaKind::kPresence:
+      for (uint64_t target : clients_.PresenceRecipients(to.bare)) {
+        DeliverTo(sender, target, stanza.bytes);
+      }
+      return;
+    case xmpp::StanzaKind::kIq:
+    case xmpp::StanzaKind::kOther: {
+      // An IQ to a bare JID is the server's to answer on the account's behalf.
+      if (std::optional<std::string> reply =
+              router::AnswerAccountStanza(stanza, to.bare, /*own_account=*/false)) {
+        Bump(stats_->stanzas_answered);
+        Connection* connection = sender == kNoConnection ? nullptr : Find(sender);
+        if (connection != nullptr && !connection->closed_by_engine) connection->SendReply(*reply);
+      }
+      return;
+    }
+  }
+}
+
+void RouterShard::DeliverTo(ConnectionId sender, ConnectionId target, std::string_view bytes) {
+  if (ShardOf(target) == shard_->index()) {
+    StanzaErrorCondition why_not;
+    if (DeliverLocal(target, bytes, &why_not)) {
+      Bump(stats_->stanzas_routed);
+    } else {
+      BounceAny(sender, bytes, why_not);
+    }
+  } else if (!shard_->Post(ShardOf(target), kDeliver, target, sender, bytes)) {
+    BounceAny(sender, bytes, StanzaErrorCondition::kResourceConstraint);
+  }
+}
+
+void RouterShard::BounceAny(ConnectionId sender, std::string_view stanza_bytes,
+                            StanzaErrorCondition condition) {
+  if (sender == kNoConnection) {
+    BounceToPeer(stanza_bytes, condition);
+  } else {
+    Bounce(sender, stanza_bytes, condition);
+  }
+}
+
+void RouterShard::ApplyClientPresence(ConnectionId connection, std::string_view full_jid,
+                                      uint64_t argument) {
+  const size_t slash = full_jid.find('/');
+  if (slash == std::string_view::npos) return;
+  clients_.SetPresence(full_jid.substr(0, slash), full_jid.substr(slash + 1), connection,
+                       (argument & 1) != 0, static_cast<int>(argument >> 1) - 128);
+}
+
 bool RouterShard::DeliverLocal(ConnectionId target, std::string_view bytes,
                                StanzaErrorCondition* why_not) {
   Connection* connection = Find(target);
-  if (connection == nullptr || connection->closed_by_engine ||
-      connection->session().state() != ComponentSession::State::kAuthenticated) {
+  if (connection == nullptr || connection->closed_by_engine || !connection->Routable()) {
     *why_not = StanzaErrorCondition::kServiceUnavailable;
     return false;
   }
-  if (!shard_->Send(target, bytes)) {
-    *why_not = StanzaErrorCondition::kResourceConstraint;
-    return false;
-  }
+  if (!connection->Deliver(bytes, why_not)) return false;
   if (connection->backed_up_since_ms == 0 &&
       shard_->QueuedBytes(target) > limits_.slow_reader_queue_bytes) {
     connection->backed_up_since_ms = shard_->now_ms();
@@ -310,7 +465,7 @@ void RouterShard::Bounce(ConnectionId sender, std::string_view stanza_bytes,
   }
   Bump(stats_->stanzas_bounced);
   Bump(stats_->stanzas_bounced_by_condition[static_cast<int>(condition)]);
-  connection->Send(xmpp::MakeErrorReply(stanza, condition, config_->domain));
+  connection->SendReply(xmpp::MakeErrorReply(stanza, condition, config_->domain));
 }
 
 void RouterShard::RouteFromPeer(std::string_view bytes) {
@@ -321,21 +476,15 @@ void RouterShard::RouteFromPeer(std::string_view bytes) {
   }
   const router::RouteDecision decision = routes_.Resolve(*stanza.to);
   switch (decision.kind) {
-    case router::RouteKind::kComponent: {
-      const int target_shard = ShardOf(decision.connection);
-      if (target_shard == shard_->index()) {
-        StanzaErrorCondition why_not;
-        if (DeliverLocal(decision.connection, bytes, &why_not)) {
-          Bump(stats_->stanzas_routed);
-        } else {
-          BounceToPeer(bytes, why_not);
-        }
-      } else if (!shard_->Post(target_shard, kDeliver, decision.connection, kNoConnection, bytes)) {
-        BounceToPeer(bytes, StanzaErrorCondition::kResourceConstraint);
-      }
+    case router::RouteKind::kComponent:
+      DeliverTo(kNoConnection, decision.connection, bytes);
       return;
-    }
     case router::RouteKind::kServer:
+      if (std::optional<router::UserAddress> user =
+              router::ParseUserAddress(*stanza.to, config_->domain)) {
+        RouteToUser(kNoConnection, stanza, *user);
+        return;
+      }
       // The sender's node answers stanzas to the domain itself; one here is stale.
       Bump(stats_->error_stanzas_dropped);
       return;
@@ -372,28 +521,29 @@ void RouterShard::PostToControlThread(uint32_t kind, ConnectionId target, uint64
   deferred_control_.push_back({kind, target, argument, std::string(payload)});
 }
 
-void RouterShard::Broadcast(uint32_t kind, ConnectionId target, std::string_view payload) {
+void RouterShard::Broadcast(uint32_t kind, ConnectionId target, std::string_view payload,
+                            uint64_t argument) {
   for (int shard = 0; shard < shard_->shard_count(); ++shard) {
-    PostControl(shard, kind, target, payload);
+    PostControl(shard, kind, target, payload, argument);
   }
 }
 
-void RouterShard::PostControl(int to, uint32_t kind, ConnectionId target,
-                              std::string_view payload) {
-  if (deferred_posts_.empty() && shard_->Post(to, kind, target, 0, payload)) return;
+void RouterShard::PostControl(int to, uint32_t kind, ConnectionId target, std::string_view payload,
+                              uint64_t argument) {
+  if (deferred_posts_.empty() && shard_->Post(to, kind, target, argument, payload)) return;
   if (deferred_posts_.empty()) {
     LogEvent(LogLevel::kWarning, "control_record_deferred",
              Concat("to_shard=", std::to_string(to), " kind=", std::to_string(kind),
                     " reason=queue_full"));
   }
-  deferred_posts_.push_back({to, kind, target, std::string(payload)});
+  deferred_posts_.push_back({to, kind, target, argument, std::string(payload)});
 }
 
 void RouterShard::RetryDeferredPosts() {
   size_t sent = 0;
   while (sent < deferred_posts_.size()) {
     const DeferredPost& post = deferred_posts_[sent];
-    if (!shard_->Post(post.to, post.kind, post.target, 0, post.payload)) break;
+    if (!shard_->Post(post.to, post.kind, post.target, post.argument, post.payload)) break;
     ++sent;
   }
   deferred_posts_.erase(deferred_posts_.begin(),
@@ -430,17 +580,72 @@ void RouterShard::OnMessage(Shard& shard, const CrossShardMessage& message) {
       routes_.Bind(message.payload, message.target);
       PostControl(ShardOf(message.target), kRouteBindAck, message.target, "");
       return;
-    case kRouteBindAck: {
+    case kRouteBindAck:
+    case kClientRouteBindAck: {
       Connection* connection = Find(message.target);
       if (connection == nullptr || connection->pending_route_acks == 0) return;
       if (--connection->pending_route_acks == 0) {
         ++connection->calls_in_progress;
-        connection->session().AcknowledgeHandshake();
+        if (message.kind == kRouteBindAck) {
+          static_cast<ComponentConnection*>(connection)->session().AcknowledgeHandshake();
+        } else {
+          static_cast<ClientConnection*>(connection)->RouteAcknowledged();
+        }
         --connection->calls_in_progress;
         DestroyIfDead(message.target);
       }
       return;
     }
+    case kClientBindRequest: {
+      const std::string_view full = message.payload;
+      const size_t slash = full.find('/');
+      const std::string_view bare = full.substr(0, slash);
+      const std::string_view resource = full.substr(slash + 1);
+      const bool replacing = owned_clients_.Find(bare, resource).has_value();
+      if (!replacing && owned_clients_.Resources(bare).size() >= limits_.client_resources_max) {
+        PostControl(ShardOf(message.target), kClientBindRefused, message.target, full);
+        return;
+      }
+      if (std::optional<uint64_t> previous = owned_clients_.Bind(bare, resource, message.target)) {
+        // RFC 6120 §7.7.2.2: the newer session wins; the older one is told why.
+        PostControl(ShardOf(*previous), kConflict, *previous, full);
+      }
+      Broadcast(kClientRouteBind, message.target, full);
+      return;
+    }
+    case kClientUnbindRequest: {
+      const size_t slash = message.payload.find('/');
+      if (owned_clients_.Unbind(message.payload.substr(0, slash), message.payload.substr(slash + 1),
+                                message.target)) {
+        Broadcast(kClientRouteUnbind, message.target, message.payload);
+      }
+      return;
+    }
+    case kClientBindRefused: {
+      Connection* connection = Find(message.target);
+      if (connection == nullptr) return;
+      ++connection->calls_in_progress;
+      static_cast<ClientConnection*>(connection)->BindRefused();
+      --connection->calls_in_progress;
+      DestroyIfDead(message.target);
+      return;
+    }
+    case kClientRouteBind: {
+      const size_t slash = message.payload.find('/');
+      clients_.Bind(message.payload.substr(0, slash), message.payload.substr(slash + 1),
+                    message.target);
+      PostControl(ShardOf(message.target), kClientRouteBindAck, message.target, "");
+      return;
+    }
+    case kClientRouteUnbind: {
+      const size_t slash = message.payload.find('/');
+      clients_.Unbind(message.payload.substr(0, slash), message.payload.substr(slash + 1),
+                      message.target);
+      return;
+    }
+    case kClientPresence:
+      ApplyClientPresence(message.target, message.payload, message.argument);
+      return;
     case kRouteUnbind:
       routes_.Unbind(message.payload, message.target);
       return;
@@ -448,10 +653,9 @@ void RouterShard::OnMessage(Shard& shard, const CrossShardMessage& message) {
       StanzaErrorCondition why_not;
       if (DeliverLocal(message.target, message.payload, &why_not)) {
         Bump(stats_->stanzas_routed);
-      } else if (message.argument == kNoConnection) {
-        BounceToPeer(message.payload, why_not);  // its sender is on another node
       } else {
-        Bounce(message.argument, message.payload, why_not);
+        // kNoConnection: its sender is on another node.
+        BounceAny(message.argument, message.payload, why_not);
       }
       return;
     }
@@ -475,9 +679,11 @@ void RouterShard::OnMessage(Shard& shard, const CrossShardMessage& message) {
       Connection* connection = Find(message.target);
       if (connection == nullptr) return;
       ++connection->calls_in_progress;
-      connection->session().CloseWithError(
+      connection->CloseWithError(
           StreamErrorCondition::kConflict,
-          Concat("replaced by a newer connection of call bridge ", message.payload));
+          message.payload.find('@') == std::string_view::npos
+              ? Concat("replaced by a newer connection of call bridge ", message.payload)
+              : Concat("replaced by a newer session of ", message.payload));
       --connection->calls_in_progress;
       DestroyIfDead(message.target);
       return;
@@ -491,23 +697,19 @@ void RouterShard::OnMessage(Shard& shard, const CrossShardMessage& message) {
 void RouterShard::ApplyConfig() {
   config_ = config_publisher_->Current();
   routes_.set_server_domain(config_->domain);
-  std::vector<ConnectionId> to_close;
+  std::vector<ConnectionId> ids;
+  ids.reserve(connections_.size());
   for (const auto& [id, connection] : connections_) {
-    const std::string& address = connection->session().component_address();
-    if (!config_->enabled || (!address.empty() && !config_->bridge_secrets.contains(address))) {
-      to_close.push_back(id);
-    }
+    if (!connection->closed_by_engine) ids.push_back(id);
   }
-  for (ConnectionId id : to_close) {
+  for (ConnectionId id : ids) {
     Connection* connection = Find(id);
     ++connection->calls_in_progress;
     if (!config_->enabled) {
-      connection->session().CloseWithError(StreamErrorCondition::kSystemShutdown,
-                                           "the XMPP service was disabled");
+      connection->CloseWithError(StreamErrorCondition::kSystemShutdown,
+                                 "the XMPP service was disabled");
     } else {
-      connection->session().CloseWithError(
-          StreamErrorCondition::kNotAuthorized,
-          Concat("call bridge ", connection->session().component_address(), " was removed"));
+      connection->CloseIfRemoved(*config_);
     }
     --connection->calls_in_progress;
     DestroyIfDead(id);
@@ -530,9 +732,7 @@ void RouterShard::OnTick(Shard& shard, uint64_t now_ms) {
   std::vector<std::pair<ConnectionId, StreamErrorCondition>> expired;
   for (const auto& [id, connection] : connections_) {
     if (connection->closed_by_engine) continue;
-    const auto state = connection->session().state();
-    if (state != ComponentSession::State::kAuthenticated &&
-        state != ComponentSession::State::kClosed &&
+    if (!connection->Established() &&
         now_ms - connection->accepted_ms() > limits_.preauth_timeout_ms) {
       expired.emplace_back(id, StreamErrorCondition::kConnectionTimeout);
     } else if (limits_.idle_timeout_ms > 0 &&
@@ -551,11 +751,11 @@ void RouterShard::OnTick(Shard& shard, uint64_t now_ms) {
     ++connection->calls_in_progress;
     if (condition == StreamErrorCondition::kPolicyViolation) {
       LogEvent(LogLevel::kWarning, "slow_reader_disconnected",
-               Concat("bridge=", connection->bound_address(), " peer=", connection->peer_ip(),
+               Concat(connection->Describe(), " peer=", connection->peer_ip(),
                       " queued_bytes=", std::to_string(shard.QueuedBytes(id))));
       shard.Abort(id);
     } else {
-      connection->session().CloseWithError(condition, "no handshake or traffic in time");
+      connection->CloseWithError(condition, "no handshake or traffic in time");
     }
     --connection->calls_in_progress;
     DestroyIfDead(id);
@@ -567,8 +767,8 @@ void RouterShard::OnStop(Shard& shard) {
   for (auto& [id, connection] : connections_) {
     if (connection->closed_by_engine) continue;
     ++connection->calls_in_progress;
-    connection->session().CloseWithError(StreamErrorCondition::kSystemShutdown,
-                                         "the server is shutting down");
+    connection->CloseWithError(StreamErrorCondition::kSystemShutdown,
+                               "the server is shutting down");
     --connection->calls_in_progress;
   }
 }

@@ -1,7 +1,8 @@
-// RouterShard: the XMPP side of one shard. It owns the component sessions of
-// the connections its shard accepted, a copy of the route table, and (for the
-// component addresses that hash to it) the authority over which connection
-// speaks for a bridge.
+// RouterShard: the XMPP side of one shard. It owns the sessions of the
+// connections its shard accepted (call bridges on the component port, clients
+// on the c2s ports, over TLS), a copy of the route tables, and (for the
+// component addresses and accounts that hash to it) the authority over which
+// connection speaks for a bridge or a client resource.
 //
 // How a bridge gets routable (all through Shard::Post, so per-pair order holds):
 //   session on shard S authenticates cb1.example.com
@@ -13,6 +14,14 @@
 //       so a bridge that has seen <handshake/> is reachable from every shard.
 //   Closing runs the same way with UnbindRequest / RouteUnbind, and a stale
 //   unbind (from a connection already replaced) changes nothing.
+//
+// A client resource the same way (kClient* records): the owner of the account
+// (hash of the bare JID) refuses a bind beyond the resource cap, replaces an
+// older connection of the same full JID (<conflict/>), and broadcasts the
+// route; the bind result goes to the client once every shard has it. Presence
+// without `to` (available / unavailable, priority) is broadcast by the
+// client's shard; RFC 6121's rules then pick the resources a stanza to a bare
+// JID reaches (core/router/client_routes.h).
 //
 // A stanza's way: the session checks it; the local RouteTable resolves `to`;
 // a bridge on this shard gets the bytes at once, one on another shard through
@@ -34,10 +43,13 @@
 #include <vector>
 
 #include "absl/container/flat_hash_map.h"
+#include "core/config/config.h"
+#include "core/router/client_routes.h"
 #include "core/router/route_table.h"
 #include "core/xml/tokenizer.h"
 #include "core/xmpp/component_session.h"
 #include "net/engine.h"
+#include "tls/tls_session.h"
 
 namespace stanzad::net {
 
@@ -47,6 +59,20 @@ struct RouterConfig {
   bool enabled = true;
   // Component address ("cb1.example.com") → shared secret.
   absl::flat_hash_map<std::string, std::string> bridge_secrets;
+  // Client accounts: canonical localpart → SCRAM credentials.
+  absl::flat_hash_map<std::string, config::UserCredentials> users;
+  // The server certificate for clients (STARTTLS and direct TLS); null: none is
+  // configured, and client connections are refused.
+  std::shared_ptr<const tls::TlsContext> client_tls;
+  // Derives the salt shown for unknown users (same on every node and restart).
+  std::string unknown_user_salt_key;
+};
+
+// Listener tags (EngineOptions::listeners) the router understands.
+enum RouterListener : int {
+  kComponentListener = 0,  // XEP-0114 call bridges
+  kClientListener = 1,     // RFC 6120 clients, STARTTLS
+  kClientTlsListener = 2,  // clients with TLS from the first byte (XEP-0368)
 };
 
 // Hands the current RouterConfig from the control plane to the shards.
@@ -76,6 +102,14 @@ struct RouterLimits {
   uint32_t auth_failures_max = 10;
   uint64_t auth_failure_window_ms = 60'000;
   xml::TokenizerLimits tokenizer;
+  // As the engine's connection_queue_bytes_max: a TLS record that would not fit
+  // is not written (a client's stanza gets resource-constraint instead).
+  size_t queue_bytes_max = 1 << 20;
+  // Bound resources per account (all shards); one more is refused.
+  uint32_t client_resources_max = 16;
+  // Failed logins of one account within auth_failure_window_ms after which its
+  // logins are refused (even with the right password) until the window passes.
+  uint32_t account_failures_max = 5;
 };
 
 // Counters of one shard, written only by its thread, read by anyone.
@@ -99,6 +133,12 @@ struct alignas(64) RouterShardStats {
   // that arrived from another node.
   std::atomic<uint64_t> stanzas_forwarded{0};
   std::atomic<uint64_t> stanzas_from_peers{0};
+  // Clients.
+  std::atomic<uint64_t> clients_connected{0};  // gauge: bound resources on this shard
+  std::atomic<uint64_t> client_logins_ok{0};
+  std::atomic<uint64_t> client_logins_failed{0};
+  std::atomic<uint64_t> tls_handshakes_ok{0};
+  std::atomic<uint64_t> tls_handshakes_failed{0};
 };
 
 // Record kinds of Shard::Post used by the router.
@@ -117,6 +157,14 @@ enum RouterMessageKind : uint32_t {
   kRemoteRouteUnbind,  // to all: argument = node, payload = address
   kForgetNode,         // to all: argument = node that left (or whose routes are resent)
   kDeliverFromPeer,    // argument = origin node, payload = stanza to route here
+  // Clients (payload = full JID, canonical):
+  kClientBindRequest,    // to the account's owner: target = connection
+  kClientUnbindRequest,  // to the account's owner: target = connection
+  kClientBindRefused,    // to the client's shard: too many resources
+  kClientRouteBind,      // to all: target = connection
+  kClientRouteUnbind,    // to all: target = connection
+  kClientRouteBindAck,   // to the client's shard: one shard applied its route
+  kClientPresence,       // to all: target = connection, argument = PresenceArgument
 };
 
 // Record kinds of Shard::PostToControl used by the router (to the daemon's
@@ -144,16 +192,30 @@ class RouterShard : public ShardHandler {
 
  private:
   class Connection;
+  class ComponentConnection;
+  class ClientConnection;
 
   Connection* Find(ConnectionId id);
   void Route(Connection& sender, const xmpp::Stanza& stanza);
+  // A stanza from client `sender` without `to`: for its own account.
+  void RouteFromClientToAccount(ClientConnection& sender, const xmpp::Stanza& stanza);
+  // A stanza to an account of ours (from a local connection, or kNoConnection:
+  // from another node).
+  void RouteToUser(ConnectionId sender, const xmpp::Stanza& stanza, const router::UserAddress& to);
+  // Delivers to `target` on any shard, or answers `sender` with the error.
+  void DeliverTo(ConnectionId sender, ConnectionId target, std::string_view bytes);
+  // Bounce() for a local sender, BounceToPeer() for kNoConnection.
+  void BounceAny(ConnectionId sender, std::string_view stanza_bytes,
+                 xmpp::StanzaErrorCondition condition);
+  void ApplyClientPresence(ConnectionId connection, std::string_view full_jid, uint64_t argument);
   // Sends `bytes` to a connection of this shard; false if it is gone or full.
   bool DeliverLocal(ConnectionId target, std::string_view bytes,
                     xmpp::StanzaErrorCondition* why_not);
   // Answers `stanza_bytes` (from `sender`, on any shard) with a stanza error.
   void Bounce(ConnectionId sender, std::string_view stanza_bytes,
               xmpp::StanzaErrorCondition condition);
-  void Broadcast(uint32_t kind, ConnectionId target, std::string_view payload);
+  void Broadcast(uint32_t kind, ConnectionId target, std::string_view payload,
+                 uint64_t argument = 0);
   // A stanza from another node: delivered to a bridge here, or answered with an
   // error that travels back to its sender's node.
   void RouteFromPeer(std::string_view bytes);
@@ -165,11 +227,14 @@ class RouterShard : public ShardHandler {
   // Posts a control record (binds, routes, acks, conflicts). If the queue is
   // full it is kept, in order, and retried on every tick: control records are
   // never dropped, and never overtake one another.
-  void PostControl(int to, uint32_t kind, ConnectionId target, std::string_view payload);
+  void PostControl(int to, uint32_t kind, ConnectionId target, std::string_view payload,
+                   uint64_t argument = 0);
   void RetryDeferredPosts();
   void ApplyConfig();
   bool AddressBlocked(const std::string& ip, uint64_t now_ms);
   void RecordAuthFailure(const std::string& ip, uint64_t now_ms);
+  bool AccountBlocked(const std::string& account, uint64_t now_ms);
+  void RecordAccountFailure(const std::string& account, uint64_t now_ms);
   void DestroyIfDead(ConnectionId id);
 
   const RouterConfigPublisher* config_publisher_;
@@ -178,19 +243,25 @@ class RouterShard : public ShardHandler {
   RouterShardStats* stats_;
   Shard* shard_ = nullptr;  // set on the first callback; the engine owns it
   router::RouteTable routes_;
+  router::ClientRoutes clients_;
   // Authoritative bindings for the addresses this shard owns.
   absl::flat_hash_map<std::string, ConnectionId> owned_bindings_;
+  // Authoritative client bindings for the accounts this shard owns.
+  router::ClientRoutes owned_clients_;
   absl::flat_hash_map<ConnectionId, std::unique_ptr<Connection>> connections_;
   struct AuthFailures {
     uint32_t count = 0;
     uint64_t window_start_ms = 0;
   };
   absl::flat_hash_map<std::string, AuthFailures> auth_failures_;
+  absl::flat_hash_map<std::string, AuthFailures> account_failures_;
+  uint64_t last_refused_client_log_ms_ = 0;
   uint64_t last_scan_ms_ = 0;
   struct DeferredPost {
     int to;
     uint32_t kind;
     ConnectionId target;
+    uint64_t argument;
     std::string payload;
   };
   std::vector<DeferredPost> deferred_posts_;

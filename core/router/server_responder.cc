@@ -51,4 +51,48 @@ std::optional<std::string> AnswerServerStanza(const xmpp::Stanza& stanza,
   return std::nullopt;
 }
 
+std::optional<std::string> AnswerAccountStanza(const xmpp::Stanza& stanza,
+                                               std::string_view bare_jid, bool own_account) {
+  using xmpp::StanzaErrorCondition;
+  if (stanza.is_error() || stanza.kind != xmpp::StanzaKind::kIq) return std::nullopt;
+  const std::string_view type = stanza.type.value_or("");
+  if (type == "result") return std::nullopt;
+  if (type != "get" && type != "set") {
+    return xmpp::MakeErrorReply(stanza, StanzaErrorCondition::kBadRequest, bare_jid,
+                                "iq type must be get, set, result or error");
+  }
+  const std::string_view ns = FirstChildNamespace(stanza.bytes);
+  if (type == "get" && ns == "urn:xmpp:ping") return xmpp::MakeIqResult(stanza, bare_jid);
+  if (own_account && ns == "jabber:iq:roster") {
+    if (type == "get") {
+      return xmpp::MakeIqResult(stanza, bare_jid, "<query xmlns='jabber:iq:roster'/>");
+    }
+    return xmpp::MakeErrorReply(stanza, StanzaErrorCondition::kServiceUnavailable, bare_jid,
+                                "this server keeps no roster yet");
+  }
+  return xmpp::MakeErrorReply(stanza, StanzaErrorCondition::kServiceUnavailable, bare_jid);
+}
+
+int PresencePriority(std::string_view presence) {
+  const size_t open = presence.find("<priority>");
+  if (open == std::string_view::npos) return 0;
+  const size_t begin = open + 10;
+  const size_t end = presence.find("</priority>", begin);
+  if (end == std::string_view::npos || end == begin || end - begin > 4) return 0;
+  std::string_view text = presence.substr(begin, end - begin);
+  bool negative = false;
+  if (text.front() == '-' || text.front() == '+') {
+    negative = text.front() == '-';
+    text.remove_prefix(1);
+  }
+  if (text.empty()) return 0;
+  int value = 0;
+  for (const char c : text) {
+    if (c < '0' || c > '9') return 0;
+    value = value * 10 + (c - '0');
+  }
+  if (negative) value = -value;
+  return value < -128 || value > 127 ? 0 : value;
+}
+
 }  // namespace stanzad::router

@@ -20,6 +20,19 @@ std::string_view FirstChildNamespace(std::string_view element);
 std::optional<std::string> AnswerServerStanza(const xmpp::Stanza& stanza,
                                               std::string_view server_domain);
 
+// The reply to a stanza addressed to an account of ours, `bare_jid`, that the
+// server answers on the account's behalf (RFC 6120 §10.5.3.3: an IQ to a bare
+// JID; a client's IQ without `to`). `own_account`: the sender is that
+// account's client, so a jabber:iq:roster get is answered, with an empty
+// roster (stanzad keeps no roster yet). XEP-0199 ping gets a result;
+// anything else that expects an answer, service-unavailable.
+std::optional<std::string> AnswerAccountStanza(const xmpp::Stanza& stanza,
+                                               std::string_view bare_jid, bool own_account);
+
+// The <priority/> of an available presence (RFC 6121 §4.7.2.3): -128..127, 0
+// when absent or not a number in range.
+int PresencePriority(std::string_view presence);
+
 }  // namespace stanzad::router
 
 #endif  // STANZAD_CORE_ROUTER_SERVER_RESPONDER_H_

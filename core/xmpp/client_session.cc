@@ -104,32 +104,55 @@ ClientSession::ClientSession(Delegate* delegate, Options options)
   CHECK(delegate_ != nullptr);
   CHECK(!options_.domain.empty());
   tokenizer_.emplace(options_.limits);
+  tls_established_ = options_.direct_tls;
 }
 
 void ClientSession::OnBytes(std::string_view bytes) {
   if (state_ == State::kClosed || state_ == State::kAwaitingTls) return;
   tokenizer_->Feed(bytes);
+  ProcessTokens();
+}
+
+void ClientSession::ProcessTokens() {
   // kAwaitingTls: the rest of these bytes came in the clear after <starttls/>.
   while (state_ != State::kClosed && state_ != State::kAwaitingTls) {
     const xml::Token token = tokenizer_->Next();
-    switch (token.type) {
-      case xml::TokenType::kNeedMoreData:
-        return;
-      case xml::TokenType::kStreamHeader:
-        HandleHeader();
-        break;
-      case xml::TokenType::kElement:
-        HandleElement(token.bytes);
-        break;
-      case xml::TokenType::kStreamEnd:
-        Close();
-        return;
-      case xml::TokenType::kError: {
-        const StreamError error = tokenizer_->error();
-        CloseWithError(error.condition, error.text);
+    if (token.type == xml::TokenType::kNeedMoreData) return;
+    if (state_ == State::kBinding) {
+      // Kept (copied: the tokenizer's views end with this call) for BindDone().
+      held_bytes_ += token.bytes.size();
+      if (held_bytes_ > options_.limits.stanza_bytes_max) {
+        CloseWithError(StreamErrorCondition::kPolicyViolation,
+                       "too much sent before the resource was bound");
         return;
       }
+      held_.push_back({token.type, std::string(token.bytes),
+                       token.type == xml::TokenType::kError ? tokenizer_->error() : StreamError{}});
+      if (token.type == xml::TokenType::kError) return;
+      continue;
     }
+    Dispatch(token.type, token.bytes,
+             token.type == xml::TokenType::kError ? tokenizer_->error() : StreamError{});
+  }
+}
+
+void ClientSession::Dispatch(xml::TokenType type, std::string_view bytes,
+                             const StreamError& error) {
+  switch (type) {
+    case xml::TokenType::kNeedMoreData:
+      return;
+    case xml::TokenType::kStreamHeader:
+      HandleHeader();
+      return;
+    case xml::TokenType::kElement:
+      HandleElement(bytes);
+      return;
+    case xml::TokenType::kStreamEnd:
+      Close();
+      return;
+    case xml::TokenType::kError:
+      CloseWithError(error.condition, error.text);
+      return;
   }
 }
 
@@ -261,8 +284,9 @@ void ClientSession::HandleElement(std::string_view element) {
       return;
     case State::kAwaitingHeader:
     case State::kAwaitingTls:
+    case State::kBinding:
     case State::kClosed:
-      return;  // the tokenizer yields no element before a header
+      return;  // no element is read before a header, or while waiting
   }
 }
 
@@ -409,27 +433,55 @@ void ClientSession::HandleBind(std::string_view element) {
                                    std::string(full.status().message())));
     return;
   }
-  const absl::Status bound = delegate_->BindResource(*full);
-  if (state_ == State::kClosed) return;
-  if (!bound.ok()) {
+  pending_bind_iq_ = std::string(element);
+  pending_full_jid_ = *std::move(full);
+  state_ = State::kBinding;
+  delegate_->RequestBind(*pending_full_jid_);
+}
+
+void ClientSession::BindDone(const absl::Status& status) {
+  if (state_ != State::kBinding) return;
+  const std::string element = std::move(pending_bind_iq_);
+  pending_bind_iq_.clear();
+  std::optional<jid::Jid> full = std::move(pending_full_jid_);
+  pending_full_jid_.reset();
+  const Stanza stanza = InspectStanza(element);
+  if (!status.ok()) {
+    state_ = State::kAwaitingBind;
     StanzaErrorCondition condition = StanzaErrorCondition::kInternalServerError;
-    if (absl::IsAlreadyExists(bound)) condition = StanzaErrorCondition::kConflict;
-    if (absl::IsResourceExhausted(bound)) condition = StanzaErrorCondition::kResourceConstraint;
+    if (absl::IsAlreadyExists(status)) condition = StanzaErrorCondition::kConflict;
+    if (absl::IsResourceExhausted(status)) condition = StanzaErrorCondition::kResourceConstraint;
     delegate_->Send(MakeErrorReply(stanza, condition, options_.domain));
     if (CountFailure()) {
       CloseWithError(StreamErrorCondition::kPolicyViolation, "too many failed bind attempts");
+      return;
     }
-    return;
+  } else {
+    std::string payload = Concat("<bind xmlns='", kBindNamespace, "'><jid>");
+    xml::AppendEscaped(full->Full(), &payload);
+    payload.append("</jid></bind>");
+    from_attribute_ = " from='";
+    xml::AppendEscaped(full->Full(), &from_attribute_);
+    from_attribute_.append("'");
+    full_jid_ = *std::move(full);
+    state_ = State::kBound;
+    delegate_->Send(MakeIqResult(stanza, options_.domain, payload));
   }
-  std::string payload = Concat("<bind xmlns='", kBindNamespace, "'><jid>");
-  xml::AppendEscaped(full->Full(), &payload);
-  payload.append("</jid></bind>");
-  from_attribute_ = " from='";
-  xml::AppendEscaped(full->Full(), &from_attribute_);
-  from_attribute_.append("'");
-  full_jid_ = *std::move(full);
-  state_ = State::kBound;
-  delegate_->Send(MakeIqResult(stanza, options_.domain, payload));
+  // What arrived while the bind was pending, in order; it may ask for another bind.
+  std::vector<HeldToken> held = std::move(held_);
+  held_.clear();
+  held_bytes_ = 0;
+  for (size_t i = 0; i < held.size(); ++i) {
+    if (state_ == State::kClosed) return;
+    if (state_ == State::kBinding) {
+      for (size_t j = i; j < held.size(); ++j) {
+        held_bytes_ += held[j].bytes.size();
+        held_.push_back(std::move(held[j]));
+      }
+      return;
+    }
+    Dispatch(held[i].type, held[i].bytes, held[i].error);
+  }
 }
 
 void ClientSession::HandleStanza(std::string_view element) {

@@ -13,8 +13,10 @@
 //      <success/> (the stream restarts) or <failure/> (the client may try again).
 //   3. client → new header; server → header + features: <bind/>.
 //      client → <iq type='set'><bind><resource>R</resource></bind></iq>; the
-//      delegate accepts or refuses user@domain/R (BindResource); server → the
-//      result with the full JID, or a stanza error (conflict, bad-request).
+//      session asks the delegate for user@domain/R (RequestBind) and reads no
+//      further input until the delegate answers with BindDone (at once or
+//      later); server → the result with the full JID, or a stanza error
+//      (conflict, resource-constraint, bad-request).
 //   4. Every stanza (message, presence, iq) goes to Delegate::OnStanza with its
 //      `from` set by the server to the bound full JID (a client's own `from` is
 //      replaced); `to` is kept. Whitespace keepalives are read and ignored.
@@ -54,6 +56,7 @@
 #include <string>
 #include <string_view>
 #include <variant>
+#include <vector>
 
 #include "absl/status/status.h"
 #include "core/config/config.h"
@@ -79,6 +82,7 @@ class ClientSession {
     kAwaitingTls,       // <proceed/> sent: waiting for TlsEstablished()
     kAwaitingAuth,      // over TLS, not yet authenticated (SASL)
     kAwaitingBind,      // authenticated, no resource bound yet
+    kBinding,           // RequestBind() called, BindDone() not yet
     kBound,             // stanzas flow
     kClosed,
   };
@@ -93,6 +97,9 @@ class ClientSession {
     // reaches this count is answered and the stream closes with policy-violation.
     // RFC 6120 §6.4.5 suggests allowing 2 to 5 retries.
     uint32_t failures_max = 3;
+    // The connection has been TLS from its first byte (XEP-0368 direct TLS):
+    // no STARTTLS is offered; the first stream goes straight to SASL.
+    bool direct_tls = false;
     xml::TokenizerLimits limits;
   };
 
@@ -114,10 +121,9 @@ class ClientSession {
     // (for logs and metrics; `username` may be empty or unknown when it failed).
     virtual void OnAuthentication(std::string_view username, bool ok,
                                   std::string_view condition) = 0;
-    // The client asks to bind `full_jid`. OK to accept; AlreadyExistsError for a
-    // resource in use (answered with conflict); ResourceExhaustedError for too many
-    // sessions (resource-constraint); anything else is internal-server-error.
-    virtual absl::Status BindResource(const jid::Jid& full_jid) = 0;
+    // The client asks to bind `full_jid`. The delegate answers with BindDone(),
+    // from inside this call or later (after asking other shards, say).
+    virtual void RequestBind(const jid::Jid& full_jid) = 0;
     // A stanza from the bound client, `from` stamped with its full JID; views
     // valid during the call.
     virtual void OnStanza(const Stanza& stanza) = 0;
@@ -140,6 +146,12 @@ class ClientSession {
   // StartTls() has returned (the handshake needs I/O), not from inside it.
   void TlsEstablished();
 
+  // The answer to RequestBind(): OK to accept; AlreadyExistsError for a resource
+  // in use (answered with conflict); ResourceExhaustedError for too many sessions
+  // (resource-constraint); anything else is internal-server-error. Input that
+  // arrived meanwhile is processed now. No-op unless state() is kBinding.
+  void BindDone(const absl::Status& status);
+
   // Ends the stream from the server's side with `condition` (conflict when the same
   // full JID bound elsewhere, system-shutdown, connection-timeout...). No-op once closed.
   void CloseWithError(StreamErrorCondition condition, std::string text);
@@ -156,6 +168,10 @@ class ClientSession {
   const std::optional<jid::Jid>& full_jid() const { return full_jid_; }
 
  private:
+  // Handles the tokens the tokenizer holds until it needs more bytes, TLS must
+  // start or the session is closed; while kBinding they are held (copied).
+  void ProcessTokens();
+  void Dispatch(xml::TokenType type, std::string_view bytes, const StreamError& error);
   void HandleHeader();
   void HandleElement(std::string_view element);
   void HandleSasl(std::string_view element, std::string_view local_name);
@@ -184,6 +200,18 @@ class ClientSession {
   std::string username_;
   std::optional<jid::Jid> bare_jid_;
   std::optional<jid::Jid> full_jid_;
+  // While kBinding: the bind IQ being answered, and the JID asked for.
+  std::string pending_bind_iq_;
+  std::optional<jid::Jid> pending_full_jid_;
+  // Tokens read while kBinding, handled once BindDone() is called; their bytes
+  // are bounded by limits.stanza_bytes_max.
+  struct HeldToken {
+    xml::TokenType type;
+    std::string bytes;
+    StreamError error;
+  };
+  std::vector<HeldToken> held_;
+  size_t held_bytes_ = 0;
   // " from='<escaped full JID>'", made once at bind.
   std::string from_attribute_;
   // Reused for each stanza whose `from` is stamped: no allocation once warm.

@@ -39,9 +39,9 @@ class Delegate : public ClientSession::Delegate {
     return std::nullopt;
   }
   void OnAuthentication(std::string_view, bool, std::string_view) override {}
-  absl::Status BindResource(const stanzad::jid::Jid&) override {
+  void RequestBind(const stanzad::jid::Jid&) override {
     bound = true;
-    return absl::OkStatus();
+    session->BindDone(absl::OkStatus());
   }
   void OnStanza(const stanzad::xmpp::Stanza& stanza) override {
     if (!bound || !stanza.from || !session->full_jid() ||

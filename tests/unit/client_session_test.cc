@@ -60,9 +60,17 @@ class RecordingDelegate : public ClientSession::Delegate {
   void OnAuthentication(std::string_view username, bool ok, std::string_view condition) override {
     auth_log.push_back(Concat(username, ok ? ":ok" : ":", condition));
   }
-  absl::Status BindResource(const jid::Jid& full_jid) override {
-    if (taken.count(full_jid.Full()) != 0) return absl::AlreadyExistsError("taken");
-    bound.push_back(full_jid.Full());
+  void RequestBind(const jid::Jid& full_jid) override {
+    ++bind_requests;
+    if (defer_bind) {
+      deferred_bind = full_jid.Full();
+      return;
+    }
+    session->BindDone(Answer(full_jid.Full()));
+  }
+  absl::Status Answer(const std::string& full_jid) {
+    if (taken.count(full_jid) != 0) return absl::AlreadyExistsError("taken");
+    bound.push_back(full_jid);
     return absl::OkStatus();
   }
   void OnStanza(const Stanza& stanza) override {
@@ -87,6 +95,10 @@ class RecordingDelegate : public ClientSession::Delegate {
            closed == other.closed && close_condition == other.close_condition;
   }
 
+  ClientSession* session = nullptr;  // the session this delegate serves
+  bool defer_bind = false;           // answer RequestBind later (AnswerDeferredBind)
+  std::string deferred_bind;
+  int bind_requests = 0;
   std::string sent;
   size_t taken_offset = 0;
   int random_calls = 0;
@@ -134,7 +146,7 @@ std::string SaslData(std::string_view sent, std::string_view name) {
 
 class ClientSessionTest : public ::testing::Test {
  protected:
-  ClientSessionTest() : session_(&delegate_, TestOptions()) {}
+  ClientSessionTest() : session_(&delegate_, TestOptions()) { delegate_.session = &session_; }
 
   void ToTls() {
     session_.OnBytes(kHeader);
@@ -245,6 +257,7 @@ Script HappyScript() {
   // dry run yields the server-first message every later run will see.
   RecordingDelegate delegate;
   ClientSession session(&delegate, TestOptions());
+  delegate.session = &session;
   absl::StatusOr<sasl::ScramClient> client = sasl::ScramClient::Create(
       {sasl::ScramMechanism::kSha256, "juliet", "pencil", "", "client-nonce-0123456789"});
   CHECK(client.ok());
@@ -271,6 +284,7 @@ RecordingDelegate RunScript(const Script& script, const std::vector<size_t>& pla
                             const std::vector<size_t>& tls_cuts) {
   RecordingDelegate delegate;
   ClientSession session(&delegate, TestOptions());
+  delegate.session = &session;
   auto feed = [&](std::string_view input, const std::vector<size_t>& cuts) {
     size_t at = 0;
     for (size_t cut : cuts) {
@@ -407,6 +421,40 @@ TEST_F(ClientSessionTest, StanzaBeforeAuthIsNotAuthorized) {
   EXPECT_THAT(delegate_.stanzas, IsEmpty());
 }
 
+// The delegate may answer a bind later (the router asks other shards first):
+// input that arrives meanwhile waits, in order, and nothing is answered early.
+TEST_F(ClientSessionTest, DeferredBindHoldsLaterInputUntilAnswered) {
+  ToAuthenticated();
+  delegate_.defer_bind = true;
+  session_.OnBytes(Concat(kBindBalcony, kMessage));
+  EXPECT_EQ(session_.state(), ClientSession::State::kBinding);
+  EXPECT_EQ(delegate_.deferred_bind, "juliet@example.com/balcony");
+  EXPECT_EQ(delegate_.TakeSent(), "");
+  session_.OnBytes("<presence/>");
+  EXPECT_TRUE(delegate_.stanzas.empty());
+  EXPECT_EQ(delegate_.bind_requests, 1);
+
+  session_.BindDone(absl::OkStatus());
+  EXPECT_EQ(session_.state(), ClientSession::State::kBound);
+  EXPECT_THAT(delegate_.TakeSent(), HasSubstr("<jid>juliet@example.com/balcony</jid>"));
+  EXPECT_THAT(delegate_.stanzas, ElementsAre(std::string(kStampedMessage),
+                                             "<presence from='juliet@example.com/balcony'/>"));
+  session_.BindDone(absl::OkStatus());  // a second answer changes nothing
+  EXPECT_EQ(delegate_.TakeSent(), "");
+}
+
+TEST_F(ClientSessionTest, DeferredBindRefusedLetsTheClientTryAgain) {
+  ToAuthenticated();
+  delegate_.defer_bind = true;
+  session_.OnBytes(kBindBalcony);
+  session_.BindDone(absl::ResourceExhaustedError("too many resources"));
+  EXPECT_EQ(session_.state(), ClientSession::State::kAwaitingBind);
+  EXPECT_THAT(delegate_.TakeSent(), HasSubstr("<resource-constraint"));
+  delegate_.defer_bind = false;
+  session_.OnBytes(kBindBalcony);
+  EXPECT_EQ(session_.state(), ClientSession::State::kBound);
+}
+
 TEST_F(ClientSessionTest, StanzaBeforeBindIsNotAuthorized) {
   ToAuthenticated();
   session_.OnBytes(kMessage);
@@ -468,6 +516,7 @@ TEST_F(ClientSessionTest, NonStanzaAfterBindIsUnsupportedStanzaType) {
 TEST(ClientSessionHeaderTest, WrongToIsHostUnknownAfterOurHeader) {
   RecordingDelegate delegate;
   ClientSession session(&delegate, TestOptions());
+  delegate.session = &session;
   session.OnBytes(
       "<stream:stream xmlns='jabber:client' xmlns:stream='http://etherx.jabber.org/streams' "
       "to='example.org' version='1.0'>");
@@ -482,6 +531,7 @@ TEST(ClientSessionHeaderTest, WrongToIsHostUnknownAfterOurHeader) {
 TEST(ClientSessionHeaderTest, ToIsCaseInsensitiveWithOptionalTrailingDot) {
   RecordingDelegate delegate;
   ClientSession session(&delegate, TestOptions());
+  delegate.session = &session;
   session.OnBytes(
       "<stream:stream xmlns='jabber:client' xmlns:stream='http://etherx.jabber.org/streams' "
       "to='Example.COM.' version='1.0'>");
@@ -491,6 +541,7 @@ TEST(ClientSessionHeaderTest, ToIsCaseInsensitiveWithOptionalTrailingDot) {
 TEST(ClientSessionHeaderTest, WrongNamespaceIsInvalidNamespace) {
   RecordingDelegate delegate;
   ClientSession session(&delegate, TestOptions());
+  delegate.session = &session;
   session.OnBytes(
       "<stream:stream xmlns='jabber:server' xmlns:stream='http://etherx.jabber.org/streams' "
       "to='example.com' version='1.0'>");
@@ -500,6 +551,7 @@ TEST(ClientSessionHeaderTest, WrongNamespaceIsInvalidNamespace) {
 TEST(ClientSessionHeaderTest, MissingVersionIsUnsupportedVersion) {
   RecordingDelegate delegate;
   ClientSession session(&delegate, TestOptions());
+  delegate.session = &session;
   session.OnBytes(
       "<stream:stream xmlns='jabber:client' xmlns:stream='http://etherx.jabber.org/streams' "
       "to='example.com'>");
@@ -509,6 +561,7 @@ TEST(ClientSessionHeaderTest, MissingVersionIsUnsupportedVersion) {
 TEST(ClientSessionHeaderTest, MalformedXmlIsNotWellFormed) {
   RecordingDelegate delegate;
   ClientSession session(&delegate, TestOptions());
+  delegate.session = &session;
   session.OnBytes(Concat(kHeader, "<starttls xmlns='urn:ietf:params:xml:ns:xmpp-tls'></stls>"));
   EXPECT_EQ(delegate.close_condition, "not-well-formed");
   EXPECT_EQ(delegate.closed, 1);
@@ -519,6 +572,7 @@ TEST(ClientSessionHeaderTest, MalformedXmlIsNotWellFormed) {
 TEST(ClientSessionHeaderTest, CommentIsRestrictedXml) {
   RecordingDelegate delegate;
   ClientSession session(&delegate, TestOptions());
+  delegate.session = &session;
   session.OnBytes(Concat(kHeader, "<!-- hi -->"));
   EXPECT_EQ(delegate.close_condition, "restricted-xml");
 }
