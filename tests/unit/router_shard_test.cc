@@ -13,7 +13,11 @@
 #include <string>
 #include <vector>
 
+#include "core/sasl/base64.h"
+#include "core/sasl/credentials.h"
 #include "core/xmpp/component_handshake.h"
+#include "tls/pki.h"
+#include "tls/tls_session.h"
 
 namespace stanzad::net {
 namespace {
@@ -68,6 +72,10 @@ class FakeEngine {
     for (const char* name : {"cb1", "cb2", "cb3"}) {
       config->bridge_secrets[std::string(name) + ".example.com"] = std::string("secret-") + name;
     }
+    config->users["juliet"] = TestCredentials();
+    config->users["romeo"] = TestCredentials();
+    config->client_tls = ServerTls();
+    config->unknown_user_salt_key = "a server secret of some length";
     publisher_ = std::make_unique<RouterConfigPublisher>(config);
     stats_.resize(static_cast<size_t>(shards));
     for (int i = 0; i < shards; ++i) {
@@ -77,13 +85,33 @@ class FakeEngine {
     }
   }
 
+  // The password of every test user is "pencil".
+  static const config::UserCredentials& TestCredentials() {
+    static const config::UserCredentials credentials =
+        *sasl::MakeUserCredentials("pencil", "sha1-salt-16byte", "sha256-salt-16by");
+    return credentials;
+  }
+
+  // A self-signed certificate for example.com, made once.
+  static std::shared_ptr<const tls::TlsContext> ServerTls() {
+    static const std::shared_ptr<const tls::TlsContext> context = [] {
+      const std::string key = *tls::GeneratePrivateKeyPem();
+      tls::CertificateSpec spec;
+      spec.subject.common_name = "example.com";
+      spec.subject.subject_alt_names = {"example.com"};
+      return *tls::TlsContext::Server(*tls::MakeSelfSignedCertificatePem(key, spec), key);
+    }();
+    return context;
+  }
+
   // Accepts a connection on `shard` from `ip`; returns its id or kNoConnection if refused.
-  ConnectionId Connect(int shard, const std::string& ip = "127.0.0.1") {
+  ConnectionId Connect(int shard, const std::string& ip = "127.0.0.1",
+                       int tag = kComponentListener) {
     const ConnectionId id = MakeConnectionId(shard, next_slot_++, 1);
     auto endpoint = Endpoint::Parse(ip + ":40000", 0);
     EXPECT_TRUE(endpoint.ok());
     if (!handlers_[static_cast<size_t>(shard)]->OnAccept(*shards_[static_cast<size_t>(shard)], id,
-                                                         *endpoint, 0)) {
+                                                         *endpoint, tag)) {
       return kNoConnection;
     }
     connections_[id] = FakeConnection();
@@ -415,6 +443,335 @@ TEST(RouterShardTest, HandshakeMustArriveInTime) {
   engine.Tick(6000);
   EXPECT_THAT(engine.connection(id).outbox, HasSubstr("<connection-timeout "));
   EXPECT_TRUE(engine.connection(id).closed);
+}
+
+// ---- Clients ----
+
+constexpr char kClientHeader[] =
+    "<stream:stream xmlns='jabber:client' xmlns:stream='http://etherx.jabber.org/streams' "
+    "to='example.com' version='1.0'>";
+
+// A client over real TLS (wolfSSL, no certificate check) through the fake
+// engine: what the server sends lands in the connection's outbox, is fed to
+// the client's TLS session, and its plaintext collects in `received`.
+class TestClient {
+ public:
+  TestClient(FakeEngine* engine, int shard, const std::string& ip = "127.0.0.1",
+             int tag = kClientListener)
+      : engine_(engine), id_(engine->Connect(shard, ip, tag)) {}
+
+  ConnectionId id() const { return id_; }
+  bool refused() const { return id_ == kNoConnection; }
+  std::string received;  // plaintext from the server, once TLS is up
+
+  // STARTTLS and the TLS handshake.
+  void StartTls() {
+    engine_->Receive(id_, kClientHeader);
+    engine_->Receive(id_, "<starttls xmlns='urn:ietf:params:xml:ns:xmpp-tls'/>");
+    ASSERT_THAT(engine_->connection(id_).outbox, HasSubstr("<proceed "));
+    consumed_ = engine_->connection(id_).outbox.size();
+    auto context = tls::TlsContext::Client("", /*verify_peer=*/false);
+    ASSERT_TRUE(context.ok());
+    auto session = tls::TlsSession::NewClient(*context, "example.com");
+    ASSERT_TRUE(session.ok());
+    tls_ = *std::move(session);
+    Exchange();
+    ASSERT_TRUE(tls_->handshake_done());
+  }
+
+  // Sends plaintext through TLS and collects what comes back.
+  void Send(std::string_view plaintext) {
+    ASSERT_TRUE(tls_->Write(plaintext).ok());
+    Exchange();
+  }
+
+  // STARTTLS, SASL PLAIN as `user`, bind `resource`; true if bound.
+  bool Login(const std::string& user, const std::string& resource,
+             const std::string& password = "pencil") {
+    StartTls();
+    Send(kClientHeader);
+    const std::string plain = std::string("\0", 1) + user + std::string("\0", 1) + password;
+    Send("<auth xmlns='urn:ietf:params:xml:ns:xmpp-sasl' mechanism='PLAIN'>" +
+         sasl::Base64Encode(plain) + "</auth>");
+    if (received.find("<success") == std::string::npos) return false;
+    Send(kClientHeader);
+    Send("<iq type='set' id='bind1'><bind xmlns='urn:ietf:params:xml:ns:xmpp-bind'><resource>" +
+         resource + "</resource></bind></iq>");
+    return received.find("<jid>" + user + "@example.com/" + resource + "</jid>") !=
+           std::string::npos;
+  }
+
+  // Available presence, as a client sends after login.
+  void Available(int priority = 0) {
+    Send(priority == 0
+             ? std::string("<presence/>")
+             : "<presence><priority>" + std::to_string(priority) + "</priority></presence>");
+  }
+
+  // What arrived since the last call.
+  std::string TakeReceived() {
+    Exchange();
+    std::string out = received.substr(taken_);
+    taken_ = received.size();
+    return out;
+  }
+
+  // Moves bytes both ways until neither side has more.
+  void Exchange() {
+    for (int round = 0; round < 100; ++round) {
+      bool moved = false;
+      const std::string& outbox = engine_->connection(id_).outbox;
+      if (outbox.size() > consumed_) {
+        EXPECT_TRUE(tls_->Feed(std::string_view(outbox).substr(consumed_)).ok());
+        consumed_ = outbox.size();
+        EXPECT_TRUE(tls_->Read(&received).ok());
+        moved = true;
+      }
+      if (tls_->has_output()) {
+        std::string out;
+        tls_->TakeOutput(&out);
+        engine_->Receive(id_, out);
+        moved = true;
+      }
+      if (!moved) return;
+    }
+  }
+
+ private:
+  FakeEngine* engine_;
+  ConnectionId id_;
+  std::unique_ptr<tls::TlsSession> tls_;
+  size_t consumed_ = 0;
+  size_t taken_ = 0;
+};
+
+TEST(RouterClientsTest, ClientsOnTwoShardsExchangeByFullAndBareJid) {
+  FakeEngine engine(3);
+  TestClient juliet(&engine, 0);
+  TestClient romeo(&engine, 1);
+  ASSERT_TRUE(juliet.Login("juliet", "balcony"));
+  ASSERT_TRUE(romeo.Login("romeo", "garden"));
+  EXPECT_EQ(engine.stats(0).clients_connected.load() + engine.stats(1).clients_connected.load(),
+            2u);
+  juliet.TakeReceived();
+  romeo.TakeReceived();
+
+  // Full JID: delivered, `from` stamped with the sender's full JID.
+  juliet.Send(
+      "<message to='romeo@example.com/garden' id='m1' from='evil@example.com'>"
+      "<body>hi</body></message>");
+  std::string got = romeo.TakeReceived();
+  EXPECT_THAT(got, HasSubstr("from='juliet@example.com/balcony'"));
+  EXPECT_THAT(got, HasSubstr("id='m1'"));
+  EXPECT_THAT(got, Not(HasSubstr("evil")));
+
+  // Bare JID before romeo is available: no resource to deliver to, so the
+  // sender learns it (no offline storage).
+  juliet.Send("<message to='romeo@example.com' id='m2'><body>x</body></message>");
+  EXPECT_THAT(juliet.TakeReceived(), HasSubstr("type='error' id='m2'"));
+  EXPECT_THAT(romeo.TakeReceived(), Not(HasSubstr("id='m2'")));
+
+  // Once available, the bare JID reaches him; his own presence is echoed to him.
+  romeo.Available();
+  EXPECT_THAT(romeo.TakeReceived(), HasSubstr("<presence from='romeo@example.com/garden'"));
+  juliet.Send("<message to='Romeo@Example.COM' id='m3'><body>x</body></message>");
+  EXPECT_THAT(romeo.TakeReceived(), HasSubstr("id='m3'"));
+
+  // A message to a resource that is not bound goes to the bare JID instead;
+  // an IQ to it is answered with an error.
+  juliet.Send("<message to='romeo@example.com/nowhere' id='m4'/>");
+  EXPECT_THAT(romeo.TakeReceived(), HasSubstr("id='m4'"));
+  juliet.Send("<iq to='romeo@example.com/nowhere' type='get' id='q1'><x xmlns='urn:x'/></iq>");
+  EXPECT_THAT(juliet.TakeReceived(), HasSubstr("type='error' id='q1'"));
+}
+
+TEST(RouterClientsTest, BareJidReachesAvailableResourcesWithNonNegativePriority) {
+  FakeEngine engine(2);
+  TestClient a(&engine, 0);
+  TestClient b(&engine, 1);
+  TestClient c(&engine, 1);
+  TestClient romeo(&engine, 0);
+  ASSERT_TRUE(a.Login("juliet", "a"));
+  ASSERT_TRUE(b.Login("juliet", "b"));
+  ASSERT_TRUE(c.Login("juliet", "c"));
+  ASSERT_TRUE(romeo.Login("romeo", "r"));
+  a.Available(5);
+  b.Available(-1);
+  // c never sends presence.
+  EXPECT_THAT(a.TakeReceived(), HasSubstr("<presence from='juliet@example.com/a'"));
+  // b's presence went to a (available), a's was sent before b was.
+  EXPECT_THAT(a.TakeReceived(), Not(HasSubstr("juliet@example.com/c")));
+  b.TakeReceived();
+  c.TakeReceived();
+  romeo.Send("<message to='juliet@example.com' id='m1'><body>x</body></message>");
+  EXPECT_THAT(a.TakeReceived(), HasSubstr("id='m1'"));
+  EXPECT_THAT(b.TakeReceived(), Not(HasSubstr("id='m1'")));  // negative priority
+  EXPECT_THAT(c.TakeReceived(), Not(HasSubstr("id='m1'")));  // not available
+  // Presence to the bare JID reaches every available resource, negative priority too.
+  romeo.Send("<presence to='juliet@example.com' type='subscribe' id='p1'/>");
+  EXPECT_THAT(a.TakeReceived(), HasSubstr("id='p1'"));
+  EXPECT_THAT(b.TakeReceived(), HasSubstr("id='p1'"));
+  // a goes away: the bare JID has nobody left with priority >= 0.
+  a.Send("<presence type='unavailable'/>");
+  romeo.Send("<message to='juliet@example.com' id='m2'><body>x</body></message>");
+  EXPECT_THAT(romeo.TakeReceived(), HasSubstr("type='error' id='m2'"));
+}
+
+TEST(RouterClientsTest, SameFullJidReplacesTheOlderSession) {
+  FakeEngine engine(2);
+  TestClient first(&engine, 0);
+  TestClient second(&engine, 1);
+  TestClient romeo(&engine, 1);
+  ASSERT_TRUE(first.Login("juliet", "balcony"));
+  ASSERT_TRUE(second.Login("juliet", "balcony"));
+  EXPECT_THAT(first.TakeReceived(), HasSubstr("<conflict "));
+  EXPECT_TRUE(engine.connection(first.id()).closed);
+  ASSERT_TRUE(romeo.Login("romeo", "r"));
+  romeo.Send("<message to='juliet@example.com/balcony' id='m1'/>");
+  EXPECT_THAT(second.TakeReceived(), HasSubstr("id='m1'"));
+}
+
+TEST(RouterClientsTest, ResourcesPerAccountAreCapped) {
+  RouterLimits limits;
+  limits.client_resources_max = 2;
+  FakeEngine engine(2, limits);
+  TestClient a(&engine, 0);
+  TestClient b(&engine, 1);
+  TestClient c(&engine, 0);
+  ASSERT_TRUE(a.Login("juliet", "a"));
+  ASSERT_TRUE(b.Login("juliet", "b"));
+  EXPECT_FALSE(c.Login("juliet", "c"));
+  EXPECT_THAT(c.TakeReceived(), HasSubstr("<resource-constraint "));
+  // Once one leaves, there is room again: the refused client may bind now.
+  a.Send("</stream:stream>");
+  c.Send(
+      "<iq type='set' id='bind2'><bind xmlns='urn:ietf:params:xml:ns:xmpp-bind'>"
+      "<resource>c</resource></bind></iq>");
+  EXPECT_THAT(c.TakeReceived(), HasSubstr("<jid>juliet@example.com/c</jid>"));
+}
+
+TEST(RouterClientsTest, ClientAndBridgeExchangeStanzas) {
+  FakeEngine engine(2);
+  const ConnectionId cb1 = engine.ConnectBridge(1, "cb1");
+  TestClient juliet(&engine, 0);
+  ASSERT_TRUE(juliet.Login("juliet", "balcony"));
+  juliet.TakeReceived();
+  juliet.Send("<message to='cb1.example.com' id='m1'><body>join</body></message>");
+  EXPECT_THAT(engine.connection(cb1).outbox,
+              HasSubstr("<message from='juliet@example.com/balcony' to='cb1.example.com' "
+                        "id='m1'><body>join</body></message>"));
+  engine.Receive(cb1,
+                 "<message from='cb1.example.com' to='juliet@example.com/balcony' "
+                 "id='m2'><body>ok</body></message>");
+  EXPECT_THAT(juliet.TakeReceived(), HasSubstr("id='m2'><body>ok</body>"));
+  // A bridge's message to the bare JID of a user with no available resource bounces.
+  engine.Receive(cb1, "<message from='cb1.example.com' to='romeo@example.com' id='m3'/>");
+  EXPECT_THAT(engine.connection(cb1).outbox, HasSubstr("type='error' id='m3'"));
+}
+
+TEST(RouterClientsTest, ServerAnswersPingRosterAndRefusesTheRest) {
+  FakeEngine engine(1);
+  TestClient juliet(&engine, 0);
+  ASSERT_TRUE(juliet.Login("juliet", "balcony"));
+  juliet.TakeReceived();
+  juliet.Send("<iq to='example.com' type='get' id='p1'><ping xmlns='urn:xmpp:ping'/></iq>");
+  EXPECT_THAT(juliet.TakeReceived(), HasSubstr("type='result' id='p1'"));
+  juliet.Send("<iq type='get' id='r1'><query xmlns='jabber:iq:roster'/></iq>");
+  std::string got = juliet.TakeReceived();
+  EXPECT_THAT(got, HasSubstr("type='result' id='r1'"));
+  EXPECT_THAT(got, HasSubstr("<query xmlns='jabber:iq:roster'/>"));
+  juliet.Send("<iq type='get' id='v1'><vCard xmlns='vcard-temp'/></iq>");
+  EXPECT_THAT(juliet.TakeReceived(), HasSubstr("<service-unavailable "));
+  juliet.Send("<iq to='romeo@example.com' type='get' id='v2'><vCard xmlns='vcard-temp'/></iq>");
+  EXPECT_THAT(juliet.TakeReceived(), HasSubstr("<service-unavailable "));
+}
+
+TEST(RouterClientsTest, WrongPasswordAndUnknownUserAreRefused) {
+  FakeEngine engine(1);
+  TestClient bad(&engine, 0);
+  EXPECT_FALSE(bad.Login("juliet", "balcony", "wrong"));
+  EXPECT_THAT(bad.TakeReceived(), HasSubstr("<not-authorized/>"));
+  TestClient nobody(&engine, 0);
+  EXPECT_FALSE(nobody.Login("nobody", "x"));
+  EXPECT_EQ(engine.stats(0).client_logins_failed.load(), 2u);
+}
+
+TEST(RouterClientsTest, AccountBlockedAfterRepeatedFailures) {
+  RouterLimits limits;
+  limits.account_failures_max = 2;
+  limits.auth_failures_max = 100;
+  FakeEngine engine(1, limits);
+  for (int i = 0; i < 2; ++i) {
+    TestClient bad(&engine, 0);
+    EXPECT_FALSE(bad.Login("juliet", "x", "wrong"));
+  }
+  TestClient right(&engine, 0);
+  EXPECT_FALSE(right.Login("juliet", "x"));  // blocked, the right password too
+  TestClient other(&engine, 0);
+  EXPECT_TRUE(other.Login("romeo", "x"));  // other accounts are not
+  engine.Tick(61'000);
+  TestClient later(&engine, 0);
+  EXPECT_TRUE(later.Login("juliet", "x"));  // the window passed
+}
+
+TEST(RouterClientsTest, NoCertificateRefusesClientsAndDeletedUsersAreDisconnected) {
+  FakeEngine engine(1);
+  TestClient juliet(&engine, 0);
+  ASSERT_TRUE(juliet.Login("juliet", "balcony"));
+  juliet.TakeReceived();
+  auto config = engine.CopyConfig();
+  config->users.erase("juliet");
+  config->client_tls = nullptr;
+  engine.PublishConfig(config);
+  EXPECT_THAT(juliet.TakeReceived(), HasSubstr("<not-authorized "));
+  EXPECT_TRUE(engine.connection(juliet.id()).closed);
+  TestClient late(&engine, 0);
+  EXPECT_TRUE(late.refused());
+  EXPECT_NE(engine.Connect(0), kNoConnection);  // call bridges are still welcome
+}
+
+TEST(RouterClientsTest, TlsGarbageClosesOnlyThatConnection) {
+  FakeEngine engine(1);
+  TestClient juliet(&engine, 0);
+  TestClient romeo(&engine, 0);
+  ASSERT_TRUE(juliet.Login("juliet", "balcony"));
+  ASSERT_TRUE(romeo.Login("romeo", "garden"));
+  const ConnectionId garbage = engine.Connect(0, "127.0.0.1", kClientListener);
+  engine.Receive(garbage, kClientHeader);
+  engine.Receive(garbage, "<starttls xmlns='urn:ietf:params:xml:ns:xmpp-tls'/>");
+  engine.Receive(garbage, std::string(300, 'A'));
+  EXPECT_TRUE(engine.connection(garbage).closed);
+  EXPECT_EQ(engine.stats(0).tls_handshakes_failed.load(), 1u);
+  juliet.TakeReceived();
+  romeo.TakeReceived();
+  juliet.Send("<message to='romeo@example.com/garden' id='m1'/>");
+  EXPECT_THAT(romeo.TakeReceived(), HasSubstr("id='m1'"));
+}
+
+TEST(RouterClientsTest, DirectTlsSkipsStartTls) {
+  FakeEngine engine(1);
+  const ConnectionId id = engine.Connect(0, "127.0.0.1", kClientTlsListener);
+  ASSERT_NE(id, kNoConnection);
+  auto context = tls::TlsContext::Client("", false);
+  auto tls = *tls::TlsSession::NewClient(*context, "example.com");
+  std::string received;
+  ASSERT_TRUE(tls->Write(kClientHeader).ok());
+  size_t consumed = 0;
+  for (int round = 0; round < 20; ++round) {
+    if (tls->has_output()) {
+      std::string out;
+      tls->TakeOutput(&out);
+      engine.Receive(id, out);
+    }
+    const std::string& outbox = engine.connection(id).outbox;
+    if (outbox.size() > consumed) {
+      ASSERT_TRUE(tls->Feed(std::string_view(outbox).substr(consumed)).ok());
+      consumed = outbox.size();
+      ASSERT_TRUE(tls->Read(&received).ok());
+    }
+  }
+  EXPECT_THAT(received, HasSubstr("<mechanism>SCRAM-SHA-256</mechanism>"));
+  EXPECT_THAT(received, Not(HasSubstr("starttls")));
 }
 
 }  // namespace
