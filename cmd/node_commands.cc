@@ -4,6 +4,10 @@
 #include <cstdio>
 
 #include "core/base/concat.h"
+#include "core/config/config.h"
+#include "core/jid/jid.h"
+#include "core/sasl/credentials.h"
+#include "core/sasl/scram.h"
 
 namespace stanzad {
 namespace {
@@ -96,11 +100,12 @@ CommandResult Status(const AdminRequest& request, const NodeConfig& config,
         ",\"version\":", JsonString(status.version), ",\"uptime_s\":", Count(status.uptime_s),
         ",\"domain\":", JsonString(config.domain), ",\"listeners\":", JsonList(status.listeners),
         ",\"callbridges_configured\":", Count(config.callbridges.size()),
-        ",\"callbridges_connected\":", Count(status.bridges_connected), ",\"connections_open\":",
-        Count(status.connections_open), ",\"stanzas_routed\":", Count(status.stanzas_routed),
-        ",\"stanzas_answered\":", Count(status.stanzas_answered), ",\"stanzas_bounced\":",
-        Count(status.stanzas_bounced), ",\"auth_failures\":", Count(status.auth_failures),
-        ",\"stream_errors\":", Count(status.stream_errors), ",\"clients_connected\":0",
+        ",\"callbridges_connected\":", Count(status.bridges_connected), ",\"users_configured\":",
+        Count(config.users.size()), ",\"connections_open\":", Count(status.connections_open),
+        ",\"stanzas_routed\":", Count(status.stanzas_routed), ",\"stanzas_answered\":",
+        Count(status.stanzas_answered), ",\"stanzas_bounced\":", Count(status.stanzas_bounced),
+        ",\"auth_failures\":", Count(status.auth_failures), ",\"stream_errors\":",
+        Count(status.stream_errors), ",\"clients_connected\":", Count(status.clients_connected),
         ",\"cluster\":", JsonString(status.cluster),
         ",\"recent_problems\":", JsonList(status.recent_problems), "}\n"));
   }
@@ -116,7 +121,8 @@ CommandResult Status(const AdminRequest& request, const NodeConfig& config,
       "\nDomain        : ", config.domain.empty() ? "(not set)" : config.domain,
       "\nListening on  : ", listeners.empty() ? "(nothing)" : listeners, "\nCall bridges  : ",
       Count(config.callbridges.size()), " configured, ", Count(status.bridges_connected),
-      " connected", "\nClients       : 0 connected (client connections are not served yet)",
+      " connected", "\nUsers         : ", Count(config.users.size()), " configured",
+      "\nClients       : ", Count(status.clients_connected), " connected",
       "\nCluster       : ", status.cluster, "\nConnections   : ", Count(status.connections_open),
       " open", "\nStanzas       : ", Count(status.stanzas_routed), " routed, ",
       Count(status.stanzas_answered), " answered by the server, ", Count(status.stanzas_bounced),
@@ -194,6 +200,147 @@ CommandResult Callbridge(const AdminRequest& request, NodeConfig* config) {
   return Usage("callbridge add NAME | add-secret NAME | del NAME | list");
 }
 
+// `user list` stops adding users past this many bytes of output, well under the admin
+// channel's 16 MiB response limit (a million users with long names would not fit).
+constexpr size_t kUserListBytesMax = 8 << 20;
+
+constexpr char kUserUsage[] =
+    "user add NAME CREDENTIALS | passwd NAME CREDENTIALS | del NAME | list "
+    "(stanzactl derives CREDENTIALS from a password)";
+
+// The canonical localpart of the user the operator named: "alice" or
+// "alice@DOMAIN", DOMAIN being the node's domain (any case).
+absl::StatusOr<std::string> UserLocalpart(std::string_view typed, const NodeConfig& config) {
+  if (config.domain.empty()) {
+    return absl::FailedPreconditionError(
+        "set the domain first (stanzactl domain example.com): a user is NAME@DOMAIN");
+  }
+  const bool has_domain = typed.find('@') != std::string_view::npos;
+  absl::StatusOr<jid::Jid> address =
+      jid::Jid::Parse(has_domain ? std::string(typed) : Concat(typed, "@", config.domain));
+  if (!address.ok()) {
+    return absl::InvalidArgumentError(
+        Concat("'", typed, "' is not a valid user address (NAME or NAME@", config.domain,
+               "): ", std::string(address.status().message())));
+  }
+  if (!address->has_localpart() || !address->IsBare()) {
+    return absl::InvalidArgumentError(
+        Concat("'", typed, "' is not a user address: use NAME or NAME@", config.domain));
+  }
+  // Compared as JID domainparts, so that case and IDNA forms do not matter.
+  absl::StatusOr<jid::Jid> domain = jid::Jid::Parse(config.domain);
+  if (!domain.ok() || address->domainpart() != domain->domainpart()) {
+    return absl::InvalidArgumentError(Concat("'", typed, "' is not in this node's domain ",
+                                             config.domain, ": use NAME or NAME@", config.domain));
+  }
+  std::string localpart(address->localpart());
+  if (absl::Status valid = config::ValidateUserName(localpart); !valid.ok()) return valid;
+  return localpart;
+}
+
+std::vector<std::string> MechanismNames(const config::UserCredentials& credentials) {
+  std::vector<std::string> names;
+  if (credentials.scram_sha1) {
+    names.emplace_back(sasl::ScramMechanismName(sasl::ScramMechanism::kSha1));
+  }
+  if (credentials.scram_sha256) {
+    names.emplace_back(sasl::ScramMechanismName(sasl::ScramMechanism::kSha256));
+  }
+  return names;
+}
+
+std::string Joined(const std::vector<std::string>& items, std::string_view separator) {
+  std::string out;
+  for (const std::string& item : items) out.append(out.empty() ? "" : separator).append(item);
+  return out;
+}
+
+CommandResult UserList(const AdminRequest& request, const NodeConfig& config) {
+  const std::string total = Count(config.users.size());
+  std::string out;
+  size_t shown = 0;
+  for (const auto& [name, credentials] : config.users) {
+    if (out.size() >= kUserListBytesMax) break;
+    const std::string address = Concat(name, "@", config.domain);
+    if (request.json) {
+      out.append(out.empty() ? "" : ",")
+          .append(Concat("{\"jid\":", JsonString(address), ",\"name\":", JsonString(name),
+                         ",\"mechanisms\":", JsonList(MechanismNames(credentials)), "}"));
+    } else {
+      out.append(Concat(address, " ", Joined(MechanismNames(credentials), " "), "\n"));
+    }
+    ++shown;
+  }
+  if (request.json) return Ok(Concat("{\"total\":", total, ",\"users\":[", out, "]}\n"));
+  if (config.users.empty()) {
+    return Ok("No users. Add one with: stanzactl user add NAME (it asks for the password)\n");
+  }
+  if (shown < config.users.size()) {
+    out.append(Concat("… and ", Count(config.users.size() - shown), " more (", total,
+                      " users; the list is cut at 8 MiB)\n"));
+  }
+  return Ok(out);
+}
+
+CommandResult User(const AdminRequest& request, NodeConfig* config) {
+  if (request.args.size() < 2) return Usage(kUserUsage);
+  const std::string& verb = request.args[1];
+  // No user command takes an option (stanzactl keeps --iterations to itself).
+  for (size_t i = 2; i < request.args.size(); ++i) {
+    if (request.args[i].starts_with("--")) return Usage(Concat("unknown option ", request.args[i]));
+  }
+  const Words words = SplitWords(request, 2);
+  if (verb == "list") {
+    if (!words.positional.empty()) return Usage("user list");
+    return UserList(request, *config);
+  }
+  if (verb != "add" && verb != "passwd" && verb != "del") return Usage(kUserUsage);
+  const bool takes_credentials = verb != "del";
+  if (words.positional.empty() ||
+      (takes_credentials ? words.positional.size() < 2 : words.positional.size() != 1)) {
+    return Usage(takes_credentials ? Concat("user ", verb, " NAME CREDENTIALS") : "user del NAME");
+  }
+  absl::StatusOr<std::string> name = UserLocalpart(words.positional[0], *config);
+  if (!name.ok()) return Fail(std::string(name.status().message()));
+  const std::string address = Concat(*name, "@", config->domain);
+  const auto existing = config->users.find(*name);
+  if (verb == "del") {
+    if (existing == config->users.end()) {
+      return Fail(Concat("no user ", address, " (see: stanzactl user list)"));
+    }
+    config->users.erase(existing);
+    return Ok(Concat("User ", address, " removed\n"), true);
+  }
+  // The text holds a space between its two mechanisms: words after NAME are rejoined.
+  const std::vector<std::string> pieces(words.positional.begin() + 1, words.positional.end());
+  absl::StatusOr<config::UserCredentials> credentials =
+      sasl::ParseUserCredentials(Joined(pieces, " "));
+  if (!credentials.ok()) {
+    return Fail(Concat("bad credentials text (", std::string(credentials.status().message()),
+                       "); let stanzactl make it: stanzactl user ", verb, " ", address));
+  }
+  const std::string mechanisms = Joined(MechanismNames(*credentials), ", ");
+  if (verb == "add") {
+    if (existing != config->users.end()) {
+      return Fail(Concat("user ", address,
+                         " already exists; to change the password use: stanzactl user passwd ",
+                         address));
+    }
+    if (config->users.size() >= config::kUsersMax) {
+      return Fail(Concat("there are already ", Count(config::kUsersMax),
+                         " users, the most a node holds; delete one first (stanzactl user del)"));
+    }
+    config->users.emplace(*name, *std::move(credentials));
+    return Ok(Concat("User ", address, " added (", mechanisms, ")\n"), true);
+  }
+  if (existing == config->users.end()) {
+    return Fail(Concat("no user ", address, "; add it with: stanzactl user add ", address));
+  }
+  const bool changed = !(existing->second == *credentials);
+  existing->second = *std::move(credentials);
+  return Ok(Concat("Password of ", address, " changed (", mechanisms, ")\n"), changed);
+}
+
 }  // namespace
 
 std::string JsonString(std::string_view text) {
@@ -238,6 +385,8 @@ CommandResult ExecuteNodeCommand(const AdminRequest& request, NodeConfig* config
     return Status(request, *config, status);
   } else if (command == "callbridge") {
     result = Callbridge(request, &proposed);
+  } else if (command == "user") {
+    result = User(request, &proposed);
   } else if (command == "domain") {
     const Words words = SplitWords(request, 1);
     if (words.positional.empty()) {
@@ -287,11 +436,11 @@ CommandResult ExecuteNodeCommand(const AdminRequest& request, NodeConfig* config
   } else if (command == "reset") {
     const Words words = SplitWords(request, 1);
     if (!words.positional.empty()) return Usage("reset [--force]");
-    if (!config->callbridges.empty() && !words.force) {
-      return Fail(
-          Concat("reset forgets the domain, the listen addresses and ",
-                 std::to_string(config->callbridges.size()),
-                 " call bridges with their secrets; run 'stanzactl reset --force' to do it"));
+    if ((!config->callbridges.empty() || !config->users.empty()) && !words.force) {
+      return Fail(Concat("reset forgets the domain, the listen addresses, ",
+                         Count(config->callbridges.size()), " call bridges with their secrets and ",
+                         Count(config->users.size()),
+                         " users; run 'stanzactl reset --force' to do it"));
     }
     proposed = NodeConfig();
     result = Ok("Configuration reset; XMPP disabled\n", !(proposed == *config));

@@ -1,6 +1,13 @@
 // The operator commands of a single node (the seed's `xmpp ...` commands),
 // executed against its NodeConfig. Pure: the daemon supplies the runtime
 // figures, persists the config when it changed and applies it.
+//
+// Users: the daemon never sees a password. stanzactl derives the credentials and sends
+//   {"user", "add" | "passwd", NAME, CREDENTIALS}   {"user", "del", NAME}   {"user", "list"}
+// where NAME is what the operator typed ("alice" or "alice@DOMAIN", DOMAIN the node's,
+// any case) and CREDENTIALS the sasl::EncodeUserCredentials text as one word (words after
+// NAME are joined with one space, so it may also come split at its space). The user is
+// stored under the canonical localpart (NodeConfig::users).
 #ifndef STANZAD_CMD_NODE_COMMANDS_H_
 #define STANZAD_CMD_NODE_COMMANDS_H_
 
@@ -22,6 +29,7 @@ struct NodeRuntimeStatus {
   std::vector<std::string> listeners;  // "127.0.0.1:5223"
   uint64_t connections_open = 0;
   uint64_t bridges_connected = 0;
+  uint64_t clients_connected = 0;  // bound client resources, all shards
   uint64_t stanzas_routed = 0;
   uint64_t stanzas_answered = 0;
   uint64_t stanzas_bounced = 0;

@@ -10,6 +10,7 @@
 
 #include "cluster/storage/atomic_file.h"
 #include "core/base/concat.h"
+#include "core/sasl/credentials.h"
 
 namespace stanzad {
 namespace {
@@ -116,6 +117,9 @@ std::string SerializeNodeConfig(const NodeConfig& config) {
   for (const auto& [name, secret] : config.callbridges) {
     out.append(Concat("callbridge ", name, " ", secret, "\n"));
   }
+  for (const auto& [name, credentials] : config.users) {
+    out.append(Concat("user ", name, " ", sasl::EncodeUserCredentials(credentials), "\n"));
+  }
   if (config.cluster_enabled) out.append("cluster_enabled 1\n");
   if (!config.cluster_trust.empty())
     out.append(Concat("cluster_trust ", config.cluster_trust, "\n"));
@@ -140,9 +144,10 @@ absl::StatusOr<NodeConfig> ParseNodeConfig(std::string_view text) {
     const std::string_view line = text.substr(at, end - at);
     at = end + 1;
     ++line_number;
-    const auto bad = [&](std::string_view why) {
-      return absl::DataLossError(
-          Concat("config line ", std::to_string(line_number), ": ", why, ": '", line, "'"));
+    // `shown`: the line as quoted in the error (a user line's keys are left out).
+    const auto bad = [&](std::string_view why, std::string_view shown = {}) {
+      return absl::DataLossError(Concat("config line ", std::to_string(line_number), ": ", why,
+                                        ": '", shown.empty() ? line : shown, "'"));
     };
     if (!saw_header) {
       if (line != "stanzad-config 1") return bad("not a stanzad config (version 1)");
@@ -170,6 +175,23 @@ absl::StatusOr<NodeConfig> ParseNodeConfig(std::string_view text) {
         return bad("invalid call bridge");
       }
       config.callbridges[std::string(name)] = std::string(secret);
+    } else if (key == "user") {
+      const size_t split = value.find(' ');
+      const std::string_view name = value.substr(0, split);
+      const std::string shown = Concat("user ", name, " …");
+      if (split == std::string_view::npos) return bad("user needs a name and credentials", shown);
+      if (absl::Status valid = config::ValidateUserName(name); !valid.ok()) {
+        return bad(std::string(valid.message()), shown);
+      }
+      absl::StatusOr<config::UserCredentials> credentials =
+          sasl::ParseUserCredentials(value.substr(split + 1));
+      if (!credentials.ok()) return bad(std::string(credentials.status().message()), shown);
+      if (config.users.size() >= config::kUsersMax) {
+        return bad(Concat("more than ", std::to_string(config::kUsersMax), " users"), shown);
+      }
+      if (!config.users.emplace(name, *std::move(credentials)).second) {
+        return bad("user listed twice", shown);
+      }
     } else if (key == "cluster_enabled") {
       if (value != "0" && value != "1") return bad("cluster_enabled must be 0 or 1");
       config.cluster_enabled = value == "1";

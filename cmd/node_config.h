@@ -7,18 +7,23 @@
 //   listen 127.0.0.1
 //   enabled 1
 //   callbridge cb1 kvgP1SRzWVabhiPVAb1
+//   user alice SCRAM-SHA-1$4096:QSXCR+Q6sek8bf92$6dlG…:D+CS… SCRAM-SHA-256$4096:W22Z…$WG5d…:wfPL…
 //   cluster_enabled 1
 //   cluster_trust /etc/stanzad/cluster-bundle.pem
 //   tls_key /etc/stanzad/xmpp.key
 //   tls_certificate /etc/stanzad/xmpp.crt
 //   tls_bundle /etc/stanzad/bundle.pem
+// A `user` line is the canonical localpart, one space, then the credentials in the
+// text form of sasl::EncodeUserCredentials (which itself holds a space between its
+// two mechanisms; the example cuts the base64 short). Only SCRAM salts, iteration
+// counts and keys are stored, never a password; the file is mode 0600.
 // Loading refuses anything it does not understand, naming the line: a config
 // is never half-read.
 //
-// In a cluster, the domain and the call bridges are the replicated configuration's
-// (cluster/config_state_machine.h): the daemon mirrors them here as they change, so
-// this file always shows what the node serves. Listen addresses, `enabled` and the
-// cluster settings stay local to the node.
+// In a cluster, the domain, the call bridges and the users are the replicated
+// configuration's (cluster/config_state_machine.h): the daemon mirrors them here as
+// they change, so this file always shows what the node serves. Listen addresses,
+// `enabled` and the cluster settings stay local to the node.
 #ifndef STANZAD_CMD_NODE_CONFIG_H_
 #define STANZAD_CMD_NODE_CONFIG_H_
 
@@ -29,6 +34,7 @@
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "core/config/config.h"
 
 namespace stanzad {
 
@@ -37,8 +43,10 @@ struct NodeConfig {
   std::vector<std::string> listen;  // IP addresses (IPv4 or IPv6), without port
   bool enabled = false;
   std::map<std::string, std::string> callbridges;  // name ("cb1") → shared secret
-  bool cluster_enabled = false;                    // `cluster enable`: the cluster port is open
-  std::string cluster_trust;                       // `cluster trust BUNDLE`: its path
+  // Canonical localpart ("alice") → SCRAM credentials; at most config::kUsersMax.
+  std::map<std::string, config::UserCredentials> users;
+  bool cluster_enabled = false;  // `cluster enable`: the cluster port is open
+  std::string cluster_trust;     // `cluster trust BUNDLE`: its path
   // `certs KEY CERT [BUNDLE]`: this node's TLS files (absolute paths), checked
   // when set.
   std::string tls_key;

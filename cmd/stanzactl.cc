@@ -4,14 +4,17 @@
 // daemon does the work, so every node speaks the same language.
 //
 //   stanzactl --state_dir=/var/lib/stanzad callbridge add cb1
+//   stanzactl user add alice@example.com     # asks for the password; sends only keys
 //   STANZAD_STATE_DIR=/var/lib/stanzad stanzactl xmpp callbridge list --json
 //
 // Exit status: 0 success; 1 the command failed (the message says why); 2 usage
 // error; 3 the daemon could not be reached.
+#include <sys/random.h>
 #include <termios.h>
 #include <unistd.h>
 
 #include <cerrno>
+#include <cstdint>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
@@ -22,6 +25,9 @@
 #include "cmd/admin/admin_socket.h"
 #include "cmd/dns_doctor.h"
 #include "cmd/pki_commands.h"
+#include "core/config/config.h"
+#include "core/sasl/credentials.h"
+#include "core/sasl/scram.h"
 
 namespace {
 
@@ -43,6 +49,15 @@ constexpr char kUsage[] =
     "                              without echo, or read from standard input)\n"
     "  callbridge del NAME         remove a call bridge and disconnect it\n"
     "  callbridge list             list call bridges, their domain and secret\n"
+    "  user add NAME[@DOMAIN] [--iterations=N]\n"
+    "                              add a client user; asks for the password twice (no\n"
+    "                              echo) or reads it from standard input, and sends only\n"
+    "                              SCRAM-SHA-1/-256 keys (4096 iterations, or N up to\n"
+    "                              10000000)\n"
+    "  user passwd NAME[@DOMAIN] [--iterations=N]\n"
+    "                              set a user's password, as user add\n"
+    "  user del NAME[@DOMAIN]      remove a user\n"
+    "  user list                   users and their SASL mechanisms (no keys)\n"
     "  cluster enable | disable    open or close this node's cluster port\n"
     "  cluster initialize          make a one-node cluster the others join\n"
     "  cluster join HOST[:PORT]    join the cluster through any member\n"
@@ -66,27 +81,124 @@ constexpr char kUsage[] =
     "  --json                      machine-readable output\n"
     "  -h, --help                  this text\n";
 
-// Reads the secret for `callbridge add-secret`: prompted without echo on a
-// terminal, otherwise the first line of standard input.
-bool ReadSecret(std::string* secret) {
+// Reads one line: after `prompt` without echo on a terminal, otherwise the next
+// line of standard input. A final '\r' is dropped.
+bool ReadHidden(const char* prompt, std::string* line) {
   const bool terminal = isatty(STDIN_FILENO) == 1;
   termios saved{};
   if (terminal) {
-    std::fprintf(stderr, "Enter callbridge secret\n");
+    std::fprintf(stderr, "%s\n", prompt);
     tcgetattr(STDIN_FILENO, &saved);
     termios quiet = saved;
     quiet.c_lflag &= ~static_cast<tcflag_t>(ECHO);
     tcsetattr(STDIN_FILENO, TCSANOW, &quiet);
   }
-  const bool got = static_cast<bool>(std::getline(std::cin, *secret));
+  const bool got = static_cast<bool>(std::getline(std::cin, *line));
   if (terminal) {
     tcsetattr(STDIN_FILENO, TCSANOW, &saved);
     std::fprintf(stderr, "\n");
   }
-  while (!secret->empty() && (secret->back() == '\r' || secret->back() == ' ')) {
-    secret->pop_back();
-  }
+  if (!line->empty() && line->back() == '\r') line->pop_back();
   return got;
+}
+
+// Reads the secret for `callbridge add-secret`: prompted without echo on a
+// terminal, otherwise the first line of standard input.
+bool ReadSecret(std::string* secret) {
+  const bool got = ReadHidden("Enter callbridge secret", secret);
+  while (!secret->empty() && secret->back() == ' ') secret->pop_back();
+  return got;
+}
+
+// Overwrites `text` before it is freed (best effort: earlier copies in stdio's
+// buffers or reallocated strings are out of reach).
+void Wipe(std::string* text) {
+  explicit_bzero(text->data(), text->size());
+  text->clear();
+}
+
+// Reads the password for `user add` and `user passwd`: on a terminal asked twice
+// without echo, and the two must match; otherwise the first line of standard
+// input, as is (spaces are part of a password). Prints why and returns false if
+// there is none.
+bool ReadPassword(std::string* password) {
+  // Room for any password typed, so getline does not leave copies behind in
+  // buffers it outgrew.
+  password->reserve(4096);
+  if (!ReadHidden("Enter password", password) || password->empty()) {
+    std::fprintf(stderr, "stanzactl: no password given (type it at the prompt or pipe it in)\n");
+    return false;
+  }
+  if (isatty(STDIN_FILENO) != 1) return true;
+  std::string again;
+  again.reserve(4096);
+  const bool same = ReadHidden("Confirm password", &again) && again == *password;
+  Wipe(&again);
+  if (!same) std::fprintf(stderr, "stanzactl: the passwords do not match; nothing changed\n");
+  return same;
+}
+
+// `n` bytes from the kernel's CSPRNG.
+bool RandomBytes(size_t n, std::string* out) {
+  out->assign(n, '\0');
+  size_t filled = 0;
+  while (filled < n) {
+    const ssize_t got = getrandom(out->data() + filled, n - filled, 0);
+    if (got < 0 && errno == EINTR) continue;
+    if (got <= 0) return false;
+    filled += static_cast<size_t>(got);
+  }
+  return true;
+}
+
+// SCRAM salts: 16 bytes each (RFC 5802 leaves the size open; 128 bits rules out
+// precomputation).
+constexpr size_t kUserSaltBytes = 16;
+
+// Replaces the password the operator types for `user add|passwd NAME` with the
+// credentials derived from it (args become {"user", VERB, NAME, CREDENTIALS}), so
+// the password never leaves this process. Returns an exit status, or -1 on success.
+int DeriveUserCredentials(uint32_t iterations, std::vector<std::string>* args) {
+  if (args->size() != 3) {
+    std::fprintf(stderr, "usage: stanzactl user %s NAME[@DOMAIN] [--iterations=N]\n",
+                 (*args)[1].c_str());
+    return 2;
+  }
+  std::string password;
+  if (!ReadPassword(&password)) {
+    Wipe(&password);
+    return 2;
+  }
+  std::string sha1_salt, sha256_salt;
+  if (!RandomBytes(kUserSaltBytes, &sha1_salt) || !RandomBytes(kUserSaltBytes, &sha256_salt)) {
+    Wipe(&password);
+    std::fprintf(stderr, "stanzactl: cannot draw random salt: %s\n", std::strerror(errno));
+    return 1;
+  }
+  absl::StatusOr<stanzad::config::UserCredentials> credentials =
+      stanzad::sasl::MakeUserCredentials(password, sha1_salt, sha256_salt, iterations);
+  Wipe(&password);
+  if (!credentials.ok()) {
+    std::fprintf(stderr, "stanzactl: password refused: %s\n",
+                 std::string(credentials.status().message()).c_str());
+    return 1;
+  }
+  args->push_back(stanzad::sasl::EncodeUserCredentials(*credentials));
+  return -1;
+}
+
+// "--iterations=N": a decimal in the range SCRAM credentials allow; 0 if not.
+uint32_t ParseIterations(const std::string& text) {
+  if (text.empty() || text.size() > 8 ||
+      text.find_first_not_of("0123456789") != std::string::npos) {
+    return 0;
+  }
+  const unsigned long value = std::stoul(text);
+  if (value < stanzad::config::kScramIterationsMin ||
+      value > stanzad::config::kScramIterationsMax) {
+    return 0;
+  }
+  return static_cast<uint32_t>(value);
 }
 
 // The node's ports and the cluster's members, from the local daemon when it runs.
@@ -149,6 +261,7 @@ int main(int argc, char** argv) {
   if (state_dir.empty()) state_dir = "/var/lib/stanzad";
   stanzad::admin::AdminRequest request;
   std::string dns_server;
+  uint32_t iterations = 0;  // 0: not given
   for (int i = 1; i < argc; ++i) {
     const std::string arg = argv[i];
     if (arg == "-h" || arg == "--help" || arg == "help") {
@@ -163,6 +276,13 @@ int main(int argc, char** argv) {
       state_dir = argv[++i];
     } else if (arg.starts_with("--dns_server=")) {
       dns_server = arg.substr(13);
+    } else if (arg.starts_with("--iterations=")) {
+      iterations = ParseIterations(arg.substr(13));
+      if (iterations == 0) {
+        std::fprintf(stderr, "stanzactl: --iterations must be a number from %u to %u\n",
+                     stanzad::config::kScramIterationsMin, stanzad::config::kScramIterationsMax);
+        return 2;
+      }
     } else if (arg.starts_with("--") && arg != "--force") {
       std::fprintf(stderr, "stanzactl: unknown option %s (see stanzactl --help)\n", arg.c_str());
       return 2;
@@ -204,6 +324,17 @@ int main(int argc, char** argv) {
         std::vector<std::string>(request.args.begin() + 1, request.args.end()), dir);
     std::fputs(result.output.c_str(), result.exit_code == 0 ? stdout : stderr);
     return result.exit_code;
+  }
+  const bool sets_password = request.args.size() >= 2 && request.args[0] == "user" &&
+                             (request.args[1] == "add" || request.args[1] == "passwd");
+  if (iterations != 0 && !sets_password) {
+    std::fprintf(stderr, "stanzactl: --iterations is for user add and user passwd only\n");
+    return 2;
+  }
+  if (sets_password) {
+    const int failed = DeriveUserCredentials(
+        iterations != 0 ? iterations : stanzad::sasl::kScramIterationsDefault, &request.args);
+    if (failed >= 0) return failed;
   }
   if (request.args.size() >= 3 && request.args[0] == "callbridge" &&
       request.args[1] == "add-secret") {

@@ -69,6 +69,38 @@ class SingleNodeTest(unittest.TestCase):
         self.assertIn("XMPP state    : enabled, serving", out)
         self.assertIn(f"127.0.0.1:{self.node.port}", out)
 
+    def test_user_commands_through_stanzactl_keep_the_password_out(self):
+        password = "correct horse battery staple"
+        code, out, err = self.node.stanzactl("user", "add", f"alice@{DOMAIN}",
+                                             stdin=password + "\n")
+        self.assertEqual(code, 0, err)
+        self.assertEqual(out, f"User alice@{DOMAIN} added (SCRAM-SHA-1, SCRAM-SHA-256)\n")
+        code, out, err = self.node.stanzactl("user", "list")
+        self.assertEqual((code, out), (0, f"alice@{DOMAIN} SCRAM-SHA-1 SCRAM-SHA-256\n"), err)
+        code, out, _ = self.node.stanzactl("user", "list", json=True)
+        self.assertEqual(json.loads(out)["users"][0]["jid"], f"alice@{DOMAIN}")
+        with open(os.path.join(self.node.state_dir, "config")) as f:
+            config = f.read()
+        self.assertIn("\nuser alice SCRAM-SHA-1$4096:", config)
+        self.assertNotIn("horse", config)
+        code, _, err = self.node.stanzactl("user", "add", "ALICE", stdin="other\n")
+        self.assertEqual(code, 1)
+        self.assertIn("stanzactl user passwd", err)
+        code, _, err = self.node.stanzactl("user", "add", "bob", stdin="\n")
+        self.assertEqual(code, 2)
+        self.assertIn("no password given", err)
+        code, out, err = self.node.stanzactl("user", "passwd", "alice", "--iterations=5000",
+                                             stdin="new password\n")
+        self.assertEqual(code, 0, err)
+        with open(os.path.join(self.node.state_dir, "config")) as f:
+            config = f.read()
+        self.assertIn("\nuser alice SCRAM-SHA-1$5000:", config)
+        self.assertNotIn("new password", config)
+        code, out, err = self.node.stanzactl("user", "del", "alice")
+        self.assertEqual(code, 0, err)
+        code, out, _ = self.node.stanzactl("user", "list")
+        self.assertIn("No users", out)
+
     # --- routing ------------------------------------------------------------
 
     def test_two_bridges_exchange_messages_and_iqs_both_ways(self):

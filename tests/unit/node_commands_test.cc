@@ -9,6 +9,8 @@
 
 #include "cluster/storage/atomic_file.h"
 #include "cmd/node_config.h"
+#include "core/base/concat.h"
+#include "core/sasl/credentials.h"
 
 namespace stanzad {
 namespace {
@@ -16,6 +18,7 @@ namespace {
 using admin::AdminRequest;
 using ::testing::HasSubstr;
 using ::testing::MatchesRegex;
+using ::testing::Not;
 using ::testing::StartsWith;
 
 CommandResult Execute(NodeConfig* config, std::vector<std::string> args, bool json = false) {
@@ -28,6 +31,19 @@ NodeConfig Configured() {
   EXPECT_EQ(Execute(&config, {"listen", "127.0.0.1", "::1"}).response.exit_code, 0);
   EXPECT_EQ(Execute(&config, {"enable"}).response.exit_code, 0);
   return config;
+}
+
+// Credentials as stanzactl makes them (fixed salts here, so tests repeat).
+config::UserCredentials Credentials(std::string_view password,
+                                    std::string_view salt = "sixteen-bytes-ok") {
+  absl::StatusOr<config::UserCredentials> credentials =
+      sasl::MakeUserCredentials(password, salt, std::string(salt) + "/256");
+  EXPECT_TRUE(credentials.ok()) << credentials.status();
+  return *credentials;
+}
+
+std::string CredentialsText(std::string_view password, std::string_view salt = "sixteen-bytes-ok") {
+  return sasl::EncodeUserCredentials(Credentials(password, salt));
 }
 
 TEST(NodeConfigTest, SerializeParseRoundTrip) {
@@ -46,6 +62,64 @@ TEST(NodeConfigTest, ParseRefusesWhatItDoesNotUnderstand) {
         "stanzad-config 1\ncolour blue\n", "stanzad-config 1\nenabled 1"}) {
     EXPECT_FALSE(ParseNodeConfig(text).ok()) << text;
   }
+}
+
+TEST(NodeConfigTest, UsersRoundTripAsOneLineEach) {
+  NodeConfig config = Configured();
+  config.users["alice"] = Credentials("pencil");
+  config::UserCredentials only_sha256 = Credentials("another one", "salt-for-bob-123");
+  only_sha256.scram_sha1.reset();
+  config.users["bob"] = only_sha256;
+  const std::string text = SerializeNodeConfig(config);
+  EXPECT_THAT(text, HasSubstr(Concat("\nuser alice ", CredentialsText("pencil"), "\n")));
+  EXPECT_THAT(text, HasSubstr("\nuser bob SCRAM-SHA-256$4096:"));
+  EXPECT_THAT(text, Not(HasSubstr("pencil")));
+  absl::StatusOr<NodeConfig> parsed = ParseNodeConfig(text);
+  ASSERT_TRUE(parsed.ok()) << parsed.status();
+  EXPECT_EQ(*parsed, config);
+
+  char pattern[] = "/tmp/stanzad-config-XXXXXX";
+  ASSERT_NE(mkdtemp(pattern), nullptr);
+  const std::string dir = pattern;
+  ASSERT_TRUE(SaveNodeConfig(dir, config).ok());
+  absl::StatusOr<NodeConfig> loaded = LoadNodeConfig(dir);
+  ASSERT_TRUE(loaded.ok()) << loaded.status();
+  EXPECT_EQ(*loaded, config);
+  // The keys are secrets of a kind: only the daemon's user may read them.
+  EXPECT_EQ(std::filesystem::status(dir + "/config").permissions() & std::filesystem::perms::all,
+            std::filesystem::perms::owner_read | std::filesystem::perms::owner_write);
+  std::filesystem::remove_all(dir);
+}
+
+TEST(NodeConfigTest, ParseRefusesBadUserLinesNamingTheLineButNotTheKeys) {
+  const std::string good = CredentialsText("pencil");
+  struct Case {
+    std::string line;
+    const char* says;
+  };
+  for (const Case& c : std::vector<Case>{
+           {"user alice garbage", "SASL credentials"},
+           {"user alice " + good.substr(0, good.size() - 4), "SASL credentials"},
+           {"user alice " + good + " SCRAM-SHA-256$4096:AAAA", "SASL credentials"},
+           {"user Alice " + good, "canonical form"},
+           {"user al:ice " + good, "user name"},
+           {"user alice", "needs a name and credentials"},
+           {"user  " + good, "user name is empty"},
+       }) {
+    absl::StatusOr<NodeConfig> parsed =
+        ParseNodeConfig(Concat("stanzad-config 1\ndomain example.com\n", c.line, "\n"));
+    ASSERT_FALSE(parsed.ok()) << c.line;
+    EXPECT_EQ(parsed.status().code(), absl::StatusCode::kDataLoss);
+    EXPECT_THAT(std::string(parsed.status().message()), StartsWith("config line 3: ")) << c.line;
+    EXPECT_THAT(std::string(parsed.status().message()), HasSubstr(c.says)) << c.line;
+    EXPECT_THAT(std::string(parsed.status().message()), Not(HasSubstr(good.substr(20, 16))))
+        << c.line;
+  }
+  absl::StatusOr<NodeConfig> twice =
+      ParseNodeConfig(Concat("stanzad-config 1\nuser alice ", good, "\nuser alice ", good, "\n"));
+  ASSERT_FALSE(twice.ok());
+  EXPECT_THAT(std::string(twice.status().message()),
+              StartsWith("config line 3: user listed twice"));
 }
 
 TEST(NodeConfigTest, GeneratedSecretsAreMixedAndUnique) {
@@ -156,6 +230,139 @@ TEST(NodeCommandsTest, ResetWithForceForgetsEverything) {
   EXPECT_EQ(config, NodeConfig());
 }
 
+TEST(NodeCommandsTest, UserAddListPasswdDel) {
+  NodeConfig config = Configured();
+  EXPECT_EQ(Execute(&config, {"user", "list"}).response.output,
+            "No users. Add one with: stanzactl user add NAME (it asks for the password)\n");
+  EXPECT_EQ(Execute(&config, {"user", "list"}, true).response.output,
+            "{\"total\":0,\"users\":[]}\n");
+
+  const CommandResult added = Execute(&config, {"user", "add", "alice", CredentialsText("pencil")});
+  EXPECT_EQ(added.response, (admin::AdminResponse{
+                                0, "User alice@example.com added (SCRAM-SHA-1, SCRAM-SHA-256)\n"}));
+  EXPECT_TRUE(added.config_changed);
+  EXPECT_EQ(config.users.at("alice"), Credentials("pencil"));
+
+  config::UserCredentials only_sha256 = Credentials("x", "salt-for-bob-123");
+  only_sha256.scram_sha1.reset();
+  EXPECT_TRUE(
+      Execute(&config, {"user", "add", "bob@example.com", sasl::EncodeUserCredentials(only_sha256)})
+          .config_changed);
+  const std::string list = Execute(&config, {"user", "list"}).response.output;
+  EXPECT_EQ(list,
+            "alice@example.com SCRAM-SHA-1 SCRAM-SHA-256\n"
+            "bob@example.com SCRAM-SHA-256\n");
+  EXPECT_EQ(
+      Execute(&config, {"user", "list"}, true).response.output,
+      "{\"total\":2,\"users\":["
+      "{\"jid\":\"alice@example.com\",\"name\":\"alice\","
+      "\"mechanisms\":[\"SCRAM-SHA-1\",\"SCRAM-SHA-256\"]},"
+      "{\"jid\":\"bob@example.com\",\"name\":\"bob\",\"mechanisms\":[\"SCRAM-SHA-256\"]}]}\n");
+
+  const CommandResult changed =
+      Execute(&config, {"user", "passwd", "ALICE@Example.Com", CredentialsText("new one")});
+  EXPECT_EQ(changed.response.exit_code, 0) << changed.response.output;
+  EXPECT_EQ(changed.response.output,
+            "Password of alice@example.com changed (SCRAM-SHA-1, SCRAM-SHA-256)\n");
+  EXPECT_TRUE(changed.config_changed);
+  EXPECT_EQ(config.users.at("alice"), Credentials("new one"));
+  // The same credentials again change nothing.
+  EXPECT_FALSE(
+      Execute(&config, {"user", "passwd", "alice", CredentialsText("new one")}).config_changed);
+
+  const CommandResult deleted = Execute(&config, {"user", "del", "alice"});
+  EXPECT_EQ(deleted.response, (admin::AdminResponse{0, "User alice@example.com removed\n"}));
+  EXPECT_TRUE(deleted.config_changed);
+  EXPECT_EQ(Execute(&config, {"user", "list"}).response.output, "bob@example.com SCRAM-SHA-256\n");
+}
+
+TEST(NodeCommandsTest, UserNamesAreLocalpartsOfTheNodesDomain) {
+  NodeConfig config = Configured();
+  const std::string credentials = CredentialsText("pencil");
+  for (const char* typed :
+       {"alice", "alice@example.com", "Alice@EXAMPLE.com", "ALICE", "alice@example.com."}) {
+    NodeConfig fresh = config;
+    const CommandResult result = Execute(&fresh, {"user", "add", typed, credentials});
+    EXPECT_EQ(result.response.exit_code, 0) << typed << ": " << result.response.output;
+    EXPECT_EQ(fresh.users.size(), 1u);
+    EXPECT_TRUE(fresh.users.contains("alice")) << typed;
+  }
+  // The text form may also arrive split at its space.
+  const size_t space = credentials.find(' ');
+  ASSERT_NE(space, std::string::npos);
+  EXPECT_EQ(Execute(&config, {"user", "add", "carol", credentials.substr(0, space),
+                              credentials.substr(space + 1)})
+                .response.exit_code,
+            0);
+  EXPECT_EQ(config.users.at("carol"), Credentials("pencil"));
+
+  NodeConfig no_domain;
+  const CommandResult early = Execute(&no_domain, {"user", "add", "alice", credentials});
+  EXPECT_EQ(early.response.exit_code, 1);
+  EXPECT_THAT(early.response.output, HasSubstr("set the domain first"));
+  EXPECT_THAT(Execute(&no_domain, {"user", "del", "alice@example.com"}).response.output,
+              HasSubstr("set the domain first"));
+  EXPECT_EQ(no_domain, NodeConfig());
+}
+
+TEST(NodeCommandsTest, UserErrorsAreOneLineNameTheFixAndLeaveTheConfigAlone) {
+  NodeConfig config = Configured();
+  const std::string credentials = CredentialsText("pencil");
+  Execute(&config, {"user", "add", "alice", credentials});
+  const NodeConfig before = config;
+  struct Case {
+    std::vector<std::string> args;
+    int exit_code;
+    const char* says;
+  };
+  for (const Case& c : std::vector<Case>{
+           {{"user", "add", "alice", credentials},
+            1,
+            "user alice@example.com already exists; to change the password use: stanzactl user "
+            "passwd alice@example.com"},
+           {{"user", "add", "Alice@Example.com", credentials}, 1, "already exists"},
+           {{"user", "del", "bob"}, 1, "no user bob@example.com (see: stanzactl user list)"},
+           {{"user", "passwd", "bob", credentials}, 1, "no user bob@example.com; add it with"},
+           {{"user", "add", "bob@example.org", credentials}, 1, "not in this node's domain"},
+           {{"user", "add", "bob@sub.example.com", credentials}, 1, "not in this node's domain"},
+           {{"user", "add", "bob@example.com/phone", credentials}, 1, "not a user address"},
+           {{"user", "add", "example.com@", credentials}, 1, "not a valid user address"},
+           {{"user", "add", "@example.com", credentials}, 1, "not a valid user address"},
+           {{"user", "add", "b:ob", credentials}, 1, "not a valid user address"},
+           {{"user", "add", "bob", "SCRAM-SHA-1$4096:c2FsdA==$AAAA:AAAA"},
+            1,
+            "bad credentials text"},
+           {{"user", "add", "bob", "pencil"}, 1, "let stanzactl make it: stanzactl user add"},
+           {{"user", "passwd", "alice", credentials + "x"}, 1, "bad credentials text"},
+           {{"user", "add", "bob"}, 2, "usage: user add NAME CREDENTIALS"},
+           {{"user", "del"}, 2, "usage: user del NAME"},
+           {{"user", "del", "alice", "bob"}, 2, "usage: user del NAME"},
+           {{"user", "list", "alice"}, 2, "usage: user list"},
+           {{"user", "add", "bob", credentials, "--force"}, 2, "unknown option --force"},
+           {{"user", "del", "alice", "--secret=x"}, 2, "unknown option --secret=x"},
+           {{"user", "rename", "alice"}, 2, "usage: user add NAME"},
+           {{"user"}, 2, "usage: user add NAME"},
+           {{"reset"}, 1, "and 1 users; run 'stanzactl reset --force'"},
+       }) {
+    const CommandResult result = Execute(&config, c.args);
+    EXPECT_EQ(result.response.exit_code, c.exit_code) << c.args.back();
+    EXPECT_THAT(result.response.output, HasSubstr(c.says)) << c.args.back();
+    EXPECT_EQ(std::count(result.response.output.begin(), result.response.output.end(), '\n'), 1)
+        << result.response.output;
+    EXPECT_FALSE(result.config_changed);
+    EXPECT_EQ(config, before);
+  }
+}
+
+TEST(NodeCommandsTest, StatusCountsUsers) {
+  NodeConfig config = Configured();
+  Execute(&config, {"user", "add", "alice", CredentialsText("pencil")});
+  EXPECT_THAT(Execute(&config, {"status"}).response.output,
+              HasSubstr("\nUsers         : 1 configured\n"));
+  EXPECT_THAT(Execute(&config, {"status"}, true).response.output,
+              HasSubstr("\"users_configured\":1,"));
+}
+
 TEST(NodeCommandsTest, StatusInTextAndJson) {
   NodeConfig config = Configured();
   NodeRuntimeStatus status;
@@ -163,16 +370,19 @@ TEST(NodeCommandsTest, StatusInTextAndJson) {
   status.serving = true;
   status.listeners = {"127.0.0.1:5223"};
   status.bridges_connected = 2;
+  status.clients_connected = 3;
   status.stanzas_routed = 99;
   const auto text =
       ExecuteNodeCommand(AdminRequest{{"status"}, false}, &config, status).response.output;
   EXPECT_THAT(text, HasSubstr("XMPP state    : enabled, serving\n"));
   EXPECT_THAT(text, HasSubstr("Listening on  : 127.0.0.1:5223\n"));
   EXPECT_THAT(text, HasSubstr("Stanzas       : 99 routed"));
+  EXPECT_THAT(text, HasSubstr("Clients       : 3 connected\n"));
   const auto json =
       ExecuteNodeCommand(AdminRequest{{"status"}, true}, &config, status).response.output;
   EXPECT_THAT(json, HasSubstr("\"serving\":true"));
   EXPECT_THAT(json, HasSubstr("\"listeners\":[\"127.0.0.1:5223\"]"));
+  EXPECT_THAT(json, HasSubstr("\"clients_connected\":3,"));
   EXPECT_EQ(JsonString("a\"b\\c\n\x01"), "\"a\\\"b\\\\c\\n\\u0001\"");
 }
 
