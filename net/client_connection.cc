@@ -16,6 +16,25 @@ namespace {
 
 // Room for a TLS record's header, padding and tag around one stanza.
 constexpr size_t kTlsRecordOverhead = 64;
+// Stream management: ask for an acknowledgement after this many stanzas, or
+// after this long with some unacknowledged.
+constexpr uint32_t kAckRequestEvery = 8;
+constexpr uint64_t kAckRequestAfterMs = 5'000;
+// A session that moved to the connection that resumed it forwards stanzas
+// that were already on their way for this long.
+constexpr uint64_t kMovedGraceMs = 10'000;
+constexpr char kAckRequest[] = "<r xmlns='urn:xmpp:sm:3'/>";
+
+std::string Hex(std::string_view bytes) {
+  static constexpr char kDigits[] = "0123456789abcdef";
+  std::string out;
+  for (const char c : bytes) {
+    const auto b = static_cast<unsigned char>(c);
+    out.push_back(kDigits[b >> 4]);
+    out.push_back(kDigits[b & 0xf]);
+  }
+  return out;
+}
 
 }  // namespace
 
@@ -107,6 +126,8 @@ void RouterShard::ClientConnection::FailTls(const absl::Status& status) {
 }
 
 bool RouterShard::ClientConnection::Routable() const {
+  if (moved_to_ != kNoConnection || detached_) return true;  // forwards, or keeps
+  if (resuming_) return resume_accepted_;                    // keeps until resumed
   return bound_ && !closed_by_engine && !tls_failed_ &&
          session_.state() == ClientSession::State::kBound;
 }
@@ -117,18 +138,217 @@ bool RouterShard::ClientConnection::Established() const {
 
 bool RouterShard::ClientConnection::Deliver(std::string_view stanza,
                                             StanzaErrorCondition* why_not) {
+  if (moved_to_ != kNoConnection) {
+    router_->DeliverTo(kNoConnection, moved_to_, stanza);
+    return true;
+  }
+  if (sm_.unacked_bytes + stanza.size() > router_->limits_.unacked_bytes_max) {
+    *why_not = StanzaErrorCondition::kResourceConstraint;  // the client is not acknowledging
+    return false;
+  }
+  if (detached_ || resuming_) {
+    // Kept for the client: sent when it resumes, returned to the sender if it does not.
+    (detached_ ? sm_.unacked : resume_pending_).emplace_back(stanza);
+    sm_.unacked_bytes += stanza.size();
+    return true;
+  }
   // Checked before encrypting: a record the queue refused would break the TLS stream.
   if (router_->shard_->QueuedBytes(id_) + stanza.size() + kTlsRecordOverhead >
       router_->limits_.queue_bytes_max) {
     *why_not = StanzaErrorCondition::kResourceConstraint;
     return false;
   }
-  Send(stanza);
+  SendStanza(stanza);
   return true;
+}
+
+void RouterShard::ClientConnection::SendStanza(std::string_view stanza) {
+  Send(stanza);
+  if (!sm_.enabled) return;
+  sm_.unacked.emplace_back(stanza);
+  sm_.unacked_bytes += stanza.size();
+  ++sm_.sent;
+  if (++sm_.since_request >= kAckRequestEvery) {
+    Send(kAckRequest);
+    sm_.since_request = 0;
+    sm_.last_request_ms = router_->shard_->now_ms();
+  }
+}
+
+void RouterShard::ClientConnection::TickStreamManagement(uint64_t now_ms) {
+  if (!sm_.enabled || detached_ || closed_by_engine || sm_.unacked.empty() ||
+      sm_.since_request == 0 || now_ms - sm_.last_request_ms < kAckRequestAfterMs) {
+    return;
+  }
+  Send(kAckRequest);
+  sm_.since_request = 0;
+  sm_.last_request_ms = now_ms;
+}
+
+std::string RouterShard::ClientConnection::EnableStreamManagement(bool resume) {
+  sm_.enabled = true;
+  sm_.last_request_ms = router_->shard_->now_ms();
+  if (!resume || router_->limits_.resume_timeout_ms == 0) return "";
+  sm_.resumable = true;
+  sm_.token = Hex(net::RandomBytes(16));
+  router_->PostControl(OwnerShard(sm_.token, router_->shard_->shard_count()), kSmRegister, id_,
+                       sm_.token);
+  return sm_.token;
+}
+
+void RouterShard::ClientConnection::OnAcknowledged(uint32_t h) {
+  const uint32_t handled = h - sm_.acked;  // mod 2^32, as XEP-0198 counts
+  if (handled > sm_.sent - sm_.acked || handled > sm_.unacked.size()) {
+    CloseWithError(StreamErrorCondition::kUndefinedCondition,
+                   Concat("handled-count-too-high: h='", std::to_string(h), "' but only ",
+                          std::to_string(sm_.sent), " stanzas were sent"));
+    return;
+  }
+  for (uint32_t i = 0; i < handled; ++i) {
+    sm_.unacked_bytes -= sm_.unacked.front().size();
+    sm_.unacked.pop_front();
+  }
+  sm_.acked = h;
+}
+
+void RouterShard::ClientConnection::RequestResume(std::string_view previd, uint32_t h) {
+  if (previd.size() > 64 || previd.find('\n') != std::string_view::npos) {
+    session_.ResumeDone(std::nullopt, 0, previd);
+    return;
+  }
+  resuming_ = true;
+  resume_previd_ = std::string(previd);
+  resume_h_ = h;
+  router_->PostControl(OwnerShard(previd, router_->shard_->shard_count()), kSmResumeLookup, id_,
+                       Concat(previd, "\n", account_, "\n", std::to_string(h)));
+}
+
+bool RouterShard::ClientConnection::HandOver(ConnectionId to, std::string_view token,
+                                             std::string_view account, uint32_t h) {
+  if (!sm_.resumable || token != sm_.token || account != account_ || !bound_ ||
+      moved_to_ != kNoConnection) {
+    return false;
+  }
+  const uint32_t handled = h - sm_.acked;
+  if (handled > sm_.sent - sm_.acked || handled > sm_.unacked.size()) return false;
+  for (uint32_t i = 0; i < handled; ++i) sm_.unacked.pop_front();
+  sm_.acked = h;
+  const int target_shard = ShardOf(to);
+  for (const std::string& stanza : sm_.unacked) {
+    router_->PostControl(target_shard, kClientResumeStanza, to, stanza);
+  }
+  router_->PostControl(target_shard, kClientResumeAccepted, to,
+                       Concat(full_jid_, "\n", std::to_string(session_.handled_inbound())));
+  router_->PostControl(OwnerShard(sm_.token, router_->shard_->shard_count()), kSmRegister, to,
+                       sm_.token);
+  LogEvent(LogLevel::kInfo, "client_session_moved",
+           Concat("client=", full_jid_, " resent=", std::to_string(sm_.unacked.size()),
+                  " detached=", detached_ ? "yes" : "no"));
+  sm_.unacked.clear();
+  sm_.unacked_bytes = 0;
+  sm_.token.clear();
+  sm_.resumable = false;
+  detached_ = false;
+  moved_to_ = to;
+  moved_at_ms_ = router_->shard_->now_ms();
+  // The client left this connection for another: if the engine still has it, drop it.
+  if (!closed_by_engine) router_->shard_->Abort(id_);
+  return true;
+}
+
+void RouterShard::ClientConnection::ResumeFailed() {
+  if (!resuming_) return;
+  resuming_ = false;
+  Bump(router_->stats_->sm_resume_failed);
+  LogEvent(LogLevel::kInfo, "client_resume_failed",
+           Concat("user=", account_, " peer=", peer_ip_, " reason=unknown_or_expired_session"));
+  session_.ResumeDone(std::nullopt, 0, resume_previd_);
+}
+
+void RouterShard::ClientConnection::ResumeStanza(std::string_view stanza) {
+  if (!resuming_) {
+    router_->ReturnToSender(stanza, StanzaErrorCondition::kRecipientUnavailable);
+    return;
+  }
+  resume_pending_.emplace_back(stanza);
+  sm_.unacked_bytes += stanza.size();
+}
+
+void RouterShard::ClientConnection::ResumeAccepted(std::string_view full_jid,
+                                                   uint32_t handled_inbound) {
+  if (!resuming_) return;
+  const size_t slash = full_jid.find('/');
+  if (slash == std::string_view::npos) return;
+  resume_accepted_ = true;
+  resume_handled_ = handled_inbound;
+  full_jid_ = std::string(full_jid);
+  bare_jid_ = full_jid_.substr(0, slash);
+  sm_.enabled = true;
+  sm_.resumable = true;
+  sm_.token = resume_previd_;  // the token's shard now names this connection
+  sm_.sent = resume_h_;
+  sm_.acked = resume_h_;
+  // The route moves here as a bind of the same full JID would.
+  bind_requested_ = true;
+  pending_route_acks = router_->shard_->shard_count();
+  router_->PostControl(OwnerShard(bare_jid_, router_->shard_->shard_count()), kClientBindRequest,
+                       id_, full_jid_);
+}
+
+void RouterShard::ClientConnection::OnEngineClosed() {
+  if (!sm_.resumable || !bound_ || moved_to_ != kNoConnection ||
+      session_.state() == ClientSession::State::kClosed ||
+      router_->limits_.resume_timeout_ms == 0) {
+    return;
+  }
+  detached_ = true;
+  detached_until_ms_ = router_->shard_->now_ms() + router_->limits_.resume_timeout_ms;
+  LogEvent(LogLevel::kInfo, "client_detached",
+           Concat("client=", full_jid_, " peer=", peer_ip_,
+                  " unacked=", std::to_string(sm_.unacked.size()),
+                  " resume_timeout_s=", std::to_string(router_->limits_.resume_timeout_ms / 1000)));
+}
+
+bool RouterShard::ClientConnection::LingerExpired(uint64_t now_ms) {
+  if (moved_to_ != kNoConnection) {
+    if (now_ms - moved_at_ms_ < kMovedGraceMs) return false;
+    moved_to_ = kNoConnection;
+    return true;
+  }
+  if (!detached_) return true;
+  if (now_ms < detached_until_ms_) return false;
+  detached_ = false;
+  Bump(router_->stats_->sm_expired);
+  LogEvent(LogLevel::kInfo, "client_resume_expired",
+           Concat("client=", full_jid_, " returned=", std::to_string(sm_.unacked.size())));
+  return true;
+}
+
+void RouterShard::ClientConnection::ReturnUnacknowledged() {
+  for (std::deque<std::string>* queue : {&sm_.unacked, &resume_pending_}) {
+    for (const std::string& stanza : *queue) {
+      Bump(router_->stats_->stanzas_returned_unacked);
+      router_->ReturnToSender(stanza, StanzaErrorCondition::kRecipientUnavailable);
+    }
+    queue->clear();
+  }
+  sm_.unacked_bytes = 0;
+  if (!sm_.token.empty()) {
+    router_->PostControl(OwnerShard(sm_.token, router_->shard_->shard_count()), kSmUnregister, id_,
+                         sm_.token);
+    sm_.token.clear();
+  }
 }
 
 void RouterShard::ClientConnection::CloseWithError(StreamErrorCondition condition,
                                                    std::string text) {
+  if (moved_to_ != kNoConnection) return;  // it lives on elsewhere
+  if (detached_) {
+    // No stream left to close: the session waiting to be resumed ends now
+    // (replaced by a new one of the same resource, deleted account, shutdown).
+    detached_ = false;
+    return;
+  }
   if (tls_failed_) {
     if (!closed_by_engine) router_->shard_->Abort(id_);
     return;
@@ -137,6 +357,7 @@ void RouterShard::ClientConnection::CloseWithError(StreamErrorCondition conditio
 }
 
 void RouterShard::ClientConnection::Release() {
+  ReturnUnacknowledged();
   if (counted_as_client_) Drop(router_->stats_->clients_connected);
   if (!bind_requested_) return;
   router_->PostControl(OwnerShard(bare_jid_, router_->shard_->shard_count()), kClientUnbindRequest,
@@ -231,6 +452,22 @@ void RouterShard::ClientConnection::RouteAcknowledged() {
   bound_ = true;
   counted_as_client_ = true;
   Bump(router_->stats_->clients_connected);
+  if (resuming_) {
+    resuming_ = false;
+    Bump(router_->stats_->sm_resumed);
+    LogEvent(LogLevel::kInfo, "client_resumed",
+             Concat("client=", full_jid_, " peer=", peer_ip_,
+                    " resent=", std::to_string(resume_pending_.size()),
+                    " shard=", std::to_string(router_->shard_->index())));
+    absl::StatusOr<jid::Jid> jid = jid::Jid::Parse(full_jid_);
+    session_.ResumeDone(jid.ok() ? std::optional<jid::Jid>(*jid) : std::nullopt, resume_handled_,
+                        resume_previd_);
+    std::deque<std::string> pending = std::move(resume_pending_);
+    resume_pending_.clear();
+    sm_.unacked_bytes = 0;
+    for (const std::string& stanza : pending) SendStanza(stanza);
+    return;
+  }
   LogEvent(LogLevel::kInfo, "client_bound",
            Concat("client=", full_jid_, " peer=", peer_ip_,
                   " shard=", std::to_string(router_->shard_->index())));

@@ -7,6 +7,7 @@
 #define STANZAD_NET_ROUTER_CONNECTION_H_
 
 #include <cstdint>
+#include <deque>
 #include <memory>
 #include <optional>
 #include <string>
@@ -60,6 +61,13 @@ class RouterShard::Connection {
   virtual bool CloseIfRemoved(const RouterConfig& config) = 0;
   // For log lines: "bridge=cb1.example.com", "client=juliet@example.com/x", or "".
   virtual std::string Describe() const = 0;
+  // The engine closed the connection (closed_by_engine is set).
+  virtual void OnEngineClosed() {}
+  // Kept after the engine closed it: a client session waiting to be resumed,
+  // or one forwarding to the connection that resumed it.
+  virtual bool Lingers() const { return false; }
+  // On ticks: true once a lingering connection is done (it is then destroyed).
+  virtual bool LingerExpired(uint64_t /*now_ms*/) { return true; }
 
   ConnectionId id() const { return id_; }
   const std::string& peer_ip() const { return peer_ip_; }
@@ -143,6 +151,22 @@ class RouterShard::ClientConnection final : public RouterShard::Connection,
   bool CloseIfRemoved(const RouterConfig& config) override;
   std::string Describe() const override;
 
+  void OnEngineClosed() override;
+  bool Lingers() const override { return detached_ || moved_to_ != kNoConnection; }
+  bool LingerExpired(uint64_t now_ms) override;
+
+  // Stream management (XEP-0198), driven by RouterShard::OnMessage / OnTick.
+  // On the shard holding a session: hands it to `to`, the connection that
+  // resumed it, if `token` and `account` are this session's and `h` is
+  // plausible. False (nothing changed) otherwise.
+  bool HandOver(ConnectionId to, std::string_view token, std::string_view account, uint32_t h);
+  // On the resuming connection's shard: the answers to RequestResume.
+  void ResumeFailed();
+  void ResumeStanza(std::string_view stanza);
+  void ResumeAccepted(std::string_view full_jid, uint32_t handled_inbound);
+  // Asks the client for an acknowledgement when one is due.
+  void TickStreamManagement(uint64_t now_ms);
+
   // ClientSession::Delegate.
   void Send(std::string_view bytes) override;
   std::string RandomBytes(size_t count) override;
@@ -150,6 +174,9 @@ class RouterShard::ClientConnection final : public RouterShard::Connection,
   std::optional<config::UserCredentials> CredentialsFor(std::string_view username) override;
   void OnAuthentication(std::string_view username, bool ok, std::string_view condition) override;
   void RequestBind(const jid::Jid& full_jid) override;
+  std::string EnableStreamManagement(bool resume) override;
+  void OnAcknowledged(uint32_t h) override;
+  void RequestResume(std::string_view previd, uint32_t h) override;
   void OnStanza(const xmpp::Stanza& stanza) override;
   void OnStreamClosed(const xmpp::StreamError* error) override;
 
@@ -163,6 +190,36 @@ class RouterShard::ClientConnection final : public RouterShard::Connection,
   void FailTls(const absl::Status& status);
   // The account of a SASL username (canonical localpart), or "" if it cannot be one.
   std::string AccountOf(std::string_view username) const;
+  // Sends a routed stanza; with stream management, counts it and keeps a copy
+  // until the client acknowledges it.
+  void SendStanza(std::string_view stanza);
+  // The session ends for good: every stanza not acknowledged (or waiting) is
+  // answered to its sender, and the resumption token is given up.
+  void ReturnUnacknowledged();
+
+  struct StreamManagement {
+    bool enabled = false;
+    bool resumable = false;
+    std::string token;  // the resumption id (<enabled id/>)
+    uint32_t sent = 0;  // stanzas sent since enabled (mod 2^32)
+    uint32_t acked = 0;
+    std::deque<std::string> unacked;  // sent, oldest first, then any queued while away
+    size_t unacked_bytes = 0;
+    uint32_t since_request = 0;  // stanzas sent since the last <r/>
+    uint64_t last_request_ms = 0;
+  };
+  StreamManagement sm_;
+  bool detached_ = false;  // connection lost; waiting to be resumed
+  uint64_t detached_until_ms_ = 0;
+  ConnectionId moved_to_ = kNoConnection;  // resumed there: forward to it
+  uint64_t moved_at_ms_ = 0;
+  // This connection resumes an earlier session:
+  bool resuming_ = false;
+  bool resume_accepted_ = false;
+  std::string resume_previd_;
+  uint32_t resume_h_ = 0;                   // the client's count, from <resume h/>
+  uint32_t resume_handled_ = 0;             // the server's count, for <resumed h/>
+  std::deque<std::string> resume_pending_;  // to send once <resumed/> is out
 
   const bool direct_tls_;
   std::unique_ptr<tls::TlsSession> tls_;

@@ -255,7 +255,8 @@ bool RouterShard::OnAccept(Shard& shard, ConnectionId id, const Endpoint& peer, 
 
 void RouterShard::DestroyIfDead(ConnectionId id) {
   Connection* connection = Find(id);
-  if (connection == nullptr || !connection->closed_by_engine || connection->calls_in_progress > 0) {
+  if (connection == nullptr || !connection->closed_by_engine || connection->calls_in_progress > 0 ||
+      connection->Lingers()) {
     return;
   }
   connection->Release();
@@ -286,6 +287,9 @@ void RouterShard::OnClosed(Shard& shard, ConnectionId id, const absl::Status& re
                     reason.ok() ? std::string("closed") : LogQuote(std::string(reason.message()))));
   }
   connection->closed_by_engine = true;
+  ++connection->calls_in_progress;
+  connection->OnEngineClosed();
+  --connection->calls_in_progress;
   DestroyIfDead(id);
 }
 
@@ -433,10 +437,46 @@ void RouterShard::ApplyClientPresence(ConnectionId connection, std::string_view 
                        (argument & 1) != 0, static_cast<int>(argument >> 1) - 128);
 }
 
+void RouterShard::ReturnToSender(std::string_view stanza_bytes, StanzaErrorCondition condition) {
+  const xmpp::Stanza stanza = xmpp::InspectStanza(stanza_bytes);
+  if (stanza.is_error() || !stanza.from || stanza.kind == xmpp::StanzaKind::kPresence) {
+    Bump(stats_->error_stanzas_dropped);  // errors are not answered; presence is not bounced
+    return;
+  }
+  Bump(stats_->stanzas_bounced);
+  Bump(stats_->stanzas_bounced_by_condition[static_cast<int>(condition)]);
+  SendFromServer(xmpp::MakeErrorReply(stanza, condition, config_->domain));
+}
+
+void RouterShard::SendFromServer(std::string_view bytes) {
+  const xmpp::Stanza stanza = xmpp::InspectStanza(bytes);
+  if (!stanza.to) return;
+  const router::RouteDecision decision = routes_.Resolve(*stanza.to);
+  switch (decision.kind) {
+    case router::RouteKind::kComponent:
+      DeliverTo(kNoConnection, decision.connection, bytes);
+      return;
+    case router::RouteKind::kServer:
+      if (std::optional<router::UserAddress> user =
+              router::ParseUserAddress(*stanza.to, config_->domain)) {
+        RouteToUser(kNoConnection, stanza, *user);
+      }
+      return;
+    case router::RouteKind::kRemote:
+      if (!shard_->PostToControl(kCtlForward, kNoConnection, decision.node, bytes)) {
+        Bump(stats_->error_stanzas_dropped);
+      }
+      return;
+    case router::RouteKind::kError:
+      Bump(stats_->error_stanzas_dropped);
+      return;
+  }
+}
+
 bool RouterShard::DeliverLocal(ConnectionId target, std::string_view bytes,
                                StanzaErrorCondition* why_not) {
   Connection* connection = Find(target);
-  if (connection == nullptr || connection->closed_by_engine || !connection->Routable()) {
+  if (connection == nullptr || !connection->Routable()) {
     *why_not = StanzaErrorCondition::kServiceUnavailable;
     return false;
   }
@@ -646,6 +686,74 @@ void RouterShard::OnMessage(Shard& shard, const CrossShardMessage& message) {
     case kClientPresence:
       ApplyClientPresence(message.target, message.payload, message.argument);
       return;
+    case kSmRegister:
+      sm_tokens_[ToAbsl(message.payload)] = message.target;
+      return;
+    case kSmUnregister: {
+      auto it = sm_tokens_.find(ToAbsl(message.payload));
+      if (it != sm_tokens_.end() && it->second == message.target) sm_tokens_.erase(it);
+      return;
+    }
+    case kSmResumeLookup: {
+      const std::string_view token = message.payload.substr(0, message.payload.find('\n'));
+      auto it = sm_tokens_.find(ToAbsl(token));
+      if (it == sm_tokens_.end()) {
+        PostControl(ShardOf(message.target), kClientResumeFailed, message.target, "");
+      } else {
+        PostControl(ShardOf(it->second), kClientResumeRequest, it->second, message.payload,
+                    message.target);
+      }
+      return;
+    }
+    case kClientResumeRequest: {
+      // payload: token "\n" account "\n" h
+      const std::string_view payload = message.payload;
+      const size_t first = payload.find('\n');
+      const size_t second = payload.find('\n', first + 1);
+      auto* holder = dynamic_cast<ClientConnection*>(Find(message.target));
+      bool handed = false;
+      if (holder != nullptr && first != std::string_view::npos &&
+          second != std::string_view::npos) {
+        uint64_t h = 0;
+        for (const char c : payload.substr(second + 1)) h = h * 10 + static_cast<uint64_t>(c - '0');
+        handed = holder->HandOver(message.argument, payload.substr(0, first),
+                                  payload.substr(first + 1, second - first - 1),
+                                  static_cast<uint32_t>(h));
+      }
+      if (!handed) {
+        PostControl(ShardOf(message.argument), kClientResumeFailed, message.argument, "");
+      }
+      return;
+    }
+    case kClientResumeFailed:
+    case kClientResumeStanza:
+    case kClientResumeAccepted: {
+      auto* client = dynamic_cast<ClientConnection*>(Find(message.target));
+      if (client == nullptr) {
+        if (message.kind == kClientResumeStanza) {
+          ReturnToSender(message.payload, StanzaErrorCondition::kRecipientUnavailable);
+        }
+        return;
+      }
+      ++client->calls_in_progress;
+      if (message.kind == kClientResumeFailed) {
+        client->ResumeFailed();
+      } else if (message.kind == kClientResumeStanza) {
+        client->ResumeStanza(message.payload);
+      } else {
+        const size_t newline = message.payload.find('\n');
+        uint64_t handled = 0;
+        if (newline != std::string_view::npos) {
+          for (const char c : message.payload.substr(newline + 1)) {
+            handled = handled * 10 + static_cast<uint64_t>(c - '0');
+          }
+        }
+        client->ResumeAccepted(message.payload.substr(0, newline), static_cast<uint32_t>(handled));
+      }
+      --client->calls_in_progress;
+      DestroyIfDead(message.target);
+      return;
+    }
     case kRouteUnbind:
       routes_.Unbind(message.payload, message.target);
       return;
@@ -730,8 +838,15 @@ void RouterShard::OnTick(Shard& shard, uint64_t now_ms) {
   if (now_ms - last_scan_ms_ < 500) return;
   last_scan_ms_ = now_ms;
   std::vector<std::pair<ConnectionId, StreamErrorCondition>> expired;
+  std::vector<ConnectionId> lingered;
   for (const auto& [id, connection] : connections_) {
-    if (connection->closed_by_engine) continue;
+    if (connection->closed_by_engine) {
+      if (connection->Lingers() && connection->LingerExpired(now_ms)) lingered.push_back(id);
+      continue;
+    }
+    if (auto* client = dynamic_cast<ClientConnection*>(connection.get())) {
+      client->TickStreamManagement(now_ms);
+    }
     if (!connection->Established() &&
         now_ms - connection->accepted_ms() > limits_.preauth_timeout_ms) {
       expired.emplace_back(id, StreamErrorCondition::kConnectionTimeout);
@@ -746,6 +861,7 @@ void RouterShard::OnTick(Shard& shard, uint64_t now_ms) {
       }
     }
   }
+  for (ConnectionId id : lingered) DestroyIfDead(id);
   for (const auto& [id, condition] : expired) {
     Connection* connection = Find(id);
     ++connection->calls_in_progress;

@@ -105,8 +105,14 @@ struct RouterLimits {
   // As the engine's connection_queue_bytes_max: a TLS record that would not fit
   // is not written (a client's stanza gets resource-constraint instead).
   size_t queue_bytes_max = 1 << 20;
+  // A client with resumable stream management whose connection drops keeps its
+  // session (routes, unacknowledged stanzas) this long for it to resume.
+  uint64_t resume_timeout_ms = 300'000;
   // Bound resources per account (all shards); one more is refused.
   uint32_t client_resources_max = 16;
+  // Most bytes of stanzas sent to one client and not yet acknowledged (or
+  // waiting while it is away); beyond it new ones are bounced.
+  size_t unacked_bytes_max = 1 << 20;
   // Failed logins of one account within auth_failure_window_ms after which its
   // logins are refused (even with the right password) until the window passes.
   uint32_t account_failures_max = 5;
@@ -139,6 +145,10 @@ struct alignas(64) RouterShardStats {
   std::atomic<uint64_t> client_logins_failed{0};
   std::atomic<uint64_t> tls_handshakes_ok{0};
   std::atomic<uint64_t> tls_handshakes_failed{0};
+  std::atomic<uint64_t> sm_resumed{0};
+  std::atomic<uint64_t> sm_resume_failed{0};
+  std::atomic<uint64_t> sm_expired{0};  // detached sessions whose time ran out
+  std::atomic<uint64_t> stanzas_returned_unacked{0};
 };
 
 // Record kinds of Shard::Post used by the router.
@@ -165,6 +175,14 @@ enum RouterMessageKind : uint32_t {
   kClientRouteUnbind,    // to all: target = connection
   kClientRouteBindAck,   // to the client's shard: one shard applied its route
   kClientPresence,       // to all: target = connection, argument = PresenceArgument
+  // Stream management (XEP-0198) resumption; see docs/clients.md:
+  kSmRegister,            // to the token's shard: target = connection, payload = token
+  kSmUnregister,          // to the token's shard: target = connection, payload = token
+  kSmResumeLookup,        // to the token's shard: target = new connection, payload = request
+  kClientResumeRequest,   // to the holder: target = holder, argument = new, payload = request
+  kClientResumeFailed,    // to the new connection: nothing to resume
+  kClientResumeStanza,    // to the new connection: one unacknowledged stanza to resend
+  kClientResumeAccepted,  // to the new connection: payload = full JID "\n" handled count
 };
 
 // Record kinds of Shard::PostToControl used by the router (to the daemon's
@@ -208,6 +226,11 @@ class RouterShard : public ShardHandler {
   void BounceAny(ConnectionId sender, std::string_view stanza_bytes,
                  xmpp::StanzaErrorCondition condition);
   void ApplyClientPresence(ConnectionId connection, std::string_view full_jid, uint64_t argument);
+  // Answers `stanza_bytes` to its sender, wherever it is, with `condition` (a
+  // stanza the server itself could not deliver).
+  void ReturnToSender(std::string_view stanza_bytes, xmpp::StanzaErrorCondition condition);
+  // Routes a stanza the server itself sends (an error reply).
+  void SendFromServer(std::string_view bytes);
   // Sends `bytes` to a connection of this shard; false if it is gone or full.
   bool DeliverLocal(ConnectionId target, std::string_view bytes,
                     xmpp::StanzaErrorCondition* why_not);
@@ -248,6 +271,9 @@ class RouterShard : public ShardHandler {
   absl::flat_hash_map<std::string, ConnectionId> owned_bindings_;
   // Authoritative client bindings for the accounts this shard owns.
   router::ClientRoutes owned_clients_;
+  // Stream management tokens that hash to this shard → the connection holding
+  // that session now.
+  absl::flat_hash_map<std::string, ConnectionId> sm_tokens_;
   absl::flat_hash_map<ConnectionId, std::unique_ptr<Connection>> connections_;
   struct AuthFailures {
     uint32_t count = 0;

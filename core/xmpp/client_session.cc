@@ -118,7 +118,7 @@ void ClientSession::ProcessTokens() {
   while (state_ != State::kClosed && state_ != State::kAwaitingTls) {
     const xml::Token token = tokenizer_->Next();
     if (token.type == xml::TokenType::kNeedMoreData) return;
-    if (state_ == State::kBinding) {
+    if (state_ == State::kBinding || state_ == State::kResuming) {
       // Kept (copied: the tokenizer's views end with this call) for BindDone().
       held_bytes_ += token.bytes.size();
       if (held_bytes_ > options_.limits.stanza_bytes_max) {
@@ -196,8 +196,8 @@ void ClientSession::SendFeatures() {
                            "</mechanism><mechanism>PLAIN</mechanism></mechanisms>"
                            "</stream:features>"));
   } else {
-    delegate_->Send(
-        Concat("<stream:features><bind xmlns='", kBindNamespace, "'/></stream:features>"));
+    delegate_->Send(Concat("<stream:features><bind xmlns='", kBindNamespace, "'/><sm xmlns='",
+                           kSmNamespace, "'/></stream:features>"));
   }
 }
 
@@ -277,14 +277,17 @@ void ClientSession::HandleElement(std::string_view element) {
       HandleSasl(element, local_name);
       return;
     case State::kAwaitingBind:
+      if (HandleStreamManagement(element)) return;
       HandleBind(element);
       return;
     case State::kBound:
+      if (HandleStreamManagement(element)) return;
       HandleStanza(element);
       return;
     case State::kAwaitingHeader:
     case State::kAwaitingTls:
     case State::kBinding:
+    case State::kResuming:
     case State::kClosed:
       return;  // no element is read before a header, or while waiting
   }
@@ -460,20 +463,28 @@ void ClientSession::BindDone(const absl::Status& status) {
     std::string payload = Concat("<bind xmlns='", kBindNamespace, "'><jid>");
     xml::AppendEscaped(full->Full(), &payload);
     payload.append("</jid></bind>");
-    from_attribute_ = " from='";
-    xml::AppendEscaped(full->Full(), &from_attribute_);
-    from_attribute_.append("'");
-    full_jid_ = *std::move(full);
-    state_ = State::kBound;
+    Bound(*std::move(full));
     delegate_->Send(MakeIqResult(stanza, options_.domain, payload));
   }
-  // What arrived while the bind was pending, in order; it may ask for another bind.
+  ReplayHeld();
+}
+
+void ClientSession::Bound(jid::Jid full) {
+  from_attribute_ = " from='";
+  xml::AppendEscaped(full.Full(), &from_attribute_);
+  from_attribute_.append("'");
+  full_jid_ = std::move(full);
+  state_ = State::kBound;
+}
+
+void ClientSession::ReplayHeld() {
+  // What arrived while waiting, in order; it may start another wait.
   std::vector<HeldToken> held = std::move(held_);
   held_.clear();
   held_bytes_ = 0;
   for (size_t i = 0; i < held.size(); ++i) {
     if (state_ == State::kClosed) return;
-    if (state_ == State::kBinding) {
+    if (state_ == State::kBinding || state_ == State::kResuming) {
       for (size_t j = i; j < held.size(); ++j) {
         held_bytes_ += held[j].bytes.size();
         held_.push_back(std::move(held[j]));
@@ -482,6 +493,100 @@ void ClientSession::BindDone(const absl::Status& status) {
     }
     Dispatch(held[i].type, held[i].bytes, held[i].error);
   }
+}
+
+bool ClientSession::HandleStreamManagement(std::string_view element) {
+  if (NamespaceOf(element) != kSmNamespace) return false;
+  const std::string_view name = LocalName(xml::ElementName(element));
+  const auto failed = [this](std::string_view condition) {
+    delegate_->Send(Concat("<failed xmlns='", kSmNamespace, "'><", condition,
+                           " xmlns='urn:ietf:params:xml:ns:xmpp-stanzas'/></failed>"));
+  };
+  const auto count = [&element](std::string_view attribute) -> std::optional<uint32_t> {
+    const std::optional<std::string_view> text = xml::FindRawAttribute(element, attribute);
+    if (!text || text->empty() || text->size() > 10) return std::nullopt;
+    uint64_t value = 0;
+    for (const char c : *text) {
+      if (c < '0' || c > '9') return std::nullopt;
+      value = value * 10 + static_cast<uint64_t>(c - '0');
+    }
+    if (value > UINT32_MAX) return std::nullopt;
+    return static_cast<uint32_t>(value);
+  };
+  if (state_ == State::kAwaitingBind) {
+    if (name != "resume") {
+      failed("unexpected-request");  // <enable/> comes after bind (XEP-0198 §3)
+      return true;
+    }
+    const std::optional<std::string_view> previd = xml::FindRawAttribute(element, "previd");
+    const std::optional<uint32_t> h = count("h");
+    if (!previd || previd->empty() || !h) {
+      failed("bad-request");
+      return true;
+    }
+    state_ = State::kResuming;
+    delegate_->RequestResume(*previd, *h);
+    return true;
+  }
+  if (name == "enable") {
+    if (sm_enabled_) {
+      failed("unexpected-request");
+      return true;
+    }
+    const std::string_view resume = xml::FindRawAttribute(element, "resume").value_or("");
+    const std::string id = delegate_->EnableStreamManagement(resume == "true" || resume == "1");
+    sm_enabled_ = true;
+    handled_inbound_ = 0;
+    std::string enabled = Concat("<enabled xmlns='", kSmNamespace, "'");
+    if (!id.empty()) {
+      enabled.append(" id='");
+      xml::AppendEscaped(id, &enabled);
+      enabled.append("' resume='true'");
+    }
+    enabled.append("/>");
+    delegate_->Send(enabled);
+    return true;
+  }
+  if (!sm_enabled_) {
+    failed("unexpected-request");
+    return true;
+  }
+  if (name == "r") {
+    delegate_->Send(
+        Concat("<a xmlns='", kSmNamespace, "' h='", std::to_string(handled_inbound_), "'/>"));
+    return true;
+  }
+  if (name == "a") {
+    const std::optional<uint32_t> h = count("h");
+    if (!h) {
+      CloseWithError(StreamErrorCondition::kBadFormat, "<a/> needs h, a count of stanzas");
+      return true;
+    }
+    delegate_->OnAcknowledged(*h);
+    return true;
+  }
+  failed("feature-not-implemented");
+  return true;
+}
+
+void ClientSession::ResumeDone(const std::optional<jid::Jid>& full_jid, uint32_t handled_inbound,
+                               std::string_view previd) {
+  if (state_ != State::kResuming) return;
+  if (!full_jid) {
+    state_ = State::kAwaitingBind;
+    delegate_->Send(Concat("<failed xmlns='", kSmNamespace,
+                           "'><item-not-found xmlns='urn:ietf:params:xml:ns:xmpp-stanzas'/>"
+                           "</failed>"));
+  } else {
+    Bound(*full_jid);
+    sm_enabled_ = true;
+    handled_inbound_ = handled_inbound;
+    std::string resumed = Concat("<resumed xmlns='", kSmNamespace, "' previd='");
+    xml::AppendEscaped(previd, &resumed);
+    resumed.append("' h='").append(std::to_string(handled_inbound)).append("'/>");
+    delegate_->Send(resumed);
+  }
+  ReplayHeld();
 }
 
 void ClientSession::HandleStanza(std::string_view element) {
@@ -517,6 +622,7 @@ void ClientSession::HandleStanza(std::string_view element) {
                    Concat("stanza in namespace ", *stanza.xmlns));
     return;
   }
+  if (sm_enabled_) ++handled_inbound_;  // wraps at 2^32, as XEP-0198 §4 says
   delegate_->OnStanza(stanza);
 }
 

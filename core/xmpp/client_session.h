@@ -17,9 +17,18 @@
 //      further input until the delegate answers with BindDone (at once or
 //      later); server → the result with the full JID, or a stanza error
 //      (conflict, resource-constraint, bad-request).
+//      Instead of binding, a client may resume an earlier stream (XEP-0198):
+//      <resume previd h/> → Delegate::RequestResume, answered with ResumeDone
+//      (<resumed/> and the earlier session's JID, or <failed/> and a bind).
 //   4. Every stanza (message, presence, iq) goes to Delegate::OnStanza with its
 //      `from` set by the server to the bound full JID (a client's own `from` is
 //      replaced); `to` is kept. Whitespace keepalives are read and ignored.
+//
+// Stream management (XEP-0198, urn:xmpp:sm:3), offered with <bind/>: after
+// bind the client may <enable/> it (Delegate::EnableStreamManagement gives the
+// resumption id); the session then counts the stanzas it handles and answers
+// <r/> with <a h/>; the client's <a h/> goes to Delegate::OnAcknowledged. The
+// server's own count of stanzas sent is the delegate's (it sends them).
 //
 // Stream errors (fatal: the session sends the error, </stream:stream>, and calls
 // OnStreamClosed; later input is ignored):
@@ -73,6 +82,7 @@ inline constexpr std::string_view kClientNamespace = "jabber:client";
 inline constexpr std::string_view kTlsNamespace = "urn:ietf:params:xml:ns:xmpp-tls";
 inline constexpr std::string_view kSaslNamespace = "urn:ietf:params:xml:ns:xmpp-sasl";
 inline constexpr std::string_view kBindNamespace = "urn:ietf:params:xml:ns:xmpp-bind";
+inline constexpr std::string_view kSmNamespace = "urn:xmpp:sm:3";
 
 class ClientSession {
  public:
@@ -83,6 +93,7 @@ class ClientSession {
     kAwaitingAuth,      // over TLS, not yet authenticated (SASL)
     kAwaitingBind,      // authenticated, no resource bound yet
     kBinding,           // RequestBind() called, BindDone() not yet
+    kResuming,          // RequestResume() called, ResumeDone() not yet
     kBound,             // stanzas flow
     kClosed,
   };
@@ -124,6 +135,14 @@ class ClientSession {
     // The client asks to bind `full_jid`. The delegate answers with BindDone(),
     // from inside this call or later (after asking other shards, say).
     virtual void RequestBind(const jid::Jid& full_jid) = 0;
+    // The bound client enables stream management; `resume`: it asks for
+    // resumption. Returns the resumption id for <enabled/>, or "" to offer none.
+    virtual std::string EnableStreamManagement(bool resume) = 0;
+    // The client acknowledged the first `h` stanzas it received (mod 2^32).
+    virtual void OnAcknowledged(uint32_t h) = 0;
+    // The client (authenticated, not bound) asks to resume stream `previd`,
+    // having handled `h` of its stanzas. Answer with ResumeDone (now or later).
+    virtual void RequestResume(std::string_view previd, uint32_t h) = 0;
     // A stanza from the bound client, `from` stamped with its full JID; views
     // valid during the call.
     virtual void OnStanza(const Stanza& stanza) = 0;
@@ -152,6 +171,18 @@ class ClientSession {
   // arrived meanwhile is processed now. No-op unless state() is kBinding.
   void BindDone(const absl::Status& status);
 
+  // The answer to RequestResume(). With `full_jid` the stream continues as that
+  // earlier session's (<resumed h=handled_inbound/>, stanzas counted from
+  // there); with nullopt the client gets <failed/> with item-not-found and may
+  // bind instead. No-op unless state() is kResuming.
+  void ResumeDone(const std::optional<jid::Jid>& full_jid, uint32_t handled_inbound,
+                  std::string_view previd);
+
+  // Stream management is enabled (or resumed) on this stream.
+  bool stream_management() const { return sm_enabled_; }
+  // Stanzas handled from the client since it was enabled (mod 2^32).
+  uint32_t handled_inbound() const { return handled_inbound_; }
+
   // Ends the stream from the server's side with `condition` (conflict when the same
   // full JID bound elsewhere, system-shutdown, connection-timeout...). No-op once closed.
   void CloseWithError(StreamErrorCondition condition, std::string text);
@@ -179,6 +210,12 @@ class ClientSession {
   void SaslFailure(std::string_view condition, std::string username);
   void HandleBind(std::string_view element);
   void HandleStanza(std::string_view element);
+  // <enable/>, <r/>, <a/> after bind; <resume/> before. False if `element` is
+  // not stream management's.
+  bool HandleStreamManagement(std::string_view element);
+  // Hands the held tokens to Dispatch once a wait (bind, resume) ends.
+  void ReplayHeld();
+  void Bound(jid::Jid full);
   bool CountFailure();
   void SendHeaderIfNeeded();
   void SendFeatures();
@@ -193,6 +230,8 @@ class ClientSession {
   bool header_sent_ = false;
   bool tls_established_ = false;
   bool authenticated_ = false;
+  bool sm_enabled_ = false;
+  uint32_t handled_inbound_ = 0;
   uint32_t failures_ = 0;
   std::string stream_id_;
   // The SASL exchange in progress, if any.

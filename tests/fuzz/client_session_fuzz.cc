@@ -43,6 +43,18 @@ class Delegate : public ClientSession::Delegate {
     bound = true;
     session->BindDone(absl::OkStatus());
   }
+  std::string EnableStreamManagement(bool resume) override { return resume ? "id" : ""; }
+  void OnAcknowledged(uint32_t) override {}
+  void RequestResume(std::string_view previd, uint32_t h) override {
+    // Resume fails for odd counts, succeeds for even ones, as the data says.
+    if (h % 2 == 0 && previd.size() < 1000) {
+      auto full = stanzad::jid::Jid::Parse("user@example.com/resumed");
+      bound = true;
+      session->ResumeDone(*full, h, previd);
+    } else {
+      session->ResumeDone(std::nullopt, 0, previd);
+    }
+  }
   void OnStanza(const stanzad::xmpp::Stanza& stanza) override {
     if (!bound || !stanza.from || !session->full_jid() ||
         *stanza.from != session->full_jid()->Full()) {

@@ -73,6 +73,14 @@ class RecordingDelegate : public ClientSession::Delegate {
     bound.push_back(full_jid);
     return absl::OkStatus();
   }
+  std::string EnableStreamManagement(bool resume) override {
+    sm_enables.push_back(resume);
+    return resume ? "sm-id-1" : "";
+  }
+  void OnAcknowledged(uint32_t h) override { acks.push_back(h); }
+  void RequestResume(std::string_view previd, uint32_t h) override {
+    resume_requests.push_back(Concat(previd, ":", std::to_string(h)));
+  }
   void OnStanza(const Stanza& stanza) override {
     stanzas.emplace_back(stanza.bytes);
     if (stanza.from) stanza_froms.emplace_back(*stanza.from);
@@ -96,7 +104,10 @@ class RecordingDelegate : public ClientSession::Delegate {
   }
 
   ClientSession* session = nullptr;  // the session this delegate serves
-  bool defer_bind = false;           // answer RequestBind later (AnswerDeferredBind)
+  std::vector<bool> sm_enables;
+  std::vector<uint32_t> acks;
+  std::vector<std::string> resume_requests;
+  bool defer_bind = false;  // answer RequestBind later (AnswerDeferredBind)
   std::string deferred_bind;
   int bind_requests = 0;
   std::string sent;
@@ -218,7 +229,7 @@ TEST_F(ClientSessionTest, HappyPathWithScramSha256) {
   session_.OnBytes(kHeader);
   EXPECT_THAT(delegate_.TakeSent(),
               EndsWith("<stream:features><bind xmlns='urn:ietf:params:xml:ns:xmpp-bind'/>"
-                       "</stream:features>"));
+                       "<sm xmlns='urn:xmpp:sm:3'/></stream:features>"));
   EXPECT_EQ(session_.state(), ClientSession::State::kAwaitingBind);
 
   session_.OnBytes(kBindBalcony);
@@ -509,8 +520,63 @@ TEST_F(ClientSessionTest, FromIsStampedWhateverTheClientWrote) {
 
 TEST_F(ClientSessionTest, NonStanzaAfterBindIsUnsupportedStanzaType) {
   ToBound();
-  session_.OnBytes("<r xmlns='urn:xmpp:sm:3'/>");
+  session_.OnBytes("<foo xmlns='urn:example:foo'/>");
   EXPECT_EQ(delegate_.close_condition, "unsupported-stanza-type");
+}
+
+// XEP-0198: enable after bind, count handled stanzas, answer <r/>, pass <a/> on.
+TEST_F(ClientSessionTest, StreamManagementCountsAndAcknowledges) {
+  ToBound();
+  session_.OnBytes("<r xmlns='urn:xmpp:sm:3'/>");  // before <enable/>
+  EXPECT_THAT(delegate_.TakeSent(), HasSubstr("<unexpected-request "));
+  session_.OnBytes("<message to='a@b'/>");  // not counted: SM is off
+  session_.OnBytes("<enable xmlns='urn:xmpp:sm:3' resume='true'/>");
+  EXPECT_EQ(delegate_.TakeSent(), "<enabled xmlns='urn:xmpp:sm:3' id='sm-id-1' resume='true'/>");
+  EXPECT_TRUE(session_.stream_management());
+  session_.OnBytes("<message to='a@b'/><presence/><iq type='get' id='1'/>");
+  session_.OnBytes("<r xmlns='urn:xmpp:sm:3'/>");
+  EXPECT_EQ(delegate_.TakeSent(), "<a xmlns='urn:xmpp:sm:3' h='3'/>");
+  session_.OnBytes("<a xmlns='urn:xmpp:sm:3' h='7'/>");
+  EXPECT_THAT(delegate_.acks, ElementsAre(7u));
+  session_.OnBytes("<enable xmlns='urn:xmpp:sm:3'/>");  // twice
+  EXPECT_THAT(delegate_.TakeSent(), HasSubstr("<unexpected-request "));
+  session_.OnBytes("<a xmlns='urn:xmpp:sm:3' h='4294967296'/>");  // beyond 2^32 - 1
+  EXPECT_EQ(delegate_.close_condition, "bad-format");
+}
+
+TEST_F(ClientSessionTest, EnableWithoutResumeHasNoId) {
+  ToBound();
+  session_.OnBytes("<enable xmlns='urn:xmpp:sm:3'/>");
+  EXPECT_EQ(delegate_.TakeSent(), "<enabled xmlns='urn:xmpp:sm:3'/>");
+  EXPECT_THAT(delegate_.sm_enables, ElementsAre(false));
+}
+
+TEST_F(ClientSessionTest, ResumeInsteadOfBind) {
+  ToAuthenticated();
+  session_.OnBytes("<enable xmlns='urn:xmpp:sm:3'/>");  // enable is for after bind
+  EXPECT_THAT(delegate_.TakeSent(), HasSubstr("<unexpected-request "));
+  session_.OnBytes("<resume xmlns='urn:xmpp:sm:3' previd='old-1' h='5'/><message to='a@b'/>");
+  EXPECT_EQ(session_.state(), ClientSession::State::kResuming);
+  EXPECT_THAT(delegate_.resume_requests, ElementsAre("old-1:5"));
+  EXPECT_TRUE(delegate_.stanzas.empty());  // held until the answer
+  session_.ResumeDone(*jid::Jid::Parse("juliet@example.com/balcony"), 12, "old-1");
+  EXPECT_EQ(delegate_.TakeSent(), "<resumed xmlns='urn:xmpp:sm:3' previd='old-1' h='12'/>");
+  EXPECT_EQ(session_.state(), ClientSession::State::kBound);
+  EXPECT_THAT(delegate_.stanzas,
+              ElementsAre("<message from='juliet@example.com/balcony' to='a@b'/>"));
+  session_.OnBytes("<r xmlns='urn:xmpp:sm:3'/>");
+  EXPECT_EQ(delegate_.TakeSent(), "<a xmlns='urn:xmpp:sm:3' h='13'/>");
+}
+
+TEST_F(ClientSessionTest, FailedResumeLetsTheClientBind) {
+  ToAuthenticated();
+  session_.OnBytes("<resume xmlns='urn:xmpp:sm:3' previd='gone' h='0'/>");
+  session_.ResumeDone(std::nullopt, 0, "gone");
+  EXPECT_THAT(delegate_.TakeSent(), HasSubstr("<failed xmlns='urn:xmpp:sm:3'><item-not-found "));
+  session_.OnBytes(kBindBalcony);
+  EXPECT_EQ(session_.state(), ClientSession::State::kBound);
+  session_.OnBytes("<resume xmlns='urn:xmpp:sm:3' previd='x' h='-1'/>");  // after bind
+  EXPECT_THAT(delegate_.TakeSent(), HasSubstr("<failed "));
 }
 
 TEST(ClientSessionHeaderTest, WrongToIsHostUnknownAfterOurHeader) {

@@ -159,6 +159,15 @@ class FakeEngine {
     }
   }
 
+  // The peer's TCP connection is gone (no stream end): the engine reports it closed.
+  void DropConnection(ConnectionId id) {
+    FakeConnection& connection = connections_[id];
+    if (connection.closed) return;
+    connection.closed = true;
+    closing_.push_back(id);
+    Pump();
+  }
+
   void Tick(uint64_t advance_ms) {
     now_ms_ += advance_ms;
     for (size_t i = 0; i < shards_.size(); ++i) handlers_[i]->OnTick(*shards_[i], now_ms_);
@@ -772,6 +781,155 @@ TEST(RouterClientsTest, DirectTlsSkipsStartTls) {
   }
   EXPECT_THAT(received, HasSubstr("<mechanism>SCRAM-SHA-256</mechanism>"));
   EXPECT_THAT(received, Not(HasSubstr("starttls")));
+}
+
+// ---- Stream management (XEP-0198) ----
+
+// The h of the last <a/> or <resumed/> in `text`.
+std::string CountIn(const std::string& text, const std::string& element) {
+  const size_t at = text.rfind("<" + element + " ");
+  if (at == std::string::npos) return "";
+  const size_t h = text.find(" h='", at);
+  return text.substr(h + 4, text.find('\'', h + 4) - h - 4);
+}
+
+std::string SmIdIn(const std::string& text) {
+  const size_t at = text.find("<enabled ");
+  if (at == std::string::npos) return "";
+  const size_t id = text.find(" id='", at);
+  return text.substr(id + 5, text.find('\'', id + 5) - id - 5);
+}
+
+TEST(RouterStreamManagementTest, CountsAcknowledgesAndAsksForAcks) {
+  FakeEngine engine(2);
+  TestClient juliet(&engine, 0);
+  TestClient romeo(&engine, 1);
+  ASSERT_TRUE(juliet.Login("juliet", "balcony"));
+  ASSERT_TRUE(romeo.Login("romeo", "garden"));
+  juliet.Send("<enable xmlns='urn:xmpp:sm:3' resume='true'/>");
+  EXPECT_FALSE(SmIdIn(juliet.TakeReceived()).empty());
+  for (int i = 0; i < 3; ++i) {
+    romeo.Send("<message to='juliet@example.com/balcony' id='m" + std::to_string(i) + "'/>");
+  }
+  juliet.Send("<message to='romeo@example.com/garden' id='j1'/>");
+  juliet.Send("<r xmlns='urn:xmpp:sm:3'/>");
+  EXPECT_EQ(CountIn(juliet.TakeReceived(), "a"), "1");  // the server handled one of hers
+  juliet.Send("<a xmlns='urn:xmpp:sm:3' h='2'/>");
+  // After 8 unacknowledged stanzas the server asks for an acknowledgement.
+  for (int i = 0; i < 8; ++i) romeo.Send("<message to='juliet@example.com/balcony'/>");
+  EXPECT_THAT(juliet.TakeReceived(), HasSubstr("<r xmlns='urn:xmpp:sm:3'/>"));
+  juliet.Send("<a xmlns='urn:xmpp:sm:3' h='99'/>");  // more than was sent
+  EXPECT_THAT(juliet.TakeReceived(), HasSubstr("<undefined-condition "));
+}
+
+TEST(RouterStreamManagementTest, ResumeOnAnotherShardResendsWhatWasNotAcknowledged) {
+  FakeEngine engine(3);
+  TestClient juliet(&engine, 0);
+  TestClient romeo(&engine, 1);
+  ASSERT_TRUE(juliet.Login("juliet", "balcony"));
+  ASSERT_TRUE(romeo.Login("romeo", "garden"));
+  juliet.Send("<enable xmlns='urn:xmpp:sm:3' resume='true'/>");
+  const std::string sm_id = SmIdIn(juliet.TakeReceived());
+  ASSERT_FALSE(sm_id.empty());
+  romeo.Send("<message to='juliet@example.com/balcony' id='m1'/>");
+  romeo.Send("<message to='juliet@example.com/balcony' id='m2'/>");
+  juliet.Send("<a xmlns='urn:xmpp:sm:3' h='1'/>");  // she saw m1 only
+  engine.DropConnection(juliet.id());
+  // While she is away, stanzas for her wait instead of bouncing.
+  romeo.Send("<message to='juliet@example.com/balcony' id='m3'/>");
+  EXPECT_THAT(romeo.TakeReceived(), Not(HasSubstr("type='error'")));
+
+  TestClient again(&engine, 2);
+  again.StartTls();
+  again.Send(kClientHeader);
+  again.Send("<auth xmlns='urn:ietf:params:xml:ns:xmpp-sasl' mechanism='PLAIN'>" +
+             sasl::Base64Encode(std::string("\0juliet\0pencil", 14)) + "</auth>");
+  again.Send(kClientHeader);
+  again.Send("<resume xmlns='urn:xmpp:sm:3' previd='" + sm_id + "' h='1'/>");
+  const std::string got = again.TakeReceived();
+  EXPECT_THAT(got, HasSubstr("<resumed xmlns='urn:xmpp:sm:3' previd='" + sm_id + "' h='0'/>"));
+  EXPECT_THAT(got, Not(HasSubstr("id='m1'")));
+  EXPECT_THAT(got, HasSubstr("id='m2'"));
+  EXPECT_THAT(got, HasSubstr("id='m3'"));
+  EXPECT_LT(got.find("id='m2'"), got.find("id='m3'"));
+  // The route moved: new stanzas reach the new connection, and it counts on from h.
+  romeo.Send("<message to='juliet@example.com/balcony' id='m4'/>");
+  EXPECT_THAT(again.TakeReceived(), HasSubstr("id='m4'"));
+  again.Send("<a xmlns='urn:xmpp:sm:3' h='4'/>");  // m2, m3, m4 handled
+  EXPECT_THAT(again.TakeReceived(), Not(HasSubstr("undefined-condition")));
+  EXPECT_EQ(engine.stats(2).sm_resumed.load(), 1u);
+  // The old session forwards for a while, then is gone; the new one stays.
+  engine.Tick(11'000);
+  romeo.Send("<message to='juliet@example.com/balcony' id='m5'/>");
+  EXPECT_THAT(again.TakeReceived(), HasSubstr("id='m5'"));
+}
+
+TEST(RouterStreamManagementTest, UnknownSessionFailsAndTheClientBinds) {
+  FakeEngine engine(2);
+  TestClient juliet(&engine, 0);
+  juliet.StartTls();
+  juliet.Send(kClientHeader);
+  juliet.Send("<auth xmlns='urn:ietf:params:xml:ns:xmpp-sasl' mechanism='PLAIN'>" +
+              sasl::Base64Encode(std::string("\0juliet\0pencil", 14)) + "</auth>");
+  juliet.Send(kClientHeader);
+  juliet.Send("<resume xmlns='urn:xmpp:sm:3' previd='0123456789abcdef' h='0'/>");
+  EXPECT_THAT(juliet.TakeReceived(), HasSubstr("<failed xmlns='urn:xmpp:sm:3'><item-not-found "));
+  juliet.Send(
+      "<iq type='set' id='b'><bind xmlns='urn:ietf:params:xml:ns:xmpp-bind'>"
+      "<resource>x</resource></bind></iq>");
+  EXPECT_THAT(juliet.TakeReceived(), HasSubstr("<jid>juliet@example.com/x</jid>"));
+}
+
+TEST(RouterStreamManagementTest, AnotherAccountCannotResumeTheSession) {
+  FakeEngine engine(2);
+  TestClient juliet(&engine, 0);
+  ASSERT_TRUE(juliet.Login("juliet", "balcony"));
+  juliet.Send("<enable xmlns='urn:xmpp:sm:3' resume='true'/>");
+  const std::string sm_id = SmIdIn(juliet.TakeReceived());
+  engine.DropConnection(juliet.id());
+  TestClient romeo(&engine, 1);
+  romeo.StartTls();
+  romeo.Send(kClientHeader);
+  romeo.Send("<auth xmlns='urn:ietf:params:xml:ns:xmpp-sasl' mechanism='PLAIN'>" +
+             sasl::Base64Encode(std::string("\0romeo\0pencil", 13)) + "</auth>");
+  romeo.Send(kClientHeader);
+  romeo.Send("<resume xmlns='urn:xmpp:sm:3' previd='" + sm_id + "' h='0'/>");
+  EXPECT_THAT(romeo.TakeReceived(), HasSubstr("<item-not-found "));
+}
+
+TEST(RouterStreamManagementTest, ExpiredSessionReturnsUnacknowledgedStanzas) {
+  RouterLimits limits;
+  limits.resume_timeout_ms = 30'000;
+  FakeEngine engine(2, limits);
+  const ConnectionId cb1 = engine.ConnectBridge(1, "cb1");
+  TestClient juliet(&engine, 0);
+  ASSERT_TRUE(juliet.Login("juliet", "balcony"));
+  juliet.Send("<enable xmlns='urn:xmpp:sm:3' resume='true'/>");
+  engine.Receive(cb1, "<message from='cb1.example.com' to='juliet@example.com/balcony' id='x1'/>");
+  engine.DropConnection(juliet.id());
+  engine.Receive(cb1, "<message from='cb1.example.com' to='juliet@example.com/balcony' id='x2'/>");
+  EXPECT_THAT(engine.connection(cb1).outbox, Not(HasSubstr("type='error'")));
+  engine.Tick(20'000);
+  EXPECT_THAT(engine.connection(cb1).outbox, Not(HasSubstr("type='error'")));
+  engine.Tick(11'000);
+  const std::string& out = engine.connection(cb1).outbox;
+  EXPECT_THAT(out, HasSubstr("type='error' id='x1'"));
+  EXPECT_THAT(out, HasSubstr("type='error' id='x2'"));
+  EXPECT_THAT(out, HasSubstr("<recipient-unavailable "));
+  // And the route is gone: a new stanza for her bounces at once.
+  engine.Receive(cb1, "<message from='cb1.example.com' to='juliet@example.com/balcony' id='x3'/>");
+  EXPECT_THAT(engine.connection(cb1).outbox, HasSubstr("type='error' id='x3'"));
+}
+
+TEST(RouterStreamManagementTest, CleanCloseReturnsUnacknowledgedStanzas) {
+  FakeEngine engine(1);
+  const ConnectionId cb1 = engine.ConnectBridge(0, "cb1");
+  TestClient juliet(&engine, 0);
+  ASSERT_TRUE(juliet.Login("juliet", "balcony"));
+  juliet.Send("<enable xmlns='urn:xmpp:sm:3'/>");
+  engine.Receive(cb1, "<message from='cb1.example.com' to='juliet@example.com/balcony' id='y1'/>");
+  juliet.Send("</stream:stream>");
+  EXPECT_THAT(engine.connection(cb1).outbox, HasSubstr("type='error' id='y1'"));
 }
 
 }  // namespace
