@@ -7,6 +7,7 @@
 // node's configuration durable in the state dir, and starts, restarts or stops
 // the io_uring engine (one shard thread per core) as the configuration says.
 // Call bridges connect on --component_port of every listen address.
+#include <fcntl.h>
 #include <poll.h>
 #include <signal.h>
 #include <sys/stat.h>
@@ -59,8 +60,23 @@ ABSL_FLAG(std::string, listen, "",
 ABSL_FLAG(uint16_t, component_port, 5223,
           "TCP port for call bridges (XEP-0114 components) on every listen address.");
 ABSL_FLAG(uint16_t, c2s_port, 5222,
-          "TCP port for XMPP clients. Reserved: client connections (TLS, SASL) are not served "
-          "yet.");
+          "TCP port for XMPP clients (RFC 6120: STARTTLS required, then SASL SCRAM-SHA-256, "
+          "SCRAM-SHA-1 or PLAIN) on every listen address. Clients are refused until the node "
+          "has a certificate (stanzactl certs KEY CERT).");
+ABSL_FLAG(uint16_t, c2s_tls_port, 0,
+          "TCP port for clients that start TLS at once (XEP-0368 direct TLS, usually 5223 when "
+          "call bridges use another port); 0: off.");
+ABSL_FLAG(int, resume_timeout_s, 300,
+          "A client with XEP-0198 stream management that loses its connection may resume its "
+          "session within this many seconds (its routes stay; stanzas for it wait); after it, "
+          "the stanzas it did not acknowledge are returned to their senders with "
+          "<recipient-unavailable/>. 0: no resumption.");
+ABSL_FLAG(int, client_resources_max, 16,
+          "Most resources (simultaneous client sessions) one account may bind; one more is "
+          "refused with <resource-constraint/>.");
+ABSL_FLAG(int, account_failures_max, 5,
+          "Failed logins of one account within --auth_failure_window_s after which its "
+          "logins are refused, even with the right password, until the window passes.");
 ABSL_FLAG(uint16_t, cluster_port, 5279,
           "TCP port for cluster peers (Raft and configuration), on the first listen address. "
           "Opened by 'stanzactl cluster enable'. Not encrypted yet: keep it on a private "
@@ -113,6 +129,40 @@ constexpr const char* kVersion = kStanzadVersion;
 
 std::atomic<bool> g_stop_requested{false};
 
+// The key from which SCRAM derives the salt it shows for a user that does not
+// exist (so that a client cannot tell unknown users from known ones): 32
+// random bytes, hex, made once in <state_dir>/sasl_salt_key (mode 0600) and
+// kept across restarts. A key that cannot be stored is used for this run only.
+std::string LoadOrCreateSaltKey(const std::string& state_dir) {
+  const std::string path = state_dir + "/sasl_salt_key";
+  if (FILE* in = std::fopen(path.c_str(), "r")) {
+    char buffer[128] = {};
+    const size_t n = std::fread(buffer, 1, sizeof(buffer) - 1, in);
+    std::fclose(in);
+    std::string key(buffer, n);
+    while (!key.empty() && (key.back() == '\n' || key.back() == ' ')) key.pop_back();
+    if (key.size() >= 32) return key;
+  }
+  std::string key;
+  static constexpr char kHex[] = "0123456789abcdef";
+  for (int i = 0; i < 32; ++i) {
+    unsigned char byte = 0;
+    while (getentropy(&byte, 1) != 0) {
+    }
+    key.push_back(kHex[byte >> 4]);
+    key.push_back(kHex[byte & 0xF]);
+  }
+  const int fd = open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+  if (fd >= 0) {
+    const std::string line = key + "\n";
+    const bool ok =
+        write(fd, line.data(), line.size()) == static_cast<ssize_t>(line.size()) && fsync(fd) == 0;
+    close(fd);
+    if (!ok) LogEvent(LogLevel::kWarning, "salt_key_not_saved", "path=" + path);
+  }
+  return key;
+}
+
 void OnSignal(int) { g_stop_requested.store(true); }
 
 class Daemon {
@@ -120,6 +170,7 @@ class Daemon {
   Daemon(std::string state_dir, NodeConfig config)
       : state_dir_(std::move(state_dir)),
         config_(std::move(config)),
+        salt_key_(LoadOrCreateSaltKey(state_dir_)),
         publisher_(BuildRouterConfig()),
         started_(std::chrono::steady_clock::now()) {
     shards_ = absl::GetFlag(FLAGS_threads);
@@ -276,7 +327,39 @@ class Daemon {
     for (const auto& [name, secret] : config_.callbridges) {
       router->bridge_secrets[name + "." + config_.domain] = secret;
     }
+    for (const auto& [name, credentials] : config_.users) router->users[name] = credentials;
+    router->client_tls = ClientTlsContext();
+    router->unknown_user_salt_key = salt_key_;
     return router;
+  }
+
+  // The server certificate for clients, read from the files `certs` set (read
+  // again on every configuration change: new connections get a renewed
+  // certificate, existing ones keep theirs). Null without certificate.
+  std::shared_ptr<const tls::TlsContext> ClientTlsContext() const {
+    if (config_.tls_certificate.empty()) return nullptr;
+    absl::StatusOr<std::string> key = tls::ReadPemFile(config_.tls_key);
+    absl::StatusOr<std::string> chain = tls::ReadPemFile(config_.tls_certificate);
+    absl::StatusOr<std::string> bundle = config_.tls_bundle.empty()
+                                             ? absl::StatusOr<std::string>(std::string())
+                                             : tls::ReadPemFile(config_.tls_bundle);
+    absl::Status status = !key.ok()      ? key.status()
+                          : !chain.ok()  ? chain.status()
+                          : !bundle.ok() ? bundle.status()
+                                         : absl::OkStatus();
+    if (status.ok()) {
+      std::string pem = *chain;
+      if (!pem.empty() && pem.back() != '\n') pem.push_back('\n');
+      pem += *bundle;  // leaf first, then the chain
+      absl::StatusOr<std::shared_ptr<const tls::TlsContext>> context =
+          tls::TlsContext::Server(pem, *key);
+      if (context.ok()) return *context;
+      status = context.status();
+    }
+    LogEvent(LogLevel::kError, "client_tls_unavailable",
+             "reason=" + LogQuote(std::string(status.message())) +
+                 " fix=\"stanzactl certs KEY CERT [BUNDLE]\"");
+    return nullptr;
   }
 
   static uint64_t MonotonicMs() {
@@ -387,6 +470,7 @@ class Daemon {
     for (const auto& [name, bridge] : replicated.callbridges) {
       proposed.callbridges[name] = bridge.secret;
     }
+    proposed.users = replicated.users;
     if (proposed == config_) return;
     (void)CommitLocal(std::move(proposed), "cluster");  // a failure is logged
   }
@@ -767,6 +851,14 @@ class Daemon {
     for (const auto& [name, secret] : before.callbridges) {
       if (after.callbridges.count(name) == 0) return cluster::DeleteCallbridge{name};
     }
+    for (const auto& [name, credentials] : after.users) {
+      auto old = before.users.find(name);
+      if (old == before.users.end()) return cluster::AddUser{name, credentials};
+      if (old->second != credentials) return cluster::SetUserCredentials{name, credentials};
+    }
+    for (const auto& [name, credentials] : before.users) {
+      if (after.users.count(name) == 0) return cluster::DeleteUser{name};
+    }
     return std::nullopt;
   }
 
@@ -900,9 +992,7 @@ class Daemon {
         out += summary->ToString() + "\n";
       }
     }
-    out +=
-        "note: TLS for clients and call bridges is not served yet; the files are checked "
-        "and kept for it\n";
+    out += "New client connections use this certificate; connected clients keep theirs\n";
     out += ApplyClusterTls();
     return {0, out};
   }
@@ -985,6 +1075,9 @@ class Daemon {
       for (const auto& [name, secret] : config_.callbridges) {
         seed.push_back(cluster::AddCallbridge{name, secret, false});
       }
+      for (const auto& [name, credentials] : config_.users) {
+        seed.push_back(cluster::AddUser{name, credentials});
+      }
       const size_t bridges = config_.callbridges.size();
       cluster_->Initialize(std::move(seed), [this, reply, bridges](const absl::Status& status) {
         if (!status.ok()) return reply(Error(status));
@@ -1050,14 +1143,19 @@ class Daemon {
     status.serving = engine_ != nullptr;
     status.not_serving_reason = not_serving_reason_;
     if (engine_) {
-      for (const net::Endpoint& endpoint : engine_->listening_endpoints()) {
-        status.listeners.push_back(endpoint.ToString() + " (call bridges)");
+      const std::vector<net::Endpoint> endpoints = engine_->listening_endpoints();
+      for (size_t i = 0; i < endpoints.size() && i < listener_tags_.size(); ++i) {
+        const char* what = listener_tags_[i] == net::kComponentListener ? " (call bridges)"
+                           : listener_tags_[i] == net::kClientListener  ? " (clients, STARTTLS)"
+                                                                        : " (clients, direct TLS)";
+        status.listeners.push_back(endpoints[i].ToString() + what);
       }
     }
     for (int i = 0; i < shards_; ++i) {
       const net::RouterShardStats& s = stats_[static_cast<size_t>(i)];
       status.connections_open += s.connections_open.load(std::memory_order_relaxed);
       status.bridges_connected += s.bridges_connected.load(std::memory_order_relaxed);
+      status.clients_connected += s.clients_connected.load(std::memory_order_relaxed);
       status.stanzas_routed += s.stanzas_routed.load(std::memory_order_relaxed);
       status.stanzas_answered += s.stanzas_answered.load(std::memory_order_relaxed);
       status.stanzas_bounced += s.stanzas_bounced.load(std::memory_order_relaxed);
@@ -1117,7 +1215,13 @@ class Daemon {
         LogEvent(LogLevel::kError, "listen_failed", "reason=" + LogQuote(not_serving_reason_));
         return;
       }
-      options.listeners.push_back({*endpoint, 0});
+      options.listeners.push_back({*endpoint, net::kComponentListener});
+      endpoint = net::Endpoint::Parse(address, absl::GetFlag(FLAGS_c2s_port));
+      if (endpoint.ok()) options.listeners.push_back({*endpoint, net::kClientListener});
+      if (const uint16_t port = absl::GetFlag(FLAGS_c2s_tls_port); port != 0) {
+        endpoint = net::Endpoint::Parse(address, port);
+        if (endpoint.ok()) options.listeners.push_back({*endpoint, net::kClientTlsListener});
+      }
     }
     options.connections_max_per_shard =
         static_cast<size_t>(std::max(1, absl::GetFlag(FLAGS_connections_max) / shards_));
@@ -1134,10 +1238,19 @@ class Daemon {
         static_cast<uint64_t>(absl::GetFlag(FLAGS_auth_failure_window_s)) * 1000;
     limits.tokenizer.stanza_bytes_max =
         static_cast<size_t>(std::max(1024, absl::GetFlag(FLAGS_stanza_bytes_max)));
+    limits.queue_bytes_max = options.connection_queue_bytes_max;
+    limits.resume_timeout_ms =
+        static_cast<uint64_t>(std::max(0, absl::GetFlag(FLAGS_resume_timeout_s))) * 1000;
+    limits.unacked_bytes_max = options.connection_queue_bytes_max;
+    limits.client_resources_max =
+        static_cast<uint32_t>(std::max(1, absl::GetFlag(FLAGS_client_resources_max)));
+    limits.account_failures_max =
+        static_cast<uint32_t>(std::max(1, absl::GetFlag(FLAGS_account_failures_max)));
     for (int i = 0; i < shards_; ++i) {
       net::RouterShardStats& s = stats_[static_cast<size_t>(i)];
       s.connections_open.store(0);
       s.bridges_connected.store(0);
+      s.clients_connected.store(0);
     }
     absl::StatusOr<std::unique_ptr<net::Engine>> engine =
         net::Engine::Start(options, [this, limits](int shard) {
@@ -1150,6 +1263,10 @@ class Daemon {
       return;
     }
     engine_ = std::move(*engine);
+    listener_tags_.clear();
+    for (const net::ListenerConfig& listener : options.listeners) {
+      listener_tags_.push_back(listener.tag);
+    }
     not_serving_reason_.clear();
     // The new shards learn the routes of the other nodes.
     for (const auto& [node, addresses] : remote_routes_) {
@@ -1168,7 +1285,9 @@ class Daemon {
 
   std::string state_dir_;
   NodeConfig config_;
+  std::string salt_key_;  // see LoadOrCreateSaltKey
   net::RouterConfigPublisher publisher_;
+  std::vector<int> listener_tags_;  // of the running engine's listeners, in order
   std::chrono::steady_clock::time_point started_;
   int shards_ = 1;
   std::unique_ptr<net::RouterShardStats[]> stats_;

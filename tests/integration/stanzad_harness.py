@@ -45,6 +45,7 @@ class StanzadProcess:
         self.state_dir = state_dir or tempfile.mkdtemp(prefix="stanzad-it-")
         self.ip = ip  # listen address (127.0.0.N for a node of a cluster on loopback)
         self.port = free_port()
+        self.c2s_port = free_port()
         self.metrics_port = free_port()
         self.cluster_port = free_port()
         self.threads = threads
@@ -54,7 +55,7 @@ class StanzadProcess:
 
     def start(self, seed=True):
         flags = [STANZAD, f"--state_dir={self.state_dir}", f"--component_port={self.port}",
-                 f"--threads={self.threads}", f"--metrics_addr=127.0.0.1:{self.metrics_port}",
+                 f"--c2s_port={self.c2s_port}", f"--threads={self.threads}", f"--metrics_addr=127.0.0.1:{self.metrics_port}",
                  f"--cluster_port={self.cluster_port}"] + self.extra_flags
         if seed:
             flags += [f"--domain={DOMAIN}", f"--listen={self.ip}"]
