@@ -215,7 +215,7 @@ stanzad::NodeFacts AskNode(const std::string& state_dir, std::string* note) {
   const std::string& json = status->output;
   const size_t listeners = json.find("\"listeners\":[\"");
   if (listeners != std::string::npos) {
-    const size_t paren = json.find(" (call bridges)", listeners);
+    const size_t paren = json.find(" (call bridges", listeners);
     const size_t colon = json.rfind(':', paren);
     if (paren != std::string::npos && colon != std::string::npos && colon > listeners) {
       facts.component_port = static_cast<uint16_t>(std::atoi(json.c_str() + colon + 1));

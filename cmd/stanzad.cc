@@ -59,6 +59,10 @@ ABSL_FLAG(std::string, listen, "",
           "listen'); with --domain it also enables the node. Ignored once configured.");
 ABSL_FLAG(uint16_t, component_port, 5223,
           "TCP port for call bridges (XEP-0114 components) on every listen address.");
+ABSL_FLAG(bool, component_tls, false,
+          "Call bridges speak TLS from the first byte on --component_port (with the certificate "
+          "of 'stanzactl certs'); plain XEP-0114 connections are then refused there. Off: "
+          "plain XEP-0114, for bridges on a trusted network.");
 ABSL_FLAG(uint16_t, c2s_port, 5222,
           "TCP port for XMPP clients (RFC 6120: STARTTLS required, then SASL SCRAM-SHA-256, "
           "SCRAM-SHA-1 or PLAIN) on every listen address. Clients are refused until the node "
@@ -1145,9 +1149,11 @@ class Daemon {
     if (engine_) {
       const std::vector<net::Endpoint> endpoints = engine_->listening_endpoints();
       for (size_t i = 0; i < endpoints.size() && i < listener_tags_.size(); ++i) {
-        const char* what = listener_tags_[i] == net::kComponentListener ? " (call bridges)"
-                           : listener_tags_[i] == net::kClientListener  ? " (clients, STARTTLS)"
-                                                                        : " (clients, direct TLS)";
+        const int tag = listener_tags_[i];
+        const char* what = tag == net::kComponentListener      ? " (call bridges)"
+                           : tag == net::kComponentTlsListener ? " (call bridges, TLS)"
+                           : tag == net::kClientListener       ? " (clients, STARTTLS)"
+                                                               : " (clients, direct TLS)";
         status.listeners.push_back(endpoints[i].ToString() + what);
       }
     }
@@ -1215,7 +1221,9 @@ class Daemon {
         LogEvent(LogLevel::kError, "listen_failed", "reason=" + LogQuote(not_serving_reason_));
         return;
       }
-      options.listeners.push_back({*endpoint, net::kComponentListener});
+      options.listeners.push_back({*endpoint, absl::GetFlag(FLAGS_component_tls)
+                                                  ? net::kComponentTlsListener
+                                                  : net::kComponentListener});
       endpoint = net::Endpoint::Parse(address, absl::GetFlag(FLAGS_c2s_port));
       if (endpoint.ok()) options.listeners.push_back({*endpoint, net::kClientListener});
       if (const uint16_t port = absl::GetFlag(FLAGS_c2s_tls_port); port != 0) {

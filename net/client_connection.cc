@@ -14,8 +14,6 @@ using xmpp::StreamErrorCondition;
 
 namespace {
 
-// Room for a TLS record's header, padding and tag around one stanza.
-constexpr size_t kTlsRecordOverhead = 64;
 // Stream management: ask for an acknowledgement after this many stanzas, or
 // after this long with some unacknowledged.
 constexpr uint32_t kAckRequestEvery = 8;
@@ -57,40 +55,13 @@ RouterShard::ClientConnection::ClientConnection(RouterShard* router, ConnectionI
   if (direct_tls_) BeginTls();
 }
 
-bool RouterShard::ClientConnection::BeginTls() {
-  absl::StatusOr<std::unique_ptr<tls::TlsSession>> session =
-      tls::TlsSession::NewServer(router_->config_->client_tls);
-  if (!session.ok()) {
-    LogEvent(
-        LogLevel::kError, "tls_setup_failed",
-        Concat("peer=", peer_ip_, " reason=", LogQuote(std::string(session.status().message()))));
-    tls_failed_ = true;
-    router_->shard_->Abort(id_);
-    return false;
-  }
-  tls_ = *std::move(session);
-  return true;
-}
-
 void RouterShard::ClientConnection::OnBytes(std::string_view bytes) {
   if (tls_failed_) return;
   if (tls_ == nullptr) {
     session_.OnBytes(bytes);  // before STARTTLS
     return;
   }
-  absl::Status status = tls_->Feed(bytes);
-  plaintext_.clear();
-  if (status.ok()) status = tls_->Read(&plaintext_);
-  if (!FlushTls()) return;
-  if (!status.ok()) {
-    FailTls(status);
-    return;
-  }
-  if (!tls_up_ && tls_->handshake_done()) {
-    tls_up_ = true;
-    Bump(router_->stats_->tls_handshakes_ok);
-    if (!direct_tls_) session_.TlsEstablished();
-  }
+  if (!ReadTls(bytes)) return;
   if (!plaintext_.empty()) {
     // The session may send (and so use TLS) while it reads: hand it a copy
     // that this buffer's reuse cannot touch.
@@ -103,26 +74,8 @@ void RouterShard::ClientConnection::OnBytes(std::string_view bytes) {
   }
 }
 
-bool RouterShard::ClientConnection::FlushTls() {
-  if (tls_ == nullptr || !tls_->has_output()) return true;
-  tls_->TakeOutput(&ciphertext_);
-  if (closed_by_engine) return false;
-  if (!router_->shard_->Send(id_, ciphertext_)) {
-    // Our own bytes do not fit: the client is not reading. Give up on it.
-    tls_failed_ = true;
-    router_->shard_->Abort(id_);
-    return false;
-  }
-  return true;
-}
-
-void RouterShard::ClientConnection::FailTls(const absl::Status& status) {
-  tls_failed_ = true;
-  if (!tls_up_) Bump(router_->stats_->tls_handshakes_failed);
-  LogEvent(LogLevel::kWarning, tls_up_ ? "tls_error" : "tls_handshake_failed",
-           Concat("peer=", peer_ip_, full_jid_.empty() ? "" : " client=", full_jid_,
-                  " reason=", LogQuote(std::string(status.message()))));
-  if (!closed_by_engine) router_->shard_->Close(id_);  // after the alert, if any
+void RouterShard::ClientConnection::OnTlsUp() {
+  if (!direct_tls_) session_.TlsEstablished();
 }
 
 bool RouterShard::ClientConnection::Routable() const {
@@ -152,9 +105,7 @@ bool RouterShard::ClientConnection::Deliver(std::string_view stanza,
     sm_.unacked_bytes += stanza.size();
     return true;
   }
-  // Checked before encrypting: a record the queue refused would break the TLS stream.
-  if (router_->shard_->QueuedBytes(id_) + stanza.size() + kTlsRecordOverhead >
-      router_->limits_.queue_bytes_max) {
+  if (!Fits(stanza.size())) {
     *why_not = StanzaErrorCondition::kResourceConstraint;
     return false;
   }
@@ -375,19 +326,7 @@ std::string RouterShard::ClientConnection::Describe() const {
   return full_jid_.empty() ? std::string() : Concat("client=", full_jid_);
 }
 
-void RouterShard::ClientConnection::Send(std::string_view bytes) {
-  if (closed_by_engine || tls_failed_) return;
-  if (tls_ == nullptr) {
-    if (!router_->shard_->Send(id_, bytes)) router_->shard_->Abort(id_);
-    return;
-  }
-  if (absl::Status written = tls_->Write(bytes); !written.ok()) {
-    FlushTls();
-    FailTls(written);
-    return;
-  }
-  FlushTls();
-}
+void RouterShard::ClientConnection::Send(std::string_view bytes) { SendBytes(bytes); }
 
 std::string RouterShard::ClientConnection::RandomBytes(size_t count) {
   return net::RandomBytes(count);
@@ -491,10 +430,7 @@ void RouterShard::ClientConnection::OnStanza(const xmpp::Stanza& stanza) {
 
 void RouterShard::ClientConnection::OnStreamClosed(const xmpp::StreamError* error) {
   if (error != nullptr) Bump(router_->stats_->stream_errors);
-  if (tls_ != nullptr && tls_up_ && !tls_failed_) {
-    (void)tls_->Shutdown();  // close_notify; a failure here changes nothing
-    FlushTls();
-  }
+  ShutdownTls();
   if (!closed_by_engine) router_->shard_->Close(id_);
 }
 

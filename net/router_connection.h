@@ -81,31 +81,56 @@ class RouterShard::Connection {
   int calls_in_progress = 0;
 
  protected:
+  // TLS (server side, the certificate of RouterConfig::client_tls) over this
+  // connection's bytes (net/connection_tls.cc).
+  // Creates the TLS session; false (logged, connection aborted) if it cannot.
+  bool BeginTls();
+  // Feeds ciphertext read from the peer; what it decrypts is in plaintext_.
+  // Calls OnTlsUp() when the handshake completes. False once TLS has failed
+  // (logged, the alert sent, the connection closing): read nothing more.
+  bool ReadTls(std::string_view ciphertext);
+  // Sends what TLS has for the peer; false if it did not fit (the connection is aborted).
+  bool FlushTls();
+  // A TLS error: logged, the alert sent, the connection closed.
+  void FailTls(const absl::Status& status);
+  // Bytes for the peer: through TLS once it is on, as they are before.
+  void SendBytes(std::string_view bytes);
+  // Sends close_notify if TLS is up.
+  void ShutdownTls();
+  virtual void OnTlsUp() {}
+  // Would `bytes` fit in the connection's queue (TLS overhead included)?
+  bool Fits(size_t bytes) const;
+
   RouterShard* const router_;
   const ConnectionId id_;
   const std::string peer_ip_;
   const uint64_t accepted_ms_;
   uint64_t last_activity_ms_;
+  std::unique_ptr<tls::TlsSession> tls_;
+  bool tls_up_ = false;      // handshake done
+  bool tls_failed_ = false;  // no more bytes through TLS
+  std::string plaintext_;    // reused: what TLS decrypted
+  std::string ciphertext_;   // reused: what TLS has for the peer
 };
 
 // A call bridge (XEP-0114).
 class RouterShard::ComponentConnection final : public RouterShard::Connection,
                                                public xmpp::ComponentSession::Delegate {
  public:
-  ComponentConnection(RouterShard* router, ConnectionId id, std::string peer_ip, uint64_t now_ms);
+  // `tls`: the bridge speaks TLS from the first byte (--component_tls).
+  ComponentConnection(RouterShard* router, ConnectionId id, std::string peer_ip, uint64_t now_ms,
+                      bool tls);
 
   xmpp::ComponentSession& session() { return session_; }
   const std::string& bound_address() const { return bound_address_; }
 
   // Connection.
-  void OnBytes(std::string_view bytes) override { session_.OnBytes(bytes); }
+  void OnBytes(std::string_view bytes) override;
   bool Routable() const override;
   bool Established() const override;
   bool Deliver(std::string_view stanza, xmpp::StanzaErrorCondition* why_not) override;
   void SendReply(std::string_view bytes) override { Send(bytes); }
-  void CloseWithError(xmpp::StreamErrorCondition condition, std::string text) override {
-    session_.CloseWithError(condition, std::move(text));
-  }
+  void CloseWithError(xmpp::StreamErrorCondition condition, std::string text) override;
   void Release() override;
   bool CloseIfRemoved(const RouterConfig& config) override;
   std::string Describe() const override;
@@ -182,12 +207,7 @@ class RouterShard::ClientConnection final : public RouterShard::Connection,
 
  private:
   static xmpp::ClientSession::Options SessionOptions(const RouterShard& router, bool direct_tls);
-  // Creates the TLS session (server side); false if it cannot (logged, closed).
-  bool BeginTls();
-  // Sends what TLS has for the peer; false if it did not fit (the connection is aborted).
-  bool FlushTls();
-  // A TLS error: logged, the alert sent, the connection closed.
-  void FailTls(const absl::Status& status);
+  void OnTlsUp() override;
   // The account of a SASL username (canonical localpart), or "" if it cannot be one.
   std::string AccountOf(std::string_view username) const;
   // Sends a routed stanza; with stream management, counts it and keeps a copy
@@ -222,17 +242,12 @@ class RouterShard::ClientConnection final : public RouterShard::Connection,
   std::deque<std::string> resume_pending_;  // to send once <resumed/> is out
 
   const bool direct_tls_;
-  std::unique_ptr<tls::TlsSession> tls_;
-  bool tls_up_ = false;      // handshake done
-  bool tls_failed_ = false;  // no more bytes through TLS
   bool bind_requested_ = false;
   bool bound_ = false;
   bool counted_as_client_ = false;
   std::string account_;   // the canonical localpart once authenticated
   std::string bare_jid_;  // user@domain once a bind was asked for
   std::string full_jid_;
-  std::string plaintext_;   // reused: what TLS decrypted
-  std::string ciphertext_;  // reused: what TLS has for the peer
   xmpp::ClientSession session_;
 };
 

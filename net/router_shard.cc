@@ -60,12 +60,40 @@ std::string IpOf(const Endpoint& endpoint) {
 // ---- Call bridges ----
 
 RouterShard::ComponentConnection::ComponentConnection(RouterShard* router, ConnectionId id,
-                                                      std::string peer_ip, uint64_t now_ms)
+                                                      std::string peer_ip, uint64_t now_ms,
+                                                      bool tls)
     : Connection(router, id, std::move(peer_ip), now_ms),
-      session_(this, NewStreamId(), router->limits_.tokenizer) {}
+      session_(this, NewStreamId(), router->limits_.tokenizer) {
+  if (tls) BeginTls();
+}
+
+void RouterShard::ComponentConnection::OnBytes(std::string_view bytes) {
+  if (tls_failed_) return;
+  if (tls_ == nullptr) {
+    session_.OnBytes(bytes);
+    return;
+  }
+  if (!ReadTls(bytes)) return;
+  if (!plaintext_.empty()) {
+    const std::string input = std::move(plaintext_);  // the session may write meanwhile
+    plaintext_.clear();
+    session_.OnBytes(input);
+  }
+  if (tls_ != nullptr && tls_->peer_closed()) session_.Close();
+}
+
+void RouterShard::ComponentConnection::CloseWithError(StreamErrorCondition condition,
+                                                      std::string text) {
+  if (tls_failed_) {
+    if (!closed_by_engine) router_->shard_->Abort(id_);
+    return;
+  }
+  session_.CloseWithError(condition, std::move(text));
+}
 
 bool RouterShard::ComponentConnection::Routable() const {
-  return !closed_by_engine && session_.state() == ComponentSession::State::kAuthenticated;
+  return !closed_by_engine && !tls_failed_ &&
+         session_.state() == ComponentSession::State::kAuthenticated;
 }
 
 bool RouterShard::ComponentConnection::Established() const {
@@ -75,6 +103,14 @@ bool RouterShard::ComponentConnection::Established() const {
 
 bool RouterShard::ComponentConnection::Deliver(std::string_view stanza,
                                                StanzaErrorCondition* why_not) {
+  if (tls_ != nullptr) {
+    if (!Fits(stanza.size())) {
+      *why_not = StanzaErrorCondition::kResourceConstraint;
+      return false;
+    }
+    SendBytes(stanza);
+    return true;
+  }
   if (!router_->shard_->Send(id_, stanza)) {
     *why_not = StanzaErrorCondition::kResourceConstraint;
     return false;
@@ -108,13 +144,7 @@ std::optional<std::string> RouterShard::ComponentConnection::SecretFor(std::stri
   return it->second;
 }
 
-void RouterShard::ComponentConnection::Send(std::string_view bytes) {
-  if (closed_by_engine) return;
-  if (!router_->shard_->Send(id_, bytes)) {
-    // Our own protocol bytes do not fit: the peer is not reading. Give up on it.
-    router_->shard_->Abort(id_);
-  }
-}
+void RouterShard::ComponentConnection::Send(std::string_view bytes) { SendBytes(bytes); }
 
 void RouterShard::ComponentConnection::OnAuthenticated(std::string_view address) {
   bound_address_ = std::string(address);
@@ -144,6 +174,7 @@ void RouterShard::ComponentConnection::OnStanza(const xmpp::Stanza& stanza) {
 
 void RouterShard::ComponentConnection::OnStreamClosed(const xmpp::StreamError* error) {
   if (error != nullptr) Bump(router_->stats_->stream_errors);
+  ShutdownTls();
   if (!closed_by_engine) router_->shard_->Close(id_);
 }
 
@@ -224,17 +255,18 @@ bool RouterShard::OnAccept(Shard& shard, ConnectionId id, const Endpoint& peer, 
   shard_ = &shard;
   std::string ip = IpOf(peer);
   const bool client = listener_tag == kClientListener || listener_tag == kClientTlsListener;
+  const bool needs_tls = client || listener_tag == kComponentTlsListener;
   if (!config_->enabled || AddressBlocked(ip, shard.now_ms())) {
     Bump(stats_->connections_refused);
     return false;
   }
-  if (client && config_->client_tls == nullptr) {
-    // TLS is required of clients, and there is no certificate to offer.
+  if (needs_tls && config_->client_tls == nullptr) {
+    // TLS is required here, and there is no certificate to offer.
     Bump(stats_->connections_refused);
     if (shard.now_ms() - last_refused_client_log_ms_ >= 10'000 ||
         last_refused_client_log_ms_ == 0) {
       last_refused_client_log_ms_ = shard.now_ms();
-      LogEvent(LogLevel::kWarning, "client_refused",
+      LogEvent(LogLevel::kWarning, client ? "client_refused" : "bridge_refused",
                Concat("peer=", ip,
                       " reason=no_tls_certificate fix=\"stanzactl certs KEY CERT [BUNDLE]\""));
     }
@@ -248,7 +280,8 @@ bool RouterShard::OnAccept(Shard& shard, ConnectionId id, const Endpoint& peer, 
                                                             listener_tag == kClientTlsListener));
   } else {
     connections_.emplace(
-        id, std::make_unique<ComponentConnection>(this, id, std::move(ip), shard.now_ms()));
+        id, std::make_unique<ComponentConnection>(this, id, std::move(ip), shard.now_ms(),
+                                                  listener_tag == kComponentTlsListener));
   }
   return true;
 }

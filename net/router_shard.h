@@ -61,8 +61,9 @@ struct RouterConfig {
   absl::flat_hash_map<std::string, std::string> bridge_secrets;
   // Client accounts: canonical localpart → SCRAM credentials.
   absl::flat_hash_map<std::string, config::UserCredentials> users;
-  // The server certificate for clients (STARTTLS and direct TLS); null: none is
-  // configured, and client connections are refused.
+  // The server certificate for clients (STARTTLS and direct TLS) and for bridges
+  // with --component_tls; null: none is configured, and connections that need
+  // TLS are refused.
   std::shared_ptr<const tls::TlsContext> client_tls;
   // Derives the salt shown for unknown users (same on every node and restart).
   std::string unknown_user_salt_key;
@@ -70,9 +71,10 @@ struct RouterConfig {
 
 // Listener tags (EngineOptions::listeners) the router understands.
 enum RouterListener : int {
-  kComponentListener = 0,  // XEP-0114 call bridges
-  kClientListener = 1,     // RFC 6120 clients, STARTTLS
-  kClientTlsListener = 2,  // clients with TLS from the first byte (XEP-0368)
+  kComponentListener = 0,     // XEP-0114 call bridges
+  kClientListener = 1,        // RFC 6120 clients, STARTTLS
+  kClientTlsListener = 2,     // clients with TLS from the first byte (XEP-0368)
+  kComponentTlsListener = 3,  // call bridges with TLS from the first byte (--component_tls)
 };
 
 // Hands the current RouterConfig from the control plane to the shards.

@@ -12,7 +12,7 @@ import tempfile
 import unittest
 
 sys.path.insert(0, os.path.dirname(__file__))
-from stanzad_harness import STANZACTL, StanzadProcess  # noqa: E402
+from stanzad_harness import STANZACTL, RawComponent, StanzadProcess, wait_until  # noqa: E402
 
 
 class CertsTest(unittest.TestCase):
@@ -74,6 +74,61 @@ class CertsTest(unittest.TestCase):
         self.node.start(seed=False)
         self.node.wait_serving()
         self.assertIn("lab.crt", self.ctl("certs")[1])
+
+
+
+class ComponentTlsTest(unittest.TestCase):
+    """--component_tls: bridges connect with TLS from the first byte."""
+
+    def setUp(self):
+        self.node = StanzadProcess(extra_flags=["--component_tls"]).start()
+        self.work = tempfile.mkdtemp(prefix="stanzad-pki-")
+        self.bridges = []
+
+    def tearDown(self):
+        for bridge in self.bridges:
+            bridge.close()
+        self.node.cleanup()
+        shutil.rmtree(self.work, ignore_errors=True)
+
+    def ctl(self, *args):
+        result = subprocess.run([os.path.abspath(STANZACTL), f"--state_dir={self.node.state_dir}", *args],
+                                cwd=self.work, capture_output=True, text=True, timeout=60)
+        return result.returncode, result.stdout + result.stderr
+
+    def bridge(self, name, **kwargs):
+        bridge = RawComponent(self.node.port, name, self.node.secrets()[name], **kwargs)
+        self.bridges.append(bridge)
+        return bridge
+
+    def test_bridges_exchange_stanzas_over_tls_and_plain_ones_are_refused(self):
+        self.assertEqual(self.node.admin("callbridge", "add", "cb1")[0], 0)
+        self.assertEqual(self.node.admin("callbridge", "add", "cb2")[0], 0)
+        self.node.wait_serving()
+        # No certificate yet: the TLS port refuses, and says why in the log.
+        refused = self.bridge("cb1", tls=False)
+        self.assertTrue(refused.wait_closed(timeout=5))
+        wait_until(lambda: "bridge_refused" in self.node.read_log(), what="bridge_refused log")
+        self.assertIn("reason=no_tls_certificate", self.node.read_log())
+        self.assertEqual(self.ctl("pki", "selfsigned", "lab", "CN:example.com",
+                                  "subjectAltName:example.com,*.example.com")[0], 0)
+        code, out = self.ctl("certs", "lab.key", "lab.crt")
+        self.assertEqual(code, 0, out)
+        cb1 = self.bridge("cb1", tls=True).connect()
+        cb2 = self.bridge("cb2", tls=True).connect()
+        cb1.send("<message from='cb1.example.com' to='cb2.example.com' id='t1'><body>x</body>"
+                 "</message>")
+        cb2.read_until("id='t1'")
+        code, out = self.node.admin("status")
+        self.assertIn("(call bridges, TLS)", out)
+        # A plain XEP-0114 bridge on the TLS port is closed, not served in the clear.
+        plain = self.bridge("cb1", tls=False)
+        plain.send("<?xml version='1.0'?><stream:stream xmlns='jabber:component:accept' "
+                   "xmlns:stream='http://etherx.jabber.org/streams' to='cb1.example.com'>")
+        self.assertTrue(plain.wait_closed(timeout=5))
+        self.assertNotIn(b"<stream:stream", plain.received)
+        wait_until(lambda: "tls_handshake_failed" in self.node.read_log(),
+                   what="tls_handshake_failed log")
 
 
 if __name__ == "__main__":

@@ -12,6 +12,7 @@ import re
 import shutil
 import signal
 import socket
+import ssl
 import subprocess
 import tempfile
 import time
@@ -141,10 +142,15 @@ class StanzadProcess:
 class RawComponent:
     """A bare XEP-0114 component: sends what it is told, records what it gets."""
 
-    def __init__(self, port, name, secret=None, domain=DOMAIN, ip="127.0.0.1"):
+    def __init__(self, port, name, secret=None, domain=DOMAIN, ip="127.0.0.1", tls=False):
         self.address = f"{name}.{domain}"
         self.secret = secret
         self.sock = socket.create_connection((ip, port), timeout=10)
+        if tls:  # stanzad --component_tls: TLS from the first byte (lab certificates: no check)
+            context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+            context.check_hostname = False
+            context.verify_mode = ssl.CERT_NONE
+            self.sock = context.wrap_socket(self.sock, server_hostname=domain)
         self.received = b""
         self.stream_id = None
 

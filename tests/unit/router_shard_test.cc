@@ -783,6 +783,51 @@ TEST(RouterClientsTest, DirectTlsSkipsStartTls) {
   EXPECT_THAT(received, Not(HasSubstr("starttls")));
 }
 
+TEST(RouterClientsTest, BridgeOverTlsWithComponentTls) {
+  FakeEngine engine(1);
+  const ConnectionId id = engine.Connect(0, "127.0.0.1", kComponentTlsListener);
+  ASSERT_NE(id, kNoConnection);
+  auto context = tls::TlsContext::Client("", false);
+  auto tls = *tls::TlsSession::NewClient(*context, "example.com");
+  std::string received;
+  size_t consumed = 0;
+  const auto exchange = [&] {
+    for (int round = 0; round < 20; ++round) {
+      if (tls->has_output()) {
+        std::string out;
+        tls->TakeOutput(&out);
+        engine.Receive(id, out);
+      }
+      const std::string& outbox = engine.connection(id).outbox;
+      if (outbox.size() > consumed) {
+        ASSERT_TRUE(tls->Feed(std::string_view(outbox).substr(consumed)).ok());
+        consumed = outbox.size();
+        ASSERT_TRUE(tls->Read(&received).ok());
+      }
+    }
+  };
+  ASSERT_TRUE(tls->Write("<stream:stream xmlns='jabber:component:accept' "
+                         "xmlns:stream='http://etherx.jabber.org/streams' to='cb1.example.com'>")
+                  .ok());
+  exchange();
+  const size_t id_at = received.find("id='") + 4;
+  const std::string stream_id = received.substr(id_at, received.find('\'', id_at) - id_at);
+  ASSERT_TRUE(tls->Write("<handshake>" + xmpp::ComponentHandshakeDigest(stream_id, "secret-cb1") +
+                         "</handshake>")
+                  .ok());
+  exchange();
+  EXPECT_THAT(received, HasSubstr("<handshake/>"));
+  // Stanzas reach it through TLS.
+  const ConnectionId cb2 = engine.ConnectBridge(0, "cb2");
+  engine.Receive(cb2, "<message from='cb2.example.com' to='cb1.example.com' id='t1'/>");
+  exchange();
+  EXPECT_THAT(received, HasSubstr("id='t1'"));
+  // Plain bytes on the TLS port are refused, and logged as such.
+  const ConnectionId plain = engine.Connect(0, "127.0.0.1", kComponentTlsListener);
+  engine.Receive(plain, "<stream:stream xmlns='jabber:component:accept' to='cb2.example.com'>");
+  EXPECT_TRUE(engine.connection(plain).closed);
+}
+
 // ---- Stream management (XEP-0198) ----
 
 // The h of the last <a/> or <resumed/> in `text`.
