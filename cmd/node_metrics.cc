@@ -1,5 +1,6 @@
 #include "cmd/node_metrics.h"
 
+#include <algorithm>
 #include <cstdio>
 #include <string_view>
 
@@ -57,8 +58,12 @@ std::string RenderNodeMetrics(const NodeMetricsSnapshot& snapshot,
 
   text.Family("stanzad_connections_open", "Connections open now, by kind.", "gauge");
   for (int i = 0; i < count; ++i) {
+    const uint64_t all = Load(shards[i].connections_open);
+    const uint64_t clients = std::min(all, Load(shards[i].client_connections_open));
     text.Sample("stanzad_connections_open", {{"shard", std::to_string(i)}, {"kind", "component"}},
-                Load(shards[i].connections_open));
+                all - clients);
+    text.Sample("stanzad_connections_open", {{"shard", std::to_string(i)}, {"kind", "client"}},
+                clients);
   }
   PerShard(text, "stanzad_connections_accepted_total", "Connections accepted.", "counter", shards,
            count, [](const auto& s) { return Load(s.connections_accepted); });
@@ -76,6 +81,44 @@ std::string RenderNodeMetrics(const NodeMetricsSnapshot& snapshot,
     text.Sample("stanzad_handshakes_total", {{"shard", shard}, {"outcome", "failed"}},
                 Load(shards[i].auth_failures));
   }
+  PerShard(text, "stanzad_clients_connected",
+           "Client resources bound now (sessions waiting to be resumed included).", "gauge", shards,
+           count, [](const auto& s) { return Load(s.clients_connected); });
+  const auto outcomes = [&](const char* name, const char* help, const char* ok_label,
+                            const char* failed_label, auto ok, auto failed) {
+    text.Family(name, help, "counter");
+    for (int i = 0; i < count; ++i) {
+      const std::string shard = std::to_string(i);
+      text.Sample(name, {{"shard", shard}, {"outcome", ok_label}}, ok(shards[i]));
+      text.Sample(name, {{"shard", shard}, {"outcome", failed_label}}, failed(shards[i]));
+    }
+  };
+  outcomes(
+      "stanzad_client_logins_total", "Client SASL logins, by outcome.", "ok", "failed",
+      [](const auto& s) { return Load(s.client_logins_ok); },
+      [](const auto& s) { return Load(s.client_logins_failed); });
+  outcomes(
+      "stanzad_tls_handshakes_total", "TLS handshakes (clients, and bridges with TLS), by outcome.",
+      "ok", "failed", [](const auto& s) { return Load(s.tls_handshakes_ok); },
+      [](const auto& s) { return Load(s.tls_handshakes_failed); });
+  text.Family("stanzad_stream_resumptions_total",
+              "XEP-0198 sessions resumed, resumptions refused, and detached sessions that "
+              "expired.",
+              "counter");
+  for (int i = 0; i < count; ++i) {
+    const std::string shard = std::to_string(i);
+    text.Sample("stanzad_stream_resumptions_total", {{"shard", shard}, {"outcome", "resumed"}},
+                Load(shards[i].sm_resumed));
+    text.Sample("stanzad_stream_resumptions_total", {{"shard", shard}, {"outcome", "failed"}},
+                Load(shards[i].sm_resume_failed));
+    text.Sample("stanzad_stream_resumptions_total", {{"shard", shard}, {"outcome", "expired"}},
+                Load(shards[i].sm_expired));
+  }
+  PerShard(text, "stanzad_stanzas_returned_unacked_total",
+           "Stanzas a client never acknowledged, returned to their senders when its session "
+           "ended.",
+           "counter", shards, count,
+           [](const auto& s) { return Load(s.stanzas_returned_unacked); });
   PerShard(text, "stanzad_stanzas_received_total", "Stanzas received from connections.", "counter",
            shards, count, [](const auto& s) { return Load(s.stanzas_received); });
   PerShard(text, "stanzad_stanzas_routed_total", "Stanzas delivered to their destination.",

@@ -1259,6 +1259,7 @@ class Daemon {
       s.connections_open.store(0);
       s.bridges_connected.store(0);
       s.clients_connected.store(0);
+      s.client_connections_open.store(0);
     }
     absl::StatusOr<std::unique_ptr<net::Engine>> engine =
         net::Engine::Start(options, [this, limits](int shard) {

@@ -308,6 +308,7 @@ void RouterShard::ClientConnection::CloseWithError(StreamErrorCondition conditio
 }
 
 void RouterShard::ClientConnection::Release() {
+  Drop(router_->stats_->client_connections_open);
   ReturnUnacknowledged();
   if (counted_as_client_) Drop(router_->stats_->clients_connected);
   if (!bind_requested_) return;

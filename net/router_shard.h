@@ -142,7 +142,8 @@ struct alignas(64) RouterShardStats {
   std::atomic<uint64_t> stanzas_forwarded{0};
   std::atomic<uint64_t> stanzas_from_peers{0};
   // Clients.
-  std::atomic<uint64_t> clients_connected{0};  // gauge: bound resources on this shard
+  std::atomic<uint64_t> clients_connected{0};        // gauge: bound resources on this shard
+  std::atomic<uint64_t> client_connections_open{0};  // gauge: of connections_open
   std::atomic<uint64_t> client_logins_ok{0};
   std::atomic<uint64_t> client_logins_failed{0};
   std::atomic<uint64_t> tls_handshakes_ok{0};

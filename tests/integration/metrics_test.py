@@ -86,6 +86,11 @@ class MetricsTest(unittest.TestCase):
             "stanzad_bytes_sent": "counter",
             "stanzad_send_queue_bytes": "gauge",
             "stanzad_send_queue_full": "counter",
+            "stanzad_clients_connected": "gauge",
+            "stanzad_client_logins": "counter",
+            "stanzad_tls_handshakes": "counter",
+            "stanzad_stream_resumptions": "counter",
+            "stanzad_stanzas_returned_unacked": "counter",
         }
         for name, kind in expected.items():
             self.assertEqual(families.get(name), kind, name)
