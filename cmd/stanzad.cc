@@ -122,8 +122,9 @@ ABSL_FLAG(int, idle_timeout_s, 0,
           "Close connections that send nothing for this many seconds (0: never; bridges send "
           "whitespace keepalives).");
 ABSL_FLAG(int, auth_failures_max, 10,
-          "Failed handshakes from one IP address within --auth_failure_window_s after which "
-          "that address is refused for the rest of the window.");
+          "Failed bridge handshakes and client logins from one IP address within "
+          "--auth_failure_window_s (counted over all shards) after which that address is "
+          "refused for the rest of the window.");
 ABSL_FLAG(int, auth_failure_window_s, 60, "Window for --auth_failures_max, in seconds.");
 
 namespace stanzad {

@@ -45,6 +45,9 @@ std::string NewStreamId() {
 
 namespace {
 
+// A connection that has read nothing for this long gives its buffers back.
+constexpr uint64_t kIdleMemoryAfterMs = 1'000;
+
 // The IP address of an endpoint without its port.
 std::string IpOf(const Endpoint& endpoint) {
   std::string text = endpoint.ToString();
@@ -184,7 +187,9 @@ RouterShard::RouterShard(const RouterConfigPublisher* config, RouterLimits limit
       config_(config->Current()),
       limits_(limits),
       stats_(stats),
-      routes_(config_->domain) {
+      routes_(config_->domain),
+      address_failures_(limits.auth_failures_max, limits.auth_failure_window_ms),
+      account_failures_(limits.account_failures_max, limits.auth_failure_window_ms) {
   CHECK(config_ != nullptr);
 }
 
@@ -200,54 +205,60 @@ RouterShard::Connection* RouterShard::Find(ConnectionId id) {
   return it == connections_.end() ? nullptr : it->second.get();
 }
 
-bool RouterShard::AddressBlocked(const std::string& ip, uint64_t now_ms) {
-  auto it = auth_failures_.find(ip);
-  if (it == auth_failures_.end()) return false;
-  if (now_ms - it->second.window_start_ms >= limits_.auth_failure_window_ms) {
-    auth_failures_.erase(it);
+bool RouterShard::FailureCounter::Blocked(const std::string& key, uint64_t now_ms) {
+  auto it = counts_.find(key);
+  if (it == counts_.end()) return false;
+  if (now_ms - it->second.window_start_ms >= window_ms_) {
+    counts_.erase(it);
     return false;
   }
-  return it->second.count >= limits_.auth_failures_max;
+  return it->second.count >= max_;
+}
+
+bool RouterShard::FailureCounter::Record(const std::string& key, uint64_t now_ms) {
+  // Bounded: an attacker with many addresses or names cannot grow it without end.
+  if (counts_.size() >= 65536 && !counts_.contains(key)) return false;
+  Entry& entry = counts_[key];
+  if (entry.count == 0 || now_ms - entry.window_start_ms >= window_ms_) {
+    entry.count = 0;
+    entry.window_start_ms = now_ms;
+  }
+  return ++entry.count == max_;
+}
+
+bool RouterShard::AddressBlocked(const std::string& ip, uint64_t now_ms) {
+  return address_failures_.Blocked(ip, now_ms);
 }
 
 void RouterShard::RecordAuthFailure(const std::string& ip, uint64_t now_ms) {
-  // Bounded: an attacker with many addresses cannot grow the table without end.
-  if (auth_failures_.size() >= 65536 && !auth_failures_.contains(ip)) return;
-  AuthFailures& failures = auth_failures_[ip];
-  if (failures.count == 0 || now_ms - failures.window_start_ms >= limits_.auth_failure_window_ms) {
-    failures.count = 0;
-    failures.window_start_ms = now_ms;
-  }
-  if (++failures.count == limits_.auth_failures_max) {
+  // Every shard counts every failure: the kernel spreads one attacker's
+  // connections over all of them.
+  BroadcastToOthers(kFailureSeen, kFailureOfAddress, ip);
+  if (address_failures_.Record(ip, now_ms)) {
     LogEvent(LogLevel::kWarning, "peer_blocked",
-             Concat("peer=", ip,
-                    " reason=too_many_failed_handshakes failures=", std::to_string(failures.count),
+             Concat("peer=", ip, " reason=too_many_failed_handshakes failures=",
+                    std::to_string(limits_.auth_failures_max),
                     " window_ms=", std::to_string(limits_.auth_failure_window_ms)));
   }
 }
 
 bool RouterShard::AccountBlocked(const std::string& account, uint64_t now_ms) {
-  auto it = account_failures_.find(account);
-  if (it == account_failures_.end()) return false;
-  if (now_ms - it->second.window_start_ms >= limits_.auth_failure_window_ms) {
-    account_failures_.erase(it);
-    return false;
-  }
-  return it->second.count >= limits_.account_failures_max;
+  return account_failures_.Blocked(account, now_ms);
 }
 
 void RouterShard::RecordAccountFailure(const std::string& account, uint64_t now_ms) {
-  if (account_failures_.size() >= 65536 && !account_failures_.contains(account)) return;
-  AuthFailures& failures = account_failures_[account];
-  if (failures.count == 0 || now_ms - failures.window_start_ms >= limits_.auth_failure_window_ms) {
-    failures.count = 0;
-    failures.window_start_ms = now_ms;
-  }
-  if (++failures.count == limits_.account_failures_max) {
+  BroadcastToOthers(kFailureSeen, kFailureOfAccount, account);
+  if (account_failures_.Record(account, now_ms)) {
     LogEvent(LogLevel::kWarning, "account_blocked",
-             Concat("user=", account,
-                    " reason=too_many_failed_logins failures=", std::to_string(failures.count),
+             Concat("user=", account, " reason=too_many_failed_logins failures=",
+                    std::to_string(limits_.account_failures_max),
                     " window_ms=", std::to_string(limits_.auth_failure_window_ms)));
+  }
+}
+
+void RouterShard::BroadcastToOthers(uint32_t kind, uint64_t argument, std::string_view payload) {
+  for (int shard = 0; shard < shard_->shard_count(); ++shard) {
+    if (shard != shard_->index()) PostControl(shard, kind, kNoConnection, payload, argument);
   }
 }
 
@@ -719,6 +730,13 @@ void RouterShard::OnMessage(Shard& shard, const CrossShardMessage& message) {
     case kClientPresence:
       ApplyClientPresence(message.target, message.payload, message.argument);
       return;
+    case kFailureSeen:
+      if (message.argument == kFailureOfAddress) {
+        address_failures_.Record(std::string(message.payload), shard.now_ms());
+      } else {
+        account_failures_.Record(std::string(message.payload), shard.now_ms());
+      }
+      return;
     case kSmRegister:
       sm_tokens_[ToAbsl(message.payload)] = message.target;
       return;
@@ -879,6 +897,13 @@ void RouterShard::OnTick(Shard& shard, uint64_t now_ms) {
     }
     if (auto* client = dynamic_cast<ClientConnection*>(connection.get())) {
       client->TickStreamManagement(now_ms);
+    }
+    // Idle for a while: its buffers go back to the allocator (thousands of idle
+    // clients should cost little memory; a busy connection keeps them warm).
+    if (now_ms - connection->last_activity_ms() >= kIdleMemoryAfterMs &&
+        connection->last_activity_ms() > connection->memory_released_ms) {
+      connection->ReleaseIdleMemory();
+      connection->memory_released_ms = now_ms;
     }
     if (!connection->Established() &&
         now_ms - connection->accepted_ms() > limits_.preauth_timeout_ms) {

@@ -98,9 +98,9 @@ struct RouterLimits {
   // is disconnected.
   uint64_t slow_reader_timeout_ms = 10'000;
   size_t slow_reader_queue_bytes = 256 * 1024;
-  // Failed handshakes (wrong secret, unknown bridge) from one IP address within
-  // the window, after which that address's connections are refused until the
-  // window passes. Counted per shard.
+  // Failed handshakes and logins (wrong secret, unknown bridge, wrong password)
+  // from one IP address within the window, after which that address's
+  // connections are refused until the window passes. Every shard counts them all.
   uint32_t auth_failures_max = 10;
   uint64_t auth_failure_window_ms = 60'000;
   xml::TokenizerLimits tokenizer;
@@ -186,7 +186,12 @@ enum RouterMessageKind : uint32_t {
   kClientResumeFailed,    // to the new connection: nothing to resume
   kClientResumeStanza,    // to the new connection: one unacknowledged stanza to resend
   kClientResumeAccepted,  // to the new connection: payload = full JID "\n" handled count
+  // A failed login or handshake another shard saw, so every shard counts them
+  // all: argument = kFailureOfAddress (payload = IP) or kFailureOfAccount.
+  kFailureSeen,
 };
+inline constexpr uint64_t kFailureOfAddress = 0;
+inline constexpr uint64_t kFailureOfAccount = 1;
 
 // Record kinds of Shard::PostToControl used by the router (to the daemon's
 // control thread, which relays between nodes).
@@ -261,6 +266,26 @@ class RouterShard : public ShardHandler {
   void RecordAuthFailure(const std::string& ip, uint64_t now_ms);
   bool AccountBlocked(const std::string& account, uint64_t now_ms);
   void RecordAccountFailure(const std::string& account, uint64_t now_ms);
+  void BroadcastToOthers(uint32_t kind, uint64_t argument, std::string_view payload);
+
+  // Failures per key (an address, an account) within a window; a key that
+  // reached `max` is blocked until its window passes.
+  class FailureCounter {
+   public:
+    FailureCounter(uint32_t max, uint64_t window_ms) : max_(max), window_ms_(window_ms) {}
+    bool Blocked(const std::string& key, uint64_t now_ms);
+    // Counts one; true when this one reaches the maximum.
+    bool Record(const std::string& key, uint64_t now_ms);
+
+   private:
+    struct Entry {
+      uint32_t count = 0;
+      uint64_t window_start_ms = 0;
+    };
+    uint32_t max_;
+    uint64_t window_ms_;
+    absl::flat_hash_map<std::string, Entry> counts_;
+  };
   void DestroyIfDead(ConnectionId id);
 
   const RouterConfigPublisher* config_publisher_;
@@ -278,12 +303,8 @@ class RouterShard : public ShardHandler {
   // that session now.
   absl::flat_hash_map<std::string, ConnectionId> sm_tokens_;
   absl::flat_hash_map<ConnectionId, std::unique_ptr<Connection>> connections_;
-  struct AuthFailures {
-    uint32_t count = 0;
-    uint64_t window_start_ms = 0;
-  };
-  absl::flat_hash_map<std::string, AuthFailures> auth_failures_;
-  absl::flat_hash_map<std::string, AuthFailures> account_failures_;
+  FailureCounter address_failures_;
+  FailureCounter account_failures_;
   uint64_t last_refused_client_log_ms_ = 0;
   uint64_t last_scan_ms_ = 0;
   struct DeferredPost {

@@ -727,12 +727,8 @@ class C2sTest(unittest.IsolatedAsyncioTestCase):
 
     # --- 10: account blocking ----------------------------------------------------
 
-    # Server problem: failed logins are counted per shard (RouterShard::account_failures_,
-    # net/router_shard.h), not per account. With --threads=2, SO_REUSEPORT spreads the
-    # connections over both shards, so after --account_failures_max failures the account
-    # is blocked only on a shard that saw all of them: the right password still works on
-    # the other one, and account_blocked is not logged unless one shard saw them all.
-    @unittest.expectedFailure
+    # With --threads=2, SO_REUSEPORT spreads the connections over both shards: every
+    # shard counts every failure, so the account is blocked whichever one a login lands on.
     @bounded(60)
     async def test_account_is_blocked_after_repeated_failures(self):
         node = self.start_node("--account_failures_max=3", "--auth_failures_max=1000")

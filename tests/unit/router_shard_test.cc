@@ -723,6 +723,27 @@ TEST(RouterClientsTest, AccountBlockedAfterRepeatedFailures) {
   EXPECT_TRUE(later.Login("juliet", "x"));  // the window passed
 }
 
+// The kernel spreads one attacker's connections over every shard: each shard
+// counts the failures of all of them.
+TEST(RouterClientsTest, FailuresCountAcrossShards) {
+  RouterLimits limits;
+  limits.account_failures_max = 2;
+  limits.auth_failures_max = 3;
+  FakeEngine engine(2, limits);
+  TestClient first(&engine, 0, "192.0.2.7");
+  EXPECT_FALSE(first.Login("juliet", "x", "wrong"));
+  TestClient second(&engine, 1, "192.0.2.7");
+  EXPECT_FALSE(second.Login("juliet", "x", "wrong"));
+  for (int shard = 0; shard < 2; ++shard) {
+    TestClient right(&engine, shard);
+    EXPECT_FALSE(right.Login("juliet", "x")) << "shard " << shard;
+  }
+  TestClient third(&engine, 0, "192.0.2.7");
+  EXPECT_FALSE(third.Login("romeo", "x", "wrong"));  // the address's third failure
+  EXPECT_EQ(engine.Connect(1, "192.0.2.7", kClientListener), kNoConnection);
+  EXPECT_EQ(engine.Connect(0, "192.0.2.7", kClientListener), kNoConnection);
+}
+
 TEST(RouterClientsTest, NoCertificateRefusesClientsAndDeletedUsersAreDisconnected) {
   FakeEngine engine(1);
   TestClient juliet(&engine, 0);
