@@ -74,6 +74,11 @@ void RouterShard::ClientConnection::OnBytes(std::string_view bytes) {
   }
 }
 
+void RouterShard::ClientConnection::ReleaseIdleMemory() {
+  Connection::ReleaseIdleMemory();
+  session_.ReleaseIdleMemory();
+}
+
 void RouterShard::ClientConnection::OnTlsUp() {
   if (!direct_tls_) session_.TlsEstablished();
 }

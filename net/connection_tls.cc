@@ -88,6 +88,12 @@ void RouterShard::Connection::ShutdownTls() {
   FlushTls();
 }
 
+void RouterShard::Connection::ReleaseIdleMemory() {
+  std::string().swap(plaintext_);
+  std::string().swap(ciphertext_);
+  if (tls_ != nullptr) tls_->ReleaseIdleMemory();
+}
+
 bool RouterShard::Connection::Fits(size_t bytes) const {
   // Checked before encrypting: a record the queue refused would break the TLS stream.
   const size_t overhead = tls_ == nullptr ? 0 : kTlsRecordOverhead;

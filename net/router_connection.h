@@ -61,6 +61,8 @@ class RouterShard::Connection {
   virtual bool CloseIfRemoved(const RouterConfig& config) = 0;
   // For log lines: "bridge=cb1.example.com", "client=juliet@example.com/x", or "".
   virtual std::string Describe() const = 0;
+  // Gives back the memory of buffers an idle connection does not need.
+  virtual void ReleaseIdleMemory();
   // The engine closed the connection (closed_by_engine is set).
   virtual void OnEngineClosed() {}
   // Kept after the engine closed it: a client session waiting to be resumed,
@@ -76,7 +78,8 @@ class RouterShard::Connection {
   void set_last_activity_ms(uint64_t now_ms) { last_activity_ms_ = now_ms; }
 
   uint64_t backed_up_since_ms = 0;
-  int pending_route_acks = 0;  // shards that have not yet applied this connection's route
+  uint64_t memory_released_ms = 0;  // when ReleaseIdleMemory last ran
+  int pending_route_acks = 0;       // shards that have not yet applied this connection's route
   bool closed_by_engine = false;
   int calls_in_progress = 0;
 
@@ -199,6 +202,7 @@ class RouterShard::ClientConnection final : public RouterShard::Connection,
   std::optional<config::UserCredentials> CredentialsFor(std::string_view username) override;
   void OnAuthentication(std::string_view username, bool ok, std::string_view condition) override;
   void RequestBind(const jid::Jid& full_jid) override;
+  void ReleaseIdleMemory() override;
   std::string EnableStreamManagement(bool resume) override;
   void OnAcknowledged(uint32_t h) override;
   void RequestResume(std::string_view previd, uint32_t h) override;

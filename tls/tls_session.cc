@@ -304,6 +304,15 @@ absl::Status TlsSession::Advance() {
   return absl::OkStatus();
 }
 
+void TlsSession::ReleaseIdleMemory() {
+  if (input_begin_ == input_.size()) {
+    std::string().swap(input_);
+    input_begin_ = 0;
+  }
+  if (output_.empty()) std::string().swap(output_);
+  if (handshake_done_) std::string().swap(first_bytes_);
+}
+
 absl::Status TlsSession::Read(std::string* plaintext) {
   CHECK(plaintext != nullptr);
   if (!error_.ok()) return error_;

@@ -142,6 +142,10 @@ class TlsSession {
   // not required (RFC 8446 §6.1).
   absl::Status Shutdown();
 
+  // Gives back the memory of buffers that hold nothing now (for an idle
+  // connection: thousands of them should cost little). No effect on state.
+  void ReleaseIdleMemory();
+
   bool handshake_done() const { return handshake_done_; }
   // The peer sent close_notify: it will send nothing more.
   bool peer_closed() const { return peer_closed_; }

@@ -626,6 +626,11 @@ void ClientSession::HandleStanza(std::string_view element) {
   delegate_->OnStanza(stanza);
 }
 
+void ClientSession::ReleaseIdleMemory() {
+  std::string().swap(stamped_);
+  if (held_.empty()) std::vector<HeldToken>().swap(held_);
+}
+
 void ClientSession::CloseWithError(StreamErrorCondition condition, std::string text) {
   if (state_ == State::kClosed) return;
   SendHeaderIfNeeded();

@@ -178,6 +178,9 @@ class ClientSession {
   void ResumeDone(const std::optional<jid::Jid>& full_jid, uint32_t handled_inbound,
                   std::string_view previd);
 
+  // Gives back the memory of buffers that hold nothing now (an idle client).
+  void ReleaseIdleMemory();
+
   // Stream management is enabled (or resumed) on this stream.
   bool stream_management() const { return sm_enabled_; }
   // Stanzas handled from the client since it was enabled (mod 2^32).
