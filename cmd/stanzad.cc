@@ -42,6 +42,7 @@
 #include "cmd/node_config.h"
 #include "cmd/node_metrics.h"
 #include "core/base/log.h"
+#include "core/router/client_routes.h"
 #include "core/router/route_table.h"
 #include "core/xmpp/stanza.h"
 #include "net/engine.h"
@@ -552,7 +553,7 @@ class Daemon {
         const uint64_t sequence = next_forward_sequence_++;
         Forwarded& entry = forwarded_[sequence];
         entry.node = message.argument;
-        entry.address = stanza.to ? router::CanonicalDomainOf(*stanza.to) : "";
+        entry.address = stanza.to ? router::RouteAddressOf(*stanza.to, config_.domain) : "";
         entry.bytes.assign(message.payload);
         entry.sender = message.target;
         entry.first_ms = entry.sent_ms = MonotonicMs();
@@ -589,7 +590,8 @@ class Daemon {
         return;
       }
       const xmpp::Stanza stanza = xmpp::InspectStanza(bytes);
-      const std::string domain = stanza.to ? router::CanonicalDomainOf(*stanza.to) : "";
+      const std::string domain =
+          stanza.to ? router::RouteAddressOf(*stanza.to, config_.domain) : "";
       // The leader passes on what a follower sent it for a bridge on a third node.
       if (!domain.empty()) {
         const std::optional<raft::NodeId> holder = NodeOf(domain);
@@ -658,7 +660,7 @@ class Daemon {
   struct Forwarded {
     raft::NodeId node = 0;  // the node that holds the destination bridge
     raft::NodeId via = 0;   // where it was last sent (the leader, or `node`)
-    std::string address;    // the destination bridge ("cb1.example.com")
+    std::string address;    // the destination: a bridge ("cb1.example.com") or a client's full JID
     std::string bytes;
     net::ConnectionId sender = net::kNoConnection;  // kNoConnection: an error reply
     uint64_t first_ms = 0, sent_ms = 0;
@@ -691,7 +693,7 @@ class Daemon {
     const uint64_t sequence = next_forward_sequence_++;
     Forwarded& entry = forwarded_[sequence];
     entry.node = node;
-    entry.address = stanza.to ? router::CanonicalDomainOf(*stanza.to) : "";
+    entry.address = stanza.to ? router::RouteAddressOf(*stanza.to, config_.domain) : "";
     entry.bytes.assign(bytes);
     entry.first_ms = entry.sent_ms = MonotonicMs();
     forward_bytes_ += entry.bytes.size();
@@ -704,7 +706,7 @@ class Daemon {
     if (stanza.is_error() || !stanza.from) return;  // never an error for an error
     const std::string reply = xmpp::MakeErrorReply(
         stanza, xmpp::StanzaErrorCondition::kServiceUnavailable, config_.domain);
-    const std::string sender = router::CanonicalDomainOf(*stanza.from);
+    const std::string sender = router::RouteAddressOf(*stanza.from, config_.domain);
     const std::optional<raft::NodeId> node = NodeOf(sender);
     if (!node) return;
     if (*node == 0) {

@@ -407,10 +407,21 @@ void RouterShard::RouteFromClientToAccount(ClientConnection& sender, const xmpp:
 }
 
 void RouterShard::RouteToUser(ConnectionId sender, const xmpp::Stanza& stanza,
-                              const router::UserAddress& to) {
+                              const router::UserAddress& to, bool from_peer) {
   if (!to.resource.empty()) {
     if (std::optional<uint64_t> target = clients_.Find(to.bare, to.resource)) {
       DeliverTo(sender, *target, stanza.bytes);
+      return;
+    }
+    // Bound on another node of the cluster: the control thread relays it there.
+    if (std::optional<uint64_t> node = routes_.FindRemote(Concat(to.bare, "/", to.resource))) {
+      if (from_peer) {
+        BounceToPeer(stanza.bytes, StanzaErrorCondition::kServiceUnavailable);  // never twice
+      } else if (shard_->PostToControl(kCtlForward, sender, *node, stanza.bytes)) {
+        Bump(stats_->stanzas_forwarded);
+      } else {
+        BounceAny(sender, stanza.bytes, StanzaErrorCondition::kResourceConstraint);
+      }
       return;
     }
     // RFC 6121 §8.5.3.2: no such resource. A message is handled as if sent to
@@ -566,7 +577,7 @@ void RouterShard::RouteFromPeer(std::string_view bytes) {
     case router::RouteKind::kServer:
       if (std::optional<router::UserAddress> user =
               router::ParseUserAddress(*stanza.to, config_->domain)) {
-        RouteToUser(kNoConnection, stanza, *user);
+        RouteToUser(kNoConnection, stanza, *user, /*from_peer=*/true);
         return;
       }
       // The sender's node answers stanzas to the domain itself; one here is stale.
@@ -589,14 +600,24 @@ void RouterShard::BounceToPeer(std::string_view stanza_bytes, StanzaErrorConditi
     return;
   }
   const std::string reply = xmpp::MakeErrorReply(stanza, condition, config_->domain);
-  const router::RouteDecision back = routes_.Resolve(*stanza.from);
-  if (back.kind != router::RouteKind::kRemote ||
-      !shard_->PostToControl(kCtlForward, kNoConnection, back.node, reply)) {
+  const std::optional<uint64_t> node = RemoteNodeOf(*stanza.from);
+  if (!node || !shard_->PostToControl(kCtlForward, kNoConnection, *node, reply)) {
     Bump(stats_->error_stanzas_dropped);
     return;
   }
   Bump(stats_->stanzas_bounced);
   Bump(stats_->stanzas_bounced_by_condition[static_cast<int>(condition)]);
+}
+
+std::optional<uint64_t> RouterShard::RemoteNodeOf(std::string_view raw_jid) const {
+  const router::RouteDecision decision = routes_.Resolve(raw_jid);
+  if (decision.kind == router::RouteKind::kRemote) return decision.node;
+  if (decision.kind != router::RouteKind::kServer) return std::nullopt;
+  std::optional<router::UserAddress> user = router::ParseUserAddress(raw_jid, config_->domain);
+  if (!user || user->resource.empty() || clients_.Find(user->bare, user->resource)) {
+    return std::nullopt;
+  }
+  return routes_.FindRemote(Concat(user->bare, "/", user->resource));
 }
 
 void RouterShard::PostToControlThread(uint32_t kind, ConnectionId target, uint64_t argument,
@@ -695,6 +716,7 @@ void RouterShard::OnMessage(Shard& shard, const CrossShardMessage& message) {
         PostControl(ShardOf(*previous), kConflict, *previous, full);
       }
       Broadcast(kClientRouteBind, message.target, full);
+      PostToControlThread(kCtlRouteUp, message.target, 0, full);  // the other nodes learn it
       return;
     }
     case kClientUnbindRequest: {
@@ -702,6 +724,7 @@ void RouterShard::OnMessage(Shard& shard, const CrossShardMessage& message) {
       if (owned_clients_.Unbind(message.payload.substr(0, slash), message.payload.substr(slash + 1),
                                 message.target)) {
         Broadcast(kClientRouteUnbind, message.target, message.payload);
+        PostToControlThread(kCtlRouteDown, message.target, 0, message.payload);
       }
       return;
     }

@@ -225,9 +225,13 @@ class RouterShard : public ShardHandler {
   void Route(Connection& sender, const xmpp::Stanza& stanza);
   // A stanza from client `sender` without `to`: for its own account.
   void RouteFromClientToAccount(ClientConnection& sender, const xmpp::Stanza& stanza);
-  // A stanza to an account of ours (from a local connection, or kNoConnection:
-  // from another node).
-  void RouteToUser(ConnectionId sender, const xmpp::Stanza& stanza, const router::UserAddress& to);
+  // A stanza to an account of ours, from a local connection or kNoConnection
+  // (the server itself, or `from_peer`: another node, so it is never relayed on).
+  void RouteToUser(ConnectionId sender, const xmpp::Stanza& stanza, const router::UserAddress& to,
+                   bool from_peer = false);
+  // The node of the cluster that holds `raw_jid` (a bridge, or a client's full
+  // JID) if it is another one.
+  std::optional<uint64_t> RemoteNodeOf(std::string_view raw_jid) const;
   // Delivers to `target` on any shard, or answers `sender` with the error.
   void DeliverTo(ConnectionId sender, ConnectionId target, std::string_view bytes);
   // Bounce() for a local sender, BounceToPeer() for kNoConnection.

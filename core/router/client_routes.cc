@@ -1,7 +1,9 @@
 #include "core/router/client_routes.h"
 
 #include "core/base/absl_compat.h"
+#include "core/base/concat.h"
 #include "core/jid/jid.h"
+#include "core/router/route_table.h"
 #include "core/xml/escape.h"
 
 namespace stanzad::router {
@@ -23,6 +25,14 @@ std::optional<UserAddress> ParseUserAddress(std::string_view raw_to, std::string
     return std::nullopt;
   }
   return UserAddress{parsed->Bare().ToString(), std::string(parsed->resourcepart())};
+}
+
+std::string RouteAddressOf(std::string_view raw_jid, std::string_view server_domain) {
+  if (std::optional<UserAddress> user = ParseUserAddress(raw_jid, server_domain)) {
+    if (user->resource.empty()) return std::move(user->bare);
+    return Concat(user->bare, "/", user->resource);
+  }
+  return CanonicalDomainOf(raw_jid);
 }
 
 std::optional<uint64_t> ClientRoutes::Bind(std::string_view bare, std::string_view resource,

@@ -39,6 +39,12 @@ struct UserAddress {
 // anything else, a malformed JID included.
 std::optional<UserAddress> ParseUserAddress(std::string_view raw_to, std::string_view domain);
 
+// The key a destination is routed by across the cluster: a client's canonical
+// full JID ("user@domain/resource"; its bare JID if it has no resource) for an
+// address of ours with a localpart, the canonical domain otherwise (a bridge:
+// "cb1.example.com"). Empty if there is none.
+std::string RouteAddressOf(std::string_view raw_jid, std::string_view server_domain);
+
 class ClientRoutes {
  public:
   // Binds bare/resource to `connection` (unavailable until SetPresence).

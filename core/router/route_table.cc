@@ -48,6 +48,12 @@ void RouteTable::BindRemote(std::string_view address, uint64_t node) {
   remote_[ToAbsl(address)] = node;
 }
 
+std::optional<uint64_t> RouteTable::FindRemote(std::string_view address) const {
+  auto it = remote_.find(ToAbsl(address));
+  if (it == remote_.end()) return std::nullopt;
+  return it->second;
+}
+
 void RouteTable::UnbindRemote(std::string_view address, uint64_t node) {
   auto it = remote_.find(ToAbsl(address));
   if (it != remote_.end() && it->second == node) remote_.erase(it);

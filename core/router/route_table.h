@@ -54,6 +54,8 @@ class RouteTable {
   // Components bound on other nodes of the cluster (address → node id). A
   // local binding of the same address wins over a remote one.
   void BindRemote(std::string_view address, uint64_t node);
+  // The node a remote binding names (clients' full JIDs are bound so too).
+  std::optional<uint64_t> FindRemote(std::string_view address) const;
   // Removes the remote binding if it still names `node`.
   void UnbindRemote(std::string_view address, uint64_t node);
   // Drops every remote binding of `node` (it left the cluster).

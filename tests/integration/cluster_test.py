@@ -7,7 +7,10 @@ Run: STANZAD_BIN_DIR=build/cmd /usr/bin/python3 tests/integration/cluster_test.p
 import json
 import os
 import re
+import shutil
 import signal
+import subprocess
+import tempfile
 import sys
 import time
 import unittest
@@ -16,7 +19,8 @@ import urllib.request
 from prometheus_client.parser import text_string_to_metric_families
 
 sys.path.insert(0, os.path.dirname(__file__))
-from stanzad_harness import DOMAIN, RawComponent, StanzadProcess, wait_until  # noqa: E402
+from stanzad_harness import (DOMAIN, STANZACTL, RawComponent, StanzadProcess, TlsClient,  # noqa: E402
+                             wait_until)
 
 
 def ok(node, *args, stdin=None):
@@ -296,6 +300,53 @@ class ClusterTest(unittest.TestCase):
             return True
         except TimeoutError:
             return False
+
+    def test_clients_reach_bridges_and_clients_on_other_nodes(self):
+        a, b, c = self.form()
+        ok(a, "callbridge", "add", "cb1")
+        ok(a, "user", "add", "juliet", stdin="pencil\n")
+        ok(a, "user", "add", "romeo", stdin="pencil\n")
+        work = tempfile.mkdtemp(prefix="stanzad-certs-")
+        try:
+            subprocess.run([os.path.abspath(STANZACTL), "pki", "selfsigned", "lab", "CN:example.com",
+                            "subjectAltName:example.com"], cwd=work, check=True,
+                           capture_output=True, timeout=60)
+            for node in (a, b, c):  # each node has its own certificate files
+                ok(node, "certs", os.path.join(work, "lab.key"), os.path.join(work, "lab.crt"))
+        finally:
+            shutil.rmtree(work, ignore_errors=True)
+        for node in (b, c):  # the users are the cluster's
+            wait_until(lambda node=node: "romeo@example.com" in ok(node, "user", "list"),
+                       what=f"users replicated to {node.ip}")
+        cb1 = self.bridge(a, "cb1", self.secrets(a)["cb1"])
+        juliet = TlsClient(b.c2s_port, "juliet", "pencil", "balcony", ip=b.ip)
+        romeo = TlsClient(c.c2s_port, "romeo", "pencil", "garden", ip=c.ip)
+        # A client's message reaches a bridge on another node, `from` its full JID.
+        wait_until(lambda: self._reaches(juliet, cb1), what="juliet reaching cb1")
+        self.assertIn(b"from='juliet@example.com/balcony'", cb1.received)
+        # The bridge answers her full JID from its node.
+        wait_until(lambda: self._reaches(cb1, juliet), what="cb1 reaching juliet")
+        # Clients on two nodes, by full JID, both ways.
+        wait_until(lambda: self._reaches(juliet, romeo), what="juliet reaching romeo")
+        wait_until(lambda: self._reaches(romeo, juliet), what="romeo reaching juliet")
+        self.assertIn(b"from='juliet@example.com/balcony'", romeo.received)
+        # When romeo leaves, his full JID is gone from the cluster: juliet gets an error.
+        romeo.send("</stream:stream>")
+        romeo.wait_closed()
+        romeo.close()
+
+        def bounced():
+            marker = f"gone{time.monotonic_ns()}"
+            juliet.send(f"<iq to='romeo@example.com/garden' type='get' id='{marker}'>"
+                        "<ping xmlns='urn:xmpp:ping'/></iq>")
+            try:
+                juliet.read_until(f"id='{marker}'", timeout=1)
+            except TimeoutError:
+                return False
+            return b"type='error' id='" + marker.encode() in juliet.received
+        wait_until(bounced, timeout=15, what="an error for romeo's stale full JID")
+        for client in (juliet, cb1):
+            client.close()
 
     def test_mutual_tls_on_the_cluster_port(self):
         import tempfile

@@ -6,6 +6,7 @@ bulk setup) and stanzactl() runs the real CLI; RawComponent is a minimal
 XEP-0114 component over a plain socket that records every byte it receives.
 Everything binds 127.0.0.1 and every wait is bounded.
 """
+import base64
 import hashlib
 import os
 import re
@@ -217,3 +218,37 @@ class RawComponent:
             self.sock.close()
         except OSError:
             pass
+
+
+class TlsClient(RawComponent):
+    """A bare XMPP client: STARTTLS (no certificate check: lab certificates),
+    SASL PLAIN, bind; then sends what it is told and records what it gets."""
+
+    HEADER = ("<stream:stream xmlns='jabber:client' xmlns:stream='http://etherx.jabber.org/streams' "
+              "to='%s' version='1.0'>")
+
+    def __init__(self, port, user, password, resource, domain=DOMAIN, ip="127.0.0.1"):
+        self.address = f"{user}@{domain}/{resource}"
+        self.secret = None
+        self.stream_id = None
+        self.received = b""
+        self.sock = socket.create_connection((ip, port), timeout=10)
+        self.send(self.HEADER % domain + "<starttls xmlns='urn:ietf:params:xml:ns:xmpp-tls'/>")
+        self.read_until("<proceed")
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+        context.check_hostname = False
+        context.verify_mode = ssl.CERT_NONE
+        self.sock = context.wrap_socket(self.sock, server_hostname=domain)
+        self.received = b""
+        self.send(self.HEADER % domain)
+        self.read_until("</stream:features>")
+        plain = base64.b64encode(b"\0" + user.encode() + b"\0" + password.encode()).decode()
+        self.send(f"<auth xmlns='urn:ietf:params:xml:ns:xmpp-sasl' mechanism='PLAIN'>{plain}</auth>")
+        self.read_until("<success")
+        self.received = b""
+        self.send(self.HEADER % domain)
+        self.read_until("</stream:features>")
+        self.send("<iq type='set' id='bind'><bind xmlns='urn:ietf:params:xml:ns:xmpp-bind'>"
+                  f"<resource>{resource}</resource></bind></iq>")
+        self.read_until("</iq>")
+        self.received = b""

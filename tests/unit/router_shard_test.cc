@@ -849,6 +849,51 @@ TEST(RouterClientsTest, BridgeOverTlsWithComponentTls) {
   EXPECT_TRUE(engine.connection(plain).closed);
 }
 
+// Clients of different nodes reach each other by full JID, and bridges there
+// reach clients here: the owner shard announces each bound full JID to the
+// control thread, which tells the other nodes.
+TEST(RouterClientsTest, FullJidsRouteAcrossNodes) {
+  FakeEngine engine(2);
+  TestClient juliet(&engine, 0);
+  ASSERT_TRUE(juliet.Login("juliet", "balcony"));
+  bool announced = false;
+  for (const auto& post : engine.control_posts()) {
+    announced |= post.kind == kCtlRouteUp && post.payload == "juliet@example.com/balcony";
+  }
+  EXPECT_TRUE(announced);
+  // romeo/garden is bound on node 42.
+  for (int shard = 0; shard < 2; ++shard) {
+    engine.PostFromControl(shard, kRemoteRouteBind, 42, "romeo@example.com/garden");
+  }
+  juliet.TakeReceived();
+  juliet.Send("<message to='romeo@example.com/garden' id='x1'/>");
+  const auto& forwarded = engine.control_posts().back();
+  EXPECT_EQ(forwarded.kind, kCtlForward);
+  EXPECT_EQ(forwarded.argument, 42u);
+  EXPECT_THAT(forwarded.payload, HasSubstr("id='x1'"));
+  // From node 42 to juliet: delivered here.
+  engine.PostFromControl(1, kDeliverFromPeer, 42,
+                         "<message from='romeo@example.com/garden' "
+                         "to='juliet@example.com/balcony' id='x2'/>");
+  EXPECT_THAT(juliet.TakeReceived(), HasSubstr("id='x2'"));
+  // An error for a stanza from node 42 goes back there.
+  engine.PostFromControl(0, kDeliverFromPeer, 42,
+                         "<iq from='romeo@example.com/garden' to='juliet@example.com/gone' "
+                         "type='get' id='x3'><q xmlns='urn:x'/></iq>");
+  const auto& bounced = engine.control_posts().back();
+  EXPECT_EQ(bounced.kind, kCtlForward);
+  EXPECT_EQ(bounced.argument, 42u);
+  EXPECT_THAT(bounced.payload, HasSubstr("type='error' id='x3'"));
+  // When she leaves, the other nodes are told.
+  juliet.Send("</stream:stream>");
+  bool withdrawn = false;
+  for (const auto& post : engine.control_posts()) {
+    withdrawn |= post.kind == kCtlRouteDown && post.payload == "juliet@example.com/balcony";
+  }
+  EXPECT_TRUE(engine.connection(juliet.id()).closed);
+  EXPECT_TRUE(withdrawn);
+}
+
 // ---- Stream management (XEP-0198) ----
 
 // The h of the last <a/> or <resumed/> in `text`.
