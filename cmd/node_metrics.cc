@@ -73,17 +73,6 @@ std::string RenderNodeMetrics(const NodeMetricsSnapshot& snapshot,
            "counter", shards, count, [](const auto& s) { return Load(s.connections_refused); });
   PerShard(text, "stanzad_bridges_connected", "Call bridges authenticated and connected now.",
            "gauge", shards, count, [](const auto& s) { return Load(s.bridges_connected); });
-  text.Family("stanzad_handshakes_total", "XEP-0114 component handshakes, by outcome.", "counter");
-  for (int i = 0; i < count; ++i) {
-    const std::string shard = std::to_string(i);
-    text.Sample("stanzad_handshakes_total", {{"shard", shard}, {"outcome", "ok"}},
-                Load(shards[i].bridges_authenticated));
-    text.Sample("stanzad_handshakes_total", {{"shard", shard}, {"outcome", "failed"}},
-                Load(shards[i].auth_failures));
-  }
-  PerShard(text, "stanzad_clients_connected",
-           "Client resources bound now (sessions waiting to be resumed included).", "gauge", shards,
-           count, [](const auto& s) { return Load(s.clients_connected); });
   const auto outcomes = [&](const char* name, const char* help, const char* ok_label,
                             const char* failed_label, auto ok, auto failed) {
     text.Family(name, help, "counter");
@@ -93,6 +82,13 @@ std::string RenderNodeMetrics(const NodeMetricsSnapshot& snapshot,
       text.Sample(name, {{"shard", shard}, {"outcome", failed_label}}, failed(shards[i]));
     }
   };
+  outcomes(
+      "stanzad_handshakes_total", "XEP-0114 component handshakes, by outcome.", "ok", "failed",
+      [](const auto& s) { return Load(s.bridges_authenticated); },
+      [](const auto& s) { return Load(s.auth_failures); });
+  PerShard(text, "stanzad_clients_connected",
+           "Client resources bound now (sessions waiting to be resumed included).", "gauge", shards,
+           count, [](const auto& s) { return Load(s.clients_connected); });
   outcomes(
       "stanzad_client_logins_total", "Client SASL logins, by outcome.", "ok", "failed",
       [](const auto& s) { return Load(s.client_logins_ok); },

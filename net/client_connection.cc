@@ -368,11 +368,11 @@ void RouterShard::ClientConnection::OnAuthentication(std::string_view username, 
   }
   Bump(router_->stats_->client_logins_failed);
   const uint64_t now_ms = router_->shard_->now_ms();
-  router_->RecordAuthFailure(peer_ip_, now_ms);
+  router_->RecordFailure(kFailureOfAddress, peer_ip_, now_ms);
   const std::string account = AccountOf(username);
   const bool blocked = !account.empty() && router_->AccountBlocked(account, now_ms);
   if (!account.empty() && router_->config_->users.contains(account)) {
-    router_->RecordAccountFailure(account, now_ms);
+    router_->RecordFailure(kFailureOfAccount, account, now_ms);
   }
   LogEvent(LogLevel::kWarning, "client_auth_failed",
            Concat("user=", LogQuote(std::string(username)), " peer=", peer_ip_,

@@ -164,7 +164,7 @@ void RouterShard::ComponentConnection::OnAuthenticated(std::string_view address)
 void RouterShard::ComponentConnection::OnAuthenticationFailed(std::string_view address,
                                                               StreamErrorCondition condition) {
   Bump(router_->stats_->auth_failures);
-  router_->RecordAuthFailure(peer_ip_, router_->shard_->now_ms());
+  router_->RecordFailure(kFailureOfAddress, peer_ip_, router_->shard_->now_ms());
   LogEvent(LogLevel::kWarning, "bridge_auth_failed",
            Concat("bridge=", address, " peer=", peer_ip_,
                   " reason=", xmpp::StreamErrorConditionName(condition)));
@@ -230,30 +230,23 @@ bool RouterShard::AddressBlocked(const std::string& ip, uint64_t now_ms) {
   return address_failures_.Blocked(ip, now_ms);
 }
 
-void RouterShard::RecordAuthFailure(const std::string& ip, uint64_t now_ms) {
+void RouterShard::RecordFailure(uint64_t of, const std::string& key, uint64_t now_ms) {
   // Every shard counts every failure: the kernel spreads one attacker's
   // connections over all of them.
-  BroadcastToOthers(kFailureSeen, kFailureOfAddress, ip);
-  if (address_failures_.Record(ip, now_ms)) {
-    LogEvent(LogLevel::kWarning, "peer_blocked",
-             Concat("peer=", ip, " reason=too_many_failed_handshakes failures=",
-                    std::to_string(limits_.auth_failures_max),
-                    " window_ms=", std::to_string(limits_.auth_failure_window_ms)));
-  }
+  BroadcastToOthers(kFailureSeen, of, key);
+  const bool address = of == kFailureOfAddress;
+  if (!(address ? address_failures_ : account_failures_).Record(key, now_ms)) return;
+  LogEvent(
+      LogLevel::kWarning, address ? "peer_blocked" : "account_blocked",
+      Concat(address ? "peer=" : "user=", key,
+             address ? " reason=too_many_failed_handshakes" : " reason=too_many_failed_logins",
+             " failures=",
+             std::to_string(address ? limits_.auth_failures_max : limits_.account_failures_max),
+             " window_ms=", std::to_string(limits_.auth_failure_window_ms)));
 }
 
 bool RouterShard::AccountBlocked(const std::string& account, uint64_t now_ms) {
   return account_failures_.Blocked(account, now_ms);
-}
-
-void RouterShard::RecordAccountFailure(const std::string& account, uint64_t now_ms) {
-  BroadcastToOthers(kFailureSeen, kFailureOfAccount, account);
-  if (account_failures_.Record(account, now_ms)) {
-    LogEvent(LogLevel::kWarning, "account_blocked",
-             Concat("user=", account, " reason=too_many_failed_logins failures=",
-                    std::to_string(limits_.account_failures_max),
-                    " window_ms=", std::to_string(limits_.auth_failure_window_ms)));
-  }
 }
 
 void RouterShard::BroadcastToOthers(uint32_t kind, uint64_t argument, std::string_view payload) {

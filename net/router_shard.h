@@ -267,9 +267,10 @@ class RouterShard : public ShardHandler {
   void RetryDeferredPosts();
   void ApplyConfig();
   bool AddressBlocked(const std::string& ip, uint64_t now_ms);
-  void RecordAuthFailure(const std::string& ip, uint64_t now_ms);
   bool AccountBlocked(const std::string& account, uint64_t now_ms);
-  void RecordAccountFailure(const std::string& account, uint64_t now_ms);
+  // A failed handshake or login `of` an address (kFailureOfAddress: key = IP)
+  // or an account (key = its localpart): counted here and on every other shard.
+  void RecordFailure(uint64_t of, const std::string& key, uint64_t now_ms);
   void BroadcastToOthers(uint32_t kind, uint64_t argument, std::string_view payload);
 
   // Failures per key (an address, an account) within a window; a key that

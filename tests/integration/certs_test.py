@@ -15,10 +15,12 @@ sys.path.insert(0, os.path.dirname(__file__))
 from stanzad_harness import STANZACTL, RawComponent, StanzadProcess, wait_until  # noqa: E402
 
 
-class CertsTest(unittest.TestCase):
+class NodeWithWorkDir(unittest.TestCase):
+    """A node, and a scratch directory stanzactl runs in (pki writes there)."""
+    FLAGS = ()
+
     def setUp(self):
-        self.node = StanzadProcess().start()
-        self.node.wait_serving()
+        self.node = StanzadProcess(extra_flags=list(self.FLAGS)).start()
         self.work = tempfile.mkdtemp(prefix="stanzad-pki-")
 
     def tearDown(self):
@@ -29,6 +31,12 @@ class CertsTest(unittest.TestCase):
         result = subprocess.run([os.path.abspath(STANZACTL), f"--state_dir={self.node.state_dir}", *args],
                                 cwd=self.work, capture_output=True, text=True, timeout=60)
         return result.returncode, result.stdout + result.stderr
+
+
+class CertsTest(NodeWithWorkDir):
+    def setUp(self):
+        super().setUp()
+        self.node.wait_serving()
 
     def test_csr_is_what_a_ca_expects(self):
         code, out = self.ctl("pki", "csr", "xmpp", "CN:xmpp.example.com",
@@ -77,24 +85,18 @@ class CertsTest(unittest.TestCase):
 
 
 
-class ComponentTlsTest(unittest.TestCase):
+class ComponentTlsTest(NodeWithWorkDir):
     """--component_tls: bridges connect with TLS from the first byte."""
+    FLAGS = ("--component_tls",)
 
     def setUp(self):
-        self.node = StanzadProcess(extra_flags=["--component_tls"]).start()
-        self.work = tempfile.mkdtemp(prefix="stanzad-pki-")
+        super().setUp()
         self.bridges = []
 
     def tearDown(self):
         for bridge in self.bridges:
             bridge.close()
-        self.node.cleanup()
-        shutil.rmtree(self.work, ignore_errors=True)
-
-    def ctl(self, *args):
-        result = subprocess.run([os.path.abspath(STANZACTL), f"--state_dir={self.node.state_dir}", *args],
-                                cwd=self.work, capture_output=True, text=True, timeout=60)
-        return result.returncode, result.stdout + result.stderr
+        super().tearDown()
 
     def bridge(self, name, **kwargs):
         bridge = RawComponent(self.node.port, name, self.node.secrets()[name], **kwargs)

@@ -494,9 +494,8 @@ class TestClient {
     Exchange();
   }
 
-  // STARTTLS, SASL PLAIN as `user`, bind `resource`; true if bound.
-  bool Login(const std::string& user, const std::string& resource,
-             const std::string& password = "pencil") {
+  // STARTTLS and SASL PLAIN as `user`, then the restarted stream; true if it succeeded.
+  bool Authenticate(const std::string& user, const std::string& password = "pencil") {
     StartTls();
     Send(kClientHeader);
     const std::string plain = std::string("\0", 1) + user + std::string("\0", 1) + password;
@@ -504,6 +503,13 @@ class TestClient {
          sasl::Base64Encode(plain) + "</auth>");
     if (received.find("<success") == std::string::npos) return false;
     Send(kClientHeader);
+    return true;
+  }
+
+  // Authenticate, then bind `resource`; true if bound.
+  bool Login(const std::string& user, const std::string& resource,
+             const std::string& password = "pencil") {
+    if (!Authenticate(user, password)) return false;
     Send("<iq type='set' id='bind1'><bind xmlns='urn:ietf:params:xml:ns:xmpp-bind'><resource>" +
          resource + "</resource></bind></iq>");
     return received.find("<jid>" + user + "@example.com/" + resource + "</jid>") !=
@@ -951,11 +957,7 @@ TEST(RouterStreamManagementTest, ResumeOnAnotherShardResendsWhatWasNotAcknowledg
   EXPECT_THAT(romeo.TakeReceived(), Not(HasSubstr("type='error'")));
 
   TestClient again(&engine, 2);
-  again.StartTls();
-  again.Send(kClientHeader);
-  again.Send("<auth xmlns='urn:ietf:params:xml:ns:xmpp-sasl' mechanism='PLAIN'>" +
-             sasl::Base64Encode(std::string("\0juliet\0pencil", 14)) + "</auth>");
-  again.Send(kClientHeader);
+  ASSERT_TRUE(again.Authenticate("juliet"));
   again.Send("<resume xmlns='urn:xmpp:sm:3' previd='" + sm_id + "' h='1'/>");
   const std::string got = again.TakeReceived();
   EXPECT_THAT(got, HasSubstr("<resumed xmlns='urn:xmpp:sm:3' previd='" + sm_id + "' h='0'/>"));
@@ -978,11 +980,7 @@ TEST(RouterStreamManagementTest, ResumeOnAnotherShardResendsWhatWasNotAcknowledg
 TEST(RouterStreamManagementTest, UnknownSessionFailsAndTheClientBinds) {
   FakeEngine engine(2);
   TestClient juliet(&engine, 0);
-  juliet.StartTls();
-  juliet.Send(kClientHeader);
-  juliet.Send("<auth xmlns='urn:ietf:params:xml:ns:xmpp-sasl' mechanism='PLAIN'>" +
-              sasl::Base64Encode(std::string("\0juliet\0pencil", 14)) + "</auth>");
-  juliet.Send(kClientHeader);
+  ASSERT_TRUE(juliet.Authenticate("juliet"));
   juliet.Send("<resume xmlns='urn:xmpp:sm:3' previd='0123456789abcdef' h='0'/>");
   EXPECT_THAT(juliet.TakeReceived(), HasSubstr("<failed xmlns='urn:xmpp:sm:3'><item-not-found "));
   juliet.Send(
@@ -999,11 +997,7 @@ TEST(RouterStreamManagementTest, AnotherAccountCannotResumeTheSession) {
   const std::string sm_id = SmIdIn(juliet.TakeReceived());
   engine.DropConnection(juliet.id());
   TestClient romeo(&engine, 1);
-  romeo.StartTls();
-  romeo.Send(kClientHeader);
-  romeo.Send("<auth xmlns='urn:ietf:params:xml:ns:xmpp-sasl' mechanism='PLAIN'>" +
-             sasl::Base64Encode(std::string("\0romeo\0pencil", 13)) + "</auth>");
-  romeo.Send(kClientHeader);
+  ASSERT_TRUE(romeo.Authenticate("romeo"));
   romeo.Send("<resume xmlns='urn:xmpp:sm:3' previd='" + sm_id + "' h='0'/>");
   EXPECT_THAT(romeo.TakeReceived(), HasSubstr("<item-not-found "));
 }
