@@ -173,7 +173,8 @@ class RouterShard::ClientConnection final : public RouterShard::Connection,
   bool Routable() const override;
   bool Established() const override;
   bool Deliver(std::string_view stanza, xmpp::StanzaErrorCondition* why_not) override;
-  void SendReply(std::string_view bytes) override { Send(bytes); }
+  // Counted by stream management: the client counts every stanza it gets.
+  void SendReply(std::string_view bytes) override { SendStanza(bytes); }
   void CloseWithError(xmpp::StreamErrorCondition condition, std::string text) override;
   void Release() override;
   bool CloseIfRemoved(const RouterConfig& config) override;

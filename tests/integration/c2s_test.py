@@ -276,10 +276,14 @@ class SlixClient(slixmpp.ClientXMPP):
     sends presence (so it is available for messages to the bare JID) and asks for its
     roster, and it queues every message it gets."""
 
-    def __init__(self, jid, password=PASSWORD, mechanism=None):
+    def __init__(self, jid, password=PASSWORD, mechanism=None, stream_management=False):
         super().__init__(jid, password, sasl_mech=mechanism)
         self.ssl_context = client_tls_context()
         self.register_plugin("xep_0199")  # ping
+        self.resumed = asyncio.Event()
+        if stream_management:
+            self.register_plugin("xep_0198")
+            self.add_event_handler("session_resumed", lambda _: self.resumed.set())
         self.messages = asyncio.Queue()
         self.started = asyncio.Event()
         self.auth_failed = asyncio.Event()
@@ -376,9 +380,10 @@ class C2sTest(unittest.IsolatedAsyncioTestCase):
         self.raw_clients.append(client)
         return client
 
-    async def slix(self, port, jid, password=PASSWORD, mechanism=None, direct_tls=False):
+    async def slix(self, port, jid, password=PASSWORD, mechanism=None, direct_tls=False,
+                   stream_management=False):
         """A logged-in SlixClient; disconnected by tearDown."""
-        client = SlixClient(jid, password, mechanism)
+        client = SlixClient(jid, password, mechanism, stream_management)
         self.slix_clients.append(client)
         return await client.login(port, direct_tls)
 
@@ -403,6 +408,56 @@ class C2sTest(unittest.IsolatedAsyncioTestCase):
         stanza = await receiver.expect_stanza("message", stanza_id)
         self.assertIn(f"from='{sender_jid}'".encode(), start_tag(stanza))
         self.assertIn(f"<body>{body}</body>".encode(), stanza)
+
+    # --- stream management (XEP-0198) -------------------------------------------
+
+    @bounded(60)
+    async def test_stream_management_acks_and_resumes_after_a_dropped_connection(self):
+        node = self.start_node()
+        juliet = await self.slix(node.c2s_port, f"juliet@{DOMAIN}/balcony",
+                                 stream_management=True)
+        romeo = await self.raw(node.c2s_port, "romeo", resource="garden")
+        sm = juliet["xep_0198"]
+        deadline = asyncio.get_running_loop().time() + WAIT_S
+        while not (sm.enabled_in and sm.sm_id):
+            self.assertLess(asyncio.get_running_loop().time(), deadline, "SM not enabled")
+            await asyncio.sleep(0.05)
+        for i in range(10):  # more than the server's ack window (8): it asks for an ack
+            romeo.send(f"<message to='juliet@{DOMAIN}/balcony' id='s{i}'>"
+                             f"<body>before {i}</body></message>")
+        for i in range(10):
+            self.assertEqual((await juliet.next_message())["body"], f"before {i}")
+
+        # The TCP connection drops without a stream end; messages sent meanwhile wait.
+        juliet.transport.abort()
+        await self.log_line(node, "client_detached client=juliet@example.com/balcony")
+        romeo.send(f"<message to='juliet@{DOMAIN}/balcony' id='away'>"
+                         "<body>while away</body></message>")
+        juliet.connect(("127.0.0.1", node.c2s_port))
+        await asyncio.wait_for(juliet.resumed.wait(), WAIT_S)
+        await self.log_line(node, "client_resumed client=juliet@example.com/balcony")
+        self.assertEqual((await juliet.next_message())["body"], "while away")
+        self.assertNotIn(b"type='error'", romeo.received)  # nothing bounced to romeo
+        # The resumed session routes as before.
+        romeo.send(f"<message to='juliet@{DOMAIN}/balcony' id='after'>"
+                         "<body>after</body></message>")
+        self.assertEqual((await juliet.next_message())["body"], "after")
+
+    @bounded(60)
+    async def test_unacknowledged_stanzas_return_to_their_sender_when_resumption_expires(self):
+        node = self.start_node("--resume_timeout_s=1")
+        romeo = await self.raw(node.c2s_port, "romeo", resource="garden")
+        juliet = await self.raw(node.c2s_port, "juliet", resource="balcony")
+        juliet.send("<enable xmlns='urn:xmpp:sm:3' resume='true'/>")
+        await juliet.expect("<enabled xmlns='urn:xmpp:sm:3' id=")
+        romeo.send(f"<message to='juliet@{DOMAIN}/balcony' id='lost'><body>x</body>"
+                         "</message>")
+        await juliet.expect("id='lost'")
+        juliet.writer.transport.abort()  # gone, without acknowledging it
+        await self.log_line(node, "client_resume_expired client=juliet@example.com/balcony")
+        stanza = await romeo.expect_stanza("message", "lost")
+        self.assertIn(b"type='error'", start_tag(stanza))
+        self.assertIn(b"<recipient-unavailable", stanza)
 
     # --- 1, 2: slixmpp ---------------------------------------------------------
 

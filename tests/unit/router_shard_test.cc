@@ -939,6 +939,21 @@ TEST(RouterStreamManagementTest, CountsAcknowledgesAndAsksForAcks) {
   EXPECT_THAT(juliet.TakeReceived(), HasSubstr("<undefined-condition "));
 }
 
+// The client counts every stanza it gets, the server's own answers too.
+TEST(RouterStreamManagementTest, ServerAnswersAreCounted) {
+  FakeEngine engine(1);
+  TestClient juliet(&engine, 0);
+  ASSERT_TRUE(juliet.Login("juliet", "balcony"));
+  juliet.Send("<enable xmlns='urn:xmpp:sm:3'/>");
+  juliet.Send("<iq to='example.com' type='get' id='p1'><ping xmlns='urn:xmpp:ping'/></iq>");
+  juliet.Send("<iq type='get' id='r1'><query xmlns='jabber:iq:roster'/></iq>");
+  EXPECT_THAT(juliet.TakeReceived(), HasSubstr("id='r1'"));
+  juliet.Send("<a xmlns='urn:xmpp:sm:3' h='2'/>");
+  EXPECT_THAT(juliet.TakeReceived(), Not(HasSubstr("undefined-condition")));
+  juliet.Send("<a xmlns='urn:xmpp:sm:3' h='3'/>");
+  EXPECT_THAT(juliet.TakeReceived(), HasSubstr("undefined-condition"));
+}
+
 TEST(RouterStreamManagementTest, ResumeOnAnotherShardResendsWhatWasNotAcknowledged) {
   FakeEngine engine(3);
   TestClient juliet(&engine, 0);
