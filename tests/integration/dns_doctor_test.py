@@ -46,10 +46,12 @@ class ClusterWithDns(unittest.TestCase):
         if not os.path.exists(DNSMASQ):
             self.skipTest("dnsmasq is not installed (scripts/install-deps.sh installs it)")
         self.component_port = free_port()
+        self.c2s_port = free_port()
         self.nodes = []
         for i in range(3):
             node = StanzadProcess(ip=f"127.0.0.{i + 1}", threads=1)
-            node.port = self.component_port  # the same port on every node, as in the seed
+            node.port = self.component_port  # the same ports on every node, as in the seed
+            node.c2s_port = self.c2s_port
             self.addCleanup(node.cleanup)  # even if set-up fails below
             node.start()
             node.wait_serving()
@@ -80,7 +82,7 @@ class DnsDoctorTest(ClusterWithDns):
         records = []
         for i in range(3):
             records.append(srv("_xmpp-component._tcp", f"xmpp{i + 1}", self.component_port))
-            records.append(srv("_xmpp-client._tcp", f"xmpp{i + 1}", 5222))
+            records.append(srv("_xmpp-client._tcp", f"xmpp{i + 1}", self.c2s_port))
             records.append(f"--host-record=xmpp{i + 1}.example.com,127.0.0.{i + 1}")
         self.dns = Dnsmasq(records)
         code, out = self.doctor()
