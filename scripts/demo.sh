@@ -8,6 +8,8 @@
 #   4. two call bridges authenticate on the leader and exchange stanzas; the
 #      server answers a ping, an unknown destination and a wrong secret get their
 #      errors; then bridges on three different nodes talk to each other;
+#   4b. a lab certificate and two users; clients on two nodes log in over TLS and
+#      talk to a bridge on the third and to each other;
 #   5. kills the leader with SIGKILL: a new leader is elected, configuration
 #      changes go on, the old node comes back and catches up;
 #   5b. 30 bridges (stanza-bench) send across the nodes while one node is killed:
@@ -28,6 +30,7 @@ cmake --build "$BUILD" -j "$(nproc)" --target stanzad stanzactl stanza-frame sta
 
 DEMO=$(mktemp -d /tmp/stanzad-demo-XXXXXX)
 PORT=${STANZAD_DEMO_PORT:-15223}           # call bridges, on each node's own IP
+C2S_PORT=${STANZAD_DEMO_C2S_PORT:-15222}   # clients (STARTTLS), on each node's own IP
 CLUSTER_PORT=${STANZAD_DEMO_CLUSTER_PORT:-15279}
 declare -A PIDS=()
 cleanup() {
@@ -44,7 +47,7 @@ trap cleanup EXIT
 start_node() {  # start_node N: node N on 127.0.0.N
   local n=$1
   mkdir -p "$DEMO/n$n"
-  "$BUILD/cmd/stanzad" --state_dir="$DEMO/n$n" --component_port="$PORT" \
+  "$BUILD/cmd/stanzad" --state_dir="$DEMO/n$n" --component_port="$PORT" --c2s_port="$C2S_PORT" \
     --cluster_port="$CLUSTER_PORT" --metrics_addr="127.0.0.$n:19464" --threads=1 \
     2>>"$DEMO/n$n.log" &
   PIDS[$n]=$!
@@ -95,6 +98,19 @@ echo "Bridges on three different nodes:"
 ctl 2 xmpp callbridge add cb4 >/dev/null
 ctl 3 xmpp callbridge add cb5 >/dev/null
 /usr/bin/python3 "$ROOT/scripts/demo_cross_nodes.py" "$DEMO/n1" "$PORT"
+
+echo
+echo "### 3b. Clients over TLS: a lab certificate on every node, users for the cluster"
+(cd "$DEMO" && "$BUILD/cmd/stanzactl" pki selfsigned lab CN:example.com \
+  subjectAltName:example.com >/dev/null 2>&1)
+for n in 1 2 3; do
+  ctl "$n" xmpp certs "$DEMO/lab.key" "$DEMO/lab.crt" >"$DEMO/certs.out"
+  grep -m1 'Certificate accepted' "$DEMO/certs.out"
+done
+echo "pencil" | ctl 2 xmpp user add juliet
+echo "pencil" | ctl 2 xmpp user add romeo
+ctl 3 xmpp user list
+/usr/bin/python3 "$ROOT/scripts/demo_clients.py" "$DEMO/n1" "$PORT" "$C2S_PORT"
 
 echo
 echo "### 4. The leader dies (SIGKILL); the others elect a new one"
