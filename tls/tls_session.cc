@@ -54,6 +54,14 @@ absl::StatusOr<CtxPtr> NewContext(TlsContext::Role role, TlsVersion max_version)
       wolfSSL_CTX_set_cipher_list(ctx.get(), kCipherList) != WOLFSSL_SUCCESS) {
     return absl::InternalError("TLS: wolfSSL refused the protocol versions or cipher suites");
   }
+  // TLS 1.3 key exchange: X25519 first (about three times cheaper per handshake
+  // than P-256 in Debian's wolfSSL, whose P-256 is generic big-number code),
+  // then the NIST curves peers may insist on. (wolfSSL applies groups to 1.3.)
+  int groups[] = {WOLFSSL_ECC_X25519, WOLFSSL_ECC_SECP256R1, WOLFSSL_ECC_SECP384R1};
+  if (max_version == TlsVersion::kTls13 &&
+      wolfSSL_CTX_set_groups(ctx.get(), groups, 3) != WOLFSSL_SUCCESS) {
+    return absl::InternalError("TLS: wolfSSL refused the key exchange groups");
+  }
   return ctx;
 }
 
