@@ -479,13 +479,18 @@ class TestClient {
     engine_->Receive(id_, "<starttls xmlns='urn:ietf:params:xml:ns:xmpp-tls'/>");
     ASSERT_THAT(engine_->connection(id_).outbox, HasSubstr("<proceed "));
     consumed_ = engine_->connection(id_).outbox.size();
+    BeginTls();
+    Exchange();
+    ASSERT_TRUE(tls_->handshake_done());
+  }
+
+  // TLS from here on (at once on a direct-TLS listener, after <proceed/> otherwise).
+  void BeginTls() {
     auto context = tls::TlsContext::Client("", /*verify_peer=*/false);
     ASSERT_TRUE(context.ok());
     auto session = tls::TlsSession::NewClient(*context, "example.com");
     ASSERT_TRUE(session.ok());
     tls_ = *std::move(session);
-    Exchange();
-    ASSERT_TRUE(tls_->handshake_done());
   }
 
   // Sends plaintext through TLS and collects what comes back.
@@ -786,69 +791,32 @@ TEST(RouterClientsTest, TlsGarbageClosesOnlyThatConnection) {
 
 TEST(RouterClientsTest, DirectTlsSkipsStartTls) {
   FakeEngine engine(1);
-  const ConnectionId id = engine.Connect(0, "127.0.0.1", kClientTlsListener);
-  ASSERT_NE(id, kNoConnection);
-  auto context = tls::TlsContext::Client("", false);
-  auto tls = *tls::TlsSession::NewClient(*context, "example.com");
-  std::string received;
-  ASSERT_TRUE(tls->Write(kClientHeader).ok());
-  size_t consumed = 0;
-  for (int round = 0; round < 20; ++round) {
-    if (tls->has_output()) {
-      std::string out;
-      tls->TakeOutput(&out);
-      engine.Receive(id, out);
-    }
-    const std::string& outbox = engine.connection(id).outbox;
-    if (outbox.size() > consumed) {
-      ASSERT_TRUE(tls->Feed(std::string_view(outbox).substr(consumed)).ok());
-      consumed = outbox.size();
-      ASSERT_TRUE(tls->Read(&received).ok());
-    }
-  }
-  EXPECT_THAT(received, HasSubstr("<mechanism>SCRAM-SHA-256</mechanism>"));
-  EXPECT_THAT(received, Not(HasSubstr("starttls")));
+  TestClient client(&engine, 0, "127.0.0.1", kClientTlsListener);
+  ASSERT_FALSE(client.refused());
+  client.BeginTls();
+  client.Send(kClientHeader);
+  EXPECT_THAT(client.received, HasSubstr("<mechanism>SCRAM-SHA-256</mechanism>"));
+  EXPECT_THAT(client.received, Not(HasSubstr("starttls")));
 }
 
 TEST(RouterClientsTest, BridgeOverTlsWithComponentTls) {
   FakeEngine engine(1);
-  const ConnectionId id = engine.Connect(0, "127.0.0.1", kComponentTlsListener);
-  ASSERT_NE(id, kNoConnection);
-  auto context = tls::TlsContext::Client("", false);
-  auto tls = *tls::TlsSession::NewClient(*context, "example.com");
-  std::string received;
-  size_t consumed = 0;
-  const auto exchange = [&] {
-    for (int round = 0; round < 20; ++round) {
-      if (tls->has_output()) {
-        std::string out;
-        tls->TakeOutput(&out);
-        engine.Receive(id, out);
-      }
-      const std::string& outbox = engine.connection(id).outbox;
-      if (outbox.size() > consumed) {
-        ASSERT_TRUE(tls->Feed(std::string_view(outbox).substr(consumed)).ok());
-        consumed = outbox.size();
-        ASSERT_TRUE(tls->Read(&received).ok());
-      }
-    }
-  };
-  ASSERT_TRUE(tls->Write("<stream:stream xmlns='jabber:component:accept' "
-                         "xmlns:stream='http://etherx.jabber.org/streams' to='cb1.example.com'>")
-                  .ok());
-  exchange();
+  TestClient bridge(&engine, 0, "127.0.0.1", kComponentTlsListener);
+  ASSERT_FALSE(bridge.refused());
+  bridge.BeginTls();
+  bridge.Send(
+      "<stream:stream xmlns='jabber:component:accept' "
+      "xmlns:stream='http://etherx.jabber.org/streams' to='cb1.example.com'>");
+  const std::string& received = bridge.received;
   const size_t id_at = received.find("id='") + 4;
   const std::string stream_id = received.substr(id_at, received.find('\'', id_at) - id_at);
-  ASSERT_TRUE(tls->Write("<handshake>" + xmpp::ComponentHandshakeDigest(stream_id, "secret-cb1") +
-                         "</handshake>")
-                  .ok());
-  exchange();
-  EXPECT_THAT(received, HasSubstr("<handshake/>"));
+  bridge.Send("<handshake>" + xmpp::ComponentHandshakeDigest(stream_id, "secret-cb1") +
+              "</handshake>");
+  EXPECT_THAT(bridge.received, HasSubstr("<handshake/>"));
   // Stanzas reach it through TLS.
   const ConnectionId cb2 = engine.ConnectBridge(0, "cb2");
   engine.Receive(cb2, "<message from='cb2.example.com' to='cb1.example.com' id='t1'/>");
-  exchange();
-  EXPECT_THAT(received, HasSubstr("id='t1'"));
+  EXPECT_THAT(bridge.TakeReceived(), HasSubstr("id='t1'"));
   // Plain bytes on the TLS port are refused, and logged as such.
   const ConnectionId plain = engine.Connect(0, "127.0.0.1", kComponentTlsListener);
   engine.Receive(plain, "<stream:stream xmlns='jabber:component:accept' to='cb2.example.com'>");
