@@ -634,18 +634,16 @@ void ClientSession::ReleaseIdleMemory() {
 void ClientSession::CloseWithError(StreamErrorCondition condition, std::string text) {
   if (state_ == State::kClosed) return;
   SendHeaderIfNeeded();
-  const StreamError error{condition, std::move(text)};
-  delegate_->Send(SerializeStreamError(error) + "</stream:stream>");
   state_ = State::kClosed;
-  delegate_->OnStreamClosed(&error);
+  const StreamError error{condition, std::move(text)};
+  EndStream(delegate_, &error);
 }
 
 void ClientSession::Close() {
   if (state_ == State::kClosed) return;
   SendHeaderIfNeeded();
-  delegate_->Send("</stream:stream>");
   state_ = State::kClosed;
-  delegate_->OnStreamClosed(nullptr);
+  EndStream(delegate_, nullptr);
 }
 
 }  // namespace stanzad::xmpp

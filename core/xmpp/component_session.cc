@@ -198,18 +198,16 @@ void ComponentSession::AcknowledgeHandshake() {
 void ComponentSession::CloseWithError(StreamErrorCondition condition, std::string text) {
   if (state_ == State::kClosed) return;
   SendHeaderIfNeeded();
-  const StreamError error{condition, std::move(text)};
-  delegate_->Send(SerializeStreamError(error) + "</stream:stream>");
   state_ = State::kClosed;
-  delegate_->OnStreamClosed(&error);
+  const StreamError error{condition, std::move(text)};
+  EndStream(delegate_, &error);
 }
 
 void ComponentSession::Close() {
   if (state_ == State::kClosed) return;
   SendHeaderIfNeeded();
-  delegate_->Send("</stream:stream>");
   state_ = State::kClosed;
-  delegate_->OnStreamClosed(nullptr);
+  EndStream(delegate_, nullptr);
 }
 
 }  // namespace stanzad::xmpp

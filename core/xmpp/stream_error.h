@@ -56,6 +56,16 @@ struct StreamError {
 std::string SerializeStreamError(const StreamError& error,
                                  std::string_view stream_prefix = "stream");
 
+// Ends a stream from the server's side, for the sessions' Close and
+// CloseWithError: sends `error` if there is one, then </stream:stream>, through
+// `delegate`, and tells it the stream is over (OnStreamClosed).
+template <typename Delegate>
+void EndStream(Delegate* delegate, const StreamError* error) {
+  delegate->Send(error == nullptr ? std::string("</stream:stream>")
+                                  : SerializeStreamError(*error) + "</stream:stream>");
+  delegate->OnStreamClosed(error);
+}
+
 }  // namespace stanzad::xmpp
 
 #endif  // STANZAD_CORE_XMPP_STREAM_ERROR_H_
