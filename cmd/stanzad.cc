@@ -230,6 +230,7 @@ class Daemon {
         ForgetRemovedPeers();
         ServiceForwarding(now_ms);
         cluster_->FlushLinks();  // what this turn queued leaves in one send per link
+        DeliverInbound();        // after the acknowledgements have left
       }
       const auto now = std::chrono::steady_clock::now();
       if (now - last_publish >= std::chrono::milliseconds(100)) {
@@ -603,14 +604,17 @@ class Daemon {
           return;
         }
       }
-      if (!engine_ || domain.empty() ||
-          !engine_->Post(net::RouterShard::OwnerShard(domain, shards_), net::kDeliverFromPeer,
-                         net::kNoConnection, from, bytes)) {
+      if (!engine_ || domain.empty()) {
         ++stanzas_relay_failed_;  // not acknowledged: the origin sends it again
         return;
       }
+      // Acknowledged first, delivered after: the acknowledgements this turn makes
+      // leave (FlushLinks) before its stanzas go to the shards, so the origin
+      // never resends one a bridge may already have (no duplicates when this
+      // node dies); if this node dies in between, it is one of those it held.
       RememberSeen(from, sequence);
       cluster::AppendAck(sequence, &pending_acks_[from]);
+      inbound_.push_back({from, domain, std::string(bytes)});
       ++stanzas_relayed_in_;
       return;
     }
@@ -656,6 +660,13 @@ class Daemon {
       }
     }
   }
+
+  struct Inbound {
+    raft::NodeId origin = 0;
+    std::string address;  // RouteAddressOf(to): picks the shard
+    std::string bytes;
+  };
+  std::vector<Inbound> inbound_;  // taken from other nodes this turn, acknowledged
 
   struct Forwarded {
     raft::NodeId node = 0;  // the node that holds the destination bridge
@@ -767,6 +778,32 @@ class Daemon {
     ++relay_resent_;
     SendForwarded(it->first, entry);
     return false;
+  }
+
+  // Hands the stanzas this turn took from other nodes (and acknowledged) to the
+  // shards, in order. What a full shard queue does not take now waits for the
+  // next turn (at most 50 ms of retrying here, so Raft keeps its ticks).
+  void DeliverInbound() {
+    if (inbound_.empty()) return;
+    if (!engine_) {
+      stanzas_relay_failed_ += inbound_.size();  // the engine stopped: nowhere to deliver
+      inbound_.clear();
+      return;
+    }
+    const auto give_up = std::chrono::steady_clock::now() + std::chrono::milliseconds(50);
+    size_t done = 0;
+    for (; done < inbound_.size(); ++done) {
+      const Inbound& item = inbound_[done];
+      const int shard = net::RouterShard::OwnerShard(item.address, shards_);
+      bool posted = false;
+      while (!(posted = engine_->Post(shard, net::kDeliverFromPeer, net::kNoConnection, item.origin,
+                                      item.bytes)) &&
+             std::chrono::steady_clock::now() < give_up) {
+        std::this_thread::sleep_for(std::chrono::milliseconds(1));
+      }
+      if (!posted) break;
+    }
+    inbound_.erase(inbound_.begin(), inbound_.begin() + static_cast<std::ptrdiff_t>(done));
   }
 
   // Every 200 ms: resend what was not acknowledged within 500 ms, answer what
