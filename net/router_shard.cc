@@ -493,32 +493,8 @@ void RouterShard::ReturnToSender(std::string_view stanza_bytes, StanzaErrorCondi
   }
   Bump(stats_->stanzas_bounced);
   Bump(stats_->stanzas_bounced_by_condition[static_cast<int>(condition)]);
-  SendFromServer(xmpp::MakeErrorReply(stanza, condition, config_->domain));
-}
-
-void RouterShard::SendFromServer(std::string_view bytes) {
-  const xmpp::Stanza stanza = xmpp::InspectStanza(bytes);
-  if (!stanza.to) return;
-  const router::RouteDecision decision = routes_.Resolve(*stanza.to);
-  switch (decision.kind) {
-    case router::RouteKind::kComponent:
-      DeliverTo(kNoConnection, decision.connection, bytes);
-      return;
-    case router::RouteKind::kServer:
-      if (std::optional<router::UserAddress> user =
-              router::ParseUserAddress(*stanza.to, config_->domain)) {
-        RouteToUser(kNoConnection, stanza, *user);
-      }
-      return;
-    case router::RouteKind::kRemote:
-      if (!shard_->PostToControl(kCtlForward, kNoConnection, decision.node, bytes)) {
-        Bump(stats_->error_stanzas_dropped);
-      }
-      return;
-    case router::RouteKind::kError:
-      Bump(stats_->error_stanzas_dropped);
-      return;
-  }
+  RouteWithoutSender(xmpp::MakeErrorReply(stanza, condition, config_->domain),
+                     /*from_peer=*/false);
 }
 
 bool RouterShard::DeliverLocal(ConnectionId target, std::string_view bytes,
@@ -556,7 +532,7 @@ void RouterShard::Bounce(ConnectionId sender, std::string_view stanza_bytes,
   connection->SendReply(xmpp::MakeErrorReply(stanza, condition, config_->domain));
 }
 
-void RouterShard::RouteFromPeer(std::string_view bytes) {
+void RouterShard::RouteWithoutSender(std::string_view bytes, bool from_peer) {
   const xmpp::Stanza stanza = xmpp::InspectStanza(bytes);
   if (!stanza.to) {
     Bump(stats_->error_stanzas_dropped);
@@ -570,18 +546,26 @@ void RouterShard::RouteFromPeer(std::string_view bytes) {
     case router::RouteKind::kServer:
       if (std::optional<router::UserAddress> user =
               router::ParseUserAddress(*stanza.to, config_->domain)) {
-        RouteToUser(kNoConnection, stanza, *user, /*from_peer=*/true);
+        RouteToUser(kNoConnection, stanza, *user, from_peer);
         return;
       }
       // The sender's node answers stanzas to the domain itself; one here is stale.
       Bump(stats_->error_stanzas_dropped);
       return;
     case router::RouteKind::kRemote:
-      // Not here after all (the bridge moved on): never relay twice.
-      BounceToPeer(bytes, StanzaErrorCondition::kServiceUnavailable);
+      if (from_peer) {
+        // Not here after all (the bridge moved on): never relay twice.
+        BounceToPeer(bytes, StanzaErrorCondition::kServiceUnavailable);
+      } else if (!shard_->PostToControl(kCtlForward, kNoConnection, decision.node, bytes)) {
+        Bump(stats_->error_stanzas_dropped);
+      }
       return;
     case router::RouteKind::kError:
-      BounceToPeer(bytes, decision.error);
+      if (from_peer) {
+        BounceToPeer(bytes, decision.error);
+      } else {
+        Bump(stats_->error_stanzas_dropped);  // the server's own error reply: not answered
+      }
       return;
   }
 }
@@ -845,7 +829,7 @@ void RouterShard::OnMessage(Shard& shard, const CrossShardMessage& message) {
       return;
     case kDeliverFromPeer:
       Bump(stats_->stanzas_from_peers);
-      RouteFromPeer(message.payload);
+      RouteWithoutSender(message.payload, /*from_peer=*/true);
       return;
     case kBounce:
       Bounce(message.target, message.payload, static_cast<StanzaErrorCondition>(message.argument));

@@ -241,8 +241,6 @@ class RouterShard : public ShardHandler {
   // Answers `stanza_bytes` to its sender, wherever it is, with `condition` (a
   // stanza the server itself could not deliver).
   void ReturnToSender(std::string_view stanza_bytes, xmpp::StanzaErrorCondition condition);
-  // Routes a stanza the server itself sends (an error reply).
-  void SendFromServer(std::string_view bytes);
   // Sends `bytes` to a connection of this shard; false if it is gone or full.
   bool DeliverLocal(ConnectionId target, std::string_view bytes,
                     xmpp::StanzaErrorCondition* why_not);
@@ -251,9 +249,11 @@ class RouterShard : public ShardHandler {
               xmpp::StanzaErrorCondition condition);
   void Broadcast(uint32_t kind, ConnectionId target, std::string_view payload,
                  uint64_t argument = 0);
-  // A stanza from another node: delivered to a bridge here, or answered with an
-  // error that travels back to its sender's node.
-  void RouteFromPeer(std::string_view bytes);
+  // A stanza with no sender connection here: from another node (`from_peer`:
+  // delivered here or answered with an error that travels back to its node,
+  // never relayed on), or the server's own error reply (sent on to wherever
+  // its addressee is, another node included).
+  void RouteWithoutSender(std::string_view bytes, bool from_peer);
   // The error reply to a stanza whose sender is on another node.
   void BounceToPeer(std::string_view stanza_bytes, xmpp::StanzaErrorCondition condition);
   // PostToControl, kept and retried on ticks when the queue is full.
