@@ -7,6 +7,7 @@
 #include <cstdio>
 #include <ctime>
 
+#include "absl/strings/str_join.h"
 #include "cmd/node_commands.h"
 #include "core/base/concat.h"
 
@@ -80,6 +81,11 @@ std::string ClusterStatusText(const cluster::ClusterStatus& status, const NodeCo
         "warning: a two-node cluster tolerates no failure: if either node stops, the other "
         "cannot commit changes or elect a leader; add a third node\n";
   }
+  if (!status.isolated_from.empty()) {
+    out +=
+        Concat("warning: this node's cluster links to ", absl::StrJoin(status.isolated_from, ", "),
+               " are cut by a drill ('stanzactl cluster isolate off' ends it)\n");
+  }
   if (!status.failed.ok()) {
     out += Concat("error: cluster storage failed: ", std::string(status.failed.message()), "\n");
   }
@@ -98,6 +104,11 @@ std::string ClusterStatusJson(const cluster::ClusterStatus& status, const NodeCo
                       ",\"connected\":", member.connected ? "true" : "false", "}");
   }
   members += "]";
+  std::string isolated;
+  for (const std::string& host : status.isolated_from) {
+    if (!isolated.empty()) isolated += ",";
+    isolated += JsonString(host);
+  }
   return Concat(
       "{\"enabled\":", config.cluster_enabled ? "true" : "false",
       ",\"listening\":", listening ? "true" : "false",
@@ -107,7 +118,8 @@ std::string ClusterStatusJson(const cluster::ClusterStatus& status, const NodeCo
       ",\"term\":", std::to_string(status.term), ",\"leader\":", JsonString(status.leader_address),
       ",\"last_state_change\":", JsonString(Time(status.last_state_change)),
       ",\"trust_bundle\":", JsonString(config.cluster_trust),
-      ",\"tls\":", status.tls ? "true" : "false", ",\"members\":", members, "}\n");
+      ",\"tls\":", status.tls ? "true" : "false", ",\"isolated_from\":[", isolated, "]",
+      ",\"members\":", members, "}\n");
 }
 
 absl::StatusOr<std::string> ResolveClusterAddress(std::string_view text, uint16_t default_port) {

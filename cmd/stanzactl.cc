@@ -65,6 +65,8 @@ constexpr char kUsage[] =
     "  cluster status              state, peers and leader, in the seed's layout\n"
     "  cluster trust BUNDLE        the cluster's trust bundle: with certs set, every\n"
     "                              cluster link is mutual TLS against it\n"
+    "  cluster isolate IP... | off a drill: cut this node's cluster links to and from\n"
+    "                              those hosts (a partition) until 'off' or a restart\n"
     "  certs [KEY CERT [BUNDLE]]   show, or check and set, this node's TLS key and\n"
     "                              certificate (must cover the domain; bundle: the chain)\n"
     "  doctor dns DOMAIN [--dns_server=IP[:PORT]]\n"

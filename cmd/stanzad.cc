@@ -7,6 +7,7 @@
 // node's configuration durable in the state dir, and starts, restarts or stops
 // the io_uring engine (one shard thread per core) as the configuration says.
 // Call bridges connect on --component_port of every listen address.
+#include <arpa/inet.h>
 #include <fcntl.h>
 #include <poll.h>
 #include <signal.h>
@@ -31,6 +32,7 @@
 
 #include "absl/flags/flag.h"
 #include "absl/flags/parse.h"
+#include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
 #include "cluster/node/cluster_node.h"
 #include "cmd/admin/admin_socket.h"
@@ -83,9 +85,10 @@ ABSL_FLAG(int, account_failures_max, 5,
           "Failed logins of one account within --auth_failure_window_s after which its "
           "logins are refused, even with the right password, until the window passes.");
 ABSL_FLAG(uint16_t, cluster_port, 5279,
-          "TCP port for cluster peers (Raft and configuration), on the first listen address. "
-          "Opened by 'stanzactl cluster enable'. Not encrypted yet: keep it on a private "
-          "network.");
+          "TCP port for cluster peers (Raft, configuration, routes and stanzas between "
+          "nodes), on the first listen address. Opened by 'stanzactl cluster enable'. Mutual "
+          "TLS once the node has a certificate ('certs') and the cluster a trust bundle "
+          "('cluster trust'); in the clear until then: keep it on a private network.");
 ABSL_FLAG(std::string, routing, "leader",
           "How a stanza for a bridge on another node travels: 'leader' (the seed's model: a "
           "follower sends it to the leader, which sends it to the bridge's node) or 'direct' "
@@ -95,6 +98,11 @@ ABSL_FLAG(int, forward_hold_ms, 5000,
           "A stanza for a bridge on another node is kept until that node has taken it, and "
           "sent again (to wherever the bridge is then) when it did not; after this long it is "
           "answered to its sender with an error instead.");
+ABSL_FLAG(int, no_leader_hold_ms, 3000,
+          "With --routing=leader, how long a stanza for a bridge on another node waits while "
+          "the cluster has no leader (an election, or this node is on the minority side of a "
+          "partition) before it is answered to its sender with <service-unavailable/>. Within "
+          "--forward_hold_ms and --forward_hold_bytes.");
 ABSL_FLAG(int, forward_hold_bytes, 64 << 20,
           "Most bytes of stanzas kept waiting for another node; beyond it new ones are answered "
           "with <resource-constraint/> at once.");
@@ -228,6 +236,7 @@ class Daemon {
         cluster_->Tick(now_ms);
         MirrorClusterConfig();
         ForgetRemovedPeers();
+        ResendOnLeaderChange();
         ServiceForwarding(now_ms);
         cluster_->FlushLinks();  // what this turn queued leaves in one send per link
         DeliverInbound();        // after the acknowledgements have left
@@ -572,39 +581,47 @@ class Daemon {
     if (frame.type == cluster::FrameType::kAck) {
       absl::StatusOr<std::vector<uint64_t>> acks = cluster::DecodeAcks(frame.payload);
       if (!acks.ok()) return;
+      // From the node that delivered them, whichever node passed them on.
       for (const uint64_t sequence : *acks) {
         auto it = forwarded_.find(sequence);
-        if (it == forwarded_.end() || it->second.via != from) continue;
+        if (it == forwarded_.end()) continue;
         forward_bytes_ -= it->second.bytes.size();
         forwarded_.erase(it);
       }
       return;
     }
     if (frame.type == cluster::FrameType::kStanza) {
-      absl::StatusOr<std::pair<uint64_t, std::string_view>> decoded =
-          cluster::DecodeStanzaFrame(frame.payload);
+      absl::StatusOr<cluster::StanzaFrame> decoded = cluster::DecodeStanzaFrame(frame.payload);
       if (!decoded.ok()) return;
-      const auto [sequence, bytes] = *decoded;
-      if (SeenBefore(from, sequence)) {
+      const cluster::StanzaFrame& relayed = *decoded;
+      if (relayed.origin == cluster_->id()) return;  // its own, back: it resends it itself
+      if (SeenBefore(relayed.origin, relayed.sequence)) {
         ++relay_duplicates_dropped_;
-        cluster::AppendAck(sequence, &pending_acks_[from]);  // the first ack was lost
+        Acknowledge(relayed.origin, relayed.sequence);  // the first ack was lost
         return;
       }
-      const xmpp::Stanza stanza = xmpp::InspectStanza(bytes);
-      const std::string domain =
+      ++stanzas_relayed_in_;
+      const xmpp::Stanza stanza = xmpp::InspectStanza(relayed.stanza);
+      const std::string address =
           stanza.to ? router::RouteAddressOf(*stanza.to, config_.domain) : "";
-      // The leader passes on what a follower sent it for a bridge on a third node.
-      if (!domain.empty()) {
-        const std::optional<raft::NodeId> holder = NodeOf(domain);
-        if (holder && *holder != 0 && *holder != from) {
-          RememberSeen(from, sequence);
-          ForwardOnward(*holder, bytes);
-          cluster::AppendAck(sequence, &pending_acks_[from]);
-          ++stanzas_relayed_in_;
-          return;
+      const std::optional<raft::NodeId> holder = address.empty() ? std::nullopt : NodeOf(address);
+      if (holder && *holder != 0) {
+        // The leader passes on what a follower sent it for a route on a third node
+        // (or a node with an older view of the route does). It keeps nothing: the
+        // origin keeps the stanza until the destination acknowledges it, and sends
+        // it again (to the next leader) if that never comes. A bridge that moved to
+        // the origin itself is the origin's to deliver; a route that bounces
+        // between nodes stops after kRelayHopsMax.
+        if (*holder == relayed.origin || relayed.hops >= kRelayHopsMax) return;
+        cluster::StanzaFrame onward = relayed;
+        ++onward.hops;
+        if (cluster_->SendData(*holder, cluster::FrameType::kStanza,
+                               cluster::EncodeStanzaFrame(onward))) {
+          ++stanzas_relayed_out_;
         }
+        return;
       }
-      if (!engine_ || domain.empty()) {
+      if (!engine_ || address.empty()) {
         ++stanzas_relay_failed_;  // not acknowledged: the origin sends it again
         return;
       }
@@ -612,10 +629,9 @@ class Daemon {
       // leave (FlushLinks) before its stanzas go to the shards, so the origin
       // never resends one a bridge may already have (no duplicates when this
       // node dies); if this node dies in between, it is one of those it held.
-      RememberSeen(from, sequence);
-      cluster::AppendAck(sequence, &pending_acks_[from]);
-      inbound_.push_back({from, domain, std::string(bytes)});
-      ++stanzas_relayed_in_;
+      RememberSeen(relayed.origin, relayed.sequence);
+      Acknowledge(relayed.origin, relayed.sequence);
+      inbound_.push_back({relayed.origin, address, std::string(relayed.stanza)});
       return;
     }
     absl::StatusOr<cluster::Routes> routes = cluster::DecodeRoutes(frame.payload);
@@ -668,13 +684,22 @@ class Daemon {
   };
   std::vector<Inbound> inbound_;  // taken from other nodes this turn, acknowledged
 
+  // At most this many nodes pass a stanza on (the leader is one); more means two
+  // nodes disagree about where a route is, and the origin's resend sorts it out.
+  static constexpr uint8_t kRelayHopsMax = 3;
+
+  void Acknowledge(raft::NodeId origin, uint64_t sequence) {
+    cluster::AppendAck(sequence, &pending_acks_[origin]);
+  }
+
   struct Forwarded {
     raft::NodeId node = 0;  // the node that holds the destination bridge
-    raft::NodeId via = 0;   // where it was last sent (the leader, or `node`)
+    raft::NodeId via = 0;   // where it was last sent (the leader, or `node`); 0: not sent
     std::string address;    // the destination: a bridge ("cb1.example.com") or a client's full JID
     std::string bytes;
     net::ConnectionId sender = net::kNoConnection;  // kNoConnection: an error reply
     uint64_t first_ms = 0, sent_ms = 0;
+    uint64_t no_leader_since_ms = 0;  // waiting for a leader since; 0: it has a next hop
   };
 
   // The next hop towards `node`: itself with --routing=direct or on the leader;
@@ -689,16 +714,41 @@ class Daemon {
   void SendForwarded(uint64_t sequence, Forwarded& entry) {
     entry.sent_ms = MonotonicMs();
     const std::optional<raft::NodeId> hop = NextHop(entry.node);
-    if (!hop || !config_.cluster_enabled || !cluster_->is_member()) return;
+    if (!hop) {
+      entry.via = 0;
+      if (entry.no_leader_since_ms == 0) entry.no_leader_since_ms = entry.sent_ms;
+      return;
+    }
+    entry.no_leader_since_ms = 0;
+    if (!config_.cluster_enabled || !cluster_->is_member()) return;
     entry.via = *hop;
-    if (cluster_->SendData(*hop, cluster::FrameType::kStanza,
-                           cluster::EncodeStanzaFrame(sequence, entry.bytes))) {
+    if (cluster_->SendData(
+            *hop, cluster::FrameType::kStanza,
+            cluster::EncodeStanzaFrame({cluster_->id(), sequence, 0, entry.bytes}))) {
       ++stanzas_relayed_out_;
     }
   }
 
-  // Takes a stanza this node must send on to `node` (a relay, or an error reply
-  // going back): kept and re-sent like one of its own bridges'.
+  // A new leader (or the first after none): what went to the old one, or waited
+  // for one, goes to it now instead of after the resend delay. The destination
+  // drops any it already has by (origin, sequence).
+  void ResendOnLeaderChange() {
+    const raft::NodeId leader = cluster_->leader_id();
+    if (leader == last_leader_) return;
+    last_leader_ = leader;
+    if (leader == raft::kNoNode || routing_direct_) return;
+    for (auto it = forwarded_.begin(); it != forwarded_.end();) {
+      const std::optional<raft::NodeId> hop = NextHop(it->second.node);
+      if (!hop || *hop == it->second.via || !RetryOne(it)) {
+        ++it;
+        continue;
+      }
+      it = forwarded_.erase(it);
+    }
+  }
+
+  // Takes a stanza this node must send to `node` (an error reply going back to a
+  // sender there): kept and re-sent like one of its own bridges'.
   void ForwardOnward(raft::NodeId node, std::string_view bytes) {
     const xmpp::Stanza stanza = xmpp::InspectStanza(bytes);
     const uint64_t sequence = next_forward_sequence_++;
@@ -816,9 +866,11 @@ class Daemon {
     if (now_ms < last_forward_service_ms_ + 200) return;
     last_forward_service_ms_ = now_ms;
     const uint64_t hold = static_cast<uint64_t>(absl::GetFlag(FLAGS_forward_hold_ms));
+    const uint64_t no_leader_hold = static_cast<uint64_t>(absl::GetFlag(FLAGS_no_leader_hold_ms));
     for (auto it = forwarded_.begin(); it != forwarded_.end();) {
       Forwarded& entry = it->second;
-      if (now_ms - entry.first_ms > hold) {
+      if (now_ms - entry.first_ms > hold ||
+          (entry.no_leader_since_ms != 0 && now_ms - entry.no_leader_since_ms > no_leader_hold)) {
         ++relay_expired_;
         if (entry.sender == net::kNoConnection) {
           ExpireRelayed(entry);
@@ -1047,7 +1099,7 @@ class Daemon {
     const auto usage = [&] {
       reply({2,
              "usage: stanzactl cluster enable | disable | initialize | join HOST[:PORT] | "
-             "remove NODE | status | trust BUNDLE\n"});
+             "remove NODE | status | trust BUNDLE | isolate IP... | isolate off\n"});
     };
     if (verb == "status") {
       if (request.args.size() != 2) return usage();
@@ -1165,6 +1217,36 @@ class Daemon {
         reply({0, out});
       });
       return;
+    }
+    if (verb == "isolate") {
+      // A drill for failover and partition tests: this node's cluster links to
+      // and from these hosts are cut until 'isolate off' or a restart.
+      if (request.args.size() < 3) return usage();
+      std::set<std::string> hosts;
+      if (!(request.args.size() == 3 && request.args[2] == "off")) {
+        for (size_t i = 2; i < request.args.size(); ++i) {
+          std::string host = request.args[i];
+          if (host.size() > 2 && host.front() == '[' && host.back() == ']') {
+            host = host.substr(1, host.size() - 2);
+          }
+          in6_addr parsed{};
+          if (inet_pton(AF_INET, host.c_str(), &parsed) != 1 &&
+              inet_pton(AF_INET6, host.c_str(), &parsed) != 1) {
+            return reply({2, "error: '" + request.args[i] +
+                                 "' is not an IP address; usage: stanzactl cluster isolate "
+                                 "IP [IP...] | isolate off\n"});
+          }
+          hosts.insert(host);
+        }
+      }
+      const std::string list = absl::StrJoin(hosts, ",");
+      cluster_->IsolateFrom(hosts);
+      LogEvent(hosts.empty() ? LogLevel::kInfo : LogLevel::kWarning, "cluster_isolated",
+               "hosts=" + (hosts.empty() ? std::string("none") : list));
+      return reply({0, hosts.empty() ? "Cluster links restored\n"
+                                     : "Cluster links to and from " + list +
+                                           " cut (a drill: 'stanzactl cluster isolate off' or "
+                                           "a restart ends it)\n"});
     }
     if (verb == "remove") {
       if (request.args.size() != 3) return usage();
@@ -1353,6 +1435,7 @@ class Daemon {
   uint64_t relay_resent_ = 0, relay_duplicates_dropped_ = 0, relay_expired_ = 0;
   const bool routing_direct_ = absl::GetFlag(FLAGS_routing) == "direct";
   std::map<uint64_t, Forwarded> forwarded_;  // by sequence: waiting for an ack
+  raft::NodeId last_leader_ = raft::kNoNode;
   size_t forward_bytes_ = 0;
   // Unique per node across restarts: the clock in ns at start, then counting.
   uint64_t next_forward_sequence_ = static_cast<uint64_t>(

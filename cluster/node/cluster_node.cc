@@ -683,6 +683,8 @@ ClusterStatus ClusterNode::Status() const {
   status.elections = elections_;
   status.failed = failed_;
   status.tls = transport_->tls();
+  const std::set<std::string>& isolated = transport_->isolated_from();
+  status.isolated_from.assign(isolated.begin(), isolated.end());
   for (const double bound : kFailoverBucketsMs) {
     status.failover_buckets.push_back(static_cast<uint64_t>(std::count_if(
         failovers_ms_.begin(), failovers_ms_.end(), [bound](double ms) { return ms <= bound; })));

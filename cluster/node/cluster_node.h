@@ -36,6 +36,7 @@
 #include <map>
 #include <memory>
 #include <optional>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -85,9 +86,10 @@ struct ClusterStatus {
   raft::Index applied = 0;
   std::vector<MemberStatus> members;
   std::chrono::system_clock::time_point last_state_change{};
-  uint64_t elections = 0;  // times this node became leader
-  absl::Status failed;     // a storage error stopped this node's Raft
-  bool tls = false;        // the links are mutual TLS
+  uint64_t elections = 0;                  // times this node became leader
+  absl::Status failed;                     // a storage error stopped this node's Raft
+  bool tls = false;                        // the links are mutual TLS
+  std::vector<std::string> isolated_from;  // a drill is on (cluster isolate)
   // Failovers seen by this node: how long it knew no leader each time (from losing
   // one to knowing the next), as a histogram with ClusterNode::kFailoverBucketsMs.
   std::vector<uint64_t> failover_buckets;  // cumulative counts, one per bound
@@ -136,6 +138,10 @@ class ClusterNode {
   bool SendData(raft::NodeId to, FrameType type, std::string_view payload);
   // Writes what was queued on the links (call at the end of each loop turn).
   void FlushLinks() { transport_->FlushAll(); }
+  // A drill: cut every cluster link to and from these hosts (IP addresses) until
+  // called again (empty: none). See PeerTransport::SetIsolatedFrom.
+  void IsolateFrom(std::set<std::string> hosts) { transport_->SetIsolatedFrom(std::move(hosts)); }
+  const std::set<std::string>& isolated_from() const { return transport_->isolated_from(); }
   // Members other than this node, by id.
   std::vector<raft::NodeId> PeerIds() const;
 

@@ -141,18 +141,27 @@ absl::StatusOr<Routes> DecodeRoutes(std::string_view payload) {
   return routes;
 }
 
-std::string EncodeStanzaFrame(uint64_t sequence, std::string_view stanza) {
+std::string EncodeStanzaFrame(const StanzaFrame& frame) {
   std::string out;
-  out.reserve(8 + stanza.size());
-  PutLittle(&out, sequence, 8);
-  out.append(stanza);
+  out.reserve(17 + frame.stanza.size());
+  PutLittle(&out, frame.origin, 8);
+  PutLittle(&out, frame.sequence, 8);
+  out.push_back(static_cast<char>(frame.hops));
+  out.append(frame.stanza);
   return out;
 }
 
-absl::StatusOr<std::pair<uint64_t, std::string_view>> DecodeStanzaFrame(std::string_view payload) {
-  uint64_t sequence = 0;
-  if (!TakeLittle(&payload, 8, &sequence)) return Bad("short stanza frame");
-  return std::make_pair(sequence, payload);
+absl::StatusOr<StanzaFrame> DecodeStanzaFrame(std::string_view payload) {
+  StanzaFrame frame;
+  uint64_t hops = 0;
+  if (!TakeLittle(&payload, 8, &frame.origin) || !TakeLittle(&payload, 8, &frame.sequence) ||
+      !TakeLittle(&payload, 1, &hops)) {
+    return Bad("short stanza frame");
+  }
+  if (frame.origin == raft::kNoNode) return Bad("stanza frame without an origin");
+  frame.hops = static_cast<uint8_t>(hops);
+  frame.stanza = payload;
+  return frame;
 }
 
 void AppendAck(uint64_t sequence, std::string* payload) { PutLittle(payload, sequence, 8); }

@@ -16,9 +16,13 @@
 //                  the leader's address (when known) with kUnavailable
 //   kRoutes        full (1: 1 = this replaces every route of the sender) | then per route:
 //                  op (1: 1 add, 0 remove) | length (2) | component address
-//   kStanza        sequence (8, unique per origin node, growing across restarts) | a
-//                  stanza for a component bound on the receiving node
-//   kAck           sequences (8 each) of kStanza frames the receiving node took
+//   kStanza        origin node id (8) | sequence (8, unique per origin node, growing
+//                  across restarts) | hops (1: nodes that passed it on so far) | a
+//                  stanza for a route (bridge or client) bound on the receiving node, or
+//                  for the leader to pass on to the node that holds it
+//   kAck           sequences (8 each) of the receiving node's own kStanza frames that
+//                  the sending node delivered: sent by the destination straight to the
+//                  origin, whichever node passed the stanza on
 //
 // Decoding never trusts its input: lengths are checked against what remains and against
 // kFrameBytesMax; a bad frame is an error, never a crash.
@@ -104,9 +108,14 @@ struct Routes {
 std::string EncodeRoutes(const Routes& routes);
 absl::StatusOr<Routes> DecodeRoutes(std::string_view payload);
 
-std::string EncodeStanzaFrame(uint64_t sequence, std::string_view stanza);
-// The sequence and a view of the stanza in `payload`.
-absl::StatusOr<std::pair<uint64_t, std::string_view>> DecodeStanzaFrame(std::string_view payload);
+struct StanzaFrame {
+  raft::NodeId origin = raft::kNoNode;  // the node that keeps it until acknowledged
+  uint64_t sequence = 0;                // the origin's; (origin, sequence) is unique
+  uint8_t hops = 0;                     // nodes that passed it on before the receiver
+  std::string_view stanza;              // a view into the decoded payload
+};
+std::string EncodeStanzaFrame(const StanzaFrame& frame);
+absl::StatusOr<StanzaFrame> DecodeStanzaFrame(std::string_view payload);
 void AppendAck(uint64_t sequence, std::string* payload);
 absl::StatusOr<std::vector<uint64_t>> DecodeAcks(std::string_view payload);
 

@@ -1,5 +1,6 @@
 #include "cluster/node/peer_transport.h"
 
+#include <arpa/inet.h>
 #include <fcntl.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
@@ -129,6 +130,35 @@ bool PeerTransport::SendTo(raft::NodeId peer, FrameType type, std::string_view p
   return false;
 }
 
+namespace {
+
+// "IP:PORT" or "[IPv6]:PORT" -> the IP.
+std::string HostOf(std::string_view address) {
+  if (!address.empty() && address.front() == '[') {
+    const size_t close = address.find(']');
+    return std::string(address.substr(1, close == std::string_view::npos ? 0 : close - 1));
+  }
+  const size_t colon = address.rfind(':');
+  return std::string(colon == std::string_view::npos ? address : address.substr(0, colon));
+}
+
+}  // namespace
+
+bool PeerTransport::Isolated(const Link& link) const {
+  if (isolated_from_.empty()) return false;
+  return isolated_from_.count(link.remote_ip) != 0 ||
+         ((link.outgoing || link.hello_seen) && isolated_from_.count(HostOf(link.address)) != 0);
+}
+
+void PeerTransport::SetIsolatedFrom(std::set<std::string> hosts) {
+  isolated_from_ = std::move(hosts);
+  std::vector<LinkId> cut;
+  for (const auto& [id, link] : links_) {
+    if (Isolated(*link)) cut.push_back(id);
+  }
+  for (const LinkId id : cut) CloseLink(id, absl::UnavailableError("isolated (cluster isolate)"));
+}
+
 LinkId PeerTransport::Dial(const std::string& address, uint64_t now_ms, absl::Status* error) {
   return Open(address, raft::kNoNode, false, now_ms, error);
 }
@@ -138,6 +168,11 @@ LinkId PeerTransport::Open(const std::string& address, raft::NodeId peer, bool p
   absl::StatusOr<net::Endpoint> endpoint = net::Endpoint::Parse(address, 5279);
   if (!endpoint.ok()) {
     *error = endpoint.status();
+    return kNoLink;
+  }
+  if (isolated_from_.count(HostOf(address)) != 0) {
+    *error = absl::UnavailableError(
+        Concat("this node is isolated from ", address, " (stanzactl cluster isolate off)"));
     return kNoLink;
   }
   const int fd = socket(endpoint->address.ss_family, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
@@ -300,6 +335,10 @@ void PeerTransport::ReadFrom(Link& link) {
       current->hello_seen = true;
       current->peer = hello->id;
       current->address = hello->address;
+      if (Isolated(*current)) {
+        CloseLink(id, absl::UnavailableError("isolated (cluster isolate)"));
+        return;
+      }
       if (on_peer_up_) on_peer_up_(hello->id);
       continue;
     }
@@ -329,14 +368,30 @@ void PeerTransport::HandlePoll(const std::vector<pollfd>& fds, size_t first, uin
   if (listener_polled_) {
     if (fds[at].revents & POLLIN) {
       for (int i = 0; i < 64; ++i) {
-        const int fd = accept4(listen_fd_, nullptr, nullptr, SOCK_CLOEXEC | SOCK_NONBLOCK);
+        sockaddr_storage from{};
+        socklen_t from_length = sizeof(from);
+        const int fd = accept4(listen_fd_, reinterpret_cast<sockaddr*>(&from), &from_length,
+                               SOCK_CLOEXEC | SOCK_NONBLOCK);
         if (fd < 0) break;
+        char ip[INET6_ADDRSTRLEN] = "";
+        if (from.ss_family == AF_INET) {
+          inet_ntop(AF_INET, &reinterpret_cast<const sockaddr_in*>(&from)->sin_addr, ip,
+                    sizeof(ip));
+        } else if (from.ss_family == AF_INET6) {
+          inet_ntop(AF_INET6, &reinterpret_cast<const sockaddr_in6*>(&from)->sin6_addr, ip,
+                    sizeof(ip));
+        }
+        if (isolated_from_.count(ip) != 0) {
+          close(fd);
+          continue;
+        }
         const int one = 1;
         setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
         auto link = std::make_unique<Link>();
         link->id = next_link_++;
         link->fd = fd;
         link->address = "(incoming)";
+        link->remote_ip = ip;
         Link& added = *link;
         links_[link->id] = std::move(link);
         StartTls(added);

@@ -29,6 +29,7 @@
 #include <functional>
 #include <map>
 #include <memory>
+#include <set>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -88,6 +89,12 @@ class PeerTransport {
   void Close(LinkId link);
 
   bool Connected(raft::NodeId peer) const;
+
+  // A drill (stanzactl cluster isolate): no link to or from these hosts (IP
+  // addresses as text) — existing ones close, new ones are refused both ways —
+  // until the set is changed. Empty: none blocked.
+  void SetIsolatedFrom(std::set<std::string> hosts);
+  const std::set<std::string>& isolated_from() const { return isolated_from_; }
   uint64_t frames_dropped() const { return frames_dropped_; }
 
   // poll() integration: AppendPollFds adds this transport's descriptors at the end of
@@ -110,7 +117,8 @@ class PeerTransport {
     bool hello_seen = false;  // incoming: its kHello arrived
     raft::NodeId peer = raft::kNoNode;
     std::string address;
-    std::string in, out;  // plaintext: frames read, frames to send
+    std::string remote_ip;  // incoming: the connecting host
+    std::string in, out;    // plaintext: frames read, frames to send
     uint64_t connect_deadline_ms = 0;
     std::unique_ptr<tls::TlsSession> tls;  // with mutual TLS
     std::string cipher_out;                // TLS records waiting for the socket
@@ -130,6 +138,7 @@ class PeerTransport {
   // Starts TLS on a link (client when it dialled); false (link closed) on error.
   bool StartTls(Link& link);
   Link* Find(LinkId id);
+  bool Isolated(const Link& link) const;
 
   Hello self_;
   FrameHandler on_frame_;
@@ -142,6 +151,7 @@ class PeerTransport {
   std::map<raft::NodeId, Dialer> dialers_;
   LinkId next_link_ = 1;
   uint64_t frames_dropped_ = 0;
+  std::set<std::string> isolated_from_;
   uint64_t now_ms_ = 0;
   std::vector<LinkId> polled_;  // link per pollfd after the listener's
   bool listener_polled_ = false;

@@ -45,7 +45,7 @@ void Decode(const stanzad::cluster::Frame& frame) {
       return;
     case FrameType::kStanza:
       if (auto stanza = DecodeStanzaFrame(frame.payload); stanza.ok()) {
-        Check(EncodeStanzaFrame(stanza->first, stanza->second) == frame.payload);
+        Check(EncodeStanzaFrame(*stanza) == frame.payload);
       }
       return;
     case FrameType::kAck:

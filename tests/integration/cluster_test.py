@@ -292,6 +292,79 @@ class ClusterTest(unittest.TestCase):
             lambda: metric(leader, "stanzad_cluster_relayed_total", direction="in") >= 100,
             what="the leader relaying them")
 
+    def test_leader_killed_during_a_stream_nothing_lost_nothing_twice(self):
+        # Leader routing: every stanza from node 2 to node 3 goes through the leader
+        # (node 1). SIGKILL it mid-stream: node 2 keeps each stanza until node 3 has
+        # delivered it and sends what the dead leader never passed on to the new
+        # one; node 3 drops what it already had. Every stanza accepted by a
+        # surviving node arrives exactly once.
+        a, b, c = self.form()
+        self.assertEqual(self.leader_of(b), self.address(a))
+        for name in ("cb2", "cb3"):
+            ok(a, "callbridge", "add", name)
+        secrets = self.secrets(a)
+        cb2 = self.bridge(b, "cb2", secrets["cb2"])
+        cb3 = self.bridge(c, "cb3", secrets["cb3"])
+        wait_until(lambda: self._reaches(cb2, cb3), what="cb2 reaching cb3")
+        count = 1500
+        for i in range(count):
+            cb2.send(f"<message from='cb2.{DOMAIN}' to='cb3.{DOMAIN}' id='s{i}'/>")
+            if i == 500:
+                a.stop(signal.SIGKILL)
+            time.sleep(0.001)
+        cb3.read_until(f"id='s{count - 1}'/>", timeout=20)
+        cb3.read_for(1.0)  # anything sent twice would come in this second
+        ids = [int(i) for i in re.findall(rb"id='s(\d+)'", cb3.received)]
+        self.assertEqual(sorted(ids), list(range(count)))  # none lost, none twice
+        self.assertNotIn(b"type='error'", cb2.received)
+        self.assertNotIn(self.leader_of(b), ("", self.address(a)))
+        for component in (cb2, cb3):
+            component.close()
+
+    def test_minority_side_of_a_partition_refuses_changes_and_bounces_stanzas(self):
+        a, b, c = self.form(extra_flags=["--no_leader_hold_ms=1000", "--forward_hold_ms=2000"])
+        for name in ("cb1", "cb3"):
+            ok(a, "callbridge", "add", name)
+        secrets = self.secrets(a)
+        cb1 = self.bridge(a, "cb1", secrets["cb1"])
+        cb3 = self.bridge(c, "cb3", secrets["cb3"])
+        wait_until(lambda: self._reaches(cb3, cb1), what="cb3 reaching cb1")
+        # Node 3 is cut off from the other two (a drill on its cluster links).
+        out = ok(c, "cluster", "isolate", a.ip, b.ip)
+        self.assertIn("cut", out)
+        self.assertIn("cut by a drill", ok(c, "cluster", "status"))
+        wait_until(lambda: self.leader_of(c) == "", timeout=10, what="node 3 without a leader")
+        # The minority refuses configuration changes, saying why...
+        code, out, err = c.stanzactl("callbridge", "add", "minority")
+        self.assertNotEqual(code, 0)
+        self.assertRegex(out + err, r"(?i)leader|quorum")
+        # ...while the majority keeps a leader and commits them.
+        ok(a, "callbridge", "add", "majority")
+        self.assertIn(self.leader_of(b), (self.address(a), self.address(b)))
+        # A stanza from the minority side waits for a leader, then comes back as an
+        # error: not lost. One towards the minority comes back after the hold too.
+        cb3.send(f"<message from='cb3.{DOMAIN}' to='cb1.{DOMAIN}' id='cut1'/>")
+        cb3.read_until("id='cut1'", timeout=10)
+        self.assertRegex(cb3.received.decode(), r"type='error'[^>]*id='cut1'|id='cut1'[^>]*type='error'")
+        self.assertIn(b"service-unavailable", cb3.received)
+        cb1.send(f"<message from='cb1.{DOMAIN}' to='cb3.{DOMAIN}' id='cut2'/>")
+        cb1.read_until("id='cut2'", timeout=10)
+        self.assertIn(b"service-unavailable", cb1.received)
+        self.assertNotIn(b"cut2", cb3.received)
+        # The partition heals: node 3 follows again, has the majority's change, and
+        # the bridges reach each other.
+        self.assertIn("restored", ok(c, "cluster", "isolate", "off"))
+        wait_until(lambda: "Callbridge : majority" in ok(c, "callbridge", "list"), timeout=15,
+                   what="node 3 catching up")
+        self.assertNotIn("Callbridge : minority", ok(a, "callbridge", "list"))
+        wait_until(lambda: self._reaches(cb3, cb1), timeout=10, what="cb3 reaching cb1 again")
+        wait_until(lambda: self._reaches(cb1, cb3), timeout=10, what="cb1 reaching cb3 again")
+        code, out, err = c.stanzactl("cluster", "isolate", "not-an-ip")
+        self.assertEqual(code, 2)
+        self.assertIn("not an IP address", out + err)
+        for component in (cb1, cb3):
+            component.close()
+
     def _reaches(self, sender, receiver):
         marker = f"probe{time.monotonic_ns()}"
         sender.send(f"<message from='{sender.address}' to='{receiver.address}' id='{marker}'/>")

@@ -178,6 +178,20 @@ class RawComponent:
             self.received += chunk
         return self.received
 
+    def read_for(self, seconds):
+        """Records whatever arrives within `seconds` (e.g. to see that nothing more does)."""
+        deadline = time.monotonic() + seconds
+        while (remaining := deadline - time.monotonic()) > 0:
+            self.sock.settimeout(remaining)
+            try:
+                chunk = self.sock.recv(65536)
+            except socket.timeout:
+                break
+            if not chunk:
+                break
+            self.received += chunk
+        return self.received
+
     def wait_closed(self, timeout=10.0):
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
