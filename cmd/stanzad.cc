@@ -237,6 +237,7 @@ class Daemon {
         MirrorClusterConfig();
         ForgetRemovedPeers();
         ResendOnLeaderChange();
+        ResendDeferred();
         ServiceForwarding(now_ms);
         cluster_->FlushLinks();  // what this turn queued leaves in one send per link
         DeliverInbound();        // after the acknowledgements have left
@@ -653,7 +654,7 @@ class Daemon {
       }
       // One pass over what waits (not one per route: a peer's full set can be large).
       for (auto it = forwarded_.begin(); it != forwarded_.end();) {
-        if (known.count(it->second.address) == 0 || !RetryOne(it)) {
+        if (known.count(it->second.address) == 0 || !RetryMoved(it)) {
           ++it;
           continue;
         }
@@ -800,11 +801,48 @@ class Daemon {
   void ResendFor(const std::string& address) {
     if (forwarded_.empty()) return;  // the common case: nothing waits
     for (auto it = forwarded_.begin(); it != forwarded_.end();) {
-      if (it->second.address != address || !RetryOne(it)) {
+      if (it->second.address != address || !RetryMoved(it)) {
         ++it;
         continue;
       }
       it = forwarded_.erase(it);
+    }
+  }
+
+  // A resend because the stanza's bridge appeared on another node. While the node
+  // it was sent to still has a link here, that node's acknowledgement may be on
+  // its way (it delivered the stanza just before the bridge left it, or before it
+  // died and the bridge reconnected elsewhere: its last frames are read before
+  // its link closes); sending it now could deliver it twice. It waits for that
+  // link to close (ResendDeferred) or for the resend timer.
+  bool RetryMoved(std::map<uint64_t, Forwarded>::iterator it) {
+    const Forwarded& entry = it->second;
+    if (entry.via != 0 && entry.node != 0 && cluster_->LinkedTo(entry.node)) {
+      const std::optional<raft::NodeId> node = NodeOf(entry.address);
+      if (node && *node != entry.node) {
+        deferred_resend_nodes_.insert(entry.node);
+        return false;
+      }
+    }
+    return RetryOne(it);
+  }
+
+  // Resends what waited for a node's link to close, once it has.
+  void ResendDeferred() {
+    for (auto node = deferred_resend_nodes_.begin(); node != deferred_resend_nodes_.end();) {
+      if (cluster_->LinkedTo(*node)) {
+        ++node;
+        continue;
+      }
+      const raft::NodeId gone = *node;
+      node = deferred_resend_nodes_.erase(node);
+      for (auto it = forwarded_.begin(); it != forwarded_.end();) {
+        if (it->second.node != gone || !RetryOne(it)) {
+          ++it;
+          continue;
+        }
+        it = forwarded_.erase(it);
+      }
     }
   }
 
@@ -1436,6 +1474,7 @@ class Daemon {
   const bool routing_direct_ = absl::GetFlag(FLAGS_routing) == "direct";
   std::map<uint64_t, Forwarded> forwarded_;  // by sequence: waiting for an ack
   raft::NodeId last_leader_ = raft::kNoNode;
+  std::set<raft::NodeId> deferred_resend_nodes_;  // see RetryMoved
   size_t forward_bytes_ = 0;
   // Unique per node across restarts: the clock in ns at start, then counting.
   uint64_t next_forward_sequence_ = static_cast<uint64_t>(

@@ -142,6 +142,8 @@ class ClusterNode {
   // called again (empty: none). See PeerTransport::SetIsolatedFrom.
   void IsolateFrom(std::set<std::string> hosts) { transport_->SetIsolatedFrom(std::move(hosts)); }
   const std::set<std::string>& isolated_from() const { return transport_->isolated_from(); }
+  // A link to `peer` is up (either direction).
+  bool LinkedTo(raft::NodeId peer) const { return transport_->Connected(peer); }
   // Members other than this node, by id.
   std::vector<raft::NodeId> PeerIds() const;
 
