@@ -8,7 +8,8 @@
 //   throughput  each bridge keeps --window messages in flight; a message counts
 //               when its receiver has it. Stanzas/s over --duration_s after
 //               --warmup_s, per-bridge min and max, then a drain of at most
-//               --drain_s and the ids lost, duplicated or bounced with an error.
+//               --drain_s and the ids lost, duplicated or bounced with an error
+//               (bounced_but_delivered: bounced, yet the receiver got it too).
 //   latency     open loop at --rate stanzas/s in all (round robin over the
 //               bridges); latency is measured from the time each message was
 //               due, so a stall is not hidden (no coordinated omission);
@@ -35,6 +36,19 @@
 // sequence number below the expected one is a duplicate and one above it means
 // the ones between were lost.
 //
+// Throughput and latency modes also report max_delivery_gap_ms: the longest
+// time in the measuring window (from the end of warm-up to the end of
+// --duration_s, both ends included) without any bridge receiving one of the
+// bench's messages (error replies and duplicates do not count). A stall of the
+// whole cluster shows up there even when few messages are lost.
+//
+// --kill_pid=PID --kill_at_s=T: SIGKILLs PID (a cluster node) T seconds into
+// the measuring window and reports kill_to_flow_ms: from the kill until the
+// first delivery of a message that was due after it, i.e. until new traffic
+// flows end to end again (null if none did before the drain ended). With
+// --failover, lost messages are also split by path (sender -> receiver):
+// paths where either bridge had to reconnect, and steady paths where neither did.
+//
 // Prints one JSON line, including the client's CPU use (bench_was_bottleneck
 // when its thread was >= 90% busy). Every run is bounded by warm-up, duration,
 // drain and hold plus 60 s for connecting.
@@ -51,6 +65,7 @@
 #include <cerrno>
 #include <chrono>
 #include <cinttypes>
+#include <csignal>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
@@ -90,6 +105,8 @@ struct Options {
   bool failover = false;
   std::string srv_domain;  // --srv
   std::string dns_server;  // --dns_server
+  int kill_pid = 0;        // SIGKILLed --kill_at_s into the measuring window
+  double kill_at_s = 0;
 };
 
 struct BridgeAccount {
@@ -106,11 +123,13 @@ struct Bridge {
   std::string in;   // bytes not yet parsed
   std::string out;  // bytes waiting for the socket
   int in_flight = 0;
-  uint64_t sent = 0;                // messages this bridge sent
-  uint64_t delivered_to_next = 0;   // of those, received by the next bridge
-  uint64_t bounced = 0;             // of those, returned to it with type='error'
-  uint64_t expected_from_prev = 0;  // next sequence number due from the previous bridge
-  uint64_t lost_from_prev = 0;      // holes: sequence numbers skipped and not (yet) filled
+  uint64_t sent = 0;                     // messages this bridge sent
+  uint64_t delivered_to_next = 0;        // of those, received by the next bridge
+  uint64_t bounced = 0;                  // of those, returned to it with type='error'
+  uint64_t bounced_but_delivered = 0;    // of those, also received by the next bridge
+  std::set<uint64_t> bounced_sequences;  // bounced, not (yet) seen delivered; while few
+  uint64_t expected_from_prev = 0;       // next sequence number due from the previous bridge
+  uint64_t lost_from_prev = 0;           // holes: sequence numbers skipped and not (yet) filled
   uint64_t duplicated_from_prev = 0;
   uint64_t reordered_from_prev = 0;    // arrived after a later one (filled a hole)
   std::set<uint64_t> holes_from_prev;  // the skipped ones, while few (after a failover)
@@ -295,6 +314,7 @@ void Usage() {
       "         [--payload_bytes=100] [--duration_s=10] [--warmup_s=2] [--drain_s=3]\n"
       "         [--rate=100000] [--hold_s=0] [--server_pid=PID]\n"
       "         [--failover] [--srv=DOMAIN] [--dns_server=IP[:PORT]]\n"
+      "         [--kill_pid=PID] [--kill_at_s=0]\n"
       "  --secrets_json  `stanzactl --json callbridge list` output (xmpp protocol)\n"
       "  --protocol      xmpp: XEP-0114 components; relay: bench/tcp_relay baseline\n"
       "  --mode          throughput (pipelined --window per bridge), latency (open loop\n"
@@ -303,7 +323,10 @@ void Usage() {
       "  --server        HOST:PORT, or a list HOST:PORT,HOST:PORT,... to fail over along\n"
       "  --failover      reconnect a bridge that loses its server to the next one\n"
       "  --srv           find the servers in _xmpp-component._tcp.DOMAIN (implies --failover)\n"
-      "  --dns_server    the DNS server for --srv (default: the system's)\n");
+      "  --dns_server    the DNS server for --srv (default: the system's)\n"
+      "  --kill_pid      SIGKILL this process --kill_at_s into the measuring window\n"
+      "                  (< --duration_s) and report kill_to_flow_ms: until a message\n"
+      "                  due after the kill is delivered\n");
 }
 
 class Bench {
@@ -325,6 +348,8 @@ class Bench {
   void OnHandshakeBytes(Bridge& bridge, std::string_view data);
   void ParseMessages(Bridge& bridge, int64_t now);
   void QueueMessage(size_t from, int64_t due);
+  // A message due at `due` reached its receiver at `now` (not a duplicate).
+  void OnDelivered(int64_t now, int64_t due);
   bool Measuring(int64_t due) const { return due >= window_start_ && due < window_end_; }
   void Report(double cpu_seconds, int64_t rss_before, int64_t rss_after);
 
@@ -340,6 +365,10 @@ class Bench {
   uint64_t backlogged_ = 0;
   std::vector<int64_t> latencies_ns_;
   std::vector<int64_t> down_ns_;  // each failover: from the drop to authenticated again
+  int64_t last_delivery_ns_ = 0;  // in the measuring window; 0: none yet
+  int64_t max_delivery_gap_ns_ = 0;
+  int64_t kill_ns_ = 0;           // when --kill_pid was killed; 0: not yet
+  int64_t kill_to_flow_ns_ = -1;  // -1: nothing due after the kill delivered yet
 };
 
 void Bench::Connect(const std::vector<BridgeAccount>& accounts) {
@@ -572,6 +601,14 @@ void Bench::ParseMessages(Bridge& bridge, int64_t now) {
       // Our own message, bounced back to us by the server.
       ++bridge.bounced;
       --bridge.in_flight;
+      const Bridge& receiver = bridges_[(self + 1) % bridges_.size()];
+      if (sequence < receiver.expected_from_prev && !receiver.holes_from_prev.contains(sequence)) {
+        // The server said it failed, but the receiver has it: the sender would send it again.
+        ++bridge.bounced_but_delivered;
+        ++bridge.in_flight;  // answered twice, counted once
+      } else if (bridge.bounced_sequences.size() < 100'000) {
+        bridge.bounced_sequences.insert(sequence);
+      }
       if (options_.mode == Mode::kThroughput && now < window_end_) QueueMessage(self, now);
       continue;
     }
@@ -596,6 +633,11 @@ void Bench::ParseMessages(Bridge& bridge, int64_t now) {
     }
     ++sender.delivered_to_next;
     --sender.in_flight;
+    if (!sender.bounced_sequences.empty() && sender.bounced_sequences.erase(sequence) != 0) {
+      ++sender.bounced_but_delivered;  // delivered after its error reply
+      ++sender.in_flight;
+    }
+    OnDelivered(now, due);
     if (Measuring(due)) {
       ++bridge.received_in_window;
       if (options_.mode == Mode::kLatency) latencies_ns_.push_back(now - due);
@@ -607,6 +649,15 @@ void Bench::ParseMessages(Bridge& bridge, int64_t now) {
     Flush(bridges_[previous]);
     Flush(bridge);
   }
+}
+
+void Bench::OnDelivered(int64_t now, int64_t due) {
+  if (now >= window_start_ && now < window_end_) {
+    max_delivery_gap_ns_ =
+        std::max(max_delivery_gap_ns_, now - std::max(last_delivery_ns_, window_start_));
+    last_delivery_ns_ = now;
+  }
+  if (kill_ns_ != 0 && kill_to_flow_ns_ < 0 && due > kill_ns_) kill_to_flow_ns_ = now - kill_ns_;
 }
 
 void Bench::OnReadable(Bridge& bridge, int64_t now) {
@@ -693,6 +744,15 @@ int Bench::Run() {
     if (started_) {
       if (cpu_start < 0 && now >= window_start_) cpu_start = ThreadCpuSeconds();
       if (cpu_end < 0 && now >= window_end_) cpu_end = ThreadCpuSeconds();
+      if (options_.kill_pid > 0 && kill_ns_ == 0 &&
+          now >= window_start_ + SecondsToNs(options_.kill_at_s)) {
+        if (kill(options_.kill_pid, SIGKILL) != 0) {
+          Die("cannot kill --kill_pid " + std::to_string(options_.kill_pid) + ": " +
+              std::strerror(errno));
+        }
+        kill_ns_ = NowNs();  // messages queued from here on are due after the kill
+        std::fprintf(stderr, "stanza-bench: killed %d\n", options_.kill_pid);
+      }
       if (options_.mode == Mode::kLatency && now < window_end_) {
         // Everything due by now, round robin, each with the time it was due.
         const uint64_t due_count =
@@ -752,6 +812,7 @@ void Bench::Report(double cpu_seconds, int64_t rss_before, int64_t rss_after) {
   }
   uint64_t in_window = 0, min_bridge = UINT64_MAX, max_bridge = 0;
   uint64_t sent = 0, delivered = 0, bounced = 0, lost = 0, duplicated = 0, unanswered = 0;
+  uint64_t bounced_but_delivered = 0;
   uint64_t reordered = 0;
   for (const Bridge& bridge : bridges_) {
     in_window += bridge.received_in_window;
@@ -760,25 +821,42 @@ void Bench::Report(double cpu_seconds, int64_t rss_before, int64_t rss_after) {
     sent += bridge.sent;
     delivered += bridge.delivered_to_next;
     bounced += bridge.bounced;
+    bounced_but_delivered += bridge.bounced_but_delivered;
     lost += bridge.lost_from_prev;
     duplicated += bridge.duplicated_from_prev;
     reordered += bridge.reordered_from_prev;
     unanswered += static_cast<uint64_t>(std::max(0, bridge.in_flight));
   }
-  // A bounced message leaves a gap at its receiver too: it was answered, not lost;
-  // so does one a disconnect kept from ever leaving the client.
+  // A bounced message leaves a gap at its receiver too (unless it was delivered
+  // as well): it was answered, not lost; so does one a disconnect kept from ever
+  // leaving the client.
   uint64_t never_sent = 0;
   for (const Bridge& bridge : bridges_) never_sent += bridge.unsent_dropped;
-  lost = lost > bounced + never_sent ? lost - bounced - never_sent : 0;
+  const uint64_t answered = bounced - bounced_but_delivered + never_sent;
+  lost = lost > answered ? lost - answered : 0;
+  // The window's ends count as deliveries, so silence at its end is a gap too.
+  const int64_t gap_ns =
+      std::max(max_delivery_gap_ns_, window_end_ - std::max(last_delivery_ns_, window_start_));
   const double duration = options_.duration_s;
   std::printf(
       ",\"payload_bytes\":%d,\"duration_s\":%.1f,\"stanzas_per_s\":%.0f,"
       "\"per_bridge_min_per_s\":%.0f,\"per_bridge_max_per_s\":%.0f,\"sent\":%" PRIu64
-      ",\"delivered\":%" PRIu64 ",\"bounced\":%" PRIu64 ",\"lost\":%" PRIu64
-      ",\"duplicated\":%" PRIu64 ",\"reordered\":%" PRIu64 ",\"unanswered_after_drain\":%" PRIu64,
+      ",\"delivered\":%" PRIu64 ",\"bounced\":%" PRIu64 ",\"bounced_but_delivered\":%" PRIu64
+      ",\"lost\":%" PRIu64 ",\"duplicated\":%" PRIu64 ",\"reordered\":%" PRIu64
+      ",\"unanswered_after_drain\":%" PRIu64 ",\"max_delivery_gap_ms\":%.1f",
       options_.payload_bytes, duration, static_cast<double>(in_window) / duration,
       static_cast<double>(min_bridge) / duration, static_cast<double>(max_bridge) / duration, sent,
-      delivered, bounced, lost, duplicated, reordered, unanswered);
+      delivered, bounced, bounced_but_delivered, lost, duplicated, reordered, unanswered,
+      static_cast<double>(gap_ns) / 1e6);
+  if (options_.kill_pid > 0) {
+    std::printf(",\"kill_pid\":%d,\"kill_at_s\":%.3f,\"kill_to_flow_ms\":", options_.kill_pid,
+                options_.kill_at_s);
+    if (kill_to_flow_ns_ < 0) {
+      std::printf("null");
+    } else {
+      std::printf("%.1f", static_cast<double>(kill_to_flow_ns_) / 1e6);
+    }
+  }
   if (options_.mode == Mode::kThroughput) {
     std::printf(",\"window\":%d", options_.window);
   } else {
@@ -801,7 +879,28 @@ void Bench::Report(double cpu_seconds, int64_t rss_before, int64_t rss_after) {
       unsent += bridge.unsent_dropped;
       skipped += bridge.skipped_while_down;
     }
+    // Per path (bridge i -> i+1): one whose sender or receiver reconnected may lose
+    // what the dying node held; a steady one (both kept their server) should not.
+    const auto moved = [](const Bridge& b) { return b.reconnects > 0 || b.down_since != 0; };
+    uint64_t lost_failed_over = 0, lost_steady = 0, steady_paths = 0;
+    for (size_t i = 0; i < bridges_.size(); ++i) {
+      const Bridge& sender = bridges_[i];
+      const Bridge& receiver = bridges_[(i + 1) % bridges_.size()];
+      const uint64_t path_answered =
+          sender.bounced - sender.bounced_but_delivered + sender.unsent_dropped;
+      const uint64_t path_lost =
+          receiver.lost_from_prev > path_answered ? receiver.lost_from_prev - path_answered : 0;
+      if (moved(sender) || moved(receiver)) {
+        lost_failed_over += path_lost;
+      } else {
+        lost_steady += path_lost;
+        ++steady_paths;
+      }
+    }
     std::sort(down_ns_.begin(), down_ns_.end());
+    std::printf(",\"steady_paths\":%" PRIu64 ",\"lost_on_steady_paths\":%" PRIu64
+                ",\"lost_on_failed_over_paths\":%" PRIu64,
+                steady_paths, lost_steady, lost_failed_over);
     std::printf(",\"reconnects\":%" PRIu64 ",\"bridges_failed_over\":%" PRIu64
                 ",\"bridges_still_down\":%" PRIu64
                 ",\"down_ms_median\":%.1f"
@@ -868,11 +967,22 @@ int main(int argc, char** argv) {
       options.failover = true;
     } else if (name == "--dns_server") {
       options.dns_server = value;
+    } else if (name == "--kill_pid") {
+      options.kill_pid = std::atoi(value.c_str());
+    } else if (name == "--kill_at_s") {
+      options.kill_at_s = std::max(0.0, std::atof(value.c_str()));
     } else {
       if (name != "--help") std::fprintf(stderr, "stanza-bench: bad flag %s\n", arg.c_str());
       Usage();
       return name == "--help" ? 0 : 2;
     }
+  }
+  if (options.kill_pid > 0 &&
+      (options.mode == Mode::kIdle || options.kill_at_s >= options.duration_s)) {
+    std::fprintf(stderr,
+                 "stanza-bench: --kill_pid needs --mode=throughput or latency and "
+                 "--kill_at_s below --duration_s\n");
+    return 2;
   }
   return Bench(std::move(options)).Run();
 }
