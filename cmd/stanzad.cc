@@ -605,18 +605,24 @@ class Daemon {
       const xmpp::Stanza stanza = xmpp::InspectStanza(relayed.stanza);
       const std::string address =
           stanza.to ? router::RouteAddressOf(*stanza.to, config_.domain) : "";
-      const std::optional<raft::NodeId> holder = address.empty() ? std::nullopt : NodeOf(address);
-      if (holder && *holder != 0) {
-        // The leader passes on what a follower sent it for a route on a third node
-        // (or a node with an older view of the route does). It keeps nothing: the
-        // origin keeps the stanza until the destination acknowledges it, and sends
-        // it again (to the next leader) if that never comes. A bridge that moved to
-        // the origin itself is the origin's to deliver; a route that bounces
-        // between nodes stops after kRelayHopsMax.
-        if (*holder == relayed.origin || relayed.hops >= kRelayHopsMax) return;
+      // The leader passes on what a follower sent it for another node; so does a
+      // destination whose bridge has just moved on to a third node. Neither keeps
+      // it: the origin keeps the stanza until a destination acknowledges it, and
+      // sends it again (to the next leader, or the bridge's new node) if that never
+      // comes. A bridge that moved to the origin itself is the origin's to
+      // deliver; a route that bounces between nodes stops after kRelayHopsMax.
+      raft::NodeId onward_to = relayed.destination;
+      if (onward_to == cluster_->id()) {
+        const std::optional<raft::NodeId> holder =
+            address.empty() || IsAccountRoute(address) ? std::nullopt : NodeOf(address);
+        onward_to = holder && *holder != 0 ? *holder : raft::kNoNode;
+      }
+      if (onward_to != raft::kNoNode) {
+        if (onward_to == relayed.origin || relayed.hops >= kRelayHopsMax) return;
         cluster::StanzaFrame onward = relayed;
+        onward.destination = onward_to;
         ++onward.hops;
-        if (cluster_->SendData(*holder, cluster::FrameType::kStanza,
+        if (cluster_->SendData(onward_to, cluster::FrameType::kStanza,
                                cluster::EncodeStanzaFrame(onward))) {
           ++stanzas_relayed_out_;
         }
@@ -650,7 +656,9 @@ class Daemon {
       known = std::move(now);
       for (auto& [node, addresses] : remote_routes_) {
         if (node == from) continue;
-        for (const std::string& address : known) addresses.erase(address);
+        for (const std::string& address : known) {
+          if (!IsAccountRoute(address)) addresses.erase(address);
+        }
       }
       // One pass over what waits (not one per route: a peer's full set can be large).
       for (auto it = forwarded_.begin(); it != forwarded_.end();) {
@@ -665,9 +673,10 @@ class Daemon {
     for (const cluster::RouteUpdate& update : routes->updates) {
       if (update.add) {
         known.insert(update.address);
-        // A bridge is bound on one node: the newest announcement wins.
+        // A bridge or a client's resource is bound on one node: the newest
+        // announcement wins. An account has available resources on any number.
         for (auto& [node, addresses] : remote_routes_) {
-          if (node != from) addresses.erase(update.address);
+          if (node != from && !IsAccountRoute(update.address)) addresses.erase(update.address);
         }
         PostToAllShards(net::kRemoteRouteBind, from, update.address);
         ResendFor(update.address);
@@ -684,6 +693,8 @@ class Daemon {
     std::string bytes;
   };
   std::vector<Inbound> inbound_;  // taken from other nodes this turn, acknowledged
+
+  static bool IsAccountRoute(std::string_view address) { return router::IsAccountRoute(address); }
 
   // At most this many nodes pass a stanza on (the leader is one); more means two
   // nodes disagree about where a route is, and the origin's resend sorts it out.
@@ -725,7 +736,7 @@ class Daemon {
     entry.via = *hop;
     if (cluster_->SendData(
             *hop, cluster::FrameType::kStanza,
-            cluster::EncodeStanzaFrame({cluster_->id(), sequence, 0, entry.bytes}))) {
+            cluster::EncodeStanzaFrame({cluster_->id(), sequence, entry.node, 0, entry.bytes}))) {
       ++stanzas_relayed_out_;
     }
   }
@@ -850,6 +861,16 @@ class Daemon {
   // with (delivered here).
   bool RetryOne(std::map<uint64_t, Forwarded>::iterator it) {
     Forwarded& entry = it->second;
+    if (IsAccountRoute(entry.address)) {
+      // Each node with resources of the account got its own copy: this one goes
+      // to its node again while that node has them; otherwise it waits out the
+      // hold and its sender gets an error.
+      auto holder = remote_routes_.find(entry.node);
+      if (holder == remote_routes_.end() || holder->second.count(entry.address) == 0) return false;
+      ++relay_resent_;
+      SendForwarded(it->first, entry);
+      return false;
+    }
     const std::optional<raft::NodeId> node = NodeOf(entry.address);
     if (!node) return false;
     if (*node == 0) {  // the bridge is on this node now

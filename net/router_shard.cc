@@ -45,6 +45,14 @@ std::string NewStreamId() {
 
 namespace {
 
+// A copy of a stanza without `to` (its `from` stamped) with to='`jid`' added to
+// its top element. `jid` is a canonical bare JID: no quote can be in it (RFC 7622).
+std::string AddressedTo(std::string_view bytes, std::string_view jid) {
+  const size_t name_end = bytes.find_first_of(" \t\r\n/>");
+  if (name_end == std::string_view::npos) return std::string(bytes);
+  return Concat(bytes.substr(0, name_end), " to='", jid, "'", bytes.substr(name_end));
+}
+
 // A connection that has read nothing for this long gives its buffers back.
 constexpr uint64_t kIdleMemoryAfterMs = 1'000;
 
@@ -384,6 +392,9 @@ void RouterShard::RouteFromClientToAccount(ClientConnection& sender, const xmpp:
       std::erase(recipients, sender.id());
       if (available) recipients.push_back(sender.id());
       for (uint64_t target : recipients) DeliverTo(sender.id(), target, stanza.bytes);
+      // The account's resources on other nodes get it too: a copy addressed to the
+      // bare JID, which each node delivers to its own available resources.
+      ForwardToAccountNodes(sender.id(), bare, AddressedTo(stanza.bytes, bare));
       return;
     }
     case xmpp::StanzaKind::kMessage:
@@ -427,8 +438,12 @@ void RouterShard::RouteToUser(ConnectionId sender, const xmpp::Stanza& stanza,
   }
   switch (stanza.kind) {
     case xmpp::StanzaKind::kMessage: {
+      // Every available resource with a non-negative priority, on every node of
+      // the cluster (each node with some gets one copy, and delivers it to its
+      // own; a copy from another node is never sent on).
       const std::vector<uint64_t> recipients = clients_.MessageRecipients(to.bare);
-      if (recipients.empty()) {
+      const size_t nodes = from_peer ? 0 : ForwardToAccountNodes(sender, to.bare, stanza.bytes);
+      if (recipients.empty() && nodes == 0) {
         // No offline storage: the sender learns it was not delivered (§8.5.2.2.1).
         BounceAny(sender, stanza.bytes, StanzaErrorCondition::kServiceUnavailable);
         return;
@@ -437,6 +452,7 @@ void RouterShard::RouteToUser(ConnectionId sender, const xmpp::Stanza& stanza,
       return;
     }
     case xmpp::StanzaKind::kPresence:
+      if (!from_peer) ForwardToAccountNodes(sender, to.bare, stanza.bytes);
       for (uint64_t target : clients_.PresenceRecipients(to.bare)) {
         DeliverTo(sender, target, stanza.bytes);
       }
@@ -483,6 +499,34 @@ void RouterShard::ApplyClientPresence(ConnectionId connection, std::string_view 
   if (slash == std::string_view::npos) return;
   clients_.SetPresence(full_jid.substr(0, slash), full_jid.substr(slash + 1), connection,
                        (argument & 1) != 0, static_cast<int>(argument >> 1) - 128);
+  AnnounceAccount(full_jid.substr(0, slash));
+}
+
+void RouterShard::AnnounceAccount(std::string_view bare) {
+  if (OwnerShard(bare, shard_->shard_count()) != shard_->index()) return;
+  const bool reachable = !clients_.MessageRecipients(bare).empty();
+  const bool announced = announced_accounts_.contains(ToAbsl(bare));
+  if (reachable == announced) return;
+  if (reachable) {
+    announced_accounts_.insert(std::string(bare));
+  } else {
+    announced_accounts_.erase(ToAbsl(bare));
+  }
+  PostToControlThread(reachable ? kCtlRouteUp : kCtlRouteDown, kNoConnection, 0, bare);
+}
+
+size_t RouterShard::ForwardToAccountNodes(ConnectionId sender, std::string_view bare,
+                                          std::string_view bytes) {
+  auto it = remote_accounts_.find(ToAbsl(bare));
+  if (it == remote_accounts_.end()) return 0;
+  size_t sent = 0;
+  for (const uint64_t node : it->second) {
+    if (shard_->PostToControl(kCtlForward, sender, node, bytes)) {
+      Bump(stats_->stanzas_forwarded);
+      ++sent;
+    }
+  }
+  return sent;
 }
 
 void RouterShard::ReturnToSender(std::string_view stanza_bytes, StanzaErrorCondition condition) {
@@ -719,12 +763,14 @@ void RouterShard::OnMessage(Shard& shard, const CrossShardMessage& message) {
       clients_.Bind(message.payload.substr(0, slash), message.payload.substr(slash + 1),
                     message.target);
       PostControl(ShardOf(message.target), kClientRouteBindAck, message.target, "");
+      AnnounceAccount(message.payload.substr(0, slash));  // a replaced resource starts unavailable
       return;
     }
     case kClientRouteUnbind: {
       const size_t slash = message.payload.find('/');
       clients_.Unbind(message.payload.substr(0, slash), message.payload.substr(slash + 1),
                       message.target);
+      AnnounceAccount(message.payload.substr(0, slash));
       return;
     }
     case kClientPresence:
@@ -819,13 +865,31 @@ void RouterShard::OnMessage(Shard& shard, const CrossShardMessage& message) {
       return;
     }
     case kRemoteRouteBind:
+      if (router::IsAccountRoute(message.payload)) {
+        std::vector<uint64_t>& nodes = remote_accounts_[ToAbsl(message.payload)];
+        if (std::find(nodes.begin(), nodes.end(), message.argument) == nodes.end()) {
+          nodes.push_back(message.argument);
+        }
+        return;
+      }
       routes_.BindRemote(message.payload, message.argument);
       return;
     case kRemoteRouteUnbind:
+      if (router::IsAccountRoute(message.payload)) {
+        auto it = remote_accounts_.find(ToAbsl(message.payload));
+        if (it == remote_accounts_.end()) return;
+        std::erase(it->second, message.argument);
+        if (it->second.empty()) remote_accounts_.erase(it);
+        return;
+      }
       routes_.UnbindRemote(message.payload, message.argument);
       return;
     case kForgetNode:
       routes_.ForgetNode(message.argument);
+      absl::erase_if(remote_accounts_, [node = message.argument](auto& entry) {
+        std::erase(entry.second, node);
+        return entry.second.empty();
+      });
       return;
     case kDeliverFromPeer:
       Bump(stats_->stanzas_from_peers);

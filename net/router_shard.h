@@ -43,6 +43,7 @@
 #include <vector>
 
 #include "absl/container/flat_hash_map.h"
+#include "absl/container/flat_hash_set.h"
 #include "core/config/config.h"
 #include "core/router/client_routes.h"
 #include "core/router/route_table.h"
@@ -238,6 +239,13 @@ class RouterShard : public ShardHandler {
   void BounceAny(ConnectionId sender, std::string_view stanza_bytes,
                  xmpp::StanzaErrorCondition condition);
   void ApplyClientPresence(ConnectionId connection, std::string_view full_jid, uint64_t argument);
+  // On the account's owner shard: tells the control thread (and so the other
+  // nodes) when the account gains its first or loses its last resource that a
+  // message to its bare JID goes to here (a route named by the bare JID).
+  void AnnounceAccount(std::string_view bare);
+  // Sends a stanza for account `bare` to every other node with resources of it
+  // that a message to the bare JID goes to; how many it went to.
+  size_t ForwardToAccountNodes(ConnectionId sender, std::string_view bare, std::string_view bytes);
   // Answers `stanza_bytes` to its sender, wherever it is, with `condition` (a
   // stanza the server itself could not deliver).
   void ReturnToSender(std::string_view stanza_bytes, xmpp::StanzaErrorCondition condition);
@@ -304,6 +312,11 @@ class RouterShard : public ShardHandler {
   absl::flat_hash_map<std::string, ConnectionId> owned_bindings_;
   // Authoritative client bindings for the accounts this shard owns.
   router::ClientRoutes owned_clients_;
+  // Accounts this shard owns that have message recipients on this node, as told
+  // to the control thread (AnnounceAccount).
+  absl::flat_hash_set<std::string> announced_accounts_;
+  // Other nodes' accounts with message recipients there: bare JID -> node ids.
+  absl::flat_hash_map<std::string, std::vector<uint64_t>> remote_accounts_;
   // Stream management tokens that hash to this shard → the connection holding
   // that session now.
   absl::flat_hash_map<std::string, ConnectionId> sm_tokens_;

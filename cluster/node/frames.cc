@@ -143,9 +143,10 @@ absl::StatusOr<Routes> DecodeRoutes(std::string_view payload) {
 
 std::string EncodeStanzaFrame(const StanzaFrame& frame) {
   std::string out;
-  out.reserve(17 + frame.stanza.size());
+  out.reserve(25 + frame.stanza.size());
   PutLittle(&out, frame.origin, 8);
   PutLittle(&out, frame.sequence, 8);
+  PutLittle(&out, frame.destination, 8);
   out.push_back(static_cast<char>(frame.hops));
   out.append(frame.stanza);
   return out;
@@ -155,10 +156,12 @@ absl::StatusOr<StanzaFrame> DecodeStanzaFrame(std::string_view payload) {
   StanzaFrame frame;
   uint64_t hops = 0;
   if (!TakeLittle(&payload, 8, &frame.origin) || !TakeLittle(&payload, 8, &frame.sequence) ||
-      !TakeLittle(&payload, 1, &hops)) {
+      !TakeLittle(&payload, 8, &frame.destination) || !TakeLittle(&payload, 1, &hops)) {
     return Bad("short stanza frame");
   }
-  if (frame.origin == raft::kNoNode) return Bad("stanza frame without an origin");
+  if (frame.origin == raft::kNoNode || frame.destination == raft::kNoNode) {
+    return Bad("stanza frame without an origin or destination");
+  }
   frame.hops = static_cast<uint8_t>(hops);
   frame.stanza = payload;
   return frame;

@@ -17,9 +17,10 @@
 //   kRoutes        full (1: 1 = this replaces every route of the sender) | then per route:
 //                  op (1: 1 add, 0 remove) | length (2) | component address
 //   kStanza        origin node id (8) | sequence (8, unique per origin node, growing
-//                  across restarts) | hops (1: nodes that passed it on so far) | a
-//                  stanza for a route (bridge or client) bound on the receiving node, or
-//                  for the leader to pass on to the node that holds it
+//                  across restarts) | destination node id (8) | hops (1: nodes that
+//                  passed it on so far) | a stanza for a route (bridge, client, or an
+//                  account with available resources) on the destination; a receiver
+//                  that is not the destination (the leader) passes it on there
 //   kAck           sequences (8 each) of the receiving node's own kStanza frames that
 //                  the sending node delivered: sent by the destination straight to the
 //                  origin, whichever node passed the stanza on
@@ -109,10 +110,11 @@ std::string EncodeRoutes(const Routes& routes);
 absl::StatusOr<Routes> DecodeRoutes(std::string_view payload);
 
 struct StanzaFrame {
-  raft::NodeId origin = raft::kNoNode;  // the node that keeps it until acknowledged
-  uint64_t sequence = 0;                // the origin's; (origin, sequence) is unique
-  uint8_t hops = 0;                     // nodes that passed it on before the receiver
-  std::string_view stanza;              // a view into the decoded payload
+  raft::NodeId origin = raft::kNoNode;       // the node that keeps it until acknowledged
+  uint64_t sequence = 0;                     // the origin's; (origin, sequence) is unique
+  raft::NodeId destination = raft::kNoNode;  // the node that holds the route
+  uint8_t hops = 0;                          // nodes that passed it on before the receiver
+  std::string_view stanza;                   // a view into the decoded payload
 };
 std::string EncodeStanzaFrame(const StanzaFrame& frame);
 absl::StatusOr<StanzaFrame> DecodeStanzaFrame(std::string_view payload);

@@ -45,6 +45,14 @@ std::optional<UserAddress> ParseUserAddress(std::string_view raw_to, std::string
 // "cb1.example.com"). Empty if there is none.
 std::string RouteAddressOf(std::string_view raw_jid, std::string_view server_domain);
 
+// A route address (RouteAddressOf) that names an account: "juliet@example.com".
+// Every node where the account has resources that a message to its bare JID goes
+// to announces it, so it can have several holders; every other route (a bridge,
+// a client's full JID) has one.
+inline bool IsAccountRoute(std::string_view address) {
+  return address.find('@') != std::string_view::npos && address.find('/') == std::string_view::npos;
+}
+
 class ClientRoutes {
  public:
   // Binds bare/resource to `connection` (unavailable until SetPresence).

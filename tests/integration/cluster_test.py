@@ -365,6 +365,18 @@ class ClusterTest(unittest.TestCase):
         for component in (cb1, cb3):
             component.close()
 
+    def _bare_only(self, sender, receiver, other):
+        """A message to receiver's bare JID reaches receiver and not `other`."""
+        marker = f"only{time.monotonic_ns()}"
+        sender.send(f"<message from='{sender.address}' to='{receiver.address.split('/')[0]}' "
+                    f"id='{marker}'/>")
+        try:
+            receiver.read_until(marker, timeout=0.5)
+        except TimeoutError:
+            return False
+        other.read_for(0.2)
+        return marker.encode() not in other.received
+
     def _reaches(self, sender, receiver):
         marker = f"probe{time.monotonic_ns()}"
         sender.send(f"<message from='{sender.address}' to='{receiver.address}' id='{marker}'/>")
@@ -403,6 +415,46 @@ class ClusterTest(unittest.TestCase):
         wait_until(lambda: self._reaches(juliet, romeo), what="juliet reaching romeo")
         wait_until(lambda: self._reaches(romeo, juliet), what="romeo reaching juliet")
         self.assertIn(b"from='juliet@example.com/balcony'", romeo.received)
+        # Bare JIDs (RFC 6121 §8.5.2.1.1): a message goes to every available resource
+        # with a non-negative priority, on whichever nodes they are. Romeo has sent
+        # no presence yet: nobody to deliver to, the bridge gets an error.
+        cb1.send(f"<message from='cb1.{DOMAIN}' to='romeo@example.com' id='bare0'/>")
+        cb1.read_until("id='bare0'")
+        self.assertIn(b"service-unavailable", cb1.received)
+        romeo.send("<presence/>")
+        juliet.send("<presence><priority>1</priority></presence>")
+        juliet2 = TlsClient(c.c2s_port, "juliet", "pencil", "hall", ip=c.ip)  # on romeo's node
+        juliet2.send("<presence/>")
+
+        def bare_reaches(targets):
+            marker = f"bare{time.monotonic_ns()}"
+            cb1.send(f"<message from='cb1.{DOMAIN}' to='{targets[0].address.split('/')[0]}' "
+                     f"id='{marker}'/>")
+            try:
+                for target in targets:
+                    target.read_until(marker, timeout=0.5)
+            except TimeoutError:
+                return False
+            return True
+        wait_until(lambda: bare_reaches([romeo]), what="cb1 reaching romeo's bare JID")
+        wait_until(lambda: bare_reaches([juliet, juliet2]),
+                   what="cb1's message to juliet's bare JID at both her resources")
+        # Exactly one copy each, from one message.
+        cb1.send(f"<message from='cb1.{DOMAIN}' to='juliet@example.com' id='once'/>")
+        juliet.read_until("id='once'")
+        juliet2.read_until("id='once'")
+        for target in (juliet, juliet2):
+            target.read_for(0.3)
+            self.assertEqual(target.received.count(b"id='once'"), 1)
+        # Her presence on one node reaches her resource on the other.
+        juliet.send("<presence><show>away</show><priority>1</priority></presence>")
+        juliet2.read_until("<show>away</show>")
+        self.assertRegex(juliet2.received.decode(),
+                         r"<presence [^>]*from='juliet@example.com/balcony'[^>]*><show>away")
+        # Her hall resource goes unavailable: only the balcony gets the next one.
+        juliet2.send("<presence type='unavailable'/>")
+        wait_until(lambda: self._bare_only(cb1, juliet, juliet2), what="only the balcony")
+        juliet2.close()
         # When romeo leaves, his full JID is gone from the cluster: juliet gets an error.
         romeo.send("</stream:stream>")
         romeo.wait_closed()

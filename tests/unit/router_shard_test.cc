@@ -10,6 +10,7 @@
 #include <deque>
 #include <map>
 #include <memory>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -866,6 +867,75 @@ TEST(RouterClientsTest, FullJidsRouteAcrossNodes) {
   }
   EXPECT_TRUE(engine.connection(juliet.id()).closed);
   EXPECT_TRUE(withdrawn);
+}
+
+// An account is a cluster route while it has resources here that a message to
+// its bare JID goes to (available, priority >= 0): announced by its owner shard
+// when the first appears, withdrawn when the last goes. A message to a bare JID
+// goes to every node that announced the account, and to the resources here.
+TEST(RouterClientsTest, BareJidsRouteToEveryNodeWithAvailableResources) {
+  FakeEngine engine(2);
+  const auto count = [&](uint32_t kind, std::string_view payload) {
+    int n = 0;
+    for (const auto& post : engine.control_posts()) {
+      n += post.kind == kind && post.payload == payload ? 1 : 0;
+    }
+    return n;
+  };
+  TestClient juliet(&engine, 0);
+  ASSERT_TRUE(juliet.Login("juliet", "balcony"));
+  EXPECT_EQ(count(kCtlRouteUp, "juliet@example.com"), 0) << "bound, but not available yet";
+  juliet.Send("<presence><priority>-1</priority></presence>");
+  EXPECT_EQ(count(kCtlRouteUp, "juliet@example.com"), 0) << "a negative priority gets none";
+  juliet.Send("<presence/>");
+  EXPECT_EQ(count(kCtlRouteUp, "juliet@example.com"), 1);
+  juliet.Send("<presence><priority>5</priority></presence>");
+  EXPECT_EQ(count(kCtlRouteUp, "juliet@example.com"), 1) << "announced once";
+  // Her presence reaches her resources on other nodes: a copy to her bare JID
+  // for each node that has some.
+  for (int shard = 0; shard < 2; ++shard) {
+    engine.PostFromControl(shard, kRemoteRouteBind, 44, "juliet@example.com");
+  }
+  juliet.Send("<presence><show>away</show></presence>");
+  const auto& copy = engine.control_posts().back();
+  EXPECT_EQ(copy.kind, kCtlForward);
+  EXPECT_EQ(copy.argument, 44u);
+  EXPECT_THAT(copy.payload, HasSubstr("<presence to='juliet@example.com' "
+                                      "from='juliet@example.com/balcony'><show>away</show>"));
+  // Romeo has available resources on nodes 42 and 43, none here.
+  for (int shard = 0; shard < 2; ++shard) {
+    engine.PostFromControl(shard, kRemoteRouteBind, 42, "romeo@example.com");
+    engine.PostFromControl(shard, kRemoteRouteBind, 43, "romeo@example.com");
+  }
+  juliet.TakeReceived();
+  const size_t before = engine.control_posts().size();
+  juliet.Send("<message to='romeo@example.com' id='b1'/>");
+  std::set<uint64_t> nodes;
+  for (size_t i = before; i < engine.control_posts().size(); ++i) {
+    const auto& post = engine.control_posts()[i];
+    if (post.kind == kCtlForward && post.payload.find("id='b1'") != std::string::npos) {
+      nodes.insert(post.argument);
+    }
+  }
+  EXPECT_EQ(nodes, (std::set<uint64_t>{42, 43}));
+  EXPECT_THAT(juliet.TakeReceived(), Not(HasSubstr("error")));
+  // A copy from another node is delivered here only, never sent on.
+  const size_t posts = engine.control_posts().size();
+  engine.PostFromControl(1, kDeliverFromPeer, 42,
+                         "<message from='romeo@example.com/garden' to='juliet@example.com' "
+                         "id='b2'/>");
+  EXPECT_THAT(juliet.TakeReceived(), HasSubstr("id='b2'"));
+  EXPECT_EQ(engine.control_posts().size(), posts);
+  // Node 42 withdraws romeo, then 43: nobody left, the sender gets an error.
+  for (int shard = 0; shard < 2; ++shard) {
+    engine.PostFromControl(shard, kRemoteRouteUnbind, 42, "romeo@example.com");
+    engine.PostFromControl(shard, kForgetNode, 43, "");
+  }
+  juliet.Send("<message to='romeo@example.com' id='b3'/>");
+  EXPECT_THAT(juliet.TakeReceived(), HasSubstr("service-unavailable"));
+  // Unavailable: withdrawn.
+  juliet.Send("<presence type='unavailable'/>");
+  EXPECT_EQ(count(kCtlRouteDown, "juliet@example.com"), 1);
 }
 
 // ---- Stream management (XEP-0198) ----
