@@ -928,9 +928,18 @@ class Daemon {
     const uint64_t no_leader_hold = static_cast<uint64_t>(absl::GetFlag(FLAGS_no_leader_hold_ms));
     for (auto it = forwarded_.begin(); it != forwarded_.end();) {
       Forwarded& entry = it->second;
-      if (now_ms - entry.first_ms > hold ||
-          (entry.no_leader_since_ms != 0 && now_ms - entry.no_leader_since_ms > no_leader_hold)) {
+      // (Entries made during this turn are newer than now_ms: never negative.)
+      const uint64_t waited = Since(now_ms, entry.first_ms);
+      if (waited > hold || (entry.no_leader_since_ms != 0 &&
+                            Since(now_ms, entry.no_leader_since_ms) > no_leader_hold)) {
         ++relay_expired_;
+        const std::optional<raft::NodeId> now_at = NodeOf(entry.address);
+        LogEvent(LogLevel::kWarning, "relay_expired",
+                 "to=" + LogQuote(entry.address) + " node=" + std::to_string(entry.node) +
+                     " via=" + std::to_string(entry.via) +
+                     " now_at=" + (now_at ? std::to_string(*now_at) : std::string("nowhere")) +
+                     " waited_ms=" + std::to_string(waited) +
+                     " reason=" + (waited > hold ? "forward_hold" : "no_leader"));
         if (entry.sender == net::kNoConnection) {
           ExpireRelayed(entry);
         } else {
@@ -940,12 +949,16 @@ class Daemon {
         it = forwarded_.erase(it);
         continue;
       }
-      if (now_ms - entry.sent_ms > 500 && RetryOne(it)) {
+      if (Since(now_ms, entry.sent_ms) > 500 && RetryOne(it)) {
         it = forwarded_.erase(it);
         continue;
       }
       ++it;
     }
+  }
+
+  static uint64_t Since(uint64_t now_ms, uint64_t then_ms) {
+    return now_ms > then_ms ? now_ms - then_ms : 0;
   }
 
   bool SeenBefore(raft::NodeId origin, uint64_t sequence) const {

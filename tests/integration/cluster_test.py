@@ -188,6 +188,17 @@ class ClusterTest(unittest.TestCase):
         component.open_stream().handshake()
         return component
 
+    def form_with_bridges(self, sender, receiver, extra_flags=()):
+        """A cluster and two bridges, each given as (node index, name), connected
+        once the sender's stanzas reach the receiver. Returns the nodes and them."""
+        nodes = self.form(extra_flags=extra_flags)
+        for _, name in (sender, receiver):
+            ok(nodes[0], "callbridge", "add", name)
+        secrets = self.secrets(nodes[0])
+        bridges = [self.bridge(nodes[i], name, secrets[name]) for i, name in (sender, receiver)]
+        wait_until(lambda: self._reaches(*bridges), what=f"{sender[1]} reaching {receiver[1]}")
+        return nodes, bridges
+
     def test_stanzas_cross_nodes_and_follow_a_bridge_that_moves(self):
         a, b, c = self.form()
         for name in ("cb1", "cb2", "cb3"):
@@ -239,13 +250,8 @@ class ClusterTest(unittest.TestCase):
             component.close()
 
     def test_a_stanza_for_a_dead_node_waits_for_its_bridge_to_come_back(self):
-        a, b, c = self.form()
-        for name in ("cb1", "cb3"):
-            ok(a, "callbridge", "add", name)
+        (a, b, c), (cb1, cb3) = self.form_with_bridges((0, "cb1"), (2, "cb3"))
         secrets = self.secrets(a)
-        cb1 = self.bridge(a, "cb1", secrets["cb1"])
-        cb3 = self.bridge(c, "cb3", secrets["cb3"])
-        wait_until(lambda: self._reaches(cb1, cb3), what="cb1 reaching cb3 on node 3")
         c.stop(signal.SIGKILL)
         cb3.close()
         # Node 1 still routes cb3 to the dead node 3: the stanza is kept, not lost...
@@ -264,13 +270,7 @@ class ClusterTest(unittest.TestCase):
     def send_100_from_node2_to_node3(self, extra_flags=()):
         """A cluster, cb2 on node 2 and cb3 on node 3, 100 messages cb2 -> cb3.
         Returns the leader (node 1) and the ids cb3 got, in order."""
-        a, b, c = self.form(extra_flags=extra_flags)
-        for name in ("cb2", "cb3"):
-            ok(a, "callbridge", "add", name)
-        secrets = self.secrets(a)
-        cb2 = self.bridge(b, "cb2", secrets["cb2"])
-        cb3 = self.bridge(c, "cb3", secrets["cb3"])
-        wait_until(lambda: self._reaches(cb2, cb3), what="cb2 reaching cb3")
+        (a, _, _), (cb2, cb3) = self.form_with_bridges((1, "cb2"), (2, "cb3"), extra_flags)
         for i in range(100):
             cb2.send(f"<message from='cb2.{DOMAIN}' to='cb3.{DOMAIN}' id='r{i}'/>")
         cb3.read_until("id='r99'/>")
@@ -298,14 +298,8 @@ class ClusterTest(unittest.TestCase):
         # delivered it and sends what the dead leader never passed on to the new
         # one; node 3 drops what it already had. Every stanza accepted by a
         # surviving node arrives exactly once.
-        a, b, c = self.form()
+        (a, b, c), (cb2, cb3) = self.form_with_bridges((1, "cb2"), (2, "cb3"))
         self.assertEqual(self.leader_of(b), self.address(a))
-        for name in ("cb2", "cb3"):
-            ok(a, "callbridge", "add", name)
-        secrets = self.secrets(a)
-        cb2 = self.bridge(b, "cb2", secrets["cb2"])
-        cb3 = self.bridge(c, "cb3", secrets["cb3"])
-        wait_until(lambda: self._reaches(cb2, cb3), what="cb2 reaching cb3")
         count = 1500
         for i in range(count):
             cb2.send(f"<message from='cb2.{DOMAIN}' to='cb3.{DOMAIN}' id='s{i}'/>")
@@ -322,13 +316,8 @@ class ClusterTest(unittest.TestCase):
             component.close()
 
     def test_minority_side_of_a_partition_refuses_changes_and_bounces_stanzas(self):
-        a, b, c = self.form(extra_flags=["--no_leader_hold_ms=1000", "--forward_hold_ms=2000"])
-        for name in ("cb1", "cb3"):
-            ok(a, "callbridge", "add", name)
-        secrets = self.secrets(a)
-        cb1 = self.bridge(a, "cb1", secrets["cb1"])
-        cb3 = self.bridge(c, "cb3", secrets["cb3"])
-        wait_until(lambda: self._reaches(cb3, cb1), what="cb3 reaching cb1")
+        (a, b, c), (cb3, cb1) = self.form_with_bridges(
+            (2, "cb3"), (0, "cb1"), ["--no_leader_hold_ms=1000", "--forward_hold_ms=2000"])
         # Node 3 is cut off from the other two (a drill on its cluster links).
         out = ok(c, "cluster", "isolate", a.ip, b.ip)
         self.assertIn("cut", out)
