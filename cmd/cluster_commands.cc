@@ -70,10 +70,15 @@ std::string ClusterStatusText(const cluster::ClusterStatus& status, const NodeCo
   if (!status.members.empty()) {
     out += "Peers:\n";
     for (const cluster::MemberStatus& member : status.members) {
-      out +=
-          Concat("  ", member.address, "  id=", std::to_string(member.id),
-                 member.self ? "  this node" : (member.connected ? "  connected" : "  unreachable"),
-                 member.leader ? "  leader" : "", "\n");
+      out += Concat(
+          "  ", member.address, "  id=", std::to_string(member.id),
+          member.self ? "  this node" : (member.connected ? "  connected" : "  unreachable"),
+          member.leader ? "  leader" : "",
+          member.self ? ""
+          : member.last_contact_ms_ago
+              ? Concat("  last contact ", std::to_string(*member.last_contact_ms_ago), " ms ago")
+              : std::string("  never heard from"),
+          "\n");
     }
   }
   if (status.members.size() == 2) {
@@ -97,11 +102,14 @@ std::string ClusterStatusJson(const cluster::ClusterStatus& status, const NodeCo
   std::string members = "[";
   for (const cluster::MemberStatus& member : status.members) {
     if (members.size() > 1) members += ",";
-    members += Concat("{\"id\":\"", std::to_string(member.id),
-                      "\",\"address\":", JsonString(member.address),
-                      ",\"leader\":", member.leader ? "true" : "false",
-                      ",\"self\":", member.self ? "true" : "false",
-                      ",\"connected\":", member.connected ? "true" : "false", "}");
+    members += Concat(
+        "{\"id\":\"", std::to_string(member.id), "\",\"address\":", JsonString(member.address),
+        ",\"leader\":", member.leader ? "true" : "false",
+        ",\"self\":", member.self ? "true" : "false",
+        ",\"connected\":", member.connected ? "true" : "false", ",\"last_contact_ms_ago\":",
+        member.last_contact_ms_ago ? std::to_string(*member.last_contact_ms_ago)
+                                   : std::string("null"),
+        "}");
   }
   members += "]";
   std::string isolated;

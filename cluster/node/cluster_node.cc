@@ -675,9 +675,16 @@ ClusterStatus ClusterNode::Status() const {
   status.commit = raft_->commit_index();
   status.applied = raft_->applied_index();
   for (const auto& [member_id, member] : raft_->members()) {
-    status.members.push_back({member_id, member.address, member_id == raft_->leader(),
-                              member_id == id(),
-                              member_id == id() || transport_->Connected(member_id)});
+    MemberStatus& added = status.members.emplace_back();
+    added.id = member_id;
+    added.address = member.address;
+    added.leader = member_id == raft_->leader();
+    added.self = member_id == id();
+    added.connected = added.self || transport_->Connected(member_id);
+    if (const std::optional<uint64_t> heard = transport_->LastHeardMs(member_id);
+        heard && member_id != id()) {
+      added.last_contact_ms_ago = now_ms_ > *heard ? now_ms_ - *heard : 0;
+    }
   }
   status.last_state_change = last_state_change_;
   status.elections = elections_;

@@ -72,6 +72,8 @@ struct MemberStatus {
   bool leader = false;
   bool self = false;
   bool connected = false;  // a link to it is up (always true for self)
+  // How long ago a frame from it last arrived; nullopt for self or never.
+  std::optional<uint64_t> last_contact_ms_ago;
 };
 
 struct ClusterStatus {

@@ -346,6 +346,7 @@ void PeerTransport::ReadFrom(Link& link) {
       CloseLink(id, absl::InvalidArgumentError("frames before hello"));
       return;
     }
+    if (current->peer != raft::kNoNode) last_heard_ms_[current->peer] = now_ms_;
     on_frame_(id, current->peer, std::move(got));
   }
 }

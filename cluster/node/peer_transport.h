@@ -29,6 +29,7 @@
 #include <functional>
 #include <map>
 #include <memory>
+#include <optional>
 #include <set>
 #include <string>
 #include <string_view>
@@ -89,6 +90,12 @@ class PeerTransport {
   void Close(LinkId link);
 
   bool Connected(raft::NodeId peer) const;
+  // When the last frame from `peer` arrived (the now_ms of HandlePoll), if one has.
+  std::optional<uint64_t> LastHeardMs(raft::NodeId peer) const {
+    auto it = last_heard_ms_.find(peer);
+    if (it == last_heard_ms_.end()) return std::nullopt;
+    return it->second;
+  }
 
   // A drill (stanzactl cluster isolate): no link to or from these hosts (IP
   // addresses as text) — existing ones close, new ones are refused both ways —
@@ -152,6 +159,7 @@ class PeerTransport {
   LinkId next_link_ = 1;
   uint64_t frames_dropped_ = 0;
   std::set<std::string> isolated_from_;
+  std::map<raft::NodeId, uint64_t> last_heard_ms_;
   uint64_t now_ms_ = 0;
   std::vector<LinkId> polled_;  // link per pollfd after the listener's
   bool listener_polled_ = false;

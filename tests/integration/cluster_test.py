@@ -100,6 +100,13 @@ class ClusterTest(unittest.TestCase):
         self.assertEqual(leaders, {self.address(a)})
         wait_until(lambda: all(m["connected"] for m in status(b)["members"]),
                    what="every link up")
+        # The last contact with each peer: the leader's heartbeats keep it fresh.
+        from_b = {m["address"]: m for m in status(b)["members"]}
+        self.assertIsNone(from_b[self.address(b)]["last_contact_ms_ago"])
+        self.assertLess(from_b[self.address(a)]["last_contact_ms_ago"], 2000)
+        self.assertRegex(ok(b, "cluster", "status"),
+                         re.escape(self.address(a)) + r"  id=\d+  connected  leader  "
+                         r"last contact \d+ ms ago\n")
         # Same secret again: a no-op. Another secret: refused, unless --force.
         ok(c, "callbridge", "add-secret", "cb2", stdin="kvgP1SRzWVabhiPVAb1\n")
         code, out, err = c.stanzactl("callbridge", "add-secret", "cb2", stdin="different-secret\n")
