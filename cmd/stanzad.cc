@@ -236,6 +236,8 @@ class Daemon {
         cluster_->Tick(now_ms);
         MirrorClusterConfig();
         ForgetRemovedPeers();
+        resend_budget_ = kResendBytesPerTurn;
+        ForgetAccountsOfUnlinkedPeers();
         ResendOnLeaderChange();
         ResendDeferred();
         ServiceForwarding(now_ms);
@@ -565,6 +567,13 @@ class Daemon {
         Forwarded& entry = forwarded_[sequence];
         entry.node = message.argument;
         entry.address = stanza.to ? router::RouteAddressOf(*stanza.to, config_.domain) : "";
+        // A message for a resource bound nowhere is the account's (RFC 6121
+        // §8.5.3.2.1): the shard sent this copy to a node holding the account.
+        if (const size_t slash = entry.address.find('/'); slash != std::string::npos &&
+                                                          entry.address.find('@') < slash &&
+                                                          !NodeOf(entry.address)) {
+          entry.address.resize(slash);
+        }
         entry.bytes.assign(message.payload);
         entry.sender = message.target;
         entry.first_ms = entry.sent_ms = MonotonicMs();
@@ -580,14 +589,18 @@ class Daemon {
   // Data frames from another member.
   void OnPeerData(raft::NodeId from, const cluster::Frame& frame) {
     if (frame.type == cluster::FrameType::kAck) {
-      absl::StatusOr<std::vector<uint64_t>> acks = cluster::DecodeAcks(frame.payload);
-      if (!acks.ok()) return;
-      // From the node that delivered them, whichever node passed them on.
-      for (const uint64_t sequence : *acks) {
-        auto it = forwarded_.find(sequence);
-        if (it == forwarded_.end()) continue;
-        forward_bytes_ -= it->second.bytes.size();
-        forwarded_.erase(it);
+      TakeAcks(frame.payload);
+      return;
+    }
+    if (frame.type == cluster::FrameType::kAckRelay) {
+      // Acknowledgements from a destination with no link to their origin.
+      absl::StatusOr<std::pair<raft::NodeId, std::string_view>> relay =
+          cluster::DecodeAckRelay(frame.payload);
+      if (!relay.ok()) return;
+      if (relay->first == cluster_->id()) {
+        TakeAcks(relay->second);
+      } else {
+        cluster_->SendData(relay->first, cluster::FrameType::kAck, relay->second);
       }
       return;
     }
@@ -596,6 +609,13 @@ class Daemon {
       if (!decoded.ok()) return;
       const cluster::StanzaFrame& relayed = *decoded;
       if (relayed.origin == cluster_->id()) return;  // its own, back: it resends it itself
+      // Only members' stanzas, for members (what seen_ keeps is per origin).
+      if (member_peers_.count(relayed.origin) == 0 ||
+          (relayed.destination != cluster_->id() &&
+           member_peers_.count(relayed.destination) == 0)) {
+        ++stanzas_relay_failed_;
+        return;
+      }
       if (SeenBefore(relayed.origin, relayed.sequence)) {
         ++relay_duplicates_dropped_;
         Acknowledge(relayed.origin, relayed.sequence);  // the first ack was lost
@@ -712,6 +732,7 @@ class Daemon {
     net::ConnectionId sender = net::kNoConnection;  // kNoConnection: an error reply
     uint64_t first_ms = 0, sent_ms = 0;
     uint64_t no_leader_since_ms = 0;  // waiting for a leader since; 0: it has a next hop
+    bool sent = false;                // sent at least once (a node may have it)
   };
 
   // The next hop towards `node`: itself with --routing=direct or on the leader;
@@ -734,6 +755,7 @@ class Daemon {
     entry.no_leader_since_ms = 0;
     if (!config_.cluster_enabled || !cluster_->is_member()) return;
     entry.via = *hop;
+    entry.sent = true;
     if (cluster_->SendData(
             *hop, cluster::FrameType::kStanza,
             cluster::EncodeStanzaFrame({cluster_->id(), sequence, entry.node, 0, entry.bytes}))) {
@@ -744,18 +766,51 @@ class Daemon {
   // A new leader (or the first after none): what went to the old one, or waited
   // for one, goes to it now instead of after the resend delay. The destination
   // drops any it already has by (origin, sequence).
+  // (At most kResendBytesPerTurn a turn: the rest goes in the next turns.)
   void ResendOnLeaderChange() {
     const raft::NodeId leader = cluster_->leader_id();
-    if (leader == last_leader_) return;
-    last_leader_ = leader;
-    if (leader == raft::kNoNode || routing_direct_) return;
+    if (leader != last_leader_) {
+      last_leader_ = leader;
+      leader_resend_pending_ = leader != raft::kNoNode && !routing_direct_;
+    }
+    if (!leader_resend_pending_) return;
+    leader_resend_pending_ = false;
     for (auto it = forwarded_.begin(); it != forwarded_.end();) {
       const std::optional<raft::NodeId> hop = NextHop(it->second.node);
-      if (!hop || *hop == it->second.via || !RetryOne(it)) {
+      if (!hop || *hop == it->second.via) {
+        ++it;
+        continue;
+      }
+      if (resend_budget_ < it->second.bytes.size()) {
+        leader_resend_pending_ = true;
+        return;
+      }
+      if (!RetryOne(it)) {
         ++it;
         continue;
       }
       it = forwarded_.erase(it);
+    }
+  }
+
+  // Drops the account routes of members this node has no link to (they cannot
+  // take the account's copies; their clients reconnect elsewhere), once per
+  // outage; a link that comes back brings the member's full route set again.
+  void ForgetAccountsOfUnlinkedPeers() {
+    for (auto& [node, addresses] : remote_routes_) {
+      if (cluster_->LinkedTo(node)) {
+        unlinked_peers_.erase(node);
+        continue;
+      }
+      if (!unlinked_peers_.insert(node).second) continue;
+      for (auto it = addresses.begin(); it != addresses.end();) {
+        if (!IsAccountRoute(*it)) {
+          ++it;
+          continue;
+        }
+        PostToAllShards(net::kRemoteRouteUnbind, node, *it);
+        it = addresses.erase(it);
+      }
     }
   }
 
@@ -828,7 +883,7 @@ class Daemon {
   // link to close (ResendDeferred) or for the resend timer.
   bool RetryMoved(std::map<uint64_t, Forwarded>::iterator it) {
     const Forwarded& entry = it->second;
-    if (entry.via != 0 && entry.node != 0 && cluster_->LinkedTo(entry.node)) {
+    if (entry.sent && entry.node != 0 && cluster_->LinkedTo(entry.node)) {
       const std::optional<raft::NodeId> node = NodeOf(entry.address);
       if (node && *node != entry.node) {
         deferred_resend_nodes_.insert(entry.node);
@@ -867,6 +922,8 @@ class Daemon {
       // hold and its sender gets an error.
       auto holder = remote_routes_.find(entry.node);
       if (holder == remote_routes_.end() || holder->second.count(entry.address) == 0) return false;
+      if (resend_budget_ < entry.bytes.size()) return false;  // next turn
+      resend_budget_ -= entry.bytes.size();
       ++relay_resent_;
       SendForwarded(it->first, entry);
       return false;
@@ -883,6 +940,8 @@ class Daemon {
       ++relay_resent_;
       return true;
     }
+    if (resend_budget_ < entry.bytes.size()) return false;  // next turn
+    resend_budget_ -= entry.bytes.size();
     entry.node = *node;
     ++relay_resent_;
     SendForwarded(it->first, entry);
@@ -919,7 +978,13 @@ class Daemon {
   // waited longer than --forward_hold_ms with an error, send acknowledgements.
   void ServiceForwarding(uint64_t now_ms) {
     for (auto& [node, acks] : pending_acks_) {
-      if (!acks.empty()) cluster_->SendData(node, cluster::FrameType::kAck, acks);
+      if (acks.empty() || cluster_->SendData(node, cluster::FrameType::kAck, acks)) continue;
+      // No link to the origin (a partial partition): through the leader.
+      const raft::NodeId leader = cluster_->leader_id();
+      if (leader != raft::kNoNode && leader != cluster_->id() && leader != node) {
+        cluster_->SendData(leader, cluster::FrameType::kAckRelay,
+                           cluster::EncodeAckRelay(node, acks));
+      }
     }
     pending_acks_.clear();
     if (now_ms < last_forward_service_ms_ + 200) return;
@@ -928,6 +993,9 @@ class Daemon {
     const uint64_t no_leader_hold = static_cast<uint64_t>(absl::GetFlag(FLAGS_no_leader_hold_ms));
     for (auto it = forwarded_.begin(); it != forwarded_.end();) {
       Forwarded& entry = it->second;
+      if (entry.no_leader_since_ms != 0 && cluster_->leader_id() != raft::kNoNode) {
+        entry.no_leader_since_ms = 0;  // a leader now: its turn comes with the resends
+      }
       // (Entries made during this turn are newer than now_ms: never negative.)
       const uint64_t waited = Since(now_ms, entry.first_ms);
       if (waited > hold || (entry.no_leader_since_ms != 0 &&
@@ -961,6 +1029,19 @@ class Daemon {
     return now_ms > then_ms ? now_ms - then_ms : 0;
   }
 
+  // Acknowledgements (a kAck payload) of this node's stanzas, from the node that
+  // delivered them, whichever node passed them on.
+  void TakeAcks(std::string_view payload) {
+    absl::StatusOr<std::vector<uint64_t>> acks = cluster::DecodeAcks(payload);
+    if (!acks.ok()) return;
+    for (const uint64_t sequence : *acks) {
+      auto it = forwarded_.find(sequence);
+      if (it == forwarded_.end()) continue;
+      forward_bytes_ -= it->second.bytes.size();
+      forwarded_.erase(it);
+    }
+  }
+
   bool SeenBefore(raft::NodeId origin, uint64_t sequence) const {
     auto it = seen_.find(origin);
     return it != seen_.end() && it->second.sequences.count(sequence) != 0;
@@ -990,6 +1071,8 @@ class Daemon {
   // Members that left: their routes go.
   void ForgetRemovedPeers() {
     const std::vector<raft::NodeId> peers = cluster_->PeerIds();
+    member_peers_ = std::set<raft::NodeId>(peers.begin(), peers.end());
+    std::erase_if(seen_, [&](const auto& entry) { return member_peers_.count(entry.first) == 0; });
     for (auto it = remote_routes_.begin(); it != remote_routes_.end();) {
       if (std::find(peers.begin(), peers.end(), it->first) != peers.end()) {
         ++it;
@@ -1302,13 +1385,16 @@ class Daemon {
             host = host.substr(1, host.size() - 2);
           }
           in6_addr parsed{};
-          if (inet_pton(AF_INET, host.c_str(), &parsed) != 1 &&
-              inet_pton(AF_INET6, host.c_str(), &parsed) != 1) {
+          char text[INET6_ADDRSTRLEN] = "";
+          const int family = inet_pton(AF_INET, host.c_str(), &parsed) == 1    ? AF_INET
+                             : inet_pton(AF_INET6, host.c_str(), &parsed) == 1 ? AF_INET6
+                                                                               : 0;
+          if (family == 0 || inet_ntop(family, &parsed, text, sizeof(text)) == nullptr) {
             return reply({2, "error: '" + request.args[i] +
                                  "' is not an IP address; usage: stanzactl cluster isolate "
                                  "IP [IP...] | isolate off\n"});
           }
-          hosts.insert(host);
+          hosts.insert(text);  // as the transport writes addresses
         }
       }
       const std::string list = absl::StrJoin(hosts, ",");
@@ -1508,6 +1594,13 @@ class Daemon {
   const bool routing_direct_ = absl::GetFlag(FLAGS_routing) == "direct";
   std::map<uint64_t, Forwarded> forwarded_;  // by sequence: waiting for an ack
   raft::NodeId last_leader_ = raft::kNoNode;
+  bool leader_resend_pending_ = false;
+  // Resends per control-loop turn, in bytes: a link queues at most 16 MiB
+  // (PeerTransport::kQueueBytesMax) and carries Raft's heartbeats too.
+  static constexpr size_t kResendBytesPerTurn = 4 << 20;
+  size_t resend_budget_ = kResendBytesPerTurn;
+  std::set<raft::NodeId> member_peers_;           // the other members, refreshed each turn
+  std::set<raft::NodeId> unlinked_peers_;         // see ForgetAccountsOfUnlinkedPeers
   std::set<raft::NodeId> deferred_resend_nodes_;  // see RetryMoved
   size_t forward_bytes_ = 0;
   // Unique per node across restarts: the clock in ns at start, then counting.

@@ -519,14 +519,14 @@ size_t RouterShard::ForwardToAccountNodes(ConnectionId sender, std::string_view 
                                           std::string_view bytes) {
   auto it = remote_accounts_.find(ToAbsl(bare));
   if (it == remote_accounts_.end()) return 0;
-  size_t sent = 0;
   for (const uint64_t node : it->second) {
     if (shard_->PostToControl(kCtlForward, sender, node, bytes)) {
       Bump(stats_->stanzas_forwarded);
-      ++sent;
+    } else {
+      BounceAny(sender, bytes, StanzaErrorCondition::kResourceConstraint);  // that copy
     }
   }
-  return sent;
+  return it->second.size();
 }
 
 void RouterShard::ReturnToSender(std::string_view stanza_bytes, StanzaErrorCondition condition) {

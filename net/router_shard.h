@@ -244,7 +244,8 @@ class RouterShard : public ShardHandler {
   // message to its bare JID goes to here (a route named by the bare JID).
   void AnnounceAccount(std::string_view bare);
   // Sends a stanza for account `bare` to every other node with resources of it
-  // that a message to the bare JID goes to; how many it went to.
+  // that a message to the bare JID goes to; how many nodes those are (a copy the
+  // control thread's queue cannot take is answered with resource-constraint).
   size_t ForwardToAccountNodes(ConnectionId sender, std::string_view bare, std::string_view bytes);
   // Answers `stanza_bytes` to its sender, wherever it is, with `condition` (a
   // stanza the server itself could not deliver).

@@ -269,6 +269,7 @@ void ClusterNode::OnFrame(LinkId link, raft::NodeId peer, Frame frame) {
     case FrameType::kRoutes:
     case FrameType::kStanza:
     case FrameType::kAck:
+    case FrameType::kAckRelay:
       if (on_data_ && raft_->members().count(peer) != 0) on_data_(peer, frame);
       return;
     case FrameType::kHello:

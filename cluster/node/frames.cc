@@ -38,7 +38,7 @@ absl::StatusOr<std::optional<Frame>> ParseFrameAt(std::string_view buffer, size_
   if (length == 0 || length > kFrameBytesMax) return Bad("length out of bounds");
   if (rest.size() < 5) return std::nullopt;
   const uint8_t type = static_cast<unsigned char>(rest[4]);
-  if (type < 1 || type > 7) return Bad("unknown type");
+  if (type < 1 || type > 8) return Bad("unknown type");
   if (rest.size() < 4 + static_cast<size_t>(length)) return std::nullopt;
   Frame frame{static_cast<FrameType>(type), std::string(rest.substr(5, length - 1))};
   *offset += 4 + static_cast<size_t>(length);
@@ -178,6 +178,21 @@ absl::StatusOr<std::vector<uint64_t>> DecodeAcks(std::string_view payload) {
     sequences.push_back(sequence);
   }
   return sequences;
+}
+
+std::string EncodeAckRelay(raft::NodeId origin, std::string_view acks) {
+  std::string out;
+  out.reserve(8 + acks.size());
+  PutLittle(&out, origin, 8);
+  out.append(acks);
+  return out;
+}
+
+absl::StatusOr<std::pair<raft::NodeId, std::string_view>> DecodeAckRelay(std::string_view payload) {
+  uint64_t origin = 0;
+  if (!TakeLittle(&payload, 8, &origin) || origin == raft::kNoNode) return Bad("ack relay origin");
+  if (payload.size() % 8 != 0) return Bad("ack length");
+  return std::make_pair(origin, payload);
 }
 
 std::string EncodeRemoveTarget(const RemoveTarget& target) {

@@ -24,6 +24,8 @@
 //   kAck           sequences (8 each) of the receiving node's own kStanza frames that
 //                  the sending node delivered: sent by the destination straight to the
 //                  origin, whichever node passed the stanza on
+//   kAckRelay      origin node id (8) | a kAck payload: for a destination with no link
+//                  to the origin; the receiver (the leader) sends it on as a kAck
 //
 // Decoding never trusts its input: lengths are checked against what remains and against
 // kFrameBytesMax; a bad frame is an error, never a crash.
@@ -53,6 +55,7 @@ enum class FrameType : uint8_t {
   kRoutes = 5,
   kStanza = 6,
   kAck = 7,
+  kAckRelay = 8,
 };
 enum class RequestKind : uint8_t { kJoin = 1, kPropose = 2, kRemove = 3 };
 
@@ -120,6 +123,9 @@ std::string EncodeStanzaFrame(const StanzaFrame& frame);
 absl::StatusOr<StanzaFrame> DecodeStanzaFrame(std::string_view payload);
 void AppendAck(uint64_t sequence, std::string* payload);
 absl::StatusOr<std::vector<uint64_t>> DecodeAcks(std::string_view payload);
+std::string EncodeAckRelay(raft::NodeId origin, std::string_view acks);
+// The origin and a view of the kAck payload in `payload`.
+absl::StatusOr<std::pair<raft::NodeId, std::string_view>> DecodeAckRelay(std::string_view payload);
 
 std::string EncodeRemoveTarget(const RemoveTarget& target);
 absl::StatusOr<RemoveTarget> DecodeRemoveTarget(std::string_view body);

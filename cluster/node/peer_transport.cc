@@ -382,7 +382,11 @@ void PeerTransport::HandlePoll(const std::vector<pollfd>& fds, size_t first, uin
           inet_ntop(AF_INET6, &reinterpret_cast<const sockaddr_in6*>(&from)->sin6_addr, ip,
                     sizeof(ip));
         }
-        if (isolated_from_.count(ip) != 0) {
+        std::string_view host = ip;
+        if (host.starts_with("::ffff:") && host.find('.') != std::string_view::npos) {
+          host.remove_prefix(7);  // an IPv4 peer on an IPv6 listener
+        }
+        if (isolated_from_.count(std::string(host)) != 0) {
           close(fd);
           continue;
         }
@@ -392,7 +396,7 @@ void PeerTransport::HandlePoll(const std::vector<pollfd>& fds, size_t first, uin
         link->id = next_link_++;
         link->fd = fd;
         link->address = "(incoming)";
-        link->remote_ip = ip;
+        link->remote_ip = host;
         Link& added = *link;
         links_[link->id] = std::move(link);
         StartTls(added);

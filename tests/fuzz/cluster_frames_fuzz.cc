@@ -55,6 +55,12 @@ void Decode(const stanzad::cluster::Frame& frame) {
         Check(again == frame.payload);
       }
       return;
+    case FrameType::kAckRelay:
+      if (auto relay = DecodeAckRelay(frame.payload); relay.ok()) {
+        Check(EncodeAckRelay(relay->first, relay->second) == frame.payload);
+        Check(DecodeAcks(relay->second).ok());
+      }
+      return;
   }
 }
 
