@@ -49,6 +49,11 @@
 // --failover, lost messages are also split by path (sender -> receiver):
 // paths where either bridge had to reconnect, and steady paths where neither did.
 //
+// Before measuring (xmpp, throughput and latency modes), each bridge sends one
+// message (id 'route-N') to the next until every one has arrived, at most 10 s:
+// in a cluster a bridge's route takes a moment to reach every node, and a
+// stanza sent before would come back as an error that says nothing of the run.
+//
 // Prints one JSON line, including the client's CPU use (bench_was_bottleneck
 // when its thread was >= 90% busy). Every run is bounded by warm-up, duration,
 // drain and hold plus 60 s for connecting.
@@ -142,7 +147,8 @@ struct Bridge {
   int64_t retry_at = 0;
   uint64_t reconnects = 0;
   int64_t down_ns_max = 0;
-  uint64_t unsent_dropped = 0;  // sequence numbers queued but never written
+  uint64_t unsent_dropped = 0;    // sequence numbers queued but never written
+  bool route_probe_seen = false;  // the previous bridge's route probe arrived
   uint64_t skipped_while_down = 0;
 };
 
@@ -359,6 +365,14 @@ class Bench {
   int epoll_fd_ = -1;
   size_t ready_ = 0;
   bool started_ = false;
+  // Route probe (xmpp, throughput and latency modes): once every bridge is
+  // authenticated, each sends one message to the next until every one has
+  // arrived (at most kProbeNs), so that no measured stanza leaves before the
+  // receiver's route has reached the sender's server (in a cluster it takes
+  // a moment to reach every node).
+  static constexpr int64_t kProbeNs = 10'000'000'000;
+  bool probing_ = false, probed_ = false;
+  int64_t probe_deadline_ = 0, probe_next_ = 0;
   int64_t start_ = 0;  // when all bridges were ready
   int64_t window_start_ = 0, window_end_ = 0;
   uint64_t scheduled_ = 0;  // latency mode: messages due so far
@@ -592,6 +606,10 @@ void Bench::ParseMessages(Bridge& bridge, int64_t now) {
     consumed = end;
     if (tag.substr(0, 8) != "<message") continue;
     const std::string_view id = Attribute(tag, "id");
+    if (id.substr(0, 6) == "route-") {  // a route probe; one that bounced is sent again
+      if (Attribute(tag, "type") != "error") bridge.route_probe_seen = true;
+      continue;
+    }
     const size_t dash = id.find('-');
     const uint64_t sequence = ParseUnsigned(id);
     const int64_t due = dash == std::string_view::npos
@@ -677,7 +695,7 @@ void Bench::OnReadable(Bridge& bridge, int64_t now) {
     } else {
       bridge.in.append(data);
     }
-    if (started_) ParseMessages(bridge, now);
+    if (started_ || probing_) ParseMessages(bridge, now);
     if (bridge.fd < 0) return;  // it failed over meanwhile
     // A short read drained the socket; with edge-triggered epoll, data that
     // arrives later raises a new event, so the EAGAIN read can be skipped.
@@ -719,7 +737,38 @@ int Bench::Run() {
       Die("timed out after 60 s with " + std::to_string(ready_) + " of " +
           std::to_string(bridges_.size()) + " bridges authenticated");
     }
-    if (!started_ && ready_ == bridges_.size()) {
+    const bool probe = options_.protocol == Protocol::kXmpp && options_.mode != Mode::kIdle;
+    if (!started_ && ready_ == bridges_.size() && probe && !probed_) {
+      if (!probing_) {
+        probing_ = true;
+        probe_deadline_ = now + kProbeNs;
+      }
+      size_t seen = 0;
+      for (const Bridge& bridge : bridges_) seen += bridge.route_probe_seen ? 1 : 0;
+      if (seen < bridges_.size() && now < probe_deadline_) {
+        if (now >= probe_next_) {
+          for (size_t i = 0; i < bridges_.size(); ++i) {
+            const Bridge& receiver = bridges_[(i + 1) % bridges_.size()];
+            if (receiver.route_probe_seen) continue;
+            bridges_[i].out += "<message from='" + bridges_[i].account.component + "' to='" +
+                               receiver.account.component + "' id='route-" + std::to_string(i) +
+                               "'/>";
+            Flush(bridges_[i]);
+          }
+          probe_next_ = now + 100'000'000;
+        }
+      } else {
+        probing_ = false;
+        probed_ = true;
+        if (seen < bridges_.size()) {
+          std::fprintf(stderr,
+                       "stanza-bench: warning: after %.0f s only %zu of %zu bridges had a "
+                       "message from the previous one; running anyway\n",
+                       static_cast<double>(kProbeNs) / 1e9, seen, bridges_.size());
+        }
+      }
+    }
+    if (!started_ && ready_ == bridges_.size() && (!probe || probed_)) {
       started_ = true;
       start_ = now;
       window_start_ = now + SecondsToNs(options_.warmup_s);
