@@ -22,8 +22,9 @@
 // --srv=DOMAIN resolves _xmpp-component._tcp.DOMAIN (c-ares, --dns_server) and
 // orders the targets as RFC 2782 says (priority, then a weighted random order per
 // bridge). A bridge whose connection drops reconnects to the next target and
-// authenticates again; the report says how many reconnected, how long each was
-// without a server (max, median), and what was lost. Use it with --mode=latency
+// authenticates again; the report says how many reconnected, how long they were
+// without a server (median and max over the failovers, and down_ms_by_bridge: in
+// all, per bridge), and what was lost. Use it with --mode=latency
 // (open loop): a bridge that is down sends nothing until it is back.
 //
 // --protocol=relay talks to bench/tcp_relay instead of an XMPP server: no
@@ -147,6 +148,7 @@ struct Bridge {
   int64_t retry_at = 0;
   uint64_t reconnects = 0;
   int64_t down_ns_max = 0;
+  int64_t down_ns_total = 0;      // over all its failovers
   uint64_t unsent_dropped = 0;    // sequence numbers queued but never written
   bool route_probe_seen = false;  // the previous bridge's route probe arrived
   uint64_t skipped_while_down = 0;
@@ -567,6 +569,7 @@ void Bench::OnReady(Bridge& bridge) {
   }
   if (bridge.down_since != 0) {  // back after a failover
     bridge.down_ns_max = std::max(bridge.down_ns_max, NowNs() - bridge.down_since);
+    bridge.down_ns_total += NowNs() - bridge.down_since;
     down_ns_.push_back(NowNs() - bridge.down_since);
     bridge.down_since = 0;
     ++bridge.reconnects;
@@ -959,6 +962,23 @@ void Bench::Report(double cpu_seconds, int64_t rss_before, int64_t rss_after) {
                 down_ns_.empty() ? 0.0 : static_cast<double>(down_ns_[down_ns_.size() / 2]) / 1e6,
                 down_ns_.empty() ? 0.0 : static_cast<double>(down_ns_.back()) / 1e6, unsent,
                 skipped);
+    // Each bridge that lost its server: how long it was without one in all (a
+    // bridge still down at the end counts until then, and is listed apart).
+    const int64_t end = NowNs();
+    std::string by_bridge, still;
+    for (const Bridge& bridge : bridges_) {
+      if (bridge.reconnects == 0 && bridge.down_since == 0) continue;
+      const int64_t down =
+          bridge.down_ns_total + (bridge.down_since != 0 ? end - bridge.down_since : 0);
+      char value[32];
+      std::snprintf(value, sizeof(value), "%.1f", static_cast<double>(down) / 1e6);
+      by_bridge += (by_bridge.empty() ? "\"" : ",\"") + bridge.account.component + "\":" + value;
+      if (bridge.down_since != 0) {
+        still += (still.empty() ? "\"" : ",\"") + bridge.account.component + "\"";
+      }
+    }
+    std::printf(",\"down_ms_by_bridge\":{%s},\"bridges_down_at_end\":[%s]", by_bridge.c_str(),
+                still.c_str());
   }
   const double busy = cpu_seconds / duration;
   std::printf(",\"client_cpu_busy_fraction\":%.2f,\"bench_was_bottleneck\":%s}\n", busy,

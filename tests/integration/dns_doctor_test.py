@@ -141,6 +141,10 @@ class SrvFailoverTest(ClusterWithDns):
         self.assertGreater(result["bridges_failed_over"], 0, result)
         self.assertEqual(result["bridges_still_down"], 0, result)
         self.assertLess(result["down_ms_max"], 1000, result)
+        # The time each bridge was without a server, by name: those of the dead node.
+        self.assertEqual(len(result["down_ms_by_bridge"]), result["bridges_failed_over"], result)
+        self.assertTrue(all(0 < ms < 1000 for ms in result["down_ms_by_bridge"].values()), result)
+        self.assertEqual(result["bridges_down_at_end"], [], result)
         self.assertEqual(result["duplicated"], 0, result)
 
 
