@@ -57,13 +57,8 @@ usage() {
   exit 2
 }
 
-# A process exists and is not a zombie (PID 1 here may not reap orphans).
-alive() {
-  local pid=$1 state
-  [ -r "/proc/$pid/stat" ] || return 1
-  state=$(sed 's/^.*) \(.\).*$/\1/' "/proc/$pid/stat" 2>/dev/null) || return 1
-  [ -n "$state" ] && [ "$state" != Z ] && [ "$state" != X ]
-}
+# free_port, alive (and the rest of /proc helpers)
+. "$(dirname "$SELF")/proc_lib.sh"
 
 # wait_gone SECONDS PID...: 0 when all have exited within SECONDS.
 wait_gone() {
@@ -92,11 +87,6 @@ port_taken() {
 # PID listens on 127.0.0.1:PORT.
 pid_listens() {
   ss -Hltnp "( sport = :$2 )" 2>/dev/null | grep -F "127.0.0.1:$2 " | grep -qF "pid=$1,"
-}
-
-free_port() {
-  /usr/bin/python3 -c 'import socket
-s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1]); s.close()'
 }
 
 check_secret() {
