@@ -277,7 +277,7 @@ def main():
         address = {id(n): f"{n.ip}:{n.cluster_port}" for n in nodes}
         assert nodes[0].admin("cluster", "initialize")[0] == 0
         for node in nodes[1:]:
-            code, out = node.admin("cluster", "join", address[id(nodes[0])])
+            code, out = node.join(nodes[0], address[id(nodes[0])])
             assert code == 0, out
         if args.load:
             load_trials(nodes, address, args, nodes[0].state_dir)

@@ -33,7 +33,10 @@ for i in 1 2 3; do
   CTL "$i" cluster enable >/dev/null
 done
 CTL 1 cluster initialize >/dev/null
-for i in 2 3; do CTL "$i" cluster join "127.0.0.1:$((PORT + 79))" >/dev/null; done
+for i in 2 3; do
+  TOKEN=$(CTL 1 cluster token | sed -n 's/.*--token=\([^ ]*\).*/\1/p')
+  CTL "$i" cluster join "127.0.0.1:$((PORT + 79))" --token="$TOKEN" >/dev/null
+done
 for b in $(seq 0 $((BRIDGES - 1))); do CTL 1 callbridge add "b$b" >/dev/null; done
 CTL 1 --json callbridge list >"$DIR/secrets.json"
 sleep 0.5

@@ -25,6 +25,9 @@ enum class CommandKind : uint8_t {
   kAddUser = 6,
   kDeleteUser = 7,
   kSetUserCredentials = 8,
+  kSetSaltKey = 9,
+  kAddJoinToken = 10,
+  kUseJoinToken = 11,
 };
 
 constexpr uint8_t kHasScramSha1 = 1;
@@ -109,6 +112,22 @@ struct CommandEncoder {
     w->PutU8(static_cast<uint8_t>(CommandKind::kSetUserCredentials));
     w->PutString(c.name);
     PutCredentials(c.credentials, w);
+  }
+  void operator()(const SetSaltKey& c) const {
+    w->PutU8(static_cast<uint8_t>(CommandKind::kSetSaltKey));
+    w->PutString(c.key);
+  }
+  void operator()(const AddJoinToken& c) const {
+    w->PutU8(static_cast<uint8_t>(CommandKind::kAddJoinToken));
+    w->PutU64(c.id);
+    w->PutString(c.secret);
+    w->PutU64(c.expires_unix_s);
+    w->PutU64(c.now_unix_s);
+  }
+  void operator()(const UseJoinToken& c) const {
+    w->PutU8(static_cast<uint8_t>(CommandKind::kUseJoinToken));
+    w->PutU64(c.id);
+    w->PutU64(c.now_unix_s);
   }
 };
 
@@ -231,6 +250,58 @@ class CommandExecutor {
     return absl::OkStatus();
   }
 
+  absl::Status operator()(const SetSaltKey& c) {
+    if (c.key.size() < 32 || c.key.size() > config::kSaltKeyBytesMax) {
+      return absl::InvalidArgumentError("the unknown-user salt key must have 32 to 128 bytes");
+    }
+    if (current_.unknown_user_salt_key == c.key) return absl::OkStatus();
+    if (!current_.unknown_user_salt_key.empty()) {
+      return absl::AlreadyExistsError("the cluster already has an unknown-user salt key");
+    }
+    if (target_ != nullptr) target_->unknown_user_salt_key = c.key;
+    changed_ = true;
+    return absl::OkStatus();
+  }
+
+  absl::Status operator()(const AddJoinToken& c) {
+    if (c.id == 0 || c.secret.size() != config::kJoinTokenSecretBytes) {
+      return absl::InvalidArgumentError("a join token needs an id and a 16-byte secret");
+    }
+    if (c.expires_unix_s <= c.now_unix_s) {
+      return absl::InvalidArgumentError("a join token must expire in the future");
+    }
+    if (current_.join_tokens.contains(c.id)) {
+      return absl::AlreadyExistsError("a join token with this id exists");
+    }
+    size_t live = 0;
+    for (const auto& [id, token] : current_.join_tokens) {
+      live += token.expires_unix_s > c.now_unix_s ? 1 : 0;
+    }
+    if (live >= config::kJoinTokensMax) {
+      return absl::ResourceExhaustedError(
+          "the cluster already has 64 unused join tokens; wait for some to expire or be used");
+    }
+    if (target_ != nullptr) {
+      std::erase_if(target_->join_tokens,
+                    [&](const auto& entry) { return entry.second.expires_unix_s <= c.now_unix_s; });
+      target_->join_tokens[c.id] = {c.secret, c.expires_unix_s};
+    }
+    changed_ = true;
+    return absl::OkStatus();
+  }
+
+  absl::Status operator()(const UseJoinToken& c) {
+    auto it = current_.join_tokens.find(c.id);
+    if (it == current_.join_tokens.end() || it->second.expires_unix_s <= c.now_unix_s) {
+      return absl::NotFoundError(
+          "the join token is unknown, used or expired; make a new one on a member with "
+          "'stanzactl cluster token'");
+    }
+    if (target_ != nullptr) target_->join_tokens.erase(c.id);
+    changed_ = true;
+    return absl::OkStatus();
+  }
+
  private:
   const config::Config& current_;
   config::Config* target_;
@@ -316,6 +387,25 @@ absl::StatusOr<ConfigCommand> DecodeConfigCommand(std::string_view bytes) {
     case CommandKind::kSetUserCredentials: {
       SetUserCredentials c;
       ok = r.GetString(&c.name, config::kUserNameBytesMax) && GetCredentials(&r, &c.credentials);
+      command = std::move(c);
+      break;
+    }
+    case CommandKind::kSetSaltKey: {
+      SetSaltKey c;
+      ok = r.GetString(&c.key, config::kSaltKeyBytesMax);
+      command = std::move(c);
+      break;
+    }
+    case CommandKind::kAddJoinToken: {
+      AddJoinToken c;
+      ok = r.GetU64(&c.id) && r.GetString(&c.secret, config::kJoinTokenSecretBytes) &&
+           r.GetU64(&c.expires_unix_s) && r.GetU64(&c.now_unix_s);
+      command = std::move(c);
+      break;
+    }
+    case CommandKind::kUseJoinToken: {
+      UseJoinToken c;
+      ok = r.GetU64(&c.id) && r.GetU64(&c.now_unix_s);
       command = std::move(c);
       break;
     }

@@ -91,8 +91,34 @@ struct SetUserCredentials {
   friend bool operator==(const SetUserCredentials&, const SetUserCredentials&) = default;
 };
 
-using ConfigCommand = std::variant<SetDomain, SetListen, SetTlsFiles, AddCallbridge,
-                                   DeleteCallbridge, AddUser, DeleteUser, SetUserCredentials>;
+// The cluster-wide key for unknown users' SCRAM salts; set once (at `cluster initialize`),
+// refused when another is set (every node must keep answering with the same salts).
+struct SetSaltKey {
+  std::string key;
+  friend bool operator==(const SetSaltKey&, const SetSaltKey&) = default;
+};
+
+// `cluster token`: a single-use approval to join. `now_unix_s` is the proposer's clock:
+// tokens that expired by then are dropped in the same step (deterministic on every node).
+struct AddJoinToken {
+  uint64_t id = 0;
+  std::string secret;
+  uint64_t expires_unix_s = 0;
+  uint64_t now_unix_s = 0;
+  friend bool operator==(const AddJoinToken&, const AddJoinToken&) = default;
+};
+
+// A node joined with this token (the leader proposes it before it adds the node): it is
+// gone, so a second join with it is refused. NotFound for an unknown or expired token.
+struct UseJoinToken {
+  uint64_t id = 0;
+  uint64_t now_unix_s = 0;
+  friend bool operator==(const UseJoinToken&, const UseJoinToken&) = default;
+};
+
+using ConfigCommand =
+    std::variant<SetDomain, SetListen, SetTlsFiles, AddCallbridge, DeleteCallbridge, AddUser,
+                 DeleteUser, SetUserCredentials, SetSaltKey, AddJoinToken, UseJoinToken>;
 
 // The data of a kNormal Raft entry (format version 1). Deterministic.
 std::string EncodeConfigCommand(const ConfigCommand& command);

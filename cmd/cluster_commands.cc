@@ -47,7 +47,7 @@ std::string ClusterStatusText(const cluster::ClusterStatus& status, const NodeCo
   } else if (!status.member) {
     out = Concat(
         "State: NOT A MEMBER (run 'stanzactl cluster initialize' on the first node, "
-        "'stanzactl cluster join HOST' on the others)\n");
+        "'stanzactl cluster join HOST --token=TOKEN' on the others)\n");
   } else {
     out = Concat("State: ", RoleText(status), "\n");
   }
@@ -63,10 +63,17 @@ std::string ClusterStatusText(const cluster::ClusterStatus& status, const NodeCo
   out += Concat("Cluster address    : ", OrNone(status.address),
                 listening ? "" : (config.cluster_enabled ? " (not listening)" : ""), "\n");
   out += Concat("Term               : ", std::to_string(status.term), "\n");
-  out += Concat(
-      "Cluster links      : ",
-      status.tls ? "mutual TLS" : "NOT encrypted (set 'certs' and 'cluster trust' on every node)",
-      "\n");
+  out += Concat("Cluster links      : ",
+                !status.has_cluster_key
+                    ? "no cluster key yet (cluster initialize, or cluster join HOST --token=TOKEN)"
+                : status.tls ? "authenticated with the cluster key, over mutual TLS"
+                             : "authenticated with the cluster key; NOT encrypted (set 'certs' "
+                               "and 'cluster trust' on every node for TLS)",
+                "\n");
+  if (status.links_refused > 0) {
+    out += Concat("Links refused      : ", std::to_string(status.links_refused),
+                  " (event=cluster_link_refused in the log says who and why)\n");
+  }
   if (!status.members.empty()) {
     out += "Peers:\n";
     for (const cluster::MemberStatus& member : status.members) {
@@ -92,7 +99,8 @@ std::string ClusterStatusText(const cluster::ClusterStatus& status, const NodeCo
                " are cut by a drill ('stanzactl cluster isolate off' ends it)\n");
   }
   if (!status.failed.ok()) {
-    out += Concat("error: cluster storage failed: ", std::string(status.failed.message()), "\n");
+    out +=
+        Concat("error: this node's cluster stopped: ", std::string(status.failed.message()), "\n");
   }
   return out;
 }

@@ -443,7 +443,18 @@ CommandResult ExecuteNodeCommand(const AdminRequest& request, NodeConfig* config
                          " users; run 'stanzactl reset --force' to do it"));
     }
     proposed = NodeConfig();
-    result = Ok("Configuration reset; XMPP disabled\n", !(proposed == *config));
+    std::string forgotten;
+    if (!config->tls_certificate.empty()) {
+      forgotten += Concat("the certificate settings (", config->tls_key, ", ",
+                          config->tls_certificate, "; the files stay on disk)");
+    }
+    if (!config->cluster_trust.empty()) {
+      forgotten += Concat(forgotten.empty() ? "" : " and ", "the cluster trust bundle setting (",
+                          config->cluster_trust, ")");
+    }
+    result = Ok(Concat("Configuration reset; XMPP disabled\n",
+                       forgotten.empty() ? "" : Concat("Also forgotten: ", forgotten, "\n")),
+                !(proposed == *config));
   } else {
     return Usage(Concat("unknown command '", command, "' (see stanzactl --help)"));
   }

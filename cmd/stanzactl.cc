@@ -59,8 +59,14 @@ constexpr char kUsage[] =
     "  user del NAME[@DOMAIN]      remove a user\n"
     "  user list                   users and their SASL mechanisms (no keys)\n"
     "  cluster enable | disable    open or close this node's cluster port\n"
-    "  cluster initialize          make a one-node cluster the others join\n"
-    "  cluster join HOST[:PORT]    join the cluster through any member\n"
+    "  cluster initialize          make a one-node cluster the others join (it makes the\n"
+    "                              cluster key and prints the first join command)\n"
+    "  cluster token [--ttl=SECONDS]\n"
+    "                              on a member: a single-use token that lets one node\n"
+    "                              join (default: valid 3600 s)\n"
+    "  cluster join HOST[:PORT] --token=TOKEN\n"
+    "                              join the cluster through any member, with a token\n"
+    "                              made there; the node gets the cluster key\n"
     "  cluster remove NODE         take a member out (its address or node id)\n"
     "  cluster status              state, peers and leader, in the seed's layout\n"
     "  cluster trust BUNDLE        the cluster's trust bundle: with certs set, every\n"
@@ -297,7 +303,8 @@ int main(int argc, char** argv) {
                      stanzad::config::kScramIterationsMin, stanzad::config::kScramIterationsMax);
         return 2;
       }
-    } else if (arg.starts_with("--") && arg != "--force") {
+    } else if (arg.starts_with("--") && arg != "--force" && !arg.starts_with("--token=") &&
+               !arg.starts_with("--ttl=")) {
       std::fprintf(stderr, "stanzactl: unknown option %s (see stanzactl --help)\n", arg.c_str());
       return 2;
     } else {
@@ -311,9 +318,12 @@ int main(int argc, char** argv) {
     std::fputs(kUsage, stderr);
     return 2;
   }
-  if (request.args[0] == "certs") {
-    // The daemon reads the files: it gets absolute paths.
-    for (size_t i = 1; i < request.args.size(); ++i) {
+  // The daemon reads the files: it gets absolute paths (one rule for every command
+  // that names a file: relative to where stanzactl runs).
+  const bool trust =
+      request.args.size() == 3 && request.args[0] == "cluster" && request.args[1] == "trust";
+  if (request.args[0] == "certs" || trust) {
+    for (size_t i = trust ? 2 : 1; i < request.args.size(); ++i) {
       char resolved[4096];
       if (realpath(request.args[i].c_str(), resolved) == nullptr) {
         std::fprintf(stderr, "stanzactl: cannot read %s: %s\n", request.args[i].c_str(),

@@ -32,9 +32,11 @@
 
 #include "absl/flags/flag.h"
 #include "absl/flags/parse.h"
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
 #include "cluster/node/cluster_node.h"
+#include "cluster/storage/atomic_file.h"
 #include "cmd/admin/admin_socket.h"
 #include "cmd/cluster_commands.h"
 #include "cmd/flags_usage.h"
@@ -86,9 +88,19 @@ ABSL_FLAG(int, account_failures_max, 5,
           "logins are refused, even with the right password, until the window passes.");
 ABSL_FLAG(uint16_t, cluster_port, 5279,
           "TCP port for cluster peers (Raft, configuration, routes and stanzas between "
-          "nodes), on the first listen address. Opened by 'stanzactl cluster enable'. Mutual "
-          "TLS once the node has a certificate ('certs') and the cluster a trust bundle "
-          "('cluster trust'); in the clear until then: keep it on a private network.");
+          "nodes), on the first listen address. Opened by 'stanzactl cluster enable'. Every "
+          "link is authenticated with the cluster key (made by 'cluster initialize', handed "
+          "to nodes that join with a token) before anything else is read; mutual TLS as well "
+          "once the node has a certificate ('certs') and the cluster a trust bundle ('cluster "
+          "trust'). Without TLS the links are not encrypted: keep them on a private network.");
+ABSL_FLAG(int, cluster_handshake_timeout_ms, 5000,
+          "A cluster link must connect, finish TLS and authenticate within this many "
+          "milliseconds, or it is closed.");
+ABSL_FLAG(int, cluster_unauthenticated_links_max, 256,
+          "Most incoming cluster links that have not authenticated yet, in total; more are "
+          "closed at once (members reconnect; an attacker cannot hold the port).");
+ABSL_FLAG(int, cluster_unauthenticated_links_per_ip_max, 8,
+          "Most incoming cluster links that have not authenticated yet from one IP address.");
 ABSL_FLAG(std::string, routing, "leader",
           "How a stanza for a bridge on another node travels: 'leader' (the seed's model: a "
           "follower sends it to the leader, which sends it to the bridge's node) or 'direct' "
@@ -143,10 +155,22 @@ constexpr const char* kVersion = kStanzadVersion;
 
 std::atomic<bool> g_stop_requested{false};
 
+// Writes <state_dir>/sasl_salt_key atomically (a crash leaves the old key or the new).
+void SaveSaltKey(const std::string& state_dir, const std::string& key) {
+  if (absl::Status saved =
+          storage::WriteFileAtomically(*storage::PosixFs(), state_dir, "sasl_salt_key", key + "\n");
+      !saved.ok()) {
+    LogEvent(LogLevel::kWarning, "salt_key_not_saved",
+             "dir=" + state_dir + " reason=" + LogQuote(std::string(saved.message())));
+  }
+}
+
 // The key from which SCRAM derives the salt it shows for a user that does not
 // exist (so that a client cannot tell unknown users from known ones): 32
 // random bytes, hex, made once in <state_dir>/sasl_salt_key (mode 0600) and
-// kept across restarts. A key that cannot be stored is used for this run only.
+// kept across restarts; in a cluster, the cluster's (replicated) key replaces it,
+// so every node shows the same salts. A key that cannot be stored is used for
+// this run only.
 std::string LoadOrCreateSaltKey(const std::string& state_dir) {
   const std::string path = state_dir + "/sasl_salt_key";
   if (FILE* in = std::fopen(path.c_str(), "r")) {
@@ -166,14 +190,7 @@ std::string LoadOrCreateSaltKey(const std::string& state_dir) {
     key.push_back(kHex[byte >> 4]);
     key.push_back(kHex[byte & 0xF]);
   }
-  const int fd = open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-  if (fd >= 0) {
-    const std::string line = key + "\n";
-    const bool ok =
-        write(fd, line.data(), line.size()) == static_cast<ssize_t>(line.size()) && fsync(fd) == 0;
-    close(fd);
-    if (!ok) LogEvent(LogLevel::kWarning, "salt_key_not_saved", "path=" + path);
-  }
+  SaveSaltKey(state_dir, key);
   return key;
 }
 
@@ -403,6 +420,12 @@ class Daemon {
     cluster::ClusterNodeOptions options;
     options.dir = state_dir_ + "/cluster";
     options.address = ClusterAddress();
+    options.limits.handshake_timeout_ms =
+        static_cast<uint64_t>(std::max(100, absl::GetFlag(FLAGS_cluster_handshake_timeout_ms)));
+    options.limits.unauthenticated_links_max =
+        static_cast<size_t>(std::max(1, absl::GetFlag(FLAGS_cluster_unauthenticated_links_max)));
+    options.limits.unauthenticated_links_per_ip_max = static_cast<size_t>(
+        std::max(1, absl::GetFlag(FLAGS_cluster_unauthenticated_links_per_ip_max)));
     // Mutual TLS on the cluster links once the node has a certificate (certs) and
     // the cluster a trust bundle (cluster trust).
     if (!config_.tls_key.empty() && !config_.tls_certificate.empty() &&
@@ -480,6 +503,13 @@ class Daemon {
     if (!cluster_->has_state() || cluster_->config_generation() == mirrored_generation_) return;
     mirrored_generation_ = cluster_->config_generation();
     const config::Config& replicated = cluster_->config();
+    if (!replicated.unknown_user_salt_key.empty() &&
+        replicated.unknown_user_salt_key != salt_key_) {
+      salt_key_ = replicated.unknown_user_salt_key;  // the cluster's: the same on every node
+      SaveSaltKey(state_dir_, salt_key_);
+      publisher_.Publish(BuildRouterConfig());
+      NotifyShardsOfConfig();
+    }
     // Before the cluster's configuration has arrived (initialize or join in
     // progress) there is nothing to mirror: the node keeps serving what it has.
     if (replicated.domain.empty()) return;
@@ -512,16 +542,22 @@ class Daemon {
     publisher_.Publish(BuildRouterConfig());
     if (listeners_changed) {
       ApplyEngineState();
-    } else if (engine_) {
-      for (int shard = 0; shard < shards_; ++shard) {
-        // The control thread is the engine's single external producer.
-        while (!engine_->Post(shard, net::kConfigChanged, net::kNoConnection, 0, "")) {
-          std::this_thread::sleep_for(std::chrono::milliseconds(1));
-        }
-      }
+    } else {
+      NotifyShardsOfConfig();
     }
     PublishMetricsSnapshot();  // before the command is answered: a scrape after sees it
     return absl::OkStatus();
+  }
+
+  // Tells every shard that publisher_ holds a new router configuration.
+  void NotifyShardsOfConfig() {
+    if (!engine_) return;
+    for (int shard = 0; shard < shards_; ++shard) {
+      // The control thread is the engine's single external producer.
+      while (!engine_->Post(shard, net::kConfigChanged, net::kNoConnection, 0, "")) {
+        std::this_thread::sleep_for(std::chrono::milliseconds(1));
+      }
+    }
   }
 
   // ---- Stanzas between nodes (relayed by this thread; see docs/cluster.md) ----
@@ -1083,6 +1119,17 @@ class Daemon {
     }
   }
 
+  static constexpr uint64_t kJoinTokenTtlSDefault = 3600;
+
+  // What an operator types on the next node, with a token `cluster token` made.
+  std::string JoinInstructions(const cluster::JoinToken& token, uint64_t ttl_s) const {
+    return "Join another node with (the token admits one node, within " +
+           std::to_string(ttl_s / 60 > 0 ? ttl_s / 60 : 1) +
+           (ttl_s >= 120 ? " minutes" : " minute") + "):\n  stanzactl cluster join " +
+           cluster_->address() + " --token=" + cluster::FormatJoinToken(token) +
+           "\nMore tokens: stanzactl cluster token\n";
+  }
+
   static admin::AdminResponse Error(const absl::Status& status) {
     return {1, "error: " + std::string(status.message()) + "\n"};
   }
@@ -1165,7 +1212,9 @@ class Daemon {
         return reply(Error(saved));
       }
       if (absl::Status opened = OpenCluster(); !opened.ok()) return reply(Error(opened));
-      result.response.output += "The node left its cluster state behind; it joins as a new node\n";
+      result.response.output +=
+          "The node left its cluster state behind (node id, Raft log, cluster key in " + dir +
+          "); it joins as a new node, with a token from a member (stanzactl cluster token)\n";
       return reply(result.response);
     }
     if (absl::Status saved = CommitLocal(std::move(proposed), request.args[0]); !saved.ok()) {
@@ -1253,8 +1302,9 @@ class Daemon {
     const uint16_t port = absl::GetFlag(FLAGS_cluster_port);
     const auto usage = [&] {
       reply({2,
-             "usage: stanzactl cluster enable | disable | initialize | join HOST[:PORT] | "
-             "remove NODE | status | trust BUNDLE | isolate IP... | isolate off\n"});
+             "usage: stanzactl cluster enable | disable | initialize | token [--ttl=SECONDS] | "
+             "join HOST[:PORT] --token=TOKEN | remove NODE | status | trust BUNDLE | "
+             "isolate IP... | isolate off\n"});
     };
     if (verb == "status") {
       if (request.args.size() != 2) return usage();
@@ -1322,7 +1372,8 @@ class Daemon {
       if (config_.domain.empty()) {
         return reply({1, "error: set the domain first (stanzactl domain example.com)\n"});
       }
-      std::vector<cluster::ConfigCommand> seed = {cluster::SetDomain{config_.domain}};
+      std::vector<cluster::ConfigCommand> seed = {cluster::SetDomain{config_.domain},
+                                                  cluster::SetSaltKey{salt_key_}};
       for (const auto& [name, secret] : config_.callbridges) {
         seed.push_back(cluster::AddCallbridge{name, secret, false});
       }
@@ -1333,24 +1384,74 @@ class Daemon {
       cluster_->Initialize(std::move(seed), [this, reply, bridges](const absl::Status& status) {
         if (!status.ok()) return reply(Error(status));
         MirrorClusterConfig();
-        reply({0, "Cluster initialized with this node (" + cluster_->address() +
-                      ") as its only member and leader; domain " + config_.domain + " and " +
-                      std::to_string(bridges) +
-                      " call bridges are now the cluster's.\nJoin the others with: stanzactl "
-                      "cluster join " +
-                      cluster_->address() + "\n"});
+        const std::string made = "Cluster initialized with this node (" + cluster_->address() +
+                                 ") as its only member and leader; domain " + config_.domain +
+                                 " and " + std::to_string(bridges) +
+                                 " call bridges are now the cluster's.\n";
+        // The first join token, so that the operator's next step is one command.
+        cluster_->CreateJoinToken(
+            kJoinTokenTtlSDefault,
+            [this, reply, made](const absl::StatusOr<cluster::JoinToken>& token) {
+              if (!token.ok()) {
+                return reply({0, made + "warning: no join token made (" +
+                                     std::string(token.status().message()) +
+                                     "); make one with: stanzactl cluster token\n"});
+              }
+              reply({0, made + JoinInstructions(*token, kJoinTokenTtlSDefault)});
+            });
       });
       return;
     }
+    if (verb == "token") {
+      uint64_t ttl_s = kJoinTokenTtlSDefault;
+      for (size_t i = 2; i < request.args.size(); ++i) {
+        const std::string& arg = request.args[i];
+        if (!arg.starts_with("--ttl=") || !absl::SimpleAtoi(arg.substr(6), &ttl_s) || ttl_s == 0 ||
+            ttl_s > 7 * 24 * 3600) {
+          return reply({2,
+                        "usage: stanzactl cluster token [--ttl=SECONDS] (1 to 604800; default "
+                        "3600)\n"});
+        }
+      }
+      if (!cluster_->is_member()) {
+        return reply({1,
+                      "error: this node is not a member of a cluster: make the tokens on a "
+                      "member ('stanzactl cluster status' shows whether this node is one)\n"});
+      }
+      cluster_->CreateJoinToken(
+          ttl_s, [this, reply, ttl_s](const absl::StatusOr<cluster::JoinToken>& token) {
+            if (!token.ok()) return reply(Error(token.status()));
+            reply({0, JoinInstructions(*token, ttl_s)});
+          });
+      return;
+    }
     if (verb == "join") {
-      if (request.args.size() != 3) return usage();
-      absl::StatusOr<std::string> address = ResolveClusterAddress(request.args[2], port);
+      std::vector<std::string> words;
+      std::optional<cluster::JoinToken> token;
+      for (size_t i = 2; i < request.args.size(); ++i) {
+        const std::string& arg = request.args[i];
+        if (!arg.starts_with("--token=")) {
+          words.push_back(arg);
+          continue;
+        }
+        absl::StatusOr<cluster::JoinToken> parsed = cluster::ParseJoinToken(arg.substr(8));
+        if (!parsed.ok()) return reply({2, "error: --token: " + parsed.status().ToString() + "\n"});
+        token = *parsed;
+      }
+      if (words.size() != 1) return usage();
+      if (!token) {
+        return reply({2,
+                      "error: joining needs a member's approval: on a member run 'stanzactl "
+                      "cluster token', then here: stanzactl cluster join " +
+                          words[0] + " --token=TOKEN\n"});
+      }
+      absl::StatusOr<std::string> address = ResolveClusterAddress(words[0], port);
       if (!address.ok()) return reply(Error(address.status()));
       if (*address == cluster_->address()) {
         return reply({1, "error: that is this node's own address; join another member\n"});
       }
       const std::map<std::string, std::string> local = config_.callbridges;
-      cluster_->Join(*address, [this, reply, local, address](const absl::Status& status) {
+      cluster_->Join(*address, *token, [this, reply, local, address](const absl::Status& status) {
         if (!status.ok()) return reply(Error(status));
         MirrorClusterConfig();
         std::string out = "Joined the cluster through " + *address + "; leader " +
@@ -1625,6 +1726,21 @@ absl::StatusOr<NodeConfig> LoadOrSeed(const std::string& state_dir) {
   if (mkdir(state_dir.c_str(), 0700) != 0 && errno != EEXIST) {
     return absl::FailedPreconditionError("cannot create --state_dir " + state_dir + ": " +
                                          std::strerror(errno));
+  }
+  // It holds the cluster key, secrets and the admin socket: nobody else may look in.
+  struct stat info {};
+  if (stat(state_dir.c_str(), &info) != 0 || !S_ISDIR(info.st_mode)) {
+    return absl::FailedPreconditionError("--state_dir " + state_dir + " is not a directory");
+  }
+  if ((info.st_mode & 077) != 0) {
+    if (chmod(state_dir.c_str(), 0700) != 0) {
+      return absl::FailedPreconditionError(
+          "--state_dir " + state_dir + " can be read by other users (mode " +
+          std::to_string(info.st_mode & 0777) + " octal-decoded) and cannot be tightened: " +
+          std::strerror(errno) + "; fix: chmod 700 " + state_dir);
+    }
+    LogEvent(LogLevel::kWarning, "state_dir_tightened",
+             "dir=" + state_dir + " reason=\"other users could read it\" mode=0700");
   }
   absl::StatusOr<NodeConfig> loaded = LoadNodeConfig(state_dir);
   if (loaded.ok() || loaded.status().code() != absl::StatusCode::kNotFound) return loaded;

@@ -82,7 +82,9 @@ for n in 2 3; do
   ctl "$n" xmpp listen "127.0.0.$n"
   ctl "$n" xmpp enable
   ctl "$n" xmpp cluster enable
-  ctl "$n" xmpp cluster join "127.0.0.1:$CLUSTER_PORT"
+  # Joining needs a member's approval: a single-use token made on a member.
+  TOKEN=$(ctl 1 xmpp cluster token | tee /dev/stderr | sed -n 's/.*--token=\([^ ]*\).*/\1/p')
+  ctl "$n" xmpp cluster join "127.0.0.1:$CLUSTER_PORT" --token="$TOKEN"
 done
 
 echo

@@ -5,8 +5,11 @@
 #include <algorithm>
 #include <utility>
 
+#include "absl/strings/ascii.h"
 #include "cluster/raft/message_codec.h"
+#include "cluster/storage/atomic_file.h"
 #include "core/base/concat.h"
+#include "core/base/hex.h"
 #include "core/base/log.h"
 
 namespace stanzad::cluster {
@@ -24,6 +27,8 @@ std::string RoleText(raft::Role role) {
   }
   return "FOLLOWER";
 }
+
+constexpr std::string_view kClusterKeyFile = "link_key";
 
 uint64_t ClockSeed() {
   timespec t{};
@@ -55,8 +60,27 @@ absl::Status ClusterNode::Start() {
   raft::PersistentState state{store_->hard_state(), store_->snapshot(), store_->entries()};
   if (state.snapshot.metadata.index > 0) {
     if (absl::Status restored = machine_.Restore(state.snapshot.data); !restored.ok()) {
-      return absl::DataLossError(Concat("the cluster snapshot in ", options_.dir,
-                                        " does not load: ", std::string(restored.message())));
+      // The node still opens (it serves its local configuration); its Raft stays stopped
+      // and every status says why, instead of a daemon that will not start.
+      failed_ = absl::DataLossError(
+          Concat("the cluster snapshot in ", options_.dir, " does not load (",
+                 std::string(restored.message()),
+                 "); move that directory away and join the node to its cluster again"));
+      LogEvent(LogLevel::kError, "cluster_snapshot_bad",
+               Concat("dir=", options_.dir, " reason=", LogQuote(std::string(restored.message()))));
+    }
+  }
+  if (absl::StatusOr<std::string> key =
+          storage::PosixFs()->ReadFile(Concat(options_.dir, "/", kClusterKeyFile));
+      key.ok()) {
+    std::optional<std::string> bytes = BytesOfHex(std::string(absl::StripAsciiWhitespace(*key)));
+    if (bytes && bytes->size() == kClusterKeyBytes) {
+      cluster_key_ = *bytes;
+    } else {
+      LogEvent(LogLevel::kError, "cluster_key_bad",
+               Concat("dir=", options_.dir, " fix=",
+                      LogQuote("the cluster key file is damaged: reset this node and join it "
+                               "again with a token")));
     }
   }
   raft::Config config;
@@ -69,8 +93,8 @@ absl::Status ClusterNode::Start() {
   raft_.emplace(std::move(*raft));
   soft_ = {raft_->leader(), raft_->role()};
   transport_ = std::make_unique<PeerTransport>(
-      Hello{store_->node_id(), options_.address},
-      [this](LinkId link, raft::NodeId peer, Frame frame) {
+      LinkSelf{store_->node_id(), options_.address}, options_.limits,
+      [this](LinkId link, const LinkPeer& peer, Frame frame) {
         OnFrame(link, peer, std::move(frame));
       },
       [this](LinkId link, raft::NodeId peer, const absl::Status& reason) {
@@ -79,7 +103,36 @@ absl::Status ClusterNode::Start() {
   if (options_.tls_server && options_.tls_client) {
     transport_->set_tls(options_.tls_server, options_.tls_client);
   }
+  transport_->set_cluster_key(cluster_key_);
+  transport_->set_token_lookup([this](uint64_t id) -> std::optional<std::string> {
+    if (!failed_.ok()) return std::nullopt;
+    const auto& tokens = machine_.config().join_tokens;
+    auto it = tokens.find(id);
+    if (it == tokens.end() || it->second.expires_unix_s <= UnixNowS()) return std::nullopt;
+    return it->second.secret;
+  });
   Process();
+  return absl::OkStatus();
+}
+
+uint64_t ClusterNode::UnixNowS() {
+  return static_cast<uint64_t>(std::chrono::duration_cast<std::chrono::seconds>(
+                                   std::chrono::system_clock::now().time_since_epoch())
+                                   .count());
+}
+
+absl::Status ClusterNode::SaveClusterKey(const std::string& key) {
+  storage::Fs& fs = *storage::PosixFs();
+  if (absl::Status made = fs.CreateDir(options_.dir); !made.ok() && !absl::IsAlreadyExists(made)) {
+    return made;
+  }
+  if (absl::Status saved =
+          storage::WriteFileAtomically(fs, options_.dir, kClusterKeyFile, HexOf(key) + "\n");
+      !saved.ok()) {
+    return saved;
+  }
+  cluster_key_ = key;
+  transport_->set_cluster_key(key);
   return absl::OkStatus();
 }
 
@@ -105,6 +158,11 @@ void ClusterNode::Initialize(std::vector<ConfigCommand> seed, Done done) {
     return done(absl::FailedPreconditionError(
         "this node is already in a cluster ('stanzactl cluster status' shows it); to start "
         "over, remove it from the cluster and reset it first"));
+  }
+  // The key first: a cluster this node leads must never exist without it.
+  if (absl::Status saved = SaveClusterKey(RandomBytes(kClusterKeyBytes)); !saved.ok()) {
+    return done(absl::InternalError(Concat("cannot store the cluster key in ", options_.dir, ": ",
+                                           std::string(saved.message()))));
   }
   absl::StatusOr<raft::PersistentState> state =
       raft::Raft::Bootstrap({raft::Member{id(), options_.address}});
@@ -146,7 +204,23 @@ void ClusterNode::Initialize(std::vector<ConfigCommand> seed, Done done) {
   }
 }
 
-void ClusterNode::Join(const std::string& address, Done done) {
+void ClusterNode::CreateJoinToken(uint64_t ttl_s, TokenDone done) {
+  JoinToken token;
+  token.id = 0;
+  while (token.id == 0) {
+    const std::string id = RandomBytes(8);
+    for (const char byte : id) token.id = token.id << 8 | static_cast<unsigned char>(byte);
+  }
+  token.secret = RandomBytes(kJoinTokenSecretBytes);
+  const uint64_t now = UnixNowS();
+  Propose(AddJoinToken{token.id, token.secret, now + std::max<uint64_t>(ttl_s, 1), now},
+          [token, done = std::move(done)](const absl::Status& status) {
+            if (!status.ok()) return done(status);
+            done(token);
+          });
+}
+
+void ClusterNode::Join(const std::string& address, const JoinToken& token, Done done) {
   if (!failed_.ok()) return done(failed_);
   if (raft_->is_member()) {
     return done(absl::FailedPreconditionError(
@@ -160,13 +234,15 @@ void ClusterNode::Join(const std::string& address, Done done) {
   ForwardedRequest forwarded;
   forwarded.request = request;
   forwarded.deadline_ms = now_ms_ + kRequestTimeoutMs;
+  forwarded.token = token;
   forwarded.done = [this](const absl::Status& status) {
     if (!status.ok()) {
       Done join = std::move(join_done_);
       join_done_ = nullptr;
       if (join) join(status);
     }
-    // OK: the leader committed this node; done once the configuration arrived (Process).
+    // OK: the leader used the token and sent the cluster key; done once this node is a
+    // member with the configuration (Process), or at join_deadline_ms_.
   };
   auto [it, inserted] = forwarded_.emplace(request.id, std::move(forwarded));
   SendForwarded(it->second, address);
@@ -207,7 +283,7 @@ void ClusterNode::Remove(const RemoveTarget& target, Done done) {
     local.done = std::move(done);
     local.deadline_ms = now_ms_ + kRequestTimeoutMs;
     forwarded_.emplace(request.id, std::move(local));
-    OnRequest(kNoLink, request);
+    OnRequest(kNoLink, LinkPeer{id(), 0}, request);
     return;
   }
   if (raft_->leader() == raft::kNoNode) {
@@ -229,7 +305,7 @@ void ClusterNode::ForwardToLeader(Request request, Done done) {
 void ClusterNode::SendForwarded(ForwardedRequest& forwarded, const std::string& address) {
   forwarded.target_address = address;
   absl::Status error;
-  forwarded.link = transport_->Dial(address, now_ms_, &error);
+  forwarded.link = transport_->Dial(address, forwarded.token, now_ms_, &error);
   if (forwarded.link == kNoLink ||
       !transport_->SendOn(forwarded.link, FrameType::kRequest, EncodeRequest(forwarded.request))) {
     Done done = std::move(forwarded.done);
@@ -242,8 +318,17 @@ void ClusterNode::SendForwarded(ForwardedRequest& forwarded, const std::string& 
 // ---------------------------------------------------------------------------
 // Frames from peers.
 
-void ClusterNode::OnFrame(LinkId link, raft::NodeId peer, Frame frame) {
+void ClusterNode::OnFrame(LinkId link, const LinkPeer& peer, Frame frame) {
   if (!failed_.ok()) return;
+  const auto reject = [&](std::string_view why) {
+    LogEvent(LogLevel::kWarning, "cluster_frame_rejected",
+             Concat("peer=", std::to_string(peer.id), " reason=", LogQuote(std::string(why))));
+  };
+  // A join token's link carries the join and its answer, nothing else.
+  if (peer.join_token != 0 && frame.type != FrameType::kRequest &&
+      frame.type != FrameType::kReply) {
+    return reject("a joining node's link may only ask to join");
+  }
   switch (frame.type) {
     case FrameType::kRaft: {
       absl::StatusOr<raft::Message> message = raft::DecodeMessage(frame.payload);
@@ -253,12 +338,21 @@ void ClusterNode::OnFrame(LinkId link, raft::NodeId peer, Frame frame) {
         return;
       }
       if (message->to != id()) return;  // for a former incarnation of this address
+      if (message->from != peer.id) return reject("a Raft message from another node's link");
+      if (message->snapshot != nullptr) {
+        // Decoded into scratch first: Raft stores what it is given, and a snapshot this
+        // node cannot load would stop it for good.
+        ConfigStateMachine scratch;
+        if (absl::Status loads = scratch.Restore(message->snapshot->data); !loads.ok()) {
+          return reject(Concat("a snapshot that does not load: ", std::string(loads.message())));
+        }
+      }
       (void)raft_->Step(*message);
       return;
     }
     case FrameType::kRequest: {
       absl::StatusOr<Request> request = DecodeRequest(frame.payload);
-      if (request.ok()) OnRequest(link, *request);
+      if (request.ok()) OnRequest(link, peer, *request);
       return;
     }
     case FrameType::kReply: {
@@ -270,15 +364,15 @@ void ClusterNode::OnFrame(LinkId link, raft::NodeId peer, Frame frame) {
     case FrameType::kStanza:
     case FrameType::kAck:
     case FrameType::kAckRelay:
-      if (on_data_ && raft_->members().count(peer) != 0) on_data_(peer, frame);
+      if (on_data_ && raft_->members().count(peer.id) != 0) on_data_(peer.id, frame);
       return;
-    case FrameType::kHello:
+    default:
       return;
   }
 }
 
 void ClusterNode::Answer(LinkId link, uint64_t request_id, const absl::Status& status,
-                         const std::string& leader_address) {
+                         const std::string& leader_address, const std::string& wrapped_key) {
   if (link == kNoLink) {  // a request of this node's own operator
     auto it = forwarded_.find(request_id);
     if (it == forwarded_.end()) return;
@@ -287,10 +381,20 @@ void ClusterNode::Answer(LinkId link, uint64_t request_id, const absl::Status& s
     completions_.emplace_back(std::move(done), status);
     return;
   }
-  transport_->SendOn(link, FrameType::kReply, EncodeReply({request_id, status, leader_address}));
+  transport_->SendOn(link, FrameType::kReply,
+                     EncodeReply({request_id, status, leader_address, wrapped_key}));
 }
 
-void ClusterNode::OnRequest(LinkId link, const Request& request) {
+void ClusterNode::OnRequest(LinkId link, const LinkPeer& peer, const Request& request) {
+  // What a link may ask follows from how it authenticated: a join token asks to join
+  // (as the node it proved to be), a member's key asks for the rest.
+  if ((request.kind == RequestKind::kJoin) != (peer.join_token != 0)) {
+    return Answer(link, request.id,
+                  absl::PermissionDeniedError(
+                      request.kind == RequestKind::kJoin
+                          ? "a join needs a join token (stanzactl cluster token on a member)"
+                          : "a joining node may only ask to join"));
+  }
   if (raft_->role() != raft::Role::kLeader) {
     const std::string leader = LeaderAddress();
     Answer(link, request.id,
@@ -315,12 +419,32 @@ void ClusterNode::OnRequest(LinkId link, const Request& request) {
     }
     case RequestKind::kJoin: {
       raft::Member member;
-      if (!raft::DecodeMember(request.body, &member)) {
-        return Answer(link, request.id, absl::InvalidArgumentError("bad member in join"));
+      if (!raft::DecodeMember(request.body, &member) || member.id != peer.id) {
+        return Answer(link, request.id,
+                      absl::InvalidArgumentError("bad member in join (not the link's node)"));
       }
       LogEvent(LogLevel::kInfo, "cluster_join_requested",
                Concat("id=", std::to_string(member.id), " address=", member.address));
-      joins_.push_back({member, link, request.id, now_ms_ + kRequestTimeoutMs});
+      // The token is used up first (committed), so that it admits one node only.
+      const ConfigCommand use = UseJoinToken{peer.join_token, UnixNowS()};
+      if (absl::Status check = machine_.Check(use); !check.ok()) {
+        return Answer(link, request.id, check);
+      }
+      absl::StatusOr<raft::Index> index = raft_->Propose(EncodeConfigCommand(use));
+      if (!index.ok()) return Answer(link, request.id, index.status());
+      // Once it is, the joiner gets the cluster key at once: the leader's links to it
+      // (and the vote that commits its membership) need the key. It is a member when
+      // the configuration reaches it.
+      proposals_[*index] = {
+          raft_->term(), [this, member, link, request_id = request.id,
+                          key_wrap = transport_->KeyWrapOf(link)](const absl::Status& status) {
+            if (!status.ok()) return Answer(link, request_id, status);
+            if (key_wrap.size() != kClusterKeyBytes) {
+              return Answer(link, request_id, absl::InternalError("no key wrap on the link"));
+            }
+            Answer(link, request_id, absl::OkStatus(), "", XorBytes(cluster_key_, key_wrap));
+            joins_.push_back({member, now_ms_ + kRequestTimeoutMs});
+          }};
       return;
     }
     case RequestKind::kRemove: {
@@ -356,8 +480,24 @@ void ClusterNode::OnReply(const struct Reply& reply) {
   if (it == forwarded_.end()) return;
   ForwardedRequest& forwarded = it->second;
   const LinkId link = forwarded.link;
+  const std::string key_wrap = transport_->KeyWrapOf(link);
   forwarded.link = kNoLink;  // first: closing it must not look like losing it
   transport_->Close(link);
+  if (forwarded.request.kind == RequestKind::kJoin && reply.status.ok()) {
+    // Admitted: the leader's answer carries the cluster key, wrapped for this link.
+    absl::Status saved =
+        reply.wrapped_key.size() == kClusterKeyBytes && key_wrap.size() == kClusterKeyBytes
+            ? SaveClusterKey(XorBytes(reply.wrapped_key, key_wrap))
+            : absl::DataLossError("the leader's answer carried no cluster key");
+    if (!saved.ok()) {
+      Done done = std::move(forwarded.done);
+      forwarded_.erase(it);
+      completions_.emplace_back(std::move(done), absl::InternalError(Concat(
+                                                     "joined, but the cluster key was not stored: ",
+                                                     std::string(saved.message()))));
+      return;
+    }
+  }
   if (reply.status.code() == absl::StatusCode::kUnavailable && !reply.leader_address.empty() &&
       reply.leader_address != forwarded.target_address && forwarded.redirects < 3) {
     ++forwarded.redirects;
@@ -379,11 +519,15 @@ void ClusterNode::OnLinkClosed(LinkId link, raft::NodeId peer, const absl::Statu
     Done done = std::move(it->second.done);
     const std::string address = it->second.target_address;
     forwarded_.erase(it);
-    completions_.emplace_back(std::move(done),
-                              absl::UnavailableError(Concat(
-                                  "lost the link to ", address, " (", std::string(reason.message()),
-                                  "); check that stanzad runs there with the cluster "
-                                  "enabled, and the address and --cluster_port")));
+    completions_.emplace_back(
+        std::move(done),
+        reason.code() == absl::StatusCode::kPermissionDenied ||
+                reason.code() == absl::StatusCode::kFailedPrecondition
+            ? reason  // refused at authentication: the reason names the cause
+            : absl::UnavailableError(Concat("lost the link to ", address, " (",
+                                            std::string(reason.message()),
+                                            "); check that stanzad runs there with the cluster "
+                                            "enabled, and the address and --cluster_port")));
     return;
   }
 }
@@ -472,9 +616,11 @@ void ClusterNode::Process() {
     if (raft_->role() == raft::Role::kLeader) {
       AdvanceJoins();
     } else {
-      for (JoinInProgress& join : joins_) {
-        Answer(join.link, join.request_id, absl::UnavailableError("not the leader any more"),
-               LeaderAddress());
+      for (const JoinInProgress& join : joins_) {
+        LogEvent(LogLevel::kWarning, "cluster_join_abandoned",
+                 Concat("id=", std::to_string(join.member.id), " address=", join.member.address,
+                        " reason=\"this node is not the leader any more\"",
+                        " fix=\"join the node again with a new token\""));
       }
       joins_.clear();
     }
@@ -589,6 +735,14 @@ void ClusterNode::ApplyCommitted(const raft::Entry& entry) {
 }
 
 void ClusterNode::AdvanceJoins() {
+  // The joiner was answered (with the cluster key) when its token was used; what goes
+  // wrong from here is logged, and its own join times out with a message.
+  const auto give_up = [](const JoinInProgress& join, const absl::Status& why) {
+    LogEvent(LogLevel::kWarning, "cluster_join_abandoned",
+             Concat("id=", std::to_string(join.member.id), " address=", join.member.address,
+                    " reason=", LogQuote(std::string(why.message())),
+                    " fix=\"join the node again with a new token\""));
+  };
   for (auto it = joins_.begin(); it != joins_.end();) {
     absl::StatusOr<raft::ReplaceProgress> progress = raft_->ProposeReplaceOrAdd(it->member);
     if (!progress.ok() && progress.status().code() == absl::StatusCode::kFailedPrecondition &&
@@ -597,7 +751,7 @@ void ClusterNode::AdvanceJoins() {
       continue;
     }
     if (!progress.ok()) {
-      Answer(it->link, it->request_id, progress.status());
+      give_up(*it, progress.status());
       it = joins_.erase(it);
       continue;
     }
@@ -607,13 +761,11 @@ void ClusterNode::AdvanceJoins() {
                       " address=", it->member.address, " new_id=", std::to_string(it->member.id)));
     }
     if (progress->step == raft::ReplaceProgress::Step::kDone) {
-      Answer(it->link, it->request_id, absl::OkStatus());
       it = joins_.erase(it);
       continue;
     }
     if (now_ms_ >= it->deadline_ms) {
-      Answer(it->link, it->request_id,
-             absl::DeadlineExceededError("adding the member did not commit in time"));
+      give_up(*it, absl::DeadlineExceededError("adding the member did not commit in time"));
       it = joins_.erase(it);
       continue;
     }
@@ -691,6 +843,8 @@ ClusterStatus ClusterNode::Status() const {
   status.elections = elections_;
   status.failed = failed_;
   status.tls = transport_->tls();
+  status.has_cluster_key = transport_->has_cluster_key();
+  status.links_refused = transport_->links_refused();
   const std::set<std::string>& isolated = transport_->isolated_from();
   status.isolated_from.assign(isolated.begin(), isolated.end());
   for (const double bound : kFailoverBucketsMs) {

@@ -4,12 +4,15 @@
 //   ClusterNode::Open(dir, address)      the store in `dir`; a node with Raft state
 //                                        resumes (as member, or waiting to be added)
 //   Listen(endpoint)                     the cluster port
-//   Initialize(seed, done)               a one-member cluster; `seed` commands (the
-//                                        node's configuration so far) are proposed once
-//                                        it leads
-//   Join(address, local, done)           asks any member to add this node; the leader
-//                                        adds it (replacing a member at the same
-//                                        address: a reset node never appears twice)
+//   Initialize(seed, done)               a one-member cluster with a new cluster key;
+//                                        `seed` commands (the node's configuration so
+//                                        far) are proposed once it leads
+//   CreateJoinToken(ttl_s, done)         a single-use approval for one node to join
+//   Join(address, token, done)           asks any member to add this node, proving the
+//                                        token; the leader uses the token up, adds the
+//                                        node (replacing a member at the same address: a
+//                                        reset node never appears twice) and hands it the
+//                                        cluster key
 //   Propose(command, done)               a configuration change from any node: a
 //                                        follower forwards it to the leader; `done`
 //                                        runs when it is applied here, with its result
@@ -17,6 +20,14 @@
 //   AppendPollFds / HandlePoll / Tick    the control loop (Tick every tick_ms)
 //
 // Every `done` runs exactly once, on the control thread, within kRequestTimeoutMs.
+//
+// Trust (docs/security.md): links are authenticated (peer_transport.h) with the cluster
+// key, kept in <dir>/link_key (0600, written atomically) from initialize or join on.
+// Frames are checked against the link they came on: Raft messages must come from the node
+// the link authenticated (`from`), a snapshot must decode before Raft sees it, requests
+// need a member's link, a join needs a join token's link; data frames come only from
+// members. A stored snapshot that does not load stops this node's Raft (status().failed)
+// but the node opens, so the daemon still serves and says why.
 //
 // Ready handling follows cluster/raft/raft.h: snapshot, entries, then the hard state go
 // to the RaftStore and are synced before messages leave; committed entries are applied
@@ -58,6 +69,7 @@ struct ClusterNodeOptions {
   int heartbeat_ticks = 5;  // 50 ms
   uint64_t snapshot_entries = 1000;
   uint64_t random_seed = 0;  // 0: from the node id and the clock
+  TransportLimits limits;    // what unauthenticated peers can make the node hold
   // Mutual TLS on every cluster link when both are set (tls/tls_session.h): the
   // server context requires client certificates that chain to the trust bundle,
   // the client context presents this node's certificate and verifies the peer's.
@@ -91,6 +103,8 @@ struct ClusterStatus {
   uint64_t elections = 0;                  // times this node became leader
   absl::Status failed;                     // a storage error stopped this node's Raft
   bool tls = false;                        // the links are mutual TLS
+  bool has_cluster_key = false;            // links can authenticate (initialize or join done)
+  uint64_t links_refused = 0;              // links refused before or at authentication
   std::vector<std::string> isolated_from;  // a drill is on (cluster isolate)
   // Failovers seen by this node: how long it knew no leader each time (from losing
   // one to knowing the next), as a histogram with ClusterNode::kFailoverBucketsMs.
@@ -121,7 +135,10 @@ class ClusterNode {
   const std::string& address() const { return options_.address; }
 
   void Initialize(std::vector<ConfigCommand> seed, Done done);
-  void Join(const std::string& address, Done done);
+  // Proposes a join token valid for `ttl_s` seconds; `done` gets it once committed.
+  using TokenDone = std::function<void(const absl::StatusOr<JoinToken>& token)>;
+  void CreateJoinToken(uint64_t ttl_s, TokenDone done);
+  void Join(const std::string& address, const JoinToken& token, Done done);
   void Propose(const ConfigCommand& command, Done done);
   void Remove(const RemoveTarget& target, Done done);
 
@@ -166,11 +183,10 @@ class ClusterNode {
     LinkId link = kNoLink;
     int redirects = 0;
     std::string target_address;
+    std::optional<JoinToken> token;  // a join: the link proves it
   };
-  struct JoinInProgress {  // on the leader: a node asking to join
+  struct JoinInProgress {  // on the leader: a node being added (its token used up)
     raft::Member member;
-    LinkId link = kNoLink;
-    uint64_t request_id = 0;
     uint64_t deadline_ms = 0;
   };
   struct LeaderWaiter {  // Initialize without seed commands: done once this node leads
@@ -185,12 +201,14 @@ class ClusterNode {
 
   explicit ClusterNode(const ClusterNodeOptions& options);
   absl::Status Start();
-  void OnFrame(LinkId link, raft::NodeId peer, Frame frame);
+  void OnFrame(LinkId link, const LinkPeer& peer, Frame frame);
   void OnLinkClosed(LinkId link, raft::NodeId peer, const absl::Status& reason);
-  void OnRequest(LinkId link, const Request& request);
+  void OnRequest(LinkId link, const LinkPeer& peer, const Request& request);
   void OnReply(const Reply& reply);
   void Answer(LinkId link, uint64_t id, const absl::Status& status,
-              const std::string& leader_address = "");
+              const std::string& leader_address = "", const std::string& wrapped_key = "");
+  absl::Status SaveClusterKey(const std::string& key);
+  static uint64_t UnixNowS();
   void SendForwarded(ForwardedRequest& forwarded, const std::string& address);
   void ForwardToLeader(Request request, Done done);
   std::string LeaderAddress() const;
@@ -204,6 +222,7 @@ class ClusterNode {
   void Fail(const absl::Status& status);
 
   ClusterNodeOptions options_;
+  std::string cluster_key_;  // empty until initialize or join
   DataHandler on_data_;
   std::unique_ptr<storage::RaftStore> store_;
   std::optional<raft::Raft> raft_;

@@ -1,5 +1,7 @@
 #include "cluster/node/frames.h"
 
+#include <algorithm>
+
 namespace stanzad::cluster {
 namespace {
 
@@ -30,41 +32,29 @@ void AppendFrame(FrameType type, std::string_view payload, std::string* out) {
   out->append(payload);
 }
 
-absl::StatusOr<std::optional<Frame>> ParseFrameAt(std::string_view buffer, size_t* offset) {
+absl::StatusOr<std::optional<Frame>> ParseFrameAt(std::string_view buffer, size_t* offset,
+                                                  size_t frame_bytes_max) {
   const std::string_view rest = buffer.substr(*offset);
   if (rest.size() < 4) return std::nullopt;
   uint32_t length = 0;
   for (int i = 0; i < 4; ++i) length = (length << 8) | static_cast<unsigned char>(rest[i]);
-  if (length == 0 || length > kFrameBytesMax) return Bad("length out of bounds");
+  if (length == 0 || length > frame_bytes_max) return Bad("length out of bounds");
   if (rest.size() < 5) return std::nullopt;
   const uint8_t type = static_cast<unsigned char>(rest[4]);
-  if (type < 1 || type > 8) return Bad("unknown type");
+  if (type < 1 || type > static_cast<uint8_t>(FrameType::kAuthRefused)) {
+    return Bad("unknown type");
+  }
   if (rest.size() < 4 + static_cast<size_t>(length)) return std::nullopt;
   Frame frame{static_cast<FrameType>(type), std::string(rest.substr(5, length - 1))};
   *offset += 4 + static_cast<size_t>(length);
   return frame;
 }
 
-absl::StatusOr<std::optional<Frame>> TakeFrame(std::string* buffer) {
+absl::StatusOr<std::optional<Frame>> TakeFrame(std::string* buffer, size_t frame_bytes_max) {
   size_t offset = 0;
-  absl::StatusOr<std::optional<Frame>> frame = ParseFrameAt(*buffer, &offset);
+  absl::StatusOr<std::optional<Frame>> frame = ParseFrameAt(*buffer, &offset, frame_bytes_max);
   if (frame.ok() && frame->has_value()) buffer->erase(0, offset);
   return frame;
-}
-
-std::string EncodeHello(const Hello& hello) {
-  std::string out;
-  PutLittle(&out, hello.id, 8);
-  out.append(hello.address);
-  return out;
-}
-
-absl::StatusOr<Hello> DecodeHello(std::string_view payload) {
-  Hello hello;
-  if (!TakeLittle(&payload, 8, &hello.id) || hello.id == raft::kNoNode) return Bad("hello id");
-  if (payload.size() > raft::kMemberAddressBytesMax) return Bad("hello address too long");
-  hello.address.assign(payload);
-  return hello;
 }
 
 std::string EncodeRequest(const Request& request) {
@@ -93,6 +83,8 @@ std::string EncodeReply(const Reply& reply) {
   out.push_back(static_cast<char>(reply.status.code()));
   PutLittle(&out, reply.leader_address.size(), 2);
   out.append(reply.leader_address);
+  PutLittle(&out, std::min<size_t>(reply.wrapped_key.size(), 255), 1);
+  out.append(reply.wrapped_key.substr(0, 255));
   const auto message = reply.status.message();
   out.append(message.data(), message.size());
   return out;
@@ -107,6 +99,9 @@ absl::StatusOr<Reply> DecodeReply(std::string_view payload) {
   }
   if (code > static_cast<uint64_t>(absl::StatusCode::kUnauthenticated)) return Bad("status code");
   reply.leader_address.assign(payload.substr(0, length));
+  payload.remove_prefix(length);
+  if (!TakeLittle(&payload, 1, &length) || payload.size() < length) return Bad("short reply");
+  reply.wrapped_key.assign(payload.substr(0, length));
   payload.remove_prefix(length);
   reply.status = absl::Status(static_cast<absl::StatusCode>(code),
                               absl::string_view(payload.data(), payload.size()));

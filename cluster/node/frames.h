@@ -2,9 +2,13 @@
 //
 //   frame   := length (4 bytes, big endian: type + payload) | type (1 byte) | payload
 //
+// Every link starts with the authentication handshake of cluster/node/link_auth.h
+// (kAuthHello, kAuthChallenge, kAuthProof, kAuthRefused); no other frame is read before it
+// has succeeded, and before it no frame may be longer than kAuthFrameBytesMax.
+//
 // Types:
-//   kHello         first frame on a connection, from the side that dialled:
-//                  node id (8, little endian) | cluster address ("IP:PORT")
+//   kLegacyHello   the first frame of a stanzad from before link authentication: refused
+//                  with a message that says to upgrade it
 //   kRaft          a Raft message (cluster/raft/message_codec.h)
 //   kRequest       request id (8) | kind (1) | body. Sent to any node; a node that is
 //                  not the leader answers kRedirect or an error. Kinds:
@@ -12,8 +16,10 @@
 //                    kPropose   body: an encoded ConfigCommand
 //                    kRemove    body: node id (8) | address (either may be empty/0)
 //   kReply         request id (8) | code (1: absl::StatusCode) | leader address length (2)
-//                  | leader address | message: the request's outcome; a non-leader puts
-//                  the leader's address (when known) with kUnavailable
+//                  | leader address | wrapped key length (1) | wrapped key | message: the
+//                  request's outcome; a non-leader puts the leader's address (when known)
+//                  with kUnavailable; an accepted join carries the cluster key, XORed with
+//                  the link's key wrap (link_auth.h)
 //   kRoutes        full (1: 1 = this replaces every route of the sender) | then per route:
 //                  op (1: 1 add, 0 remove) | length (2) | component address
 //   kStanza        origin node id (8) | sequence (8, unique per origin node, growing
@@ -48,7 +54,7 @@ namespace stanzad::cluster {
 inline constexpr size_t kFrameBytesMax = 64 << 20;
 
 enum class FrameType : uint8_t {
-  kHello = 1,
+  kLegacyHello = 1,
   kRaft = 2,
   kRequest = 3,
   kReply = 4,
@@ -56,11 +62,15 @@ enum class FrameType : uint8_t {
   kStanza = 6,
   kAck = 7,
   kAckRelay = 8,
+  kAuthHello = 9,
+  kAuthChallenge = 10,
+  kAuthProof = 11,
+  kAuthRefused = 12,
 };
 enum class RequestKind : uint8_t { kJoin = 1, kPropose = 2, kRemove = 3 };
 
 struct Frame {
-  FrameType type = FrameType::kHello;
+  FrameType type = FrameType::kAuthHello;
   std::string payload;
 };
 
@@ -68,18 +78,14 @@ struct Frame {
 void AppendFrame(FrameType type, std::string_view payload, std::string* out);
 
 // Takes one complete frame off the front of *buffer: the frame, nullopt when more
-// bytes are needed, or an error for a length that is out of bounds or a bad type.
-absl::StatusOr<std::optional<Frame>> TakeFrame(std::string* buffer);
+// bytes are needed, or an error for a length that is out of bounds (above
+// `frame_bytes_max`) or a bad type.
+absl::StatusOr<std::optional<Frame>> TakeFrame(std::string* buffer,
+                                               size_t frame_bytes_max = kFrameBytesMax);
 // The same for the frame that starts at *offset, advancing *offset past it and
 // leaving `buffer` alone (a reader erases what it consumed once, not per frame).
-absl::StatusOr<std::optional<Frame>> ParseFrameAt(std::string_view buffer, size_t* offset);
-
-struct Hello {
-  raft::NodeId id = raft::kNoNode;
-  std::string address;
-};
-std::string EncodeHello(const Hello& hello);
-absl::StatusOr<Hello> DecodeHello(std::string_view payload);
+absl::StatusOr<std::optional<Frame>> ParseFrameAt(std::string_view buffer, size_t* offset,
+                                                  size_t frame_bytes_max = kFrameBytesMax);
 
 struct Request {
   uint64_t id = 0;
@@ -93,6 +99,7 @@ struct Reply {
   uint64_t id = 0;
   absl::Status status;
   std::string leader_address;  // with kUnavailable from a node that is not the leader
+  std::string wrapped_key;     // an accepted join: the cluster key, wrapped (link_auth.h)
 };
 std::string EncodeReply(const Reply& reply);
 absl::StatusOr<Reply> DecodeReply(std::string_view payload);

@@ -23,8 +23,12 @@ absl::Status Errno(std::string_view what, int error) {
 
 }  // namespace
 
-PeerTransport::PeerTransport(Hello self, FrameHandler on_frame, CloseHandler on_close)
-    : self_(std::move(self)), on_frame_(std::move(on_frame)), on_close_(std::move(on_close)) {}
+PeerTransport::PeerTransport(LinkSelf self, const TransportLimits& limits, FrameHandler on_frame,
+                             CloseHandler on_close)
+    : self_(std::move(self)),
+      limits_(limits),
+      on_frame_(std::move(on_frame)),
+      on_close_(std::move(on_close)) {}
 
 PeerTransport::~PeerTransport() {
   StopListening();
@@ -80,10 +84,7 @@ PeerTransport::Link* PeerTransport::Find(LinkId id) {
 
 bool PeerTransport::Connected(raft::NodeId peer) const {
   for (const auto& [id, link] : links_) {
-    if (link->peer == peer && !link->connecting && (link->outgoing || link->hello_seen) &&
-        (!link->tls || link->tls->handshake_done())) {
-      return true;
-    }
+    if (link->peer == peer && link->authenticated && link->join_token == 0) return true;
   }
   return false;
 }
@@ -91,12 +92,13 @@ bool PeerTransport::Connected(raft::NodeId peer) const {
 bool PeerTransport::SendOn(LinkId id, FrameType type, std::string_view payload) {
   Link* link = Find(id);
   if (link == nullptr) return false;
-  if (link->out.size() + payload.size() > kQueueBytesMax) {
+  std::string& queue = link->authenticated ? link->out : link->waiting;
+  if (link->out.size() + link->waiting.size() + payload.size() > kQueueBytesMax) {
     ++frames_dropped_;
     CloseLink(id, absl::ResourceExhaustedError("the peer does not take what is sent to it"));
     return false;
   }
-  AppendFrame(type, payload, &link->out);
+  AppendFrame(type, payload, &queue);
   // Written by FlushAll (end of HandlePoll, Tick, or the caller's loop): frames
   // queued in one turn leave in one send.
   return true;
@@ -122,7 +124,7 @@ bool PeerTransport::SendTo(raft::NodeId peer, FrameType type, std::string_view p
     if (link != nullptr && !link->connecting) return SendOn(link->id, type, payload);
   }
   for (const auto& [id, link] : links_) {
-    if (!link->outgoing && link->hello_seen && link->peer == peer) {
+    if (!link->outgoing && link->authenticated && link->join_token == 0 && link->peer == peer) {
       return SendOn(id, type, payload);
     }
   }
@@ -147,7 +149,7 @@ std::string HostOf(std::string_view address) {
 bool PeerTransport::Isolated(const Link& link) const {
   if (isolated_from_.empty()) return false;
   return isolated_from_.count(link.remote_ip) != 0 ||
-         ((link.outgoing || link.hello_seen) && isolated_from_.count(HostOf(link.address)) != 0);
+         ((link.outgoing || link.authenticated) && isolated_from_.count(HostOf(link.address)) != 0);
 }
 
 void PeerTransport::SetIsolatedFrom(std::set<std::string> hosts) {
@@ -159,12 +161,26 @@ void PeerTransport::SetIsolatedFrom(std::set<std::string> hosts) {
   for (const LinkId id : cut) CloseLink(id, absl::UnavailableError("isolated (cluster isolate)"));
 }
 
-LinkId PeerTransport::Dial(const std::string& address, uint64_t now_ms, absl::Status* error) {
-  return Open(address, raft::kNoNode, false, now_ms, error);
+LinkId PeerTransport::Dial(const std::string& address, const std::optional<JoinToken>& token,
+                           uint64_t now_ms, absl::Status* error) {
+  return Open(address, raft::kNoNode, false, token, now_ms, error);
+}
+
+std::string PeerTransport::KeyWrapOf(LinkId id) const {
+  auto it = links_.find(id);
+  if (it == links_.end() || !it->second->authenticated || it->second->join_token == 0) return "";
+  return it->second->proofs.key_wrap;
 }
 
 LinkId PeerTransport::Open(const std::string& address, raft::NodeId peer, bool persistent,
-                           uint64_t now_ms, absl::Status* error) {
+                           const std::optional<JoinToken>& token, uint64_t now_ms,
+                           absl::Status* error) {
+  if (!token && cluster_key_.empty()) {
+    *error = absl::FailedPreconditionError(
+        "this node has no cluster key yet (it gets one with 'cluster initialize' or "
+        "'cluster join HOST --token=TOKEN')");
+    return kNoLink;
+  }
   absl::StatusOr<net::Endpoint> endpoint = net::Endpoint::Parse(address, 5279);
   if (!endpoint.ok()) {
     *error = endpoint.status();
@@ -191,7 +207,17 @@ LinkId PeerTransport::Open(const std::string& address, raft::NodeId peer, bool p
   link->address = address;
   link->connecting = true;
   link->connect_deadline_ms = now_ms + kConnectTimeoutMs;
-  AppendFrame(FrameType::kHello, EncodeHello(self_), &link->out);
+  link->deadline_ms = now_ms + limits_.handshake_timeout_ms;
+  link->token = token;
+  link->secret = token ? token->secret : cluster_key_;
+  AuthHello hello;
+  hello.credential = token ? LinkCredential::kJoinToken : LinkCredential::kClusterKey;
+  hello.token_id = token ? token->id : 0;
+  hello.node = self_.id;
+  hello.nonce = RandomBytes(kAuthNonceBytes);
+  hello.address = self_.address;
+  link->hello_payload = EncodeAuthHello(hello);
+  AppendFrame(FrameType::kAuthHello, link->hello_payload, &link->out);
   if (connect(fd, reinterpret_cast<const sockaddr*>(&endpoint->address), endpoint->length) == 0) {
     link->connecting = false;
   } else if (errno != EINPROGRESS) {
@@ -216,6 +242,13 @@ void PeerTransport::CloseLink(LinkId id, const absl::Status& reason) {
   std::unique_ptr<Link> link = std::move(it->second);
   links_.erase(it);
   close(link->fd);
+  if (!link->outgoing && !link->authenticated) {
+    --unauthenticated_links_;
+    auto per_ip = unauthenticated_per_ip_.find(link->remote_ip);
+    if (per_ip != unauthenticated_per_ip_.end() && --per_ip->second == 0) {
+      unauthenticated_per_ip_.erase(per_ip);
+    }
+  }
   if (link->persistent) {
     for (auto& [peer, dialer] : dialers_) {
       if (dialer.link != id) continue;
@@ -224,7 +257,7 @@ void PeerTransport::CloseLink(LinkId id, const absl::Status& reason) {
       dialer.backoff_ms = std::min<uint64_t>(dialer.backoff_ms * 2, 1000);
     }
   }
-  if (on_close_) on_close_(id, link->hello_seen || link->persistent ? link->peer : 0, reason);
+  if (on_close_) on_close_(id, link->authenticated || link->persistent ? link->peer : 0, reason);
 }
 
 bool PeerTransport::StartTls(Link& link) {
@@ -281,31 +314,24 @@ void PeerTransport::ReadFrom(Link& link) {
       return;
     }
     if (link.tls) {
-      const bool was_done = link.tls->handshake_done();
       absl::Status fed = link.tls->Feed(std::string_view(buffer, static_cast<size_t>(n)));
       if (fed.ok()) fed = link.tls->Read(&link.in);
       if (!fed.ok()) {
-        LogEvent(
-            LogLevel::kWarning, "cluster_link_refused",
-            Concat("peer=", link.address, " reason=", LogQuote(std::string(fed.message())), " fix=",
-                   LogQuote("both nodes need 'stanzactl certs' with certificates "
-                            "that chain to the bundle set by 'cluster trust'")));
         WriteTo(link);  // the alert, if any
-        if (Find(id) != nullptr) CloseLink(id, fed);
+        if (Find(id) == nullptr) return;
+        Refuse(link, Concat("TLS: ", std::string(fed.message())),
+               "both nodes need 'stanzactl certs' with certificates that chain to the bundle "
+               "set by 'cluster trust'");
         return;
-      }
-      if (!was_done && link.tls->handshake_done() && link.outgoing && link.persistent &&
-          on_peer_up_) {
-        // Our link is usable now (with TLS, "connected" means the handshake is done).
-        WriteTo(link);
-        if (Find(id) == nullptr) return;
-        on_peer_up_(link.peer);
-        if (Find(id) == nullptr) return;
       }
       WriteTo(link);  // handshake replies, and frames that waited for it
       if (Find(id) == nullptr) return;
     } else {
       link.in.append(buffer, static_cast<size_t>(n));
+    }
+    if (!link.authenticated && link.in.size() > limits_.unauthenticated_bytes_max) {
+      Refuse(link, "sent more than an authentication handshake before authenticating", "");
+      return;
     }
     if (static_cast<size_t>(n) < sizeof(buffer)) break;
   }
@@ -313,12 +339,26 @@ void PeerTransport::ReadFrom(Link& link) {
   while (true) {
     Link* current = Find(id);  // a handler may close it
     if (current == nullptr) return;
-    absl::StatusOr<std::optional<Frame>> frame = ParseFrameAt(current->in, &offset);
+    absl::StatusOr<std::optional<Frame>> frame = ParseFrameAt(
+        current->in, &offset, current->authenticated ? kFrameBytesMax : kAuthFrameBytesMax);
     if (!frame.ok()) {
-      LogEvent(LogLevel::kWarning, "cluster_link_bad_frame",
-               Concat("peer=", current->address,
-                      " reason=", LogQuote(std::string(frame.status().message()))));
-      CloseLink(id, frame.status());
+      if (!current->authenticated && !current->tls && !current->in.empty() &&
+          current->in[0] == 0x16) {
+        Refuse(*current, "the peer speaks TLS and this node does not",
+               "give this node a certificate ('stanzactl certs') and the trust bundle ('cluster "
+               "trust'), or take them from the peer");
+        return;
+      }
+      if (current->authenticated) {
+        LogEvent(LogLevel::kWarning, "cluster_link_bad_frame",
+                 Concat("peer=", current->address,
+                        " reason=", LogQuote(std::string(frame.status().message()))));
+        CloseLink(id, frame.status());
+      } else {
+        Refuse(*current,
+               Concat("not a stanzad cluster link (", std::string(frame.status().message()), ")"),
+               "");
+      }
       return;
     }
     if (!frame->has_value()) {
@@ -326,34 +366,167 @@ void PeerTransport::ReadFrom(Link& link) {
       return;
     }
     Frame& got = **frame;
-    if (got.type == FrameType::kHello) {
-      absl::StatusOr<Hello> hello = DecodeHello(got.payload);
-      if (!hello.ok() || current->outgoing || current->hello_seen) {
-        CloseLink(id, absl::InvalidArgumentError("unexpected or bad hello"));
-        return;
-      }
-      current->hello_seen = true;
-      current->peer = hello->id;
-      current->address = hello->address;
-      if (Isolated(*current)) {
-        CloseLink(id, absl::UnavailableError("isolated (cluster isolate)"));
-        return;
-      }
-      if (on_peer_up_) on_peer_up_(hello->id);
+    if (!current->authenticated) {
+      if (!OnAuthFrame(*current, got)) return;
       continue;
     }
-    if (!current->outgoing && !current->hello_seen) {
-      CloseLink(id, absl::InvalidArgumentError("frames before hello"));
+    if (got.type >= FrameType::kAuthHello || got.type == FrameType::kLegacyHello) {
+      CloseLink(id, absl::InvalidArgumentError("an authentication frame after authentication"));
       return;
     }
-    if (current->peer != raft::kNoNode) last_heard_ms_[current->peer] = now_ms_;
-    on_frame_(id, current->peer, std::move(got));
+    last_heard_ms_[current->peer] = now_ms_;
+    on_frame_(id, LinkPeer{current->peer, current->join_token}, std::move(got));
   }
+}
+
+bool PeerTransport::OnAuthFrame(Link& link, const Frame& frame) {
+  const std::string upgrade = "upgrade both nodes to the same stanzad version";
+  switch (frame.type) {
+    case FrameType::kLegacyHello:
+      Refuse(link, "the peer runs a stanzad from before cluster links were authenticated", upgrade);
+      return false;
+    case FrameType::kAuthRefused: {
+      const std::string reason(frame.payload.substr(0, 255));
+      CloseLink(link.id,
+                absl::PermissionDeniedError(Concat(link.address, " refused this node: ", reason)));
+      return false;
+    }
+    case FrameType::kAuthHello: {
+      absl::StatusOr<AuthHello> hello = DecodeAuthHello(frame.payload);
+      if (link.outgoing || link.challenged || !hello.ok()) {
+        Refuse(link, hello.ok() ? "unexpected hello" : std::string(hello.status().message()),
+               upgrade);
+        return false;
+      }
+      link.address = hello->address;
+      if (hello->credential == LinkCredential::kJoinToken) {
+        std::optional<std::string> secret =
+            token_lookup_ ? token_lookup_(hello->token_id) : std::nullopt;
+        if (!secret) {
+          Refuse(link, "the join token is unknown, used or expired",
+                 "make a new one on a member: stanzactl cluster token");
+          return false;
+        }
+        link.secret = *secret;
+        link.join_token = hello->token_id;
+      } else if (cluster_key_.empty()) {
+        Refuse(link, "this node is not in a cluster (it has no cluster key)",
+               "join it to the cluster: stanzactl cluster join HOST --token=TOKEN");
+        return false;
+      } else {
+        link.secret = cluster_key_;
+      }
+      link.peer = hello->node;
+      link.hello_payload = frame.payload;
+      const std::string nonce = RandomBytes(kAuthNonceBytes);
+      link.proofs = DeriveAuthProofs(link.secret, link.hello_payload, self_.id, nonce);
+      link.challenged = true;
+      AppendFrame(FrameType::kAuthChallenge,
+                  EncodeAuthChallenge({self_.id, nonce, link.proofs.acceptor}), &link.out);
+      WriteTo(link);
+      return Find(link.id) != nullptr;
+    }
+    case FrameType::kAuthChallenge: {
+      absl::StatusOr<AuthChallenge> challenge = DecodeAuthChallenge(frame.payload);
+      if (!link.outgoing || !challenge.ok()) {
+        Refuse(link, challenge.ok() ? "unexpected challenge" : "bad challenge", upgrade);
+        return false;
+      }
+      link.proofs =
+          DeriveAuthProofs(link.secret, link.hello_payload, challenge->node, challenge->nonce);
+      if (!EqualInConstantTime(link.proofs.acceptor, challenge->proof)) {
+        Refuse(link,
+               link.token ? "the peer does not know this join token"
+                          : "the peer does not hold this cluster's key",
+               "check the address: it is not a member of this node's cluster");
+        return false;
+      }
+      if (link.peer != raft::kNoNode && link.peer != challenge->node) {
+        Refuse(link,
+               Concat("reached node ", std::to_string(challenge->node), " at ", link.address,
+                      ", not the member ", std::to_string(link.peer)),
+               "a node was reset at that address; remove the old member (cluster remove)");
+        return false;
+      }
+      link.peer = challenge->node;
+      link.join_token = link.token ? link.token->id : 0;
+      AppendFrame(FrameType::kAuthProof, link.proofs.dialler, &link.out);
+      Authenticated(link);
+      return Find(link.id) != nullptr;
+    }
+    case FrameType::kAuthProof: {
+      if (link.outgoing || !link.challenged) {
+        Refuse(link, "unexpected proof", upgrade);
+        return false;
+      }
+      if (!EqualInConstantTime(link.proofs.dialler, frame.payload)) {
+        Refuse(link, link.join_token != 0 ? "wrong join token secret" : "wrong cluster key",
+               link.join_token != 0 ? "make a new token on a member: stanzactl cluster token"
+                                    : "the node is not a member of this cluster");
+        return false;
+      }
+      Authenticated(link);
+      return Find(link.id) != nullptr;
+    }
+    default:
+      Refuse(link, "a frame before authentication", upgrade);
+      return false;
+  }
+}
+
+void PeerTransport::Authenticated(Link& link) {
+  const LinkId id = link.id;
+  if (!link.outgoing && isolated_from_.count(HostOf(link.address)) != 0) {
+    CloseLink(id, absl::UnavailableError("isolated (cluster isolate)"));
+    return;
+  }
+  link.authenticated = true;
+  if (!link.outgoing) {
+    --unauthenticated_links_;
+    auto per_ip = unauthenticated_per_ip_.find(link.remote_ip);
+    if (per_ip != unauthenticated_per_ip_.end() && --per_ip->second == 0) {
+      unauthenticated_per_ip_.erase(per_ip);
+    }
+  }
+  link.out.append(link.waiting);
+  link.waiting.clear();
+  link.waiting.shrink_to_fit();
+  last_heard_ms_[link.peer] = now_ms_;
+  WriteTo(link);
+  if (Find(id) == nullptr) return;
+  if (link.join_token == 0 && on_peer_up_) on_peer_up_(link.peer);
+}
+
+bool PeerTransport::ShouldLog(const std::string& key) {
+  if (last_logged_ms_.size() > 4096) last_logged_ms_.clear();  // bounded; worst case: more lines
+  auto [it, inserted] = last_logged_ms_.emplace(key, now_ms_);
+  if (!inserted && now_ms_ < it->second + 60'000) return false;
+  it->second = now_ms_;
+  return true;
+}
+
+void PeerTransport::Refuse(Link& link, const std::string& reason, const std::string& fix) {
+  ++links_refused_;
+  const std::string peer = link.outgoing ? link.address : link.remote_ip;
+  if (ShouldLog(peer + "|" + reason)) {
+    LogEvent(LogLevel::kWarning, "cluster_link_refused",
+             Concat("peer=", peer, link.outgoing ? " direction=out" : " direction=in", " reason=",
+                    LogQuote(reason), fix.empty() ? std::string() : Concat(" fix=", LogQuote(fix)),
+                    " note=", LogQuote("logged once a minute per peer and reason")));
+  }
+  // Only an authentication frame could have been read: telling the peer why reveals
+  // nothing it did not send.
+  if (!link.tls || link.tls->handshake_done()) {
+    link.out.clear();
+    AppendFrame(FrameType::kAuthRefused, reason.substr(0, 255), &link.out);
+    WriteTo(link);
+  }
+  if (Find(link.id) != nullptr) CloseLink(link.id, absl::PermissionDeniedError(reason));
 }
 
 void PeerTransport::AppendPollFds(std::vector<pollfd>* fds) {
   polled_.clear();
-  listener_polled_ = listen_fd_ >= 0;
+  listener_polled_ = listen_fd_ >= 0 && now_ms_ >= accept_paused_until_ms_;
   if (listener_polled_) fds->push_back({listen_fd_, POLLIN, 0});
   for (const auto& [id, link] : links_) {
     short events = POLLIN;
@@ -363,45 +536,78 @@ void PeerTransport::AppendPollFds(std::vector<pollfd>* fds) {
   }
 }
 
+void PeerTransport::Accept(uint64_t now_ms) {
+  for (int i = 0; i < 64; ++i) {
+    sockaddr_storage from{};
+    socklen_t from_length = sizeof(from);
+    const int fd = accept4(listen_fd_, reinterpret_cast<sockaddr*>(&from), &from_length,
+                           SOCK_CLOEXEC | SOCK_NONBLOCK);
+    if (fd < 0) {
+      if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM) {
+        // The pending connection stays queued and the listener readable: polling it
+        // now would spin. Rest, and let the handshake deadline free descriptors.
+        accept_paused_until_ms_ = now_ms + 100;
+        if (ShouldLog("accept|" + std::to_string(errno))) {
+          LogEvent(LogLevel::kError, "cluster_accept_paused",
+                   Concat("reason=", LogQuote(std::strerror(errno)), " fix=",
+                          LogQuote("raise the open files limit (LimitNOFILE=, ulimit "
+                                   "-n) or find who holds so many connections")));
+        }
+      }
+      break;
+    }
+    char ip[INET6_ADDRSTRLEN] = "";
+    if (from.ss_family == AF_INET) {
+      inet_ntop(AF_INET, &reinterpret_cast<const sockaddr_in*>(&from)->sin_addr, ip, sizeof(ip));
+    } else if (from.ss_family == AF_INET6) {
+      inet_ntop(AF_INET6, &reinterpret_cast<const sockaddr_in6*>(&from)->sin6_addr, ip, sizeof(ip));
+    }
+    std::string_view host = ip;
+    if (host.starts_with("::ffff:") && host.find('.') != std::string_view::npos) {
+      host.remove_prefix(7);  // an IPv4 peer on an IPv6 listener
+    }
+    const std::string remote(host);
+    if (isolated_from_.count(remote) != 0) {
+      close(fd);
+      continue;
+    }
+    size_t& from_ip = unauthenticated_per_ip_[remote];
+    if (unauthenticated_links_ >= limits_.unauthenticated_links_max ||
+        from_ip >= limits_.unauthenticated_links_per_ip_max) {
+      if (from_ip == 0) unauthenticated_per_ip_.erase(remote);
+      close(fd);
+      ++links_refused_;
+      if (ShouldLog(remote + "|cap")) {
+        LogEvent(LogLevel::kWarning, "cluster_link_refused",
+                 Concat("peer=", remote, " direction=in reason=",
+                        LogQuote(Concat("too many links that have not authenticated (",
+                                        std::to_string(from_ip), " from this address, ",
+                                        std::to_string(unauthenticated_links_), " in all)")),
+                        " note=", LogQuote("logged once a minute per peer and reason")));
+      }
+      continue;
+    }
+    ++from_ip;
+    ++unauthenticated_links_;
+    const int one = 1;
+    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+    auto link = std::make_unique<Link>();
+    link->id = next_link_++;
+    link->fd = fd;
+    link->address = "(incoming)";
+    link->remote_ip = remote;
+    link->deadline_ms = now_ms + limits_.handshake_timeout_ms;
+    Link& added = *link;
+    links_[link->id] = std::move(link);
+    StartTls(added);
+  }
+}
+
 void PeerTransport::HandlePoll(const std::vector<pollfd>& fds, size_t first, uint64_t now_ms) {
   now_ms_ = now_ms;
   size_t at = first;
   if (listener_polled_) {
-    if (fds[at].revents & POLLIN) {
-      for (int i = 0; i < 64; ++i) {
-        sockaddr_storage from{};
-        socklen_t from_length = sizeof(from);
-        const int fd = accept4(listen_fd_, reinterpret_cast<sockaddr*>(&from), &from_length,
-                               SOCK_CLOEXEC | SOCK_NONBLOCK);
-        if (fd < 0) break;
-        char ip[INET6_ADDRSTRLEN] = "";
-        if (from.ss_family == AF_INET) {
-          inet_ntop(AF_INET, &reinterpret_cast<const sockaddr_in*>(&from)->sin_addr, ip,
-                    sizeof(ip));
-        } else if (from.ss_family == AF_INET6) {
-          inet_ntop(AF_INET6, &reinterpret_cast<const sockaddr_in6*>(&from)->sin6_addr, ip,
-                    sizeof(ip));
-        }
-        std::string_view host = ip;
-        if (host.starts_with("::ffff:") && host.find('.') != std::string_view::npos) {
-          host.remove_prefix(7);  // an IPv4 peer on an IPv6 listener
-        }
-        if (isolated_from_.count(std::string(host)) != 0) {
-          close(fd);
-          continue;
-        }
-        const int one = 1;
-        setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
-        auto link = std::make_unique<Link>();
-        link->id = next_link_++;
-        link->fd = fd;
-        link->address = "(incoming)";
-        link->remote_ip = host;
-        Link& added = *link;
-        links_[link->id] = std::move(link);
-        StartTls(added);
-      }
-    }
+    if (fds[at].revents & POLLIN) Accept(now_ms);
     ++at;
   }
   for (const LinkId id : polled_) {
@@ -422,11 +628,6 @@ void PeerTransport::HandlePoll(const std::vector<pollfd>& fds, size_t first, uin
         if (dialer.link == id) dialer.backoff_ms = 100;
       }
       if (!StartTls(*link)) continue;
-      if (link->persistent && on_peer_up_ && !link->tls) {
-        on_peer_up_(link->peer);
-        link = Find(id);
-        if (link == nullptr) continue;
-      }
     }
     if (revents & POLLOUT) WriteTo(*link);
     link = Find(id);
@@ -439,15 +640,27 @@ void PeerTransport::Tick(uint64_t now_ms) {
   FlushAll();
   std::vector<LinkId> expired;
   for (const auto& [id, link] : links_) {
-    if (link->connecting && now_ms >= link->connect_deadline_ms) expired.push_back(id);
+    if ((link->connecting && now_ms >= link->connect_deadline_ms) ||
+        (!link->authenticated && now_ms >= link->deadline_ms)) {
+      expired.push_back(id);
+    }
   }
   for (const LinkId id : expired) {
-    CloseLink(id, absl::DeadlineExceededError("connect timed out"));
+    Link* link = Find(id);
+    if (link->connecting) {
+      CloseLink(id, absl::DeadlineExceededError(
+                        Concat("cannot connect to ", link->address, ": connect timed out")));
+    } else {
+      Refuse(*link,
+             Concat("did not authenticate within ", std::to_string(limits_.handshake_timeout_ms),
+                    " ms"),
+             "");
+    }
   }
   for (auto& [peer, dialer] : dialers_) {
     if (dialer.link != kNoLink || now_ms < dialer.retry_at_ms) continue;
     absl::Status error;
-    dialer.link = Open(dialer.address, peer, true, now_ms, &error);
+    dialer.link = Open(dialer.address, peer, true, std::nullopt, now_ms, &error);
     if (dialer.link == kNoLink) {
       dialer.retry_at_ms = now_ms + dialer.backoff_ms;
       dialer.backoff_ms = std::min<uint64_t>(dialer.backoff_ms * 2, 1000);

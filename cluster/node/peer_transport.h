@@ -1,19 +1,26 @@
 // PeerTransport: the TCP links of the cluster port, for the control-plane thread.
 //
 // Non-blocking sockets driven by the caller's poll() loop (AppendPollFds, then
-// HandlePoll with the results) and Tick(). Every connection starts with a kHello from
-// the side that dialled, so both sides know whom they talk to. For each peer given to
-// SetPeers, the transport keeps one outgoing link, re-dialled with a back-off (100 ms
-// doubling to 1 s) whenever it fails; SendTo(peer) uses it, or an incoming link from
-// that peer while it is down. Dial() opens a one-off link (a node asking to join talks
-// to a node that does not know it yet); replies travel back on the link a request came
-// in on (SendOn).
+// HandlePoll with the results) and Tick(). For each peer given to SetPeers, the transport
+// keeps one outgoing link, re-dialled with a back-off (100 ms doubling to 1 s) whenever it
+// fails; SendTo(peer) uses it, or an incoming link from that peer while it is down. Dial()
+// opens a one-off link (a node asking to join talks to a node that does not know it yet);
+// replies travel back on the link a request came in on (SendOn).
 //
-// Mutual TLS (set_tls): every link is a TLS session (tls/tls_session.h) — the
-// dialler is the TLS client, the acceptor the server, each presenting the node's
-// certificate, which must chain to the cluster's trust bundle. Frames wait as
-// plaintext until the handshake is done. A peer that fails the handshake is
-// refused with a log line that says why (event=cluster_link_refused).
+// Trust (docs/security.md): every link is authenticated before any other frame is read,
+// by the handshake of link_auth.h: with the cluster key (set_cluster_key; a node without
+// one refuses such links), or with a join token's secret (Dial with a token; an acceptor
+// finds the secret with the token lookup). A link authenticated by a token is a joining
+// node's: the caller lets it ask to join, nothing else (LinkPeer::join_token). Frames
+// queued before the handshake is done wait for it. The dialler checks that the node it
+// reached is the one it meant (SetPeers links). What an unauthenticated peer can make the
+// node hold is bounded (TransportLimits): bytes per link, time to authenticate, links in
+// total and per IP; on EMFILE/ENFILE the listener pauses instead of spinning. Refusals
+// are logged once per peer and reason a minute (event=cluster_link_refused).
+//
+// Mutual TLS (set_tls): beneath the handshake, every link is a TLS session
+// (tls/tls_session.h) — the dialler is the TLS client, the acceptor the server, each
+// presenting the node's certificate, which must chain to the cluster's trust bundle.
 //
 // Raft tolerates lost messages, so a frame that cannot be sent (no link, or more than
 // kQueueBytesMax waiting on one) is dropped and counted; the link with the full queue
@@ -37,6 +44,7 @@
 
 #include "absl/status/status.h"
 #include "cluster/node/frames.h"
+#include "cluster/node/link_auth.h"
 #include "net/engine.h"
 #include "tls/tls_session.h"
 
@@ -45,23 +53,45 @@ namespace stanzad::cluster {
 using LinkId = uint64_t;
 inline constexpr LinkId kNoLink = 0;
 
+// Bounds on what peers that have not authenticated can make the node hold.
+struct TransportLimits {
+  uint64_t handshake_timeout_ms = 5000;         // connect + TLS + authentication
+  size_t unauthenticated_links_max = 256;       // incoming, in total
+  size_t unauthenticated_links_per_ip_max = 8;  // incoming, from one IP address
+  size_t unauthenticated_bytes_max = 64 << 10;  // buffered per link before authentication
+};
+
+// This node, as it introduces itself on the links it dials.
+struct LinkSelf {
+  raft::NodeId id = raft::kNoNode;
+  std::string address;  // its cluster address, "IP:PORT"
+};
+
+// Who is at the other end of an authenticated link.
+struct LinkPeer {
+  raft::NodeId id = raft::kNoNode;  // the node id it proved with its credential
+  uint64_t join_token = 0;          // not 0: authenticated by this join token, not the key
+};
+
 class PeerTransport {
  public:
   static constexpr size_t kQueueBytesMax = 16 << 20;
   static constexpr uint64_t kConnectTimeoutMs = 2000;
 
-  // A frame other than kHello arrived. `peer` is the sender's id from its hello (for a
-  // link we dialled: the id we dialled, or 0 for a one-off Dial).
-  using FrameHandler = std::function<void(LinkId link, raft::NodeId peer, Frame frame)>;
+  // A frame arrived on an authenticated link (never an authentication frame).
+  using FrameHandler = std::function<void(LinkId link, const LinkPeer& peer, Frame frame)>;
   // A link closed (a one-off Dial's callers want to know; `peer` is who it led to,
   // 0 when unknown).
   using CloseHandler =
       std::function<void(LinkId link, raft::NodeId peer, const absl::Status& reason)>;
 
-  // A link to a peer came up (its hello arrived, or our link to it connected).
+  // A link to a peer came up (authenticated with the cluster key, either direction).
   using PeerUpHandler = std::function<void(raft::NodeId peer)>;
+  // The secret of a join token that is valid now, or nullopt.
+  using TokenLookup = std::function<std::optional<std::string>(uint64_t token_id)>;
 
-  PeerTransport(Hello self, FrameHandler on_frame, CloseHandler on_close);
+  PeerTransport(LinkSelf self, const TransportLimits& limits, FrameHandler on_frame,
+                CloseHandler on_close);
   void set_peer_up_handler(PeerUpHandler handler) { on_peer_up_ = std::move(handler); }
   // Both set: every link from now on is mutual TLS. Both null: plain TCP.
   void set_tls(std::shared_ptr<const tls::TlsContext> server,
@@ -70,6 +100,10 @@ class PeerTransport {
     tls_client_ = std::move(client);
   }
   bool tls() const { return tls_server_ != nullptr; }
+  // The cluster key (kClusterKeyBytes), or empty: links with it are refused both ways.
+  void set_cluster_key(std::string key) { cluster_key_ = std::move(key); }
+  bool has_cluster_key() const { return !cluster_key_.empty(); }
+  void set_token_lookup(TokenLookup lookup) { token_lookup_ = std::move(lookup); }
   ~PeerTransport();
 
   absl::Status Listen(const net::Endpoint& endpoint);
@@ -84,10 +118,14 @@ class PeerTransport {
   bool SendTo(raft::NodeId peer, FrameType type, std::string_view payload);
   // Queues a frame on one link; false when the link is gone.
   bool SendOn(LinkId link, FrameType type, std::string_view payload);
-  // Opens a one-off link to "IP:PORT" (hello first); kNoLink with *error set when the
-  // address is bad or no socket can be made.
-  LinkId Dial(const std::string& address, uint64_t now_ms, absl::Status* error);
+  // Opens a one-off link to "IP:PORT", authenticated with `token` when given (a node
+  // asking to join), else with the cluster key; kNoLink with *error set when the address
+  // is bad, no socket can be made, or there is no credential.
+  LinkId Dial(const std::string& address, const std::optional<JoinToken>& token, uint64_t now_ms,
+              absl::Status* error);
   void Close(LinkId link);
+  // A join token link's key wrap (link_auth.h), both ends; empty for other links.
+  std::string KeyWrapOf(LinkId link) const;
 
   bool Connected(raft::NodeId peer) const;
   // When the last frame from `peer` arrived (the now_ms of HandlePoll), if one has.
@@ -103,6 +141,9 @@ class PeerTransport {
   void SetIsolatedFrom(std::set<std::string> hosts);
   const std::set<std::string>& isolated_from() const { return isolated_from_; }
   uint64_t frames_dropped() const { return frames_dropped_; }
+  uint64_t links_refused() const { return links_refused_; }
+  // Incoming links that have not authenticated yet.
+  size_t unauthenticated_links() const { return unauthenticated_links_; }
 
   // poll() integration: AppendPollFds adds this transport's descriptors at the end of
   // *fds; HandlePoll reads the results from `first` on.
@@ -121,12 +162,24 @@ class PeerTransport {
     bool outgoing = false;
     bool persistent = false;  // a SetPeers link: re-dialled when it fails
     bool connecting = false;
-    bool hello_seen = false;  // incoming: its kHello arrived
+    bool authenticated = false;
+    // Outgoing: the node it must reach (SetPeers), else 0 until authenticated;
+    // incoming: the node it proved to be.
     raft::NodeId peer = raft::kNoNode;
+    std::optional<JoinToken> token;  // outgoing: authenticate with it, not the key
+    uint64_t join_token = 0;         // authenticated by this join token
     std::string address;
     std::string remote_ip;  // incoming: the connecting host
     std::string in, out;    // plaintext: frames read, frames to send
+    std::string waiting;    // frames queued before authentication
     uint64_t connect_deadline_ms = 0;
+    uint64_t deadline_ms = 0;  // to connect and authenticate
+    // The handshake: our hello as sent (dialler) or the peer's (acceptor), the secret
+    // in use, and what both derive from them.
+    std::string hello_payload;
+    std::string secret;
+    AuthProofs proofs;
+    bool challenged = false;               // acceptor: its challenge is sent
     std::unique_ptr<tls::TlsSession> tls;  // with mutual TLS
     std::string cipher_out;                // TLS records waiting for the socket
   };
@@ -137,8 +190,16 @@ class PeerTransport {
     uint64_t backoff_ms = 100;
   };
 
-  LinkId Open(const std::string& address, raft::NodeId peer, bool persistent, uint64_t now_ms,
-              absl::Status* error);
+  LinkId Open(const std::string& address, raft::NodeId peer, bool persistent,
+              const std::optional<JoinToken>& token, uint64_t now_ms, absl::Status* error);
+  void Accept(uint64_t now_ms);
+  // One authentication frame; false when the link was closed.
+  bool OnAuthFrame(Link& link, const Frame& frame);
+  void Authenticated(Link& link);
+  // Refuses a link: tells the peer why (kAuthRefused), logs it (once a minute per peer
+  // and reason) and closes it.
+  void Refuse(Link& link, const std::string& reason, const std::string& fix);
+  bool ShouldLog(const std::string& key);
   void CloseLink(LinkId id, const absl::Status& reason);
   void ReadFrom(Link& link);
   void WriteTo(Link& link);
@@ -147,7 +208,10 @@ class PeerTransport {
   Link* Find(LinkId id);
   bool Isolated(const Link& link) const;
 
-  Hello self_;
+  LinkSelf self_;
+  TransportLimits limits_;
+  std::string cluster_key_;
+  TokenLookup token_lookup_;
   FrameHandler on_frame_;
   CloseHandler on_close_;
   PeerUpHandler on_peer_up_;
@@ -158,6 +222,11 @@ class PeerTransport {
   std::map<raft::NodeId, Dialer> dialers_;
   LinkId next_link_ = 1;
   uint64_t frames_dropped_ = 0;
+  uint64_t links_refused_ = 0;
+  size_t unauthenticated_links_ = 0;  // incoming
+  std::map<std::string, size_t> unauthenticated_per_ip_;
+  uint64_t accept_paused_until_ms_ = 0;             // out of descriptors: the listener rests
+  std::map<std::string, uint64_t> last_logged_ms_;  // by peer and reason
   std::set<std::string> isolated_from_;
   std::map<raft::NodeId, uint64_t> last_heard_ms_;
   uint64_t now_ms_ = 0;

@@ -15,6 +15,9 @@ namespace stanzad::config {
 namespace {
 
 constexpr uint8_t kFormatVersion = 1;
+// Format 2 is format 1 followed by the cluster section (the unknown-user salt key and the
+// join tokens); a configuration without them is still written as format 1, byte for byte.
+constexpr uint8_t kFormatVersionWithClusterSection = 2;
 constexpr uint8_t kHasScramSha1 = 1;
 constexpr uint8_t kHasScramSha256 = 2;
 
@@ -287,6 +290,16 @@ absl::Status Config::Validate() const {
       return Invalid(Concat("user ", name, ": ", MessageOf(status)));
     }
   }
+  if (!unknown_user_salt_key.empty() &&
+      (unknown_user_salt_key.size() < 32 || unknown_user_salt_key.size() > kSaltKeyBytesMax)) {
+    return Invalid("the unknown-user salt key must have 32 to 128 bytes");
+  }
+  if (join_tokens.size() > kJoinTokensMax) return Invalid("more than 64 join tokens");
+  for (const auto& [id, token] : join_tokens) {
+    if (id == 0 || token.secret.size() != kJoinTokenSecretBytes) {
+      return Invalid("a join token with id 0 or a secret of the wrong size");
+    }
+  }
   if (members.size() > kMembersMax) return Invalid("more than 1024 cluster members");
   std::set<std::string_view> addresses;
   for (const auto& [id, address] : members) {
@@ -302,7 +315,8 @@ absl::Status Config::Validate() const {
 std::string EncodeConfig(const Config& config) {
   DCHECK(config.Validate().ok());
   ByteWriter w;
-  w.PutU8(kFormatVersion);
+  const bool cluster_section = !config.unknown_user_salt_key.empty() || !config.join_tokens.empty();
+  w.PutU8(cluster_section ? kFormatVersionWithClusterSection : kFormatVersion);
   w.PutU64(config.version);
   w.PutString(config.domain);
   w.PutU32(static_cast<uint32_t>(config.listen.size()));
@@ -329,6 +343,15 @@ std::string EncodeConfig(const Config& config) {
     w.PutU64(id);
     w.PutString(address);
   }
+  if (cluster_section) {
+    w.PutString(config.unknown_user_salt_key);
+    w.PutU32(static_cast<uint32_t>(config.join_tokens.size()));
+    for (const auto& [id, token] : config.join_tokens) {
+      w.PutU64(id);
+      w.PutString(token.secret);
+      w.PutU64(token.expires_unix_s);
+    }
+  }
   return w.Take();
 }
 
@@ -337,7 +360,7 @@ absl::StatusOr<Config> DecodeConfig(std::string_view bytes) {
   Config config;
   uint8_t format = 0;
   if (!r.GetU8(&format)) return Invalid("configuration: empty input");
-  if (format != kFormatVersion) {
+  if (format != kFormatVersion && format != kFormatVersionWithClusterSection) {
     return Invalid(Concat("configuration: unknown format version ", std::to_string(format)));
   }
   auto truncated = [] { return Invalid("configuration: truncated or malformed"); };
@@ -399,6 +422,27 @@ absl::StatusOr<Config> DecodeConfig(std::string_view bytes) {
       return Invalid("configuration: members out of order");
     }
     config.members.emplace_hint(config.members.end(), id, std::move(address));
+  }
+  if (format == kFormatVersionWithClusterSection) {
+    if (!r.GetString(&config.unknown_user_salt_key, kSaltKeyBytesMax) ||
+        !r.GetCount(&count, kJoinTokensMax, 8 + 4 + kJoinTokenSecretBytes + 8)) {
+      return truncated();
+    }
+    for (uint32_t i = 0; i < count; ++i) {
+      uint64_t id = 0;
+      JoinTokenGrant token;
+      if (!r.GetU64(&id) || !r.GetString(&token.secret, kJoinTokenSecretBytes) ||
+          !r.GetU64(&token.expires_unix_s)) {
+        return truncated();
+      }
+      if (!config.join_tokens.empty() && config.join_tokens.rbegin()->first >= id) {
+        return Invalid("configuration: join tokens out of order");
+      }
+      config.join_tokens.emplace_hint(config.join_tokens.end(), id, std::move(token));
+    }
+    if (config.unknown_user_salt_key.empty() && config.join_tokens.empty()) {
+      return Invalid("configuration: an empty cluster section");
+    }
   }
   if (!r.empty()) return Invalid("configuration: trailing bytes");
   if (absl::Status status = config.Validate(); !status.ok()) {

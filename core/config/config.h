@@ -50,6 +50,9 @@ inline constexpr size_t kScramSaltBytesMin = 8;
 inline constexpr size_t kScramSaltBytesMax = 128;
 inline constexpr uint32_t kScramIterationsMin = 4096;  // RFC 7677 §4
 inline constexpr uint32_t kScramIterationsMax = 10'000'000;
+inline constexpr size_t kSaltKeyBytesMax = 128;
+inline constexpr size_t kJoinTokensMax = 64;
+inline constexpr size_t kJoinTokenSecretBytes = 16;  // as cluster::kJoinTokenSecretBytes
 inline constexpr size_t kSha1Bytes = 20;
 inline constexpr size_t kSha256Bytes = 32;
 
@@ -88,6 +91,14 @@ struct TlsFiles {
   friend bool operator==(const TlsFiles&, const TlsFiles&) = default;
 };
 
+// A single-use approval for one node to join the cluster (`stanzactl cluster token`).
+struct JoinTokenGrant {
+  std::string secret;           // kJoinTokenSecretBytes
+  uint64_t expires_unix_s = 0;  // refused from then on
+
+  friend bool operator==(const JoinTokenGrant&, const JoinTokenGrant&) = default;
+};
+
 struct Config {
   // The Raft index of the last entry that changed this configuration (0: never changed).
   // The same on every node that applied the same log, so `version` names a configuration.
@@ -104,6 +115,12 @@ struct Config {
   std::map<std::string, UserCredentials> users;
   // Cluster members: node id (never 0) → cluster address "host:port" (unique).
   std::map<uint64_t, std::string> members;
+  // The key SCRAM derives the salts of unknown users from (core/sasl/scram.h): one value
+  // for the whole cluster, so that no node's answer tells an existing user from another.
+  // Empty until set; 32..kSaltKeyBytesMax bytes.
+  std::string unknown_user_salt_key;
+  // Join tokens not used yet, by id (never 0); at most kJoinTokensMax.
+  std::map<uint64_t, JoinTokenGrant> join_tokens;
 
   // OK, or InvalidArgument naming the first field that breaks a rule.
   absl::Status Validate() const;

@@ -9,6 +9,7 @@
 
 #include "cluster/config_state_machine.h"
 #include "cluster/node/frames.h"
+#include "cluster/node/link_auth.h"
 #include "cluster/raft/message_codec.h"
 
 namespace {
@@ -20,9 +21,18 @@ void Check(bool ok) {
 void Decode(const stanzad::cluster::Frame& frame) {
   using namespace stanzad::cluster;
   switch (frame.type) {
-    case FrameType::kHello:
-      if (auto hello = DecodeHello(frame.payload); hello.ok()) {
-        Check(EncodeHello(*hello) == frame.payload);
+    case FrameType::kLegacyHello:
+    case FrameType::kAuthProof:
+    case FrameType::kAuthRefused:
+      return;
+    case FrameType::kAuthHello:
+      if (auto hello = DecodeAuthHello(frame.payload); hello.ok()) {
+        Check(EncodeAuthHello(*hello) == frame.payload);
+      }
+      return;
+    case FrameType::kAuthChallenge:
+      if (auto challenge = DecodeAuthChallenge(frame.payload); challenge.ok()) {
+        Check(EncodeAuthChallenge(*challenge) == frame.payload);
       }
       return;
     case FrameType::kRaft:

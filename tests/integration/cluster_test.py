@@ -73,8 +73,11 @@ class ClusterTest(unittest.TestCase):
             self.assertIn("Cluster enabled", ok(node, "cluster", "enable"))
         out = ok(nodes[0], "cluster", "initialize")
         self.assertIn("only member and leader", out)
+        self.assertRegex(out, r"stanzactl cluster join \S+ --token=\S+")
         for node in nodes[1:]:
-            self.assertIn("Joined the cluster", ok(node, "cluster", "join", self.address(nodes[0])))
+            self.assertIn("Joined the cluster",
+                          ok(node, "cluster", "join", self.address(nodes[0]),
+                             f"--token={nodes[0].join_token()}"))
         return nodes
 
     def leader_of(self, node):
@@ -164,7 +167,7 @@ class ClusterTest(unittest.TestCase):
         ok(c, "listen", c.ip)
         ok(c, "enable")
         ok(c, "cluster", "enable")
-        ok(c, "cluster", "join", self.address(b))
+        ok(c, "cluster", "join", self.address(b), f"--token={b.join_token()}")
         for node in (a, b, c):
             wait_until(lambda: len(status(node)["members"]) == 3, what="three members")
             addresses = [m["address"] for m in status(node)["members"]]
@@ -518,12 +521,14 @@ class ClusterTest(unittest.TestCase):
             self.assertIn("mutual TLS", out)
             ok(node, "cluster", "enable")
         ok(a, "cluster", "initialize")
-        ok(b, "cluster", "join", self.address(a))
+        ok(b, "cluster", "join", self.address(a), f"--token={a.join_token()}")
         self.assertEqual(status(b)["tls"], True)
-        self.assertIn("Cluster links      : mutual TLS", ok(a, "cluster", "status"))
+        self.assertIn("Cluster links      : authenticated with the cluster key, over mutual TLS",
+                      ok(a, "cluster", "status"))
         ok(b, "callbridge", "add", "cb1")
         wait_until(lambda: "cb1" in ok(a, "callbridge", "list"), what="replicated over TLS")
-        code, out, err = c.stanzactl("cluster", "join", self.address(a))
+        code, out, err = c.stanzactl("cluster", "join", self.address(a),
+                                     f"--token={a.join_token()}")
         self.assertNotEqual(code, 0)
         wait_until(lambda: "event=cluster_link_refused" in a.read_log(),
                    what="the refusal logged on the member")
@@ -538,6 +543,11 @@ class ClusterTest(unittest.TestCase):
         self.assertIn("cluster enable", out)
         ok(a, "cluster", "enable")
         code, out, err = a.stanzactl("cluster", "join", "127.0.0.2:1")
+        out += err
+        self.assertEqual(code, 2)
+        self.assertIn("stanzactl cluster token", out)
+        code, out, err = a.stanzactl("cluster", "join", "127.0.0.2:1",
+                                     "--token=0123456789abcdef.0123456789abcdef0123456789abcdef")
         out += err
         self.assertEqual(code, 1)
         self.assertTrue("cannot reach" in out or "lost the link" in out, out)

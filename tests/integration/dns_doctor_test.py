@@ -59,8 +59,7 @@ class ClusterWithDns(unittest.TestCase):
             self.assertEqual(node.admin("cluster", "enable")[0], 0)
         self.assertEqual(self.nodes[0].admin("cluster", "initialize")[0], 0)
         for node in self.nodes[1:]:
-            code, out = node.admin("cluster", "join",
-                                   f"127.0.0.1:{self.nodes[0].cluster_port}")
+            code, out = node.join(self.nodes[0])
             self.assertEqual(code, 0, out)
         self.dns = None
 

@@ -134,6 +134,19 @@ class StanzadProcess:
         header, _, body = response.partition(b"\n")
         return int(header.split()[1]), body.decode()
 
+    def join_token(self, ttl_s=None):
+        """A single-use join token made on this node (a cluster member)."""
+        args = ["cluster", "token"] + ([f"--ttl={ttl_s}"] if ttl_s else [])
+        code, out = self.admin(*args)
+        match = re.search(r"--token=(\S+)", out)
+        assert code == 0 and match, out
+        return match.group(1)
+
+    def join(self, member, via_address=None):
+        """Joins this node to `member`'s cluster (with a token made there); (code, output)."""
+        address = via_address or f"{member.ip}:{member.cluster_port}"
+        return self.admin("cluster", "join", address, f"--token={member.join_token()}")
+
     def secrets(self):
         code, out = self.admin("callbridge", "list")
         assert code == 0, out

@@ -127,6 +127,21 @@ class ClusterNodeTest : public ::testing::Test {
     return std::nullopt;
   }
 
+  // A join token made on node i (a member), valid for ttl_s.
+  JoinToken Token(size_t i, uint64_t ttl_s = 600) {
+    std::optional<absl::StatusOr<JoinToken>> result;
+    node(i).CreateJoinToken(ttl_s, [&](const absl::StatusOr<JoinToken>& token) { result = token; });
+    EXPECT_TRUE(RunUntil([&] { return result.has_value(); }));
+    EXPECT_TRUE(result.has_value() && result->ok());
+    return result.has_value() && result->ok() ? **result : JoinToken{};
+  }
+
+  // Node `joiner` joins through node `via`, with a token made on `via`.
+  absl::Status JoinThrough(size_t joiner, size_t via) {
+    const JoinToken token = Token(via);
+    return Await([&](auto done) { node(joiner).Join(address(via), token, done); });
+  }
+
   // A three-node cluster with domain example.com.
   void FormThree() {
     Start(0);
@@ -134,9 +149,8 @@ class ClusterNodeTest : public ::testing::Test {
     Start(2);
     ASSERT_TRUE(
         Await([&](auto done) { node(0).Initialize({SetDomain{"example.com"}}, done); }).ok());
-    ASSERT_TRUE(Await([&](auto done) { node(1).Join(address(0), done); }).ok());
-    ASSERT_TRUE(Await([&](auto done) { node(2).Join(address(1), done); }).ok())
-        << "joining through a follower is redirected to the leader";
+    ASSERT_TRUE(JoinThrough(1, 0).ok());
+    ASSERT_TRUE(JoinThrough(2, 1).ok()) << "joining through a follower is redirected to the leader";
   }
 
   std::filesystem::path root_;
@@ -197,7 +211,7 @@ TEST_F(ClusterNodeTest, AResetNodeRejoiningAtItsAddressNeverAppearsTwice) {
   const raft::NodeId old_id = node(2).id();
   Start(2, /*wipe=*/true);
   EXPECT_NE(node(2).id(), old_id);
-  ASSERT_TRUE(Await([&](auto done) { node(2).Join(address(0), done); }).ok());
+  ASSERT_TRUE(JoinThrough(2, 0).ok());
   ASSERT_TRUE(RunUntil([&] {
     for (size_t i = 0; i < 3; ++i) {
       if (node(i).Status().members.size() != 3) return false;
@@ -224,7 +238,7 @@ TEST_F(ClusterNodeTest, RemoveTakesAMemberOutAndSnapshotsCatchUpANewNode) {
   Stop(2);
   ASSERT_TRUE(RunUntil([&] { return node(0).Status().members.size() == 2; }));
   Start(3);
-  ASSERT_TRUE(Await([&](auto done) { node(3).Join(address(0), done); }).ok());
+  ASSERT_TRUE(JoinThrough(3, 0).ok());
   ASSERT_TRUE(RunUntil([&] { return node(3).config().callbridges.size() == 30; }));
   EXPECT_EQ(node(3).config().domain, "example.com");
   const absl::Status unknown = Await([&](auto done) {
@@ -268,22 +282,63 @@ TEST_F(ClusterNodeTest, MutualTlsLinksAndAStrangerIsRefused) {
   Start(2);
   EXPECT_TRUE(node(0).tls());
   ASSERT_TRUE(Await([&](auto done) { node(0).Initialize({SetDomain{"example.com"}}, done); }).ok());
-  ASSERT_TRUE(Await([&](auto done) { node(1).Join(address(0), done); }).ok());
+  ASSERT_TRUE(JoinThrough(1, 0).ok());
   ASSERT_TRUE(Await([&](auto done) {
                 node(1).Propose(AddCallbridge{"cb1", "secret-one", false}, done);
               }).ok());
   ASSERT_TRUE(RunUntil([&] { return node(0).config().callbridges.count("cb1") == 1; }));
-  const absl::Status stranger = Await([&](auto done) { node(2).Join(address(0), done); });
+  // Even with a valid token, a certificate the cluster does not trust is refused.
+  const absl::Status stranger = JoinThrough(2, 0);
   EXPECT_FALSE(stranger.ok());
   EXPECT_EQ(node(0).Status().members.size(), 2u);
 }
 
+TEST_F(ClusterNodeTest, AJoinTokenAdmitsOneNodeOnly) {
+  Start(0);
+  Start(1);
+  Start(2);
+  ASSERT_TRUE(Await([&](auto done) { node(0).Initialize({SetDomain{"example.com"}}, done); }).ok());
+  const JoinToken token = Token(0);
+  ASSERT_TRUE(Await([&](auto done) { node(1).Join(address(0), token, done); }).ok());
+  const absl::Status again = Await([&](auto done) { node(2).Join(address(0), token, done); });
+  EXPECT_EQ(again.code(), absl::StatusCode::kPermissionDenied) << again;
+  EXPECT_NE(std::string(again.message()).find("unknown, used or expired"), std::string::npos)
+      << again;
+  // A made-up secret for a real token id proves nothing either.
+  JoinToken forged = Token(0);
+  forged.secret[0] = static_cast<char>(forged.secret[0] ^ 1);
+  const absl::Status wrong = Await([&](auto done) { node(2).Join(address(0), forged, done); });
+  EXPECT_EQ(wrong.code(), absl::StatusCode::kPermissionDenied) << wrong;
+  EXPECT_EQ(node(0).Status().members.size(), 2u);
+  EXPECT_FALSE(node(2).Status().has_cluster_key);
+  // Every member holds the same cluster key; the tokens are replicated to all.
+  EXPECT_TRUE(node(1).Status().has_cluster_key);
+  ASSERT_TRUE(RunUntil([&] { return node(1).config().join_tokens.size() == 1; }));
+}
+
+TEST_F(ClusterNodeTest, AnotherClustersNodeCannotTalkToThisOne) {
+  Start(0);
+  Start(1);
+  ASSERT_TRUE(Await([&](auto done) { node(0).Initialize({SetDomain{"example.com"}}, done); }).ok());
+  ASSERT_TRUE(Await([&](auto done) { node(1).Initialize({SetDomain{"other.com"}}, done); }).ok());
+  // Node 1 holds a cluster key, not node 0's: its join through node 0 with a token made by
+  // its own cluster is refused, and nothing of node 0's changes.
+  const JoinToken foreign = Token(1);
+  Start(2);
+  const absl::Status refused = Await([&](auto done) { node(2).Join(address(0), foreign, done); });
+  EXPECT_EQ(refused.code(), absl::StatusCode::kPermissionDenied) << refused;
+  EXPECT_EQ(node(0).config().domain, "example.com");
+  EXPECT_EQ(node(0).Status().members.size(), 1u);
+  EXPECT_GT(node(0).Status().links_refused, 0u);
+}
+
 TEST_F(ClusterNodeTest, JoinErrorsNameTheCause) {
   Start(0);
-  const absl::Status nobody =
-      Await([&](auto done) { node(0).Join("127.0.0.1:" + std::to_string(FreePort()), done); });
+  const JoinToken token{0x1234, std::string(kJoinTokenSecretBytes, 'x')};
+  const absl::Status nobody = Await(
+      [&](auto done) { node(0).Join("127.0.0.1:" + std::to_string(FreePort()), token, done); });
   EXPECT_EQ(nobody.code(), absl::StatusCode::kUnavailable) << nobody;
-  const absl::Status bad = Await([&](auto done) { node(0).Join("not-an-address", done); });
+  const absl::Status bad = Await([&](auto done) { node(0).Join("not-an-address", token, done); });
   EXPECT_FALSE(bad.ok());
   ASSERT_TRUE(Await([&](auto done) { node(0).Initialize({}, done); }).ok());
   const absl::Status twice = Await([&](auto done) { node(0).Initialize({}, done); });

@@ -59,7 +59,44 @@ std::vector<ConfigCommand> EveryKindOfCommand() {
       AddUser{"alice", MakeCredentials('a')},
       SetUserCredentials{"alice", MakeCredentials('b')},
       DeleteUser{"alice"},
+      SetSaltKey{std::string(64, 'k')},
+      AddJoinToken{7, std::string(16, 's'), 2000, 1000},
+      UseJoinToken{7, 1500},
   };
+}
+
+TEST(ConfigStateMachineTest, AJoinTokenIsUsedOnceAndExpires) {
+  Node node;
+  ASSERT_TRUE(node.Run(AddJoinToken{7, std::string(16, 's'), 2000, 1000}).ok());
+  ASSERT_TRUE(node.Run(AddJoinToken{8, std::string(16, 't'), 1100, 1000}).ok());
+  EXPECT_EQ(node.machine.config().join_tokens.size(), 2u);
+  EXPECT_TRUE(node.Run(UseJoinToken{7, 1500}).ok());
+  EXPECT_EQ(node.Run(UseJoinToken{7, 1500}).code(), absl::StatusCode::kNotFound) << "used";
+  EXPECT_EQ(node.Run(UseJoinToken{8, 1200}).code(), absl::StatusCode::kNotFound) << "expired";
+  // A new token drops the expired ones, deterministically (the proposer's clock is in it).
+  ASSERT_TRUE(node.Run(AddJoinToken{9, std::string(16, 'u'), 3000, 1200}).ok());
+  EXPECT_EQ(node.machine.config().join_tokens.size(), 1u);
+  EXPECT_EQ(node.Run(AddJoinToken{10, std::string(16, 'v'), 1000, 1200}).code(),
+            absl::StatusCode::kInvalidArgument)
+      << "already expired";
+  for (uint64_t id = 100; id < 100 + config::kJoinTokensMax - 1; ++id) {
+    ASSERT_TRUE(node.Run(AddJoinToken{id, std::string(16, 'w'), 3000, 1200}).ok()) << id;
+  }
+  EXPECT_EQ(node.Run(AddJoinToken{999, std::string(16, 'x'), 3000, 1200}).code(),
+            absl::StatusCode::kResourceExhausted);
+  // Survives a snapshot.
+  ConfigStateMachine restored;
+  ASSERT_TRUE(restored.Restore(node.machine.Snapshot()).ok());
+  EXPECT_EQ(restored.config(), node.machine.config());
+}
+
+TEST(ConfigStateMachineTest, TheSaltKeyIsSetOnceForTheCluster) {
+  Node node;
+  EXPECT_EQ(node.Run(SetSaltKey{"short"}).code(), absl::StatusCode::kInvalidArgument);
+  ASSERT_TRUE(node.Run(SetSaltKey{std::string(64, 'a')}).ok());
+  EXPECT_TRUE(node.Run(SetSaltKey{std::string(64, 'a')}).ok()) << "the same again: no-op";
+  EXPECT_EQ(node.Run(SetSaltKey{std::string(64, 'b')}).code(), absl::StatusCode::kAlreadyExists);
+  EXPECT_EQ(node.machine.config().unknown_user_salt_key, std::string(64, 'a'));
 }
 
 TEST(ConfigCommandTest, EveryKindRoundTrips) {

@@ -243,8 +243,30 @@ TEST(ConfigEncodingTest, RefusesEveryTruncationAndTrailingBytes) {
   }
   EXPECT_THAT(MessageOf(DecodeConfig(bytes + "x").status()), HasSubstr("trailing"));
   std::string future = bytes;
-  future[0] = 2;
-  EXPECT_THAT(MessageOf(DecodeConfig(future).status()), HasSubstr("format version 2"));
+  future[0] = 3;  // 2 is the format with the cluster section now
+  EXPECT_THAT(MessageOf(DecodeConfig(future).status()), HasSubstr("format version 3"));
+}
+
+TEST(ConfigEncodingTest, TheClusterSectionRoundTripsAndRefusesEveryTruncation) {
+  Config config = MakeConfig();
+  const std::string without = EncodeConfig(config);
+  EXPECT_EQ(without[0], 1) << "a configuration without the section keeps format 1";
+  config.unknown_user_salt_key = std::string(64, 'k');
+  config.join_tokens[7] = {std::string(kJoinTokenSecretBytes, 's'), 1'900'000'000};
+  config.join_tokens[9] = {std::string(kJoinTokenSecretBytes, 't'), 1'900'000'001};
+  const std::string bytes = EncodeConfig(config);
+  EXPECT_EQ(bytes[0], 2);
+  absl::StatusOr<Config> decoded = DecodeConfig(bytes);
+  ASSERT_TRUE(decoded.ok()) << decoded.status();
+  EXPECT_EQ(*decoded, config);
+  for (size_t cut = 0; cut < bytes.size(); ++cut) {
+    EXPECT_TRUE(absl::IsInvalidArgument(DecodeConfig(bytes.substr(0, cut)).status()))
+        << "cut at " << cut;
+  }
+  EXPECT_THAT(MessageOf(DecodeConfig(bytes + "x").status()), HasSubstr("trailing"));
+  std::string empty_section = without + std::string(4, '\0') + std::string(4, '\0');
+  empty_section[0] = 2;
+  EXPECT_TRUE(absl::IsInvalidArgument(DecodeConfig(empty_section).status()));
 }
 
 TEST(ConfigEncodingTest, RefusesKeysOutOfOrderAndInvalidValues) {
