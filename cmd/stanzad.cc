@@ -231,25 +231,27 @@ class Daemon {
     auto last_publish = std::chrono::steady_clock::now();
     std::vector<pollfd> fds;
     while (!g_stop_requested.load()) {
-      // One poll for the admin socket and the cluster links; at most 10 ms, the
-      // Raft tick.
-      fds.assign(1, pollfd{(*admin)->fd(), POLLIN, 0});
-      fds.push_back(pollfd{engine_ ? engine_->control_fd() : -1, POLLIN, 0});
+      // One poll for the engine, the cluster links and the admin socket with its
+      // clients (read as their bytes arrive, never waited for); at most 10 ms,
+      // the Raft tick.
+      fds.assign(1, pollfd{engine_ ? engine_->control_fd() : -1, POLLIN, 0});
       const bool cluster_active = config_.cluster_enabled && cluster_tls_error_.empty();
+      const size_t cluster_first = fds.size();
       if (cluster_active) cluster_->AppendPollFds(&fds);
+      const size_t admin_first = fds.size();
+      (*admin)->AppendPollFds(&fds);
       poll(fds.data(), fds.size(), 10);
       const uint64_t now_ms = MonotonicMs();
       if (engine_) {
         engine_->DrainControl(
             [this](int, const net::CrossShardMessage& message) { OnShardRecord(message); });
       }
-      if (fds[0].revents & POLLIN) {
-        (*admin)->AcceptOne(
-            [this](const admin::AdminRequest& request, const admin::PeerCredentials&,
-                   admin::AdminServer::Reply reply) { Handle(request, std::move(reply)); });
-      }
+      (*admin)->HandlePoll(
+          fds, admin_first, now_ms,
+          [this](const admin::AdminRequest& request, const admin::PeerCredentials&,
+                 admin::AdminServer::Reply reply) { Handle(request, std::move(reply)); });
       if (cluster_active && cluster_ && config_.cluster_enabled && cluster_tls_error_.empty()) {
-        cluster_->HandlePoll(fds, 2, now_ms);
+        cluster_->HandlePoll(fds, cluster_first, now_ms);
         cluster_->Tick(now_ms);
         MirrorClusterConfig();
         ForgetRemovedPeers();

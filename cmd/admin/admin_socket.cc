@@ -6,9 +6,13 @@
 #include <sys/un.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
+#include <chrono>
 #include <cstring>
+#include <utility>
 
+#include "core/base/check.h"
 #include "core/base/concat.h"
 
 namespace stanzad::admin {
@@ -16,7 +20,10 @@ namespace {
 
 constexpr size_t kRequestBytesMax = 64 * 1024;
 constexpr size_t kResponseBytesMax = 16 * 1024 * 1024;
-constexpr int kIoTimeoutSeconds = 5;
+constexpr int kIoTimeoutSeconds = 5;  // stanzactl's side, which may block
+// While accept() fails for want of descriptors, the listener stays readable;
+// polling it then would spin the control thread, so it waits this long.
+constexpr uint64_t kAcceptPauseMs = 100;
 
 std::string ErrnoText(int error) { return std::strerror(error); }
 
@@ -97,29 +104,41 @@ std::string EncodeRequest(const AdminRequest& request) {
   return out;
 }
 
-absl::StatusOr<AdminRequest> DecodeRequest(std::string_view bytes) {
+absl::StatusOr<std::optional<AdminRequest>> DecodePartialRequest(std::string_view bytes) {
   size_t at = 0;
   std::string_view line;
-  if (!ReadLine(bytes, &at, &line) || line != "stanzactl 1") {
+  if (!ReadLine(bytes, &at, &line)) return std::nullopt;
+  if (line != "stanzactl 1") {
     return absl::InvalidArgumentError("not a stanzactl request (version mismatch?)");
   }
   AdminRequest request;
-  if (!ReadLine(bytes, &at, &line) || (line != "json 0" && line != "json 1")) {
+  if (!ReadLine(bytes, &at, &line)) return std::nullopt;
+  if (line != "json 0" && line != "json 1") {
     return absl::InvalidArgumentError("malformed request: json flag");
   }
   request.json = line == "json 1";
   while (true) {
-    if (!ReadLine(bytes, &at, &line)) return absl::InvalidArgumentError("truncated request");
+    if (!ReadLine(bytes, &at, &line)) return std::nullopt;
     if (line == "end") return request;
     size_t length = 0;
     if (!line.starts_with("arg ") || !ParseNumber(line.substr(4), &length) ||
-        at + length + 1 > bytes.size() || bytes[at + length] != '\n') {
+        length > kRequestBytesMax) {
       return absl::InvalidArgumentError("malformed request: argument");
     }
+    if (at + length + 1 > bytes.size()) return std::nullopt;
+    if (bytes[at + length] != '\n')
+      return absl::InvalidArgumentError("malformed request: argument");
     request.args.emplace_back(bytes.substr(at, length));
     at += length + 1;
     if (request.args.size() > 64) return absl::InvalidArgumentError("too many arguments");
   }
+}
+
+absl::StatusOr<AdminRequest> DecodeRequest(std::string_view bytes) {
+  absl::StatusOr<std::optional<AdminRequest>> request = DecodePartialRequest(bytes);
+  if (!request.ok()) return request.status();
+  if (!request->has_value()) return absl::InvalidArgumentError("truncated request");
+  return std::move(**request);
 }
 
 std::string EncodeResponse(const AdminResponse& response) {
@@ -160,7 +179,7 @@ absl::StatusOr<std::unique_ptr<AdminServer>> AdminServer::Listen(const std::stri
     }
   }
   unlink(path.c_str());
-  const int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  const int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
   if (fd < 0) return Errno("cannot create the admin socket", errno);
   // Created 0600 from the start: no window in which others could connect.
   const mode_t old_mask = umask(0177);
@@ -171,7 +190,7 @@ absl::StatusOr<std::unique_ptr<AdminServer>> AdminServer::Listen(const std::stri
     close(fd);
     return Errno(Concat("cannot bind the admin socket ", path), bind_error);
   }
-  if (listen(fd, 16) != 0) {
+  if (listen(fd, static_cast<int>(kPendingClientsMax)) != 0) {
     const int error = errno;
     close(fd);
     return Errno("cannot listen on the admin socket", error);
@@ -179,64 +198,241 @@ absl::StatusOr<std::unique_ptr<AdminServer>> AdminServer::Listen(const std::stri
   return std::unique_ptr<AdminServer>(new AdminServer(fd, path));
 }
 
-AdminServer::~AdminServer() {
-  close(fd_);
-  unlink(path_.c_str());
-}
+struct AdminServer::Reading {
+  int fd = -1;  // -1 once handed on
+  PeerCredentials peer;
+  std::string received;  // at most kRequestBytesMax
+  uint64_t deadline_ms = 0;
+};
 
-void AdminServer::ServeOne(int timeout_ms, const Handler& handler) {
-  pollfd waiting{fd_, POLLIN, 0};
-  if (poll(&waiting, 1, timeout_ms) <= 0) return;
-  AcceptOne([&](const AdminRequest& request, const PeerCredentials& peer, Reply reply) {
-    reply(handler(request, peer));
-  });
-}
+struct AdminServer::Outbox {
+  struct Answering {
+    int fd = -1;
+    std::string bytes;
+    size_t sent = 0;
+    uint64_t deadline_ms = 0;
+  };
 
-namespace {
+  ~Outbox() {
+    for (const Answering& client : clients) close(client.fd);
+  }
 
-// The accepted client of one request: closed when the reply is sent or when the
-// last Reply holding it is gone.
-struct PendingClient {
+  // Sends what fits now and returns; the rest is sent from HandlePoll when the
+  // server is still there and has room, else the client is closed. Takes `fd`.
+  static void Answer(const std::weak_ptr<Outbox>& outbox, int fd, std::string bytes) {
+    Answering client{fd, std::move(bytes)};
+    if (!Send(client)) {
+      close(fd);
+      return;
+    }
+    const std::shared_ptr<Outbox> alive = outbox.lock();
+    if (alive == nullptr || alive->clients.size() >= kAnsweringClientsMax) {
+      close(fd);  // the client gets a truncated response, which it reports
+      return;
+    }
+    client.deadline_ms = alive->now_ms + kResponseTimeoutMs;
+    alive->clients.push_back(std::move(client));
+  }
+
+  // Writes without waiting: true while bytes are left for a later turn.
+  static bool Send(Answering& client) {
+    while (client.sent < client.bytes.size()) {
+      const ssize_t n = send(client.fd, client.bytes.data() + client.sent,
+                             client.bytes.size() - client.sent, MSG_NOSIGNAL);
+      if (n < 0 && errno == EINTR) continue;
+      if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) return true;
+      if (n <= 0) return false;  // the client went away
+      client.sent += static_cast<size_t>(n);
+    }
+    return false;
+  }
+
+  uint64_t now_ms = 0;             // of the last HandlePoll: the clock for deadlines set by replies
+  std::vector<Answering> clients;  // at most kAnsweringClientsMax
+};
+
+// The accepted client of one request: answered when the reply is sent, closed
+// when the last Reply holding it is gone unsent.
+struct AdminServer::Replying {
   int fd = -1;
-  ~PendingClient() {
+  std::weak_ptr<Outbox> outbox;
+  ~Replying() {
     if (fd >= 0) close(fd);
   }
   void Send(const AdminResponse& response) {
     if (fd < 0) return;
-    WriteAll(fd, EncodeResponse(response));
-    close(fd);
-    fd = -1;
+    Outbox::Answer(outbox, std::exchange(fd, -1), EncodeResponse(response));
   }
 };
 
-}  // namespace
+AdminServer::AdminServer(int fd, std::string path)
+    : fd_(fd), path_(std::move(path)), outbox_(std::make_shared<Outbox>()) {
+  reading_.reserve(kPendingClientsMax);
+}
 
-void AdminServer::AcceptOne(const AsyncHandler& handler) {
-  const int client = accept4(fd_, nullptr, nullptr, SOCK_CLOEXEC);
-  if (client < 0) return;
-  SetTimeouts(client);
-  auto pending = std::make_shared<PendingClient>();
-  pending->fd = client;
-  Reply reply = [pending](const AdminResponse& response) { pending->Send(response); };
-  ucred credentials{};
-  socklen_t length = sizeof(credentials);
-  if (getsockopt(client, SOL_SOCKET, SO_PEERCRED, &credentials, &length) != 0) {
-    return reply({1, "error: cannot read the client's credentials\n"});
+AdminServer::~AdminServer() {
+  for (const Reading& client : reading_) {
+    if (client.fd >= 0) close(client.fd);
   }
-  if (credentials.uid != 0 && credentials.uid != geteuid()) {
-    return reply({1, Concat("error: permission denied: user ", std::to_string(credentials.uid),
-                            " may not administer this stanzad; run as root or as user ",
-                            std::to_string(geteuid()), "\n")});
+  close(fd_);
+  unlink(path_.c_str());
+}
+
+size_t AdminServer::pending_clients() const { return reading_.size(); }
+
+void AdminServer::AppendPollFds(std::vector<pollfd>* fds) {
+  listener_polled_ = outbox_->now_ms >= accept_paused_until_ms_;
+  fds->push_back({listener_polled_ ? fd_ : -1, POLLIN, 0});
+  for (const Reading& client : reading_) fds->push_back({client.fd, POLLIN, 0});
+  for (const Outbox::Answering& client : outbox_->clients) {
+    fds->push_back({client.fd, POLLOUT, 0});
   }
-  std::string bytes;
-  const bool complete = ReadUntil(client, kRequestBytesMax, &bytes,
-                                  [](const std::string& b) { return b.ends_with("\nend\n"); });
-  absl::StatusOr<AdminRequest> request =
-      complete ? DecodeRequest(bytes) : absl::InvalidArgumentError("request incomplete");
+  reading_polled_ = reading_.size();
+  answering_polled_ = outbox_->clients.size();
+}
+
+void AdminServer::HandlePoll(const std::vector<pollfd>& fds, size_t first, uint64_t now_ms,
+                             const AsyncHandler& handler) {
+  CHECK_LE(first + 1 + reading_polled_ + answering_polled_, fds.size());
+  outbox_->now_ms = now_ms;
+  const bool listener_readable = listener_polled_ && (fds[first].revents & POLLIN) != 0;
+  size_t at = first + 1;
+  // Clients whose request is arriving: those polled are reading_[0, reading_polled_).
+  struct Ready {
+    int fd;
+    PeerCredentials peer;
+    AdminRequest request;
+  };
+  std::vector<Ready> ready;
+  for (size_t i = 0; i < reading_.size(); ++i) {
+    Reading& client = reading_[i];
+    if (i < reading_polled_ && fds[at + i].revents != 0) {
+      if (std::optional<AdminRequest> request = Receive(client)) {
+        ready.push_back({std::exchange(client.fd, -1), client.peer, std::move(*request)});
+      }
+    }
+    if (client.fd >= 0 && now_ms >= client.deadline_ms) {
+      Outbox::Answer(outbox_, std::exchange(client.fd, -1),
+                     EncodeResponse({2, "error: request incomplete: not sent within " +
+                                            std::to_string(kRequestTimeoutMs / 1000) + " s\n"}));
+    }
+  }
+  std::erase_if(reading_, [](const Reading& client) { return client.fd < 0; });
+  at += reading_polled_;
+  // Responses still being sent: outbox_->clients[0, answering_polled_); replies
+  // since AppendPollFds were added after those.
+  std::vector<Outbox::Answering>& answering = outbox_->clients;
+  for (size_t i = 0; i < answering.size(); ++i) {
+    Outbox::Answering& client = answering[i];
+    bool more = true;
+    if (i < answering_polled_ && fds[at + i].revents != 0) more = Outbox::Send(client);
+    if (!more || now_ms >= client.deadline_ms) {
+      close(client.fd);
+      client.fd = -1;
+    }
+  }
+  std::erase_if(answering, [](const Outbox::Answering& client) { return client.fd < 0; });
+  reading_polled_ = answering_polled_ = 0;
+  listener_polled_ = false;
+  if (listener_readable) AcceptAll(now_ms);
+  // Last, so that a handler that replies at once finds the server consistent.
+  for (Ready& client : ready) {
+    auto replying = std::make_shared<Replying>();
+    replying->fd = client.fd;
+    replying->outbox = outbox_;
+    handler(client.request, client.peer,
+            [replying](const AdminResponse& response) { replying->Send(response); });
+  }
+}
+
+void AdminServer::AcceptAll(uint64_t now_ms) {
+  // Bounded so that a flood of connections cannot keep the control thread.
+  for (size_t accepted = 0; accepted <= kPendingClientsMax; ++accepted) {
+    const int client = accept4(fd_, nullptr, nullptr, SOCK_CLOEXEC | SOCK_NONBLOCK);
+    if (client < 0) {
+      if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM) {
+        accept_paused_until_ms_ = now_ms + kAcceptPauseMs;
+      }
+      if (errno == EINTR || errno == ECONNABORTED) continue;
+      return;
+    }
+    if (reading_.size() >= kPendingClientsMax) {
+      close(client);  // full: closed at once rather than left waiting in the backlog
+      continue;
+    }
+    ucred credentials{};
+    socklen_t length = sizeof(credentials);
+    if (getsockopt(client, SOL_SOCKET, SO_PEERCRED, &credentials, &length) != 0) {
+      Outbox::Answer(outbox_, client,
+                     EncodeResponse({1, "error: cannot read the client's credentials\n"}));
+      continue;
+    }
+    if (credentials.uid != 0 && credentials.uid != geteuid()) {
+      Outbox::Answer(
+          outbox_, client,
+          EncodeResponse(
+              {1, Concat("error: permission denied: user ", std::to_string(credentials.uid),
+                         " may not administer this stanzad; run as root or as user ",
+                         std::to_string(geteuid()), "\n")}));
+      continue;
+    }
+    reading_.push_back({client,
+                        {credentials.pid, credentials.uid, credentials.gid},
+                        {},
+                        now_ms + kRequestTimeoutMs});
+  }
+}
+
+std::optional<AdminRequest> AdminServer::Receive(Reading& client) {
+  char chunk[4096];
+  const size_t room = kRequestBytesMax - client.received.size();
+  const ssize_t n = recv(client.fd, chunk, std::min(sizeof(chunk), room), 0);
+  if (n < 0) {
+    if (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR) return std::nullopt;
+    close(std::exchange(client.fd, -1));
+    return std::nullopt;
+  }
+  if (n > 0) client.received.append(chunk, static_cast<size_t>(n));
+  // Every request ends so; parsing only then keeps a trickle of bytes linear.
+  const bool may_be_complete = client.received.ends_with("\nend\n");
+  if (n > 0 && !may_be_complete && client.received.size() < kRequestBytesMax) return std::nullopt;
+  absl::StatusOr<std::optional<AdminRequest>> request = DecodePartialRequest(client.received);
+  if (request.ok() && request->has_value()) return std::move(**request);
+  std::string error;
   if (!request.ok()) {
-    return reply({2, Concat("error: ", std::string(request.status().message()), "\n")});
+    error = std::string(request.status().message());
+  } else if (client.received.size() >= kRequestBytesMax) {
+    error = Concat("request larger than ", std::to_string(kRequestBytesMax / 1024), " KiB");
+  } else if (n > 0) {
+    return std::nullopt;  // an argument ends with "\nend": more to come
+  } else {
+    error = "request incomplete";  // the client stopped sending
   }
-  handler(*request, {credentials.pid, credentials.uid, credentials.gid}, std::move(reply));
+  Outbox::Answer(outbox_, std::exchange(client.fd, -1),
+                 EncodeResponse({2, Concat("error: ", error, "\n")}));
+  return std::nullopt;
+}
+
+void AdminServer::ServeOne(int timeout_ms, const Handler& handler) {
+  const auto now_ms = [] {
+    return static_cast<uint64_t>(std::chrono::duration_cast<std::chrono::milliseconds>(
+                                     std::chrono::steady_clock::now().time_since_epoch())
+                                     .count());
+  };
+  const uint64_t deadline_ms = now_ms() + static_cast<uint64_t>(std::max(timeout_ms, 0));
+  bool served = false;
+  std::vector<pollfd> fds;
+  for (uint64_t now = now_ms(); now < deadline_ms; now = now_ms()) {
+    if (served && outbox_->clients.empty()) return;
+    fds.clear();
+    AppendPollFds(&fds);
+    poll(fds.data(), fds.size(), static_cast<int>(std::min<uint64_t>(deadline_ms - now, 100)));
+    HandlePoll(fds, 0, now_ms(),
+               [&](const AdminRequest& request, const PeerCredentials& peer, Reply reply) {
+                 served = true;
+                 reply(handler(request, peer));
+               });
+  }
 }
 
 absl::StatusOr<AdminResponse> SendAdminRequest(const std::string& path,

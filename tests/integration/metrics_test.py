@@ -5,8 +5,10 @@ python3-prometheus-client) and checked to move as traffic flows.
 Run: STANZAD_BIN_DIR=build/cmd /usr/bin/python3 tests/integration/metrics_test.py -v
 """
 import os
+import select
 import socket
 import sys
+import threading
 import time
 import unittest
 import urllib.error
@@ -16,6 +18,10 @@ from prometheus_client.parser import text_string_to_metric_families
 
 sys.path.insert(0, os.path.dirname(__file__))
 from stanzad_harness import DOMAIN, RawComponent, StanzadProcess, wait_until  # noqa: E402
+
+# cmd/metrics/http_server.h: kRequestTimeoutMs and kConnectionsMax.
+REQUEST_TIMEOUT_S = 2.0
+CONNECTIONS_MAX = 64
 
 
 def fetch(port, path, method="GET"):
@@ -166,14 +172,72 @@ class MetricsTest(unittest.TestCase):
             s.sendall(b"GET /" + b"a" * 10000 + b" HTTP/1.1\r\n\r\n")
             self.assertTrue(s.recv(100).startswith(b"HTTP/1.1 400"))
         # A client that connects and says nothing is dropped after 2 s; others
-        # are served after it.
-        stalled = socket.create_connection(("127.0.0.1", port), timeout=5)
-        try:
+        # are served meanwhile.
+        with socket.create_connection(("127.0.0.1", port), timeout=5) as stalled:
+            connected = time.monotonic()
             start = time.monotonic()
             self.assertEqual(fetch(port, "/healthz")[0], 200)
-            self.assertLess(time.monotonic() - start, 5)
+            self.assertLess(time.monotonic() - start, 1)
+            self.assertEqual(stalled.recv(100), b"")  # EOF, with no answer
+            self.assertLess(time.monotonic() - connected, REQUEST_TIMEOUT_S + 1.5)
+
+    def test_trickling_client_does_not_delay_healthz(self):
+        # The attack that found the bug: one byte every 1.5 s restarted a per-read
+        # timeout, and one connection at a time left /healthz unanswered.
+        port = self.node.metrics_port
+        connected = threading.Event()
+        outcome = {}
+
+        def trickle():
+            with socket.create_connection(("127.0.0.1", port), timeout=5) as s:
+                start = time.monotonic()
+                connected.set()
+                for byte in b"GET /healthz HTTP/1.1\r\n\r\n":  # bounded: 28 bytes
+                    try:
+                        s.sendall(bytes([byte]))
+                    except OSError:
+                        break  # closed by the server between two bytes
+                    # The next byte is due in 1.5 s; an EOF before then is the close.
+                    if select.select([s], [], [], 1.5)[0]:
+                        try:
+                            outcome["received"] = s.recv(100)
+                        except ConnectionResetError:
+                            pass  # closed while a byte was on its way: closed all the same
+                        break
+                outcome["closed_after_s"] = time.monotonic() - start
+
+        trickler = threading.Thread(target=trickle)
+        trickler.start()
+        try:
+            self.assertTrue(connected.wait(5))
+            latencies = []
+            while trickler.is_alive():
+                start = time.monotonic()
+                self.assertEqual(fetch(port, "/healthz")[0], 200)
+                latencies.append(time.monotonic() - start)
+                trickler.join(0.05)  # pace the probes; returns early once it is done
         finally:
-            stalled.close()
+            trickler.join()
+        self.assertGreaterEqual(len(latencies), 10)
+        self.assertLess(max(latencies), 1.0, latencies)
+        self.assertEqual(outcome.get("received", b""), b"")  # closed, never answered
+        self.assertIn("closed_after_s", outcome)
+        self.assertLess(outcome["closed_after_s"], REQUEST_TIMEOUT_S + 1.5)
+
+    def test_connections_beyond_the_limit_are_closed_at_once(self):
+        port = self.node.metrics_port
+        held = [socket.create_connection(("127.0.0.1", port), timeout=5)
+                for _ in range(CONNECTIONS_MAX)]
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=5) as extra:
+                start = time.monotonic()
+                self.assertEqual(extra.recv(100), b"")
+                self.assertLess(time.monotonic() - start, REQUEST_TIMEOUT_S / 2)
+        finally:
+            for s in held:
+                s.close()
+        # The server sees them go and serves again.
+        wait_until(lambda: self.try_fetch("/healthz") == 200, what="healthz after the flood")
 
     def test_taken_port_is_logged_and_routing_goes_on(self):
         blocker = socket.socket()
