@@ -412,6 +412,14 @@ void RouterShard::RouteFromClientToAccount(ClientConnection& sender, const xmpp:
 
 void RouterShard::RouteToUser(ConnectionId sender, const xmpp::Stanza& stanza,
                               const router::UserAddress& to, bool from_peer) {
+  if (!config_->users.contains(ToAbsl(to.localpart()))) {
+    // RFC 6121 §8.5.1: no such user, by the replicated configuration (the same on
+    // every node), whichever node its resources would be on.
+    if (std::optional<StanzaErrorCondition> error = router::NoSuchUserError(stanza)) {
+      BounceAny(sender, stanza.bytes, *error);
+    }
+    return;
+  }
   if (!to.resource.empty()) {
     if (std::optional<uint64_t> target = clients_.Find(to.bare, to.resource)) {
       DeliverTo(sender, *target, stanza.bytes);
