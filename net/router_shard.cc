@@ -437,9 +437,12 @@ void RouterShard::RouteToUser(ConnectionId sender, const xmpp::Stanza& stanza,
       return;
     }
     // RFC 6121 §8.5.3.2: no such resource. A message is handled as if sent to
-    // the bare JID; an IQ is answered with an error; presence is ignored.
+    // the bare JID; an IQ request is answered with an error (a result or an
+    // error is not); presence is ignored.
     if (stanza.kind == xmpp::StanzaKind::kIq) {
-      BounceAny(sender, stanza.bytes, StanzaErrorCondition::kServiceUnavailable);
+      if (std::optional<StanzaErrorCondition> error = router::UndeliverableIqError(stanza)) {
+        BounceAny(sender, stanza.bytes, *error);
+      }
       return;
     }
     if (stanza.kind != xmpp::StanzaKind::kMessage) return;

@@ -73,20 +73,20 @@ std::optional<std::string> AnswerAccountStanza(const xmpp::Stanza& stanza,
   return xmpp::MakeErrorReply(stanza, StanzaErrorCondition::kServiceUnavailable, bare_jid);
 }
 
+std::optional<xmpp::StanzaErrorCondition> UndeliverableIqError(const xmpp::Stanza& iq) {
+  if (iq.is_error() || iq.type == "result") return std::nullopt;
+  return xmpp::StanzaErrorCondition::kServiceUnavailable;
+}
+
 std::optional<xmpp::StanzaErrorCondition> NoSuchUserError(const xmpp::Stanza& stanza) {
-  using xmpp::StanzaErrorCondition;
-  if (stanza.is_error()) return std::nullopt;
   switch (stanza.kind) {
-    case xmpp::StanzaKind::kIq: {
-      const std::string_view type = stanza.type.value_or("");
-      if (type == "result") return std::nullopt;
-      if (type != "get" && type != "set") return StanzaErrorCondition::kBadRequest;
-      return StanzaErrorCondition::kServiceUnavailable;
-    }
+    case xmpp::StanzaKind::kIq:
+      return UndeliverableIqError(stanza);
     case xmpp::StanzaKind::kMessage:
       // Normal, chat, headline, groupchat, and an unknown type (read as normal,
       // RFC 6121 §5.2.2) alike.
-      return StanzaErrorCondition::kServiceUnavailable;
+      if (stanza.is_error()) return std::nullopt;
+      return xmpp::StanzaErrorCondition::kServiceUnavailable;
     case xmpp::StanzaKind::kPresence:
     case xmpp::StanzaKind::kOther:
       return std::nullopt;

@@ -769,6 +769,31 @@ TEST(RouterClientsTest, StanzasToAnAccountThatDoesNotExist) {
         << to;
     EXPECT_EQ(answer("<presence type='subscribe' to='" + to + "'/>"), "") << to;
   }
+  // By a full JID, nobody can tell an account that does not exist from one without
+  // that resource: every stanza gets the same answer, or none.
+  for (const std::string stanza :
+       {"<iq type='get' to='TO' id='x1'><ping xmlns='urn:xmpp:ping'/></iq>",
+        "<iq type='set' to='TO' id='x2'><query xmlns='jabber:iq:roster'/></iq>",
+        "<iq to='TO' id='x3'><ping xmlns='urn:xmpp:ping'/></iq>",
+        "<iq type='result' to='TO' id='x4'/>",
+        "<iq type='error' to='TO' id='x5'><error type='cancel'/></iq>",
+        "<message type='chat' to='TO' id='x6'><body>x</body></message>",
+        "<message type='groupchat' to='TO' id='x7'/>", "<message type='headline' to='TO' id='x8'/>",
+        "<message type='error' to='TO' id='x9'/>", "<presence to='TO'/>",
+        "<presence type='subscribe' to='TO'/>", "<presence type='probe' to='TO'/>"}) {
+    // The answer to `stanza` sent to `user`'s full JID, with TO where that JID was.
+    const auto answer_for = [&](const std::string& user) {
+      const std::string address = user + "@example.com/x";
+      std::string text = stanza;
+      text.replace(text.find("TO"), 2, address);
+      std::string got = answer(text);
+      if (const size_t at = got.find(address); at != std::string::npos) {
+        got.replace(at, address.size(), "TO");
+      }
+      return got;
+    };
+    EXPECT_EQ(answer_for("nobody"), answer_for("romeo")) << stanza;
+  }
   // The server's own answers are unchanged.
   EXPECT_THAT(answer("<iq type='get' to='example.com' id='d1'>"
                      "<query xmlns='http://jabber.org/protocol/disco#info'/></iq>"),
