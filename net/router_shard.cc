@@ -412,6 +412,14 @@ void RouterShard::RouteFromClientToAccount(ClientConnection& sender, const xmpp:
 
 void RouterShard::RouteToUser(ConnectionId sender, const xmpp::Stanza& stanza,
                               const router::UserAddress& to, bool from_peer) {
+  if (!config_->users.contains(ToAbsl(to.localpart()))) {
+    // RFC 6121 §8.5.1: no such user, by the replicated configuration (the same on
+    // every node), whichever node its resources would be on.
+    if (std::optional<StanzaErrorCondition> error = router::NoSuchUserError(stanza)) {
+      BounceAny(sender, stanza.bytes, *error);
+    }
+    return;
+  }
   if (!to.resource.empty()) {
     if (std::optional<uint64_t> target = clients_.Find(to.bare, to.resource)) {
       DeliverTo(sender, *target, stanza.bytes);
@@ -429,9 +437,12 @@ void RouterShard::RouteToUser(ConnectionId sender, const xmpp::Stanza& stanza,
       return;
     }
     // RFC 6121 §8.5.3.2: no such resource. A message is handled as if sent to
-    // the bare JID; an IQ is answered with an error; presence is ignored.
+    // the bare JID; an IQ request is answered with an error (a result or an
+    // error is not); presence is ignored.
     if (stanza.kind == xmpp::StanzaKind::kIq) {
-      BounceAny(sender, stanza.bytes, StanzaErrorCondition::kServiceUnavailable);
+      if (std::optional<StanzaErrorCondition> error = router::UndeliverableIqError(stanza)) {
+        BounceAny(sender, stanza.bytes, *error);
+      }
       return;
     }
     if (stanza.kind != xmpp::StanzaKind::kMessage) return;

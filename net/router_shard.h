@@ -226,8 +226,10 @@ class RouterShard : public ShardHandler {
   void Route(Connection& sender, const xmpp::Stanza& stanza);
   // A stanza from client `sender` without `to`: for its own account.
   void RouteFromClientToAccount(ClientConnection& sender, const xmpp::Stanza& stanza);
-  // A stanza to an account of ours, from a local connection or kNoConnection
-  // (the server itself, or `from_peer`: another node, so it is never relayed on).
+  // A stanza to an address of our domain with a localpart, from a local
+  // connection or kNoConnection (the server itself, or `from_peer`: another
+  // node, so it is never relayed on). One for an account that is not configured
+  // is answered or ignored as RFC 6121 §8.5.1 says (router::NoSuchUserError).
   void RouteToUser(ConnectionId sender, const xmpp::Stanza& stanza, const router::UserAddress& to,
                    bool from_peer = false);
   // The node of the cluster that holds `raw_jid` (a bridge, or a client's full

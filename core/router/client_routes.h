@@ -3,8 +3,10 @@
 // available (has sent presence) with what priority. One copy per shard, kept
 // in step by the router's broadcasts; pure, no I/O.
 //
-// Also the rules of RFC 6121 §8.5 that choose the recipients of a stanza sent
-// to an account of ours: ForBareJid().
+// Also the rules of RFC 6121 §8.5.2 that choose the recipients of a stanza
+// sent to the bare JID of an account of ours: MessageRecipients(),
+// PresenceRecipients(). (§8.5.1, an account that does not exist:
+// NoSuchUserError() in server_responder.h.)
 //
 // Thread safety: none; each shard owns its copy.
 #ifndef STANZAD_CORE_ROUTER_CLIENT_ROUTES_H_
@@ -32,6 +34,9 @@ struct ClientResource {
 struct UserAddress {
   std::string bare;
   std::string resource;
+
+  // "user" of "user@domain": the key of the account in the configuration.
+  std::string_view localpart() const { return std::string_view(bare).substr(0, bare.find('@')); }
 };
 
 // The user address `raw_to` names (an attribute value as written: references

@@ -73,6 +73,27 @@ std::optional<std::string> AnswerAccountStanza(const xmpp::Stanza& stanza,
   return xmpp::MakeErrorReply(stanza, StanzaErrorCondition::kServiceUnavailable, bare_jid);
 }
 
+std::optional<xmpp::StanzaErrorCondition> UndeliverableIqError(const xmpp::Stanza& iq) {
+  if (iq.is_error() || iq.type == "result") return std::nullopt;
+  return xmpp::StanzaErrorCondition::kServiceUnavailable;
+}
+
+std::optional<xmpp::StanzaErrorCondition> NoSuchUserError(const xmpp::Stanza& stanza) {
+  switch (stanza.kind) {
+    case xmpp::StanzaKind::kIq:
+      return UndeliverableIqError(stanza);
+    case xmpp::StanzaKind::kMessage:
+      // Normal, chat, headline, groupchat, and an unknown type (read as normal,
+      // RFC 6121 §5.2.2) alike.
+      if (stanza.is_error()) return std::nullopt;
+      return xmpp::StanzaErrorCondition::kServiceUnavailable;
+    case xmpp::StanzaKind::kPresence:
+    case xmpp::StanzaKind::kOther:
+      return std::nullopt;
+  }
+  return std::nullopt;
+}
+
 int PresencePriority(std::string_view presence) {
   const size_t open = presence.find("<priority>");
   if (open == std::string_view::npos) return 0;

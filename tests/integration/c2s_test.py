@@ -500,6 +500,66 @@ class C2sTest(unittest.IsolatedAsyncioTestCase):
         self.assertEqual((message["from"].full, message["body"]),
                          (f"juliet@{DOMAIN}/sha1", "sha1 to plain"))
 
+    # --- 2b: RFC 6121 §8.5.1, an account that does not exist ---------------------
+
+    @bounded(60)
+    async def test_slixmpp_to_an_account_that_does_not_exist(self):
+        """IQ requests and messages get service-unavailable; presence (and errors, IQ
+        results) get nothing, which a later ping to the server proves: it is answered
+        on the same stream, after anything the earlier stanzas could have caused."""
+        node = self.start_node()
+        juliet = await self.slix(node.c2s_port, f"juliet@{DOMAIN}/balcony")
+        received = []  # every stanza juliet gets from here on, in order
+        juliet.add_filter("in", lambda stanza: received.append(stanza) or stanza)
+        message_errors = asyncio.Queue()
+        juliet.add_event_handler("message_error", message_errors.put_nowait)
+
+        async def ping_error(to):
+            with self.assertRaises(slixmpp.exceptions.IqError) as raised:
+                await juliet["xep_0199"].send_ping(to, timeout=WAIT_S)
+            return raised.exception.iq
+
+        for to in (f"nobody@{DOMAIN}", f"nobody@{DOMAIN}/res"):
+            iq = await ping_error(to)
+            self.assertEqual((iq["from"].full, iq["error"]["type"], iq["error"]["condition"]),
+                             (to, "cancel", "service-unavailable"))
+            for kind in ("chat", "normal", "headline", "groupchat"):
+                message = juliet.make_message(mto=to, mbody=f"to nobody, {kind}", mtype=kind)
+                message["id"] = f"{kind}-{to}"
+                message.send()
+                error = await asyncio.wait_for(message_errors.get(), WAIT_S)
+                self.assertEqual((error["id"], error["from"].full, error["error"]["type"],
+                                  error["error"]["condition"]),
+                                 (f"{kind}-{to}", to, "cancel", "service-unavailable"))
+
+        # Romeo exists and is not logged in (§8.5.2, §8.5.3): the server answers a ping
+        # to his bare JID for him; his full JID and a message are service-unavailable.
+        self.assertEqual((await juliet["xep_0199"].send_ping(f"romeo@{DOMAIN}",
+                                                             timeout=WAIT_S))["type"], "result")
+        iq = await ping_error(f"romeo@{DOMAIN}/garden")
+        self.assertEqual(iq["error"]["condition"], "service-unavailable")
+        juliet.send_message(mto=f"romeo@{DOMAIN}", mbody="offline", mtype="chat")
+        error = await asyncio.wait_for(message_errors.get(), WAIT_S)
+        self.assertEqual(error["error"]["condition"], "service-unavailable")
+
+        # Nothing at all comes back for these.
+        received.clear()
+        for to in (f"nobody@{DOMAIN}", f"nobody@{DOMAIN}/res"):
+            juliet.send_presence(pto=to)  # directed presence
+            for kind in ("subscribe", "subscribed", "unsubscribe", "unsubscribed", "probe",
+                         "unavailable"):
+                juliet.send_presence(pto=to, ptype=kind)
+            juliet.send_raw(f"<message to='{to}' type='error' id='e1'>"
+                            "<error type='cancel'><service-unavailable "
+                            f"xmlns='{STANZAS_ERROR_NS}'/></error></message>")
+            juliet.send_raw(f"<iq to='{to}' type='result' id='r1'/>")
+            juliet.send_raw(f"<iq to='{to}' type='error' id='r2'><error type='cancel'>"
+                            f"<service-unavailable xmlns='{STANZAS_ERROR_NS}'/></error></iq>")
+        marker = await juliet["xep_0199"].send_ping(DOMAIN, timeout=WAIT_S)
+        self.assertEqual((marker["type"], marker["from"].full), ("result", DOMAIN))
+        self.assertEqual([str(stanza) for stanza in received], [str(marker)])
+        self.assertTrue(message_errors.empty())
+
     # --- 3: failed logins ------------------------------------------------------
 
     @bounded(60)

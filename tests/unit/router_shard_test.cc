@@ -707,6 +707,170 @@ TEST(RouterClientsTest, ServerAnswersPingRosterAndRefusesTheRest) {
   EXPECT_THAT(juliet.TakeReceived(), HasSubstr("<service-unavailable "));
 }
 
+// RFC 6121 §8.5.1: a stanza to an address of our domain whose localpart is not
+// a configured user is answered, or ignored, by its kind alone, bare and full
+// JID alike; one to an account that exists but has no resource goes by §8.5.2
+// and §8.5.3 as before. Presence is never answered.
+TEST(RouterClientsTest, StanzasToAnAccountThatDoesNotExist) {
+  FakeEngine engine(2);
+  TestClient juliet(&engine, 0);
+  ASSERT_TRUE(juliet.Login("juliet", "balcony"));
+  juliet.TakeReceived();
+  const auto answer = [&](const std::string& stanza) {
+    juliet.Send(stanza);
+    return juliet.TakeReceived();
+  };
+  const std::string unavailable =
+      "<error type='cancel'><service-unavailable xmlns='urn:ietf:params:xml:ns:xmpp-stanzas'/>"
+      "</error>";
+  for (const std::string to : {"nobody@example.com", "nobody@example.com/res"}) {
+    SCOPED_TRACE(to);
+    const std::string attributes = "to='" + to + "' id='s1'";
+    const std::string error_reply =
+        "from='" + to + "' to='juliet@example.com/balcony' type='error' id='s1'>" + unavailable;
+    EXPECT_THAT(answer("<iq type='get' " + attributes + "><ping xmlns='urn:xmpp:ping'/></iq>"),
+                HasSubstr("<iq " + error_reply + "</iq>"));
+    EXPECT_THAT(answer("<iq type='set' " + attributes + "><query xmlns='jabber:iq:roster'/></iq>"),
+                HasSubstr("<iq " + error_reply + "</iq>"));
+    EXPECT_EQ(answer("<iq type='result' " + attributes + "/>"), "");
+    EXPECT_EQ(answer("<iq type='error' " + attributes + "><error type='cancel'/></iq>"), "");
+    for (const std::string type :
+         {"", " type='normal'", " type='chat'", " type='headline'", " type='groupchat'"}) {
+      EXPECT_THAT(answer("<message" + type + " " + attributes + "><body>x</body></message>"),
+                  HasSubstr("<message " + error_reply + "</message>"))
+          << type;
+    }
+    EXPECT_EQ(answer("<message type='error' " + attributes + "><error type='cancel'/></message>"),
+              "");
+    for (const std::string type :
+         {"", " type='unavailable'", " type='subscribe'", " type='subscribed'",
+          " type='unsubscribe'", " type='unsubscribed'", " type='probe'"}) {
+      EXPECT_EQ(answer("<presence" + type + " " + attributes + "/>"), "") << type;
+    }
+  }
+  // The localpart is compared in canonical form.
+  EXPECT_THAT(answer("<iq type='get' to='NoBody@Example.COM' id='c1'><ping xmlns='urn:xmpp:ping'/>"
+                     "</iq>"),
+              HasSubstr("type='error' id='c1'><error type='cancel'><service-unavailable "));
+  // Romeo exists and has no resource: a ping to his bare JID is the server's to
+  // answer (RFC 6120 §10.5.3.3), one to a full JID is service-unavailable
+  // (§8.5.3.2.3); a message is service-unavailable (no offline storage,
+  // §8.5.2.2.1); presence is ignored.
+  EXPECT_THAT(answer("<iq type='get' to='romeo@example.com' id='r1'><ping xmlns='urn:xmpp:ping'/>"
+                     "</iq>"),
+              HasSubstr("<iq from='romeo@example.com' to='juliet@example.com/balcony' "
+                        "type='result' id='r1'/>"));
+  EXPECT_THAT(answer("<iq type='get' to='romeo@example.com/garden' id='r2'><ping "
+                     "xmlns='urn:xmpp:ping'/></iq>"),
+              HasSubstr("type='error' id='r2'>" + unavailable));
+  for (const std::string to : {"romeo@example.com", "romeo@example.com/garden"}) {
+    EXPECT_THAT(answer("<message type='chat' to='" + to + "' id='r3'><body>x</body></message>"),
+                HasSubstr("type='error' id='r3'>" + unavailable))
+        << to;
+    EXPECT_EQ(answer("<presence type='subscribe' to='" + to + "'/>"), "") << to;
+  }
+  // By a full JID, nobody can tell an account that does not exist from one without
+  // that resource: every stanza gets the same answer, or none.
+  for (const std::string stanza :
+       {"<iq type='get' to='TO' id='x1'><ping xmlns='urn:xmpp:ping'/></iq>",
+        "<iq type='set' to='TO' id='x2'><query xmlns='jabber:iq:roster'/></iq>",
+        "<iq to='TO' id='x3'><ping xmlns='urn:xmpp:ping'/></iq>",
+        "<iq type='result' to='TO' id='x4'/>",
+        "<iq type='error' to='TO' id='x5'><error type='cancel'/></iq>",
+        "<message type='chat' to='TO' id='x6'><body>x</body></message>",
+        "<message type='groupchat' to='TO' id='x7'/>", "<message type='headline' to='TO' id='x8'/>",
+        "<message type='error' to='TO' id='x9'/>", "<presence to='TO'/>",
+        "<presence type='subscribe' to='TO'/>", "<presence type='probe' to='TO'/>"}) {
+    // The answer to `stanza` sent to `user`'s full JID, with TO where that JID was.
+    const auto answer_for = [&](const std::string& user) {
+      const std::string address = user + "@example.com/x";
+      std::string text = stanza;
+      text.replace(text.find("TO"), 2, address);
+      std::string got = answer(text);
+      if (const size_t at = got.find(address); at != std::string::npos) {
+        got.replace(at, address.size(), "TO");
+      }
+      return got;
+    };
+    EXPECT_EQ(answer_for("nobody"), answer_for("romeo")) << stanza;
+  }
+  // The server's own answers are unchanged.
+  EXPECT_THAT(answer("<iq type='get' to='example.com' id='d1'>"
+                     "<query xmlns='http://jabber.org/protocol/disco#info'/></iq>"),
+              HasSubstr("<feature var='urn:xmpp:ping'/>"));
+  EXPECT_THAT(answer("<iq type='get' to='example.com' id='d2'><ping xmlns='urn:xmpp:ping'/></iq>"),
+              HasSubstr("type='result' id='d2'/>"));
+  // Nothing for `nobody` reached the other nodes.
+  for (const auto& post : engine.control_posts()) {
+    EXPECT_THAT(post.payload, Not(HasSubstr("nobody@"))) << post.kind;
+  }
+}
+
+// "Does not exist" is the replicated configuration's word, never "no resource
+// on this node": an account with resources on another node only is reached
+// there; an address that names no configured user is answered here, whatever a
+// peer announced; an account added later is an account at once.
+TEST(RouterClientsTest, AccountsExistByTheConfigurationNotByThisNode) {
+  FakeEngine engine(2);
+  TestClient juliet(&engine, 0);
+  ASSERT_TRUE(juliet.Login("juliet", "balcony"));
+  const ConnectionId cb1 = engine.ConnectBridge(1, "cb1");
+  juliet.TakeReceived();
+  for (int shard = 0; shard < 2; ++shard) {
+    engine.PostFromControl(shard, kRemoteRouteBind, 42, "romeo@example.com");
+    engine.PostFromControl(shard, kRemoteRouteBind, 42, "romeo@example.com/garden");
+    // A peer whose configuration lags (or lies) announcing an unknown account.
+    engine.PostFromControl(shard, kRemoteRouteBind, 42, "nobody@example.com");
+    engine.PostFromControl(shard, kRemoteRouteBind, 42, "nobody@example.com/res");
+  }
+  const auto forwarded_to_42 = [&](std::string_view id) {
+    const auto& last = engine.control_posts().back();
+    return last.kind == kCtlForward && last.argument == 42u &&
+           last.payload.find(id) != std::string::npos;
+  };
+  juliet.Send("<message type='chat' to='romeo@example.com' id='f1'><body>x</body></message>");
+  EXPECT_TRUE(forwarded_to_42("id='f1'"));
+  juliet.Send(
+      "<iq type='get' to='romeo@example.com/garden' id='f2'><ping xmlns='urn:xmpp:ping'/>"
+      "</iq>");
+  EXPECT_TRUE(forwarded_to_42("id='f2'"));
+  juliet.Send("<presence type='subscribe' to='romeo@example.com' id='f3'/>");
+  EXPECT_TRUE(forwarded_to_42("id='f3'"));
+  EXPECT_EQ(juliet.TakeReceived(), "");
+
+  const size_t posts = engine.control_posts().size();
+  juliet.Send("<message type='chat' to='nobody@example.com' id='n1'><body>x</body></message>");
+  juliet.Send(
+      "<iq type='get' to='nobody@example.com/res' id='n2'><ping xmlns='urn:xmpp:ping'/>"
+      "</iq>");
+  juliet.Send("<presence type='subscribe' to='nobody@example.com' id='n3'/>");
+  const std::string got = juliet.TakeReceived();
+  EXPECT_THAT(got, HasSubstr("type='error' id='n1'><error type='cancel'><service-unavailable "));
+  EXPECT_THAT(got, HasSubstr("type='error' id='n2'><error type='cancel'><service-unavailable "));
+  EXPECT_THAT(got, Not(HasSubstr("id='n3'")));
+  EXPECT_EQ(engine.control_posts().size(), posts);
+
+  // A bridge is answered the same way.
+  engine.Receive(cb1,
+                 "<iq type='get' from='cb1.example.com' to='nobody@example.com' id='b1'>"
+                 "<ping xmlns='urn:xmpp:ping'/></iq>");
+  EXPECT_THAT(engine.connection(cb1).outbox,
+              HasSubstr("<iq from='nobody@example.com' to='cb1.example.com' type='error' "
+                        "id='b1'><error type='cancel'><service-unavailable "));
+  // So is another node's client: the error travels back to node 42.
+  engine.PostFromControl(0, kDeliverFromPeer, 42,
+                         "<iq from='romeo@example.com/garden' to='nobody@example.com' "
+                         "type='get' id='p1'><ping xmlns='urn:xmpp:ping'/></iq>");
+  EXPECT_TRUE(forwarded_to_42("type='error' id='p1'><error type='cancel'><service-unavailable "));
+
+  // Once `nobody` is configured, a ping to the bare JID is answered for the account.
+  std::shared_ptr<RouterConfig> config = engine.CopyConfig();
+  config->users["nobody"] = FakeEngine::TestCredentials();
+  engine.PublishConfig(config);
+  juliet.Send("<iq type='get' to='nobody@example.com' id='a1'><ping xmlns='urn:xmpp:ping'/></iq>");
+  EXPECT_THAT(juliet.TakeReceived(), HasSubstr("type='result' id='a1'/>"));
+}
+
 TEST(RouterClientsTest, WrongPasswordAndUnknownUserAreRefused) {
   FakeEngine engine(1);
   TestClient bad(&engine, 0);

@@ -1,6 +1,11 @@
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "core/router/client_routes.h"
 #include "core/router/route_table.h"
 #include "core/router/server_responder.h"
 
@@ -106,6 +111,79 @@ TEST(ServerResponderTest, NoAnswerToResultsErrorsOrPresence) {
       "example.com"));
   EXPECT_FALSE(AnswerServerStanza(
       InspectStanza("<presence from='cb1.example.com' to='example.com'/>"), "example.com"));
+}
+
+// RFC 6121 §8.5.1, for a bare and a full JID alike: IQ requests and messages are
+// answered with service-unavailable, presence of every type is ignored, and so
+// are errors and IQ results.
+TEST(NoSuchUserTest, EveryStanzaKindToBareAndFullJids) {
+  struct Case {
+    std::string stanza;  // with TO where the address goes
+    std::optional<StanzaErrorCondition> error;
+  };
+  const std::optional<StanzaErrorCondition> kServiceUnavailable =
+      StanzaErrorCondition::kServiceUnavailable;
+  const std::vector<Case> cases = {
+      {"<iq type='get' to=TO id='1'><ping xmlns='urn:xmpp:ping'/></iq>", kServiceUnavailable},
+      {"<iq type='get' to=TO id='1'><query xmlns='http://jabber.org/protocol/disco#info'/></iq>",
+       kServiceUnavailable},
+      {"<iq type='set' to=TO id='1'><query xmlns='jabber:iq:roster'/></iq>", kServiceUnavailable},
+      {"<iq type='result' to=TO id='1'/>", std::nullopt},
+      {"<iq type='error' to=TO id='1'><error type='cancel'/></iq>", std::nullopt},
+      {"<iq to=TO id='1'><ping xmlns='urn:xmpp:ping'/></iq>", kServiceUnavailable},
+      {"<iq type='bogus' to=TO id='1'/>", kServiceUnavailable},
+      {"<message to=TO id='1'><body>x</body></message>", kServiceUnavailable},
+      {"<message type='normal' to=TO id='1'/>", kServiceUnavailable},
+      {"<message type='chat' to=TO id='1'><body>x</body></message>", kServiceUnavailable},
+      {"<message type='headline' to=TO id='1'/>", kServiceUnavailable},
+      {"<message type='groupchat' to=TO id='1'/>", kServiceUnavailable},
+      {"<message type='bogus' to=TO id='1'/>", kServiceUnavailable},
+      {"<message type='error' to=TO id='1'><error type='cancel'/></message>", std::nullopt},
+      {"<presence to=TO/>", std::nullopt},
+      {"<presence type='unavailable' to=TO/>", std::nullopt},
+      {"<presence type='subscribe' to=TO id='1'/>", std::nullopt},
+      {"<presence type='subscribed' to=TO/>", std::nullopt},
+      {"<presence type='unsubscribe' to=TO/>", std::nullopt},
+      {"<presence type='unsubscribed' to=TO/>", std::nullopt},
+      {"<presence type='probe' to=TO/>", std::nullopt},
+      {"<presence type='error' to=TO/>", std::nullopt},
+  };
+  for (const std::string to : {"'nobody@example.com'", "'nobody@example.com/res'"}) {
+    for (const Case& c : cases) {
+      std::string text = c.stanza;
+      text.replace(text.find("TO"), 2, to);
+      EXPECT_EQ(NoSuchUserError(InspectStanza(text)), c.error) << text;
+    }
+  }
+}
+
+TEST(NoSuchUserTest, TheErrorReadsAsForAnAccountWithoutResources) {
+  // The reply is MakeErrorReply's, from the address as the sender wrote it, with
+  // no text that would tell an unknown account from one that is offline.
+  const xmpp::Stanza ping = InspectStanza(
+      "<iq type='get' from='juliet@example.com/balcony' to='nobody@example.com/res' id='p1'>"
+      "<ping xmlns='urn:xmpp:ping'/></iq>");
+  const std::optional<StanzaErrorCondition> error = NoSuchUserError(ping);
+  ASSERT_TRUE(error);
+  EXPECT_EQ(xmpp::MakeErrorReply(ping, *error, "example.com"),
+            "<iq from='nobody@example.com/res' to='juliet@example.com/balcony' type='error' "
+            "id='p1'><error type='cancel'><service-unavailable "
+            "xmlns='urn:ietf:params:xml:ns:xmpp-stanzas'/></error></iq>");
+}
+
+TEST(UserAddressTest, ParsesAddressesOfOurDomainWithTheirLocalpart) {
+  std::optional<UserAddress> user = ParseUserAddress("Nobody@EXAMPLE.com/Res", "example.com");
+  ASSERT_TRUE(user);
+  EXPECT_EQ(user->bare, "nobody@example.com");
+  EXPECT_EQ(user->resource, "Res");  // resources keep their case
+  EXPECT_EQ(user->localpart(), "nobody");
+  user = ParseUserAddress("&#x4E;obody@example.com", "example.com");  // as written in XML
+  ASSERT_TRUE(user);
+  EXPECT_EQ(user->localpart(), "nobody");
+  EXPECT_FALSE(ParseUserAddress("example.com", "example.com"));  // the server itself
+  EXPECT_FALSE(ParseUserAddress("nobody@cb1.example.com", "example.com"));
+  EXPECT_FALSE(ParseUserAddress("nobody@other.org/res", "example.com"));
+  EXPECT_FALSE(ParseUserAddress("@example.com", "example.com"));
 }
 
 TEST(ServerResponderTest, FirstChildNamespace) {
