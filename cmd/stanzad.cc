@@ -690,6 +690,23 @@ class Daemon {
         ++stanzas_relay_failed_;  // not acknowledged: the origin sends it again
         return;
       }
+      // Never trusted: tokenized again, and from this cluster's domain (the origin's
+      // session stamped or checked it). What fails is acknowledged (a resend would fail
+      // the same way), counted and logged, never delivered.
+      std::string why;
+      if (!xmpp::IsOneStanza(relayed.stanza, StanzaBytesMax() + 1024, &why) ||
+          !FromThisDomain(stanza, &why)) {
+        ++stanzas_relay_failed_;
+        ++relay_rejected_;
+        if (relay_rejected_ <= 10 || relay_rejected_ % 1000 == 0) {
+          LogEvent(LogLevel::kWarning, "relay_rejected",
+                   "origin=" + std::to_string(relayed.origin) + " reason=" + LogQuote(why) +
+                       " count=" + std::to_string(relay_rejected_));
+        }
+        RememberSeen(relayed.origin, relayed.sequence);
+        Acknowledge(relayed.origin, relayed.sequence);
+        return;
+      }
       // Acknowledged first, delivered after: the acknowledgements this turn makes
       // leave (FlushLinks) before its stanzas go to the shards, so the origin
       // never resends one a bridge may already have (no duplicates when this
@@ -753,6 +770,33 @@ class Daemon {
   std::vector<Inbound> inbound_;  // taken from other nodes this turn, acknowledged
 
   static bool IsAccountRoute(std::string_view address) { return router::IsAccountRoute(address); }
+
+  static size_t StanzaBytesMax() {
+    return static_cast<size_t>(std::max(1024, absl::GetFlag(FLAGS_stanza_bytes_max)));
+  }
+
+  // A relayed stanza's `from` names this domain, one of its bridges (a subdomain), or an
+  // account of it: the origin node's session checked or stamped it.
+  bool FromThisDomain(const xmpp::Stanza& stanza, std::string* why) const {
+    if (!stanza.from) {
+      *why = "no from";
+      return false;
+    }
+    std::string_view host = *stanza.from;
+    if (const size_t slash = host.find('/'); slash != std::string_view::npos) {
+      host = host.substr(0, slash);
+    }
+    if (const size_t at = host.find('@'); at != std::string_view::npos) {
+      host = host.substr(at + 1);
+    }
+    const std::string_view domain = config_.domain;
+    if (host == domain || (host.size() > domain.size() + 1 && host.ends_with(domain) &&
+                           host[host.size() - domain.size() - 1] == '.')) {
+      return true;
+    }
+    *why = "from is not of this cluster's domain";
+    return false;
+  }
 
   // At most this many nodes pass a stanza on (the leader is one); more means two
   // nodes disagree about where a route is, and the origin's resend sorts it out.
@@ -1694,6 +1738,7 @@ class Daemon {
   std::map<raft::NodeId, std::set<std::string>> remote_routes_;  // by the node holding them
   uint64_t stanzas_relayed_out_ = 0, stanzas_relayed_in_ = 0, stanzas_relay_failed_ = 0;
   uint64_t relay_resent_ = 0, relay_duplicates_dropped_ = 0, relay_expired_ = 0;
+  uint64_t relay_rejected_ = 0;  // relayed stanzas that failed the checks on arrival
   const bool routing_direct_ = absl::GetFlag(FLAGS_routing) == "direct";
   std::map<uint64_t, Forwarded> forwarded_;  // by sequence: waiting for an ack
   raft::NodeId last_leader_ = raft::kNoNode;

@@ -3,6 +3,7 @@
 #include "core/base/check.h"
 #include "core/xml/escape.h"
 #include "core/xml/start_tag.h"
+#include "core/xml/tokenizer.h"
 
 namespace stanzad::xmpp {
 namespace {
@@ -164,6 +165,42 @@ std::string MakeIqResult(const Stanza& request, std::string_view server_address,
     out.append(">").append(payload).append("</iq>");
   }
   return out;
+}
+
+bool IsOneStanza(std::string_view bytes, size_t stanza_bytes_max, std::string* why) {
+  xml::TokenizerLimits limits;
+  limits.stanza_bytes_max = stanza_bytes_max;
+  xml::Tokenizer tokenizer(limits);
+  // The stream header every session's tokenizer sees first; the stanza comes after it.
+  static constexpr std::string_view kHeader =
+      "<stream:stream xmlns='jabber:component:accept' "
+      "xmlns:stream='http://etherx.jabber.org/streams'>";
+  tokenizer.Feed(kHeader);
+  if (tokenizer.Next().type != xml::TokenType::kStreamHeader ||
+      tokenizer.Next().type != xml::TokenType::kNeedMoreData) {
+    *why = "internal: the header did not tokenize";
+    return false;
+  }
+  tokenizer.Feed(bytes);
+  const xml::Token first = tokenizer.Next();
+  if (first.type == xml::TokenType::kError) {
+    *why = std::string(StreamErrorConditionName(tokenizer.error().condition));
+    return false;
+  }
+  if (first.type != xml::TokenType::kElement || first.bytes.size() != bytes.size()) {
+    *why = "not exactly one complete element";
+    return false;
+  }
+  const Stanza stanza = InspectStanza(first.bytes);
+  if (stanza.kind == StanzaKind::kOther) {
+    *why = "not a message, presence or iq";
+    return false;
+  }
+  if (tokenizer.Next().type != xml::TokenType::kNeedMoreData) {
+    *why = "bytes after the element";
+    return false;
+  }
+  return true;
 }
 
 }  // namespace stanzad::xmpp

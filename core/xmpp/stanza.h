@@ -31,6 +31,13 @@ struct Stanza {
 // Reads the addressing of `element` (a complete element from the tokenizer).
 Stanza InspectStanza(std::string_view element);
 
+// Whether `bytes` is exactly one well-formed message, presence or iq element within
+// `stanza_bytes_max`, as the tokenizer would have returned it from a client or a bridge
+// (RFC 6120 §11's restrictions included). For stanzas that arrive from another node:
+// they are checked again before they are delivered, never trusted. `why` gets the reason
+// when it is not.
+bool IsOneStanza(std::string_view bytes, size_t stanza_bytes_max, std::string* why);
+
 // RFC 6120 §8.3.3 defined conditions.
 enum class StanzaErrorCondition {
   kBadRequest,
