@@ -379,6 +379,10 @@ void RouterShard::ClientConnection::OnAuthentication(std::string_view username, 
                   " reason=", condition, blocked ? " note=account_blocked" : ""));
 }
 
+std::optional<std::string> RouterShard::ClientConnection::RefuseAuthentication() {
+  return router_->RefuseAuthentication(*this);
+}
+
 void RouterShard::ClientConnection::RequestBind(const jid::Jid& full_jid) {
   if (bind_requested_) {
     // A second bind on one stream (RFC 6120 §7.7.2.3 leaves it to the server): refused.

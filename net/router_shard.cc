@@ -56,6 +56,10 @@ std::string AddressedTo(std::string_view bytes, std::string_view jid) {
 // A connection that has read nothing for this long gives its buffers back.
 constexpr uint64_t kIdleMemoryAfterMs = 1'000;
 
+// Refusals of one kind are logged at most once per this interval: an attacker
+// must not be able to flood the log.
+constexpr uint64_t kRefusalLogIntervalMs = 10'000;
+
 // The IP address of an endpoint without its port.
 std::string IpOf(const Endpoint& endpoint) {
   std::string text = endpoint.ToString();
@@ -178,6 +182,10 @@ void RouterShard::ComponentConnection::OnAuthenticationFailed(std::string_view a
                   " reason=", xmpp::StreamErrorConditionName(condition)));
 }
 
+std::optional<std::string> RouterShard::ComponentConnection::RefuseAuthentication() {
+  return router_->RefuseAuthentication(*this);
+}
+
 void RouterShard::ComponentConnection::OnStanza(const xmpp::Stanza& stanza) {
   Bump(router_->stats_->stanzas_received);
   router_->Route(*this, stanza);
@@ -196,8 +204,10 @@ RouterShard::RouterShard(const RouterConfigPublisher* config, RouterLimits limit
       limits_(limits),
       stats_(stats),
       routes_(config_->domain),
-      address_failures_(limits.auth_failures_max, limits.auth_failure_window_ms),
-      account_failures_(limits.account_failures_max, limits.auth_failure_window_ms) {
+      address_failures_(limits.auth_failures_max, limits.auth_failure_window_ms,
+                        limits.failure_table_entries_max),
+      account_failures_(limits.account_failures_max, limits.auth_failure_window_ms,
+                        limits.failure_table_entries_max) {
   CHECK(config_ != nullptr);
 }
 
@@ -211,27 +221,6 @@ int RouterShard::OwnerShard(std::string_view address, int shard_count) {
 RouterShard::Connection* RouterShard::Find(ConnectionId id) {
   auto it = connections_.find(id);
   return it == connections_.end() ? nullptr : it->second.get();
-}
-
-bool RouterShard::FailureCounter::Blocked(const std::string& key, uint64_t now_ms) {
-  auto it = counts_.find(key);
-  if (it == counts_.end()) return false;
-  if (now_ms - it->second.window_start_ms >= window_ms_) {
-    counts_.erase(it);
-    return false;
-  }
-  return it->second.count >= max_;
-}
-
-bool RouterShard::FailureCounter::Record(const std::string& key, uint64_t now_ms) {
-  // Bounded: an attacker with many addresses or names cannot grow it without end.
-  if (counts_.size() >= 65536 && !counts_.contains(key)) return false;
-  Entry& entry = counts_[key];
-  if (entry.count == 0 || now_ms - entry.window_start_ms >= window_ms_) {
-    entry.count = 0;
-    entry.window_start_ms = now_ms;
-  }
-  return ++entry.count == max_;
 }
 
 bool RouterShard::AddressBlocked(const std::string& ip, uint64_t now_ms) {
@@ -255,6 +244,26 @@ void RouterShard::RecordFailure(uint64_t of, const std::string& key, uint64_t no
 
 bool RouterShard::AccountBlocked(const std::string& account, uint64_t now_ms) {
   return account_failures_.Blocked(account, now_ms);
+}
+
+std::optional<std::string> RouterShard::RefuseAuthentication(const Connection& connection) {
+  const uint64_t now_ms = shard_->now_ms();
+  if (!AddressBlocked(connection.peer_ip(), now_ms)) return std::nullopt;
+  ++refused_unchecked_unlogged_;
+  if (last_refused_unchecked_log_ms_ == 0 ||
+      now_ms - last_refused_unchecked_log_ms_ >= kRefusalLogIntervalMs) {
+    LogEvent(
+        LogLevel::kWarning, "auth_refused_unchecked",
+        Concat("peer=", connection.peer_ip(),
+               " reason=too_many_failures limit=", std::to_string(limits_.auth_failures_max),
+               " window_s=", std::to_string(limits_.auth_failure_window_ms / 1000),
+               " flag=--auth_failures_max refused=", std::to_string(refused_unchecked_unlogged_),
+               " shard=", std::to_string(shard_->index())));
+    last_refused_unchecked_log_ms_ = now_ms;
+    refused_unchecked_unlogged_ = 0;
+  }
+  return Concat("too many failed authentication attempts from ", connection.peer_ip(),
+                "; try again later");
 }
 
 void RouterShard::BroadcastToOthers(uint32_t kind, uint64_t argument, std::string_view payload) {
@@ -778,9 +787,9 @@ void RouterShard::OnMessage(Shard& shard, const CrossShardMessage& message) {
       return;
     case kFailureSeen:
       if (message.argument == kFailureOfAddress) {
-        address_failures_.Record(std::string(message.payload), shard.now_ms());
+        address_failures_.Record(message.payload, shard.now_ms());
       } else {
-        account_failures_.Record(std::string(message.payload), shard.now_ms());
+        account_failures_.Record(message.payload, shard.now_ms());
       }
       return;
     case kSmRegister:

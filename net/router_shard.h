@@ -29,6 +29,18 @@
 // went away, its queue is full) is answered to the sender with the stanza
 // error that says why. Error stanzas are never answered with errors.
 //
+// What a peer that has not authenticated can make the node hold (RouterLimits):
+//   - guesses: every failed handshake or login is recorded by its shard and told
+//     to the others (kFailureSeen). An address with auth_failures_max failures
+//     in the window is refused at accept, and its open connections' handshakes
+//     and logins are answered <policy-violation/> unchecked (no oracle). A shard
+//     checks a guess only while the failures it knows of are below the limit, so
+//     with N shards at most N * auth_failures_max guesses from one address are
+//     checked per window; exactly auth_failures_max when the records arrive
+//     between guesses (the usual case).
+//   - memory: the failure tables are bounded (failure_table_entries_max, LRU
+//     with blocked addresses kept longest).
+//
 // Thread safety: every method runs on the shard's thread (ShardHandler
 // contract). RouterConfigPublisher and RouterShardStats may be used from any
 // thread.
@@ -38,6 +50,7 @@
 #include <atomic>
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -50,6 +63,7 @@
 #include "core/xml/tokenizer.h"
 #include "core/xmpp/component_session.h"
 #include "net/engine.h"
+#include "net/failure_counter.h"
 #include "tls/tls_session.h"
 
 namespace stanzad::net {
@@ -100,10 +114,18 @@ struct RouterLimits {
   uint64_t slow_reader_timeout_ms = 10'000;
   size_t slow_reader_queue_bytes = 256 * 1024;
   // Failed handshakes and logins (wrong secret, unknown bridge, wrong password)
-  // from one IP address within the window, after which that address's
-  // connections are refused until the window passes. Every shard counts them all.
+  // from one IP address within the window, after which that address's new
+  // connections are refused, and the handshakes and logins of its open ones are
+  // answered with <policy-violation/> without being checked, until the window
+  // passes. Every shard counts them all (see RouterShard: with N shards, at most
+  // N * auth_failures_max are checked and answered not-authorized per window).
+  // REQUIRES: >= 1.
   uint32_t auth_failures_max = 10;
   uint64_t auth_failure_window_ms = 60'000;
+  // Addresses (and accounts) each shard's failure tables remember; when full,
+  // the least recently failing one that is not blocked is forgotten first
+  // (net/failure_counter.h). About 150 bytes each.
+  size_t failure_table_entries_max = 65'536;
   xml::TokenizerLimits tokenizer;
   // As the engine's connection_queue_bytes_max: a TLS record that would not fit
   // is not written (a client's stanza gets resource-constraint instead).
@@ -277,29 +299,15 @@ class RouterShard : public ShardHandler {
   void ApplyConfig();
   bool AddressBlocked(const std::string& ip, uint64_t now_ms);
   bool AccountBlocked(const std::string& account, uint64_t now_ms);
+  // Asked before a handshake or login of `connection` is checked: the text of
+  // the <policy-violation/> that refuses it unchecked (its address failed too
+  // often: checking would let it go on guessing), or nullopt to check it.
+  std::optional<std::string> RefuseAuthentication(const Connection& connection);
   // A failed handshake or login `of` an address (kFailureOfAddress: key = IP)
   // or an account (key = its localpart): counted here and on every other shard.
   void RecordFailure(uint64_t of, const std::string& key, uint64_t now_ms);
   void BroadcastToOthers(uint32_t kind, uint64_t argument, std::string_view payload);
 
-  // Failures per key (an address, an account) within a window; a key that
-  // reached `max` is blocked until its window passes.
-  class FailureCounter {
-   public:
-    FailureCounter(uint32_t max, uint64_t window_ms) : max_(max), window_ms_(window_ms) {}
-    bool Blocked(const std::string& key, uint64_t now_ms);
-    // Counts one; true when this one reaches the maximum.
-    bool Record(const std::string& key, uint64_t now_ms);
-
-   private:
-    struct Entry {
-      uint32_t count = 0;
-      uint64_t window_start_ms = 0;
-    };
-    uint32_t max_;
-    uint64_t window_ms_;
-    absl::flat_hash_map<std::string, Entry> counts_;
-  };
   void DestroyIfDead(ConnectionId id);
 
   const RouterConfigPublisher* config_publisher_;
@@ -324,6 +332,10 @@ class RouterShard : public ShardHandler {
   absl::flat_hash_map<ConnectionId, std::unique_ptr<Connection>> connections_;
   FailureCounter address_failures_;
   FailureCounter account_failures_;
+  // Handshakes and logins refused unchecked (RefuseAuthentication), for a
+  // rate-limited log line.
+  uint64_t refused_unchecked_unlogged_ = 0;
+  uint64_t last_refused_unchecked_log_ms_ = 0;
   uint64_t last_refused_client_log_ms_ = 0;
   uint64_t last_scan_ms_ = 0;
   struct DeferredPost {
