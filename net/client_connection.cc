@@ -364,6 +364,7 @@ void RouterShard::ClientConnection::OnAuthentication(std::string_view username, 
   if (ok) {
     account_ = AccountOf(username);
     Bump(router_->stats_->client_logins_ok);
+    router_->EndPreauth(*this);
     return;
   }
   Bump(router_->stats_->client_logins_failed);

@@ -82,6 +82,8 @@ class RouterShard::Connection {
   int pending_route_acks = 0;       // shards that have not yet applied this connection's route
   bool closed_by_engine = false;
   int calls_in_progress = 0;
+  // Counted in its address's pre-auth connections (RouterShard::AdmitPreauth).
+  bool counted_preauth = false;
 
  protected:
   // TLS (server side, the certificate of RouterConfig::client_tls) over this

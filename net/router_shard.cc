@@ -2,6 +2,7 @@
 
 #include <sys/random.h>
 
+#include <algorithm>
 #include <cstdio>
 #include <functional>
 
@@ -56,9 +57,15 @@ std::string AddressedTo(std::string_view bytes, std::string_view jid) {
 // A connection that has read nothing for this long gives its buffers back.
 constexpr uint64_t kIdleMemoryAfterMs = 1'000;
 
-// Refusals of one kind are logged at most once per this interval: an attacker
-// must not be able to flood the log.
+// Refusals of one kind are logged at most once per this interval (per address
+// for the pre-auth cap): an attacker must not be able to flood the log.
 constexpr uint64_t kRefusalLogIntervalMs = 10'000;
+
+// A shard's share of an address's pre-auth cap is never below this (nor above
+// the cap): the kernel spreads one address's connections over the shards
+// unevenly, and with many shards an even share would refuse an address far
+// below the cap.
+constexpr uint32_t kPreauthShareFloor = 16;
 
 // The IP address of an endpoint without its port.
 std::string IpOf(const Endpoint& endpoint) {
@@ -166,6 +173,7 @@ void RouterShard::ComponentConnection::OnAuthenticated(std::string_view address)
   Bump(router_->stats_->bridges_authenticated);
   Bump(router_->stats_->bridges_connected);
   pending_route_acks = router_->shard_->shard_count();
+  router_->EndPreauth(*this);
   router_->PostControl(OwnerShard(address, router_->shard_->shard_count()), kBindRequest, id_,
                        address);
   LogEvent(LogLevel::kInfo, "bridge_authenticated",
@@ -266,6 +274,55 @@ std::optional<std::string> RouterShard::RefuseAuthentication(const Connection& c
                 "; try again later");
 }
 
+bool RouterShard::AdmitPreauth(const std::string& ip, uint64_t now_ms) {
+  const uint32_t limit = limits_.preauth_connections_per_ip_max;
+  const auto shards = static_cast<uint32_t>(shard_->shard_count());
+  const uint32_t share =
+      std::max((limit + shards - 1) / shards, std::min(limit, kPreauthShareFloor));
+  auto it = preauth_by_ip_.find(ip);
+  if (it != preauth_by_ip_.end() &&
+      (it->second.here + it->second.elsewhere >= limit || it->second.here >= share)) {
+    PreauthCount& count = it->second;
+    ++count.refusals_unlogged;
+    if (count.last_refusal_log_ms == 0 ||
+        now_ms - count.last_refusal_log_ms >= kRefusalLogIntervalMs) {
+      LogEvent(LogLevel::kWarning, "connection_refused",
+               Concat("peer=", ip, " reason=too_many_unauthenticated_connections limit=",
+                      std::to_string(limit), " flag=--preauth_connections_per_ip_max refused=",
+                      std::to_string(count.refusals_unlogged),
+                      " shard=", std::to_string(shard_->index())));
+      count.last_refusal_log_ms = now_ms;
+      count.refusals_unlogged = 0;
+    }
+    return false;
+  }
+  CountPreauth(ip, /*local=*/true, +1);
+  BroadcastToOthers(kPreauthChanged, kPreauthBegan, ip);
+  return true;
+}
+
+void RouterShard::EndPreauth(Connection& connection) {
+  if (!connection.counted_preauth) return;
+  connection.counted_preauth = false;
+  CountPreauth(connection.peer_ip(), /*local=*/true, -1);
+  BroadcastToOthers(kPreauthChanged, kPreauthEnded, connection.peer_ip());
+}
+
+void RouterShard::CountPreauth(std::string_view ip, bool local, int delta) {
+  auto it = preauth_by_ip_.find(ToAbsl(ip));
+  if (it == preauth_by_ip_.end()) {
+    if (delta < 0) return;  // cannot happen: records between two shards keep their order
+    it = preauth_by_ip_.try_emplace(ToAbsl(ip)).first;
+  }
+  uint32_t& count = local ? it->second.here : it->second.elsewhere;
+  if (delta > 0) {
+    ++count;
+  } else if (count > 0) {
+    --count;
+  }
+  if (it->second.here == 0 && it->second.elsewhere == 0) preauth_by_ip_.erase(it);
+}
+
 void RouterShard::BroadcastToOthers(uint32_t kind, uint64_t argument, std::string_view payload) {
   for (int shard = 0; shard < shard_->shard_count(); ++shard) {
     if (shard != shard_->index()) PostControl(shard, kind, kNoConnection, payload, argument);
@@ -293,17 +350,23 @@ bool RouterShard::OnAccept(Shard& shard, ConnectionId id, const Endpoint& peer, 
     }
     return false;
   }
+  const bool count_preauth = limits_.preauth_connections_per_ip_max > 0;
+  if (count_preauth && !AdmitPreauth(ip, shard.now_ms())) {
+    Bump(stats_->connections_refused);
+    return false;
+  }
   Bump(stats_->connections_accepted);
   Bump(stats_->connections_open);
+  std::unique_ptr<Connection> connection;
   if (client) {
-    connections_.emplace(id,
-                         std::make_unique<ClientConnection>(this, id, std::move(ip), shard.now_ms(),
-                                                            listener_tag == kClientTlsListener));
+    connection = std::make_unique<ClientConnection>(this, id, std::move(ip), shard.now_ms(),
+                                                    listener_tag == kClientTlsListener);
   } else {
-    connections_.emplace(
-        id, std::make_unique<ComponentConnection>(this, id, std::move(ip), shard.now_ms(),
-                                                  listener_tag == kComponentTlsListener));
+    connection = std::make_unique<ComponentConnection>(this, id, std::move(ip), shard.now_ms(),
+                                                       listener_tag == kComponentTlsListener);
   }
+  connection->counted_preauth = count_preauth;  // AdmitPreauth counted it
+  connections_.emplace(id, std::move(connection));
   return true;
 }
 
@@ -313,6 +376,7 @@ void RouterShard::DestroyIfDead(ConnectionId id) {
       connection->Lingers()) {
     return;
   }
+  EndPreauth(*connection);
   connection->Release();
   Drop(stats_->connections_open);
   connections_.erase(id);
@@ -791,6 +855,9 @@ void RouterShard::OnMessage(Shard& shard, const CrossShardMessage& message) {
       } else {
         account_failures_.Record(message.payload, shard.now_ms());
       }
+      return;
+    case kPreauthChanged:
+      CountPreauth(message.payload, /*local=*/false, message.argument == kPreauthBegan ? +1 : -1);
       return;
     case kSmRegister:
       sm_tokens_[ToAbsl(message.payload)] = message.target;

@@ -490,6 +490,109 @@ bool Answered(FakeEngine& engine, ConnectionId id, const std::string& condition)
   return engine.connection(id).outbox.find("<" + condition + " ") != std::string::npos;
 }
 
+TEST(RouterPortLimitsTest, UnauthenticatedConnectionsPerAddressAreCappedOverAllShards) {
+  RouterLimits limits;
+  limits.preauth_connections_per_ip_max = 3;
+  FakeEngine engine(2, limits);
+  std::vector<ConnectionId> idle;
+  for (int i = 0; i < 3; ++i) {
+    idle.push_back(engine.Connect(i % 2, "192.0.2.1"));
+    ASSERT_NE(idle.back(), kNoConnection);
+  }
+  // The fourth is refused whichever shard takes it (each counts the other's),
+  // on the client port too.
+  EXPECT_EQ(engine.Connect(0, "192.0.2.1"), kNoConnection);
+  EXPECT_EQ(engine.Connect(1, "192.0.2.1"), kNoConnection);
+  EXPECT_EQ(engine.Connect(1, "192.0.2.1", kClientListener), kNoConnection);
+  EXPECT_EQ(engine.stats(0).connections_refused.load() + engine.stats(1).connections_refused.load(),
+            3u);
+  // Another address is not affected: a bridge from it connects and authenticates.
+  engine.ConnectBridge(1, "cb1", "192.0.2.2");
+  // A connection that closes gives its place back, on every shard.
+  engine.DropConnection(idle[0]);
+  EXPECT_NE(engine.Connect(1, "192.0.2.1"), kNoConnection);
+  EXPECT_EQ(engine.Connect(0, "192.0.2.1"), kNoConnection);
+}
+
+// A burst of accepts on every shard before any of them reads the others'
+// records: each holds at most its share of the cap.
+TEST(RouterPortLimitsTest, ABurstOnEveryShardGetsAtMostEachShardsShare) {
+  RouterLimits limits;
+  limits.preauth_connections_per_ip_max = 64;
+  for (const int shards : {2, 8}) {
+    FakeEngine engine(shards, limits);
+    engine.HoldPosts(true);
+    int admitted = 0;
+    for (int i = 0; i < 100 * shards; ++i) {
+      admitted += engine.Connect(i % shards, "192.0.2.1") != kNoConnection ? 1 : 0;
+    }
+    engine.HoldPosts(false);
+    engine.Pump();
+    // The share: ceil(64 / 2) = 32 on 2 shards; never below 16, so 16 on 8.
+    EXPECT_EQ(admitted, shards == 2 ? 64 : 8 * 16) << shards << " shards";
+    // Once the records arrived no shard admits another.
+    for (int shard = 0; shard < shards; ++shard) {
+      EXPECT_EQ(engine.Connect(shard, "192.0.2.1"), kNoConnection) << shard;
+    }
+  }
+}
+
+// Uneven spreading: one shard may hold more than an even share while the
+// address is below the cap.
+TEST(RouterPortLimitsTest, OneShardMayHoldMoreThanAnEvenShareBelowTheCap) {
+  RouterLimits limits;
+  limits.preauth_connections_per_ip_max = 20;
+  FakeEngine engine(8, limits);
+  for (int i = 0; i < 16; ++i) ASSERT_NE(engine.Connect(3, "192.0.2.1"), kNoConnection) << i;
+  EXPECT_EQ(engine.Connect(3, "192.0.2.1"), kNoConnection);  // the share's floor, 16
+  for (int i = 0; i < 4; ++i) ASSERT_NE(engine.Connect(5, "192.0.2.1"), kNoConnection) << i;
+  EXPECT_EQ(engine.Connect(6, "192.0.2.1"), kNoConnection);  // the cap, 20
+}
+
+TEST(RouterPortLimitsTest, AuthenticatedBridgesDoNotCountTowardThePreauthCap) {
+  RouterLimits limits;
+  limits.preauth_connections_per_ip_max = 2;
+  FakeEngine engine(2, limits);
+  // Three bridges from one address, more than the cap, each authenticated.
+  engine.ConnectBridge(0, "cb1", "192.0.2.1");
+  engine.ConnectBridge(1, "cb2", "192.0.2.1");
+  // One that authenticates while two others wait: it stops counting at once.
+  const ConnectionId waiting = engine.Connect(0, "192.0.2.1");
+  const std::string stream_id = engine.OpenBridgeStream(waiting, "cb3");
+  const ConnectionId idle = engine.Connect(1, "192.0.2.1");
+  ASSERT_NE(idle, kNoConnection);
+  EXPECT_EQ(engine.Connect(1, "192.0.2.1"), kNoConnection);
+  engine.SendRightHandshake(waiting, "cb3", stream_id);
+  EXPECT_THAT(engine.connection(waiting).outbox, HasSubstr("<handshake/>"));
+  EXPECT_NE(engine.Connect(1, "192.0.2.1"), kNoConnection);
+  EXPECT_EQ(engine.Connect(0, "192.0.2.1"), kNoConnection);
+  // An authenticated bridge that leaves frees nothing of the cap (it held no place).
+  engine.DropConnection(waiting);
+  EXPECT_EQ(engine.Connect(0, "192.0.2.1"), kNoConnection);
+}
+
+TEST(RouterPortLimitsTest, TimedOutConnectionsGiveTheirPlaceBack) {
+  RouterLimits limits;
+  limits.preauth_connections_per_ip_max = 2;
+  limits.preauth_timeout_ms = 5000;
+  FakeEngine engine(2, limits);
+  const ConnectionId first = engine.Connect(0, "192.0.2.1");
+  const ConnectionId second = engine.Connect(1, "192.0.2.1");
+  EXPECT_EQ(engine.Connect(0, "192.0.2.1"), kNoConnection);
+  engine.Tick(6000);
+  EXPECT_TRUE(engine.connection(first).closed);
+  EXPECT_TRUE(engine.connection(second).closed);
+  EXPECT_NE(engine.Connect(0, "192.0.2.1"), kNoConnection);
+  EXPECT_NE(engine.Connect(1, "192.0.2.1"), kNoConnection);
+}
+
+TEST(RouterPortLimitsTest, ZeroMeansNoPreauthCap) {
+  RouterLimits limits;
+  limits.preauth_connections_per_ip_max = 0;
+  FakeEngine engine(2, limits);
+  for (int i = 0; i < 500; ++i) ASSERT_NE(engine.Connect(i % 2, "192.0.2.1"), kNoConnection);
+}
+
 // Connections opened first, wrong handshakes after (the throttle used to be
 // looked at only at accept): only auth_failures_max are checked; the others,
 // the right secret too, end with <policy-violation/> unchecked.
@@ -977,6 +1080,24 @@ TEST(RouterClientsTest, LoginsOfABlockedAddressAreRefusedUnchecked) {
   }
   TestClient other(&engine, 1, "192.0.2.8");
   EXPECT_TRUE(other.Login("romeo", "garden"));
+}
+
+TEST(RouterClientsTest, AuthenticatedClientsDoNotCountTowardThePreauthCap) {
+  RouterLimits limits;
+  limits.preauth_connections_per_ip_max = 2;
+  FakeEngine engine(2, limits);
+  std::vector<std::unique_ptr<TestClient>> clients;
+  for (int i = 0; i < 3; ++i) {
+    clients.push_back(std::make_unique<TestClient>(&engine, i % 2, "192.0.2.1"));
+    ASSERT_FALSE(clients.back()->refused());
+    EXPECT_TRUE(clients.back()->Authenticate(i % 2 == 0 ? "juliet" : "romeo"));
+  }
+  TestClient waiting(&engine, 0, "192.0.2.1");
+  TestClient also_waiting(&engine, 1, "192.0.2.1");
+  EXPECT_FALSE(waiting.refused());
+  EXPECT_FALSE(also_waiting.refused());
+  TestClient one_too_many(&engine, 0, "192.0.2.1");
+  EXPECT_TRUE(one_too_many.refused());
 }
 
 TEST(RouterClientsTest, NoCertificateRefusesClientsAndDeletedUsersAreDisconnected) {
