@@ -268,7 +268,10 @@ def main():
         if not os.path.exists(STANZA_BENCH):
             parser.error(f"no {STANZA_BENCH}: build stanza-bench or set STANZAD_BENCH_DIR")
 
-    nodes = [StanzadProcess(ip=f"127.0.0.{i + 1}", threads=1) for i in range(3)]
+    # Every bridge connects from 127.0.0.1 (--bridges may exceed the pre-auth cap).
+    nodes = [StanzadProcess(ip=f"127.0.0.{i + 1}", threads=1,
+                            extra_flags=["--preauth_connections_per_ip_max=0"])
+             for i in range(3)]
     try:
         for node in nodes:
             node.start()

@@ -25,7 +25,7 @@ CTL() { "$BUILD/cmd/stanzactl" --state_dir="$DIR/n$1" "${@:2}"; }
 for i in 1 2 3; do
   "$BUILD/cmd/stanzad" --state_dir="$DIR/n$i" --domain=example.com --listen=127.0.0.$i \
     --component_port="$PORT" --cluster_port=$((PORT + 79)) --metrics_addr= --threads=1 \
-    --routing="$ROUTING" 2>"$DIR/n$i.log" &
+    --routing="$ROUTING" --preauth_connections_per_ip_max=0 2>"$DIR/n$i.log" &
   PIDS+=($!)
 done
 for i in 1 2 3; do

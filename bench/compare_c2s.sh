@@ -237,7 +237,8 @@ start_stanzad() {
   local dir=$1
   "$STANZAD" --state_dir="$dir/state" --domain="$DOMAIN" --listen=127.0.0.1 \
     --c2s_port="$CUR_C2S" --component_port="$CUR_COMP" --threads=2 \
-    --connections_max=$((USERS + BRIDGES + 1000)) --metrics_addr="127.0.0.1:$(free_port)" \
+    --connections_max=$((USERS + BRIDGES + 1000)) --preauth_connections_per_ip_max=0 \
+    --metrics_addr="127.0.0.1:$(free_port)" \
     --cluster_port="$(free_port)" --log_level=warning </dev/null >"$dir/stanzad.log" 2>&1 &
   CUR_PID=$!
   local ok=0

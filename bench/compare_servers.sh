@@ -125,7 +125,7 @@ start_server() {
     stanzad)
       "$STANZAD" --state_dir="$CUR_DIR/state" --domain=example.com --listen=127.0.0.1 \
         --component_port="$CUR_PORT" --threads=2 --connections_max=$((n + 1000)) \
-        --log_level=warning </dev/null >"$CUR_DIR/stanzad.log" 2>&1 &
+        --preauth_connections_per_ip_max=0 --log_level=warning </dev/null >"$CUR_DIR/stanzad.log" 2>&1 &
       CUR_PID=$! CUR_KIND=stanzad
       for _ in $(seq 100); do
         timeout 5 "$STANZACTL" --state_dir="$CUR_DIR/state" status >/dev/null 2>&1 && break

@@ -33,6 +33,8 @@ from stanzad_harness import (BIN_DIR, STANZACTL, RawComponent, StanzadProcess,  
 
 C2S_BENCH = os.environ.get("C2S_BENCH", os.path.join(BIN_DIR, "../bench/c2s-bench"))
 PASSWORD = "bench-password"
+# Every bridge and client connects from 127.0.0.1, many logging in at once.
+NODE_FLAGS = ["--preauth_connections_per_ip_max=0"]
 
 
 def rss_bytes(pid):
@@ -52,7 +54,7 @@ def raise_file_limit(count):
 
 
 def measure_bridges(count):
-    node = StanzadProcess(threads=2, extra_flags=[f"--connections_max={count + 100}"]).start()
+    node = StanzadProcess(threads=2, extra_flags=NODE_FLAGS + [f"--connections_max={count + 100}"]).start()
     try:
         node.wait_serving()
         for i in range(count):
@@ -82,7 +84,7 @@ def measure_clients(count, concurrency):
     credentials = subprocess.run([C2S_BENCH, f"--print_credentials={PASSWORD}"], check=True,
                                  capture_output=True, text=True, timeout=30).stdout.strip()
     pki = tempfile.mkdtemp(prefix="idle-rss-pki-")
-    node = StanzadProcess(threads=2, extra_flags=[f"--connections_max={count + 100}"]).start()
+    node = StanzadProcess(threads=2, extra_flags=NODE_FLAGS + [f"--connections_max={count + 100}"]).start()
     bench = None
     try:
         subprocess.run([os.path.abspath(STANZACTL), "pki", "selfsigned", "xmpp", "CN:example.com",

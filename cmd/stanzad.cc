@@ -145,8 +145,15 @@ ABSL_FLAG(int, idle_timeout_s, 0,
 ABSL_FLAG(int, auth_failures_max, 10,
           "Failed bridge handshakes and client logins from one IP address within "
           "--auth_failure_window_s (counted over all shards) after which that address is "
-          "refused for the rest of the window.");
+          "refused for the rest of the window: new connections are closed at once, and "
+          "handshakes and logins on its open ones end with <policy-violation/> unchecked. "
+          "With N shards a burst may have up to N times this many checked. At least 1.");
 ABSL_FLAG(int, auth_failure_window_s, 60, "Window for --auth_failures_max, in seconds.");
+ABSL_FLAG(int, preauth_connections_per_ip_max, 64,
+          "Most connections from one IP address that have not authenticated yet (no bridge "
+          "handshake or client login so far), on all ports and shards together; one more is "
+          "closed at once. Authenticated connections do not count. 0: no cap (for benchmarks "
+          "that open thousands of bridges from one address).");
 
 namespace stanzad {
 namespace {
@@ -1668,7 +1675,10 @@ class Daemon {
     limits.slow_reader_timeout_ms =
         static_cast<uint64_t>(absl::GetFlag(FLAGS_slow_reader_timeout_ms));
     limits.slow_reader_queue_bytes = options.connection_queue_bytes_max / 4;
-    limits.auth_failures_max = static_cast<uint32_t>(absl::GetFlag(FLAGS_auth_failures_max));
+    limits.auth_failures_max =
+        static_cast<uint32_t>(std::max(1, absl::GetFlag(FLAGS_auth_failures_max)));
+    limits.preauth_connections_per_ip_max =
+        static_cast<uint32_t>(std::max(0, absl::GetFlag(FLAGS_preauth_connections_per_ip_max)));
     limits.auth_failure_window_ms =
         static_cast<uint64_t>(absl::GetFlag(FLAGS_auth_failure_window_s)) * 1000;
     limits.tokenizer.stanza_bytes_max =

@@ -364,6 +364,7 @@ void RouterShard::ClientConnection::OnAuthentication(std::string_view username, 
   if (ok) {
     account_ = AccountOf(username);
     Bump(router_->stats_->client_logins_ok);
+    router_->EndPreauth(*this);
     return;
   }
   Bump(router_->stats_->client_logins_failed);
@@ -377,6 +378,10 @@ void RouterShard::ClientConnection::OnAuthentication(std::string_view username, 
   LogEvent(LogLevel::kWarning, "client_auth_failed",
            Concat("user=", LogQuote(std::string(username)), " peer=", peer_ip_,
                   " reason=", condition, blocked ? " note=account_blocked" : ""));
+}
+
+std::optional<std::string> RouterShard::ClientConnection::RefuseAuthentication() {
+  return router_->RefuseAuthentication(*this);
 }
 
 void RouterShard::ClientConnection::RequestBind(const jid::Jid& full_jid) {

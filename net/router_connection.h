@@ -82,6 +82,8 @@ class RouterShard::Connection {
   int pending_route_acks = 0;       // shards that have not yet applied this connection's route
   bool closed_by_engine = false;
   int calls_in_progress = 0;
+  // Counted in its address's pre-auth connections (RouterShard::AdmitPreauth).
+  bool counted_preauth = false;
 
  protected:
   // TLS (server side, the certificate of RouterConfig::client_tls) over this
@@ -144,6 +146,7 @@ class RouterShard::ComponentConnection final : public RouterShard::Connection,
   void OnAuthenticated(std::string_view address) override;
   void OnAuthenticationFailed(std::string_view address,
                               xmpp::StreamErrorCondition condition) override;
+  std::optional<std::string> RefuseAuthentication() override;
   void OnStanza(const xmpp::Stanza& stanza) override;
   void OnStreamClosed(const xmpp::StreamError* error) override;
 
@@ -202,6 +205,7 @@ class RouterShard::ClientConnection final : public RouterShard::Connection,
   void StartTls() override;
   std::optional<config::UserCredentials> CredentialsFor(std::string_view username) override;
   void OnAuthentication(std::string_view username, bool ok, std::string_view condition) override;
+  std::optional<std::string> RefuseAuthentication() override;
   void RequestBind(const jid::Jid& full_jid) override;
   void ReleaseIdleMemory() override;
   std::string EnableStreamManagement(bool resume) override;

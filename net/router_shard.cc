@@ -2,6 +2,7 @@
 
 #include <sys/random.h>
 
+#include <algorithm>
 #include <cstdio>
 #include <functional>
 
@@ -55,6 +56,16 @@ std::string AddressedTo(std::string_view bytes, std::string_view jid) {
 
 // A connection that has read nothing for this long gives its buffers back.
 constexpr uint64_t kIdleMemoryAfterMs = 1'000;
+
+// Refusals of one kind are logged at most once per this interval (per address
+// for the pre-auth cap): an attacker must not be able to flood the log.
+constexpr uint64_t kRefusalLogIntervalMs = 10'000;
+
+// A shard's share of an address's pre-auth cap is never below this (nor above
+// the cap): the kernel spreads one address's connections over the shards
+// unevenly, and with many shards an even share would refuse an address far
+// below the cap.
+constexpr uint32_t kPreauthShareFloor = 16;
 
 // The IP address of an endpoint without its port.
 std::string IpOf(const Endpoint& endpoint) {
@@ -162,6 +173,7 @@ void RouterShard::ComponentConnection::OnAuthenticated(std::string_view address)
   Bump(router_->stats_->bridges_authenticated);
   Bump(router_->stats_->bridges_connected);
   pending_route_acks = router_->shard_->shard_count();
+  router_->EndPreauth(*this);
   router_->PostControl(OwnerShard(address, router_->shard_->shard_count()), kBindRequest, id_,
                        address);
   LogEvent(LogLevel::kInfo, "bridge_authenticated",
@@ -176,6 +188,10 @@ void RouterShard::ComponentConnection::OnAuthenticationFailed(std::string_view a
   LogEvent(LogLevel::kWarning, "bridge_auth_failed",
            Concat("bridge=", address, " peer=", peer_ip_,
                   " reason=", xmpp::StreamErrorConditionName(condition)));
+}
+
+std::optional<std::string> RouterShard::ComponentConnection::RefuseAuthentication() {
+  return router_->RefuseAuthentication(*this);
 }
 
 void RouterShard::ComponentConnection::OnStanza(const xmpp::Stanza& stanza) {
@@ -196,8 +212,10 @@ RouterShard::RouterShard(const RouterConfigPublisher* config, RouterLimits limit
       limits_(limits),
       stats_(stats),
       routes_(config_->domain),
-      address_failures_(limits.auth_failures_max, limits.auth_failure_window_ms),
-      account_failures_(limits.account_failures_max, limits.auth_failure_window_ms) {
+      address_failures_(limits.auth_failures_max, limits.auth_failure_window_ms,
+                        limits.failure_table_entries_max),
+      account_failures_(limits.account_failures_max, limits.auth_failure_window_ms,
+                        limits.failure_table_entries_max) {
   CHECK(config_ != nullptr);
 }
 
@@ -211,27 +229,6 @@ int RouterShard::OwnerShard(std::string_view address, int shard_count) {
 RouterShard::Connection* RouterShard::Find(ConnectionId id) {
   auto it = connections_.find(id);
   return it == connections_.end() ? nullptr : it->second.get();
-}
-
-bool RouterShard::FailureCounter::Blocked(const std::string& key, uint64_t now_ms) {
-  auto it = counts_.find(key);
-  if (it == counts_.end()) return false;
-  if (now_ms - it->second.window_start_ms >= window_ms_) {
-    counts_.erase(it);
-    return false;
-  }
-  return it->second.count >= max_;
-}
-
-bool RouterShard::FailureCounter::Record(const std::string& key, uint64_t now_ms) {
-  // Bounded: an attacker with many addresses or names cannot grow it without end.
-  if (counts_.size() >= 65536 && !counts_.contains(key)) return false;
-  Entry& entry = counts_[key];
-  if (entry.count == 0 || now_ms - entry.window_start_ms >= window_ms_) {
-    entry.count = 0;
-    entry.window_start_ms = now_ms;
-  }
-  return ++entry.count == max_;
 }
 
 bool RouterShard::AddressBlocked(const std::string& ip, uint64_t now_ms) {
@@ -255,6 +252,75 @@ void RouterShard::RecordFailure(uint64_t of, const std::string& key, uint64_t no
 
 bool RouterShard::AccountBlocked(const std::string& account, uint64_t now_ms) {
   return account_failures_.Blocked(account, now_ms);
+}
+
+std::optional<std::string> RouterShard::RefuseAuthentication(const Connection& connection) {
+  const uint64_t now_ms = shard_->now_ms();
+  if (!AddressBlocked(connection.peer_ip(), now_ms)) return std::nullopt;
+  ++refused_unchecked_unlogged_;
+  if (last_refused_unchecked_log_ms_ == 0 ||
+      now_ms - last_refused_unchecked_log_ms_ >= kRefusalLogIntervalMs) {
+    LogEvent(
+        LogLevel::kWarning, "auth_refused_unchecked",
+        Concat("peer=", connection.peer_ip(),
+               " reason=too_many_failures limit=", std::to_string(limits_.auth_failures_max),
+               " window_s=", std::to_string(limits_.auth_failure_window_ms / 1000),
+               " flag=--auth_failures_max refused=", std::to_string(refused_unchecked_unlogged_),
+               " shard=", std::to_string(shard_->index())));
+    last_refused_unchecked_log_ms_ = now_ms;
+    refused_unchecked_unlogged_ = 0;
+  }
+  return Concat("too many failed authentication attempts from ", connection.peer_ip(),
+                "; try again later");
+}
+
+bool RouterShard::AdmitPreauth(const std::string& ip, uint64_t now_ms) {
+  const uint32_t limit = limits_.preauth_connections_per_ip_max;
+  const auto shards = static_cast<uint32_t>(shard_->shard_count());
+  const uint32_t share =
+      std::max((limit + shards - 1) / shards, std::min(limit, kPreauthShareFloor));
+  auto it = preauth_by_ip_.find(ip);
+  if (it != preauth_by_ip_.end() &&
+      (it->second.here + it->second.elsewhere >= limit || it->second.here >= share)) {
+    PreauthCount& count = it->second;
+    ++count.refusals_unlogged;
+    if (count.last_refusal_log_ms == 0 ||
+        now_ms - count.last_refusal_log_ms >= kRefusalLogIntervalMs) {
+      LogEvent(LogLevel::kWarning, "connection_refused",
+               Concat("peer=", ip, " reason=too_many_unauthenticated_connections limit=",
+                      std::to_string(limit), " flag=--preauth_connections_per_ip_max refused=",
+                      std::to_string(count.refusals_unlogged),
+                      " shard=", std::to_string(shard_->index())));
+      count.last_refusal_log_ms = now_ms;
+      count.refusals_unlogged = 0;
+    }
+    return false;
+  }
+  CountPreauth(ip, /*local=*/true, +1);
+  BroadcastToOthers(kPreauthChanged, kPreauthBegan, ip);
+  return true;
+}
+
+void RouterShard::EndPreauth(Connection& connection) {
+  if (!connection.counted_preauth) return;
+  connection.counted_preauth = false;
+  CountPreauth(connection.peer_ip(), /*local=*/true, -1);
+  BroadcastToOthers(kPreauthChanged, kPreauthEnded, connection.peer_ip());
+}
+
+void RouterShard::CountPreauth(std::string_view ip, bool local, int delta) {
+  auto it = preauth_by_ip_.find(ToAbsl(ip));
+  if (it == preauth_by_ip_.end()) {
+    if (delta < 0) return;  // cannot happen: records between two shards keep their order
+    it = preauth_by_ip_.try_emplace(ToAbsl(ip)).first;
+  }
+  uint32_t& count = local ? it->second.here : it->second.elsewhere;
+  if (delta > 0) {
+    ++count;
+  } else if (count > 0) {
+    --count;
+  }
+  if (it->second.here == 0 && it->second.elsewhere == 0) preauth_by_ip_.erase(it);
 }
 
 void RouterShard::BroadcastToOthers(uint32_t kind, uint64_t argument, std::string_view payload) {
@@ -284,17 +350,23 @@ bool RouterShard::OnAccept(Shard& shard, ConnectionId id, const Endpoint& peer, 
     }
     return false;
   }
+  const bool count_preauth = limits_.preauth_connections_per_ip_max > 0;
+  if (count_preauth && !AdmitPreauth(ip, shard.now_ms())) {
+    Bump(stats_->connections_refused);
+    return false;
+  }
   Bump(stats_->connections_accepted);
   Bump(stats_->connections_open);
+  std::unique_ptr<Connection> connection;
   if (client) {
-    connections_.emplace(id,
-                         std::make_unique<ClientConnection>(this, id, std::move(ip), shard.now_ms(),
-                                                            listener_tag == kClientTlsListener));
+    connection = std::make_unique<ClientConnection>(this, id, std::move(ip), shard.now_ms(),
+                                                    listener_tag == kClientTlsListener);
   } else {
-    connections_.emplace(
-        id, std::make_unique<ComponentConnection>(this, id, std::move(ip), shard.now_ms(),
-                                                  listener_tag == kComponentTlsListener));
+    connection = std::make_unique<ComponentConnection>(this, id, std::move(ip), shard.now_ms(),
+                                                       listener_tag == kComponentTlsListener);
   }
+  connection->counted_preauth = count_preauth;  // AdmitPreauth counted it
+  connections_.emplace(id, std::move(connection));
   return true;
 }
 
@@ -304,6 +376,7 @@ void RouterShard::DestroyIfDead(ConnectionId id) {
       connection->Lingers()) {
     return;
   }
+  EndPreauth(*connection);
   connection->Release();
   Drop(stats_->connections_open);
   connections_.erase(id);
@@ -789,10 +862,13 @@ void RouterShard::OnMessage(Shard& shard, const CrossShardMessage& message) {
       return;
     case kFailureSeen:
       if (message.argument == kFailureOfAddress) {
-        address_failures_.Record(std::string(message.payload), shard.now_ms());
+        address_failures_.Record(message.payload, shard.now_ms());
       } else {
-        account_failures_.Record(std::string(message.payload), shard.now_ms());
+        account_failures_.Record(message.payload, shard.now_ms());
       }
+      return;
+    case kPreauthChanged:
+      CountPreauth(message.payload, /*local=*/false, message.argument == kPreauthBegan ? +1 : -1);
       return;
     case kSmRegister:
       sm_tokens_[ToAbsl(message.payload)] = message.target;

@@ -29,6 +29,29 @@
 // went away, its queue is full) is answered to the sender with the stanza
 // error that says why. Error stanzas are never answered with errors.
 //
+// What a peer that has not authenticated can make the node hold (RouterLimits):
+//   - connections: preauth_connections_per_ip_max (the cap) per IP address,
+//     counted over all shards: each tells the others when one begins and ends,
+//     and a new connection is closed at accept once the count it knows of
+//     reaches the cap. A shard reads a burst of accepts before the others'
+//     records, so each also holds at most its share of the cap,
+//     max(ceil(cap / N), min(cap, 16)) with N shards (16: the kernel spreads an
+//     address's connections unevenly). So a burst that lands on every shard at
+//     once gets at most N times the share (N * ceil(cap / N) while N <= cap / 16,
+//     16 * N beyond), and the cap when the records arrive between accepts.
+//     Authenticated connections never count.
+//   - guesses: every failed handshake or login is recorded by its shard and told
+//     to the others (kFailureSeen). An address with auth_failures_max failures
+//     in the window is refused at accept, and its open connections' handshakes
+//     and logins are answered <policy-violation/> unchecked (no oracle). A shard
+//     checks a guess only while the failures it knows of are below the limit, so
+//     with N shards at most N * auth_failures_max guesses from one address are
+//     checked per window; exactly auth_failures_max when the records arrive
+//     between guesses (the usual case).
+//   - memory: the failure tables are bounded (failure_table_entries_max, LRU
+//     with blocked addresses kept longest); the pre-auth table has one entry per
+//     pre-auth connection at most.
+//
 // Thread safety: every method runs on the shard's thread (ShardHandler
 // contract). RouterConfigPublisher and RouterShardStats may be used from any
 // thread.
@@ -38,6 +61,7 @@
 #include <atomic>
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -50,6 +74,7 @@
 #include "core/xml/tokenizer.h"
 #include "core/xmpp/component_session.h"
 #include "net/engine.h"
+#include "net/failure_counter.h"
 #include "tls/tls_session.h"
 
 namespace stanzad::net {
@@ -100,10 +125,24 @@ struct RouterLimits {
   uint64_t slow_reader_timeout_ms = 10'000;
   size_t slow_reader_queue_bytes = 256 * 1024;
   // Failed handshakes and logins (wrong secret, unknown bridge, wrong password)
-  // from one IP address within the window, after which that address's
-  // connections are refused until the window passes. Every shard counts them all.
+  // from one IP address within the window, after which that address's new
+  // connections are refused, and the handshakes and logins of its open ones are
+  // answered with <policy-violation/> without being checked, until the window
+  // passes. Every shard counts them all (see RouterShard: with N shards, at most
+  // N * auth_failures_max are checked and answered not-authorized per window).
+  // REQUIRES: >= 1.
   uint32_t auth_failures_max = 10;
   uint64_t auth_failure_window_ms = 60'000;
+  // Addresses (and accounts) each shard's failure tables remember; when full,
+  // the least recently failing one that is not blocked is forgotten first
+  // (net/failure_counter.h). About 150 bytes each.
+  size_t failure_table_entries_max = 65'536;
+  // Connections from one IP address that have not authenticated yet (no
+  // component handshake or SASL success so far), counted over all shards (each
+  // also holds at most its share: see above); one more is closed at accept.
+  // Keeps one address from taking the node's connections (connections_max)
+  // with idle or slow handshakes. 0: no cap.
+  uint32_t preauth_connections_per_ip_max = 64;
   xml::TokenizerLimits tokenizer;
   // As the engine's connection_queue_bytes_max: a TLS record that would not fit
   // is not written (a client's stanza gets resource-constraint instead).
@@ -190,9 +229,15 @@ enum RouterMessageKind : uint32_t {
   // A failed login or handshake another shard saw, so every shard counts them
   // all: argument = kFailureOfAddress (payload = IP) or kFailureOfAccount.
   kFailureSeen,
+  // To every other shard: a connection from IP `payload` that has not
+  // authenticated began (argument = kPreauthBegan) or ended, authenticated or
+  // closed (kPreauthEnded). Sent only with a preauth_connections_per_ip_max.
+  kPreauthChanged,
 };
 inline constexpr uint64_t kFailureOfAddress = 0;
 inline constexpr uint64_t kFailureOfAccount = 1;
+inline constexpr uint64_t kPreauthBegan = 0;
+inline constexpr uint64_t kPreauthEnded = 1;
 
 // Record kinds of Shard::PostToControl used by the router (to the daemon's
 // control thread, which relays between nodes).
@@ -279,29 +324,25 @@ class RouterShard : public ShardHandler {
   void ApplyConfig();
   bool AddressBlocked(const std::string& ip, uint64_t now_ms);
   bool AccountBlocked(const std::string& account, uint64_t now_ms);
+  // Asked before a handshake or login of `connection` is checked: the text of
+  // the <policy-violation/> that refuses it unchecked (its address failed too
+  // often: checking would let it go on guessing), or nullopt to check it.
+  std::optional<std::string> RefuseAuthentication(const Connection& connection);
+  // At accept: may one more connection from `ip` wait for authentication (below
+  // the cap over all shards, and below this shard's share)? If so it is counted
+  // (here and, through kPreauthChanged, on every other shard) until EndPreauth.
+  // Refusals are logged once per address per kRefusalLogIntervalMs.
+  bool AdmitPreauth(const std::string& ip, uint64_t now_ms);
+  // `connection` authenticated or is gone: it no longer counts. Idempotent.
+  void EndPreauth(Connection& connection);
+  // Applies one change of the pre-auth count of `ip`: here (`local`) or on
+  // another shard.
+  void CountPreauth(std::string_view ip, bool local, int delta);
   // A failed handshake or login `of` an address (kFailureOfAddress: key = IP)
   // or an account (key = its localpart): counted here and on every other shard.
   void RecordFailure(uint64_t of, const std::string& key, uint64_t now_ms);
   void BroadcastToOthers(uint32_t kind, uint64_t argument, std::string_view payload);
 
-  // Failures per key (an address, an account) within a window; a key that
-  // reached `max` is blocked until its window passes.
-  class FailureCounter {
-   public:
-    FailureCounter(uint32_t max, uint64_t window_ms) : max_(max), window_ms_(window_ms) {}
-    bool Blocked(const std::string& key, uint64_t now_ms);
-    // Counts one; true when this one reaches the maximum.
-    bool Record(const std::string& key, uint64_t now_ms);
-
-   private:
-    struct Entry {
-      uint32_t count = 0;
-      uint64_t window_start_ms = 0;
-    };
-    uint32_t max_;
-    uint64_t window_ms_;
-    absl::flat_hash_map<std::string, Entry> counts_;
-  };
   void DestroyIfDead(ConnectionId id);
 
   const RouterConfigPublisher* config_publisher_;
@@ -326,6 +367,21 @@ class RouterShard : public ShardHandler {
   absl::flat_hash_map<ConnectionId, std::unique_ptr<Connection>> connections_;
   FailureCounter address_failures_;
   FailureCounter account_failures_;
+  // Connections that have not authenticated, per IP address: this shard's and
+  // the other shards' (as their kPreauthChanged records said). An entry lives
+  // while either count is above zero, so there are never more entries than
+  // pre-auth connections on the node.
+  struct PreauthCount {
+    uint32_t here = 0;
+    uint32_t elsewhere = 0;
+    uint64_t refusals_unlogged = 0;
+    uint64_t last_refusal_log_ms = 0;  // 0: none logged while this entry lived
+  };
+  absl::flat_hash_map<std::string, PreauthCount> preauth_by_ip_;
+  // Handshakes and logins refused unchecked (RefuseAuthentication), for a
+  // rate-limited log line.
+  uint64_t refused_unchecked_unlogged_ = 0;
+  uint64_t last_refused_unchecked_log_ms_ = 0;
   uint64_t last_refused_client_log_ms_ = 0;
   uint64_t last_scan_ms_ = 0;
   struct DeferredPost {

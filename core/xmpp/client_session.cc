@@ -299,6 +299,11 @@ void ClientSession::HandleSasl(std::string_view element, std::string_view local_
     SaslFailure("aborted", "");
     return;
   }
+  if (std::optional<std::string> refusal = delegate_->RefuseAuthentication()) {
+    mechanism_.emplace<std::monostate>();
+    CloseWithError(StreamErrorCondition::kPolicyViolation, std::move(*refusal));
+    return;
+  }
   std::string message;
   if (local_name == "auth") {
     const std::string_view mechanism = xml::FindRawAttribute(element, "mechanism").value_or("");

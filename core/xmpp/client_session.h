@@ -37,7 +37,9 @@
 //   unsupported-version     header without version='1.x'
 //   policy-violation        any element but <starttls/> before TLS (TLS is required,
 //                           RFC 6120 §5.3.1: we do not let a client skip it or go on
-//                           in the clear); failures_max failed SASL or bind attempts
+//                           in the clear); failures_max failed SASL or bind attempts;
+//                           an <auth/> or <response/> the delegate refused to have
+//                           checked (RefuseAuthentication)
 //   not-authorized          a stanza (or any non-SASL element) before SASL success;
 //                           any stanza but the bind IQ before bind (RFC 6120 §4.9.3.12)
 //   unsupported-stanza-type an element other than message, presence or iq after bind
@@ -132,6 +134,11 @@ class ClientSession {
     // (for logs and metrics; `username` may be empty or unknown when it failed).
     virtual void OnAuthentication(std::string_view username, bool ok,
                                   std::string_view condition) = 0;
+    // Asked before each <auth/> and <response/> is processed: the text of a
+    // <policy-violation/> that ends the stream instead (the peer failed too
+    // often: an answer would tell it whether its guess was right), or nullopt
+    // to go on.
+    virtual std::optional<std::string> RefuseAuthentication() { return std::nullopt; }
     // The client asks to bind `full_jid`. The delegate answers with BindDone(),
     // from inside this call or later (after asking other shards, say).
     virtual void RequestBind(const jid::Jid& full_jid) = 0;

@@ -101,6 +101,10 @@ void ComponentSession::HandleHeader() {
     if (c >= 'A' && c <= 'Z') c = static_cast<char>(c - 'A' + 'a');
   }
   if (!address.empty() && address.back() == '.') address.pop_back();
+  if (std::optional<std::string> refusal = delegate_->RefuseAuthentication()) {
+    CloseWithError(StreamErrorCondition::kPolicyViolation, std::move(*refusal));
+    return;
+  }
   std::optional<std::string> secret = delegate_->SecretFor(address);
   if (!secret) {
     delegate_->OnAuthenticationFailed(address, StreamErrorCondition::kHostUnknown);
@@ -126,6 +130,10 @@ void ComponentSession::HandleHandshake(std::string_view element) {
   if (xml::ElementName(element) != "handshake") {
     CloseWithError(StreamErrorCondition::kNotAuthorized,
                    "the component must send <handshake/> before any stanza");
+    return;
+  }
+  if (std::optional<std::string> refusal = delegate_->RefuseAuthentication()) {
+    CloseWithError(StreamErrorCondition::kPolicyViolation, std::move(*refusal));
     return;
   }
   // <handshake>DIGEST</handshake>, possibly with attributes; an empty

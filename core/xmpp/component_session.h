@@ -14,6 +14,8 @@
 //                           another namespace)
 //   host-unknown            no call bridge configured for the header's `to`
 //   not-authorized          wrong handshake, or a stanza before the handshake
+//   policy-violation        the delegate refused to have the header's bridge or
+//                           the handshake checked (RefuseAuthentication)
 //   invalid-from            a stanza whose `from` is not in the bridge's domain
 //   unsupported-stanza-type an element other than message, presence or iq
 //   the tokenizer's         any XML problem (restricted-xml, not-well-formed, ...)
@@ -59,6 +61,11 @@ class ComponentSession {
     // A handshake failed (wrong secret), or the header named an unknown bridge.
     virtual void OnAuthenticationFailed(std::string_view component_address,
                                         StreamErrorCondition condition) = 0;
+    // Asked before the header's bridge is looked up and before a handshake is
+    // checked: the text of a <policy-violation/> that ends the stream instead
+    // (the peer failed too often: an answer would tell it whether its guess was
+    // right), or nullopt to go on.
+    virtual std::optional<std::string> RefuseAuthentication() { return std::nullopt; }
     // A stanza from the authenticated bridge, checked: message, presence or
     // iq, `from` in the bridge's domain, `to` present. Views valid during the call.
     virtual void OnStanza(const Stanza& stanza) = 0;

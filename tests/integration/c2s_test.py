@@ -814,7 +814,8 @@ class C2sTest(unittest.IsolatedAsyncioTestCase):
     @bounded(110)
     async def test_thousand_tls_clients_each_send_one_message_around_a_ring(self):
         count, batch = 1000, 100
-        node = self.start_node("--connections_max=3000")
+        # 100 logins at once from one address: more than --preauth_connections_per_ip_max.
+        node = self.start_node("--connections_max=3000", "--preauth_connections_per_ip_max=0")
         credentials = scram_credentials(PASSWORD)
         for i in range(count):
             code, out = node.admin("user", "add", f"u{i}", credentials)

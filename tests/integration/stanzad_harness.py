@@ -156,10 +156,13 @@ class StanzadProcess:
 class RawComponent:
     """A bare XEP-0114 component: sends what it is told, records what it gets."""
 
-    def __init__(self, port, name, secret=None, domain=DOMAIN, ip="127.0.0.1", tls=False):
+    def __init__(self, port, name, secret=None, domain=DOMAIN, ip="127.0.0.1", tls=False,
+                 source=None):
+        """`source`: the local IP to connect from (any of 127.0.0.0/8 on loopback)."""
         self.address = f"{name}.{domain}"
         self.secret = secret
-        self.sock = socket.create_connection((ip, port), timeout=10)
+        self.sock = socket.create_connection((ip, port), timeout=10,
+                                             source_address=(source, 0) if source else None)
         if tls:  # stanzad --component_tls: TLS from the first byte (lab certificates: no check)
             context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
             context.check_hostname = False

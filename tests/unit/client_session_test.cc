@@ -60,6 +60,7 @@ class RecordingDelegate : public ClientSession::Delegate {
   void OnAuthentication(std::string_view username, bool ok, std::string_view condition) override {
     auth_log.push_back(Concat(username, ok ? ":ok" : ":", condition));
   }
+  std::optional<std::string> RefuseAuthentication() override { return refusal; }
   void RequestBind(const jid::Jid& full_jid) override {
     ++bind_requests;
     if (defer_bind) {
@@ -103,7 +104,8 @@ class RecordingDelegate : public ClientSession::Delegate {
            closed == other.closed && close_condition == other.close_condition;
   }
 
-  ClientSession* session = nullptr;  // the session this delegate serves
+  ClientSession* session = nullptr;    // the session this delegate serves
+  std::optional<std::string> refusal;  // RefuseAuthentication's answer
   std::vector<bool> sm_enables;
   std::vector<uint32_t> acks;
   std::vector<std::string> resume_requests;
@@ -381,6 +383,39 @@ TEST_F(ClientSessionTest, TooManyFailuresArePolicyViolation) {
   EXPECT_THAT(sent, HasSubstr("<policy-violation xmlns='urn:ietf:params:xml:ns:xmpp-streams'/>"));
   EXPECT_THAT(sent, EndsWith("</stream:stream>"));
   EXPECT_EQ(delegate_.auth_log.size(), 3u);
+  EXPECT_EQ(delegate_.close_condition, "policy-violation");
+}
+
+// The delegate's throttle: the login is not checked (the right password gets
+// no <success/>), and it is no SASL failure of its own.
+TEST_F(ClientSessionTest, RefusedAuthIsPolicyViolationUnchecked) {
+  ToTls();
+  delegate_.refusal = "too many failed attempts; try again later";
+  session_.OnBytes(Auth("PLAIN", PlainMessage("juliet", "pencil")));
+  const std::string sent = delegate_.TakeSent();
+  EXPECT_THAT(sent, HasSubstr("<policy-violation xmlns='urn:ietf:params:xml:ns:xmpp-streams'/>"));
+  EXPECT_THAT(sent, HasSubstr("too many failed attempts; try again later"));
+  EXPECT_THAT(sent, Not(HasSubstr("<success")));
+  EXPECT_TRUE(delegate_.auth_log.empty());
+  EXPECT_EQ(session_.state(), ClientSession::State::kClosed);
+}
+
+// SCRAM's proof comes in a <response/>: asked again there, since the address
+// may have been blocked after the <auth/>.
+TEST_F(ClientSessionTest, RefusalIsAskedAgainBeforeTheScramProof) {
+  ToTls();
+  absl::StatusOr<sasl::ScramClient> client = sasl::ScramClient::Create(
+      {sasl::ScramMechanism::kSha1, "juliet", "pencil", "", "client-nonce-0123456789"});
+  ASSERT_TRUE(client.ok());
+  session_.OnBytes(Auth("SCRAM-SHA-1", client->client_first()));
+  absl::StatusOr<std::string> client_final =
+      client->HandleServerFirst(SaslData(delegate_.TakeSent(), "challenge"));
+  ASSERT_TRUE(client_final.ok());
+  delegate_.refusal = "too many failed attempts";
+  session_.OnBytes(Response(*client_final));
+  const std::string sent = delegate_.TakeSent();
+  EXPECT_THAT(sent, HasSubstr("<policy-violation "));
+  EXPECT_THAT(sent, Not(HasSubstr("<success")));
   EXPECT_EQ(delegate_.close_condition, "policy-violation");
 }
 

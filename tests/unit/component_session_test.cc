@@ -33,6 +33,7 @@ class RecordingDelegate : public ComponentSession::Delegate {
     failed.emplace_back(std::string(address) + ":" +
                         std::string(StreamErrorConditionName(condition)));
   }
+  std::optional<std::string> RefuseAuthentication() override { return refusal; }
   void OnStanza(const Stanza& stanza) override { stanzas.emplace_back(stanza.bytes); }
   void OnStreamClosed(const StreamError* error) override {
     ++closed;
@@ -40,6 +41,7 @@ class RecordingDelegate : public ComponentSession::Delegate {
   }
 
   ComponentSession* session = nullptr;
+  std::optional<std::string> refusal;  // RefuseAuthentication's answer
   std::string sent;
   std::vector<std::string> authenticated;
   std::vector<std::string> failed;
@@ -139,6 +141,34 @@ TEST(ComponentSessionTest, UnknownBridgeIsHostUnknownAfterOurHeader) {
   // RFC 6120 §4.9.1.3: the opening header goes out before the error.
   EXPECT_THAT(delegate.sent, StartsWith("<?xml version='1.0'?><stream:stream"));
   EXPECT_THAT(delegate.sent, HasSubstr("cb9.example.com"));
+}
+
+// The delegate's throttle: the handshake is not checked, so the answer says
+// nothing about the guess, and it is no failure of its own.
+TEST(ComponentSessionTest, RefusedHandshakeIsPolicyViolationUnchecked) {
+  RecordingDelegate delegate;
+  ComponentSession session(&delegate, std::string(kStreamId));
+  delegate.session = &session;
+  session.OnBytes(kHeader);
+  delegate.refusal = "too many failed attempts; try again later";
+  session.OnBytes(Handshake());  // the right secret
+  EXPECT_TRUE(delegate.authenticated.empty());
+  EXPECT_TRUE(delegate.failed.empty());
+  EXPECT_EQ(delegate.close_condition, "policy-violation");
+  EXPECT_THAT(delegate.sent, HasSubstr("too many failed attempts; try again later"));
+  EXPECT_THAT(delegate.sent, testing::Not(HasSubstr("<handshake/>")));
+}
+
+TEST(ComponentSessionTest, RefusedHeaderIsPolicyViolationWithoutLookingTheBridgeUp) {
+  RecordingDelegate delegate;
+  delegate.refusal = "too many failed attempts";
+  ComponentSession session(&delegate, std::string(kStreamId));
+  session.OnBytes(
+      "<stream:stream xmlns='jabber:component:accept' "
+      "xmlns:stream='http://etherx.jabber.org/streams' to='cb9.example.com'>");
+  EXPECT_EQ(delegate.close_condition, "policy-violation");
+  EXPECT_TRUE(delegate.failed.empty());
+  EXPECT_THAT(delegate.sent, testing::Not(HasSubstr("host-unknown")));
 }
 
 TEST(ComponentSessionTest, HeaderAddressIsCaseInsensitive) {

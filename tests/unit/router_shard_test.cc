@@ -17,6 +17,7 @@
 #include "core/sasl/base64.h"
 #include "core/sasl/credentials.h"
 #include "core/xmpp/component_handshake.h"
+#include "net/failure_counter.h"
 #include "tls/pki.h"
 #include "tls/tls_session.h"
 
@@ -116,27 +117,42 @@ class FakeEngine {
       return kNoConnection;
     }
     connections_[id] = FakeConnection();
+    if (!holding_posts_) Pump();
     return id;
   }
 
   void Receive(ConnectionId id, std::string_view bytes) {
     const int shard = ShardOf(id);
     handlers_[static_cast<size_t>(shard)]->OnData(*shards_[static_cast<size_t>(shard)], id, bytes);
-    Pump();
+    if (!holding_posts_) Pump();
   }
 
-  // Connects and authenticates bridge `name` on `shard`.
-  ConnectionId ConnectBridge(int shard, const std::string& name) {
-    const ConnectionId id = Connect(shard);
+  // While held, posts between shards wait (as records in flight do while every
+  // shard is busy reading) until Pump(); Connect and Receive do not pump.
+  void HoldPosts(bool hold) { holding_posts_ = hold; }
+
+  // Sends bridge `name`'s stream header on `id`; returns the stream id the server gave.
+  std::string OpenBridgeStream(ConnectionId id, const std::string& name) {
     Receive(id,
             "<stream:stream xmlns='jabber:component:accept' "
             "xmlns:stream='http://etherx.jabber.org/streams' to='" +
                 name + ".example.com'>");
     const std::string& out = connections_[id].outbox;
     const size_t id_at = out.find("id='") + 4;
-    const std::string stream_id = out.substr(id_at, out.find('\'', id_at) - id_at);
+    return out.substr(id_at, out.find('\'', id_at) - id_at);
+  }
+
+  // The handshake of bridge `name` with its right secret on a stream opened for it.
+  void SendRightHandshake(ConnectionId id, const std::string& name, const std::string& stream_id) {
     Receive(id, "<handshake>" + xmpp::ComponentHandshakeDigest(stream_id, "secret-" + name) +
                     "</handshake>");
+  }
+
+  // Connects (from `ip`) and authenticates bridge `name` on `shard`.
+  ConnectionId ConnectBridge(int shard, const std::string& name,
+                             const std::string& ip = "127.0.0.1") {
+    const ConnectionId id = Connect(shard, ip);
+    SendRightHandshake(id, name, OpenBridgeStream(id, name));
     EXPECT_THAT(connections_[id].outbox, HasSubstr("<handshake/>"));
     return id;
   }
@@ -208,6 +224,7 @@ class FakeEngine {
   std::deque<Posted> posts_;
   std::vector<Posted> control_posts_;  // PostToControl, in order
   std::deque<ConnectionId> closing_;
+  bool holding_posts_ = false;
   uint32_t next_slot_ = 1;
   uint64_t now_ms_ = 1'000'000;
 };
@@ -453,6 +470,279 @@ TEST(RouterShardTest, HandshakeMustArriveInTime) {
   engine.Tick(6000);
   EXPECT_THAT(engine.connection(id).outbox, HasSubstr("<connection-timeout "));
   EXPECT_TRUE(engine.connection(id).closed);
+}
+
+// ---- What a peer that has not authenticated can make the node hold ----
+
+constexpr char kWrongHandshake[] =
+    "<handshake>0000000000000000000000000000000000000000</handshake>";
+
+// A connection from `ip` on `shard` that offers bridge cb1 a wrong handshake.
+void FailHandshake(FakeEngine& engine, const std::string& ip, int shard = 0) {
+  const ConnectionId id = engine.Connect(shard, ip);
+  ASSERT_NE(id, kNoConnection) << ip;
+  engine.OpenBridgeStream(id, "cb1");
+  engine.Receive(id, kWrongHandshake);
+  ASSERT_THAT(engine.connection(id).outbox, HasSubstr("<not-authorized "));
+}
+
+bool Answered(FakeEngine& engine, ConnectionId id, const std::string& condition) {
+  return engine.connection(id).outbox.find("<" + condition + " ") != std::string::npos;
+}
+
+TEST(RouterPortLimitsTest, UnauthenticatedConnectionsPerAddressAreCappedOverAllShards) {
+  RouterLimits limits;
+  limits.preauth_connections_per_ip_max = 3;
+  FakeEngine engine(2, limits);
+  std::vector<ConnectionId> idle;
+  for (int i = 0; i < 3; ++i) {
+    idle.push_back(engine.Connect(i % 2, "192.0.2.1"));
+    ASSERT_NE(idle.back(), kNoConnection);
+  }
+  // The fourth is refused whichever shard takes it (each counts the other's),
+  // on the client port too.
+  EXPECT_EQ(engine.Connect(0, "192.0.2.1"), kNoConnection);
+  EXPECT_EQ(engine.Connect(1, "192.0.2.1"), kNoConnection);
+  EXPECT_EQ(engine.Connect(1, "192.0.2.1", kClientListener), kNoConnection);
+  EXPECT_EQ(engine.stats(0).connections_refused.load() + engine.stats(1).connections_refused.load(),
+            3u);
+  // Another address is not affected: a bridge from it connects and authenticates.
+  engine.ConnectBridge(1, "cb1", "192.0.2.2");
+  // A connection that closes gives its place back, on every shard.
+  engine.DropConnection(idle[0]);
+  EXPECT_NE(engine.Connect(1, "192.0.2.1"), kNoConnection);
+  EXPECT_EQ(engine.Connect(0, "192.0.2.1"), kNoConnection);
+}
+
+// A burst of accepts on every shard before any of them reads the others'
+// records: each holds at most its share of the cap.
+TEST(RouterPortLimitsTest, ABurstOnEveryShardGetsAtMostEachShardsShare) {
+  RouterLimits limits;
+  limits.preauth_connections_per_ip_max = 64;
+  for (const int shards : {2, 8}) {
+    FakeEngine engine(shards, limits);
+    engine.HoldPosts(true);
+    int admitted = 0;
+    for (int i = 0; i < 100 * shards; ++i) {
+      admitted += engine.Connect(i % shards, "192.0.2.1") != kNoConnection ? 1 : 0;
+    }
+    engine.HoldPosts(false);
+    engine.Pump();
+    // The share: ceil(64 / 2) = 32 on 2 shards; never below 16, so 16 on 8.
+    EXPECT_EQ(admitted, shards == 2 ? 64 : 8 * 16) << shards << " shards";
+    // Once the records arrived no shard admits another.
+    for (int shard = 0; shard < shards; ++shard) {
+      EXPECT_EQ(engine.Connect(shard, "192.0.2.1"), kNoConnection) << shard;
+    }
+  }
+}
+
+// Uneven spreading: one shard may hold more than an even share while the
+// address is below the cap.
+TEST(RouterPortLimitsTest, OneShardMayHoldMoreThanAnEvenShareBelowTheCap) {
+  RouterLimits limits;
+  limits.preauth_connections_per_ip_max = 20;
+  FakeEngine engine(8, limits);
+  for (int i = 0; i < 16; ++i) ASSERT_NE(engine.Connect(3, "192.0.2.1"), kNoConnection) << i;
+  EXPECT_EQ(engine.Connect(3, "192.0.2.1"), kNoConnection);  // the share's floor, 16
+  for (int i = 0; i < 4; ++i) ASSERT_NE(engine.Connect(5, "192.0.2.1"), kNoConnection) << i;
+  EXPECT_EQ(engine.Connect(6, "192.0.2.1"), kNoConnection);  // the cap, 20
+}
+
+TEST(RouterPortLimitsTest, AuthenticatedBridgesDoNotCountTowardThePreauthCap) {
+  RouterLimits limits;
+  limits.preauth_connections_per_ip_max = 2;
+  FakeEngine engine(2, limits);
+  // Three bridges from one address, more than the cap, each authenticated.
+  engine.ConnectBridge(0, "cb1", "192.0.2.1");
+  engine.ConnectBridge(1, "cb2", "192.0.2.1");
+  // One that authenticates while two others wait: it stops counting at once.
+  const ConnectionId waiting = engine.Connect(0, "192.0.2.1");
+  const std::string stream_id = engine.OpenBridgeStream(waiting, "cb3");
+  const ConnectionId idle = engine.Connect(1, "192.0.2.1");
+  ASSERT_NE(idle, kNoConnection);
+  EXPECT_EQ(engine.Connect(1, "192.0.2.1"), kNoConnection);
+  engine.SendRightHandshake(waiting, "cb3", stream_id);
+  EXPECT_THAT(engine.connection(waiting).outbox, HasSubstr("<handshake/>"));
+  EXPECT_NE(engine.Connect(1, "192.0.2.1"), kNoConnection);
+  EXPECT_EQ(engine.Connect(0, "192.0.2.1"), kNoConnection);
+  // An authenticated bridge that leaves frees nothing of the cap (it held no place).
+  engine.DropConnection(waiting);
+  EXPECT_EQ(engine.Connect(0, "192.0.2.1"), kNoConnection);
+}
+
+TEST(RouterPortLimitsTest, TimedOutConnectionsGiveTheirPlaceBack) {
+  RouterLimits limits;
+  limits.preauth_connections_per_ip_max = 2;
+  limits.preauth_timeout_ms = 5000;
+  FakeEngine engine(2, limits);
+  const ConnectionId first = engine.Connect(0, "192.0.2.1");
+  const ConnectionId second = engine.Connect(1, "192.0.2.1");
+  EXPECT_EQ(engine.Connect(0, "192.0.2.1"), kNoConnection);
+  engine.Tick(6000);
+  EXPECT_TRUE(engine.connection(first).closed);
+  EXPECT_TRUE(engine.connection(second).closed);
+  EXPECT_NE(engine.Connect(0, "192.0.2.1"), kNoConnection);
+  EXPECT_NE(engine.Connect(1, "192.0.2.1"), kNoConnection);
+}
+
+TEST(RouterPortLimitsTest, ZeroMeansNoPreauthCap) {
+  RouterLimits limits;
+  limits.preauth_connections_per_ip_max = 0;
+  FakeEngine engine(2, limits);
+  for (int i = 0; i < 500; ++i) ASSERT_NE(engine.Connect(i % 2, "192.0.2.1"), kNoConnection);
+}
+
+// Connections opened first, wrong handshakes after (the throttle used to be
+// looked at only at accept): only auth_failures_max are checked; the others,
+// the right secret too, end with <policy-violation/> unchecked.
+TEST(RouterPortLimitsTest, HandshakesOfABlockedAddressAreRefusedUnchecked) {
+  RouterLimits limits;
+  limits.auth_failures_max = 3;
+  FakeEngine engine(1, limits);
+  std::vector<std::pair<ConnectionId, std::string>> streams;
+  for (int i = 0; i < 8; ++i) {
+    const ConnectionId id = engine.Connect(0, "192.0.2.9");
+    streams.emplace_back(id, engine.OpenBridgeStream(id, "cb1"));
+  }
+  const ConnectionId no_header_yet = engine.Connect(0, "192.0.2.9");
+  int not_authorized = 0, refused = 0;
+  for (int i = 0; i < 7; ++i) {
+    const ConnectionId id = streams[static_cast<size_t>(i)].first;
+    engine.Receive(id, kWrongHandshake);
+    not_authorized += Answered(engine, id, "not-authorized") ? 1 : 0;
+    if (Answered(engine, id, "policy-violation")) {
+      ++refused;
+      EXPECT_THAT(engine.connection(id).outbox,
+                  HasSubstr("too many failed authentication attempts from 192.0.2.9"));
+    }
+    EXPECT_TRUE(engine.connection(id).closed);
+  }
+  EXPECT_EQ(not_authorized, 3);
+  EXPECT_EQ(refused, 4);
+  EXPECT_EQ(engine.stats(0).auth_failures.load(), 3u);
+  // The right secret is not checked either: the answer must not tell a guess apart.
+  const auto& [last, last_stream_id] = streams.back();
+  engine.SendRightHandshake(last, "cb1", last_stream_id);
+  EXPECT_TRUE(Answered(engine, last, "policy-violation"));
+  EXPECT_THAT(engine.connection(last).outbox, Not(HasSubstr("<handshake/>")));
+  // Nor is a header's bridge name (host-unknown would say which bridges exist).
+  engine.Receive(no_header_yet,
+                 "<stream:stream xmlns='jabber:component:accept' "
+                 "xmlns:stream='http://etherx.jabber.org/streams' to='nobody.example.com'>");
+  EXPECT_TRUE(Answered(engine, no_header_yet, "policy-violation"));
+  EXPECT_FALSE(Answered(engine, no_header_yet, "host-unknown"));
+  // Other addresses are not affected; after the window this one is checked again.
+  engine.ConnectBridge(0, "cb2", "192.0.2.10");
+  engine.Tick(61'000);
+  engine.ConnectBridge(0, "cb1", "192.0.2.9");
+}
+
+// The kernel spreads one attacker's connections over every shard, and a shard
+// may read a whole burst before the other shards' kFailureSeen records: each
+// shard checks at most auth_failures_max handshakes, so N shards at most N
+// times that per window. Once the records arrive every shard refuses them all.
+TEST(RouterPortLimitsTest, ConcurrentWrongHandshakesOnNShardsAreBoundedByNTimesTheLimit) {
+  RouterLimits limits;
+  limits.auth_failures_max = 3;
+  constexpr int kShards = 3;
+  FakeEngine engine(kShards, limits);
+  std::vector<ConnectionId> ids;
+  for (int i = 0; i < 30; ++i) {
+    ids.push_back(engine.Connect(i % kShards, "192.0.2.9"));
+    engine.OpenBridgeStream(ids.back(), "cb1");
+  }
+  engine.HoldPosts(true);
+  for (ConnectionId id : ids) engine.Receive(id, kWrongHandshake);
+  engine.HoldPosts(false);
+  engine.Pump();
+  int not_authorized[kShards] = {};
+  int refused = 0;
+  for (ConnectionId id : ids) {
+    not_authorized[ShardOf(id)] += Answered(engine, id, "not-authorized") ? 1 : 0;
+    refused += Answered(engine, id, "policy-violation") ? 1 : 0;
+  }
+  for (int shard = 0; shard < kShards; ++shard) EXPECT_EQ(not_authorized[shard], 3) << shard;
+  EXPECT_EQ(refused, 30 - kShards * 3);
+  for (int shard = 0; shard < kShards; ++shard) {
+    EXPECT_EQ(engine.Connect(shard, "192.0.2.9"), kNoConnection) << shard;
+  }
+}
+
+// The same handshakes when the records arrive between them (the usual case):
+// exactly auth_failures_max are checked over all shards.
+TEST(RouterPortLimitsTest, WrongHandshakesSpreadOverShardsGiveExactlyTheLimit) {
+  RouterLimits limits;
+  limits.auth_failures_max = 3;
+  FakeEngine engine(3, limits);
+  std::vector<ConnectionId> ids;
+  for (int i = 0; i < 30; ++i) {
+    ids.push_back(engine.Connect(i % 3, "192.0.2.9"));
+    engine.OpenBridgeStream(ids.back(), "cb1");
+  }
+  int not_authorized = 0;
+  for (ConnectionId id : ids) {
+    engine.Receive(id, kWrongHandshake);
+    not_authorized += Answered(engine, id, "not-authorized") ? 1 : 0;
+  }
+  EXPECT_EQ(not_authorized, 3);
+}
+
+// 65,536 addresses failing once used to fill the table for good, and from then
+// on no new address was counted. Now the table forgets the least recently
+// failing address that is not blocked; the blocked ones stay.
+TEST(RouterPortLimitsTest, FailureTableIsBoundedAndKeepsBlockingItsOffenders) {
+  RouterLimits limits;
+  limits.auth_failures_max = 2;
+  limits.failure_table_entries_max = 4;
+  FakeEngine engine(1, limits);
+  for (int i = 0; i < 2; ++i) FailHandshake(engine, "198.51.100.1");
+  EXPECT_EQ(engine.Connect(0, "198.51.100.1"), kNoConnection);
+  // Many more addresses than the table holds, each failing once, do not flush it.
+  for (int i = 0; i < 100; ++i) FailHandshake(engine, "203.0.113." + std::to_string(i));
+  EXPECT_EQ(engine.Connect(0, "198.51.100.1"), kNoConnection);
+  // A new offender is still counted and blocked.
+  for (int i = 0; i < 2; ++i) FailHandshake(engine, "198.51.100.2");
+  EXPECT_EQ(engine.Connect(0, "198.51.100.2"), kNoConnection);
+  // A recent single failure is remembered: one more blocks its address; the
+  // oldest was forgotten and starts counting again.
+  FailHandshake(engine, "203.0.113.99");
+  EXPECT_EQ(engine.Connect(0, "203.0.113.99"), kNoConnection);
+  FailHandshake(engine, "203.0.113.0");
+  EXPECT_NE(engine.Connect(0, "203.0.113.0"), kNoConnection);
+  // Both offenders are still blocked after all that.
+  EXPECT_EQ(engine.Connect(0, "198.51.100.1"), kNoConnection);
+  EXPECT_EQ(engine.Connect(0, "198.51.100.2"), kNoConnection);
+}
+
+TEST(FailureCounterTest, ForgetsExpiredBlockedThenLeastRecentlyFailingThenBlocked) {
+  FailureCounter counter(/*max=*/2, /*window_ms=*/1000, /*entries_max=*/3);
+  EXPECT_FALSE(counter.Record("a", 0));
+  EXPECT_TRUE(counter.Record("a", 0));  // reaches the maximum: blocked
+  EXPECT_FALSE(counter.Record("b", 10));
+  EXPECT_FALSE(counter.Record("c", 20));
+  EXPECT_EQ(counter.size(), 3u);
+  // Full: d pushes out b, the least recently failing key that is not blocked.
+  EXPECT_FALSE(counter.Record("d", 30));
+  EXPECT_EQ(counter.size(), 3u);
+  EXPECT_EQ(counter.evictions(), 1u);
+  EXPECT_TRUE(counter.Blocked("a", 40));  // the blocked one stays
+  EXPECT_FALSE(counter.Record("b", 50));  // forgotten: its first failure again (c goes)
+  EXPECT_TRUE(counter.Record("d", 60));   // remembered: its second
+  // a's window has passed: a goes, before b, which still counts.
+  EXPECT_FALSE(counter.Record("e", 1020));
+  EXPECT_FALSE(counter.Blocked("a", 1020));
+  EXPECT_TRUE(counter.Record("b", 1040));  // b's window (from 50) still runs
+  EXPECT_EQ(counter.size(), 3u);
+  // Every key blocked: the least recently failing blocked one goes.
+  FailureCounter all_blocked(/*max=*/1, /*window_ms=*/1000, /*entries_max=*/2);
+  EXPECT_TRUE(all_blocked.Record("x", 0));
+  EXPECT_TRUE(all_blocked.Record("y", 1));
+  EXPECT_TRUE(all_blocked.Record("z", 2));
+  EXPECT_FALSE(all_blocked.Blocked("x", 3));
+  EXPECT_TRUE(all_blocked.Blocked("y", 3));
+  EXPECT_TRUE(all_blocked.Blocked("z", 3));
+  EXPECT_EQ(all_blocked.size(), 2u);
 }
 
 // ---- Clients ----
@@ -918,6 +1208,60 @@ TEST(RouterClientsTest, FailuresCountAcrossShards) {
   EXPECT_FALSE(third.Login("romeo", "x", "wrong"));  // the address's third failure
   EXPECT_EQ(engine.Connect(1, "192.0.2.7", kClientListener), kNoConnection);
   EXPECT_EQ(engine.Connect(0, "192.0.2.7", kClientListener), kNoConnection);
+}
+
+std::string PlainAuth(const std::string& user, const std::string& password) {
+  return "<auth xmlns='urn:ietf:params:xml:ns:xmpp-sasl' mechanism='PLAIN'>" +
+         sasl::Base64Encode(std::string("\0", 1) + user + std::string("\0", 1) + password) +
+         "</auth>";
+}
+
+// Logins on connections opened before the address was blocked are refused
+// unchecked, the right password too (no oracle), with <policy-violation/>.
+TEST(RouterClientsTest, LoginsOfABlockedAddressAreRefusedUnchecked) {
+  RouterLimits limits;
+  limits.auth_failures_max = 2;
+  limits.account_failures_max = 100;
+  FakeEngine engine(2, limits);
+  std::vector<std::unique_ptr<TestClient>> clients;
+  for (int i = 0; i < 4; ++i) {
+    clients.push_back(std::make_unique<TestClient>(&engine, i % 2, "192.0.2.7"));
+    clients.back()->StartTls();
+    clients.back()->Send(kClientHeader);
+  }
+  for (int i = 0; i < 2; ++i) {
+    clients[static_cast<size_t>(i)]->Send(PlainAuth("juliet", "wrong"));
+    EXPECT_THAT(clients[static_cast<size_t>(i)]->TakeReceived(), HasSubstr("<not-authorized/>"));
+  }
+  for (int i = 2; i < 4; ++i) {
+    TestClient& client = *clients[static_cast<size_t>(i)];
+    client.Send(PlainAuth("romeo", "pencil"));
+    const std::string got = client.TakeReceived();
+    EXPECT_THAT(got, HasSubstr("<policy-violation "));
+    EXPECT_THAT(got, HasSubstr("too many failed authentication attempts"));
+    EXPECT_THAT(got, Not(HasSubstr("<success")));
+    EXPECT_TRUE(engine.connection(client.id()).closed);
+  }
+  TestClient other(&engine, 1, "192.0.2.8");
+  EXPECT_TRUE(other.Login("romeo", "garden"));
+}
+
+TEST(RouterClientsTest, AuthenticatedClientsDoNotCountTowardThePreauthCap) {
+  RouterLimits limits;
+  limits.preauth_connections_per_ip_max = 2;
+  FakeEngine engine(2, limits);
+  std::vector<std::unique_ptr<TestClient>> clients;
+  for (int i = 0; i < 3; ++i) {
+    clients.push_back(std::make_unique<TestClient>(&engine, i % 2, "192.0.2.1"));
+    ASSERT_FALSE(clients.back()->refused());
+    EXPECT_TRUE(clients.back()->Authenticate(i % 2 == 0 ? "juliet" : "romeo"));
+  }
+  TestClient waiting(&engine, 0, "192.0.2.1");
+  TestClient also_waiting(&engine, 1, "192.0.2.1");
+  EXPECT_FALSE(waiting.refused());
+  EXPECT_FALSE(also_waiting.refused());
+  TestClient one_too_many(&engine, 0, "192.0.2.1");
+  EXPECT_TRUE(one_too_many.refused());
 }
 
 TEST(RouterClientsTest, NoCertificateRefusesClientsAndDeletedUsersAreDisconnected) {
