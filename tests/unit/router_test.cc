@@ -16,6 +16,30 @@ using ::testing::HasSubstr;
 using xmpp::InspectStanza;
 using xmpp::StanzaErrorCondition;
 
+TEST(IsOneStanzaTest, AcceptsExactlyOneWellFormedStanza) {
+  std::string why;
+  EXPECT_TRUE(
+      xmpp::IsOneStanza("<message to='a@b' from='c@d'><body>hi</body></message>", 1024, &why))
+      << why;
+  EXPECT_TRUE(xmpp::IsOneStanza("<iq type='get' id='1'/>", 1024, &why)) << why;
+  for (const std::string_view bad : {
+           std::string_view("not xml at all</stream:stream>"),
+           std::string_view("<message/><message/>"),
+           std::string_view("<message>"),
+           std::string_view("<message><body></message>"),
+           std::string_view("<stream:error/>"),
+           std::string_view("<handshake>x</handshake>"),
+           std::string_view("<!DOCTYPE x><message/>"),
+           std::string_view("<message/>trailing"),
+           std::string_view(""),
+       }) {
+    EXPECT_FALSE(xmpp::IsOneStanza(bad, 1024, &why)) << bad;
+    EXPECT_FALSE(why.empty()) << bad;
+  }
+  EXPECT_FALSE(xmpp::IsOneStanza("<message><body>" + std::string(2000, 'x') + "</body></message>",
+                                 1024, &why));
+}
+
 TEST(CanonicalDomainTest, ExtractsAndFoldsTheDomainpart) {
   EXPECT_EQ(CanonicalDomainOf("cb1.example.com"), "cb1.example.com");
   EXPECT_EQ(CanonicalDomainOf("User@CB1.Example.com/Res/x@y"), "cb1.example.com");
