@@ -232,7 +232,14 @@ std::string RenderNodeMetrics(const NodeMetricsSnapshot& snapshot,
 }
 
 metrics::HttpResponse NodeHealth(const NodeMetricsSnapshot& snapshot) {
-  if (snapshot.serving) return {200, "text/plain; charset=utf-8", "serving\n"};
+  if (snapshot.serving) {
+    // Still serving its own bridges and clients: healthy for a load balancer, with the
+    // cluster's trouble said for the operator.
+    return {200, "text/plain; charset=utf-8",
+            snapshot.cluster_problem.empty()
+                ? "serving\n"
+                : "serving\ncluster " + snapshot.cluster_problem + "\n"};
+  }
   return {503, "text/plain; charset=utf-8", "not serving: " + snapshot.not_serving_reason + "\n"};
 }
 

@@ -27,6 +27,9 @@ struct NodeMetricsSnapshot {
   std::vector<net::ShardStats> engine;   // one per shard; empty while not serving
   // The cluster (all zero when the node is not in one).
   bool cluster_member = false;
+  // Empty when the cluster is whole; else what is wrong ("stopped: ...", or "degraded:
+  // 1 of 3 members unreachable (10.0.0.3:5279)"): /healthz says it.
+  std::string cluster_problem;
   bool cluster_leader = false;
   uint64_t cluster_term = 0;
   uint64_t cluster_leader_id = 0;

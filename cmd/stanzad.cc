@@ -337,6 +337,7 @@ class Daemon {
     if (engine_) snapshot->engine = engine_->stats();
     if (cluster_ && cluster_->has_state()) {
       const cluster::ClusterStatus cluster = cluster_->Status();
+      snapshot->cluster_problem = ClusterProblem(cluster);
       snapshot->cluster_member = cluster.member;
       snapshot->cluster_leader = cluster.role == raft::Role::kLeader;
       snapshot->cluster_term = cluster.term;
@@ -1572,6 +1573,21 @@ class Daemon {
     usage();
   }
 
+  // What is wrong with this node's cluster, for status and /healthz; empty when whole.
+  std::string ClusterProblem(const cluster::ClusterStatus& cluster) const {
+    if (!cluster.failed.ok()) return "stopped: " + std::string(cluster.failed.message());
+    if (!cluster_tls_error_.empty()) return "stopped: " + cluster_tls_error_;
+    if (!config_.cluster_enabled || !cluster.member) return "";
+    std::vector<std::string> unreachable;
+    for (const cluster::MemberStatus& member : cluster.members) {
+      if (!member.connected) unreachable.push_back(member.address);
+    }
+    if (unreachable.empty()) return "";
+    return "degraded: " + std::to_string(unreachable.size()) + " of " +
+           std::to_string(cluster.members.size()) + " members unreachable (" +
+           absl::StrJoin(unreachable, ", ") + ")";
+  }
+
   NodeRuntimeStatus RuntimeStatus() const {
     NodeRuntimeStatus status;
     status.version = kVersion;
@@ -1610,6 +1626,9 @@ class Daemon {
                                                                  : "CANDIDATE";
       status.cluster = role + ", " + std::to_string(cluster.members.size()) + " members, leader " +
                        (cluster.leader_address.empty() ? "unknown" : cluster.leader_address);
+      if (const std::string problem = ClusterProblem(cluster); !problem.empty()) {
+        status.cluster += "; " + problem;
+      }
     } else {
       status.cluster =
           config_.cluster_enabled ? "enabled, not in a cluster yet" : "not clustered (single node)";
