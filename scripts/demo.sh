@@ -83,7 +83,9 @@ for n in 2 3; do
   ctl "$n" xmpp enable
   ctl "$n" xmpp cluster enable
   # Joining needs a member's approval: a single-use token made on a member.
-  TOKEN=$(ctl 1 xmpp cluster token | tee /dev/stderr | sed -n 's/.*--token=\([^ ]*\).*/\1/p')
+  TOKEN_OUT=$(ctl 1 xmpp cluster token)
+  echo "$TOKEN_OUT"
+  TOKEN=$(sed -n 's/.*--token=\([^ ]*\).*/\1/p' <<<"$TOKEN_OUT")
   ctl "$n" xmpp cluster join "127.0.0.1:$CLUSTER_PORT" --token="$TOKEN"
 done
 

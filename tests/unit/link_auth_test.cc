@@ -1,0 +1,120 @@
+// The cluster link handshake's pure parts: encodings, proofs, tokens.
+#include "cluster/node/link_auth.h"
+
+#include <gtest/gtest.h>
+
+#include <string>
+
+#include "cluster/node/frames.h"
+#include "core/base/hex.h"
+
+namespace stanzad::cluster {
+namespace {
+
+AuthHello MakeHello() {
+  AuthHello hello;
+  hello.credential = LinkCredential::kJoinToken;
+  hello.token_id = 0x0102030405060708;
+  hello.node = 42;
+  hello.nonce = std::string(kAuthNonceBytes, 'n');
+  hello.address = "127.0.0.1:5279";
+  return hello;
+}
+
+TEST(LinkAuthTest, HelloAndChallengeRoundTripAndRefuseWhatCannotBe) {
+  const std::string hello = EncodeAuthHello(MakeHello());
+  absl::StatusOr<AuthHello> decoded = DecodeAuthHello(hello);
+  ASSERT_TRUE(decoded.ok()) << decoded.status();
+  EXPECT_EQ(EncodeAuthHello(*decoded), hello);
+  for (size_t cut = 0; cut < 2 + 8 + 8 + kAuthNonceBytes; ++cut) {
+    EXPECT_FALSE(DecodeAuthHello(hello.substr(0, cut)).ok()) << "cut at " << cut;
+  }
+  std::string future = hello;
+  future[0] = 2;
+  EXPECT_FALSE(DecodeAuthHello(future).ok());
+  AuthHello no_token = MakeHello();
+  no_token.token_id = 0;  // a join token credential without a token
+  EXPECT_FALSE(DecodeAuthHello(EncodeAuthHello(no_token)).ok());
+  AuthHello node_zero = MakeHello();
+  node_zero.node = 0;
+  EXPECT_FALSE(DecodeAuthHello(EncodeAuthHello(node_zero)).ok());
+  AuthHello long_address = MakeHello();
+  long_address.address = std::string(256, 'a');
+  EXPECT_FALSE(DecodeAuthHello(EncodeAuthHello(long_address)).ok());
+  EXPECT_LE(EncodeAuthHello(MakeHello()).size() + 223, kAuthFrameBytesMax)
+      << "the longest hello fits the pre-authentication frame bound";
+
+  const AuthChallenge challenge{7, std::string(kAuthNonceBytes, 'm'),
+                                std::string(kAuthProofBytes, 'p')};
+  const std::string bytes = EncodeAuthChallenge(challenge);
+  ASSERT_TRUE(DecodeAuthChallenge(bytes).ok());
+  EXPECT_FALSE(DecodeAuthChallenge(bytes + "x").ok());
+  EXPECT_FALSE(DecodeAuthChallenge(bytes.substr(0, bytes.size() - 1)).ok());
+}
+
+TEST(LinkAuthTest, ProofsNeedTheSecretAndBothNonces) {
+  const std::string secret(kClusterKeyBytes, 'k');
+  const std::string hello = EncodeAuthHello(MakeHello());
+  const std::string nonce(kAuthNonceBytes, 'a');
+  const AuthProofs proofs = DeriveAuthProofs(secret, hello, 9, nonce);
+  EXPECT_EQ(proofs.acceptor.size(), kAuthProofBytes);
+  EXPECT_NE(proofs.acceptor, proofs.dialler) << "one side's proof is not the other's";
+  EXPECT_NE(proofs.key_wrap, proofs.dialler);
+  EXPECT_EQ(DeriveAuthProofs(secret, hello, 9, nonce).dialler, proofs.dialler) << "deterministic";
+  EXPECT_NE(DeriveAuthProofs(std::string(kClusterKeyBytes, 'x'), hello, 9, nonce).dialler,
+            proofs.dialler);
+  EXPECT_NE(DeriveAuthProofs(secret, hello, 10, nonce).dialler, proofs.dialler);
+  EXPECT_NE(DeriveAuthProofs(secret, hello, 9, std::string(kAuthNonceBytes, 'b')).dialler,
+            proofs.dialler);
+  AuthHello other = MakeHello();
+  other.nonce[0] = 'o';
+  EXPECT_NE(DeriveAuthProofs(secret, EncodeAuthHello(other), 9, nonce).dialler, proofs.dialler);
+  // The wrapped key unwraps with the same pad, and only with it.
+  const std::string key(kClusterKeyBytes, 'K');
+  EXPECT_EQ(XorBytes(XorBytes(key, proofs.key_wrap), proofs.key_wrap), key);
+  EXPECT_NE(XorBytes(key, proofs.key_wrap), key);
+}
+
+TEST(LinkAuthTest, ConstantTimeEqualityAndRandomBytes) {
+  EXPECT_TRUE(EqualInConstantTime("abc", "abc"));
+  EXPECT_FALSE(EqualInConstantTime("abc", "abd"));
+  EXPECT_FALSE(EqualInConstantTime("abc", "abcd"));
+  EXPECT_EQ(RandomBytes(300).size(), 300u);
+  EXPECT_NE(RandomBytes(32), RandomBytes(32));
+}
+
+TEST(LinkAuthTest, JoinTokensPrintAndParse) {
+  const JoinToken token{0x00ab00cd00ef0012, std::string("0123456789abcdef")};
+  const std::string text = FormatJoinToken(token);
+  EXPECT_EQ(text, "00ab00cd00ef0012." + HexOf(token.secret));
+  absl::StatusOr<JoinToken> parsed = ParseJoinToken(text);
+  ASSERT_TRUE(parsed.ok()) << parsed.status();
+  EXPECT_EQ(parsed->id, token.id);
+  EXPECT_EQ(parsed->secret, token.secret);
+  for (const std::string_view bad : {"", "00ab00cd00ef0012", "00ab00cd00ef0012.",
+                                     "0000000000000000.30313233343536373839616263646566",
+                                     "00ab00cd00ef001.0303132333435363738396162636465666",
+                                     "zzab00cd00ef0012.30313233343536373839616263646566",
+                                     "00ab00cd00ef0012.3031323334353637383961626364656",
+                                     "00ab00cd00ef0012-30313233343536373839616263646566"}) {
+    absl::StatusOr<JoinToken> refused = ParseJoinToken(bad);
+    EXPECT_FALSE(refused.ok()) << bad;
+    if (!refused.ok()) {
+      EXPECT_NE(std::string(refused.status().message()).find("cluster token"), std::string::npos);
+    }
+  }
+}
+
+TEST(LinkAuthTest, FramesBeforeAuthenticationAreBounded) {
+  std::string buffer;
+  AppendFrame(FrameType::kAuthHello, std::string(kAuthFrameBytesMax, 'x'), &buffer);
+  size_t offset = 0;
+  EXPECT_FALSE(ParseFrameAt(buffer, &offset, kAuthFrameBytesMax).ok()) << "one byte too long";
+  // A header that announces 60 MiB is refused from its first four bytes.
+  const std::string huge("\x03\xc0\x00\x00\x09", 5);
+  offset = 0;
+  EXPECT_FALSE(ParseFrameAt(huge, &offset, kAuthFrameBytesMax).ok());
+}
+
+}  // namespace
+}  // namespace stanzad::cluster
