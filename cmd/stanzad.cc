@@ -93,6 +93,10 @@ ABSL_FLAG(uint16_t, cluster_port, 5279,
           "to nodes that join with a token) before anything else is read; mutual TLS as well "
           "once the node has a certificate ('certs') and the cluster a trust bundle ('cluster "
           "trust'). Without TLS the links are not encrypted: keep them on a private network.");
+ABSL_FLAG(std::string, cluster_address, "",
+          "This node's cluster address: the IP the cluster port opens on and the other nodes "
+          "dial. Empty: the first listen address (which must not then be a wildcard such as "
+          "0.0.0.0 or ::).");
 ABSL_FLAG(int, cluster_handshake_timeout_ms, 5000,
           "A cluster link must connect, finish TLS and authenticate within this many "
           "milliseconds, or it is closed.");
@@ -417,11 +421,24 @@ class Daemon {
   // ---- The cluster ----
 
   // This node's cluster address: the first listen address and --cluster_port.
+  // (--cluster_address when given.) Empty when there is none, or when the first listen
+  // address is a wildcard that no peer could dial.
   std::string ClusterAddress() const {
-    if (config_.listen.empty()) return "";
-    const std::string& ip = config_.listen.front();
     const std::string port = std::to_string(absl::GetFlag(FLAGS_cluster_port));
+    std::string ip = absl::GetFlag(FLAGS_cluster_address);
+    if (ip.empty()) {
+      if (config_.listen.empty() || IsWildcard(config_.listen.front())) return "";
+      ip = config_.listen.front();
+    }
     return ip.find(':') != std::string::npos ? "[" + ip + "]:" + port : ip + ":" + port;
+  }
+
+  static bool IsWildcard(const std::string& ip) {
+    in6_addr address{};
+    if (inet_pton(AF_INET, ip.c_str(), &address) == 1) {
+      return reinterpret_cast<const in_addr*>(&address)->s_addr == INADDR_ANY;
+    }
+    return inet_pton(AF_INET6, ip.c_str(), &address) == 1 && IN6_IS_ADDR_UNSPECIFIED(&address);
   }
 
   absl::Status OpenCluster() {
@@ -1373,10 +1390,18 @@ class Daemon {
       if (request.args.size() != 2) return usage();
       NodeConfig proposed = config_;
       proposed.cluster_enabled = verb == "enable";
-      if (proposed.cluster_enabled && config_.listen.empty()) {
+      if (proposed.cluster_enabled && config_.listen.empty() &&
+          absl::GetFlag(FLAGS_cluster_address).empty()) {
         return reply({1,
                       "error: set a listen address first (stanzactl listen IP): the cluster "
                       "port opens on the first one\n"});
+      }
+      if (proposed.cluster_enabled && ClusterAddress().empty()) {
+        return reply({1, "error: the first listen address (" + config_.listen.front() +
+                             ") is a wildcard that other nodes cannot dial; start stanzad with "
+                             "--cluster_address=THIS_NODE_IP (the address the other nodes "
+                             "reach it at), or list that address first (stanzactl listen "
+                             "IP)\n"});
       }
       if (absl::Status saved = CommitLocal(proposed, "cluster " + verb); !saved.ok()) {
         return reply(Error(saved));
@@ -1867,6 +1892,17 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "stanzad: --routing must be leader or direct, not '%s'\n",
                  routing.c_str());
     return 2;
+  }
+  if (const std::string address = absl::GetFlag(FLAGS_cluster_address); !address.empty()) {
+    in6_addr parsed{};
+    if (inet_pton(AF_INET, address.c_str(), &parsed) != 1 &&
+        inet_pton(AF_INET6, address.c_str(), &parsed) != 1) {
+      std::fprintf(stderr,
+                   "stanzad: --cluster_address must be this node's IP address (no port: "
+                   "--cluster_port), not '%s'\n",
+                   address.c_str());
+      return 2;
+    }
   }
   stanzad::SetLogLevel(level == "error"     ? stanzad::LogLevel::kError
                        : level == "warning" ? stanzad::LogLevel::kWarning

@@ -313,9 +313,21 @@ void PeerTransport::ReadFrom(Link& link) {
                            : Errno(Concat("recv from ", link.address), errno));
       return;
     }
+    const bool first_bytes = !link.received_any;
+    link.received_any = true;
     if (link.tls) {
       absl::Status fed = link.tls->Feed(std::string_view(buffer, static_cast<size_t>(n)));
       if (fed.ok()) fed = link.tls->Read(&link.in);
+      if (!fed.ok() && first_bytes && !link.outgoing && buffer[0] != 0x16) {
+        // A node without TLS dialled: tell it why in the clear it speaks, so its
+        // operator reads the cause, not "closed by the peer".
+        std::string refusal;
+        AppendFrame(FrameType::kAuthRefused,
+                    "this cluster's links use TLS and this node has none: give it 'stanzactl "
+                    "certs' and 'stanzactl cluster trust' first",
+                    &refusal);
+        (void)send(link.fd, refusal.data(), refusal.size(), MSG_NOSIGNAL | MSG_DONTWAIT);
+      }
       if (!fed.ok()) {
         WriteTo(link);  // the alert, if any
         if (Find(id) == nullptr) return;

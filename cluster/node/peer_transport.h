@@ -163,6 +163,7 @@ class PeerTransport {
     bool persistent = false;  // a SetPeers link: re-dialled when it fails
     bool connecting = false;
     bool authenticated = false;
+    bool received_any = false;  // a byte from the peer arrived
     // Outgoing: the node it must reach (SetPeers), else 0 until authenticated;
     // incoming: the node it proved to be.
     raft::NodeId peer = raft::kNoNode;

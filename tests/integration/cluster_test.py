@@ -515,12 +515,20 @@ class ClusterTest(unittest.TestCase):
             for i in (0, 1):
                 with open(os.path.join(work, f"n{i}.crt")) as cert:
                     bundle.write(cert.read())
-        for i, node in enumerate((a, b, c)):
+        for i, node in enumerate((a, b)):
             ok(node, "certs", os.path.join(work, f"n{i}.key"), os.path.join(work, f"n{i}.crt"))
             out = ok(node, "cluster", "trust", os.path.join(work, "bundle.pem"))
             self.assertIn("mutual TLS", out)
             ok(node, "cluster", "enable")
         ok(a, "cluster", "initialize")
+        # A node without certificates is told the cause, not "closed by the peer".
+        ok(c, "cluster", "enable")
+        code, out, err = c.stanzactl("cluster", "join", self.address(a),
+                                     f"--token={a.join_token()}")
+        self.assertEqual(code, 1, out + err)
+        self.assertIn("use TLS", out + err)
+        ok(c, "certs", os.path.join(work, "n2.key"), os.path.join(work, "n2.crt"))
+        ok(c, "cluster", "trust", os.path.join(work, "bundle.pem"))
         ok(b, "cluster", "join", self.address(a), f"--token={a.join_token()}")
         self.assertEqual(status(b)["tls"], True)
         self.assertIn("Cluster links      : authenticated with the cluster key, over mutual TLS",
@@ -534,6 +542,22 @@ class ClusterTest(unittest.TestCase):
                    what="the refusal logged on the member")
         self.assertRegex(a.read_log(), r"cluster_link_refused .*not (issued by a )?trusted")
         self.assertEqual(len(status(a)["members"]), 2)
+
+    def test_a_wildcard_listen_address_needs_a_cluster_address(self):
+        a = self.start("127.0.0.1")
+        ok(a, "listen", "0.0.0.0")
+        code, out, err = a.stanzactl("cluster", "enable")
+        out += err
+        self.assertEqual(code, 1)
+        self.assertIn("0.0.0.0", out)
+        self.assertIn("--cluster_address=", out)
+        self.assertFalse(status(a)["listening"])
+        a.stop()
+        a.extra_flags.append("--cluster_address=127.0.0.1")
+        a.start(seed=False)
+        self.assertIn(f"127.0.0.1:{a.cluster_port}", ok(a, "cluster", "enable"))
+        out = ok(a, "cluster", "initialize")
+        self.assertIn(f"stanzactl cluster join 127.0.0.1:{a.cluster_port} --token=", out)
 
     def test_errors_name_cause_and_fix(self):
         a = self.start("127.0.0.1")
