@@ -28,6 +28,7 @@ enum class CommandKind : uint8_t {
   kSetSaltKey = 9,
   kAddJoinToken = 10,
   kUseJoinToken = 11,
+  kSetMemberIdentity = 12,
 };
 
 constexpr uint8_t kHasScramSha1 = 1;
@@ -128,6 +129,13 @@ struct CommandEncoder {
     w->PutU8(static_cast<uint8_t>(CommandKind::kUseJoinToken));
     w->PutU64(c.id);
     w->PutU64(c.now_unix_s);
+    w->PutU64(c.member);
+    w->PutString(c.identity);
+  }
+  void operator()(const SetMemberIdentity& c) const {
+    w->PutU8(static_cast<uint8_t>(CommandKind::kSetMemberIdentity));
+    w->PutU64(c.member);
+    w->PutString(c.identity);
   }
 };
 
@@ -297,7 +305,30 @@ class CommandExecutor {
           "the join token is unknown, used or expired; make a new one on a member with "
           "'stanzactl cluster token'");
     }
-    if (target_ != nullptr) target_->join_tokens.erase(c.id);
+    if (c.member == 0 ||
+        (!c.identity.empty() && c.identity.size() != config::kMemberIdentityBytes)) {
+      return absl::InvalidArgumentError("a join needs the joiner's node id and a 32-byte identity");
+    }
+    if (target_ != nullptr) {
+      target_->join_tokens.erase(c.id);
+      if (!c.identity.empty()) target_->member_identities[c.member] = c.identity;
+    }
+    changed_ = true;
+    return absl::OkStatus();
+  }
+
+  absl::Status operator()(const SetMemberIdentity& c) {
+    if (c.member == 0 || c.identity.size() != config::kMemberIdentityBytes) {
+      return absl::InvalidArgumentError("a member identity needs a node id and 32 bytes");
+    }
+    auto it = current_.member_identities.find(c.member);
+    if (it != current_.member_identities.end() && it->second == c.identity) {
+      return absl::OkStatus();
+    }
+    if (current_.member_identities.size() >= config::kMembersMax) {
+      return absl::ResourceExhaustedError("too many member identities");
+    }
+    if (target_ != nullptr) target_->member_identities[c.member] = c.identity;
     changed_ = true;
     return absl::OkStatus();
   }
@@ -405,7 +436,14 @@ absl::StatusOr<ConfigCommand> DecodeConfigCommand(std::string_view bytes) {
     }
     case CommandKind::kUseJoinToken: {
       UseJoinToken c;
-      ok = r.GetU64(&c.id) && r.GetU64(&c.now_unix_s);
+      ok = r.GetU64(&c.id) && r.GetU64(&c.now_unix_s) && r.GetU64(&c.member) &&
+           r.GetString(&c.identity, config::kMemberIdentityBytes);
+      command = std::move(c);
+      break;
+    }
+    case CommandKind::kSetMemberIdentity: {
+      SetMemberIdentity c;
+      ok = r.GetU64(&c.member) && r.GetString(&c.identity, config::kMemberIdentityBytes);
       command = std::move(c);
       break;
     }
@@ -456,7 +494,9 @@ absl::Status ConfigStateMachine::ApplyMembership(const raft::Entry& entry) {
     return absl::InvalidArgumentError("membership entry does not decode");
   }
   if (entry.type == raft::EntryType::kRemoveMember) {
-    if (config_.members.erase(member.id) > 0) config_.version = entry.index;
+    // A removed member's certificate key stops naming anyone: its links are refused.
+    const bool identity = config_.member_identities.erase(member.id) > 0;
+    if (config_.members.erase(member.id) > 0 || identity) config_.version = entry.index;
     return absl::OkStatus();
   }
   if (absl::Status status = config::ValidateMemberAddress(member.address); !status.ok()) {

@@ -110,15 +110,25 @@ struct AddJoinToken {
 
 // A node joined with this token (the leader proposes it before it adds the node): it is
 // gone, so a second join with it is refused. NotFound for an unknown or expired token.
+// With TLS, the joiner's certificate key is bound to its node id in the same step.
 struct UseJoinToken {
   uint64_t id = 0;
   uint64_t now_unix_s = 0;
+  uint64_t member = 0;   // the joiner's node id
+  std::string identity;  // its certificate's key (tls::PublicKeyDigest), or empty
   friend bool operator==(const UseJoinToken&, const UseJoinToken&) = default;
 };
 
-using ConfigCommand =
-    std::variant<SetDomain, SetListen, SetTlsFiles, AddCallbridge, DeleteCallbridge, AddUser,
-                 DeleteUser, SetUserCredentials, SetSaltKey, AddJoinToken, UseJoinToken>;
+// Binds a member's certificate key (the first node of a TLS cluster, at initialize).
+struct SetMemberIdentity {
+  uint64_t member = 0;
+  std::string identity;
+  friend bool operator==(const SetMemberIdentity&, const SetMemberIdentity&) = default;
+};
+
+using ConfigCommand = std::variant<SetDomain, SetListen, SetTlsFiles, AddCallbridge,
+                                   DeleteCallbridge, AddUser, DeleteUser, SetUserCredentials,
+                                   SetSaltKey, AddJoinToken, UseJoinToken, SetMemberIdentity>;
 
 // The data of a kNormal Raft entry (format version 1). Deterministic.
 std::string EncodeConfigCommand(const ConfigCommand& command);

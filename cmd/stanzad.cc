@@ -480,9 +480,13 @@ class Daemon {
         auto server = tls::TlsContext::Server(chain, *key, server_options);
         auto client = tls::TlsContext::Client(*trust, true, client_options);
         status = !server.ok() ? server.status() : !client.ok() ? client.status() : status;
+        absl::StatusOr<std::string> identity =
+            status.ok() ? tls::PublicKeyDigest(*cert) : absl::StatusOr<std::string>(status);
+        if (status.ok() && !identity.ok()) status = identity.status();
         if (status.ok()) {
           options.tls_server = *server;
           options.tls_client = *client;
+          options.tls_identity = *identity;
         }
       }
       if (!status.ok()) {

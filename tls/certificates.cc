@@ -17,6 +17,7 @@
 
 // clang-format off
 #include <wolfssl/openssl/evp.h>
+#include <wolfssl/wolfcrypt/sha256.h>
 // clang-format on
 
 namespace stanzad::tls {
@@ -493,6 +494,31 @@ absl::StatusOr<std::string> ReadPemFile(const std::string& path) {
   if (in.bad()) return absl::DataLossError(Concat("cannot read ", path, ": read error"));
   if (contents.empty()) return absl::InvalidArgumentError(Concat(path, " is empty"));
   return contents;
+}
+
+absl::StatusOr<std::string> PublicKeyDigest(std::string_view cert_pem) {
+  internal::EnsureWolfSslInitialized();
+  absl::StatusOr<std::vector<ParsedCertificate>> certificates =
+      ParseCertificates(cert_pem, "the certificate");
+  if (!certificates.ok()) return certificates.status();
+  if (certificates->empty()) return NotACertificate(cert_pem, "the certificate");
+  WOLFSSL_X509* x509 = certificates->front().x509.get();
+  int size = 0;
+  if (wolfSSL_X509_get_pubkey_buffer(x509, nullptr, &size) != WOLFSSL_SUCCESS || size <= 0) {
+    return absl::InvalidArgumentError("the certificate's public key cannot be read");
+  }
+  std::string key(static_cast<size_t>(size), '\0');
+  if (wolfSSL_X509_get_pubkey_buffer(x509, reinterpret_cast<unsigned char*>(key.data()), &size) !=
+      WOLFSSL_SUCCESS) {
+    return absl::InvalidArgumentError("the certificate's public key cannot be read");
+  }
+  key.resize(static_cast<size_t>(size));
+  std::string digest(WC_SHA256_DIGEST_SIZE, '\0');
+  if (wc_Sha256Hash(reinterpret_cast<const byte*>(key.data()), static_cast<word32>(key.size()),
+                    reinterpret_cast<byte*>(digest.data())) != 0) {
+    return absl::InternalError("SHA-256 failed");
+  }
+  return digest;
 }
 
 }  // namespace stanzad::tls

@@ -43,6 +43,10 @@ struct CertificateSummary {
 // The first certificate of a PEM text.
 absl::StatusOr<CertificateSummary> SummarizeCertificate(std::string_view cert_pem);
 
+// SHA-256 of the public key (its DER SubjectPublicKeyInfo) of the first certificate of a
+// PEM text: 32 bytes that name the key, the same for every certificate issued for it.
+absl::StatusOr<std::string> PublicKeyDigest(std::string_view cert_pem);
+
 // OK if `key_pem` is the private key of the (first) certificate in `cert_pem`.
 absl::Status CheckKeyMatchesCertificate(std::string_view key_pem, std::string_view cert_pem);
 

@@ -104,6 +104,7 @@ absl::Status ClusterNode::Start() {
     transport_->set_tls(options_.tls_server, options_.tls_client);
   }
   transport_->set_cluster_key(cluster_key_);
+  transport_->set_peer_check([this](const LinkPeer& peer) { return CheckPeer(peer); });
   transport_->set_token_lookup([this](uint64_t id) -> std::optional<std::string> {
     if (!failed_.ok()) return std::nullopt;
     const auto& tokens = machine_.config().join_tokens;
@@ -113,6 +114,28 @@ absl::Status ClusterNode::Start() {
   });
   Process();
   return absl::OkStatus();
+}
+
+absl::Status ClusterNode::CheckPeer(const LinkPeer& peer) const {
+  if (peer.join_token != 0) return absl::OkStatus();  // bound when its token is used
+  const auto& bound = machine_.config().member_identities;
+  if (auto it = bound.find(peer.id); it != bound.end() && !peer.identity.empty()) {
+    if (EqualInConstantTime(it->second, peer.identity)) return absl::OkStatus();
+    return absl::PermissionDeniedError(
+        Concat("node ", std::to_string(peer.id),
+               " presented a certificate whose key is not the one bound to it when it joined; if "
+               "its certificate was renewed with a new key, remove it (cluster remove) and join it "
+               "again with a token"));
+  }
+  // Not in a cluster yet (joining): the key is all it knows. A member or a node being
+  // added (its token used, so bound or about to be listed) may talk to a member.
+  if (!raft_->is_member() || raft_->members().count(peer.id) != 0 || bound.count(peer.id) != 0) {
+    return absl::OkStatus();
+  }
+  return absl::PermissionDeniedError(
+      Concat("node ", std::to_string(peer.id),
+             " is not a member of this cluster (removed?); to bring it back, reset it and join "
+             "it with a token"));
 }
 
 uint64_t ClusterNode::UnixNowS() {
@@ -158,6 +181,9 @@ void ClusterNode::Initialize(std::vector<ConfigCommand> seed, Done done) {
     return done(absl::FailedPreconditionError(
         "this node is already in a cluster ('stanzactl cluster status' shows it); to start "
         "over, remove it from the cluster and reset it first"));
+  }
+  if (!options_.tls_identity.empty()) {
+    seed.push_back(SetMemberIdentity{id(), options_.tls_identity});
   }
   // The key first: a cluster this node leads must never exist without it.
   if (absl::Status saved = SaveClusterKey(RandomBytes(kClusterKeyBytes)); !saved.ok()) {
@@ -283,7 +309,7 @@ void ClusterNode::Remove(const RemoveTarget& target, Done done) {
     local.done = std::move(done);
     local.deadline_ms = now_ms_ + kRequestTimeoutMs;
     forwarded_.emplace(request.id, std::move(local));
-    OnRequest(kNoLink, LinkPeer{id(), 0}, request);
+    OnRequest(kNoLink, LinkPeer{id(), 0, ""}, request);
     return;
   }
   if (raft_->leader() == raft::kNoNode) {
@@ -426,7 +452,7 @@ void ClusterNode::OnRequest(LinkId link, const LinkPeer& peer, const Request& re
       LogEvent(LogLevel::kInfo, "cluster_join_requested",
                Concat("id=", std::to_string(member.id), " address=", member.address));
       // The token is used up first (committed), so that it admits one node only.
-      const ConfigCommand use = UseJoinToken{peer.join_token, UnixNowS()};
+      const ConfigCommand use = UseJoinToken{peer.join_token, UnixNowS(), member.id, peer.identity};
       if (absl::Status check = machine_.Check(use); !check.ok()) {
         return Answer(link, request.id, check);
       }

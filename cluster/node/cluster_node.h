@@ -26,8 +26,11 @@
 // Frames are checked against the link they came on: Raft messages must come from the node
 // the link authenticated (`from`), a snapshot must decode before Raft sees it, requests
 // need a member's link, a join needs a join token's link; data frames come only from
-// members. A stored snapshot that does not load stops this node's Raft (status().failed)
-// but the node opens, so the daemon still serves and says why.
+// members. Once this node is a member, links are accepted only from members and nodes
+// being added; with TLS, a member's link must present the certificate key bound to its
+// node id when it joined (Config::member_identities), so a removed node is refused. A stored
+// snapshot that does not load stops this node's Raft (status().failed) but the node opens, so the
+// daemon still serves and says why.
 //
 // Ready handling follows cluster/raft/raft.h: snapshot, entries, then the hard state go
 // to the RaftStore and are synced before messages leave; committed entries are applied
@@ -75,6 +78,9 @@ struct ClusterNodeOptions {
   // the client context presents this node's certificate and verifies the peer's.
   std::shared_ptr<const tls::TlsContext> tls_server;
   std::shared_ptr<const tls::TlsContext> tls_client;
+  // With TLS: this node's certificate key (tls::PublicKeyDigest), bound to its node id
+  // when it initializes a cluster (a joiner's is taken from its link by the leader).
+  std::string tls_identity;
 };
 
 // A member as `cluster status` shows it.
@@ -204,6 +210,7 @@ class ClusterNode {
   void OnFrame(LinkId link, const LinkPeer& peer, Frame frame);
   void OnLinkClosed(LinkId link, raft::NodeId peer, const absl::Status& reason);
   void OnRequest(LinkId link, const LinkPeer& peer, const Request& request);
+  absl::Status CheckPeer(const LinkPeer& peer) const;
   void OnReply(const Reply& reply);
   void Answer(LinkId link, uint64_t id, const absl::Status& status,
               const std::string& leader_address = "", const std::string& wrapped_key = "");

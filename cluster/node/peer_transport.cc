@@ -13,6 +13,7 @@
 
 #include "core/base/concat.h"
 #include "core/base/log.h"
+#include "tls/certificates.h"
 
 namespace stanzad::cluster {
 namespace {
@@ -387,7 +388,7 @@ void PeerTransport::ReadFrom(Link& link) {
       return;
     }
     last_heard_ms_[current->peer] = now_ms_;
-    on_frame_(id, LinkPeer{current->peer, current->join_token}, std::move(got));
+    on_frame_(id, LinkPeer{current->peer, current->join_token, current->identity}, std::move(got));
   }
 }
 
@@ -491,6 +492,24 @@ void PeerTransport::Authenticated(Link& link) {
   if (!link.outgoing && isolated_from_.count(HostOf(link.address)) != 0) {
     CloseLink(id, absl::UnavailableError("isolated (cluster isolate)"));
     return;
+  }
+  if (link.tls) {
+    absl::StatusOr<std::string> identity = tls::PublicKeyDigest(link.tls->PeerCertificatePem());
+    if (!identity.ok()) {
+      Refuse(link,
+             Concat("its certificate's key cannot be read: ",
+                    std::string(identity.status().message())),
+             "");
+      return;
+    }
+    link.identity = *identity;
+  }
+  if (peer_check_) {
+    if (absl::Status allowed = peer_check_(LinkPeer{link.peer, link.join_token, link.identity});
+        !allowed.ok()) {
+      Refuse(link, std::string(allowed.message()), "");
+      return;
+    }
   }
   link.authenticated = true;
   if (!link.outgoing) {

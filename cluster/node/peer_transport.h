@@ -71,6 +71,7 @@ struct LinkSelf {
 struct LinkPeer {
   raft::NodeId id = raft::kNoNode;  // the node id it proved with its credential
   uint64_t join_token = 0;          // not 0: authenticated by this join token, not the key
+  std::string identity;             // with TLS: its certificate's key (tls::PublicKeyDigest)
 };
 
 class PeerTransport {
@@ -89,6 +90,9 @@ class PeerTransport {
   using PeerUpHandler = std::function<void(raft::NodeId peer)>;
   // The secret of a join token that is valid now, or nullopt.
   using TokenLookup = std::function<std::optional<std::string>(uint64_t token_id)>;
+  // Whether the peer a link authenticated may be who it says (with TLS: its certificate's
+  // key against the one bound to its node id); an error refuses the link with its text.
+  using PeerCheck = std::function<absl::Status(const LinkPeer& peer)>;
 
   PeerTransport(LinkSelf self, const TransportLimits& limits, FrameHandler on_frame,
                 CloseHandler on_close);
@@ -104,6 +108,7 @@ class PeerTransport {
   void set_cluster_key(std::string key) { cluster_key_ = std::move(key); }
   bool has_cluster_key() const { return !cluster_key_.empty(); }
   void set_token_lookup(TokenLookup lookup) { token_lookup_ = std::move(lookup); }
+  void set_peer_check(PeerCheck check) { peer_check_ = std::move(check); }
   ~PeerTransport();
 
   absl::Status Listen(const net::Endpoint& endpoint);
@@ -169,6 +174,7 @@ class PeerTransport {
     raft::NodeId peer = raft::kNoNode;
     std::optional<JoinToken> token;  // outgoing: authenticate with it, not the key
     uint64_t join_token = 0;         // authenticated by this join token
+    std::string identity;            // with TLS: the peer certificate's key digest
     std::string address;
     std::string remote_ip;  // incoming: the connecting host
     std::string in, out;    // plaintext: frames read, frames to send
@@ -213,6 +219,7 @@ class PeerTransport {
   TransportLimits limits_;
   std::string cluster_key_;
   TokenLookup token_lookup_;
+  PeerCheck peer_check_;
   FrameHandler on_frame_;
   CloseHandler on_close_;
   PeerUpHandler on_peer_up_;

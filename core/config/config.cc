@@ -295,6 +295,14 @@ absl::Status Config::Validate() const {
     return Invalid("the unknown-user salt key must have 32 to 128 bytes");
   }
   if (join_tokens.size() > kJoinTokensMax) return Invalid("more than 64 join tokens");
+  if (member_identities.size() > kMembersMax + kJoinTokensMax) {
+    return Invalid("too many member identities");
+  }
+  for (const auto& [id, identity] : member_identities) {
+    if (id == 0 || identity.size() != kMemberIdentityBytes) {
+      return Invalid("a member identity with node id 0 or of the wrong size");
+    }
+  }
   for (const auto& [id, token] : join_tokens) {
     if (id == 0 || token.secret.size() != kJoinTokenSecretBytes) {
       return Invalid("a join token with id 0 or a secret of the wrong size");
@@ -350,6 +358,11 @@ std::string EncodeConfig(const Config& config) {
       w.PutU64(id);
       w.PutString(token.secret);
       w.PutU64(token.expires_unix_s);
+    }
+    w.PutU32(static_cast<uint32_t>(config.member_identities.size()));
+    for (const auto& [id, identity] : config.member_identities) {
+      w.PutU64(id);
+      w.PutString(identity);
     }
   }
   return w.Take();
@@ -440,7 +453,21 @@ absl::StatusOr<Config> DecodeConfig(std::string_view bytes) {
       }
       config.join_tokens.emplace_hint(config.join_tokens.end(), id, std::move(token));
     }
-    if (config.unknown_user_salt_key.empty() && config.join_tokens.empty()) {
+    if (!r.GetCount(&count, kMembersMax + kJoinTokensMax, 8 + 4 + kMemberIdentityBytes)) {
+      return truncated();
+    }
+    for (uint32_t i = 0; i < count; ++i) {
+      uint64_t id = 0;
+      std::string identity;
+      if (!r.GetU64(&id) || !r.GetString(&identity, kMemberIdentityBytes)) return truncated();
+      if (!config.member_identities.empty() && config.member_identities.rbegin()->first >= id) {
+        return Invalid("configuration: member identities out of order");
+      }
+      config.member_identities.emplace_hint(config.member_identities.end(), id,
+                                            std::move(identity));
+    }
+    if (config.unknown_user_salt_key.empty() && config.join_tokens.empty() &&
+        config.member_identities.empty()) {
       return Invalid("configuration: an empty cluster section");
     }
   }

@@ -52,6 +52,7 @@ inline constexpr uint32_t kScramIterationsMin = 4096;  // RFC 7677 §4
 inline constexpr uint32_t kScramIterationsMax = 10'000'000;
 inline constexpr size_t kSaltKeyBytesMax = 128;
 inline constexpr size_t kJoinTokensMax = 64;
+inline constexpr size_t kMemberIdentityBytes = 32;   // SHA-256
 inline constexpr size_t kJoinTokenSecretBytes = 16;  // as cluster::kJoinTokenSecretBytes
 inline constexpr size_t kSha1Bytes = 20;
 inline constexpr size_t kSha256Bytes = 32;
@@ -121,6 +122,9 @@ struct Config {
   std::string unknown_user_salt_key;
   // Join tokens not used yet, by id (never 0); at most kJoinTokensMax.
   std::map<uint64_t, JoinTokenGrant> join_tokens;
+  // With TLS on the cluster links: node id → SHA-256 of the public key of the certificate
+  // it presented when it joined (tls::PublicKeyDigest). Its links must present that key.
+  std::map<uint64_t, std::string> member_identities;
 
   // OK, or InvalidArgument naming the first field that breaks a rule.
   absl::Status Validate() const;

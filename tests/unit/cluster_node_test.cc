@@ -2,6 +2,7 @@
 // three nodes in one process, driven by one poll() loop.
 #include "cluster/node/cluster_node.h"
 
+#include "tls/certificates.h"
 #include "tls/pki.h"
 
 #include <gtest/gtest.h>
@@ -62,6 +63,7 @@ class ClusterNodeTest : public ::testing::Test {
   std::map<size_t, std::pair<std::shared_ptr<const tls::TlsContext>,
                              std::shared_ptr<const tls::TlsContext>>>
       tls_;
+  std::map<size_t, std::string> tls_identity_;  // node i's certificate key digest
 
   // Opens (or reopens, keeping its store) node i.
   ClusterNode& Start(size_t i, bool wipe = false) {
@@ -80,6 +82,7 @@ class ClusterNodeTest : public ::testing::Test {
     if (auto it = tls_.find(i); it != tls_.end()) {
       options.tls_server = it->second.first;
       options.tls_client = it->second.second;
+      options.tls_identity = tls_identity_[i];
     }
     absl::StatusOr<std::unique_ptr<ClusterNode>> node = ClusterNode::Open(options);
     EXPECT_TRUE(node.ok()) << node.status();
@@ -258,12 +261,14 @@ struct TestCa {
     cert = *tls::MakeSelfSignedCertificatePem(key, spec);
   }
   std::pair<std::shared_ptr<const tls::TlsContext>, std::shared_ptr<const tls::TlsContext>>
-  NodeContexts(const std::string& name, const std::string& trust) const {
+  NodeContexts(const std::string& name, const std::string& trust,
+               std::string* identity = nullptr) const {
     const std::string node_key = *tls::GeneratePrivateKeyPem();
     tls::CertificateSpec spec;
     spec.subject.common_name = name;
     spec.subject.subject_alt_names = {name};
     const std::string node_cert = *tls::IssueCertificatePem(node_key, spec, cert, key);
+    if (identity != nullptr) *identity = *tls::PublicKeyDigest(node_cert);
     auto server = tls::TlsContext::Server(node_cert, node_key, {trust});
     auto client = tls::TlsContext::Client(trust, true, {node_cert, node_key});
     EXPECT_TRUE(server.ok()) << server.status();
@@ -291,6 +296,35 @@ TEST_F(ClusterNodeTest, MutualTlsLinksAndAStrangerIsRefused) {
   const absl::Status stranger = JoinThrough(2, 0);
   EXPECT_FALSE(stranger.ok());
   EXPECT_EQ(node(0).Status().members.size(), 2u);
+}
+
+TEST_F(ClusterNodeTest, WithTlsEachMembersKeyIsBoundAndARemovedMemberIsRefused) {
+  const TestCa ca;
+  for (size_t i = 0; i < 3; ++i) {
+    tls_[i] = ca.NodeContexts("n" + std::to_string(i) + ".cluster", ca.cert, &tls_identity_[i]);
+  }
+  FormThree();
+  ASSERT_TRUE(RunUntil([&] { return node(2).config().member_identities.size() == 3; }));
+  for (size_t i = 0; i < 3; ++i) {
+    EXPECT_EQ(node(2).config().member_identities.at(node(i).id()), tls_identity_[i]) << i;
+  }
+  // A follower is removed; it still holds the cluster key and a certificate from the CA,
+  // but its key is bound to no member any more: the others refuse it.
+  ASSERT_TRUE(RunUntil([&] { return Leader().has_value(); }));
+  const size_t leader = *Leader();
+  const size_t victim = (leader + 1) % 3;
+  const size_t other = (leader + 2) % 3;
+  const raft::NodeId victim_id = node(victim).id();
+  const uint64_t refused_before = node(leader).Status().links_refused;
+  ASSERT_TRUE(Await([&](auto done) { node(other).Remove({victim_id, ""}, done); }).ok());
+  ASSERT_TRUE(RunUntil([&] { return node(leader).Status().members.size() == 2; }));
+  const absl::Status removed = Await([&](auto done) {
+    node(victim).Propose(AddCallbridge{"evil", "secret", false}, done);
+  });
+  EXPECT_FALSE(removed.ok()) << removed;
+  EXPECT_GT(node(leader).Status().links_refused, refused_before);
+  EXPECT_EQ(node(leader).config().callbridges.count("evil"), 0u);
+  EXPECT_EQ(node(leader).config().member_identities.count(victim_id), 0u);
 }
 
 TEST_F(ClusterNodeTest, AJoinTokenAdmitsOneNodeOnly) {

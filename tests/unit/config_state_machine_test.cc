@@ -61,7 +61,8 @@ std::vector<ConfigCommand> EveryKindOfCommand() {
       DeleteUser{"alice"},
       SetSaltKey{std::string(64, 'k')},
       AddJoinToken{7, std::string(16, 's'), 2000, 1000},
-      UseJoinToken{7, 1500},
+      UseJoinToken{7, 1500, 42, std::string(32, 'i')},
+      SetMemberIdentity{43, std::string(32, 'j')},
   };
 }
 
@@ -70,9 +71,15 @@ TEST(ConfigStateMachineTest, AJoinTokenIsUsedOnceAndExpires) {
   ASSERT_TRUE(node.Run(AddJoinToken{7, std::string(16, 's'), 2000, 1000}).ok());
   ASSERT_TRUE(node.Run(AddJoinToken{8, std::string(16, 't'), 1100, 1000}).ok());
   EXPECT_EQ(node.machine.config().join_tokens.size(), 2u);
-  EXPECT_TRUE(node.Run(UseJoinToken{7, 1500}).ok());
-  EXPECT_EQ(node.Run(UseJoinToken{7, 1500}).code(), absl::StatusCode::kNotFound) << "used";
-  EXPECT_EQ(node.Run(UseJoinToken{8, 1200}).code(), absl::StatusCode::kNotFound) << "expired";
+  EXPECT_TRUE(node.Run(UseJoinToken{7, 1500, 42, std::string(32, 'i')}).ok());
+  EXPECT_EQ(node.machine.config().member_identities.at(42), std::string(32, 'i'));
+  EXPECT_EQ(node.Run(UseJoinToken{7, 1500, 43, ""}).code(), absl::StatusCode::kNotFound) << "used";
+  EXPECT_EQ(node.Run(UseJoinToken{8, 1200, 43, ""}).code(), absl::StatusCode::kNotFound)
+      << "expired";
+  // A removed member's key names no one any more.
+  ASSERT_TRUE(node.Member(EntryType::kAddMember, 42, "10.0.0.2:5279").ok());
+  ASSERT_TRUE(node.Member(EntryType::kRemoveMember, 42, "10.0.0.2:5279").ok());
+  EXPECT_EQ(node.machine.config().member_identities.count(42), 0u);
   // A new token drops the expired ones, deterministically (the proposer's clock is in it).
   ASSERT_TRUE(node.Run(AddJoinToken{9, std::string(16, 'u'), 3000, 1200}).ok());
   EXPECT_EQ(node.machine.config().join_tokens.size(), 1u);

@@ -254,6 +254,7 @@ TEST(ConfigEncodingTest, TheClusterSectionRoundTripsAndRefusesEveryTruncation) {
   config.unknown_user_salt_key = std::string(64, 'k');
   config.join_tokens[7] = {std::string(kJoinTokenSecretBytes, 's'), 1'900'000'000};
   config.join_tokens[9] = {std::string(kJoinTokenSecretBytes, 't'), 1'900'000'001};
+  config.member_identities[11] = std::string(kMemberIdentityBytes, 'i');
   const std::string bytes = EncodeConfig(config);
   EXPECT_EQ(bytes[0], 2);
   absl::StatusOr<Config> decoded = DecodeConfig(bytes);
@@ -264,7 +265,7 @@ TEST(ConfigEncodingTest, TheClusterSectionRoundTripsAndRefusesEveryTruncation) {
         << "cut at " << cut;
   }
   EXPECT_THAT(MessageOf(DecodeConfig(bytes + "x").status()), HasSubstr("trailing"));
-  std::string empty_section = without + std::string(4, '\0') + std::string(4, '\0');
+  std::string empty_section = without + std::string(12, '\0');
   empty_section[0] = 2;
   EXPECT_TRUE(absl::IsInvalidArgument(DecodeConfig(empty_section).status()));
 }
