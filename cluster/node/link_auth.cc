@@ -1,8 +1,11 @@
 #include "cluster/node/link_auth.h"
 
 #include <unistd.h>
+
 #include <wolfssl/options.h>
+#include <wolfssl/wolfcrypt/chacha20_poly1305.h>
 #include <wolfssl/wolfcrypt/hmac.h>
+#include <algorithm>
 
 #include "core/base/check.h"
 #include "core/base/hex.h"
@@ -121,7 +124,62 @@ AuthProofs DeriveAuthProofs(std::string_view secret, std::string_view hello_payl
   transcript.append(acceptor_nonce);
   return {HmacSha256(secret, "stanzad link v1 acceptor", transcript),
           HmacSha256(secret, "stanzad link v1 dialler", transcript),
-          HmacSha256(secret, "stanzad link v1 key wrap", transcript)};
+          HmacSha256(secret, "stanzad link v1 key wrap", transcript),
+          HmacSha256(secret, "stanzad link v1 dialler key", transcript),
+          HmacSha256(secret, "stanzad link v1 acceptor key", transcript)};
+}
+
+namespace {
+
+void NonceOf(uint64_t counter, byte nonce[CHACHA20_POLY1305_AEAD_IV_SIZE]) {
+  for (size_t i = 0; i < 4; ++i) nonce[i] = 0;
+  for (size_t i = 0; i < 8; ++i) nonce[4 + i] = static_cast<byte>((counter >> (8 * i)) & 0xff);
+}
+
+}  // namespace
+
+void RecordSealer::Seal(std::string_view plaintext, std::string* records) {
+  while (!plaintext.empty()) {
+    const size_t size = std::min(plaintext.size(), kSealedRecordBytesMax);
+    const size_t at = records->size();
+    records->resize(at + 4 + size + kSealTagBytes);
+    byte* header = reinterpret_cast<byte*>(records->data() + at);
+    for (int i = 0; i < 4; ++i) header[i] = static_cast<byte>(size >> (24 - 8 * i));
+    byte nonce[CHACHA20_POLY1305_AEAD_IV_SIZE];
+    NonceOf(counter_++, nonce);
+    CHECK_EQ(wc_ChaCha20Poly1305_Encrypt(reinterpret_cast<const byte*>(key_.data()), nonce, header,
+                                         4, reinterpret_cast<const byte*>(plaintext.data()),
+                                         static_cast<word32>(size), header + 4, header + 4 + size),
+             0);
+    plaintext.remove_prefix(size);
+  }
+}
+
+absl::Status RecordOpener::Open(std::string* records, std::string* plaintext) {
+  size_t at = 0;
+  while (records->size() - at >= 4) {
+    const byte* header = reinterpret_cast<const byte*>(records->data() + at);
+    size_t size = 0;
+    for (int i = 0; i < 4; ++i) size = size << 8 | header[i];
+    if (size == 0 || size > kSealedRecordBytesMax) {
+      return absl::DataLossError("a sealed record with a bad length");
+    }
+    if (records->size() - at < 4 + size + kSealTagBytes) break;
+    const size_t out = plaintext->size();
+    plaintext->resize(out + size);
+    byte nonce[CHACHA20_POLY1305_AEAD_IV_SIZE];
+    NonceOf(counter_++, nonce);
+    if (wc_ChaCha20Poly1305_Decrypt(reinterpret_cast<const byte*>(key_.data()), nonce, header, 4,
+                                    header + 4, static_cast<word32>(size), header + 4 + size,
+                                    reinterpret_cast<byte*>(plaintext->data() + out)) != 0) {
+      plaintext->resize(out);
+      return absl::DataLossError(
+          "a sealed record does not authenticate (changed on the way, or another key)");
+    }
+    at += 4 + size + kSealTagBytes;
+  }
+  records->erase(0, at);
+  return absl::OkStatus();
 }
 
 bool EqualInConstantTime(std::string_view a, std::string_view b) {

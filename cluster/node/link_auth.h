@@ -18,6 +18,17 @@
 //   acceptor proof    = HMAC-SHA256(secret, "stanzad link v1 acceptor" | transcript)
 //   dialler proof     = HMAC-SHA256(secret, "stanzad link v1 dialler" | transcript)
 //   key wrap (join)   = HMAC-SHA256(secret, "stanzad link v1 key wrap" | transcript)
+//   dialler's key     = HMAC-SHA256(secret, "stanzad link v1 dialler key" | transcript)
+//   acceptor's key    = HMAC-SHA256(secret, "stanzad link v1 acceptor key" | transcript)
+//
+// Without TLS, everything after the handshake is sealed (RecordSealer): the dialler's
+// bytes after its proof, the acceptor's after its challenge, each side with its own key,
+// in records of ChaCha20-Poly1305 with a counter as nonce:
+//
+//   record := length (4, big endian: plaintext bytes, 1..kSealedRecordBytesMax)
+//             | ciphertext (length) | tag (16); AAD: the length; nonce: 0 (4) | counter (8, LE)
+//
+// so a peer on the path can neither read nor change nor replay what crosses the link.
 //
 // The dialler checks the acceptor's proof (it reached a holder of the secret) and, when
 // it dialled a known member, that member's node id; the acceptor checks the dialler's
@@ -72,10 +83,41 @@ struct AuthProofs {
   std::string acceptor;
   std::string dialler;
   std::string key_wrap;
+  std::string dialler_key;   // seals what the dialler sends
+  std::string acceptor_key;  // seals what the acceptor sends
 };
 // `hello_payload` exactly as sent (EncodeAuthHello's output).
 AuthProofs DeriveAuthProofs(std::string_view secret, std::string_view hello_payload,
                             raft::NodeId acceptor, std::string_view acceptor_nonce);
+
+inline constexpr size_t kSealedRecordBytesMax = 64 << 10;
+inline constexpr size_t kSealTagBytes = 16;
+
+// One direction of a sealed link: plaintext in, records out.
+class RecordSealer {
+ public:
+  explicit RecordSealer(std::string key) : key_(std::move(key)) {}
+  // Appends `plaintext` to *records, as records of at most kSealedRecordBytesMax.
+  void Seal(std::string_view plaintext, std::string* records);
+
+ private:
+  std::string key_;
+  uint64_t counter_ = 0;
+};
+
+// The other end of that direction: records in, plaintext out.
+class RecordOpener {
+ public:
+  explicit RecordOpener(std::string key) : key_(std::move(key)) {}
+  // Opens every complete record at the front of *records (erasing it) and appends its
+  // plaintext to *plaintext. DataLoss for a record that does not authenticate (changed,
+  // replayed, reordered or sealed with another key) or has a bad length: the link ends.
+  absl::Status Open(std::string* records, std::string* plaintext);
+
+ private:
+  std::string key_;
+  uint64_t counter_ = 0;
+};
 
 // Constant-time equality of two byte strings (false when the sizes differ).
 bool EqualInConstantTime(std::string_view a, std::string_view b);

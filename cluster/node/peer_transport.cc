@@ -289,8 +289,16 @@ void PeerTransport::WriteTo(Link& link) {
     std::string records;
     link.tls->TakeOutput(&records);
     link.cipher_out.append(records);
+  } else if (link.sealer) {
+    // The handshake's last clear frames, then records.
+    link.cipher_out.append(link.out, 0, link.clear_bytes);
+    if (link.out.size() > link.clear_bytes) {
+      link.sealer->Seal(std::string_view(link.out).substr(link.clear_bytes), &link.cipher_out);
+    }
+    link.out.clear();
+    link.clear_bytes = 0;
   }
-  std::string& pending = link.tls ? link.cipher_out : link.out;
+  std::string& pending = link.tls || link.sealer ? link.cipher_out : link.out;
   while (!pending.empty()) {
     const ssize_t n = send(link.fd, pending.data(), pending.size(), MSG_NOSIGNAL);
     if (n > 0) {
@@ -339,6 +347,15 @@ void PeerTransport::ReadFrom(Link& link) {
       }
       WriteTo(link);  // handshake replies, and frames that waited for it
       if (Find(id) == nullptr) return;
+    } else if (link.opener) {
+      link.sealed_in.append(buffer, static_cast<size_t>(n));
+      if (absl::Status opened = link.opener->Open(&link.sealed_in, &link.in); !opened.ok()) {
+        LogEvent(
+            LogLevel::kWarning, "cluster_link_bad_record",
+            Concat("peer=", link.address, " reason=", LogQuote(std::string(opened.message()))));
+        CloseLink(id, opened);
+        return;
+      }
     } else {
       link.in.append(buffer, static_cast<size_t>(n));
     }
@@ -381,6 +398,19 @@ void PeerTransport::ReadFrom(Link& link) {
     Frame& got = **frame;
     if (!current->authenticated) {
       if (!OnAuthFrame(*current, got)) return;
+      current = Find(id);
+      if (current != nullptr && current->opener_pending) {
+        // What follows the handshake in this read is sealed already.
+        current->opener_pending = false;
+        current->sealed_in.assign(current->in, offset);
+        current->in.clear();
+        offset = 0;
+        if (absl::Status opened = current->opener->Open(&current->sealed_in, &current->in);
+            !opened.ok()) {
+          CloseLink(id, opened);
+          return;
+        }
+      }
       continue;
     }
     if (got.type >= FrameType::kAuthHello || got.type == FrameType::kLegacyHello) {
@@ -436,6 +466,10 @@ bool PeerTransport::OnAuthFrame(Link& link, const Frame& frame) {
       link.challenged = true;
       AppendFrame(FrameType::kAuthChallenge,
                   EncodeAuthChallenge({self_.id, nonce, link.proofs.acceptor}), &link.out);
+      if (!link.tls) {  // what this side sends after its challenge is sealed
+        link.sealer = std::make_unique<RecordSealer>(link.proofs.acceptor_key);
+        link.clear_bytes = link.out.size();
+      }
       WriteTo(link);
       return Find(link.id) != nullptr;
     }
@@ -463,7 +497,14 @@ bool PeerTransport::OnAuthFrame(Link& link, const Frame& frame) {
       }
       link.peer = challenge->node;
       link.join_token = link.token ? link.token->id : 0;
+      if (!PeerAllowed(link)) return false;
       AppendFrame(FrameType::kAuthProof, link.proofs.dialler, &link.out);
+      if (!link.tls) {  // sealed from here on, both ways
+        link.sealer = std::make_unique<RecordSealer>(link.proofs.dialler_key);
+        link.clear_bytes = link.out.size();
+        link.opener = std::make_unique<RecordOpener>(link.proofs.acceptor_key);
+        link.opener_pending = true;
+      }
       Authenticated(link);
       return Find(link.id) != nullptr;
     }
@@ -477,6 +518,11 @@ bool PeerTransport::OnAuthFrame(Link& link, const Frame& frame) {
                link.join_token != 0 ? "make a new token on a member: stanzactl cluster token"
                                     : "the node is not a member of this cluster");
         return false;
+      }
+      if (!PeerAllowed(link)) return false;
+      if (!link.tls) {
+        link.opener = std::make_unique<RecordOpener>(link.proofs.dialler_key);
+        link.opener_pending = true;
       }
       Authenticated(link);
       return Find(link.id) != nullptr;
@@ -493,24 +539,6 @@ void PeerTransport::Authenticated(Link& link) {
     CloseLink(id, absl::UnavailableError("isolated (cluster isolate)"));
     return;
   }
-  if (link.tls) {
-    absl::StatusOr<std::string> identity = tls::PublicKeyDigest(link.tls->PeerCertificatePem());
-    if (!identity.ok()) {
-      Refuse(link,
-             Concat("its certificate's key cannot be read: ",
-                    std::string(identity.status().message())),
-             "");
-      return;
-    }
-    link.identity = *identity;
-  }
-  if (peer_check_) {
-    if (absl::Status allowed = peer_check_(LinkPeer{link.peer, link.join_token, link.identity});
-        !allowed.ok()) {
-      Refuse(link, std::string(allowed.message()), "");
-      return;
-    }
-  }
   link.authenticated = true;
   if (!link.outgoing) {
     --unauthenticated_links_;
@@ -526,6 +554,27 @@ void PeerTransport::Authenticated(Link& link) {
   WriteTo(link);
   if (Find(id) == nullptr) return;
   if (link.join_token == 0 && on_peer_up_) on_peer_up_(link.peer);
+}
+
+bool PeerTransport::PeerAllowed(Link& link) {
+  if (link.tls) {
+    absl::StatusOr<std::string> identity = tls::PublicKeyDigest(link.tls->PeerCertificatePem());
+    if (!identity.ok()) {
+      Refuse(link,
+             Concat("its certificate's key cannot be read: ",
+                    std::string(identity.status().message())),
+             "");
+      return false;
+    }
+    link.identity = *identity;
+  }
+  if (!peer_check_) return true;
+  if (absl::Status allowed = peer_check_(LinkPeer{link.peer, link.join_token, link.identity});
+      !allowed.ok()) {
+    Refuse(link, std::string(allowed.message()), "");
+    return false;
+  }
+  return true;
 }
 
 bool PeerTransport::ShouldLog(const std::string& key) {
@@ -549,6 +598,7 @@ void PeerTransport::Refuse(Link& link, const std::string& reason, const std::str
   // nothing it did not send.
   if (!link.tls || link.tls->handshake_done()) {
     link.out.clear();
+    link.clear_bytes = 0;
     AppendFrame(FrameType::kAuthRefused, reason.substr(0, 255), &link.out);
     WriteTo(link);
   }
@@ -601,6 +651,16 @@ void PeerTransport::Accept(uint64_t now_ms) {
     if (isolated_from_.count(remote) != 0) {
       close(fd);
       continue;
+    }
+    if (unauthenticated_links_ >= limits_.unauthenticated_links_max) {
+      // Full: the oldest link that has not authenticated makes room. A member or a
+      // joining node authenticates within a round trip; idle links held by someone who
+      // cannot are the old ones, so refusing the newcomer would lock members out.
+      for (auto& [id, held] : links_) {
+        if (held->outgoing || held->authenticated) continue;
+        Refuse(*held, "evicted: too many links that have not authenticated", "");
+        break;
+      }
     }
     size_t& from_ip = unauthenticated_per_ip_[remote];
     if (unauthenticated_links_ >= limits_.unauthenticated_links_max ||

@@ -15,8 +15,13 @@
 // queued before the handshake is done wait for it. The dialler checks that the node it
 // reached is the one it meant (SetPeers links). What an unauthenticated peer can make the
 // node hold is bounded (TransportLimits): bytes per link, time to authenticate, links in
-// total and per IP; on EMFILE/ENFILE the listener pauses instead of spinning. Refusals
+// total (the oldest is evicted for a newcomer, so idle links cannot lock members out) and
+// per IP (a newcomer beyond it is refused); on EMFILE/ENFILE the listener pauses instead
+// of spinning. Refusals
 // are logged once per peer and reason a minute (event=cluster_link_refused).
+//
+// Without TLS, what follows the handshake is sealed (ChaCha20-Poly1305 records keyed by
+// the handshake, link_auth.h): read, changed or replayed on the way, it ends the link.
 //
 // Mutual TLS (set_tls): beneath the handshake, every link is a TLS session
 // (tls/tls_session.h) — the dialler is the TLS client, the acceptor the server, each
@@ -188,7 +193,15 @@ class PeerTransport {
     AuthProofs proofs;
     bool challenged = false;               // acceptor: its challenge is sent
     std::unique_ptr<tls::TlsSession> tls;  // with mutual TLS
-    std::string cipher_out;                // TLS records waiting for the socket
+    std::string cipher_out;                // TLS or sealed records waiting for the socket
+    // Without TLS, after the handshake (link_auth.h): `out` is sealed from its byte
+    // `clear_bytes` on (the handshake's last frames go in the clear), and what arrives
+    // is opened from `sealed_in` into `in` (opener_pending: from the next frame on).
+    std::unique_ptr<RecordSealer> sealer;
+    size_t clear_bytes = 0;
+    std::unique_ptr<RecordOpener> opener;
+    bool opener_pending = false;
+    std::string sealed_in;
   };
   struct Dialer {  // one per SetPeers peer
     std::string address;
@@ -203,6 +216,9 @@ class PeerTransport {
   // One authentication frame; false when the link was closed.
   bool OnAuthFrame(Link& link, const Frame& frame);
   void Authenticated(Link& link);
+  // Computes the peer's certificate key (TLS) and asks the peer check; false (the link
+  // refused) when it says no.
+  bool PeerAllowed(Link& link);
   // Refuses a link: tells the peer why (kAuthRefused), logs it (once a minute per peer
   // and reason) and closes it.
   void Refuse(Link& link, const std::string& reason, const std::string& fix);

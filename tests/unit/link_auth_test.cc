@@ -105,6 +105,52 @@ TEST(LinkAuthTest, JoinTokensPrintAndParse) {
   }
 }
 
+TEST(LinkAuthTest, SealedRecordsOpenAtEverySplitAndRefuseTampering) {
+  const std::string key(kClusterKeyBytes, 'k');
+  RecordSealer sealer(key);
+  std::string records;
+  sealer.Seal("first", &records);
+  sealer.Seal(std::string(kSealedRecordBytesMax + 10, 'x'), &records);  // two records
+  sealer.Seal("last", &records);
+  const std::string expected = "first" + std::string(kSealedRecordBytesMax + 10, 'x') + "last";
+  EXPECT_EQ(records.find("first"), std::string::npos) << "not in the clear";
+  for (const size_t split : {size_t{0}, size_t{1}, size_t{3}, size_t{4}, size_t{20}, size_t{26},
+                             size_t{100}, records.size() - 1}) {
+    RecordOpener opener(key);
+    std::string pending = records.substr(0, split);
+    std::string plaintext;
+    ASSERT_TRUE(opener.Open(&pending, &plaintext).ok()) << split;
+    pending += records.substr(split);
+    ASSERT_TRUE(opener.Open(&pending, &plaintext).ok()) << split;
+    EXPECT_EQ(plaintext, expected) << split;
+    EXPECT_TRUE(pending.empty());
+  }
+  {  // a flipped bit anywhere in a record
+    std::string changed = records;
+    changed[10] = static_cast<char>(changed[10] ^ 1);
+    std::string plaintext;
+    EXPECT_EQ(RecordOpener(key).Open(&changed, &plaintext).code(), absl::StatusCode::kDataLoss);
+  }
+  {  // another key
+    std::string copy = records;
+    std::string plaintext;
+    EXPECT_FALSE(RecordOpener(std::string(kClusterKeyBytes, 'j')).Open(&copy, &plaintext).ok());
+  }
+  {  // a record replayed: the counter moved on
+    RecordSealer one(key);
+    std::string record;
+    one.Seal("pay me", &record);
+    std::string twice = record + record;
+    std::string plaintext;
+    EXPECT_FALSE(RecordOpener(key).Open(&twice, &plaintext).ok());
+  }
+  {  // a length beyond the bound is refused at once
+    std::string bad("\x00\x02\x00\x01", 4);
+    std::string plaintext;
+    EXPECT_FALSE(RecordOpener(key).Open(&bad, &plaintext).ok());
+  }
+}
+
 TEST(LinkAuthTest, FramesBeforeAuthenticationAreBounded) {
   std::string buffer;
   AppendFrame(FrameType::kAuthHello, std::string(kAuthFrameBytesMax, 'x'), &buffer);
