@@ -783,6 +783,34 @@ class SecurityTest(unittest.TestCase):
         self.assertUnchanged(before, (a, b))
         self.assertStillWorks((a, b), b)
 
+    def test_8_idle_links_from_many_addresses_do_not_lock_members_out(self):
+        # Found by this suite: 256 idle connections from 32+ addresses fill the leader's
+        # unauthenticated links (the per-IP cap does not help), and a follower's request
+        # travels on a new link to the leader (a one-off Dial), closed at once like the
+        # attacker's: the operator's command on a follower fails, and so does a join,
+        # for as long as the attacker reconnects once per handshake deadline.
+        self.assertGreaterEqual(raise_open_files_limit(4096), 600)
+        a, b, c = self.form()
+        d = self.start("127.0.0.4")
+        ok(d, "cluster", "enable")
+        token = a.join_token()
+        sources = [f"127.0.0.{i}" for i in range(10, 50)]  # 40 addresses, 8 links each
+        flood = Flood(a, 320, sources, open_max=320).start()
+        self.assertTrue(flood.all_open.wait(30))
+        added = c.stanzactl("callbridge", "add", "during")
+        joined = d.stanzactl("cluster", "join", self.address(a), f"--token={token}")
+        held_at_the_time = not flood.held()  # the attacker's links were still held
+        flood.join(30)
+        self.assertTrue(held_at_the_time, "the check ran after the handshake deadline")
+        self.assertEqual((added[0], joined[0]), (0, 0),
+                         f"during the flood: callbridge add on a follower: {added}; "
+                         f"cluster join: {joined}")
+        wait_until(lambda: len(status(a)["members"]) == 4, what="d a member")
+        for node in (a, b, c):
+            wait_until(lambda node=node: "Callbridge : during\n" in ok(node, "callbridge", "list"),
+                       what=f"the change on {node.ip}")
+        self.assertStillWorks((a, b, c, d), a)
+
 
 if __name__ == "__main__":
     unittest.main()
