@@ -10,6 +10,7 @@ import base64
 import hashlib
 import os
 import re
+import resource
 import shutil
 import signal
 import socket
@@ -42,7 +43,8 @@ def wait_until(predicate, timeout=10.0, interval=0.02, what="condition"):
 
 
 class StanzadProcess:
-    def __init__(self, state_dir=None, threads=2, extra_flags=(), ip="127.0.0.1"):
+    def __init__(self, state_dir=None, threads=2, extra_flags=(), ip="127.0.0.1",
+                 open_files_max=None):
         self.own_dir = state_dir is None
         self.state_dir = state_dir or tempfile.mkdtemp(prefix="stanzad-it-")
         self.ip = ip  # listen address (127.0.0.N for a node of a cluster on loopback)
@@ -52,6 +54,7 @@ class StanzadProcess:
         self.cluster_port = free_port()
         self.threads = threads
         self.extra_flags = list(extra_flags)
+        self.open_files_max = open_files_max  # RLIMIT_NOFILE of the daemon; None: inherited
         self.process = None
         self.log_path = os.path.join(self.state_dir, "stanzad.log")
 
@@ -62,7 +65,12 @@ class StanzadProcess:
         if seed:
             flags += [f"--domain={DOMAIN}", f"--listen={self.ip}"]
         self.log = open(self.log_path, "ab")
-        self.process = subprocess.Popen(flags, stdout=self.log, stderr=subprocess.STDOUT)
+        limit = self.open_files_max
+
+        def limit_open_files():  # in the child, before exec
+            resource.setrlimit(resource.RLIMIT_NOFILE, (limit, limit))
+        self.process = subprocess.Popen(flags, stdout=self.log, stderr=subprocess.STDOUT,
+                                        preexec_fn=limit_open_files if limit else None)
         # A crashed daemon leaves its socket file behind: wait until one answers.
         def admin_answers():
             if self.process.poll() is not None:
