@@ -413,6 +413,11 @@ void PeerTransport::ReadFrom(Link& link) {
       }
       continue;
     }
+    if (got.type == FrameType::kAuthRefused) {  // the acceptor's check said no, sealed
+      CloseLink(id, absl::PermissionDeniedError(Concat(
+                        current->address, " refused this node: ", got.payload.substr(0, 255))));
+      return;
+    }
     if (got.type >= FrameType::kAuthHello || got.type == FrameType::kLegacyHello) {
       CloseLink(id, absl::InvalidArgumentError("an authentication frame after authentication"));
       return;
