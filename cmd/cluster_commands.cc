@@ -67,8 +67,8 @@ std::string ClusterStatusText(const cluster::ClusterStatus& status, const NodeCo
                 !status.has_cluster_key
                     ? "no cluster key yet (cluster initialize, or cluster join HOST --token=TOKEN)"
                 : status.tls ? "authenticated with the cluster key, over mutual TLS"
-                             : "authenticated with the cluster key; NOT encrypted (set 'certs' "
-                               "and 'cluster trust' on every node for TLS)",
+                             : "authenticated and sealed with the cluster key (no TLS: set "
+                               "'certs' and 'cluster trust' on every node for it)",
                 "\n");
   if (status.links_refused > 0) {
     out += Concat("Links refused      : ", std::to_string(status.links_refused),

@@ -92,7 +92,8 @@ ABSL_FLAG(uint16_t, cluster_port, 5279,
           "link is authenticated with the cluster key (made by 'cluster initialize', handed "
           "to nodes that join with a token) before anything else is read; mutual TLS as well "
           "once the node has a certificate ('certs') and the cluster a trust bundle ('cluster "
-          "trust'). Without TLS the links are not encrypted: keep them on a private network.");
+          "trust'). Without TLS, what follows the handshake is sealed with keys derived from it "
+          "(no forward secrecy: TLS adds that).");
 ABSL_FLAG(std::string, cluster_address, "",
           "This node's cluster address: the IP the cluster port opens on and the other nodes "
           "dial. Empty: the first listen address (which must not then be a wildcard such as "
