@@ -167,40 +167,52 @@ std::string MakeIqResult(const Stanza& request, std::string_view server_address,
   return out;
 }
 
-bool IsOneStanza(std::string_view bytes, size_t stanza_bytes_max, std::string* why) {
+namespace {
+
+// The stream header every session's tokenizer sees first; relayed stanzas come after it.
+constexpr std::string_view kRelayStreamHeader =
+    "<stream:stream xmlns='jabber:component:accept' "
+    "xmlns:stream='http://etherx.jabber.org/streams'>";
+
+}  // namespace
+
+RelayedStanzaChecker::RelayedStanzaChecker(size_t stanza_bytes_max)
+    : stanza_bytes_max_(stanza_bytes_max) {
+  Start();
+}
+
+RelayedStanzaChecker::~RelayedStanzaChecker() = default;
+
+void RelayedStanzaChecker::Start() {
   xml::TokenizerLimits limits;
-  limits.stanza_bytes_max = stanza_bytes_max;
-  xml::Tokenizer tokenizer(limits);
-  // The stream header every session's tokenizer sees first; the stanza comes after it.
-  static constexpr std::string_view kHeader =
-      "<stream:stream xmlns='jabber:component:accept' "
-      "xmlns:stream='http://etherx.jabber.org/streams'>";
-  tokenizer.Feed(kHeader);
-  if (tokenizer.Next().type != xml::TokenType::kStreamHeader ||
-      tokenizer.Next().type != xml::TokenType::kNeedMoreData) {
-    *why = "internal: the header did not tokenize";
-    return false;
-  }
-  tokenizer.Feed(bytes);
-  const xml::Token first = tokenizer.Next();
+  limits.stanza_bytes_max = stanza_bytes_max_;
+  tokenizer_ = std::make_unique<xml::Tokenizer>(limits);
+  tokenizer_->Feed(kRelayStreamHeader);
+  CHECK(tokenizer_->Next().type == xml::TokenType::kStreamHeader);
+  CHECK(tokenizer_->Next().type == xml::TokenType::kNeedMoreData);
+}
+
+bool RelayedStanzaChecker::Check(std::string_view bytes, std::string* why) {
+  tokenizer_->Feed(bytes);
+  const xml::Token first = tokenizer_->Next();
+  bool ok = false;
   if (first.type == xml::TokenType::kError) {
-    *why = std::string(StreamErrorConditionName(tokenizer.error().condition));
-    return false;
-  }
-  if (first.type != xml::TokenType::kElement || first.bytes.size() != bytes.size()) {
+    *why = std::string(StreamErrorConditionName(tokenizer_->error().condition));
+  } else if (first.type != xml::TokenType::kElement || first.bytes.size() != bytes.size()) {
     *why = "not exactly one complete element";
-    return false;
-  }
-  const Stanza stanza = InspectStanza(first.bytes);
-  if (stanza.kind == StanzaKind::kOther) {
+  } else if (InspectStanza(first.bytes).kind == StanzaKind::kOther) {
     *why = "not a message, presence or iq";
-    return false;
-  }
-  if (tokenizer.Next().type != xml::TokenType::kNeedMoreData) {
+  } else if (tokenizer_->Next().type != xml::TokenType::kNeedMoreData) {
     *why = "bytes after the element";
-    return false;
+  } else {
+    ok = true;
   }
-  return true;
+  if (!ok) Start();  // whatever it left half-read goes with it
+  return ok;
+}
+
+bool IsOneStanza(std::string_view bytes, size_t stanza_bytes_max, std::string* why) {
+  return RelayedStanzaChecker(stanza_bytes_max).Check(bytes, why);
 }
 
 }  // namespace stanzad::xmpp

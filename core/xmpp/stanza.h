@@ -4,9 +4,14 @@
 #ifndef STANZAD_CORE_XMPP_STANZA_H_
 #define STANZAD_CORE_XMPP_STANZA_H_
 
+#include <memory>
 #include <optional>
 #include <string>
 #include <string_view>
+
+namespace stanzad::xml {
+class Tokenizer;
+}  // namespace stanzad::xml
 
 namespace stanzad::xmpp {
 
@@ -37,6 +42,22 @@ Stanza InspectStanza(std::string_view element);
 // they are checked again before they are delivered, never trusted. `why` gets the reason
 // when it is not.
 bool IsOneStanza(std::string_view bytes, size_t stanza_bytes_max, std::string* why);
+
+// The same check for a stream of relayed stanzas, on the hot path: one tokenizer that has
+// read a stream header once, each stanza fed as its next element (a stanza that fails
+// costs a fresh tokenizer). Thread safety: none; one per thread.
+class RelayedStanzaChecker {
+ public:
+  explicit RelayedStanzaChecker(size_t stanza_bytes_max);
+  ~RelayedStanzaChecker();
+  bool Check(std::string_view bytes, std::string* why);
+
+ private:
+  void Start();
+
+  size_t stanza_bytes_max_;
+  std::unique_ptr<xml::Tokenizer> tokenizer_;
+};
 
 // RFC 6120 §8.3.3 defined conditions.
 enum class StanzaErrorCondition {

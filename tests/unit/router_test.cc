@@ -38,6 +38,17 @@ TEST(IsOneStanzaTest, AcceptsExactlyOneWellFormedStanza) {
   }
   EXPECT_FALSE(xmpp::IsOneStanza("<message><body>" + std::string(2000, 'x') + "</body></message>",
                                  1024, &why));
+  // One checker for a whole stream of relayed stanzas: a bad one does not spoil the next.
+  xmpp::RelayedStanzaChecker checker(1024);
+  for (int round = 0; round < 3; ++round) {
+    EXPECT_TRUE(checker.Check("<message to='a@b'><body>1</body></message>", &why)) << why;
+    EXPECT_FALSE(checker.Check("<message><body>", &why));
+    EXPECT_TRUE(checker.Check("<presence/>", &why)) << why;
+    EXPECT_FALSE(checker.Check("<iq/><iq/>", &why));
+    EXPECT_FALSE(checker.Check("</message>", &why));
+    EXPECT_TRUE(checker.Check("<iq type='get' id='2'><ping xmlns='urn:xmpp:ping'/></iq>", &why))
+        << why;
+  }
 }
 
 TEST(CanonicalDomainTest, ExtractsAndFoldsTheDomainpart) {
