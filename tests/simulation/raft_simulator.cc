@@ -278,8 +278,13 @@ absl::Status Simulator::Bootstrap(int members) {
 absl::Status Simulator::Crash(NodeId id) {
   auto it = nodes_.find(id);
   if (it == nodes_.end() || !it->second.alive) return absl::OkStatus();
-  Node& node = it->second;
-  if (node.raft->role() == Role::kLeader) ++stats_.leader_crashes;
+  ++stats_.crashes;
+  if (it->second.raft->role() == Role::kLeader) ++stats_.leader_crashes;
+  if (tracing()) Trace(absl::StrCat("crash node=", id));
+  return PowerOff(it->second);
+}
+
+absl::Status Simulator::PowerOff(Node& node) {
   absl::Status persisted = absl::OkStatus();
   if (node.busy && node.pending.has_value()) {
     // The Ready being written: some prefix of its writes made it to disk.
@@ -295,8 +300,6 @@ absl::Status Simulator::Crash(NodeId id) {
   node.deferred_ticks = 0;
   node.deferred_forget = false;
   ++node.incarnation;
-  ++stats_.crashes;
-  if (tracing()) Trace(absl::StrCat("crash node=", id));
   return persisted;
 }
 
@@ -307,10 +310,12 @@ absl::Status Simulator::Restart(NodeId id) {
 }
 
 absl::Status Simulator::Retire(NodeId id) {
-  absl::Status status = Crash(id);
   auto it = nodes_.find(id);
-  if (it != nodes_.end()) it->second.retired = true;
-  return status;
+  if (it == nodes_.end()) return absl::OkStatus();
+  it->second.retired = true;
+  if (!it->second.alive) return absl::OkStatus();
+  if (tracing()) Trace(absl::StrCat("retire node=", id));
+  return PowerOff(it->second);
 }
 
 absl::Status Simulator::Wipe(NodeId id) {

@@ -113,7 +113,7 @@ struct SimStats {
   uint64_t leaders = 0;         // distinct (term, leader) pairs
   uint64_t leader_changes = 0;  // leaders after the first
   uint64_t fault_events = 0;    // chances the chaos phase had to inject a fault
-  uint64_t crashes = 0;
+  uint64_t crashes = 0;         // injected (Crash), not members retired or wiped
   uint64_t leader_crashes = 0;  // crashes of a node that was leader then
   uint64_t wipes = 0;
   uint64_t partitions = 0;
@@ -244,6 +244,8 @@ class Simulator {
   // Node plumbing.
   Node& AddNode(NodeId id, const std::string& address);
   absl::Status StartNode(Node& node);
+  // Takes a node down as a power cut does (see Crash); counts nothing.
+  absl::Status PowerOff(Node& node);
   absl::Status AfterInput(Node& node);
   absl::Status DrainDeferred(Node& node);
   absl::Status Persist(Node& node, size_t write_count);
