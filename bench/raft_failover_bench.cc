@@ -75,7 +75,7 @@ SimOptions BenchOptions(uint64_t seed) {
 int64_t RunTrial(uint64_t seed, int members, bool forget_leader) {
   Simulator simulator(BenchOptions(seed));
   Rng rng(seed * 7 + 3);
-  simulator.Bootstrap(members);
+  if (!simulator.Bootstrap(members).ok()) return -1;
   simulator.StartClients();
   bool reached = false;
   if (!simulator
@@ -88,7 +88,7 @@ int64_t RunTrial(uint64_t seed, int members, bool forget_leader) {
   if (!simulator.RunUntil(simulator.now_us() + rng.Range(200'000, 1'200'000)).ok()) return -1;
   NodeId old_leader = simulator.LeaderAcceptedByMajority();
   if (old_leader == kNoNode) return -1;
-  simulator.Crash(old_leader);
+  if (!simulator.Crash(old_leader).ok()) return -1;
   int64_t crashed_at = simulator.now_us();
   if (forget_leader) {
     for (NodeId id : simulator.LiveNodes()) {

@@ -57,7 +57,10 @@ const char* EventName(int type) {
 
 void SimStats::Add(const SimStats& o) {
   leaders += o.leaders;
+  leader_changes += o.leader_changes;
+  fault_events += o.fault_events;
   crashes += o.crashes;
+  leader_crashes += o.leader_crashes;
   wipes += o.wipes;
   partitions += o.partitions;
   members_added += o.members_added;
@@ -69,16 +72,18 @@ void SimStats::Add(const SimStats& o) {
 }
 
 std::string SimStats::ToString() const {
-  return absl::StrCat("leaders=", leaders, " crashes=", crashes, " wipes=", wipes,
-                      " partitions=", partitions, " members_added=", members_added,
-                      " members_removed=", members_removed,
-                      " snapshots_installed=", snapshots_installed, " messages=", messages_sent,
-                      " dropped=", messages_dropped, " committed=", entries_committed);
+  return absl::StrCat(
+      "leaders=", leaders, " leader_changes=", leader_changes, " fault_events=", fault_events,
+      " crashes=", crashes, " leader_crashes=", leader_crashes, " wipes=", wipes,
+      " partitions=", partitions, " members_added=", members_added,
+      " members_removed=", members_removed, " snapshots_installed=", snapshots_installed,
+      " messages=", messages_sent, " dropped=", messages_dropped, " committed=", entries_committed);
 }
 
 SimStats Simulator::stats() const {
   SimStats stats = stats_;
   stats.leaders = leaders_.size();
+  stats.leader_changes = leaders_.empty() ? 0 : leaders_.size() - 1;
   stats.entries_committed = committed_terms_.empty() ? 0 : committed_terms_.size() - 1;
   return stats;
 }
@@ -111,6 +116,8 @@ absl::Status Simulator::RunUntil(int64_t until_us) {
 
 absl::Status Simulator::RunUntilCondition(const std::function<bool()>& done, int64_t deadline_us,
                                           bool* reached) {
+  *reached = false;
+  if (!violation_.ok()) return violation_;
   *reached = done();
   while (!*reached && !queue_.empty() && queue_.front().time_us <= deadline_us) {
     std::pop_heap(queue_.begin(), queue_.end(), EventLater());
@@ -121,9 +128,12 @@ absl::Status Simulator::RunUntilCondition(const std::function<bool()>& done, int
     fingerprint_ = Mix(fingerprint_, Mix(static_cast<uint64_t>(event.time_us),
                                          Mix(static_cast<uint64_t>(event.type), event.node)));
     if (absl::Status status = Dispatch(event); !status.ok()) return status;
+    // A violation some path found but did not return.
+    if (!violation_.ok()) return violation_;
     *reached = done();
+    if (!violation_.ok()) return violation_;  // found by what done() did
   }
-  return absl::OkStatus();
+  return violation_;
 }
 
 absl::Status Simulator::Dispatch(Event& event) {
@@ -152,8 +162,7 @@ absl::Status Simulator::Dispatch(Event& event) {
       return OnPersisted(*node);
     }
     case EventType::kRestart:
-      Restart(event.node);
-      return absl::OkStatus();
+      return Restart(event.node);
     case EventType::kForgetLeader: {
       auto it = nodes_.find(event.node);
       if (it == nodes_.end() || !it->second.alive) return absl::OkStatus();
@@ -169,22 +178,18 @@ absl::Status Simulator::Dispatch(Event& event) {
       blocked_.clear();
       return absl::OkStatus();
     case EventType::kFault:
-      OnFault();
-      return absl::OkStatus();
+      return OnFault();
     case EventType::kClient:
-      OnClient();
-      return absl::OkStatus();
+      return OnClient();
     case EventType::kOperator:
-      OnOperator();
-      return absl::OkStatus();
+      return OnOperator();
     case EventType::kRetire:
-      Retire(event.node);
-      return absl::OkStatus();
+      return Retire(event.node);
     case EventType::kCrash: {
       if (live(event.node, event.incarnation) == nullptr || !chaos_) return absl::OkStatus();
-      Crash(event.node);
+      absl::Status status = Crash(event.node);
       Schedule(now_us_ + rng_.Range(10'000, 400'000), EventType::kRestart, event.node);
-      return absl::OkStatus();
+      return status;
     }
   }
   return absl::OkStatus();
@@ -210,7 +215,7 @@ Simulator::Node& Simulator::AddNode(NodeId id, const std::string& address) {
   return node;
 }
 
-void Simulator::StartNode(Node& node) {
+absl::Status Simulator::StartNode(Node& node) {
   CHECK(!node.alive && !node.retired);
   Config config;
   config.id = node.id;
@@ -223,7 +228,11 @@ void Simulator::StartNode(Node& node) {
   config.max_inflight_appends = options_.max_inflight_appends;
   PersistentState state{node.disk.hard_state, node.disk.snapshot, node.disk.entries};
   absl::StatusOr<Raft> raft = Raft::Create(config, std::move(state));
-  CHECK_MSG(raft.ok(), "the simulator's disk holds a state Raft cannot start from");
+  if (!raft.ok()) {
+    // The disk holds only what Raft asked to persist, in the order its contract gives.
+    return Violation(absl::StrCat(
+        "node ", node.id, " cannot restart from what Raft persisted: ", raft.status().ToString()));
+  }
   node.raft.emplace(std::move(*raft));
   node.alive = true;
   node.busy = false;
@@ -235,16 +244,19 @@ void Simulator::StartNode(Node& node) {
   node.digest = 0;
   if (node.applied > 0) {
     Index index = 0;
-    CHECK(DecodeDigest(node.disk.snapshot.data, &index, &node.digest));
+    if (!DecodeDigest(node.disk.snapshot.data, &index, &node.digest) || index != node.applied) {
+      return Violation(absl::StrCat("node ", node.id, " restarts from a snapshot it never took"));
+    }
   }
   node.checked_commit = node.raft->snapshot_index();
   node.last_role = Role::kFollower;
   node.last_term = node.raft->term();
   Schedule(now_us_ + rng_.Range(1, options_.tick_us), EventType::kTick, node.id, node.incarnation);
   if (tracing()) Trace(absl::StrCat("start node=", node.id, " term=", node.raft->term()));
+  return absl::OkStatus();
 }
 
-void Simulator::Bootstrap(int members) {
+absl::Status Simulator::Bootstrap(int members) {
   std::vector<Member> list;
   for (int i = 0; i < members; ++i) {
     Member member{NewNodeId(), NewAddress()};
@@ -257,20 +269,28 @@ void Simulator::Bootstrap(int members) {
     Node& node = nodes_.at(member.id);
     node.disk.hard_state = state->hard_state;
     node.disk.entries = state->entries;
-    CHECK(CheckStableAppend(node, 0).ok());
-    StartNode(node);
+    if (absl::Status status = CheckStableAppend(node, 0); !status.ok()) return status;
+    if (absl::Status status = StartNode(node); !status.ok()) return status;
   }
+  return absl::OkStatus();
 }
 
-void Simulator::Crash(NodeId id) {
+absl::Status Simulator::Crash(NodeId id) {
   auto it = nodes_.find(id);
-  if (it == nodes_.end() || !it->second.alive) return;
-  Node& node = it->second;
+  if (it == nodes_.end() || !it->second.alive) return absl::OkStatus();
+  ++stats_.crashes;
+  if (it->second.raft->role() == Role::kLeader) ++stats_.leader_crashes;
+  if (tracing()) Trace(absl::StrCat("crash node=", id));
+  return PowerOff(it->second);
+}
+
+absl::Status Simulator::PowerOff(Node& node) {
+  absl::Status persisted = absl::OkStatus();
   if (node.busy && node.pending.has_value()) {
     // The Ready being written: some prefix of its writes made it to disk.
     size_t writes = (node.pending->hard_state ? 1 : 0) + (node.pending->snapshot ? 1 : 0) +
                     node.pending->entries.size();
-    (void)Persist(node, static_cast<size_t>(rng_.Range(0, static_cast<int64_t>(writes))));
+    persisted = Persist(node, static_cast<size_t>(rng_.Range(0, static_cast<int64_t>(writes))));
   }
   node.alive = false;
   node.raft.reset();
@@ -280,34 +300,36 @@ void Simulator::Crash(NodeId id) {
   node.deferred_ticks = 0;
   node.deferred_forget = false;
   ++node.incarnation;
-  ++stats_.crashes;
-  if (tracing()) Trace(absl::StrCat("crash node=", id));
+  return persisted;
 }
 
-void Simulator::Restart(NodeId id) {
+absl::Status Simulator::Restart(NodeId id) {
   auto it = nodes_.find(id);
-  if (it == nodes_.end() || it->second.alive || it->second.retired) return;
-  StartNode(it->second);
+  if (it == nodes_.end() || it->second.alive || it->second.retired) return absl::OkStatus();
+  return StartNode(it->second);
 }
 
-void Simulator::Retire(NodeId id) {
-  Crash(id);
+absl::Status Simulator::Retire(NodeId id) {
   auto it = nodes_.find(id);
-  if (it != nodes_.end()) it->second.retired = true;
+  if (it == nodes_.end()) return absl::OkStatus();
+  it->second.retired = true;
+  if (!it->second.alive) return absl::OkStatus();
+  if (tracing()) Trace(absl::StrCat("retire node=", id));
+  return PowerOff(it->second);
 }
 
-void Simulator::Wipe(NodeId id) {
+absl::Status Simulator::Wipe(NodeId id) {
   Node& old_node = nodes_.at(id);
   std::string address = old_node.address;
-  Retire(id);
+  if (absl::Status status = Retire(id); !status.ok()) return status;
   nodes_.at(id).disk = StableState{};
   // The machine comes back with an empty disk, so with a new id, at the same address.
   NodeId new_id = NewNodeId();
   Node& node = AddNode(new_id, address);
-  StartNode(node);
   pending_adds_.push_back(Member{new_id, address});
   ++stats_.wipes;
   if (tracing()) Trace(absl::StrCat("wipe node=", id, " returns as ", new_id));
+  return StartNode(node);
 }
 
 void Simulator::StartClients() {
@@ -405,13 +427,13 @@ absl::Status Simulator::OnPersisted(Node& node) {
   Ready& ready = *node.pending;
   size_t writes = (ready.hard_state ? 1 : 0) + (ready.snapshot ? 1 : 0) + ready.entries.size();
   if (absl::Status status = Persist(node, writes); !status.ok()) return status;
-  SendMessages(ready.messages);
+  if (absl::Status status = SendMessages(ready.messages); !status.ok()) return status;
   if (absl::Status status = ApplyCommitted(node, ready); !status.ok()) return status;
   node.pending.reset();
   node.busy = false;
   node.raft->Advance();
   if (absl::Status status = CheckNode(node); !status.ok()) return status;
-  MaybeSnapshot(node);
+  if (absl::Status status = MaybeSnapshot(node); !status.ok()) return status;
   return DrainDeferred(node);
 }
 
@@ -420,10 +442,15 @@ absl::Status Simulator::DrainDeferred(Node& node) {
   if (node.deferred_ticks == 0 && !node.deferred_forget && node.inbox.empty()) {
     return AfterInput(node);
   }
-  for (; node.deferred_ticks > 0; --node.deferred_ticks) node.raft->Tick();
+  // Each input is checked on its own, as when it is not deferred.
+  for (; node.deferred_ticks > 0; --node.deferred_ticks) {
+    node.raft->Tick();
+    if (absl::Status status = CheckNode(node); !status.ok()) return status;
+  }
   if (node.deferred_forget) {
     node.deferred_forget = false;
     node.raft->ForgetLeader();
+    if (absl::Status status = CheckNode(node); !status.ok()) return status;
   }
   while (!node.inbox.empty()) {
     Message message = std::move(node.inbox.front());
@@ -472,7 +499,7 @@ absl::Status Simulator::ApplyCommitted(Node& node, const Ready& ready) {
   return absl::OkStatus();
 }
 
-void Simulator::SendMessages(std::vector<Message>& messages) {
+absl::Status Simulator::SendMessages(std::vector<Message>& messages) {
   for (Message& message : messages) {
     ++stats_.messages_sent;
     if (blocked_.count({message.from, message.to}) != 0 || (loss_ > 0 && rng_.Chance(loss_))) {
@@ -490,21 +517,28 @@ void Simulator::SendMessages(std::vector<Message>& messages) {
       std::string wire;
       EncodeMessage(message, &wire);
       absl::StatusOr<Message> decoded = DecodeMessage(wire);
-      CHECK_MSG(decoded.ok(), "a message Raft made does not survive the wire codec");
+      if (!decoded.ok()) {
+        return Violation(absl::StrCat("a message Raft made does not survive the wire codec: ",
+                                      decoded.status().ToString()));
+      }
       message = std::move(*decoded);
     }
     Schedule(at, EventType::kDeliver, to, 0, std::move(message));
   }
+  return absl::OkStatus();
 }
 
-void Simulator::MaybeSnapshot(Node& node) {
+absl::Status Simulator::MaybeSnapshot(Node& node) {
   Raft& raft = *node.raft;
   if (node.busy || node.applied < raft.snapshot_index() + options_.snapshot_every_entries) {
-    return;
+    return absl::OkStatus();
   }
   absl::StatusOr<Snapshot> snapshot =
       raft.CreateSnapshot(node.applied, EncodeDigest(node.applied, node.digest));
-  CHECK(snapshot.ok());
+  if (!snapshot.ok()) {
+    return Violation(absl::StrCat("node ", node.id, " refused a snapshot at applied index ",
+                                  node.applied, ": ", snapshot.status().ToString()));
+  }
   // The snapshot is written, then the log before it dropped.
   size_t drop = 0;
   while (drop < node.disk.entries.size() &&
@@ -514,13 +548,16 @@ void Simulator::MaybeSnapshot(Node& node) {
   node.disk.snapshot = std::move(*snapshot);
   node.disk.entries.erase(node.disk.entries.begin(), node.disk.entries.begin() + drop);
   node.disk.chains.erase(node.disk.chains.begin(), node.disk.chains.begin() + drop);
+  return absl::OkStatus();
 }
 
 // ---------------------------------------------------------------------------------------
 // Invariants
 
 absl::Status Simulator::Violation(const std::string& what) {
-  return absl::InternalError(absl::StrCat("t=", now_us_ / 1000.0, "ms: ", what));
+  absl::Status status = absl::InternalError(absl::StrCat("t=", now_us_ / 1000.0, "ms: ", what));
+  if (violation_.ok()) violation_ = status;
+  return status;
 }
 
 absl::Status Simulator::CheckStableAppend(Node& node, size_t from_position) {
@@ -675,12 +712,13 @@ NodeId Simulator::LeaderAcceptedByMajority(Term* term) const {
   return kNoNode;
 }
 
-void Simulator::OnFault() {
-  if (!chaos_ || !options_.faults) return;
+absl::Status Simulator::OnFault() {
+  if (!chaos_ || !options_.faults) return absl::OkStatus();
   Schedule(now_us_ + rng_.Range(options_.fault_interval_us / 2, options_.fault_interval_us * 3 / 2),
            EventType::kFault, kNoNode);
+  ++stats_.fault_events;
   std::vector<NodeId> live = LiveNodes();
-  if (live.empty()) return;
+  if (live.empty()) return absl::OkStatus();
   auto pick = [&](const std::vector<NodeId>& from) {
     return from[static_cast<size_t>(rng_.Range(0, static_cast<int64_t>(from.size()) - 1))];
   };
@@ -693,13 +731,15 @@ void Simulator::OnFault() {
   int64_t action = rng_.Range(0, 99);
   if (action < 12) {
     NodeId id = pick(live);
-    Crash(id);
+    absl::Status status = Crash(id);
     restart_later(id);
+    return status;
   } else if (action < 22) {
     NodeId leader = CurrentLeader();
     if (leader != kNoNode) {
-      Crash(leader);
+      absl::Status status = Crash(leader);
       restart_later(leader);
+      return status;
     }
   } else if (action < 32) {
     ++stats_.partitions;
@@ -753,35 +793,38 @@ void Simulator::OnFault() {
       std::vector<NodeId> members;
       for (const auto& [id, member] : nodes_.at(leader).raft->members()) members.push_back(id);
       if (!members.empty()) {
+        // Refusing (a transfer under way, a target that is itself) is an answer, not a fault.
         (void)nodes_.at(leader).raft->TransferLeadership(pick(members));
-        (void)AfterInput(nodes_.at(leader));
+        return AfterInput(nodes_.at(leader));
       }
     }
   }
+  return absl::OkStatus();
 }
 
-void Simulator::OnClient() {
+absl::Status Simulator::OnClient() {
   Schedule(now_us_ + options_.client_interval_us, EventType::kClient, kNoNode);
   NodeId leader = CurrentLeader();
-  if (leader == kNoNode) return;
+  if (leader == kNoNode) return absl::OkStatus();
   Node& node = nodes_.at(leader);
-  if (node.busy) return;
+  if (node.busy) return absl::OkStatus();
+  // A leader may refuse (stepping down, transferring, over its uncommitted bound).
   (void)node.raft->Propose(absl::StrCat("client-", ++proposals_));
-  (void)AfterInput(node);
+  return AfterInput(node);
 }
 
-void Simulator::OnOperator() {
+absl::Status Simulator::OnOperator() {
   Schedule(now_us_ + options_.operator_interval_us, EventType::kOperator, kNoNode);
   NodeId leader_id = CurrentLeader();
-  if (leader_id == kNoNode) return;
+  if (leader_id == kNoNode) return absl::OkStatus();
   Node& leader = nodes_.at(leader_id);
-  if (leader.busy) return;
+  if (leader.busy) return absl::OkStatus();
   Raft& raft = *leader.raft;
   if (!pending_adds_.empty()) {
     Member member = pending_adds_.front();
     if (nodes_.at(member.id).retired) {
       pending_adds_.pop_front();
-      return;
+      return absl::OkStatus();
     }
     absl::StatusOr<ReplaceProgress> progress = raft.ProposeReplaceOrAdd(member);
     if (progress.ok()) {
@@ -794,8 +837,7 @@ void Simulator::OnOperator() {
         Schedule(now_us_ + rng_.Range(0, 300'000), EventType::kRetire, progress->removed);
       }
     }
-    (void)AfterInput(leader);
-    return;
+    return AfterInput(leader);
   }
   if (!pending_removes_.empty()) {
     NodeId id = pending_removes_.front();
@@ -803,13 +845,13 @@ void Simulator::OnOperator() {
       pending_removes_.pop_front();
       ++stats_.members_removed;
       Schedule(now_us_ + rng_.Range(0, 300'000), EventType::kRetire, id);
-      return;
+      return absl::OkStatus();
     }
+    // Refused while another change is uncommitted: the operator asks again next time.
     (void)raft.ProposeRemoveMember(id);
-    (void)AfterInput(leader);
-    return;
+    return AfterInput(leader);
   }
-  if (!chaos_ || !options_.membership_churn || !rng_.Chance(0.08)) return;
+  if (!chaos_ || !options_.membership_churn || !rng_.Chance(0.08)) return absl::OkStatus();
   std::vector<NodeId> members;
   for (const auto& [id, member] : raft.members()) members.push_back(id);
   bool all_intact = std::all_of(members.begin(), members.end(), [&](NodeId id) {
@@ -819,28 +861,32 @@ void Simulator::OnOperator() {
   int64_t action = rng_.Range(0, 2);
   if (action == 0 && members.size() < static_cast<size_t>(options_.members_max)) {
     Member member{NewNodeId(), NewAddress()};
-    StartNode(AddNode(member.id, member.address));
     pending_adds_.push_back(member);
+    return StartNode(AddNode(member.id, member.address));
   } else if (action == 1 && members.size() > 3) {
     pending_removes_.push_back(
         members[static_cast<size_t>(rng_.Range(0, static_cast<int64_t>(members.size()) - 1))]);
   } else if (action == 2 && members.size() >= 3 && all_intact) {
-    Wipe(members[static_cast<size_t>(rng_.Range(0, static_cast<int64_t>(members.size()) - 1))]);
+    return Wipe(
+        members[static_cast<size_t>(rng_.Range(0, static_cast<int64_t>(members.size()) - 1))]);
   }
+  return absl::OkStatus();
 }
 
 // ---------------------------------------------------------------------------------------
 // Runs
 
-void Simulator::HealAll() {
+absl::Status Simulator::HealAll() {
   chaos_ = false;
   blocked_.clear();
   loss_ = 0;
   duplication_ = 0;
-  for (auto& [id, node] : nodes_) {
-    if (!node.alive && !node.retired) StartNode(node);
-  }
   if (tracing()) Trace("heal all");
+  for (auto& [id, node] : nodes_) {
+    if (node.alive || node.retired) continue;
+    if (absl::Status status = StartNode(node); !status.ok()) return status;
+  }
+  return absl::OkStatus();
 }
 
 bool Simulator::AllMembersApplied(Index index) const {
@@ -873,6 +919,7 @@ absl::Status Simulator::CheckLiveness() {
   }
   // A new entry reaches every member's state machine.
   Index target = 0;
+  absl::Status proposed = absl::OkStatus();
   status = RunUntilCondition(
       [&] {
         if (target == 0) {
@@ -881,11 +928,13 @@ absl::Status Simulator::CheckLiveness() {
           absl::StatusOr<Index> index = nodes_.at(leader).raft->Propose("liveness-marker");
           if (!index.ok()) return false;
           target = *index;
-          (void)AfterInput(nodes_.at(leader));
+          proposed = AfterInput(nodes_.at(leader));
+          if (!proposed.ok()) return true;  // stop here and report it
         }
         return AllMembersApplied(target);
       },
       now_us_ + bound_us, &reached);
+  if (!proposed.ok()) return proposed;
   if (!status.ok()) return status;
   if (!reached) {
     return Violation(absl::StrCat("liveness: an entry proposed after healing (index ", target,
@@ -914,15 +963,38 @@ absl::Status Simulator::RunRandomized() {
     options_.crash_new_leader_chance = kCrashNewLeader[rng_.Range(0, 2)];
     options_.network_delay_max_us = rng_.Chance(0.5) ? 5'000 : 20'000;
   }
-  Bootstrap(
-      static_cast<int>(rng_.Range(options_.initial_members_min, options_.initial_members_max)));
+  if (absl::Status status = Bootstrap(
+          static_cast<int>(rng_.Range(options_.initial_members_min, options_.initial_members_max)));
+      !status.ok()) {
+    return status;
+  }
   chaos_ = true;
   Schedule(rng_.Range(0, options_.fault_interval_us), EventType::kFault, kNoNode);
   StartClients();
   Schedule(rng_.Range(0, options_.operator_interval_us), EventType::kOperator, kNoNode);
   if (absl::Status status = RunUntil(options_.chaos_duration_us); !status.ok()) return status;
-  HealAll();
-  return CheckLiveness();
+  // The first fault comes within one interval, each next within 1.5 intervals: a run with
+  // fewer fault events did not test what it claims to (a broken schedule, not bad luck).
+  const int64_t interval_us = options_.fault_interval_us;
+  const uint64_t fault_events_min =
+      options_.chaos_duration_us < interval_us
+          ? 0
+          : static_cast<uint64_t>((options_.chaos_duration_us - interval_us) * 2 /
+                                  (3 * interval_us)) +
+                1;
+  if (options_.faults && stats_.fault_events < fault_events_min) {
+    return Violation(absl::StrCat("simulator: the chaos phase had ", stats_.fault_events,
+                                  " fault events; its schedule guarantees ", fault_events_min));
+  }
+  if (absl::Status status = HealAll(); !status.ok()) return status;
+  if (absl::Status status = CheckLiveness(); !status.ok()) return status;
+  // A crashed leader cannot lead its term again, and liveness found a leader: so a run that
+  // crashed a leader has seen a leader change. Holds for every seed, whatever its luck.
+  if (stats_.leader_crashes > 0 && leaders_.size() < 2) {
+    return Violation(absl::StrCat("simulator: ", stats_.leader_crashes,
+                                  " leader crashes but one leader in the whole run"));
+  }
+  return absl::OkStatus();
 }
 
 void Simulator::Trace(const std::string& line) {

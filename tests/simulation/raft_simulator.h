@@ -21,6 +21,10 @@
 // majority within a bounded time, a new entry applied by every member, and the operator's
 // replacements finished.
 //
+// A violation cannot be lost: every path that finds one returns it, the run stops at that
+// event, and the simulator remembers it, so any later Run* call returns it again (a run is
+// never continued past a violation, whose state may be half-applied).
+//
 // Same seed, same run: no wall clock, no unordered iteration, no std distributions.
 #ifndef STANZAD_TESTS_SIMULATION_RAFT_SIMULATOR_H_
 #define STANZAD_TESTS_SIMULATION_RAFT_SIMULATOR_H_
@@ -106,8 +110,11 @@ struct SimOptions {
 
 // What happened in a run, to show that the faults were exercised.
 struct SimStats {
-  uint64_t leaders = 0;  // distinct (term, leader) pairs
-  uint64_t crashes = 0;
+  uint64_t leaders = 0;         // distinct (term, leader) pairs
+  uint64_t leader_changes = 0;  // leaders after the first
+  uint64_t fault_events = 0;    // chances the chaos phase had to inject a fault
+  uint64_t crashes = 0;         // injected (Crash), not members retired or wiped
+  uint64_t leader_crashes = 0;  // crashes of a node that was leader then
   uint64_t wipes = 0;
   uint64_t partitions = 0;
   uint64_t members_added = 0;  // replace-or-add sequences finished
@@ -126,19 +133,23 @@ class Simulator {
   explicit Simulator(const SimOptions& options);
 
   // The whole randomized run: bootstrap, chaos, heal, liveness. OK or the first violation.
+  // With faults on it also fails when the chaos phase did not do what it is for: fewer
+  // fault events than its schedule guarantees, or a crashed leader never replaced.
   absl::Status RunRandomized();
 
   // ---- Building blocks (the failover benchmark uses these) ----
+  // Each returns the first violation found, as the Run* calls do.
 
   // Bootstraps `members` nodes as one new cluster and starts them.
-  void Bootstrap(int members);
+  absl::Status Bootstrap(int members);
   // Runs events until now() reaches `until_us` or an invariant fails.
   absl::Status RunUntil(int64_t until_us);
   // Runs until `done()` holds (checked after each event) or `deadline_us`. *reached says which.
   absl::Status RunUntilCondition(const std::function<bool()>& done, int64_t deadline_us,
                                  bool* reached);
-  void Crash(NodeId id);
-  void Restart(NodeId id);
+  // A crash keeps a random prefix of the Ready being written, so it checks that prefix.
+  absl::Status Crash(NodeId id);
+  absl::Status Restart(NodeId id);
   // Calls ForgetLeader on the node at `at_us` (when it is up).
   void ScheduleForgetLeader(NodeId id, int64_t at_us);
   // Starts a client that proposes to the leader every options().client_interval_us.
@@ -226,31 +237,34 @@ class Simulator {
   absl::Status OnTick(Node& node);
   absl::Status OnDeliver(Message& message);
   absl::Status OnPersisted(Node& node);
-  void OnFault();
-  void OnClient();
-  void OnOperator();
+  absl::Status OnFault();
+  absl::Status OnClient();
+  absl::Status OnOperator();
 
   // Node plumbing.
   Node& AddNode(NodeId id, const std::string& address);
-  void StartNode(Node& node);
+  absl::Status StartNode(Node& node);
+  // Takes a node down as a power cut does (see Crash); counts nothing.
+  absl::Status PowerOff(Node& node);
   absl::Status AfterInput(Node& node);
   absl::Status DrainDeferred(Node& node);
   absl::Status Persist(Node& node, size_t write_count);
   absl::Status ApplyCommitted(Node& node, const Ready& ready);
-  void SendMessages(std::vector<Message>& messages);
-  void MaybeSnapshot(Node& node);
-  void Retire(NodeId id);
-  void Wipe(NodeId id);
+  absl::Status SendMessages(std::vector<Message>& messages);
+  absl::Status MaybeSnapshot(Node& node);
+  absl::Status Retire(NodeId id);
+  absl::Status Wipe(NodeId id);
   NodeId NewNodeId();
   std::string NewAddress();
 
   // Invariants.
   absl::Status CheckNode(Node& node);
   absl::Status CheckStableAppend(Node& node, size_t from_position);
+  // Makes the violation's status and remembers the first one (see violation_).
   absl::Status Violation(const std::string& what);
 
   // Liveness after healing.
-  void HealAll();
+  absl::Status HealAll();
   absl::Status CheckLiveness();
   bool AllMembersApplied(Index index) const;
   bool OperatorIdle() const { return pending_adds_.empty() && pending_removes_.empty(); }
@@ -273,6 +287,9 @@ class Simulator {
   uint64_t proposals_ = 0;
   int next_address_ = 1;
   SimStats stats_;
+  // The first violation found. Run* returns it from then on, so a violation that some path
+  // failed to return still fails the run, and nothing runs on a state it left half-applied.
+  absl::Status violation_;
 
   // The operator: members to bring in (ProposeReplaceOrAdd) and ids to remove.
   std::deque<Member> pending_adds_;
