@@ -129,19 +129,22 @@ class ClusterTest(unittest.TestCase):
         self.assertIn("3 members", ok(b, "status"))
 
     def test_leader_killed_a_new_one_takes_over(self):
+        # What must happen, not how fast: the time is bench/cluster_failover.py's
+        # (docs/benchmarks.md, "Cluster failover").
         a, b, c = self.form()
-        ok(a, "callbridge", "add", "before")
+        ok(a, "callbridge", "add", "before")  # committed (on a majority) when this returns
         a.stop(signal.SIGKILL)
-        start = time.monotonic()
-        wait_until(lambda: self.leader_of(b) not in ("", self.address(a)), timeout=10,
-                   what="a new leader")
-        elapsed = time.monotonic() - start
-        self.assertLess(elapsed, 3.0)
-        self.assertEqual(self.leader_of(b), self.leader_of(c))
+        wait_until(lambda: self.leader_of(b) not in ("", self.address(a))
+                   and self.leader_of(b) == self.leader_of(c), timeout=10,
+                   what="both survivors naming one new leader")
+        # Nothing committed is lost: the new leader has it and both survivors apply it.
+        for node in (b, c):
+            wait_until(lambda node=node: "Callbridge : before" in ok(node, "callbridge", "list"),
+                       what=f"the change committed before the kill on {node.ip}")
         # The failover shows in /metrics as a histogram (time without a known leader).
         wait_until(lambda: metric(b, "stanzad_cluster_failover_seconds_count") >= 1,
                    what="the failover in the histogram")
-        self.assertLess(metric(b, "stanzad_cluster_failover_seconds_sum"), 3.0)
+        self.assertGreater(metric(b, "stanzad_cluster_failover_seconds_sum"), 0)
         self.assertEqual(metric(b, "stanzad_cluster_failover_seconds_bucket", le="+Inf"),
                          metric(b, "stanzad_cluster_failover_seconds_count"))
         ok(c, "callbridge", "add", "after")
