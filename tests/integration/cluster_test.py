@@ -9,6 +9,7 @@ import os
 import re
 import shutil
 import signal
+import socket
 import subprocess
 import tempfile
 import sys
@@ -187,6 +188,38 @@ class ClusterTest(unittest.TestCase):
         log = b.read_log() + c.read_log()
         self.assertIn("event=cluster_state_change", log)
         self.assertIn("to=LEADER", log)
+
+    def test_a_disabled_node_is_unreachable_until_enabled_and_then_catches_up(self):
+        a, b, c = self.form()
+        wait_until(lambda: all(m["connected"] for n in (a, b) for m in status(n)["members"]),
+                   what="every link up")
+        out = ok(c, "cluster", "disable")
+        self.assertIn("Cluster disabled", out)
+        self.assertIn("still a member", out)
+        # Its cluster port is closed...
+        self.assertFalse(status(c)["listening"])
+        with self.assertRaises(ConnectionRefusedError):
+            socket.create_connection((c.ip, c.cluster_port), timeout=5).close()
+        # ...and the others see it unreachable, in the status an operator reads.
+        for node in (a, b):
+            wait_until(lambda node=node: re.search(
+                re.escape(self.address(c)) + r"  id=\d+  unreachable", ok(node, "cluster", "status")),
+                what=f"{node.ip} seeing node 3 unreachable")
+        # The other two still commit changes; node 3 has missed one.
+        ok(a, "callbridge", "add", "while-disabled")
+        wait_until(lambda: "Callbridge : while-disabled" in ok(b, "callbridge", "list"),
+                   what="the change on node 2")
+        # Enabled again: the port opens, the others see it, and it catches up.
+        self.assertIn("Cluster enabled", ok(c, "cluster", "enable"))
+        self.assertTrue(status(c)["listening"])
+        socket.create_connection((c.ip, c.cluster_port), timeout=5).close()
+        for node in (a, b):
+            wait_until(lambda node=node: next(m for m in status(node)["members"]
+                                             if m["address"] == self.address(c))["connected"],
+                       what=f"{node.ip} seeing node 3 again")
+        wait_until(lambda: "Callbridge : while-disabled" in ok(c, "callbridge", "list"),
+                   what="node 3 catching up")
+        self.assertEqual(ok(c, "callbridge", "list"), ok(a, "callbridge", "list"))
 
     def test_reset_node_rejoins_without_a_duplicate_entry(self):
         a, b, c = self.form()
