@@ -3,9 +3,10 @@
 
 Forms the cluster with stanzactl, then --trials times: SIGKILLs the leader,
 measures the time until both survivors name the same new leader (polling their
-admin sockets every 2 ms), and the time until a configuration change commits
-through the new leader; restarts the killed node and waits until it has caught
-up. Prints one JSON line per trial and a summary; --json_out appends the lines
+admin sockets every 2 ms) and the time until a configuration change commits
+through the new leader, and reads how long a survivor was without a leader by
+its own measure (its stanzad_cluster_failover_seconds histogram); restarts the
+killed node and waits until it has caught up. Prints one JSON line per trial and a summary; --json_out appends the lines
 for bench/plot.py.
 
 --load: the same kills, under traffic. Adds --bridges call bridges to the
@@ -36,6 +37,7 @@ import statistics
 import subprocess
 import sys
 import time
+import urllib.request
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "../tests/integration"))
 from stanzad_harness import BIN_DIR, StanzadProcess, wait_until  # noqa: E402
@@ -52,6 +54,16 @@ def leader_of(node):
         if line.endswith(" (Leader)"):
             return line[: -len(" (Leader)")]
     return None
+
+
+def failover_histogram(node):
+    """(sum in seconds, count) of the node's stanzad_cluster_failover_seconds: the time
+    it knew no leader, as it measured it itself."""
+    with urllib.request.urlopen(f"http://127.0.0.1:{node.metrics_port}/metrics",
+                                timeout=10) as response:
+        body = response.read().decode()
+    values = dict(re.findall(r"^stanzad_cluster_failover_seconds_(sum|count) (\S+)$", body, re.M))
+    return float(values["sum"]), int(float(values["count"]))
 
 
 def pct(values, p):
@@ -80,6 +92,7 @@ def leader_only_trials(nodes, address, args):
         old = leader_of(nodes[0]) or leader_of(nodes[1])
         victim = next(n for n in nodes if address[id(n)] == old)
         survivors = [n for n in nodes if n is not victim]
+        histogram_before = failover_histogram(survivors[0])
         victim.stop(signal.SIGKILL)
         killed = time.monotonic()
         deadline = killed + 10
@@ -94,18 +107,31 @@ def leader_only_trials(nodes, address, args):
         code, out = survivors[0].admin("callbridge", "add", f"t{trial}")
         assert code == 0, out
         committed = time.monotonic()
+        # The survivor's own measure (its metrics snapshot is published every 100 ms).
+        def counted():
+            histogram = failover_histogram(survivors[0])
+            return histogram if histogram[1] > histogram_before[1] else None
+        histogram = wait_until(counted, timeout=10, what="the failover in the survivor's histogram")
+        failovers = histogram[1] - histogram_before[1]
         result = {"mode": "failover", "label": "stanzad", "trial": trial,
                   "new_leader_ms": round((elected - killed) * 1000, 1),
-                  "first_commit_ms": round((committed - killed) * 1000, 1)}
+                  "first_commit_ms": round((committed - killed) * 1000, 1),
+                  # mean over the failovers it counted in this trial (normally one)
+                  "node_failover_ms": round((histogram[0] - histogram_before[0]) * 1000
+                                            / failovers, 1),
+                  "node_failovers": failovers}
         results.append(result)
         record(result, args.json_out)
         restart_and_catch_up(victim, trial)
     elected = sorted(r["new_leader_ms"] for r in results)
     commits = sorted(r["first_commit_ms"] for r in results)
+    measured = sorted(r["node_failover_ms"] for r in results)
     print(f"\n{len(results)} trials: new leader after SIGKILL median "
           f"{statistics.median(elected):.1f} ms, "
           f"p90 {pct(elected, 0.9)} ms, max {elected[-1]} ms; first change committed "
-          f"median {statistics.median(commits):.1f} ms, max {commits[-1]} ms")
+          f"median {statistics.median(commits):.1f} ms, max {commits[-1]} ms; "
+          f"without a leader as a survivor measured it (stanzad_cluster_failover_seconds) "
+          f"median {statistics.median(measured):.1f} ms, max {measured[-1]} ms")
 
 
 def add_bridges(nodes, count, state_dir):

@@ -1422,7 +1422,8 @@ class Daemon {
         }
         return reply({0, "Cluster enabled; cluster port " + ClusterAddress() + "\n"});
       }
-      cluster_->StopListening();
+      // Links too: a node that stops serving them must not look connected to the others.
+      cluster_->Disconnect();
       cluster_listening_ = false;
       return reply({0, std::string("Cluster disabled") +
                            (cluster_->is_member()

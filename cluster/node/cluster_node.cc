@@ -163,7 +163,10 @@ absl::Status ClusterNode::Listen(const net::Endpoint& endpoint) {
   return transport_->Listen(endpoint);
 }
 
-void ClusterNode::StopListening() { transport_->StopListening(); }
+void ClusterNode::Disconnect() {
+  transport_->StopListening();
+  transport_->CloseAll(absl::UnavailableError("cluster disabled on this node"));
+}
 
 bool ClusterNode::has_state() const { return raft_->is_member() || raft_->last_index() > 0; }
 

@@ -129,7 +129,9 @@ class ClusterNode {
   ~ClusterNode();
 
   absl::Status Listen(const net::Endpoint& endpoint);
-  void StopListening();
+  // Stops listening and closes every link (cluster disable): the other members see
+  // this node down until Listen, and Tick re-dials them.
+  void Disconnect();
 
   // Has Raft state: initialized here, or added by a leader (or waiting to be).
   bool has_state() const;

@@ -60,6 +60,12 @@ void PeerTransport::StopListening() {
   listen_fd_ = -1;
 }
 
+void PeerTransport::CloseAll(const absl::Status& reason) {
+  std::vector<LinkId> all;
+  for (const auto& [id, link] : links_) all.push_back(id);
+  for (const LinkId id : all) CloseLink(id, reason);
+}
+
 void PeerTransport::SetPeers(const std::map<raft::NodeId, std::string>& peers, uint64_t now_ms) {
   now_ms_ = now_ms;
   for (auto it = dialers_.begin(); it != dialers_.end();) {

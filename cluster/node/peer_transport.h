@@ -119,6 +119,8 @@ class PeerTransport {
   absl::Status Listen(const net::Endpoint& endpoint);
   void StopListening();
   bool listening() const { return listen_fd_ >= 0; }
+  // Closes every link (cluster disable); the peers' dialers re-open theirs on Tick.
+  void CloseAll(const absl::Status& reason);
   const net::Endpoint& listen_endpoint() const { return listen_endpoint_; }
 
   // The peers to keep links to (this node excluded by the caller).

@@ -485,8 +485,15 @@ class C2sTest(unittest.IsolatedAsyncioTestCase):
         self.assertEqual((message["from"].full, message["body"]),
                          (f"romeo@{DOMAIN}/garden", "to the bare JID"))
 
-        rtt = await juliet["xep_0199"].ping(jid=DOMAIN, timeout=WAIT_S)
-        self.assertGreaterEqual(rtt, 0)
+        # XEP-0199 to the server. Not slixmpp's ping(), which takes an error answer
+        # from one's own server for a pong: the answer must be a result, from the
+        # server, to juliet, with the ping's id.
+        ping = juliet.make_iq_get(ito=DOMAIN)
+        ping["id"] = "ping-1"
+        ping.enable("ping")
+        pong = await ping.send(timeout=WAIT_S)
+        self.assertEqual((pong["type"], pong["id"], pong["from"].full, pong["to"].full),
+                         ("result", "ping-1", DOMAIN, f"juliet@{DOMAIN}/balcony"))
 
     @bounded(60)
     async def test_slixmpp_logs_in_with_scram_sha_1_and_with_plain(self):

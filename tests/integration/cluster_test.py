@@ -9,6 +9,7 @@ import os
 import re
 import shutil
 import signal
+import socket
 import subprocess
 import tempfile
 import sys
@@ -40,6 +41,36 @@ def metric(node, name, **labels):
             if sample.name == name and all(sample.labels.get(k) == v for k, v in labels.items()):
                 total += sample.value
     return total
+
+
+def fresh_metrics(node):
+    """Returns once `node` has published a metrics snapshot built after this call.
+
+    The control thread publishes one every 100 ms, so a value read right after
+    something happened may predate it. The uptime moving twice proves that the
+    second new snapshot was built after the call began."""
+    for _ in range(2):
+        before = metric(node, "stanzad_uptime_seconds")
+        wait_until(lambda: metric(node, "stanzad_uptime_seconds") > before,
+                   what=f"a fresh snapshot of {node.ip}'s metrics")
+
+
+def settled(test, node):
+    """Waits until `node` holds no stanza for another node (each acknowledged,
+    or expired, or refused), on a fresh snapshot; asserts none was refused."""
+    fresh_metrics(node)
+    wait_until(lambda: metric(node, "stanzad_cluster_forward_waiting", unit="stanzas") == 0,
+               timeout=20, what=f"{node.ip} holding nothing for other nodes")
+    test.assertEqual(metric(node, "stanzad_cluster_relayed_total", direction="failed"), 0)
+
+
+def marker(sender, receiver, timeout=10.0):
+    """Sends a message sender -> receiver and reads until it arrives: whatever the
+    nodes had already passed on along the same path arrived before it."""
+    name = f"marker{time.monotonic_ns()}"
+    sender.send(f"<message from='{sender.address}' to='{receiver.address}' id='{name}'/>")
+    receiver.read_until(f"id='{name}'", timeout=timeout)
+    return name
 
 
 def status(node):
@@ -129,19 +160,22 @@ class ClusterTest(unittest.TestCase):
         self.assertIn("3 members", ok(b, "status"))
 
     def test_leader_killed_a_new_one_takes_over(self):
+        # What must happen, not how fast: the time is bench/cluster_failover.py's
+        # (docs/benchmarks.md, "Cluster failover").
         a, b, c = self.form()
-        ok(a, "callbridge", "add", "before")
+        ok(a, "callbridge", "add", "before")  # committed (on a majority) when this returns
         a.stop(signal.SIGKILL)
-        start = time.monotonic()
-        wait_until(lambda: self.leader_of(b) not in ("", self.address(a)), timeout=10,
-                   what="a new leader")
-        elapsed = time.monotonic() - start
-        self.assertLess(elapsed, 3.0)
-        self.assertEqual(self.leader_of(b), self.leader_of(c))
+        wait_until(lambda: self.leader_of(b) not in ("", self.address(a))
+                   and self.leader_of(b) == self.leader_of(c), timeout=10,
+                   what="both survivors naming one new leader")
+        # Nothing committed is lost: the new leader has it and both survivors apply it.
+        for node in (b, c):
+            wait_until(lambda node=node: "Callbridge : before" in ok(node, "callbridge", "list"),
+                       what=f"the change committed before the kill on {node.ip}")
         # The failover shows in /metrics as a histogram (time without a known leader).
         wait_until(lambda: metric(b, "stanzad_cluster_failover_seconds_count") >= 1,
                    what="the failover in the histogram")
-        self.assertLess(metric(b, "stanzad_cluster_failover_seconds_sum"), 3.0)
+        self.assertGreater(metric(b, "stanzad_cluster_failover_seconds_sum"), 0)
         self.assertEqual(metric(b, "stanzad_cluster_failover_seconds_bucket", le="+Inf"),
                          metric(b, "stanzad_cluster_failover_seconds_count"))
         ok(c, "callbridge", "add", "after")
@@ -154,6 +188,38 @@ class ClusterTest(unittest.TestCase):
         log = b.read_log() + c.read_log()
         self.assertIn("event=cluster_state_change", log)
         self.assertIn("to=LEADER", log)
+
+    def test_a_disabled_node_is_unreachable_until_enabled_and_then_catches_up(self):
+        a, b, c = self.form()
+        wait_until(lambda: all(m["connected"] for n in (a, b) for m in status(n)["members"]),
+                   what="every link up")
+        out = ok(c, "cluster", "disable")
+        self.assertIn("Cluster disabled", out)
+        self.assertIn("still a member", out)
+        # Its cluster port is closed...
+        self.assertFalse(status(c)["listening"])
+        with self.assertRaises(ConnectionRefusedError):
+            socket.create_connection((c.ip, c.cluster_port), timeout=5).close()
+        # ...and the others see it unreachable, in the status an operator reads.
+        for node in (a, b):
+            wait_until(lambda node=node: re.search(
+                re.escape(self.address(c)) + r"  id=\d+  unreachable", ok(node, "cluster", "status")),
+                what=f"{node.ip} seeing node 3 unreachable")
+        # The other two still commit changes; node 3 has missed one.
+        ok(a, "callbridge", "add", "while-disabled")
+        wait_until(lambda: "Callbridge : while-disabled" in ok(b, "callbridge", "list"),
+                   what="the change on node 2")
+        # Enabled again: the port opens, the others see it, and it catches up.
+        self.assertIn("Cluster enabled", ok(c, "cluster", "enable"))
+        self.assertTrue(status(c)["listening"])
+        socket.create_connection((c.ip, c.cluster_port), timeout=5).close()
+        for node in (a, b):
+            wait_until(lambda node=node: next(m for m in status(node)["members"]
+                                             if m["address"] == self.address(c))["connected"],
+                       what=f"{node.ip} seeing node 3 again")
+        wait_until(lambda: "Callbridge : while-disabled" in ok(c, "callbridge", "list"),
+                   what="node 3 catching up")
+        self.assertEqual(ok(c, "callbridge", "list"), ok(a, "callbridge", "list"))
 
     def test_reset_node_rejoins_without_a_duplicate_entry(self):
         a, b, c = self.form()
@@ -269,40 +335,53 @@ class ClusterTest(unittest.TestCase):
         secrets = self.secrets(a)
         c.stop(signal.SIGKILL)
         cb3.close()
+        settled(self, a)
         # Node 1 still routes cb3 to the dead node 3: the stanza is kept, not lost...
         cb1.send(f"<message from='cb1.{DOMAIN}' to='cb3.{DOMAIN}' id='kept'>"
                  "<body>while you were away</body></message>")
-        time.sleep(0.5)
+        wait_until(lambda: metric(a, "stanzad_cluster_forward_waiting", unit="stanzas") >= 1,
+                   what="node 1 keeping the stanza for the dead node")
         # ...and delivered once cb3 is back, on node 2.
         cb3 = self.bridge(b, "cb3", secrets["cb3"])
         cb3.read_until("id='kept'><body>while you were away</body>", timeout=10)
-        cb1.read_for(0.3)
-        self.assertNotIn(b"type='error'", cb1.received)
         wait_until(lambda: metric(a, "stanzad_cluster_relayed_total", direction="resent") >= 1,
                    what="the resend counted")
+        # Acknowledged, and no error for it: one sent before the acknowledgement would
+        # have reached cb1 before a marker sent after it.
+        settled(self, a)
+        self.assertEqual(metric(a, "stanzad_cluster_relayed_total", direction="expired"), 0)
+        marker(cb3, cb1)
+        self.assertNotIn(b"type='error'", cb1.received)
         for component in (cb1, cb3):
             component.close()
 
     def send_100_from_node2_to_node3(self, extra_flags=()):
         """A cluster, cb2 on node 2 and cb3 on node 3, 100 messages cb2 -> cb3.
-        Returns the leader (node 1) and the ids cb3 got, in order."""
-        (a, _, _), (cb2, cb3) = self.form_with_bridges((1, "cb2"), (2, "cb3"), extra_flags)
+        Returns the nodes and the ids cb3 got, in order, once node 2 holds none of
+        them (each acknowledged)."""
+        nodes, (cb2, cb3) = self.form_with_bridges((1, "cb2"), (2, "cb3"), extra_flags)
         for i in range(100):
             cb2.send(f"<message from='cb2.{DOMAIN}' to='cb3.{DOMAIN}' id='r{i}'/>")
         cb3.read_until("id='r99'/>")
+        settled(self, nodes[1])
         ids = [int(i) for i in re.findall(rb"id='r(\d+)'", cb3.received)]
         for component in (cb2, cb3):
             component.close()
-        return a, ids
+        return nodes, ids
 
     def test_direct_routing_skips_the_leader(self):
-        leader, ids = self.send_100_from_node2_to_node3(["--routing=direct"])
+        (leader, origin, _), ids = self.send_100_from_node2_to_node3(["--routing=direct"])
         self.assertEqual(ids, list(range(100)))
-        # Straight from node 2 to node 3: the leader (node 1) relayed nothing.
+        self.assertGreaterEqual(
+            metric(origin, "stanzad_cluster_relayed_total", direction="out"), 100)
+        # Straight from node 2 to node 3: the leader (node 1) relayed nothing, in a
+        # snapshot taken after node 2 had every acknowledgement.
+        fresh_metrics(leader)
         self.assertEqual(metric(leader, "stanzad_cluster_relayed_total", direction="in"), 0)
 
     def test_leader_routing_goes_through_the_leader(self):
-        leader, ids = self.send_100_from_node2_to_node3()  # --routing=leader is the default
+        # --routing=leader is the default
+        (leader, _, _), ids = self.send_100_from_node2_to_node3()
         self.assertEqual(ids, list(range(100)))
         wait_until(
             lambda: metric(leader, "stanzad_cluster_relayed_total", direction="in") >= 100,
@@ -323,10 +402,14 @@ class ClusterTest(unittest.TestCase):
                 a.stop(signal.SIGKILL)
             time.sleep(0.001)
         cb3.read_until(f"id='s{count - 1}'/>", timeout=20)
-        cb3.read_for(1.0)  # anything sent twice would come in this second
+        # Drained: node 2 holds nothing more (so sends nothing again), and a marker
+        # sent after that arrives after anything sent twice would have.
+        settled(self, b)
+        marker(cb2, cb3)
         ids = [int(i) for i in re.findall(rb"id='s(\d+)'", cb3.received)]
         self.assertEqual(sorted(ids), list(range(count)))  # none lost, none twice
-        cb2.read_for(0.3)
+        self.assertEqual(metric(b, "stanzad_cluster_relayed_total", direction="expired"), 0)
+        marker(cb3, cb2)  # after any error reply for one of them
         self.assertNotIn(b"type='error'", cb2.received)
         self.assertNotIn(self.leader_of(b), ("", self.address(a)))
         for component in (cb2, cb3):
@@ -384,7 +467,12 @@ class ClusterTest(unittest.TestCase):
         for i in range(50):
             cb2.send(f"<message from='cb2.{DOMAIN}' to='cb3.{DOMAIN}' id='c{i}'/>")
         cb3.read_until("id='c49'/>")
-        cb2.read_for(3.0)  # longer than --forward_hold_ms: an unacknowledged one errs
+        # Node 3's acknowledgements reach node 2 through the leader: node 2 holds
+        # none of them any more, and none waited out --forward_hold_ms (which would
+        # have answered cb2 with an error).
+        settled(self, b)
+        self.assertEqual(metric(b, "stanzad_cluster_relayed_total", direction="expired"), 0)
+        marker(cb3, cb2)  # after any error reply sent before the acknowledgements
         ids = [int(i) for i in re.findall(rb"id='c(\d+)'", cb3.received)]
         self.assertEqual(sorted(ids), list(range(50)))
         self.assertNotIn(b"type='error'", cb2.received)
@@ -392,16 +480,18 @@ class ClusterTest(unittest.TestCase):
             component.close()
 
     def _bare_only(self, sender, receiver, other):
-        """A message to receiver's bare JID reaches receiver and not `other`."""
-        marker = f"only{time.monotonic_ns()}"
+        """A message to receiver's bare JID reaches receiver and not `other` (a
+        resource of the same account, connected): a message to other's full JID,
+        sent after it along the same path, arrives before the check."""
+        name = f"only{time.monotonic_ns()}"
         sender.send(f"<message from='{sender.address}' to='{receiver.address.split('/')[0]}' "
-                    f"id='{marker}'/>")
+                    f"id='{name}'/>")
         try:
-            receiver.read_until(marker, timeout=0.5)
+            receiver.read_until(name, timeout=0.5)
         except TimeoutError:
             return False
-        other.read_for(0.2)
-        return marker.encode() not in other.received
+        marker(sender, other)
+        return name.encode() not in other.received
 
     def _reaches(self, sender, receiver):
         marker = f"probe{time.monotonic_ns()}"
@@ -480,10 +570,15 @@ class ClusterTest(unittest.TestCase):
         # Her hall resource goes unavailable: only the balcony gets the next one.
         juliet2.send("<presence type='unavailable'/>")
         wait_until(lambda: self._bare_only(cb1, juliet, juliet2), what="only the balcony")
+        # Not one lucky poll: for the next second, every one goes to the balcony only.
+        deadline = time.monotonic() + 1.0
+        while time.monotonic() < deadline:
+            self.assertTrue(self._bare_only(cb1, juliet, juliet2), "a copy reached the hall")
         juliet2.close()
         # When romeo leaves, his full JID is gone from the cluster: juliet gets an error.
         romeo.send("</stream:stream>")
-        romeo.wait_closed()
+        self.assertTrue(romeo.wait_closed(), "romeo's stream was not closed")
+        self.assertTrue(romeo.received.endswith(b"</stream:stream>"), romeo.received[-200:])
         romeo.close()
 
         def bounced():

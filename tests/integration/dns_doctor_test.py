@@ -6,15 +6,16 @@ Run: STANZAD_BIN_DIR=build/cmd /usr/bin/python3 tests/integration/dns_doctor_tes
 """
 import json
 import os
+import random
 import shutil
-import signal
+import socket
+import struct
 import subprocess
 import sys
-import time
 import unittest
 
 sys.path.insert(0, os.path.dirname(__file__))
-from stanzad_harness import STANZACTL, StanzadProcess, free_port  # noqa: E402
+from stanzad_harness import STANZACTL, StanzadProcess, free_port, wait_until  # noqa: E402
 
 DNSMASQ = shutil.which("dnsmasq") or "/usr/sbin/dnsmasq"
 
@@ -26,8 +27,30 @@ class Dnsmasq:
                 "--bind-interfaces", "--no-resolv", "--no-hosts", "--local=/example.com/",
                 "--pid-file=", "--user=root", "--log-facility=-"] + records
         self.process = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-        time.sleep(0.3)
+        try:
+            wait_until(lambda: self.process.poll() is not None or self.answers(),
+                       what=f"dnsmasq answering on port {self.port}")
+        except TimeoutError:
+            self.stop()
+            raise
         assert self.process.poll() is None, self.process.stderr.read().decode()
+
+    def answers(self):
+        """True once the server answers a query (any answer: it has read its records)."""
+        query_id = random.randrange(1 << 16)
+        name = b"".join(bytes([len(label)]) + label for label in b"example.com".split(b"."))
+        query = struct.pack(">HHHHHH", query_id, 0x0100, 1, 0, 0, 0) + name + b"\0" + \
+            struct.pack(">HH", 1, 1)  # A, IN
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+            s.settimeout(0.2)
+            s.sendto(query, ("127.0.0.1", self.port))
+            try:
+                reply = s.recv(512)
+            except OSError:  # no answer yet, or the port is not open yet (ICMP refused)
+                return False
+        # The same id, and the QR bit: a response.
+        return len(reply) >= 12 and struct.unpack(">H", reply[:2])[0] == query_id \
+            and reply[2] & 0x80 != 0
 
     def stop(self):
         self.process.terminate()
@@ -130,21 +153,33 @@ class SrvFailoverTest(ClusterWithDns):
         process = subprocess.Popen(
             [bench, "--mode=latency", "--rate=5000", "--bridges=30", "--srv=example.com",
              f"--dns_server=127.0.0.1:{self.dns.port}", f"--secrets_json={secrets}",
-             "--duration_s=5", "--warmup_s=1"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-            text=True)
-        time.sleep(3)
-        self.nodes[2].stop(signal.SIGKILL)
-        out, err = process.communicate(timeout=60)
+             "--duration_s=5", "--warmup_s=1",
+             # stanza-bench kills node 3 itself, 2 s into its measuring window (it is our
+             # child, not reaped until cleanup: the PID cannot be another process's).
+             f"--kill_pid={self.nodes[2].process.pid}", "--kill_at_s=2"],
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        try:
+            out, err = process.communicate(timeout=120)
+        finally:
+            if process.poll() is None:
+                process.kill()
+                process.communicate(timeout=10)
         self.assertEqual(process.returncode, 0, err)
+        self.assertIsNotNone(self.nodes[2].process.poll(), "node 3 was not killed")
         result = json.loads(out.strip().splitlines()[-1])
+        # What happened, not how fast (the downtime is docs/benchmarks.md's, "Bridge
+        # failover"): node 3's bridges found another node through SRV and all are back.
         self.assertGreater(result["bridges_failed_over"], 0, result)
         self.assertEqual(result["bridges_still_down"], 0, result)
-        self.assertLess(result["down_ms_max"], 1000, result)
+        self.assertEqual(result["bridges_down_at_end"], [], result)
         # The time each bridge was without a server, by name: those of the dead node.
         self.assertEqual(len(result["down_ms_by_bridge"]), result["bridges_failed_over"], result)
-        self.assertTrue(all(0 < ms < 1000 for ms in result["down_ms_by_bridge"].values()), result)
-        self.assertEqual(result["bridges_down_at_end"], [], result)
+        self.assertTrue(all(ms > 0 for ms in result["down_ms_by_bridge"].values()), result)
+        # Traffic flowed again after the kill; nothing twice, nothing lost between bridges
+        # that kept their node (what the dying node held is lost: docs/cluster.md).
+        self.assertIsNotNone(result["kill_to_flow_ms"], result)
         self.assertEqual(result["duplicated"], 0, result)
+        self.assertEqual(result["lost_on_steady_paths"], 0, result)
 
 
 if __name__ == "__main__":

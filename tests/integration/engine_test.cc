@@ -9,6 +9,7 @@
 #include <netinet/tcp.h>
 #include <poll.h>
 #include <sys/socket.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -599,33 +600,47 @@ TEST(EngineTest, RecvBufferExhaustionLosesNothing) {
     }
     for (int i = 0; i < 20; ++i) ASSERT_EQ(clients[i]->Read(sent[i].size()), sent[i]) << i;
   }
-  std::printf("recv_buffers_exhausted=%llu\n",
-              static_cast<unsigned long long>(server.engine().stats()[0].recv_buffers_exhausted));
+  // The test is about the re-arm: it must have happened (thousands of times here).
+  EXPECT_GT(server.engine().stats()[0].recv_buffers_exhausted, 0u);
 }
 
 TEST(EngineTest, OnTickRunsPeriodicallyWithAMonotonicClock) {
-  std::atomic<int> ticks{0};
-  std::atomic<bool> backwards{false};
-  std::atomic<uint64_t> first{0};
-  std::atomic<uint64_t> last{0};
+  constexpr int kTicks = 10;
+  constexpr uint64_t kTickMs = 20;
+  std::mutex mutex;
+  std::vector<uint64_t> times_ms;  // each tick's now_ms, the first kTicks
+  std::atomic<bool> clock_differs{false};
   Hooks hooks;
   hooks.on_tick = [&](Shard& shard, uint64_t now_ms) {
-    if (now_ms < last.load()) backwards = true;
-    if (shard.now_ms() != now_ms) backwards = true;
-    if (ticks.fetch_add(1) == 0) first = now_ms;
-    last = now_ms;
+    if (shard.now_ms() != now_ms) clock_differs = true;
+    std::lock_guard<std::mutex> lock(mutex);
+    if (times_ms.size() < kTicks) times_ms.push_back(now_ms);
   };
   EngineOptions options = Options(1, {});
-  options.tick_ms = 20;
+  options.tick_ms = kTickMs;
+  timespec before;
+  clock_gettime(CLOCK_MONOTONIC, &before);  // the shard's clock, read before it starts
+  const uint64_t before_ms = static_cast<uint64_t>(before.tv_sec) * 1000 +
+                             static_cast<uint64_t>(before.tv_nsec) / 1000000;
   TestEngine server(options, hooks);
   ASSERT_TRUE(server.status().ok()) << server.status();
-  std::this_thread::sleep_for(milliseconds(500));
+  // Waits for the ticks instead of counting those within a fixed sleep: a loaded
+  // machine delays ticks, so only what it cannot do is asserted.
+  ASSERT_TRUE(WaitFor([&] {
+    std::lock_guard<std::mutex> lock(mutex);
+    return times_ms.size() == kTicks;
+  }, milliseconds(10000)));
   server.Stop();
-  EXPECT_FALSE(backwards.load());
-  // 25 periods fit; a loaded machine may lose some, never gain.
-  EXPECT_GE(ticks.load(), 8);
-  EXPECT_LE(ticks.load(), 27);
-  EXPECT_GE(last.load() - first.load(), static_cast<uint64_t>(ticks.load() - 1) * 20 - 1);
+  EXPECT_FALSE(clock_differs.load());
+  std::lock_guard<std::mutex> lock(mutex);
+  for (size_t k = 0; k < times_ms.size(); ++k) {
+    // A monotonic clock, and never ahead of the schedule: tick k is due tick_ms after
+    // tick k-1 was due (late ones are not replayed), the first tick_ms after start.
+    if (k > 0) {
+      EXPECT_GT(times_ms[k], times_ms[k - 1]) << "tick " << k;
+    }
+    EXPECT_GE(times_ms[k], before_ms + (k + 1) * kTickMs) << "tick " << k;
+  }
 }
 
 // A client that never reads: its queue fills to the limit, Send says no, and

@@ -227,6 +227,33 @@ class SingleNodeTest(unittest.TestCase):
             pass  # the server may close before reading it all
         self.assertStreamError(huge, "policy-violation")
 
+    def test_an_idle_bridge_is_closed_with_connection_timeout(self):
+        idle_timeout_s = 1
+        self.node.stop()
+        self.node.extra_flags.append(f"--idle_timeout_s={idle_timeout_s}")
+        self.node.start(seed=False)
+        self.node.wait_serving()
+        self.add_bridges("cb1", "cb2")
+        idle = self.bridge("cb1").open_stream()
+        handshake_sent = time.monotonic()  # the server's last activity is later than this
+        idle.handshake()
+        busy = self.bridge("cb2").connect()
+        # cb2 sends whitespace keepalives; cb1 sends nothing after its handshake.
+        deadline = time.monotonic() + idle_timeout_s + 10
+        closed = False
+        while not closed and time.monotonic() < deadline:
+            busy.send(" ")
+            closed = idle.wait_closed(timeout=0.2)
+        self.assertTrue(closed, "the idle bridge was not closed")
+        self.assertGreaterEqual(time.monotonic() - handshake_sent, idle_timeout_s)  # never early
+        self.assertIn(b"<stream:error><connection-timeout xmlns='urn:ietf:params:xml:ns:xmpp-streams'/>",
+                      idle.received)
+        self.assertTrue(idle.received.endswith(b"</stream:stream>"), idle.received[-200:])
+        # The bridge that kept talking, connected as long, is still served.
+        busy.send(f"<iq type='get' from='cb2.{DOMAIN}' to='{DOMAIN}' id='alive'>"
+                  "<ping xmlns='urn:xmpp:ping'/></iq>")
+        busy.read_until(f"<iq from='{DOMAIN}' to='cb2.{DOMAIN}' type='result' id='alive'/>")
+
     def test_malformed_and_stalled_connections_do_not_affect_others(self):
         self.add_bridges("cb1", "cb2")
         stalled = socket.create_connection(("127.0.0.1", self.node.port))
