@@ -1,6 +1,8 @@
-// Fuzzes what a node reads from its cluster port: the framing and every frame
-// decoder (hello, Raft message, request, reply, routes, remove target), fed in
-// arbitrary chunks. A decoded value must encode back to what was decoded.
+// Fuzzes what a node reads from its cluster port: the framing (with the bound of an
+// authenticated link and of one that has not authenticated yet), every frame decoder
+// (authentication hello and challenge, Raft message, request, reply, routes, remove
+// target) and the sealed-record opener, fed in arbitrary chunks. A decoded value must
+// encode back to what was decoded.
 #include <cstddef>
 #include <cstdint>
 #include <cstdlib>
@@ -81,15 +83,33 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   // The first byte picks the read size, as the socket would split the stream.
   const size_t chunk = 1 + data[0] % 64;
   const std::string_view input(reinterpret_cast<const char*>(data) + 1, size - 1);
-  std::string buffer;
-  for (size_t at = 0; at < input.size(); at += chunk) {
-    buffer.append(input.substr(at, chunk));
-    while (true) {
-      auto frame = stanzad::cluster::TakeFrame(&buffer);
-      if (!frame.ok()) return 0;  // the link would be closed here
-      if (!frame->has_value()) break;
-      Decode(**frame);
+  // As an authenticated link reads (frames up to kFrameBytesMax) and as a link that has
+  // not authenticated yet does (frames up to kAuthFrameBytesMax: nothing longer is held).
+  for (const size_t frame_bytes_max :
+       {stanzad::cluster::kFrameBytesMax, stanzad::cluster::kAuthFrameBytesMax}) {
+    std::string buffer;
+    bool closed = false;
+    for (size_t at = 0; at < input.size() && !closed; at += chunk) {
+      buffer.append(input.substr(at, chunk));
+      while (true) {
+        auto frame = stanzad::cluster::TakeFrame(&buffer, frame_bytes_max);
+        if (!frame.ok()) {  // the link would be closed here
+          closed = true;
+          break;
+        }
+        if (!frame->has_value()) break;
+        Check((*frame)->payload.size() < frame_bytes_max);
+        Decode(**frame);
+      }
     }
+  }
+  // As a sealed link opens records: never more plaintext than was fed, never a crash.
+  stanzad::cluster::RecordOpener opener(std::string(stanzad::cluster::kClusterKeyBytes, 'k'));
+  std::string records, plaintext;
+  for (size_t at = 0; at < input.size(); at += chunk) {
+    records.append(input.substr(at, chunk));
+    if (!opener.Open(&records, &plaintext).ok()) break;
+    Check(plaintext.size() <= at + chunk);
   }
   return 0;
 }

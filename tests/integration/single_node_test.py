@@ -312,6 +312,24 @@ class SingleNodeTest(unittest.TestCase):
 
 
 class DurabilityTest(unittest.TestCase):
+    def test_a_state_dir_others_can_read_is_tightened(self):
+        import shutil
+        import stat
+        import tempfile
+        state_dir = tempfile.mkdtemp(prefix="stanzad-it-")
+        os.chmod(state_dir, 0o755)
+        node = StanzadProcess(state_dir=state_dir)
+        try:
+            node.start()
+            self.assertEqual(stat.S_IMODE(os.stat(state_dir).st_mode), 0o700)
+            wait_until(lambda: "event=state_dir_tightened" in node.read_log(),
+                       what="the tightening logged")
+            key = os.path.join(state_dir, "sasl_salt_key")
+            self.assertEqual(stat.S_IMODE(os.stat(key).st_mode), 0o600)
+        finally:
+            node.cleanup()
+            shutil.rmtree(state_dir, ignore_errors=True)
+
     def test_restart_keeps_the_configuration(self):
         node = StanzadProcess().start()
         try:

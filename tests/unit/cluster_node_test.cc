@@ -1,6 +1,7 @@
 // ClusterNode over real loopback sockets and real stores in temporary directories:
 // three nodes in one process, driven by one poll() loop.
 #include "cluster/node/cluster_node.h"
+#include "cluster/storage/raft_store.h"
 
 #include "tls/certificates.h"
 #include "tls/pki.h"
@@ -373,6 +374,29 @@ TEST_F(ClusterNodeTest, AnotherClustersNodeCannotTalkToThisOne) {
   EXPECT_EQ(node(0).config().domain, "example.com");
   EXPECT_EQ(node(0).Status().members.size(), 1u);
   EXPECT_GT(node(0).Status().links_refused, 0u);
+}
+
+TEST_F(ClusterNodeTest, AStoredSnapshotThatDoesNotLoadStopsRaftNotTheNode) {
+  Start(0);
+  ASSERT_TRUE(Await([&](auto done) { node(0).Initialize({SetDomain{"example.com"}}, done); }).ok());
+  const std::string dir = slots_[0].dir;
+  const raft::NodeId id = node(0).id();
+  Stop(0);
+  {  // What a hostile snapshot could once leave behind: stored, checksummed, undecodable.
+    absl::StatusOr<std::unique_ptr<storage::RaftStore>> store = storage::RaftStore::Open(dir);
+    ASSERT_TRUE(store.ok()) << store.status();
+    raft::Snapshot junk;
+    junk.metadata = {1'000, 1'099'511'627'776, {raft::Member{id, address(0)}}};
+    junk.data = "junk that is no configuration";
+    ASSERT_TRUE((*store)->InstallSnapshot(junk).ok());
+  }
+  ClusterNode& reopened = Start(0);  // opens; Start asserts it
+  const ClusterStatus status = reopened.Status();
+  EXPECT_EQ(status.failed.code(), absl::StatusCode::kDataLoss) << status.failed;
+  EXPECT_NE(std::string(status.failed.message()).find("does not load"), std::string::npos);
+  const absl::Status refused =
+      Await([&](auto done) { reopened.Propose(SetDomain{"x.com"}, done); });
+  EXPECT_FALSE(refused.ok());
 }
 
 TEST_F(ClusterNodeTest, JoinErrorsNameTheCause) {
