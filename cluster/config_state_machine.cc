@@ -309,6 +309,9 @@ class CommandExecutor {
         (!c.identity.empty() && c.identity.size() != config::kMemberIdentityBytes)) {
       return absl::InvalidArgumentError("a join needs the joiner's node id and a 32-byte identity");
     }
+    if (!c.identity.empty()) {
+      if (absl::Status bindable = Bindable(c.member, c.identity); !bindable.ok()) return bindable;
+    }
     if (target_ != nullptr) {
       target_->join_tokens.erase(c.id);
       if (!c.identity.empty()) target_->member_identities[c.member] = c.identity;
@@ -325,15 +328,28 @@ class CommandExecutor {
     if (it != current_.member_identities.end() && it->second == c.identity) {
       return absl::OkStatus();
     }
-    if (current_.member_identities.size() >= config::kMembersMax) {
-      return absl::ResourceExhaustedError("too many member identities");
-    }
+    if (absl::Status bindable = Bindable(c.member, c.identity); !bindable.ok()) return bindable;
     if (target_ != nullptr) target_->member_identities[c.member] = c.identity;
     changed_ = true;
     return absl::OkStatus();
   }
 
  private:
+  // A node id gets one certificate key, once (until it is removed), and the bindings
+  // stay within what a configuration may hold.
+  absl::Status Bindable(uint64_t member, const std::string& identity) const {
+    auto it = current_.member_identities.find(member);
+    if (it != current_.member_identities.end()) {
+      return it->second == identity
+                 ? absl::OkStatus()
+                 : absl::AlreadyExistsError("this node id has another certificate key bound");
+    }
+    if (current_.member_identities.size() >= config::kMembersMax + config::kJoinTokensMax) {
+      return absl::ResourceExhaustedError("too many member identities");
+    }
+    return absl::OkStatus();
+  }
+
   const config::Config& current_;
   config::Config* target_;
   bool changed_ = false;

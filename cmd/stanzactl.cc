@@ -67,6 +67,7 @@ constexpr char kUsage[] =
     "  cluster join HOST[:PORT] --token=TOKEN\n"
     "                              join the cluster through any member, with a token\n"
     "                              made there; the node gets the cluster key\n"
+    "                              (--token=- reads it from stdin, out of the process list)\n"
     "  cluster remove NODE         take a member out (its address or node id)\n"
     "  cluster status              state, peers and leader, in the seed's layout\n"
     "  cluster trust BUNDLE        the cluster's trust bundle: with certs set, every\n"
@@ -313,6 +314,21 @@ int main(int argc, char** argv) {
   }
   if (!request.args.empty() && request.args.front() == "xmpp") {
     request.args.erase(request.args.begin());
+  }
+  // --token=- reads the join token from stdin, so that it is not in the process list.
+  for (std::string& arg : request.args) {
+    if (arg != "--token=-") continue;
+    char line[256] = "";
+    if (std::fgets(line, sizeof(line), stdin) == nullptr) {
+      std::fputs("stanzactl: --token=-: no token on stdin\n", stderr);
+      return 2;
+    }
+    std::string token(line);
+    while (!token.empty() &&
+           (token.back() == '\n' || token.back() == '\r' || token.back() == ' ')) {
+      token.pop_back();
+    }
+    arg = "--token=" + token;
   }
   if (request.args.empty()) {
     std::fputs(kUsage, stderr);

@@ -33,6 +33,7 @@
 #include "absl/flags/flag.h"
 #include "absl/flags/parse.h"
 #include "absl/strings/numbers.h"
+#include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
 #include "cluster/node/cluster_node.h"
@@ -1844,8 +1845,8 @@ absl::StatusOr<NodeConfig> LoadOrSeed(const std::string& state_dir) {
     if (chmod(state_dir.c_str(), 0700) != 0) {
       return absl::FailedPreconditionError(
           "--state_dir " + state_dir + " can be read by other users (mode " +
-          std::to_string(info.st_mode & 0777) + " octal-decoded) and cannot be tightened: " +
-          std::strerror(errno) + "; fix: chmod 700 " + state_dir);
+          absl::StrFormat("%04o", info.st_mode & 07777) +
+          ") and cannot be tightened: " + std::strerror(errno) + "; fix: chmod 700 " + state_dir);
     }
     LogEvent(LogLevel::kWarning, "state_dir_tightened",
              "dir=" + state_dir + " reason=\"other users could read it\" mode=0700");

@@ -234,6 +234,11 @@ void ClusterNode::Initialize(std::vector<ConfigCommand> seed, Done done) {
 }
 
 void ClusterNode::CreateJoinToken(uint64_t ttl_s, TokenDone done) {
+  if (cluster_key_.size() != kClusterKeyBytes) {
+    return done(absl::FailedPreconditionError(
+        "this node has no cluster key (its cluster was formed before links were "
+        "authenticated, or state_dir/cluster/link_key is damaged): a token would be useless"));
+  }
   JoinToken token;
   token.id = 0;
   while (token.id == 0) {
@@ -386,7 +391,7 @@ void ClusterNode::OnFrame(LinkId link, const LinkPeer& peer, Frame frame) {
     }
     case FrameType::kReply: {
       absl::StatusOr<struct Reply> reply = DecodeReply(frame.payload);
-      if (reply.ok()) OnReply(*reply);
+      if (reply.ok()) OnReply(link, *reply);
       return;
     }
     case FrameType::kRoutes:
@@ -436,6 +441,14 @@ void ClusterNode::OnRequest(LinkId link, const LinkPeer& peer, const Request& re
     case RequestKind::kPropose: {
       absl::StatusOr<ConfigCommand> command = DecodeConfigCommand(request.body);
       if (!command.ok()) return Answer(link, request.id, command.status());
+      // Identities and token use come only from the leader's own join path (and the
+      // first node's initialize): another member may not bind or unbind anyone.
+      if (link != kNoLink && (std::holds_alternative<UseJoinToken>(*command) ||
+                              std::holds_alternative<SetMemberIdentity>(*command) ||
+                              std::holds_alternative<SetSaltKey>(*command))) {
+        return Answer(link, request.id,
+                      absl::PermissionDeniedError("this change is not made by request"));
+      }
       if (absl::Status check = machine_.Check(*command); !check.ok()) {
         return Answer(link, request.id, check);
       }
@@ -452,21 +465,40 @@ void ClusterNode::OnRequest(LinkId link, const LinkPeer& peer, const Request& re
         return Answer(link, request.id,
                       absl::InvalidArgumentError("bad member in join (not the link's node)"));
       }
+      if (cluster_key_.size() != kClusterKeyBytes) {
+        return Answer(link, request.id,
+                      absl::FailedPreconditionError(
+                          "this cluster has no cluster key (formed before links were "
+                          "authenticated): form it again with 'cluster initialize'"));
+      }
+      // Node ids are random: a joiner with a member's id (or a bound one) is posing.
+      if (raft_->members().count(member.id) != 0 ||
+          machine_.config().member_identities.count(member.id) != 0) {
+        return Answer(link, request.id,
+                      absl::AlreadyExistsError("a node with this id is already in the cluster"));
+      }
+      if (!tokens_in_use_.insert(peer.join_token).second) {
+        return Answer(link, request.id,
+                      absl::FailedPreconditionError("this join token is being used already"));
+      }
       LogEvent(LogLevel::kInfo, "cluster_join_requested",
                Concat("id=", std::to_string(member.id), " address=", member.address));
       // The token is used up first (committed), so that it admits one node only.
       const ConfigCommand use = UseJoinToken{peer.join_token, UnixNowS(), member.id, peer.identity};
-      if (absl::Status check = machine_.Check(use); !check.ok()) {
-        return Answer(link, request.id, check);
+      absl::Status check = machine_.Check(use);
+      absl::StatusOr<raft::Index> index = check.ok() ? raft_->Propose(EncodeConfigCommand(use))
+                                                     : absl::StatusOr<raft::Index>(check);
+      if (!index.ok()) {
+        tokens_in_use_.erase(peer.join_token);
+        return Answer(link, request.id, index.status());
       }
-      absl::StatusOr<raft::Index> index = raft_->Propose(EncodeConfigCommand(use));
-      if (!index.ok()) return Answer(link, request.id, index.status());
       // Once it is, the joiner gets the cluster key at once: the leader's links to it
       // (and the vote that commits its membership) need the key. It is a member when
       // the configuration reaches it.
       proposals_[*index] = {
-          raft_->term(), [this, member, link, request_id = request.id,
+          raft_->term(), [this, member, link, request_id = request.id, token = peer.join_token,
                           key_wrap = transport_->KeyWrapOf(link)](const absl::Status& status) {
+            tokens_in_use_.erase(token);
             if (!status.ok()) return Answer(link, request_id, status);
             if (key_wrap.size() != kClusterKeyBytes) {
               return Answer(link, request_id, absl::InternalError("no key wrap on the link"));
@@ -504,11 +536,11 @@ void ClusterNode::OnRequest(LinkId link, const LinkPeer& peer, const Request& re
   }
 }
 
-void ClusterNode::OnReply(const struct Reply& reply) {
+void ClusterNode::OnReply(LinkId link, const struct Reply& reply) {
   auto it = forwarded_.find(reply.id);
-  if (it == forwarded_.end()) return;
+  // Only the link the request went out on answers it (request ids are guessable).
+  if (it == forwarded_.end() || it->second.link != link) return;
   ForwardedRequest& forwarded = it->second;
-  const LinkId link = forwarded.link;
   const std::string key_wrap = transport_->KeyWrapOf(link);
   forwarded.link = kNoLink;  // first: closing it must not look like losing it
   transport_->Close(link);

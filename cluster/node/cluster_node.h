@@ -213,7 +213,7 @@ class ClusterNode {
   void OnLinkClosed(LinkId link, raft::NodeId peer, const absl::Status& reason);
   void OnRequest(LinkId link, const LinkPeer& peer, const Request& request);
   absl::Status CheckPeer(const LinkPeer& peer) const;
-  void OnReply(const Reply& reply);
+  void OnReply(LinkId link, const Reply& reply);
   void Answer(LinkId link, uint64_t id, const absl::Status& status,
               const std::string& leader_address = "", const std::string& wrapped_key = "");
   absl::Status SaveClusterKey(const std::string& key);
@@ -244,6 +244,7 @@ class ClusterNode {
   std::map<raft::Index, PendingProposal> proposals_;
   std::map<uint64_t, ForwardedRequest> forwarded_;  // by request id
   std::vector<JoinInProgress> joins_;
+  std::set<uint64_t> tokens_in_use_;  // on the leader: joins whose token use is in flight
   std::deque<WaitingProposal> waiting_;
   std::vector<LeaderWaiter> leader_waiters_;
   // Callbacks to run at the end of Process(), outside Raft's Ready handling.

@@ -9,12 +9,12 @@
 
 #include "core/base/check.h"
 #include "core/base/hex.h"
+#include "core/xmpp/component_handshake.h"
 
 namespace stanzad::cluster {
 namespace {
 
 constexpr uint8_t kAuthVersion = 1;
-constexpr size_t kAddressBytesMax = 255;
 
 void PutLittle(std::string* out, uint64_t value) {
   for (int i = 0; i < 8; ++i) out->push_back(static_cast<char>((value >> (8 * i)) & 0xff));
@@ -41,14 +41,16 @@ absl::Status Bad(std::string_view what) {
   return absl::InvalidArgumentError(std::string("bad authentication frame: ") + std::string(what));
 }
 
-std::string HmacSha256(std::string_view key, std::string_view label, std::string_view data) {
+std::string HmacSha256(std::string_view key, const char* label_text, std::string_view data) {
+  const std::string_view label(label_text);
   Hmac hmac;
   CHECK_EQ(wc_HmacInit(&hmac, nullptr, INVALID_DEVID), 0);
   CHECK_EQ(wc_HmacSetKey(&hmac, WC_SHA256, reinterpret_cast<const byte*>(key.data()),
                          static_cast<word32>(key.size())),
            0);
+  // The label ends with its NUL, so that no label is a prefix of another's input.
   CHECK_EQ(wc_HmacUpdate(&hmac, reinterpret_cast<const byte*>(label.data()),
-                         static_cast<word32>(label.size())),
+                         static_cast<word32>(label.size() + 1)),
            0);
   CHECK_EQ(wc_HmacUpdate(&hmac, reinterpret_cast<const byte*>(data.data()),
                          static_cast<word32>(data.size())),
@@ -93,7 +95,7 @@ absl::StatusOr<AuthHello> DecodeAuthHello(std::string_view payload) {
   if ((hello.credential == LinkCredential::kJoinToken) != (hello.token_id != 0)) {
     return Bad("token id and credential disagree");
   }
-  if (payload.size() > kAddressBytesMax) return Bad("address too long");
+  if (payload.size() > raft::kMemberAddressBytesMax) return Bad("address too long");
   hello.address.assign(payload);
   return hello;
 }
@@ -137,6 +139,14 @@ void NonceOf(uint64_t counter, byte nonce[CHACHA20_POLY1305_AEAD_IV_SIZE]) {
 }
 
 }  // namespace
+
+RecordSealer::RecordSealer(std::string key) : key_(std::move(key)) {
+  CHECK_EQ(key_.size(), size_t{CHACHA20_POLY1305_AEAD_KEYSIZE});
+}
+
+RecordOpener::RecordOpener(std::string key) : key_(std::move(key)) {
+  CHECK_EQ(key_.size(), size_t{CHACHA20_POLY1305_AEAD_KEYSIZE});
+}
 
 void RecordSealer::Seal(std::string_view plaintext, std::string* records) {
   while (!plaintext.empty()) {
@@ -183,12 +193,7 @@ absl::Status RecordOpener::Open(std::string* records, std::string* plaintext) {
 }
 
 bool EqualInConstantTime(std::string_view a, std::string_view b) {
-  if (a.size() != b.size()) return false;
-  unsigned char difference = 0;
-  for (size_t i = 0; i < a.size(); ++i) {
-    difference |= static_cast<unsigned char>(a[i] ^ b[i]);
-  }
-  return difference == 0;
+  return xmpp::ConstantTimeEquals(a, b);
 }
 
 std::string RandomBytes(size_t size) {

@@ -9,12 +9,13 @@
 //
 //   dialler  -> kAuthHello      version (1) = 1 | credential (1: 1 cluster key, 2 join token)
 //                               | token id (8, LE; 0 with the cluster key) | node id (8, LE)
-//                               | nonce (32) | cluster address (the rest, ≤ 255 bytes)
+//                               | nonce (32) | cluster address (the rest, ≤ 300 bytes)
 //   acceptor -> kAuthChallenge  node id (8, LE) | nonce (32) | proof (32)
 //   dialler  -> kAuthProof      proof (32)
 //   either   -> kAuthRefused    reason (text, ≤ 255 bytes), then the link closes
 //
 //   transcript        = hello payload | acceptor node id (8, LE) | acceptor nonce
+//   (each label below is followed by its terminating NUL byte)
 //   acceptor proof    = HMAC-SHA256(secret, "stanzad link v1 acceptor" | transcript)
 //   dialler proof     = HMAC-SHA256(secret, "stanzad link v1 dialler" | transcript)
 //   key wrap (join)   = HMAC-SHA256(secret, "stanzad link v1 key wrap" | transcript)
@@ -96,7 +97,8 @@ inline constexpr size_t kSealTagBytes = 16;
 // One direction of a sealed link: plaintext in, records out.
 class RecordSealer {
  public:
-  explicit RecordSealer(std::string key) : key_(std::move(key)) {}
+  // REQUIRES: key.size() == 32 (CHECKed).
+  explicit RecordSealer(std::string key);
   // Appends `plaintext` to *records, as records of at most kSealedRecordBytesMax.
   void Seal(std::string_view plaintext, std::string* records);
 
@@ -108,7 +110,8 @@ class RecordSealer {
 // The other end of that direction: records in, plaintext out.
 class RecordOpener {
  public:
-  explicit RecordOpener(std::string key) : key_(std::move(key)) {}
+  // REQUIRES: key.size() == 32 (CHECKed).
+  explicit RecordOpener(std::string key);
   // Opens every complete record at the front of *records (erasing it) and appends its
   // plaintext to *plaintext. DataLoss for a record that does not authenticate (changed,
   // replayed, reordered or sealed with another key) or has a bad length: the link ends.

@@ -100,7 +100,8 @@ bool PeerTransport::SendOn(LinkId id, FrameType type, std::string_view payload) 
   Link* link = Find(id);
   if (link == nullptr) return false;
   std::string& queue = link->authenticated ? link->out : link->waiting;
-  if (link->out.size() + link->waiting.size() + payload.size() > kQueueBytesMax) {
+  if (link->out.size() + link->waiting.size() + link->cipher_out.size() + payload.size() >
+      kQueueBytesMax) {
     ++frames_dropped_;
     CloseLink(id, absl::ResourceExhaustedError("the peer does not take what is sent to it"));
     return false;
@@ -235,7 +236,10 @@ LinkId PeerTransport::Open(const std::string& address, raft::NodeId peer, bool p
   const LinkId id = link->id;
   links_[id] = std::move(link);
   if (!links_[id]->connecting) {
-    if (!StartTls(*links_[id])) return kNoLink;
+    if (!StartTls(*links_[id])) {
+      *error = absl::InternalError("TLS could not start (see the log)");
+      return kNoLink;
+    }
     WriteTo(*links_[id]);
   }
   return id;
@@ -249,13 +253,7 @@ void PeerTransport::CloseLink(LinkId id, const absl::Status& reason) {
   std::unique_ptr<Link> link = std::move(it->second);
   links_.erase(it);
   close(link->fd);
-  if (!link->outgoing && !link->authenticated) {
-    --unauthenticated_links_;
-    auto per_ip = unauthenticated_per_ip_.find(link->remote_ip);
-    if (per_ip != unauthenticated_per_ip_.end() && --per_ip->second == 0) {
-      unauthenticated_per_ip_.erase(per_ip);
-    }
-  }
+  if (!link->authenticated || link->join_token != 0) ForgetUnauthenticated(*link);
   if (link->persistent) {
     for (auto& [peer, dialer] : dialers_) {
       if (dialer.link != id) continue;
@@ -365,11 +363,9 @@ void PeerTransport::ReadFrom(Link& link) {
     } else {
       link.in.append(buffer, static_cast<size_t>(n));
     }
-    if (!link.authenticated && link.in.size() > limits_.unauthenticated_bytes_max) {
-      Refuse(link, "sent more than an authentication handshake before authenticating", "");
-      return;
-    }
-    if (static_cast<size_t>(n) < sizeof(buffer)) break;
+    // Before authentication: parse what one read brought before reading more, so the
+    // handshake's frames are taken before the (sealed) frames behind them count.
+    if (!link.authenticated || static_cast<size_t>(n) < sizeof(buffer)) break;
   }
   size_t offset = 0;
   while (true) {
@@ -399,6 +395,9 @@ void PeerTransport::ReadFrom(Link& link) {
     }
     if (!frame->has_value()) {
       current->in.erase(0, offset);
+      if (!current->authenticated && current->in.size() > limits_.unauthenticated_bytes_max) {
+        Refuse(*current, "sent more than an authentication handshake before authenticating", "");
+      }
       return;
     }
     Frame& got = **frame;
@@ -420,8 +419,8 @@ void PeerTransport::ReadFrom(Link& link) {
       continue;
     }
     if (got.type == FrameType::kAuthRefused) {  // the acceptor's check said no, sealed
-      CloseLink(id, absl::PermissionDeniedError(Concat(
-                        current->address, " refused this node: ", got.payload.substr(0, 255))));
+      CloseLink(id, absl::PermissionDeniedError(Concat(current->address, " refused this node: ",
+                                                       got.payload.substr(0, kRefusalBytesMax))));
       return;
     }
     if (got.type >= FrameType::kAuthHello || got.type == FrameType::kLegacyHello) {
@@ -434,21 +433,27 @@ void PeerTransport::ReadFrom(Link& link) {
 }
 
 bool PeerTransport::OnAuthFrame(Link& link, const Frame& frame) {
+  // `link` may be freed by any call that can close it (WriteTo, Refuse, Authenticated):
+  // after one, only `id` is looked at.
+  const LinkId id = link.id;
   const std::string upgrade = "upgrade both nodes to the same stanzad version";
   switch (frame.type) {
     case FrameType::kLegacyHello:
       Refuse(link, "the peer runs a stanzad from before cluster links were authenticated", upgrade);
       return false;
     case FrameType::kAuthRefused: {
-      const std::string reason(frame.payload.substr(0, 255));
-      CloseLink(link.id,
+      const std::string reason(frame.payload.substr(0, kRefusalBytesMax));
+      CloseLink(id,
                 absl::PermissionDeniedError(Concat(link.address, " refused this node: ", reason)));
       return false;
     }
     case FrameType::kAuthHello: {
       absl::StatusOr<AuthHello> hello = DecodeAuthHello(frame.payload);
-      if (link.outgoing || link.challenged || !hello.ok()) {
-        Refuse(link, hello.ok() ? "unexpected hello" : std::string(hello.status().message()),
+      if (link.outgoing || link.challenged || !hello.ok() || hello->node == self_.id) {
+        Refuse(link,
+               !hello.ok()               ? std::string(hello.status().message())
+               : hello->node == self_.id ? "a link from this node's own id (reflected?)"
+                                         : "unexpected hello",
                upgrade);
         return false;
       }
@@ -482,11 +487,11 @@ bool PeerTransport::OnAuthFrame(Link& link, const Frame& frame) {
         link.clear_bytes = link.out.size();
       }
       WriteTo(link);
-      return Find(link.id) != nullptr;
+      return Find(id) != nullptr;
     }
     case FrameType::kAuthChallenge: {
       absl::StatusOr<AuthChallenge> challenge = DecodeAuthChallenge(frame.payload);
-      if (!link.outgoing || !challenge.ok()) {
+      if (!link.outgoing || !challenge.ok() || challenge->node == self_.id) {
         Refuse(link, challenge.ok() ? "unexpected challenge" : "bad challenge", upgrade);
         return false;
       }
@@ -517,7 +522,7 @@ bool PeerTransport::OnAuthFrame(Link& link, const Frame& frame) {
         link.opener_pending = true;
       }
       Authenticated(link);
-      return Find(link.id) != nullptr;
+      return Find(id) != nullptr;
     }
     case FrameType::kAuthProof: {
       if (link.outgoing || !link.challenged) {
@@ -536,7 +541,7 @@ bool PeerTransport::OnAuthFrame(Link& link, const Frame& frame) {
         link.opener_pending = true;
       }
       Authenticated(link);
-      return Find(link.id) != nullptr;
+      return Find(id) != nullptr;
     }
     default:
       Refuse(link, "a frame before authentication", upgrade);
@@ -550,14 +555,10 @@ void PeerTransport::Authenticated(Link& link) {
     CloseLink(id, absl::UnavailableError("isolated (cluster isolate)"));
     return;
   }
+  // A join token's link stays within the bounds of unauthenticated links (caps,
+  // deadline): it may ask to join, once, and has no business staying.
+  if (link.join_token == 0) ForgetUnauthenticated(link);
   link.authenticated = true;
-  if (!link.outgoing) {
-    --unauthenticated_links_;
-    auto per_ip = unauthenticated_per_ip_.find(link.remote_ip);
-    if (per_ip != unauthenticated_per_ip_.end() && --per_ip->second == 0) {
-      unauthenticated_per_ip_.erase(per_ip);
-    }
-  }
   link.out.append(link.waiting);
   link.waiting.clear();
   link.waiting.shrink_to_fit();
@@ -565,6 +566,15 @@ void PeerTransport::Authenticated(Link& link) {
   WriteTo(link);
   if (Find(id) == nullptr) return;
   if (link.join_token == 0 && on_peer_up_) on_peer_up_(link.peer);
+}
+
+void PeerTransport::ForgetUnauthenticated(Link& link) {
+  if (link.outgoing) return;  // only incoming links are counted
+  --unauthenticated_links_;
+  auto per_ip = unauthenticated_per_ip_.find(link.remote_ip);
+  if (per_ip != unauthenticated_per_ip_.end() && --per_ip->second == 0) {
+    unauthenticated_per_ip_.erase(per_ip);
+  }
 }
 
 bool PeerTransport::PeerAllowed(Link& link) {
@@ -597,6 +607,7 @@ bool PeerTransport::ShouldLog(const std::string& key) {
 }
 
 void PeerTransport::Refuse(Link& link, const std::string& reason, const std::string& fix) {
+  const LinkId id = link.id;  // WriteTo may free the link
   ++links_refused_;
   const std::string peer = link.outgoing ? link.address : link.remote_ip;
   if (ShouldLog(peer + "|" + reason)) {
@@ -610,10 +621,10 @@ void PeerTransport::Refuse(Link& link, const std::string& reason, const std::str
   if (!link.tls || link.tls->handshake_done()) {
     link.out.clear();
     link.clear_bytes = 0;
-    AppendFrame(FrameType::kAuthRefused, reason.substr(0, 255), &link.out);
+    AppendFrame(FrameType::kAuthRefused, reason.substr(0, kRefusalBytesMax), &link.out);
     WriteTo(link);
   }
-  if (Find(link.id) != nullptr) CloseLink(link.id, absl::PermissionDeniedError(reason));
+  if (Find(id) != nullptr) CloseLink(id, absl::PermissionDeniedError(reason));
 }
 
 void PeerTransport::AppendPollFds(std::vector<pollfd>* fds) {
@@ -663,12 +674,16 @@ void PeerTransport::Accept(uint64_t now_ms) {
       close(fd);
       continue;
     }
-    if (unauthenticated_links_ >= limits_.unauthenticated_links_max) {
-      // Full: the oldest link that has not authenticated makes room. A member or a
-      // joining node authenticates within a round trip; idle links held by someone who
-      // cannot are the old ones, so refusing the newcomer would lock members out.
+    const auto per_ip = unauthenticated_per_ip_.find(remote);
+    if (unauthenticated_links_ >= limits_.unauthenticated_links_max &&
+        (per_ip == unauthenticated_per_ip_.end() ||
+         per_ip->second < limits_.unauthenticated_links_per_ip_max)) {
+      // Full: the oldest link that has not authenticated makes room for a newcomer its
+      // address admits. A member or a joining node authenticates within a round trip;
+      // idle links held by someone who cannot are the old ones, so refusing the
+      // newcomer would lock members out.
       for (auto& [id, held] : links_) {
-        if (held->outgoing || held->authenticated) continue;
+        if (held->outgoing || (held->authenticated && held->join_token == 0)) continue;
         Refuse(*held, "evicted: too many links that have not authenticated", "");
         break;
       }
@@ -742,8 +757,9 @@ void PeerTransport::Tick(uint64_t now_ms) {
   FlushAll();
   std::vector<LinkId> expired;
   for (const auto& [id, link] : links_) {
+    const bool bounded = !link->authenticated || (link->join_token != 0 && !link->outgoing);
     if ((link->connecting && now_ms >= link->connect_deadline_ms) ||
-        (!link->authenticated && now_ms >= link->deadline_ms)) {
+        (bounded && now_ms >= link->deadline_ms)) {
       expired.push_back(id);
     }
   }
@@ -754,8 +770,10 @@ void PeerTransport::Tick(uint64_t now_ms) {
                         Concat("cannot connect to ", link->address, ": connect timed out")));
     } else {
       Refuse(*link,
-             Concat("did not authenticate within ", std::to_string(limits_.handshake_timeout_ms),
-                    " ms"),
+             link->authenticated ? Concat("a join link stays at most ",
+                                          std::to_string(limits_.handshake_timeout_ms), " ms")
+                                 : Concat("did not authenticate within ",
+                                          std::to_string(limits_.handshake_timeout_ms), " ms"),
              "");
     }
   }

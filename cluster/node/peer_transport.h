@@ -83,6 +83,7 @@ class PeerTransport {
  public:
   static constexpr size_t kQueueBytesMax = 16 << 20;
   static constexpr uint64_t kConnectTimeoutMs = 2000;
+  static constexpr size_t kRefusalBytesMax = 255;  // the reason a kAuthRefused carries
 
   // A frame arrived on an authenticated link (never an authentication frame).
   using FrameHandler = std::function<void(LinkId link, const LinkPeer& peer, Frame frame)>;
@@ -218,6 +219,8 @@ class PeerTransport {
   // One authentication frame; false when the link was closed.
   bool OnAuthFrame(Link& link, const Frame& frame);
   void Authenticated(Link& link);
+  // Takes an incoming link out of the counts of unauthenticated links.
+  void ForgetUnauthenticated(Link& link);
   // Computes the peer's certificate key (TLS) and asks the peer check; false (the link
   // refused) when it says no.
   bool PeerAllowed(Link& link);

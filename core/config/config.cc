@@ -323,7 +323,8 @@ absl::Status Config::Validate() const {
 std::string EncodeConfig(const Config& config) {
   DCHECK(config.Validate().ok());
   ByteWriter w;
-  const bool cluster_section = !config.unknown_user_salt_key.empty() || !config.join_tokens.empty();
+  const bool cluster_section = !config.unknown_user_salt_key.empty() ||
+                               !config.join_tokens.empty() || !config.member_identities.empty();
   w.PutU8(cluster_section ? kFormatVersionWithClusterSection : kFormatVersion);
   w.PutU64(config.version);
   w.PutString(config.domain);

@@ -211,8 +211,4 @@ bool RelayedStanzaChecker::Check(std::string_view bytes, std::string* why) {
   return ok;
 }
 
-bool IsOneStanza(std::string_view bytes, size_t stanza_bytes_max, std::string* why) {
-  return RelayedStanzaChecker(stanza_bytes_max).Check(bytes, why);
-}
-
 }  // namespace stanzad::xmpp

@@ -36,16 +36,12 @@ struct Stanza {
 // Reads the addressing of `element` (a complete element from the tokenizer).
 Stanza InspectStanza(std::string_view element);
 
-// Whether `bytes` is exactly one well-formed message, presence or iq element within
-// `stanza_bytes_max`, as the tokenizer would have returned it from a client or a bridge
-// (RFC 6120 §11's restrictions included). For stanzas that arrive from another node:
-// they are checked again before they are delivered, never trusted. `why` gets the reason
-// when it is not.
-bool IsOneStanza(std::string_view bytes, size_t stanza_bytes_max, std::string* why);
-
-// The same check for a stream of relayed stanzas, on the hot path: one tokenizer that has
-// read a stream header once, each stanza fed as its next element (a stanza that fails
-// costs a fresh tokenizer). Thread safety: none; one per thread.
+// Checks stanzas that arrive from another node before they are delivered, never
+// trusting them: Check() says whether `bytes` is exactly one well-formed message,
+// presence or iq within `stanza_bytes_max`, as the tokenizer would have returned it from
+// a client or a bridge (RFC 6120 §11's restrictions included), and `why` not. One
+// tokenizer reads a stream header once and each stanza as its next element (a stanza
+// that fails costs a fresh tokenizer). Thread safety: none; one per thread.
 class RelayedStanzaChecker {
  public:
   explicit RelayedStanzaChecker(size_t stanza_bytes_max);

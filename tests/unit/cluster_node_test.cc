@@ -399,6 +399,27 @@ TEST_F(ClusterNodeTest, AStoredSnapshotThatDoesNotLoadStopsRaftNotTheNode) {
   EXPECT_FALSE(refused.ok());
 }
 
+TEST_F(ClusterNodeTest, AJoinerTakesAHandshakeFollowedByMoreThanTheUnauthenticatedBound) {
+  // The leader's first frames to a new member (a snapshot of a large configuration)
+  // follow its proof in one write: they must not count against the bound that holds
+  // before authentication (64 KiB).
+  Start(0);
+  Start(1);
+  ASSERT_TRUE(Await([&](auto done) { node(0).Initialize({SetDomain{"example.com"}}, done); }).ok());
+  for (int i = 0; i < 400; ++i) {
+    ASSERT_TRUE(Await([&](auto done) {
+                  node(0).Propose(AddCallbridge{"bridge" + std::to_string(i),
+                                                std::string(250, 'a' + i % 26), false},
+                                  done);
+                }).ok());
+  }
+  ASSERT_GT(node(0).Status().applied, 400u);
+  ASSERT_TRUE(JoinThrough(1, 0).ok());
+  ASSERT_TRUE(RunUntil([&] { return node(1).config().callbridges.size() == 400; }));
+  EXPECT_EQ(node(1).Status().links_refused, 0u);
+  EXPECT_EQ(node(0).Status().links_refused, 0u);
+}
+
 TEST_F(ClusterNodeTest, JoinErrorsNameTheCause) {
   Start(0);
   const JoinToken token{0x1234, std::string(kJoinTokenSecretBytes, 'x')};

@@ -39,9 +39,12 @@ TEST(LinkAuthTest, HelloAndChallengeRoundTripAndRefuseWhatCannotBe) {
   node_zero.node = 0;
   EXPECT_FALSE(DecodeAuthHello(EncodeAuthHello(node_zero)).ok());
   AuthHello long_address = MakeHello();
-  long_address.address = std::string(256, 'a');
+  long_address.address = std::string(raft::kMemberAddressBytesMax + 1, 'a');
   EXPECT_FALSE(DecodeAuthHello(EncodeAuthHello(long_address)).ok());
-  EXPECT_LE(EncodeAuthHello(MakeHello()).size() + 223, kAuthFrameBytesMax)
+  AuthHello longest = MakeHello();
+  longest.address = std::string(raft::kMemberAddressBytesMax, 'a');
+  ASSERT_TRUE(DecodeAuthHello(EncodeAuthHello(longest)).ok());
+  EXPECT_LT(EncodeAuthHello(longest).size() + 1, kAuthFrameBytesMax)
       << "the longest hello fits the pre-authentication frame bound";
 
   const AuthChallenge challenge{7, std::string(kAuthNonceBytes, 'm'),

@@ -16,12 +16,14 @@ using ::testing::HasSubstr;
 using xmpp::InspectStanza;
 using xmpp::StanzaErrorCondition;
 
-TEST(IsOneStanzaTest, AcceptsExactlyOneWellFormedStanza) {
+TEST(RelayedStanzaCheckerTest, AcceptsExactlyOneWellFormedStanza) {
+  const auto IsOneStanza = [](std::string_view bytes, size_t bytes_max, std::string* why) {
+    return xmpp::RelayedStanzaChecker(bytes_max).Check(bytes, why);
+  };
   std::string why;
-  EXPECT_TRUE(
-      xmpp::IsOneStanza("<message to='a@b' from='c@d'><body>hi</body></message>", 1024, &why))
+  EXPECT_TRUE(IsOneStanza("<message to='a@b' from='c@d'><body>hi</body></message>", 1024, &why))
       << why;
-  EXPECT_TRUE(xmpp::IsOneStanza("<iq type='get' id='1'/>", 1024, &why)) << why;
+  EXPECT_TRUE(IsOneStanza("<iq type='get' id='1'/>", 1024, &why)) << why;
   for (const std::string_view bad : {
            std::string_view("not xml at all</stream:stream>"),
            std::string_view("<message/><message/>"),
@@ -33,11 +35,11 @@ TEST(IsOneStanzaTest, AcceptsExactlyOneWellFormedStanza) {
            std::string_view("<message/>trailing"),
            std::string_view(""),
        }) {
-    EXPECT_FALSE(xmpp::IsOneStanza(bad, 1024, &why)) << bad;
+    EXPECT_FALSE(IsOneStanza(bad, 1024, &why)) << bad;
     EXPECT_FALSE(why.empty()) << bad;
   }
-  EXPECT_FALSE(xmpp::IsOneStanza("<message><body>" + std::string(2000, 'x') + "</body></message>",
-                                 1024, &why));
+  EXPECT_FALSE(
+      IsOneStanza("<message><body>" + std::string(2000, 'x') + "</body></message>", 1024, &why));
   // One checker for a whole stream of relayed stanzas: a bad one does not spoil the next.
   xmpp::RelayedStanzaChecker checker(1024);
   for (int round = 0; round < 3; ++round) {
