@@ -32,6 +32,21 @@ def cpu_s(pid):
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def drain(selector, timeout):
+    """Reads what arrived; closes (and counts) the links the node closed."""
+    closed = 0
+    for key, _ in selector.select(timeout):
+        try:
+            data = key.fileobj.recv(4096)
+        except OSError:
+            data = b""
+        if not data:
+            selector.unregister(key.fileobj)
+            key.fileobj.close()
+            closed += 1
+    return closed
+
+
 def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--links", type=int, default=15000)
@@ -69,16 +84,10 @@ def main():
             selector.register(sock, selectors.EVENT_READ)
             opened += 1
             if i % 500 == 0:  # drain what the node closed, and ask it something
-                for key, _ in selector.select(0):
-                    try:
-                        data = key.fileobj.recv(4096)
-                    except OSError:
-                        data = b""
-                    if not data:
-                        selector.unregister(key.fileobj)
-                        key.fileobj.close()
-                        closed += 1
-                        last_close = time.monotonic()
+                closed_now = drain(selector, 0)
+                if closed_now:
+                    closed += closed_now
+                    last_close = time.monotonic()
                 if i % 5000 == 0:
                     t = time.monotonic()
                     code, _ = node.admin("status")
@@ -87,16 +96,10 @@ def main():
         all_open = time.monotonic()
         deadline = start + 60
         while selector.get_map() and time.monotonic() < deadline:
-            for key, _ in selector.select(0.05):
-                try:
-                    data = key.fileobj.recv(4096)
-                except OSError:
-                    data = b""
-                if not data:
-                    selector.unregister(key.fileobj)
-                    key.fileobj.close()
-                    closed += 1
-                    last_close = time.monotonic()
+            closed_now = drain(selector, 0.05)
+            if closed_now:
+                closed += closed_now
+                last_close = time.monotonic()
         cpu = cpu_s(pid) - cpu_before
         wall = last_close - start
         print(json.dumps({
