@@ -232,7 +232,17 @@ RouterShard::Connection* RouterShard::Find(ConnectionId id) {
 }
 
 bool RouterShard::AddressBlocked(const std::string& ip, uint64_t now_ms) {
-  return address_failures_.Blocked(ip, now_ms);
+  return address_failures_.Blocked(ip, now_ms) || OwnAddressFailures().Blocked(ip, now_ms);
+}
+
+FailureCounter& RouterShard::OwnAddressFailures() {
+  if (!own_address_failures_) {
+    const auto shards = static_cast<uint32_t>(std::max(1, shard_->shard_count()));
+    own_address_failures_.emplace((limits_.auth_failures_max + shards - 1) / shards,
+                                  limits_.auth_failure_window_ms,
+                                  limits_.failure_table_entries_max);
+  }
+  return *own_address_failures_;
 }
 
 void RouterShard::RecordFailure(uint64_t of, const std::string& key, uint64_t now_ms) {
@@ -240,6 +250,9 @@ void RouterShard::RecordFailure(uint64_t of, const std::string& key, uint64_t no
   // connections over all of them.
   BroadcastToOthers(kFailureSeen, of, key);
   const bool address = of == kFailureOfAddress;
+  // Its own share first: a burst on every shard at once, before the others' records
+  // arrive, is still checked at most auth_failures_max times in all.
+  if (address) OwnAddressFailures().Record(key, now_ms);
   if (!(address ? address_failures_ : account_failures_).Record(key, now_ms)) return;
   LogEvent(
       LogLevel::kWarning, address ? "peer_blocked" : "account_blocked",

@@ -44,10 +44,11 @@
 //     to the others (kFailureSeen). An address with auth_failures_max failures
 //     in the window is refused at accept, and its open connections' handshakes
 //     and logins are answered <policy-violation/> unchecked (no oracle). A shard
-//     checks a guess only while the failures it knows of are below the limit, so
-//     with N shards at most N * auth_failures_max guesses from one address are
-//     checked per window; exactly auth_failures_max when the records arrive
-//     between guesses (the usual case).
+//     checks a guess only while the failures it knows of are below the limit and
+//     its own failures from that address are below its share, ceil(limit / N):
+//     so with N shards at most N * ceil(auth_failures_max / N) guesses from one
+//     address are checked per window, even when a burst lands on every shard
+//     before the records arrive (auth_failures_max when N divides it).
 //   - memory: the failure tables are bounded (failure_table_entries_max, LRU
 //     with blocked addresses kept longest); the pre-auth table has one entry per
 //     pre-auth connection at most.
@@ -128,8 +129,9 @@ struct RouterLimits {
   // from one IP address within the window, after which that address's new
   // connections are refused, and the handshakes and logins of its open ones are
   // answered with <policy-violation/> without being checked, until the window
-  // passes. Every shard counts them all (see RouterShard: with N shards, at most
-  // N * auth_failures_max are checked and answered not-authorized per window).
+  // passes. Every shard counts them all, and checks at most its share (see
+  // RouterShard: with N shards, at most N * ceil(auth_failures_max / N) are checked
+  // and answered not-authorized per window).
   // REQUIRES: >= 1.
   uint32_t auth_failures_max = 10;
   uint64_t auth_failure_window_ms = 60'000;
@@ -323,6 +325,7 @@ class RouterShard : public ShardHandler {
   void RetryDeferredPosts();
   void ApplyConfig();
   bool AddressBlocked(const std::string& ip, uint64_t now_ms);
+  FailureCounter& OwnAddressFailures();
   bool AccountBlocked(const std::string& account, uint64_t now_ms);
   // Asked before a handshake or login of `connection` is checked: the text of
   // the <policy-violation/> that refuses it unchecked (its address failed too
@@ -366,6 +369,9 @@ class RouterShard : public ShardHandler {
   absl::flat_hash_map<std::string, ConnectionId> sm_tokens_;
   absl::flat_hash_map<ConnectionId, std::unique_ptr<Connection>> connections_;
   FailureCounter address_failures_;
+  // This shard's own failed checks per address, blocked at its share of the limit
+  // (made when the shard count is known).
+  std::optional<FailureCounter> own_address_failures_;
   FailureCounter account_failures_;
   // Connections that have not authenticated, per IP address: this shard's and
   // the other shards' (as their kPreauthChanged records said). An entry lives
