@@ -812,13 +812,8 @@ class Daemon {
       *why = "no from";
       return false;
     }
-    std::string_view host = *stanza.from;
-    if (const size_t slash = host.find('/'); slash != std::string_view::npos) {
-      host = host.substr(0, slash);
-    }
-    if (const size_t at = host.find('@'); at != std::string_view::npos) {
-      host = host.substr(at + 1);
-    }
+    // As the bridge and client sessions read it: references replaced, case folded.
+    const std::string host = router::CanonicalDomainOf(*stanza.from);
     const std::string_view domain = config_.domain;
     if (host == domain || (host.size() > domain.size() + 1 && host.ends_with(domain) &&
                            host[host.size() - domain.size() - 1] == '.')) {
