@@ -1109,6 +1109,7 @@ void RouterShard::OnStop(Shard& shard) {
                                "the server is shutting down");
     --connection->calls_in_progress;
   }
+  tls::ReleaseThreadCaches();  // this thread's handshakes filled them; it ends now
 }
 
 }  // namespace stanzad::net

@@ -1,5 +1,8 @@
 #include "tls/tls_session.h"
 
+#include <wolfssl/options.h>
+#include <wolfssl/wolfcrypt/ecc.h>
+
 #include <arpa/inet.h>
 
 #include <algorithm>
@@ -449,6 +452,12 @@ absl::Status TlsSession::FailWith(int code) {
   }
   return Fail(absl::InvalidArgumentError(
       Concat(stage, ": the peer's bytes are not acceptable TLS: ", WolfSslErrorText(code))));
+}
+
+void ReleaseThreadCaches() {
+#ifdef FP_ECC
+  wc_ecc_fp_free();
+#endif
 }
 
 }  // namespace stanzad::tls

@@ -99,6 +99,11 @@ struct TlsSessionLimits {
   size_t early_plaintext_bytes_max = 64 * 1024;
 };
 
+// Frees what wolfSSL keeps per thread (this build's fixed-point ECC tables, which
+// handshakes fill): call at the end of a thread that ran TLS, or its memory leaks when
+// the thread exits.
+void ReleaseThreadCaches();
+
 class TlsSession {
  public:
   // A server session; it waits for the client's hello.
