@@ -620,16 +620,18 @@ TEST(EngineTest, OnTickRunsPeriodicallyWithAMonotonicClock) {
   options.tick_ms = kTickMs;
   timespec before;
   clock_gettime(CLOCK_MONOTONIC, &before);  // the shard's clock, read before it starts
-  const uint64_t before_ms = static_cast<uint64_t>(before.tv_sec) * 1000 +
-                             static_cast<uint64_t>(before.tv_nsec) / 1000000;
+  const uint64_t before_ms =
+      static_cast<uint64_t>(before.tv_sec) * 1000 + static_cast<uint64_t>(before.tv_nsec) / 1000000;
   TestEngine server(options, hooks);
   ASSERT_TRUE(server.status().ok()) << server.status();
   // Waits for the ticks instead of counting those within a fixed sleep: a loaded
   // machine delays ticks, so only what it cannot do is asserted.
-  ASSERT_TRUE(WaitFor([&] {
-    std::lock_guard<std::mutex> lock(mutex);
-    return times_ms.size() == kTicks;
-  }, milliseconds(10000)));
+  ASSERT_TRUE(WaitFor(
+      [&] {
+        std::lock_guard<std::mutex> lock(mutex);
+        return times_ms.size() == kTicks;
+      },
+      milliseconds(10000)));
   server.Stop();
   EXPECT_FALSE(clock_differs.load());
   std::lock_guard<std::mutex> lock(mutex);
