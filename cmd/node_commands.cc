@@ -181,7 +181,12 @@ CommandResult Callbridge(const AdminRequest& request, NodeConfig* config) {
     }
     auto it = config->callbridges.find(name);
     if (it != config->callbridges.end()) {
-      if (it->second == words.secret) return Ok(show());  // the same secret: nothing to do
+      if (it->second == words.secret) {  // the same secret: nothing to do, and it says so
+        return Ok(request.json ? show()
+                               : Concat("Call bridge ", name,
+                                        ": secret unchanged (it is the one "
+                                        "configured)\n"));
+      }
       if (!words.force) {
         return Fail(Concat("call bridge ", name,
                            " already has a different secret; bridges using the old one will be "

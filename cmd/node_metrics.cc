@@ -159,9 +159,16 @@ std::string RenderNodeMetrics(const NodeMetricsSnapshot& snapshot,
   text.Sample("stanzad_cluster_leader", {}, uint64_t{snapshot.cluster_leader ? 1u : 0u});
   text.Family("stanzad_raft_term", "The Raft term this node is in.", "gauge");
   text.Sample("stanzad_raft_term", {}, snapshot.cluster_term);
-  text.Family("stanzad_raft_leader_id", "The node id of the leader this node knows (0: none).",
+  // A 64-bit id as a sample value would be rounded (a double): it goes in a label.
+  text.Family("stanzad_cluster_leader_node",
+              "The leader this node knows, by node id and cluster address (no sample: none).",
               "gauge");
-  text.Sample("stanzad_raft_leader_id", {}, static_cast<double>(snapshot.cluster_leader_id));
+  if (snapshot.cluster_leader_id != 0) {
+    text.Sample("stanzad_cluster_leader_node",
+                {{"id", std::to_string(snapshot.cluster_leader_id)},
+                 {"address", snapshot.cluster_leader_address}},
+                uint64_t{1});
+  }
   text.Family("stanzad_cluster_members", "Members of the cluster, and those with a link up.",
               "gauge");
   text.Sample("stanzad_cluster_members", {{"state", "all"}}, snapshot.cluster_members);

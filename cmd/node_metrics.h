@@ -33,6 +33,7 @@ struct NodeMetricsSnapshot {
   bool cluster_leader = false;
   uint64_t cluster_term = 0;
   uint64_t cluster_leader_id = 0;
+  std::string cluster_leader_address;
   uint64_t cluster_members = 0;
   uint64_t cluster_members_connected = 0;  // this node included
   uint64_t cluster_elections_won = 0;

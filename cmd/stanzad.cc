@@ -348,6 +348,7 @@ class Daemon {
       snapshot->cluster_leader = cluster.role == raft::Role::kLeader;
       snapshot->cluster_term = cluster.term;
       snapshot->cluster_leader_id = cluster.leader;
+      snapshot->cluster_leader_address = cluster.leader_address;
       snapshot->cluster_members = cluster.members.size();
       for (const cluster::MemberStatus& member : cluster.members) {
         snapshot->cluster_members_connected += member.connected ? 1 : 0;

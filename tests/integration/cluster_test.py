@@ -318,6 +318,10 @@ class ClusterTest(unittest.TestCase):
         self.assertGreaterEqual(metric(b, "stanzad_stanzas_from_peers_total"), 500)
         self.assertEqual(metric(b, "stanzad_cluster_members", state="connected"), 3)
         self.assertGreater(metric(b, "stanzad_raft_term"), 0)
+        # The leader by id and address, as labels (a 64-bit id as a value would be rounded).
+        leader = next(m for m in status(b)["members"] if m["leader"])
+        self.assertEqual(metric(b, "stanzad_cluster_leader_node", id=leader["id"],
+                                address=leader["address"]), 1)
         # An unknown bridge: the error comes back across nodes too.
         cb2.send(f"<message from='cb2.{DOMAIN}' to='nobody.{DOMAIN}' id='lost'/>")
         cb2.read_until("service-unavailable")

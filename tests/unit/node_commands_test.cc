@@ -211,6 +211,8 @@ TEST(NodeCommandsTest, AddSecretIsIdempotentAndForceReplaces) {
       Execute(&config, {"callbridge", "add-secret", "cb1", "--secret=secret-one"});
   EXPECT_EQ(again.response.exit_code, 0);
   EXPECT_FALSE(again.config_changed);
+  EXPECT_EQ(again.response.output,
+            "Call bridge cb1: secret unchanged (it is the one configured)\n");
   EXPECT_TRUE(
       Execute(&config, {"callbridge", "add-secret", "cb1", "--secret=secret-two", "--force"})
           .config_changed);
