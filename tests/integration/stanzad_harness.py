@@ -7,6 +7,7 @@ XEP-0114 component over a plain socket that records every byte it receives.
 Everything binds 127.0.0.1 and every wait is bounded.
 """
 import base64
+import fcntl
 import hashlib
 import os
 import re
@@ -26,10 +27,42 @@ STANZACTL = os.path.join(BIN_DIR, "stanzactl")
 DOMAIN = "example.com"
 
 
-def free_port():
+# Ports handed to daemons under test. They lie below the kernel's ephemeral range
+# (32768-60999 by default), so no outgoing connection of a test running beside this
+# one takes a port between our check and the daemon's bind; a counter shared through
+# a locked file gives tests run side by side (ctest -j) different ports.
+PORT_RANGE = (20000, 32700)
+PORT_COUNTER = os.path.join(tempfile.gettempdir(), "stanzad-test-ports")
+
+
+def _bindable(port):
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+        try:
+            s.bind(("0.0.0.0", port))  # conflicts with a listener on any 127.0.0.x
+            return True
+        except OSError:
+            return False
+
+
+def free_port():
+    low, high = PORT_RANGE
+    span = high - low
+    with open(PORT_COUNTER, "a+") as counter:
+        fcntl.flock(counter, fcntl.LOCK_EX)
+        counter.seek(0)
+        text = counter.read().strip()
+        offset = int(text) % span if text.isdigit() else os.getpid() % span
+        for _ in range(span):
+            port = low + offset
+            offset = (offset + 1) % span
+            if _bindable(port):
+                break
+        else:
+            raise RuntimeError(f"no free port in {low}-{high}")
+        counter.seek(0)
+        counter.truncate()
+        counter.write(str(offset))
+    return port
 
 
 def wait_until(predicate, timeout=10.0, interval=0.02, what="condition"):
