@@ -202,6 +202,13 @@ std::string RenderNodeMetrics(const NodeMetricsSnapshot& snapshot,
   text.Sample("stanzad_cluster_relayed_total", {{"direction", "duplicate_dropped"}},
               snapshot.relay_duplicates);
   text.Sample("stanzad_cluster_relayed_total", {{"direction", "expired"}}, snapshot.relay_expired);
+  // Asked about past their deadline and never delivered here; bounced without an
+  // answer from the destination; arrived at a node that did not hold their route.
+  text.Sample("stanzad_cluster_relayed_total", {{"direction", "aborted"}}, snapshot.relay_aborted);
+  text.Sample("stanzad_cluster_relayed_total", {{"direction", "unconfirmed"}},
+              snapshot.relay_unconfirmed);
+  text.Sample("stanzad_cluster_relayed_total", {{"direction", "misrouted"}},
+              snapshot.relay_misrouted);
   text.Family("stanzad_cluster_forward_waiting",
               "Stanzas for other nodes not yet acknowledged by them (count, bytes).", "gauge");
   text.Sample("stanzad_cluster_forward_waiting", {{"unit", "stanzas"}}, snapshot.forward_waiting);

@@ -44,6 +44,7 @@ struct NodeMetricsSnapshot {
   double failover_sum_ms = 0;
   uint64_t relayed_out = 0, relayed_in = 0, relay_failed = 0;
   uint64_t relay_resent = 0, relay_duplicates = 0, relay_expired = 0;
+  uint64_t relay_aborted = 0, relay_unconfirmed = 0, relay_misrouted = 0;
   uint64_t forward_waiting = 0, forward_waiting_bytes = 0;
 };
 

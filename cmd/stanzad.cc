@@ -36,7 +36,9 @@
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
+#include "absl/strings/strip.h"
 #include "cluster/node/cluster_node.h"
+#include "cluster/relay/relay.h"
 #include "cluster/storage/atomic_file.h"
 #include "cmd/admin/admin_socket.h"
 #include "cmd/cluster_commands.h"
@@ -209,6 +211,28 @@ std::string LoadOrCreateSaltKey(const std::string& state_dir) {
 
 void OnSignal(int) { g_stop_requested.store(true); }
 
+// This start's incarnation of the node: one more than the last, kept in
+// dir/incarnation (written durably before it is used), so (node, incarnation,
+// sequence) names a relayed stanza uniquely across restarts, whatever the clock does.
+absl::StatusOr<uint64_t> NextIncarnation(const std::string& dir) {
+  uint64_t last = 0;
+  if (FILE* in = std::fopen((dir + "/incarnation").c_str(), "r")) {
+    char text[32] = {};
+    const size_t read = std::fread(text, 1, sizeof(text) - 1, in);
+    std::fclose(in);
+    if (!absl::SimpleAtoi(absl::StripAsciiWhitespace(absl::string_view(text, read)), &last)) {
+      return absl::DataLossError("cannot read " + dir +
+                                 "/incarnation (not a number); remove it to start over at 1");
+    }
+  }
+  if (absl::Status written = storage::WriteFileAtomically(*storage::PosixFs(), dir, "incarnation",
+                                                          std::to_string(last + 1) + "\n");
+      !written.ok()) {
+    return written;
+  }
+  return last + 1;
+}
+
 class Daemon {
  public:
   Daemon(std::string state_dir, NodeConfig config)
@@ -236,7 +260,7 @@ class Daemon {
     if (absl::Status opened = OpenCluster(); !opened.ok()) {
       LogEvent(LogLevel::kError, "cluster_open_failed",
                "reason=" + LogQuote(std::string(opened.message())));
-      if (cluster_ == nullptr) return 1;  // the store itself failed
+      if (cluster_ == nullptr || relay_ == nullptr) return 1;  // the store itself failed
     }
     ApplyEngineState();
     PublishMetricsSnapshot();
@@ -256,26 +280,23 @@ class Daemon {
       poll(fds.data(), fds.size(), 10);
       const uint64_t now_ms = MonotonicMs();
       if (engine_) {
-        engine_->DrainControl(
-            [this](int, const net::CrossShardMessage& message) { OnShardRecord(message); });
+        engine_->DrainControl([this, now_ms](int, const net::CrossShardMessage& message) {
+          OnShardRecord(message, now_ms);
+        });
       }
       (*admin)->HandlePoll(
           fds, admin_first, now_ms,
           [this](const admin::AdminRequest& request, const admin::PeerCredentials&,
                  admin::AdminServer::Reply reply) { Handle(request, std::move(reply)); });
-      if (cluster_active && cluster_ && config_.cluster_enabled && cluster_tls_error_.empty()) {
+      turn_now_ms_ = now_ms;
+      const bool clustered =
+          cluster_active && cluster_ && config_.cluster_enabled && cluster_tls_error_.empty();
+      if (clustered) {
         cluster_->HandlePoll(fds, cluster_first, now_ms);
         cluster_->Tick(now_ms);
         MirrorClusterConfig();
-        ForgetRemovedPeers();
-        resend_budget_ = kResendBytesPerTurn;
-        ForgetAccountsOfUnlinkedPeers();
-        ResendOnLeaderChange();
-        ResendDeferred();
-        ServiceForwarding(now_ms);
-        cluster_->FlushLinks();  // what this turn queued leaves in one send per link
-        DeliverInbound();        // after the acknowledgements have left
       }
+      DriveRelay(now_ms, clustered);
       const auto now = std::chrono::steady_clock::now();
       if (now - last_publish >= std::chrono::milliseconds(100)) {
         PublishMetricsSnapshot();
@@ -362,14 +383,18 @@ class Daemon {
       snapshot->cluster_last_state_change_unix_s =
           std::chrono::duration<double>(cluster.last_state_change.time_since_epoch()).count();
     }
-    snapshot->relayed_out = stanzas_relayed_out_;
-    snapshot->relayed_in = stanzas_relayed_in_;
-    snapshot->relay_failed = stanzas_relay_failed_;
-    snapshot->relay_resent = relay_resent_;
-    snapshot->relay_duplicates = relay_duplicates_dropped_;
-    snapshot->relay_expired = relay_expired_;
-    snapshot->forward_waiting = forwarded_.size();
-    snapshot->forward_waiting_bytes = forward_bytes_;
+    const cluster::relay::Stats& relay = relay_->stats();
+    snapshot->relayed_out = relay.relayed_out;
+    snapshot->relayed_in = relay.relayed_in;
+    snapshot->relay_failed = relay.failed;
+    snapshot->relay_resent = relay.resent;
+    snapshot->relay_duplicates = relay.duplicates_dropped;
+    snapshot->relay_expired = relay.expired;
+    snapshot->relay_aborted = relay.aborted;
+    snapshot->relay_unconfirmed = relay.unconfirmed;
+    snapshot->relay_misrouted = relay.misrouted;
+    snapshot->forward_waiting = relay_->custody_count();
+    snapshot->forward_waiting_bytes = relay_->custody_bytes();
     metrics_snapshot_.store(std::move(snapshot));
   }
 
@@ -504,12 +529,15 @@ class Daemon {
         cluster::ClusterNode::Open(options);
     if (!node.ok()) return node.status();
     cluster_ = std::move(*node);
+    if (absl::Status relay = OpenRelay(); !relay.ok()) return relay;
     if (!cluster_tls_error_.empty() && options.tls_server == nullptr) {
       LogEvent(LogLevel::kError, "cluster_tls_failed", "reason=" + LogQuote(cluster_tls_error_));
     }
     cluster_->SetDataHandlers(
-        [this](raft::NodeId from, const cluster::Frame& frame) { OnPeerData(from, frame); },
-        [this](raft::NodeId peer) { SendAllRoutes(peer); });
+        [this](raft::NodeId from, const cluster::Frame& frame) {
+          relay_->OnFrame(turn_now_ms_, from, frame.type, frame.payload);
+        },
+        [this](raft::NodeId peer) { relay_->LinkUp(peer); });
     mirrored_generation_ = 0;
     cluster_listening_ = false;
     if (!cluster_tls_error_.empty()) return absl::FailedPreconditionError(cluster_tls_error_);
@@ -594,7 +622,7 @@ class Daemon {
     }
   }
 
-  // ---- Stanzas between nodes (relayed by this thread; see docs/cluster.md) ----
+  // ---- Stanzas between nodes: the relay (cluster/relay/relay.h), driven here ----
 
   void PostToAllShards(uint32_t kind, uint64_t argument, std::string_view payload) {
     if (!engine_) return;
@@ -605,471 +633,98 @@ class Daemon {
     }
   }
 
+  // The relay, made once the node has its id; its incarnation grows on every start.
+  absl::Status OpenRelay() {
+    if (relay_ && relay_->self() == cluster_->id()) return absl::OkStatus();
+    absl::StatusOr<uint64_t> incarnation = NextIncarnation(state_dir_ + "/cluster");
+    if (!incarnation.ok()) return incarnation.status();
+    cluster::relay::Options options;
+    options.hold_ms = static_cast<uint64_t>(std::max(1, absl::GetFlag(FLAGS_forward_hold_ms)));
+    options.no_leader_hold_ms =
+        static_cast<uint64_t>(std::max(1, absl::GetFlag(FLAGS_no_leader_hold_ms)));
+    options.abort_wait_ms = 2 * options.hold_ms;
+    options.hold_bytes_max =
+        static_cast<size_t>(std::max(0, absl::GetFlag(FLAGS_forward_hold_bytes)));
+    options.direct = absl::GetFlag(FLAGS_routing) == "direct";
+    // Stamping `from` on a client's stanza may lengthen it a little past the bound.
+    options.stanza_bytes_max = StanzaBytesMax() + 1024;
+    relay_ = std::make_unique<cluster::relay::Relay>(cluster_->id(), *incarnation, config_.domain,
+                                                     options);
+    return absl::OkStatus();
+  }
+
   // A record a shard posted with PostToControl.
-  void OnShardRecord(const net::CrossShardMessage& message) {
+  void OnShardRecord(const net::CrossShardMessage& message, uint64_t now_ms) {
     switch (message.kind) {
       case net::kCtlRouteUp:
-      case net::kCtlRouteDown: {
-        const bool up = message.kind == net::kCtlRouteUp;
-        const std::string address(message.payload);
-        const bool changed =
-            up ? local_routes_.insert(address).second : local_routes_.erase(address) > 0;
-        if (up) ResendFor(address);  // stanzas that waited for this bridge elsewhere
-        if (!changed || !cluster_->is_member()) return;
-        const std::string frame = cluster::EncodeRoutes({false, {{up, address}}});
-        for (const raft::NodeId peer : cluster_->PeerIds()) {
-          cluster_->SendData(peer, cluster::FrameType::kRoutes, frame);
-        }
+      case net::kCtlRouteDown:
+        relay_->LocalRoute(now_ms, message.kind == net::kCtlRouteUp, message.payload);
         return;
-      }
-      case net::kCtlForward: {
-        // Kept until the destination node says it took it (kAck); sent again to
-        // wherever the bridge is then; answered with an error after the hold.
-        if (forward_bytes_ + message.payload.size() >
-            static_cast<size_t>(absl::GetFlag(FLAGS_forward_hold_bytes))) {
-          ++stanzas_relay_failed_;
-          BounceSender(message.target, message.payload,
-                       xmpp::StanzaErrorCondition::kResourceConstraint);
-          return;
-        }
-        const xmpp::Stanza stanza = xmpp::InspectStanza(message.payload);
-        const uint64_t sequence = next_forward_sequence_++;
-        Forwarded& entry = forwarded_[sequence];
-        entry.node = message.argument;
-        entry.address = stanza.to ? router::RouteAddressOf(*stanza.to, config_.domain) : "";
-        // A message for a resource bound nowhere is the account's (RFC 6121
-        // §8.5.3.2.1): the shard sent this copy to a node holding the account.
-        if (const size_t slash = entry.address.find('/'); slash != std::string::npos &&
-                                                          entry.address.find('@') < slash &&
-                                                          !NodeOf(entry.address)) {
-          entry.address.resize(slash);
-        }
-        entry.bytes.assign(message.payload);
-        entry.sender = message.target;
-        entry.first_ms = entry.sent_ms = MonotonicMs();
-        forward_bytes_ += entry.bytes.size();
-        SendForwarded(sequence, entry);
+      case net::kCtlForward:
+        relay_->Forward(now_ms, message.target, message.argument, message.payload);
         return;
-      }
       default:
         return;
     }
   }
 
-  // Data frames from another member.
-  void OnPeerData(raft::NodeId from, const cluster::Frame& frame) {
-    if (frame.type == cluster::FrameType::kAck) {
-      TakeAcks(frame.payload);
-      return;
-    }
-    if (frame.type == cluster::FrameType::kAckRelay) {
-      // Acknowledgements from a destination with no link to their origin.
-      absl::StatusOr<std::pair<raft::NodeId, std::string_view>> relay =
-          cluster::DecodeAckRelay(frame.payload);
-      if (!relay.ok()) return;
-      if (relay->first == cluster_->id()) {
-        TakeAcks(relay->second);
-      } else {
-        cluster_->SendData(relay->first, cluster::FrameType::kAck, relay->second);
-      }
-      return;
-    }
-    if (frame.type == cluster::FrameType::kStanza) {
-      absl::StatusOr<cluster::StanzaFrame> decoded = cluster::DecodeStanzaFrame(frame.payload);
-      if (!decoded.ok()) return;
-      const cluster::StanzaFrame& relayed = *decoded;
-      if (relayed.origin == cluster_->id()) return;  // its own, back: it resends it itself
-      // Only members' stanzas, for members (what seen_ keeps is per origin).
-      if (member_peers_.count(relayed.origin) == 0 ||
-          (relayed.destination != cluster_->id() &&
-           member_peers_.count(relayed.destination) == 0)) {
-        ++stanzas_relay_failed_;
-        return;
-      }
-      if (SeenBefore(relayed.origin, relayed.sequence)) {
-        ++relay_duplicates_dropped_;
-        Acknowledge(relayed.origin, relayed.sequence);  // the first ack was lost
-        return;
-      }
-      ++stanzas_relayed_in_;
-      const xmpp::Stanza stanza = xmpp::InspectStanza(relayed.stanza);
-      const std::string address =
-          stanza.to ? router::RouteAddressOf(*stanza.to, config_.domain) : "";
-      // The leader passes on what a follower sent it for another node; so does a
-      // destination whose bridge has just moved on to a third node. Neither keeps
-      // it: the origin keeps the stanza until a destination acknowledges it, and
-      // sends it again (to the next leader, or the bridge's new node) if that never
-      // comes. A bridge that moved to the origin itself is the origin's to
-      // deliver; a route that bounces between nodes stops after kRelayHopsMax.
-      raft::NodeId onward_to = relayed.destination;
-      if (onward_to == cluster_->id()) {
-        const std::optional<raft::NodeId> holder =
-            address.empty() || IsAccountRoute(address) ? std::nullopt : NodeOf(address);
-        onward_to = holder && *holder != 0 ? *holder : raft::kNoNode;
-      }
-      if (onward_to != raft::kNoNode) {
-        if (onward_to == relayed.origin || relayed.hops >= kRelayHopsMax) return;
-        cluster::StanzaFrame onward = relayed;
-        onward.destination = onward_to;
-        ++onward.hops;
-        if (cluster_->SendData(onward_to, cluster::FrameType::kStanza,
-                               cluster::EncodeStanzaFrame(onward))) {
-          ++stanzas_relayed_out_;
-        }
-        return;
-      }
-      if (!engine_ || address.empty()) {
-        ++stanzas_relay_failed_;  // not acknowledged: the origin sends it again
-        return;
-      }
-      // Never trusted: tokenized again, and from this cluster's domain (the origin's
-      // session stamped or checked it). What fails is acknowledged (a resend would fail
-      // the same way), counted and logged, never delivered.
-      std::string why;
-      if (!relay_checker_.Check(relayed.stanza, &why) || !FromThisDomain(stanza, &why)) {
-        ++stanzas_relay_failed_;
-        ++relay_rejected_;
-        if (relay_rejected_ <= 10 || relay_rejected_ % 1000 == 0) {
-          LogEvent(LogLevel::kWarning, "relay_rejected",
-                   "origin=" + std::to_string(relayed.origin) + " reason=" + LogQuote(why) +
-                       " count=" + std::to_string(relay_rejected_));
-        }
-        RememberSeen(relayed.origin, relayed.sequence);
-        Acknowledge(relayed.origin, relayed.sequence);
-        return;
-      }
-      // Acknowledged first, delivered after: the acknowledgements this turn makes
-      // leave (FlushLinks) before its stanzas go to the shards, so the origin
-      // never resends one a bridge may already have (no duplicates when this
-      // node dies); if this node dies in between, it is one of those it held.
-      RememberSeen(relayed.origin, relayed.sequence);
-      Acknowledge(relayed.origin, relayed.sequence);
-      inbound_.push_back({relayed.origin, address, std::string(relayed.stanza)});
-      return;
-    }
-    absl::StatusOr<cluster::Routes> routes = cluster::DecodeRoutes(frame.payload);
-    if (!routes.ok()) return;
-    std::set<std::string>& known = remote_routes_[from];
-    if (routes->full) {
-      std::set<std::string> now;
-      for (const cluster::RouteUpdate& update : routes->updates) now.insert(update.address);
-      for (const std::string& address : known) {
-        if (now.count(address) == 0) PostToAllShards(net::kRemoteRouteUnbind, from, address);
-      }
-      for (const std::string& address : now) {
-        if (known.count(address) == 0) PostToAllShards(net::kRemoteRouteBind, from, address);
-      }
-      known = std::move(now);
-      for (auto& [node, addresses] : remote_routes_) {
-        if (node == from) continue;
-        for (const std::string& address : known) {
-          if (!IsAccountRoute(address)) addresses.erase(address);
-        }
-      }
-      // One pass over what waits (not one per route: a peer's full set can be large).
-      for (auto it = forwarded_.begin(); it != forwarded_.end();) {
-        if (known.count(it->second.address) == 0 || !RetryMoved(it)) {
-          ++it;
-          continue;
-        }
-        it = forwarded_.erase(it);
-      }
-      return;
-    }
-    for (const cluster::RouteUpdate& update : routes->updates) {
-      if (update.add) {
-        known.insert(update.address);
-        // A bridge or a client's resource is bound on one node: the newest
-        // announcement wins. An account has available resources on any number.
-        for (auto& [node, addresses] : remote_routes_) {
-          if (node != from && !IsAccountRoute(update.address)) addresses.erase(update.address);
-        }
-        PostToAllShards(net::kRemoteRouteBind, from, update.address);
-        ResendFor(update.address);
-      } else {
-        known.erase(update.address);
-        PostToAllShards(net::kRemoteRouteUnbind, from, update.address);
+  // One turn of the relay: what the control plane knows now in, frames, deliveries,
+  // bounces and route changes out. The frames (answers first) leave before the
+  // deliveries go to the shards.
+  void DriveRelay(uint64_t now_ms, bool cluster_active) {
+    cluster::relay::View view;
+    if (cluster_active) {
+      view.member = cluster_->is_member();
+      view.leader = cluster_->leader_id();
+      for (const raft::NodeId peer : cluster_->PeerIds()) {
+        view.members.insert(peer);
+        if (cluster_->LinkedTo(peer)) view.linked.insert(peer);
       }
     }
+    view.can_deliver = engine_ != nullptr && inbound_.size() < kInboundMax;
+    if (relay_->domain() != config_.domain) relay_->SetDomain(config_.domain);
+    relay_->SetView(now_ms, view);
+    relay_->Tick(now_ms);
+    cluster::relay::Ready ready = relay_->TakeReady();
+    for (cluster::relay::Send& send : ready.sends) {
+      cluster_->SendData(send.to, send.type, send.payload);
+    }
+    if (cluster_active)
+      cluster_->FlushLinks();  // what this turn queued leaves in one send per link
+    for (const cluster::relay::RouteChange& change : ready.route_changes) {
+      using Op = cluster::relay::RouteChange::Op;
+      const uint32_t kind = change.op == Op::kBind     ? net::kRemoteRouteBind
+                            : change.op == Op::kUnbind ? net::kRemoteRouteUnbind
+                                                       : net::kForgetNode;
+      PostToAllShards(kind, change.node, change.address);
+    }
+    for (cluster::relay::Bounce& bounce : ready.bounces) {
+      if (!engine_) break;  // its sender's connection went with the shards
+      if (!engine_->Post(net::ShardOf(bounce.sender), net::kBounce, bounce.sender,
+                         static_cast<uint64_t>(bounce.condition), bounce.bytes)) {
+        LogEvent(LogLevel::kWarning, "relay_bounce_dropped",
+                 "reason=\"the sender's shard queue is full\"");
+      }
+    }
+    for (cluster::relay::LogLine& line : ready.logs) {
+      LogEvent(line.warning ? LogLevel::kWarning : LogLevel::kInfo, line.event, line.fields);
+    }
+    for (cluster::relay::Delivery& delivery : ready.deliveries)
+      inbound_.push_back(std::move(delivery));
+    DeliverInbound();
   }
 
-  struct Inbound {
-    raft::NodeId origin = 0;
-    std::string address;  // RouteAddressOf(to): picks the shard
-    std::string bytes;
-  };
-  std::vector<Inbound> inbound_;  // taken from other nodes this turn, acknowledged
-
-  static bool IsAccountRoute(std::string_view address) { return router::IsAccountRoute(address); }
-
-  static size_t StanzaBytesMax() {
-    return static_cast<size_t>(std::max(1024, absl::GetFlag(FLAGS_stanza_bytes_max)));
-  }
-
-  // A relayed stanza's `from` names this domain, one of its bridges (a subdomain), or an
-  // account of it: the origin node's session checked or stamped it.
-  bool FromThisDomain(const xmpp::Stanza& stanza, std::string* why) const {
-    if (!stanza.from) {
-      *why = "no from";
-      return false;
-    }
-    // As the bridge and client sessions read it: references replaced, case folded.
-    const std::string host = router::CanonicalDomainOf(*stanza.from);
-    const std::string_view domain = config_.domain;
-    if (host == domain || (host.size() > domain.size() + 1 && host.ends_with(domain) &&
-                           host[host.size() - domain.size() - 1] == '.')) {
-      return true;
-    }
-    *why = "from is not of this cluster's domain";
-    return false;
-  }
-
-  // At most this many nodes pass a stanza on (the leader is one); more means two
-  // nodes disagree about where a route is, and the origin's resend sorts it out.
-  static constexpr uint8_t kRelayHopsMax = 3;
-
-  void Acknowledge(raft::NodeId origin, uint64_t sequence) {
-    cluster::AppendAck(sequence, &pending_acks_[origin]);
-  }
-
-  struct Forwarded {
-    raft::NodeId node = 0;  // the node that holds the destination bridge
-    raft::NodeId via = 0;   // where it was last sent (the leader, or `node`); 0: not sent
-    std::string address;    // the destination: a bridge ("cb1.example.com") or a client's full JID
-    std::string bytes;
-    net::ConnectionId sender = net::kNoConnection;  // kNoConnection: an error reply
-    uint64_t first_ms = 0, sent_ms = 0;
-    uint64_t no_leader_since_ms = 0;  // waiting for a leader since; 0: it has a next hop
-    bool sent = false;                // sent at least once (a node may have it)
-  };
-
-  // The next hop towards `node`: itself with --routing=direct or on the leader;
-  // the leader otherwise (none while there is no leader: the stanza waits).
-  std::optional<raft::NodeId> NextHop(raft::NodeId node) const {
-    if (routing_direct_ || cluster_->is_leader()) return node;
-    const raft::NodeId leader = cluster_->leader_id();
-    if (leader == raft::kNoNode) return std::nullopt;
-    return leader;
-  }
-
-  void SendForwarded(uint64_t sequence, Forwarded& entry) {
-    entry.sent_ms = MonotonicMs();
-    const std::optional<raft::NodeId> hop = NextHop(entry.node);
-    if (!hop) {
-      entry.via = 0;
-      if (entry.no_leader_since_ms == 0) entry.no_leader_since_ms = entry.sent_ms;
-      return;
-    }
-    entry.no_leader_since_ms = 0;
-    if (!config_.cluster_enabled || !cluster_->is_member()) return;
-    entry.via = *hop;
-    entry.sent = true;
-    if (cluster_->SendData(
-            *hop, cluster::FrameType::kStanza,
-            cluster::EncodeStanzaFrame({cluster_->id(), sequence, entry.node, 0, entry.bytes}))) {
-      ++stanzas_relayed_out_;
-    }
-  }
-
-  // A new leader (or the first after none): what went to the old one, or waited
-  // for one, goes to it now instead of after the resend delay. The destination
-  // drops any it already has by (origin, sequence).
-  // (At most kResendBytesPerTurn a turn: the rest goes in the next turns.)
-  void ResendOnLeaderChange() {
-    const raft::NodeId leader = cluster_->leader_id();
-    if (leader != last_leader_) {
-      last_leader_ = leader;
-      leader_resend_pending_ = leader != raft::kNoNode && !routing_direct_;
-    }
-    if (!leader_resend_pending_) return;
-    leader_resend_pending_ = false;
-    for (auto it = forwarded_.begin(); it != forwarded_.end();) {
-      const std::optional<raft::NodeId> hop = NextHop(it->second.node);
-      if (!hop || *hop == it->second.via) {
-        ++it;
-        continue;
-      }
-      if (resend_budget_ < it->second.bytes.size()) {
-        leader_resend_pending_ = true;
-        return;
-      }
-      if (!RetryOne(it)) {
-        ++it;
-        continue;
-      }
-      it = forwarded_.erase(it);
-    }
-  }
-
-  // Drops the account routes of members this node has no link to (they cannot
-  // take the account's copies; their clients reconnect elsewhere), once per
-  // outage; a link that comes back brings the member's full route set again.
-  void ForgetAccountsOfUnlinkedPeers() {
-    for (auto& [node, addresses] : remote_routes_) {
-      if (cluster_->LinkedTo(node)) {
-        unlinked_peers_.erase(node);
-        continue;
-      }
-      if (!unlinked_peers_.insert(node).second) continue;
-      for (auto it = addresses.begin(); it != addresses.end();) {
-        if (!IsAccountRoute(*it)) {
-          ++it;
-          continue;
-        }
-        PostToAllShards(net::kRemoteRouteUnbind, node, *it);
-        it = addresses.erase(it);
-      }
-    }
-  }
-
-  // Takes a stanza this node must send to `node` (an error reply going back to a
-  // sender there): kept and re-sent like one of its own bridges'.
-  void ForwardOnward(raft::NodeId node, std::string_view bytes) {
-    const xmpp::Stanza stanza = xmpp::InspectStanza(bytes);
-    const uint64_t sequence = next_forward_sequence_++;
-    Forwarded& entry = forwarded_[sequence];
-    entry.node = node;
-    entry.address = stanza.to ? router::RouteAddressOf(*stanza.to, config_.domain) : "";
-    entry.bytes.assign(bytes);
-    entry.first_ms = entry.sent_ms = MonotonicMs();
-    forward_bytes_ += entry.bytes.size();
-    SendForwarded(sequence, entry);
-  }
-
-  // A relayed stanza waited too long: its sender (on another node) gets an error.
-  void ExpireRelayed(const Forwarded& entry) {
-    const xmpp::Stanza stanza = xmpp::InspectStanza(entry.bytes);
-    if (stanza.is_error() || !stanza.from) return;  // never an error for an error
-    const std::string reply = xmpp::MakeErrorReply(
-        stanza, xmpp::StanzaErrorCondition::kServiceUnavailable, config_.domain);
-    const std::string sender = router::RouteAddressOf(*stanza.from, config_.domain);
-    const std::optional<raft::NodeId> node = NodeOf(sender);
-    if (!node) return;
-    if (*node == 0) {
-      if (engine_) {
-        (void)engine_->Post(net::RouterShard::OwnerShard(sender, shards_), net::kDeliverFromPeer,
-                            net::kNoConnection, cluster_->id(), reply);
-      }
-      return;
-    }
-    ForwardOnward(*node, reply);
-  }
-
-  void BounceSender(net::ConnectionId sender, std::string_view bytes,
-                    xmpp::StanzaErrorCondition condition) {
-    if (sender == net::kNoConnection || !engine_) return;  // an error is never answered
-    (void)engine_->Post(net::ShardOf(sender), net::kBounce, sender,
-                        static_cast<uint64_t>(condition), bytes);
-  }
-
-  // Where `address` is bound now: 0 here, the node's id, or nullopt if nowhere.
-  std::optional<raft::NodeId> NodeOf(const std::string& address) const {
-    if (local_routes_.count(address) != 0) return raft::NodeId{0};
-    for (const auto& [node, addresses] : remote_routes_) {
-      if (addresses.count(address) != 0) return node;
-    }
-    return std::nullopt;
-  }
-
-  // Sends again what waits for `address` (its bridge just appeared somewhere).
-  void ResendFor(const std::string& address) {
-    if (forwarded_.empty()) return;  // the common case: nothing waits
-    for (auto it = forwarded_.begin(); it != forwarded_.end();) {
-      if (it->second.address != address || !RetryMoved(it)) {
-        ++it;
-        continue;
-      }
-      it = forwarded_.erase(it);
-    }
-  }
-
-  // A resend because the stanza's bridge appeared on another node. While the node
-  // it was sent to still has a link here, that node's acknowledgement may be on
-  // its way (it delivered the stanza just before the bridge left it, or before it
-  // died and the bridge reconnected elsewhere: its last frames are read before
-  // its link closes); sending it now could deliver it twice. It waits for that
-  // link to close (ResendDeferred) or for the resend timer.
-  bool RetryMoved(std::map<uint64_t, Forwarded>::iterator it) {
-    const Forwarded& entry = it->second;
-    if (entry.sent && entry.node != 0 && cluster_->LinkedTo(entry.node)) {
-      const std::optional<raft::NodeId> node = NodeOf(entry.address);
-      if (node && *node != entry.node) {
-        deferred_resend_nodes_.insert(entry.node);
-        return false;
-      }
-    }
-    return RetryOne(it);
-  }
-
-  // Resends what waited for a node's link to close, once it has.
-  void ResendDeferred() {
-    for (auto node = deferred_resend_nodes_.begin(); node != deferred_resend_nodes_.end();) {
-      if (cluster_->LinkedTo(*node)) {
-        ++node;
-        continue;
-      }
-      const raft::NodeId gone = *node;
-      node = deferred_resend_nodes_.erase(node);
-      for (auto it = forwarded_.begin(); it != forwarded_.end();) {
-        if (it->second.node != gone || !RetryOne(it)) {
-          ++it;
-          continue;
-        }
-        it = forwarded_.erase(it);
-      }
-    }
-  }
-
-  // Sends one waiting stanza to wherever its bridge is now. True when it is done
-  // with (delivered here).
-  bool RetryOne(std::map<uint64_t, Forwarded>::iterator it) {
-    Forwarded& entry = it->second;
-    if (IsAccountRoute(entry.address)) {
-      // Each node with resources of the account got its own copy: this one goes
-      // to its node again while that node has them; otherwise it waits out the
-      // hold and its sender gets an error.
-      auto holder = remote_routes_.find(entry.node);
-      if (holder == remote_routes_.end() || holder->second.count(entry.address) == 0) return false;
-      if (resend_budget_ < entry.bytes.size()) return false;  // next turn
-      resend_budget_ -= entry.bytes.size();
-      ++relay_resent_;
-      SendForwarded(it->first, entry);
-      return false;
-    }
-    const std::optional<raft::NodeId> node = NodeOf(entry.address);
-    if (!node) return false;
-    if (*node == 0) {  // the bridge is on this node now
-      if (!engine_ ||
-          !engine_->Post(net::RouterShard::OwnerShard(entry.address, shards_),
-                         net::kDeliverFromPeer, net::kNoConnection, cluster_->id(), entry.bytes)) {
-        return false;
-      }
-      forward_bytes_ -= entry.bytes.size();
-      ++relay_resent_;
-      return true;
-    }
-    if (resend_budget_ < entry.bytes.size()) return false;  // next turn
-    resend_budget_ -= entry.bytes.size();
-    entry.node = *node;
-    ++relay_resent_;
-    SendForwarded(it->first, entry);
-    return false;
-  }
-
-  // Hands the stanzas this turn took from other nodes (and acknowledged) to the
-  // shards, in order. What a full shard queue does not take now waits for the
-  // next turn (at most 50 ms of retrying here, so Raft keeps its ticks).
+  // Hands what the relay delivered here to the shards, in order. What a full shard
+  // queue does not take now waits for the next turn (at most 50 ms of retrying here, so
+  // Raft keeps its ticks); while kInboundMax wait, the relay takes no more (their
+  // origins keep them and send them again).
+  static constexpr size_t kInboundMax = 65536;
   void DeliverInbound() {
-    if (inbound_.empty()) return;
-    if (!engine_) {
-      stanzas_relay_failed_ += inbound_.size();  // the engine stopped: nowhere to deliver
-      inbound_.clear();
-      return;
-    }
+    if (inbound_.empty() || !engine_) return;
     const auto give_up = std::chrono::steady_clock::now() + std::chrono::milliseconds(50);
     size_t done = 0;
     for (; done < inbound_.size(); ++done) {
-      const Inbound& item = inbound_[done];
+      const cluster::relay::Delivery& item = inbound_[done];
       const int shard = net::RouterShard::OwnerShard(item.address, shards_);
       bool posted = false;
       while (!(posted = engine_->Post(shard, net::kDeliverFromPeer, net::kNoConnection, item.origin,
@@ -1082,113 +737,8 @@ class Daemon {
     inbound_.erase(inbound_.begin(), inbound_.begin() + static_cast<std::ptrdiff_t>(done));
   }
 
-  // Every 200 ms: resend what was not acknowledged within 500 ms, answer what
-  // waited longer than --forward_hold_ms with an error, send acknowledgements.
-  void ServiceForwarding(uint64_t now_ms) {
-    for (auto& [node, acks] : pending_acks_) {
-      if (acks.empty() || cluster_->SendData(node, cluster::FrameType::kAck, acks)) continue;
-      // No link to the origin (a partial partition): through the leader.
-      const raft::NodeId leader = cluster_->leader_id();
-      if (leader != raft::kNoNode && leader != cluster_->id() && leader != node) {
-        cluster_->SendData(leader, cluster::FrameType::kAckRelay,
-                           cluster::EncodeAckRelay(node, acks));
-      }
-    }
-    pending_acks_.clear();
-    if (now_ms < last_forward_service_ms_ + 200) return;
-    last_forward_service_ms_ = now_ms;
-    const uint64_t hold = static_cast<uint64_t>(absl::GetFlag(FLAGS_forward_hold_ms));
-    const uint64_t no_leader_hold = static_cast<uint64_t>(absl::GetFlag(FLAGS_no_leader_hold_ms));
-    for (auto it = forwarded_.begin(); it != forwarded_.end();) {
-      Forwarded& entry = it->second;
-      if (entry.no_leader_since_ms != 0 && cluster_->leader_id() != raft::kNoNode) {
-        entry.no_leader_since_ms = 0;  // a leader now: its turn comes with the resends
-      }
-      // (Entries made during this turn are newer than now_ms: never negative.)
-      const uint64_t waited = Since(now_ms, entry.first_ms);
-      if (waited > hold || (entry.no_leader_since_ms != 0 &&
-                            Since(now_ms, entry.no_leader_since_ms) > no_leader_hold)) {
-        ++relay_expired_;
-        const std::optional<raft::NodeId> now_at = NodeOf(entry.address);
-        LogEvent(LogLevel::kWarning, "relay_expired",
-                 "to=" + LogQuote(entry.address) + " node=" + std::to_string(entry.node) +
-                     " via=" + std::to_string(entry.via) +
-                     " now_at=" + (now_at ? std::to_string(*now_at) : std::string("nowhere")) +
-                     " waited_ms=" + std::to_string(waited) +
-                     " reason=" + (waited > hold ? "forward_hold" : "no_leader"));
-        if (entry.sender == net::kNoConnection) {
-          ExpireRelayed(entry);
-        } else {
-          BounceSender(entry.sender, entry.bytes, xmpp::StanzaErrorCondition::kServiceUnavailable);
-        }
-        forward_bytes_ -= entry.bytes.size();
-        it = forwarded_.erase(it);
-        continue;
-      }
-      if (Since(now_ms, entry.sent_ms) > 500 && RetryOne(it)) {
-        it = forwarded_.erase(it);
-        continue;
-      }
-      ++it;
-    }
-  }
-
-  static uint64_t Since(uint64_t now_ms, uint64_t then_ms) {
-    return now_ms > then_ms ? now_ms - then_ms : 0;
-  }
-
-  // Acknowledgements (a kAck payload) of this node's stanzas, from the node that
-  // delivered them, whichever node passed them on.
-  void TakeAcks(std::string_view payload) {
-    absl::StatusOr<std::vector<uint64_t>> acks = cluster::DecodeAcks(payload);
-    if (!acks.ok()) return;
-    for (const uint64_t sequence : *acks) {
-      auto it = forwarded_.find(sequence);
-      if (it == forwarded_.end()) continue;
-      forward_bytes_ -= it->second.bytes.size();
-      forwarded_.erase(it);
-    }
-  }
-
-  bool SeenBefore(raft::NodeId origin, uint64_t sequence) const {
-    auto it = seen_.find(origin);
-    return it != seen_.end() && it->second.sequences.count(sequence) != 0;
-  }
-
-  // Remembers what arrived for 2 x --forward_hold_ms (longer than any resend).
-  void RememberSeen(raft::NodeId origin, uint64_t sequence) {
-    Seen& seen = seen_[origin];
-    const uint64_t now = MonotonicMs();
-    seen.sequences.insert(sequence);
-    seen.order.emplace_back(now, sequence);
-    const uint64_t keep = 2 * static_cast<uint64_t>(absl::GetFlag(FLAGS_forward_hold_ms));
-    while (!seen.order.empty() &&
-           (now - seen.order.front().first > keep || seen.order.size() > 4'000'000)) {
-      seen.sequences.erase(seen.order.front().second);
-      seen.order.pop_front();
-    }
-  }
-
-  // A link to `peer` came up: it gets every route of this node.
-  void SendAllRoutes(raft::NodeId peer) {
-    cluster::Routes routes{true, {}};
-    for (const std::string& address : local_routes_) routes.updates.push_back({true, address});
-    cluster_->SendData(peer, cluster::FrameType::kRoutes, cluster::EncodeRoutes(routes));
-  }
-
-  // Members that left: their routes go.
-  void ForgetRemovedPeers() {
-    const std::vector<raft::NodeId> peers = cluster_->PeerIds();
-    member_peers_ = std::set<raft::NodeId>(peers.begin(), peers.end());
-    std::erase_if(seen_, [&](const auto& entry) { return member_peers_.count(entry.first) == 0; });
-    for (auto it = remote_routes_.begin(); it != remote_routes_.end();) {
-      if (std::find(peers.begin(), peers.end(), it->first) != peers.end()) {
-        ++it;
-        continue;
-      }
-      PostToAllShards(net::kForgetNode, it->first, "");
-      it = remote_routes_.erase(it);
-    }
+  static size_t StanzaBytesMax() {
+    return static_cast<size_t>(std::max(1024, absl::GetFlag(FLAGS_stanza_bytes_max)));
   }
 
   static constexpr uint64_t kJoinTokenTtlSDefault = 3600;
@@ -1668,10 +1218,7 @@ class Daemon {
     engine_->Stop();
     engine_.reset();
     // Its bridges are gone: the other nodes forget them.
-    local_routes_.clear();
-    if (cluster_ && cluster_->is_member()) {
-      for (const raft::NodeId peer : cluster_->PeerIds()) SendAllRoutes(peer);
-    }
+    relay_->DropLocalRoutes();
     LogEvent(LogLevel::kInfo, "serving_stopped");
   }
 
@@ -1761,10 +1308,8 @@ class Daemon {
     }
     not_serving_reason_.clear();
     // The new shards learn the routes of the other nodes.
-    for (const auto& [node, addresses] : remote_routes_) {
-      for (const std::string& address : addresses) {
-        PostToAllShards(net::kRemoteRouteBind, node, address);
-      }
+    for (const cluster::relay::RouteChange& route : relay_->RemoteRoutes()) {
+      PostToAllShards(net::kRemoteRouteBind, route.node, route.address);
     }
     std::string listening;
     for (const net::Endpoint& endpoint : engine_->listening_endpoints()) {
@@ -1789,36 +1334,10 @@ class Daemon {
   std::string metrics_addr_ = absl::GetFlag(FLAGS_metrics_addr);
   std::unique_ptr<cluster::ClusterNode> cluster_;
   bool cluster_listening_ = false;
-  std::string cluster_tls_error_;       // set: TLS was asked for and failed; the node stays out
-  std::set<std::string> local_routes_;  // component addresses bound on this node
-  std::map<raft::NodeId, std::set<std::string>> remote_routes_;  // by the node holding them
-  uint64_t stanzas_relayed_out_ = 0, stanzas_relayed_in_ = 0, stanzas_relay_failed_ = 0;
-  uint64_t relay_resent_ = 0, relay_duplicates_dropped_ = 0, relay_expired_ = 0;
-  uint64_t relay_rejected_ = 0;  // relayed stanzas that failed the checks on arrival
-  // Stamping `from` on a client's stanza may lengthen it a little past the bound.
-  xmpp::RelayedStanzaChecker relay_checker_{StanzaBytesMax() + 1024};
-  const bool routing_direct_ = absl::GetFlag(FLAGS_routing) == "direct";
-  std::map<uint64_t, Forwarded> forwarded_;  // by sequence: waiting for an ack
-  raft::NodeId last_leader_ = raft::kNoNode;
-  bool leader_resend_pending_ = false;
-  // Resends per control-loop turn, in bytes: a link queues at most 16 MiB
-  // (PeerTransport::kQueueBytesMax) and carries Raft's heartbeats too.
-  static constexpr size_t kResendBytesPerTurn = 4 << 20;
-  size_t resend_budget_ = kResendBytesPerTurn;
-  std::set<raft::NodeId> member_peers_;           // the other members, refreshed each turn
-  std::set<raft::NodeId> unlinked_peers_;         // see ForgetAccountsOfUnlinkedPeers
-  std::set<raft::NodeId> deferred_resend_nodes_;  // see RetryMoved
-  size_t forward_bytes_ = 0;
-  // Unique per node across restarts: the clock in ns at start, then counting.
-  uint64_t next_forward_sequence_ = static_cast<uint64_t>(
-      std::chrono::system_clock::now().time_since_epoch() / std::chrono::nanoseconds(1));
-  struct Seen {
-    std::unordered_set<uint64_t> sequences;
-    std::deque<std::pair<uint64_t, uint64_t>> order;  // (arrival ms, sequence)
-  };
-  std::map<raft::NodeId, Seen> seen_;
-  std::map<raft::NodeId, std::string> pending_acks_;
-  uint64_t last_forward_service_ms_ = 0;
+  std::string cluster_tls_error_;  // set: TLS was asked for and failed; the node stays out
+  std::unique_ptr<cluster::relay::Relay> relay_;
+  std::vector<cluster::relay::Delivery> inbound_;  // delivered here, for the shards
+  uint64_t turn_now_ms_ = 0;                       // the control loop's clock this turn
   uint64_t mirrored_generation_ = 0;
   std::chrono::steady_clock::time_point last_metrics_attempt_;
   double last_config_change_unix_s_ = 0;

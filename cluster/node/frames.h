@@ -20,18 +20,9 @@
 //                  request's outcome; a non-leader puts the leader's address (when known)
 //                  with kUnavailable; an accepted join carries the cluster key, XORed with
 //                  the link's key wrap (link_auth.h)
-//   kRoutes        full (1: 1 = this replaces every route of the sender) | then per route:
-//                  op (1: 1 add, 0 remove) | length (2) | component address
-//   kStanza        origin node id (8) | sequence (8, unique per origin node, growing
-//                  across restarts) | destination node id (8) | hops (1: nodes that
-//                  passed it on so far) | a stanza for a route (bridge, client, or an
-//                  account with available resources) on the destination; a receiver
-//                  that is not the destination (the leader) passes it on there
-//   kAck           sequences (8 each) of the receiving node's own kStanza frames that
-//                  the sending node delivered: sent by the destination straight to the
-//                  origin, whichever node passed the stanza on
-//   kAckRelay      origin node id (8) | a kAck payload: for a destination with no link
-//                  to the origin; the receiver (the leader) sends it on as a kAck
+//   kRoutes, kStanza, kAck, kAckRelay, kAbort
+//                  the relay's frames: stanzas between nodes, their answers and the
+//                  routes each node holds (cluster/relay/wire.h)
 //
 // Decoding never trusts its input: lengths are checked against what remains and against
 // kFrameBytesMax; a bad frame is an error, never a crash.
@@ -66,7 +57,9 @@ enum class FrameType : uint8_t {
   kAuthChallenge = 10,
   kAuthProof = 11,
   kAuthRefused = 12,
+  kAbort = 13,
 };
+inline constexpr FrameType kLastFrameType = FrameType::kAbort;
 enum class RequestKind : uint8_t { kJoin = 1, kPropose = 2, kRemove = 3 };
 
 struct Frame {
@@ -108,32 +101,6 @@ struct RemoveTarget {
   raft::NodeId id = raft::kNoNode;  // 0: by address
   std::string address;
 };
-struct RouteUpdate {
-  bool add = true;
-  std::string address;
-};
-struct Routes {
-  bool full = false;
-  std::vector<RouteUpdate> updates;
-};
-std::string EncodeRoutes(const Routes& routes);
-absl::StatusOr<Routes> DecodeRoutes(std::string_view payload);
-
-struct StanzaFrame {
-  raft::NodeId origin = raft::kNoNode;       // the node that keeps it until acknowledged
-  uint64_t sequence = 0;                     // the origin's; (origin, sequence) is unique
-  raft::NodeId destination = raft::kNoNode;  // the node that holds the route
-  uint8_t hops = 0;                          // nodes that passed it on before the receiver
-  std::string_view stanza;                   // a view into the decoded payload
-};
-std::string EncodeStanzaFrame(const StanzaFrame& frame);
-absl::StatusOr<StanzaFrame> DecodeStanzaFrame(std::string_view payload);
-void AppendAck(uint64_t sequence, std::string* payload);
-absl::StatusOr<std::vector<uint64_t>> DecodeAcks(std::string_view payload);
-std::string EncodeAckRelay(raft::NodeId origin, std::string_view acks);
-// The origin and a view of the kAck payload in `payload`.
-absl::StatusOr<std::pair<raft::NodeId, std::string_view>> DecodeAckRelay(std::string_view payload);
-
 std::string EncodeRemoveTarget(const RemoveTarget& target);
 absl::StatusOr<RemoveTarget> DecodeRemoveTarget(std::string_view body);
 

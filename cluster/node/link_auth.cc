@@ -9,26 +9,13 @@
 
 #include "core/base/check.h"
 #include "core/base/hex.h"
+#include "core/base/little_endian.h"
 #include "core/xmpp/component_handshake.h"
 
 namespace stanzad::cluster {
 namespace {
 
 constexpr uint8_t kAuthVersion = 1;
-
-void PutLittle(std::string* out, uint64_t value) {
-  for (int i = 0; i < 8; ++i) out->push_back(static_cast<char>((value >> (8 * i)) & 0xff));
-}
-
-bool TakeLittle(std::string_view* in, uint64_t* value) {
-  if (in->size() < 8) return false;
-  *value = 0;
-  for (int i = 0; i < 8; ++i) {
-    *value |= static_cast<uint64_t>(static_cast<unsigned char>((*in)[i])) << (8 * i);
-  }
-  in->remove_prefix(8);
-  return true;
-}
 
 bool TakeBytes(std::string_view* in, size_t size, std::string* out) {
   if (in->size() < size) return false;

@@ -1,8 +1,8 @@
 // Fuzzes what a node reads from its cluster port: the framing (with the bound of an
 // authenticated link and of one that has not authenticated yet), every frame decoder
-// (authentication hello and challenge, Raft message, request, reply, routes, remove
-// target) and the sealed-record opener, fed in arbitrary chunks. A decoded value must
-// encode back to what was decoded.
+// (authentication hello and challenge, Raft message, request, reply, remove target; the
+// relay's routes, stanza, abort and answers) and the sealed-record opener, fed in arbitrary chunks.
+// A decoded value must encode back to what was decoded.
 #include <cstddef>
 #include <cstdint>
 #include <cstdlib>
@@ -13,6 +13,7 @@
 #include "cluster/node/frames.h"
 #include "cluster/node/link_auth.h"
 #include "cluster/raft/message_codec.h"
+#include "cluster/relay/wire.h"
 
 namespace {
 
@@ -51,26 +52,29 @@ void Decode(const stanzad::cluster::Frame& frame) {
       (void)DecodeReply(frame.payload);
       return;
     case FrameType::kRoutes:
-      if (auto routes = DecodeRoutes(frame.payload); routes.ok()) {
-        Check(EncodeRoutes(*routes) == frame.payload);
+      if (auto routes = relay::DecodeRoutes(frame.payload); routes.ok()) {
+        Check(relay::EncodeRoutes(*routes) == frame.payload);
       }
       return;
     case FrameType::kStanza:
-      if (auto stanza = DecodeStanzaFrame(frame.payload); stanza.ok()) {
-        Check(EncodeStanzaFrame(*stanza) == frame.payload);
+      if (auto stanza = relay::DecodeStanza(frame.payload); stanza.ok()) {
+        Check(relay::EncodeStanza(*stanza) == frame.payload);
+      }
+      return;
+    case FrameType::kAbort:
+      if (auto abort = relay::DecodeAbort(frame.payload); abort.ok()) {
+        Check(relay::EncodeAbort(*abort) == frame.payload);
       }
       return;
     case FrameType::kAck:
-      if (auto acks = DecodeAcks(frame.payload); acks.ok()) {
-        std::string again;
-        for (const uint64_t sequence : *acks) AppendAck(sequence, &again);
-        Check(again == frame.payload);
+      if (auto answers = relay::DecodeAnswers(frame.payload); answers.ok()) {
+        Check(relay::EncodeAnswers(*answers) == frame.payload);
       }
       return;
     case FrameType::kAckRelay:
-      if (auto relay = DecodeAckRelay(frame.payload); relay.ok()) {
-        Check(EncodeAckRelay(relay->first, relay->second) == frame.payload);
-        Check(DecodeAcks(relay->second).ok());
+      if (auto relayed = relay::DecodeAckRelay(frame.payload); relayed.ok()) {
+        Check(relay::EncodeAckRelay(relayed->first, relayed->second) == frame.payload);
+        Check(relay::DecodeAnswers(relayed->second).ok());
       }
       return;
   }

@@ -1,0 +1,154 @@
+#include "cluster/relay/wire.h"
+
+#include "core/base/little_endian.h"
+
+namespace stanzad::cluster::relay {
+namespace {
+
+absl::Status Bad(std::string_view what) {
+  return absl::InvalidArgumentError(std::string("bad relay frame: ") + std::string(what));
+}
+
+}  // namespace
+
+std::string EncodeRoutes(const RoutesFrame& routes) {
+  std::string out;
+  out.push_back(routes.full ? 1 : 0);
+  for (const RouteUpdate& update : routes.updates) {
+    out.push_back(update.add ? 1 : 0);
+    PutLittle(&out, update.address.size(), 2);
+    out.append(update.address);
+  }
+  return out;
+}
+
+absl::StatusOr<RoutesFrame> DecodeRoutes(std::string_view payload) {
+  RoutesFrame routes;
+  uint64_t full = 0;
+  if (!TakeLittle(&payload, &full, 1) || full > 1) return Bad("routes header");
+  routes.full = full == 1;
+  while (!payload.empty()) {
+    uint64_t op = 0, length = 0;
+    if (!TakeLittle(&payload, &op, 1) || op > 1 || !TakeLittle(&payload, &length, 2) ||
+        length == 0 || length > kRouteAddressBytesMax || payload.size() < length) {
+      return Bad("route entry");
+    }
+    routes.updates.push_back({op == 1, std::string(payload.substr(0, length))});
+    payload.remove_prefix(length);
+  }
+  return routes;
+}
+
+std::string EncodeStanza(const StanzaFrame& frame) {
+  std::string out;
+  out.reserve(41 + frame.stanza.size());
+  PutLittle(&out, frame.origin);
+  PutLittle(&out, frame.incarnation);
+  PutLittle(&out, frame.sequence);
+  PutLittle(&out, frame.floor);
+  PutLittle(&out, frame.destination);
+  PutLittle(&out, frame.hops, 1);
+  out.append(frame.stanza);
+  return out;
+}
+
+absl::StatusOr<StanzaFrame> DecodeStanza(std::string_view payload) {
+  StanzaFrame frame;
+  uint64_t hops = 0;
+  if (!TakeLittle(&payload, &frame.origin) || !TakeLittle(&payload, &frame.incarnation) ||
+      !TakeLittle(&payload, &frame.sequence) || !TakeLittle(&payload, &frame.floor) ||
+      !TakeLittle(&payload, &frame.destination) || !TakeLittle(&payload, &hops, 1)) {
+    return Bad("short stanza frame");
+  }
+  if (frame.origin == raft::kNoNode || frame.destination == raft::kNoNode) {
+    return Bad("stanza frame without an origin or destination");
+  }
+  if (frame.incarnation == 0 || frame.sequence == 0 || frame.floor > frame.sequence) {
+    return Bad("stanza frame with a bad incarnation, sequence or floor");
+  }
+  frame.hops = static_cast<uint8_t>(hops);
+  frame.stanza = payload;
+  return frame;
+}
+
+std::string EncodeAbort(const AbortFrame& frame) {
+  std::string out;
+  out.reserve(33 + 8 * frame.sequences.size());
+  PutLittle(&out, frame.origin);
+  PutLittle(&out, frame.incarnation);
+  PutLittle(&out, frame.floor);
+  PutLittle(&out, frame.destination);
+  PutLittle(&out, frame.hops, 1);
+  for (const uint64_t sequence : frame.sequences) PutLittle(&out, sequence);
+  return out;
+}
+
+absl::StatusOr<AbortFrame> DecodeAbort(std::string_view payload) {
+  AbortFrame frame;
+  uint64_t hops = 0;
+  if (!TakeLittle(&payload, &frame.origin) || !TakeLittle(&payload, &frame.incarnation) ||
+      !TakeLittle(&payload, &frame.floor) || !TakeLittle(&payload, &frame.destination) ||
+      !TakeLittle(&payload, &hops, 1) || payload.empty() || payload.size() % 8 != 0) {
+    return Bad("abort frame length");
+  }
+  if (frame.origin == raft::kNoNode || frame.destination == raft::kNoNode ||
+      frame.incarnation == 0) {
+    return Bad("abort frame without an origin, destination or incarnation");
+  }
+  frame.hops = static_cast<uint8_t>(hops);
+  while (!payload.empty()) {
+    uint64_t sequence = 0;
+    TakeLittle(&payload, &sequence);
+    if (sequence < frame.floor) return Bad("abort below the floor");
+    frame.sequences.push_back(sequence);
+  }
+  return frame;
+}
+
+std::string EncodeAnswers(const AnswerFrame& frame) {
+  std::string out;
+  out.reserve(16 + 9 * frame.answers.size());
+  PutLittle(&out, frame.incarnation);
+  PutLittle(&out, frame.node);
+  for (const auto& [sequence, outcome] : frame.answers) {
+    PutLittle(&out, sequence);
+    PutLittle(&out, static_cast<uint8_t>(outcome), 1);
+  }
+  return out;
+}
+
+absl::StatusOr<AnswerFrame> DecodeAnswers(std::string_view payload) {
+  AnswerFrame frame;
+  if (!TakeLittle(&payload, &frame.incarnation) || !TakeLittle(&payload, &frame.node) ||
+      frame.incarnation == 0 || frame.node == raft::kNoNode || payload.size() % 9 != 0) {
+    return Bad("answers length");
+  }
+  while (!payload.empty()) {
+    uint64_t sequence = 0, outcome = 0;
+    TakeLittle(&payload, &sequence);
+    TakeLittle(&payload, &outcome, 1);
+    if (outcome != static_cast<uint8_t>(Outcome::kDelivered) &&
+        outcome != static_cast<uint8_t>(Outcome::kAborted)) {
+      return Bad("answer outcome");
+    }
+    frame.answers.emplace_back(sequence, static_cast<Outcome>(outcome));
+  }
+  return frame;
+}
+
+std::string EncodeAckRelay(raft::NodeId origin, std::string_view answers) {
+  std::string out;
+  out.reserve(8 + answers.size());
+  PutLittle(&out, origin);
+  out.append(answers);
+  return out;
+}
+
+absl::StatusOr<std::pair<raft::NodeId, std::string_view>> DecodeAckRelay(std::string_view payload) {
+  uint64_t origin = 0;
+  if (!TakeLittle(&payload, &origin) || origin == raft::kNoNode) return Bad("ack relay origin");
+  if (!DecodeAnswers(payload).ok()) return Bad("ack relay answers");
+  return std::make_pair(origin, payload);
+}
+
+}  // namespace stanzad::cluster::relay

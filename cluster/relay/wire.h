@@ -1,0 +1,89 @@
+// The relay's frames on a cluster link (their types are in cluster/node/frames.h).
+// Integers are little endian.
+//
+//   kRoutes   full (1: 1 = this replaces every route of the sender) | then per route:
+//             op (1: 1 add, 0 remove) | length (2) | route address
+//   kStanza   origin (8) | incarnation (8) | sequence (8) | floor (8) | destination (8)
+//             | hops (1) | the stanza. (origin, incarnation, sequence) names it; floor is
+//             the lowest sequence of that incarnation the origin still holds (everything
+//             below is finished); a receiver that is not the destination (the leader, or
+//             a node the route just left) passes it on, hops + 1
+//   kAbort    origin (8) | incarnation (8) | floor (8) | destination (8) | hops (1) |
+//             sequences (8 each): the origin asks what became of these, past their
+//             deadline; passed on like kStanza
+//   kAck      incarnation (8) | node (8: the one that decided) | per stanza: sequence (8) | outcome
+//   (1: 1 delivered,
+//             2 aborted): the destination's answers about the receiver's own stanzas
+//   kAckRelay origin (8) | a kAck payload: answers that travel through the receiver to
+//             `origin` (no direct link, or the question came that way)
+//
+// Decoding never trusts its input: a bad payload is an error, never a crash.
+#ifndef STANZAD_CLUSTER_RELAY_WIRE_H_
+#define STANZAD_CLUSTER_RELAY_WIRE_H_
+
+#include <cstdint>
+#include <string>
+#include <string_view>
+#include <utility>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "cluster/node/frames.h"
+#include "cluster/raft/types.h"
+
+namespace stanzad::cluster::relay {
+
+using cluster::FrameType;
+
+inline constexpr size_t kRouteAddressBytesMax = 1023;
+
+struct RouteUpdate {
+  bool add = true;
+  std::string address;
+};
+struct RoutesFrame {
+  bool full = false;
+  std::vector<RouteUpdate> updates;
+};
+std::string EncodeRoutes(const RoutesFrame& routes);
+absl::StatusOr<RoutesFrame> DecodeRoutes(std::string_view payload);
+
+struct StanzaFrame {
+  raft::NodeId origin = raft::kNoNode;
+  uint64_t incarnation = 0;
+  uint64_t sequence = 0;
+  uint64_t floor = 0;
+  raft::NodeId destination = raft::kNoNode;
+  uint8_t hops = 0;
+  std::string_view stanza;  // a view into the decoded payload
+};
+std::string EncodeStanza(const StanzaFrame& frame);
+absl::StatusOr<StanzaFrame> DecodeStanza(std::string_view payload);
+
+struct AbortFrame {
+  raft::NodeId origin = raft::kNoNode;
+  uint64_t incarnation = 0;
+  uint64_t floor = 0;
+  raft::NodeId destination = raft::kNoNode;
+  uint8_t hops = 0;
+  std::vector<uint64_t> sequences;
+};
+std::string EncodeAbort(const AbortFrame& frame);
+absl::StatusOr<AbortFrame> DecodeAbort(std::string_view payload);
+
+enum class Outcome : uint8_t { kDelivered = 1, kAborted = 2 };
+struct AnswerFrame {
+  uint64_t incarnation = 0;                           // the origin's, as in its frames
+  raft::NodeId node = raft::kNoNode;                  // the node that decided
+  std::vector<std::pair<uint64_t, Outcome>> answers;  // (sequence, outcome)
+};
+std::string EncodeAnswers(const AnswerFrame& frame);
+absl::StatusOr<AnswerFrame> DecodeAnswers(std::string_view payload);
+
+std::string EncodeAckRelay(raft::NodeId origin, std::string_view answers);
+// The origin and a view of the kAck payload inside `payload`.
+absl::StatusOr<std::pair<raft::NodeId, std::string_view>> DecodeAckRelay(std::string_view payload);
+
+}  // namespace stanzad::cluster::relay
+
+#endif  // STANZAD_CLUSTER_RELAY_WIRE_H_
