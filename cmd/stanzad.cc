@@ -1873,11 +1873,28 @@ absl::StatusOr<NodeConfig> LoadOrSeed(const std::string& state_dir) {
 }  // namespace stanzad
 
 int main(int argc, char** argv) {
-  stanzad::ConfigureFlagsUsage(
+  static constexpr char kUsage[] =
       "The stanzad XMPP stanza router.\n"
       "Usage: stanzad --state_dir=DIR [flags]\n"
-      "Configure it with stanzactl --state_dir=DIR (domain, listen, callbridge add, enable).",
-      "stanzad");
+      "Configure it with stanzactl --state_dir=DIR (domain, listen, callbridge add, enable).";
+  // --help in the terms an operator thinks in; every flag of this file is named here.
+  const std::vector<stanzad::FlagGroup> groups = {
+      {"State and first start", {"state_dir", "domain", "listen"}},
+      {"Listening (TLS with the certificate of 'stanzactl certs')",
+       {"c2s_port", "c2s_tls_port", "component_port", "component_tls"}},
+      {"Clients", {"resume_timeout_s", "client_resources_max", "account_failures_max"}},
+      {"Cluster",
+       {"cluster_port", "cluster_address", "cluster_handshake_timeout_ms",
+        "cluster_unauthenticated_links_max", "cluster_unauthenticated_links_per_ip_max", "routing",
+        "forward_hold_ms", "no_leader_hold_ms", "forward_hold_bytes"}},
+      {"Limits",
+       {"connections_max", "stanza_bytes_max", "queue_bytes_max", "slow_reader_timeout_ms",
+        "preauth_timeout_ms", "idle_timeout_s", "auth_failures_max", "auth_failure_window_s",
+        "preauth_connections_per_ip_max"}},
+      {"Logging, metrics and threads", {"log_level", "metrics_addr", "threads"}},
+  };
+  if (stanzad::PrintGroupedHelpIfAsked(argc, argv, kUsage, groups)) return 0;
+  stanzad::ConfigureFlagsUsage(kUsage, "stanzad");
   absl::ParseCommandLine(argc, argv);
 
   const std::string state_dir = absl::GetFlag(FLAGS_state_dir);
