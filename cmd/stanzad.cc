@@ -71,8 +71,9 @@ ABSL_FLAG(bool, component_tls, false,
           "plain XEP-0114, for bridges on a trusted network.");
 ABSL_FLAG(uint16_t, c2s_port, 5222,
           "TCP port for XMPP clients (RFC 6120: STARTTLS required, then SASL SCRAM-SHA-256, "
-          "SCRAM-SHA-1 or PLAIN) on every listen address. Clients are refused until the node "
-          "has a certificate (stanzactl certs KEY CERT).");
+          "SCRAM-SHA-1 or PLAIN) on every listen address. Until the node has a certificate "
+          "(stanzactl certs KEY CERT) a client's stream is ended with <internal-server-error/> "
+          "saying so.");
 ABSL_FLAG(uint16_t, c2s_tls_port, 0,
           "TCP port for clients that start TLS at once (XEP-0368 direct TLS, usually 5223 when "
           "call bridges use another port); 0: off.");
@@ -1623,15 +1624,25 @@ class Daemon {
                                                 .count());
     status.serving = engine_ != nullptr;
     status.not_serving_reason = not_serving_reason_;
+    // Without a certificate the TLS ports are open but serve no one (a STARTTLS
+    // client is told why in its stream): status must not read as if they worked.
+    const bool tls_ready = publisher_.Current()->client_tls != nullptr;
+    if (!tls_ready) {
+      status.tls_refused_reason =
+          config_.tls_certificate.empty()
+              ? "this node has no certificate"
+              : "its certificate files do not load: event=client_tls_unavailable in the log";
+    }
     if (engine_) {
       const std::vector<net::Endpoint> endpoints = engine_->listening_endpoints();
       for (size_t i = 0; i < endpoints.size() && i < listener_tags_.size(); ++i) {
         const int tag = listener_tags_[i];
-        const char* what = tag == net::kComponentListener      ? " (call bridges)"
-                           : tag == net::kComponentTlsListener ? " (call bridges, TLS)"
-                           : tag == net::kClientListener       ? " (clients, STARTTLS)"
-                                                               : " (clients, direct TLS)";
-        status.listeners.push_back(endpoints[i].ToString() + what);
+        std::string what = tag == net::kComponentListener      ? " (call bridges"
+                           : tag == net::kComponentTlsListener ? " (call bridges, TLS"
+                           : tag == net::kClientListener       ? " (clients, STARTTLS"
+                                                               : " (clients, direct TLS";
+        if (!tls_ready && tag != net::kComponentListener) what += ": refused, no certificate";
+        status.listeners.push_back(endpoints[i].ToString() + what + ")");
       }
     }
     for (int i = 0; i < shards_; ++i) {
