@@ -40,6 +40,7 @@
 #include "cluster/storage/atomic_file.h"
 #include "cmd/admin/admin_socket.h"
 #include "cmd/cluster_commands.h"
+#include "cmd/file_access.h"
 #include "cmd/flags_usage.h"
 #include "cmd/metrics/http_server.h"
 #include "cmd/metrics/prometheus_text.h"
@@ -1346,6 +1347,18 @@ class Daemon {
               "error: set the domain first (stanzactl domain example.com): the certificate "
               "must cover it\n"};
     }
+    // Read as the daemon's user sees them (the packaged one is not root): a file it
+    // cannot open gets the exact chown/chmod, or the unit setting that hides it.
+    for (size_t i = 1; i < n; ++i) {
+      if (absl::Status readable = CheckDaemonCanRead(request.args[i],
+                                                     i == 1   ? "private key"
+                                                     : i == 2 ? "certificate"
+                                                              : "bundle",
+                                                     i == 1);
+          !readable.ok()) {
+        return Error(readable);
+      }
+    }
     const std::string bundle = n == 4 ? request.args[3] : "";
     if (absl::Status checked =
             tls::CheckServerCertificateFiles(request.args[1], request.args[2], bundle,
@@ -1433,9 +1446,8 @@ class Daemon {
     if (verb == "trust") {
       if (request.args.size() != 3) return usage();
       const std::string& path = request.args[2];
-      if (access(path.c_str(), R_OK) != 0) {
-        return reply({1, "error: cannot read the trust bundle " + path + ": " +
-                             std::strerror(errno) + "\n"});
+      if (absl::Status readable = CheckDaemonCanRead(path, "trust bundle", false); !readable.ok()) {
+        return reply(Error(readable));
       }
       NodeConfig proposed = config_;
       proposed.cluster_trust = path;
