@@ -1639,7 +1639,7 @@ class Daemon {
     // Without a certificate the TLS ports are open but serve no one (a STARTTLS
     // client is told why in its stream): status must not read as if they worked.
     const bool tls_ready = publisher_.Current()->client_tls != nullptr;
-    if (!tls_ready) {
+    if (!tls_ready && engine_ != nullptr) {
       status.tls_refused_reason =
           config_.tls_certificate.empty()
               ? "this node has no certificate"
