@@ -38,13 +38,36 @@ void Wait(ares_channel channel) {
   }
 }
 
+constexpr int kQueryTimeoutMs = 2000;
+constexpr int kQueryTries = 2;
+
 struct SrvResult {
+  // Set before the query: whether c-ares passes a SERVFAIL or REFUSED answer on
+  // (ARES_FLAG_NOCHECKRESP) instead of trying the next server and, when none is
+  // left, reporting ECONNREFUSED as if nothing had answered.
+  bool answers_checked_here = false;
   std::vector<SrvRecord> records;
-  std::string error;
+  std::string error;           // answered, without records
+  std::string server_failure;  // answered with SERVFAIL or REFUSED
+  std::string unreachable;     // no answer at all
 };
 
 void OnSrv(void* arg, int status, int /*timeouts*/, unsigned char* answer, int length) {
   auto* result = static_cast<SrvResult*>(arg);
+  if (status == ARES_ETIMEOUT) {
+    result->unreachable = Concat("no answer (timed out, ", std::to_string(kQueryTries), " tries)");
+    return;
+  }
+  if (status == ARES_ECONNREFUSED) {
+    result->unreachable = result->answers_checked_here
+                              ? "connection refused (nothing listens on that address and port)"
+                              : "connection refused, or every server refused or failed the query";
+    return;
+  }
+  if (status == ARES_ESERVFAIL || status == ARES_EREFUSED) {
+    result->server_failure = ares_strerror(status);
+    return;
+  }
   if (status != ARES_SUCCESS) {
     result->error = ares_strerror(status);
     return;
@@ -86,12 +109,32 @@ std::string Diagnosis::Text() const {
 
 Diagnosis Diagnose(const std::string& domain, const DnsAnswers& answers, const NodeFacts& facts) {
   Diagnosis result;
+  if (!answers.server_unreachable.empty()) {
+    // Nothing was learnt about the records: saying they are missing would send the
+    // operator to edit a zone that may be right.
+    result.problems.push_back(Concat(
+        "cannot reach the DNS server ", answers.server, ": ", answers.server_unreachable,
+        "; the records were not checked. fix: point --dns_server=IP[:PORT] at a DNS "
+        "server that serves ",
+        domain, " (or, without --dns_server, fix the nameserver lines of /etc/resolv.conf)"));
+    return result;
+  }
   std::set<std::string> target_ips;
   for (const char* service : {kComponent, kClient}) {
     const std::string name = Concat(service, ".", domain);
     const bool component = std::string(service) == kComponent;
     const uint16_t expected_port = component ? facts.component_port : facts.c2s_port;
     auto found = answers.srv.find(service);
+    if (auto failure = answers.srv_server_failure.find(service);
+        failure != answers.srv_server_failure.end() &&
+        (found == answers.srv.end() || found->second.empty())) {
+      result.problems.push_back(
+          Concat("the DNS server ", answers.server, " could not look up ", name, " (",
+                 failure->second, "). fix: ask it for ", domain,
+                 " where it is served (--dns_server=IP[:PORT] of a server for the zone), or let "
+                 "it resolve for this host"));
+      continue;
+    }
     if (found == answers.srv.end() || found->second.empty()) {
       auto error = answers.srv_error.find(service);
       result.problems.push_back(Concat(
@@ -162,10 +205,15 @@ absl::StatusOr<DnsAnswers> LookupXmppDns(const std::string& domain, const std::s
   static const int initialized = ares_library_init(ARES_LIB_INIT_ALL);
   if (initialized != ARES_SUCCESS) return absl::InternalError("c-ares did not initialise");
   ares_options options{};
-  options.timeout = 2000;
-  options.tries = 2;
+  options.timeout = kQueryTimeoutMs;
+  options.tries = kQueryTries;
+  // The servers the operator named: what each answers is reported as it is. The
+  // system's: a failing one is skipped for the next, as every resolver does.
+  const bool answers_checked_here = !server.empty();
+  options.flags = answers_checked_here ? ARES_FLAG_NOCHECKRESP : 0;
   ares_channel channel = nullptr;
-  if (const int status = ares_init_options(&channel, &options, ARES_OPT_TIMEOUTMS | ARES_OPT_TRIES);
+  if (const int status = ares_init_options(&channel, &options,
+                                           ARES_OPT_TIMEOUTMS | ARES_OPT_TRIES | ARES_OPT_FLAGS);
       status != ARES_SUCCESS) {
     return absl::UnavailableError(Concat("cannot start the DNS resolver: ", ares_strerror(status)));
   }
@@ -178,18 +226,50 @@ absl::StatusOr<DnsAnswers> LookupXmppDns(const std::string& domain, const std::s
     }
   }
   DnsAnswers answers;
+  answers.server = server;
+  if (answers.server.empty()) {
+    ares_addr_port_node* servers = nullptr;
+    if (ares_get_servers_ports(channel, &servers) == ARES_SUCCESS) {
+      char text[INET6_ADDRSTRLEN];
+      for (ares_addr_port_node* node = servers; node != nullptr; node = node->next) {
+        if (inet_ntop(node->family, &node->addr, text, sizeof(text)) == nullptr) continue;
+        const int port = node->udp_port != 0 ? node->udp_port : 53;
+        answers.server +=
+            Concat(answers.server.empty() ? "" : ", ", text, ":", std::to_string(port));
+      }
+      ares_free_data(servers);
+    }
+    answers.server = Concat(answers.server.empty() ? "(none)" : answers.server,
+                            " (the system's, from /etc/resolv.conf)");
+  }
   SrvResult results[2];
   const char* services[2] = {kComponent, kClient};
   for (int i = 0; i < 2; ++i) {
+    results[i].answers_checked_here = answers_checked_here;
     const std::string name = Concat(services[i], ".", domain);
     ares_query(channel, name.c_str(), ns_c_in, ns_t_srv, OnSrv, &results[i]);
   }
   Wait(channel);
   std::set<std::string> targets;
+  // Both queries went to the same server: when neither got an answer it is unreachable;
+  // one lost answer of two is that name's failure.
+  if (!results[0].unreachable.empty() && !results[1].unreachable.empty()) {
+    answers.server_unreachable = results[0].unreachable;
+  }
   for (int i = 0; i < 2; ++i) {
+    if (!results[i].unreachable.empty() && results[i].server_failure.empty()) {
+      results[i].server_failure = results[i].unreachable;
+    }
     answers.srv[services[i]] = results[i].records;
     if (!results[i].error.empty()) answers.srv_error[services[i]] = results[i].error;
+    if (!results[i].server_failure.empty()) {
+      answers.srv_server_failure[services[i]] = results[i].server_failure;
+    }
     for (const SrvRecord& record : results[i].records) targets.insert(record.target);
+  }
+  if (!answers.server_unreachable.empty()) {
+    ares_destroy(channel);
+    return answers;
   }
   for (const std::string& target : targets) {
     std::vector<std::string>& addresses = answers.addresses[target];

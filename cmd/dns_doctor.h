@@ -29,9 +29,19 @@ struct SrvRecord {
 };
 
 struct DnsAnswers {
-  // By service ("_xmpp-component._tcp"): its records, or the lookup error.
+  // The DNS server(s) asked, as an operator names them: "IP:PORT" of --dns_server,
+  // or the system's (/etc/resolv.conf).
+  std::string server;
+  // Why no answer came back from `server` at all (it timed out, or the port is
+  // closed), when that is so: nothing else was learnt. Empty when it answered.
+  std::string server_unreachable;
+  // By service ("_xmpp-component._tcp"): its records, or why there are none:
+  // srv_error when the server answered without records (no such name, no SRV
+  // data), srv_server_failure when it answered with an error of its own
+  // (SERVFAIL, REFUSED: it could not or would not look the name up).
   std::map<std::string, std::vector<SrvRecord>> srv;
   std::map<std::string, std::string> srv_error;
+  std::map<std::string, std::string> srv_server_failure;
   // By target name: its addresses (empty when it does not resolve).
   std::map<std::string, std::vector<std::string>> addresses;
 };
@@ -53,7 +63,8 @@ Diagnosis Diagnose(const std::string& domain, const DnsAnswers& answers, const N
 
 // Looks up both SRV names and every target's A and AAAA records. `server`:
 // "" for the system's resolvers, or "IP[:PORT]". Each query is bounded (2 s,
-// 2 tries).
+// 2 tries). A server that does not answer is an answer too (server_unreachable),
+// so that Diagnose names it instead of missing records.
 absl::StatusOr<DnsAnswers> LookupXmppDns(const std::string& domain, const std::string& server);
 
 }  // namespace stanzad

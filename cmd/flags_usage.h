@@ -1,10 +1,14 @@
 // Shared --help setup for the programs in cmd/: lists the flags defined in
 // cmd/ sources (Abseil's default looks for a file named after the binary,
-// which misses them) and answers --version.
+// which misses them) and answers --version. A program whose flags are many
+// prints them in groups named for what an operator sets (PrintGroupedHelpIfAsked)
+// instead of Abseil's "Flags from <source file>" listing.
 #ifndef STANZAD_CMD_FLAGS_USAGE_H_
 #define STANZAD_CMD_FLAGS_USAGE_H_
 
 #include <string>
+#include <string_view>
+#include <vector>
 
 #include "absl/flags/usage.h"
 #include "absl/flags/usage_config.h"
@@ -23,6 +27,24 @@ inline void ConfigureFlagsUsage(const char* usage, const char* program) {
   config.version_string = [program] { return std::string(program) + " " + kStanzadVersion + "\n"; };
   absl::SetFlagsUsageConfig(config);
 }
+
+// A heading of --help and the names (without "--") of the flags under it.
+struct FlagGroup {
+  std::string_view title;
+  std::vector<std::string_view> flags;
+};
+
+// `usage`, then every flag defined in cmd/ with its help text and default,
+// under the heading of the first group that names it; a flag no group names is
+// listed under "Other flags", so none is ever missing. Names of flags that do
+// not exist are skipped.
+std::string GroupedFlagsHelp(std::string_view usage, const std::vector<FlagGroup>& groups);
+
+// When argv asks for --help or --helpshort (before any "--"), prints
+// GroupedFlagsHelp to stdout and returns true: the caller exits 0. Otherwise
+// prints nothing and returns false. Call it before absl::ParseCommandLine.
+bool PrintGroupedHelpIfAsked(int argc, char** argv, std::string_view usage,
+                             const std::vector<FlagGroup>& groups);
 
 }  // namespace stanzad
 

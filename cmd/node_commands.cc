@@ -106,6 +106,7 @@ CommandResult Status(const AdminRequest& request, const NodeConfig& config,
         Count(status.stanzas_answered), ",\"stanzas_bounced\":", Count(status.stanzas_bounced),
         ",\"auth_failures\":", Count(status.auth_failures), ",\"stream_errors\":",
         Count(status.stream_errors), ",\"clients_connected\":", Count(status.clients_connected),
+        ",\"tls_refused_reason\":", JsonString(status.tls_refused_reason),
         ",\"cluster\":", JsonString(status.cluster),
         ",\"recent_problems\":", JsonList(status.recent_problems), "}\n"));
   }
@@ -123,6 +124,11 @@ CommandResult Status(const AdminRequest& request, const NodeConfig& config,
       Count(config.callbridges.size()), " configured, ", Count(status.bridges_connected),
       " connected", "\nUsers         : ", Count(config.users.size()), " configured",
       "\nClients       : ", Count(status.clients_connected), " connected",
+      status.tls_refused_reason.empty()
+          ? std::string()
+          : Concat("; refused until a certificate is set with stanzactl certs KEY CERT "
+                   "[BUNDLE] (",
+                   status.tls_refused_reason, ")"),
       "\nCluster       : ", status.cluster, "\nConnections   : ", Count(status.connections_open),
       " open", "\nStanzas       : ", Count(status.stanzas_routed), " routed, ",
       Count(status.stanzas_answered), " answered by the server, ", Count(status.stanzas_bounced),

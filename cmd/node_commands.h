@@ -26,7 +26,10 @@ struct NodeRuntimeStatus {
   uint64_t uptime_s = 0;
   bool serving = false;
   std::string not_serving_reason;      // when !serving
-  std::vector<std::string> listeners;  // "127.0.0.1:5223"
+  std::vector<std::string> listeners;  // "127.0.0.1:5223 (call bridges)"
+  // Why the TLS listeners (clients; bridges with --component_tls) refuse everyone
+  // ("this node has no certificate"); empty when it has a usable one.
+  std::string tls_refused_reason;
   uint64_t connections_open = 0;
   uint64_t bridges_connected = 0;
   uint64_t clients_connected = 0;  // bound client resources, all shards

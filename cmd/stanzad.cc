@@ -42,6 +42,7 @@
 #include "cluster/storage/atomic_file.h"
 #include "cmd/admin/admin_socket.h"
 #include "cmd/cluster_commands.h"
+#include "cmd/file_access.h"
 #include "cmd/flags_usage.h"
 #include "cmd/metrics/http_server.h"
 #include "cmd/metrics/prometheus_text.h"
@@ -73,8 +74,9 @@ ABSL_FLAG(bool, component_tls, false,
           "plain XEP-0114, for bridges on a trusted network.");
 ABSL_FLAG(uint16_t, c2s_port, 5222,
           "TCP port for XMPP clients (RFC 6120: STARTTLS required, then SASL SCRAM-SHA-256, "
-          "SCRAM-SHA-1 or PLAIN) on every listen address. Clients are refused until the node "
-          "has a certificate (stanzactl certs KEY CERT).");
+          "SCRAM-SHA-1 or PLAIN) on every listen address. Until the node has a certificate "
+          "(stanzactl certs KEY CERT) a client's stream is ended with <internal-server-error/> "
+          "saying so.");
 ABSL_FLAG(uint16_t, c2s_tls_port, 0,
           "TCP port for clients that start TLS at once (XEP-0368 direct TLS, usually 5223 when "
           "call bridges use another port); 0: off.");
@@ -895,6 +897,18 @@ class Daemon {
               "error: set the domain first (stanzactl domain example.com): the certificate "
               "must cover it\n"};
     }
+    // Read as the daemon's user sees them (the packaged one is not root): a file it
+    // cannot open gets the exact chown/chmod, or the unit setting that hides it.
+    for (size_t i = 1; i < n; ++i) {
+      if (absl::Status readable = CheckDaemonCanRead(request.args[i],
+                                                     i == 1   ? "private key"
+                                                     : i == 2 ? "certificate"
+                                                              : "bundle",
+                                                     i == 1);
+          !readable.ok()) {
+        return Error(readable);
+      }
+    }
     const std::string bundle = n == 4 ? request.args[3] : "";
     if (absl::Status checked =
             tls::CheckServerCertificateFiles(request.args[1], request.args[2], bundle,
@@ -982,9 +996,8 @@ class Daemon {
     if (verb == "trust") {
       if (request.args.size() != 3) return usage();
       const std::string& path = request.args[2];
-      if (access(path.c_str(), R_OK) != 0) {
-        return reply({1, "error: cannot read the trust bundle " + path + ": " +
-                             std::strerror(errno) + "\n"});
+      if (absl::Status readable = CheckDaemonCanRead(path, "trust bundle", false); !readable.ok()) {
+        return reply(Error(readable));
       }
       NodeConfig proposed = config_;
       proposed.cluster_trust = path;
@@ -1173,15 +1186,25 @@ class Daemon {
                                                 .count());
     status.serving = engine_ != nullptr;
     status.not_serving_reason = not_serving_reason_;
+    // Without a certificate the TLS ports are open but serve no one (a STARTTLS
+    // client is told why in its stream): status must not read as if they worked.
+    const bool tls_ready = publisher_.Current()->client_tls != nullptr;
+    if (!tls_ready && engine_ != nullptr) {
+      status.tls_refused_reason =
+          config_.tls_certificate.empty()
+              ? "this node has no certificate"
+              : "its certificate files do not load: event=client_tls_unavailable in the log";
+    }
     if (engine_) {
       const std::vector<net::Endpoint> endpoints = engine_->listening_endpoints();
       for (size_t i = 0; i < endpoints.size() && i < listener_tags_.size(); ++i) {
         const int tag = listener_tags_[i];
-        const char* what = tag == net::kComponentListener      ? " (call bridges)"
-                           : tag == net::kComponentTlsListener ? " (call bridges, TLS)"
-                           : tag == net::kClientListener       ? " (clients, STARTTLS)"
-                                                               : " (clients, direct TLS)";
-        status.listeners.push_back(endpoints[i].ToString() + what);
+        std::string what = tag == net::kComponentListener      ? " (call bridges"
+                           : tag == net::kComponentTlsListener ? " (call bridges, TLS"
+                           : tag == net::kClientListener       ? " (clients, STARTTLS"
+                                                               : " (clients, direct TLS";
+        if (!tls_ready && tag != net::kComponentListener) what += ": refused, no certificate";
+        status.listeners.push_back(endpoints[i].ToString() + what + ")");
       }
     }
     for (int i = 0; i < shards_; ++i) {
@@ -1392,11 +1415,28 @@ absl::StatusOr<NodeConfig> LoadOrSeed(const std::string& state_dir) {
 }  // namespace stanzad
 
 int main(int argc, char** argv) {
-  stanzad::ConfigureFlagsUsage(
+  static constexpr char kUsage[] =
       "The stanzad XMPP stanza router.\n"
       "Usage: stanzad --state_dir=DIR [flags]\n"
-      "Configure it with stanzactl --state_dir=DIR (domain, listen, callbridge add, enable).",
-      "stanzad");
+      "Configure it with stanzactl --state_dir=DIR (domain, listen, callbridge add, enable).";
+  // --help in the terms an operator thinks in; every flag of this file is named here.
+  const std::vector<stanzad::FlagGroup> groups = {
+      {"State and first start", {"state_dir", "domain", "listen"}},
+      {"Listening (TLS with the certificate of 'stanzactl certs')",
+       {"c2s_port", "c2s_tls_port", "component_port", "component_tls"}},
+      {"Clients", {"resume_timeout_s", "client_resources_max", "account_failures_max"}},
+      {"Cluster",
+       {"cluster_port", "cluster_address", "cluster_handshake_timeout_ms",
+        "cluster_unauthenticated_links_max", "cluster_unauthenticated_links_per_ip_max", "routing",
+        "forward_hold_ms", "no_leader_hold_ms", "forward_hold_bytes"}},
+      {"Limits",
+       {"connections_max", "stanza_bytes_max", "queue_bytes_max", "slow_reader_timeout_ms",
+        "preauth_timeout_ms", "idle_timeout_s", "auth_failures_max", "auth_failure_window_s",
+        "preauth_connections_per_ip_max"}},
+      {"Logging, metrics and threads", {"log_level", "metrics_addr", "threads"}},
+  };
+  if (stanzad::PrintGroupedHelpIfAsked(argc, argv, kUsage, groups)) return 0;
+  stanzad::ConfigureFlagsUsage(kUsage, "stanzad");
   absl::ParseCommandLine(argc, argv);
 
   const std::string state_dir = absl::GetFlag(FLAGS_state_dir);

@@ -42,6 +42,13 @@ xmpp::ClientSession::Options RouterShard::ClientConnection::SessionOptions(
   options.domain = router.config_->domain;
   options.unknown_user_salt_key = router.config_->unknown_user_salt_key;
   options.direct_tls = direct_tls;
+  if (router.config_->client_tls == nullptr) {
+    // OnAccept lets a STARTTLS client in without a certificate only to say why it
+    // cannot be served.
+    options.tls_unavailable =
+        "this server has no TLS certificate yet, so it cannot offer STARTTLS, which it "
+        "requires; its operator must set one (stanzactl certs KEY CERT)";
+  }
   options.limits = router.limits_.tokenizer;
   return options;
 }

@@ -361,7 +361,10 @@ bool RouterShard::OnAccept(Shard& shard, ConnectionId id, const Endpoint& peer, 
                Concat("peer=", ip,
                       " reason=no_tls_certificate fix=\"stanzactl certs KEY CERT [BUNDLE]\""));
     }
-    return false;
+    // A STARTTLS client is told why in XMPP (its session ends its first stream with
+    // <internal-server-error/>); a port that is TLS from the first byte has no
+    // way to say it, so that connection is closed at once.
+    if (listener_tag != kClientListener) return false;
   }
   const bool count_preauth = limits_.preauth_connections_per_ip_max > 0;
   if (count_preauth && !AdmitPreauth(ip, shard.now_ms())) {

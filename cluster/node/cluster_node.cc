@@ -58,6 +58,7 @@ absl::Status ClusterNode::Start() {
   if (!store.ok()) return store.status();
   store_ = std::move(*store);
   raft::PersistentState state{store_->hard_state(), store_->snapshot(), store_->entries()};
+  committed_at_start_ = state.hard_state.commit;
   if (state.snapshot.metadata.index > 0) {
     if (absl::Status restored = machine_.Restore(state.snapshot.data); !restored.ok()) {
       // The node still opens (it serves its local configuration); its Raft stays stopped
@@ -92,6 +93,13 @@ absl::Status ClusterNode::Start() {
   if (!raft.ok()) return raft.status();
   raft_.emplace(std::move(*raft));
   soft_ = {raft_->leader(), raft_->role()};
+  if (committed_at_start_ > 0) {
+    // One line for what was restored; the members in it were announced when they joined.
+    LogEvent(LogLevel::kInfo, "cluster_state_loaded",
+             Concat("id=", std::to_string(store_->node_id()),
+                    " members=", std::to_string(raft_->members().size()),
+                    " commit=", std::to_string(committed_at_start_)));
+  }
   transport_ = std::make_unique<PeerTransport>(
       LinkSelf{store_->node_id(), options_.address}, options_.limits,
       [this](LinkId link, const LinkPeer& peer, Frame frame) {
@@ -775,7 +783,10 @@ void ClusterNode::HandleReady() {
 void ClusterNode::ApplyCommitted(const raft::Entry& entry) {
   const absl::Status status = machine_.Apply(entry);
   if (entry.type != raft::EntryType::kNoop) ++config_generation_;
-  if (entry.type == raft::EntryType::kAddMember || entry.type == raft::EntryType::kRemoveMember) {
+  // A membership change is logged when it is new to this node, not again when the
+  // log is replayed after a restart (the event would claim a join that did not happen).
+  if ((entry.type == raft::EntryType::kAddMember || entry.type == raft::EntryType::kRemoveMember) &&
+      entry.index > committed_at_start_) {
     raft::Member member;
     if (raft::DecodeMember(entry.data, &member)) {
       LogEvent(LogLevel::kInfo,

@@ -238,6 +238,9 @@ class ClusterNode {
   ConfigStateMachine machine_;
   std::unique_ptr<PeerTransport> transport_;
   uint64_t config_generation_ = 0;
+  // The commit index this node had on disk when it started: entries up to it were
+  // applied (and their membership logged) before a restart, and are only replayed now.
+  raft::Index committed_at_start_ = 0;
   uint64_t now_ms_ = 0;
   uint64_t last_tick_ms_ = 0;
   uint64_t next_request_id_ = 1;

@@ -225,6 +225,14 @@ void ClientSession::HandleHeader() {
     CloseWithError(StreamErrorCondition::kUnsupportedVersion, "XMPP version 1.0 is required");
     return;
   }
+  if (!tls_established_ && !options_.tls_unavailable.empty()) {
+    // RFC 6120 §4.9.3.11: internal-server-error is "a misconfiguration or other
+    // internal error that prevents it from servicing the stream", which a server
+    // without a certificate is. Not policy-violation or unsupported-feature: those
+    // say the client did something wrong, and it did not.
+    CloseWithError(StreamErrorCondition::kInternalServerError, options_.tls_unavailable);
+    return;
+  }
   SendHeaderIfNeeded();
   SendFeatures();
   if (!tls_established_) {

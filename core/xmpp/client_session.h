@@ -43,6 +43,8 @@
 //   not-authorized          a stanza (or any non-SASL element) before SASL success;
 //                           any stanza but the bind IQ before bind (RFC 6120 §4.9.3.12)
 //   unsupported-stanza-type an element other than message, presence or iq after bind
+//   internal-server-error   Options::tls_unavailable is set: right after our header,
+//                           with that text (the server cannot offer the TLS it requires)
 //   the tokenizer's         any XML problem (restricted-xml, not-well-formed, ...)
 //
 // SASL (RFC 6120 §6.4): base64 is decoded strictly (incorrect-encoding
@@ -113,6 +115,10 @@ class ClientSession {
     // The connection has been TLS from its first byte (XEP-0368 direct TLS):
     // no STARTTLS is offered; the first stream goes straight to SASL.
     bool direct_tls = false;
+    // Non-empty: the server has no usable certificate, so STARTTLS (required) cannot
+    // be offered. A client's first valid header is answered with our header and an
+    // <internal-server-error/> stream error carrying this text, instead of features.
+    std::string tls_unavailable;
     xml::TokenizerLimits limits;
   };
 

@@ -712,14 +712,32 @@ class C2sTest(unittest.IsolatedAsyncioTestCase):
     @bounded(60)
     async def test_clients_are_refused_until_a_certificate_is_set_live(self):
         node = self.start_node(certificate=False)
+        # The operator sees it in status (issue 16: 'enabled, serving', '(clients, STARTTLS)').
+        code, out, err = node.stanzactl("status")
+        self.assertEqual(code, 0, out + err)
+        self.assertIn(f"127.0.0.1:{node.c2s_port} (clients, STARTTLS: refused, no certificate)",
+                      out)
+        self.assertRegex(out, r"Clients       : 0 connected; refused until a certificate is set "
+                              r"with stanzactl certs KEY CERT \[BUNDLE\] \(this node has no "
+                              r"certificate\)\n")
+        # The client is told why in XMPP (RFC 6120 §4.9.1.1: our header, then the error).
         refused = await self.raw(node.c2s_port)
         refused.send(STREAM_HEADER)
         self.assertTrue(await refused.wait_closed(), "client accepted without a certificate")
-        self.assertEqual(refused.received, b"")
+        text = refused.received.decode()
+        self.assertRegex(text, r"^<\?xml version='1.0'\?><stream:stream [^>]*from='example.com'")
+        self.assertIn(f"<stream:error><internal-server-error xmlns='{STREAMS_ERROR_NS}'/>"
+                      f"<text xmlns='{STREAMS_ERROR_NS}'>this server has no TLS certificate yet, "
+                      "so it cannot offer STARTTLS", text)
+        self.assertTrue(text.endswith("</stream:error></stream:stream>"), text)
+        self.assertNotIn("starttls", text)
         await self.log_line(node, r"event=client_refused peer=127\.0\.0\.1 "
                                   r"reason=no_tls_certificate")
 
         self.set_certificate(node)  # no restart
+        code, out, err = node.stanzactl("status")
+        self.assertIn(f"127.0.0.1:{node.c2s_port} (clients, STARTTLS)", out)
+        self.assertIn("Clients       : 0 connected\n", out)
         juliet = await self.raw(node.c2s_port, "juliet", resource="balcony")
         served = juliet.writer.get_extra_info("ssl_object").getpeercert(binary_form=True)
         with open(CERTIFICATE["crt"]) as f:

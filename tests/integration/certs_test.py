@@ -85,6 +85,63 @@ class CertsTest(NodeWithWorkDir):
 
 
 
+class UnprivilegedDaemonTest(unittest.TestCase):
+    """The daemon as its own unprivileged user (stanzad.service runs it as 'stanzad';
+    here 'nobody'), with keys made by `stanzactl pki` as root (issue 16: 'Permission
+    denied', and nothing said where keys go or who must own them)."""
+
+    def setUp(self):
+        if os.geteuid() != 0:
+            self.skipTest("runs the daemon as another user: needs root")
+        self.node = StanzadProcess(user="nobody")
+        self.addCleanup(self.node.cleanup)
+        self.node.start()
+        self.node.wait_serving()
+        self.group = self.node.user_group()
+
+    def work_dir(self, under):
+        work = tempfile.mkdtemp(prefix="stanzad-keys-", dir=under)
+        self.addCleanup(shutil.rmtree, work, True)
+        os.chmod(work, 0o755)  # the daemon may enter it: only the key's mode is in its way
+        return work
+
+    def ctl(self, work, *args):
+        result = subprocess.run([os.path.abspath(STANZACTL), f"--state_dir={self.node.state_dir}",
+                                 *args], cwd=work, capture_output=True, text=True, timeout=60)
+        return result.returncode, result.stdout + result.stderr
+
+    def test_a_key_only_root_may_read_gets_the_exact_chown_and_chmod(self):
+        # Outside /tmp (where PrivateTmp would matter): beside the binaries under test.
+        work = self.work_dir(os.path.dirname(os.path.abspath(STANZACTL)))
+        self.assertEqual(self.ctl(work, "pki", "selfsigned", "lab", "CN:example.com")[0], 0)
+        key = os.path.join(work, "lab.key")
+        code, out = self.ctl(work, "certs", "lab.key", "lab.crt")
+        self.assertEqual(code, 1, out)
+        self.assertEqual(out, f"error: stanzad (user nobody) cannot read the private key {key}: "
+                              f"Permission denied. fix: chown root:{self.group} {key} && "
+                              f"chmod 0640 {key}\n")
+        # The fix as printed works.
+        subprocess.run(["chown", f"root:{self.group}", key], check=True)
+        subprocess.run(["chmod", "0640", key], check=True)
+        code, out = self.ctl(work, "certs", "lab.key", "lab.crt")
+        self.assertEqual(code, 0, out)
+        self.assertIn("Certificate accepted for example.com", out)
+
+    def test_a_key_under_tmp_names_the_units_private_tmp(self):
+        work = self.work_dir(tempfile.gettempdir())
+        if not work.startswith("/tmp/"):
+            self.skipTest("TMPDIR is not under /tmp")
+        self.assertEqual(self.ctl(work, "pki", "selfsigned", "lab", "CN:example.com")[0], 0)
+        key = os.path.join(work, "lab.key")
+        code, out = self.ctl(work, "certs", "lab.key", "lab.crt")
+        self.assertEqual(code, 1, out)
+        self.assertIn(f"cannot read the private key {key}: Permission denied; keep keys out of "
+                      "/tmp: stanzad.service's PrivateTmp=yes gives the daemon a /tmp of its "
+                      "own, without this file. fix: install -D -o root -g "
+                      f"{self.group} -m 0640 {key} /etc/stanzad/lab.key and give certs that "
+                      "path", out)
+
+
 class ComponentTlsTest(NodeWithWorkDir):
     """--component_tls: bridges connect with TLS from the first byte."""
     FLAGS = ("--component_tls",)

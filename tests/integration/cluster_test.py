@@ -189,6 +189,37 @@ class ClusterTest(unittest.TestCase):
         self.assertIn("event=cluster_state_change", log)
         self.assertIn("to=LEADER", log)
 
+    def test_a_restarted_node_logs_only_real_membership_changes(self):
+        # Issue 16: the old leader, restarted, logged cluster_member_added for each of
+        # the three members it already had (its log replayed).
+        a, b, c = self.form()
+        ok(a, "callbridge", "add", "before")
+        members = {m["id"]: m["address"] for m in status(a)["members"]}
+        self.assertEqual(len(members), 3)
+        self.assertEqual(a.read_log().count("event=cluster_member_added"), 3)  # as they joined
+        a.stop()
+        logged_before_restart = len(a.read_log())
+        a.start(seed=False)
+        a.wait_serving()
+        ok(b, "callbridge", "add", "after")  # committed after the restart: a applies it,
+        wait_until(lambda: "Callbridge : after" in ok(a, "callbridge", "list"),  # and all before
+                   what="the restarted node applying what came after its restart")
+        since_restart = a.read_log()[logged_before_restart:]
+        self.assertIn("event=cluster_state_loaded", since_restart)
+        self.assertIn("members=3", since_restart)
+        self.assertNotIn("event=cluster_member_added", since_restart)
+        self.assertNotIn("event=cluster_member_removed", since_restart)
+        # A real join after the restart is still announced, on the restarted node too.
+        d = self.start("127.0.0.4")
+        ok(d, "cluster", "enable")
+        ok(d, "cluster", "join", self.address(b), f"--token={b.join_token()}")
+        wait_until(lambda: f"event=cluster_member_added id="
+                   in a.read_log()[logged_before_restart:], what="the join in a's log")
+        added = re.findall(r"event=cluster_member_added id=(\d+) address=(\S+)",
+                           a.read_log()[logged_before_restart:])
+        self.assertEqual([address for _, address in added], [self.address(d)])
+        self.assertNotIn(int(added[0][0]), members)
+
     def test_a_disabled_node_is_unreachable_until_enabled_and_then_catches_up(self):
         a, b, c = self.form()
         wait_until(lambda: all(m["connected"] for n in (a, b) for m in status(n)["members"]),

@@ -132,6 +132,57 @@ class DnsDoctorTest(ClusterWithDns):
         self.assertIn("4 problems found", out)
 
 
+class DnsServerTroubleTest(unittest.TestCase):
+    """The DNS server itself is the problem (issue 16: a --dns_server pointing at
+    nothing was reported as missing records, with 'fix: add one record per node')."""
+
+    def setUp(self):
+        self.node = StanzadProcess()
+        self.addCleanup(self.node.cleanup)
+        self.node.start()
+
+    def doctor(self, server, domain="example.com"):
+        result = subprocess.run(
+            [os.path.abspath(STANZACTL), f"--state_dir={self.node.state_dir}", "doctor", "dns",
+             domain, f"--dns_server={server}"], capture_output=True, text=True, timeout=60)
+        return result.returncode, result.stdout + result.stderr
+
+    def assert_not_blamed_on_records(self, out):
+        self.assertNotIn("no SRV records", out)
+        self.assertNotIn("add one record per node", out)
+        self.assertIn("1 problem found", out)
+
+    def test_nothing_listening_is_connection_refused(self):
+        port = free_port()  # bindable now: nothing listens there
+        code, out = self.doctor(f"127.0.0.1:{port}")
+        self.assertEqual(code, 1, out)
+        self.assertIn(f"problem: cannot reach the DNS server 127.0.0.1:{port}: connection refused",
+                      out)
+        self.assertIn("fix: point --dns_server=IP[:PORT] at a DNS server that serves example.com",
+                      out)
+        self.assert_not_blamed_on_records(out)
+
+    def test_a_server_that_never_answers_times_out(self):
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as silent:
+            silent.bind(("127.0.0.1", 0))  # open, never read: queries go unanswered
+            server = f"127.0.0.1:{silent.getsockname()[1]}"
+            code, out = self.doctor(server)
+        self.assertEqual(code, 1, out)
+        self.assertIn(f"problem: cannot reach the DNS server {server}: no answer (timed out", out)
+        self.assert_not_blamed_on_records(out)
+
+    def test_a_server_that_refuses_the_query_is_named(self):
+        if not os.path.exists(DNSMASQ):
+            self.skipTest("dnsmasq is not installed (scripts/install-deps.sh installs it)")
+        dns = Dnsmasq([])  # serves example.com only, no upstream: refuses other names
+        self.addCleanup(dns.stop)
+        code, out = self.doctor(f"127.0.0.1:{dns.port}", domain="example.org")
+        self.assertEqual(code, 1, out)
+        self.assertIn(f"the DNS server 127.0.0.1:{dns.port} could not look up "
+                      "_xmpp-component._tcp.example.org (", out)
+        self.assertNotIn("add one record per node", out)
+
+
 class SrvFailoverTest(ClusterWithDns):
     """stanza-bench finds the nodes through SRV and fails over when one dies."""
 

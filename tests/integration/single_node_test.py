@@ -311,6 +311,39 @@ class SingleNodeTest(unittest.TestCase):
         self.assertGreaterEqual(status["stanzas_routed"], count)
 
 
+class HelpTest(unittest.TestCase):
+    """stanzad --help as an operator reads it (issue 16: it printed 'Flags from
+    <build path>/cmd/stanzad.cc')."""
+
+    def test_help_groups_every_flag_under_an_operator_heading(self):
+        import subprocess
+        from stanzad_harness import STANZAD
+        result = subprocess.run([STANZAD, "--help"], capture_output=True, text=True, timeout=30)
+        self.assertEqual(result.returncode, 0, result.stderr)
+        out = result.stdout
+        headings = re.findall(r"^(\S[^\n]*):$", out, re.MULTILINE)
+        self.assertEqual(headings[:6], [
+            "State and first start", "Listening (TLS with the certificate of 'stanzactl certs')",
+            "Clients", "Cluster", "Limits", "Logging, metrics and threads"])
+        self.assertNotIn("Other flags", out)  # every flag is in a group that means something
+        # No build path: neither Abseil's "Flags from" nor a source file name.
+        self.assertNotIn("Flags from", out)
+        self.assertNotRegex(out, r"[\w/.-]+\.cc\b")
+        self.assertNotIn(os.path.abspath(os.path.join(os.path.dirname(__file__), "../..")), out)
+        # Every flag the daemon defines is listed once, with its text and default.
+        source = os.path.join(os.path.dirname(__file__), "../../cmd/stanzad.cc")
+        with open(source) as f:
+            defined = re.findall(r"^ABSL_FLAG\([^,]+,\s*(\w+),", f.read(), re.MULTILINE)
+        self.assertGreater(len(defined), 20)
+        for name in defined:
+            entry = re.findall(rf"^  --{name}=\S+\n((?:      .*\n)+)", out, re.MULTILINE)
+            self.assertEqual(len(entry), 1, f"--{name} in --help:\n{out}")
+            self.assertRegex(entry[0], r"\w+ \w+")  # its help text
+            self.assertIn("      Default: ", entry[0])
+        listed = re.findall(r"^  --(\w+)=", out, re.MULTILINE)
+        self.assertEqual(sorted(listed), sorted(defined))
+
+
 class DurabilityTest(unittest.TestCase):
     def test_a_state_dir_others_can_read_is_tightened(self):
         import shutil

@@ -77,7 +77,7 @@ def wait_until(predicate, timeout=10.0, interval=0.02, what="condition"):
 
 class StanzadProcess:
     def __init__(self, state_dir=None, threads=2, extra_flags=(), ip="127.0.0.1",
-                 open_files_max=None):
+                 open_files_max=None, user=None):
         self.own_dir = state_dir is None
         self.state_dir = state_dir or tempfile.mkdtemp(prefix="stanzad-it-")
         self.ip = ip  # listen address (127.0.0.N for a node of a cluster on loopback)
@@ -88,6 +88,13 @@ class StanzadProcess:
         self.threads = threads
         self.extra_flags = list(extra_flags)
         self.open_files_max = open_files_max  # RLIMIT_NOFILE of the daemon; None: inherited
+        # The user the daemon runs as (as stanzad.service runs it as 'stanzad'); None: ours.
+        # Needs root; the state dir is handed to that user.
+        self.user = user
+        if user is not None:
+            import pwd
+            entry = pwd.getpwnam(user)
+            os.chown(self.state_dir, entry.pw_uid, entry.pw_gid)
         self.process = None
         self.log_path = os.path.join(self.state_dir, "stanzad.log")
 
@@ -102,8 +109,10 @@ class StanzadProcess:
 
         def limit_open_files():  # in the child, before exec
             resource.setrlimit(resource.RLIMIT_NOFILE, (limit, limit))
+        as_user = {} if self.user is None else {"user": self.user, "group": self.user_group(),
+                                                 "extra_groups": []}
         self.process = subprocess.Popen(flags, stdout=self.log, stderr=subprocess.STDOUT,
-                                        preexec_fn=limit_open_files if limit else None)
+                                        preexec_fn=limit_open_files if limit else None, **as_user)
         # A crashed daemon leaves its socket file behind: wait until one answers.
         def admin_answers():
             if self.process.poll() is not None:
@@ -118,6 +127,12 @@ class StanzadProcess:
         if self.process.poll() is not None:
             raise RuntimeError(f"stanzad exited early: {self.read_log()}")
         return self
+
+    def user_group(self):
+        """The name of the primary group of the user the daemon runs as."""
+        import grp
+        import pwd
+        return grp.getgrgid(pwd.getpwnam(self.user).pw_gid).gr_name
 
     def wait_serving(self):
         def accepting():

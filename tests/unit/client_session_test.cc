@@ -629,6 +629,36 @@ TEST(ClientSessionHeaderTest, WrongToIsHostUnknownAfterOurHeader) {
   EXPECT_THAT(delegate.sent, EndsWith("</stream:stream>"));
 }
 
+TEST(ClientSessionHeaderTest, WithoutACertificateTheHeaderIsAnsweredWithTheReason) {
+  RecordingDelegate delegate;
+  ClientSession::Options options = TestOptions();
+  options.tls_unavailable = "no certificate yet";
+  ClientSession session(&delegate, options);
+  delegate.session = &session;
+  session.OnBytes(std::string(kHeader) + std::string(kStartTls));
+  EXPECT_EQ(delegate.close_condition, "internal-server-error");
+  EXPECT_EQ(session.state(), ClientSession::State::kClosed);
+  EXPECT_THAT(delegate.sent, StartsWith("<?xml version='1.0'?><stream:stream"));
+  EXPECT_THAT(delegate.sent,
+              HasSubstr("<stream:error><internal-server-error "
+                        "xmlns='urn:ietf:params:xml:ns:xmpp-streams'/><text "
+                        "xmlns='urn:ietf:params:xml:ns:xmpp-streams'>no certificate yet</text>"));
+  EXPECT_THAT(delegate.sent, Not(HasSubstr("features")));
+  EXPECT_THAT(delegate.sent, Not(HasSubstr("proceed")));
+  EXPECT_THAT(delegate.sent, EndsWith("</stream:stream>"));
+}
+
+TEST(ClientSessionHeaderTest, DirectTlsIgnoresTlsUnavailable) {
+  RecordingDelegate delegate;
+  ClientSession::Options options = TestOptions();
+  options.direct_tls = true;  // TLS is already up: the certificate was there
+  options.tls_unavailable = "no certificate yet";
+  ClientSession session(&delegate, options);
+  delegate.session = &session;
+  session.OnBytes(kHeader);
+  EXPECT_EQ(session.state(), ClientSession::State::kAwaitingAuth);
+}
+
 TEST(ClientSessionHeaderTest, ToIsCaseInsensitiveWithOptionalTrailingDot) {
   RecordingDelegate delegate;
   ClientSession session(&delegate, TestOptions());

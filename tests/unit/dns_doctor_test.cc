@@ -8,6 +8,7 @@ namespace stanzad {
 namespace {
 
 using ::testing::HasSubstr;
+using ::testing::Not;
 
 DnsAnswers Good() {
   DnsAnswers answers;
@@ -47,6 +48,36 @@ TEST(DnsDoctorTest, EachProblemHasItsFix) {
     EXPECT_THAT(problem, HasSubstr("fix:"));
   }
   EXPECT_THAT(text, HasSubstr("4 problems found"));
+}
+
+TEST(DnsDoctorTest, AServerThatDoesNotAnswerIsNamedNotTheRecords) {
+  DnsAnswers answers;
+  answers.server = "127.0.0.1:1";
+  answers.server_unreachable = "connection refused (nothing listens on that address and port)";
+  answers.srv["_xmpp-component._tcp"] = {};
+  answers.srv["_xmpp-client._tcp"] = {};
+  NodeFacts facts;
+  facts.member_ips = {"10.0.0.1"};
+  const Diagnosis diagnosis = Diagnose("example.com", answers, facts);
+  ASSERT_EQ(diagnosis.problems.size(), 1u) << diagnosis.Text();
+  EXPECT_THAT(diagnosis.problems[0],
+              HasSubstr("cannot reach the DNS server 127.0.0.1:1: connection refused"));
+  EXPECT_THAT(diagnosis.problems[0], HasSubstr("fix: point --dns_server=IP[:PORT]"));
+  EXPECT_THAT(diagnosis.Text(), Not(HasSubstr("no SRV records")));
+  EXPECT_THAT(diagnosis.Text(), Not(HasSubstr("add one record per node")));
+}
+
+TEST(DnsDoctorTest, AServerThatFailsTheQueryIsNamedNotTheRecords) {
+  DnsAnswers answers = Good();
+  answers.server = "192.0.2.53:53";
+  answers.srv["_xmpp-client._tcp"] = {};
+  answers.srv_server_failure["_xmpp-client._tcp"] = "Server failure";
+  const Diagnosis diagnosis = Diagnose("example.com", answers, NodeFacts{});
+  ASSERT_EQ(diagnosis.problems.size(), 1u) << diagnosis.Text();
+  EXPECT_THAT(diagnosis.problems[0],
+              HasSubstr("the DNS server 192.0.2.53:53 could not look up "
+                        "_xmpp-client._tcp.example.com (Server failure). fix:"));
+  EXPECT_THAT(diagnosis.Text(), Not(HasSubstr("add one record per node")));
 }
 
 }  // namespace
