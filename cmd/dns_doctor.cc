@@ -7,6 +7,7 @@
 #include <sys/select.h>
 
 #include <algorithm>
+#include <cstdlib>
 #include <set>
 
 #include "core/base/concat.h"
@@ -95,7 +96,60 @@ void OnHost(void* arg, int status, int /*timeouts*/, hostent* host) {
   }
 }
 
+// The JSON string that starts at json[*at] (its opening quote), unescaped (JsonString's
+// escapes); *at ends past its closing quote. Empty, *at at the end, if there is none.
+std::string ReadJsonString(std::string_view json, size_t* at) {
+  std::string text;
+  if (*at >= json.size() || json[*at] != '"') {
+    *at = json.size();
+    return text;
+  }
+  for (++*at; *at < json.size(); ++*at) {
+    char c = json[*at];
+    if (c == '"') {
+      ++*at;
+      return text;
+    }
+    if (c == '\\' && *at + 1 < json.size()) {
+      c = json[++*at];
+      c = c == 'n' ? '\n' : c == 't' ? '\t' : c == 'r' ? '\r' : c;
+    }
+    text.push_back(c);
+  }
+  return text;
+}
+
 }  // namespace
+
+NodeFacts NodeFactsFromStatusJson(std::string_view json) {
+  NodeFacts facts;
+  // "listeners":["127.0.0.1:5223 (call bridges)","[::1]:5222 (clients, STARTTLS)"]
+  constexpr std::string_view kListeners = "\"listeners\":[";
+  size_t at = json.find(kListeners);
+  at = at == std::string_view::npos ? json.size() : at + kListeners.size();
+  while (at < json.size() && json[at] == '"') {
+    const std::string entry = ReadJsonString(json, &at);
+    if (at < json.size() && json[at] == ',') ++at;
+    const size_t paren = entry.find(" (");
+    const size_t colon = entry.rfind(':', paren);
+    if (paren == std::string::npos || colon == std::string::npos) continue;
+    const auto port = static_cast<uint16_t>(std::atoi(entry.c_str() + colon + 1));
+    // "(clients, STARTTLS)", or "(clients, STARTTLS: refused, no certificate)"
+    const std::string_view what = std::string_view(entry).substr(paren + 2);
+    if (what.starts_with("call bridges")) {
+      facts.component_port = port;
+    } else if (what.starts_with("clients, STARTTLS)") || what.starts_with("clients, STARTTLS:")) {
+      facts.c2s_port = port;
+      facts.c2s_served = true;
+    }
+  }
+  constexpr std::string_view kReason = "\"tls_refused_reason\":";
+  if (const size_t found = json.find(kReason); found != std::string_view::npos) {
+    size_t reason_at = found + kReason.size();
+    facts.c2s_refused_reason = ReadJsonString(json, &reason_at);
+  }
+  return facts;
+}
 
 std::string Diagnosis::Text() const {
   std::string out;
@@ -178,6 +232,11 @@ Diagnosis Diagnose(const std::string& domain, const DnsAnswers& answers, const N
     }
     if (!component && !facts.c2s_served) {
       result.ok.push_back(Concat(name, " is set; note: this stanzad does not serve clients yet"));
+    } else if (!component && !facts.c2s_refused_reason.empty()) {
+      result.ok.push_back(Concat(name,
+                                 " is set; note: this stanzad refuses clients until a certificate "
+                                 "is set with stanzactl certs KEY CERT [BUNDLE] (",
+                                 facts.c2s_refused_reason, ")"));
     }
   }
   for (const std::string& member : facts.member_ips) {

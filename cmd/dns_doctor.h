@@ -15,6 +15,7 @@
 #include <cstdint>
 #include <map>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "absl/status/statusor.h"
@@ -49,7 +50,10 @@ struct DnsAnswers {
 struct NodeFacts {
   uint16_t component_port = 5223;
   uint16_t c2s_port = 5222;
-  bool c2s_served = false;
+  bool c2s_served = false;  // the node has a STARTTLS client listener
+  // Why that listener refuses every client for now ("this node has no certificate");
+  // empty when it serves them. The records can be right all the same: a note.
+  std::string c2s_refused_reason;
   std::vector<std::string> member_ips;  // the cluster's members (IPs), if any
 };
 
@@ -60,6 +64,12 @@ struct Diagnosis {
 };
 
 Diagnosis Diagnose(const std::string& domain, const DnsAnswers& answers, const NodeFacts& facts);
+
+// The node's facts from its `status --json` (NodeRuntimeStatus): the ports of its
+// "listeners" ("127.0.0.1:5222 (clients, STARTTLS: refused, no certificate)") and
+// "tls_refused_reason". What the text does not say keeps NodeFacts' default;
+// member_ips are left empty (they come from `cluster status`).
+NodeFacts NodeFactsFromStatusJson(std::string_view json);
 
 // Looks up both SRV names and every target's A and AAAA records. `server`:
 // "" for the system's resolvers, or "IP[:PORT]". Each query is bounded (2 s,

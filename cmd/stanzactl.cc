@@ -220,28 +220,7 @@ stanzad::NodeFacts AskNode(const std::string& state_dir, std::string* note) {
             "; checking against the default ports and no cluster members\n";
     return facts;
   }
-  // "listeners":["127.0.0.1:5223 (call bridges)","127.0.0.1:5222 (clients, STARTTLS)"]
-  const std::string& json = status->output;
-  constexpr std::string_view kListeners = "\"listeners\":[";
-  const size_t begin = json.find(kListeners);
-  const size_t stop = begin == std::string::npos ? begin : json.find(']', begin);
-  for (size_t at = begin == std::string::npos ? stop : begin + kListeners.size(); at < stop;) {
-    const size_t open = json.find('"', at);
-    const size_t close = open >= stop ? std::string::npos : json.find('"', open + 1);
-    if (close == std::string::npos || close > stop) break;
-    const std::string entry = json.substr(open + 1, close - open - 1);
-    at = close + 1;
-    const size_t paren = entry.find(" (");
-    const size_t colon = entry.rfind(':', paren);
-    if (paren == std::string::npos || colon == std::string::npos) continue;
-    const auto port = static_cast<uint16_t>(std::atoi(entry.c_str() + colon + 1));
-    if (entry.find("(call bridges", paren) != std::string::npos) {
-      facts.component_port = port;
-    } else if (entry.find("(clients, STARTTLS)", paren) != std::string::npos) {
-      facts.c2s_port = port;
-      facts.c2s_served = true;
-    }
-  }
+  facts = stanzad::NodeFactsFromStatusJson(status->output);
   auto cluster = stanzad::admin::SendAdminRequest(socket, {{"cluster", "status"}, true});
   if (cluster.ok() && cluster->exit_code == 0) {
     const std::string& text = cluster->output;

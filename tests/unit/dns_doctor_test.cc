@@ -4,6 +4,8 @@
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
+#include "cmd/node_commands.h"
+
 namespace stanzad {
 namespace {
 
@@ -78,6 +80,61 @@ TEST(DnsDoctorTest, AServerThatFailsTheQueryIsNamedNotTheRecords) {
               HasSubstr("the DNS server 192.0.2.53:53 could not look up "
                         "_xmpp-client._tcp.example.com (Server failure). fix:"));
   EXPECT_THAT(diagnosis.Text(), Not(HasSubstr("add one record per node")));
+}
+
+// The facts come from the daemon's `status --json`: read through Status() itself,
+// with the listener labels the daemon gives, so that a change of either shows here.
+std::string StatusJson(const NodeRuntimeStatus& status) {
+  NodeConfig config;
+  config.enabled = true;
+  return ExecuteNodeCommand(admin::AdminRequest{{"status"}, true}, &config, status).response.output;
+}
+
+TEST(DnsDoctorTest, NodeFactsComeFromTheStatusListeners) {
+  NodeRuntimeStatus status;
+  status.serving = true;
+  status.listeners = {"127.0.0.1:15223 (call bridges)", "127.0.0.1:15222 (clients, STARTTLS)",
+                      "127.0.0.1:15224 (clients, direct TLS)"};
+  const NodeFacts facts = NodeFactsFromStatusJson(StatusJson(status));
+  EXPECT_EQ(facts.component_port, 15223);
+  EXPECT_EQ(facts.c2s_port, 15222);
+  EXPECT_TRUE(facts.c2s_served);
+  EXPECT_EQ(facts.c2s_refused_reason, "");
+}
+
+// Before a certificate the client listener is still the node's client port: the
+// records pointing at it are right, and the doctor says why clients are refused.
+TEST(DnsDoctorTest, ClientsRefusedUntilACertificateIsANoteNotAProblem) {
+  NodeRuntimeStatus status;
+  status.serving = true;
+  status.listeners = {"127.0.0.1:5223 (call bridges, TLS: refused, no certificate)",
+                      "[::1]:21283 (clients, STARTTLS: refused, no certificate)"};
+  status.tls_refused_reason = "this node has no \"certificate\"";
+  const NodeFacts facts = NodeFactsFromStatusJson(StatusJson(status));
+  EXPECT_EQ(facts.component_port, 5223);
+  EXPECT_EQ(facts.c2s_port, 21283);
+  EXPECT_TRUE(facts.c2s_served);
+  EXPECT_EQ(facts.c2s_refused_reason, "this node has no \"certificate\"");
+
+  DnsAnswers answers = Good();
+  answers.srv["_xmpp-client._tcp"] = {{0, 0, 21283, "x1.example.com"}};
+  const Diagnosis diagnosis = Diagnose("example.com", answers, facts);
+  EXPECT_TRUE(diagnosis.problems.empty()) << diagnosis.Text();
+  EXPECT_THAT(diagnosis.Text(),
+              HasSubstr("ok: _xmpp-client._tcp.example.com is set; note: this stanzad refuses "
+                        "clients until a certificate is set with stanzactl certs KEY CERT "
+                        "[BUNDLE] (this node has no \"certificate\")\n"));
+  EXPECT_THAT(diagnosis.Text(), Not(HasSubstr("does not serve clients yet")));
+}
+
+TEST(DnsDoctorTest, NoClientListenerIsSaid) {
+  NodeRuntimeStatus status;
+  status.serving = true;
+  status.listeners = {"127.0.0.1:5223 (call bridges)"};
+  const NodeFacts facts = NodeFactsFromStatusJson(StatusJson(status));
+  EXPECT_FALSE(facts.c2s_served);
+  const Diagnosis diagnosis = Diagnose("example.com", Good(), facts);
+  EXPECT_THAT(diagnosis.Text(), HasSubstr("note: this stanzad does not serve clients yet"));
 }
 
 }  // namespace
