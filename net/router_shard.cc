@@ -351,8 +351,9 @@ bool RouterShard::OnAccept(Shard& shard, ConnectionId id, const Endpoint& peer, 
     Bump(stats_->connections_refused);
     return false;
   }
-  if (needs_tls && config_->client_tls == nullptr) {
-    // TLS is required here, and there is no certificate to offer.
+  // TLS is required here, and there is no certificate to offer.
+  const bool refused_for_tls = needs_tls && config_->client_tls == nullptr;
+  if (refused_for_tls) {
     Bump(stats_->connections_refused);
     if (shard.now_ms() - last_refused_client_log_ms_ >= 10'000 ||
         last_refused_client_log_ms_ == 0) {
@@ -368,7 +369,7 @@ bool RouterShard::OnAccept(Shard& shard, ConnectionId id, const Endpoint& peer, 
   }
   const bool count_preauth = limits_.preauth_connections_per_ip_max > 0;
   if (count_preauth && !AdmitPreauth(ip, shard.now_ms())) {
-    Bump(stats_->connections_refused);
+    if (!refused_for_tls) Bump(stats_->connections_refused);  // counted once
     return false;
   }
   Bump(stats_->connections_accepted);

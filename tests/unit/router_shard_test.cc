@@ -14,6 +14,7 @@
 #include <string>
 #include <vector>
 
+#include "core/base/log.h"
 #include "core/sasl/base64.h"
 #include "core/sasl/credentials.h"
 #include "core/xmpp/component_handshake.h"
@@ -1265,7 +1266,12 @@ TEST(RouterClientsTest, AuthenticatedClientsDoNotCountTowardThePreauthCap) {
   EXPECT_TRUE(one_too_many.refused());
 }
 
+// Without a certificate a STARTTLS client is let in only to be told why in XMPP:
+// its stream header is answered with ours and <internal-server-error/> with a text,
+// then the connection closes. It still counts and logs as refused. A direct-TLS
+// client cannot be told anything, so it is refused at once.
 TEST(RouterClientsTest, NoCertificateRefusesClientsAndDeletedUsersAreDisconnected) {
+  ResetLogStateForTest();
   FakeEngine engine(1);
   TestClient juliet(&engine, 0);
   ASSERT_TRUE(juliet.Login("juliet", "balcony"));
@@ -1276,9 +1282,33 @@ TEST(RouterClientsTest, NoCertificateRefusesClientsAndDeletedUsersAreDisconnecte
   engine.PublishConfig(config);
   EXPECT_THAT(juliet.TakeReceived(), HasSubstr("<not-authorized "));
   EXPECT_TRUE(engine.connection(juliet.id()).closed);
+
+  const uint64_t refused_before = engine.stats(0).connections_refused.load();
   TestClient late(&engine, 0);
-  EXPECT_TRUE(late.refused());
+  ASSERT_FALSE(late.refused());
+  EXPECT_EQ(engine.stats(0).connections_refused.load(), refused_before + 1);
+  EXPECT_FALSE(engine.connection(late.id()).closed);  // waits for the client's header
+  engine.Receive(late.id(), kClientHeader);
+  const std::string& said = engine.connection(late.id()).outbox;
+  EXPECT_THAT(said, HasSubstr("<stream:stream "));
+  EXPECT_THAT(said, HasSubstr("<stream:error><internal-server-error "));
+  EXPECT_THAT(said, HasSubstr("this server has no TLS certificate yet"));
+  EXPECT_THAT(said, HasSubstr("stanzactl certs KEY CERT"));
+  EXPECT_THAT(said, HasSubstr("</stream:stream>"));
+  EXPECT_THAT(said, Not(HasSubstr("<starttls")));  // no features: nothing to offer
+  EXPECT_TRUE(engine.connection(late.id()).closed);
+  bool logged = false;
+  for (const std::string& line : RecentProblems()) {
+    logged |= line.find("event=client_refused") != std::string::npos &&
+              line.find("reason=no_tls_certificate") != std::string::npos;
+  }
+  EXPECT_TRUE(logged);
+
+  TestClient direct(&engine, 0, "127.0.0.1", kClientTlsListener);
+  EXPECT_TRUE(direct.refused());
+  EXPECT_EQ(engine.stats(0).connections_refused.load(), refused_before + 2);
   EXPECT_NE(engine.Connect(0), kNoConnection);  // call bridges are still welcome
+  ResetLogStateForTest();
 }
 
 TEST(RouterClientsTest, TlsGarbageClosesOnlyThatConnection) {
