@@ -326,10 +326,9 @@ bool Relay::Retry(uint64_t now_ms, uint64_t sequence, Entry& entry) {
   }
   if (!target) return false;
   // Whoever may hold it, other than the target, gives it up first: it goes elsewhere only
-  // once they said they never delivered it (or their link is gone: a node cut off).
-  for (auto it = entry.maybe_at.begin(); it != entry.maybe_at.end();) {
-    it = *it != *target && !Linked(*it) ? entry.maybe_at.erase(it) : std::next(it);
-  }
+  // once they said they never delivered it. A node whose link is down is asked through
+  // the leader; one that never answers ends at the deadline (abort_wait_ms), or when it
+  // leaves the cluster. (A link that blips is not a node that died.)
   const bool others = std::any_of(entry.maybe_at.begin(), entry.maybe_at.end(),
                                   [&](NodeId node) { return node != *target; });
   if (others) {
@@ -404,11 +403,18 @@ void Relay::OnAnswers(uint64_t now_ms, NodeId answerer, const AnswerFrame& frame
     }
     entry.maybe_at.erase(answerer);
     if (!entry.maybe_at.empty()) continue;
-    if (entry.expiring) {
+    // "Aborted" from where the route is now is final (that node decided for good, or
+    // refused the stanza): the sender hears at once. Otherwise it may go where its route
+    // is now.
+    const bool route_there =
+        router::IsAccountRoute(entry.address)
+            ? answerer == entry.node && directory_->Claims(answerer, entry.address)
+            : NodeOf(entry.address) == std::optional<NodeId>(answerer);
+    if (entry.expiring || route_there) {
       ++stats_.expired;
-      BounceEntry(now_ms, entry, "forward_hold");
+      BounceEntry(now_ms, entry, entry.expiring ? "forward_hold" : "aborted");
       Finish(it);
-    } else if (Retry(now_ms, sequence, entry)) {  // it may go where its route is now
+    } else if (Retry(now_ms, sequence, entry)) {
       Finish(it);
     }
   }

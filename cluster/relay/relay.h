@@ -9,10 +9,12 @@
 //
 //   Every stanza Forward() accepts is delivered exactly once, or its sender gets an
 //   error (a bounce, or an error reply for a stanza that came from another node) —
-//   never both, never neither. Apart from the window of a dying node: what a node
-//   had acknowledged and not yet handed to its shards when it died is lost; what it
-//   had delivered and not yet acknowledged may be delivered again after a restart
-//   of the *destination* (its memory of what it saw goes with it).
+//   never both, never neither. Apart from these windows: what a node had answered
+//   "delivered" and not yet handed to its shards when it died is lost; what it had
+//   delivered and whose answer was lost may be delivered again after a restart of the
+//   *destination* (its memory of what it decided goes with it); and a destination cut
+//   off (both ways, and through the leader) for longer than hold_ms + abort_wait_ms may
+//   have delivered a stanza whose sender is then told "error" (counted as unconfirmed).
 //
 // How:
 //   - Custody. The origin keeps each stanza (by its sequence in this incarnation) until

@@ -1,0 +1,632 @@
+// The relay (cluster/relay/relay.h) with two or three instances wired by hand: every frame
+// between them goes through a queue the test can inspect, drop or replay, and time moves only
+// when a test says so. tests/simulation/relay_simulator.h does the same at random.
+#include "cluster/relay/relay.h"
+
+#include <gtest/gtest.h>
+
+#include <deque>
+#include <functional>
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "cluster/relay/wire.h"
+
+namespace stanzad::cluster::relay {
+namespace {
+
+constexpr NodeId kA = 1;
+constexpr NodeId kB = 2;
+constexpr NodeId kC = 3;
+constexpr SenderId kSender = 77;
+
+std::string Message(const std::string& id, const std::string& to = "cb2.example.com",
+                    const std::string& from = "a@example.com/r") {
+  return "<message from='" + from + "' to='" + to + "' id='" + id + "'/>";
+}
+
+struct Frame {
+  NodeId from;
+  NodeId to;
+  FrameType type;
+  std::string payload;
+};
+
+// Relays on nodes 1..n, all members, all linked, with the outputs of each collected.
+class Cluster {
+ public:
+  Cluster(int nodes, Options options) : options_(options) {
+    for (NodeId id = 1; id <= static_cast<NodeId>(nodes); ++id) {
+      relays_[id] = std::make_unique<Relay>(id, 1, "example.com", options_);
+      View& view = views_[id];
+      view.member = true;
+      view.can_deliver = true;
+    }
+    for (auto& [id, view] : views_) {
+      for (const auto& [other, relay] : relays_) {
+        if (other == id) continue;
+        view.members.insert(other);
+        view.linked.insert(other);
+      }
+    }
+    SetViews();
+  }
+
+  Relay& relay(NodeId id) { return *relays_.at(id); }
+  View& view(NodeId id) { return views_.at(id); }
+  uint64_t now() const { return now_ms_; }
+
+  void SetLeader(NodeId leader) {
+    for (auto& [id, view] : views_) view.leader = leader;
+    SetViews();
+  }
+  void SetViews() {
+    for (auto& [id, relay] : relays_) relay->SetView(now_ms_, views_.at(id));
+    Collect();
+  }
+  // Cuts (or restores) the link between a and b on both sides.
+  void Cut(NodeId a, NodeId b, bool cut = true) {
+    if (cut) {
+      views_.at(a).linked.erase(b);
+      views_.at(b).linked.erase(a);
+    } else {
+      views_.at(a).linked.insert(b);
+      views_.at(b).linked.insert(a);
+    }
+    SetViews();
+  }
+  // A process restart: a new Relay with a larger incarnation, nothing remembered.
+  void Restart(NodeId id, uint64_t incarnation) {
+    relays_[id] = std::make_unique<Relay>(id, incarnation, "example.com", options_);
+    relays_[id]->SetView(now_ms_, views_.at(id));
+  }
+  void Bind(NodeId id, const std::string& address) {
+    relay(id).LocalRoute(now_ms_, true, address);
+    Collect();
+  }
+  void Unbind(NodeId id, const std::string& address) {
+    relay(id).LocalRoute(now_ms_, false, address);
+    Collect();
+  }
+  // Every link comes up: each side sends its full route set.
+  void LinkAll() {
+    for (auto& [id, relay] : relays_) {
+      for (NodeId peer : views_.at(id).linked) relay->LinkUp(peer);
+    }
+    Collect();
+  }
+  void Forward(NodeId origin, NodeId node, const std::string& bytes) {
+    relay(origin).Forward(now_ms_, kSender, node, bytes);
+    Collect();
+  }
+
+  // Time passes; every relay ticks.
+  void Advance(uint64_t ms) {
+    now_ms_ += ms;
+    for (auto& [id, relay] : relays_) relay->Tick(now_ms_);
+    Collect();
+  }
+  // Ticks in steps of `step_ms` for `ms`, delivering frames after each step.
+  void RunFor(uint64_t ms, uint64_t step_ms = 50) {
+    for (uint64_t t = 0; t < ms; t += step_ms) {
+      Advance(step_ms);
+      Pump();
+    }
+  }
+
+  // Delivers queued frames in order until none is left or `frames_max` went (an answer
+  // storm would otherwise never end); returns how many were delivered.
+  int Pump(int frames_max = 200) {
+    int delivered = 0;
+    while (!wire_.empty() && delivered < frames_max) {
+      Frame frame = std::move(wire_.front());
+      wire_.pop_front();
+      if (drop && drop(frame)) {
+        ++dropped;
+        continue;
+      }
+      ++delivered;
+      relay(frame.to).OnFrame(now_ms_, frame.from, frame.type, frame.payload);
+      Collect();
+    }
+    return delivered;
+  }
+  // Takes the next queued frame without delivering it.
+  Frame Take() {
+    EXPECT_FALSE(wire_.empty());
+    Frame frame = std::move(wire_.front());
+    wire_.pop_front();
+    return frame;
+  }
+  void Inject(const Frame& frame) {
+    relay(frame.to).OnFrame(now_ms_, frame.from, frame.type, frame.payload);
+    Collect();
+  }
+  const std::deque<Frame>& wire() const { return wire_; }
+  void ClearWire() { wire_.clear(); }
+
+  std::function<bool(const Frame&)> drop;
+  int dropped = 0;
+  std::map<NodeId, std::vector<Delivery>> deliveries;
+  std::map<NodeId, std::vector<Bounce>> bounces;
+  std::map<NodeId, std::vector<LogLine>> logs;
+  std::map<NodeId, std::vector<RouteChange>> route_changes;
+  std::vector<Frame> sent;  // every frame ever queued
+
+ private:
+  void Collect() {
+    for (auto& [id, relay] : relays_) {
+      Ready ready = relay->TakeReady();
+      for (Send& send : ready.sends) {
+        Frame frame{id, send.to, send.type, std::move(send.payload)};
+        sent.push_back(frame);
+        wire_.push_back(std::move(frame));
+      }
+      for (Delivery& d : ready.deliveries) deliveries[id].push_back(std::move(d));
+      for (Bounce& b : ready.bounces) bounces[id].push_back(std::move(b));
+      for (LogLine& l : ready.logs) logs[id].push_back(std::move(l));
+      for (RouteChange& c : ready.route_changes) route_changes[id].push_back(std::move(c));
+      relay->CheckInvariants();
+    }
+  }
+
+  Options options_;
+  uint64_t now_ms_ = 1000;
+  std::map<NodeId, std::unique_ptr<Relay>> relays_;
+  std::map<NodeId, View> views_;
+  std::deque<Frame> wire_;
+};
+
+Options Direct() {
+  Options options;
+  options.direct = true;
+  return options;
+}
+
+int Count(const std::vector<Frame>& frames, NodeId from, NodeId to, FrameType type) {
+  int count = 0;
+  for (const Frame& frame : frames) {
+    count += frame.from == from && frame.to == to && frame.type == type ? 1 : 0;
+  }
+  return count;
+}
+
+std::vector<std::pair<uint64_t, Outcome>> AnswersIn(const Frame& frame) {
+  std::string_view payload = frame.payload;
+  if (frame.type == FrameType::kAckRelay) {
+    auto relayed = DecodeAckRelay(payload);
+    EXPECT_TRUE(relayed.ok());
+    payload = relayed->second;
+  }
+  auto answers = DecodeAnswers(payload);
+  EXPECT_TRUE(answers.ok());
+  return answers->answers;
+}
+
+bool HasLog(const std::vector<LogLine>& logs, const std::string& event, const std::string& text) {
+  for (const LogLine& line : logs) {
+    if (line.event == event && line.fields.find(text) != std::string::npos) return true;
+  }
+  return false;
+}
+
+TEST(Relay, DeliveredOnceAndAnsweredCustodyEmpties) {
+  Cluster cluster(2, Direct());
+  cluster.Bind(kB, "cb2.example.com");
+  cluster.LinkAll();
+  cluster.Pump();
+  EXPECT_EQ(cluster.relay(kA).NodeOf("cb2.example.com"), kB);
+
+  cluster.Forward(kA, kB, Message("m1"));
+  EXPECT_EQ(cluster.relay(kA).custody_count(), 1u);
+  ASSERT_EQ(cluster.wire().size(), 1u);
+  EXPECT_EQ(cluster.wire().front().type, FrameType::kStanza);
+  cluster.Pump();
+  ASSERT_EQ(cluster.deliveries[kB].size(), 1u);
+  EXPECT_EQ(cluster.deliveries[kB][0].address, "cb2.example.com");
+  EXPECT_EQ(cluster.deliveries[kB][0].origin, kA);
+  EXPECT_EQ(cluster.deliveries[kB][0].bytes, Message("m1"));
+  EXPECT_EQ(cluster.relay(kA).custody_count(), 0u);
+  EXPECT_EQ(cluster.relay(kA).custody_bytes(), 0u);
+  EXPECT_EQ(cluster.relay(kA).stats().relayed_out, 1u);
+  EXPECT_EQ(cluster.relay(kB).stats().relayed_in, 1u);
+  // Nothing more happens: no resend, no bounce.
+  cluster.RunFor(20000);
+  EXPECT_EQ(cluster.deliveries[kB].size(), 1u);
+  EXPECT_TRUE(cluster.bounces[kA].empty());
+  EXPECT_EQ(Count(cluster.sent, kA, kB, FrameType::kStanza), 1);
+}
+
+TEST(Relay, DuplicateFrameIsDroppedAndAnsweredAgain) {
+  Cluster cluster(2, Direct());
+  cluster.Bind(kB, "cb2.example.com");
+  cluster.LinkAll();
+  cluster.Pump();
+  cluster.Forward(kA, kB, Message("m1"));
+  const Frame stanza = cluster.Take();
+  cluster.Inject(stanza);
+  const Frame first_answer = cluster.Take();
+  cluster.Inject(stanza);  // the same frame again (a resend that crossed the answer)
+  const Frame second_answer = cluster.Take();
+  EXPECT_EQ(cluster.deliveries[kB].size(), 1u);
+  EXPECT_EQ(cluster.relay(kB).stats().duplicates_dropped, 1u);
+  ASSERT_EQ(first_answer.type, FrameType::kAck);
+  ASSERT_EQ(second_answer.type, FrameType::kAck);
+  EXPECT_EQ(AnswersIn(second_answer), AnswersIn(first_answer));
+  EXPECT_EQ(AnswersIn(second_answer)[0].second, Outcome::kDelivered);
+  cluster.Inject(first_answer);
+  cluster.Inject(second_answer);  // a second answer for what is finished: nothing
+  EXPECT_EQ(cluster.relay(kA).custody_count(), 0u);
+  EXPECT_TRUE(cluster.bounces[kA].empty());
+}
+
+TEST(Relay, LeaderModePassesThroughTheLeader) {
+  Cluster cluster(3, Options{});
+  cluster.SetLeader(kC);
+  cluster.Bind(kB, "cb2.example.com");
+  cluster.LinkAll();
+  cluster.Pump();
+  cluster.sent.clear();
+  cluster.Forward(kA, kB, Message("m1"));
+  cluster.Pump();
+  ASSERT_EQ(cluster.deliveries[kB].size(), 1u);
+  EXPECT_EQ(cluster.relay(kA).custody_count(), 0u);
+  // A -> C (hops 0), C -> B (hops 1); B's answer goes back the way the stanza came.
+  ASSERT_EQ(cluster.sent.size(), 4u);
+  EXPECT_EQ(cluster.sent[0].to, kC);
+  auto first = DecodeStanza(cluster.sent[0].payload);
+  ASSERT_TRUE(first.ok());
+  EXPECT_EQ(first->destination, kB);
+  EXPECT_EQ(first->hops, 0);
+  EXPECT_EQ(cluster.sent[1].from, kC);
+  EXPECT_EQ(cluster.sent[1].to, kB);
+  auto onward = DecodeStanza(cluster.sent[1].payload);
+  ASSERT_TRUE(onward.ok());
+  EXPECT_EQ(onward->hops, 1);
+  EXPECT_EQ(cluster.sent[2].from, kB);
+  EXPECT_EQ(cluster.sent[2].to, kC);
+  EXPECT_EQ(cluster.sent[2].type, FrameType::kAckRelay);
+  EXPECT_EQ(cluster.sent[3].from, kC);
+  EXPECT_EQ(cluster.sent[3].to, kA);
+  EXPECT_EQ(cluster.sent[3].type, FrameType::kAck);
+  EXPECT_EQ(cluster.relay(kC).custody_count(), 0u);  // the leader keeps nothing
+  EXPECT_TRUE(cluster.deliveries[kC].empty());
+}
+
+TEST(Relay, LeaderPassesOnAtMostHopsMax) {
+  Options options;
+  options.hops_max = 2;
+  Cluster cluster(3, options);
+  cluster.SetLeader(kC);
+  cluster.Bind(kB, "cb2.example.com");
+  cluster.ClearWire();
+  const std::string bytes = Message("m1");
+  StanzaFrame frame{kA, 1, 1, 1, kB, 1, bytes};
+  cluster.Inject({kA, kC, FrameType::kStanza, EncodeStanza(frame)});
+  ASSERT_EQ(cluster.wire().size(), 1u);
+  auto onward = DecodeStanza(cluster.Take().payload);
+  ASSERT_TRUE(onward.ok());
+  EXPECT_EQ(onward->hops, 2);
+  frame.hops = 2;  // as many as allowed: dropped, the origin sends it again
+  cluster.Inject({kA, kC, FrameType::kStanza, EncodeStanza(frame)});
+  EXPECT_TRUE(cluster.wire().empty());
+}
+
+TEST(Relay, DestinationWithoutTheRouteNeitherDeliversNorAnswers) {
+  Cluster cluster(2, Direct());
+  cluster.LinkAll();
+  cluster.Pump();
+  cluster.Forward(kA, kB, Message("m1"));  // A's shard believed B holds it
+  cluster.Pump();
+  EXPECT_TRUE(cluster.deliveries[kB].empty());
+  EXPECT_EQ(Count(cluster.sent, kB, kA, FrameType::kAck), 0);
+  EXPECT_EQ(cluster.relay(kB).stats().misrouted, 1u);
+  EXPECT_EQ(cluster.relay(kB).decisions_count(), 0u);
+  EXPECT_EQ(cluster.relay(kA).custody_count(), 1u);
+}
+
+TEST(Relay, CustodyFullBouncesWithResourceConstraint) {
+  Options options = Direct();
+  options.hold_bytes_max = 100;
+  Cluster cluster(2, options);
+  cluster.Bind(kB, "cb2.example.com");
+  cluster.LinkAll();
+  cluster.Pump();
+  cluster.Cut(kA, kB);  // nothing leaves custody
+  const std::string small = Message("m1");
+  ASSERT_LT(small.size(), 100u);
+  cluster.Forward(kA, kB, small);
+  EXPECT_EQ(cluster.relay(kA).custody_count(), 1u);
+  cluster.Forward(kA, kB, Message("m2"));  // small.size() * 2 > 100
+  ASSERT_EQ(cluster.bounces[kA].size(), 1u);
+  EXPECT_EQ(cluster.bounces[kA][0].condition, xmpp::StanzaErrorCondition::kResourceConstraint);
+  EXPECT_EQ(cluster.bounces[kA][0].sender, kSender);
+  EXPECT_EQ(cluster.bounces[kA][0].bytes, Message("m2"));
+  EXPECT_EQ(cluster.relay(kA).stats().failed, 1u);
+  EXPECT_EQ(cluster.relay(kA).custody_count(), 1u);
+  EXPECT_LE(cluster.relay(kA).custody_bytes(), 100u);
+}
+
+TEST(Relay, FramesFromNonMembersAreIgnored) {
+  Cluster cluster(2, Direct());
+  cluster.Bind(kB, "cb2.example.com");
+  cluster.ClearWire();
+  const std::string bytes = Message("m1");
+  const NodeId stranger = 9;
+  cluster.Inject(
+      {stranger, kB, FrameType::kStanza, EncodeStanza({stranger, 1, 1, 1, kB, 0, bytes})});
+  cluster.Inject(
+      {stranger, kB, FrameType::kRoutes, EncodeRoutes({true, {{true, "cb7.example.com"}}})});
+  cluster.Inject({stranger, kB, FrameType::kAbort, EncodeAbort({stranger, 1, 1, kB, 0, {1}})});
+  EXPECT_TRUE(cluster.deliveries[kB].empty());
+  EXPECT_TRUE(cluster.wire().empty());
+  EXPECT_EQ(cluster.relay(kB).NodeOf("cb7.example.com"), std::nullopt);
+  EXPECT_EQ(cluster.relay(kB).decisions_count(), 0u);
+  // A member's frame naming a non-member as its origin is refused as well.
+  cluster.Inject({kA, kB, FrameType::kStanza, EncodeStanza({stranger, 1, 1, 1, kB, 0, bytes})});
+  EXPECT_TRUE(cluster.deliveries[kB].empty());
+  EXPECT_EQ(cluster.relay(kB).stats().failed, 1u);
+}
+
+TEST(Relay, NeverSentWithoutLeaderBouncesAtItsDeadline) {
+  Options options;  // leader mode
+  Cluster cluster(2, options);
+  cluster.Bind(kB, "cb2.example.com");
+  cluster.LinkAll();
+  cluster.Pump();
+  cluster.Forward(kA, kB, Message("m1"));
+  EXPECT_TRUE(cluster.wire().empty());  // no leader: nowhere to send it
+  cluster.RunFor(options.no_leader_hold_ms - 300);
+  EXPECT_TRUE(cluster.bounces[kA].empty());
+  cluster.RunFor(600);
+  ASSERT_EQ(cluster.bounces[kA].size(), 1u);
+  EXPECT_EQ(cluster.bounces[kA][0].condition, xmpp::StanzaErrorCondition::kServiceUnavailable);
+  EXPECT_TRUE(HasLog(cluster.logs[kA], "relay_expired", "reason=no_leader"));
+  EXPECT_EQ(cluster.relay(kA).stats().expired, 1u);
+  EXPECT_EQ(cluster.relay(kA).custody_count(), 0u);
+  EXPECT_TRUE(cluster.deliveries[kB].empty());
+}
+
+TEST(Relay, NeverSentOverADownLinkBouncesAtHold) {
+  Options options = Direct();
+  Cluster cluster(2, options);
+  cluster.Bind(kB, "cb2.example.com");
+  cluster.LinkAll();
+  cluster.Pump();
+  cluster.Cut(kA, kB);
+  cluster.Forward(kA, kB, Message("m1"));
+  cluster.RunFor(options.hold_ms + 400);
+  ASSERT_EQ(cluster.bounces[kA].size(), 1u);
+  EXPECT_TRUE(HasLog(cluster.logs[kA], "relay_expired", "reason=forward_hold"));
+  EXPECT_EQ(Count(cluster.sent, kA, kB, FrameType::kAbort), 0);  // no one to ask
+}
+
+// Sent, never answered: at hold_ms the origin asks; "aborted" bounces the sender.
+TEST(Relay, UnansweredAtDeadlineIsAskedAndBouncedOnAborted) {
+  Options options = Direct();
+  Cluster cluster(2, options);
+  cluster.Bind(kB, "cb2.example.com");
+  cluster.LinkAll();
+  cluster.Pump();
+  cluster.drop = [](const Frame& f) { return f.type == FrameType::kStanza; };  // lost
+  cluster.Forward(kA, kB, Message("m1"));
+  cluster.RunFor(options.hold_ms - 100);
+  EXPECT_GT(cluster.relay(kA).stats().resent, 0u);
+  EXPECT_EQ(Count(cluster.sent, kA, kB, FrameType::kAbort), 0);
+  EXPECT_TRUE(cluster.bounces[kA].empty());
+  cluster.RunFor(300);
+  EXPECT_GE(Count(cluster.sent, kA, kB, FrameType::kAbort), 1);
+  ASSERT_EQ(cluster.bounces[kA].size(), 1u);  // B answered "aborted"
+  EXPECT_EQ(cluster.relay(kB).stats().aborted, 1u);
+  EXPECT_EQ(cluster.relay(kA).custody_count(), 0u);
+  // B keeps its promise: the stanza arriving late is not delivered.
+  cluster.drop = nullptr;
+  cluster.Inject({kA, kB, FrameType::kStanza, EncodeStanza({kA, 1, 1, 1, kB, 0, Message("m1")})});
+  EXPECT_TRUE(cluster.deliveries[kB].empty());
+}
+
+TEST(Relay, UnansweredAtDeadlineButDeliveredIsNotBounced) {
+  Options options = Direct();
+  Cluster cluster(2, options);
+  cluster.Bind(kB, "cb2.example.com");
+  cluster.LinkAll();
+  cluster.Pump();
+  // B's answers are lost until the deadline; the stanzas arrive (and are resent).
+  bool answers_lost = true;
+  cluster.drop = [&](const Frame& f) { return answers_lost && f.type == FrameType::kAck; };
+  cluster.Forward(kA, kB, Message("m1"));
+  cluster.RunFor(options.hold_ms + 100);
+  EXPECT_EQ(cluster.deliveries[kB].size(), 1u);
+  EXPECT_GT(cluster.relay(kB).stats().duplicates_dropped, 0u);
+  EXPECT_GE(Count(cluster.sent, kA, kB, FrameType::kAbort), 1);
+  answers_lost = false;
+  cluster.RunFor(1000);
+  EXPECT_TRUE(cluster.bounces[kA].empty());
+  EXPECT_EQ(cluster.relay(kA).custody_count(), 0u);
+  EXPECT_EQ(cluster.relay(kA).stats().expired, 0u);
+  EXPECT_EQ(cluster.deliveries[kB].size(), 1u);
+}
+
+TEST(Relay, NoAnswerForAbortWaitBouncesUnconfirmed) {
+  Options options = Direct();
+  Cluster cluster(2, options);
+  cluster.Bind(kB, "cb2.example.com");
+  cluster.LinkAll();
+  cluster.Pump();
+  cluster.drop = [](const Frame& f) { return f.from == kB; };  // B is heard by no one
+  cluster.Forward(kA, kB, Message("m1"));
+  cluster.RunFor(options.hold_ms + options.abort_wait_ms - 200);
+  EXPECT_TRUE(cluster.bounces[kA].empty());
+  cluster.RunFor(500);
+  ASSERT_EQ(cluster.bounces[kA].size(), 1u);
+  EXPECT_EQ(cluster.relay(kA).stats().unconfirmed, 1u);
+  EXPECT_EQ(cluster.relay(kA).stats().expired, 1u);
+  EXPECT_TRUE(HasLog(cluster.logs[kA], "relay_expired", "reason=unconfirmed"));
+  // The documented window: B did deliver it.
+  EXPECT_EQ(cluster.deliveries[kB].size(), 1u);
+}
+
+// The origin restarts: its new incarnation counts sequences from 1 again; answers meant for
+// the old one change nothing, and the destination does not take the new sequence 1 for the
+// old one.
+TEST(Relay, OriginRestartIgnoresAnswersOfItsPreviousLife) {
+  Cluster cluster(2, Direct());
+  cluster.Bind(kB, "cb2.example.com");
+  cluster.LinkAll();
+  cluster.Pump();
+  cluster.Forward(kA, kB, Message("old"));
+  cluster.Pump();
+  ASSERT_EQ(cluster.deliveries[kB].size(), 1u);
+  const Frame old_answer{kB, kA, FrameType::kAck,
+                         EncodeAnswers({1, kB, {{1, Outcome::kDelivered}}})};
+
+  cluster.Restart(kA, 2);
+  cluster.LinkAll();
+  cluster.Pump();
+  cluster.Cut(kA, kB);
+  cluster.Forward(kA, kB, Message("new"));  // sequence 1 of incarnation 2, not sent yet
+  EXPECT_EQ(cluster.relay(kA).custody_count(), 1u);
+  cluster.Cut(kA, kB, false);
+  cluster.Inject(old_answer);
+  EXPECT_EQ(cluster.relay(kA).custody_count(), 1u);  // not taken for the new stanza
+  cluster.RunFor(1000);
+  ASSERT_EQ(cluster.deliveries[kB].size(), 2u);
+  EXPECT_EQ(cluster.deliveries[kB][1].bytes, Message("new"));
+  EXPECT_EQ(cluster.relay(kA).custody_count(), 0u);
+  EXPECT_TRUE(cluster.bounces[kA].empty());
+}
+
+// The production bug: B took X over, a stale full set from A restated X, A withdrew X: X
+// must resolve to B, on C and in C's shards.
+TEST(Relay, StaleReannouncementAndWithdrawalLeaveTheRouteWithItsHolder) {
+  Cluster cluster(3, Direct());
+  const std::string x = "cbx.example.com";
+  auto shard_holder = [&](NodeId at) {
+    std::map<std::string, NodeId> table;
+    for (const RouteChange& change : cluster.route_changes[at]) {
+      if (change.op == RouteChange::Op::kBind) table[change.address] = change.node;
+      if (change.op == RouteChange::Op::kUnbind && table[change.address] == change.node) {
+        table.erase(change.address);
+      }
+      if (change.op == RouteChange::Op::kForgetNode) {
+        for (auto it = table.begin(); it != table.end();) {
+          it = it->second == change.node ? table.erase(it) : std::next(it);
+        }
+      }
+    }
+    auto it = table.find(x);
+    return it == table.end() ? raft::kNoNode : it->second;
+  };
+  // A held X (its full set), B claims it.
+  cluster.Inject({kA, kC, FrameType::kRoutes, EncodeRoutes({true, {{true, x}}})});
+  EXPECT_EQ(cluster.relay(kC).NodeOf(x), kA);
+  cluster.Inject({kB, kC, FrameType::kRoutes, EncodeRoutes({false, {{true, x}}})});
+  EXPECT_EQ(cluster.relay(kC).NodeOf(x), kB);
+  // A's stale full set restates X, then A withdraws it.
+  cluster.Inject({kA, kC, FrameType::kRoutes, EncodeRoutes({true, {{true, x}}})});
+  EXPECT_EQ(cluster.relay(kC).NodeOf(x), kB);
+  cluster.Inject({kA, kC, FrameType::kRoutes, EncodeRoutes({false, {{false, x}}})});
+  EXPECT_EQ(cluster.relay(kC).NodeOf(x), kB);
+  EXPECT_EQ(shard_holder(kC), kB);
+
+  // The same when A's withdrawal had already arrived: the stale claim is the newest, so it
+  // wins for a moment; the withdrawal after it falls back to B.
+  cluster.Inject({kA, kC, FrameType::kRoutes, EncodeRoutes({true, {{true, x}}})});
+  EXPECT_EQ(cluster.relay(kC).NodeOf(x), kA);
+  cluster.Inject({kA, kC, FrameType::kRoutes, EncodeRoutes({false, {{false, x}}})});
+  EXPECT_EQ(cluster.relay(kC).NodeOf(x), kB);
+  EXPECT_EQ(shard_holder(kC), kB);
+  // B withdraws: nowhere.
+  cluster.Inject({kB, kC, FrameType::kRoutes, EncodeRoutes({false, {{false, x}}})});
+  EXPECT_EQ(cluster.relay(kC).NodeOf(x), std::nullopt);
+  EXPECT_EQ(shard_holder(kC), raft::kNoNode);
+}
+
+// A stanza whose `from` is another domain: B rejects it, answers "aborted", A bounces its
+// sender — promptly (a resend would fail the same way) and with one exchange.
+TEST(Relay, ForeignFromIsRejectedAndTheSenderBounced) {
+  Options options = Direct();
+  Cluster cluster(2, options);
+  cluster.Bind(kB, "cb2.example.com");
+  cluster.LinkAll();
+  cluster.Pump();
+  cluster.sent.clear();
+  cluster.Forward(kA, kB, Message("m1", "cb2.example.com", "mallory@example.org"));
+  cluster.Pump(50);
+  EXPECT_TRUE(cluster.deliveries[kB].empty());
+  EXPECT_EQ(cluster.relay(kB).stats().rejected, 1u);
+  EXPECT_TRUE(HasLog(cluster.logs[kB], "relay_rejected", "reason="));
+  // The answer is "aborted".
+  bool aborted = false;
+  for (const Frame& frame : cluster.sent) {
+    if (frame.from == kB && frame.type == FrameType::kAck) {
+      aborted |= AnswersIn(frame).at(0).second == Outcome::kAborted;
+    }
+  }
+  EXPECT_TRUE(aborted);
+  EXPECT_EQ(Count(cluster.sent, kA, kB, FrameType::kStanza), 1)
+      << "the origin sent the rejected stanza again right away";
+  cluster.RunFor(options.hold_ms + 500);
+  ASSERT_EQ(cluster.bounces[kA].size(), 1u);
+  EXPECT_EQ(cluster.relay(kA).custody_count(), 0u);
+  EXPECT_LE(Count(cluster.sent, kA, kB, FrameType::kStanza), 3)
+      << "the rejected stanza went back and forth until its deadline";
+}
+
+TEST(Relay, CountersMoveAsTheyShould) {
+  Options options = Direct();
+  Cluster cluster(2, options);
+  cluster.Bind(kB, "cb2.example.com");
+  cluster.LinkAll();
+  cluster.Pump();
+  // misrouted at B: not holding the route (failed at A, custody full, is covered above).
+  cluster.Forward(kA, kB, Message("m1", "cb9.example.com"));
+  cluster.Pump();
+  EXPECT_EQ(cluster.relay(kB).stats().misrouted, 1u);
+  EXPECT_EQ(cluster.relay(kB).stats().relayed_in, 0u);
+  // expired: asked at hold, "aborted" (B never decided), bounced.
+  cluster.RunFor(options.hold_ms + 300);
+  EXPECT_EQ(cluster.relay(kA).stats().expired, 1u);
+  EXPECT_EQ(cluster.relay(kB).stats().aborted, 1u);
+  EXPECT_EQ(cluster.relay(kA).stats().unconfirmed, 0u);
+  // duplicates_dropped: B answered, the answer was lost, A sent it again.
+  cluster.drop = [](const Frame& f) { return f.type == FrameType::kAck; };
+  cluster.Forward(kA, kB, Message("m2"));
+  cluster.RunFor(2 * options.resend_after_ms + 200);
+  EXPECT_EQ(cluster.relay(kB).stats().relayed_in, 1u);
+  EXPECT_GE(cluster.relay(kB).stats().duplicates_dropped, 1u);
+  EXPECT_GE(cluster.relay(kA).stats().resent, 1u);
+  cluster.drop = nullptr;
+  cluster.RunFor(1000);
+  EXPECT_EQ(cluster.relay(kA).custody_count(), 0u);
+  EXPECT_EQ(cluster.deliveries[kB].size(), 1u);
+  EXPECT_EQ(cluster.relay(kA).stats().expired, 1u);
+}
+
+// Delivered on B, the answer lost, B's link gone, the bridge comes to C: the stanza must not
+// be delivered again on C before B answers (the simulator found this; see relay.cc Retry).
+TEST(Relay, RouteMovesWhileHolderIsCutOffNoSecondDelivery) {
+  Options options = Direct();
+  Cluster cluster(3, options);
+  cluster.Bind(kB, "cb2.example.com");
+  cluster.LinkAll();
+  cluster.Pump();
+  cluster.drop = [](const Frame& f) { return f.type == FrameType::kAck; };
+  cluster.Forward(kA, kB, Message("m1"));
+  cluster.Pump();
+  ASSERT_EQ(cluster.deliveries[kB].size(), 1u);
+  cluster.drop = nullptr;
+  cluster.Cut(kA, kB);
+  cluster.Unbind(kB, "cb2.example.com");
+  cluster.Bind(kC, "cb2.example.com");
+  cluster.Pump();
+  EXPECT_EQ(cluster.relay(kA).NodeOf("cb2.example.com"), kC);
+  cluster.RunFor(options.hold_ms + options.abort_wait_ms + 1000);
+  EXPECT_EQ(cluster.deliveries[kB].size() + cluster.deliveries[kC].size(), 1u)
+      << "delivered on B and again on C";
+}
+
+}  // namespace
+}  // namespace stanzad::cluster::relay
