@@ -31,10 +31,10 @@ import slixmpp  # noqa: E402
 
 sys.path.insert(0, os.path.dirname(__file__))
 from stanzad_harness import (DOMAIN, STANZACTL, RawComponent, StanzadProcess,  # noqa: E402
-                             free_port)
+                             free_port, patient)
 
 PASSWORD = "pencil ünd Grüße"  # spaces and non-ASCII: SASLprep and PLAIN both see them
-WAIT_S = 10.0  # bound on any single expected event
+WAIT_S = patient(10.0)  # bound on any single expected event
 STREAM_NS = "http://etherx.jabber.org/streams"
 STREAM_HEADER = (f"<?xml version='1.0'?><stream:stream to='{DOMAIN}' xmlns='jabber:client' "
                  f"xmlns:stream='{STREAM_NS}' version='1.0'>")
@@ -110,7 +110,7 @@ def bounded(timeout_s):
     def decorate(test):
         @functools.wraps(test)
         async def run(self):
-            await asyncio.wait_for(test(self), timeout_s)
+            await asyncio.wait_for(test(self), patient(timeout_s))
         return run
     return decorate
 

@@ -33,7 +33,7 @@ import unittest
 
 sys.path.insert(0, os.path.dirname(__file__))
 from stanzad_harness import (DOMAIN, STANZACTL, RawComponent, StanzadProcess,  # noqa: E402
-                             wait_until)
+                             patient, wait_until)
 
 # Frame types (cluster/node/frames.h).
 LEGACY_HELLO, RAFT, REQUEST, REPLY, ROUTES, STANZA, ACK, ACK_RELAY = range(1, 9)
@@ -131,7 +131,7 @@ class ClusterLink:
 
     def read_frame(self, timeout=5.0):
         """The next frame, or None when the node closed the link first."""
-        deadline = time.monotonic() + timeout
+        deadline = time.monotonic() + patient(timeout)
         while (got := self._take()) is None:
             if not self._fill(deadline):
                 if self.closed:
@@ -141,7 +141,7 @@ class ClusterLink:
 
     def frames_until_closed(self, timeout=5.0):
         """Every frame until the node closes the link; raises if it stays open."""
-        deadline = time.monotonic() + timeout
+        deadline = time.monotonic() + patient(timeout)
         frames = []
         while True:
             got = self._take()

@@ -25,6 +25,15 @@ BIN_DIR = os.environ.get("STANZAD_BIN_DIR", os.path.join(os.path.dirname(__file_
 STANZAD = os.path.join(BIN_DIR, "stanzad")
 STANZACTL = os.path.join(BIN_DIR, "stanzactl")
 DOMAIN = "example.com"
+# How much slower than a Release build the daemon under test runs (set by scripts/test.sh
+# for the sanitizer build). Bounds on waiting for an event are multiplied by it; windows in
+# which something must NOT happen, and the daemon's own timers, are not.
+SLOWDOWN = float(os.environ.get("STANZAD_TEST_SLOWDOWN", "1"))
+
+
+def patient(seconds):
+    """A bound on waiting for something that should happen, scaled by SLOWDOWN."""
+    return seconds * SLOWDOWN
 
 
 # Ports handed to daemons under test. They lie below the kernel's ephemeral range
@@ -66,6 +75,7 @@ def free_port():
 
 
 def wait_until(predicate, timeout=10.0, interval=0.02, what="condition"):
+    timeout = patient(timeout)
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         value = predicate()
@@ -235,7 +245,7 @@ class RawComponent:
     def read_until(self, needle, timeout=10.0):
         if isinstance(needle, str):
             needle = needle.encode()
-        deadline = time.monotonic() + timeout
+        deadline = time.monotonic() + patient(timeout)
         while needle not in self.received:
             remaining = deadline - time.monotonic()
             if remaining <= 0:
@@ -265,7 +275,7 @@ class RawComponent:
         return self.received
 
     def wait_closed(self, timeout=10.0):
-        deadline = time.monotonic() + timeout
+        deadline = time.monotonic() + patient(timeout)
         while time.monotonic() < deadline:
             self.sock.settimeout(max(0.01, deadline - time.monotonic()))
             try:
