@@ -3,6 +3,7 @@
 #include <fcntl.h>
 #include <grp.h>
 #include <pwd.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -60,10 +61,17 @@ std::string DescribeUnreadableFile(const UnreadableFile& file) {
 }
 
 absl::Status CheckDaemonCanRead(const std::string& path, const std::string& what, bool secret) {
-  const int fd = open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  // O_NONBLOCK: a FIFO must not hold the control thread; it is refused as not a file.
+  const int fd = open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NONBLOCK | O_NOCTTY);
   if (fd >= 0) {
+    struct stat info {};
+    const bool regular = fstat(fd, &info) == 0 && S_ISREG(info.st_mode);
     close(fd);
-    return absl::OkStatus();
+    if (regular) return absl::OkStatus();
+    return absl::InvalidArgumentError(
+        Concat("cannot use ", what, " ", path,
+               ": it is not a regular file (a directory, FIFO, socket or device). fix: give "
+               "the path of the PEM file itself"));
   }
   UnreadableFile file;
   file.path = path;

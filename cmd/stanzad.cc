@@ -245,6 +245,7 @@ class Daemon {
         started_(std::chrono::steady_clock::now()) {
     shards_ = absl::GetFlag(FLAGS_threads);
     if (shards_ <= 0) shards_ = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+    mail_.resize(static_cast<size_t>(shards_));
     stats_ = std::make_unique<net::RouterShardStats[]>(static_cast<size_t>(shards_));
   }
 
@@ -615,25 +616,71 @@ class Daemon {
 
   // Tells every shard that publisher_ holds a new router configuration.
   void NotifyShardsOfConfig() {
-    if (!engine_) return;
     for (int shard = 0; shard < shards_; ++shard) {
-      // The control thread is the engine's single external producer.
-      while (!engine_->Post(shard, net::kConfigChanged, net::kNoConnection, 0, "")) {
-        std::this_thread::sleep_for(std::chrono::milliseconds(1));
+      PostToShard(shard, net::kConfigChanged, net::kNoConnection, 0, "");
+    }
+  }
+
+  // ---- Records for the shards ----
+  // The control thread is the engine's single external producer. What a full shard
+  // queue does not take now waits here, in order per shard, and goes in a later turn:
+  // this thread never waits for a shard (Raft keeps its ticks). While kMailMax records
+  // wait, the relay takes no more stanzas (their origins keep them and send them again).
+
+  struct Letter {
+    uint32_t kind = 0;
+    uint64_t target = 0;
+    uint64_t argument = 0;
+    std::string payload;
+  };
+  static constexpr size_t kMailMax = 65536;
+
+  void PostToShard(int shard, uint32_t kind, uint64_t target, uint64_t argument,
+                   std::string_view payload) {
+    if (!engine_) return;
+    std::deque<Letter>& waiting = mail_[static_cast<size_t>(shard)];
+    if (waiting.empty() && engine_->Post(shard, kind, target, argument, payload)) return;
+    waiting.push_back({kind, target, argument, std::string(payload)});
+    ++mail_waiting_;
+  }
+
+  void PostToAllShards(uint32_t kind, uint64_t argument, std::string_view payload) {
+    for (int shard = 0; shard < shards_; ++shard) {
+      PostToShard(shard, kind, net::kNoConnection, argument, payload);
+    }
+  }
+
+  void FlushMail() {
+    if (!engine_ || mail_waiting_ == 0) return;
+    for (int shard = 0; shard < shards_; ++shard) {
+      std::deque<Letter>& waiting = mail_[static_cast<size_t>(shard)];
+      while (!waiting.empty()) {
+        const Letter& letter = waiting.front();
+        if (!engine_->Post(shard, letter.kind, letter.target, letter.argument, letter.payload)) {
+          break;
+        }
+        waiting.pop_front();
+        --mail_waiting_;
       }
+    }
+  }
+
+  // The shards stopped: what waited for them goes. Stanzas among it were answered
+  // "delivered" to their origins: counted and logged, the window of a stopping node.
+  void DropMail() {
+    size_t stanzas = 0;
+    for (std::deque<Letter>& waiting : mail_) {
+      for (const Letter& letter : waiting) stanzas += letter.kind == net::kDeliverFromPeer;
+      waiting.clear();
+    }
+    mail_waiting_ = 0;
+    if (stanzas > 0) {
+      LogEvent(LogLevel::kWarning, "relay_deliveries_dropped",
+               "count=" + std::to_string(stanzas) + " reason=\"the shards stopped\"");
     }
   }
 
   // ---- Stanzas between nodes: the relay (cluster/relay/relay.h), driven here ----
-
-  void PostToAllShards(uint32_t kind, uint64_t argument, std::string_view payload) {
-    if (!engine_) return;
-    for (int shard = 0; shard < shards_; ++shard) {
-      while (!engine_->Post(shard, kind, net::kNoConnection, argument, payload)) {
-        std::this_thread::sleep_for(std::chrono::milliseconds(1));
-      }
-    }
-  }
 
   // The relay, made once the node has its id; its incarnation grows on every start.
   absl::Status OpenRelay() {
@@ -683,7 +730,7 @@ class Daemon {
         if (cluster_->LinkedTo(peer)) view.linked.insert(peer);
       }
     }
-    view.can_deliver = engine_ != nullptr && inbound_.size() < kInboundMax;
+    view.can_deliver = engine_ != nullptr && mail_waiting_ < kMailMax;
     if (relay_->domain() != config_.domain) relay_->SetDomain(config_.domain);
     relay_->SetView(now_ms, view);
     relay_->Tick(now_ms);
@@ -691,8 +738,8 @@ class Daemon {
     for (cluster::relay::Send& send : ready.sends) {
       cluster_->SendData(send.to, send.type, send.payload);
     }
-    if (cluster_active)
-      cluster_->FlushLinks();  // what this turn queued leaves in one send per link
+    // What this turn queued leaves in one send per link, before the deliveries go.
+    if (cluster_active) cluster_->FlushLinks();
     for (const cluster::relay::RouteChange& change : ready.route_changes) {
       using Op = cluster::relay::RouteChange::Op;
       const uint32_t kind = change.op == Op::kBind     ? net::kRemoteRouteBind
@@ -701,42 +748,17 @@ class Daemon {
       PostToAllShards(kind, change.node, change.address);
     }
     for (cluster::relay::Bounce& bounce : ready.bounces) {
-      if (!engine_) break;  // its sender's connection went with the shards
-      if (!engine_->Post(net::ShardOf(bounce.sender), net::kBounce, bounce.sender,
-                         static_cast<uint64_t>(bounce.condition), bounce.bytes)) {
-        LogEvent(LogLevel::kWarning, "relay_bounce_dropped",
-                 "reason=\"the sender's shard queue is full\"");
-      }
+      PostToShard(net::ShardOf(bounce.sender), net::kBounce, bounce.sender,
+                  static_cast<uint64_t>(bounce.condition), bounce.bytes);
     }
     for (cluster::relay::LogLine& line : ready.logs) {
       LogEvent(line.warning ? LogLevel::kWarning : LogLevel::kInfo, line.event, line.fields);
     }
-    for (cluster::relay::Delivery& delivery : ready.deliveries)
-      inbound_.push_back(std::move(delivery));
-    DeliverInbound();
-  }
-
-  // Hands what the relay delivered here to the shards, in order. What a full shard
-  // queue does not take now waits for the next turn (at most 50 ms of retrying here, so
-  // Raft keeps its ticks); while kInboundMax wait, the relay takes no more (their
-  // origins keep them and send them again).
-  static constexpr size_t kInboundMax = 65536;
-  void DeliverInbound() {
-    if (inbound_.empty() || !engine_) return;
-    const auto give_up = std::chrono::steady_clock::now() + std::chrono::milliseconds(50);
-    size_t done = 0;
-    for (; done < inbound_.size(); ++done) {
-      const cluster::relay::Delivery& item = inbound_[done];
-      const int shard = net::RouterShard::OwnerShard(item.address, shards_);
-      bool posted = false;
-      while (!(posted = engine_->Post(shard, net::kDeliverFromPeer, net::kNoConnection, item.origin,
-                                      item.bytes)) &&
-             std::chrono::steady_clock::now() < give_up) {
-        std::this_thread::sleep_for(std::chrono::milliseconds(1));
-      }
-      if (!posted) break;
+    for (cluster::relay::Delivery& delivery : ready.deliveries) {
+      PostToShard(net::RouterShard::OwnerShard(delivery.address, shards_), net::kDeliverFromPeer,
+                  net::kNoConnection, delivery.origin, delivery.bytes);
     }
-    inbound_.erase(inbound_.begin(), inbound_.begin() + static_cast<std::ptrdiff_t>(done));
+    FlushMail();
   }
 
   static size_t StanzaBytesMax() {
@@ -1240,6 +1262,7 @@ class Daemon {
     if (!engine_) return;
     engine_->Stop();
     engine_.reset();
+    DropMail();
     // Its bridges are gone: the other nodes forget them.
     relay_->DropLocalRoutes();
     LogEvent(LogLevel::kInfo, "serving_stopped");
@@ -1359,8 +1382,9 @@ class Daemon {
   bool cluster_listening_ = false;
   std::string cluster_tls_error_;  // set: TLS was asked for and failed; the node stays out
   std::unique_ptr<cluster::relay::Relay> relay_;
-  std::vector<cluster::relay::Delivery> inbound_;  // delivered here, for the shards
-  uint64_t turn_now_ms_ = 0;                       // the control loop's clock this turn
+  std::vector<std::deque<Letter>> mail_;  // per shard: records its queue did not take yet
+  size_t mail_waiting_ = 0;
+  uint64_t turn_now_ms_ = 0;  // the control loop's clock this turn
   uint64_t mirrored_generation_ = 0;
   std::chrono::steady_clock::time_point last_metrics_attempt_;
   double last_config_change_unix_s_ = 0;

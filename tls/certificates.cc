@@ -2,11 +2,13 @@
 
 #include <arpa/inet.h>
 #include <errno.h>
+#include <fcntl.h>
+#include <sys/stat.h>
 #include <time.h>
+#include <unistd.h>
 
 #include <cctype>
 #include <cstring>
-#include <fstream>
 #include <memory>
 #include <optional>
 #include <utility>
@@ -475,23 +477,41 @@ absl::Status CheckServerCertificateFiles(const std::string& key_path, const std:
 }
 
 absl::StatusOr<std::string> ReadPemFile(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) {
+  // O_NONBLOCK: a FIFO given as a key must not hold the caller (the daemon's control
+  // thread) until something writes to it; it is refused below as not a file.
+  const int fd = open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NONBLOCK | O_NOCTTY);
+  if (fd < 0) {
     const int error = errno;
     return absl::NotFoundError(
         Concat("cannot read ", path, ": ", std::strerror(error),
                error == EACCES ? " (stanzad's user needs read permission)" : ""));
   }
+  struct stat info {};
+  if (fstat(fd, &info) != 0 || !S_ISREG(info.st_mode)) {
+    close(fd);
+    return absl::InvalidArgumentError(
+        Concat(path, " is not a regular file (a directory, FIFO, socket or device)",
+               ". fix: give the path of the PEM file itself"));
+  }
   std::string contents;
   char chunk[16 * 1024];
-  while (in.read(chunk, sizeof(chunk)) || in.gcount() > 0) {
-    contents.append(chunk, static_cast<size_t>(in.gcount()));
+  while (true) {
+    const ssize_t got = read(fd, chunk, sizeof(chunk));
+    if (got < 0 && errno == EINTR) continue;
+    if (got < 0) {
+      const int error = errno;
+      close(fd);
+      return absl::DataLossError(Concat("cannot read ", path, ": ", std::strerror(error)));
+    }
+    if (got == 0) break;
+    contents.append(chunk, static_cast<size_t>(got));
     if (contents.size() > kPemFileBytesMax) {
+      close(fd);
       return absl::InvalidArgumentError(
           Concat(path, " is larger than 1 MiB: it is not a key or certificate file"));
     }
   }
-  if (in.bad()) return absl::DataLossError(Concat("cannot read ", path, ": read error"));
+  close(fd);
   if (contents.empty()) return absl::InvalidArgumentError(Concat(path, " is empty"));
   return contents;
 }

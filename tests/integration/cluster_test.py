@@ -326,8 +326,12 @@ class ClusterTest(unittest.TestCase):
                         f"<body>{body}</body></message>")
             receiver.read_until(f"id='m{i}'><body>{body}</body></message>")
 
-        # Routes reach every node shortly after the handshakes.
-        wait_until(lambda: self._reaches(cb1, cb2), what="cb1 reaching cb2 on another node")
+        # Routes reach every node shortly after the handshakes: each sender's node must
+        # know the receiver's route before the first stanza (one sent earlier is answered
+        # with an error by the sender's node, as it should be).
+        for sender, receiver in ((cb1, cb2), (cb2, cb3), (cb3, cb1), (cb1, cb3)):
+            wait_until(lambda: self._reaches(sender, receiver),
+                       what=f"{sender.address} reaching {receiver.address} on another node")
         deliver(cb2, cb3, 1)
         deliver(cb3, cb1, 2)
         cb1.send(f"<iq type='get' from='cb1.{DOMAIN}' to='cb3.{DOMAIN}' id='q1'>"

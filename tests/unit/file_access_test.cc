@@ -103,6 +103,19 @@ TEST(FileAccessTest, CheckDaemonCanReadSaysWhoItIs) {
   EXPECT_TRUE(CheckDaemonCanRead(path, "private key", true).ok());
 }
 
+// A FIFO would block an open without O_NONBLOCK until something wrote to it: the
+// daemon's control thread would hang (found by an attack on `certs`).
+TEST(FileAccessTest, AFifoOrADirectoryIsRefusedAtOnceAsNotAFile) {
+  testing_util::TempDir dir("file_access_test");
+  const std::string fifo = dir.path() + "/key.fifo";
+  ASSERT_EQ(mkfifo(fifo.c_str(), 0600), 0);
+  for (const std::string& path : {fifo, dir.path()}) {
+    EXPECT_THAT(std::string(CheckDaemonCanRead(path, "private key", true).message()),
+                AllOf(HasSubstr(path), HasSubstr("not a regular file"),
+                      HasSubstr("fix: give the path of the PEM file itself")));
+  }
+}
+
 // What CheckDaemonCanRead says of `path` ("" when it is OK), seen by a user that is
 // not root. Root reads any mode, and CI runs as root: then a child process drops to
 // nobody (uid and gid 65534, no supplementary groups) to look, and sends the answer

@@ -6,6 +6,7 @@
 #include <gtest/gtest.h>
 
 #include <stdlib.h>
+#include <sys/stat.h>
 #include "tests/unit/temp_dir.h"
 
 #include <chrono>
@@ -85,6 +86,23 @@ TEST(CertificatesTest, AGoodChainPasses) {
   EXPECT_TRUE(Check(c.leaf_key, c.leaf, "", "10.0.0.1").ok());
   // Domain names compare without case.
   EXPECT_TRUE(Check(c.leaf_key, c.leaf, "", "XMPP.Example.COM").ok());
+}
+
+// ReadPemFile never blocks on a FIFO and names what is wrong with the path.
+TEST(CertificatesTest, ReadPemFileRefusesWhatIsNotARegularFile) {
+  testing_util::TempDir dir("tls_certificates_test");
+  const std::string fifo = dir.path() + "/cert.fifo";
+  ASSERT_EQ(mkfifo(fifo.c_str(), 0600), 0);
+  for (const std::string& path : {fifo, dir.path()}) {
+    EXPECT_THAT(Message(ReadPemFile(path).status()), HasSubstr("is not a regular file"));
+  }
+  EXPECT_THAT(Message(ReadPemFile(dir.path() + "/none.pem").status()), HasSubstr("No such file"));
+  const std::string empty = dir.path() + "/empty.pem";
+  std::ofstream(empty).flush();
+  EXPECT_THAT(Message(ReadPemFile(empty).status()), HasSubstr("is empty"));
+  const std::string pem = dir.path() + "/cert.pem";
+  std::ofstream(pem) << TestChain().leaf;
+  EXPECT_EQ(Must(ReadPemFile(pem)), TestChain().leaf);
 }
 
 TEST(CertificatesTest, UnreadableKey) {
