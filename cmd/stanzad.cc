@@ -21,6 +21,7 @@
 #include <cstring>
 #include <deque>
 #include <filesystem>
+#include <limits>
 #include <map>
 #include <memory>
 #include <optional>
@@ -226,6 +227,10 @@ absl::StatusOr<uint64_t> NextIncarnation(const std::string& dir) {
       return absl::DataLossError("cannot read " + dir +
                                  "/incarnation (not a number); remove it to start over at 1");
     }
+  }
+  if (last == std::numeric_limits<uint64_t>::max()) {
+    return absl::OutOfRangeError("the incarnation in " + dir +
+                                 "/incarnation is at its largest; remove the file to start over");
   }
   if (absl::Status written = storage::WriteFileAtomically(*storage::PosixFs(), dir, "incarnation",
                                                           std::to_string(last + 1) + "\n");

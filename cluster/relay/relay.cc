@@ -20,7 +20,8 @@ struct Relay::Entry {
   uint64_t sent_ms = 0;             // last sent, or last asked about
   uint64_t no_leader_since_ms = 0;  // waiting for a leader since; 0: it has a next hop
   // The nodes it was sent to that may hold it: each must answer before it goes
-  // elsewhere (or is bounced), unless its link is gone or it left the cluster.
+  // elsewhere (or is bounced), unless it left the cluster; one that never answers ends
+  // the wait at the deadline (abort_wait_ms).
   std::set<NodeId> maybe_at;
   bool expiring = false;  // past its deadline: only asked about, never sent again
   uint64_t expiring_since_ms = 0;
@@ -162,6 +163,7 @@ Relay::Relay(NodeId self, uint64_t incarnation, std::string domain, Options opti
       checker_(std::make_unique<xmpp::RelayedStanzaChecker>(options.stanza_bytes_max)) {
   CHECK(self_ != raft::kNoNode);
   CHECK(incarnation_ > 0);
+  CHECK(options_.incarnations_max >= 1 && options_.decisions_max >= 1 && options_.hops_max >= 1);
   resend_budget_ = options_.resend_bytes_per_tick;
 }
 
@@ -388,6 +390,10 @@ void Relay::BounceEntry(uint64_t now_ms, const Entry& entry, std::string_view re
     if (view_.can_deliver) ready_.deliveries.push_back({self_, sender, reply});
     return;
   }
+  if (custody_bytes_ + reply.size() > options_.hold_bytes_max) {
+    ++stats_.failed;  // custody is full: the error reply goes too (logged above)
+    return;
+  }
   TakeInto(now_ms, kNoSender, *node, reply);
 }
 
@@ -446,21 +452,32 @@ void Relay::Answer(NodeId from, NodeId origin, uint64_t incarnation, uint64_t se
 }
 
 void Relay::FlushAnswers() {
-  for (auto& [key, answers] : answers_) {
-    const std::string payload = EncodeAnswers({key.incarnation, self_, std::move(answers)});
-    if (key.to == key.origin) {
-      if (Linked(key.origin)) {
-        ready_.sends.push_back({key.origin, FrameType::kAck, payload});
-      } else if (view_.leader != raft::kNoNode && view_.leader != self_ &&
-                 view_.leader != key.origin && Linked(view_.leader)) {
-        ready_.sends.push_back(
-            {view_.leader, FrameType::kAckRelay, EncodeAckRelay(key.origin, payload)});
-      }
-    } else if (Linked(key.to)) {  // back the way the question came
-      ready_.sends.push_back({key.to, FrameType::kAckRelay, EncodeAckRelay(key.origin, payload)});
+  for (auto& [key, all] : answers_) {
+    for (size_t first = 0; first < all.size(); first += kAnswersPerFrameMax) {
+      const size_t last = std::min(all.size(), first + kAnswersPerFrameMax);
+      SendAnswers(key, {key.incarnation, self_, {all.begin() + first, all.begin() + last}});
     }
   }
   answers_.clear();
+}
+
+// Answers go back the way the question came: to the origin (through the leader when
+// there is no link to it), or through the node that passed the question on.
+void Relay::SendAnswers(const AnswerKey& key, const AnswerFrame& frame) {
+  const std::string payload = EncodeAnswers(frame);
+  if (key.to != key.origin) {
+    if (Linked(key.to)) {
+      ready_.sends.push_back({key.to, FrameType::kAckRelay, EncodeAckRelay(key.origin, payload)});
+    }
+    return;
+  }
+  if (Linked(key.origin)) {
+    ready_.sends.push_back({key.origin, FrameType::kAck, payload});
+  } else if (view_.leader != raft::kNoNode && view_.leader != self_ && view_.leader != key.origin &&
+             Linked(view_.leader)) {
+    ready_.sends.push_back(
+        {view_.leader, FrameType::kAckRelay, EncodeAckRelay(key.origin, payload)});
+  }
 }
 
 bool Relay::Accepts(const xmpp::Stanza& stanza, std::string_view bytes, std::string* why) {
@@ -481,8 +498,18 @@ bool Relay::Accepts(const xmpp::Stanza& stanza, std::string_view bytes, std::str
   return false;
 }
 
+// A frame that names an origin (or a deciding node) other than the member it came from
+// was passed on: only the leader does that. (A member cannot speak for another.)
+bool Relay::SpeaksFor(NodeId from, NodeId named) const {
+  return named == from || (from == view_.leader && from != raft::kNoNode);
+}
+
 void Relay::OnStanza(NodeId from, const StanzaFrame& frame) {
   if (frame.origin == self_) return;  // its own, back: it resends it itself
+  if (!SpeaksFor(from, frame.origin)) {
+    ++stats_.failed;
+    return;
+  }
   // Only members' stanzas, for members (what windows_ keeps is per origin).
   if (view_.members.count(frame.origin) == 0 ||
       (frame.destination != self_ && view_.members.count(frame.destination) == 0)) {
@@ -554,6 +581,10 @@ void Relay::OnStanza(NodeId from, const StanzaFrame& frame) {
 
 void Relay::OnAbort(NodeId from, const AbortFrame& frame) {
   if (frame.origin == self_) return;
+  if (!SpeaksFor(from, frame.origin)) {
+    ++stats_.failed;
+    return;
+  }
   if (view_.members.count(frame.origin) == 0 ||
       (frame.destination != self_ && view_.members.count(frame.destination) == 0)) {
     ++stats_.failed;
@@ -598,7 +629,7 @@ void Relay::OnFrame(uint64_t now_ms, NodeId from, FrameType type, std::string_vi
     }
     case FrameType::kAck: {
       absl::StatusOr<AnswerFrame> frame = DecodeAnswers(payload);
-      if (frame.ok()) OnAnswers(now_ms, frame->node, *frame);
+      if (frame.ok() && SpeaksFor(from, frame->node)) OnAnswers(now_ms, frame->node, *frame);
       return;
     }
     case FrameType::kAckRelay: {
@@ -606,7 +637,7 @@ void Relay::OnFrame(uint64_t now_ms, NodeId from, FrameType type, std::string_vi
       if (!relayed.ok()) return;
       if (relayed->first == self_) {
         absl::StatusOr<AnswerFrame> frame = DecodeAnswers(relayed->second);
-        if (frame.ok()) OnAnswers(now_ms, frame->node, *frame);
+        if (frame.ok() && SpeaksFor(from, frame->node)) OnAnswers(now_ms, frame->node, *frame);
       } else if (Linked(relayed->first)) {
         ready_.sends.push_back({relayed->first, FrameType::kAck, std::string(relayed->second)});
       }

@@ -196,6 +196,14 @@ class Relay {
   struct Entry;
   struct Window;
   class Directory;
+  // Answers to send this turn: per (node to send to, origin, incarnation), via relay
+  // when the origin is not the node they go to.
+  struct AnswerKey {
+    NodeId to;
+    NodeId origin;
+    uint64_t incarnation;
+    auto operator<=>(const AnswerKey&) const = default;
+  };
 
   // Custody.
   void TakeInto(uint64_t now_ms, SenderId sender, NodeId node, std::string_view bytes);
@@ -216,6 +224,8 @@ class Relay {
   Window* WindowOf(NodeId origin, uint64_t incarnation, uint64_t floor);
   void Answer(NodeId from, NodeId origin, uint64_t incarnation, uint64_t sequence, Outcome outcome);
   void FlushAnswers();
+  void SendAnswers(const AnswerKey& key, const AnswerFrame& frame);
+  bool SpeaksFor(NodeId from, NodeId named) const;
   bool Accepts(const xmpp::Stanza& stanza, std::string_view bytes, std::string* why);
 
   // Routes.
@@ -239,15 +249,7 @@ class Relay {
 
   // Per origin: its incarnations' windows (at most incarnations_max, newest kept).
   std::map<NodeId, std::map<uint64_t, Window>> windows_;
-  // Answers to send this turn: per (node to send to, origin, incarnation), via relay
-  // when the origin is not the node they go to.
-  struct AnswerKey {
-    NodeId to;
-    NodeId origin;
-    uint64_t incarnation;
-    auto operator<=>(const AnswerKey&) const = default;
-  };
-  std::map<AnswerKey, std::vector<std::pair<uint64_t, Outcome>>> answers_;
+  std::map<AnswerKey, std::vector<std::pair<uint64_t, Outcome>>> answers_;  // this turn's
 
   std::set<std::string> local_routes_;
   std::unique_ptr<Directory> directory_;

@@ -96,10 +96,14 @@ absl::StatusOr<AbortFrame> DecodeAbort(std::string_view payload) {
     return Bad("abort frame without an origin, destination or incarnation");
   }
   frame.hops = static_cast<uint8_t>(hops);
+  if (payload.size() / 8 > kAbortSequencesMax) return Bad("abort with too many sequences");
   while (!payload.empty()) {
     uint64_t sequence = 0;
     TakeLittle(&payload, &sequence);
     if (sequence < frame.floor) return Bad("abort below the floor");
+    if (!frame.sequences.empty() && sequence <= frame.sequences.back()) {
+      return Bad("abort sequences not ascending");
+    }
     frame.sequences.push_back(sequence);
   }
   return frame;
@@ -120,7 +124,8 @@ std::string EncodeAnswers(const AnswerFrame& frame) {
 absl::StatusOr<AnswerFrame> DecodeAnswers(std::string_view payload) {
   AnswerFrame frame;
   if (!TakeLittle(&payload, &frame.incarnation) || !TakeLittle(&payload, &frame.node) ||
-      frame.incarnation == 0 || frame.node == raft::kNoNode || payload.size() % 9 != 0) {
+      frame.incarnation == 0 || frame.node == raft::kNoNode || payload.size() % 9 != 0 ||
+      payload.size() / 9 > kAnswersPerFrameMax) {
     return Bad("answers length");
   }
   while (!payload.empty()) {

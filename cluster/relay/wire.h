@@ -9,8 +9,8 @@
 //             below is finished); a receiver that is not the destination (the leader, or
 //             a node the route just left) passes it on, hops + 1
 //   kAbort    origin (8) | incarnation (8) | floor (8) | destination (8) | hops (1) |
-//             sequences (8 each): the origin asks what became of these, past their
-//             deadline; passed on like kStanza
+//             sequences (8 each, 1 to kAbortSequencesMax, strictly ascending): the
+//             origin asks what became of these; passed on like kStanza
 //   kAck      incarnation (8) | node (8: the one that decided) | per stanza: sequence (8) | outcome
 //   (1: 1 delivered,
 //             2 aborted): the destination's answers about the receiver's own stanzas
@@ -36,6 +36,8 @@ namespace stanzad::cluster::relay {
 using cluster::FrameType;
 
 inline constexpr size_t kRouteAddressBytesMax = 1023;
+inline constexpr size_t kAbortSequencesMax = 64;      // per kAbort, strictly ascending
+inline constexpr size_t kAnswersPerFrameMax = 65536;  // per kAck (590 KB)
 
 struct RouteUpdate {
   bool add = true;

@@ -628,5 +628,52 @@ TEST(Relay, RouteMovesWhileHolderIsCutOffNoSecondDelivery) {
       << "delivered on B and again on C";
 }
 
+// Only the leader passes frames on: a member that is not the leader cannot send a
+// stanza, or an answer, in another member's name (found by a review of the relay).
+TEST(Relay, AMemberCannotSpeakForAnother) {
+  Cluster cluster(3, Direct());
+  cluster.SetLeader(kA);
+  cluster.Bind(kC, "cb3.example.com");
+  cluster.LinkAll();
+  cluster.Pump();
+  // B forges a stanza from A for C's bridge: dropped, counted.
+  const std::string forged =
+      EncodeStanza({kA, 1, 1, 1, kC, 0, Message("forged", "cb3.example.com")});
+  cluster.Inject({kB, kC, FrameType::kStanza, forged});
+  EXPECT_TRUE(cluster.deliveries[kC].empty());
+  EXPECT_EQ(cluster.relay(kC).stats().failed, 1u);
+  // The same frame passed on by the leader is taken.
+  cluster.Inject({kA, kC, FrameType::kStanza,
+                  EncodeStanza({kB, 1, 1, 1, kC, 1, Message("passed", "cb3.example.com")})});
+  EXPECT_EQ(cluster.deliveries[kC].size(), 1u);
+  cluster.ClearWire();
+
+  // B forges C's answer "aborted" to a stanza A holds for C: A keeps it.
+  cluster.Forward(kA, kC, Message("m1", "cb3.example.com"));
+  cluster.ClearWire();  // the stanza never arrives
+  ASSERT_EQ(cluster.relay(kA).custody_count(), 1u);
+  cluster.Inject({kB, kA, FrameType::kAck, EncodeAnswers({1, kC, {{1, Outcome::kAborted}}})});
+  EXPECT_EQ(cluster.relay(kA).custody_count(), 1u);
+  EXPECT_TRUE(cluster.bounces[kA].empty());
+  // C's own answer counts.
+  cluster.Inject({kC, kA, FrameType::kAck, EncodeAnswers({1, kC, {{1, Outcome::kDelivered}}})});
+  EXPECT_EQ(cluster.relay(kA).custody_count(), 0u);
+}
+
+TEST(RelayWire, AbortsAndAnswersAreBounded) {
+  AbortFrame abort{kA, 1, 1, kB, 0, {}};
+  for (uint64_t sequence = 1; sequence <= kAbortSequencesMax; ++sequence) {
+    abort.sequences.push_back(sequence);
+  }
+  EXPECT_TRUE(DecodeAbort(EncodeAbort(abort)).ok());
+  abort.sequences.push_back(kAbortSequencesMax + 1);
+  EXPECT_FALSE(DecodeAbort(EncodeAbort(abort)).ok());
+  EXPECT_FALSE(DecodeAbort(EncodeAbort({kA, 1, 1, kB, 0, {5, 5}})).ok());  // repeated
+  EXPECT_FALSE(DecodeAbort(EncodeAbort({kA, 1, 1, kB, 0, {6, 5}})).ok());  // descending
+  AnswerFrame answers{1, kB, {}};
+  answers.answers.assign(kAnswersPerFrameMax + 1, {1, Outcome::kDelivered});
+  EXPECT_FALSE(DecodeAnswers(EncodeAnswers(answers)).ok());
+}
+
 }  // namespace
 }  // namespace stanzad::cluster::relay
