@@ -10,10 +10,49 @@
 #include <cstdlib>
 #include <set>
 
+#include "absl/strings/numbers.h"
 #include "core/base/concat.h"
 
 namespace stanzad {
 namespace {
+
+// IP, IP:PORT, [IPv6] or [IPv6]:PORT, port 1-65535: c-ares takes much else silently
+// (junk becomes [::]:53, port 70000 is kept).
+bool IsServerAddress(std::string_view server) {
+  std::string host(server);
+  std::string_view port;
+  if (!server.empty() && server.front() == '[') {
+    const size_t close = server.find(']');
+    if (close == std::string_view::npos) return false;
+    host = std::string(server.substr(1, close - 1));
+    const std::string_view rest = server.substr(close + 1);
+    if (!rest.empty()) {
+      if (rest.front() != ':') return false;
+      port = rest.substr(1);
+      if (port.empty()) return false;
+    }
+    in6_addr v6{};
+    if (inet_pton(AF_INET6, host.c_str(), &v6) != 1) return false;
+  } else if (const size_t colon = server.find(':');
+             colon != std::string_view::npos &&
+             server.find(':', colon + 1) == std::string_view::npos) {
+    host = std::string(server.substr(0, colon));
+    port = server.substr(colon + 1);
+    if (port.empty()) return false;
+    in_addr v4{};
+    if (inet_pton(AF_INET, host.c_str(), &v4) != 1) return false;
+  } else {
+    in_addr v4{};
+    in6_addr v6{};
+    if (inet_pton(AF_INET, host.c_str(), &v4) != 1 && inet_pton(AF_INET6, host.c_str(), &v6) != 1) {
+      return false;
+    }
+  }
+  if (port.empty()) return true;
+  int number = 0;
+  return absl::SimpleAtoi(absl::string_view(port.data(), port.size()), &number) && number >= 1 &&
+         number <= 65535 && port.find_first_not_of("0123456789") == std::string_view::npos;
+}
 
 constexpr const char* kComponent = "_xmpp-component._tcp";
 constexpr const char* kClient = "_xmpp-client._tcp";
@@ -277,6 +316,12 @@ absl::StatusOr<DnsAnswers> LookupXmppDns(const std::string& domain, const std::s
     return absl::UnavailableError(Concat("cannot start the DNS resolver: ", ares_strerror(status)));
   }
   if (!server.empty()) {
+    if (!IsServerAddress(server)) {
+      ares_destroy(channel);
+      return absl::InvalidArgumentError(
+          Concat("--dns_server '", server,
+                 "' is not an address: use IP, IP:PORT, [IPv6] or [IPv6]:PORT (port 1-65535)"));
+    }
     if (const int status = ares_set_servers_ports_csv(channel, server.c_str());
         status != ARES_SUCCESS) {
       ares_destroy(channel);

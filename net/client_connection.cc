@@ -447,7 +447,7 @@ void RouterShard::ClientConnection::OnStanza(const xmpp::Stanza& stanza) {
 }
 
 void RouterShard::ClientConnection::OnStreamClosed(const xmpp::StreamError* error) {
-  if (error != nullptr) Bump(router_->stats_->stream_errors);
+  if (error != nullptr && !refused_no_certificate) Bump(router_->stats_->stream_errors);
   ShutdownTls();
   if (!closed_by_engine) router_->shard_->Close(id_);
 }

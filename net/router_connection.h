@@ -84,6 +84,9 @@ class RouterShard::Connection {
   int calls_in_progress = 0;
   // Counted in its address's pre-auth connections (RouterShard::AdmitPreauth).
   bool counted_preauth = false;
+  // A STARTTLS client taken only to be told that there is no certificate yet: counted
+  // as refused, and its stream error is the answer, not a problem of this node.
+  bool refused_no_certificate = false;
 
  protected:
   // TLS (server side, the certificate of RouterConfig::client_tls) over this

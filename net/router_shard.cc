@@ -372,7 +372,7 @@ bool RouterShard::OnAccept(Shard& shard, ConnectionId id, const Endpoint& peer, 
     if (!refused_for_tls) Bump(stats_->connections_refused);  // counted once
     return false;
   }
-  Bump(stats_->connections_accepted);
+  if (!refused_for_tls) Bump(stats_->connections_accepted);  // counted once, as refused
   Bump(stats_->connections_open);
   std::unique_ptr<Connection> connection;
   if (client) {
@@ -383,6 +383,7 @@ bool RouterShard::OnAccept(Shard& shard, ConnectionId id, const Endpoint& peer, 
                                                        listener_tag == kComponentTlsListener);
   }
   connection->counted_preauth = count_preauth;  // AdmitPreauth counted it
+  connection->refused_no_certificate = refused_for_tls;
   connections_.emplace(id, std::move(connection));
   return true;
 }

@@ -9,6 +9,7 @@
 namespace stanzad {
 namespace {
 
+using ::testing::AllOf;
 using ::testing::HasSubstr;
 using ::testing::Not;
 
@@ -135,6 +136,20 @@ TEST(DnsDoctorTest, NoClientListenerIsSaid) {
   EXPECT_FALSE(facts.c2s_served);
   const Diagnosis diagnosis = Diagnose("example.com", Good(), facts);
   EXPECT_THAT(diagnosis.Text(), HasSubstr("note: this stanzad does not serve clients yet"));
+}
+
+// What c-ares would take silently (junk as [::]:53, port 70000) is refused first,
+// before anything is asked.
+TEST(DnsDoctorTest, ADnsServerThatIsNotAnAddressIsRefused) {
+  for (const std::string server :
+       {"junk", "127.0.0.1:70000", "127.0.0.1:0", "127.0.0.1:", "127.0.0.1,127.0.0.2", "[::1",
+        "[::1]x", "::1:53:99x", "127.0.0.1:5x"}) {
+    const absl::StatusOr<DnsAnswers> answers = LookupXmppDns("example.com", server);
+    ASSERT_FALSE(answers.ok()) << server;
+    EXPECT_THAT(std::string(answers.status().message()),
+                AllOf(HasSubstr("'" + server + "' is not an address"), HasSubstr("IP:PORT")))
+        << server;
+  }
 }
 
 }  // namespace

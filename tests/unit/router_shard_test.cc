@@ -1284,9 +1284,12 @@ TEST(RouterClientsTest, NoCertificateRefusesClientsAndDeletedUsersAreDisconnecte
   EXPECT_TRUE(engine.connection(juliet.id()).closed);
 
   const uint64_t refused_before = engine.stats(0).connections_refused.load();
+  const uint64_t accepted_before = engine.stats(0).connections_accepted.load();
+  const uint64_t stream_errors_before = engine.stats(0).stream_errors.load();
   TestClient late(&engine, 0);
   ASSERT_FALSE(late.refused());
   EXPECT_EQ(engine.stats(0).connections_refused.load(), refused_before + 1);
+  EXPECT_EQ(engine.stats(0).connections_accepted.load(), accepted_before);  // counted once
   EXPECT_FALSE(engine.connection(late.id()).closed);  // waits for the client's header
   engine.Receive(late.id(), kClientHeader);
   const std::string& said = engine.connection(late.id()).outbox;
@@ -1297,6 +1300,8 @@ TEST(RouterClientsTest, NoCertificateRefusesClientsAndDeletedUsersAreDisconnecte
   EXPECT_THAT(said, HasSubstr("</stream:stream>"));
   EXPECT_THAT(said, Not(HasSubstr("<starttls")));  // no features: nothing to offer
   EXPECT_TRUE(engine.connection(late.id()).closed);
+  // The answer it was given is not a problem of this node (status lists stream errors).
+  EXPECT_EQ(engine.stats(0).stream_errors.load(), stream_errors_before);
   bool logged = false;
   for (const std::string& line : RecentProblems()) {
     logged |= line.find("event=client_refused") != std::string::npos &&
