@@ -1,0 +1,155 @@
+// Fuzzes the relay (cluster/relay/relay.h) as a hostile or confused member would drive it:
+// frames of every relay type from members, built from the input (well-formed ones through
+// the encoders, and raw bytes), interleaved with time, membership and link changes, local
+// routes and stanzas to forward. After every step the relay's own invariants hold and what
+// it keeps stays within its bounds; a crash or a CHECK is a finding.
+#include <cstddef>
+#include <cstdint>
+#include <cstdlib>
+#include <string>
+#include <string_view>
+
+#include "cluster/relay/relay.h"
+#include "cluster/relay/wire.h"
+
+namespace {
+
+using namespace stanzad::cluster::relay;
+
+constexpr NodeId kSelf = 1;
+constexpr size_t kMembers = 3;  // nodes 2..4
+
+void Check(bool ok) {
+  if (!ok) std::abort();
+}
+
+class Input {
+ public:
+  Input(const uint8_t* data, size_t size) : data_(data), size_(size) {}
+  bool empty() const { return at_ >= size_; }
+  uint8_t Byte() { return at_ < size_ ? data_[at_++] : 0; }
+  uint64_t Small() { return Byte() % 8; }   // sequences, incarnations: collide often
+  NodeId Node() { return 2 + Byte() % 4; }  // a member, or 5: not one
+  std::string Bytes(size_t max) {
+    const size_t n = std::min<size_t>(Byte() % (max + 1), size_ - std::min(at_, size_));
+    std::string out(reinterpret_cast<const char*>(data_ + at_), n);
+    at_ += n;
+    return out;
+  }
+
+ private:
+  const uint8_t* data_;
+  size_t size_;
+  size_t at_ = 0;
+};
+
+const char* const kBridges[] = {"cb1.example.com", "cb2.example.com", "a@example.com",
+                                "a@example.com/r", "other.org"};
+
+std::string Stanza(Input& in) {
+  const std::string to = kBridges[in.Byte() % 5];
+  const std::string from = in.Byte() % 4 == 0 ? "x@evil.org" : "u@example.com/r";
+  return "<message from='" + from + "' to='" + to + "' id='" + std::to_string(in.Byte()) + "'/>";
+}
+
+}  // namespace
+
+extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
+  Input in(data, size);
+  Options options;
+  options.direct = in.Byte() % 2 == 0;
+  options.hold_bytes_max = 4096;
+  options.decisions_max = 16;
+  options.incarnations_max = 2;
+  options.resend_bytes_per_tick = 1024;
+  Relay relay(kSelf, 1 + in.Small(), "example.com", options);
+  View view;
+  view.member = true;
+  view.can_deliver = true;
+  for (NodeId node = 2; node < 2 + kMembers; ++node)
+    view.members.insert(node), view.linked.insert(node);
+  uint64_t now_ms = 1000;
+  relay.SetView(now_ms, view);
+  while (!in.empty()) {
+    const NodeId peer = 2 + in.Byte() % (kMembers + 1);  // 5: not a member
+    switch (in.Byte() % 12) {
+      case 0:
+        now_ms += 50 * in.Byte();
+        relay.Tick(now_ms);
+        break;
+      case 1:
+        if (view.linked.count(peer) != 0) {
+          view.linked.erase(peer);
+        } else if (view.members.count(peer) != 0) {
+          view.linked.insert(peer);
+          relay.LinkUp(peer);
+        }
+        relay.SetView(now_ms, view);
+        break;
+      case 2:
+        view.leader = in.Byte() % 2 ? peer : kSelf;
+        if (in.Byte() % 8 == 0) view.members.erase(peer);
+        if (in.Byte() % 8 == 0) view.can_deliver = !view.can_deliver;
+        relay.SetView(now_ms, view);
+        break;
+      case 3:
+        relay.LocalRoute(now_ms, in.Byte() % 2 == 0, kBridges[in.Byte() % 5]);
+        break;
+      case 4:
+        relay.Forward(now_ms, in.Byte(), peer, Stanza(in));
+        break;
+      case 5: {
+        const std::string stanza = Stanza(in);
+        relay.OnFrame(
+            now_ms, peer, FrameType::kStanza,
+            EncodeStanza({in.Node(), 1 + in.Small(), 1 + in.Small(), in.Small(),
+                          in.Byte() % 2 ? kSelf : peer, static_cast<uint8_t>(in.Small()), stanza}));
+        break;
+      }
+      case 6: {
+        AbortFrame abort{in.Node(), 1 + in.Small(), 0, in.Byte() % 2 ? kSelf : peer, 0, {}};
+        for (uint64_t sequence = 1 + in.Small(); abort.sequences.size() < in.Small() + 1;
+             sequence += 1 + in.Small()) {
+          abort.sequences.push_back(sequence);
+        }
+        relay.OnFrame(now_ms, peer, FrameType::kAbort, EncodeAbort(abort));
+        break;
+      }
+      case 7: {
+        AnswerFrame answers{1 + in.Small(), in.Node(), {}};
+        for (uint64_t n = in.Small(); n > 0; --n) {
+          answers.answers.emplace_back(in.Small(),
+                                       in.Byte() % 2 ? Outcome::kDelivered : Outcome::kAborted);
+        }
+        const std::string payload = EncodeAnswers(answers);
+        if (in.Byte() % 2) {
+          relay.OnFrame(now_ms, peer, FrameType::kAck, payload);
+        } else {
+          relay.OnFrame(now_ms, peer, FrameType::kAckRelay,
+                        EncodeAckRelay(in.Byte() % 2 ? kSelf : peer, payload));
+        }
+        break;
+      }
+      case 8: {
+        RoutesFrame routes{in.Byte() % 2 == 0, {}};
+        for (uint64_t n = in.Small(); n > 0; --n) {
+          routes.updates.push_back({in.Byte() % 2 == 0, kBridges[in.Byte() % 5]});
+        }
+        relay.OnFrame(now_ms, peer, FrameType::kRoutes, EncodeRoutes(routes));
+        break;
+      }
+      default: {  // raw bytes as any relay frame
+        const FrameType types[] = {FrameType::kStanza, FrameType::kAbort, FrameType::kAck,
+                                   FrameType::kAckRelay, FrameType::kRoutes};
+        relay.OnFrame(now_ms, peer, types[in.Byte() % 5], in.Bytes(64));
+        break;
+      }
+    }
+    (void)relay.TakeReady();
+    relay.CheckInvariants();
+    Check(relay.custody_bytes() <= options.hold_bytes_max);
+    Check(relay.decisions_count() <=
+          (kMembers + 1) * options.incarnations_max * options.decisions_max);
+  }
+  return 0;
+}
