@@ -693,10 +693,12 @@ class SecurityTest(unittest.TestCase):
         self.assertUnchangedBut("during", before, nodes)
         self.assertStillWorks(nodes, b)
 
-    def idle_links_on_few_descriptors(self, links_max):
+    def idle_links_on_few_descriptors(self, links_max, files_reach=None):
         """A 2-node cluster whose follower may open 400 files and holds at most
         `links_max` unauthenticated links; 450 idle connections to it from 60
-        loopback addresses. Returns the follower, the flood and what was measured."""
+        loopback addresses. With `files_reach`, waits (until the handshake deadline
+        would free them) for the follower to hold that many files before measuring.
+        Returns the follower, the flood and what was measured."""
         self.assertGreaterEqual(raise_open_files_limit(4096), 600)
         deadline_ms = 3000
         a, b = self.form(2, flags={1: [f"--cluster_handshake_timeout_ms={deadline_ms}",
@@ -711,6 +713,11 @@ class SecurityTest(unittest.TestCase):
         cpu_before, window_start = cpu_s(pid), time.monotonic()
         flood = Flood(b, 450, sources, open_max=min(links_max, 450)).start()
         self.assertTrue(flood.all_open.wait(30))
+        if files_reach:
+            # Connected is not accepted: on a loaded machine the node may still be taking
+            # them from the backlog.
+            wait_until(lambda: open_files(pid) >= files_reach, timeout=deadline_ms / 1000,
+                       interval=0.01, what=f"the node holding {files_reach} files")
         files_held = open_files(pid)
         # While the links are held: the operator's tools and the member links.
         asked = time.monotonic()
@@ -769,7 +776,7 @@ class SecurityTest(unittest.TestCase):
     def test_6b_out_of_descriptors_the_listener_rests(self):
         # A cap above the descriptor limit: accept() fails with EMFILE; the node must
         # not spin, must keep its member links, and recovers at the deadline.
-        b, flood, measured = self.idle_links_on_few_descriptors(1000)
+        b, flood, measured = self.idle_links_on_few_descriptors(1000, files_reach=395)
         self.assertGreaterEqual(measured["files_held"], 395)
         self.assertIn("event=cluster_accept_paused", b.read_log())
         # The admin socket has no descriptor either until the deadline frees them.
