@@ -34,16 +34,20 @@ ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:ha
 # still fails the run. (Not the package and chart tests: they test packaging and gnuplot.)
 REPORTS="$BUILD_ROOT/asan/sanitizer-reports"
 rm -rf "$REPORTS" && mkdir -p "$REPORTS"
+suites=0
 ASAN_OPTIONS="detect_leaks=1:abort_on_error=1:log_path=$REPORTS/asan" \
   UBSAN_OPTIONS="print_stacktrace=1:halt_on_error=1:log_path=$REPORTS/ubsan" \
   STANZAD_TEST_SLOWDOWN=3 \
   ctest --test-dir "$BUILD_ROOT/asan" -L integration -E '^(package_test|plot_test)$' \
-  --output-on-failure -j "$JOBS"
+  --output-on-failure -j "$JOBS" || suites=$?
+# The reports are printed whether or not a suite failed: a daemon that aborted is
+# often why one did.
 if compgen -G "$REPORTS/*" >/dev/null; then
   echo "sanitizer reports from the integration suites:" >&2
   cat "$REPORTS"/* >&2
   exit 1
 fi
+[ "$suites" -eq 0 ] || exit "$suites"
 
 step "fuzz targets (libFuzzer, ${FUZZ_SECONDS} s each)"
 cmake -S "$ROOT" -B "$BUILD_ROOT/fuzz" -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo \
