@@ -23,7 +23,8 @@ struct Relay::Entry {
   // elsewhere (or is bounced), unless it left the cluster; one that never answers ends
   // the wait at the deadline (abort_wait_ms).
   std::set<NodeId> maybe_at;
-  bool expiring = false;  // past its deadline: only asked about, never sent again
+  uint64_t move_asked_ms = 0;  // when the nodes that may hold it were last asked to let go
+  bool expiring = false;       // past its deadline: only asked about, never sent again
   uint64_t expiring_since_ms = 0;
 };
 
@@ -334,7 +335,11 @@ bool Relay::Retry(uint64_t now_ms, uint64_t sequence, Entry& entry) {
   const bool others = std::any_of(entry.maybe_at.begin(), entry.maybe_at.end(),
                                   [&](NodeId node) { return node != *target; });
   if (others) {
-    SendAbort(now_ms, sequence, entry, *target);
+    // Asked at once, then once per resend interval however often routes change.
+    if (entry.move_asked_ms == 0 || now_ms - entry.move_asked_ms >= options_.resend_after_ms) {
+      entry.move_asked_ms = std::max<uint64_t>(now_ms, 1);
+      SendAbort(now_ms, sequence, entry, *target);
+    }
     return false;
   }
   if (*target == 0) {  // the route is on this node now

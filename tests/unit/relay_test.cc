@@ -660,6 +660,39 @@ TEST(Relay, AMemberCannotSpeakForAnother) {
   EXPECT_EQ(cluster.relay(kA).custody_count(), 0u);
 }
 
+// A stanza whose route moved asks the node that may hold it to let go at once, then
+// once per resend interval: not once per route frame (route churn would multiply it).
+TEST(Relay, AMoveAsksOncePerResendIntervalWhateverTheRouteChurn) {
+  Cluster cluster(3, Direct());
+  cluster.Bind(kB, "cb2.example.com");
+  cluster.LinkAll();
+  cluster.Pump();
+  cluster.Forward(kA, kB, Message("m1"));
+  cluster.Pump(1);  // B gets it... and its answer is lost:
+  cluster.drop = [](const Frame& frame) {
+    return frame.type == FrameType::kAck || frame.type == FrameType::kAbort;
+  };
+  cluster.Pump();
+  ASSERT_EQ(cluster.relay(kA).custody_count(), 1u);
+  cluster.Unbind(kB, "cb2.example.com");
+  cluster.Bind(kC, "cb2.example.com");
+  cluster.Pump();
+  EXPECT_EQ(Count(cluster.sent, kA, kB, FrameType::kAbort), 1);
+  for (int i = 0; i < 10; ++i) {  // other routes come and go on C
+    cluster.Inject({kC, kA, FrameType::kRoutes,
+                    EncodeRoutes({false, {{true, "x" + std::to_string(i) + ".example.com"}}})});
+  }
+  EXPECT_EQ(Count(cluster.sent, kA, kB, FrameType::kAbort), 1);
+  EXPECT_EQ(Count(cluster.sent, kA, kC, FrameType::kStanza), 0);  // not before B answers
+  cluster.RunFor(800);  // past the resend interval (and a service tick): asked again
+  EXPECT_EQ(Count(cluster.sent, kA, kB, FrameType::kAbort), 2);
+  cluster.drop = nullptr;  // B answers now: it had delivered it, so C never gets it
+  cluster.RunFor(600);
+  EXPECT_EQ(cluster.relay(kA).custody_count(), 0u);
+  EXPECT_EQ(cluster.deliveries[kB].size(), 1u);
+  EXPECT_TRUE(cluster.deliveries[kC].empty());
+}
+
 TEST(RelayWire, AbortsAndAnswersAreBounded) {
   AbortFrame abort{kA, 1, 1, kB, 0, {}};
   for (uint64_t sequence = 1; sequence <= kAbortSequencesMax; ++sequence) {
