@@ -375,6 +375,13 @@ class ClusterTest(unittest.TestCase):
         c.stop(signal.SIGKILL)
         cb3.close()
         settled(self, a)
+        # Once node 1 has seen its link to node 3 close. (A stanza written to the link in
+        # the moment between the death and that is one node 3 may have delivered: node 1
+        # would wait for an answer that never comes and bounce it after the hold and the
+        # abort wait — the documented window of a dying node, docs/cluster.md.)
+        wait_until(lambda: not any(m["connected"] for m in status(a)["members"]
+                                   if m["address"] == self.address(c)),
+                   what="node 1 seeing its link to the dead node 3 close")
         # Node 1 still routes cb3 to the dead node 3: the stanza is kept, not lost...
         cb1.send(f"<message from='cb1.{DOMAIN}' to='cb3.{DOMAIN}' id='kept'>"
                  "<body>while you were away</body></message>")
