@@ -4,6 +4,7 @@
 #include <utility>
 
 #include "core/base/check.h"
+#include "core/base/log.h"
 #include "core/router/client_routes.h"
 #include "core/router/route_table.h"
 
@@ -373,7 +374,7 @@ std::map<uint64_t, Relay::Entry>::iterator Relay::Finish(std::map<uint64_t, Entr
 
 void Relay::BounceEntry(uint64_t now_ms, const Entry& entry, std::string_view reason) {
   const std::optional<NodeId> now_at = NodeOf(entry.address);
-  Log("relay_expired", "to=" + LogValue(entry.address) + " node=" + std::to_string(entry.node) +
+  Log("relay_expired", "to=" + LogQuote(entry.address) + " node=" + std::to_string(entry.node) +
                            " via=" + std::to_string(entry.via) + " now_at=" +
                            (now_at ? std::to_string(*now_at) : std::string("nowhere")) +
                            " waited_ms=" + std::to_string(now_ms - entry.first_ms) +
@@ -509,23 +510,29 @@ bool Relay::SpeaksFor(NodeId from, NodeId named) const {
   return named == from || (from == view_.leader && from != raft::kNoNode);
 }
 
+// A stanza or question is taken, or passed on, only from a member that may speak for
+// its origin, and only between members (what windows_ keeps is per origin); anything
+// else is counted as failed.
+bool Relay::Admits(NodeId from, NodeId origin, NodeId destination) {
+  if (SpeaksFor(from, origin) && view_.members.count(origin) != 0 &&
+      (destination == self_ || view_.members.count(destination) != 0)) {
+    return true;
+  }
+  ++stats_.failed;
+  return false;
+}
+
+// The leader passes a frame for another node on, keeping nothing: within the hop bound,
+// never back to its origin, over a link that is up (otherwise the origin asks again).
+bool Relay::MayPassOn(uint8_t hops, NodeId origin, NodeId destination) const {
+  return hops < options_.hops_max && destination != origin && Linked(destination);
+}
+
 void Relay::OnStanza(NodeId from, const StanzaFrame& frame) {
   if (frame.origin == self_) return;  // its own, back: it resends it itself
-  if (!SpeaksFor(from, frame.origin)) {
-    ++stats_.failed;
-    return;
-  }
-  // Only members' stanzas, for members (what windows_ keeps is per origin).
-  if (view_.members.count(frame.origin) == 0 ||
-      (frame.destination != self_ && view_.members.count(frame.destination) == 0)) {
-    ++stats_.failed;
-    return;
-  }
-  if (frame.destination != self_) {  // the leader passes it on; it keeps nothing
-    if (frame.hops >= options_.hops_max || frame.destination == frame.origin ||
-        !Linked(frame.destination)) {
-      return;  // the origin sends it again
-    }
+  if (!Admits(from, frame.origin, frame.destination)) return;
+  if (frame.destination != self_) {
+    if (!MayPassOn(frame.hops, frame.origin, frame.destination)) return;
     StanzaFrame onward = frame;
     ++onward.hops;
     ready_.sends.push_back({frame.destination, FrameType::kStanza, EncodeStanza(onward)});
@@ -568,7 +575,7 @@ void Relay::OnStanza(NodeId from, const StanzaFrame& frame) {
     ++stats_.failed;
     ++stats_.rejected;
     if (stats_.rejected <= 10 || stats_.rejected % 1000 == 0) {
-      Log("relay_rejected", "origin=" + std::to_string(frame.origin) + " reason=" + LogValue(why) +
+      Log("relay_rejected", "origin=" + std::to_string(frame.origin) + " reason=" + LogQuote(why) +
                                 " count=" + std::to_string(stats_.rejected));
     }
     window->decided[frame.sequence] = Outcome::kAborted;
@@ -586,20 +593,9 @@ void Relay::OnStanza(NodeId from, const StanzaFrame& frame) {
 
 void Relay::OnAbort(NodeId from, const AbortFrame& frame) {
   if (frame.origin == self_) return;
-  if (!SpeaksFor(from, frame.origin)) {
-    ++stats_.failed;
-    return;
-  }
-  if (view_.members.count(frame.origin) == 0 ||
-      (frame.destination != self_ && view_.members.count(frame.destination) == 0)) {
-    ++stats_.failed;
-    return;
-  }
+  if (!Admits(from, frame.origin, frame.destination)) return;
   if (frame.destination != self_) {
-    if (frame.hops >= options_.hops_max || frame.destination == frame.origin ||
-        !Linked(frame.destination)) {
-      return;
-    }
+    if (!MayPassOn(frame.hops, frame.origin, frame.destination)) return;
     AbortFrame onward = frame;
     ++onward.hops;
     ready_.sends.push_back({frame.destination, FrameType::kAbort, EncodeAbort(onward)});
@@ -773,16 +769,6 @@ Ready Relay::TakeReady() {
 
 void Relay::Log(std::string event, std::string fields) {
   ready_.logs.push_back({true, std::move(event), std::move(fields)});
-}
-
-std::string Relay::LogValue(std::string_view value) {
-  std::string out = "\"";
-  for (const char c : value) {
-    if (c == '"' || c == '\\') out.push_back('\\');
-    out.push_back(static_cast<unsigned char>(c) < 0x20 ? '?' : c);
-  }
-  out.push_back('"');
-  return out;
 }
 
 std::vector<RouteChange> Relay::RemoteRoutes() const {

@@ -226,12 +226,13 @@ class Relay {
   void FlushAnswers();
   void SendAnswers(const AnswerKey& key, const AnswerFrame& frame);
   bool SpeaksFor(NodeId from, NodeId named) const;
+  bool Admits(NodeId from, NodeId origin, NodeId destination);
+  bool MayPassOn(uint8_t hops, NodeId origin, NodeId destination) const;
   bool Accepts(const xmpp::Stanza& stanza, std::string_view bytes, std::string* why);
 
   // Routes.
   void OnRoutes(uint64_t now_ms, NodeId from, const RoutesFrame& routes);
   void Log(std::string event, std::string fields);
-  static std::string LogValue(std::string_view value);
 
   const NodeId self_;
   const uint64_t incarnation_;
