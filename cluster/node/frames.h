@@ -60,6 +60,21 @@ enum class FrameType : uint8_t {
   kAbort = 13,
 };
 inline constexpr FrameType kLastFrameType = FrameType::kAbort;
+
+// A frame of the link handshake (or of the pre-handshake protocol): never valid once a
+// link is authenticated. Named one by one: types are added after these.
+constexpr bool IsHandshakeFrame(FrameType type) {
+  switch (type) {
+    case FrameType::kLegacyHello:
+    case FrameType::kAuthHello:
+    case FrameType::kAuthChallenge:
+    case FrameType::kAuthProof:
+    case FrameType::kAuthRefused:
+      return true;
+    default:
+      return false;
+  }
+}
 enum class RequestKind : uint8_t { kJoin = 1, kPropose = 2, kRemove = 3 };
 
 struct Frame {

@@ -253,6 +253,14 @@ void PeerTransport::CloseLink(LinkId id, const absl::Status& reason) {
   std::unique_ptr<Link> link = std::move(it->second);
   links_.erase(it);
   close(link->fd);
+  if (link->authenticated && link->join_token == 0) {
+    // A member link going away is rare and always worth a line: the reason is the one
+    // clue to a leader lost or a stanza resent.
+    LogEvent(LogLevel::kInfo, "cluster_link_closed",
+             Concat("peer=", link->address, " id=", std::to_string(link->peer),
+                    " direction=", link->outgoing ? "out" : "in",
+                    " reason=", LogQuote(std::string(reason.message()))));
+  }
   if (!link->authenticated || link->join_token != 0) ForgetUnauthenticated(*link);
   if (link->persistent) {
     for (auto& [peer, dialer] : dialers_) {
@@ -423,7 +431,7 @@ void PeerTransport::ReadFrom(Link& link) {
                                                        got.payload.substr(0, kRefusalBytesMax))));
       return;
     }
-    if (got.type >= FrameType::kAuthHello || got.type == FrameType::kLegacyHello) {
+    if (IsHandshakeFrame(got.type)) {
       CloseLink(id, absl::InvalidArgumentError("an authentication frame after authentication"));
       return;
     }

@@ -224,6 +224,11 @@ class SrvFailoverTest(ClusterWithDns):
         self.assertEqual(process.returncode, 0, err)
         self.assertIsNotNone(self.nodes[2].process.poll(), "node 3 was not killed")
         result = json.loads(out.strip().splitlines()[-1])
+        # A failure says what the cluster saw: every node's cluster and relay events.
+        result["node_events"] = {
+            node.ip: [line for line in node.read_log().splitlines()
+                      if "event=cluster_" in line or "event=relay" in line][-40:]
+            for node in self.nodes}
         # What happened, not how fast (the downtime is docs/benchmarks.md's, "Bridge
         # failover"): node 3's bridges found another node through SRV and all are back.
         self.assertGreater(result["bridges_failed_over"], 0, result)

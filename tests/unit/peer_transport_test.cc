@@ -32,7 +32,7 @@ class PeerTransportTest : public ::testing::Test {
           [this, i](LinkId, const LinkPeer& peer, Frame frame) {
             frames_[i].push_back({peer.id, std::move(frame)});
           },
-          [](LinkId, raft::NodeId, const absl::Status&) {}));
+          [this, i](LinkId, raft::NodeId, const absl::Status&) { ++closes_[i]; }));
       transports_.back()->set_cluster_key(key_);
     }
     ASSERT_TRUE(transports_[1]->Listen(*net::Endpoint::Parse("127.0.0.1:0", 0)).ok());
@@ -67,6 +67,7 @@ class PeerTransportTest : public ::testing::Test {
   const std::string key_ = std::string(kClusterKeyBytes, 'k');
   std::vector<std::unique_ptr<PeerTransport>> transports_;
   std::vector<std::pair<raft::NodeId, Frame>> frames_[2];
+  int closes_[2] = {0, 0};
 };
 
 TEST_F(PeerTransportTest, FramesRightBehindTheProofDoNotCountAgainstThePreAuthBound) {
@@ -113,6 +114,33 @@ TEST_F(PeerTransportTest, ANodeThatReachesItselfIsRefused) {
   ASSERT_NE(link, kNoLink) << error;
   ASSERT_TRUE(RunUntil([&] { return transports_[1]->links_refused() > 0; }));
   EXPECT_TRUE(frames_[1].empty());
+}
+
+TEST_F(PeerTransportTest, AnAuthenticatedLinkCarriesEveryFrameTypeButTheHandshakes) {
+  absl::Status error;
+  const LinkId link = transports_[0]->Dial(Address(), std::nullopt, NowMs(), &error);
+  ASSERT_NE(link, kNoLink) << error;
+  // Every type the reader accepts, in order: a type added later is covered too (a
+  // range check once closed the link on the relay's kAbort, the type after the
+  // handshake's).
+  std::vector<FrameType> carried;
+  for (int type = 1; type <= static_cast<int>(kLastFrameType); ++type) {
+    if (IsHandshakeFrame(static_cast<FrameType>(type))) continue;
+    carried.push_back(static_cast<FrameType>(type));
+    ASSERT_TRUE(transports_[0]->SendOn(link, carried.back(), "payload " + std::to_string(type)));
+  }
+  ASSERT_GE(carried.size(), 8u);
+  ASSERT_TRUE(RunUntil([&] { return frames_[1].size() == carried.size(); }));
+  for (size_t i = 0; i < carried.size(); ++i) {
+    EXPECT_EQ(frames_[1][i].second.type, carried[i]) << i;
+    EXPECT_EQ(frames_[1][i].second.payload,
+              "payload " + std::to_string(static_cast<int>(carried[i])));
+  }
+  EXPECT_EQ(closes_[0] + closes_[1], 0);
+  // A handshake frame once authenticated is a protocol error: the link closes.
+  ASSERT_TRUE(transports_[0]->SendOn(link, FrameType::kAuthProof, "again"));
+  ASSERT_TRUE(RunUntil([&] { return closes_[1] > 0; }));
+  EXPECT_EQ(frames_[1].size(), carried.size());
 }
 
 }  // namespace
