@@ -733,6 +733,9 @@ class Daemon {
       for (const raft::NodeId peer : cluster_->PeerIds()) {
         view.members.insert(peer);
         if (cluster_->LinkedTo(peer)) view.linked.insert(peer);
+        if (const size_t queued = cluster_->QueuedTo(peer); queued > 0) {
+          view.queued_bytes[peer] = queued;
+        }
       }
     }
     view.can_deliver = engine_ != nullptr && mail_waiting_ < kMailMax;

@@ -171,6 +171,8 @@ class ClusterNode {
   const std::set<std::string>& isolated_from() const { return transport_->isolated_from(); }
   // A link to `peer` is up (either direction).
   bool LinkedTo(raft::NodeId peer) const { return transport_->Connected(peer); }
+  // Bytes waiting to leave on the link SendData(peer) uses.
+  size_t QueuedTo(raft::NodeId peer) const { return transport_->QueuedTo(peer); }
   // Members other than this node, by id.
   std::vector<raft::NodeId> PeerIds() const;
 

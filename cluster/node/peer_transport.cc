@@ -124,20 +124,30 @@ void PeerTransport::FlushAll() {
   }
 }
 
-bool PeerTransport::SendTo(raft::NodeId peer, FrameType type, std::string_view payload) {
+const PeerTransport::Link* PeerTransport::LinkTo(raft::NodeId peer) const {
   // Our own link first (connected or connecting: its queue leaves once it is up).
   auto dialer = dialers_.find(peer);
   if (dialer != dialers_.end() && dialer->second.link != kNoLink) {
-    Link* link = Find(dialer->second.link);
-    if (link != nullptr && !link->connecting) return SendOn(link->id, type, payload);
+    auto it = links_.find(dialer->second.link);
+    if (it != links_.end() && !it->second->connecting) return it->second.get();
   }
   for (const auto& [id, link] : links_) {
     if (!link->outgoing && link->authenticated && link->join_token == 0 && link->peer == peer) {
-      return SendOn(id, type, payload);
+      return link.get();
     }
   }
+  return nullptr;
+}
+
+bool PeerTransport::SendTo(raft::NodeId peer, FrameType type, std::string_view payload) {
+  if (const Link* link = LinkTo(peer)) return SendOn(link->id, type, payload);
   ++frames_dropped_;
   return false;
+}
+
+size_t PeerTransport::QueuedTo(raft::NodeId peer) const {
+  const Link* link = LinkTo(peer);
+  return link == nullptr ? 0 : link->out.size() + link->waiting.size() + link->cipher_out.size();
 }
 
 namespace {

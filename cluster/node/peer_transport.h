@@ -129,6 +129,8 @@ class PeerTransport {
 
   // Queues a frame to `peer`; false when there is no link (the frame is dropped).
   bool SendTo(raft::NodeId peer, FrameType type, std::string_view payload);
+  // Bytes waiting to leave on the link SendTo(peer) would use (0: none, or no link).
+  size_t QueuedTo(raft::NodeId peer) const;
   // Queues a frame on one link; false when the link is gone.
   bool SendOn(LinkId link, FrameType type, std::string_view payload);
   // Opens a one-off link to "IP:PORT", authenticated with `token` when given (a node
@@ -234,6 +236,7 @@ class PeerTransport {
   // Starts TLS on a link (client when it dialled); false (link closed) on error.
   bool StartTls(Link& link);
   Link* Find(LinkId id);
+  const Link* LinkTo(raft::NodeId peer) const;  // the link SendTo uses
   bool Isolated(const Link& link) const;
 
   LinkSelf self_;

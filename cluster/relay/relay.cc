@@ -180,6 +180,8 @@ void Relay::SetView(uint64_t now_ms, const View& view) {
     if (view.members.count(gone) != 0) continue;
     windows_.erase(gone);
     unlinked_.erase(gone);
+    route_sets_in_.erase(gone);
+    route_sets_out_.erase(gone);
     directory_->ForgetNode(gone, &ready_.route_changes);
     for (auto& [sequence, entry] : custody_) entry.maybe_at.erase(gone);
   }
@@ -193,6 +195,7 @@ void Relay::SetView(uint64_t now_ms, const View& view) {
       unlinked_.erase(node);
       continue;
     }
+    route_sets_in_.erase(node);  // its set comes again, whole, on its next link
     if (!unlinked_.insert(node).second) continue;
     for (const std::string& address : directory_->AddressesOf(node)) {
       if (router::IsAccountRoute(address)) {
@@ -210,16 +213,61 @@ void Relay::SetView(uint64_t now_ms, const View& view) {
 
 void Relay::LinkUp(NodeId peer) {
   if (peer == self_) return;
-  RoutesFrame routes{true, {}};
-  for (const std::string& address : local_routes_) routes.updates.push_back({true, address});
-  ready_.sends.push_back({peer, FrameType::kRoutes, EncodeRoutes(routes)});
+  route_sets_out_[peer] = std::nullopt;  // from the start, again if one was under way
+  SendRouteSet(peer);                    // the rest with the next Ticks
 }
 
 void Relay::DropLocalRoutes() {
   local_routes_.clear();
+  route_sets_out_.clear();  // the empty set below replaces any set under way
   if (!view_.member) return;
-  const std::string frame = EncodeRoutes({true, {}});
+  const std::string frame = EncodeRoutes({RoutesPart::kWhole, {}});
   for (const NodeId peer : view_.linked) ready_.sends.push_back({peer, FrameType::kRoutes, frame});
+}
+
+// The route sets under way, each as far as its link's queue allows this turn.
+void Relay::SendRouteSets() {
+  for (auto it = route_sets_out_.begin(); it != route_sets_out_.end();) {
+    const NodeId peer = (it++)->first;
+    if (!Linked(peer)) {
+      route_sets_out_.erase(peer);  // its next LinkUp starts over
+    } else {
+      SendRouteSet(peer);
+    }
+  }
+}
+
+// The set under way to `peer`, on while less than routes_queued_bytes_max waits on its
+// link. A change made meanwhile goes as it happens: one before the set's position as a
+// change, one after it with the set.
+void Relay::SendRouteSet(NodeId peer) {
+  auto it = route_sets_out_.find(peer);
+  if (it == route_sets_out_.end()) return;
+  std::optional<std::string>& sent = it->second;
+  const auto queued = view_.queued_bytes.find(peer);
+  size_t waiting = queued == view_.queued_bytes.end() ? 0 : queued->second;
+  while (waiting < options_.routes_queued_bytes_max) {
+    auto next = sent ? local_routes_.upper_bound(*sent) : local_routes_.begin();
+    RoutesFrame frame;
+    size_t bytes = 1;
+    while (
+        next != local_routes_.end() &&
+        (frame.updates.empty() || bytes + RouteUpdateBytes(*next) <= options_.routes_frame_bytes)) {
+      bytes += RouteUpdateBytes(*next);
+      frame.updates.push_back({true, *next});
+      ++next;
+    }
+    const bool done = next == local_routes_.end();
+    frame.part = !sent ? (done ? RoutesPart::kWhole : RoutesPart::kFirst)
+                       : (done ? RoutesPart::kLast : RoutesPart::kMore);
+    ready_.sends.push_back({peer, FrameType::kRoutes, EncodeRoutes(frame)});
+    if (done) {
+      route_sets_out_.erase(it);
+      return;
+    }
+    sent = frame.updates.back().address;
+    waiting += bytes;
+  }
 }
 
 void Relay::LocalRoute(uint64_t now_ms, bool up, std::string_view address_view) {
@@ -227,7 +275,7 @@ void Relay::LocalRoute(uint64_t now_ms, bool up, std::string_view address_view) 
   const bool changed = up ? local_routes_.insert(address).second : local_routes_.erase(address) > 0;
   if (up) RetryRoute(now_ms, address);  // stanzas that waited for this route elsewhere
   if (!changed || !view_.member) return;
-  const std::string frame = EncodeRoutes({false, {{up, address}}});
+  const std::string frame = EncodeRoutes({RoutesPart::kChanges, {{up, address}}});
   for (const NodeId peer : view_.linked) ready_.sends.push_back({peer, FrameType::kRoutes, frame});
 }
 
@@ -655,20 +703,48 @@ void Relay::OnFrame(uint64_t now_ms, NodeId from, FrameType type, std::string_vi
 }
 
 void Relay::OnRoutes(uint64_t now_ms, NodeId from, const RoutesFrame& routes) {
-  if (routes.full) {
-    std::set<std::string> now;
-    for (const RouteUpdate& update : routes.updates) now.insert(update.address);
-    for (const std::string& address : directory_->AddressesOf(from)) {
-      if (now.count(address) == 0) directory_->Withdraw(from, address, &ready_.route_changes);
-    }
-    for (const std::string& address : now) directory_->Claim(from, address, &ready_.route_changes);
-  } else {
-    for (const RouteUpdate& update : routes.updates) {
-      if (update.add) {
-        directory_->Claim(from, update.address, &ready_.route_changes);
-      } else {
-        directory_->Withdraw(from, update.address, &ready_.route_changes);
+  switch (routes.part) {
+    case RoutesPart::kChanges: {
+      auto arriving = route_sets_in_.find(from);
+      for (const RouteUpdate& update : routes.updates) {
+        if (update.add) {
+          directory_->Claim(from, update.address, &ready_.route_changes);
+          if (arriving != route_sets_in_.end()) arriving->second.insert(update.address);
+        } else {
+          directory_->Withdraw(from, update.address, &ready_.route_changes);
+          if (arriving != route_sets_in_.end()) arriving->second.erase(update.address);
+        }
       }
+      break;
+    }
+    case RoutesPart::kWhole: {
+      route_sets_in_.erase(from);
+      std::set<std::string> now;
+      for (const RouteUpdate& update : routes.updates) {
+        if (update.add) now.insert(update.address);
+      }
+      ReplaceRoutes(from, now);
+      break;
+    }
+    case RoutesPart::kFirst:
+    case RoutesPart::kMore:
+    case RoutesPart::kLast: {
+      // The parts are claimed as they come (what they say is true now); what the set
+      // lacks is withdrawn with its last part. A part without its first (the link that
+      // carried the first went down) waits for the set sent on the new link.
+      if (routes.part == RoutesPart::kFirst) route_sets_in_[from].clear();
+      auto arriving = route_sets_in_.find(from);
+      if (arriving == route_sets_in_.end()) return;
+      for (const RouteUpdate& update : routes.updates) {
+        if (!update.add) continue;
+        arriving->second.insert(update.address);
+        directory_->Claim(from, update.address, &ready_.route_changes);
+      }
+      if (routes.part != RoutesPart::kLast) break;
+      const std::set<std::string> now = std::move(arriving->second);
+      route_sets_in_.erase(arriving);
+      ReplaceRoutes(from, now);
+      break;
     }
   }
   // One pass over what waits (not one per route: a full set can be large): what has a
@@ -685,10 +761,19 @@ void Relay::OnRoutes(uint64_t now_ms, NodeId from, const RoutesFrame& routes) {
   }
 }
 
+// `from`'s routes are `now`: the rest of its claims go.
+void Relay::ReplaceRoutes(NodeId from, const std::set<std::string>& now) {
+  for (const std::string& address : directory_->AddressesOf(from)) {
+    if (now.count(address) == 0) directory_->Withdraw(from, address, &ready_.route_changes);
+  }
+  for (const std::string& address : now) directory_->Claim(from, address, &ready_.route_changes);
+}
+
 // ---- Time ----
 
 void Relay::Tick(uint64_t now_ms) {
   resend_budget_ = options_.resend_bytes_per_tick;
+  SendRouteSets();
   if (leader_resend_pending_ && view_.member) {
     // A new leader (or the first after none): what went to the old one, or waited for
     // one, goes to it now instead of after the resend delay.

@@ -43,7 +43,8 @@
 //     a route nowhere. The shards are told the resolved holder only (route_changes).
 //
 // Bounds (each an Options field): custody bytes (hold_bytes_max; beyond it the sender
-// is bounced with resource-constraint), resend bytes per Tick, hops a stanza may take,
+// is bounced with resource-constraint), resend bytes per Tick, route-set bytes per frame
+// and waiting on a link, hops a stanza may take,
 // decisions remembered per (origin, incarnation) above the floor, incarnations
 // remembered per origin.
 #ifndef STANZAD_CLUSTER_RELAY_RELAY_H_
@@ -85,6 +86,11 @@ struct Options {
   size_t stanza_bytes_max = 1 << 20;  // a relayed stanza longer than this is refused
   size_t decisions_max = 1 << 20;     // per (origin, incarnation), above its floor
   size_t incarnations_max = 4;        // remembered per origin
+  // A member that links up gets every route of this node, in kRoutes frames of at most
+  // about routes_frame_bytes (at least one route each), sent while less than
+  // routes_queued_bytes_max waits on its link (a link's queue is bounded: 16 MiB).
+  size_t routes_frame_bytes = 256 << 10;
+  size_t routes_queued_bytes_max = 4 << 20;
 };
 
 // The cluster as the control plane sees it this turn.
@@ -94,6 +100,8 @@ struct View {
   std::set<NodeId> members;       // the other members
   std::set<NodeId> linked;        // members with a link up now
   bool can_deliver = false;       // the shards take deliveries (the engine runs)
+  // Bytes waiting to leave on the link to a member (missing: none).
+  std::map<NodeId, size_t> queued_bytes;
 };
 
 // Outputs.
@@ -168,7 +176,8 @@ class Relay {
   void LocalRoute(uint64_t now_ms, bool up, std::string_view address);
   // The shards stopped: every route of this node is gone (the members are told).
   void DropLocalRoutes();
-  // A link to `peer` came up: it is sent every route of this node.
+  // A link to `peer` came up: it is sent every route of this node, in frames paced by
+  // the link's queue (Tick sends them; changes meanwhile go as they happen).
   void LinkUp(NodeId peer);
   // A stanza a shard routed to `node`. Taken into custody, or bounced at once.
   void Forward(uint64_t now_ms, SenderId sender, NodeId node, std::string_view bytes);
@@ -231,7 +240,10 @@ class Relay {
   bool Accepts(const xmpp::Stanza& stanza, std::string_view bytes, std::string* why);
 
   // Routes.
+  void SendRouteSets();
+  void SendRouteSet(NodeId peer);
   void OnRoutes(uint64_t now_ms, NodeId from, const RoutesFrame& routes);
+  void ReplaceRoutes(NodeId from, const std::set<std::string>& now);
   void Log(std::string event, std::string fields);
 
   const NodeId self_;
@@ -253,6 +265,11 @@ class Relay {
   std::map<AnswerKey, std::vector<std::pair<uint64_t, Outcome>>> answers_;  // this turn's
 
   std::set<std::string> local_routes_;
+  // Route sets being sent: per member, the last address sent (nullopt: none yet).
+  std::map<NodeId, std::optional<std::string>> route_sets_out_;
+  // Route sets arriving in several frames: per member, what it has sent so far (with
+  // the changes it sent meanwhile). At most every route the member has.
+  std::map<NodeId, std::set<std::string>> route_sets_in_;
   std::unique_ptr<Directory> directory_;
   std::set<NodeId> unlinked_;  // members whose account routes were dropped this outage
   std::unique_ptr<xmpp::RelayedStanzaChecker> checker_;

@@ -13,7 +13,7 @@ absl::Status Bad(std::string_view what) {
 
 std::string EncodeRoutes(const RoutesFrame& routes) {
   std::string out;
-  out.push_back(routes.full ? 1 : 0);
+  out.push_back(static_cast<char>(routes.part));
   for (const RouteUpdate& update : routes.updates) {
     out.push_back(update.add ? 1 : 0);
     PutLittle(&out, update.address.size(), 2);
@@ -24,9 +24,11 @@ std::string EncodeRoutes(const RoutesFrame& routes) {
 
 absl::StatusOr<RoutesFrame> DecodeRoutes(std::string_view payload) {
   RoutesFrame routes;
-  uint64_t full = 0;
-  if (!TakeLittle(&payload, &full, 1) || full > 1) return Bad("routes header");
-  routes.full = full == 1;
+  uint64_t part = 0;
+  if (!TakeLittle(&payload, &part, 1) || part > static_cast<uint64_t>(kLastRoutesPart)) {
+    return Bad("routes header");
+  }
+  routes.part = static_cast<RoutesPart>(part);
   while (!payload.empty()) {
     uint64_t op = 0, length = 0;
     if (!TakeLittle(&payload, &op, 1) || op > 1 || !TakeLittle(&payload, &length, 2) ||

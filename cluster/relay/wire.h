@@ -1,8 +1,11 @@
 // The relay's frames on a cluster link (their types are in cluster/node/frames.h).
 // Integers are little endian.
 //
-//   kRoutes   full (1: 1 = this replaces every route of the sender) | then per route:
-//             op (1: 1 add, 0 remove) | length (2) | route address
+//   kRoutes   part (1) | then per route: op (1: 1 add, 0 remove) | length (2) | route
+//             address. part 0: changes to the sender's routes; 1: every route of the
+//             sender (it replaces what the receiver had from it); 2, 3, 4: the first,
+//             a middle and the last frame of such a set sent in several (a link's
+//             queue is bounded, a node may hold a million routes)
 //   kStanza   origin (8) | incarnation (8) | sequence (8) | floor (8) | destination (8)
 //             | hops (1) | the stanza. (origin, incarnation, sequence) names it; floor is
 //             the lowest sequence of that incarnation the origin still holds (everything
@@ -43,10 +46,20 @@ struct RouteUpdate {
   bool add = true;
   std::string address;
 };
+enum class RoutesPart : uint8_t {
+  kChanges = 0,  // adds and removes
+  kWhole = 1,    // every route of the sender, in this one frame
+  kFirst = 2,    // every route of the sender, in several frames: the first
+  kMore = 3,     // ... one in the middle
+  kLast = 4,     // ... the last (the set is whole: what it lacks is withdrawn)
+};
+inline constexpr RoutesPart kLastRoutesPart = RoutesPart::kLast;
 struct RoutesFrame {
-  bool full = false;
+  RoutesPart part = RoutesPart::kChanges;
   std::vector<RouteUpdate> updates;
 };
+// The bytes one route takes in a kRoutes frame.
+inline size_t RouteUpdateBytes(const std::string& address) { return 3 + address.size(); }
 std::string EncodeRoutes(const RoutesFrame& routes);
 absl::StatusOr<RoutesFrame> DecodeRoutes(std::string_view payload);
 

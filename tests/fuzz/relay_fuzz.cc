@@ -131,7 +131,8 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
         break;
       }
       case 8: {
-        RoutesFrame routes{in.Byte() % 2 == 0, {}};
+        RoutesFrame routes{
+            static_cast<RoutesPart>(in.Byte() % (static_cast<int>(kLastRoutesPart) + 1)), {}};
         for (uint64_t n = in.Small(); n > 0; --n) {
           routes.updates.push_back({in.Byte() % 2 == 0, kBridges[in.Byte() % 5]});
         }

@@ -112,6 +112,11 @@ RelaySimulator::RelaySimulator(const RelaySimOptions& options)
     relay_options_.direct = rng_.Chance(0.5);
     // Now and then a custody that holds a few stanzas only.
     if (rng_.Chance(0.2)) relay_options_.hold_bytes_max = rng_.Range(300, 1500);
+    // Now and then route sets in frames of one or two routes, paced by a small queue.
+    if (rng_.Chance(0.3)) {
+      relay_options_.routes_frame_bytes = rng_.Range(1, 70);
+      relay_options_.routes_queued_bytes_max = rng_.Range(1, 200);
+    }
   }
 }
 
@@ -189,7 +194,8 @@ absl::Status RelaySimulator::Dispatch(Event& event) {
   switch (event.type) {
     case EventType::kFrame: {
       Node& to = nodes_.at(event.node);
-      const Direction& direction = DirectionOf(event.peer, event.node);
+      Direction& direction = DirectionOf(event.peer, event.node);
+      direction.in_flight_bytes -= event.payload.size();
       if (!to.alive || static_cast<uint64_t>(event.arg) < direction.valid_from_epoch) {
         ++stats_.frames_lost;
         if (tracing()) {
@@ -522,6 +528,8 @@ View RelaySimulator::ViewOf(const Node& node) const {
     if (id == node.id) continue;
     view.members.insert(id);
     if (links_.at({std::min(id, node.id), std::max(id, node.id)}).up) view.linked.insert(id);
+    const size_t queued = directions_.at({node.id, id}).in_flight_bytes;
+    if (queued > 0) view.queued_bytes[id] = queued;
   }
   return view;
 }
@@ -648,6 +656,7 @@ void RelaySimulator::Transmit(Node& from, NodeId to, FrameType type, std::string
   const int64_t arrival =
       std::max(now_ms_ + direction.latency_ms + direction.extra_ms, direction.last_arrival_ms);
   direction.last_arrival_ms = arrival;
+  direction.in_flight_bytes += payload.size();
   if (tracing()) {
     Trace(absl::StrCat(now_ms_, " send ", from.id, "->", to, " ", Describe(type, payload),
                        " arrives ", arrival));
@@ -948,7 +957,8 @@ std::string RelaySimulator::Describe(FrameType type, const std::string& payload)
     case FrameType::kRoutes: {
       absl::StatusOr<RoutesFrame> routes = DecodeRoutes(payload);
       if (!routes.ok()) return out + " (bad)";
-      absl::StrAppend(&out, routes->full ? " full [" : " [");
+      static constexpr const char* kParts[] = {"", " whole", " first", " more", " last"};
+      absl::StrAppend(&out, kParts[static_cast<int>(routes->part)], " [");
       for (const RouteUpdate& update : routes->updates) {
         absl::StrAppend(&out, " ", update.add ? "+" : "-", update.address);
       }

@@ -163,6 +163,7 @@ class RelaySimulator {
     int64_t extra_ms = 0;           // delay faults
     int lossy = 0;                  // one-way loss or isolation faults: frames dropped
     int64_t last_arrival_ms = 0;    // FIFO
+    size_t in_flight_bytes = 0;     // sent, not arrived (or lost) yet: the link's queue
     uint64_t valid_from_epoch = 0;  // older frames were lost with a broken link
   };
   struct Link {

@@ -357,8 +357,8 @@ TEST(Relay, FramesFromNonMembersAreIgnored) {
   const NodeId stranger = 9;
   cluster.Inject(
       {stranger, kB, FrameType::kStanza, EncodeStanza({stranger, 1, 1, 1, kB, 0, bytes})});
-  cluster.Inject(
-      {stranger, kB, FrameType::kRoutes, EncodeRoutes({true, {{true, "cb7.example.com"}}})});
+  cluster.Inject({stranger, kB, FrameType::kRoutes,
+                  EncodeRoutes({RoutesPart::kWhole, {{true, "cb7.example.com"}}})});
   cluster.Inject({stranger, kB, FrameType::kAbort, EncodeAbort({stranger, 1, 1, kB, 0, {1}})});
   EXPECT_TRUE(cluster.deliveries[kB].empty());
   EXPECT_TRUE(cluster.wire().empty());
@@ -520,26 +520,26 @@ TEST(Relay, StaleReannouncementAndWithdrawalLeaveTheRouteWithItsHolder) {
     return it == table.end() ? raft::kNoNode : it->second;
   };
   // A held X (its full set), B claims it.
-  cluster.Inject({kA, kC, FrameType::kRoutes, EncodeRoutes({true, {{true, x}}})});
+  cluster.Inject({kA, kC, FrameType::kRoutes, EncodeRoutes({RoutesPart::kWhole, {{true, x}}})});
   EXPECT_EQ(cluster.relay(kC).NodeOf(x), kA);
-  cluster.Inject({kB, kC, FrameType::kRoutes, EncodeRoutes({false, {{true, x}}})});
+  cluster.Inject({kB, kC, FrameType::kRoutes, EncodeRoutes({RoutesPart::kChanges, {{true, x}}})});
   EXPECT_EQ(cluster.relay(kC).NodeOf(x), kB);
   // A's stale full set restates X, then A withdraws it.
-  cluster.Inject({kA, kC, FrameType::kRoutes, EncodeRoutes({true, {{true, x}}})});
+  cluster.Inject({kA, kC, FrameType::kRoutes, EncodeRoutes({RoutesPart::kWhole, {{true, x}}})});
   EXPECT_EQ(cluster.relay(kC).NodeOf(x), kB);
-  cluster.Inject({kA, kC, FrameType::kRoutes, EncodeRoutes({false, {{false, x}}})});
+  cluster.Inject({kA, kC, FrameType::kRoutes, EncodeRoutes({RoutesPart::kChanges, {{false, x}}})});
   EXPECT_EQ(cluster.relay(kC).NodeOf(x), kB);
   EXPECT_EQ(shard_holder(kC), kB);
 
   // The same when A's withdrawal had already arrived: the stale claim is the newest, so it
   // wins for a moment; the withdrawal after it falls back to B.
-  cluster.Inject({kA, kC, FrameType::kRoutes, EncodeRoutes({true, {{true, x}}})});
+  cluster.Inject({kA, kC, FrameType::kRoutes, EncodeRoutes({RoutesPart::kWhole, {{true, x}}})});
   EXPECT_EQ(cluster.relay(kC).NodeOf(x), kA);
-  cluster.Inject({kA, kC, FrameType::kRoutes, EncodeRoutes({false, {{false, x}}})});
+  cluster.Inject({kA, kC, FrameType::kRoutes, EncodeRoutes({RoutesPart::kChanges, {{false, x}}})});
   EXPECT_EQ(cluster.relay(kC).NodeOf(x), kB);
   EXPECT_EQ(shard_holder(kC), kB);
   // B withdraws: nowhere.
-  cluster.Inject({kB, kC, FrameType::kRoutes, EncodeRoutes({false, {{false, x}}})});
+  cluster.Inject({kB, kC, FrameType::kRoutes, EncodeRoutes({RoutesPart::kChanges, {{false, x}}})});
   EXPECT_EQ(cluster.relay(kC).NodeOf(x), std::nullopt);
   EXPECT_EQ(shard_holder(kC), raft::kNoNode);
 }
@@ -679,8 +679,9 @@ TEST(Relay, AMoveAsksOncePerResendIntervalWhateverTheRouteChurn) {
   cluster.Pump();
   EXPECT_EQ(Count(cluster.sent, kA, kB, FrameType::kAbort), 1);
   for (int i = 0; i < 10; ++i) {  // other routes come and go on C
-    cluster.Inject({kC, kA, FrameType::kRoutes,
-                    EncodeRoutes({false, {{true, "x" + std::to_string(i) + ".example.com"}}})});
+    cluster.Inject(
+        {kC, kA, FrameType::kRoutes,
+         EncodeRoutes({RoutesPart::kChanges, {{true, "x" + std::to_string(i) + ".example.com"}}})});
   }
   EXPECT_EQ(Count(cluster.sent, kA, kB, FrameType::kAbort), 1);
   EXPECT_EQ(Count(cluster.sent, kA, kC, FrameType::kStanza), 0);  // not before B answers
@@ -706,6 +707,116 @@ TEST(RelayWire, AbortsAndAnswersAreBounded) {
   AnswerFrame answers{1, kB, {}};
   answers.answers.assign(kAnswersPerFrameMax + 1, {1, Outcome::kDelivered});
   EXPECT_FALSE(DecodeAnswers(EncodeAnswers(answers)).ok());
+}
+
+// A node with many routes sends them to a member that links up in frames of a bounded
+// size, only while its link's queue is short; the member holds the whole set at the end,
+// and what its old set had and the new lacks goes with the last frame, not before.
+TEST(Relay, ARouteSetGoesInBoundedFramesPacedByTheLinkQueue) {
+  Options options = Direct();
+  options.routes_frame_bytes = 100;       // a few routes per frame
+  options.routes_queued_bytes_max = 250;  // a few frames per turn
+  Cluster cluster(2, options);
+  std::vector<std::string> routes;
+  for (int i = 0; i < 40; ++i) {
+    routes.push_back("cb" + std::to_string(100 + i) + ".example.com");  // 20 bytes in a frame
+    cluster.relay(kA).LocalRoute(1000, true, routes.back());
+  }
+  // What B had from A before: one route A no longer has.
+  cluster.Inject({kA, kB, FrameType::kRoutes,
+                  EncodeRoutes({RoutesPart::kWhole, {{true, "stale.example.com"}}})});
+  ASSERT_EQ(cluster.relay(kB).NodeOf("stale.example.com"), kA);
+  cluster.ClearWire();
+  cluster.sent.clear();
+
+  cluster.view(kA).queued_bytes[kB] = 250;  // the link is full: nothing goes
+  cluster.SetViews();
+  cluster.relay(kA).LinkUp(kB);
+  cluster.Advance(10);
+  EXPECT_EQ(Count(cluster.sent, kA, kB, FrameType::kRoutes), 0);
+  cluster.view(kA).queued_bytes.erase(kB);
+  cluster.SetViews();
+  std::vector<RoutesPart> parts;
+  for (int turn = 0; turn < 20; ++turn) {
+    cluster.Advance(10);
+    size_t before_last = 0, this_turn = 0;  // bytes sent this turn before its last frame
+    while (!cluster.wire().empty()) {
+      Frame frame = cluster.Take();
+      ASSERT_EQ(frame.type, FrameType::kRoutes);
+      EXPECT_LE(frame.payload.size(), 100u);
+      auto decoded = DecodeRoutes(frame.payload);
+      ASSERT_TRUE(decoded.ok());
+      parts.push_back(decoded->part);
+      before_last = this_turn;
+      this_turn += frame.payload.size();
+      cluster.Inject(frame);
+      if (decoded->part != RoutesPart::kLast) {
+        // Until the set is whole, the stale route stays (B cannot tell it is stale yet).
+        EXPECT_EQ(cluster.relay(kB).NodeOf("stale.example.com"), kA);
+      }
+    }
+    // A frame goes only while less than 250 bytes wait (the test's link takes nothing).
+    EXPECT_LT(before_last, 250u) << turn;
+    ASSERT_FALSE(parts.empty());
+    if (parts.back() == RoutesPart::kLast) break;
+    EXPECT_GE(this_turn, 250u) << turn;
+  }
+  ASSERT_EQ(parts.size(), 10u);  // 40 routes, 4 in a frame
+  EXPECT_EQ(parts.front(), RoutesPart::kFirst);
+  EXPECT_EQ(parts.back(), RoutesPart::kLast);
+  for (size_t i = 1; i + 1 < parts.size(); ++i) EXPECT_EQ(parts[i], RoutesPart::kMore) << i;
+  for (const std::string& route : routes) EXPECT_EQ(cluster.relay(kB).NodeOf(route), kA) << route;
+  EXPECT_EQ(cluster.relay(kB).NodeOf("stale.example.com"), std::nullopt);
+  // Nothing more goes once the set is sent.
+  cluster.Advance(10);
+  EXPECT_TRUE(cluster.wire().empty());
+}
+
+// Changes made while a set is under way: a route removed after its frame went is not
+// brought back by the set's last frame, one added ahead of the set comes with it, one
+// added behind it comes as a change. A part whose first frame was lost with a link is
+// ignored until the set sent on the new link.
+TEST(Relay, ChangesDuringARouteSetAndAPartWithoutItsFirst) {
+  Options options = Direct();
+  options.routes_frame_bytes = 25;  // one route per frame
+  options.routes_queued_bytes_max = 1;
+  Cluster cluster(2, options);
+  for (const char* route : {"b.example.com", "d.example.com", "f.example.com"}) {
+    cluster.relay(kA).LocalRoute(1000, true, route);
+  }
+  cluster.ClearWire();
+  cluster.relay(kA).LinkUp(kB);
+  cluster.Advance(10);  // first: b
+  cluster.Pump();
+  EXPECT_EQ(cluster.relay(kB).NodeOf("b.example.com"), kA);
+  cluster.Unbind(kA, "b.example.com");  // behind the set: a change
+  cluster.Bind(kA, "a.example.com");    // behind the set: a change
+  cluster.Bind(kA, "e.example.com");    // ahead of it: comes with the set
+  cluster.Pump();
+  for (int turn = 0; turn < 6; ++turn) {
+    cluster.Advance(10);
+    cluster.Pump();
+  }
+  EXPECT_EQ(cluster.relay(kB).NodeOf("a.example.com"), kA);
+  EXPECT_EQ(cluster.relay(kB).NodeOf("b.example.com"), std::nullopt);
+  EXPECT_EQ(cluster.relay(kB).NodeOf("d.example.com"), kA);
+  EXPECT_EQ(cluster.relay(kB).NodeOf("e.example.com"), kA);
+  EXPECT_EQ(cluster.relay(kB).NodeOf("f.example.com"), kA);
+
+  // The link breaks after a set's first frame arrived: B forgets the part it has, and a
+  // later part without a first (never on one TCP link; a check all the same) changes
+  // nothing.
+  cluster.relay(kA).LinkUp(kB);
+  cluster.Advance(10);
+  const Frame first = cluster.Take();
+  ASSERT_EQ(DecodeRoutes(first.payload)->part, RoutesPart::kFirst);
+  cluster.Inject(first);
+  cluster.Cut(kA, kB);
+  cluster.Cut(kA, kB, false);
+  cluster.Inject(
+      {kA, kB, FrameType::kRoutes, EncodeRoutes({RoutesPart::kLast, {{true, "z.example.com"}}})});
+  EXPECT_EQ(cluster.relay(kB).NodeOf("z.example.com"), std::nullopt);
+  EXPECT_EQ(cluster.relay(kB).NodeOf("d.example.com"), kA);  // and withdraws nothing
 }
 
 }  // namespace
