@@ -315,6 +315,7 @@ void Relay::TakeInto(uint64_t now_ms, SenderId sender, NodeId node, std::string_
   entry.sender = sender;
   entry.first_ms = entry.sent_ms = now_ms;
   custody_bytes_ += entry.bytes.size();
+  custody_by_address_[entry.address].insert(sequence);
   SendEntry(now_ms, sequence, entry);
 }
 
@@ -406,17 +407,21 @@ bool Relay::Retry(uint64_t now_ms, uint64_t sequence, Entry& entry) {
 }
 
 void Relay::RetryRoute(uint64_t now_ms, const std::string& address) {
-  for (auto it = custody_.begin(); it != custody_.end();) {
-    if (it->second.address != address || !Retry(now_ms, it->first, it->second)) {
-      ++it;
-      continue;
-    }
-    it = Finish(it);
+  auto waiting = custody_by_address_.find(address);
+  if (waiting == custody_by_address_.end()) return;
+  const std::vector<uint64_t> sequences(waiting->second.begin(), waiting->second.end());
+  for (const uint64_t sequence : sequences) {
+    auto it = custody_.find(sequence);
+    if (it != custody_.end() && Retry(now_ms, sequence, it->second)) Finish(it);
   }
 }
 
 std::map<uint64_t, Relay::Entry>::iterator Relay::Finish(std::map<uint64_t, Entry>::iterator it) {
   custody_bytes_ -= it->second.bytes.size();
+  auto waiting = custody_by_address_.find(it->second.address);
+  CHECK(waiting != custody_by_address_.end());
+  waiting->second.erase(it->first);
+  if (waiting->second.empty()) custody_by_address_.erase(waiting);
   return custody_.erase(it);
 }
 
@@ -703,6 +708,7 @@ void Relay::OnFrame(uint64_t now_ms, NodeId from, FrameType type, std::string_vi
 }
 
 void Relay::OnRoutes(uint64_t now_ms, NodeId from, const RoutesFrame& routes) {
+  const size_t changes_before = ready_.route_changes.size();
   switch (routes.part) {
     case RoutesPart::kChanges: {
       auto arriving = route_sets_in_.find(from);
@@ -747,17 +753,28 @@ void Relay::OnRoutes(uint64_t now_ms, NodeId from, const RoutesFrame& routes) {
       break;
     }
   }
-  // One pass over what waits (not one per route: a full set can be large): what has a
-  // route somewhere else now, or had none, goes there.
-  for (auto it = custody_.begin(); it != custody_.end();) {
-    Entry& entry = it->second;
-    const std::optional<NodeId> at = NodeOf(entry.address);
-    const bool moved = at && (*at != entry.node || entry.maybe_at.empty());
-    if (!moved || router::IsAccountRoute(entry.address) || !Retry(now_ms, it->first, entry)) {
-      ++it;
-      continue;
+  // What waits for a route this frame moved (found by address: not a pass over all
+  // custody per frame, as a node may hold a million routes and many stanzas): if the
+  // route is somewhere else now, or the stanza had none, it goes there.
+  std::set<std::string> moved_routes;
+  for (size_t i = changes_before; i < ready_.route_changes.size(); ++i) {
+    const RouteChange& change = ready_.route_changes[i];
+    if (change.op == RouteChange::Op::kBind && !router::IsAccountRoute(change.address) &&
+        custody_by_address_.count(change.address) != 0) {
+      moved_routes.insert(change.address);
     }
-    it = Finish(it);
+  }
+  for (const std::string& address : moved_routes) {
+    const std::optional<NodeId> at = NodeOf(address);
+    if (!at) continue;
+    const std::set<uint64_t> sequences = custody_by_address_.at(address);
+    for (const uint64_t sequence : sequences) {
+      auto it = custody_.find(sequence);
+      if (it == custody_.end()) continue;
+      Entry& entry = it->second;
+      const bool moved = *at != entry.node || entry.maybe_at.empty();
+      if (moved && Retry(now_ms, sequence, entry)) Finish(it);
+    }
   }
 }
 
@@ -877,6 +894,16 @@ void Relay::CheckInvariants() const {
     bytes += entry.bytes.size();
   }
   CHECK_MSG(bytes == custody_bytes_, "custody byte sum");
+  size_t indexed = 0;
+  for (const auto& [address, sequences] : custody_by_address_) {
+    CHECK(!sequences.empty());
+    for (const uint64_t sequence : sequences) {
+      auto it = custody_.find(sequence);
+      CHECK(it != custody_.end() && it->second.address == address);
+      ++indexed;
+    }
+  }
+  CHECK_MSG(indexed == custody_.size(), "custody index");
   for (const auto& [origin, lives] : windows_) {
     CHECK(lives.size() <= options_.incarnations_max);
     for (const auto& [incarnation, window] : lives) {

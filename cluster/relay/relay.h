@@ -257,7 +257,8 @@ class Relay {
   size_t resend_budget_ = 0;
 
   uint64_t next_sequence_ = 1;
-  std::map<uint64_t, Entry> custody_;  // by sequence
+  std::map<uint64_t, Entry> custody_;                             // by sequence
+  std::map<std::string, std::set<uint64_t>> custody_by_address_;  // the same, by route
   size_t custody_bytes_ = 0;
 
   // Per origin: its incarnations' windows (at most incarnations_max, newest kept).
