@@ -12,6 +12,13 @@ namespace stanzad::cluster::relay {
 
 // A stanza in this node's custody.
 struct Relay::Entry {
+  // Its name on the wire, with the incarnation. The first is its key in custody_; a
+  // stanza that goes to another destination, or again after every node it went to gave
+  // it up, gets a new one (resequenced_): a destination's floor then never has to wait
+  // for it, and never passes it.
+  uint64_t sequence = 0;
+  uint64_t key = 0;             // its key in custody_ (its first sequence)
+  bool sent = false;            // sent under this sequence
   NodeId node = raft::kNoNode;  // where it was last sent to be delivered
   NodeId via = raft::kNoNode;   // the link it last left on (the leader, or `node`)
   std::string address;          // its route: a bridge, a client's full JID, an account
@@ -183,7 +190,12 @@ void Relay::SetView(uint64_t now_ms, const View& view) {
     route_sets_in_.erase(gone);
     route_sets_out_.erase(gone);
     directory_->ForgetNode(gone, &ready_.route_changes);
-    for (auto& [sequence, entry] : custody_) entry.maybe_at.erase(gone);
+    for (auto& [key, entry] : custody_) {
+      if (entry.maybe_at.count(gone) == 0) continue;
+      Hold(entry, false);
+      entry.maybe_at.erase(gone);
+      Hold(entry, true);
+    }
   }
   const bool was_member = view_.member;
   view_ = view;
@@ -303,6 +315,7 @@ void Relay::TakeInto(uint64_t now_ms, SenderId sender, NodeId node, std::string_
   const xmpp::Stanza stanza = xmpp::InspectStanza(bytes);
   const uint64_t sequence = next_sequence_++;
   Entry& entry = custody_[sequence];
+  entry.sequence = entry.key = sequence;
   entry.node = node;
   entry.address = stanza.to ? router::RouteAddressOf(*stanza.to, domain_) : "";
   // A message for a resource bound nowhere is the account's (RFC 6121 §8.5.3.2.1): the
@@ -316,7 +329,8 @@ void Relay::TakeInto(uint64_t now_ms, SenderId sender, NodeId node, std::string_
   entry.first_ms = entry.sent_ms = now_ms;
   custody_bytes_ += entry.bytes.size();
   custody_by_address_[entry.address].insert(sequence);
-  SendEntry(now_ms, sequence, entry);
+  Hold(entry, true);
+  SendEntry(now_ms, entry);
 }
 
 std::optional<NodeId> Relay::NextHop(NodeId destination) const {
@@ -325,12 +339,37 @@ std::optional<NodeId> Relay::NextHop(NodeId destination) const {
   return view_.leader;
 }
 
-uint64_t Relay::CustodyFloor() const {
-  return custody_.empty() ? next_sequence_ : custody_.begin()->first;
+uint64_t Relay::FloorFor(NodeId destination) const {
+  auto it = holding_.find(destination);
+  return it == holding_.end() ? next_sequence_ : *it->second.begin();
+}
+
+void Relay::Hold(const Entry& entry, bool on) {
+  const auto one = [&](NodeId node) {
+    if (on) {
+      holding_[node].insert(entry.sequence);
+      return;
+    }
+    auto it = holding_.find(node);
+    if (it == holding_.end()) return;
+    it->second.erase(entry.sequence);
+    if (it->second.empty()) holding_.erase(it);
+  };
+  one(entry.node);
+  for (const NodeId node : entry.maybe_at) {
+    if (node != entry.node) one(node);
+  }
+}
+
+std::map<uint64_t, Relay::Entry>::iterator Relay::FindSequence(uint64_t sequence) {
+  auto it = custody_.find(sequence);
+  if (it != custody_.end() && it->second.sequence == sequence) return it;
+  auto renamed = resequenced_.find(sequence);
+  return renamed == resequenced_.end() ? custody_.end() : custody_.find(renamed->second);
 }
 
 // Sends the stanza to entry.node, through the next hop.
-void Relay::SendEntry(uint64_t now_ms, uint64_t sequence, Entry& entry) {
+void Relay::SendEntry(uint64_t now_ms, Entry& entry) {
   entry.sent_ms = now_ms;
   const std::optional<NodeId> hop = NextHop(entry.node);
   if (!hop) {
@@ -341,22 +380,23 @@ void Relay::SendEntry(uint64_t now_ms, uint64_t sequence, Entry& entry) {
   entry.no_leader_since_ms = 0;
   if (!view_.member || !Linked(*hop)) return;  // not sent: the resend timer tries again
   entry.via = *hop;
-  entry.maybe_at.insert(entry.node);
-  ready_.sends.push_back(
-      {*hop, FrameType::kStanza,
-       EncodeStanza({self_, incarnation_, sequence, CustodyFloor(), entry.node, 0, entry.bytes})});
+  entry.sent = true;
+  entry.maybe_at.insert(entry.node);  // held as entry.node already
+  ready_.sends.push_back({*hop, FrameType::kStanza,
+                          EncodeStanza({self_, incarnation_, entry.sequence, FloorFor(entry.node),
+                                        entry.node, 0, entry.bytes})});
   ++stats_.relayed_out;
 }
 
 // Asks the nodes that may hold the stanza, except `except`, what became of it: directly
 // and through the leader (a question, or its answer, may only get through one way).
-void Relay::SendAbort(uint64_t now_ms, uint64_t sequence, Entry& entry, NodeId except) {
+void Relay::SendAbort(uint64_t now_ms, Entry& entry, NodeId except) {
   entry.sent_ms = now_ms;
   if (!view_.member) return;
   for (const NodeId node : entry.maybe_at) {
     if (node == except) continue;
     const std::string payload =
-        EncodeAbort({self_, incarnation_, CustodyFloor(), node, 0, {sequence}});
+        EncodeAbort({self_, incarnation_, FloorFor(node), node, 0, {entry.sequence}});
     if (Linked(node)) ready_.sends.push_back({node, FrameType::kAbort, payload});
     const NodeId leader = view_.leader;
     if (leader != raft::kNoNode && leader != self_ && leader != node && Linked(leader)) {
@@ -367,7 +407,7 @@ void Relay::SendAbort(uint64_t now_ms, uint64_t sequence, Entry& entry, NodeId e
 
 // Sends a waiting stanza to wherever its route is now. True when it is finished with
 // (delivered here).
-bool Relay::Retry(uint64_t now_ms, uint64_t sequence, Entry& entry) {
+bool Relay::Retry(uint64_t now_ms, Entry& entry) {
   if (entry.expiring) return false;
   std::optional<NodeId> target;
   if (router::IsAccountRoute(entry.address)) {
@@ -388,7 +428,7 @@ bool Relay::Retry(uint64_t now_ms, uint64_t sequence, Entry& entry) {
     // Asked at once, then once per resend interval however often routes change.
     if (entry.move_asked_ms == 0 || now_ms - entry.move_asked_ms >= options_.resend_after_ms) {
       entry.move_asked_ms = std::max<uint64_t>(now_ms, 1);
-      SendAbort(now_ms, sequence, entry, *target);
+      SendAbort(now_ms, entry, *target);
     }
     return false;
   }
@@ -400,9 +440,16 @@ bool Relay::Retry(uint64_t now_ms, uint64_t sequence, Entry& entry) {
   }
   if (resend_budget_ < entry.bytes.size()) return false;  // the next turn
   resend_budget_ -= entry.bytes.size();
-  entry.node = *target;
+  if (*target != entry.node || (entry.sent && entry.maybe_at.empty())) {
+    // Elsewhere, or again after every node it went to gave it up: a new name, above
+    // every floor sent so far (see Entry::sequence).
+    Hold(entry, false);
+    Rename(entry);
+    entry.node = *target;
+    Hold(entry, true);
+  }
   ++stats_.resent;
-  SendEntry(now_ms, sequence, entry);
+  SendEntry(now_ms, entry);
   return false;
 }
 
@@ -412,11 +459,21 @@ void Relay::RetryRoute(uint64_t now_ms, const std::string& address) {
   const std::vector<uint64_t> sequences(waiting->second.begin(), waiting->second.end());
   for (const uint64_t sequence : sequences) {
     auto it = custody_.find(sequence);
-    if (it != custody_.end() && Retry(now_ms, sequence, it->second)) Finish(it);
+    if (it != custody_.end() && Retry(now_ms, it->second)) Finish(it);
   }
 }
 
+// A new sequence for `entry` (unheld: the caller holds it again).
+void Relay::Rename(Entry& entry) {
+  if (entry.sequence != entry.key) resequenced_.erase(entry.sequence);
+  entry.sequence = next_sequence_++;
+  entry.sent = false;
+  resequenced_[entry.sequence] = entry.key;
+}
+
 std::map<uint64_t, Relay::Entry>::iterator Relay::Finish(std::map<uint64_t, Entry>::iterator it) {
+  Hold(it->second, false);
+  if (it->second.sequence != it->second.key) resequenced_.erase(it->second.sequence);
   custody_bytes_ -= it->second.bytes.size();
   auto waiting = custody_by_address_.find(it->second.address);
   CHECK(waiting != custody_by_address_.end());
@@ -459,14 +516,16 @@ void Relay::BounceEntry(uint64_t now_ms, const Entry& entry, std::string_view re
 void Relay::OnAnswers(uint64_t now_ms, NodeId answerer, const AnswerFrame& frame) {
   if (frame.incarnation != incarnation_) return;  // a previous life's
   for (const auto& [sequence, outcome] : frame.answers) {
-    auto it = custody_.find(sequence);
+    auto it = FindSequence(sequence);
     if (it == custody_.end()) continue;
     Entry& entry = it->second;
     if (outcome == Outcome::kDelivered) {
       Finish(it);
       continue;
     }
+    Hold(entry, false);
     entry.maybe_at.erase(answerer);
+    Hold(entry, true);
     if (!entry.maybe_at.empty()) continue;
     // "Aborted" from where the route is now is final (that node decided for good, or
     // refused the stanza): the sender hears at once. Otherwise it may go where its route
@@ -479,7 +538,7 @@ void Relay::OnAnswers(uint64_t now_ms, NodeId answerer, const AnswerFrame& frame
       ++stats_.expired;
       BounceEntry(now_ms, entry, entry.expiring ? "forward_hold" : "aborted");
       Finish(it);
-    } else if (Retry(now_ms, sequence, entry)) {
+    } else if (Retry(now_ms, entry)) {
       Finish(it);
     }
   }
@@ -773,7 +832,7 @@ void Relay::OnRoutes(uint64_t now_ms, NodeId from, const RoutesFrame& routes) {
       if (it == custody_.end()) continue;
       Entry& entry = it->second;
       const bool moved = *at != entry.node || entry.maybe_at.empty();
-      if (moved && Retry(now_ms, sequence, entry)) Finish(it);
+      if (moved && Retry(now_ms, entry)) Finish(it);
     }
   }
 }
@@ -806,7 +865,7 @@ void Relay::Tick(uint64_t now_ms) {
         leader_resend_pending_ = true;
         break;
       }
-      it = Retry(now_ms, it->first, entry) ? Finish(it) : std::next(it);
+      it = Retry(now_ms, entry) ? Finish(it) : std::next(it);
     }
   }
   if (now_ms >= last_service_ms_ + options_.service_every_ms) {
@@ -816,8 +875,11 @@ void Relay::Tick(uint64_t now_ms) {
       if (entry.no_leader_since_ms != 0 && view_.leader != raft::kNoNode) {
         entry.no_leader_since_ms = 0;  // a leader now: its turn comes with the resends
       }
-      for (auto at = entry.maybe_at.begin(); at != entry.maybe_at.end();) {
-        at = view_.members.count(*at) == 0 ? entry.maybe_at.erase(at) : std::next(at);
+      if (std::any_of(entry.maybe_at.begin(), entry.maybe_at.end(),
+                      [&](NodeId node) { return view_.members.count(node) == 0; })) {
+        Hold(entry, false);
+        std::erase_if(entry.maybe_at, [&](NodeId node) { return view_.members.count(node) == 0; });
+        Hold(entry, true);
       }
       const uint64_t waited = now_ms - std::min(now_ms, entry.first_ms);
       if (entry.expiring) {
@@ -830,7 +892,7 @@ void Relay::Tick(uint64_t now_ms) {
           continue;
         }
         if (now_ms - std::min(now_ms, entry.sent_ms) > options_.resend_after_ms) {
-          SendAbort(now_ms, it->first, entry, raft::kNoNode);
+          SendAbort(now_ms, entry, raft::kNoNode);
         }
         ++it;
         continue;
@@ -847,12 +909,12 @@ void Relay::Tick(uint64_t now_ms) {
         }
         entry.expiring = true;  // it may have been delivered: ask
         entry.expiring_since_ms = now_ms;
-        SendAbort(now_ms, it->first, entry, raft::kNoNode);
+        SendAbort(now_ms, entry, raft::kNoNode);
         ++it;
         continue;
       }
       if (now_ms - std::min(now_ms, entry.sent_ms) > options_.resend_after_ms &&
-          Retry(now_ms, it->first, entry)) {
+          Retry(now_ms, entry)) {
         it = Finish(it);
         continue;
       }
@@ -889,10 +951,7 @@ size_t Relay::decisions_count() const {
 
 void Relay::CheckInvariants() const {
   size_t bytes = 0;
-  for (const auto& [sequence, entry] : custody_) {
-    CHECK(sequence < next_sequence_);
-    bytes += entry.bytes.size();
-  }
+  for (const auto& [key, entry] : custody_) bytes += entry.bytes.size();
   CHECK_MSG(bytes == custody_bytes_, "custody byte sum");
   size_t indexed = 0;
   for (const auto& [address, sequences] : custody_by_address_) {
@@ -904,6 +963,21 @@ void Relay::CheckInvariants() const {
     }
   }
   CHECK_MSG(indexed == custody_.size(), "custody index");
+  // holding_: exactly each entry's sequence under its node and the nodes that may hold it.
+  std::map<NodeId, std::set<uint64_t>> holding;
+  size_t renamed = 0;
+  for (const auto& [key, entry] : custody_) {
+    CHECK(entry.key == key && entry.sequence >= key && entry.sequence < next_sequence_);
+    holding[entry.node].insert(entry.sequence);
+    for (const NodeId node : entry.maybe_at) holding[node].insert(entry.sequence);
+    if (entry.sequence != key) {
+      auto it = resequenced_.find(entry.sequence);
+      CHECK(it != resequenced_.end() && it->second == key);
+      ++renamed;
+    }
+  }
+  CHECK_MSG(holding == holding_, "custody held per node");
+  CHECK_MSG(renamed == resequenced_.size(), "renamed custody");
   for (const auto& [origin, lives] : windows_) {
     CHECK(lives.size() <= options_.incarnations_max);
     for (const auto& [incarnation, window] : lives) {

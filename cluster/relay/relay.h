@@ -31,10 +31,14 @@
 //     every start of a node (the driver keeps it), sequences count from 1 within it; no
 //     wall clock is involved.
 //   - Duplicates. A destination remembers, per (origin, incarnation), what it decided
-//     (delivered or aborted) for each sequence at or above the origin's custody floor
-//     (the lowest sequence the origin still holds, carried in every frame from it);
-//     everything below the floor is finished and dropped. No time window: a partition of
-//     any length cannot make it forget something the origin may still send.
+//     (delivered or aborted) for each sequence at or above its floor from that origin
+//     (the lowest sequence the origin holds for that destination — bound for it, or sent
+//     there and unanswered — carried in every frame to it); everything below the floor is
+//     finished there and dropped. A stanza that goes to another destination, or again
+//     after every node it went to gave it up, gets a new sequence, so a destination's
+//     floor only rises and a stanza stuck for one destination holds no decisions at the
+//     others. No time window: a partition of any length cannot make a destination forget
+//     something the origin may still send it.
 //   - Routes. One directory: which node holds each route (a bridge, a client's resource:
 //     one holder; an account with available resources: any number). Each node's
 //     announcements change only its own claims; when several nodes claim one
@@ -216,14 +220,19 @@ class Relay {
 
   // Custody.
   void TakeInto(uint64_t now_ms, SenderId sender, NodeId node, std::string_view bytes);
-  void SendEntry(uint64_t now_ms, uint64_t sequence, Entry& entry);
-  void SendAbort(uint64_t now_ms, uint64_t sequence, Entry& entry, NodeId except);
-  bool Retry(uint64_t now_ms, uint64_t sequence, Entry& entry);  // true: finished here
+  void SendEntry(uint64_t now_ms, Entry& entry);
+  void SendAbort(uint64_t now_ms, Entry& entry, NodeId except);
+  bool Retry(uint64_t now_ms, Entry& entry);  // true: finished here
+  void Rename(Entry& entry);
+  void Hold(const Entry& entry, bool on);  // in holding_, or out
+  std::map<uint64_t, Entry>::iterator FindSequence(uint64_t sequence);
   void RetryRoute(uint64_t now_ms, const std::string& address);
   std::map<uint64_t, Entry>::iterator Finish(std::map<uint64_t, Entry>::iterator it);
   void BounceEntry(uint64_t now_ms, const Entry& entry, std::string_view reason);
   void OnAnswers(uint64_t now_ms, NodeId answerer, const AnswerFrame& frame);
-  uint64_t CustodyFloor() const;
+  // The floor sent to `destination`: the lowest sequence it may decide (it holds it, or
+  // it is bound for it); next_sequence_ if none.
+  uint64_t FloorFor(NodeId destination) const;
   std::optional<NodeId> NextHop(NodeId destination) const;
   bool Linked(NodeId node) const { return view_.linked.count(node) != 0; }
 
@@ -259,6 +268,9 @@ class Relay {
   uint64_t next_sequence_ = 1;
   std::map<uint64_t, Entry> custody_;                             // by sequence
   std::map<std::string, std::set<uint64_t>> custody_by_address_;  // the same, by route
+  std::map<uint64_t, uint64_t> resequenced_;  // a renamed entry's sequence -> its key
+  // Per node: the sequences of entries bound for it or that it may hold (never empty).
+  std::map<NodeId, std::set<uint64_t>> holding_;
   size_t custody_bytes_ = 0;
 
   // Per origin: its incarnations' windows (at most incarnations_max, newest kept).

@@ -8,9 +8,9 @@
 //             queue is bounded, a node may hold a million routes)
 //   kStanza   origin (8) | incarnation (8) | sequence (8) | floor (8) | destination (8)
 //             | hops (1) | the stanza. (origin, incarnation, sequence) names it; floor is
-//             the lowest sequence of that incarnation the origin still holds (everything
-//             below is finished); a receiver that is not the destination (the leader, or
-//             a node the route just left) passes it on, hops + 1
+//             the lowest sequence of that incarnation the origin holds for `destination`
+//             (everything below is finished there); a receiver that is not the
+//             destination (the leader) passes it on, hops + 1
 //   kAbort    origin (8) | incarnation (8) | floor (8) | destination (8) | hops (1) |
 //             sequences (8 each, 1 to kAbortSequencesMax, strictly ascending): the
 //             origin asks what became of these; passed on like kStanza
