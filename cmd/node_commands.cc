@@ -26,6 +26,10 @@ CommandResult Usage(std::string message) {
 }
 
 std::string Count(uint64_t value) { return std::to_string(value); }
+// "1 call bridge", "2 call bridges".
+std::string CountOf(uint64_t value, std::string_view thing) {
+  return Concat(Count(value), " ", thing, value == 1 ? "" : "s");
+}
 
 // As the seed's status page: "1 day, 17 hours, 41 minutes", "24 minutes, 26 seconds".
 std::string Uptime(uint64_t seconds) {
@@ -449,9 +453,9 @@ CommandResult ExecuteNodeCommand(const AdminRequest& request, NodeConfig* config
     if (!words.positional.empty()) return Usage("reset [--force]");
     if ((!config->callbridges.empty() || !config->users.empty()) && !words.force) {
       return Fail(Concat("reset forgets the domain, the listen addresses, ",
-                         Count(config->callbridges.size()), " call bridges with their secrets and ",
-                         Count(config->users.size()),
-                         " users; run 'stanzactl reset --force' to do it"));
+                         CountOf(config->callbridges.size(), "call bridge"),
+                         " with their secrets and ", CountOf(config->users.size(), "user"),
+                         "; run 'stanzactl reset --force' to do it"));
     }
     proposed = NodeConfig();
     std::string forgotten;

@@ -344,7 +344,9 @@ TEST(NodeCommandsTest, UserErrorsAreOneLineNameTheFixAndLeaveTheConfigAlone) {
            {{"user", "del", "alice", "--secret=x"}, 2, "unknown option --secret=x"},
            {{"user", "rename", "alice"}, 2, "usage: user add NAME"},
            {{"user"}, 2, "usage: user add NAME"},
-           {{"reset"}, 1, "and 1 users; run 'stanzactl reset --force'"},
+           {{"reset"},
+            1,
+            "0 call bridges with their secrets and 1 user; run 'stanzactl reset --force'"},
        }) {
     const CommandResult result = Execute(&config, c.args);
     EXPECT_EQ(result.response.exit_code, c.exit_code) << c.args.back();
