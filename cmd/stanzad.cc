@@ -39,6 +39,7 @@
 #include "absl/strings/str_split.h"
 #include "absl/strings/strip.h"
 #include "cluster/node/cluster_node.h"
+#include "cluster/relay/directory.h"
 #include "cluster/relay/relay.h"
 #include "cluster/storage/atomic_file.h"
 #include "cmd/admin/admin_socket.h"
@@ -543,9 +544,13 @@ class Daemon {
     }
     cluster_->SetDataHandlers(
         [this](raft::NodeId from, const cluster::Frame& frame) {
-          relay_->OnFrame(turn_now_ms_, from, frame.type, frame.payload);
+          if (frame.type == cluster::FrameType::kRoutes) {
+            directory_->OnRoutes(from, frame.payload);
+          } else {
+            relay_->OnFrame(turn_now_ms_, from, frame.type, frame.payload);
+          }
         },
-        [this](raft::NodeId peer) { relay_->LinkUp(peer); });
+        [this](raft::NodeId peer) { directory_->LinkUp(peer); });
     mirrored_generation_ = 0;
     cluster_listening_ = false;
     if (!cluster_tls_error_.empty()) return absl::FailedPreconditionError(cluster_tls_error_);
@@ -687,6 +692,12 @@ class Daemon {
 
   // ---- Stanzas between nodes: the relay (cluster/relay/relay.h), driven here ----
 
+  // Route sets pace themselves well below what a link may queue (more closes it).
+  static_assert(cluster::relay::DirectoryOptions{}.routes_queued_bytes_max +
+                        cluster::relay::DirectoryOptions{}.routes_frame_bytes_max <=
+                    cluster::PeerTransport::kQueueBytesMax / 2,
+                "a route set could fill a cluster link's queue");
+
   // The relay, made once the node has its id; its incarnation grows on every start.
   absl::Status OpenRelay() {
     if (relay_ && relay_->self() == cluster_->id()) return absl::OkStatus();
@@ -702,8 +713,10 @@ class Daemon {
     options.direct = absl::GetFlag(FLAGS_routing) == "direct";
     // Stamping `from` on a client's stanza may lengthen it a little past the bound.
     options.stanza_bytes_max = StanzaBytesMax() + 1024;
+    relay_.reset();  // it reads the directory
+    directory_ = std::make_unique<cluster::relay::Directory>();
     relay_ = std::make_unique<cluster::relay::Relay>(cluster_->id(), *incarnation, config_.domain,
-                                                     options);
+                                                     *directory_, options);
     return absl::OkStatus();
   }
 
@@ -712,7 +725,8 @@ class Daemon {
     switch (message.kind) {
       case net::kCtlRouteUp:
       case net::kCtlRouteDown:
-        relay_->LocalRoute(now_ms, message.kind == net::kCtlRouteUp, message.payload);
+        directory_->LocalRoute(message.kind == net::kCtlRouteUp, message.payload);
+        if (message.kind == net::kCtlRouteUp) relay_->RouteBound(now_ms, message.payload);
         return;
       case net::kCtlForward:
         relay_->Forward(now_ms, message.target, message.argument, message.payload);
@@ -740,15 +754,26 @@ class Daemon {
     }
     view.can_deliver = engine_ != nullptr && mail_waiting_ < kMailMax;
     if (relay_->domain() != config_.domain) relay_->SetDomain(config_.domain);
+    directory_->SetView(view);
     relay_->SetView(now_ms, view);
+    directory_->Tick();
+    cluster::relay::Ready routes = directory_->TakeReady();
+    for (const cluster::relay::RouteChange& change : routes.route_changes) {
+      if (change.op == cluster::relay::RouteChange::Op::kBind) {
+        relay_->RouteBound(now_ms, change.address);
+      }
+    }
     relay_->Tick(now_ms);
     cluster::relay::Ready ready = relay_->TakeReady();
+    for (cluster::relay::Send& send : routes.sends) {
+      cluster_->SendData(send.to, send.type, send.payload);
+    }
     for (cluster::relay::Send& send : ready.sends) {
       cluster_->SendData(send.to, send.type, send.payload);
     }
     // What this turn queued leaves in one send per link, before the deliveries go.
     if (cluster_active) cluster_->FlushLinks();
-    for (const cluster::relay::RouteChange& change : ready.route_changes) {
+    for (const cluster::relay::RouteChange& change : routes.route_changes) {
       using Op = cluster::relay::RouteChange::Op;
       const uint32_t kind = change.op == Op::kBind     ? net::kRemoteRouteBind
                             : change.op == Op::kUnbind ? net::kRemoteRouteUnbind
@@ -1272,7 +1297,7 @@ class Daemon {
     engine_.reset();
     DropMail();
     // Its bridges are gone: the other nodes forget them.
-    relay_->DropLocalRoutes();
+    directory_->DropLocalRoutes();
     LogEvent(LogLevel::kInfo, "serving_stopped");
   }
 
@@ -1362,7 +1387,7 @@ class Daemon {
     }
     not_serving_reason_.clear();
     // The new shards learn the routes of the other nodes.
-    for (const cluster::relay::RouteChange& route : relay_->RemoteRoutes()) {
+    for (const cluster::relay::RouteChange& route : directory_->RemoteRoutes()) {
       PostToAllShards(net::kRemoteRouteBind, route.node, route.address);
     }
     std::string listening;
@@ -1389,6 +1414,7 @@ class Daemon {
   std::unique_ptr<cluster::ClusterNode> cluster_;
   bool cluster_listening_ = false;
   std::string cluster_tls_error_;  // set: TLS was asked for and failed; the node stays out
+  std::unique_ptr<cluster::relay::Directory> directory_;  // before relay_: it reads it
   std::unique_ptr<cluster::relay::Relay> relay_;
   std::vector<std::deque<Letter>> mail_;  // per shard: records its queue did not take yet
   size_t mail_waiting_ = 0;

@@ -12,13 +12,11 @@ namespace stanzad::cluster::relay {
 
 // A stanza in this node's custody.
 struct Relay::Entry {
-  // Its name on the wire, with the incarnation. The first is its key in custody_; a
-  // stanza that goes to another destination, or again after every node it went to gave
-  // it up, gets a new one (resequenced_): a destination's floor then never has to wait
-  // for it, and never passes it.
+  // Its name on the wire, with the incarnation. It gets a new one when it goes to another
+  // destination (resequenced_ finds it): so a destination's floor never has to wait for
+  // a stanza bound elsewhere, and never passes one bound for it.
   uint64_t sequence = 0;
-  uint64_t key = 0;             // its key in custody_ (its first sequence)
-  bool sent = false;            // sent under this sequence
+  uint64_t key = 0;             // its key in custody_: its first sequence
   NodeId node = raft::kNoNode;  // where it was last sent to be delivered
   NodeId via = raft::kNoNode;   // the link it last left on (the leader, or `node`)
   std::string address;          // its route: a bridge, a client's full JID, an account
@@ -42,133 +40,13 @@ struct Relay::Window {
   std::map<uint64_t, Outcome> decided;  // sequences >= floor
 };
 
-// The one route directory: which member holds each route. Claims are per node and
-// stamped in the order they arrived here; a single-holder route resolves to its newest
-// claim, an account to every node that claims it. The shards are told the resolved
-// holders only.
-class Relay::Directory {
- public:
-  void Claim(NodeId node, const std::string& address, std::vector<RouteChange>* out) {
-    auto& claims = claims_[address];
-    if (claims.count(node) != 0) return;  // restated: the claim keeps its age
-    claims[node] = ++stamp_;
-    by_node_[node].insert(address);
-    Resolve(address, out);
-  }
-
-  void Withdraw(NodeId node, const std::string& address, std::vector<RouteChange>* out) {
-    auto it = claims_.find(address);
-    if (it == claims_.end() || it->second.erase(node) == 0) return;
-    if (it->second.empty()) claims_.erase(it);
-    if (auto mine = by_node_.find(node); mine != by_node_.end()) {
-      mine->second.erase(address);
-      if (mine->second.empty()) by_node_.erase(mine);
-    }
-    Resolve(address, out);
-  }
-
-  // Every claim of `node` goes; the shards forget it in one record.
-  void ForgetNode(NodeId node, std::vector<RouteChange>* out) {
-    auto mine = by_node_.find(node);
-    if (mine == by_node_.end()) return;
-    const std::set<std::string> addresses = std::move(mine->second);
-    by_node_.erase(mine);
-    out->push_back({RouteChange::Op::kForgetNode, node, ""});
-    std::vector<RouteChange> changes;
-    for (const std::string& address : addresses) {
-      auto it = claims_.find(address);
-      if (it == claims_.end()) continue;
-      it->second.erase(node);
-      if (it->second.empty()) claims_.erase(it);
-      Resolve(address, &changes);
-    }
-    for (RouteChange& change : changes) {  // the shards already dropped `node`'s
-      if (change.node != node) out->push_back(std::move(change));
-    }
-  }
-
-  std::set<std::string> AddressesOf(NodeId node) const {
-    auto it = by_node_.find(node);
-    return it == by_node_.end() ? std::set<std::string>{} : it->second;
-  }
-
-  bool Claims(NodeId node, const std::string& address) const {
-    auto it = claims_.find(address);
-    return it != claims_.end() && it->second.count(node) != 0;
-  }
-
-  std::optional<NodeId> HolderOf(const std::string& address) const {
-    auto it = claims_.find(address);
-    if (it == claims_.end()) return std::nullopt;
-    NodeId newest = raft::kNoNode;
-    uint64_t newest_stamp = 0;
-    for (const auto& [node, stamp] : it->second) {
-      if (stamp > newest_stamp) newest = node, newest_stamp = stamp;
-    }
-    return newest;
-  }
-
-  void AppendTold(std::vector<RouteChange>* out) const {
-    for (const auto& [address, node] : told_)
-      out->push_back({RouteChange::Op::kBind, node, address});
-    for (const auto& [address, nodes] : accounts_told_) {
-      for (const NodeId node : nodes) out->push_back({RouteChange::Op::kBind, node, address});
-    }
-  }
-
-  size_t claims() const {
-    size_t count = 0;
-    for (const auto& [address, claims] : claims_) count += claims.size();
-    return count;
-  }
-
- private:
-  // Tells the shards what changed for `address`.
-  void Resolve(const std::string& address, std::vector<RouteChange>* out) {
-    if (router::IsAccountRoute(address)) {
-      // Every claim is a route: the shards' table holds (node, account) pairs.
-      std::set<NodeId> now;
-      if (auto it = claims_.find(address); it != claims_.end()) {
-        for (const auto& [node, stamp] : it->second) now.insert(node);
-      }
-      std::set<NodeId>& told = accounts_told_[address];
-      for (NodeId node : told) {
-        if (now.count(node) == 0) out->push_back({RouteChange::Op::kUnbind, node, address});
-      }
-      for (NodeId node : now) {
-        if (told.count(node) == 0) out->push_back({RouteChange::Op::kBind, node, address});
-      }
-      told = std::move(now);
-      if (told.empty()) accounts_told_.erase(address);
-      return;
-    }
-    const std::optional<NodeId> holder = HolderOf(address);
-    auto told = told_.find(address);
-    const NodeId before = told == told_.end() ? raft::kNoNode : told->second;
-    const NodeId after = holder.value_or(raft::kNoNode);
-    if (before == after) return;
-    if (before != raft::kNoNode) out->push_back({RouteChange::Op::kUnbind, before, address});
-    if (after != raft::kNoNode) {
-      out->push_back({RouteChange::Op::kBind, after, address});
-      told_[address] = after;
-    } else {
-      told_.erase(address);
-    }
-  }
-
-  std::map<std::string, std::map<NodeId, uint64_t>> claims_;  // address -> node -> stamp
-  std::map<NodeId, std::set<std::string>> by_node_;
-  std::map<std::string, NodeId> told_;                     // single-holder: the shards'
-  std::map<std::string, std::set<NodeId>> accounts_told_;  // accounts: the shards'
-  uint64_t stamp_ = 0;
-};
-
-Relay::Relay(NodeId self, uint64_t incarnation, std::string domain, Options options)
+Relay::Relay(NodeId self, uint64_t incarnation, std::string domain, const RouteLookup& routes,
+             Options options)
     : self_(self),
       incarnation_(incarnation),
       domain_(std::move(domain)),
       options_(options),
-      directory_(std::make_unique<Directory>()),
+      routes_(routes),
       checker_(std::make_unique<xmpp::RelayedStanzaChecker>(options.stanza_bytes_max)) {
   CHECK(self_ != raft::kNoNode);
   CHECK(incarnation_ > 0);
@@ -186,115 +64,16 @@ void Relay::SetView(uint64_t now_ms, const View& view) {
   for (const NodeId gone : view_.members) {
     if (view.members.count(gone) != 0) continue;
     windows_.erase(gone);
-    unlinked_.erase(gone);
-    route_sets_in_.erase(gone);
-    route_sets_out_.erase(gone);
-    directory_->ForgetNode(gone, &ready_.route_changes);
-    for (auto& [key, entry] : custody_) {
-      if (entry.maybe_at.count(gone) == 0) continue;
-      Hold(entry, false);
-      entry.maybe_at.erase(gone);
-      Hold(entry, true);
-    }
+    for (auto& [key, entry] : custody_) entry.maybe_at.erase(gone);
   }
   const bool was_member = view_.member;
   view_ = view;
-  // A member whose link is down cannot take an account's copies (its clients reconnect
-  // elsewhere): its account routes go, once per outage; its full set comes back with
-  // the link.
-  for (const NodeId node : view_.members) {
-    if (Linked(node)) {
-      unlinked_.erase(node);
-      continue;
-    }
-    route_sets_in_.erase(node);  // its set comes again, whole, on its next link
-    if (!unlinked_.insert(node).second) continue;
-    for (const std::string& address : directory_->AddressesOf(node)) {
-      if (router::IsAccountRoute(address)) {
-        directory_->Withdraw(node, address, &ready_.route_changes);
-      }
-    }
-  }
   if (view_.leader != last_leader_) {
     last_leader_ = view_.leader;
     leader_resend_pending_ = view_.leader != raft::kNoNode && !options_.direct;
   }
   if (!was_member && view_.member) leader_resend_pending_ = true;
   (void)now_ms;
-}
-
-void Relay::LinkUp(NodeId peer) {
-  if (peer == self_) return;
-  route_sets_out_[peer] = std::nullopt;  // from the start, again if one was under way
-  SendRouteSet(peer);                    // the rest with the next Ticks
-}
-
-void Relay::DropLocalRoutes() {
-  local_routes_.clear();
-  route_sets_out_.clear();  // the empty set below replaces any set under way
-  if (!view_.member) return;
-  const std::string frame = EncodeRoutes({RoutesPart::kWhole, {}});
-  for (const NodeId peer : view_.linked) ready_.sends.push_back({peer, FrameType::kRoutes, frame});
-}
-
-// The route sets under way, each as far as its link's queue allows this turn.
-void Relay::SendRouteSets() {
-  for (auto it = route_sets_out_.begin(); it != route_sets_out_.end();) {
-    const NodeId peer = (it++)->first;
-    if (!Linked(peer)) {
-      route_sets_out_.erase(peer);  // its next LinkUp starts over
-    } else {
-      SendRouteSet(peer);
-    }
-  }
-}
-
-// The set under way to `peer`, on while less than routes_queued_bytes_max waits on its
-// link. A change made meanwhile goes as it happens: one before the set's position as a
-// change, one after it with the set.
-void Relay::SendRouteSet(NodeId peer) {
-  auto it = route_sets_out_.find(peer);
-  if (it == route_sets_out_.end()) return;
-  std::optional<std::string>& sent = it->second;
-  const auto queued = view_.queued_bytes.find(peer);
-  size_t waiting = queued == view_.queued_bytes.end() ? 0 : queued->second;
-  while (waiting < options_.routes_queued_bytes_max) {
-    auto next = sent ? local_routes_.upper_bound(*sent) : local_routes_.begin();
-    RoutesFrame frame;
-    size_t bytes = 1;
-    while (
-        next != local_routes_.end() &&
-        (frame.updates.empty() || bytes + RouteUpdateBytes(*next) <= options_.routes_frame_bytes)) {
-      bytes += RouteUpdateBytes(*next);
-      frame.updates.push_back({true, *next});
-      ++next;
-    }
-    const bool done = next == local_routes_.end();
-    frame.part = !sent ? (done ? RoutesPart::kWhole : RoutesPart::kFirst)
-                       : (done ? RoutesPart::kLast : RoutesPart::kMore);
-    ready_.sends.push_back({peer, FrameType::kRoutes, EncodeRoutes(frame)});
-    if (done) {
-      route_sets_out_.erase(it);
-      return;
-    }
-    sent = frame.updates.back().address;
-    waiting += bytes;
-  }
-}
-
-void Relay::LocalRoute(uint64_t now_ms, bool up, std::string_view address_view) {
-  const std::string address(address_view);
-  const bool changed = up ? local_routes_.insert(address).second : local_routes_.erase(address) > 0;
-  if (up) RetryRoute(now_ms, address);  // stanzas that waited for this route elsewhere
-  if (!changed || !view_.member) return;
-  const std::string frame = EncodeRoutes({RoutesPart::kChanges, {{up, address}}});
-  for (const NodeId peer : view_.linked) ready_.sends.push_back({peer, FrameType::kRoutes, frame});
-}
-
-std::optional<NodeId> Relay::NodeOf(std::string_view address_view) const {
-  const std::string address(address_view);
-  if (local_routes_.count(address) != 0) return NodeId{0};
-  return directory_->HolderOf(address);
 }
 
 // ---- Custody (this node as the origin) ----
@@ -320,8 +99,9 @@ void Relay::TakeInto(uint64_t now_ms, SenderId sender, NodeId node, std::string_
   entry.address = stanza.to ? router::RouteAddressOf(*stanza.to, domain_) : "";
   // A message for a resource bound nowhere is the account's (RFC 6121 §8.5.3.2.1): the
   // shard sent this copy to a node holding the account.
-  if (const size_t slash = entry.address.find('/');
-      slash != std::string::npos && entry.address.find('@') < slash && !NodeOf(entry.address)) {
+  if (const size_t slash = entry.address.find('/'); slash != std::string::npos &&
+                                                    entry.address.find('@') < slash &&
+                                                    !routes_.NodeOf(entry.address)) {
     entry.address.resize(slash);
   }
   entry.bytes.assign(bytes);
@@ -329,7 +109,7 @@ void Relay::TakeInto(uint64_t now_ms, SenderId sender, NodeId node, std::string_
   entry.first_ms = entry.sent_ms = now_ms;
   custody_bytes_ += entry.bytes.size();
   custody_by_address_[entry.address].insert(sequence);
-  Hold(entry, true);
+  Hold(entry);
   SendEntry(now_ms, entry);
 }
 
@@ -344,21 +124,15 @@ uint64_t Relay::FloorFor(NodeId destination) const {
   return it == holding_.end() ? next_sequence_ : *it->second.begin();
 }
 
-void Relay::Hold(const Entry& entry, bool on) {
-  const auto one = [&](NodeId node) {
-    if (on) {
-      holding_[node].insert(entry.sequence);
-      return;
-    }
-    auto it = holding_.find(node);
-    if (it == holding_.end()) return;
-    it->second.erase(entry.sequence);
-    if (it->second.empty()) holding_.erase(it);
-  };
-  one(entry.node);
-  for (const NodeId node : entry.maybe_at) {
-    if (node != entry.node) one(node);
-  }
+// (The nodes that may hold an entry are at most its own node: it moves only once they
+// all gave it up. So holding_ needs only entry.node.)
+void Relay::Hold(const Entry& entry) { holding_[entry.node].insert(entry.sequence); }
+
+void Relay::Unhold(const Entry& entry) {
+  auto it = holding_.find(entry.node);
+  CHECK(it != holding_.end());
+  it->second.erase(entry.sequence);
+  if (it->second.empty()) holding_.erase(it);
 }
 
 std::map<uint64_t, Relay::Entry>::iterator Relay::FindSequence(uint64_t sequence) {
@@ -380,7 +154,6 @@ void Relay::SendEntry(uint64_t now_ms, Entry& entry) {
   entry.no_leader_since_ms = 0;
   if (!view_.member || !Linked(*hop)) return;  // not sent: the resend timer tries again
   entry.via = *hop;
-  entry.sent = true;
   entry.maybe_at.insert(entry.node);  // held as entry.node already
   ready_.sends.push_back({*hop, FrameType::kStanza,
                           EncodeStanza({self_, incarnation_, entry.sequence, FloorFor(entry.node),
@@ -413,9 +186,9 @@ bool Relay::Retry(uint64_t now_ms, Entry& entry) {
   if (router::IsAccountRoute(entry.address)) {
     // Each node with resources of the account got its own copy: this one goes to its
     // node again while that node has them; otherwise it waits out the hold.
-    if (directory_->Claims(entry.node, entry.address)) target = entry.node;
+    if (routes_.Claims(entry.node, entry.address)) target = entry.node;
   } else {
-    target = NodeOf(entry.address);
+    target = routes_.NodeOf(entry.address);
   }
   if (!target) return false;
   // Whoever may hold it, other than the target, gives it up first: it goes elsewhere only
@@ -440,39 +213,28 @@ bool Relay::Retry(uint64_t now_ms, Entry& entry) {
   }
   if (resend_budget_ < entry.bytes.size()) return false;  // the next turn
   resend_budget_ -= entry.bytes.size();
-  if (*target != entry.node || (entry.sent && entry.maybe_at.empty())) {
-    // Elsewhere, or again after every node it went to gave it up: a new name, above
-    // every floor sent so far (see Entry::sequence).
-    Hold(entry, false);
+  if (*target != entry.node) {
+    // Elsewhere (every node it went to gave it up): a new name, above every floor sent so
+    // far (see Entry::sequence).
+    Unhold(entry);
     Rename(entry);
     entry.node = *target;
-    Hold(entry, true);
+    Hold(entry);
   }
   ++stats_.resent;
   SendEntry(now_ms, entry);
   return false;
 }
 
-void Relay::RetryRoute(uint64_t now_ms, const std::string& address) {
-  auto waiting = custody_by_address_.find(address);
-  if (waiting == custody_by_address_.end()) return;
-  const std::vector<uint64_t> sequences(waiting->second.begin(), waiting->second.end());
-  for (const uint64_t sequence : sequences) {
-    auto it = custody_.find(sequence);
-    if (it != custody_.end() && Retry(now_ms, it->second)) Finish(it);
-  }
-}
-
 // A new sequence for `entry` (unheld: the caller holds it again).
 void Relay::Rename(Entry& entry) {
   if (entry.sequence != entry.key) resequenced_.erase(entry.sequence);
   entry.sequence = next_sequence_++;
-  entry.sent = false;
   resequenced_[entry.sequence] = entry.key;
 }
 
 std::map<uint64_t, Relay::Entry>::iterator Relay::Finish(std::map<uint64_t, Entry>::iterator it) {
-  Hold(it->second, false);
+  Unhold(it->second);
   if (it->second.sequence != it->second.key) resequenced_.erase(it->second.sequence);
   custody_bytes_ -= it->second.bytes.size();
   auto waiting = custody_by_address_.find(it->second.address);
@@ -483,7 +245,7 @@ std::map<uint64_t, Relay::Entry>::iterator Relay::Finish(std::map<uint64_t, Entr
 }
 
 void Relay::BounceEntry(uint64_t now_ms, const Entry& entry, std::string_view reason) {
-  const std::optional<NodeId> now_at = NodeOf(entry.address);
+  const std::optional<NodeId> now_at = routes_.NodeOf(entry.address);
   Log("relay_expired", "to=" + LogQuote(entry.address) + " node=" + std::to_string(entry.node) +
                            " via=" + std::to_string(entry.via) + " now_at=" +
                            (now_at ? std::to_string(*now_at) : std::string("nowhere")) +
@@ -500,7 +262,7 @@ void Relay::BounceEntry(uint64_t now_ms, const Entry& entry, std::string_view re
   const std::string reply =
       xmpp::MakeErrorReply(stanza, xmpp::StanzaErrorCondition::kServiceUnavailable, domain_);
   const std::string sender = router::RouteAddressOf(*stanza.from, domain_);
-  const std::optional<NodeId> node = NodeOf(sender);
+  const std::optional<NodeId> node = routes_.NodeOf(sender);
   if (!node) return;
   if (*node == 0) {
     if (view_.can_deliver) ready_.deliveries.push_back({self_, sender, reply});
@@ -523,17 +285,14 @@ void Relay::OnAnswers(uint64_t now_ms, NodeId answerer, const AnswerFrame& frame
       Finish(it);
       continue;
     }
-    Hold(entry, false);
     entry.maybe_at.erase(answerer);
-    Hold(entry, true);
     if (!entry.maybe_at.empty()) continue;
     // "Aborted" from where the route is now is final (that node decided for good, or
     // refused the stanza): the sender hears at once. Otherwise it may go where its route
     // is now.
-    const bool route_there =
-        router::IsAccountRoute(entry.address)
-            ? answerer == entry.node && directory_->Claims(answerer, entry.address)
-            : NodeOf(entry.address) == std::optional<NodeId>(answerer);
+    const bool route_there = router::IsAccountRoute(entry.address)
+                                 ? answerer == entry.node && routes_.Claims(answerer, entry.address)
+                                 : routes_.NodeOf(entry.address) == std::optional<NodeId>(answerer);
     if (entry.expiring || route_there) {
       ++stats_.expired;
       BounceEntry(now_ms, entry, entry.expiring ? "forward_hold" : "aborted");
@@ -670,10 +429,11 @@ void Relay::OnStanza(NodeId from, const StanzaFrame& frame) {
     ++stats_.failed;
     return;
   }
-  if (!router::IsAccountRoute(address) && local_routes_.count(address) == 0) {
+  const auto here = [&](std::string_view route) { return routes_.NodeOf(route) == NodeId{0}; };
+  if (!router::IsAccountRoute(address) && !here(address)) {
     const size_t slash = address.find('/');
     const bool account_copy = slash != std::string::npos && address.find('@') < slash &&
-                              local_routes_.count(address.substr(0, slash)) != 0;
+                              here(std::string_view(address).substr(0, slash));
     if (!account_copy) {
       ++stats_.misrouted;
       return;
@@ -756,100 +516,34 @@ void Relay::OnFrame(uint64_t now_ms, NodeId from, FrameType type, std::string_vi
       }
       return;
     }
-    case FrameType::kRoutes: {
-      absl::StatusOr<RoutesFrame> routes = DecodeRoutes(payload);
-      if (routes.ok()) OnRoutes(now_ms, from, *routes);
-      return;
-    }
     default:
       return;
   }
 }
 
-void Relay::OnRoutes(uint64_t now_ms, NodeId from, const RoutesFrame& routes) {
-  const size_t changes_before = ready_.route_changes.size();
-  switch (routes.part) {
-    case RoutesPart::kChanges: {
-      auto arriving = route_sets_in_.find(from);
-      for (const RouteUpdate& update : routes.updates) {
-        if (update.add) {
-          directory_->Claim(from, update.address, &ready_.route_changes);
-          if (arriving != route_sets_in_.end()) arriving->second.insert(update.address);
-        } else {
-          directory_->Withdraw(from, update.address, &ready_.route_changes);
-          if (arriving != route_sets_in_.end()) arriving->second.erase(update.address);
-        }
-      }
-      break;
-    }
-    case RoutesPart::kWhole: {
-      route_sets_in_.erase(from);
-      std::set<std::string> now;
-      for (const RouteUpdate& update : routes.updates) {
-        if (update.add) now.insert(update.address);
-      }
-      ReplaceRoutes(from, now);
-      break;
-    }
-    case RoutesPart::kFirst:
-    case RoutesPart::kMore:
-    case RoutesPart::kLast: {
-      // The parts are claimed as they come (what they say is true now); what the set
-      // lacks is withdrawn with its last part. A part without its first (the link that
-      // carried the first went down) waits for the set sent on the new link.
-      if (routes.part == RoutesPart::kFirst) route_sets_in_[from].clear();
-      auto arriving = route_sets_in_.find(from);
-      if (arriving == route_sets_in_.end()) return;
-      for (const RouteUpdate& update : routes.updates) {
-        if (!update.add) continue;
-        arriving->second.insert(update.address);
-        directory_->Claim(from, update.address, &ready_.route_changes);
-      }
-      if (routes.part != RoutesPart::kLast) break;
-      const std::set<std::string> now = std::move(arriving->second);
-      route_sets_in_.erase(arriving);
-      ReplaceRoutes(from, now);
-      break;
-    }
+// A route is bound now (here, or on a member): what waits for it goes there if it was
+// somewhere else (or nowhere). Found by address, not a pass over all custody: a node may
+// bind a million routes and hold many stanzas.
+void Relay::RouteBound(uint64_t now_ms, std::string_view address) {
+  if (router::IsAccountRoute(address)) return;  // each copy goes to its own holder
+  auto waiting = custody_by_address_.find(address);
+  if (waiting == custody_by_address_.end()) return;
+  const std::optional<NodeId> at = routes_.NodeOf(address);
+  if (!at) return;
+  const std::vector<uint64_t> keys(waiting->second.begin(), waiting->second.end());
+  for (const uint64_t key : keys) {
+    auto it = custody_.find(key);
+    if (it == custody_.end()) continue;
+    Entry& entry = it->second;
+    const bool moved = *at != entry.node || entry.maybe_at.empty();
+    if (moved && Retry(now_ms, entry)) Finish(it);
   }
-  // What waits for a route this frame moved (found by address: not a pass over all
-  // custody per frame, as a node may hold a million routes and many stanzas): if the
-  // route is somewhere else now, or the stanza had none, it goes there.
-  std::set<std::string> moved_routes;
-  for (size_t i = changes_before; i < ready_.route_changes.size(); ++i) {
-    const RouteChange& change = ready_.route_changes[i];
-    if (change.op == RouteChange::Op::kBind && !router::IsAccountRoute(change.address) &&
-        custody_by_address_.count(change.address) != 0) {
-      moved_routes.insert(change.address);
-    }
-  }
-  for (const std::string& address : moved_routes) {
-    const std::optional<NodeId> at = NodeOf(address);
-    if (!at) continue;
-    const std::set<uint64_t> sequences = custody_by_address_.at(address);
-    for (const uint64_t sequence : sequences) {
-      auto it = custody_.find(sequence);
-      if (it == custody_.end()) continue;
-      Entry& entry = it->second;
-      const bool moved = *at != entry.node || entry.maybe_at.empty();
-      if (moved && Retry(now_ms, entry)) Finish(it);
-    }
-  }
-}
-
-// `from`'s routes are `now`: the rest of its claims go.
-void Relay::ReplaceRoutes(NodeId from, const std::set<std::string>& now) {
-  for (const std::string& address : directory_->AddressesOf(from)) {
-    if (now.count(address) == 0) directory_->Withdraw(from, address, &ready_.route_changes);
-  }
-  for (const std::string& address : now) directory_->Claim(from, address, &ready_.route_changes);
 }
 
 // ---- Time ----
 
 void Relay::Tick(uint64_t now_ms) {
   resend_budget_ = options_.resend_bytes_per_tick;
-  SendRouteSets();
   if (leader_resend_pending_ && view_.member) {
     // A new leader (or the first after none): what went to the old one, or waited for
     // one, goes to it now instead of after the resend delay.
@@ -875,12 +569,7 @@ void Relay::Tick(uint64_t now_ms) {
       if (entry.no_leader_since_ms != 0 && view_.leader != raft::kNoNode) {
         entry.no_leader_since_ms = 0;  // a leader now: its turn comes with the resends
       }
-      if (std::any_of(entry.maybe_at.begin(), entry.maybe_at.end(),
-                      [&](NodeId node) { return view_.members.count(node) == 0; })) {
-        Hold(entry, false);
-        std::erase_if(entry.maybe_at, [&](NodeId node) { return view_.members.count(node) == 0; });
-        Hold(entry, true);
-      }
+      std::erase_if(entry.maybe_at, [&](NodeId node) { return view_.members.count(node) == 0; });
       const uint64_t waited = now_ms - std::min(now_ms, entry.first_ms);
       if (entry.expiring) {
         if (entry.maybe_at.empty() ||
@@ -935,12 +624,6 @@ void Relay::Log(std::string event, std::string fields) {
   ready_.logs.push_back({true, std::move(event), std::move(fields)});
 }
 
-std::vector<RouteChange> Relay::RemoteRoutes() const {
-  std::vector<RouteChange> routes;
-  directory_->AppendTold(&routes);
-  return routes;
-}
-
 size_t Relay::decisions_count() const {
   size_t count = 0;
   for (const auto& [origin, lives] : windows_) {
@@ -963,13 +646,14 @@ void Relay::CheckInvariants() const {
     }
   }
   CHECK_MSG(indexed == custody_.size(), "custody index");
-  // holding_: exactly each entry's sequence under its node and the nodes that may hold it.
+  // holding_: exactly each entry's sequence under its node, the only one that may hold it.
   std::map<NodeId, std::set<uint64_t>> holding;
   size_t renamed = 0;
   for (const auto& [key, entry] : custody_) {
     CHECK(entry.key == key && entry.sequence >= key && entry.sequence < next_sequence_);
     holding[entry.node].insert(entry.sequence);
-    for (const NodeId node : entry.maybe_at) holding[node].insert(entry.sequence);
+    CHECK(entry.maybe_at.empty() ||
+          (entry.maybe_at.size() == 1 && *entry.maybe_at.begin() == entry.node));
     if (entry.sequence != key) {
       auto it = resequenced_.find(entry.sequence);
       CHECK(it != resequenced_.end() && it->second == key);

@@ -3,7 +3,8 @@
 // No clock, no I/O, no flags, no threads: the driver (the daemon's control thread, or
 // tests/simulation/relay_simulator.cc) tells it the time, the cluster as the control
 // plane sees it, what the shards and the links brought; it answers with frames to send,
-// stanzas to deliver, senders to bounce and route changes for the shards (TakeReady).
+// stanzas to deliver and senders to bounce (TakeReady). Where routes are it asks a
+// RouteLookup (the route directory, directory.h), which tells it when one is bound.
 //
 // The contract, checked by the simulator after every event:
 //
@@ -39,16 +40,12 @@
 //     floor only rises and a stanza stuck for one destination holds no decisions at the
 //     others. No time window: a partition of any length cannot make a destination forget
 //     something the origin may still send it.
-//   - Routes. One directory: which node holds each route (a bridge, a client's resource:
-//     one holder; an account with available resources: any number). Each node's
-//     announcements change only its own claims; when several nodes claim one
-//     single-holder route, the newest claim to arrive wins, and a withdrawal falls back
-//     to the claims that remain — a stale node re-announcing and withdrawing never leaves
-//     a route nowhere. The shards are told the resolved holder only (route_changes).
+//   - Routes. Where a stanza goes is the route directory's answer (directory.h) at the
+//     time it is sent or sent again; a route bound somewhere else (RouteBound) sends
+//     what waits for it there.
 //
 // Bounds (each an Options field): custody bytes (hold_bytes_max; beyond it the sender
-// is bounced with resource-constraint), resend bytes per Tick, route-set bytes per frame
-// and waiting on a link, hops a stanza may take,
+// is bounced with resource-constraint), resend bytes per Tick, hops a stanza may take,
 // decisions remembered per (origin, incarnation) above the floor, incarnations
 // remembered per origin.
 #ifndef STANZAD_CLUSTER_RELAY_RELAY_H_
@@ -65,17 +62,13 @@
 #include <vector>
 
 #include "cluster/raft/types.h"
+#include "cluster/relay/types.h"
 #include "cluster/relay/wire.h"
 #include "core/xmpp/stanza.h"
 
 namespace stanzad::cluster::relay {
 
 using raft::NodeId;
-
-// The shard connection that sent a stanza (net::ConnectionId); kNoSender for a stanza
-// with no sender connection here (it came from another node, or it is an error reply).
-using SenderId = uint64_t;
-inline constexpr SenderId kNoSender = 0;
 
 struct Options {
   uint64_t hold_ms = 5000;            // a sent stanza's fate is asked for after this
@@ -90,60 +83,6 @@ struct Options {
   size_t stanza_bytes_max = 1 << 20;  // a relayed stanza longer than this is refused
   size_t decisions_max = 1 << 20;     // per (origin, incarnation), above its floor
   size_t incarnations_max = 4;        // remembered per origin
-  // A member that links up gets every route of this node, in kRoutes frames of at most
-  // about routes_frame_bytes (at least one route each), sent while less than
-  // routes_queued_bytes_max waits on its link (a link's queue is bounded: 16 MiB).
-  size_t routes_frame_bytes = 256 << 10;
-  size_t routes_queued_bytes_max = 4 << 20;
-};
-
-// The cluster as the control plane sees it this turn.
-struct View {
-  bool member = false;            // this node is a member (otherwise nothing is sent)
-  NodeId leader = raft::kNoNode;  // kNoNode: none known
-  std::set<NodeId> members;       // the other members
-  std::set<NodeId> linked;        // members with a link up now
-  bool can_deliver = false;       // the shards take deliveries (the engine runs)
-  // Bytes waiting to leave on the link to a member (missing: none).
-  std::map<NodeId, size_t> queued_bytes;
-};
-
-// Outputs.
-struct Send {
-  NodeId to = raft::kNoNode;
-  FrameType type = FrameType::kStanza;
-  std::string payload;
-};
-struct Delivery {  // to the shard that owns `address`, as kDeliverFromPeer
-  NodeId origin = raft::kNoNode;
-  std::string address;
-  std::string bytes;
-};
-struct Bounce {  // the sender's shard answers it with an error
-  SenderId sender = kNoSender;
-  std::string bytes;
-  xmpp::StanzaErrorCondition condition = xmpp::StanzaErrorCondition::kServiceUnavailable;
-};
-struct RouteChange {  // for every shard's table of routes on other nodes
-  enum class Op { kBind, kUnbind, kForgetNode } op = Op::kBind;
-  NodeId node = raft::kNoNode;
-  std::string address;  // empty for kForgetNode
-};
-struct LogLine {
-  bool warning = true;
-  std::string event;   // "relay_expired", "relay_rejected", "relay_unconfirmed"
-  std::string fields;  // key=value ...
-};
-struct Ready {
-  std::vector<Send> sends;  // in order; acknowledgements before the deliveries they cover
-  std::vector<Delivery> deliveries;
-  std::vector<Bounce> bounces;
-  std::vector<RouteChange> route_changes;
-  std::vector<LogLine> logs;
-  bool empty() const {
-    return sends.empty() && deliveries.empty() && bounces.empty() && route_changes.empty() &&
-           logs.empty();
-  }
 };
 
 struct Stats {
@@ -162,7 +101,9 @@ struct Stats {
 class Relay {
  public:
   // `incarnation` > 0, larger than any this node had before (durable, kept by the driver).
-  Relay(NodeId self, uint64_t incarnation, std::string domain, Options options);
+  // `routes` outlives the relay.
+  Relay(NodeId self, uint64_t incarnation, std::string domain, const RouteLookup& routes,
+        Options options);
   ~Relay();
   Relay(const Relay&) = delete;
   Relay& operator=(const Relay&) = delete;
@@ -172,31 +113,21 @@ class Relay {
   const std::string& domain() const { return domain_; }
   void SetDomain(std::string domain);
 
-  // Every turn, before the rest: membership, leader, links. Members that left lose
-  // their routes and what this node remembered of them; a new leader gets what waited
-  // for one; a member whose link went down loses its account routes.
+  // Every turn, before the rest: membership, leader, links. What this node remembered
+  // of members that left goes; a new leader gets what waited for one.
   void SetView(uint64_t now_ms, const View& view);
-  // A route bound (up) or unbound on this node's shards.
-  void LocalRoute(uint64_t now_ms, bool up, std::string_view address);
-  // The shards stopped: every route of this node is gone (the members are told).
-  void DropLocalRoutes();
-  // A link to `peer` came up: it is sent every route of this node, in frames paced by
-  // the link's queue (Tick sends them; changes meanwhile go as they happen).
-  void LinkUp(NodeId peer);
+  // A route was bound (here, or the directory resolved it to a member): stanzas
+  // waiting for it that were bound elsewhere, or nowhere, go there.
+  void RouteBound(uint64_t now_ms, std::string_view address);
   // A stanza a shard routed to `node`. Taken into custody, or bounced at once.
   void Forward(uint64_t now_ms, SenderId sender, NodeId node, std::string_view bytes);
-  // A relay frame (kRoutes, kStanza, kAck, kAckRelay, kAbort) from member `from`.
+  // A relay frame (kStanza, kAck, kAckRelay, kAbort) from member `from`.
   void OnFrame(uint64_t now_ms, NodeId from, FrameType type, std::string_view payload);
   // Resends, deadlines, acknowledgements: every turn.
   void Tick(uint64_t now_ms);
 
   Ready TakeReady();
 
-  // Where `address` is bound now: 0 here, a member's id, nullopt nowhere. For an
-  // account, one of the members holding it.
-  std::optional<NodeId> NodeOf(std::string_view address) const;
-  // Every route on another member the shards should know (for shards that just started).
-  std::vector<RouteChange> RemoteRoutes() const;
   const Stats& stats() const { return stats_; }
   size_t custody_count() const { return custody_.size(); }
   size_t custody_bytes() const { return custody_bytes_; }
@@ -208,7 +139,6 @@ class Relay {
  private:
   struct Entry;
   struct Window;
-  class Directory;
   // Answers to send this turn: per (node to send to, origin, incarnation), via relay
   // when the origin is not the node they go to.
   struct AnswerKey {
@@ -224,14 +154,14 @@ class Relay {
   void SendAbort(uint64_t now_ms, Entry& entry, NodeId except);
   bool Retry(uint64_t now_ms, Entry& entry);  // true: finished here
   void Rename(Entry& entry);
-  void Hold(const Entry& entry, bool on);  // in holding_, or out
+  void Hold(const Entry& entry);  // into holding_
+  void Unhold(const Entry& entry);
   std::map<uint64_t, Entry>::iterator FindSequence(uint64_t sequence);
-  void RetryRoute(uint64_t now_ms, const std::string& address);
   std::map<uint64_t, Entry>::iterator Finish(std::map<uint64_t, Entry>::iterator it);
   void BounceEntry(uint64_t now_ms, const Entry& entry, std::string_view reason);
   void OnAnswers(uint64_t now_ms, NodeId answerer, const AnswerFrame& frame);
-  // The floor sent to `destination`: the lowest sequence it may decide (it holds it, or
-  // it is bound for it); next_sequence_ if none.
+  // The floor sent to `destination`: the lowest sequence bound for it (sent there or
+  // not yet); next_sequence_ if none.
   uint64_t FloorFor(NodeId destination) const;
   std::optional<NodeId> NextHop(NodeId destination) const;
   bool Linked(NodeId node) const { return view_.linked.count(node) != 0; }
@@ -248,17 +178,13 @@ class Relay {
   bool MayPassOn(uint8_t hops, NodeId origin, NodeId destination) const;
   bool Accepts(const xmpp::Stanza& stanza, std::string_view bytes, std::string* why);
 
-  // Routes.
-  void SendRouteSets();
-  void SendRouteSet(NodeId peer);
-  void OnRoutes(uint64_t now_ms, NodeId from, const RoutesFrame& routes);
-  void ReplaceRoutes(NodeId from, const std::set<std::string>& now);
   void Log(std::string event, std::string fields);
 
   const NodeId self_;
   const uint64_t incarnation_;
   std::string domain_;
   const Options options_;
+  const RouteLookup& routes_;
   View view_;
   NodeId last_leader_ = raft::kNoNode;
   bool leader_resend_pending_ = false;
@@ -266,10 +192,10 @@ class Relay {
   size_t resend_budget_ = 0;
 
   uint64_t next_sequence_ = 1;
-  std::map<uint64_t, Entry> custody_;                             // by sequence
-  std::map<std::string, std::set<uint64_t>> custody_by_address_;  // the same, by route
+  std::map<uint64_t, Entry> custody_;                                          // by sequence
+  std::map<std::string, std::set<uint64_t>, std::less<>> custody_by_address_;  // by route
   std::map<uint64_t, uint64_t> resequenced_;  // a renamed entry's sequence -> its key
-  // Per node: the sequences of entries bound for it or that it may hold (never empty).
+  // Per node: the sequences of the entries bound for it (never an empty set).
   std::map<NodeId, std::set<uint64_t>> holding_;
   size_t custody_bytes_ = 0;
 
@@ -277,14 +203,6 @@ class Relay {
   std::map<NodeId, std::map<uint64_t, Window>> windows_;
   std::map<AnswerKey, std::vector<std::pair<uint64_t, Outcome>>> answers_;  // this turn's
 
-  std::set<std::string> local_routes_;
-  // Route sets being sent: per member, the last address sent (nullopt: none yet).
-  std::map<NodeId, std::optional<std::string>> route_sets_out_;
-  // Route sets arriving in several frames: per member, what it has sent so far (with
-  // the changes it sent meanwhile). At most every route the member has.
-  std::map<NodeId, std::set<std::string>> route_sets_in_;
-  std::unique_ptr<Directory> directory_;
-  std::set<NodeId> unlinked_;  // members whose account routes were dropped this outage
   std::unique_ptr<xmpp::RelayedStanzaChecker> checker_;
   Ready ready_;
   Stats stats_;

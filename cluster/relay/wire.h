@@ -58,7 +58,8 @@ struct RoutesFrame {
   RoutesPart part = RoutesPart::kChanges;
   std::vector<RouteUpdate> updates;
 };
-// The bytes one route takes in a kRoutes frame.
+// The bytes of a kRoutes frame: its header, and each route in it.
+inline constexpr size_t kRoutesHeaderBytes = 1;
 inline size_t RouteUpdateBytes(const std::string& address) { return 3 + address.size(); }
 std::string EncodeRoutes(const RoutesFrame& routes);
 absl::StatusOr<RoutesFrame> DecodeRoutes(std::string_view payload);

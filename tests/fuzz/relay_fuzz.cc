@@ -1,5 +1,5 @@
-// Fuzzes the relay (cluster/relay/relay.h) as a hostile or confused member would drive it:
-// frames of every relay type from members, built from the input (well-formed ones through
+// Fuzzes the relay (cluster/relay/relay.h) and its route directory (directory.h) as a hostile
+// or confused member would drive them: frames of every relay type from members, built from the
 // the encoders, and raw bytes), interleaved with time, membership and link changes, local
 // routes and stanzas to forward. After every step the relay's own invariants hold and what
 // it keeps stays within its bounds; a crash or a CHECK is a finding.
@@ -9,6 +9,7 @@
 #include <string>
 #include <string_view>
 
+#include "cluster/relay/directory.h"
 #include "cluster/relay/relay.h"
 #include "cluster/relay/wire.h"
 
@@ -62,19 +63,28 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   options.decisions_max = 16;
   options.incarnations_max = 2;
   options.resend_bytes_per_tick = 1024;
-  Relay relay(kSelf, 1 + in.Small(), "example.com", options);
+  DirectoryOptions routes_options;
+  routes_options.routes_frame_bytes_max = 1 + in.Small();
+  routes_options.routes_queued_bytes_max = 1 + in.Small();
+  Directory directory(routes_options);
+  Relay relay(kSelf, 1 + in.Small(), "example.com", directory, options);
   View view;
   view.member = true;
   view.can_deliver = true;
   for (NodeId node = 2; node < 2 + kMembers; ++node)
     view.members.insert(node), view.linked.insert(node);
   uint64_t now_ms = 1000;
-  relay.SetView(now_ms, view);
+  const auto set_view = [&] {
+    directory.SetView(view);
+    relay.SetView(now_ms, view);
+  };
+  set_view();
   while (!in.empty()) {
     const NodeId peer = 2 + in.Byte() % (kMembers + 1);  // 5: not a member
     switch (in.Byte() % 12) {
       case 0:
         now_ms += 50 * in.Byte();
+        directory.Tick();
         relay.Tick(now_ms);
         break;
       case 1:
@@ -82,18 +92,24 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
           view.linked.erase(peer);
         } else if (view.members.count(peer) != 0) {
           view.linked.insert(peer);
-          relay.LinkUp(peer);
+          directory.LinkUp(peer);
         }
-        relay.SetView(now_ms, view);
+        set_view();
         break;
       case 2:
         view.leader = in.Byte() % 2 ? peer : kSelf;
         if (in.Byte() % 8 == 0) view.members.erase(peer);
         if (in.Byte() % 8 == 0) view.can_deliver = !view.can_deliver;
-        relay.SetView(now_ms, view);
+        set_view();
         break;
       case 3:
-        relay.LocalRoute(now_ms, in.Byte() % 2 == 0, kBridges[in.Byte() % 5]);
+        if (in.Byte() % 2 == 0) {
+          const std::string address = kBridges[in.Byte() % 5];
+          directory.LocalRoute(true, address);
+          relay.RouteBound(now_ms, address);
+        } else {
+          directory.LocalRoute(false, kBridges[in.Byte() % 5]);
+        }
         break;
       case 4:
         relay.Forward(now_ms, in.Byte(), peer, Stanza(in));
@@ -136,18 +152,27 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
         for (uint64_t n = in.Small(); n > 0; --n) {
           routes.updates.push_back({in.Byte() % 2 == 0, kBridges[in.Byte() % 5]});
         }
-        relay.OnFrame(now_ms, peer, FrameType::kRoutes, EncodeRoutes(routes));
+        directory.OnRoutes(peer, EncodeRoutes(routes));
         break;
       }
       default: {  // raw bytes as any relay frame
         const FrameType types[] = {FrameType::kStanza, FrameType::kAbort, FrameType::kAck,
                                    FrameType::kAckRelay, FrameType::kRoutes};
-        relay.OnFrame(now_ms, peer, types[in.Byte() % 5], in.Bytes(64));
+        const FrameType type = types[in.Byte() % 5];
+        if (type == FrameType::kRoutes) {
+          directory.OnRoutes(peer, in.Bytes(64));
+        } else {
+          relay.OnFrame(now_ms, peer, type, in.Bytes(64));
+        }
         break;
       }
     }
+    for (const RouteChange& change : directory.TakeReady().route_changes) {
+      if (change.op == RouteChange::Op::kBind) relay.RouteBound(now_ms, change.address);
+    }
     (void)relay.TakeReady();
     relay.CheckInvariants();
+    directory.CheckInvariants();
     Check(relay.custody_bytes() <= options.hold_bytes_max);
     Check(relay.decisions_count() <=
           (kMembers + 1) * options.incarnations_max * options.decisions_max);

@@ -114,8 +114,8 @@ RelaySimulator::RelaySimulator(const RelaySimOptions& options)
     if (rng_.Chance(0.2)) relay_options_.hold_bytes_max = rng_.Range(300, 1500);
     // Now and then route sets in frames of one or two routes, paced by a small queue.
     if (rng_.Chance(0.3)) {
-      relay_options_.routes_frame_bytes = rng_.Range(1, 70);
-      relay_options_.routes_queued_bytes_max = rng_.Range(1, 200);
+      directory_options_.routes_frame_bytes_max = rng_.Range(1, 70);
+      directory_options_.routes_queued_bytes_max = rng_.Range(1, 200);
     }
   }
 }
@@ -139,7 +139,9 @@ absl::Status RelaySimulator::Run() {
   for (NodeId id = 1; id <= static_cast<NodeId>(count); ++id) {
     Node& node = nodes_[id];
     node.id = id;
-    node.relay = std::make_unique<Relay>(id, node.incarnation, kDomain, relay_options_);
+    node.directory = std::make_unique<Directory>(directory_options_);
+    node.relay =
+        std::make_unique<Relay>(id, node.incarnation, kDomain, *node.directory, relay_options_);
   }
   for (const auto& [a, node_a] : nodes_) {
     for (const auto& [b, node_b] : nodes_) {
@@ -208,13 +210,17 @@ absl::Status RelaySimulator::Dispatch(Event& event) {
         Trace(absl::StrCat(now_ms_, " recv ", event.peer, "->", event.node, " ",
                            Describe(event.frame_type, event.payload)));
       }
-      return Turn(to, [&](Relay& relay) {
-        relay.OnFrame(now_ms_, event.peer, event.frame_type, event.payload);
+      return Turn(to, [&](Node& at) {
+        if (event.frame_type == FrameType::kRoutes) {
+          at.directory->OnRoutes(event.peer, event.payload);
+        } else {
+          at.relay->OnFrame(now_ms_, event.peer, event.frame_type, event.payload);
+        }
       });
     }
     case EventType::kTick: {
       Schedule(now_ms_ + options_.tick_ms, EventType::kTick, event.node);
-      return Turn(nodes_.at(event.node), [](Relay&) {});
+      return Turn(nodes_.at(event.node), [](Node&) {});
     }
     case EventType::kSend:
       if (!workload_) return absl::OkStatus();
@@ -235,7 +241,7 @@ absl::Status RelaySimulator::Dispatch(Event& event) {
       Node& node = nodes_.at(event.node);
       node.leader_view = leader_;
       if (tracing()) Trace(absl::StrCat(now_ms_, " node ", node.id, " learns leader ", leader_));
-      return Turn(node, [](Relay&) {});
+      return Turn(node, [](Node&) {});
     }
     case EventType::kBind: {
       Route& route = routes_.at(event.peer);
@@ -259,7 +265,7 @@ absl::Status RelaySimulator::Dispatch(Event& event) {
     case EventType::kCanDeliver: {
       Node& node = nodes_.at(event.node);
       node.can_deliver = true;
-      return Turn(node, [](Relay&) {});
+      return Turn(node, [](Node&) {});
     }
     case EventType::kQuiet: {
       chaos_ = false;
@@ -305,7 +311,7 @@ absl::Status RelaySimulator::OnSend() {
   if (to >= from) ++to;
   Node& origin = nodes_.at(routes_[from].at);
   // The shard routes it by its table, as the relay's directory told it.
-  const std::optional<NodeId> node = origin.relay->NodeOf(routes_[to].address);
+  const std::optional<NodeId> node = origin.directory->NodeOf(routes_[to].address);
   if (!node || *node == 0) return absl::OkStatus();  // nowhere, or here: not the relay's
   const size_t number = tracked_.size();
   Tracked tracked;
@@ -327,7 +333,7 @@ absl::Status RelaySimulator::OnSend() {
                        tracked.foreign ? " (foreign from)" : ""));
   }
   const SenderId sender = routes_[from].sender;
-  return Turn(origin, [&](Relay& relay) { relay.Forward(now_ms_, sender, *node, bytes); });
+  return Turn(origin, [&](Node& at) { at.relay->Forward(now_ms_, sender, *node, bytes); });
 }
 
 absl::Status RelaySimulator::OnFault() {
@@ -426,7 +432,7 @@ absl::Status RelaySimulator::OnFault() {
   Node& node = nodes_.at(pick(alive));
   node.can_deliver = false;
   Schedule(now_ms_ + rng_.Range(50, 400), EventType::kCanDeliver, node.id);
-  return Turn(node, [](Relay&) {});
+  return Turn(node, [](Node&) {});
 }
 
 absl::Status RelaySimulator::HealFault(int64_t record) {
@@ -497,7 +503,7 @@ absl::Status RelaySimulator::HealAll() {
   for (auto& [id, node] : nodes_) {
     if (node.can_deliver) continue;
     node.can_deliver = true;
-    if (absl::Status s = Turn(node, [](Relay&) {}); !s.ok()) return s;
+    if (absl::Status s = Turn(node, [](Node&) {}); !s.ok()) return s;
   }
   return absl::OkStatus();
 }
@@ -538,11 +544,23 @@ template <typename Input>
 absl::Status RelaySimulator::Turn(Node& node, Input input) {
   if (!violation_.ok()) return violation_;
   if (!node.alive) return absl::OkStatus();
-  Relay& relay = *node.relay;
-  relay.SetView(now_ms_, ViewOf(node));
-  input(relay);
-  relay.Tick(now_ms_);
-  return Apply(node, relay.TakeReady());
+  const View view = ViewOf(node);
+  node.directory->SetView(view);
+  node.relay->SetView(now_ms_, view);
+  input(node);
+  node.directory->Tick();
+  // As the daemon drives them: a route bound sends what waited for it; the route
+  // frames leave before the relay's.
+  Ready routes = node.directory->TakeReady();
+  for (const RouteChange& change : routes.route_changes) {
+    if (change.op == RouteChange::Op::kBind) node.relay->RouteBound(now_ms_, change.address);
+  }
+  node.relay->Tick(now_ms_);
+  Ready ready = node.relay->TakeReady();
+  ready.sends.insert(ready.sends.begin(), std::make_move_iterator(routes.sends.begin()),
+                     std::make_move_iterator(routes.sends.end()));
+  ready.route_changes = std::move(routes.route_changes);
+  return Apply(node, std::move(ready));
 }
 
 absl::Status RelaySimulator::Apply(Node& node, Ready ready) {
@@ -617,6 +635,7 @@ absl::Status RelaySimulator::Apply(Node& node, Ready ready) {
     }
   }
   node.relay->CheckInvariants();
+  node.directory->CheckInvariants();
   const Stats& relay_stats = node.relay->stats();
   stats_.unconfirmed += relay_stats.unconfirmed - node.unconfirmed_seen;
   node.unconfirmed_seen = relay_stats.unconfirmed;
@@ -634,6 +653,12 @@ void RelaySimulator::Transmit(Node& from, NodeId to, FrameType type, std::string
     // stanza goes again when its route or the leader changes. Far more is a storm.
     absl::StatusOr<StanzaFrame> frame = DecodeStanza(payload);
     if (frame.ok() && frame->origin == from.id) {
+      if (frame->floor > frame->sequence) {
+        (void)Violation("floor above the stanza",
+                        absl::StrCat("node ", from.id, " sent seq ", frame->sequence,
+                                     " with floor ", frame->floor, " to ", frame->destination));
+      }
+      CheckFloorRises(from.id, frame->incarnation, frame->destination, frame->floor);
       const uint64_t sends = ++stanza_sends_[{frame->origin, frame->incarnation, frame->sequence}];
       const uint64_t sends_max = 3 * options_.hold_ms / options_.resend_after_ms + 10;
       if (sends > sends_max) {
@@ -641,6 +666,12 @@ void RelaySimulator::Transmit(Node& from, NodeId to, FrameType type, std::string
                         absl::StrCat("node ", from.id, " sent s", StanzaNumber(frame->stanza),
                                      " (seq ", frame->sequence, ") ", sends, " times"));
       }
+    }
+  }
+  if (type == FrameType::kAbort) {
+    absl::StatusOr<AbortFrame> frame = DecodeAbort(payload);
+    if (frame.ok() && frame->origin == from.id) {
+      CheckFloorRises(from.id, frame->incarnation, frame->destination, frame->floor);
     }
   }
   const Link& link = LinkOf(from.id, to);
@@ -669,6 +700,17 @@ void RelaySimulator::Transmit(Node& from, NodeId to, FrameType type, std::string
   event.frame_type = type;
   event.payload = std::move(payload);
   queue_.emplace(std::make_pair(arrival, next_event_++), std::move(event));
+}
+
+void RelaySimulator::CheckFloorRises(NodeId origin, uint64_t incarnation, NodeId destination,
+                                     uint64_t floor) {
+  uint64_t& highest = floors_sent_[{origin, incarnation, destination}];
+  if (floor < highest) {
+    (void)Violation("a floor went down",
+                    absl::StrCat("node ", origin, " (inc ", incarnation, ") sent ", destination,
+                                 " floor ", floor, " after ", highest));
+  }
+  highest = std::max(highest, floor);
 }
 
 absl::Status RelaySimulator::Crash(Node& node) {
@@ -700,6 +742,7 @@ absl::Status RelaySimulator::Crash(Node& node) {
              static_cast<NodeId>(&route - routes_.data()), static_cast<int64_t>(route.generation));
   }
   node.relay.reset();
+  node.directory.reset();
   node.shard_routes.clear();
   node.unconfirmed_seen = 0;
   return absl::OkStatus();
@@ -709,7 +752,9 @@ absl::Status RelaySimulator::Restart(Node& node) {
   ++node.incarnation;
   if (tracing())
     Trace(absl::StrCat(now_ms_, " node ", node.id, " restarts, inc ", node.incarnation));
-  node.relay = std::make_unique<Relay>(node.id, node.incarnation, kDomain, relay_options_);
+  node.directory = std::make_unique<Directory>(directory_options_);
+  node.relay =
+      std::make_unique<Relay>(node.id, node.incarnation, kDomain, *node.directory, relay_options_);
   node.alive = true;
   MarkFault(node.id, false);
   node.leader_view = leader_;
@@ -719,7 +764,7 @@ absl::Status RelaySimulator::Restart(Node& node) {
   } else {
     node.can_deliver = true;
   }
-  if (absl::Status s = Turn(node, [](Relay&) {}); !s.ok()) return s;
+  if (absl::Status s = Turn(node, [](Node&) {}); !s.ok()) return s;
   for (auto& [id, other] : nodes_) {
     if (id == node.id) continue;
     if (absl::Status s = UpLink(node.id, id); !s.ok()) return s;
@@ -734,8 +779,8 @@ absl::Status RelaySimulator::BreakLink(NodeId a, NodeId b, bool flush_from_a, bo
   ++link.epoch;
   if (!flush_from_a) DirectionOf(a, b).valid_from_epoch = link.epoch;
   if (!flush_from_b) DirectionOf(b, a).valid_from_epoch = link.epoch;
-  if (absl::Status s = Turn(nodes_.at(a), [](Relay&) {}); !s.ok()) return s;
-  return Turn(nodes_.at(b), [](Relay&) {});
+  if (absl::Status s = Turn(nodes_.at(a), [](Node&) {}); !s.ok()) return s;
+  return Turn(nodes_.at(b), [](Node&) {});
 }
 
 absl::Status RelaySimulator::UpLink(NodeId a, NodeId b) {
@@ -745,10 +790,10 @@ absl::Status RelaySimulator::UpLink(NodeId a, NodeId b) {
   }
   link.up = true;
   if (tracing()) Trace(absl::StrCat(now_ms_, " link ", a, "-", b, " up"));
-  if (absl::Status s = Turn(nodes_.at(a), [&](Relay& relay) { relay.LinkUp(b); }); !s.ok()) {
+  if (absl::Status s = Turn(nodes_.at(a), [&](Node& at) { at.directory->LinkUp(b); }); !s.ok()) {
     return s;
   }
-  return Turn(nodes_.at(b), [&](Relay& relay) { relay.LinkUp(a); });
+  return Turn(nodes_.at(b), [&](Node& at) { at.directory->LinkUp(a); });
 }
 
 absl::Status RelaySimulator::Unbind(Route& route) {
@@ -756,7 +801,7 @@ absl::Status RelaySimulator::Unbind(Route& route) {
   if (tracing()) Trace(absl::StrCat(now_ms_, " ", route.address, " leaves node ", node.id));
   route.at = raft::kNoNode;
   ++route.generation;
-  return Turn(node, [&](Relay& relay) { relay.LocalRoute(now_ms_, false, route.address); });
+  return Turn(node, [&](Node& at) { at.directory->LocalRoute(false, route.address); });
 }
 
 absl::Status RelaySimulator::Bind(Route& route, NodeId id) {
@@ -765,7 +810,10 @@ absl::Status RelaySimulator::Bind(Route& route, NodeId id) {
   if (tracing()) Trace(absl::StrCat(now_ms_, " ", route.address, " binds on node ", id));
   route.at = id;
   ++route.generation;
-  return Turn(node, [&](Relay& relay) { relay.LocalRoute(now_ms_, true, route.address); });
+  return Turn(node, [&](Node& at) {
+    at.directory->LocalRoute(true, route.address);
+    at.relay->RouteBound(now_ms_, route.address);
+  });
 }
 
 void RelaySimulator::SetLeader(NodeId leader) {
@@ -888,7 +936,7 @@ absl::Status RelaySimulator::CheckRoutes() {
       } else if (route.at != raft::kNoNode) {
         expected = route.at;
       }
-      const std::optional<NodeId> resolved = node.relay->NodeOf(route.address);
+      const std::optional<NodeId> resolved = node.directory->NodeOf(route.address);
       if (resolved != expected) {
         return Violation(
             "routes did not converge",

@@ -44,6 +44,7 @@
 #include <vector>
 
 #include "absl/status/status.h"
+#include "cluster/relay/directory.h"
 #include "cluster/relay/relay.h"
 #include "tests/simulation/raft_simulator.h"  // Rng
 
@@ -148,6 +149,7 @@ class RelaySimulator {
     NodeId id = raft::kNoNode;
     bool alive = true;
     uint64_t incarnation = 1;
+    std::unique_ptr<Directory> directory;  // before relay: it reads it
     std::unique_ptr<Relay> relay;
     NodeId leader_view = raft::kNoNode;  // the leader as this node knows it
     bool can_deliver = true;
@@ -228,6 +230,7 @@ class RelaySimulator {
   void SetLeader(NodeId leader);
   Link& LinkOf(NodeId a, NodeId b);
   Direction& DirectionOf(NodeId from, NodeId to);
+  void CheckFloorRises(NodeId origin, uint64_t incarnation, NodeId destination, uint64_t floor);
   void MarkFault(NodeId node, bool active);
 
   // The oracle.
@@ -245,6 +248,7 @@ class RelaySimulator {
 
   RelaySimOptions options_;
   Options relay_options_;
+  DirectoryOptions directory_options_;
   Rng rng_;
   int64_t now_ms_ = 0;
   uint64_t next_event_ = 0;
@@ -257,6 +261,8 @@ class RelaySimulator {
   std::vector<Tracked> tracked_;  // by stanza number
   // First-hop stanza frames per (origin, incarnation, sequence).
   std::map<std::tuple<NodeId, uint64_t, uint64_t>, uint64_t> stanza_sends_;
+  // The highest floor each (origin, incarnation) sent each destination: floors only rise.
+  std::map<std::tuple<NodeId, uint64_t, NodeId>, uint64_t> floors_sent_;
   NodeId leader_ = raft::kNoNode;
   bool chaos_ = false;     // faults and moves happen
   bool workload_ = false;  // stanzas are sent

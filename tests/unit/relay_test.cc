@@ -12,6 +12,7 @@
 #include <string>
 #include <vector>
 
+#include "cluster/relay/directory.h"
 #include "cluster/relay/wire.h"
 
 namespace stanzad::cluster::relay {
@@ -37,9 +38,11 @@ struct Frame {
 // Relays on nodes 1..n, all members, all linked, with the outputs of each collected.
 class Cluster {
  public:
-  Cluster(int nodes, Options options) : options_(options) {
+  Cluster(int nodes, Options options, DirectoryOptions directory_options = {})
+      : options_(options), directory_options_(directory_options) {
     for (NodeId id = 1; id <= static_cast<NodeId>(nodes); ++id) {
-      relays_[id] = std::make_unique<Relay>(id, 1, "example.com", options_);
+      directories_[id] = std::make_unique<Directory>(directory_options_);
+      relays_[id] = std::make_unique<Relay>(id, 1, "example.com", *directories_[id], options_);
       View& view = views_[id];
       view.member = true;
       view.can_deliver = true;
@@ -55,6 +58,7 @@ class Cluster {
   }
 
   Relay& relay(NodeId id) { return *relays_.at(id); }
+  Directory& directory(NodeId id) { return *directories_.at(id); }
   View& view(NodeId id) { return views_.at(id); }
   uint64_t now() const { return now_ms_; }
 
@@ -63,7 +67,10 @@ class Cluster {
     SetViews();
   }
   void SetViews() {
-    for (auto& [id, relay] : relays_) relay->SetView(now_ms_, views_.at(id));
+    for (auto& [id, relay] : relays_) {
+      directories_.at(id)->SetView(views_.at(id));
+      relay->SetView(now_ms_, views_.at(id));
+    }
     Collect();
   }
   // Cuts (or restores) the link between a and b on both sides.
@@ -79,21 +86,27 @@ class Cluster {
   }
   // A process restart: a new Relay with a larger incarnation, nothing remembered.
   void Restart(NodeId id, uint64_t incarnation) {
-    relays_[id] = std::make_unique<Relay>(id, incarnation, "example.com", options_);
+    relays_[id].reset();
+    directories_[id] = std::make_unique<Directory>(directory_options_);
+    relays_[id] =
+        std::make_unique<Relay>(id, incarnation, "example.com", *directories_[id], options_);
+    directories_[id]->SetView(views_.at(id));
     relays_[id]->SetView(now_ms_, views_.at(id));
   }
   void Bind(NodeId id, const std::string& address) {
-    relay(id).LocalRoute(now_ms_, true, address);
+    directory(id).LocalRoute(true, address);
+    relay(id).RouteBound(now_ms_, address);
     Collect();
   }
   void Unbind(NodeId id, const std::string& address) {
-    relay(id).LocalRoute(now_ms_, false, address);
+    directory(id).LocalRoute(false, address);
     Collect();
   }
   // Every link comes up: each side sends its full route set.
   void LinkAll() {
-    for (auto& [id, relay] : relays_) {
-      for (NodeId peer : views_.at(id).linked) relay->LinkUp(peer);
+    for (auto& [id, directory] : directories_) {
+      for (NodeId peer : views_.at(id).linked) directory->LinkUp(peer);
+      directory->Tick();  // the sets leave (the relays' timers are not touched)
     }
     Collect();
   }
@@ -105,7 +118,10 @@ class Cluster {
   // Time passes; every relay ticks.
   void Advance(uint64_t ms) {
     now_ms_ += ms;
-    for (auto& [id, relay] : relays_) relay->Tick(now_ms_);
+    for (auto& [id, relay] : relays_) {
+      directories_.at(id)->Tick();
+      relay->Tick(now_ms_);
+    }
     Collect();
   }
   // Ticks in steps of `step_ms` for `ms`, delivering frames after each step.
@@ -128,8 +144,7 @@ class Cluster {
         continue;
       }
       ++delivered;
-      relay(frame.to).OnFrame(now_ms_, frame.from, frame.type, frame.payload);
-      Collect();
+      Deliver(frame);
     }
     return delivered;
   }
@@ -140,10 +155,7 @@ class Cluster {
     wire_.pop_front();
     return frame;
   }
-  void Inject(const Frame& frame) {
-    relay(frame.to).OnFrame(now_ms_, frame.from, frame.type, frame.payload);
-    Collect();
-  }
+  void Inject(const Frame& frame) { Deliver(frame); }
   const std::deque<Frame>& wire() const { return wire_; }
   void ClearWire() { wire_.clear(); }
 
@@ -156,9 +168,26 @@ class Cluster {
   std::vector<Frame> sent;  // every frame ever queued
 
  private:
+  void Deliver(const Frame& frame) {
+    if (frame.type == FrameType::kRoutes) {
+      directory(frame.to).OnRoutes(frame.from, frame.payload);
+    } else {
+      relay(frame.to).OnFrame(now_ms_, frame.from, frame.type, frame.payload);
+    }
+    Collect();
+  }
+
+  // The routes' outputs first (a bound route sends what waited for it), then the relay's.
   void Collect() {
     for (auto& [id, relay] : relays_) {
+      Ready routes = directories_.at(id)->TakeReady();
+      for (RouteChange& change : routes.route_changes) {
+        if (change.op == RouteChange::Op::kBind) relay->RouteBound(now_ms_, change.address);
+        route_changes[id].push_back(std::move(change));
+      }
       Ready ready = relay->TakeReady();
+      ready.sends.insert(ready.sends.begin(), std::make_move_iterator(routes.sends.begin()),
+                         std::make_move_iterator(routes.sends.end()));
       for (Send& send : ready.sends) {
         Frame frame{id, send.to, send.type, std::move(send.payload)};
         sent.push_back(frame);
@@ -167,13 +196,15 @@ class Cluster {
       for (Delivery& d : ready.deliveries) deliveries[id].push_back(std::move(d));
       for (Bounce& b : ready.bounces) bounces[id].push_back(std::move(b));
       for (LogLine& l : ready.logs) logs[id].push_back(std::move(l));
-      for (RouteChange& c : ready.route_changes) route_changes[id].push_back(std::move(c));
       relay->CheckInvariants();
+      directories_.at(id)->CheckInvariants();
     }
   }
 
   Options options_;
+  DirectoryOptions directory_options_;
   uint64_t now_ms_ = 1000;
+  std::map<NodeId, std::unique_ptr<Directory>> directories_;  // before relays_: they read them
   std::map<NodeId, std::unique_ptr<Relay>> relays_;
   std::map<NodeId, View> views_;
   std::deque<Frame> wire_;
@@ -217,7 +248,7 @@ TEST(Relay, DeliveredOnceAndAnsweredCustodyEmpties) {
   cluster.Bind(kB, "cb2.example.com");
   cluster.LinkAll();
   cluster.Pump();
-  EXPECT_EQ(cluster.relay(kA).NodeOf("cb2.example.com"), kB);
+  EXPECT_EQ(cluster.directory(kA).NodeOf("cb2.example.com"), kB);
 
   cluster.Forward(kA, kB, Message("m1"));
   EXPECT_EQ(cluster.relay(kA).custody_count(), 1u);
@@ -362,7 +393,7 @@ TEST(Relay, FramesFromNonMembersAreIgnored) {
   cluster.Inject({stranger, kB, FrameType::kAbort, EncodeAbort({stranger, 1, 1, kB, 0, {1}})});
   EXPECT_TRUE(cluster.deliveries[kB].empty());
   EXPECT_TRUE(cluster.wire().empty());
-  EXPECT_EQ(cluster.relay(kB).NodeOf("cb7.example.com"), std::nullopt);
+  EXPECT_EQ(cluster.directory(kB).NodeOf("cb7.example.com"), std::nullopt);
   EXPECT_EQ(cluster.relay(kB).decisions_count(), 0u);
   // A member's frame naming a non-member as its origin is refused as well.
   cluster.Inject({kA, kB, FrameType::kStanza, EncodeStanza({stranger, 1, 1, 1, kB, 0, bytes})});
@@ -521,26 +552,26 @@ TEST(Relay, StaleReannouncementAndWithdrawalLeaveTheRouteWithItsHolder) {
   };
   // A held X (its full set), B claims it.
   cluster.Inject({kA, kC, FrameType::kRoutes, EncodeRoutes({RoutesPart::kWhole, {{true, x}}})});
-  EXPECT_EQ(cluster.relay(kC).NodeOf(x), kA);
+  EXPECT_EQ(cluster.directory(kC).NodeOf(x), kA);
   cluster.Inject({kB, kC, FrameType::kRoutes, EncodeRoutes({RoutesPart::kChanges, {{true, x}}})});
-  EXPECT_EQ(cluster.relay(kC).NodeOf(x), kB);
+  EXPECT_EQ(cluster.directory(kC).NodeOf(x), kB);
   // A's stale full set restates X, then A withdraws it.
   cluster.Inject({kA, kC, FrameType::kRoutes, EncodeRoutes({RoutesPart::kWhole, {{true, x}}})});
-  EXPECT_EQ(cluster.relay(kC).NodeOf(x), kB);
+  EXPECT_EQ(cluster.directory(kC).NodeOf(x), kB);
   cluster.Inject({kA, kC, FrameType::kRoutes, EncodeRoutes({RoutesPart::kChanges, {{false, x}}})});
-  EXPECT_EQ(cluster.relay(kC).NodeOf(x), kB);
+  EXPECT_EQ(cluster.directory(kC).NodeOf(x), kB);
   EXPECT_EQ(shard_holder(kC), kB);
 
   // The same when A's withdrawal had already arrived: the stale claim is the newest, so it
   // wins for a moment; the withdrawal after it falls back to B.
   cluster.Inject({kA, kC, FrameType::kRoutes, EncodeRoutes({RoutesPart::kWhole, {{true, x}}})});
-  EXPECT_EQ(cluster.relay(kC).NodeOf(x), kA);
+  EXPECT_EQ(cluster.directory(kC).NodeOf(x), kA);
   cluster.Inject({kA, kC, FrameType::kRoutes, EncodeRoutes({RoutesPart::kChanges, {{false, x}}})});
-  EXPECT_EQ(cluster.relay(kC).NodeOf(x), kB);
+  EXPECT_EQ(cluster.directory(kC).NodeOf(x), kB);
   EXPECT_EQ(shard_holder(kC), kB);
   // B withdraws: nowhere.
   cluster.Inject({kB, kC, FrameType::kRoutes, EncodeRoutes({RoutesPart::kChanges, {{false, x}}})});
-  EXPECT_EQ(cluster.relay(kC).NodeOf(x), std::nullopt);
+  EXPECT_EQ(cluster.directory(kC).NodeOf(x), std::nullopt);
   EXPECT_EQ(shard_holder(kC), raft::kNoNode);
 }
 
@@ -622,7 +653,7 @@ TEST(Relay, RouteMovesWhileHolderIsCutOffNoSecondDelivery) {
   cluster.Unbind(kB, "cb2.example.com");
   cluster.Bind(kC, "cb2.example.com");
   cluster.Pump();
-  EXPECT_EQ(cluster.relay(kA).NodeOf("cb2.example.com"), kC);
+  EXPECT_EQ(cluster.directory(kA).NodeOf("cb2.example.com"), kC);
   cluster.RunFor(options.hold_ms + options.abort_wait_ms + 1000);
   EXPECT_EQ(cluster.deliveries[kB].size() + cluster.deliveries[kC].size(), 1u)
       << "delivered on B and again on C";
@@ -713,27 +744,28 @@ TEST(RelayWire, AbortsAndAnswersAreBounded) {
 // size, only while its link's queue is short; the member holds the whole set at the end,
 // and what its old set had and the new lacks goes with the last frame, not before.
 TEST(Relay, ARouteSetGoesInBoundedFramesPacedByTheLinkQueue) {
-  Options options = Direct();
-  options.routes_frame_bytes = 100;       // a few routes per frame
-  options.routes_queued_bytes_max = 250;  // a few frames per turn
-  Cluster cluster(2, options);
+  DirectoryOptions paced;
+  paced.routes_frame_bytes_max = 100;   // a few routes per frame
+  paced.routes_queued_bytes_max = 250;  // a few frames per turn
+  Cluster cluster(2, Direct(), paced);
   std::vector<std::string> routes;
   for (int i = 0; i < 40; ++i) {
     routes.push_back("cb" + std::to_string(100 + i) + ".example.com");  // 20 bytes in a frame
-    cluster.relay(kA).LocalRoute(1000, true, routes.back());
+    cluster.directory(kA).LocalRoute(true, routes.back());
   }
   // What B had from A before: one route A no longer has.
   cluster.Inject({kA, kB, FrameType::kRoutes,
                   EncodeRoutes({RoutesPart::kWhole, {{true, "stale.example.com"}}})});
-  ASSERT_EQ(cluster.relay(kB).NodeOf("stale.example.com"), kA);
+  ASSERT_EQ(cluster.directory(kB).NodeOf("stale.example.com"), kA);
   cluster.ClearWire();
   cluster.sent.clear();
 
   cluster.view(kA).queued_bytes[kB] = 250;  // the link is full: nothing goes
   cluster.SetViews();
-  cluster.relay(kA).LinkUp(kB);
+  cluster.directory(kA).LinkUp(kB);
   cluster.Advance(10);
   EXPECT_EQ(Count(cluster.sent, kA, kB, FrameType::kRoutes), 0);
+  cluster.Pump();  // B's own (empty) set to A
   cluster.view(kA).queued_bytes.erase(kB);
   cluster.SetViews();
   std::vector<RoutesPart> parts;
@@ -752,7 +784,7 @@ TEST(Relay, ARouteSetGoesInBoundedFramesPacedByTheLinkQueue) {
       cluster.Inject(frame);
       if (decoded->part != RoutesPart::kLast) {
         // Until the set is whole, the stale route stays (B cannot tell it is stale yet).
-        EXPECT_EQ(cluster.relay(kB).NodeOf("stale.example.com"), kA);
+        EXPECT_EQ(cluster.directory(kB).NodeOf("stale.example.com"), kA);
       }
     }
     // A frame goes only while less than 250 bytes wait (the test's link takes nothing).
@@ -765,8 +797,9 @@ TEST(Relay, ARouteSetGoesInBoundedFramesPacedByTheLinkQueue) {
   EXPECT_EQ(parts.front(), RoutesPart::kFirst);
   EXPECT_EQ(parts.back(), RoutesPart::kLast);
   for (size_t i = 1; i + 1 < parts.size(); ++i) EXPECT_EQ(parts[i], RoutesPart::kMore) << i;
-  for (const std::string& route : routes) EXPECT_EQ(cluster.relay(kB).NodeOf(route), kA) << route;
-  EXPECT_EQ(cluster.relay(kB).NodeOf("stale.example.com"), std::nullopt);
+  for (const std::string& route : routes)
+    EXPECT_EQ(cluster.directory(kB).NodeOf(route), kA) << route;
+  EXPECT_EQ(cluster.directory(kB).NodeOf("stale.example.com"), std::nullopt);
   // Nothing more goes once the set is sent.
   cluster.Advance(10);
   EXPECT_TRUE(cluster.wire().empty());
@@ -777,18 +810,18 @@ TEST(Relay, ARouteSetGoesInBoundedFramesPacedByTheLinkQueue) {
 // added behind it comes as a change. A part whose first frame was lost with a link is
 // ignored until the set sent on the new link.
 TEST(Relay, ChangesDuringARouteSetAndAPartWithoutItsFirst) {
-  Options options = Direct();
-  options.routes_frame_bytes = 25;  // one route per frame
-  options.routes_queued_bytes_max = 1;
-  Cluster cluster(2, options);
+  DirectoryOptions paced;
+  paced.routes_frame_bytes_max = 25;  // one route per frame
+  paced.routes_queued_bytes_max = 1;
+  Cluster cluster(2, Direct(), paced);
   for (const char* route : {"b.example.com", "d.example.com", "f.example.com"}) {
-    cluster.relay(kA).LocalRoute(1000, true, route);
+    cluster.directory(kA).LocalRoute(true, route);
   }
   cluster.ClearWire();
-  cluster.relay(kA).LinkUp(kB);
+  cluster.directory(kA).LinkUp(kB);
   cluster.Advance(10);  // first: b
   cluster.Pump();
-  EXPECT_EQ(cluster.relay(kB).NodeOf("b.example.com"), kA);
+  EXPECT_EQ(cluster.directory(kB).NodeOf("b.example.com"), kA);
   cluster.Unbind(kA, "b.example.com");  // behind the set: a change
   cluster.Bind(kA, "a.example.com");    // behind the set: a change
   cluster.Bind(kA, "e.example.com");    // ahead of it: comes with the set
@@ -797,16 +830,16 @@ TEST(Relay, ChangesDuringARouteSetAndAPartWithoutItsFirst) {
     cluster.Advance(10);
     cluster.Pump();
   }
-  EXPECT_EQ(cluster.relay(kB).NodeOf("a.example.com"), kA);
-  EXPECT_EQ(cluster.relay(kB).NodeOf("b.example.com"), std::nullopt);
-  EXPECT_EQ(cluster.relay(kB).NodeOf("d.example.com"), kA);
-  EXPECT_EQ(cluster.relay(kB).NodeOf("e.example.com"), kA);
-  EXPECT_EQ(cluster.relay(kB).NodeOf("f.example.com"), kA);
+  EXPECT_EQ(cluster.directory(kB).NodeOf("a.example.com"), kA);
+  EXPECT_EQ(cluster.directory(kB).NodeOf("b.example.com"), std::nullopt);
+  EXPECT_EQ(cluster.directory(kB).NodeOf("d.example.com"), kA);
+  EXPECT_EQ(cluster.directory(kB).NodeOf("e.example.com"), kA);
+  EXPECT_EQ(cluster.directory(kB).NodeOf("f.example.com"), kA);
 
   // The link breaks after a set's first frame arrived: B forgets the part it has, and a
   // later part without a first (never on one TCP link; a check all the same) changes
   // nothing.
-  cluster.relay(kA).LinkUp(kB);
+  cluster.directory(kA).LinkUp(kB);
   cluster.Advance(10);
   const Frame first = cluster.Take();
   ASSERT_EQ(DecodeRoutes(first.payload)->part, RoutesPart::kFirst);
@@ -815,8 +848,8 @@ TEST(Relay, ChangesDuringARouteSetAndAPartWithoutItsFirst) {
   cluster.Cut(kA, kB, false);
   cluster.Inject(
       {kA, kB, FrameType::kRoutes, EncodeRoutes({RoutesPart::kLast, {{true, "z.example.com"}}})});
-  EXPECT_EQ(cluster.relay(kB).NodeOf("z.example.com"), std::nullopt);
-  EXPECT_EQ(cluster.relay(kB).NodeOf("d.example.com"), kA);  // and withdraws nothing
+  EXPECT_EQ(cluster.directory(kB).NodeOf("z.example.com"), std::nullopt);
+  EXPECT_EQ(cluster.directory(kB).NodeOf("d.example.com"), kA);  // and withdraws nothing
 }
 
 // The floor a destination is sent is the lowest sequence bound for it (or that it may
@@ -841,6 +874,84 @@ TEST(Relay, AStanzaStuckForOneDestinationHoldsNoDecisionsElsewhere) {
   EXPECT_LE(cluster.relay(kB).decisions_count(), 1u);
   EXPECT_EQ(cluster.relay(kC).decisions_count(), 1u);  // C keeps what it decided
   EXPECT_EQ(cluster.relay(kB).stats().duplicates_dropped, 0u);
+}
+
+// A link may come up before the sender's view lists the member (it has not applied the
+// entry that adds it): the set then goes when the member is linked in the view, whole.
+TEST(Relay, ARouteSetGoesWholeOnceTheMemberIsLinkedInTheView) {
+  DirectoryOptions paced;
+  paced.routes_frame_bytes_max = 100;
+  paced.routes_queued_bytes_max = 250;
+  Cluster cluster(2, Direct(), paced);
+  std::vector<std::string> routes;
+  for (int i = 0; i < 40; ++i) {
+    routes.push_back("cb" + std::to_string(100 + i) + ".example.com");
+    cluster.directory(kA).LocalRoute(true, routes.back());
+  }
+  cluster.view(kA).members.erase(kB);
+  cluster.view(kA).linked.erase(kB);
+  cluster.SetViews();
+  cluster.ClearWire();
+  cluster.directory(kA).LinkUp(kB);  // the transport's link is up; A's view lacks B
+  cluster.Advance(10);
+  cluster.Pump();
+  cluster.view(kA).members.insert(kB);
+  cluster.view(kA).linked.insert(kB);
+  cluster.SetViews();
+  cluster.RunFor(500, 10);
+  for (const std::string& route : routes) {
+    EXPECT_EQ(cluster.directory(kB).NodeOf(route), kA) << route;
+  }
+}
+
+// LinkUp in the middle of a turn and the turn's Tick send one burst, not two: the queue
+// the view measured does not hold what this turn queued.
+TEST(Relay, ALinkUpAndTheTurnsTickSendOneBurst) {
+  DirectoryOptions paced;
+  paced.routes_frame_bytes_max = 100;
+  paced.routes_queued_bytes_max = 250;
+  Cluster cluster(2, Direct(), paced);
+  for (int i = 0; i < 40; ++i) {
+    cluster.directory(kA).LocalRoute(true, "cb" + std::to_string(100 + i) + ".example.com");
+  }
+  cluster.Advance(10);  // the sets the first view started
+  cluster.ClearWire();
+  cluster.directory(kA).LinkUp(kB);
+  cluster.SetViews();
+  cluster.Advance(10);
+  size_t bytes = 0;
+  for (const Frame& frame : cluster.wire()) bytes += frame.payload.size();
+  EXPECT_LT(bytes, 250u + 100u);
+}
+
+// A stanza whose route moves gets a new sequence at its new destination (whose floor
+// may have passed the old one); a late copy of the old one at the old destination is
+// not delivered.
+TEST(Relay, AMovedStanzaGoesUnderANewSequence) {
+  Cluster cluster(3, Direct());
+  cluster.Bind(kB, "cb2.example.com");
+  cluster.LinkAll();
+  cluster.Pump();
+  cluster.Forward(kA, kB, Message("m"));
+  const Frame old_copy = cluster.Take();  // B does not get it now
+  ASSERT_EQ(DecodeStanza(old_copy.payload)->sequence, 1u);
+  cluster.Unbind(kB, "cb2.example.com");
+  cluster.Bind(kC, "cb2.example.com");
+  cluster.Pump();  // A asks B, B answers "aborted", A sends it to C
+  std::vector<uint64_t> to_c;
+  for (const Frame& frame : cluster.sent) {
+    if (frame.from != kA || frame.to != kC || frame.type != FrameType::kStanza) continue;
+    auto decoded = DecodeStanza(frame.payload);
+    to_c.push_back(decoded->sequence);
+    EXPECT_EQ(decoded->floor, decoded->sequence);
+  }
+  ASSERT_EQ(to_c.size(), 1u);
+  EXPECT_EQ(to_c[0], 2u);
+  EXPECT_EQ(cluster.deliveries[kC].size(), 1u);
+  cluster.Inject(old_copy);
+  EXPECT_TRUE(cluster.deliveries[kB].empty());
+  EXPECT_EQ(cluster.relay(kA).custody_count(), 0u);
+  EXPECT_TRUE(cluster.bounces[kA].empty());
 }
 
 }  // namespace
