@@ -7,10 +7,9 @@
 
 namespace stanzad::cluster::relay {
 
-// The claims: which member holds each route. Claims are per node and
-// stamped in the order they arrived here; a single-holder route resolves to its newest
-// claim, an account to every node that claims it. The shards are told the resolved
-// holders only.
+// The claims: which member holds each route. Claims are per node and stamped in the order
+// they arrived here; a single-holder route resolves to its newest claim, an account to
+// every node that claims it. The shards are told the resolved holders only.
 class Directory::ClaimTable {
  public:
   void Claim(NodeId node, const std::string& address, std::vector<RouteChange>* out) {
