@@ -44,6 +44,7 @@
 #include "cluster/storage/atomic_file.h"
 #include "cmd/admin/admin_socket.h"
 #include "cmd/cluster_commands.h"
+#include "cmd/daemon_options.h"
 #include "cmd/file_access.h"
 #include "cmd/flags_usage.h"
 #include "cmd/metrics/http_server.h"
@@ -58,114 +59,6 @@
 #include "net/engine.h"
 #include "net/router_shard.h"
 #include "tls/certificates.h"
-
-ABSL_FLAG(std::string, state_dir, "",
-          "Directory for this node's durable state (configuration, admin socket). Created "
-          "with mode 0700 if missing. Required.");
-ABSL_FLAG(std::string, domain, "",
-          "XMPP domain to set when the state dir is new (as 'stanzactl domain'). Ignored once "
-          "the node has a configuration.");
-ABSL_FLAG(std::string, listen, "",
-          "Comma-separated IP addresses to listen on when the state dir is new (as 'stanzactl "
-          "listen'); with --domain it also enables the node. Ignored once configured.");
-ABSL_FLAG(uint16_t, component_port, 5223,
-          "TCP port for call bridges (XEP-0114 components) on every listen address.");
-ABSL_FLAG(bool, component_tls, false,
-          "Call bridges speak TLS from the first byte on --component_port (with the certificate "
-          "of 'stanzactl certs'); plain XEP-0114 connections are then refused there. Off: "
-          "plain XEP-0114, for bridges on a trusted network.");
-ABSL_FLAG(uint16_t, c2s_port, 5222,
-          "TCP port for XMPP clients (RFC 6120: STARTTLS required, then SASL SCRAM-SHA-256, "
-          "SCRAM-SHA-1 or PLAIN) on every listen address. Until the node has a certificate "
-          "(stanzactl certs KEY CERT) a client's stream is ended with <internal-server-error/> "
-          "saying so.");
-ABSL_FLAG(uint16_t, c2s_tls_port, 0,
-          "TCP port for clients that start TLS at once (XEP-0368 direct TLS, usually 5223 when "
-          "call bridges use another port); 0: off.");
-ABSL_FLAG(int, resume_timeout_s, 300,
-          "A client with XEP-0198 stream management that loses its connection may resume its "
-          "session within this many seconds (its routes stay; stanzas for it wait); after it, "
-          "the stanzas it did not acknowledge are returned to their senders with "
-          "<recipient-unavailable/>. 0: no resumption.");
-ABSL_FLAG(int, client_resources_max, 16,
-          "Most resources (simultaneous client sessions) one account may bind; one more is "
-          "refused with <resource-constraint/>.");
-ABSL_FLAG(int, account_failures_max, 5,
-          "Failed logins of one account within --auth_failure_window_s after which its "
-          "logins are refused, even with the right password, until the window passes.");
-ABSL_FLAG(uint16_t, cluster_port, 5279,
-          "TCP port for cluster peers (Raft, configuration, routes and stanzas between "
-          "nodes), on the first listen address. Opened by 'stanzactl cluster enable'. Every "
-          "link is authenticated with the cluster key (made by 'cluster initialize', handed "
-          "to nodes that join with a token) before anything else is read; mutual TLS as well "
-          "once the node has a certificate ('certs') and the cluster a trust bundle ('cluster "
-          "trust'). Without TLS, what follows the handshake is sealed with keys derived from it "
-          "(no forward secrecy: TLS adds that).");
-ABSL_FLAG(std::string, cluster_address, "",
-          "This node's cluster address: the IP the cluster port opens on and the other nodes "
-          "dial. Empty: the first listen address (which must not then be a wildcard such as "
-          "0.0.0.0 or ::).");
-ABSL_FLAG(int, cluster_handshake_timeout_ms, 5000,
-          "A cluster link must connect, finish TLS and authenticate within this many "
-          "milliseconds, or it is closed.");
-ABSL_FLAG(int, cluster_unauthenticated_links_max, 256,
-          "Most incoming cluster links that have not authenticated yet, in total; more are "
-          "closed at once (members reconnect; an attacker cannot hold the port).");
-ABSL_FLAG(int, cluster_unauthenticated_links_per_ip_max, 8,
-          "Most incoming cluster links that have not authenticated yet from one IP address.");
-ABSL_FLAG(std::string, routing, "leader",
-          "How a stanza for a bridge on another node travels: 'leader' (the seed's model: a "
-          "follower sends it to the leader, which sends it to the bridge's node) or 'direct' "
-          "(straight to the bridge's node). Stanzas for bridges on the same node never leave "
-          "it.");
-ABSL_FLAG(int, forward_hold_ms, 5000,
-          "A stanza for a bridge on another node is kept until that node has taken it, and "
-          "sent again (to wherever the bridge is then) when it did not; after this long it is "
-          "answered to its sender with an error instead.");
-ABSL_FLAG(int, no_leader_hold_ms, 3000,
-          "With --routing=leader, how long a stanza for a bridge on another node waits while "
-          "the cluster has no leader (an election, or this node is on the minority side of a "
-          "partition) before it is answered to its sender with <service-unavailable/>. Within "
-          "--forward_hold_ms and --forward_hold_bytes.");
-ABSL_FLAG(int, forward_hold_bytes, 64 << 20,
-          "Most bytes of stanzas kept waiting for another node; beyond it new ones are answered "
-          "with <resource-constraint/> at once.");
-ABSL_FLAG(int, threads, 0, "Shard threads, one io_uring each. 0 means one per CPU core.");
-ABSL_FLAG(std::string, metrics_addr, "127.0.0.1:9464",
-          "IP:PORT (or [IPv6]:PORT) serving Prometheus metrics at /metrics and a health check "
-          "at /healthz (200 when routing, 503 with the reason otherwise). No authentication: "
-          "keep it on loopback or a management network. Empty: off.");
-ABSL_FLAG(std::string, log_level, "info", "Least severe log level printed: info, warning, error.");
-ABSL_FLAG(int, connections_max, 100000,
-          "Most simultaneous connections on this node (split evenly across shards); further "
-          "connections are refused.");
-ABSL_FLAG(int, stanza_bytes_max, 256 * 1024,
-          "Largest stanza accepted, in bytes; a larger one ends the stream with "
-          "<policy-violation/>.");
-ABSL_FLAG(int, queue_bytes_max, 1 << 20,
-          "Most bytes queued for sending to one connection; stanzas beyond it are bounced to "
-          "their sender with <resource-constraint/>.");
-ABSL_FLAG(int, slow_reader_timeout_ms, 10000,
-          "A connection whose send queue stays above a quarter of --queue_bytes_max for this "
-          "long is disconnected.");
-ABSL_FLAG(int, preauth_timeout_ms, 10000,
-          "Time a new connection has to complete its handshake before it is closed with "
-          "<connection-timeout/>.");
-ABSL_FLAG(int, idle_timeout_s, 0,
-          "Close connections that send nothing for this many seconds (0: never; bridges send "
-          "whitespace keepalives).");
-ABSL_FLAG(int, auth_failures_max, 10,
-          "Failed bridge handshakes and client logins from one IP address within "
-          "--auth_failure_window_s (counted over all shards) after which that address is "
-          "refused for the rest of the window: new connections are closed at once, and "
-          "handshakes and logins on its open ones end with <policy-violation/> unchecked. "
-          "With N shards a burst may have up to N times this many checked. At least 1.");
-ABSL_FLAG(int, auth_failure_window_s, 60, "Window for --auth_failures_max, in seconds.");
-ABSL_FLAG(int, preauth_connections_per_ip_max, 64,
-          "Most connections from one IP address that have not authenticated yet (no bridge "
-          "handshake or client login so far), on all ports and shards together; one more is "
-          "closed at once. Authenticated connections do not count. 0: no cap (for benchmarks "
-          "that open thousands of bridges from one address).");
 
 namespace stanzad {
 namespace {
@@ -243,14 +136,15 @@ absl::StatusOr<uint64_t> NextIncarnation(const std::string& dir) {
 
 class Daemon {
  public:
-  Daemon(std::string state_dir, NodeConfig config)
-      : state_dir_(std::move(state_dir)),
+  Daemon(DaemonOptions options, NodeConfig config)
+      : options_(std::move(options)),
+        state_dir_(options_.state_dir),
         config_(std::move(config)),
         salt_key_(LoadOrCreateSaltKey(state_dir_)),
         publisher_(BuildRouterConfig()),
-        started_(std::chrono::steady_clock::now()) {
-    shards_ = absl::GetFlag(FLAGS_threads);
-    if (shards_ <= 0) shards_ = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+        started_(std::chrono::steady_clock::now()),
+        shards_(options_.shards),
+        metrics_addr_(options_.metrics_addr) {
     mail_.resize(static_cast<size_t>(shards_));
     stats_ = std::make_unique<net::RouterShardStats[]>(static_cast<size_t>(shards_));
   }
@@ -461,8 +355,8 @@ class Daemon {
   // (--cluster_address when given.) Empty when there is none, or when the first listen
   // address is a wildcard that no peer could dial.
   std::string ClusterAddress() const {
-    const std::string port = std::to_string(absl::GetFlag(FLAGS_cluster_port));
-    std::string ip = absl::GetFlag(FLAGS_cluster_address);
+    const std::string port = std::to_string(options_.cluster_port);
+    std::string ip = options_.cluster_address;
     if (ip.empty()) {
       if (config_.listen.empty() || IsWildcard(config_.listen.front())) return "";
       ip = config_.listen.front();
@@ -484,12 +378,7 @@ class Daemon {
     cluster::ClusterNodeOptions options;
     options.dir = state_dir_ + "/cluster";
     options.address = ClusterAddress();
-    options.limits.handshake_timeout_ms =
-        static_cast<uint64_t>(std::max(100, absl::GetFlag(FLAGS_cluster_handshake_timeout_ms)));
-    options.limits.unauthenticated_links_max =
-        static_cast<size_t>(std::max(1, absl::GetFlag(FLAGS_cluster_unauthenticated_links_max)));
-    options.limits.unauthenticated_links_per_ip_max = static_cast<size_t>(
-        std::max(1, absl::GetFlag(FLAGS_cluster_unauthenticated_links_per_ip_max)));
+    options.limits = options_.cluster_links;
     // Mutual TLS on the cluster links once the node has a certificate (certs) and
     // the cluster a trust bundle (cluster trust).
     if (!config_.tls_key.empty() && !config_.tls_certificate.empty() &&
@@ -703,20 +592,10 @@ class Daemon {
     if (relay_ && relay_->self() == cluster_->id()) return absl::OkStatus();
     absl::StatusOr<uint64_t> incarnation = NextIncarnation(state_dir_ + "/cluster");
     if (!incarnation.ok()) return incarnation.status();
-    cluster::relay::Options options;
-    options.hold_ms = static_cast<uint64_t>(std::max(1, absl::GetFlag(FLAGS_forward_hold_ms)));
-    options.no_leader_hold_ms =
-        static_cast<uint64_t>(std::max(1, absl::GetFlag(FLAGS_no_leader_hold_ms)));
-    options.abort_wait_ms = 2 * options.hold_ms;
-    options.hold_bytes_max =
-        static_cast<size_t>(std::max(0, absl::GetFlag(FLAGS_forward_hold_bytes)));
-    options.direct = absl::GetFlag(FLAGS_routing) == "direct";
-    // Stamping `from` on a client's stanza may lengthen it a little past the bound.
-    options.stanza_bytes_max = StanzaBytesMax() + 1024;
     relay_.reset();  // it reads the directory
     directory_ = std::make_unique<cluster::relay::Directory>();
     relay_ = std::make_unique<cluster::relay::Relay>(cluster_->id(), *incarnation, config_.domain,
-                                                     *directory_, options);
+                                                     *directory_, options_.relay);
     return absl::OkStatus();
   }
 
@@ -792,10 +671,6 @@ class Daemon {
                   net::kNoConnection, delivery.origin, delivery.bytes);
     }
     FlushMail();
-  }
-
-  static size_t StanzaBytesMax() {
-    return static_cast<size_t>(std::max(1024, absl::GetFlag(FLAGS_stanza_bytes_max)));
   }
 
   static constexpr uint64_t kJoinTokenTtlSDefault = 3600;
@@ -990,7 +865,7 @@ class Daemon {
 
   void HandleCluster(const admin::AdminRequest& request, admin::AdminServer::Reply reply) {
     const std::string verb = request.args.size() > 1 ? request.args[1] : "";
-    const uint16_t port = absl::GetFlag(FLAGS_cluster_port);
+    const uint16_t port = options_.cluster_port;
     const auto usage = [&] {
       reply({2,
              "usage: stanzactl cluster enable | disable | initialize | token [--ttl=SECONDS] | "
@@ -1010,8 +885,7 @@ class Daemon {
       if (request.args.size() != 2) return usage();
       NodeConfig proposed = config_;
       proposed.cluster_enabled = verb == "enable";
-      if (proposed.cluster_enabled && config_.listen.empty() &&
-          absl::GetFlag(FLAGS_cluster_address).empty()) {
+      if (proposed.cluster_enabled && config_.listen.empty() && options_.cluster_address.empty()) {
         return reply({1,
                       "error: set a listen address first (stanzactl listen IP): the cluster "
                       "port opens on the first one\n"});
@@ -1321,48 +1195,24 @@ class Daemon {
     options.shards = shards_;
     for (const std::string& address : config_.listen) {
       absl::StatusOr<net::Endpoint> endpoint =
-          net::Endpoint::Parse(address, absl::GetFlag(FLAGS_component_port));
+          net::Endpoint::Parse(address, options_.component_port);
       if (!endpoint.ok()) {
         not_serving_reason_ = std::string(endpoint.status().message());
         LogEvent(LogLevel::kError, "listen_failed", "reason=" + LogQuote(not_serving_reason_));
         return;
       }
-      options.listeners.push_back({*endpoint, absl::GetFlag(FLAGS_component_tls)
-                                                  ? net::kComponentTlsListener
-                                                  : net::kComponentListener});
-      endpoint = net::Endpoint::Parse(address, absl::GetFlag(FLAGS_c2s_port));
+      options.listeners.push_back({*endpoint, options_.component_tls ? net::kComponentTlsListener
+                                                                     : net::kComponentListener});
+      endpoint = net::Endpoint::Parse(address, options_.c2s_port);
       if (endpoint.ok()) options.listeners.push_back({*endpoint, net::kClientListener});
-      if (const uint16_t port = absl::GetFlag(FLAGS_c2s_tls_port); port != 0) {
+      if (const uint16_t port = options_.c2s_tls_port; port != 0) {
         endpoint = net::Endpoint::Parse(address, port);
         if (endpoint.ok()) options.listeners.push_back({*endpoint, net::kClientTlsListener});
       }
     }
-    options.connections_max_per_shard =
-        static_cast<size_t>(std::max(1, absl::GetFlag(FLAGS_connections_max) / shards_));
-    options.connection_queue_bytes_max =
-        static_cast<size_t>(std::max(4096, absl::GetFlag(FLAGS_queue_bytes_max)));
-    net::RouterLimits limits;
-    limits.preauth_timeout_ms = static_cast<uint64_t>(absl::GetFlag(FLAGS_preauth_timeout_ms));
-    limits.idle_timeout_ms = static_cast<uint64_t>(absl::GetFlag(FLAGS_idle_timeout_s)) * 1000;
-    limits.slow_reader_timeout_ms =
-        static_cast<uint64_t>(absl::GetFlag(FLAGS_slow_reader_timeout_ms));
-    limits.slow_reader_queue_bytes = options.connection_queue_bytes_max / 4;
-    limits.auth_failures_max =
-        static_cast<uint32_t>(std::max(1, absl::GetFlag(FLAGS_auth_failures_max)));
-    limits.preauth_connections_per_ip_max =
-        static_cast<uint32_t>(std::max(0, absl::GetFlag(FLAGS_preauth_connections_per_ip_max)));
-    limits.auth_failure_window_ms =
-        static_cast<uint64_t>(absl::GetFlag(FLAGS_auth_failure_window_s)) * 1000;
-    limits.tokenizer.stanza_bytes_max =
-        static_cast<size_t>(std::max(1024, absl::GetFlag(FLAGS_stanza_bytes_max)));
-    limits.queue_bytes_max = options.connection_queue_bytes_max;
-    limits.resume_timeout_ms =
-        static_cast<uint64_t>(std::max(0, absl::GetFlag(FLAGS_resume_timeout_s))) * 1000;
-    limits.unacked_bytes_max = options.connection_queue_bytes_max;
-    limits.client_resources_max =
-        static_cast<uint32_t>(std::max(1, absl::GetFlag(FLAGS_client_resources_max)));
-    limits.account_failures_max =
-        static_cast<uint32_t>(std::max(1, absl::GetFlag(FLAGS_account_failures_max)));
+    options.connections_max_per_shard = options_.connections_max_per_shard;
+    options.connection_queue_bytes_max = options_.connection_queue_bytes_max;
+    const net::RouterLimits& limits = options_.router;
     for (int i = 0; i < shards_; ++i) {
       net::RouterShardStats& s = stats_[static_cast<size_t>(i)];
       s.connections_open.store(0);
@@ -1399,18 +1249,19 @@ class Daemon {
                  " bridges=" + std::to_string(config_.callbridges.size()));
   }
 
+  const DaemonOptions options_;  // the flags, read once
   std::string state_dir_;
   NodeConfig config_;
   std::string salt_key_;  // see LoadOrCreateSaltKey
   net::RouterConfigPublisher publisher_;
   std::vector<int> listener_tags_;  // of the running engine's listeners, in order
   std::chrono::steady_clock::time_point started_;
-  int shards_ = 1;
+  const int shards_;
   std::unique_ptr<net::RouterShardStats[]> stats_;
   std::unique_ptr<net::Engine> engine_;
   std::string not_serving_reason_;
   std::chrono::steady_clock::time_point last_start_attempt_;
-  std::string metrics_addr_ = absl::GetFlag(FLAGS_metrics_addr);
+  std::string metrics_addr_;  // cleared when it cannot be parsed
   std::unique_ptr<cluster::ClusterNode> cluster_;
   bool cluster_listening_ = false;
   std::string cluster_tls_error_;  // set: TLS was asked for and failed; the node stays out
@@ -1427,7 +1278,8 @@ class Daemon {
   std::unique_ptr<metrics::HttpServer> metrics_server_;
 };
 
-absl::StatusOr<NodeConfig> LoadOrSeed(const std::string& state_dir) {
+absl::StatusOr<NodeConfig> LoadOrSeed(const DaemonOptions& options) {
+  const std::string& state_dir = options.state_dir;
   if (mkdir(state_dir.c_str(), 0700) != 0 && errno != EEXIST) {
     return absl::FailedPreconditionError("cannot create --state_dir " + state_dir + ": " +
                                          std::strerror(errno));
@@ -1450,8 +1302,8 @@ absl::StatusOr<NodeConfig> LoadOrSeed(const std::string& state_dir) {
   absl::StatusOr<NodeConfig> loaded = LoadNodeConfig(state_dir);
   if (loaded.ok() || loaded.status().code() != absl::StatusCode::kNotFound) return loaded;
   NodeConfig config;
-  const std::string domain = absl::GetFlag(FLAGS_domain);
-  const std::string listen = absl::GetFlag(FLAGS_listen);
+  const std::string& domain = options.seed_domain;
+  const std::string& listen = options.seed_listen;
   if (!domain.empty()) {
     if (absl::Status valid = ValidateDomain(domain); !valid.ok()) {
       return absl::InvalidArgumentError("--domain: " + std::string(valid.message()));
@@ -1477,58 +1329,17 @@ int main(int argc, char** argv) {
       "The stanzad XMPP stanza router.\n"
       "Usage: stanzad --state_dir=DIR [flags]\n"
       "Configure it with stanzactl --state_dir=DIR (domain, listen, callbridge add, enable).";
-  // --help in the terms an operator thinks in; every flag of this file is named here.
-  const std::vector<stanzad::FlagGroup> groups = {
-      {"State and first start", {"state_dir", "domain", "listen"}},
-      {"Listening (TLS with the certificate of 'stanzactl certs')",
-       {"c2s_port", "c2s_tls_port", "component_port", "component_tls"}},
-      {"Clients", {"resume_timeout_s", "client_resources_max", "account_failures_max"}},
-      {"Cluster",
-       {"cluster_port", "cluster_address", "cluster_handshake_timeout_ms",
-        "cluster_unauthenticated_links_max", "cluster_unauthenticated_links_per_ip_max", "routing",
-        "forward_hold_ms", "no_leader_hold_ms", "forward_hold_bytes"}},
-      {"Limits",
-       {"connections_max", "stanza_bytes_max", "queue_bytes_max", "slow_reader_timeout_ms",
-        "preauth_timeout_ms", "idle_timeout_s", "auth_failures_max", "auth_failure_window_s",
-        "preauth_connections_per_ip_max"}},
-      {"Logging, metrics and threads", {"log_level", "metrics_addr", "threads"}},
-  };
-  if (stanzad::PrintGroupedHelpIfAsked(argc, argv, kUsage, groups)) return 0;
+  // --help in the terms an operator thinks in (cmd/daemon_options.cc names every flag).
+  if (stanzad::PrintGroupedHelpIfAsked(argc, argv, kUsage, stanzad::DaemonFlagGroups())) return 0;
   stanzad::ConfigureFlagsUsage(kUsage, "stanzad");
   absl::ParseCommandLine(argc, argv);
-
-  const std::string state_dir = absl::GetFlag(FLAGS_state_dir);
-  if (state_dir.empty()) {
-    std::fprintf(stderr, "stanzad: --state_dir is required (see stanzad --help)\n");
+  absl::StatusOr<stanzad::DaemonOptions> options = stanzad::ReadDaemonOptions();
+  if (!options.ok()) {
+    std::fprintf(stderr, "stanzad: %s\n", std::string(options.status().message()).c_str());
     return 2;
   }
-  const std::string level = absl::GetFlag(FLAGS_log_level);
-  if (level != "info" && level != "warning" && level != "error") {
-    std::fprintf(stderr, "stanzad: --log_level must be info, warning or error, not '%s'\n",
-                 level.c_str());
-    return 2;
-  }
-  const std::string routing = absl::GetFlag(FLAGS_routing);
-  if (routing != "leader" && routing != "direct") {
-    std::fprintf(stderr, "stanzad: --routing must be leader or direct, not '%s'\n",
-                 routing.c_str());
-    return 2;
-  }
-  if (const std::string address = absl::GetFlag(FLAGS_cluster_address); !address.empty()) {
-    in6_addr parsed{};
-    if (inet_pton(AF_INET, address.c_str(), &parsed) != 1 &&
-        inet_pton(AF_INET6, address.c_str(), &parsed) != 1) {
-      std::fprintf(stderr,
-                   "stanzad: --cluster_address must be this node's IP address (no port: "
-                   "--cluster_port), not '%s'\n",
-                   address.c_str());
-      return 2;
-    }
-  }
-  stanzad::SetLogLevel(level == "error"     ? stanzad::LogLevel::kError
-                       : level == "warning" ? stanzad::LogLevel::kWarning
-                                            : stanzad::LogLevel::kInfo);
-  absl::StatusOr<stanzad::NodeConfig> config = stanzad::LoadOrSeed(state_dir);
+  stanzad::SetLogLevel(options->log_level);
+  absl::StatusOr<stanzad::NodeConfig> config = stanzad::LoadOrSeed(*options);
   if (!config.ok()) {
     std::fprintf(stderr, "stanzad: %s\n", std::string(config.status().message()).c_str());
     return 1;
@@ -1538,6 +1349,6 @@ int main(int argc, char** argv) {
   sigaction(SIGINT, &action, nullptr);
   sigaction(SIGTERM, &action, nullptr);
   signal(SIGPIPE, SIG_IGN);
-  stanzad::Daemon daemon(state_dir, std::move(*config));
+  stanzad::Daemon daemon(std::move(*options), std::move(*config));
   return daemon.Run();
 }
