@@ -52,6 +52,7 @@
 #include "cmd/node_commands.h"
 #include "cmd/node_config.h"
 #include "cmd/node_metrics.h"
+#include "cmd/shard_mail.h"
 #include "core/base/log.h"
 #include "core/router/client_routes.h"
 #include "core/router/route_table.h"
@@ -145,7 +146,6 @@ class Daemon {
         started_(std::chrono::steady_clock::now()),
         shards_(options_.shards),
         metrics_addr_(options_.metrics_addr) {
-    mail_.resize(static_cast<size_t>(shards_));
     stats_ = std::make_unique<net::RouterShardStats[]>(static_cast<size_t>(shards_));
   }
 
@@ -520,27 +520,20 @@ class Daemon {
     }
   }
 
-  // ---- Records for the shards ----
-  // The control thread is the engine's single external producer. What a full shard
-  // queue does not take now waits here, in order per shard, and goes in a later turn:
-  // this thread never waits for a shard (Raft keeps its ticks). While kMailMax records
-  // wait, the relay takes no more stanzas (their origins keep them and send them again).
+  // ---- Records for the shards (cmd/shard_mail.h) ----
 
-  struct Letter {
-    uint32_t kind = 0;
-    uint64_t target = 0;
-    uint64_t argument = 0;
-    std::string payload;
-  };
-  static constexpr size_t kMailMax = 65536;
+  static constexpr size_t kMailMax = 65536;  // records waiting before the relay pauses
+
+  ShardMail::Post EnginePost() {
+    return [this](int shard, uint32_t kind, uint64_t target, uint64_t argument,
+                  std::string_view payload) {
+      return engine_->Post(shard, kind, target, argument, payload);
+    };
+  }
 
   void PostToShard(int shard, uint32_t kind, uint64_t target, uint64_t argument,
                    std::string_view payload) {
-    if (!engine_) return;
-    std::deque<Letter>& waiting = mail_[static_cast<size_t>(shard)];
-    if (waiting.empty() && engine_->Post(shard, kind, target, argument, payload)) return;
-    waiting.push_back({kind, target, argument, std::string(payload)});
-    ++mail_waiting_;
+    if (engine_) mail_.Send(EnginePost(), shard, kind, target, argument, payload);
   }
 
   void PostToAllShards(uint32_t kind, uint64_t argument, std::string_view payload) {
@@ -550,30 +543,13 @@ class Daemon {
   }
 
   void FlushMail() {
-    if (!engine_ || mail_waiting_ == 0) return;
-    for (int shard = 0; shard < shards_; ++shard) {
-      std::deque<Letter>& waiting = mail_[static_cast<size_t>(shard)];
-      while (!waiting.empty()) {
-        const Letter& letter = waiting.front();
-        if (!engine_->Post(shard, letter.kind, letter.target, letter.argument, letter.payload)) {
-          break;
-        }
-        waiting.pop_front();
-        --mail_waiting_;
-      }
-    }
+    if (engine_) mail_.Flush(EnginePost());
   }
 
   // The shards stopped: what waited for them goes. Stanzas among it were answered
   // "delivered" to their origins: counted and logged, the window of a stopping node.
   void DropMail() {
-    size_t stanzas = 0;
-    for (std::deque<Letter>& waiting : mail_) {
-      for (const Letter& letter : waiting) stanzas += letter.kind == net::kDeliverFromPeer;
-      waiting.clear();
-    }
-    mail_waiting_ = 0;
-    if (stanzas > 0) {
+    if (const size_t stanzas = mail_.Drop(net::kDeliverFromPeer); stanzas > 0) {
       LogEvent(LogLevel::kWarning, "relay_deliveries_dropped",
                "count=" + std::to_string(stanzas) + " reason=\"the shards stopped\"");
     }
@@ -631,7 +607,7 @@ class Daemon {
         }
       }
     }
-    view.can_deliver = engine_ != nullptr && mail_waiting_ < kMailMax;
+    view.can_deliver = engine_ != nullptr && !mail_.full();
     if (relay_->domain() != config_.domain) relay_->SetDomain(config_.domain);
     directory_->SetView(view);
     relay_->SetView(now_ms, view);
@@ -1267,9 +1243,8 @@ class Daemon {
   std::string cluster_tls_error_;  // set: TLS was asked for and failed; the node stays out
   std::unique_ptr<cluster::relay::Directory> directory_;  // before relay_: it reads it
   std::unique_ptr<cluster::relay::Relay> relay_;
-  std::vector<std::deque<Letter>> mail_;  // per shard: records its queue did not take yet
-  size_t mail_waiting_ = 0;
-  uint64_t turn_now_ms_ = 0;  // the control loop's clock this turn
+  ShardMail mail_{shards_, kMailMax};  // records the shards' queues did not take yet
+  uint64_t turn_now_ms_ = 0;           // the control loop's clock this turn
   uint64_t mirrored_generation_ = 0;
   std::chrono::steady_clock::time_point last_metrics_attempt_;
   double last_config_change_unix_s_ = 0;
