@@ -936,7 +936,8 @@ class Daemon {
         const std::string made = "Cluster initialized with this node (" + cluster_->address() +
                                  ") as its only member and leader; domain " + config_.domain +
                                  " and " + std::to_string(bridges) +
-                                 " call bridges are now the cluster's.\n";
+                                 (bridges == 1 ? " call bridge is" : " call bridges are") +
+                                 " now the cluster's.\n";
         // The first join token, so that the operator's next step is one command.
         cluster_->CreateJoinToken(
             kJoinTokenTtlSDefault,
