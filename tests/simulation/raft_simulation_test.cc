@@ -9,19 +9,14 @@
 #include <iostream>
 #include <string>
 
-#include "absl/strings/numbers.h"
 #include "gtest/gtest.h"
 #include "tests/simulation/raft_simulator.h"
+#include "tests/simulation/seeds.h"
 
 namespace stanzad::raft::sim {
 namespace {
 
-uint64_t EnvNumber(const char* name, uint64_t fallback) {
-  const char* value = std::getenv(name);
-  uint64_t number = 0;
-  if (value == nullptr || !absl::SimpleAtoi(value, &number)) return fallback;
-  return number;
-}
+using stanzad::sim::EnvNumber;
 
 struct SeedRun {
   uint64_t seeds = 0;
@@ -38,11 +33,10 @@ struct SeedRun {
 // command that replays it and the tail of its trace.
 SeedRun RunSeeds(SimOptions options, uint64_t first, uint64_t count, const char* test_name) {
   SeedRun run;
-  bool replaying = std::getenv("STANZAD_SIM_SEED") != nullptr;
-  if (replaying) {
-    first = EnvNumber("STANZAD_SIM_SEED", first);
-    count = 1;
-  }
+  const stanzad::sim::SeedRange range = stanzad::sim::SeedsToRun(first, count);
+  const bool replaying = range.replaying;
+  first = range.first;
+  count = range.count;
   for (uint64_t seed = first; seed < first + count; ++seed) {
     options.seed = seed;
     options.trace_lines = replaying ? EnvNumber("STANZAD_SIM_TRACE_LINES", 400) : 0;
@@ -68,9 +62,10 @@ SeedRun RunSeeds(SimOptions options, uint64_t first, uint64_t count, const char*
     Simulator replay(traced);
     absl::Status replay_status = replay.RunRandomized();
     ADD_FAILURE() << "seed " << seed << " failed after " << simulator.events()
-                  << " events: " << status.message() << "\nreplay: STANZAD_SIM_SEED=" << seed
-                  << " ./raft_simulation_test --gtest_filter=" << test_name << "\n(replay "
-                  << (replay_status == status ? "reproduced it" : "DIFFERED") << ") last events:\n"
+                  << " events: " << status.message() << "\nreplay: "
+                  << stanzad::sim::ReplayCommand(seed, "raft_simulation_test", test_name)
+                  << "\n(replay " << (replay_status == status ? "reproduced it" : "DIFFERED")
+                  << ") last events:\n"
                   << replay.TraceTail();
     if (run.failures >= 3) break;
   }

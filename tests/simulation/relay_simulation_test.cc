@@ -12,19 +12,14 @@
 #include <string>
 #include <vector>
 
-#include "absl/strings/numbers.h"
 #include "gtest/gtest.h"
 #include "tests/simulation/relay_simulator.h"
+#include "tests/simulation/seeds.h"
 
 namespace stanzad::cluster::relay::sim {
 namespace {
 
-uint64_t EnvNumber(const char* name, uint64_t fallback) {
-  const char* value = std::getenv(name);
-  uint64_t number = 0;
-  if (value == nullptr || !absl::SimpleAtoi(value, &number)) return fallback;
-  return number;
-}
+using stanzad::sim::EnvNumber;
 
 struct SeedRun {
   uint64_t seeds = 0;
@@ -45,11 +40,10 @@ struct SeedRun {
 // the command that replays them and the tail of the trace.
 SeedRun RunSeeds(RelaySimOptions options, uint64_t first, uint64_t count, const char* test_name) {
   SeedRun run;
-  const bool replaying = std::getenv("STANZAD_SIM_SEED") != nullptr;
-  if (replaying) {
-    first = EnvNumber("STANZAD_SIM_SEED", first);
-    count = 1;
-  }
+  const stanzad::sim::SeedRange range = stanzad::sim::SeedsToRun(first, count);
+  const bool replaying = range.replaying;
+  first = range.first;
+  count = range.count;
   for (uint64_t seed = first; seed < first + count; ++seed) {
     options.seed = seed;
     options.trace_lines = replaying ? EnvNumber("STANZAD_SIM_TRACE_LINES", 100000) : 0;
@@ -83,9 +77,10 @@ SeedRun RunSeeds(RelaySimOptions options, uint64_t first, uint64_t count, const 
     const absl::Status replay_status = replay.Run();
     ADD_FAILURE() << "seed " << seed << " (" << simulator.node_count() << " nodes, "
                   << (simulator.direct() ? "direct" : "leader") << " mode): " << message
-                  << "\nreplay: STANZAD_SIM_SEED=" << seed
-                  << " ./relay_simulation_test --gtest_filter=" << test_name << "\n(replay "
-                  << (replay_status == status ? "reproduced it" : "DIFFERED") << ") last events:\n"
+                  << "\nreplay: "
+                  << stanzad::sim::ReplayCommand(seed, "relay_simulation_test", test_name)
+                  << "\n(replay " << (replay_status == status ? "reproduced it" : "DIFFERED")
+                  << ") last events:\n"
                   << replay.TraceTail();
   }
   return run;
