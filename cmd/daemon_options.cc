@@ -3,7 +3,9 @@
 #include <arpa/inet.h>
 
 #include <algorithm>
+#include <string>
 #include <thread>
+#include <utility>
 
 #include "absl/flags/flag.h"
 #include "absl/status/status.h"
@@ -146,6 +148,17 @@ absl::StatusOr<DaemonOptions> ReadDaemonOptions() {
       return absl::InvalidArgumentError(
           "--cluster_address must be this node's IP address (no port: --cluster_port), not '" +
           options.cluster_address + "'");
+    }
+  }
+  // A negative time would wrap to hundreds of millions of years: refused, not clamped.
+  for (const auto& [name, value] :
+       {std::pair<const char*, int>{"idle_timeout_s", absl::GetFlag(FLAGS_idle_timeout_s)},
+        {"auth_failure_window_s", absl::GetFlag(FLAGS_auth_failure_window_s)},
+        {"preauth_timeout_ms", absl::GetFlag(FLAGS_preauth_timeout_ms)},
+        {"slow_reader_timeout_ms", absl::GetFlag(FLAGS_slow_reader_timeout_ms)}}) {
+    if (value < 0) {
+      return absl::InvalidArgumentError(std::string("--") + name + " must be 0 or more, not " +
+                                        std::to_string(value));
     }
   }
   options.shards = absl::GetFlag(FLAGS_threads);

@@ -1,6 +1,8 @@
 // stanzad's command-line flags, read in one place: every flag is defined and read in
-// daemon_options.cc, checked, held to its bounds and handed to the daemon as one value,
-// already in the shape of the parts it configures. The daemon reads no flag itself.
+// daemon_options.cc, checked (a value that makes no sense, such as a negative time, is an
+// error naming the flag), raised to its floor where the flag's text names one, and handed
+// to the daemon as one value, already in the shape of the parts it configures. The daemon
+// reads no flag itself.
 #ifndef STANZAD_CMD_DAEMON_OPTIONS_H_
 #define STANZAD_CMD_DAEMON_OPTIONS_H_
 
@@ -18,6 +20,8 @@
 
 namespace stanzad {
 
+// Filled by ReadDaemonOptions; the defaults are the flags' (the initializers here only
+// keep every field defined).
 struct DaemonOptions {
   std::string state_dir;
   // For a new state dir only (as 'stanzactl domain' and 'listen'); checked when used.

@@ -1,12 +1,15 @@
 #include "cmd/shard_mail.h"
 
+#include "core/base/check.h"
+
 namespace stanzad {
 
-ShardMail::ShardMail(int shards, size_t waiting_max)
-    : waiting_max_(waiting_max), mail_(static_cast<size_t>(shards)) {}
+ShardMail::ShardMail(int shards, size_t full_records)
+    : full_records_(full_records), mail_(static_cast<size_t>(shards)) {}
 
 void ShardMail::Send(const Post& post, int shard, uint32_t kind, uint64_t target, uint64_t argument,
                      std::string_view payload) {
+  CHECK(shard >= 0 && static_cast<size_t>(shard) < mail_.size());
   std::deque<Letter>& waiting = mail_[static_cast<size_t>(shard)];
   if (waiting.empty() && post(shard, kind, target, argument, payload)) return;
   waiting.push_back({kind, target, argument, std::string(payload)});

@@ -4,9 +4,10 @@
 // shard (Raft keeps its ticks): a record a full shard queue does not take now waits
 // here, in order per shard, and goes in a later turn (Flush). A record for a shard that
 // has others waiting goes behind them, so each shard sees the control thread's records
-// in the order they were sent. While `waiting_max` records wait, full() says so: the
-// relay then takes no more stanzas to deliver (their origins keep them and send them
-// again); the other records (routes, configuration, bounces) still wait their turn.
+// in the order they were sent. Send never refuses: once `full_records` wait, full() says
+// so and the relay takes no more stanzas to deliver (their origins keep them and send
+// them again); routes, configuration and bounces still wait their turn (they are few and
+// none can be sent again later).
 //
 // Thread: the control thread only.
 #ifndef STANZAD_CMD_SHARD_MAIL_H_
@@ -28,9 +29,10 @@ class ShardMail {
   using Post = std::function<bool(int shard, uint32_t kind, uint64_t target, uint64_t argument,
                                   std::string_view payload)>;
 
-  ShardMail(int shards, size_t waiting_max);
+  ShardMail(int shards, size_t full_records);
 
   // To `shard` now if nothing waits for it and `post` takes it; otherwise it waits.
+  // REQUIRES: 0 <= shard < shards.
   void Send(const Post& post, int shard, uint32_t kind, uint64_t target, uint64_t argument,
             std::string_view payload);
   // What waits, for as long as each shard's queue takes it.
@@ -39,7 +41,7 @@ class ShardMail {
   size_t Drop(uint32_t kind);
 
   size_t waiting() const { return waiting_; }
-  bool full() const { return waiting_ >= waiting_max_; }
+  bool full() const { return waiting_ >= full_records_; }
 
  private:
   struct Letter {
@@ -49,7 +51,7 @@ class ShardMail {
     std::string payload;
   };
 
-  const size_t waiting_max_;
+  const size_t full_records_;
   std::vector<std::deque<Letter>> mail_;  // per shard
   size_t waiting_ = 0;
 };

@@ -522,7 +522,7 @@ class Daemon {
 
   // ---- Records for the shards (cmd/shard_mail.h) ----
 
-  static constexpr size_t kMailMax = 65536;  // records waiting before the relay pauses
+  static constexpr size_t kMailRecordsFull = 65536;  // waiting: the relay takes no more
 
   ShardMail::Post EnginePost() {
     return [this](int shard, uint32_t kind, uint64_t target, uint64_t argument,
@@ -1244,8 +1244,8 @@ class Daemon {
   std::string cluster_tls_error_;  // set: TLS was asked for and failed; the node stays out
   std::unique_ptr<cluster::relay::Directory> directory_;  // before relay_: it reads it
   std::unique_ptr<cluster::relay::Relay> relay_;
-  ShardMail mail_{shards_, kMailMax};  // records the shards' queues did not take yet
-  uint64_t turn_now_ms_ = 0;           // the control loop's clock this turn
+  ShardMail mail_{shards_, kMailRecordsFull};  // records the shards' queues did not take yet
+  uint64_t turn_now_ms_ = 0;                   // the control loop's clock this turn
   uint64_t mirrored_generation_ = 0;
   std::chrono::steady_clock::time_point last_metrics_attempt_;
   double last_config_change_unix_s_ = 0;

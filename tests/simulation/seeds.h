@@ -1,9 +1,8 @@
-// The seeds a simulation test runs, from the environment, as every simulation test here
-// reads them:
+// What the simulation tests share about their seeds. Each reads, with EnvNumber:
 //   STANZAD_SIM_SEEDS=N        how many (the test's default otherwise)
 //   STANZAD_SIM_FIRST_SEED=S   where the range starts (the test's default otherwise)
-//   STANZAD_SIM_SEED=S         that one seed only, replayed with a trace
 //   STANZAD_SIM_TRACE_LINES=N  the trace's length in a replay
+// and SeedsToRun applies STANZAD_SIM_SEED=S: that one seed only, replayed with a trace.
 #ifndef STANZAD_TESTS_SIMULATION_SEEDS_H_
 #define STANZAD_TESTS_SIMULATION_SEEDS_H_
 

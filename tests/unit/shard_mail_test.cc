@@ -15,10 +15,14 @@ struct FakeShards {
   int room[2] = {0, 0};
   std::vector<std::string> got[2];
   ShardMail::Post post() {
-    return [this](int shard, uint32_t kind, uint64_t, uint64_t, std::string_view payload) {
+    return [this](int shard, uint32_t kind, uint64_t target, uint64_t argument,
+                  std::string_view payload) {
       if (room[shard] == 0) return false;
       --room[shard];
-      got[shard].push_back(std::to_string(kind) + ":" + std::string(payload));
+      got[shard].push_back(std::to_string(kind) + ":" + std::string(payload) +
+                           (target != 0 || argument != 0
+                                ? "/" + std::to_string(target) + "/" + std::to_string(argument)
+                                : ""));
       return true;
     };
   }
@@ -58,6 +62,26 @@ TEST(ShardMailTest, FullAtItsBoundAndDropCountsOneKind) {
   shards.room[0] = shards.room[1] = 5;
   mail.Flush(shards.post());  // nothing left to go
   EXPECT_TRUE(shards.got[0].empty() && shards.got[1].empty());
+}
+
+// What waits is a copy (the caller's buffer may be gone), with its target and argument;
+// a blocked shard does not hold up another's.
+TEST(ShardMailTest, KeepsItsOwnCopyAndABlockedShardHoldsUpNoOther) {
+  FakeShards shards;
+  ShardMail mail(2, 100);
+  {
+    std::string payload = "stanza bytes";
+    mail.Send(shards.post(), 0, 5, 11, 22, payload);
+    mail.Send(shards.post(), 1, 6, 33, 44, payload);
+    payload.assign(payload.size(), 'x');  // the caller reuses its buffer
+  }
+  shards.room[1] = 1;  // shard 0 stays full
+  mail.Flush(shards.post());
+  EXPECT_TRUE(shards.got[0].empty());
+  EXPECT_EQ(shards.got[1], std::vector<std::string>({"6:stanza bytes/33/44"}));
+  shards.room[0] = 1;
+  mail.Flush(shards.post());
+  EXPECT_EQ(shards.got[0], std::vector<std::string>({"5:stanza bytes/11/22"}));
 }
 
 }  // namespace
