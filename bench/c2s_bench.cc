@@ -1233,6 +1233,9 @@ int Bench::Run() {
         std::fprintf(stderr,
                      "c2s-bench: %" PRIu64 " clients logged in in %.1f s, %" PRIu64 " failed\n",
                      logged_in_, static_cast<double>(now - run_start) / 1e9, failed_);
+        for (const auto& [reason, count] : failures_) {
+          std::fprintf(stderr, "c2s-bench:   %" PRIu64 " × %s\n", count, reason.c_str());
+        }
         if (options_.mode == Mode::kIdle) {
           measured_to = now;
           cpu_to = ThreadCpuSeconds();

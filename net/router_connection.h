@@ -7,7 +7,7 @@
 #define STANZAD_NET_ROUTER_CONNECTION_H_
 
 #include <cstdint>
-#include <deque>
+#include <list>
 #include <memory>
 #include <optional>
 #include <string>
@@ -235,7 +235,7 @@ class RouterShard::ClientConnection final : public RouterShard::Connection,
     std::string token;  // the resumption id (<enabled id/>)
     uint32_t sent = 0;  // stanzas sent since enabled (mod 2^32)
     uint32_t acked = 0;
-    std::deque<std::string> unacked;  // sent, oldest first, then any queued while away
+    std::list<std::string> unacked;  // sent, oldest first, then any queued while away
     size_t unacked_bytes = 0;
     uint32_t since_request = 0;  // stanzas sent since the last <r/>
     uint64_t last_request_ms = 0;
@@ -249,9 +249,9 @@ class RouterShard::ClientConnection final : public RouterShard::Connection,
   bool resuming_ = false;
   bool resume_accepted_ = false;
   std::string resume_previd_;
-  uint32_t resume_h_ = 0;                   // the client's count, from <resume h/>
-  uint32_t resume_handled_ = 0;             // the server's count, for <resumed h/>
-  std::deque<std::string> resume_pending_;  // to send once <resumed/> is out
+  uint32_t resume_h_ = 0;                  // the client's count, from <resume h/>
+  uint32_t resume_handled_ = 0;            // the server's count, for <resumed h/>
+  std::list<std::string> resume_pending_;  // to send once <resumed/> is out
 
   const bool direct_tls_;
   bool bind_requested_ = false;

@@ -1,10 +1,13 @@
 #!/usr/bin/env bash
 # Runs every test of stanzad on a fresh Debian 12 machine:
 #   1. installs the Debian packages it needs (scripts/install-deps.sh);
-#   2. builds everything (but the benchmarks) with ASan+UBSan (g++), runs the unit tests,
-#      then the integration suites against the sanitized stanzad and stanzactl;
+#   2. builds everything (but the benchmarks) with ASan+UBSan (g++) against the system's
+#      wolfSSL (-DSTANZAD_WOLFSSL=system), runs the unit tests, then the integration suites
+#      against the sanitized stanzad and stanzactl;
 #   3. builds the libFuzzer targets (clang) and runs each for STANZAD_FUZZ_SECONDS (default 60);
-#   4. builds everything in Release with warnings as errors and runs all tests with ctest.
+#   4. builds everything in Release with warnings as errors, linked with stanzad's own
+#      wolfSSL (scripts/wolfssl.sh builds it once, ~2 minutes), and runs all tests with ctest.
+# So every TLS test runs against both wolfSSL builds.
 # Output ends with ctest's summary of step 4. Exit status is non-zero if any step fails.
 #
 # Environment: STANZAD_FUZZ_SECONDS (default 60), STANZAD_JOBS (default: cores),
@@ -24,7 +27,7 @@ step "installing Debian packages"
 
 step "sanitizer build (ASan+UBSan): unit tests, then stanzad under the integration suites"
 cmake -S "$ROOT" -B "$BUILD_ROOT/asan" -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo \
-  -DSTANZAD_WERROR=ON -DSTANZAD_SANITIZE=address,undefined \
+  -DSTANZAD_WERROR=ON -DSTANZAD_SANITIZE=address,undefined -DSTANZAD_WOLFSSL=system \
   -DSTANZAD_BUILD_BENCH=OFF -DSTANZAD_BUILD_TOOLS=ON >/dev/null
 cmake --build "$BUILD_ROOT/asan" -j "$JOBS"
 ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \

@@ -402,18 +402,18 @@ std::string_view TlsSession::cipher_suite() const {
 }
 
 std::string TlsSession::PeerCertificatePem() const {
-  WOLFSSL_X509_CHAIN* chain = wolfSSL_get_peer_chain(ssl_);
-  if (chain == nullptr || wolfSSL_get_chain_count(chain) < 1) return "";
-  int length = 0;
-  // The first call only measures.
-  if (wolfSSL_get_chain_cert_pem(chain, 0, nullptr, 0, &length) != LENGTH_ONLY_E || length <= 0) {
-    return "";
-  }
-  std::string pem(static_cast<size_t>(length), '\0');
-  if (wolfSSL_get_chain_cert_pem(chain, 0, reinterpret_cast<unsigned char*>(pem.data()), length,
-                                 &length) != WOLFSSL_SUCCESS) {
-    return "";
-  }
+  // A copy of the leaf the peer presented (kept by wolfSSL's KEEP_PEER_CERT;
+  // not the whole chain, which would cost every session ~37 KB: SESSION_CERTS).
+  internal::X509Ptr x509(wolfSSL_get_peer_certificate(ssl_));
+  if (x509 == nullptr) return "";
+  int der_size = 0;
+  const unsigned char* der = wolfSSL_X509_get_der(x509.get(), &der_size);
+  if (der == nullptr || der_size <= 0) return "";
+  std::string pem(static_cast<size_t>(der_size) * 2 + 128, '\0');
+  const int length =
+      wc_DerToPem(der, static_cast<word32>(der_size), reinterpret_cast<unsigned char*>(pem.data()),
+                  static_cast<word32>(pem.size()), CERT_TYPE);
+  if (length <= 0) return "";
   pem.resize(static_cast<size_t>(length));
   return pem;
 }

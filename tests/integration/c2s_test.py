@@ -276,9 +276,14 @@ class SlixClient(slixmpp.ClientXMPP):
     sends presence (so it is available for messages to the bare JID) and asks for its
     roster, and it queues every message it gets."""
 
-    def __init__(self, jid, password=PASSWORD, mechanism=None, stream_management=False):
+    def __init__(self, jid, password=PASSWORD, mechanism=None, stream_management=False,
+                 tls_version=None):
         super().__init__(jid, password, sasl_mech=mechanism)
         self.ssl_context = client_tls_context()
+        if tls_version is not None:  # exactly this version, or no session
+            self.ssl_context = ssl.create_default_context(cafile=CERTIFICATE["crt"])
+            self.ssl_context.minimum_version = tls_version
+            self.ssl_context.maximum_version = tls_version
         self.register_plugin("xep_0199")  # ping
         self.resumed = asyncio.Event()
         if stream_management:
@@ -381,9 +386,9 @@ class C2sTest(unittest.IsolatedAsyncioTestCase):
         return client
 
     async def slix(self, port, jid, password=PASSWORD, mechanism=None, direct_tls=False,
-                   stream_management=False):
+                   stream_management=False, tls_version=None):
         """A logged-in SlixClient; disconnected by tearDown."""
-        client = SlixClient(jid, password, mechanism, stream_management)
+        client = SlixClient(jid, password, mechanism, stream_management, tls_version)
         self.slix_clients.append(client)
         return await client.login(port, direct_tls)
 
@@ -494,6 +499,27 @@ class C2sTest(unittest.IsolatedAsyncioTestCase):
         pong = await ping.send(timeout=WAIT_S)
         self.assertEqual((pong["type"], pong["id"], pong["from"].full, pong["to"].full),
                          ("result", "ping-1", DOMAIN, f"juliet@{DOMAIN}/balcony"))
+
+    @bounded(60)
+    async def test_slixmpp_over_tls_1_2_and_over_tls_1_3(self):
+        # Whichever wolfSSL stanzad is linked with (its own or the system's): both
+        # versions interoperate with Python's OpenSSL, on STARTTLS and direct TLS.
+        tls_port = free_port()
+        node = self.start_node(f"--c2s_tls_port={tls_port}")
+        for version, name in ((ssl.TLSVersion.TLSv1_2, "TLSv1.2"),
+                              (ssl.TLSVersion.TLSv1_3, "TLSv1.3")):
+            with self.subTest(version=name):
+                tag = name.replace(".", "")
+                starttls, direct = await asyncio.gather(
+                    self.slix(node.c2s_port, f"juliet@{DOMAIN}/{tag}", tls_version=version),
+                    self.slix(tls_port, f"romeo@{DOMAIN}/{tag}", direct_tls=True,
+                              tls_version=version))
+                for client in (starttls, direct):
+                    self.assertEqual(client.socket.version(), name)
+                starttls.send_message(mto=f"romeo@{DOMAIN}/{tag}", mbody=name, mtype="chat")
+                message = await direct.next_message()
+                self.assertEqual((message["from"].full, message["body"]),
+                                 (f"juliet@{DOMAIN}/{tag}", name))
 
     @bounded(60)
     async def test_slixmpp_logs_in_with_scram_sha_1_and_with_plain(self):
