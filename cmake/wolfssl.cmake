@@ -17,16 +17,18 @@ elseif(STANZAD_WOLFSSL STREQUAL "bundled")
   set(wolfssl_script ${PROJECT_SOURCE_DIR}/scripts/wolfssl.sh)
   execute_process(COMMAND ${wolfssl_script} build RESULT_VARIABLE wolfssl_result)
   if(NOT wolfssl_result EQUAL 0)
-    message(FATAL_ERROR "building stanzad's wolfSSL failed (see above). Run "
-                        "scripts/install-deps.sh first, or configure with "
-                        "-DSTANZAD_WOLFSSL=system to link the system's libwolfssl-dev.")
+    message(FATAL_ERROR "building stanzad's wolfSSL failed (the line above says why). "
+                        "Or configure with -DSTANZAD_WOLFSSL=system to link the system's "
+                        "libwolfssl-dev instead.")
   endif()
   execute_process(COMMAND ${wolfssl_script} prefix OUTPUT_VARIABLE wolfssl_prefix
                   OUTPUT_STRIP_TRAILING_WHITESPACE COMMAND_ERROR_IS_FATAL ANY)
   execute_process(COMMAND ${wolfssl_script} version OUTPUT_VARIABLE STANZAD_WOLFSSL_VERSION
                   OUTPUT_STRIP_TRAILING_WHITESPACE COMMAND_ERROR_IS_FATAL ANY)
-  # Reconfigure when the script (version, configure line) changes.
-  set_property(DIRECTORY APPEND PROPERTY CMAKE_CONFIGURE_DEPENDS ${wolfssl_script})
+  # Reconfigure when the script (version, configure line) changes or the library goes.
+  set_property(DIRECTORY APPEND PROPERTY CMAKE_CONFIGURE_DEPENDS ${wolfssl_script}
+                                                                 ${wolfssl_prefix}/stanzad-wolfssl.stamp)
+  set(STANZAD_WOLFSSL_COPYRIGHT ${wolfssl_prefix}/copyright)
   find_package(Threads REQUIRED)
   add_library(stanzad_wolfssl_bundled STATIC IMPORTED GLOBAL)
   set_target_properties(stanzad_wolfssl_bundled PROPERTIES

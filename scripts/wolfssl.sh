@@ -16,6 +16,8 @@ set -euo pipefail
 
 # A security update: change the version to the new Debian revision (apt-cache
 # showsrc wolfssl), run the tests; every build directory rebuilds the library.
+# Debian's archive keeps only its newest revision: when this one is gone from it,
+# the newest revision of the same upstream release is built instead, with a warning.
 WOLFSSL_DEBIAN_VERSION="5.5.4-2+deb12u3"
 
 # Why each flag: docs/operating.md "Rebuilding wolfSSL".
@@ -30,29 +32,55 @@ CONFIGURE_FLAGS=(
   --enable-opensslextra --enable-harden
   --disable-sessioncerts --disable-altcertchains
 )
-# Defines configure has no option for: subjectAltName in the certificates pki writes.
-EXTRA_CPPFLAGS="-DWOLFSSL_ALT_NAMES"
+# Defines configure has no option for: subjectAltName in the certificates pki writes;
+# seeds from getrandom(2), not a /dev/urandom descriptor per session (none at the fd limit).
+# Debian's hardening flags; -Wp, keeps _FORTIFY_SOURCE out of the installed options.h.
+BUILD_CPPFLAGS="-DWOLFSSL_ALT_NAMES -DWOLFSSL_GETRANDOM"
+BUILD_CFLAGS="-O2 -g -fstack-protector-strong -Wp,-D_FORTIFY_SOURCE=2"
 
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 DEPS_DIR=${STANZAD_DEPS_DIR:-$ROOT/.deps}
 JOBS=${STANZAD_JOBS:-$(nproc)}
-SOURCE_DIR="$DEPS_DIR/wolfssl-$WOLFSSL_DEBIAN_VERSION"
 SOURCES_FILE=/etc/apt/sources.list.d/stanzad-deb-src.sources
-# The installed library's directory names the version and the configure line.
-FLAGS_HASH=$(echo "$WOLFSSL_DEBIAN_VERSION ${CONFIGURE_FLAGS[*]} $EXTRA_CPPFLAGS" | sha256sum | cut -c1-12)
-PREFIX="$DEPS_DIR/wolfssl-$WOLFSSL_DEBIAN_VERSION-$FLAGS_HASH"
 
 die() {
   echo "wolfssl.sh: $*" >&2
   exit 1
 }
 
+# The version to build: the pinned one if its source is here or in apt's indexes,
+# else the newest revision apt offers of the same upstream release.
+resolve_version() {
+  VERSION=$WOLFSSL_DEBIAN_VERSION
+  [[ -f $DEPS_DIR/wolfssl-$VERSION/configure.ac ]] && return 0
+  local offered
+  offered=$(apt-cache showsrc wolfssl 2>/dev/null | sed -n 's/^Version: //p' | sort -u) || true
+  grep -qxF "$VERSION" <<<"$offered" && return 0
+  local upstream=${VERSION%-*} newest=""
+  while read -r candidate; do
+    [[ -n $candidate && ${candidate%-*} == "$upstream" ]] || continue
+    if [[ -z $newest ]] || dpkg --compare-versions "$candidate" gt "$newest"; then
+      newest=$candidate
+    fi
+  done <<<"$offered"
+  if [[ -n $newest ]] && dpkg --compare-versions "$newest" gt "$VERSION"; then
+    echo "wolfssl.sh: warning: Debian no longer offers wolfssl $VERSION; building its" \
+      "successor $newest (put it in WOLFSSL_DEBIAN_VERSION in scripts/wolfssl.sh)" >&2
+    VERSION=$newest
+  fi
+}
+resolve_version
+SOURCE_DIR="$DEPS_DIR/wolfssl-$VERSION"
+# The installed library's directory names the version and hashes the whole recipe.
+RECIPE="$VERSION ${CONFIGURE_FLAGS[*]} CPPFLAGS=$BUILD_CPPFLAGS CFLAGS=$BUILD_CFLAGS"
+PREFIX="$DEPS_DIR/wolfssl-$VERSION-$(sha256sum <<<"$RECIPE" | cut -c1-12)"
+STAMP="$PREFIX/stanzad-wolfssl.stamp"
+
 add_sources() {
   # Debian's source indexes for the archive the machine already uses, signed by the
   # same keys; only what apt-get source needs.
-  if ! apt-cache showsrc wolfssl 2>/dev/null | grep -qx "Version: $WOLFSSL_DEBIAN_VERSION"; then
-    if [[ ! -f $SOURCES_FILE ]]; then
-      cat >"$SOURCES_FILE" <<'EOF'
+  if [[ ! -f $SOURCES_FILE ]]; then
+    cat >"$SOURCES_FILE" <<'EOF'
 # Added by stanzad's scripts/wolfssl.sh: Debian source packages (apt-get source wolfssl).
 Types: deb-src
 URIs: http://deb.debian.org/debian
@@ -66,68 +94,77 @@ Suites: bookworm-security
 Components: main
 Signed-By: /usr/share/keyrings/debian-archive-keyring.gpg
 EOF
-    fi
-    apt-get update -qq
   fi
+  apt-get update -qq
 }
 
 fetch() {
   [[ -f $SOURCE_DIR/configure.ac ]] && return 0
-  mkdir -p "$DEPS_DIR"
+  mkdir -p "$DEPS_DIR" || die "cannot create $DEPS_DIR"
   local work
   work=$(mktemp -d "$DEPS_DIR/fetch.XXXXXX")
+  trap 'rm -rf "$work"' EXIT
   # apt-get source checks the .dsc's signature and every file's hash, then
   # dpkg-source applies Debian's patches (its security fixes among them).
-  if ! (cd "$work" && apt-get -o APT::Sandbox::User=root source -qq "wolfssl=$WOLFSSL_DEBIAN_VERSION" >/dev/null); then
-    rm -rf "$work"
-    die "could not fetch Debian's source of wolfssl $WOLFSSL_DEBIAN_VERSION; run" \
-      "scripts/install-deps.sh as root (it adds the deb-src entries), or configure" \
-      "stanzad with -DSTANZAD_WOLFSSL=system to use the system's libwolfssl-dev"
+  if ! (cd "$work" && apt-get -o APT::Sandbox::User=root source -qq "wolfssl=$VERSION" \
+    >fetch.log 2>&1); then
+    cat "$work/fetch.log" >&2
+    die "could not fetch Debian's source of wolfssl $VERSION. Run scripts/install-deps.sh" \
+      "(as root, it adds Debian's deb-src entries), or configure stanzad with" \
+      "-DSTANZAD_WOLFSSL=system to link the system's libwolfssl-dev instead"
   fi
   mv "$work"/wolfssl-*/ "$SOURCE_DIR.tmp"
-  rm -rf "$work"
   mv "$SOURCE_DIR.tmp" "$SOURCE_DIR"
 }
 
 build() {
-  local prefix=$PREFIX
-  local stamp="$prefix/stanzad-wolfssl.stamp"
-  local want="$WOLFSSL_DEBIAN_VERSION ${CONFIGURE_FLAGS[*]} $EXTRA_CPPFLAGS"
-  [[ -f $stamp && $(cat "$stamp") == "$want" ]] && return 0
+  [[ -f $STAMP && $(cat "$STAMP") == "$RECIPE" ]] && return 0
   fetch
-  local build_dir="$prefix.build"
-  rm -rf "$build_dir" "$prefix"
+  local build_dir="$PREFIX.build"
+  rm -rf "$build_dir" "$PREFIX"
   mkdir -p "$build_dir"
-  echo "wolfssl.sh: building wolfSSL $WOLFSSL_DEBIAN_VERSION into $prefix (about 2 minutes, once)"
-  (
-    cd "$SOURCE_DIR"
-    [[ -x configure ]] || autoreconf -fi >/dev/null 2>&1
-  ) || die "autoreconf failed in $SOURCE_DIR (packages autoconf, automake, libtool)"
+  echo "wolfssl.sh: building wolfSSL $VERSION into $PREFIX (about 2 minutes, once)"
+  if [[ ! -f $SOURCE_DIR/.stanzad-autoreconf-done ]]; then
+    (cd "$SOURCE_DIR" && autoreconf -fi) >"$build_dir/autoreconf.log" 2>&1 ||
+      { tail -20 "$build_dir/autoreconf.log" >&2; die "autoreconf failed in $SOURCE_DIR" \
+        "(it needs the packages autoconf, automake and libtool: scripts/install-deps.sh)"; }
+    touch "$SOURCE_DIR/.stanzad-autoreconf-done"
+  fi
   (
     cd "$build_dir"
-    "$SOURCE_DIR/configure" --prefix="$prefix" "${CONFIGURE_FLAGS[@]}" \
-      CPPFLAGS="$EXTRA_CPPFLAGS -D_FORTIFY_SOURCE=2" \
-      CFLAGS="-O2 -g -fstack-protector-strong" >configure.log 2>&1 ||
+    "$SOURCE_DIR/configure" --prefix="$PREFIX" "${CONFIGURE_FLAGS[@]}" \
+      CPPFLAGS="$BUILD_CPPFLAGS" CFLAGS="$BUILD_CFLAGS" >configure.log 2>&1 ||
       { tail -20 configure.log >&2; exit 1; }
     make -j "$JOBS" >make.log 2>&1 || { tail -30 make.log >&2; exit 1; }
     make install >install.log 2>&1 || { tail -20 install.log >&2; exit 1; }
   ) || die "building wolfSSL failed (logs in $build_dir)"
-  echo "$want" >"$stamp"
+  cp "$SOURCE_DIR/debian/copyright" "$PREFIX/copyright"
+  echo "$RECIPE" >"$STAMP"
   rm -rf "$build_dir"
 }
 
 case ${1:-} in
   sources) add_sources ;;
-  fetch) fetch ;;
+  fetch)
+    mkdir -p "$DEPS_DIR" || die "cannot create $DEPS_DIR"
+    exec 9>>"$DEPS_DIR/wolfssl.lock"
+    flock 9
+    fetch
+    ;;
   build)
-    mkdir -p "$DEPS_DIR"
+    # Built already: nothing to do, nothing written (a user who cannot write .deps
+    # may still configure a build directory).
+    [[ -f $STAMP && $(cat "$STAMP") == "$RECIPE" ]] && exit 0
+    mkdir -p "$DEPS_DIR" || die "cannot create $DEPS_DIR"
+    [[ -w $DEPS_DIR ]] || die "$DEPS_DIR is not writable by $(id -un); build wolfSSL" \
+      "there as its owner (scripts/wolfssl.sh build) or set STANZAD_DEPS_DIR"
     # One fetch and build at a time (two CMake configures at once wait here).
-    exec 9>"$DEPS_DIR/wolfssl.lock"
+    exec 9>>"$DEPS_DIR/wolfssl.lock"
     flock 9
     build
     ;;
   prefix) echo "$PREFIX" ;;
-  version) echo "$WOLFSSL_DEBIAN_VERSION" ;;
-  flags) echo "${CONFIGURE_FLAGS[*]} CPPFLAGS=$EXTRA_CPPFLAGS" ;;
+  version) echo "$VERSION" ;;
+  flags) echo "${CONFIGURE_FLAGS[*]} CPPFLAGS=\"$BUILD_CPPFLAGS\" CFLAGS=\"$BUILD_CFLAGS\"" ;;
   *) die "usage: scripts/wolfssl.sh sources|fetch|build|prefix|version|flags" ;;
 esac

@@ -4,8 +4,10 @@
 #include <wolfssl/wolfcrypt/ecc.h>
 
 #include <arpa/inet.h>
+#include <sys/random.h>
 
 #include <algorithm>
+#include <cerrno>
 #include <climits>
 #include <cstring>
 #include <utility>
@@ -21,6 +23,17 @@ namespace {
 using internal::Bytes;
 using internal::CtxPtr;
 using internal::WolfSslErrorText;
+
+bool RandomBytes(unsigned char* out, size_t size) {
+  size_t filled = 0;
+  while (filled < size) {
+    const ssize_t got = getrandom(out + filled, size - filled, 0);
+    if (got < 0 && errno == EINTR) continue;
+    if (got <= 0) return false;
+    filled += static_cast<size_t>(got);
+  }
+  return true;
+}
 
 // AEAD suites with forward secrecy only. wolfSSL's defaults in Debian's build
 // also allow static-RSA key exchange, CBC and anonymous suites.
@@ -57,9 +70,14 @@ absl::StatusOr<CtxPtr> NewContext(TlsContext::Role role, TlsVersion max_version)
       wolfSSL_CTX_set_cipher_list(ctx.get(), kCipherList) != WOLFSSL_SUCCESS) {
     return absl::InternalError("TLS: wolfSSL refused the protocol versions or cipher suites");
   }
-  // TLS 1.3 key exchange: X25519 first (about three times cheaper per handshake
-  // than P-256 in Debian's wolfSSL, whose P-256 is generic big-number code),
-  // then the NIST curves peers may insist on. (wolfSSL applies groups to 1.3.)
+  // Peers' keys: no RSA below 2048 bits, no elliptic curve below 256.
+  if (wolfSSL_CTX_SetMinRsaKey_Sz(ctx.get(), 2048) != WOLFSSL_SUCCESS ||
+      wolfSSL_CTX_SetMinEccKey_Sz(ctx.get(), 256) != WOLFSSL_SUCCESS) {
+    return absl::InternalError("TLS: wolfSSL refused the minimum key sizes");
+  }
+  // TLS 1.3 key exchange: X25519 first (cheaper than P-256 in Debian's wolfSSL,
+  // whose P-256 is generic big-number code; as cheap in stanzad's own build), then
+  // the NIST curves peers may insist on. (wolfSSL applies groups to 1.3.)
   int groups[] = {WOLFSSL_ECC_X25519, WOLFSSL_ECC_SECP256R1, WOLFSSL_ECC_SECP384R1};
   if (max_version == TlsVersion::kTls13 &&
       wolfSSL_CTX_set_groups(ctx.get(), groups, 3) != WOLFSSL_SUCCESS) {
@@ -157,11 +175,30 @@ absl::StatusOr<std::shared_ptr<const TlsContext>> TlsContext::Server(
   if (!ctx.ok()) return ctx.status();
   absl::Status status = UseCertificateAndKey(ctx->get(), cert_chain_pem, key_pem);
   if (!status.ok()) return status;
+  // wolfSSL's session-ID cache is one per process, shared by every context: a
+  // session is resumed only in the context that made it (its own random id), so
+  // a session from a client port never resumes on the cluster port, where the
+  // peer must present a certificate.
+  unsigned char session_context[16];
+  if (!RandomBytes(session_context, sizeof(session_context)) ||
+      wolfSSL_CTX_set_session_id_context(ctx->get(), session_context,
+                                         sizeof(session_context)) != WOLFSSL_SUCCESS) {
+    return absl::InternalError("TLS: cannot set the context's session id context");
+  }
   const bool verifies_peer = !options.client_trust_pem.empty();
   if (verifies_peer) {
     status = UseTrust(ctx->get(), options.client_trust_pem,
                       WOLFSSL_VERIFY_PEER | WOLFSSL_VERIFY_FAIL_IF_NO_PEER_CERT);
     if (!status.ok()) return status;
+    // Mutual TLS resumes nothing: every link shows its certificate again (a
+    // resumed session would carry no peer certificate to check).
+    wolfSSL_CTX_set_session_cache_mode(ctx->get(), WOLFSSL_SESS_CACHE_OFF);
+#ifdef HAVE_SESSION_TICKET
+    wolfSSL_CTX_NoTicketTLSv12(ctx->get());
+#ifdef WOLFSSL_TLS13
+    wolfSSL_CTX_no_ticket_TLSv13(ctx->get());
+#endif
+#endif
   } else {
     wolfSSL_CTX_set_verify(ctx->get(), WOLFSSL_VERIFY_NONE, nullptr);
   }
@@ -304,8 +341,9 @@ absl::Status TlsSession::Advance() {
   }
   handshake_done_ = true;
   // wolfSSL already frees them at this point unless told to keep them; saying
-  // so here keeps that promise if a default changes. Safe for TLS 1.3: with
-  // WOLFSSL_POST_HANDSHAKE_AUTH (Debian's build) it keeps the transcript hash.
+  // so here keeps that promise if a default changes. Safe for TLS 1.3: built
+  // with WOLFSSL_POST_HANDSHAKE_AUTH (Debian's wolfSSL, not stanzad's own) it
+  // keeps the transcript hash.
   wolfSSL_FreeHandshakeResources(ssl_);
   if (!early_plaintext_.empty()) {
     std::string early = std::move(early_plaintext_);

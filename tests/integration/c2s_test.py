@@ -72,10 +72,14 @@ def tearDownModule():
 
 
 @functools.cache
-def client_tls_context():
-    """Trusts only the lab certificate, and checks that it names the domain."""
+def client_tls_context(tls_version=None):
+    """Trusts only the lab certificate, and checks that it names the domain. With
+    `tls_version`, offers exactly that version."""
     context = ssl.create_default_context(cafile=CERTIFICATE["crt"])
     context.check_hostname = True
+    if tls_version is not None:
+        context.minimum_version = tls_version
+        context.maximum_version = tls_version
     return context
 
 
@@ -279,11 +283,7 @@ class SlixClient(slixmpp.ClientXMPP):
     def __init__(self, jid, password=PASSWORD, mechanism=None, stream_management=False,
                  tls_version=None):
         super().__init__(jid, password, sasl_mech=mechanism)
-        self.ssl_context = client_tls_context()
-        if tls_version is not None:  # exactly this version, or no session
-            self.ssl_context = ssl.create_default_context(cafile=CERTIFICATE["crt"])
-            self.ssl_context.minimum_version = tls_version
-            self.ssl_context.maximum_version = tls_version
+        self.ssl_context = client_tls_context(tls_version)
         self.register_plugin("xep_0199")  # ping
         self.resumed = asyncio.Event()
         if stream_management:

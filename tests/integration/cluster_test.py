@@ -684,6 +684,53 @@ class ClusterTest(unittest.TestCase):
         self.assertRegex(a.read_log(), r"cluster_link_refused .*not (issued by a )?trusted")
         self.assertEqual(len(status(a)["members"]), 2)
 
+    def test_a_client_port_tls_session_does_not_resume_on_the_cluster_port(self):
+        # The attack: take a TLS 1.2 session on the client port (anyone may), then offer
+        # its id to the cluster port, which wants a member's certificate. wolfSSL's
+        # session cache is one per process; a resumed session shows no certificate.
+        import ssl
+        a = self.start("127.0.0.1")
+        work = tempfile.mkdtemp(prefix="stanzad-cluster-resume-")
+        self.addCleanup(shutil.rmtree, work, True)
+        subprocess.run([os.path.abspath(STANZACTL), "pki", "selfsigned", "n0", "CN:example.com",
+                        "subjectAltName:example.com"], cwd=work, check=True,
+                       capture_output=True, timeout=60)
+        ok(a, "certs", os.path.join(work, "n0.key"), os.path.join(work, "n0.crt"))
+        ok(a, "cluster", "trust", os.path.join(work, "n0.crt"))
+        ok(a, "cluster", "enable")
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+        context.check_hostname = False
+        context.verify_mode = ssl.CERT_NONE
+        context.maximum_version = ssl.TLSVersion.TLSv1_2
+        context.options |= ssl.OP_NO_TICKET  # resumption by session id, from the cache
+
+        def starttls(session=None):
+            sock = socket.create_connection(("127.0.0.1", a.c2s_port), timeout=10)
+            sock.sendall((TlsClient.HEADER % DOMAIN +
+                          "<starttls xmlns='urn:ietf:params:xml:ns:xmpp-tls'/>").encode())
+            received = b""
+            while b"<proceed" not in received:
+                chunk = sock.recv(4096)
+                self.assertTrue(chunk, received)
+                received += chunk
+            tls = context.wrap_socket(sock, server_hostname=DOMAIN, session=session)
+            return tls
+
+        first = starttls()
+        session = first.session
+        first.close()
+        # The session is resumable where it was made (so the attack below is real)...
+        again = starttls(session)
+        self.assertTrue(again.session_reused)
+        again.close()
+        # ...and not on the cluster port: a full handshake, which wants a certificate.
+        raw = socket.create_connection(("127.0.0.1", a.cluster_port), timeout=10)
+        with self.assertRaises((ssl.SSLError, ConnectionError)):
+            tls = context.wrap_socket(raw, server_hostname=DOMAIN, session=session)
+            self.fail(f"a TLS session on the cluster port without a certificate "
+                      f"(resumed: {tls.session_reused})")
+        raw.close()
+
     def test_a_wildcard_listen_address_needs_a_cluster_address(self):
         a = self.start("127.0.0.1")
         ok(a, "listen", "0.0.0.0")

@@ -74,6 +74,22 @@ echo "Depends: $depends"
 for library in libc6 libstdc++6 liburing2 adduser; do
   check "Depends names $library" grep -q "\b$library\b" <<<"$depends"
 done
+# wolfSSL: built for stanzad and linked in (the default), or the system's shared library.
+wolfssl=$(sed -n 's/^STANZAD_WOLFSSL:[A-Z]*=//p' "$BUILD_DIR/CMakeCache.txt")
+if [[ $wolfssl == system ]]; then
+  check "Depends names libwolfssl35 (-DSTANZAD_WOLFSSL=system)" grep -q '\blibwolfssl35\b' <<<"$depends"
+else
+  check "Depends does not name libwolfssl (linked statically)" \
+    sh -c "! grep -q libwolfssl <<'EOF'
+$depends
+EOF"
+  check "stanzad needs no libwolfssl.so" \
+    sh -c "! readelf -d '$ROOT/usr/bin/stanzad' | grep -q libwolfssl"
+  check "wolfSSL's copyright file ships with it" \
+    grep -q "wolfSSL" "$ROOT/usr/share/doc/stanzad/copyright.wolfssl"
+  check "Description says wolfSSL is linked statically" \
+    sh -c "dpkg-deb -f '$DEB' Description | grep -q 'wolfSSL .*statically'"
+fi
 if command -v file >/dev/null; then
   check "stanzad is stripped" sh -c "file -L '$ROOT/usr/bin/stanzad' | grep -q ', stripped'"
 fi
