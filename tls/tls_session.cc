@@ -181,8 +181,8 @@ absl::StatusOr<std::shared_ptr<const TlsContext>> TlsContext::Server(
   // peer must present a certificate.
   unsigned char session_context[16];
   if (!RandomBytes(session_context, sizeof(session_context)) ||
-      wolfSSL_CTX_set_session_id_context(ctx->get(), session_context,
-                                         sizeof(session_context)) != WOLFSSL_SUCCESS) {
+      wolfSSL_CTX_set_session_id_context(ctx->get(), session_context, sizeof(session_context)) !=
+          WOLFSSL_SUCCESS) {
     return absl::InternalError("TLS: cannot set the context's session id context");
   }
   const bool verifies_peer = !options.client_trust_pem.empty();
