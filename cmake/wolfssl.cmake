@@ -1,7 +1,7 @@
 # wolfSSL for stanzad: the target stanzad::wolfssl.
 #
 # bundled (default): Debian's source of wolfSSL, configured for stanzad (SP math with
-#   x86-64 assembly for P-256/P-384, X25519, TLS 1.2 and 1.3 only, no session
+#   x86-64 assembly for P-256/P-384/P-521 and RSA, X25519, TLS 1.2 and 1.3 only, no session
 #   certificate chains) and linked statically. scripts/wolfssl.sh fetches and builds it
 #   once, at configure time, for every build directory (in .deps/); it holds the
 #   version and the configure line (docs/operating.md "Rebuilding wolfSSL").

@@ -288,7 +288,7 @@ bool RouterShard::ClientConnection::LingerExpired(uint64_t now_ms) {
 }
 
 void RouterShard::ClientConnection::ReturnUnacknowledged() {
-  for (std::list<std::string>* queue : {&sm_.unacked, &resume_pending_}) {
+  for (StanzaQueue* queue : {&sm_.unacked, &resume_pending_}) {
     for (const std::string& stanza : *queue) {
       Bump(router_->stats_->stanzas_returned_unacked);
       router_->ReturnToSender(stanza, StanzaErrorCondition::kRecipientUnavailable);
@@ -419,7 +419,7 @@ void RouterShard::ClientConnection::RouteAcknowledged() {
     absl::StatusOr<jid::Jid> jid = jid::Jid::Parse(full_jid_);
     session_.ResumeDone(jid.ok() ? std::optional<jid::Jid>(*jid) : std::nullopt, resume_handled_,
                         resume_previd_);
-    std::list<std::string> pending = std::move(resume_pending_);
+    StanzaQueue pending = std::move(resume_pending_);
     resume_pending_.clear();
     sm_.unacked_bytes = 0;
     for (const std::string& stanza : pending) SendStanza(stanza);

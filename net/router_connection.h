@@ -7,7 +7,7 @@
 #define STANZAD_NET_ROUTER_CONNECTION_H_
 
 #include <cstdint>
-#include <list>
+#include <deque>
 #include <memory>
 #include <optional>
 #include <string>
@@ -19,6 +19,35 @@
 #include "tls/tls_session.h"
 
 namespace stanzad::net {
+
+// Stanzas kept for a client with stream management, oldest first. Holds no memory
+// until the first one (an empty std::deque allocates ~576 B, which every idle client
+// would pay); then, like a deque, no allocation per stanza beyond the stanza's own.
+class StanzaQueue {
+ public:
+  void emplace_back(std::string_view stanza) {
+    if (!stanzas_) stanzas_.emplace();
+    stanzas_->emplace_back(stanza);
+  }
+  bool empty() const { return !stanzas_ || stanzas_->empty(); }
+  size_t size() const { return stanzas_ ? stanzas_->size() : 0; }
+  const std::string& front() const { return stanzas_->front(); }  // REQUIRES: !empty()
+  void pop_front() { stanzas_->pop_front(); }                     // REQUIRES: !empty()
+  void clear() { stanzas_.reset(); }
+  std::deque<std::string>::const_iterator begin() const {
+    return stanzas_ ? stanzas_->cbegin() : Empty().cbegin();
+  }
+  std::deque<std::string>::const_iterator end() const {
+    return stanzas_ ? stanzas_->cend() : Empty().cend();
+  }
+
+ private:
+  static const std::deque<std::string>& Empty() {
+    static const std::deque<std::string>* const empty = new std::deque<std::string>();
+    return *empty;
+  }
+  std::optional<std::deque<std::string>> stanzas_;
+};
 
 // 16 hex characters from the kernel's CSPRNG.
 std::string NewStreamId();
@@ -235,7 +264,7 @@ class RouterShard::ClientConnection final : public RouterShard::Connection,
     std::string token;  // the resumption id (<enabled id/>)
     uint32_t sent = 0;  // stanzas sent since enabled (mod 2^32)
     uint32_t acked = 0;
-    std::list<std::string> unacked;  // sent, oldest first, then any queued while away
+    StanzaQueue unacked;  // sent, oldest first, then any queued while away
     size_t unacked_bytes = 0;
     uint32_t since_request = 0;  // stanzas sent since the last <r/>
     uint64_t last_request_ms = 0;
@@ -249,9 +278,9 @@ class RouterShard::ClientConnection final : public RouterShard::Connection,
   bool resuming_ = false;
   bool resume_accepted_ = false;
   std::string resume_previd_;
-  uint32_t resume_h_ = 0;                  // the client's count, from <resume h/>
-  uint32_t resume_handled_ = 0;            // the server's count, for <resumed h/>
-  std::list<std::string> resume_pending_;  // to send once <resumed/> is out
+  uint32_t resume_h_ = 0;        // the client's count, from <resume h/>
+  uint32_t resume_handled_ = 0;  // the server's count, for <resumed h/>
+  StanzaQueue resume_pending_;   // to send once <resumed/> is out
 
   const bool direct_tls_;
   bool bind_requested_ = false;

@@ -6,7 +6,7 @@
 #      against the sanitized stanzad and stanzactl;
 #   3. builds the libFuzzer targets (clang) and runs each for STANZAD_FUZZ_SECONDS (default 60);
 #   4. builds everything in Release with warnings as errors, linked with stanzad's own
-#      wolfSSL (scripts/wolfssl.sh builds it once, ~2 minutes), and runs all tests with ctest.
+#      wolfSSL (scripts/wolfssl.sh builds it once, 1.5 to 3 minutes), and runs all tests with ctest.
 # So every TLS test runs against both wolfSSL builds.
 # Output ends with ctest's summary of step 4. Exit status is non-zero if any step fails.
 #

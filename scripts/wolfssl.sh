@@ -98,12 +98,13 @@ EOF
   apt-get update -qq
 }
 
+FETCH_DIR=""  # global: the EXIT trap reads it after fetch has returned
 fetch() {
   [[ -f $SOURCE_DIR/configure.ac ]] && return 0
   mkdir -p "$DEPS_DIR" || die "cannot create $DEPS_DIR"
-  local work
-  work=$(mktemp -d "$DEPS_DIR/fetch.XXXXXX")
-  trap 'rm -rf "$work"' EXIT
+  FETCH_DIR=$(mktemp -d "$DEPS_DIR/fetch.XXXXXX")
+  trap 'rm -rf "$FETCH_DIR"' EXIT
+  local work=$FETCH_DIR
   # apt-get source checks the .dsc's signature and every file's hash, then
   # dpkg-source applies Debian's patches (its security fixes among them).
   if ! (cd "$work" && apt-get -o APT::Sandbox::User=root source -qq "wolfssl=$VERSION" \
@@ -115,6 +116,8 @@ fetch() {
   fi
   mv "$work"/wolfssl-*/ "$SOURCE_DIR.tmp"
   mv "$SOURCE_DIR.tmp" "$SOURCE_DIR"
+  rm -rf "$work"
+  trap - EXIT
 }
 
 build() {
@@ -123,7 +126,7 @@ build() {
   local build_dir="$PREFIX.build"
   rm -rf "$build_dir" "$PREFIX"
   mkdir -p "$build_dir"
-  echo "wolfssl.sh: building wolfSSL $VERSION into $PREFIX (about 2 minutes, once)"
+  echo "wolfssl.sh: building wolfSSL $VERSION into $PREFIX (1.5 to 3 minutes, once)"
   if [[ ! -f $SOURCE_DIR/.stanzad-autoreconf-done ]]; then
     (cd "$SOURCE_DIR" && autoreconf -fi) >"$build_dir/autoreconf.log" 2>&1 ||
       { tail -20 "$build_dir/autoreconf.log" >&2; die "autoreconf failed in $SOURCE_DIR" \
@@ -146,7 +149,10 @@ build() {
 case ${1:-} in
   sources) add_sources ;;
   fetch)
+    [[ -f $SOURCE_DIR/configure.ac ]] && exit 0
     mkdir -p "$DEPS_DIR" || die "cannot create $DEPS_DIR"
+    [[ -w $DEPS_DIR ]] || die "$DEPS_DIR is not writable by $(id -un); fetch as its owner" \
+      "or set STANZAD_DEPS_DIR"
     exec 9>>"$DEPS_DIR/wolfssl.lock"
     flock 9
     fetch

@@ -4,10 +4,8 @@
 #include <wolfssl/wolfcrypt/ecc.h>
 
 #include <arpa/inet.h>
-#include <sys/random.h>
 
 #include <algorithm>
-#include <cerrno>
 #include <climits>
 #include <cstring>
 #include <utility>
@@ -23,17 +21,6 @@ namespace {
 using internal::Bytes;
 using internal::CtxPtr;
 using internal::WolfSslErrorText;
-
-bool RandomBytes(unsigned char* out, size_t size) {
-  size_t filled = 0;
-  while (filled < size) {
-    const ssize_t got = getrandom(out + filled, size - filled, 0);
-    if (got < 0 && errno == EINTR) continue;
-    if (got <= 0) return false;
-    filled += static_cast<size_t>(got);
-  }
-  return true;
-}
 
 // AEAD suites with forward secrecy only. wolfSSL's defaults in Debian's build
 // also allow static-RSA key exchange, CBC and anonymous suites.
@@ -175,28 +162,28 @@ absl::StatusOr<std::shared_ptr<const TlsContext>> TlsContext::Server(
   if (!ctx.ok()) return ctx.status();
   absl::Status status = UseCertificateAndKey(ctx->get(), cert_chain_pem, key_pem);
   if (!status.ok()) return status;
-  // wolfSSL's session-ID cache is one per process, shared by every context: a
-  // session is resumed only in the context that made it (its own random id), so
-  // a session from a client port never resumes on the cluster port, where the
-  // peer must present a certificate.
-  unsigned char session_context[16];
-  if (!RandomBytes(session_context, sizeof(session_context)) ||
-      wolfSSL_CTX_set_session_id_context(ctx->get(), session_context, sizeof(session_context)) !=
-          WOLFSSL_SUCCESS) {
-    return absl::InternalError("TLS: cannot set the context's session id context");
-  }
   const bool verifies_peer = !options.client_trust_pem.empty();
   if (verifies_peer) {
     status = UseTrust(ctx->get(), options.client_trust_pem,
                       WOLFSSL_VERIFY_PEER | WOLFSSL_VERIFY_FAIL_IF_NO_PEER_CERT);
     if (!status.ok()) return status;
-    // Mutual TLS resumes nothing: every link shows its certificate again (a
-    // resumed session would carry no peer certificate to check).
-    wolfSSL_CTX_set_session_cache_mode(ctx->get(), WOLFSSL_SESS_CACHE_OFF);
+      // Mutual TLS resumes nothing: every link shows its certificate again. wolfSSL's
+      // session-ID cache is one per process and its server side matches on the id
+      // alone, so a session a client port made would otherwise resume here, with no
+      // certificate to check (tickets' keys are per context, but off too).
+#ifndef NO_SESSION_CACHE
+    if (wolfSSL_CTX_set_session_cache_mode(ctx->get(), WOLFSSL_SESS_CACHE_OFF) != WOLFSSL_SUCCESS) {
+      return absl::InternalError("TLS: wolfSSL refused to turn resumption off");
+    }
+#endif
 #ifdef HAVE_SESSION_TICKET
-    wolfSSL_CTX_NoTicketTLSv12(ctx->get());
+    if (wolfSSL_CTX_NoTicketTLSv12(ctx->get()) != WOLFSSL_SUCCESS) {
+      return absl::InternalError("TLS: wolfSSL refused to turn TLS 1.2 tickets off");
+    }
 #ifdef WOLFSSL_TLS13
-    wolfSSL_CTX_no_ticket_TLSv13(ctx->get());
+    if (wolfSSL_CTX_no_ticket_TLSv13(ctx->get()) != 0) {  // 0 is success here
+      return absl::InternalError("TLS: wolfSSL refused to turn TLS 1.3 tickets off");
+    }
 #endif
 #endif
   } else {

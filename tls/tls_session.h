@@ -42,7 +42,9 @@ enum class TlsVersion { kTls12, kTls13 };
 
 struct TlsServerOptions {
   // Non-empty: mutual TLS (cluster links). Every client must present a
-  // certificate that chains to one of these PEM roots, or the handshake fails.
+  // certificate that chains to one of these PEM roots, or the handshake fails;
+  // such a context resumes no session. Other server contexts resume sessions by
+  // ticket (keys per context) or by id (one cache per process, shared by them).
   std::string_view client_trust_pem;
   TlsVersion max_version = TlsVersion::kTls13;
 };

@@ -10,6 +10,7 @@ import re
 import shutil
 import signal
 import socket
+import ssl
 import subprocess
 import tempfile
 import sys
@@ -688,7 +689,6 @@ class ClusterTest(unittest.TestCase):
         # The attack: take a TLS 1.2 session on the client port (anyone may), then offer
         # its id to the cluster port, which wants a member's certificate. wolfSSL's
         # session cache is one per process; a resumed session shows no certificate.
-        import ssl
         a = self.start("127.0.0.1")
         work = tempfile.mkdtemp(prefix="stanzad-cluster-resume-")
         self.addCleanup(shutil.rmtree, work, True)
@@ -730,6 +730,9 @@ class ClusterTest(unittest.TestCase):
             self.fail(f"a TLS session on the cluster port without a certificate "
                       f"(resumed: {tls.session_reused})")
         raw.close()
+        # Refused by the full handshake's certificate check, not by anything earlier.
+        wait_until(lambda: "the peer presented no certificate" in a.read_log(),
+                   what="the refusal for want of a certificate, logged")
 
     def test_a_wildcard_listen_address_needs_a_cluster_address(self):
         a = self.start("127.0.0.1")
