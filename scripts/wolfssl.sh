@@ -146,27 +146,28 @@ build() {
   rm -rf "$build_dir"
 }
 
+# Takes the lock on $DEPS_DIR: one fetch or build at a time (two CMake configures at
+# once wait here). $1 names what needs it, for the error.
+lock_deps() {
+  mkdir -p "$DEPS_DIR" || die "cannot create $DEPS_DIR"
+  [[ -w $DEPS_DIR ]] || die "$DEPS_DIR is not writable by $(id -un); $1 there as its" \
+    "owner (scripts/wolfssl.sh $1) or set STANZAD_DEPS_DIR"
+  exec 9>>"$DEPS_DIR/wolfssl.lock"
+  flock 9
+}
+
 case ${1:-} in
   sources) add_sources ;;
   fetch)
     [[ -f $SOURCE_DIR/configure.ac ]] && exit 0
-    mkdir -p "$DEPS_DIR" || die "cannot create $DEPS_DIR"
-    [[ -w $DEPS_DIR ]] || die "$DEPS_DIR is not writable by $(id -un); fetch as its owner" \
-      "or set STANZAD_DEPS_DIR"
-    exec 9>>"$DEPS_DIR/wolfssl.lock"
-    flock 9
+    lock_deps fetch
     fetch
     ;;
   build)
     # Built already: nothing to do, nothing written (a user who cannot write .deps
     # may still configure a build directory).
     [[ -f $STAMP && $(cat "$STAMP") == "$RECIPE" ]] && exit 0
-    mkdir -p "$DEPS_DIR" || die "cannot create $DEPS_DIR"
-    [[ -w $DEPS_DIR ]] || die "$DEPS_DIR is not writable by $(id -un); build wolfSSL" \
-      "there as its owner (scripts/wolfssl.sh build) or set STANZAD_DEPS_DIR"
-    # One fetch and build at a time (two CMake configures at once wait here).
-    exec 9>>"$DEPS_DIR/wolfssl.lock"
-    flock 9
+    lock_deps build
     build
     ;;
   prefix) echo "$PREFIX" ;;
