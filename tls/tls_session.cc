@@ -167,11 +167,11 @@ absl::StatusOr<std::shared_ptr<const TlsContext>> TlsContext::Server(
     status = UseTrust(ctx->get(), options.client_trust_pem,
                       WOLFSSL_VERIFY_PEER | WOLFSSL_VERIFY_FAIL_IF_NO_PEER_CERT);
     if (!status.ok()) return status;
-      // Mutual TLS resumes nothing: every link shows its certificate again. wolfSSL's
-      // session-ID cache is one per process and its server side matches on the id
-      // alone, so a session a client port made would otherwise resume here, with no
-      // certificate to check (tickets' keys are per context, but off too).
 #ifndef NO_SESSION_CACHE
+    // Mutual TLS resumes nothing: every link shows its certificate again. wolfSSL's
+    // session-ID cache is one per process and its server side matches on the id
+    // alone, so a session a client port made would otherwise resume here, with no
+    // certificate to check (tickets' keys are per context, but off too).
     if (wolfSSL_CTX_set_session_cache_mode(ctx->get(), WOLFSSL_SESS_CACHE_OFF) != WOLFSSL_SUCCESS) {
       return absl::InternalError("TLS: wolfSSL refused to turn resumption off");
     }
