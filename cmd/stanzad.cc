@@ -436,7 +436,7 @@ class Daemon {
           if (frame.type == cluster::FrameType::kRoutes) {
             directory_->OnRoutes(from, frame.payload);
           } else {
-            relay_->OnFrame(turn_now_ms_, from, frame.type, frame.payload);
+            relay_->OnFrame(turn_now_ms_, {from, 0}, frame.type, frame.payload);
           }
         },
         [this](raft::NodeId peer) { directory_->LinkUp(peer); });
@@ -563,15 +563,19 @@ class Daemon {
                     cluster::PeerTransport::kQueueBytesMax / 2,
                 "a route set could fill a cluster link's queue");
 
-  // The relay, made once the node has its id; its incarnation grows on every start.
+  // The relay, made once the node has its id; its incarnation grows on every start. One
+  // lane per node, shard 0, on this thread, until the shards run their own
+  // (docs/data-links.md): every member has one lane (View::lanes left empty), so every
+  // relay frame is for shard 0 and travels on the cluster link.
   absl::Status OpenRelay() {
-    if (relay_ && relay_->self() == cluster_->id()) return absl::OkStatus();
+    if (relay_ && relay_->self().node == cluster_->id()) return absl::OkStatus();
     absl::StatusOr<uint64_t> incarnation = NextIncarnation(state_dir_ + "/cluster");
     if (!incarnation.ok()) return incarnation.status();
     relay_.reset();  // it reads the directory
     directory_ = std::make_unique<cluster::relay::Directory>();
-    relay_ = std::make_unique<cluster::relay::Relay>(cluster_->id(), *incarnation, config_.domain,
-                                                     *directory_, options_.relay);
+    relay_ = std::make_unique<cluster::relay::Relay>(cluster::relay::Lane{cluster_->id(), 0},
+                                                     *incarnation, config_.domain, *directory_,
+                                                     options_.relay);
     return absl::OkStatus();
   }
 
@@ -643,7 +647,7 @@ class Daemon {
       LogEvent(line.warning ? LogLevel::kWarning : LogLevel::kInfo, line.event, line.fields);
     }
     for (cluster::relay::Delivery& delivery : ready.deliveries) {
-      PostToShard(net::RouterShard::OwnerShard(delivery.address, shards_), net::kDeliverFromPeer,
+      PostToShard(router::OwnerShard(delivery.address, shards_), net::kDeliverFromPeer,
                   net::kNoConnection, delivery.origin, delivery.bytes);
     }
     FlushMail();

@@ -154,8 +154,8 @@ std::string RouterShard::ClientConnection::EnableStreamManagement(bool resume) {
   if (!resume || router_->limits_.resume_timeout_ms == 0) return "";
   sm_.resumable = true;
   sm_.token = Hex(net::RandomBytes(16));
-  router_->PostControl(OwnerShard(sm_.token, router_->shard_->shard_count()), kSmRegister, id_,
-                       sm_.token);
+  router_->PostControl(router::OwnerShard(sm_.token, router_->shard_->shard_count()), kSmRegister,
+                       id_, sm_.token);
   return sm_.token;
 }
 
@@ -182,8 +182,8 @@ void RouterShard::ClientConnection::RequestResume(std::string_view previd, uint3
   resuming_ = true;
   resume_previd_ = std::string(previd);
   resume_h_ = h;
-  router_->PostControl(OwnerShard(previd, router_->shard_->shard_count()), kSmResumeLookup, id_,
-                       Concat(previd, "\n", account_, "\n", std::to_string(h)));
+  router_->PostControl(router::OwnerShard(previd, router_->shard_->shard_count()), kSmResumeLookup,
+                       id_, Concat(previd, "\n", account_, "\n", std::to_string(h)));
 }
 
 bool RouterShard::ClientConnection::HandOver(ConnectionId to, std::string_view token,
@@ -202,8 +202,8 @@ bool RouterShard::ClientConnection::HandOver(ConnectionId to, std::string_view t
   }
   router_->PostControl(target_shard, kClientResumeAccepted, to,
                        Concat(full_jid_, "\n", std::to_string(session_.handled_inbound())));
-  router_->PostControl(OwnerShard(sm_.token, router_->shard_->shard_count()), kSmRegister, to,
-                       sm_.token);
+  router_->PostControl(router::OwnerShard(sm_.token, router_->shard_->shard_count()), kSmRegister,
+                       to, sm_.token);
   LogEvent(LogLevel::kInfo, "client_session_moved",
            Concat("client=", full_jid_, " resent=", std::to_string(sm_.unacked.size()),
                   " detached=", detached_ ? "yes" : "no"));
@@ -254,8 +254,8 @@ void RouterShard::ClientConnection::ResumeAccepted(std::string_view full_jid,
   // The route moves here as a bind of the same full JID would.
   bind_requested_ = true;
   pending_route_acks = router_->shard_->shard_count();
-  router_->PostControl(OwnerShard(bare_jid_, router_->shard_->shard_count()), kClientBindRequest,
-                       id_, full_jid_);
+  router_->PostControl(router::OwnerShard(bare_jid_, router_->shard_->shard_count()),
+                       kClientBindRequest, id_, full_jid_);
 }
 
 void RouterShard::ClientConnection::OnEngineClosed() {
@@ -297,8 +297,8 @@ void RouterShard::ClientConnection::ReturnUnacknowledged() {
   }
   sm_.unacked_bytes = 0;
   if (!sm_.token.empty()) {
-    router_->PostControl(OwnerShard(sm_.token, router_->shard_->shard_count()), kSmUnregister, id_,
-                         sm_.token);
+    router_->PostControl(router::OwnerShard(sm_.token, router_->shard_->shard_count()),
+                         kSmUnregister, id_, sm_.token);
     sm_.token.clear();
   }
 }
@@ -324,8 +324,8 @@ void RouterShard::ClientConnection::Release() {
   ReturnUnacknowledged();
   if (counted_as_client_) Drop(router_->stats_->clients_connected);
   if (!bind_requested_) return;
-  router_->PostControl(OwnerShard(bare_jid_, router_->shard_->shard_count()), kClientUnbindRequest,
-                       id_, full_jid_);
+  router_->PostControl(router::OwnerShard(bare_jid_, router_->shard_->shard_count()),
+                       kClientUnbindRequest, id_, full_jid_);
 }
 
 bool RouterShard::ClientConnection::CloseIfRemoved(const RouterConfig& config) {
@@ -401,8 +401,8 @@ void RouterShard::ClientConnection::RequestBind(const jid::Jid& full_jid) {
   bare_jid_ = full_jid.Bare().Full();
   bind_requested_ = true;
   pending_route_acks = router_->shard_->shard_count();
-  router_->PostControl(OwnerShard(bare_jid_, router_->shard_->shard_count()), kClientBindRequest,
-                       id_, full_jid_);
+  router_->PostControl(router::OwnerShard(bare_jid_, router_->shard_->shard_count()),
+                       kClientBindRequest, id_, full_jid_);
 }
 
 void RouterShard::ClientConnection::RouteAcknowledged() {

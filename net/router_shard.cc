@@ -143,8 +143,8 @@ bool RouterShard::ComponentConnection::Deliver(std::string_view stanza,
 void RouterShard::ComponentConnection::Release() {
   if (bound_address_.empty()) return;
   Drop(router_->stats_->bridges_connected);
-  router_->PostControl(OwnerShard(bound_address_, router_->shard_->shard_count()), kUnbindRequest,
-                       id_, bound_address_);
+  router_->PostControl(router::OwnerShard(bound_address_, router_->shard_->shard_count()),
+                       kUnbindRequest, id_, bound_address_);
 }
 
 bool RouterShard::ComponentConnection::CloseIfRemoved(const RouterConfig& config) {
@@ -174,8 +174,8 @@ void RouterShard::ComponentConnection::OnAuthenticated(std::string_view address)
   Bump(router_->stats_->bridges_connected);
   pending_route_acks = router_->shard_->shard_count();
   router_->EndPreauth(*this);
-  router_->PostControl(OwnerShard(address, router_->shard_->shard_count()), kBindRequest, id_,
-                       address);
+  router_->PostControl(router::OwnerShard(address, router_->shard_->shard_count()), kBindRequest,
+                       id_, address);
   LogEvent(LogLevel::kInfo, "bridge_authenticated",
            Concat("bridge=", bound_address_, " peer=", peer_ip_,
                   " shard=", std::to_string(router_->shard_->index())));
@@ -220,11 +220,6 @@ RouterShard::RouterShard(const RouterConfigPublisher* config, RouterLimits limit
 }
 
 RouterShard::~RouterShard() = default;
-
-int RouterShard::OwnerShard(std::string_view address, int shard_count) {
-  return static_cast<int>(std::hash<std::string_view>()(address) %
-                          static_cast<size_t>(shard_count));
-}
 
 RouterShard::Connection* RouterShard::Find(ConnectionId id) {
   auto it = connections_.find(id);
@@ -605,7 +600,7 @@ void RouterShard::ApplyClientPresence(ConnectionId connection, std::string_view 
 }
 
 void RouterShard::AnnounceAccount(std::string_view bare) {
-  if (OwnerShard(bare, shard_->shard_count()) != shard_->index()) return;
+  if (router::OwnerShard(bare, shard_->shard_count()) != shard_->index()) return;
   const bool reachable = !clients_.MessageRecipients(bare).empty();
   const bool announced = announced_accounts_.contains(ToAbsl(bare));
   if (reachable == announced) return;

@@ -261,9 +261,6 @@ class RouterShard : public ShardHandler {
   void OnTick(Shard& shard, uint64_t now_ms) override;
   void OnStop(Shard& shard) override;
 
-  // The shard that decides which connection holds `address`.
-  static int OwnerShard(std::string_view address, int shard_count);
-
  private:
   class Connection;
   class ComponentConnection;

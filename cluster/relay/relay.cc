@@ -16,31 +16,31 @@ struct Relay::Entry {
   // destination (resequenced_ finds it): so a destination's floor never has to wait for
   // a stanza bound elsewhere, and never passes one bound for it.
   uint64_t sequence = 0;
-  uint64_t key = 0;             // its key in custody_: its first sequence
-  NodeId node = raft::kNoNode;  // where it was last sent to be delivered
-  NodeId via = raft::kNoNode;   // the link it last left on (the leader, or `node`)
-  std::string address;          // its route: a bridge, a client's full JID, an account
+  uint64_t key = 0;     // its key in custody_: its first sequence
+  Lane lane;            // the lane it was last sent to to be delivered (never this node's)
+  Lane via;             // the lane it last left for (the leader's, or `lane`); node 0: none
+  std::string address;  // its route: a bridge, a client's full JID, an account
   std::string bytes;
   SenderId sender = kNoSender;
   uint64_t first_ms = 0;            // taken into custody
   uint64_t sent_ms = 0;             // last sent, or last asked about
   uint64_t no_leader_since_ms = 0;  // waiting for a leader since; 0: it has a next hop
-  // The nodes it was sent to that may hold it: each must answer before it goes
-  // elsewhere (or is bounced), unless it left the cluster; one that never answers ends
-  // the wait at the deadline (abort_wait_ms).
-  std::set<NodeId> maybe_at;
+  // The lanes it was sent to that may hold it: each must answer before it goes
+  // elsewhere (or is bounced), unless it is gone; one that never answers ends the wait
+  // at the deadline (abort_wait_ms).
+  std::set<Lane> maybe_at;
   uint64_t move_asked_ms = 0;  // when the nodes that may hold it were last asked to let go
   bool expiring = false;       // past its deadline: only asked about, never sent again
   uint64_t expiring_since_ms = 0;
 };
 
-// What this node decided about the stanzas of one incarnation of one origin.
+// What this lane decided about the stanzas of one incarnation of one origin lane.
 struct Relay::Window {
   uint64_t floor = 1;                   // below it: finished at the origin
   std::map<uint64_t, Outcome> decided;  // sequences >= floor
 };
 
-Relay::Relay(NodeId self, uint64_t incarnation, std::string domain, const RouteLookup& routes,
+Relay::Relay(Lane self, uint64_t incarnation, std::string domain, const RouteLookup& routes,
              Options options)
     : self_(self),
       incarnation_(incarnation),
@@ -48,7 +48,7 @@ Relay::Relay(NodeId self, uint64_t incarnation, std::string domain, const RouteL
       options_(options),
       routes_(routes),
       checker_(std::make_unique<xmpp::RelayedStanzaChecker>(options.stanza_bytes_max)) {
-  CHECK(self_ != raft::kNoNode);
+  CHECK(self_.node != raft::kNoNode && self_.shard < kLanesPerNodeMax);
   CHECK(incarnation_ > 0);
   CHECK(options_.incarnations_max >= 1 && options_.decisions_max >= 1 && options_.hops_max >= 1);
   resend_budget_ = options_.resend_bytes_per_tick;
@@ -61,19 +61,45 @@ void Relay::SetDomain(std::string domain) { domain_ = std::move(domain); }
 // ---- The cluster's view ----
 
 void Relay::SetView(uint64_t now_ms, const View& view) {
-  for (const NodeId gone : view_.members) {
-    if (view.members.count(gone) != 0) continue;
-    windows_.erase(gone);
-    for (auto& [key, entry] : custody_) entry.maybe_at.erase(gone);
-  }
+  const bool lanes_changed = view.members != view_.members || view.lanes != view_.lanes;
   const bool was_member = view_.member;
   view_ = view;
+  if (lanes_changed) ForgetGoneLanes();
   if (view_.leader != last_leader_) {
     last_leader_ = view_.leader;
     leader_resend_pending_ = view_.leader != raft::kNoNode && !options_.direct;
   }
   if (!was_member && view_.member) leader_resend_pending_ = true;
   (void)now_ms;
+}
+
+// A member's windows stay while it is one, whatever its lane count says now: a lane that
+// comes back (a restart with more shards) must still know its old lives' stanzas. Its
+// frames are refused while the lane does not exist (OnFrame).
+void Relay::ForgetGoneLanes() {
+  std::erase_if(windows_,
+                [&](const auto& item) { return view_.members.count(item.first.node) == 0; });
+  for (auto& [key, entry] : custody_) {
+    std::erase_if(entry.maybe_at, [&](Lane lane) { return !LaneExists(lane); });
+  }
+}
+
+uint32_t Relay::LanesOf(NodeId node) const {
+  auto it = view_.lanes.find(node);
+  return it == view_.lanes.end() ? 1 : std::clamp<uint32_t>(it->second, 1, kLanesPerNodeMax);
+}
+
+Lane Relay::LaneOf(NodeId node, std::string_view address) const {
+  const int lanes = static_cast<int>(LanesOf(node));
+  return {node, static_cast<uint16_t>(router::OwnerShard(address, lanes))};
+}
+
+bool Relay::LaneExists(Lane lane) const {
+  return view_.members.count(lane.node) != 0 && lane.shard < LanesOf(lane.node);
+}
+
+void Relay::Send(Lane to, FrameType type, std::string payload) {
+  ready_.sends.push_back({to.node, type, std::move(payload), to.shard});
 }
 
 // ---- Custody (this node as the origin) ----
@@ -95,7 +121,6 @@ void Relay::TakeInto(uint64_t now_ms, SenderId sender, NodeId node, std::string_
   const uint64_t sequence = next_sequence_++;
   Entry& entry = custody_[sequence];
   entry.sequence = entry.key = sequence;
-  entry.node = node;
   entry.address = stanza.to ? router::RouteAddressOf(*stanza.to, domain_) : "";
   // A message for a resource bound nowhere is the account's (RFC 6121 §8.5.3.2.1): the
   // shard sent this copy to a node holding the account.
@@ -104,6 +129,7 @@ void Relay::TakeInto(uint64_t now_ms, SenderId sender, NodeId node, std::string_
                                                     !routes_.NodeOf(entry.address)) {
     entry.address.resize(slash);
   }
+  entry.lane = LaneOf(node, entry.address);
   entry.bytes.assign(bytes);
   entry.sender = sender;
   entry.first_ms = entry.sent_ms = now_ms;
@@ -113,23 +139,24 @@ void Relay::TakeInto(uint64_t now_ms, SenderId sender, NodeId node, std::string_
   SendEntry(now_ms, entry);
 }
 
-std::optional<NodeId> Relay::NextHop(NodeId destination) const {
-  if (options_.direct || view_.leader == self_) return destination;
-  if (view_.leader == raft::kNoNode) return std::nullopt;
-  return view_.leader;
+std::optional<Lane> Relay::NextHop(const Entry& entry) const {
+  const NodeId leader = view_.leader;
+  if (options_.direct || leader == self_.node || leader == entry.lane.node) return entry.lane;
+  if (leader == raft::kNoNode) return std::nullopt;
+  return LaneOf(leader, entry.address);
 }
 
-uint64_t Relay::FloorFor(NodeId destination) const {
+uint64_t Relay::FloorFor(Lane destination) const {
   auto it = holding_.find(destination);
   return it == holding_.end() ? next_sequence_ : *it->second.begin();
 }
 
-// (The nodes that may hold an entry are at most its own node: it moves only once they
-// all gave it up. So holding_ needs only entry.node.)
-void Relay::Hold(const Entry& entry) { holding_[entry.node].insert(entry.sequence); }
+// (The lanes that may hold an entry are at most its own lane: it moves only once they
+// all gave it up. So holding_ needs only entry.lane.)
+void Relay::Hold(const Entry& entry) { holding_[entry.lane].insert(entry.sequence); }
 
 void Relay::Unhold(const Entry& entry) {
-  auto it = holding_.find(entry.node);
+  auto it = holding_.find(entry.lane);
   CHECK(it != holding_.end());
   it->second.erase(entry.sequence);
   if (it->second.empty()) holding_.erase(it);
@@ -142,38 +169,38 @@ std::map<uint64_t, Relay::Entry>::iterator Relay::FindSequence(uint64_t sequence
   return renamed == resequenced_.end() ? custody_.end() : custody_.find(renamed->second);
 }
 
-// Sends the stanza to entry.node, through the next hop.
+// Sends the stanza to entry.lane, through the next hop.
 void Relay::SendEntry(uint64_t now_ms, Entry& entry) {
   entry.sent_ms = now_ms;
-  const std::optional<NodeId> hop = NextHop(entry.node);
+  const std::optional<Lane> hop = NextHop(entry);
   if (!hop) {
-    entry.via = raft::kNoNode;
+    entry.via = Lane{};
     if (entry.no_leader_since_ms == 0) entry.no_leader_since_ms = std::max<uint64_t>(now_ms, 1);
     return;
   }
   entry.no_leader_since_ms = 0;
-  if (!view_.member || !Linked(*hop)) return;  // not sent: the resend timer tries again
+  if (!view_.member || !Linked(hop->node)) return;  // not sent: the resend timer tries again
   entry.via = *hop;
-  entry.maybe_at.insert(entry.node);  // held as entry.node already
-  ready_.sends.push_back({*hop, FrameType::kStanza,
-                          EncodeStanza({self_, incarnation_, entry.sequence, FloorFor(entry.node),
-                                        entry.node, 0, entry.bytes})});
+  entry.maybe_at.insert(entry.lane);  // held as entry.lane already
+  Send(*hop, FrameType::kStanza,
+       EncodeStanza({self_, incarnation_, entry.sequence, FloorFor(entry.lane), entry.lane, 0,
+                     entry.bytes}));
   ++stats_.relayed_out;
 }
 
-// Asks the nodes that may hold the stanza, except `except`, what became of it: directly
+// Asks the lanes that may hold the stanza, except `except`, what became of it: directly
 // and through the leader (a question, or its answer, may only get through one way).
-void Relay::SendAbort(uint64_t now_ms, Entry& entry, NodeId except) {
+void Relay::SendAbort(uint64_t now_ms, Entry& entry, std::optional<Lane> except) {
   entry.sent_ms = now_ms;
   if (!view_.member) return;
-  for (const NodeId node : entry.maybe_at) {
-    if (node == except) continue;
+  for (const Lane lane : entry.maybe_at) {
+    if (lane == except) continue;
     const std::string payload =
-        EncodeAbort({self_, incarnation_, FloorFor(node), node, 0, {entry.sequence}});
-    if (Linked(node)) ready_.sends.push_back({node, FrameType::kAbort, payload});
+        EncodeAbort({self_, incarnation_, FloorFor(lane), lane, 0, {entry.sequence}});
+    if (Linked(lane.node)) Send(lane, FrameType::kAbort, payload);
     const NodeId leader = view_.leader;
-    if (leader != raft::kNoNode && leader != self_ && leader != node && Linked(leader)) {
-      ready_.sends.push_back({leader, FrameType::kAbort, payload});
+    if (leader != raft::kNoNode && leader != self_.node && leader != lane.node && Linked(leader)) {
+      Send(LaneOf(leader, entry.address), FrameType::kAbort, payload);
     }
   }
 }
@@ -182,43 +209,46 @@ void Relay::SendAbort(uint64_t now_ms, Entry& entry, NodeId except) {
 // (delivered here).
 bool Relay::Retry(uint64_t now_ms, Entry& entry) {
   if (entry.expiring) return false;
-  std::optional<NodeId> target;
+  std::optional<NodeId> node;
   if (router::IsAccountRoute(entry.address)) {
     // Each node with resources of the account got its own copy: this one goes to its
     // node again while that node has them; otherwise it waits out the hold.
-    if (routes_.Claims(entry.node, entry.address)) target = entry.node;
+    if (routes_.Claims(entry.lane.node, entry.address)) node = entry.lane.node;
   } else {
-    target = routes_.NodeOf(entry.address);
+    node = routes_.NodeOf(entry.address);
   }
-  if (!target) return false;
+  if (!node) return false;
+  // The lane it goes to; none when the route is on this node now.
+  const std::optional<Lane> target =
+      *node == 0 ? std::nullopt : std::optional<Lane>(LaneOf(*node, entry.address));
   // Whoever may hold it, other than the target, gives it up first: it goes elsewhere only
-  // once they said they never delivered it. A node whose link is down is asked through
+  // once they said they never delivered it. A lane whose link is down is asked through
   // the leader; one that never answers ends at the deadline (abort_wait_ms), or when it
-  // leaves the cluster. (A link that blips is not a node that died.)
+  // is gone. (A link that blips is not a node that died.)
   const bool others = std::any_of(entry.maybe_at.begin(), entry.maybe_at.end(),
-                                  [&](NodeId node) { return node != *target; });
+                                  [&](Lane lane) { return lane != target; });
   if (others) {
     // Asked at once, then once per resend interval however often routes change.
     if (entry.move_asked_ms == 0 || now_ms - entry.move_asked_ms >= options_.resend_after_ms) {
       entry.move_asked_ms = std::max<uint64_t>(now_ms, 1);
-      SendAbort(now_ms, entry, *target);
+      SendAbort(now_ms, entry, target);
     }
     return false;
   }
-  if (*target == 0) {  // the route is on this node now
+  if (!target) {  // the route is on this node now
     if (!view_.can_deliver) return false;
-    ready_.deliveries.push_back({self_, entry.address, entry.bytes});
+    ready_.deliveries.push_back({self_.node, entry.address, entry.bytes});
     ++stats_.resent;
     return true;
   }
   if (resend_budget_ < entry.bytes.size()) return false;  // the next turn
   resend_budget_ -= entry.bytes.size();
-  if (*target != entry.node) {
-    // Elsewhere (every node it went to gave it up): a new name, above every floor sent so
+  if (*target != entry.lane) {
+    // Elsewhere (every lane it went to gave it up): a new name, above every floor sent so
     // far (see Entry::sequence).
     Unhold(entry);
     Rename(entry);
-    entry.node = *target;
+    entry.lane = *target;
     Hold(entry);
   }
   ++stats_.resent;
@@ -246,8 +276,8 @@ std::map<uint64_t, Relay::Entry>::iterator Relay::Finish(std::map<uint64_t, Entr
 
 void Relay::BounceEntry(uint64_t now_ms, const Entry& entry, std::string_view reason) {
   const std::optional<NodeId> now_at = routes_.NodeOf(entry.address);
-  Log("relay_expired", "to=" + LogQuote(entry.address) + " node=" + std::to_string(entry.node) +
-                           " via=" + std::to_string(entry.via) + " now_at=" +
+  Log("relay_expired", "to=" + LogQuote(entry.address) + " node=" + LaneName(entry.lane) +
+                           " via=" + LaneName(entry.via) + " now_at=" +
                            (now_at ? std::to_string(*now_at) : std::string("nowhere")) +
                            " waited_ms=" + std::to_string(now_ms - entry.first_ms) +
                            " reason=" + std::string(reason));
@@ -265,7 +295,7 @@ void Relay::BounceEntry(uint64_t now_ms, const Entry& entry, std::string_view re
   const std::optional<NodeId> node = routes_.NodeOf(sender);
   if (!node) return;
   if (*node == 0) {
-    if (view_.can_deliver) ready_.deliveries.push_back({self_, sender, reply});
+    if (view_.can_deliver) ready_.deliveries.push_back({self_.node, sender, reply});
     return;
   }
   if (custody_bytes_ + reply.size() > options_.hold_bytes_max) {
@@ -275,8 +305,9 @@ void Relay::BounceEntry(uint64_t now_ms, const Entry& entry, std::string_view re
   TakeInto(now_ms, kNoSender, *node, reply);
 }
 
-void Relay::OnAnswers(uint64_t now_ms, NodeId answerer, const AnswerFrame& frame) {
-  if (frame.incarnation != incarnation_) return;  // a previous life's
+void Relay::OnAnswers(uint64_t now_ms, Lane answerer, const AnswerFrame& frame) {
+  // A previous life's, or another lane's.
+  if (frame.incarnation != incarnation_ || frame.origin_shard != self_.shard) return;
   for (const auto& [sequence, outcome] : frame.answers) {
     auto it = FindSequence(sequence);
     if (it == custody_.end()) continue;
@@ -287,12 +318,14 @@ void Relay::OnAnswers(uint64_t now_ms, NodeId answerer, const AnswerFrame& frame
     }
     entry.maybe_at.erase(answerer);
     if (!entry.maybe_at.empty()) continue;
-    // "Aborted" from where the route is now is final (that node decided for good, or
+    // "Aborted" from where the route is now is final (that lane decided for good, or
     // refused the stanza): the sender hears at once. Otherwise it may go where its route
     // is now.
-    const bool route_there = router::IsAccountRoute(entry.address)
-                                 ? answerer == entry.node && routes_.Claims(answerer, entry.address)
-                                 : routes_.NodeOf(entry.address) == std::optional<NodeId>(answerer);
+    const bool route_there =
+        answerer == LaneOf(answerer.node, entry.address) &&
+        (router::IsAccountRoute(entry.address)
+             ? answerer == entry.lane && routes_.Claims(answerer.node, entry.address)
+             : routes_.NodeOf(entry.address) == std::optional<NodeId>(answerer.node));
     if (entry.expiring || route_there) {
       ++stats_.expired;
       BounceEntry(now_ms, entry, entry.expiring ? "forward_hold" : "aborted");
@@ -305,7 +338,7 @@ void Relay::OnAnswers(uint64_t now_ms, NodeId answerer, const AnswerFrame& frame
 
 // ---- This node as a destination, or passing frames on ----
 
-Relay::Window* Relay::WindowOf(NodeId origin, uint64_t incarnation, uint64_t floor) {
+Relay::Window* Relay::WindowOf(Lane origin, uint64_t incarnation, uint64_t floor) {
   std::map<uint64_t, Window>& lives = windows_[origin];
   auto it = lives.find(incarnation);
   if (it == lives.end()) {
@@ -323,7 +356,7 @@ Relay::Window* Relay::WindowOf(NodeId origin, uint64_t incarnation, uint64_t flo
   return &window;
 }
 
-void Relay::Answer(NodeId from, NodeId origin, uint64_t incarnation, uint64_t sequence,
+void Relay::Answer(Lane from, Lane origin, uint64_t incarnation, uint64_t sequence,
                    Outcome outcome) {
   answers_[{from, origin, incarnation}].emplace_back(sequence, outcome);
 }
@@ -332,7 +365,9 @@ void Relay::FlushAnswers() {
   for (auto& [key, all] : answers_) {
     for (size_t first = 0; first < all.size(); first += kAnswersPerFrameMax) {
       const size_t last = std::min(all.size(), first + kAnswersPerFrameMax);
-      SendAnswers(key, {key.incarnation, self_, {all.begin() + first, all.begin() + last}});
+      SendAnswers(
+          key,
+          {key.incarnation, key.origin.shard, self_, {all.begin() + first, all.begin() + last}});
     }
   }
   answers_.clear();
@@ -343,17 +378,18 @@ void Relay::FlushAnswers() {
 void Relay::SendAnswers(const AnswerKey& key, const AnswerFrame& frame) {
   const std::string payload = EncodeAnswers(frame);
   if (key.to != key.origin) {
-    if (Linked(key.to)) {
-      ready_.sends.push_back({key.to, FrameType::kAckRelay, EncodeAckRelay(key.origin, payload)});
-    }
+    if (Linked(key.to.node))
+      Send(key.to, FrameType::kAckRelay, EncodeAckRelay(key.origin, payload));
     return;
   }
-  if (Linked(key.origin)) {
-    ready_.sends.push_back({key.origin, FrameType::kAck, payload});
-  } else if (view_.leader != raft::kNoNode && view_.leader != self_ && view_.leader != key.origin &&
-             Linked(view_.leader)) {
-    ready_.sends.push_back(
-        {view_.leader, FrameType::kAckRelay, EncodeAckRelay(key.origin, payload)});
+  const NodeId leader = view_.leader;
+  if (Linked(key.origin.node)) {
+    Send(key.origin, FrameType::kAck, payload);
+  } else if (leader != raft::kNoNode && leader != self_.node && leader != key.origin.node &&
+             Linked(leader)) {
+    // Any of the leader's lanes passes it on: the one with the origin's shard number.
+    const Lane via{leader, static_cast<uint16_t>(key.origin.shard % LanesOf(leader))};
+    Send(via, FrameType::kAckRelay, EncodeAckRelay(key.origin, payload));
   }
 }
 
@@ -375,18 +411,18 @@ bool Relay::Accepts(const xmpp::Stanza& stanza, std::string_view bytes, std::str
   return false;
 }
 
-// A frame that names an origin (or a deciding node) other than the member it came from
-// was passed on: only the leader does that. (A member cannot speak for another.)
-bool Relay::SpeaksFor(NodeId from, NodeId named) const {
-  return named == from || (from == view_.leader && from != raft::kNoNode);
+// A frame that names an origin (or a deciding lane) other than the lane it came from was
+// passed on: only the leader's lanes do that. (A lane cannot speak for another.)
+bool Relay::SpeaksFor(Lane from, Lane named) const {
+  return named == from || (from.node == view_.leader && from.node != raft::kNoNode);
 }
 
-// A stanza or question is taken, or passed on, only from a member that may speak for
-// its origin, and only between members (what windows_ keeps is per origin); anything
-// else is counted as failed.
-bool Relay::Admits(NodeId from, NodeId origin, NodeId destination) {
-  if (SpeaksFor(from, origin) && view_.members.count(origin) != 0 &&
-      (destination == self_ || view_.members.count(destination) != 0)) {
+// A stanza or question is taken, or passed on, only from a lane that may speak for its
+// origin, and only between lanes of members (what windows_ keeps is per origin lane);
+// anything else is counted as failed.
+bool Relay::Admits(Lane from, Lane origin, Lane destination) {
+  if (SpeaksFor(from, origin) && LaneExists(origin) &&
+      (destination == self_ || (destination.node != self_.node && LaneExists(destination)))) {
     return true;
   }
   ++stats_.failed;
@@ -395,18 +431,18 @@ bool Relay::Admits(NodeId from, NodeId origin, NodeId destination) {
 
 // The leader passes a frame for another node on, keeping nothing: within the hop bound,
 // never back to its origin, over a link that is up (otherwise the origin asks again).
-bool Relay::MayPassOn(uint8_t hops, NodeId origin, NodeId destination) const {
-  return hops < options_.hops_max && destination != origin && Linked(destination);
+bool Relay::MayPassOn(uint8_t hops, Lane origin, Lane destination) const {
+  return hops < options_.hops_max && destination.node != origin.node && Linked(destination.node);
 }
 
-void Relay::OnStanza(NodeId from, const StanzaFrame& frame) {
+void Relay::OnStanza(Lane from, const StanzaFrame& frame) {
   if (frame.origin == self_) return;  // its own, back: it resends it itself
   if (!Admits(from, frame.origin, frame.destination)) return;
   if (frame.destination != self_) {
     if (!MayPassOn(frame.hops, frame.origin, frame.destination)) return;
     StanzaFrame onward = frame;
     ++onward.hops;
-    ready_.sends.push_back({frame.destination, FrameType::kStanza, EncodeStanza(onward)});
+    Send(frame.destination, FrameType::kStanza, EncodeStanza(onward));
     ++stats_.relayed_in;
     ++stats_.relayed_out;
     return;
@@ -447,7 +483,7 @@ void Relay::OnStanza(NodeId from, const StanzaFrame& frame) {
     ++stats_.failed;
     ++stats_.rejected;
     if (stats_.rejected <= 10 || stats_.rejected % 1000 == 0) {
-      Log("relay_rejected", "origin=" + std::to_string(frame.origin) + " reason=" + LogQuote(why) +
+      Log("relay_rejected", "origin=" + LaneName(frame.origin) + " reason=" + LogQuote(why) +
                                 " count=" + std::to_string(stats_.rejected));
     }
     window->decided[frame.sequence] = Outcome::kAborted;
@@ -460,17 +496,17 @@ void Relay::OnStanza(NodeId from, const StanzaFrame& frame) {
   window->decided[frame.sequence] = Outcome::kDelivered;
   ++stats_.relayed_in;
   Answer(from, frame.origin, frame.incarnation, frame.sequence, Outcome::kDelivered);
-  ready_.deliveries.push_back({frame.origin, std::move(address), std::string(frame.stanza)});
+  ready_.deliveries.push_back({frame.origin.node, std::move(address), std::string(frame.stanza)});
 }
 
-void Relay::OnAbort(NodeId from, const AbortFrame& frame) {
+void Relay::OnAbort(Lane from, const AbortFrame& frame) {
   if (frame.origin == self_) return;
   if (!Admits(from, frame.origin, frame.destination)) return;
   if (frame.destination != self_) {
     if (!MayPassOn(frame.hops, frame.origin, frame.destination)) return;
     AbortFrame onward = frame;
     ++onward.hops;
-    ready_.sends.push_back({frame.destination, FrameType::kAbort, EncodeAbort(onward)});
+    Send(frame.destination, FrameType::kAbort, EncodeAbort(onward));
     return;
   }
   Window* window = WindowOf(frame.origin, frame.incarnation, frame.floor);
@@ -487,8 +523,8 @@ void Relay::OnAbort(NodeId from, const AbortFrame& frame) {
   }
 }
 
-void Relay::OnFrame(uint64_t now_ms, NodeId from, FrameType type, std::string_view payload) {
-  if (view_.members.count(from) == 0) return;
+void Relay::OnFrame(uint64_t now_ms, Lane from, FrameType type, std::string_view payload) {
+  if (!LaneExists(from)) return;
   switch (type) {
     case FrameType::kStanza: {
       absl::StatusOr<StanzaFrame> frame = DecodeStanza(payload);
@@ -502,17 +538,22 @@ void Relay::OnFrame(uint64_t now_ms, NodeId from, FrameType type, std::string_vi
     }
     case FrameType::kAck: {
       absl::StatusOr<AnswerFrame> frame = DecodeAnswers(payload);
-      if (frame.ok() && SpeaksFor(from, frame->node)) OnAnswers(now_ms, frame->node, *frame);
+      if (frame.ok() && SpeaksFor(from, frame->decider)) {
+        OnAnswers(now_ms, frame->decider, *frame);
+      }
       return;
     }
     case FrameType::kAckRelay: {
-      absl::StatusOr<std::pair<NodeId, std::string_view>> relayed = DecodeAckRelay(payload);
+      absl::StatusOr<std::pair<Lane, std::string_view>> relayed = DecodeAckRelay(payload);
       if (!relayed.ok()) return;
-      if (relayed->first == self_) {
+      const Lane origin = relayed->first;
+      if (origin == self_) {
         absl::StatusOr<AnswerFrame> frame = DecodeAnswers(relayed->second);
-        if (frame.ok() && SpeaksFor(from, frame->node)) OnAnswers(now_ms, frame->node, *frame);
-      } else if (Linked(relayed->first)) {
-        ready_.sends.push_back({relayed->first, FrameType::kAck, std::string(relayed->second)});
+        if (frame.ok() && SpeaksFor(from, frame->decider)) {
+          OnAnswers(now_ms, frame->decider, *frame);
+        }
+      } else if (origin.node != self_.node && LaneExists(origin) && Linked(origin.node)) {
+        Send(origin, FrameType::kAck, std::string(relayed->second));
       }
       return;
     }
@@ -535,7 +576,7 @@ void Relay::RouteBound(uint64_t now_ms, std::string_view address) {
     auto it = custody_.find(key);
     if (it == custody_.end()) continue;
     Entry& entry = it->second;
-    const bool moved = *at != entry.node || entry.maybe_at.empty();
+    const bool moved = *at == 0 || LaneOf(*at, address) != entry.lane || entry.maybe_at.empty();
     if (moved && Retry(now_ms, entry)) Finish(it);
   }
 }
@@ -550,7 +591,7 @@ void Relay::Tick(uint64_t now_ms) {
     leader_resend_pending_ = false;
     for (auto it = custody_.begin(); it != custody_.end();) {
       Entry& entry = it->second;
-      const std::optional<NodeId> hop = NextHop(entry.node);
+      const std::optional<Lane> hop = NextHop(entry);
       if (entry.expiring || !hop || *hop == entry.via) {
         ++it;
         continue;
@@ -569,7 +610,7 @@ void Relay::Tick(uint64_t now_ms) {
       if (entry.no_leader_since_ms != 0 && view_.leader != raft::kNoNode) {
         entry.no_leader_since_ms = 0;  // a leader now: its turn comes with the resends
       }
-      std::erase_if(entry.maybe_at, [&](NodeId node) { return view_.members.count(node) == 0; });
+      std::erase_if(entry.maybe_at, [&](Lane lane) { return !LaneExists(lane); });
       const uint64_t waited = now_ms - std::min(now_ms, entry.first_ms);
       if (entry.expiring) {
         if (entry.maybe_at.empty() ||
@@ -581,7 +622,7 @@ void Relay::Tick(uint64_t now_ms) {
           continue;
         }
         if (now_ms - std::min(now_ms, entry.sent_ms) > options_.resend_after_ms) {
-          SendAbort(now_ms, entry, raft::kNoNode);
+          SendAbort(now_ms, entry, std::nullopt);
         }
         ++it;
         continue;
@@ -598,7 +639,7 @@ void Relay::Tick(uint64_t now_ms) {
         }
         entry.expiring = true;  // it may have been delivered: ask
         entry.expiring_since_ms = now_ms;
-        SendAbort(now_ms, entry, raft::kNoNode);
+        SendAbort(now_ms, entry, std::nullopt);
         ++it;
         continue;
       }
@@ -646,21 +687,22 @@ void Relay::CheckInvariants() const {
     }
   }
   CHECK_MSG(indexed == custody_.size(), "custody index");
-  // holding_: exactly each entry's sequence under its node, the only one that may hold it.
-  std::map<NodeId, std::set<uint64_t>> holding;
+  // holding_: exactly each entry's sequence under its lane, the only one that may hold it.
+  std::map<Lane, std::set<uint64_t>> holding;
   size_t renamed = 0;
   for (const auto& [key, entry] : custody_) {
     CHECK(entry.key == key && entry.sequence >= key && entry.sequence < next_sequence_);
-    holding[entry.node].insert(entry.sequence);
+    CHECK(entry.lane.node != self_.node && entry.lane.node != raft::kNoNode);
+    holding[entry.lane].insert(entry.sequence);
     CHECK(entry.maybe_at.empty() ||
-          (entry.maybe_at.size() == 1 && *entry.maybe_at.begin() == entry.node));
+          (entry.maybe_at.size() == 1 && *entry.maybe_at.begin() == entry.lane));
     if (entry.sequence != key) {
       auto it = resequenced_.find(entry.sequence);
       CHECK(it != resequenced_.end() && it->second == key);
       ++renamed;
     }
   }
-  CHECK_MSG(holding == holding_, "custody held per node");
+  CHECK_MSG(holding == holding_, "custody held per lane");
   CHECK_MSG(renamed == resequenced_.size(), "renamed custody");
   for (const auto& [origin, lives] : windows_) {
     CHECK(lives.size() <= options_.incarnations_max);

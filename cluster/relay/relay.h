@@ -28,10 +28,17 @@
 //     to deliver it (aborted). Only "aborted" bounces the sender. A destination that
 //     answers nothing for abort_wait_ms more (one that died and stays away), or leaves
 //     the membership, ends the wait with a bounce: the documented window.
-//   - Identity. (origin, incarnation, sequence): the incarnation is durable and grows on
-//     every start of a node (the driver keeps it), sequences count from 1 within it; no
-//     wall clock is involved.
-//   - Duplicates. A destination remembers, per (origin, incarnation), what it decided
+//   - Identity. (origin lane, incarnation, sequence): the incarnation is durable and grows
+//     on every start of a node (the driver keeps it), each lane (one per shard, Lane)
+//     counts its sequences from 1 within it; no wall clock is involved.
+//   - Lanes. A node runs one Relay per shard. A stanza for an address on node B goes to
+//     B's lane OwnerShard(address, B's lanes) (in leader mode through the leader's lane
+//     for that address); answers go back to the lane that sent it. Any lane of B may
+//     deliver for B (its deliveries go to the shard that owns the address). Custody,
+//     floors and windows are per lane; an origin waits for no answer from a lane that no
+//     longer exists (its node left, or restarted with fewer shards), as for a member that
+//     left.
+//   - Duplicates. A destination lane remembers, per (origin lane, incarnation), what it decided
 //     (delivered or aborted) for each sequence at or above its floor from that origin
 //     (the lowest sequence the origin holds for that destination — bound for it, or sent
 //     there and unanswered — carried in every frame to it); everything below the floor is
@@ -46,8 +53,8 @@
 //
 // Bounds (each an Options field): custody bytes (hold_bytes_max; beyond it the sender
 // is bounced with resource-constraint), resend bytes per Tick, hops a stanza may take,
-// decisions remembered per (origin, incarnation) above the floor, incarnations
-// remembered per origin.
+// decisions remembered per (origin lane, incarnation) above the floor, incarnations
+// remembered per origin lane; origin lanes only of members, below their lane count.
 #ifndef STANZAD_CLUSTER_RELAY_RELAY_H_
 #define STANZAD_CLUSTER_RELAY_RELAY_H_
 
@@ -81,8 +88,8 @@ struct Options {
   bool direct = false;                // --routing=direct: to the destination, not the leader
   uint8_t hops_max = 3;               // nodes that may pass a stanza on
   size_t stanza_bytes_max = 1 << 20;  // a relayed stanza longer than this is refused
-  size_t decisions_max = 1 << 20;     // per (origin, incarnation), above its floor
-  size_t incarnations_max = 4;        // remembered per origin
+  size_t decisions_max = 1 << 20;     // per (origin lane, incarnation), above its floor
+  size_t incarnations_max = 4;        // remembered per origin lane
 };
 
 struct Stats {
@@ -100,15 +107,16 @@ struct Stats {
 
 class Relay {
  public:
-  // `incarnation` > 0, larger than any this node had before (durable, kept by the driver).
+  // `self`: this node and the shard this lane runs for. `incarnation` > 0, larger than any
+  // this node had before (durable, kept by the driver; the same for all its lanes).
   // `routes` outlives the relay.
-  Relay(NodeId self, uint64_t incarnation, std::string domain, const RouteLookup& routes,
+  Relay(Lane self, uint64_t incarnation, std::string domain, const RouteLookup& routes,
         Options options);
   ~Relay();
   Relay(const Relay&) = delete;
   Relay& operator=(const Relay&) = delete;
 
-  NodeId self() const { return self_; }
+  Lane self() const { return self_; }
   uint64_t incarnation() const { return incarnation_; }
   const std::string& domain() const { return domain_; }
   void SetDomain(std::string domain);
@@ -121,8 +129,9 @@ class Relay {
   void RouteBound(uint64_t now_ms, std::string_view address);
   // A stanza a shard routed to `node`. Taken into custody, or bounced at once.
   void Forward(uint64_t now_ms, SenderId sender, NodeId node, std::string_view bytes);
-  // A relay frame (kStanza, kAck, kAckRelay, kAbort) from member `from`.
-  void OnFrame(uint64_t now_ms, NodeId from, FrameType type, std::string_view payload);
+  // A relay frame (kStanza, kAck, kAckRelay, kAbort) from lane `from` of a member, sent
+  // to this lane.
+  void OnFrame(uint64_t now_ms, Lane from, FrameType type, std::string_view payload);
   // Resends, deadlines, acknowledgements: every turn.
   void Tick(uint64_t now_ms);
 
@@ -139,11 +148,11 @@ class Relay {
  private:
   struct Entry;
   struct Window;
-  // Answers to send this turn: per (node to send to, origin, incarnation), via relay
-  // when the origin is not the node they go to.
+  // Answers to send this turn: per (lane to send to, origin lane, incarnation), via relay
+  // when the origin is not the lane they go to.
   struct AnswerKey {
-    NodeId to;
-    NodeId origin;
+    Lane to;
+    Lane origin;
     uint64_t incarnation;
     auto operator<=>(const AnswerKey&) const = default;
   };
@@ -151,7 +160,7 @@ class Relay {
   // Custody.
   void TakeInto(uint64_t now_ms, SenderId sender, NodeId node, std::string_view bytes);
   void SendEntry(uint64_t now_ms, Entry& entry);
-  void SendAbort(uint64_t now_ms, Entry& entry, NodeId except);
+  void SendAbort(uint64_t now_ms, Entry& entry, std::optional<Lane> except);
   bool Retry(uint64_t now_ms, Entry& entry);  // true: finished here
   void Rename(Entry& entry);
   void Hold(const Entry& entry);  // into holding_
@@ -159,28 +168,38 @@ class Relay {
   std::map<uint64_t, Entry>::iterator FindSequence(uint64_t sequence);
   std::map<uint64_t, Entry>::iterator Finish(std::map<uint64_t, Entry>::iterator it);
   void BounceEntry(uint64_t now_ms, const Entry& entry, std::string_view reason);
-  void OnAnswers(uint64_t now_ms, NodeId answerer, const AnswerFrame& frame);
+  void OnAnswers(uint64_t now_ms, Lane answerer, const AnswerFrame& frame);
   // The floor sent to `destination`: the lowest sequence bound for it (sent there or
   // not yet); next_sequence_ if none.
-  uint64_t FloorFor(NodeId destination) const;
-  std::optional<NodeId> NextHop(NodeId destination) const;
+  uint64_t FloorFor(Lane destination) const;
+  // The lane the entry leaves on: its own (direct), or the leader's for its address.
+  std::optional<Lane> NextHop(const Entry& entry) const;
   bool Linked(NodeId node) const { return view_.linked.count(node) != 0; }
+  uint32_t LanesOf(NodeId node) const;
+  // The lane of member `node` for `address`: the shard that owns it there.
+  Lane LaneOf(NodeId node, std::string_view address) const;
+  // A member's lane below its lane count (this one's own, too).
+  bool LaneExists(Lane lane) const;
 
   // Destination.
-  void OnStanza(NodeId from, const StanzaFrame& frame);
-  void OnAbort(NodeId from, const AbortFrame& frame);
-  Window* WindowOf(NodeId origin, uint64_t incarnation, uint64_t floor);
-  void Answer(NodeId from, NodeId origin, uint64_t incarnation, uint64_t sequence, Outcome outcome);
+  void OnStanza(Lane from, const StanzaFrame& frame);
+  void OnAbort(Lane from, const AbortFrame& frame);
+  Window* WindowOf(Lane origin, uint64_t incarnation, uint64_t floor);
+  void Answer(Lane from, Lane origin, uint64_t incarnation, uint64_t sequence, Outcome outcome);
   void FlushAnswers();
   void SendAnswers(const AnswerKey& key, const AnswerFrame& frame);
-  bool SpeaksFor(NodeId from, NodeId named) const;
-  bool Admits(NodeId from, NodeId origin, NodeId destination);
-  bool MayPassOn(uint8_t hops, NodeId origin, NodeId destination) const;
+  bool SpeaksFor(Lane from, Lane named) const;
+  bool Admits(Lane from, Lane origin, Lane destination);
+  bool MayPassOn(uint8_t hops, Lane origin, Lane destination) const;
+  // Forgets what the relay kept of members that left, and gives up waiting for lanes that
+  // are gone (their node left, or has fewer now).
+  void ForgetGoneLanes();
+  void Send(Lane to, FrameType type, std::string payload);
   bool Accepts(const xmpp::Stanza& stanza, std::string_view bytes, std::string* why);
 
   void Log(std::string event, std::string fields);
 
-  const NodeId self_;
+  const Lane self_;
   const uint64_t incarnation_;
   std::string domain_;
   const Options options_;
@@ -195,12 +214,12 @@ class Relay {
   std::map<uint64_t, Entry> custody_;                                          // by sequence
   std::map<std::string, std::set<uint64_t>, std::less<>> custody_by_address_;  // by route
   std::map<uint64_t, uint64_t> resequenced_;  // a renamed entry's sequence -> its key
-  // Per node: the sequences of the entries bound for it (never an empty set).
-  std::map<NodeId, std::set<uint64_t>> holding_;
+  // Per destination lane: the sequences of the entries bound for it (never an empty set).
+  std::map<Lane, std::set<uint64_t>> holding_;
   size_t custody_bytes_ = 0;
 
-  // Per origin: its incarnations' windows (at most incarnations_max, newest kept).
-  std::map<NodeId, std::map<uint64_t, Window>> windows_;
+  // Per origin lane: its incarnations' windows (at most incarnations_max, newest kept).
+  std::map<Lane, std::map<uint64_t, Window>> windows_;
   std::map<AnswerKey, std::vector<std::pair<uint64_t, Outcome>>> answers_;  // this turn's
 
   std::unique_ptr<xmpp::RelayedStanzaChecker> checker_;

@@ -35,6 +35,10 @@ struct View {
   bool can_deliver = false;       // the shards take deliveries (the engine runs)
   // Bytes waiting to leave on the link to a member (missing: none).
   std::map<NodeId, size_t> queued_bytes;
+  // Each member's lanes (its shard count, 1 to kLanesPerNodeMax; missing: 1). A stanza for
+  // an address on a member goes to its lane OwnerShard(address, lanes): the shard that owns
+  // the address there; any lane of a node may deliver for that node.
+  std::map<NodeId, uint32_t> lanes;
 };
 
 // Outputs.
@@ -42,6 +46,7 @@ struct Send {
   NodeId to = raft::kNoNode;
   FrameType type = FrameType::kStanza;
   std::string payload;
+  uint16_t shard = 0;  // the lane of `to` it goes to (a relay frame); 0 for a routes frame
 };
 struct Delivery {  // to the shard that owns `address`, as kDeliverFromPeer
   NodeId origin = raft::kNoNode;

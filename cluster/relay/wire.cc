@@ -9,7 +9,24 @@ absl::Status Bad(std::string_view what) {
   return absl::InvalidArgumentError(std::string("bad relay frame: ") + std::string(what));
 }
 
+void PutLane(std::string* out, Lane lane) {
+  PutLittle(out, lane.node);
+  PutLittle(out, lane.shard, 2);
+}
+
+// A lane with a node and a shard below kLanesPerNodeMax.
+bool TakeLane(std::string_view* in, Lane* lane) {
+  uint64_t shard = 0;
+  if (!TakeLittle(in, &lane->node) || !TakeLittle(in, &shard, 2)) return false;
+  lane->shard = static_cast<uint16_t>(shard);
+  return lane->node != raft::kNoNode && shard < kLanesPerNodeMax;
+}
+
 }  // namespace
+
+std::string LaneName(Lane lane) {
+  return std::to_string(lane.node) + "/" + std::to_string(lane.shard);
+}
 
 std::string EncodeRoutes(const RoutesFrame& routes) {
   std::string out;
@@ -43,12 +60,12 @@ absl::StatusOr<RoutesFrame> DecodeRoutes(std::string_view payload) {
 
 std::string EncodeStanza(const StanzaFrame& frame) {
   std::string out;
-  out.reserve(41 + frame.stanza.size());
-  PutLittle(&out, frame.origin);
+  out.reserve(45 + frame.stanza.size());
+  PutLane(&out, frame.origin);
   PutLittle(&out, frame.incarnation);
   PutLittle(&out, frame.sequence);
   PutLittle(&out, frame.floor);
-  PutLittle(&out, frame.destination);
+  PutLane(&out, frame.destination);
   PutLittle(&out, frame.hops, 1);
   out.append(frame.stanza);
   return out;
@@ -57,13 +74,10 @@ std::string EncodeStanza(const StanzaFrame& frame) {
 absl::StatusOr<StanzaFrame> DecodeStanza(std::string_view payload) {
   StanzaFrame frame;
   uint64_t hops = 0;
-  if (!TakeLittle(&payload, &frame.origin) || !TakeLittle(&payload, &frame.incarnation) ||
+  if (!TakeLane(&payload, &frame.origin) || !TakeLittle(&payload, &frame.incarnation) ||
       !TakeLittle(&payload, &frame.sequence) || !TakeLittle(&payload, &frame.floor) ||
-      !TakeLittle(&payload, &frame.destination) || !TakeLittle(&payload, &hops, 1)) {
-    return Bad("short stanza frame");
-  }
-  if (frame.origin == raft::kNoNode || frame.destination == raft::kNoNode) {
-    return Bad("stanza frame without an origin or destination");
+      !TakeLane(&payload, &frame.destination) || !TakeLittle(&payload, &hops, 1)) {
+    return Bad("stanza frame too short, or without an origin or destination lane");
   }
   if (frame.incarnation == 0 || frame.sequence == 0 || frame.floor > frame.sequence) {
     return Bad("stanza frame with a bad incarnation, sequence or floor");
@@ -75,11 +89,11 @@ absl::StatusOr<StanzaFrame> DecodeStanza(std::string_view payload) {
 
 std::string EncodeAbort(const AbortFrame& frame) {
   std::string out;
-  out.reserve(33 + 8 * frame.sequences.size());
-  PutLittle(&out, frame.origin);
+  out.reserve(37 + 8 * frame.sequences.size());
+  PutLane(&out, frame.origin);
   PutLittle(&out, frame.incarnation);
   PutLittle(&out, frame.floor);
-  PutLittle(&out, frame.destination);
+  PutLane(&out, frame.destination);
   PutLittle(&out, frame.hops, 1);
   for (const uint64_t sequence : frame.sequences) PutLittle(&out, sequence);
   return out;
@@ -88,15 +102,12 @@ std::string EncodeAbort(const AbortFrame& frame) {
 absl::StatusOr<AbortFrame> DecodeAbort(std::string_view payload) {
   AbortFrame frame;
   uint64_t hops = 0;
-  if (!TakeLittle(&payload, &frame.origin) || !TakeLittle(&payload, &frame.incarnation) ||
-      !TakeLittle(&payload, &frame.floor) || !TakeLittle(&payload, &frame.destination) ||
+  if (!TakeLane(&payload, &frame.origin) || !TakeLittle(&payload, &frame.incarnation) ||
+      !TakeLittle(&payload, &frame.floor) || !TakeLane(&payload, &frame.destination) ||
       !TakeLittle(&payload, &hops, 1) || payload.empty() || payload.size() % 8 != 0) {
-    return Bad("abort frame length");
+    return Bad("abort frame length, or without an origin or destination lane");
   }
-  if (frame.origin == raft::kNoNode || frame.destination == raft::kNoNode ||
-      frame.incarnation == 0) {
-    return Bad("abort frame without an origin, destination or incarnation");
-  }
+  if (frame.incarnation == 0) return Bad("abort frame without an incarnation");
   frame.hops = static_cast<uint8_t>(hops);
   if (payload.size() / 8 > kAbortSequencesMax) return Bad("abort with too many sequences");
   while (!payload.empty()) {
@@ -113,9 +124,10 @@ absl::StatusOr<AbortFrame> DecodeAbort(std::string_view payload) {
 
 std::string EncodeAnswers(const AnswerFrame& frame) {
   std::string out;
-  out.reserve(16 + 9 * frame.answers.size());
+  out.reserve(20 + 9 * frame.answers.size());
   PutLittle(&out, frame.incarnation);
-  PutLittle(&out, frame.node);
+  PutLittle(&out, frame.origin_shard, 2);
+  PutLane(&out, frame.decider);
   for (const auto& [sequence, outcome] : frame.answers) {
     PutLittle(&out, sequence);
     PutLittle(&out, static_cast<uint8_t>(outcome), 1);
@@ -125,11 +137,14 @@ std::string EncodeAnswers(const AnswerFrame& frame) {
 
 absl::StatusOr<AnswerFrame> DecodeAnswers(std::string_view payload) {
   AnswerFrame frame;
-  if (!TakeLittle(&payload, &frame.incarnation) || !TakeLittle(&payload, &frame.node) ||
-      frame.incarnation == 0 || frame.node == raft::kNoNode || payload.size() % 9 != 0 ||
+  uint64_t origin_shard = 0;
+  if (!TakeLittle(&payload, &frame.incarnation) || !TakeLittle(&payload, &origin_shard, 2) ||
+      !TakeLane(&payload, &frame.decider) || frame.incarnation == 0 ||
+      origin_shard >= kLanesPerNodeMax || payload.size() % 9 != 0 ||
       payload.size() / 9 > kAnswersPerFrameMax) {
-    return Bad("answers length");
+    return Bad("answers length, or without an incarnation or lanes");
   }
+  frame.origin_shard = static_cast<uint16_t>(origin_shard);
   while (!payload.empty()) {
     uint64_t sequence = 0, outcome = 0;
     TakeLittle(&payload, &sequence);
@@ -143,18 +158,20 @@ absl::StatusOr<AnswerFrame> DecodeAnswers(std::string_view payload) {
   return frame;
 }
 
-std::string EncodeAckRelay(raft::NodeId origin, std::string_view answers) {
+std::string EncodeAckRelay(Lane origin, std::string_view answers) {
   std::string out;
-  out.reserve(8 + answers.size());
-  PutLittle(&out, origin);
+  out.reserve(10 + answers.size());
+  PutLane(&out, origin);
   out.append(answers);
   return out;
 }
 
-absl::StatusOr<std::pair<raft::NodeId, std::string_view>> DecodeAckRelay(std::string_view payload) {
-  uint64_t origin = 0;
-  if (!TakeLittle(&payload, &origin) || origin == raft::kNoNode) return Bad("ack relay origin");
-  if (!DecodeAnswers(payload).ok()) return Bad("ack relay answers");
+absl::StatusOr<std::pair<Lane, std::string_view>> DecodeAckRelay(std::string_view payload) {
+  Lane origin;
+  if (!TakeLane(&payload, &origin)) return Bad("ack relay origin");
+  absl::StatusOr<AnswerFrame> answers = DecodeAnswers(payload);
+  if (!answers.ok()) return Bad("ack relay answers");
+  if (answers->origin_shard != origin.shard) return Bad("ack relay for another lane");
   return std::make_pair(origin, payload);
 }
 

@@ -6,19 +6,20 @@
 //             sender (it replaces what the receiver had from it); 2, 3, 4: the first,
 //             a middle and the last frame of such a set sent in several (a link's
 //             queue is bounded, a node may hold a million routes)
-//   kStanza   origin (8) | incarnation (8) | sequence (8) | floor (8) | destination (8)
-//             | hops (1) | the stanza. (origin, incarnation, sequence) names it; floor is
-//             the lowest sequence of that incarnation the origin holds for `destination`
-//             (everything below is finished there); a receiver that is not the
-//             destination (the leader) passes it on, hops + 1
-//   kAbort    origin (8) | incarnation (8) | floor (8) | destination (8) | hops (1) |
-//             sequences (8 each, 1 to kAbortSequencesMax, strictly ascending): the
-//             origin asks what became of these; passed on like kStanza
-//   kAck      incarnation (8) | node (8: the one that decided) | per stanza: sequence (8) | outcome
-//   (1: 1 delivered,
-//             2 aborted): the destination's answers about the receiver's own stanzas
-//   kAckRelay origin (8) | a kAck payload: answers that travel through the receiver to
-//             `origin` (no direct link, or the question came that way)
+//   A lane is a node (8) and one of its shards (2); see Lane.
+//   kStanza   origin lane (10) | incarnation (8) | sequence (8) | floor (8) | destination
+//             lane (10) | hops (1) | the stanza. (origin lane, incarnation, sequence)
+//             names it; floor is the lowest sequence of that incarnation the origin lane
+//             holds for the destination lane (everything below is finished there); a
+//             receiver that is not the destination's node (the leader) passes it on, hops + 1
+//   kAbort    origin lane (10) | incarnation (8) | floor (8) | destination lane (10) |
+//             hops (1) | sequences (8 each, 1 to kAbortSequencesMax, strictly ascending):
+//             the origin asks what became of these; passed on like kStanza
+//   kAck      incarnation (8) | origin shard (2) | decider lane (10: the one that decided)
+//             | per stanza: sequence (8) | outcome (1: 1 delivered, 2 aborted): a
+//             destination's answers about the receiving lane's own stanzas
+//   kAckRelay origin lane (10) | a kAck payload: answers that travel through the receiver
+//             to the origin lane (no direct link, or the question came that way)
 //
 // Decoding never trusts its input: a bad payload is an error, never a crash.
 #ifndef STANZAD_CLUSTER_RELAY_WIRE_H_
@@ -37,6 +38,19 @@
 namespace stanzad::cluster::relay {
 
 using cluster::FrameType;
+
+// A relay lane: one Relay per shard of a node (docs/data-links.md). A stanza's name is
+// (origin lane, incarnation, sequence): each lane counts its own sequences, the
+// incarnation is the node's. Until the shards run their own lanes, a node runs one, shard 0.
+struct Lane {
+  raft::NodeId node = raft::kNoNode;
+  uint16_t shard = 0;
+  auto operator<=>(const Lane&) const = default;
+};
+// The most lanes (shards) a node may have: a shard index fits the wire's 2 bytes.
+inline constexpr uint32_t kLanesPerNodeMax = 1024;
+// "node/shard", for logs and traces.
+std::string LaneName(Lane lane);
 
 inline constexpr size_t kRouteAddressBytesMax = 1023;
 inline constexpr size_t kAbortSequencesMax = 64;      // per kAbort, strictly ascending
@@ -65,11 +79,11 @@ std::string EncodeRoutes(const RoutesFrame& routes);
 absl::StatusOr<RoutesFrame> DecodeRoutes(std::string_view payload);
 
 struct StanzaFrame {
-  raft::NodeId origin = raft::kNoNode;
+  Lane origin;
   uint64_t incarnation = 0;
   uint64_t sequence = 0;
   uint64_t floor = 0;
-  raft::NodeId destination = raft::kNoNode;
+  Lane destination;
   uint8_t hops = 0;
   std::string_view stanza;  // a view into the decoded payload
 };
@@ -77,10 +91,10 @@ std::string EncodeStanza(const StanzaFrame& frame);
 absl::StatusOr<StanzaFrame> DecodeStanza(std::string_view payload);
 
 struct AbortFrame {
-  raft::NodeId origin = raft::kNoNode;
+  Lane origin;
   uint64_t incarnation = 0;
   uint64_t floor = 0;
-  raft::NodeId destination = raft::kNoNode;
+  Lane destination;
   uint8_t hops = 0;
   std::vector<uint64_t> sequences;
 };
@@ -90,15 +104,16 @@ absl::StatusOr<AbortFrame> DecodeAbort(std::string_view payload);
 enum class Outcome : uint8_t { kDelivered = 1, kAborted = 2 };
 struct AnswerFrame {
   uint64_t incarnation = 0;                           // the origin's, as in its frames
-  raft::NodeId node = raft::kNoNode;                  // the node that decided
+  uint16_t origin_shard = 0;                          // the origin lane's shard
+  Lane decider;                                       // the lane that decided
   std::vector<std::pair<uint64_t, Outcome>> answers;  // (sequence, outcome)
 };
 std::string EncodeAnswers(const AnswerFrame& frame);
 absl::StatusOr<AnswerFrame> DecodeAnswers(std::string_view payload);
 
-std::string EncodeAckRelay(raft::NodeId origin, std::string_view answers);
-// The origin and a view of the kAck payload inside `payload`.
-absl::StatusOr<std::pair<raft::NodeId, std::string_view>> DecodeAckRelay(std::string_view payload);
+std::string EncodeAckRelay(Lane origin, std::string_view answers);
+// The origin lane and a view of the kAck payload inside `payload`.
+absl::StatusOr<std::pair<Lane, std::string_view>> DecodeAckRelay(std::string_view payload);
 
 }  // namespace stanzad::cluster::relay
 

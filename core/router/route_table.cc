@@ -1,9 +1,16 @@
 #include "core/router/route_table.h"
 
+#include <functional>
+
 #include "core/base/absl_compat.h"
 #include "core/xml/escape.h"
 
 namespace stanzad::router {
+
+int OwnerShard(std::string_view address, int shard_count) {
+  return static_cast<int>(std::hash<std::string_view>()(address) %
+                          static_cast<size_t>(shard_count));
+}
 
 std::string CanonicalDomainOf(std::string_view jid) {
   std::string unescaped;

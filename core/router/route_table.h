@@ -23,6 +23,11 @@ namespace stanzad::router {
 // there is none.
 std::string CanonicalDomainOf(std::string_view jid);
 
+// The shard (of `shard_count` > 0) that owns `address` on a node: it decides which
+// connection holds it, and a stanza from another node for it lands there. Every node
+// runs the same binary, so every node computes the same owner.
+int OwnerShard(std::string_view address, int shard_count);
+
 enum class RouteKind {
   kServer,     // the server's own domain: the server answers
   kComponent,  // a bound component: `connection` holds it

@@ -18,7 +18,8 @@ namespace {
 using namespace stanzad::cluster::relay;
 
 constexpr NodeId kSelf = 1;
-constexpr size_t kMembers = 3;  // nodes 2..4
+constexpr size_t kMembers = 3;     // nodes 2..4
+constexpr uint32_t kLanesMax = 3;  // per member
 
 void Check(bool ok) {
   if (!ok) std::abort();
@@ -31,6 +32,8 @@ class Input {
   uint8_t Byte() { return at_ < size_ ? data_[at_++] : 0; }
   uint64_t Small() { return Byte() % 8; }   // sequences, incarnations: collide often
   NodeId Node() { return 2 + Byte() % 4; }  // a member, or 5: not one
+  // A lane of `node`: one of its lanes, or one past them.
+  Lane LaneOf(NodeId node) { return {node, static_cast<uint16_t>(Byte() % (kLanesMax + 1))}; }
   std::string Bytes(size_t max) {
     const size_t n = std::min<size_t>(Byte() % (max + 1), size_ - std::min(at_, size_));
     std::string out(reinterpret_cast<const char*>(data_ + at_), n);
@@ -67,12 +70,16 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   routes_options.routes_frame_bytes_max = 1 + in.Small();
   routes_options.routes_queued_bytes_max = 1 + in.Small();
   Directory directory(routes_options);
-  Relay relay(kSelf, 1 + in.Small(), "example.com", directory, options);
+  const Lane self{kSelf, static_cast<uint16_t>(in.Byte() % 2)};
+  Relay relay(self, 1 + in.Small(), "example.com", directory, options);
   View view;
   view.member = true;
   view.can_deliver = true;
-  for (NodeId node = 2; node < 2 + kMembers; ++node)
-    view.members.insert(node), view.linked.insert(node);
+  for (NodeId node = 2; node < 2 + kMembers; ++node) {
+    view.members.insert(node);
+    view.linked.insert(node);
+    view.lanes[node] = 1 + in.Byte() % kLanesMax;
+  }
   uint64_t now_ms = 1000;
   const auto set_view = [&] {
     directory.SetView(view);
@@ -100,6 +107,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
         view.leader = in.Byte() % 2 ? peer : kSelf;
         if (in.Byte() % 8 == 0) view.members.erase(peer);
         if (in.Byte() % 8 == 0) view.can_deliver = !view.can_deliver;
+        if (in.Byte() % 8 == 0) view.lanes[peer] = 1 + in.Byte() % kLanesMax;
         set_view();
         break;
       case 3:
@@ -116,33 +124,39 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
         break;
       case 5: {
         const std::string stanza = Stanza(in);
-        relay.OnFrame(
-            now_ms, peer, FrameType::kStanza,
-            EncodeStanza({in.Node(), 1 + in.Small(), 1 + in.Small(), in.Small(),
-                          in.Byte() % 2 ? kSelf : peer, static_cast<uint8_t>(in.Small()), stanza}));
+        const Lane from = in.LaneOf(peer);
+        const Lane origin = in.LaneOf(in.Node());
+        const Lane destination = in.Byte() % 2 ? self : in.LaneOf(peer);
+        relay.OnFrame(now_ms, from, FrameType::kStanza,
+                      EncodeStanza({origin, 1 + in.Small(), 1 + in.Small(), in.Small(), destination,
+                                    static_cast<uint8_t>(in.Small()), stanza}));
         break;
       }
       case 6: {
-        AbortFrame abort{in.Node(), 1 + in.Small(), 0, in.Byte() % 2 ? kSelf : peer, 0, {}};
+        const Lane from = in.LaneOf(peer);
+        AbortFrame abort{
+            in.LaneOf(in.Node()), 1 + in.Small(), 0, in.Byte() % 2 ? self : in.LaneOf(peer), 0, {}};
         for (uint64_t sequence = 1 + in.Small(); abort.sequences.size() < in.Small() + 1;
              sequence += 1 + in.Small()) {
           abort.sequences.push_back(sequence);
         }
-        relay.OnFrame(now_ms, peer, FrameType::kAbort, EncodeAbort(abort));
+        relay.OnFrame(now_ms, from, FrameType::kAbort, EncodeAbort(abort));
         break;
       }
       case 7: {
-        AnswerFrame answers{1 + in.Small(), in.Node(), {}};
+        const Lane from = in.LaneOf(peer);
+        const uint16_t origin_shard = in.Byte() % 2 ? self.shard : in.Byte() % kLanesMax;
+        AnswerFrame answers{1 + in.Small(), origin_shard, in.LaneOf(in.Node()), {}};
         for (uint64_t n = in.Small(); n > 0; --n) {
           answers.answers.emplace_back(in.Small(),
                                        in.Byte() % 2 ? Outcome::kDelivered : Outcome::kAborted);
         }
         const std::string payload = EncodeAnswers(answers);
         if (in.Byte() % 2) {
-          relay.OnFrame(now_ms, peer, FrameType::kAck, payload);
+          relay.OnFrame(now_ms, from, FrameType::kAck, payload);
         } else {
-          relay.OnFrame(now_ms, peer, FrameType::kAckRelay,
-                        EncodeAckRelay(in.Byte() % 2 ? kSelf : peer, payload));
+          const Lane origin = in.Byte() % 2 ? self : Lane{peer, origin_shard};
+          relay.OnFrame(now_ms, from, FrameType::kAckRelay, EncodeAckRelay(origin, payload));
         }
         break;
       }
@@ -162,7 +176,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
         if (type == FrameType::kRoutes) {
           directory.OnRoutes(peer, in.Bytes(64));
         } else {
-          relay.OnFrame(now_ms, peer, type, in.Bytes(64));
+          relay.OnFrame(now_ms, in.LaneOf(peer), type, in.Bytes(64));
         }
         break;
       }
@@ -175,7 +189,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     directory.CheckInvariants();
     Check(relay.custody_bytes() <= options.hold_bytes_max);
     Check(relay.decisions_count() <=
-          (kMembers + 1) * options.incarnations_max * options.decisions_max);
+          kMembers * kLanesMax * options.incarnations_max * options.decisions_max);
   }
   return 0;
 }

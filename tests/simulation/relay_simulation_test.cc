@@ -34,6 +34,7 @@ struct SeedRun {
   uint64_t seeds_with_leader_change = 0;
   uint64_t seeds_with_bridge_move = 0;
   uint64_t direct_seeds = 0;
+  uint64_t seeds_with_several_lanes = 0;
 };
 
 // Runs seeds [first, first + count); reports the first seeds of each kind of violation with
@@ -59,6 +60,7 @@ SeedRun RunSeeds(RelaySimOptions options, uint64_t first, uint64_t count, const 
     run.seeds_with_leader_change += stats.leader_changes > 0 ? 1 : 0;
     run.seeds_with_bridge_move += stats.bridge_moves > 0 ? 1 : 0;
     run.direct_seeds += simulator.direct() ? 1 : 0;
+    run.seeds_with_several_lanes += simulator.several_lanes() ? 1 : 0;
     if (replaying) {
       std::cout << "seed " << seed << " (" << simulator.node_count() << " nodes, "
                 << (simulator.direct() ? "direct" : "leader") << " mode): " << status << "\n"
@@ -96,7 +98,8 @@ void Report(const SeedRun& run, uint64_t first, double seconds) {
             << ", one-way loss: " << run.seeds_with_one_way_loss
             << ", a silenced node: " << run.seeds_with_isolation
             << ", a leader change: " << run.seeds_with_leader_change
-            << ", a bridge move: " << run.seeds_with_bridge_move << "\n";
+            << ", a bridge move: " << run.seeds_with_bridge_move
+            << ", a node with several lanes: " << run.seeds_with_several_lanes << "\n";
   for (const auto& [kind, seeds] : run.failing) {
     std::cout << "  " << kind << ": " << seeds.size() << " seeds, first:";
     for (size_t i = 0; i < seeds.size() && i < 10; ++i) std::cout << " " << seeds[i];
@@ -114,6 +117,7 @@ void ExpectFaultsExercised(const SeedRun& run) {
   EXPECT_GE(run.seeds_with_one_way_loss, most);
   EXPECT_GE(run.seeds_with_leader_change, most);
   EXPECT_GE(run.seeds_with_bridge_move, most);
+  EXPECT_GE(run.seeds_with_several_lanes, most);
   EXPECT_GE(run.seeds_with_isolation, run.seeds / 4);
   EXPECT_GT(run.stats.mid_turn_crashes, 0u);
   EXPECT_GT(run.stats.leaderless, 0u);

@@ -54,7 +54,8 @@ const char* FrameName(FrameType type) {
 }
 
 std::string AnswersText(const AnswerFrame& frame) {
-  std::string out = absl::StrCat("inc=", frame.incarnation, " by=", frame.node, " [");
+  std::string out = absl::StrCat("inc=", frame.incarnation, " for-shard=", frame.origin_shard,
+                                 " by=", LaneName(frame.decider), " [");
   for (const auto& [sequence, outcome] : frame.answers) {
     absl::StrAppend(&out, " ", sequence,
                     outcome == Outcome::kDelivered ? ":delivered" : ":aborted");
@@ -81,6 +82,7 @@ void RelaySimStats::Add(const RelaySimStats& o) {
   leader_changes += o.leader_changes;
   leaderless += o.leaderless;
   bridge_moves += o.bridge_moves;
+  lanes += o.lanes;
   window_duplicates += o.window_duplicates;
   window_delivered_and_bounced += o.window_delivered_and_bounced;
   window_lost += o.window_lost;
@@ -95,7 +97,7 @@ std::string RelaySimStats::ToString() const {
       " crashes=", crashes, " mid_turn_crashes=", mid_turn_crashes, " link_breaks=", link_breaks,
       " one_way_losses=", one_way_losses, " isolations=", isolations, " delays=", delays,
       " leader_changes=", leader_changes, " leaderless=", leaderless,
-      " bridge_moves=", bridge_moves, " window_duplicates=", window_duplicates,
+      " bridge_moves=", bridge_moves, " lanes=", lanes, " window_duplicates=", window_duplicates,
       " window_delivered_and_bounced=", window_delivered_and_bounced, " window_lost=", window_lost,
       " custody_lost=", custody_lost, " unconfirmed=", unconfirmed);
 }
@@ -140,8 +142,7 @@ absl::Status RelaySimulator::Run() {
     Node& node = nodes_[id];
     node.id = id;
     node.directory = std::make_unique<Directory>(directory_options_);
-    node.relay =
-        std::make_unique<Relay>(id, node.incarnation, kDomain, *node.directory, relay_options_);
+    MakeLanes(node);
   }
   for (const auto& [a, node_a] : nodes_) {
     for (const auto& [b, node_b] : nodes_) {
@@ -210,11 +211,16 @@ absl::Status RelaySimulator::Dispatch(Event& event) {
         Trace(absl::StrCat(now_ms_, " recv ", event.peer, "->", event.node, " ",
                            Describe(event.frame_type, event.payload)));
       }
+      if (event.frame_type != FrameType::kRoutes && event.shard >= to.lanes.size()) {
+        ++stats_.frames_lost;  // for a lane it no longer has (it restarted with fewer)
+        return absl::OkStatus();
+      }
       return Turn(to, [&](Node& at) {
         if (event.frame_type == FrameType::kRoutes) {
           at.directory->OnRoutes(event.peer, event.payload);
         } else {
-          at.relay->OnFrame(now_ms_, event.peer, event.frame_type, event.payload);
+          at.lanes[event.shard]->OnFrame(now_ms_, Lane{event.peer, event.peer_shard},
+                                         event.frame_type, event.payload);
         }
       });
     }
@@ -316,6 +322,9 @@ absl::Status RelaySimulator::OnSend() {
   const size_t number = tracked_.size();
   Tracked tracked;
   tracked.origin = origin.id;
+  // The shard of the sender's connection: any.
+  tracked.origin_shard =
+      static_cast<uint16_t>(rng_.Range(0, static_cast<int64_t>(origin.lanes.size()) - 1));
   tracked.incarnation = origin.incarnation;
   tracked.accepted_ms = now_ms_;
   tracked.route = to;
@@ -328,12 +337,14 @@ absl::Status RelaySimulator::OnSend() {
       absl::StrCat("<message from='", from_jid, "' to='", routes_[to].address, "' id='s", number,
                    "'><body>", std::string(rng_.Range(0, 120), 'x'), "</body></message>");
   if (tracing()) {
-    Trace(absl::StrCat(now_ms_, " forward s", number, " at ", origin.id, " (inc ",
-                       origin.incarnation, ") to ", routes_[to].address, " on ", *node,
+    Trace(absl::StrCat(now_ms_, " forward s", number, " at ",
+                       LaneName({origin.id, tracked.origin_shard}), " (inc ", origin.incarnation,
+                       ") to ", routes_[to].address, " on ", *node,
                        tracked.foreign ? " (foreign from)" : ""));
   }
   const SenderId sender = routes_[from].sender;
-  return Turn(origin, [&](Node& at) { at.relay->Forward(now_ms_, sender, *node, bytes); });
+  const uint16_t shard = tracked.origin_shard;
+  return Turn(origin, [&](Node& at) { at.lanes[shard]->Forward(now_ms_, sender, *node, bytes); });
 }
 
 absl::Status RelaySimulator::OnFault() {
@@ -534,6 +545,8 @@ View RelaySimulator::ViewOf(const Node& node) const {
     if (id == node.id) continue;
     view.members.insert(id);
     if (links_.at({std::min(id, node.id), std::max(id, node.id)}).up) view.linked.insert(id);
+    // As the membership says: a dead node's lanes as it last ran.
+    view.lanes[id] = other.lane_count;
     const size_t queued = directions_.at({node.id, id}).in_flight_bytes;
     if (queued > 0) view.queued_bytes[id] = queued;
   }
@@ -546,73 +559,87 @@ absl::Status RelaySimulator::Turn(Node& node, Input input) {
   if (!node.alive) return absl::OkStatus();
   const View view = ViewOf(node);
   node.directory->SetView(view);
-  node.relay->SetView(now_ms_, view);
+  for (auto& lane : node.lanes) lane->SetView(now_ms_, view);
   input(node);
   node.directory->Tick();
-  // As the daemon drives them: a route bound sends what waited for it; the route
-  // frames leave before the relay's.
+  // As the daemon drives them: a route bound sends what waited for it, in every lane; the
+  // route frames leave before the lanes'.
   Ready routes = node.directory->TakeReady();
   for (const RouteChange& change : routes.route_changes) {
-    if (change.op == RouteChange::Op::kBind) node.relay->RouteBound(now_ms_, change.address);
+    if (change.op != RouteChange::Op::kBind) continue;
+    for (auto& lane : node.lanes) lane->RouteBound(now_ms_, change.address);
   }
-  node.relay->Tick(now_ms_);
-  Ready ready = node.relay->TakeReady();
-  ready.sends.insert(ready.sends.begin(), std::make_move_iterator(routes.sends.begin()),
-                     std::make_move_iterator(routes.sends.end()));
-  ready.route_changes = std::move(routes.route_changes);
-  return Apply(node, std::move(ready));
+  std::vector<Ready> lanes;
+  for (auto& lane : node.lanes) {
+    lane->Tick(now_ms_);
+    lanes.push_back(lane->TakeReady());
+  }
+  return Apply(node, std::move(routes), std::move(lanes));
 }
 
-absl::Status RelaySimulator::Apply(Node& node, Ready ready) {
+absl::Status RelaySimulator::Apply(Node& node, Ready routes, std::vector<Ready> lanes) {
   // The frames leave first; then the shards get the deliveries (relay.h's order).
-  for (Send& send : ready.sends) Transmit(node, send.to, send.type, std::move(send.payload));
-  if (node.crash_mid_turn && !ready.deliveries.empty()) {
-    for (const Delivery& delivery : ready.deliveries) {
-      const int64_t number = StanzaNumber(delivery.bytes);
-      if (number >= 0 && static_cast<size_t>(number) < tracked_.size()) {
-        tracked_[number].lost_in_window = true;
-      }
+  for (const Send& send : routes.sends) Transmit(node, 0, send);
+  bool deliveries = false;
+  for (size_t shard = 0; shard < lanes.size(); ++shard) {
+    for (const Send& send : lanes[shard].sends) {
+      Transmit(node, static_cast<uint16_t>(shard), send);
     }
-    for (const Bounce& bounce : ready.bounces) {
-      const int64_t number = StanzaNumber(bounce.bytes);
-      if (number >= 0 && static_cast<size_t>(number) < tracked_.size()) {
-        tracked_[number].lost_in_window = true;
+    deliveries |= !lanes[shard].deliveries.empty();
+  }
+  if (node.crash_mid_turn && deliveries) {
+    for (const Ready& ready : lanes) {
+      for (const Delivery& delivery : ready.deliveries) {
+        const int64_t number = StanzaNumber(delivery.bytes);
+        if (number >= 0 && static_cast<size_t>(number) < tracked_.size()) {
+          tracked_[number].lost_in_window = true;
+        }
+      }
+      for (const Bounce& bounce : ready.bounces) {
+        const int64_t number = StanzaNumber(bounce.bytes);
+        if (number >= 0 && static_cast<size_t>(number) < tracked_.size()) {
+          tracked_[number].lost_in_window = true;
+        }
       }
     }
     ++stats_.mid_turn_crashes;
-    if (tracing()) {
-      Trace(absl::StrCat(now_ms_, " node ", node.id, " dies before handing over ",
-                         ready.deliveries.size(), " deliveries"));
-    }
+    if (tracing()) Trace(absl::StrCat(now_ms_, " node ", node.id, " dies before its deliveries"));
     if (absl::Status s = Crash(node); !s.ok()) return s;
     Schedule(now_ms_ + rng_.Range(100, 2000), EventType::kRestart, node.id);
     return absl::OkStatus();
   }
-  // Each relay_expired line is one BounceEntry; each of those with a sender (all of this
-  // workload's) is one service-unavailable bounce, in the same order.
-  std::vector<std::string> reasons;
-  for (const LogLine& line : ready.logs) {
-    if (line.event == "relay_expired") reasons.push_back(ReasonOf(line.fields));
-    if (tracing())
-      Trace(absl::StrCat(now_ms_, " node ", node.id, " log ", line.event, " ", line.fields));
-  }
-  size_t next_reason = 0;
-  for (const Delivery& delivery : ready.deliveries) {
-    if (absl::Status s = OnDelivered(node, delivery); !s.ok()) return s;
-  }
-  for (const Bounce& bounce : ready.bounces) {
-    std::string reason = "custody_full";
-    if (bounce.condition == xmpp::StanzaErrorCondition::kServiceUnavailable) {
-      if (next_reason >= reasons.size()) {
-        return Violation("oracle", "a bounce without its relay_expired line");
+  for (size_t shard = 0; shard < lanes.size(); ++shard) {
+    const Ready& ready = lanes[shard];
+    // Each relay_expired line is one BounceEntry; each of those with a sender (all of this
+    // workload's) is one service-unavailable bounce, in the same order.
+    std::vector<std::string> reasons;
+    for (const LogLine& line : ready.logs) {
+      if (line.event == "relay_expired") reasons.push_back(ReasonOf(line.fields));
+      if (tracing()) {
+        Trace(absl::StrCat(now_ms_, " lane ", LaneName({node.id, static_cast<uint16_t>(shard)}),
+                           " log ", line.event, " ", line.fields));
       }
-      reason = reasons[next_reason++];
-    } else if (bounce.condition != xmpp::StanzaErrorCondition::kResourceConstraint) {
-      return Violation("bounce condition", "neither service-unavailable nor resource-constraint");
     }
-    if (absl::Status s = OnBounced(node, bounce, reason); !s.ok()) return s;
+    size_t next_reason = 0;
+    for (const Delivery& delivery : ready.deliveries) {
+      if (absl::Status s = OnDelivered(node, delivery); !s.ok()) return s;
+    }
+    for (const Bounce& bounce : ready.bounces) {
+      std::string reason = "custody_full";
+      if (bounce.condition == xmpp::StanzaErrorCondition::kServiceUnavailable) {
+        if (next_reason >= reasons.size()) {
+          return Violation("oracle", "a bounce without its relay_expired line");
+        }
+        reason = reasons[next_reason++];
+      } else if (bounce.condition != xmpp::StanzaErrorCondition::kResourceConstraint) {
+        return Violation("bounce condition", "neither service-unavailable nor resource-constraint");
+      }
+      if (absl::Status s = OnBounced(node, static_cast<uint16_t>(shard), bounce, reason); !s.ok()) {
+        return s;
+      }
+    }
   }
-  for (const RouteChange& change : ready.route_changes) {
+  for (const RouteChange& change : routes.route_changes) {
     switch (change.op) {
       case RouteChange::Op::kBind:
         node.shard_routes[change.address] = change.node;
@@ -634,44 +661,52 @@ absl::Status RelaySimulator::Apply(Node& node, Ready ready) {
         break;
     }
   }
-  node.relay->CheckInvariants();
-  node.directory->CheckInvariants();
-  const Stats& relay_stats = node.relay->stats();
-  stats_.unconfirmed += relay_stats.unconfirmed - node.unconfirmed_seen;
-  node.unconfirmed_seen = relay_stats.unconfirmed;
-  if (node.relay->custody_bytes() > relay_options_.hold_bytes_max) {
-    return Violation("custody bytes", absl::StrCat("node ", node.id, " holds ",
-                                                   node.relay->custody_bytes(), " bytes"));
+  uint64_t unconfirmed = 0;
+  for (const auto& lane : node.lanes) {
+    lane->CheckInvariants();
+    unconfirmed += lane->stats().unconfirmed;
+    if (lane->custody_bytes() > relay_options_.hold_bytes_max) {
+      return Violation("custody bytes", absl::StrCat("lane ", LaneName(lane->self()), " holds ",
+                                                     lane->custody_bytes(), " bytes"));
+    }
   }
+  node.directory->CheckInvariants();
+  stats_.unconfirmed += unconfirmed - node.unconfirmed_seen;
+  node.unconfirmed_seen = unconfirmed;
   return absl::OkStatus();
 }
 
-void RelaySimulator::Transmit(Node& from, NodeId to, FrameType type, std::string payload) {
+void RelaySimulator::Transmit(Node& from, uint16_t from_shard, const Send& send) {
   ++stats_.frames_sent;
+  const NodeId to = send.to;
+  const FrameType type = send.type;
+  std::string payload = send.payload;
+  const Lane from_lane{from.id, from_shard};
   if (type == FrameType::kStanza) {
     // Resends are paced (resend_after_ms) while a stanza waits out its hold; besides them a
     // stanza goes again when its route or the leader changes. Far more is a storm.
     absl::StatusOr<StanzaFrame> frame = DecodeStanza(payload);
-    if (frame.ok() && frame->origin == from.id) {
+    if (frame.ok() && frame->origin == from_lane) {
       if (frame->floor > frame->sequence) {
-        (void)Violation("floor above the stanza",
-                        absl::StrCat("node ", from.id, " sent seq ", frame->sequence,
-                                     " with floor ", frame->floor, " to ", frame->destination));
+        (void)Violation(
+            "floor above the stanza",
+            absl::StrCat("lane ", LaneName(from_lane), " sent seq ", frame->sequence,
+                         " with floor ", frame->floor, " to ", LaneName(frame->destination)));
       }
-      CheckFloorRises(from.id, frame->incarnation, frame->destination, frame->floor);
+      CheckFloorRises(from_lane, frame->incarnation, frame->destination, frame->floor);
       const uint64_t sends = ++stanza_sends_[{frame->origin, frame->incarnation, frame->sequence}];
       const uint64_t sends_max = 3 * options_.hold_ms / options_.resend_after_ms + 10;
       if (sends > sends_max) {
-        (void)Violation("resend storm",
-                        absl::StrCat("node ", from.id, " sent s", StanzaNumber(frame->stanza),
-                                     " (seq ", frame->sequence, ") ", sends, " times"));
+        (void)Violation("resend storm", absl::StrCat("lane ", LaneName(from_lane), " sent s",
+                                                     StanzaNumber(frame->stanza), " (seq ",
+                                                     frame->sequence, ") ", sends, " times"));
       }
     }
   }
   if (type == FrameType::kAbort) {
     absl::StatusOr<AbortFrame> frame = DecodeAbort(payload);
-    if (frame.ok() && frame->origin == from.id) {
-      CheckFloorRises(from.id, frame->incarnation, frame->destination, frame->floor);
+    if (frame.ok() && frame->origin == from_lane) {
+      CheckFloorRises(from_lane, frame->incarnation, frame->destination, frame->floor);
     }
   }
   const Link& link = LinkOf(from.id, to);
@@ -696,19 +731,21 @@ void RelaySimulator::Transmit(Node& from, NodeId to, FrameType type, std::string
   event.type = EventType::kFrame;
   event.node = to;
   event.peer = from.id;
+  event.shard = send.shard;
+  event.peer_shard = from_shard;
   event.arg = static_cast<int64_t>(link.epoch);
   event.frame_type = type;
   event.payload = std::move(payload);
   queue_.emplace(std::make_pair(arrival, next_event_++), std::move(event));
 }
 
-void RelaySimulator::CheckFloorRises(NodeId origin, uint64_t incarnation, NodeId destination,
+void RelaySimulator::CheckFloorRises(Lane origin, uint64_t incarnation, Lane destination,
                                      uint64_t floor) {
   uint64_t& highest = floors_sent_[{origin, incarnation, destination}];
   if (floor < highest) {
     (void)Violation("a floor went down",
-                    absl::StrCat("node ", origin, " (inc ", incarnation, ") sent ", destination,
-                                 " floor ", floor, " after ", highest));
+                    absl::StrCat("lane ", LaneName(origin), " (inc ", incarnation, ") sent ",
+                                 LaneName(destination), " floor ", floor, " after ", highest));
   }
   highest = std::max(highest, floor);
 }
@@ -741,7 +778,7 @@ absl::Status RelaySimulator::Crash(Node& node) {
              static_cast<NodeId>(rng_.Range(1, static_cast<int64_t>(nodes_.size()))),
              static_cast<NodeId>(&route - routes_.data()), static_cast<int64_t>(route.generation));
   }
-  node.relay.reset();
+  node.lanes.clear();
   node.directory.reset();
   node.shard_routes.clear();
   node.unconfirmed_seen = 0;
@@ -753,8 +790,7 @@ absl::Status RelaySimulator::Restart(Node& node) {
   if (tracing())
     Trace(absl::StrCat(now_ms_, " node ", node.id, " restarts, inc ", node.incarnation));
   node.directory = std::make_unique<Directory>(directory_options_);
-  node.relay =
-      std::make_unique<Relay>(node.id, node.incarnation, kDomain, *node.directory, relay_options_);
+  MakeLanes(node);
   node.alive = true;
   MarkFault(node.id, false);
   node.leader_view = leader_;
@@ -770,6 +806,21 @@ absl::Status RelaySimulator::Restart(Node& node) {
     if (absl::Status s = UpLink(node.id, id); !s.ok()) return s;
   }
   return absl::OkStatus();
+}
+
+// A new life's lanes: 1 to lanes_max of them, all with the node's incarnation.
+void RelaySimulator::MakeLanes(Node& node) {
+  const uint32_t count =
+      static_cast<uint32_t>(rng_.Range(1, std::max<uint32_t>(options_.lanes_max, 1)));
+  several_lanes_ |= count > 1;
+  node.lane_count = count;
+  stats_.lanes += count;
+  node.lanes.clear();
+  for (uint32_t shard = 0; shard < count; ++shard) {
+    node.lanes.push_back(std::make_unique<Relay>(Lane{node.id, static_cast<uint16_t>(shard)},
+                                                 node.incarnation, kDomain, *node.directory,
+                                                 relay_options_));
+  }
 }
 
 absl::Status RelaySimulator::BreakLink(NodeId a, NodeId b, bool flush_from_a, bool flush_from_b) {
@@ -812,7 +863,7 @@ absl::Status RelaySimulator::Bind(Route& route, NodeId id) {
   ++route.generation;
   return Turn(node, [&](Node& at) {
     at.directory->LocalRoute(true, route.address);
-    at.relay->RouteBound(now_ms_, route.address);
+    for (auto& lane : at.lanes) lane->RouteBound(now_ms_, route.address);
   });
 }
 
@@ -890,18 +941,19 @@ absl::Status RelaySimulator::OnDelivered(Node& node, const Delivery& delivery) {
   return absl::OkStatus();
 }
 
-absl::Status RelaySimulator::OnBounced(Node& node, const Bounce& bounce,
+absl::Status RelaySimulator::OnBounced(Node& node, uint16_t shard, const Bounce& bounce,
                                        const std::string& reason) {
   const int64_t number = StanzaNumber(bounce.bytes);
   if (number < 0 || static_cast<size_t>(number) >= tracked_.size()) {
     return Violation("unknown bounce", bounce.bytes);
   }
   Tracked& tracked = tracked_[number];
-  const std::string what = absl::StrCat("s", number, " (from node ", tracked.origin, " inc ",
-                                        tracked.incarnation, ", accepted at ", tracked.accepted_ms,
-                                        ") bounced on node ", node.id, " for ", reason);
+  const std::string what = absl::StrCat(
+      "s", number, " (from node ", tracked.origin, " inc ", tracked.incarnation, ", accepted at ",
+      tracked.accepted_ms, ") bounced on lane ", LaneName({node.id, shard}), " for ", reason);
   if (tracing()) Trace(absl::StrCat(now_ms_, " BOUNCED ", what));
-  if (node.id != tracked.origin || node.incarnation != tracked.incarnation) {
+  if (node.id != tracked.origin || shard != tracked.origin_shard ||
+      node.incarnation != tracked.incarnation) {
     return Violation("bounce from elsewhere", what);
   }
   if (tracked.bounces > 0) return Violation("bounced twice", what);
@@ -973,9 +1025,12 @@ absl::Status RelaySimulator::CheckEnd() {
     }
   }
   for (const auto& [id, node] : nodes_) {
-    if (node.alive && node.relay->custody_count() != 0) {
-      return Violation("custody not empty at the end",
-                       absl::StrCat("node ", id, " holds ", node.relay->custody_count()));
+    for (const auto& lane : node.lanes) {
+      if (lane->custody_count() != 0) {
+        return Violation(
+            "custody not empty at the end",
+            absl::StrCat("lane ", LaneName(lane->self()), " holds ", lane->custody_count()));
+      }
     }
   }
   return CheckRoutes();
@@ -1015,16 +1070,16 @@ std::string RelaySimulator::Describe(FrameType type, const std::string& payload)
     case FrameType::kStanza: {
       absl::StatusOr<StanzaFrame> frame = DecodeStanza(payload);
       if (!frame.ok()) return out + " (bad)";
-      return absl::StrCat(out, " o=", frame->origin, " inc=", frame->incarnation,
+      return absl::StrCat(out, " o=", LaneName(frame->origin), " inc=", frame->incarnation,
                           " seq=", frame->sequence, " floor=", frame->floor,
-                          " dest=", frame->destination, " hops=", frame->hops, " s",
+                          " dest=", LaneName(frame->destination), " hops=", frame->hops, " s",
                           StanzaNumber(frame->stanza));
     }
     case FrameType::kAbort: {
       absl::StatusOr<AbortFrame> frame = DecodeAbort(payload);
       if (!frame.ok()) return out + " (bad)";
-      return absl::StrCat(out, " o=", frame->origin, " inc=", frame->incarnation,
-                          " floor=", frame->floor, " dest=", frame->destination,
+      return absl::StrCat(out, " o=", LaneName(frame->origin), " inc=", frame->incarnation,
+                          " floor=", frame->floor, " dest=", LaneName(frame->destination),
                           " hops=", frame->hops, " seqs=", absl::StrJoin(frame->sequences, ","));
     }
     case FrameType::kAck: {
@@ -1035,8 +1090,9 @@ std::string RelaySimulator::Describe(FrameType type, const std::string& payload)
       auto relayed = DecodeAckRelay(payload);
       if (!relayed.ok()) return out + " (bad)";
       absl::StatusOr<AnswerFrame> frame = DecodeAnswers(relayed->second);
-      return frame.ok() ? absl::StrCat(out, " for ", relayed->first, " ", AnswersText(*frame))
-                        : out + " (bad)";
+      return frame.ok()
+                 ? absl::StrCat(out, " for ", LaneName(relayed->first), " ", AnswersText(*frame))
+                 : out + " (bad)";
     }
     default:
       return out;

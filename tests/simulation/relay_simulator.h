@@ -1,7 +1,10 @@
 // A deterministic simulator for the relay (cluster/relay/relay.h).
 //
-// N nodes (3 to 5), each with a real Relay, one simulated clock, and links that are FIFO
-// queues with a latency per direction. From one seed it breaks links (what was in flight is
+// N nodes (3 to 5), each with one to lanes_max real Relays (its lanes: one per shard, as
+// docs/data-links.md has them; a restart may change the count) sharing one route
+// directory, one simulated clock, and links that are FIFO queues with a latency per
+// direction, carrying every lane's frames between two nodes. A stanza is taken by a random
+// lane of its sender's node. From one seed it breaks links (what was in flight is
 // lost; both sides get LinkUp when the link heals), drops every frame one way while the link
 // stays up, silences a node for longer than every hold, delays a direction, changes or loses
 // the leader (each node learns of it at its own time), moves bridges between nodes (unbound on
@@ -18,7 +21,7 @@
 //   - a delivery goes to a node where the bridge really is bound at that moment, and never
 //     on another node for a stanza whose `from` is not of the cluster's domain (its origin may
 //     deliver it itself when the bridge comes to it: its own session vouched for it);
-//   - a bounce comes from the stanza's origin, in the incarnation that accepted it;
+//   - a bounce comes from the stanza's origin lane, in the incarnation that accepted it;
 //   - Relay::CheckInvariants(), and custody bytes <= hold_bytes_max;
 //   - no stanza is sent by its origin more often than its resend pacing allows (with room
 //     for the resends that route and leader changes bring): no answer/resend storm.
@@ -56,6 +59,7 @@ struct RelaySimOptions {
   uint64_t seed = 1;
   int nodes_min = 3;
   int nodes_max = 5;
+  uint32_t lanes_max = 3;  // per node, 1 to this, drawn per seed and on every restart
   // Per seed: direct or leader mode, a small hold_bytes_max now and then.
   bool vary_per_seed = true;
   bool direct = false;  // when !vary_per_seed
@@ -104,6 +108,7 @@ struct RelaySimStats {
   uint64_t leader_changes = 0;
   uint64_t leaderless = 0;
   uint64_t bridge_moves = 0;
+  uint64_t lanes = 0;  // lanes that ran (every node's, every life)
   // Outcomes the documented windows allowed.
   uint64_t window_duplicates = 0;
   uint64_t window_delivered_and_bounced = 0;
@@ -128,6 +133,8 @@ class RelaySimulator {
   std::string TraceTail() const;
   bool direct() const { return relay_options_.direct; }
   int node_count() const { return static_cast<int>(nodes_.size()); }
+  // A node had more than one lane at some point.
+  bool several_lanes() const { return several_lanes_; }
 
  private:
   enum class EventType : uint8_t {
@@ -149,16 +156,17 @@ class RelaySimulator {
     NodeId id = raft::kNoNode;
     bool alive = true;
     uint64_t incarnation = 1;
-    std::unique_ptr<Directory> directory;  // before relay: it reads it
-    std::unique_ptr<Relay> relay;
+    std::unique_ptr<Directory> directory;       // before lanes: they read it
+    std::vector<std::unique_ptr<Relay>> lanes;  // by shard
+    uint32_t lane_count = 1;             // as it last ran (the membership's word while it is dead)
     NodeId leader_view = raft::kNoNode;  // the leader as this node knows it
     bool can_deliver = true;
     bool crash_mid_turn = false;  // dies in its next turn with deliveries, before them
     std::map<std::string, NodeId> shard_routes;  // built from route_changes
     std::vector<int64_t> crash_times_ms;
     int active_faults = 0;
-    int64_t fault_end_ms = -1;  // when the last fault on this node ended
-    uint64_t unconfirmed_seen = 0;
+    int64_t fault_end_ms = -1;      // when the last fault on this node ended
+    uint64_t unconfirmed_seen = 0;  // summed over its lanes
   };
   struct Direction {
     int64_t latency_ms = 1;
@@ -181,6 +189,7 @@ class RelaySimulator {
   };
   struct Tracked {  // one stanza, by its number (id='s<number>')
     NodeId origin = raft::kNoNode;
+    uint16_t origin_shard = 0;  // the lane that took it
     uint64_t incarnation = 0;
     int64_t accepted_ms = 0;
     size_t route = 0;
@@ -195,6 +204,8 @@ class RelaySimulator {
     EventType type = EventType::kTick;
     NodeId node = raft::kNoNode;
     NodeId peer = raft::kNoNode;
+    uint16_t shard = 0;       // kFrame: the lane of `node` it is for
+    uint16_t peer_shard = 0;  // kFrame: the lane of `peer` that sent it
     int64_t arg = 0;
     FrameType frame_type = FrameType::kStanza;
     std::string payload;
@@ -219,8 +230,10 @@ class RelaySimulator {
   // A turn: SetView, `input`, Tick, TakeReady, then the Ready's effects.
   template <typename Input>
   absl::Status Turn(Node& node, Input input);
-  absl::Status Apply(Node& node, Ready ready);
-  void Transmit(Node& from, NodeId to, FrameType type, std::string payload);
+  // `routes`: the directory's outputs; `lanes`: each lane's, by shard.
+  absl::Status Apply(Node& node, Ready routes, std::vector<Ready> lanes);
+  void Transmit(Node& from, uint16_t from_shard, const Send& send);
+  void MakeLanes(Node& node);
   absl::Status Crash(Node& node);
   absl::Status Restart(Node& node);
   absl::Status BreakLink(NodeId a, NodeId b, bool flush_from_a, bool flush_from_b);
@@ -230,12 +243,13 @@ class RelaySimulator {
   void SetLeader(NodeId leader);
   Link& LinkOf(NodeId a, NodeId b);
   Direction& DirectionOf(NodeId from, NodeId to);
-  void CheckFloorRises(NodeId origin, uint64_t incarnation, NodeId destination, uint64_t floor);
+  void CheckFloorRises(Lane origin, uint64_t incarnation, Lane destination, uint64_t floor);
   void MarkFault(NodeId node, bool active);
 
   // The oracle.
   absl::Status OnDelivered(Node& node, const Delivery& delivery);
-  absl::Status OnBounced(Node& node, const Bounce& bounce, const std::string& reason);
+  absl::Status OnBounced(Node& node, uint16_t shard, const Bounce& bounce,
+                         const std::string& reason);
   absl::Status CheckRoutes();
   absl::Status CheckEnd();
   bool CrashedSince(NodeId node, int64_t since_ms) const;
@@ -259,10 +273,12 @@ class RelaySimulator {
   std::map<std::pair<NodeId, NodeId>, Direction> directions_;  // (from, to)
   std::vector<Route> routes_;
   std::vector<Tracked> tracked_;  // by stanza number
-  // First-hop stanza frames per (origin, incarnation, sequence).
-  std::map<std::tuple<NodeId, uint64_t, uint64_t>, uint64_t> stanza_sends_;
-  // The highest floor each (origin, incarnation) sent each destination: floors only rise.
-  std::map<std::tuple<NodeId, uint64_t, NodeId>, uint64_t> floors_sent_;
+  // First-hop stanza frames per (origin lane, incarnation, sequence).
+  std::map<std::tuple<Lane, uint64_t, uint64_t>, uint64_t> stanza_sends_;
+  // The highest floor each (origin lane, incarnation) sent each destination lane: floors
+  // only rise.
+  std::map<std::tuple<Lane, uint64_t, Lane>, uint64_t> floors_sent_;
+  bool several_lanes_ = false;
   NodeId leader_ = raft::kNoNode;
   bool chaos_ = false;     // faults and moves happen
   bool workload_ = false;  // stanzas are sent

@@ -14,6 +14,7 @@
 
 #include "cluster/relay/directory.h"
 #include "cluster/relay/wire.h"
+#include "core/router/route_table.h"
 
 namespace stanzad::cluster::relay {
 namespace {
@@ -42,7 +43,8 @@ class Cluster {
       : options_(options), directory_options_(directory_options) {
     for (NodeId id = 1; id <= static_cast<NodeId>(nodes); ++id) {
       directories_[id] = std::make_unique<Directory>(directory_options_);
-      relays_[id] = std::make_unique<Relay>(id, 1, "example.com", *directories_[id], options_);
+      relays_[id] =
+          std::make_unique<Relay>(Lane{id, 0}, 1, "example.com", *directories_[id], options_);
       View& view = views_[id];
       view.member = true;
       view.can_deliver = true;
@@ -88,8 +90,8 @@ class Cluster {
   void Restart(NodeId id, uint64_t incarnation) {
     relays_[id].reset();
     directories_[id] = std::make_unique<Directory>(directory_options_);
-    relays_[id] =
-        std::make_unique<Relay>(id, incarnation, "example.com", *directories_[id], options_);
+    relays_[id] = std::make_unique<Relay>(Lane{id, 0}, incarnation, "example.com",
+                                          *directories_[id], options_);
     directories_[id]->SetView(views_.at(id));
     relays_[id]->SetView(now_ms_, views_.at(id));
   }
@@ -172,7 +174,7 @@ class Cluster {
     if (frame.type == FrameType::kRoutes) {
       directory(frame.to).OnRoutes(frame.from, frame.payload);
     } else {
-      relay(frame.to).OnFrame(now_ms_, frame.from, frame.type, frame.payload);
+      relay(frame.to).OnFrame(now_ms_, Lane{frame.from, 0}, frame.type, frame.payload);
     }
     Collect();
   }
@@ -309,7 +311,7 @@ TEST(Relay, LeaderModePassesThroughTheLeader) {
   EXPECT_EQ(cluster.sent[0].to, kC);
   auto first = DecodeStanza(cluster.sent[0].payload);
   ASSERT_TRUE(first.ok());
-  EXPECT_EQ(first->destination, kB);
+  EXPECT_EQ(first->destination, (Lane{kB, 0}));
   EXPECT_EQ(first->hops, 0);
   EXPECT_EQ(cluster.sent[1].from, kC);
   EXPECT_EQ(cluster.sent[1].to, kB);
@@ -334,7 +336,7 @@ TEST(Relay, LeaderPassesOnAtMostHopsMax) {
   cluster.Bind(kB, "cb2.example.com");
   cluster.ClearWire();
   const std::string bytes = Message("m1");
-  StanzaFrame frame{kA, 1, 1, 1, kB, 1, bytes};
+  StanzaFrame frame{{kA, 0}, 1, 1, 1, {kB, 0}, 1, bytes};
   cluster.Inject({kA, kC, FrameType::kStanza, EncodeStanza(frame)});
   ASSERT_EQ(cluster.wire().size(), 1u);
   auto onward = DecodeStanza(cluster.Take().payload);
@@ -386,17 +388,19 @@ TEST(Relay, FramesFromNonMembersAreIgnored) {
   cluster.ClearWire();
   const std::string bytes = Message("m1");
   const NodeId stranger = 9;
-  cluster.Inject(
-      {stranger, kB, FrameType::kStanza, EncodeStanza({stranger, 1, 1, 1, kB, 0, bytes})});
+  cluster.Inject({stranger, kB, FrameType::kStanza,
+                  EncodeStanza({{stranger, 0}, 1, 1, 1, {kB, 0}, 0, bytes})});
   cluster.Inject({stranger, kB, FrameType::kRoutes,
                   EncodeRoutes({RoutesPart::kWhole, {{true, "cb7.example.com"}}})});
-  cluster.Inject({stranger, kB, FrameType::kAbort, EncodeAbort({stranger, 1, 1, kB, 0, {1}})});
+  cluster.Inject(
+      {stranger, kB, FrameType::kAbort, EncodeAbort({{stranger, 0}, 1, 1, {kB, 0}, 0, {1}})});
   EXPECT_TRUE(cluster.deliveries[kB].empty());
   EXPECT_TRUE(cluster.wire().empty());
   EXPECT_EQ(cluster.directory(kB).NodeOf("cb7.example.com"), std::nullopt);
   EXPECT_EQ(cluster.relay(kB).decisions_count(), 0u);
   // A member's frame naming a non-member as its origin is refused as well.
-  cluster.Inject({kA, kB, FrameType::kStanza, EncodeStanza({stranger, 1, 1, 1, kB, 0, bytes})});
+  cluster.Inject(
+      {kA, kB, FrameType::kStanza, EncodeStanza({{stranger, 0}, 1, 1, 1, {kB, 0}, 0, bytes})});
   EXPECT_TRUE(cluster.deliveries[kB].empty());
   EXPECT_EQ(cluster.relay(kB).stats().failed, 1u);
 }
@@ -454,7 +458,8 @@ TEST(Relay, UnansweredAtDeadlineIsAskedAndBouncedOnAborted) {
   EXPECT_EQ(cluster.relay(kA).custody_count(), 0u);
   // B keeps its promise: the stanza arriving late is not delivered.
   cluster.drop = nullptr;
-  cluster.Inject({kA, kB, FrameType::kStanza, EncodeStanza({kA, 1, 1, 1, kB, 0, Message("m1")})});
+  cluster.Inject(
+      {kA, kB, FrameType::kStanza, EncodeStanza({{kA, 0}, 1, 1, 1, {kB, 0}, 0, Message("m1")})});
   EXPECT_TRUE(cluster.deliveries[kB].empty());
 }
 
@@ -511,7 +516,7 @@ TEST(Relay, OriginRestartIgnoresAnswersOfItsPreviousLife) {
   cluster.Pump();
   ASSERT_EQ(cluster.deliveries[kB].size(), 1u);
   const Frame old_answer{kB, kA, FrameType::kAck,
-                         EncodeAnswers({1, kB, {{1, Outcome::kDelivered}}})};
+                         EncodeAnswers({1, 0, {kB, 0}, {{1, Outcome::kDelivered}}})};
 
   cluster.Restart(kA, 2);
   cluster.LinkAll();
@@ -669,13 +674,14 @@ TEST(Relay, AMemberCannotSpeakForAnother) {
   cluster.Pump();
   // B forges a stanza from A for C's bridge: dropped, counted.
   const std::string forged =
-      EncodeStanza({kA, 1, 1, 1, kC, 0, Message("forged", "cb3.example.com")});
+      EncodeStanza({{kA, 0}, 1, 1, 1, {kC, 0}, 0, Message("forged", "cb3.example.com")});
   cluster.Inject({kB, kC, FrameType::kStanza, forged});
   EXPECT_TRUE(cluster.deliveries[kC].empty());
   EXPECT_EQ(cluster.relay(kC).stats().failed, 1u);
   // The same frame passed on by the leader is taken.
-  cluster.Inject({kA, kC, FrameType::kStanza,
-                  EncodeStanza({kB, 1, 1, 1, kC, 1, Message("passed", "cb3.example.com")})});
+  cluster.Inject(
+      {kA, kC, FrameType::kStanza,
+       EncodeStanza({{kB, 0}, 1, 1, 1, {kC, 0}, 1, Message("passed", "cb3.example.com")})});
   EXPECT_EQ(cluster.deliveries[kC].size(), 1u);
   cluster.ClearWire();
 
@@ -683,11 +689,13 @@ TEST(Relay, AMemberCannotSpeakForAnother) {
   cluster.Forward(kA, kC, Message("m1", "cb3.example.com"));
   cluster.ClearWire();  // the stanza never arrives
   ASSERT_EQ(cluster.relay(kA).custody_count(), 1u);
-  cluster.Inject({kB, kA, FrameType::kAck, EncodeAnswers({1, kC, {{1, Outcome::kAborted}}})});
+  cluster.Inject(
+      {kB, kA, FrameType::kAck, EncodeAnswers({1, 0, {kC, 0}, {{1, Outcome::kAborted}}})});
   EXPECT_EQ(cluster.relay(kA).custody_count(), 1u);
   EXPECT_TRUE(cluster.bounces[kA].empty());
   // C's own answer counts.
-  cluster.Inject({kC, kA, FrameType::kAck, EncodeAnswers({1, kC, {{1, Outcome::kDelivered}}})});
+  cluster.Inject(
+      {kC, kA, FrameType::kAck, EncodeAnswers({1, 0, {kC, 0}, {{1, Outcome::kDelivered}}})});
   EXPECT_EQ(cluster.relay(kA).custody_count(), 0u);
 }
 
@@ -726,16 +734,16 @@ TEST(Relay, AMoveAsksOncePerResendIntervalWhateverTheRouteChurn) {
 }
 
 TEST(RelayWire, AbortsAndAnswersAreBounded) {
-  AbortFrame abort{kA, 1, 1, kB, 0, {}};
+  AbortFrame abort{{kA, 0}, 1, 1, {kB, 0}, 0, {}};
   for (uint64_t sequence = 1; sequence <= kAbortSequencesMax; ++sequence) {
     abort.sequences.push_back(sequence);
   }
   EXPECT_TRUE(DecodeAbort(EncodeAbort(abort)).ok());
   abort.sequences.push_back(kAbortSequencesMax + 1);
   EXPECT_FALSE(DecodeAbort(EncodeAbort(abort)).ok());
-  EXPECT_FALSE(DecodeAbort(EncodeAbort({kA, 1, 1, kB, 0, {5, 5}})).ok());  // repeated
-  EXPECT_FALSE(DecodeAbort(EncodeAbort({kA, 1, 1, kB, 0, {6, 5}})).ok());  // descending
-  AnswerFrame answers{1, kB, {}};
+  EXPECT_FALSE(DecodeAbort(EncodeAbort({{kA, 0}, 1, 1, {kB, 0}, 0, {5, 5}})).ok());  // repeated
+  EXPECT_FALSE(DecodeAbort(EncodeAbort({{kA, 0}, 1, 1, {kB, 0}, 0, {6, 5}})).ok());  // descending
+  AnswerFrame answers{1, 0, {kB, 0}, {}};
   answers.answers.assign(kAnswersPerFrameMax + 1, {1, Outcome::kDelivered});
   EXPECT_FALSE(DecodeAnswers(EncodeAnswers(answers)).ok());
 }
@@ -952,6 +960,90 @@ TEST(Relay, AMovedStanzaGoesUnderANewSequence) {
   EXPECT_TRUE(cluster.deliveries[kB].empty());
   EXPECT_EQ(cluster.relay(kA).custody_count(), 0u);
   EXPECT_TRUE(cluster.bounces[kA].empty());
+}
+
+// Two lanes per node, wired by hand (the shards' relays, docs/data-links.md): each lane
+// names its stanzas with its own sequences, a stanza goes to the destination's lane that
+// owns its address, its answer comes back to the lane that sent it, and the destination
+// keeps windows per origin lane, so two lanes' sequence 1 are two stanzas.
+TEST(RelayLanes, EachLaneNamesItsOwnStanzasAndIsAnsweredAlone) {
+  Options options = Direct();
+  Directory directory_a, directory_b;
+  View view_a, view_b;
+  for (View* view : {&view_a, &view_b}) {
+    view->member = true;
+    view->can_deliver = true;
+    view->lanes = {{kA, 2}, {kB, 2}};
+  }
+  view_a.members = view_a.linked = {kB};
+  view_b.members = view_b.linked = {kA};
+  Relay a0({kA, 0}, 1, "example.com", directory_a, options);
+  Relay a1({kA, 1}, 1, "example.com", directory_a, options);
+  Relay b0({kB, 0}, 1, "example.com", directory_b, options);
+  Relay b1({kB, 1}, 1, "example.com", directory_b, options);
+  directory_a.SetView(view_a);
+  directory_b.SetView(view_b);
+  for (Relay* relay : {&a0, &a1}) relay->SetView(1000, view_a);
+  for (Relay* relay : {&b0, &b1}) relay->SetView(1000, view_b);
+  directory_b.LocalRoute(true, "cb2.example.com");
+  directory_a.OnRoutes(kB, EncodeRoutes({RoutesPart::kWhole, {{true, "cb2.example.com"}}}));
+  ASSERT_EQ(directory_a.NodeOf("cb2.example.com"), kB);
+  const uint16_t owner = static_cast<uint16_t>(router::OwnerShard("cb2.example.com", 2));
+  Relay& b_owner = owner == 0 ? b0 : b1;
+  Relay& b_other = owner == 0 ? b1 : b0;
+
+  a0.Forward(1000, kSender, kB, Message("from-a0"));
+  a1.Forward(1000, kSender, kB, Message("from-a1"));
+  Ready ready0 = a0.TakeReady();
+  Ready ready1 = a1.TakeReady();
+  ASSERT_EQ(ready0.sends.size(), 1u);
+  ASSERT_EQ(ready1.sends.size(), 1u);
+  EXPECT_EQ(ready0.sends[0].shard, owner);
+  EXPECT_EQ(ready1.sends[0].shard, owner);
+  auto first = DecodeStanza(ready0.sends[0].payload);
+  auto second = DecodeStanza(ready1.sends[0].payload);
+  ASSERT_TRUE(first.ok() && second.ok());
+  EXPECT_EQ(first->origin, (Lane{kA, 0}));
+  EXPECT_EQ(second->origin, (Lane{kA, 1}));
+  EXPECT_EQ(first->sequence, 1u);
+  EXPECT_EQ(second->sequence, 1u);
+  EXPECT_EQ(first->destination, (Lane{kB, owner}));
+
+  b_owner.OnFrame(1000, {kA, 0}, FrameType::kStanza, ready0.sends[0].payload);
+  b_owner.OnFrame(1000, {kA, 1}, FrameType::kStanza, ready1.sends[0].payload);
+  b_owner.OnFrame(1000, {kA, 0}, FrameType::kStanza, ready0.sends[0].payload);  // again
+  Ready at_b = b_owner.TakeReady();
+  ASSERT_EQ(at_b.deliveries.size(), 2u);  // both, once each
+  EXPECT_EQ(b_owner.stats().duplicates_dropped, 1u);
+  std::map<uint16_t, std::string> answers;  // by the lane they go to
+  for (const Send& send : at_b.sends) {
+    ASSERT_EQ(send.type, FrameType::kAck);
+    EXPECT_EQ(send.to, kA);
+    answers[send.shard] = send.payload;
+  }
+  ASSERT_EQ(answers.size(), 2u);
+
+  // An answer reaches only the lane whose stanza it names.
+  a1.OnFrame(1000, {kB, owner}, FrameType::kAck, answers[0]);
+  EXPECT_EQ(a1.custody_count(), 1u);
+  a0.OnFrame(1000, {kB, owner}, FrameType::kAck, answers[0]);
+  a1.OnFrame(1000, {kB, owner}, FrameType::kAck, answers[1]);
+  EXPECT_EQ(a0.custody_count(), 0u);
+  EXPECT_EQ(a1.custody_count(), 0u);
+
+  // A lane the membership does not list (B has two) is refused; so is a frame for another
+  // lane of this node.
+  const uint64_t failed = b_owner.stats().failed;
+  StanzaFrame stray{{kA, 1}, 1, 2, 2, {kB, owner}, 0, Message("stray")};
+  b_owner.OnFrame(1000, {kA, 5}, FrameType::kStanza, EncodeStanza(stray));
+  stray.origin = {kA, 5};
+  b_owner.OnFrame(1000, {kA, 1}, FrameType::kStanza, EncodeStanza(stray));
+  stray.origin = {kA, 1};
+  stray.destination = {kB, static_cast<uint16_t>(1 - owner)};
+  b_owner.OnFrame(1000, {kA, 1}, FrameType::kStanza, EncodeStanza(stray));
+  EXPECT_EQ(b_owner.stats().failed, failed + 2);  // the first was not even looked at
+  EXPECT_TRUE(b_owner.TakeReady().deliveries.empty());
+  EXPECT_TRUE(b_other.TakeReady().empty());
 }
 
 }  // namespace
