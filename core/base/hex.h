@@ -9,7 +9,7 @@
 
 namespace stanzad {
 
-// Two lowercase hex digits per byte.
+// Two lowercase hex digits per byte (absl::BytesToHexString).
 std::string HexOf(std::string_view bytes);
 // Lowercase or uppercase digits; nullopt for an odd length or a character that is not one.
 std::optional<std::string> BytesOfHex(std::string_view hex);
