@@ -6,6 +6,7 @@
 #include <set>
 #include <utility>
 
+#include "absl/strings/str_cat.h"
 #include "core/base/check.h"
 #include "core/base/concat.h"
 #include "core/config/byte_codec.h"
@@ -25,16 +26,13 @@ constexpr uint8_t kHasScramSha256 = 2;
 // bytes, so that a message stays one readable line whatever the input was.
 std::string Quoted(std::string_view text) {
   constexpr size_t kShownBytesMax = 80;
-  static constexpr char kHex[] = "0123456789abcdef";
   std::string out = "\"";
   for (size_t i = 0; i < text.size() && i < kShownBytesMax; ++i) {
     unsigned char c = static_cast<unsigned char>(text[i]);
     if (c >= 0x20 && c < 0x7f && c != '"' && c != '\\') {
       out.push_back(static_cast<char>(c));
     } else {
-      out.append("\\x");
-      out.push_back(kHex[c >> 4]);
-      out.push_back(kHex[c & 0xf]);
+      absl::StrAppend(&out, "\\x", absl::Hex(c, absl::kZeroPad2));
     }
   }
   if (text.size() > kShownBytesMax) out.append("...");

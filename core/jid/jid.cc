@@ -22,8 +22,10 @@
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "absl/strings/str_cat.h"
 #include "core/base/check.h"
 #include "core/base/concat.h"
+#include "core/base/decimal.h"
 
 namespace stanzad::jid {
 namespace {
@@ -562,14 +564,11 @@ bool ParseIpv4(std::string_view text, uint32_t* address) {
       ++i;
     }
     const size_t start = i;
-    uint32_t number = 0;
-    while (i < text.size() && IsAsciiDigit(text[i]) && i - start < 3) {
-      number = number * 10 + static_cast<uint32_t>(text[i] - '0');
-      ++i;
-    }
-    const size_t digits = i - start;
-    if (digits == 0 || number > 255 || (digits > 1 && text[start] == '0')) return false;
-    value = (value << 8) | number;
+    while (i < text.size() && IsAsciiDigit(text[i])) ++i;
+    const std::string_view digits = text.substr(start, i - start);
+    const std::optional<uint8_t> number = ParseDecimal<uint8_t>(digits);
+    if (!number || (digits.size() > 1 && digits[0] == '0')) return false;
+    value = (value << 8) | *number;
   }
   if (i != text.size()) return false;
   *address = value;
@@ -644,7 +643,6 @@ void AppendIpv4(uint32_t address, std::string* out) {
 // more zero pieces (the first of equals) as "::"; IPv4-mapped addresses with
 // a dotted-quad tail (§5).
 void AppendIpv6(const std::array<uint16_t, 8>& address, std::string* out) {
-  static constexpr char kHexDigits[] = "0123456789abcdef";
   const bool ipv4_mapped = address[0] == 0 && address[1] == 0 && address[2] == 0 &&
                            address[3] == 0 && address[4] == 0 && address[5] == 0xFFFF;
   const size_t hex_pieces = ipv4_mapped ? 6 : 8;
@@ -671,14 +669,7 @@ void AppendIpv6(const std::array<uint16_t, 8>& address, std::string* out) {
       continue;
     }
     if (k > 0 && out->back() != ':') out->push_back(':');
-    const uint16_t piece = address[k];
-    bool leading = true;
-    for (int shift = 12; shift >= 0; shift -= 4) {
-      const int digit = (piece >> shift) & 0xF;
-      if (leading && digit == 0 && shift > 0) continue;
-      leading = false;
-      out->push_back(kHexDigits[digit]);
-    }
+    absl::StrAppend(out, absl::Hex(address[k]));  // lowercase, no leading zeros
     ++k;
   }
   if (ipv4_mapped) {

@@ -1,5 +1,6 @@
 #include "core/router/server_responder.h"
 
+#include "core/base/decimal.h"
 #include "core/xml/start_tag.h"
 
 namespace stanzad::router {
@@ -106,13 +107,9 @@ int PresencePriority(std::string_view presence) {
     negative = text.front() == '-';
     text.remove_prefix(1);
   }
-  if (text.empty()) return 0;
-  int value = 0;
-  for (const char c : text) {
-    if (c < '0' || c > '9') return 0;
-    value = value * 10 + (c - '0');
-  }
-  if (negative) value = -value;
+  const std::optional<uint32_t> magnitude = ParseDecimal<uint32_t>(text);  // at most 4 digits
+  if (!magnitude) return 0;
+  const int value = negative ? -static_cast<int>(*magnitude) : static_cast<int>(*magnitude);
   return value < -128 || value > 127 ? 0 : value;
 }
 

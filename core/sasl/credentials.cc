@@ -7,6 +7,7 @@
 #include "absl/status/status.h"
 #include "core/base/check.h"
 #include "core/base/concat.h"
+#include "core/base/decimal.h"
 #include "core/sasl/base64.h"
 
 namespace stanzad::sasl {
@@ -22,16 +23,10 @@ void AppendSecret(ScramMechanism mechanism, const config::ScramSecret& secret, s
                      Base64Encode(secret.server_key)));
 }
 
-// Decimal without sign or leading zeros, at most 10 digits, fitting 32 bits.
-std::optional<uint32_t> ParseDecimal(std::string_view text) {
-  if (text.empty() || text.size() > 10 || (text.size() > 1 && text[0] == '0')) return std::nullopt;
-  uint64_t value = 0;
-  for (char c : text) {
-    if (c < '0' || c > '9') return std::nullopt;
-    value = value * 10 + static_cast<uint64_t>(c - '0');
-  }
-  if (value > UINT32_MAX) return std::nullopt;
-  return static_cast<uint32_t>(value);
+// Decimal without sign or leading zeros ("0" itself allowed), fitting 32 bits.
+std::optional<uint32_t> ParseIterationCount(std::string_view text) {
+  if (text.size() > 1 && text[0] == '0') return std::nullopt;
+  return ParseDecimal<uint32_t>(text);
 }
 
 // Splits `text` at the first `separator`; nullopt if there is none.
@@ -57,7 +52,7 @@ absl::Status ParseSecret(std::string_view text, ScramMechanism* mechanism,
   const auto count_and_salt = SplitOnce(info->first, ':');
   const auto keys = SplitOnce(info->second, ':');
   if (!count_and_salt || !keys) return Invalid("a value lacks the ':' of RFC 5803");
-  const std::optional<uint32_t> iteration_count = ParseDecimal(count_and_salt->first);
+  const std::optional<uint32_t> iteration_count = ParseIterationCount(count_and_salt->first);
   if (!iteration_count) return Invalid("iteration count is not a decimal number");
   std::optional<std::string> salt = Base64Decode(count_and_salt->second);
   std::optional<std::string> stored_key = Base64Decode(keys->first);

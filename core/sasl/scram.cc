@@ -18,6 +18,7 @@
 #include "absl/status/status.h"
 #include "core/base/check.h"
 #include "core/base/concat.h"
+#include "core/base/decimal.h"
 #include "core/sasl/base64.h"
 #include "core/sasl/saslprep.h"
 #include "core/xmpp/component_handshake.h"
@@ -214,14 +215,8 @@ std::string EncodeSaslname(std::string_view name) {
 
 // posit-number = %x31-39 *DIGIT, read as a uint32; nullopt if malformed or too large.
 std::optional<uint32_t> ParseIterationCount(std::string_view text) {
-  if (text.empty() || text.size() > 10 || text[0] < '1' || text[0] > '9') return std::nullopt;
-  uint64_t value = 0;
-  for (char c : text) {
-    if (c < '0' || c > '9') return std::nullopt;
-    value = value * 10 + static_cast<uint64_t>(c - '0');
-  }
-  if (value > UINT32_MAX) return std::nullopt;
-  return static_cast<uint32_t>(value);
+  if (text.starts_with('0')) return std::nullopt;
+  return ParseDecimal<uint32_t>(text);
 }
 
 }  // namespace

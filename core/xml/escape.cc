@@ -2,6 +2,8 @@
 
 #include <cstdint>
 
+#include "core/base/decimal.h"
+
 namespace stanzad::xml {
 namespace {
 
@@ -45,11 +47,9 @@ std::optional<uint32_t> ParseCharacterReference(std::string_view body) {
       if (value > 0x10FFFF) return std::nullopt;
     }
   } else {
-    for (char c : body.substr(1)) {
-      if (c < '0' || c > '9') return std::nullopt;
-      value = value * 10 + static_cast<uint32_t>(c - '0');
-      if (value > 0x10FFFF) return std::nullopt;
-    }
+    const std::optional<uint32_t> decimal = ParseDecimal<uint32_t>(body.substr(1));
+    if (!decimal || *decimal > 0x10FFFF) return std::nullopt;
+    value = *decimal;
   }
   if (!IsXmlChar(value)) return std::nullopt;
   return value;

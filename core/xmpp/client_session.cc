@@ -4,6 +4,8 @@
 
 #include "core/base/check.h"
 #include "core/base/concat.h"
+#include "core/base/decimal.h"
+#include "core/base/hex.h"
 #include "core/sasl/base64.h"
 #include "core/xml/escape.h"
 #include "core/xml/start_tag.h"
@@ -14,18 +16,6 @@ namespace {
 // Random bytes per stream id and per generated resource.
 constexpr size_t kStreamIdRandomBytes = 16;
 constexpr size_t kResourceRandomBytes = 8;
-
-std::string Hex(std::string_view bytes) {
-  static constexpr char kDigits[] = "0123456789abcdef";
-  std::string out;
-  out.reserve(2 * bytes.size());
-  for (const char c : bytes) {
-    const auto b = static_cast<unsigned char>(c);
-    out.push_back(kDigits[b >> 4]);
-    out.push_back(kDigits[b & 0xf]);
-  }
-  return out;
-}
 
 std::string_view LocalName(std::string_view qualified_name) {
   const size_t colon = qualified_name.find(':');
@@ -176,7 +166,7 @@ void ClientSession::SendHeaderIfNeeded() {
   if (header_sent_) return;
   header_sent_ = true;
   // RFC 6120 §4.7.3: a fresh id for every stream, restarts included.
-  stream_id_ = Hex(delegate_->RandomBytes(kStreamIdRandomBytes));
+  stream_id_ = HexOf(delegate_->RandomBytes(kStreamIdRandomBytes));
   std::string header =
       "<?xml version='1.0'?><stream:stream xmlns='jabber:client' "
       "xmlns:stream='http://etherx.jabber.org/streams' id='";
@@ -441,7 +431,7 @@ void ClientSession::HandleBind(std::string_view element) {
                                    "malformed <resource/>"));
     return;
   }
-  if (resource->empty()) *resource = Hex(delegate_->RandomBytes(kResourceRandomBytes));
+  if (resource->empty()) *resource = HexOf(delegate_->RandomBytes(kResourceRandomBytes));
   absl::StatusOr<jid::Jid> full = jid::Jid::Parse(Concat(bare_jid_->Full(), "/", *resource));
   if (!full.ok()) {
     // RFC 6120 §7.7.2.1: a resource that fails the profile is bad-request.
@@ -517,14 +507,8 @@ bool ClientSession::HandleStreamManagement(std::string_view element) {
   };
   const auto count = [&element](std::string_view attribute) -> std::optional<uint32_t> {
     const std::optional<std::string_view> text = xml::FindRawAttribute(element, attribute);
-    if (!text || text->empty() || text->size() > 10) return std::nullopt;
-    uint64_t value = 0;
-    for (const char c : *text) {
-      if (c < '0' || c > '9') return std::nullopt;
-      value = value * 10 + static_cast<uint64_t>(c - '0');
-    }
-    if (value > UINT32_MAX) return std::nullopt;
-    return static_cast<uint32_t>(value);
+    if (!text || text->size() > 10) return std::nullopt;
+    return ParseDecimal<uint32_t>(*text);
   };
   if (state_ == State::kAwaitingBind) {
     if (name != "resume") {

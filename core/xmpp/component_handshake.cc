@@ -7,6 +7,7 @@
 // clang-format on
 
 #include "core/base/check.h"
+#include "core/base/hex.h"
 
 namespace stanzad::xmpp {
 
@@ -22,13 +23,7 @@ std::string ComponentHandshakeDigest(std::string_view stream_id, std::string_vie
   byte digest[WC_SHA_DIGEST_SIZE];
   CHECK_EQ(wc_ShaFinal(&sha, digest), 0);
   wc_ShaFree(&sha);
-  static constexpr char kHex[] = "0123456789abcdef";
-  std::string hex(2 * WC_SHA_DIGEST_SIZE, '0');
-  for (int i = 0; i < WC_SHA_DIGEST_SIZE; ++i) {
-    hex[2 * i] = kHex[digest[i] >> 4];
-    hex[2 * i + 1] = kHex[digest[i] & 0xF];
-  }
-  return hex;
+  return HexOf(std::string_view(reinterpret_cast<const char*>(digest), sizeof(digest)));
 }
 
 bool ConstantTimeEquals(std::string_view a, std::string_view b) {

@@ -19,6 +19,8 @@ TEST(EscapeTest, UnescapesPredefinedAndCharacterReferences) {
   EXPECT_EQ(Unescape("plain"), "plain");
   EXPECT_EQ(Unescape("&#xE9;"), "\xC3\xA9");
   EXPECT_EQ(Unescape("&#x20AC;"), "\xE2\x82\xAC");
+  EXPECT_EQ(Unescape("&#00000065;"), "A");
+  EXPECT_EQ(Unescape("&#1114111;"), "\xF4\x8F\xBF\xBF");  // U+10FFFF
 }
 
 TEST(EscapeTest, RefusesUnknownAndInvalidReferences) {
@@ -29,6 +31,10 @@ TEST(EscapeTest, RefusesUnknownAndInvalidReferences) {
   EXPECT_EQ(Unescape("&#x110000;"), std::nullopt);
   EXPECT_EQ(Unescape("&#x;"), std::nullopt);
   EXPECT_EQ(Unescape("&#99999999999999999999;"), std::nullopt);
+  EXPECT_EQ(Unescape("&#1114112;"), std::nullopt);  // 0x110000
+  for (const char* text : {"&#+65;", "&#-65;", "&# 65;", "&#65 ;", "&#;", "&#6x5;"}) {
+    EXPECT_EQ(Unescape(text), std::nullopt) << text;
+  }
   EXPECT_FALSE(IsValidCharacterReference("#xFFFE"));
   EXPECT_TRUE(IsValidCharacterReference("#x10FFFF"));
 }

@@ -379,7 +379,8 @@ TEST(JidTest, AcceptsIpAddressesAsDomainparts) {
   }
   EXPECT_EQ(ErrorOf("[v1.example]"),
             "JID domainpart is an IPvFuture literal, which is not supported");
-  for (std::string_view address : {"256.0.0.1", "1.2.3", "01.2.3.4", "1.2.3.4.5", "1234"}) {
+  for (std::string_view address : {"256.0.0.1", "1.2.3", "01.2.3.4", "1.2.3.4.5", "1234",
+                                   "1.2.3.1234", "1.2.3.0400", "1.2.3.00", "1.2.3.99999999999"}) {
     EXPECT_EQ(ErrorOf(address),
               "JID domainpart is made of digits and dots but is not an IPv4 address")
         << address;

@@ -230,5 +230,23 @@ TEST(ServerResponderTest, FirstChildNamespace) {
   EXPECT_EQ(FirstChildNamespace("<iq>text</iq>"), "");
 }
 
+TEST(PresencePriorityTest, ASignedNumberInRangeOrZero) {
+  const auto priority = [](std::string_view text) {
+    return PresencePriority("<presence><priority>" + std::string(text) + "</priority></presence>");
+  };
+  EXPECT_EQ(PresencePriority("<presence/>"), 0);
+  EXPECT_EQ(priority("5"), 5);
+  EXPECT_EQ(priority("+5"), 5);
+  EXPECT_EQ(priority("-5"), -5);
+  EXPECT_EQ(priority("0"), 0);
+  EXPECT_EQ(priority("0127"), 127);
+  EXPECT_EQ(priority("127"), 127);
+  EXPECT_EQ(priority("-128"), -128);
+  for (std::string_view bad :
+       {"128", "-129", "+128", "9999", "12345", "", "-", "+", "+-5", "--5", " 5", "5 ", "1e2"}) {
+    EXPECT_EQ(priority(bad), 0) << '"' << bad << '"';
+  }
+}
+
 }  // namespace
 }  // namespace stanzad::router
