@@ -2,6 +2,7 @@
 #include "absl/strings/str_cat.h"
 #include "core/base/absl_compat.h"
 #include "core/base/concat.h"
+#include "core/base/hex.h"
 #include "core/base/log.h"
 #include "core/jid/jid.h"
 #include "net/router_connection.h"
@@ -22,17 +23,6 @@ constexpr uint64_t kAckRequestAfterMs = 5'000;
 // that were already on their way for this long.
 constexpr uint64_t kMovedGraceMs = 10'000;
 constexpr char kAckRequest[] = "<r xmlns='urn:xmpp:sm:3'/>";
-
-std::string Hex(std::string_view bytes) {
-  static constexpr char kDigits[] = "0123456789abcdef";
-  std::string out;
-  for (const char c : bytes) {
-    const auto b = static_cast<unsigned char>(c);
-    out.push_back(kDigits[b >> 4]);
-    out.push_back(kDigits[b & 0xf]);
-  }
-  return out;
-}
 
 }  // namespace
 
@@ -153,7 +143,7 @@ std::string RouterShard::ClientConnection::EnableStreamManagement(bool resume) {
   sm_.last_request_ms = router_->shard_->now_ms();
   if (!resume || router_->limits_.resume_timeout_ms == 0) return "";
   sm_.resumable = true;
-  sm_.token = Hex(net::RandomBytes(16));
+  sm_.token = HexOf(net::RandomBytes(16));
   router_->PostControl(router::OwnerShard(sm_.token, router_->shard_->shard_count()), kSmRegister,
                        id_, sm_.token);
   return sm_.token;

@@ -3,12 +3,13 @@
 #include <net/if.h>
 #include <netinet/in.h>
 
-#include <charconv>
 #include <cstring>
+#include <optional>
 #include <string>
 
 #include "absl/status/status.h"
 #include "core/base/concat.h"
+#include "core/base/decimal.h"
 #include "net/engine.h"
 
 namespace stanzad::net {
@@ -19,21 +20,18 @@ absl::Status Invalid(std::string_view text, std::string_view why) {
 }
 
 bool ParsePort(std::string_view text, uint16_t* port) {
-  if (text.empty() || text.size() > 5) return false;
-  unsigned value = 0;
-  const auto [end, error] = std::from_chars(text.data(), text.data() + text.size(), value);
-  if (error != std::errc() || end != text.data() + text.size() || value > 65535) return false;
-  *port = static_cast<uint16_t>(value);
+  if (text.size() > 5) return false;
+  const std::optional<uint16_t> value = ParseDecimal<uint16_t>(text);
+  if (!value) return false;
+  *port = *value;
   return true;
 }
 
 // "fe80::1%eth0" or "fe80::1%2": the zone names an interface or is its index.
 bool ParseZone(std::string_view zone, uint32_t* scope_id) {
   if (zone.empty() || zone.size() >= IF_NAMESIZE) return false;
-  unsigned value = 0;
-  const auto [end, error] = std::from_chars(zone.data(), zone.data() + zone.size(), value);
-  if (error == std::errc() && end == zone.data() + zone.size()) {
-    *scope_id = value;
+  if (const std::optional<uint32_t> index = ParseDecimal<uint32_t>(zone)) {
+    *scope_id = *index;
     return true;
   }
   const std::string name(zone);

@@ -9,6 +9,8 @@
 #include "core/base/absl_compat.h"
 #include "core/base/check.h"
 #include "core/base/concat.h"
+#include "core/base/decimal.h"
+#include "core/base/hex.h"
 #include "core/base/log.h"
 #include "core/router/server_responder.h"
 #include "core/xmpp/stanza.h"
@@ -32,17 +34,7 @@ std::string RandomBytes(size_t count) {
 
 // 16 hex characters from the kernel's CSPRNG: the handshake's salt must not
 // be predictable.
-std::string NewStreamId() {
-  const std::string random = RandomBytes(8);
-  static constexpr char kHex[] = "0123456789abcdef";
-  std::string id(16, '0');
-  for (size_t i = 0; i < random.size(); ++i) {
-    const auto byte = static_cast<unsigned char>(random[i]);
-    id[2 * i] = kHex[byte >> 4];
-    id[2 * i + 1] = kHex[byte & 0xF];
-  }
-  return id;
-}
+std::string NewStreamId() { return HexOf(RandomBytes(8)); }
 
 namespace {
 
@@ -911,11 +903,10 @@ void RouterShard::OnMessage(Shard& shard, const CrossShardMessage& message) {
       bool handed = false;
       if (holder != nullptr && first != std::string_view::npos &&
           second != std::string_view::npos) {
-        uint64_t h = 0;
-        for (const char c : payload.substr(second + 1)) h = h * 10 + static_cast<uint64_t>(c - '0');
-        handed = holder->HandOver(message.argument, payload.substr(0, first),
-                                  payload.substr(first + 1, second - first - 1),
-                                  static_cast<uint32_t>(h));
+        // h was written by std::to_string of a uint32_t; anything else is refused.
+        const std::optional<uint32_t> h = ParseDecimal<uint32_t>(payload.substr(second + 1));
+        handed = h && holder->HandOver(message.argument, payload.substr(0, first),
+                                       payload.substr(first + 1, second - first - 1), *h);
       }
       if (!handed) {
         PostControl(ShardOf(message.argument), kClientResumeFailed, message.argument, "");
@@ -938,14 +929,13 @@ void RouterShard::OnMessage(Shard& shard, const CrossShardMessage& message) {
       } else if (message.kind == kClientResumeStanza) {
         client->ResumeStanza(message.payload);
       } else {
+        // payload: full JID "\n" handled count, written by HandOver with std::to_string.
         const size_t newline = message.payload.find('\n');
-        uint64_t handled = 0;
-        if (newline != std::string_view::npos) {
-          for (const char c : message.payload.substr(newline + 1)) {
-            handled = handled * 10 + static_cast<uint64_t>(c - '0');
-          }
-        }
-        client->ResumeAccepted(message.payload.substr(0, newline), static_cast<uint32_t>(handled));
+        const uint32_t handled =
+            newline == std::string_view::npos
+                ? 0
+                : ParseDecimal<uint32_t>(message.payload.substr(newline + 1)).value_or(0);
+        client->ResumeAccepted(message.payload.substr(0, newline), handled);
       }
       --client->calls_in_progress;
       DestroyIfDead(message.target);

@@ -10,6 +10,7 @@
 #include <cstring>
 #include <utility>
 
+#include "absl/strings/str_cat.h"
 #include "core/base/check.h"
 #include "core/base/concat.h"
 #include "tls/certificates.h"
@@ -137,16 +138,13 @@ std::string_view CertificateProblem(int code) {
 
 // `bytes` for a one-line message: printable ASCII as is, the rest as \xNN.
 std::string Printable(std::string_view bytes) {
-  static constexpr char kHex[] = "0123456789abcdef";
   std::string text;
   for (char c : bytes) {
     const auto byte = static_cast<unsigned char>(c);
     if (byte >= 0x20 && byte < 0x7F && c != '"' && c != '\\') {
       text.push_back(c);
     } else {
-      text.append("\\x");
-      text.push_back(kHex[byte >> 4]);
-      text.push_back(kHex[byte & 0xF]);
+      absl::StrAppend(&text, "\\x", absl::Hex(byte, absl::kZeroPad2));
     }
   }
   return text;

@@ -53,6 +53,12 @@ TEST(EndpointTest, PortBounds) {
   EXPECT_NE(RoundTrip("1.2.3.4:-1").find("port"), std::string::npos);
   EXPECT_NE(RoundTrip("1.2.3.4:5x").find("port"), std::string::npos);
   EXPECT_NE(RoundTrip("[::1]:99999").find("port"), std::string::npos);
+  EXPECT_EQ(RoundTrip("1.2.3.4:00080"), "1.2.3.4:80");
+  EXPECT_EQ(RoundTrip("1.2.3.4:65535"), "1.2.3.4:65535");
+  for (const char* text :
+       {"1.2.3.4:+80", "1.2.3.4: 80", "1.2.3.4:80 ", "1.2.3.4:000080", "1.2.3.4:4294967376"}) {
+    EXPECT_NE(RoundTrip(text).find("port"), std::string::npos) << text;
+  }
 }
 
 TEST(EndpointTest, RejectsWhatIsNotAnAddress) {
@@ -78,6 +84,7 @@ TEST(EndpointTest, Ipv6ZoneByNameOrIndex) {
   EXPECT_EQ(by_name->ToString(), "[fe80::1%" + std::to_string(loopback) + "]:7");
   EXPECT_EQ(RoundTrip("[fe80::1%" + std::to_string(loopback) + "]:7"), by_name->ToString());
   EXPECT_FALSE(Endpoint::Parse("[fe80::1%no-such-if0]:7", 1).ok());
+  EXPECT_FALSE(Endpoint::Parse("[fe80::1%4294967296]:7", 1).ok());  // no index wraps to 0
 }
 
 TEST(EndpointTest, UnsetEndpointPrintsAsUnknown) {
