@@ -10,6 +10,7 @@
 #include "absl/strings/str_join.h"
 #include "cmd/node_commands.h"
 #include "core/base/concat.h"
+#include "core/base/decimal.h"
 
 namespace stanzad {
 namespace {
@@ -180,10 +181,16 @@ absl::StatusOr<std::string> ResolveClusterAddress(std::string_view text, uint16_
 
 cluster::RemoveTarget ParseRemoveTarget(std::string_view text, uint16_t default_port) {
   cluster::RemoveTarget target;
-  bool digits = !text.empty() && text.size() <= 20;
-  for (const char c : text) digits = digits && c >= '0' && c <= '9';
-  if (digits && text.size() > 5) {  // ids are large; a bare port-like number is not one
-    target.id = std::strtoull(std::string(text).c_str(), nullptr, 10);
+  // Ids are large; a bare port-like number is not one.
+  if (text.size() > 5 && text.size() <= 20 &&
+      text.find_first_not_of("0123456789") == std::string_view::npos) {
+    // Above 2^64-1 no node has it: kept as text (never resolved), the answer names it.
+    const std::optional<uint64_t> id = ParseDecimal<uint64_t>(text);
+    if (id) {
+      target.id = *id;
+    } else {
+      target.address = std::string(text);
+    }
     return target;
   }
   absl::StatusOr<std::string> address = ResolveClusterAddress(text, default_port);

@@ -10,8 +10,8 @@
 #include <cstdlib>
 #include <set>
 
-#include "absl/strings/numbers.h"
 #include "core/base/concat.h"
+#include "core/base/decimal.h"
 
 namespace stanzad {
 namespace {
@@ -49,9 +49,8 @@ bool IsServerAddress(std::string_view server) {
     }
   }
   if (port.empty()) return true;
-  int number = 0;
-  return absl::SimpleAtoi(absl::string_view(port.data(), port.size()), &number) && number >= 1 &&
-         number <= 65535 && port.find_first_not_of("0123456789") == std::string_view::npos;
+  const std::optional<uint16_t> number = ParseDecimal<uint16_t>(port);
+  return number && *number >= 1;
 }
 
 constexpr const char* kComponent = "_xmpp-component._tcp";

@@ -19,12 +19,14 @@
 #include <cstdlib>
 #include <cstring>
 #include <iostream>
+#include <optional>
 #include <string>
 #include <vector>
 
 #include "cmd/admin/admin_socket.h"
 #include "cmd/dns_doctor.h"
 #include "cmd/pki_commands.h"
+#include "core/base/decimal.h"
 #include "core/config/config.h"
 #include "core/sasl/credentials.h"
 #include "core/sasl/scram.h"
@@ -198,16 +200,13 @@ int DeriveUserCredentials(uint32_t iterations, std::vector<std::string>* args) {
 
 // "--iterations=N": a decimal in the range SCRAM credentials allow; 0 if not.
 uint32_t ParseIterations(const std::string& text) {
-  if (text.empty() || text.size() > 8 ||
-      text.find_first_not_of("0123456789") != std::string::npos) {
+  const std::optional<uint32_t> value =
+      text.size() <= 8 ? stanzad::ParseDecimal<uint32_t>(text) : std::nullopt;
+  if (!value || *value < stanzad::config::kScramIterationsMin ||
+      *value > stanzad::config::kScramIterationsMax) {
     return 0;
   }
-  const unsigned long value = std::stoul(text);
-  if (value < stanzad::config::kScramIterationsMin ||
-      value > stanzad::config::kScramIterationsMax) {
-    return 0;
-  }
-  return static_cast<uint32_t>(value);
+  return *value;
 }
 
 // The node's ports and the cluster's members, from the local daemon when it runs.

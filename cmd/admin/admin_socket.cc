@@ -14,6 +14,7 @@
 
 #include "core/base/check.h"
 #include "core/base/concat.h"
+#include "core/base/decimal.h"
 
 namespace stanzad::admin {
 namespace {
@@ -71,14 +72,11 @@ bool ReadLine(std::string_view bytes, size_t* at, std::string_view* line) {
   return true;
 }
 
-bool ParseNumber(std::string_view text, size_t* value) {
-  if (text.empty() || text.size() > 9) return false;
-  *value = 0;
-  for (char c : text) {
-    if (c < '0' || c > '9') return false;
-    *value = *value * 10 + static_cast<size_t>(c - '0');
-  }
-  return true;
+// An argument's length or an exit code: at most 9 digits, so a longer line is malformed
+// even with leading zeros.
+std::optional<size_t> ParseNumber(std::string_view text) {
+  if (text.size() > 9) return std::nullopt;
+  return ParseDecimal<size_t>(text);
 }
 
 absl::StatusOr<sockaddr_un> SocketAddress(const std::string& path) {
@@ -120,16 +118,16 @@ absl::StatusOr<std::optional<AdminRequest>> DecodePartialRequest(std::string_vie
   while (true) {
     if (!ReadLine(bytes, &at, &line)) return std::nullopt;
     if (line == "end") return request;
-    size_t length = 0;
-    if (!line.starts_with("arg ") || !ParseNumber(line.substr(4), &length) ||
-        length > kRequestBytesMax) {
+    const std::optional<size_t> length =
+        line.starts_with("arg ") ? ParseNumber(line.substr(4)) : std::nullopt;
+    if (!length || *length > kRequestBytesMax) {
       return absl::InvalidArgumentError("malformed request: argument");
     }
-    if (at + length + 1 > bytes.size()) return std::nullopt;
-    if (bytes[at + length] != '\n')
+    if (at + *length + 1 > bytes.size()) return std::nullopt;
+    if (bytes[at + *length] != '\n')
       return absl::InvalidArgumentError("malformed request: argument");
-    request.args.emplace_back(bytes.substr(at, length));
-    at += length + 1;
+    request.args.emplace_back(bytes.substr(at, *length));
+    at += *length + 1;
     if (request.args.size() > 64) return absl::InvalidArgumentError("too many arguments");
   }
 }
@@ -148,12 +146,10 @@ std::string EncodeResponse(const AdminResponse& response) {
 absl::StatusOr<AdminResponse> DecodeResponse(std::string_view bytes) {
   size_t at = 0;
   std::string_view line;
-  size_t code = 0;
-  if (!ReadLine(bytes, &at, &line) || !line.starts_with("exit ") ||
-      !ParseNumber(line.substr(5), &code) || code > 255) {
-    return absl::InternalError("malformed response from stanzad");
-  }
-  return AdminResponse{static_cast<int>(code), std::string(bytes.substr(at))};
+  std::optional<size_t> code;
+  if (ReadLine(bytes, &at, &line) && line.starts_with("exit ")) code = ParseNumber(line.substr(5));
+  if (!code || *code > 255) return absl::InternalError("malformed response from stanzad");
+  return AdminResponse{static_cast<int>(*code), std::string(bytes.substr(at))};
 }
 
 std::string AdminSocketPath(std::string_view state_dir) {

@@ -62,6 +62,26 @@ TEST(AdminProtocolTest, PartialRequestIsRefusedOnceALineIsWrong) {
   }
 }
 
+TEST(AdminProtocolTest, LengthsAndExitCodesAreDigitsOnly) {
+  for (const char* bytes :
+       {"stanzactl 1\njson 0\narg +1\nx\nend\n", "stanzactl 1\njson 0\narg  1\nx\nend\n",
+        "stanzactl 1\njson 0\narg 1 \nx\nend\n", "stanzactl 1\njson 0\narg -1\nx\nend\n",
+        "stanzactl 1\njson 0\narg \n\nend\n", "stanzactl 1\njson 0\narg 0000000001\nx\nend\n"}) {
+    EXPECT_FALSE(DecodeRequest(bytes).ok()) << bytes;
+  }
+  absl::StatusOr<AdminRequest> padded =
+      DecodeRequest("stanzactl 1\njson 0\narg 000000001\nx\nend\n");
+  ASSERT_TRUE(padded.ok()) << padded.status();
+  EXPECT_EQ(padded->args, std::vector<std::string>{"x"});
+  for (const char* bytes : {"exit +1\n", "exit  1\n", "exit 1 \n", "exit -1\n", "exit 256\n",
+                            "exit \n", "exit 18446744073709551617\n"}) {
+    EXPECT_FALSE(DecodeResponse(bytes).ok()) << bytes;
+  }
+  absl::StatusOr<AdminResponse> code = DecodeResponse("exit 255\nout");
+  ASSERT_TRUE(code.ok()) << code.status();
+  EXPECT_EQ(code->exit_code, 255);
+}
+
 TEST(AdminProtocolTest, ResponseRoundTrip) {
   AdminResponse response{1, "error: unknown call bridge cb9\n"};
   absl::StatusOr<AdminResponse> decoded = DecodeResponse(EncodeResponse(response));

@@ -143,7 +143,8 @@ TEST(DnsDoctorTest, NoClientListenerIsSaid) {
 TEST(DnsDoctorTest, ADnsServerThatIsNotAnAddressIsRefused) {
   for (const std::string server :
        {"junk", "127.0.0.1:70000", "127.0.0.1:0", "127.0.0.1:", "127.0.0.1,127.0.0.2", "[::1",
-        "[::1]x", "::1:53:99x", "127.0.0.1:5x"}) {
+        "[::1]x", "::1:53:99x", "127.0.0.1:5x", "127.0.0.1:+53", "127.0.0.1: 53", "127.0.0.1:53 ",
+        "127.0.0.1:-53", "[::1]:+53", "127.0.0.1:4294967349"}) {
     const absl::StatusOr<DnsAnswers> answers = LookupXmppDns("example.com", server);
     ASSERT_FALSE(answers.ok()) << server;
     EXPECT_THAT(std::string(answers.status().message()),
