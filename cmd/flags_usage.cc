@@ -63,10 +63,13 @@ void AppendFlag(const absl::CommandLineFlag& flag, std::string* out) {
 
 std::string GroupedFlagsHelp(std::string_view usage, const std::vector<FlagGroup>& groups) {
   // Abseil registers the flags of every linked library too; ours are the ones
-  // defined in cmd/ (their file name is the build's, which means nothing here).
+  // defined in cmd/ and server/ (their file name is the build's, which means nothing here).
   std::map<std::string, const absl::CommandLineFlag*> ours;
   for (const auto& [name, flag] : absl::GetAllFlags()) {
-    if (flag->Filename().find("cmd/") != std::string::npos) ours[std::string(name)] = flag;
+    const std::string file(flag->Filename());
+    if (file.find("cmd/") != std::string::npos || file.find("server/") != std::string::npos) {
+      ours[std::string(name)] = flag;
+    }
   }
   std::string out(usage);
   if (!out.empty() && out.back() != '\n') out.push_back('\n');

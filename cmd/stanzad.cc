@@ -39,12 +39,9 @@
 #include "absl/strings/str_split.h"
 #include "absl/strings/strip.h"
 #include "cluster/node/cluster_node.h"
-#include "cluster/relay/directory.h"
-#include "cluster/relay/relay.h"
 #include "cluster/storage/atomic_file.h"
 #include "cmd/admin/admin_socket.h"
 #include "cmd/cluster_commands.h"
-#include "cmd/daemon_options.h"
 #include "cmd/file_access.h"
 #include "cmd/flags_usage.h"
 #include "cmd/metrics/http_server.h"
@@ -52,13 +49,15 @@
 #include "cmd/node_commands.h"
 #include "cmd/node_config.h"
 #include "cmd/node_metrics.h"
-#include "cmd/shard_mail.h"
 #include "core/base/log.h"
 #include "core/router/client_routes.h"
 #include "core/router/route_table.h"
 #include "core/xmpp/stanza.h"
 #include "net/engine.h"
 #include "net/router_shard.h"
+#include "server/daemon_options.h"
+#include "server/relay_driver.h"
+#include "server/shard_mail.h"
 #include "tls/certificates.h"
 
 namespace stanzad {
@@ -184,7 +183,7 @@ class Daemon {
       const uint64_t now_ms = MonotonicMs();
       if (engine_) {
         engine_->DrainControl([this, now_ms](int, const net::CrossShardMessage& message) {
-          OnShardRecord(message, now_ms);
+          relay_->OnShardRecord(now_ms, message);
         });
       }
       (*admin)->HandlePoll(
@@ -433,13 +432,9 @@ class Daemon {
     }
     cluster_->SetDataHandlers(
         [this](raft::NodeId from, const cluster::Frame& frame) {
-          if (frame.type == cluster::FrameType::kRoutes) {
-            directory_->OnRoutes(from, frame.payload);
-          } else {
-            relay_->OnFrame(turn_now_ms_, {from, 0}, frame.type, frame.payload);
-          }
+          relay_->OnFrame(turn_now_ms_, from, frame.type, frame.payload);
         },
-        [this](raft::NodeId peer) { directory_->LinkUp(peer); });
+        [this](raft::NodeId peer) { relay_->OnLinkUp(peer); });
     mirrored_generation_ = 0;
     cluster_listening_ = false;
     if (!cluster_tls_error_.empty()) return absl::FailedPreconditionError(cluster_tls_error_);
@@ -520,30 +515,23 @@ class Daemon {
     }
   }
 
-  // ---- Records for the shards (cmd/shard_mail.h) ----
+  // ---- Records for the shards (server/shard_mail.h) ----
 
   static constexpr size_t kMailRecordsFull = 65536;  // waiting: the relay takes no more
 
-  ShardMail::Post EnginePost() {
-    return [this](int shard, uint32_t kind, uint64_t target, uint64_t argument,
-                  std::string_view payload) {
-      return engine_->Post(shard, kind, target, argument, payload);
-    };
-  }
+  // The shards, through the records that wait for their queues.
+  server::MailedShards Shards() { return server::MailedShards(engine_.get(), mail_, shards_); }
 
   void PostToShard(int shard, uint32_t kind, uint64_t target, uint64_t argument,
                    std::string_view payload) {
-    if (engine_) mail_.Send(EnginePost(), shard, kind, target, argument, payload);
+    Shards().Post(shard, kind, target, argument, payload);
   }
 
   void PostToAllShards(uint32_t kind, uint64_t argument, std::string_view payload) {
+    server::MailedShards shards = Shards();
     for (int shard = 0; shard < shards_; ++shard) {
-      PostToShard(shard, kind, net::kNoConnection, argument, payload);
+      shards.Post(shard, kind, net::kNoConnection, argument, payload);
     }
-  }
-
-  void FlushMail() {
-    if (engine_) mail_.Flush(EnginePost());
   }
 
   // The shards stopped: what waited for them goes. Stanzas among it were answered
@@ -555,102 +543,29 @@ class Daemon {
     }
   }
 
-  // ---- Stanzas between nodes: the relay (cluster/relay/relay.h), driven here ----
+  // ---- Stanzas between nodes: the relay (cluster/relay), driven by server/relay_driver.h ----
 
-  // Route sets pace themselves well below what a link may queue (more closes it).
-  static_assert(cluster::relay::DirectoryOptions{}.routes_queued_bytes_max +
-                        cluster::relay::DirectoryOptions{}.routes_frame_bytes_max <=
-                    cluster::PeerTransport::kQueueBytesMax / 2,
-                "a route set could fill a cluster link's queue");
-
-  // The relay, made once the node has its id; its incarnation grows on every start. One
-  // lane per node, shard 0, on this thread, until the shards run their own
-  // (docs/data-links.md): every member has one lane (View::lanes left empty), so every
-  // relay frame is for shard 0 and travels on the cluster link.
+  // The relay (server/relay_driver.h), made once the node has its id; its incarnation
+  // grows on every start.
   absl::Status OpenRelay() {
-    if (relay_ && relay_->self().node == cluster_->id()) return absl::OkStatus();
+    if (relay_ && relay_->self() == cluster_->id()) return absl::OkStatus();
     absl::StatusOr<uint64_t> incarnation = NextIncarnation(state_dir_ + "/cluster");
     if (!incarnation.ok()) return incarnation.status();
-    relay_.reset();  // it reads the directory
-    directory_ = std::make_unique<cluster::relay::Directory>();
-    relay_ = std::make_unique<cluster::relay::Relay>(cluster::relay::Lane{cluster_->id(), 0},
-                                                     *incarnation, config_.domain, *directory_,
-                                                     options_.relay);
+    relay_ = std::make_unique<server::RelayDriver>(cluster_->id(), *incarnation, config_.domain,
+                                                   options_.relay);
     return absl::OkStatus();
   }
 
-  // A record a shard posted with PostToControl.
-  void OnShardRecord(const net::CrossShardMessage& message, uint64_t now_ms) {
-    switch (message.kind) {
-      case net::kCtlRouteUp:
-      case net::kCtlRouteDown:
-        directory_->LocalRoute(message.kind == net::kCtlRouteUp, message.payload);
-        if (message.kind == net::kCtlRouteUp) relay_->RouteBound(now_ms, message.payload);
-        return;
-      case net::kCtlForward:
-        relay_->Forward(now_ms, message.target, message.argument, message.payload);
-        return;
-      default:
-        return;
-    }
-  }
-
-  // One turn of the relay: what the control plane knows now in, frames, deliveries,
-  // bounces and route changes out. The frames (answers first) leave before the
-  // deliveries go to the shards.
+  // One turn of the relay, then what waits for the shards goes.
   void DriveRelay(uint64_t now_ms, bool cluster_active) {
-    cluster::relay::View view;
+    server::MailedShards shards = Shards();
     if (cluster_active) {
-      view.member = cluster_->is_member();
-      view.leader = cluster_->leader_id();
-      for (const raft::NodeId peer : cluster_->PeerIds()) {
-        view.members.insert(peer);
-        if (cluster_->LinkedTo(peer)) view.linked.insert(peer);
-        if (const size_t queued = cluster_->QueuedTo(peer); queued > 0) {
-          view.queued_bytes[peer] = queued;
-        }
-      }
+      server::ClusterNodeLinks links(*cluster_);
+      relay_->Turn(now_ms, config_.domain, &links, shards);
+    } else {
+      relay_->Turn(now_ms, config_.domain, nullptr, shards);
     }
-    view.can_deliver = engine_ != nullptr && !mail_.full();
-    if (relay_->domain() != config_.domain) relay_->SetDomain(config_.domain);
-    directory_->SetView(view);
-    relay_->SetView(now_ms, view);
-    directory_->Tick();
-    cluster::relay::Ready routes = directory_->TakeReady();
-    for (const cluster::relay::RouteChange& change : routes.route_changes) {
-      if (change.op == cluster::relay::RouteChange::Op::kBind) {
-        relay_->RouteBound(now_ms, change.address);
-      }
-    }
-    relay_->Tick(now_ms);
-    cluster::relay::Ready ready = relay_->TakeReady();
-    for (cluster::relay::Send& send : routes.sends) {
-      cluster_->SendData(send.to, send.type, send.payload);
-    }
-    for (cluster::relay::Send& send : ready.sends) {
-      cluster_->SendData(send.to, send.type, send.payload);
-    }
-    // What this turn queued leaves in one send per link, before the deliveries go.
-    if (cluster_active) cluster_->FlushLinks();
-    for (const cluster::relay::RouteChange& change : routes.route_changes) {
-      using Op = cluster::relay::RouteChange::Op;
-      const uint32_t kind = change.op == Op::kBind     ? net::kRemoteRouteBind
-                            : change.op == Op::kUnbind ? net::kRemoteRouteUnbind
-                                                       : net::kForgetNode;
-      PostToAllShards(kind, change.node, change.address);
-    }
-    for (cluster::relay::Bounce& bounce : ready.bounces) {
-      PostToShard(net::ShardOf(bounce.sender), net::kBounce, bounce.sender,
-                  static_cast<uint64_t>(bounce.condition), bounce.bytes);
-    }
-    for (cluster::relay::LogLine& line : ready.logs) {
-      LogEvent(line.warning ? LogLevel::kWarning : LogLevel::kInfo, line.event, line.fields);
-    }
-    for (cluster::relay::Delivery& delivery : ready.deliveries) {
-      PostToShard(router::OwnerShard(delivery.address, shards_), net::kDeliverFromPeer,
-                  net::kNoConnection, delivery.origin, delivery.bytes);
-    }
-    FlushMail();
+    shards.Flush();
   }
 
   static constexpr uint64_t kJoinTokenTtlSDefault = 3600;
@@ -1152,7 +1067,7 @@ class Daemon {
     engine_.reset();
     DropMail();
     // Its bridges are gone: the other nodes forget them.
-    directory_->DropLocalRoutes();
+    relay_->DropLocalRoutes();
     LogEvent(LogLevel::kInfo, "serving_stopped");
   }
 
@@ -1218,7 +1133,7 @@ class Daemon {
     }
     not_serving_reason_.clear();
     // The new shards learn the routes of the other nodes.
-    for (const cluster::relay::RouteChange& route : directory_->RemoteRoutes()) {
+    for (const cluster::relay::RouteChange& route : relay_->RemoteRoutes()) {
       PostToAllShards(net::kRemoteRouteBind, route.node, route.address);
     }
     std::string listening;
@@ -1246,8 +1161,7 @@ class Daemon {
   std::unique_ptr<cluster::ClusterNode> cluster_;
   bool cluster_listening_ = false;
   std::string cluster_tls_error_;  // set: TLS was asked for and failed; the node stays out
-  std::unique_ptr<cluster::relay::Directory> directory_;  // before relay_: it reads it
-  std::unique_ptr<cluster::relay::Relay> relay_;
+  std::unique_ptr<server::RelayDriver> relay_;
   ShardMail mail_{shards_, kMailRecordsFull};  // records the shards' queues did not take yet
   uint64_t turn_now_ms_ = 0;                   // the control loop's clock this turn
   uint64_t mirrored_generation_ = 0;

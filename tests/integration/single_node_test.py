@@ -331,7 +331,7 @@ class HelpTest(unittest.TestCase):
         self.assertNotRegex(out, r"[\w/.-]+\.cc\b")
         self.assertNotIn(os.path.abspath(os.path.join(os.path.dirname(__file__), "../..")), out)
         # Every flag the daemon defines is listed once, with its text and default.
-        source = os.path.join(os.path.dirname(__file__), "../../cmd/daemon_options.cc")
+        source = os.path.join(os.path.dirname(__file__), "../../server/daemon_options.cc")
         with open(source) as f:
             defined = re.findall(r"^ABSL_FLAG\([^,]+,\s*(\w+),", f.read(), re.MULTILINE)
         self.assertGreater(len(defined), 20)

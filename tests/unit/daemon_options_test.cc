@@ -1,6 +1,6 @@
-// ReadDaemonOptions (cmd/daemon_options.h): the flags as the daemon gets them — floors,
+// ReadDaemonOptions (server/daemon_options.h): the flags as the daemon gets them — floors,
 // units, the per-shard split — and the errors that name a flag.
-#include "cmd/daemon_options.h"
+#include "server/daemon_options.h"
 
 #include <gtest/gtest.h>
 

@@ -1,6 +1,6 @@
-// ShardMail (cmd/shard_mail.h): records wait in order per shard while a shard's queue is
+// ShardMail (server/shard_mail.h): records wait in order per shard while a shard's queue is
 // full, go when it takes them, and are counted when dropped.
-#include "cmd/shard_mail.h"
+#include "server/shard_mail.h"
 
 #include <gtest/gtest.h>
 

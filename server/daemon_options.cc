@@ -1,4 +1,4 @@
-#include "cmd/daemon_options.h"
+#include "server/daemon_options.h"
 
 #include <arpa/inet.h>
 

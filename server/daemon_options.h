@@ -3,8 +3,8 @@
 // error naming the flag), raised to its floor where the flag's text names one, and handed
 // to the daemon as one value, already in the shape of the parts it configures. The daemon
 // reads no flag itself.
-#ifndef STANZAD_CMD_DAEMON_OPTIONS_H_
-#define STANZAD_CMD_DAEMON_OPTIONS_H_
+#ifndef STANZAD_SERVER_DAEMON_OPTIONS_H_
+#define STANZAD_SERVER_DAEMON_OPTIONS_H_
 
 #include <cstddef>
 #include <cstdint>
@@ -56,4 +56,4 @@ std::vector<FlagGroup> DaemonFlagGroups();
 
 }  // namespace stanzad
 
-#endif  // STANZAD_CMD_DAEMON_OPTIONS_H_
+#endif  // STANZAD_SERVER_DAEMON_OPTIONS_H_

@@ -10,8 +10,8 @@
 // none can be sent again later).
 //
 // Thread: the control thread only.
-#ifndef STANZAD_CMD_SHARD_MAIL_H_
-#define STANZAD_CMD_SHARD_MAIL_H_
+#ifndef STANZAD_SERVER_SHARD_MAIL_H_
+#define STANZAD_SERVER_SHARD_MAIL_H_
 
 #include <cstddef>
 #include <cstdint>
@@ -58,4 +58,4 @@ class ShardMail {
 
 }  // namespace stanzad
 
-#endif  // STANZAD_CMD_SHARD_MAIL_H_
+#endif  // STANZAD_SERVER_SHARD_MAIL_H_

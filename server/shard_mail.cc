@@ -1,4 +1,4 @@
-#include "cmd/shard_mail.h"
+#include "server/shard_mail.h"
 
 #include "core/base/check.h"
 
