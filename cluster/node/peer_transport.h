@@ -50,6 +50,7 @@
 #include "absl/status/status.h"
 #include "cluster/node/frames.h"
 #include "cluster/node/link_auth.h"
+#include "cluster/node/link_handshake.h"
 #include "net/engine.h"
 #include "tls/tls_session.h"
 
@@ -64,19 +65,6 @@ struct TransportLimits {
   size_t unauthenticated_links_max = 256;       // incoming, in total
   size_t unauthenticated_links_per_ip_max = 8;  // incoming, from one IP address
   size_t unauthenticated_bytes_max = 64 << 10;  // buffered per link before authentication
-};
-
-// This node, as it introduces itself on the links it dials.
-struct LinkSelf {
-  raft::NodeId id = raft::kNoNode;
-  std::string address;  // its cluster address, "IP:PORT"
-};
-
-// Who is at the other end of an authenticated link.
-struct LinkPeer {
-  raft::NodeId id = raft::kNoNode;  // the node id it proved with its credential
-  uint64_t join_token = 0;          // not 0: authenticated by this join token, not the key
-  std::string identity;             // with TLS: its certificate's key (tls::PublicKeyDigest)
 };
 
 class PeerTransport {
