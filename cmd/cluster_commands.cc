@@ -86,6 +86,10 @@ std::string ClusterStatusText(const cluster::ClusterStatus& status, const NodeCo
           : member.last_contact_ms_ago
               ? Concat("  last contact ", std::to_string(*member.last_contact_ms_ago), " ms ago")
               : std::string("  never heard from"),
+          member.data_links_total > 0
+              ? Concat("  data links ", std::to_string(member.data_links_up), "/",
+                       std::to_string(member.data_links_total))
+              : std::string(),
           "\n");
     }
   }
@@ -118,7 +122,8 @@ std::string ClusterStatusJson(const cluster::ClusterStatus& status, const NodeCo
         ",\"connected\":", member.connected ? "true" : "false", ",\"last_contact_ms_ago\":",
         member.last_contact_ms_ago ? std::to_string(*member.last_contact_ms_ago)
                                    : std::string("null"),
-        "}");
+        ",\"data_links_up\":", std::to_string(member.data_links_up),
+        ",\"data_links_total\":", std::to_string(member.data_links_total), "}");
   }
   members += "]";
   std::string isolated;

@@ -56,6 +56,7 @@
 #include "net/engine.h"
 #include "net/router_shard.h"
 #include "server/daemon_options.h"
+#include "server/node_shard.h"
 #include "server/relay_driver.h"
 #include "server/shard_mail.h"
 #include "tls/certificates.h"
@@ -146,6 +147,7 @@ class Daemon {
         shards_(options_.shards),
         metrics_addr_(options_.metrics_addr) {
     stats_ = std::make_unique<net::RouterShardStats[]>(static_cast<size_t>(shards_));
+    data_link_stats_ = std::make_unique<cluster::DataLinkStats[]>(static_cast<size_t>(shards_));
   }
 
   int Run() {
@@ -201,6 +203,7 @@ class Daemon {
       DriveRelay(now_ms, clustered);
       const auto now = std::chrono::steady_clock::now();
       if (now - last_publish >= std::chrono::milliseconds(100)) {
+        PublishDataPlane(clustered);
         PublishMetricsSnapshot();
         last_publish = now;
       }
@@ -491,9 +494,10 @@ class Daemon {
                "reason=" + LogQuote(std::string(saved.message())));
       return saved;
     }
-    const bool listeners_changed = proposed.listen != config_.listen ||
-                                   proposed.ReadyToServe() != config_.ReadyToServe() ||
-                                   proposed.domain != config_.domain;
+    // (Enabling the cluster opens its data port on the shards.)
+    const bool listeners_changed =
+        proposed.listen != config_.listen || proposed.cluster_enabled != config_.cluster_enabled ||
+        proposed.ReadyToServe() != config_.ReadyToServe() || proposed.domain != config_.domain;
     config_ = std::move(proposed);
     last_config_change_unix_s_ =
         std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch()).count();
@@ -551,9 +555,79 @@ class Daemon {
     if (relay_ && relay_->self() == cluster_->id()) return absl::OkStatus();
     absl::StatusOr<uint64_t> incarnation = NextIncarnation(state_dir_ + "/cluster");
     if (!incarnation.ok()) return incarnation.status();
-    relay_ = std::make_unique<server::RelayDriver>(cluster_->id(), *incarnation, config_.domain,
-                                                   options_.relay);
+    relay_ = std::make_unique<server::RelayDriver>(
+        cluster_->id(), *incarnation, config_.domain, options_.relay,
+        cluster::DataPlaneInfo{options_.cluster_data_port, 1});
     return absl::OkStatus();
+  }
+
+  // ---- Data links (cluster/data/data_links.h) ----
+
+  // The data port's address: the cluster address's IP, --cluster_data_port.
+  static absl::StatusOr<net::Endpoint> DataEndpoint(const std::string& cluster_address,
+                                                    uint16_t port) {
+    absl::StatusOr<net::Endpoint> cluster = net::Endpoint::Parse(cluster_address, 0);
+    if (!cluster.ok()) return cluster.status();
+    const std::string ip = cluster->IpString();
+    return net::Endpoint::Parse(
+        (ip.find(':') != std::string::npos ? "[" + ip + "]" : ip) + ":" + std::to_string(port),
+        port);
+  }
+
+  // What the shards' data links need, published when it changes: links run between
+  // members that told their data port, with the cluster key, and not under cluster TLS.
+  void PublishDataPlane(bool clustered) {
+    auto next = std::make_shared<cluster::DataPlaneConfig>();
+    if (clustered && cluster_->tls()) {
+      next->off_reason = "this cluster's links use TLS: data links are off, stanzas use them";
+    } else if (clustered && cluster_->has_state() && !cluster_->cluster_key().empty()) {
+      next->self = cluster_->id();
+      next->self_address = cluster_->address();
+      next->cluster_key = cluster_->cluster_key();
+      for (const cluster::MemberStatus& member : cluster_->Status().members) {
+        if (member.self) continue;
+        cluster::DataPlaneConfig::Member& entry = next->members[member.id];
+        auto info = relay_->data_planes().find(member.id);
+        if (info == relay_->data_planes().end()) continue;
+        absl::StatusOr<net::Endpoint> endpoint = DataEndpoint(member.address, info->second.port);
+        if (endpoint.ok()) entry.endpoint = *endpoint;
+        entry.lanes = info->second.lanes;
+      }
+    }
+    const std::shared_ptr<const cluster::DataPlaneConfig> current = data_plane_.Current();
+    const auto same_members = [&] {
+      if (current->members.size() != next->members.size()) return false;
+      for (const auto& [id, member] : next->members) {
+        auto it = current->members.find(id);
+        if (it == current->members.end() || it->second.lanes != member.lanes ||
+            it->second.endpoint.ToString() != member.endpoint.ToString()) {
+          return false;
+        }
+      }
+      return true;
+    };
+    if (next->self == current->self && next->cluster_key == current->cluster_key &&
+        next->off_reason == current->off_reason &&
+        next->self_address == current->self_address && same_members()) {
+      return;
+    }
+    data_plane_.Publish(std::move(next));
+    for (int shard = 0; shard < shards_; ++shard) {
+      PostToShard(shard, server::kDataPlaneChanged, net::kNoConnection, 0, "");
+    }
+  }
+
+  // Each member's data links from this node's shards (DataLinkStats::up).
+  void CountDataLinks(cluster::ClusterStatus* status) const {
+    if (!engine_ || data_plane_.Current()->cluster_key.empty()) return;
+    for (cluster::MemberStatus& member : status->members) {
+      if (member.self) continue;
+      member.data_links_total = shards_;
+      for (int shard = 0; shard < shards_; ++shard) {
+        member.data_links_up +=
+            data_link_stats_[static_cast<size_t>(shard)].up.load()->count(member.id) != 0 ? 1 : 0;
+      }
+    }
   }
 
   // One turn of the relay, then what waits for the shards goes.
@@ -769,7 +843,8 @@ class Daemon {
     };
     if (verb == "status") {
       if (request.args.size() != 2) return usage();
-      const cluster::ClusterStatus status = cluster_->Status();
+      cluster::ClusterStatus status = cluster_->Status();
+      CountDataLinks(&status);
       std::string out = request.json ? ClusterStatusJson(status, config_, cluster_listening_)
                                      : ClusterStatusText(status, config_, cluster_listening_);
       if (!request.json && !cluster_tls_error_.empty())
@@ -1106,6 +1181,11 @@ class Daemon {
         if (endpoint.ok()) options.listeners.push_back({*endpoint, net::kClientTlsListener});
       }
     }
+    if (config_.cluster_enabled && !ClusterAddress().empty()) {
+      absl::StatusOr<net::Endpoint> data =
+          DataEndpoint(ClusterAddress(), options_.cluster_data_port);
+      if (data.ok()) options.listeners.push_back({*data, cluster::kClusterDataListener});
+    }
     options.connections_max_per_shard = options_.connections_max_per_shard;
     options.connection_queue_bytes_max = options_.connection_queue_bytes_max;
     const net::RouterLimits& limits = options_.router;
@@ -1118,8 +1198,11 @@ class Daemon {
     }
     absl::StatusOr<std::unique_ptr<net::Engine>> engine =
         net::Engine::Start(options, [this, limits](int shard) {
-          return std::make_unique<net::RouterShard>(&publisher_, limits,
-                                                    &stats_[static_cast<size_t>(shard)]);
+          const size_t index = static_cast<size_t>(shard);
+          return std::make_unique<server::NodeShard>(
+              std::make_unique<net::RouterShard>(&publisher_, limits, &stats_[index]),
+              std::make_unique<cluster::DataLinks>(&data_plane_, options_.data_links,
+                                                   &data_link_stats_[index]));
         });
     if (!engine.ok()) {
       not_serving_reason_ = std::string(engine.status().message());
@@ -1162,6 +1245,8 @@ class Daemon {
   bool cluster_listening_ = false;
   std::string cluster_tls_error_;  // set: TLS was asked for and failed; the node stays out
   std::unique_ptr<server::RelayDriver> relay_;
+  cluster::DataPlanePublisher data_plane_;
+  std::unique_ptr<cluster::DataLinkStats[]> data_link_stats_;
   ShardMail mail_{shards_, kMailRecordsFull};  // records the shards' queues did not take yet
   uint64_t turn_now_ms_ = 0;                   // the control loop's clock this turn
   uint64_t mirrored_generation_ = 0;

@@ -58,6 +58,15 @@ std::string Endpoint::ToString() const {
   return "<unknown address>";
 }
 
+std::string Endpoint::IpString() const {
+  std::string text = ToString();
+  const size_t colon = text.rfind(':');
+  if (colon == std::string::npos) return text;
+  text.resize(colon);
+  if (text.size() >= 2 && text.front() == '[') text = text.substr(1, text.size() - 2);
+  return text;
+}
+
 absl::StatusOr<Endpoint> Endpoint::Parse(std::string_view text, uint16_t default_port) {
   std::string_view host = text;
   uint16_t port = default_port;

@@ -48,6 +48,8 @@ struct Endpoint {
 
   // "127.0.0.1:5223", "[::1]:5223".
   std::string ToString() const;
+  // The address alone: "127.0.0.1", "::1".
+  std::string IpString() const;
   // Parses "HOST:PORT", "[V6]:PORT", or a bare IP with `default_port`.
   static absl::StatusOr<Endpoint> Parse(std::string_view text, uint16_t default_port);
 };

@@ -59,16 +59,6 @@ constexpr uint64_t kRefusalLogIntervalMs = 10'000;
 // below the cap.
 constexpr uint32_t kPreauthShareFloor = 16;
 
-// The IP address of an endpoint without its port.
-std::string IpOf(const Endpoint& endpoint) {
-  std::string text = endpoint.ToString();
-  const size_t colon = text.rfind(':');
-  if (colon == std::string::npos) return text;
-  text.resize(colon);
-  if (text.size() >= 2 && text.front() == '[') text = text.substr(1, text.size() - 2);
-  return text;
-}
-
 }  // namespace
 
 // ---- Call bridges ----
@@ -331,7 +321,7 @@ void RouterShard::BroadcastToOthers(uint32_t kind, uint64_t argument, std::strin
 
 bool RouterShard::OnAccept(Shard& shard, ConnectionId id, const Endpoint& peer, int listener_tag) {
   shard_ = &shard;
-  std::string ip = IpOf(peer);
+  std::string ip = peer.IpString();
   const bool client = listener_tag == kClientListener || listener_tag == kClientTlsListener;
   const bool needs_tls = client || listener_tag == kComponentTlsListener;
   if (!config_->enabled || AddressBlocked(ip, shard.now_ms())) {

@@ -52,6 +52,12 @@ ABSL_FLAG(uint16_t, cluster_port, 5279,
           "once the node has a certificate ('certs') and the cluster a trust bundle ('cluster "
           "trust'). Without TLS, what follows the handshake is sealed with keys derived from it "
           "(no forward secrecy: TLS adds that).");
+ABSL_FLAG(int, cluster_data_port, 0,
+          "TCP port for the data links between the nodes' threads (stanzas between nodes), on "
+          "the cluster address; opened by 'stanzactl cluster enable'. 0: --cluster_port + 1. "
+          "Links authenticate with the cluster key as cluster links do, and only members are "
+          "let in. While the cluster uses TLS ('cluster trust') it refuses every link and none "
+          "is dialled: stanzas then travel on the cluster links.");
 ABSL_FLAG(std::string, cluster_address, "",
           "This node's cluster address: the IP the cluster port opens on and the other nodes "
           "dial. Empty: the first listen address (which must not then be a wildcard such as "
@@ -200,12 +206,29 @@ absl::StatusOr<DaemonOptions> ReadDaemonOptions() {
       static_cast<uint32_t>(std::max(1, absl::GetFlag(FLAGS_account_failures_max)));
 
   options.cluster_port = absl::GetFlag(FLAGS_cluster_port);
+  const int data_port = absl::GetFlag(FLAGS_cluster_data_port);
+  if (data_port < 0 || data_port > 65535 || (data_port == 0 && options.cluster_port == 65535)) {
+    return absl::InvalidArgumentError(
+        "--cluster_data_port must be a TCP port (1 to 65535), or 0 for --cluster_port + 1");
+  }
+  options.cluster_data_port =
+      static_cast<uint16_t>(data_port != 0 ? data_port : options.cluster_port + 1);
+  if (options.cluster_data_port == options.cluster_port) {
+    return absl::InvalidArgumentError("--cluster_data_port must differ from --cluster_port");
+  }
   options.cluster_links.handshake_timeout_ms =
       static_cast<uint64_t>(std::max(100, absl::GetFlag(FLAGS_cluster_handshake_timeout_ms)));
   options.cluster_links.unauthenticated_links_max =
       static_cast<size_t>(std::max(1, absl::GetFlag(FLAGS_cluster_unauthenticated_links_max)));
   options.cluster_links.unauthenticated_links_per_ip_max = static_cast<size_t>(
       std::max(1, absl::GetFlag(FLAGS_cluster_unauthenticated_links_per_ip_max)));
+  // The data port's shards share the cluster port's bounds (each shard holds its share).
+  options.data_links.handshake_timeout_ms = options.cluster_links.handshake_timeout_ms;
+  options.data_links.unauthenticated_links_max =
+      std::max<size_t>(1, options.cluster_links.unauthenticated_links_max /
+                              static_cast<size_t>(std::max(1, options.shards)));
+  options.data_links.unauthenticated_links_per_ip_max =
+      options.cluster_links.unauthenticated_links_per_ip_max;
   cluster::relay::Options& relay = options.relay;
   relay.hold_ms = static_cast<uint64_t>(std::max(1, absl::GetFlag(FLAGS_forward_hold_ms)));
   relay.no_leader_hold_ms =
@@ -225,7 +248,7 @@ std::vector<FlagGroup> DaemonFlagGroups() {
        {"c2s_port", "c2s_tls_port", "component_port", "component_tls"}},
       {"Clients", {"resume_timeout_s", "client_resources_max", "account_failures_max"}},
       {"Cluster",
-       {"cluster_port", "cluster_address", "cluster_handshake_timeout_ms",
+       {"cluster_port", "cluster_data_port", "cluster_address", "cluster_handshake_timeout_ms",
         "cluster_unauthenticated_links_max", "cluster_unauthenticated_links_per_ip_max", "routing",
         "forward_hold_ms", "no_leader_hold_ms", "forward_hold_bytes"}},
       {"Limits",

@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "cluster/data/data_links.h"
 #include "cluster/node/peer_transport.h"
 #include "cluster/relay/relay.h"
 #include "cmd/flags_usage.h"
@@ -42,8 +43,10 @@ struct DaemonOptions {
 
   // The cluster.
   uint16_t cluster_port = 5279;
-  std::string cluster_address;  // an IP; empty: the first listen address
+  uint16_t cluster_data_port = 5280;  // the data links' (cluster/data/data_links.h)
+  std::string cluster_address;        // an IP; empty: the first listen address
   cluster::TransportLimits cluster_links;
+  cluster::DataLinkLimits data_links;
   cluster::relay::Options relay;
 };
 

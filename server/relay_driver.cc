@@ -20,8 +20,9 @@ static_assert(cluster::relay::DirectoryOptions{}.routes_queued_bytes_max +
               "a route set could fill a cluster link's queue");
 
 RelayDriver::RelayDriver(raft::NodeId self, uint64_t incarnation, std::string domain,
-                         const cluster::relay::Options& options)
+                         const cluster::relay::Options& options, cluster::DataPlaneInfo data_plane)
     : self_(self),
+      data_plane_(data_plane),
       directory_(std::make_unique<cluster::relay::Directory>()),
       relay_(std::make_unique<cluster::relay::Relay>(Lane{self, 0}, incarnation, std::move(domain),
                                                      *directory_, options)) {}
@@ -30,12 +31,18 @@ void RelayDriver::OnFrame(uint64_t now_ms, raft::NodeId from, cluster::FrameType
                           std::string_view payload) {
   if (type == cluster::FrameType::kRoutes) {
     directory_->OnRoutes(from, payload);
+  } else if (type == cluster::FrameType::kDataPlane) {
+    absl::StatusOr<cluster::DataPlaneInfo> info = cluster::DecodeDataPlaneInfo(payload);
+    if (info.ok()) data_planes_[from] = *info;
   } else {
     relay_->OnFrame(now_ms, Lane{from, 0}, type, payload);
   }
 }
 
-void RelayDriver::OnLinkUp(raft::NodeId peer) { directory_->LinkUp(peer); }
+void RelayDriver::OnLinkUp(raft::NodeId peer) {
+  directory_->LinkUp(peer);
+  data_plane_owed_.insert(peer);
+}
 
 void RelayDriver::OnShardRecord(uint64_t now_ms, const net::CrossShardMessage& message) {
   switch (message.kind) {
@@ -70,6 +77,8 @@ void RelayDriver::Turn(uint64_t now_ms, const std::string& domain, Links* links,
     }
   }
   view.can_deliver = shards.can_deliver();
+  std::erase_if(data_planes_,
+                [&](const auto& item) { return view.members.count(item.first) == 0; });
   if (relay_->domain() != domain) relay_->SetDomain(domain);
   directory_->SetView(view);
   relay_->SetView(now_ms, view);
@@ -86,6 +95,15 @@ void RelayDriver::Turn(uint64_t now_ms, const std::string& domain, Links* links,
     }
     for (const cluster::relay::Send& send : ready.sends) {
       links->Send(send.to, send.type, send.payload);
+    }
+    // Owed to a peer not yet a member in this node's view: it waits for that.
+    for (auto it = data_plane_owed_.begin(); it != data_plane_owed_.end();) {
+      if (view.members.count(*it) == 0) {
+        ++it;
+        continue;
+      }
+      links->Send(*it, cluster::FrameType::kDataPlane, cluster::EncodeDataPlaneInfo(data_plane_));
+      it = data_plane_owed_.erase(it);
     }
     links->Flush();
   }

@@ -22,11 +22,14 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <map>
 #include <memory>
+#include <set>
 #include <string>
 #include <string_view>
 #include <vector>
 
+#include "cluster/data/data_plane.h"
 #include "cluster/node/cluster_node.h"
 #include "cluster/node/frames.h"
 #include "cluster/raft/types.h"
@@ -64,18 +67,21 @@ class RelayDriver {
   };
 
   // `incarnation`: this start's, larger than any before (server/ keeps it durable).
+  // `data_plane`: what this node tells every member whose link comes up (kDataPlane).
   RelayDriver(raft::NodeId self, uint64_t incarnation, std::string domain,
-              const cluster::relay::Options& options);
+              const cluster::relay::Options& options, cluster::DataPlaneInfo data_plane);
   RelayDriver(const RelayDriver&) = delete;
   RelayDriver& operator=(const RelayDriver&) = delete;
 
   raft::NodeId self() const { return self_; }
 
-  // A relay or routes frame from member `from` (any time between turns).
+  // A relay, routes or data plane frame from member `from` (any time between turns).
   void OnFrame(uint64_t now_ms, raft::NodeId from, cluster::FrameType type,
                std::string_view payload);
-  // A link to `peer` came up: it gets this node's whole route set.
+  // A link to `peer` came up: it gets this node's whole route set and its data plane.
   void OnLinkUp(raft::NodeId peer);
+  // What each member told of its data plane (members only).
+  const std::map<raft::NodeId, cluster::DataPlaneInfo>& data_planes() const { return data_planes_; }
   // A record a shard posted to the control thread (kCtlRouteUp, kCtlRouteDown, kCtlForward;
   // others are not the relay's and are ignored).
   void OnShardRecord(uint64_t now_ms, const net::CrossShardMessage& message);
@@ -93,7 +99,10 @@ class RelayDriver {
 
  private:
   const raft::NodeId self_;
-  std::unique_ptr<cluster::relay::Directory> directory_;  // before relay_: it reads it
+  const cluster::DataPlaneInfo data_plane_;
+  std::map<raft::NodeId, cluster::DataPlaneInfo> data_planes_;  // the members'
+  std::set<raft::NodeId> data_plane_owed_;                      // links up since the last turn
+  std::unique_ptr<cluster::relay::Directory> directory_;        // before relay_: it reads it
   std::unique_ptr<cluster::relay::Relay> relay_;
 };
 

@@ -407,6 +407,7 @@ void ClusterNode::OnFrame(LinkId link, const LinkPeer& peer, Frame frame) {
     case FrameType::kAck:
     case FrameType::kAckRelay:
     case FrameType::kAbort:
+    case FrameType::kDataPlane:
       if (on_data_ && raft_->members().count(peer.id) != 0) on_data_(peer.id, frame);
       return;
     default:

@@ -92,6 +92,10 @@ struct MemberStatus {
   bool connected = false;  // a link to it is up (always true for self)
   // How long ago a frame from it last arrived; nullopt for self or never.
   std::optional<uint64_t> last_contact_ms_ago;
+  // This node's data links to it (cluster/data/data_links.h), filled by the daemon: how
+  // many of its shards' links are up, of how many (0: it runs none).
+  int data_links_up = 0;
+  int data_links_total = 0;
 };
 
 struct ClusterStatus {
@@ -140,6 +144,8 @@ class ClusterNode {
   raft::NodeId leader_id() const { return raft_->leader(); }
   bool is_leader() const { return raft_->role() == raft::Role::kLeader; }
   raft::NodeId id() const { return store_->node_id(); }
+  // The cluster key (link_auth.h), empty until initialize or join.
+  const std::string& cluster_key() const { return cluster_key_; }
   const std::string& address() const { return options_.address; }
 
   void Initialize(std::vector<ConfigCommand> seed, Done done);

@@ -23,6 +23,10 @@
 //   kRoutes, kStanza, kAck, kAckRelay, kAbort
 //                  the relay's frames: stanzas between nodes, their answers and the
 //                  routes each node holds (cluster/relay/wire.h)
+//   kDataPlane     where a member's shards take data links, and how many lanes it runs
+//                  (cluster/data/data_plane.h); sent on every cluster link that comes up
+//   kDataPing      on a data link (the data port, cluster/data/data_links.h): "still
+//                  here"; empty
 //
 // Decoding never trusts its input: lengths are checked against what remains and against
 // kFrameBytesMax; a bad frame is an error, never a crash.
@@ -58,8 +62,10 @@ enum class FrameType : uint8_t {
   kAuthProof = 11,
   kAuthRefused = 12,
   kAbort = 13,
+  kDataPlane = 14,
+  kDataPing = 15,
 };
-inline constexpr FrameType kLastFrameType = FrameType::kAbort;
+inline constexpr FrameType kLastFrameType = FrameType::kDataPing;
 
 // A frame of the link handshake (or of the pre-handshake protocol): never valid once a
 // link is authenticated. Named one by one: types are added after these.

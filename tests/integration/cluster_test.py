@@ -141,7 +141,7 @@ class ClusterTest(unittest.TestCase):
         self.assertLess(from_b[self.address(a)]["last_contact_ms_ago"], 2000)
         self.assertRegex(ok(b, "cluster", "status"),
                          re.escape(self.address(a)) + r"  id=\d+  connected  leader  "
-                         r"last contact \d+ ms ago\n")
+                         r"last contact \d+ ms ago  data links [01]/1\n")
         # Same secret again: a no-op. Another secret: refused, unless --force.
         ok(c, "callbridge", "add-secret", "cb2", stdin="kvgP1SRzWVabhiPVAb1\n")
         code, out, err = c.stanzactl("callbridge", "add-secret", "cb2", stdin="different-secret\n")
@@ -159,6 +159,32 @@ class ClusterTest(unittest.TestCase):
             bridge.open_stream().handshake()
             bridge.close()
         self.assertIn("3 members", ok(b, "status"))
+
+    def test_every_thread_links_to_every_member_on_the_data_port(self):
+        """Each shard keeps an authenticated link to every other member's data port
+        (cluster/data/data_links.h): 'cluster status' counts them, a node that dies is
+        counted down, and back up once it returns."""
+        a, b, c = self.form(extra_flags=("--threads=2",))
+
+        def data_links(node):
+            return {m["address"]: (m["data_links_up"], m["data_links_total"])
+                    for m in status(node)["members"] if not m["self"]}
+
+        for node in (a, b, c):
+            wait_until(lambda node=node: set(data_links(node).values()) == {(2, 2)},
+                       what=f"{node.ip}'s data links up")
+        self.assertRegex(ok(a, "cluster", "status"),
+                         re.escape(self.address(b)) + r"  id=\d+  connected .*data links 2/2\n")
+        self.assertNotIn("data_link_refused", a.read_log())
+        c.stop()
+        wait_until(lambda: data_links(a)[self.address(c)] == (0, 2), timeout=15,
+                   what="a's links to the stopped node counted down")
+        self.assertEqual(data_links(a)[self.address(b)], (2, 2))
+        c.start(seed=False)
+        c.wait_serving()
+        for node in (a, b, c):
+            wait_until(lambda node=node: set(data_links(node).values()) == {(2, 2)},
+                       timeout=15, what=f"{node.ip}'s data links up again")
 
     def test_leader_killed_a_new_one_takes_over(self):
         # What must happen, not how fast: the time is bench/cluster_failover.py's

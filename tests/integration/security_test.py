@@ -62,7 +62,8 @@ def auth_hello(credential, node, token_id=0, address=b"127.0.0.66:5279"):
 def auth_proofs(secret, hello, challenge):
     """(acceptor proof, dialler proof) for a hello payload and a kAuthChallenge payload."""
     transcript = hello + challenge[:8 + 32]  # acceptor node id (8, LE) | acceptor nonce
-    return tuple(hmac.new(secret, label + transcript, hashlib.sha256).digest()
+    # Each label ends with its NUL (link_auth.h).
+    return tuple(hmac.new(secret, label + b"\0" + transcript, hashlib.sha256).digest()
                  for label in (b"stanzad link v1 acceptor", b"stanzad link v1 dialler"))
 
 
@@ -83,12 +84,12 @@ def join_request(node, address=b"127.0.0.66:5279", request_id=8):
 class ClusterLink:
     """A raw TCP connection to a node's cluster port: sends frames, reads frames."""
 
-    def __init__(self, node, source_ip=None, timeout=5.0):
+    def __init__(self, node, source_ip=None, timeout=5.0, port=None):
         self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         if source_ip:
             self.sock.bind((source_ip, 0))
         self.sock.settimeout(timeout)
-        self.sock.connect((node.ip, node.cluster_port))
+        self.sock.connect((node.ip, port or node.cluster_port))
         self.opened = time.monotonic()
         self.buffer = b""
         self.closed = None  # "eof" or "reset" once the node closed it
@@ -381,6 +382,15 @@ class SecurityTest(unittest.TestCase):
         """A raw connection to node's cluster port, closed at the end of the test."""
         self.links.append(ClusterLink(node))
         return self.links[-1]
+
+    def data_link(self, node, source_ip=None):
+        """A raw connection to node's data port (cluster/data/data_links.h)."""
+        self.links.append(ClusterLink(node, source_ip=source_ip, port=node.cluster_data_port))
+        return self.links[-1]
+
+    def data_links_up(self, nodes):
+        return all(m["data_links_total"] > 0 and m["data_links_up"] == m["data_links_total"]
+                   for node in nodes for m in status(node)["members"] if not m["self"])
 
     # ---- the cluster ----
 
@@ -845,6 +855,76 @@ class SecurityTest(unittest.TestCase):
             wait_until(lambda node=node: "Callbridge : during\n" in ok(node, "callbridge", "list"),
                        what=f"the change on {node.ip}")
         self.assertStillWorks((a, b, c, d), a)
+
+    def test_9_the_data_port_lets_in_members_only(self):
+        """The data port (cluster/data/data_links.h) runs the cluster port's handshake
+        with the cluster key: garbage, frames before it, a join token, another cluster's
+        key, the right key for a node that is not a member, oversized frames and floods
+        of idle connections from one address are all refused, and the members' own data
+        links stay up."""
+        nodes = self.form()
+        wait_until(lambda: self.data_links_up(nodes), what="every data link up")
+        a = nodes[0]
+        token_id = int(a.join_token().split(".")[0], 16)  # (a Raft entry: before `before`)
+        before = self.state(nodes)
+        # Not a cluster link at all: an XMPP client on the wrong port.
+        link = self.data_link(a)
+        link.send(b"<?xml version='1.0'?><stream:stream to='example.com'>")
+        self.assertIn("a bad frame before authentication", self.assertRefused(link, timeout=2))
+        # A frame before the hello; a hello from before authentication existed.
+        for first in (frame(STANZA, b"\0" * 45 + b"<message/>"),
+                      frame(LEGACY_HELLO, le64(4242) + b"127.0.0.66:5279")):
+            link = self.data_link(a)
+            link.send(first)
+            self.assertRefused(link, timeout=2)
+        # A real join token, good on the cluster port for a joining node: never here.
+        link = self.data_link(a)
+        link.send(frame(AUTH_HELLO, auth_hello(JOIN_TOKEN, 4242, token_id=token_id)))
+        self.assertRefused(link, UNKNOWN_TOKEN)
+        # Another cluster's key: the refusal after the challenge is sealed; logged.
+        hello = auth_hello(CLUSTER_KEY, 4242)
+        link = self.data_link(a)
+        link.send(frame(AUTH_HELLO, hello))
+        kind, challenge = link.read_frame()
+        self.assertEqual(kind, AUTH_CHALLENGE)
+        _, wrong_proof = auth_proofs(os.urandom(32), hello, challenge)
+        link.send(frame(AUTH_PROOF, wrong_proof), frame(STANZA, b"\0" * 45 + b"<message/>"))
+        self.assertRefusedSealed(link, a, "wrong cluster key")
+        # This cluster's own key (off a member's disk), for a node id that is no member.
+        with open(os.path.join(a.state_dir, "cluster", "link_key")) as f:
+            key = bytes.fromhex(f.read().strip())
+        hello = auth_hello(CLUSTER_KEY, 4242)
+        link = self.data_link(a)
+        link.send(frame(AUTH_HELLO, hello))
+        kind, challenge = link.read_frame()
+        self.assertEqual(kind, AUTH_CHALLENGE)
+        acceptor_proof, proof = auth_proofs(key, hello, challenge)
+        self.assertEqual(challenge[40:], acceptor_proof)  # the node holds this key
+        link.send(frame(AUTH_PROOF, proof))
+        self.assertRefusedSealed(link, a, "node 4242 is not a member of this cluster")
+        # A 60 MiB frame announced: cut off before it is read.
+        link = self.data_link(a)
+        link.send(struct.pack(">IB", 60 << 20, AUTH_HELLO), os.urandom(1 << 16))
+        self.assertRefused(link, timeout=2)
+        # Idle connections from one address: those beyond the cap are closed at once.
+        idle = [self.data_link(a, source_ip="127.0.0.77") for _ in range(12)]
+        time.sleep(0.5)
+        closed = 0
+        for link in idle:
+            link.sock.setblocking(False)
+            try:
+                closed += link.sock.recv(1) == b""
+            except BlockingIOError:
+                pass
+            except ConnectionResetError:
+                closed += 1
+        self.assertEqual(closed, 12 - 8, "the cap of unauthenticated links per address")
+        self.assertIn("event=data_link_refused", a.read_log())
+        # The members never noticed.
+        self.assertTrue(self.data_links_up(nodes))
+        self.assertUnchanged(before, nodes)
+        self.assertStillWorks(nodes, a)
+        wait_until(lambda: self.data_links_up(nodes), what="every data link up again")
 
 
 if __name__ == "__main__":

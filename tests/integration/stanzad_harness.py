@@ -95,6 +95,7 @@ class StanzadProcess:
         self.c2s_port = free_port()
         self.metrics_port = free_port()
         self.cluster_port = free_port()
+        self.cluster_data_port = free_port()
         self.threads = threads
         self.extra_flags = list(extra_flags)
         self.open_files_max = open_files_max  # RLIMIT_NOFILE of the daemon; None: inherited
@@ -111,7 +112,8 @@ class StanzadProcess:
     def start(self, seed=True):
         flags = [STANZAD, f"--state_dir={self.state_dir}", f"--component_port={self.port}",
                  f"--c2s_port={self.c2s_port}", f"--threads={self.threads}", f"--metrics_addr=127.0.0.1:{self.metrics_port}",
-                 f"--cluster_port={self.cluster_port}"] + self.extra_flags
+                 f"--cluster_port={self.cluster_port}",
+                 f"--cluster_data_port={self.cluster_data_port}"] + self.extra_flags
         if seed:
             flags += [f"--domain={DOMAIN}", f"--listen={self.ip}"]
         self.log = open(self.log_path, "ab")

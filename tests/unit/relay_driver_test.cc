@@ -99,8 +99,8 @@ struct TwoNodes {
   std::deque<Wire> wire;
   std::vector<std::string> journal;
   cluster::relay::Options options;
-  RelayDriver a{kA, 1, "example.com", options};
-  RelayDriver b{kB, 1, "example.com", options};
+  RelayDriver a{kA, 1, "example.com", options, {5280, 1}};
+  RelayDriver b{kB, 1, "example.com", options, {5290, 1}};
   FakeLinks links_a{kA, kB, &wire, &journal};
   FakeLinks links_b{kB, kA, &wire, &journal};
   FakeShards shards_a{kA, &journal};
@@ -183,7 +183,7 @@ TEST(RelayDriver, WithoutLinksAStanzaIsBouncedToItsSendersShard) {
   std::vector<std::string> journal;
   cluster::relay::Options options;
   options.no_leader_hold_ms = 100;
-  RelayDriver driver(kA, 1, "example.com", options);
+  RelayDriver driver(kA, 1, "example.com", options, {5280, 1});
   FakeShards shards(kA, &journal);
   const net::ConnectionId sender = net::MakeConnectionId(1, 3, 9);
   const std::string stanza = "<message from='cb1.example.com' to='cb2.example.com' id='m1'/>";

@@ -1,0 +1,436 @@
+#include "cluster/data/data_links.h"
+
+#include <algorithm>
+#include <utility>
+
+#include "core/base/check.h"
+#include "core/base/concat.h"
+#include "core/base/log.h"
+
+namespace stanzad::cluster {
+
+struct DataLinks::Link {
+  net::ConnectionId id = net::kNoConnection;
+  bool outgoing = false;
+  raft::NodeId peer = raft::kNoNode;       // outgoing: the member dialled; incoming: once proven
+  std::string remote;                      // incoming: the peer's IP; outgoing: the address dialled
+  std::optional<LinkHandshake> handshake;  // until it ends
+  bool authenticated = false;
+  // The peer sent a frame after the handshake: it took this side's proof (an acceptor
+  // that refused sends kAuthRefused instead). Only then is an outgoing link up.
+  bool confirmed = false;
+  bool counted_unauthenticated = false;  // incoming, in unauthenticated_ and per IP
+  std::optional<RecordSealer> sealer;
+  std::optional<RecordOpener> opener;
+  std::string in;     // bytes read, not yet taken (frames, then records)
+  std::string plain;  // opened records, not yet taken as frames
+  uint64_t created_ms = 0;
+  uint64_t heard_ms = 0;
+  uint64_t sent_ms = 0;
+};
+
+DataLinks::DataLinks(const DataPlanePublisher* config, DataLinkLimits limits, DataLinkStats* stats)
+    : config_publisher_(config), limits_(limits), stats_(stats), config_(config->Current()) {}
+
+DataLinks::~DataLinks() = default;
+
+namespace {
+
+void Bump(std::atomic<uint64_t>& counter) {
+  counter.store(counter.load(std::memory_order_relaxed) + 1, std::memory_order_relaxed);
+}
+
+}  // namespace
+
+// ---- Accepting ----
+
+bool DataLinks::OnAccept(net::Shard& shard, net::ConnectionId id, const net::Endpoint& peer) {
+  now_ms_ = shard.now_ms();
+  std::string ip = peer.IpString();
+  const auto refuse = [&](const std::string& reason) {
+    Bump(stats_->refused);
+    if (ShouldLog(ip + "|" + reason, now_ms_)) {
+      LogEvent(LogLevel::kWarning, "data_link_refused",
+               Concat("peer=", ip, " direction=in reason=", LogQuote(reason),
+                      " note=", LogQuote("logged once a minute per peer and reason")));
+    }
+    return false;
+  };
+  if (config_->cluster_key.empty()) return refuse(config_->off_reason);
+  if (unauthenticated_per_ip_[ip] >= limits_.unauthenticated_links_per_ip_max) {
+    return refuse("too many unauthenticated links from this address");
+  }
+  if (unauthenticated_ >= limits_.unauthenticated_links_max) {
+    // The oldest unauthenticated link makes room: idle ones cannot lock members out.
+    Link* oldest = nullptr;
+    for (auto& [link_id, link] : links_) {
+      if (link->counted_unauthenticated &&
+          (oldest == nullptr || link->created_ms < oldest->created_ms)) {
+        oldest = link.get();
+      }
+    }
+    if (oldest != nullptr) {
+      ForgetUnauthenticated(*oldest);
+      shard.Abort(oldest->id);
+    }
+  }
+  Bump(stats_->accepted);
+  auto link = std::make_unique<Link>();
+  link->id = id;
+  link->remote = ip;
+  link->created_ms = link->heard_ms = now_ms_;
+  link->handshake =
+      LinkHandshake::Acceptor({config_->self, config_->cluster_key,
+                               /*token_lookup=*/nullptr, RandomBytes(kAuthNonceBytes)});
+  link->counted_unauthenticated = true;
+  ++unauthenticated_;
+  ++unauthenticated_per_ip_[ip];
+  links_[id] = std::move(link);
+  return true;
+}
+
+void DataLinks::ForgetUnauthenticated(Link& link) {
+  if (!link.counted_unauthenticated) return;
+  link.counted_unauthenticated = false;
+  --unauthenticated_;
+  auto it = unauthenticated_per_ip_.find(link.remote);
+  if (it != unauthenticated_per_ip_.end() && --it->second == 0) unauthenticated_per_ip_.erase(it);
+}
+
+// ---- Dialling ----
+
+void DataLinks::Dial(net::Shard& shard, raft::NodeId member, const DataPlaneConfig::Member& where) {
+  Dialler& dialler = diallers_[member];
+  const net::ConnectionId id = shard.Connect(where.endpoint);
+  dialler.backoff_ms = dialler.backoff_ms == 0
+                           ? limits_.redial_ms_min
+                           : std::min(limits_.redial_ms_max, dialler.backoff_ms * 2);
+  dialler.next_dial_ms = now_ms_ + dialler.backoff_ms;
+  if (id == net::kNoConnection) return;
+  auto link = std::make_unique<Link>();
+  link->id = id;
+  link->outgoing = true;
+  link->peer = member;
+  link->remote = where.endpoint.ToString();
+  link->created_ms = link->heard_ms = now_ms_;
+  DiallerOptions options;
+  options.self = {config_->self, config_->self_address};
+  options.cluster_key = config_->cluster_key;
+  options.expected_peer = member;
+  options.address = link->remote;
+  options.nonce = RandomBytes(kAuthNonceBytes);
+  link->handshake = LinkHandshake::Dialler(std::move(options));
+  std::string hello;
+  link->handshake->TakeOutput(&hello);
+  shard.Send(id, hello);  // leaves once connected
+  dialler.link = id;
+  links_[id] = std::move(link);
+}
+
+void DataLinks::OnConnected(net::Shard& shard, net::ConnectionId /*id*/) {
+  now_ms_ = shard.now_ms();
+}
+
+// ---- Reading ----
+
+void DataLinks::OnData(net::Shard& shard, net::ConnectionId id, std::string_view bytes) {
+  now_ms_ = shard.now_ms();
+  auto it = links_.find(id);
+  if (it == links_.end()) return;
+  Link& link = *it->second;
+  link.heard_ms = now_ms_;
+  link.in.append(bytes);
+  if (!link.authenticated) {
+    if (link.in.size() > limits_.unauthenticated_bytes_max) {
+      Refuse(shard, link, "too many bytes before authentication", "");
+      return;
+    }
+    if (!ReadHandshake(shard, link)) return;
+  }
+  if (link.authenticated) ReadFrames(shard, link);
+}
+
+bool DataLinks::ReadHandshake(net::Shard& shard, Link& link) {
+  const net::ConnectionId id = link.id;
+  size_t offset = 0;
+  while (link.handshake && link.handshake->state() == LinkHandshake::State::kHandshaking) {
+    absl::StatusOr<std::optional<Frame>> frame = ParseFrameAt(link.in, &offset, kAuthFrameBytesMax);
+    if (!frame.ok()) {
+      Refuse(shard, link,
+             Concat("a bad frame before authentication: ", std::string(frame.status().message())),
+             "");
+      return false;
+    }
+    if (!frame->has_value()) break;
+    link.handshake->Step(**frame);
+    std::string out;
+    link.handshake->TakeOutput(&out);
+    if (!out.empty()) shard.Send(id, out);
+    if (std::optional<RecordSealer> sealer = link.handshake->TakeSealer()) {
+      link.sealer = std::move(sealer);
+    }
+    if (link.handshake->state() == LinkHandshake::State::kCheckingPeer) {
+      // A member by the configuration this shard was last given.
+      const raft::NodeId peer = link.handshake->peer().id;
+      link.handshake->PeerChecked(
+          config_->members.count(peer) != 0
+              ? absl::OkStatus()
+              : absl::PermissionDeniedError(
+                    Concat("node ", std::to_string(peer), " is not a member of this cluster")));
+      out.clear();
+      link.handshake->TakeOutput(&out);
+      if (!out.empty()) shard.Send(id, out);
+      if (std::optional<RecordSealer> sealer = link.handshake->TakeSealer()) {
+        link.sealer = std::move(sealer);
+      }
+    }
+  }
+  link.in.erase(0, offset);
+  if (!link.handshake) return false;
+  switch (link.handshake->state()) {
+    case LinkHandshake::State::kRefused: {
+      const LinkRefusal refusal = link.handshake->refusal();
+      Refuse(shard, link, refusal.reason, refusal.fix, refusal.tell_peer);
+      return false;
+    }
+    case LinkHandshake::State::kAuthenticated:
+      OnAuthenticated(shard, link);
+      return links_.count(id) != 0;
+    default:
+      return true;
+  }
+}
+
+void DataLinks::OnAuthenticated(net::Shard& shard, Link& link) {
+  const LinkAuthenticated result = link.handshake->authenticated();
+  if (result.join_token != 0) {  // no such thing is asked of this side, but never trust it
+    Refuse(shard, link, "a join token is not valid on the data port", "");
+    return;
+  }
+  link.opener = link.handshake->TakeOpener();
+  link.handshake.reset();
+  link.peer = result.peer;
+  link.authenticated = true;
+  ForgetUnauthenticated(link);
+  Bump(stats_->authenticated);
+  SendFrame(shard, link, FrameType::kDataPing, "");  // confirms it to the peer at once
+}
+
+void DataLinks::ReadFrames(net::Shard& shard, Link& link) {
+  const net::ConnectionId id = link.id;
+  if (link.opener) {
+    if (absl::Status opened = link.opener->Open(&link.in, &link.plain); !opened.ok()) {
+      LogEvent(LogLevel::kWarning, "data_link_closed",
+               Concat("peer=", std::to_string(link.peer), " reason=",
+                      LogQuote(Concat("a record does not open: ", std::string(opened.message())))));
+      shard.Abort(id);
+      return;
+    }
+  } else {
+    link.plain.append(link.in);
+    link.in.clear();
+  }
+  size_t offset = 0;
+  while (true) {
+    absl::StatusOr<std::optional<Frame>> frame =
+        ParseFrameAt(link.plain, &offset, limits_.frame_bytes_max);
+    if (frame.ok() && frame->has_value() && (*frame)->type == FrameType::kAuthRefused) {
+      // The acceptor's check said no after this side's proof (sealed, as all it sends).
+      Bump(stats_->refused);
+      const std::string reason((*frame)->payload.substr(0, kAuthRefusalBytesMax));
+      if (ShouldLog(Concat(link.remote, "|refused|", reason), now_ms_)) {
+        LogEvent(LogLevel::kWarning, "data_link_refused",
+                 Concat("peer=", link.remote, " direction=out reason=",
+                        LogQuote(Concat("the peer refused this node: ", reason))));
+      }
+      shard.Abort(id);
+      return;
+    }
+    if (!frame.ok() || (frame->has_value() && IsHandshakeFrame((*frame)->type))) {
+      LogEvent(LogLevel::kWarning, "data_link_closed",
+               Concat("peer=", std::to_string(link.peer), " reason=",
+                      LogQuote(frame.ok() ? "a handshake frame after authentication"
+                                          : Concat("a bad frame: ",
+                                                   std::string(frame.status().message())))));
+      shard.Abort(id);
+      return;
+    }
+    if (!frame->has_value()) break;
+    Bump(stats_->frames_in);
+    if (!link.confirmed) {
+      link.confirmed = true;
+      if (link.outgoing) {
+        diallers_[link.peer].backoff_ms = 0;
+        PublishUp();
+      }
+    }
+    if ((*frame)->type != FrameType::kDataPing && on_frame_) on_frame_(link.peer, **frame);
+    if (links_.count(id) == 0) return;  // the handler closed it
+  }
+  link.plain.erase(0, offset);
+}
+
+// ---- Writing ----
+
+void DataLinks::SendFrame(net::Shard& shard, Link& link, FrameType type, std::string_view payload) {
+  std::string frame;
+  AppendFrame(type, payload, &frame);
+  if (link.sealer) {
+    std::string records;
+    link.sealer->Seal(frame, &records);
+    frame = std::move(records);
+  }
+  if (shard.Send(link.id, frame)) {
+    link.sent_ms = now_ms_;
+    Bump(stats_->frames_out);
+  }
+}
+
+bool DataLinks::Send(net::Shard& shard, raft::NodeId to, FrameType type, std::string_view payload) {
+  auto dialler = diallers_.find(to);
+  if (dialler == diallers_.end()) return false;
+  auto it = links_.find(dialler->second.link);
+  if (it == links_.end() || !it->second->confirmed) return false;
+  Link& link = *it->second;
+  std::string frame;
+  AppendFrame(type, payload, &frame);
+  if (link.sealer) {
+    std::string records;
+    link.sealer->Seal(frame, &records);
+    frame = std::move(records);
+  }
+  if (!shard.Send(link.id, frame)) return false;
+  link.sent_ms = now_ms_;
+  Bump(stats_->frames_out);
+  return true;
+}
+
+bool DataLinks::LinkedTo(raft::NodeId member) const {
+  auto dialler = diallers_.find(member);
+  if (dialler == diallers_.end()) return false;
+  auto it = links_.find(dialler->second.link);
+  return it != links_.end() && it->second->confirmed;
+}
+
+void DataLinks::Refuse(net::Shard& shard, Link& link, const std::string& reason,
+                       const std::string& fix, bool tell_peer) {
+  Bump(stats_->refused);
+  if (ShouldLog(link.remote + "|" + reason, now_ms_)) {
+    LogEvent(LogLevel::kWarning, "data_link_refused",
+             Concat("peer=", link.remote, link.outgoing ? " direction=out" : " direction=in",
+                    " reason=", LogQuote(reason),
+                    fix.empty() ? std::string() : Concat(" fix=", LogQuote(fix)),
+                    " note=", LogQuote("logged once a minute per peer and reason")));
+  }
+  if (tell_peer) {
+    std::string refusal;
+    AppendRefusalFrame(reason, &refusal);
+    if (link.sealer) {
+      std::string records;
+      link.sealer->Seal(refusal, &records);
+      refusal = std::move(records);
+    }
+    shard.Send(link.id, refusal);
+  }
+  ForgetUnauthenticated(link);
+  link.handshake.reset();
+  shard.Close(link.id);  // flushes the refusal; OnClosed forgets the link
+}
+
+// ---- Closing, time, configuration ----
+
+void DataLinks::OnClosed(net::Shard& shard, net::ConnectionId id, const absl::Status& reason) {
+  now_ms_ = shard.now_ms();
+  auto it = links_.find(id);
+  if (it == links_.end()) return;
+  Link& link = *it->second;
+  ForgetUnauthenticated(link);
+  const bool was_up = link.outgoing && link.confirmed;
+  if (link.outgoing) {
+    auto dialler = diallers_.find(link.peer);
+    if (dialler != diallers_.end() && dialler->second.link == id) {
+      dialler->second.link = net::kNoConnection;
+    }
+    if (was_up && ShouldLog(Concat("down|", std::to_string(link.peer)), now_ms_)) {
+      LogEvent(LogLevel::kWarning, "data_link_down",
+               Concat("peer=", std::to_string(link.peer), " reason=",
+                      LogQuote(reason.ok() ? "closed" : std::string(reason.message()))));
+    }
+  }
+  links_.erase(it);
+  if (was_up) PublishUp();
+}
+
+void DataLinks::OnTick(net::Shard& shard, uint64_t now_ms) {
+  now_ms_ = now_ms;
+  std::vector<net::ConnectionId> silent;
+  std::vector<net::ConnectionId> late;
+  for (auto& [id, link] : links_) {
+    if (!link->authenticated) {
+      if (link->handshake && now_ms >= link->created_ms + limits_.handshake_timeout_ms) {
+        late.push_back(id);
+      }
+      continue;
+    }
+    if (now_ms >= link->heard_ms + limits_.silence_ms_max) {
+      silent.push_back(id);
+      continue;
+    }
+    // Both ways, so each side hears the other even when data flows one way.
+    if (now_ms >= link->sent_ms + limits_.ping_every_ms) {
+      SendFrame(shard, *link, FrameType::kDataPing, "");
+    }
+  }
+  for (const net::ConnectionId id : late) {
+    auto it = links_.find(id);
+    if (it != links_.end()) Refuse(shard, *it->second, "no authentication within the deadline", "");
+  }
+  for (const net::ConnectionId id : silent) shard.Abort(id);
+  // Every member with a known data port gets this shard's link.
+  for (const auto& [member, where] : config_->members) {
+    if (member == config_->self || where.endpoint.length == 0) continue;
+    Dialler& dialler = diallers_[member];
+    if (dialler.link != net::kNoConnection || now_ms < dialler.next_dial_ms) continue;
+    Dial(shard, member, where);
+  }
+}
+
+void DataLinks::OnConfigChanged(net::Shard& shard) {
+  now_ms_ = shard.now_ms();
+  std::shared_ptr<const DataPlaneConfig> next = config_publisher_->Current();
+  const bool key_changed = next->cluster_key != config_->cluster_key || next->self != config_->self;
+  std::vector<net::ConnectionId> closing;
+  for (const auto& [id, link] : links_) {
+    const bool member = link->peer == raft::kNoNode || next->members.count(link->peer) != 0;
+    auto where = next->members.find(link->peer);
+    const bool moved = link->outgoing && where != next->members.end() &&
+                       where->second.endpoint.ToString() != link->remote;
+    if (key_changed || !member || moved) closing.push_back(id);
+  }
+  for (auto it = diallers_.begin(); it != diallers_.end();) {
+    it = next->members.count(it->first) == 0 && it->second.link == net::kNoConnection
+             ? diallers_.erase(it)
+             : std::next(it);
+  }
+  config_ = std::move(next);
+  for (const net::ConnectionId id : closing) shard.Abort(id);
+}
+
+void DataLinks::PublishUp() {
+  auto up = std::make_shared<std::set<raft::NodeId>>();
+  for (const auto& [member, dialler] : diallers_) {
+    auto it = links_.find(dialler.link);
+    if (it != links_.end() && it->second->confirmed) up->insert(member);
+  }
+  stats_->up.store(std::move(up));
+}
+
+bool DataLinks::ShouldLog(const std::string& key, uint64_t now_ms) {
+  if (last_logged_ms_.size() > 4096) last_logged_ms_.clear();  // bounded; worst case: more lines
+  auto [it, inserted] = last_logged_ms_.emplace(key, now_ms);
+  if (!inserted && now_ms < it->second + 60'000) return false;
+  it->second = now_ms;
+  return true;
+}
+
+}  // namespace stanzad::cluster

@@ -1,0 +1,66 @@
+// The data plane's side of the cluster (docs/data-links.md): what a member tells the others
+// about its data links (kDataPlane, on every cluster link that comes up), and what the
+// control thread tells its shards about the cluster (DataPlaneConfig, published whole).
+//
+//   kDataPlane payload := version (1) = 1 | data port (2, LE) | lanes (2, LE: its shard
+//                         count, 1 to relay::kLanesPerNodeMax)
+//
+// Decoding never trusts its input: a bad payload is an error, never a crash.
+//
+// Thread safety: DataPlanePublisher may be used from any thread; the rest are values.
+#ifndef STANZAD_CLUSTER_DATA_DATA_PLANE_H_
+#define STANZAD_CLUSTER_DATA_DATA_PLANE_H_
+
+#include <atomic>
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <string>
+#include <string_view>
+
+#include "absl/status/statusor.h"
+#include "cluster/raft/types.h"
+#include "net/engine.h"
+
+namespace stanzad::cluster {
+
+// The engine listener tag of the data port (beside net::RouterListener's).
+inline constexpr int kClusterDataListener = 16;
+
+struct DataPlaneInfo {
+  uint16_t port = 0;   // its data port (on the IP of its cluster address)
+  uint32_t lanes = 1;  // its shards
+  friend bool operator==(const DataPlaneInfo&, const DataPlaneInfo&) = default;
+};
+std::string EncodeDataPlaneInfo(const DataPlaneInfo& info);
+absl::StatusOr<DataPlaneInfo> DecodeDataPlaneInfo(std::string_view payload);
+
+// What the shards need to run data links: immutable once published.
+struct DataPlaneConfig {
+  raft::NodeId self = raft::kNoNode;
+  std::string self_address;  // its cluster address, as its links introduce it
+  // The cluster key (link_auth.h); empty: no data links (off_reason says why).
+  std::string cluster_key;
+  std::string off_reason = "this node is not in a cluster";
+  struct Member {
+    net::Endpoint endpoint;  // its data port
+    uint32_t lanes = 1;
+  };
+  // The other members whose data port is known (they told it on a cluster link).
+  std::map<raft::NodeId, Member> members;
+};
+
+// Hands the current DataPlaneConfig from the control thread to the shards.
+class DataPlanePublisher {
+ public:
+  DataPlanePublisher() : current_(std::make_shared<const DataPlaneConfig>()) {}
+  void Publish(std::shared_ptr<const DataPlaneConfig> config) { current_.store(std::move(config)); }
+  std::shared_ptr<const DataPlaneConfig> Current() const { return current_.load(); }
+
+ private:
+  std::atomic<std::shared_ptr<const DataPlaneConfig>> current_;
+};
+
+}  // namespace stanzad::cluster
+
+#endif  // STANZAD_CLUSTER_DATA_DATA_PLANE_H_

@@ -1,0 +1,413 @@
+// DataLinks (cluster/data/data_links.h): two or three nodes' shards wired through fake
+// connections in memory, and attackers that talk to a data port byte by byte. Asserted:
+// members link up both ways and carry sealed frames; everything else — another cluster's
+// key, a non-member, a join token, garbage, oversized or slow handshakes, floods from one
+// address — is refused, within the bounds, and logged.
+#include "cluster/data/data_links.h"
+
+#include <gtest/gtest.h>
+
+#include <deque>
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "cluster/node/link_handshake.h"
+
+namespace stanzad::cluster {
+namespace {
+
+class FakeNet;
+
+// One node's one shard.
+class FakeShard final : public net::Shard {
+ public:
+  FakeShard(FakeNet* net, raft::NodeId node) : net_(net), node_(node) {}
+  int index() const override { return 0; }
+  int shard_count() const override { return 1; }
+  bool Send(net::ConnectionId id, std::string_view bytes) override;
+  size_t QueuedBytes(net::ConnectionId) const override { return 0; }
+  void Close(net::ConnectionId id) override;
+  void Abort(net::ConnectionId id) override;
+  net::ConnectionId Connect(const net::Endpoint& to) override;
+  bool PostToControl(uint32_t, net::ConnectionId, uint64_t, std::string_view) override {
+    return true;
+  }
+  bool Post(int, uint32_t, net::ConnectionId, uint64_t, std::string_view) override { return true; }
+  uint64_t now_ms() const override;
+
+ private:
+  FakeNet* net_;
+  raft::NodeId node_;
+};
+
+struct Node {
+  raft::NodeId id = raft::kNoNode;
+  std::string ip;
+  DataPlanePublisher publisher;
+  DataLinkStats stats;
+  std::unique_ptr<FakeShard> shard;
+  std::unique_ptr<DataLinks> links;
+  std::vector<std::pair<raft::NodeId, Frame>> frames;  // what the frame handler got
+};
+
+// A connection: each end is a node's DataLinks (node id), or the test itself (kNoNode).
+struct Pipe {
+  raft::NodeId a = raft::kNoNode;  // the dialler (or the test's attacker)
+  raft::NodeId b = raft::kNoNode;  // the acceptor
+  net::ConnectionId a_id = net::kNoConnection;
+  net::ConnectionId b_id = net::kNoConnection;
+  std::string a_to_b, b_to_a;  // in flight
+  std::string to_attacker;     // everything b sent an attacker
+  bool closing = false;        // Close: the rest is delivered, then both ends close
+  bool closed = false;
+};
+
+class FakeNet {
+ public:
+  static constexpr uint16_t kPort = 7000;
+  explicit FakeNet(DataLinkLimits limits = DataLinkLimits()) : limits_(limits) {}
+
+  Node& AddNode(raft::NodeId id, const std::string& key) {
+    auto node = std::make_unique<Node>();
+    node->id = id;
+    node->ip = "127.0.0." + std::to_string(id);
+    node->shard = std::make_unique<FakeShard>(this, id);
+    node->links = std::make_unique<DataLinks>(&node->publisher, limits_, &node->stats);
+    Node* raw = node.get();
+    node->links->set_frame_handler(
+        [raw](raft::NodeId from, const Frame& frame) { raw->frames.emplace_back(from, frame); });
+    keys_[id] = key;
+    nodes_[id] = std::move(node);
+    return *raw;
+  }
+  // Node `id` learns the given members (with their data ports) and its key.
+  void Configure(raft::NodeId id, const std::vector<raft::NodeId>& members) {
+    Node& node = *nodes_.at(id);
+    auto config = std::make_shared<DataPlaneConfig>();
+    config->self = id;
+    config->self_address = node.ip + ":5279";
+    config->cluster_key = keys_.at(id);
+    for (const raft::NodeId member : members) {
+      if (member == id) continue;
+      DataPlaneConfig::Member& entry = config->members[member];
+      if (nodes_.count(member) == 0) continue;  // a member whose data port is not known
+      entry.endpoint =
+          *net::Endpoint::Parse(nodes_.at(member)->ip + ":" + std::to_string(kPort), 0);
+    }
+    node.publisher.Publish(config);
+    node.links->OnConfigChanged(*node.shard);
+  }
+  Node& node(raft::NodeId id) { return *nodes_.at(id); }
+  uint64_t now_ms() const { return now_ms_; }
+
+  // Ticks every node, moves bytes until nothing moves, `ms` times 10 ms.
+  void Run(uint64_t ms) {
+    for (uint64_t t = 0; t < ms; t += 10) {
+      now_ms_ += 10;
+      for (auto& [id, node] : nodes_) node->links->OnTick(*node->shard, now_ms_);
+      Pump();
+    }
+  }
+  void Pump() {
+    for (int round = 0; round < 100; ++round) {
+      bool moved = false;
+      for (auto& [key, pipe] : pipes_) {
+        if (pipe.closed) continue;
+        if (!pipe.a_to_b.empty()) {
+          const std::string bytes = std::move(pipe.a_to_b);
+          pipe.a_to_b.clear();
+          Deliver(pipe.b, pipe.b_id, bytes);
+          moved = true;
+        }
+        if (!pipe.b_to_a.empty()) {
+          const std::string bytes = std::move(pipe.b_to_a);
+          pipe.b_to_a.clear();
+          if (pipe.a == raft::kNoNode) {
+            pipe.to_attacker += bytes;
+          } else {
+            Deliver(pipe.a, pipe.a_id, bytes);
+          }
+          moved = true;
+        }
+        if (pipe.closing && pipe.a_to_b.empty() && pipe.b_to_a.empty()) {
+          CloseBoth(pipe, absl::OkStatus());
+          moved = true;
+        }
+      }
+      if (!moved) return;
+    }
+  }
+
+  // An attacker's connection to node `to`'s data port from `ip`: its pipe key, or -1
+  // when the node refused it at accept.
+  int Attack(raft::NodeId to, const std::string& ip) {
+    Pipe pipe;
+    pipe.b = to;
+    pipe.b_id = next_id_++;
+    Node& node = *nodes_.at(to);
+    if (!node.links->OnAccept(*node.shard, pipe.b_id, *net::Endpoint::Parse(ip + ":40000", 0))) {
+      return -1;
+    }
+    const int key = next_pipe_++;
+    by_id_[pipe.b_id] = key;
+    pipes_[key] = pipe;
+    return key;
+  }
+  void AttackerSends(int key, std::string_view bytes) {
+    pipes_.at(key).a_to_b.append(bytes);
+    Pump();
+  }
+  Pipe& pipe(int key) { return pipes_.at(key); }
+  bool Open(int key) const { return !pipes_.at(key).closed; }
+
+  // FakeShard's calls.
+  bool Send(raft::NodeId node, net::ConnectionId id, std::string_view bytes) {
+    auto it = by_id_.find(id);
+    if (it == by_id_.end()) return false;
+    Pipe& pipe = pipes_.at(it->second);
+    if (pipe.closed || pipe.closing) return false;
+    (node == pipe.a && id == pipe.a_id ? pipe.a_to_b : pipe.b_to_a).append(bytes);
+    return true;
+  }
+  void Close(net::ConnectionId id) {
+    auto it = by_id_.find(id);
+    if (it != by_id_.end()) pipes_.at(it->second).closing = true;
+  }
+  void Abort(net::ConnectionId id) {
+    auto it = by_id_.find(id);
+    if (it != by_id_.end()) CloseBoth(pipes_.at(it->second), absl::CancelledError("aborted"));
+  }
+  net::ConnectionId Connect(raft::NodeId from, const net::Endpoint& to) {
+    for (auto& [id, node] : nodes_) {
+      if (net::Endpoint::Parse(node->ip + ":" + std::to_string(kPort), 0)->ToString() !=
+          to.ToString()) {
+        continue;
+      }
+      Pipe pipe;
+      pipe.a = from;
+      pipe.b = id;
+      pipe.a_id = next_id_++;
+      pipe.b_id = next_id_++;
+      if (!node->links->OnAccept(*node->shard, pipe.b_id,
+                                 *net::Endpoint::Parse(nodes_.at(from)->ip + ":41000", 0))) {
+        return net::kNoConnection;  // (the engine would report a reset: close at once)
+      }
+      const int key = next_pipe_++;
+      by_id_[pipe.a_id] = key;
+      by_id_[pipe.b_id] = key;
+      pipes_[key] = pipe;
+      return pipe.a_id;
+    }
+    return net::kNoConnection;
+  }
+
+ private:
+  void Deliver(raft::NodeId node, net::ConnectionId id, const std::string& bytes) {
+    Node& to = *nodes_.at(node);
+    to.links->OnData(*to.shard, id, bytes);
+  }
+  void CloseBoth(Pipe& pipe, const absl::Status& reason) {
+    if (pipe.closed) return;
+    pipe.closed = true;
+    if (pipe.a != raft::kNoNode) {
+      Node& a = *nodes_.at(pipe.a);
+      a.links->OnClosed(*a.shard, pipe.a_id, reason);
+    }
+    Node& b = *nodes_.at(pipe.b);
+    b.links->OnClosed(*b.shard, pipe.b_id, reason);
+  }
+
+  DataLinkLimits limits_;
+  std::map<raft::NodeId, std::unique_ptr<Node>> nodes_;
+  std::map<raft::NodeId, std::string> keys_;
+  std::map<int, Pipe> pipes_;
+  std::map<net::ConnectionId, int> by_id_;
+  net::ConnectionId next_id_ = 1;
+  int next_pipe_ = 0;
+  uint64_t now_ms_ = 1000;
+};
+
+bool FakeShard::Send(net::ConnectionId id, std::string_view bytes) {
+  return net_->Send(node_, id, bytes);
+}
+void FakeShard::Close(net::ConnectionId id) { net_->Close(id); }
+void FakeShard::Abort(net::ConnectionId id) { net_->Abort(id); }
+net::ConnectionId FakeShard::Connect(const net::Endpoint& to) { return net_->Connect(node_, to); }
+uint64_t FakeShard::now_ms() const { return net_->now_ms(); }
+
+const std::string kKey(kClusterKeyBytes, 'k');
+const std::string kOtherKey(kClusterKeyBytes, 'o');
+
+std::string Hello(raft::NodeId node, LinkCredential credential = LinkCredential::kClusterKey) {
+  AuthHello hello;
+  hello.credential = credential;
+  hello.token_id = credential == LinkCredential::kJoinToken ? 7 : 0;
+  hello.node = node;
+  hello.nonce = std::string(kAuthNonceBytes, 'n');
+  hello.address = "127.0.0.9:5279";
+  std::string out;
+  AppendFrame(FrameType::kAuthHello, EncodeAuthHello(hello), &out);
+  return out;
+}
+
+// The reason of the kAuthRefused an attacker got, or "".
+std::string RefusalIn(const std::string& bytes) {
+  std::string buffer = bytes;
+  while (true) {
+    absl::StatusOr<std::optional<Frame>> frame = TakeFrame(&buffer, kAuthFrameBytesMax);
+    if (!frame.ok() || !frame->has_value()) return "";
+    if ((*frame)->type == FrameType::kAuthRefused) return (*frame)->payload;
+  }
+}
+
+TEST(DataLinks, MembersLinkBothWaysAndCarrySealedFrames) {
+  FakeNet net;
+  net.AddNode(1, kKey);
+  net.AddNode(2, kKey);
+  net.Configure(1, {1, 2});
+  net.Configure(2, {1, 2});
+  net.Run(100);
+  EXPECT_TRUE(net.node(1).links->LinkedTo(2));
+  EXPECT_TRUE(net.node(2).links->LinkedTo(1));
+  EXPECT_EQ(net.node(1).stats.up.load()->count(2), 1u);
+  EXPECT_EQ(net.node(2).stats.authenticated.load(), 2u);  // its own and the one it accepted
+
+  ASSERT_TRUE(net.node(1).links->Send(*net.node(1).shard, 2, FrameType::kStanza, "payload"));
+  net.Pump();
+  ASSERT_EQ(net.node(2).frames.size(), 1u);
+  EXPECT_EQ(net.node(2).frames[0].first, 1u);
+  EXPECT_EQ(net.node(2).frames[0].second.type, FrameType::kStanza);
+  EXPECT_EQ(net.node(2).frames[0].second.payload, "payload");
+
+  // Pings keep quiet links up well past the silence bound; no ping reaches the handler.
+  net.Run(20'000);
+  EXPECT_TRUE(net.node(1).links->LinkedTo(2));
+  EXPECT_TRUE(net.node(2).links->LinkedTo(1));
+  EXPECT_EQ(net.node(2).frames.size(), 1u);
+  EXPECT_GT(net.node(2).stats.frames_in.load(), 10u);
+}
+
+TEST(DataLinks, AnotherClustersKeyANonMemberAndAForgottenMemberAreRefused) {
+  FakeNet net;
+  net.AddNode(1, kKey);
+  net.AddNode(2, kOtherKey);  // another cluster's node
+  net.AddNode(3, kKey);       // the right key, but node 1 does not list it
+  net.Configure(1, {1});
+  net.Configure(2, {1, 2});
+  net.Configure(3, {1, 3});
+  net.Run(3000);
+  EXPECT_FALSE(net.node(2).links->LinkedTo(1));
+  EXPECT_FALSE(net.node(3).links->LinkedTo(1));
+  EXPECT_EQ(net.node(1).stats.authenticated.load(), 0u);
+  EXPECT_GE(net.node(1).stats.refused.load(), 2u);
+  EXPECT_GE(net.node(2).stats.refused.load(), 1u);  // its dialler saw the refusal too
+  // Dialled again with a back-off, not in a loop: at most one attempt per 100 ms at first,
+  // then every 2 s.
+  EXPECT_LT(net.node(1).stats.accepted.load(), 20u);
+
+  // Node 1 learns of 3: it links. Then forgets it: the links close.
+  net.Configure(1, {1, 3});
+  net.Run(3000);
+  EXPECT_TRUE(net.node(3).links->LinkedTo(1));
+  net.Configure(1, {1});
+  net.Run(100);
+  EXPECT_FALSE(net.node(1).links->LinkedTo(3));
+  EXPECT_FALSE(net.node(3).links->LinkedTo(1));
+}
+
+TEST(DataLinks, AJoinTokenIsRefusedOnTheDataPort) {
+  FakeNet net;
+  net.AddNode(1, kKey);
+  net.Configure(1, {1, 2});
+  const int attacker = net.Attack(1, "10.0.0.1");
+  ASSERT_GE(attacker, 0);
+  net.AttackerSends(attacker, Hello(2, LinkCredential::kJoinToken));
+  EXPECT_EQ(RefusalIn(net.pipe(attacker).to_attacker),
+            "the join token is unknown, used or expired");
+  net.Pump();
+  EXPECT_FALSE(net.Open(attacker));
+}
+
+TEST(DataLinks, GarbageOversizedFramesAndSlowHandshakesAreCut) {
+  FakeNet net;
+  net.AddNode(1, kKey);
+  net.Configure(1, {1, 2});
+  // Not a frame (an XMPP client on the wrong port).
+  int attacker = net.Attack(1, "10.0.0.1");
+  net.AttackerSends(attacker, "<?xml version='1.0'?><stream:stream to='example.com'>");
+  net.Pump();
+  EXPECT_FALSE(net.Open(attacker));
+  // A frame longer than any handshake frame, announced before it is sent.
+  attacker = net.Attack(1, "10.0.0.1");
+  std::string huge(4, '\0');
+  huge[1] = 1;  // 65536 bytes announced
+  net.AttackerSends(attacker, huge + "\x09");
+  net.Pump();
+  EXPECT_FALSE(net.Open(attacker));
+  // A frame after the hello that is not the proof.
+  attacker = net.Attack(1, "10.0.0.1");
+  net.AttackerSends(attacker, Hello(2));
+  std::string stanza;
+  AppendFrame(FrameType::kStanza, "early", &stanza);
+  net.AttackerSends(attacker, stanza);
+  net.Pump();
+  EXPECT_FALSE(net.Open(attacker));
+  EXPECT_TRUE(net.node(1).frames.empty());
+  // Nothing at all: cut at the deadline, not before.
+  attacker = net.Attack(1, "10.0.0.1");
+  net.Run(4000);
+  EXPECT_TRUE(net.Open(attacker));
+  net.Run(1100);
+  EXPECT_FALSE(net.Open(attacker));
+  EXPECT_EQ(net.node(1).stats.authenticated.load(), 0u);
+}
+
+TEST(DataLinks, UnauthenticatedLinksAreBoundedPerAddressAndInAll) {
+  DataLinkLimits limits;
+  limits.unauthenticated_links_per_ip_max = 3;
+  limits.unauthenticated_links_max = 5;
+  FakeNet net(limits);
+  net.AddNode(1, kKey);
+  net.Configure(1, {1, 2});
+  std::vector<int> from_one;
+  for (int i = 0; i < 3; ++i) from_one.push_back(net.Attack(1, "10.0.0.1"));
+  for (const int key : from_one) EXPECT_GE(key, 0);
+  EXPECT_EQ(net.Attack(1, "10.0.0.1"), -1);  // a fourth from the same address
+  const int second = net.Attack(1, "10.0.0.2");
+  const int third = net.Attack(1, "10.0.0.3");
+  ASSERT_GE(second, 0);
+  ASSERT_GE(third, 0);
+  // Five wait; a sixth from elsewhere makes the oldest go.
+  const int sixth = net.Attack(1, "10.0.0.4");
+  ASSERT_GE(sixth, 0);
+  EXPECT_FALSE(net.Open(from_one[0]));
+  EXPECT_TRUE(net.Open(from_one[1]));
+  EXPECT_TRUE(net.Open(sixth));
+  // A member still gets in.
+  net.AddNode(2, kKey);
+  net.Configure(2, {1, 2});
+  net.Run(200);
+  EXPECT_TRUE(net.node(2).links->LinkedTo(1));
+}
+
+TEST(DataLinks, AKeyChangeClosesEveryLink) {
+  FakeNet net;
+  net.AddNode(1, kKey);
+  net.AddNode(2, kKey);
+  net.Configure(1, {1, 2});
+  net.Configure(2, {1, 2});
+  net.Run(100);
+  ASSERT_TRUE(net.node(1).links->LinkedTo(2));
+  auto config = std::make_shared<DataPlaneConfig>(*net.node(1).publisher.Current());
+  config->cluster_key = kOtherKey;
+  net.node(1).publisher.Publish(config);
+  net.node(1).links->OnConfigChanged(*net.node(1).shard);
+  net.Pump();
+  EXPECT_FALSE(net.node(1).links->LinkedTo(2));
+  EXPECT_FALSE(net.node(2).links->LinkedTo(1));
+}
+
+}  // namespace
+}  // namespace stanzad::cluster
