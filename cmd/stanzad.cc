@@ -578,15 +578,21 @@ class Daemon {
   // members that told their data port, with the cluster key, and not under cluster TLS.
   void PublishDataPlane(bool clustered) {
     auto next = std::make_shared<cluster::DataPlaneConfig>();
-    if (clustered && cluster_->tls()) {
-      next->off_reason = "this cluster's links use TLS: data links are off, stanzas use them";
-    } else if (clustered && cluster_->has_state() && !cluster_->cluster_key().empty()) {
+    if (clustered && cluster_->has_state() && !cluster_->cluster_key().empty()) {
       next->self = cluster_->id();
       next->self_address = cluster_->address();
       next->cluster_key = cluster_->cluster_key();
+      if (cluster_->tls()) {
+        next->tls_server = cluster_->tls_server();
+        next->tls_client = cluster_->tls_client();
+      }
+      const auto& identities = cluster_->config().member_identities;
       for (const cluster::MemberStatus& member : cluster_->Status().members) {
         if (member.self) continue;
         cluster::DataPlaneConfig::Member& entry = next->members[member.id];
+        if (auto bound = identities.find(member.id); bound != identities.end()) {
+          entry.identity = bound->second;
+        }
         auto info = relay_->data_planes().find(member.id);
         if (info == relay_->data_planes().end()) continue;
         absl::StatusOr<net::Endpoint> endpoint = DataEndpoint(member.address, info->second.port);
@@ -600,6 +606,7 @@ class Daemon {
       for (const auto& [id, member] : next->members) {
         auto it = current->members.find(id);
         if (it == current->members.end() || it->second.lanes != member.lanes ||
+            it->second.identity != member.identity ||
             it->second.endpoint.ToString() != member.endpoint.ToString()) {
           return false;
         }
@@ -607,7 +614,7 @@ class Daemon {
       return true;
     };
     if (next->self == current->self && next->cluster_key == current->cluster_key &&
-        next->off_reason == current->off_reason &&
+        next->tls_server == current->tls_server && next->tls_client == current->tls_client &&
         next->self_address == current->self_address && same_members()) {
       return;
     }

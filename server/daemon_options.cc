@@ -55,9 +55,8 @@ ABSL_FLAG(uint16_t, cluster_port, 5279,
 ABSL_FLAG(int, cluster_data_port, 0,
           "TCP port for the data links between the nodes' threads (stanzas between nodes), on "
           "the cluster address; opened by 'stanzactl cluster enable'. 0: --cluster_port + 1. "
-          "Links authenticate with the cluster key as cluster links do, and only members are "
-          "let in. While the cluster uses TLS ('cluster trust') it refuses every link and none "
-          "is dialled: stanzas then travel on the cluster links.");
+          "Links are authenticated as cluster links are (the cluster key; mutual TLS with the "
+          "cluster's trust bundle once it has one), and only members are let in.");
 ABSL_FLAG(std::string, cluster_address, "",
           "This node's cluster address: the IP the cluster port opens on and the other nodes "
           "dial. Empty: the first listen address (which must not then be a wildcard such as "

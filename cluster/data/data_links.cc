@@ -6,6 +6,7 @@
 #include "core/base/check.h"
 #include "core/base/concat.h"
 #include "core/base/log.h"
+#include "tls/certificates.h"
 
 namespace stanzad::cluster {
 
@@ -20,6 +21,8 @@ struct DataLinks::Link {
   // that refused sends kAuthRefused instead). Only then is an outgoing link up.
   bool confirmed = false;
   bool counted_unauthenticated = false;  // incoming, in unauthenticated_ and per IP
+  // Under cluster TLS: the session everything passes through (no sealer, no opener).
+  std::unique_ptr<tls::TlsSession> tls;
   std::optional<RecordSealer> sealer;
   std::optional<RecordOpener> opener;
   std::string in;     // bytes read, not yet taken (frames, then records)
@@ -56,7 +59,7 @@ bool DataLinks::OnAccept(net::Shard& shard, net::ConnectionId id, const net::End
     }
     return false;
   };
-  if (config_->cluster_key.empty()) return refuse(config_->off_reason);
+  if (config_->cluster_key.empty()) return refuse("this node is not in a cluster");
   if (unauthenticated_per_ip_[ip] >= limits_.unauthenticated_links_per_ip_max) {
     return refuse("too many unauthenticated links from this address");
   }
@@ -82,6 +85,12 @@ bool DataLinks::OnAccept(net::Shard& shard, net::ConnectionId id, const net::End
   link->handshake =
       LinkHandshake::Acceptor({config_->self, config_->cluster_key,
                                /*token_lookup=*/nullptr, RandomBytes(kAuthNonceBytes)});
+  if (config_->tls_server) {
+    absl::StatusOr<std::unique_ptr<tls::TlsSession>> session =
+        tls::TlsSession::NewServer(config_->tls_server);
+    if (!session.ok()) return refuse(Concat("TLS: ", std::string(session.status().message())));
+    link->tls = std::move(*session);
+  }
   link->counted_unauthenticated = true;
   ++unauthenticated_;
   ++unauthenticated_per_ip_[ip];
@@ -120,11 +129,21 @@ void DataLinks::Dial(net::Shard& shard, raft::NodeId member, const DataPlaneConf
   options.address = link->remote;
   options.nonce = RandomBytes(kAuthNonceBytes);
   link->handshake = LinkHandshake::Dialler(std::move(options));
+  if (config_->tls_client) {
+    absl::StatusOr<std::unique_ptr<tls::TlsSession>> session =
+        tls::TlsSession::NewClient(config_->tls_client, "");
+    if (!session.ok()) {
+      shard.Abort(id);  // OnClosed finds no link; the next dial is after the back-off
+      return;
+    }
+    link->tls = std::move(*session);
+  }
   std::string hello;
   link->handshake->TakeOutput(&hello);
-  shard.Send(id, hello);  // leaves once connected
+  Link& added = *link;
   dialler.link = id;
   links_[id] = std::move(link);
+  Write(shard, added, hello, /*sealed=*/false);  // leaves once connected (and TLS is up)
 }
 
 void DataLinks::OnConnected(net::Shard& shard, net::ConnectionId /*id*/) {
@@ -139,7 +158,21 @@ void DataLinks::OnData(net::Shard& shard, net::ConnectionId id, std::string_view
   if (it == links_.end()) return;
   Link& link = *it->second;
   link.heard_ms = now_ms_;
-  link.in.append(bytes);
+  if (link.tls) {
+    absl::Status fed = link.tls->Feed(bytes);
+    if (fed.ok()) fed = link.tls->Read(&link.in);
+    if (!fed.ok()) {
+      if (!link.authenticated) {
+        Refuse(shard, link, Concat("TLS: ", std::string(fed.message())), "", /*tell_peer=*/false);
+      } else {
+        shard.Abort(id);
+      }
+      return;
+    }
+    Write(shard, link, "", /*sealed=*/false);  // the handshake's records
+  } else {
+    link.in.append(bytes);
+  }
   if (!link.authenticated) {
     if (link.in.size() > limits_.unauthenticated_bytes_max) {
       Refuse(shard, link, "too many bytes before authentication", "");
@@ -163,26 +196,10 @@ bool DataLinks::ReadHandshake(net::Shard& shard, Link& link) {
     }
     if (!frame->has_value()) break;
     link.handshake->Step(**frame);
-    std::string out;
-    link.handshake->TakeOutput(&out);
-    if (!out.empty()) shard.Send(id, out);
-    if (std::optional<RecordSealer> sealer = link.handshake->TakeSealer()) {
-      link.sealer = std::move(sealer);
-    }
+    TakeHandshakeOutput(shard, link);
     if (link.handshake->state() == LinkHandshake::State::kCheckingPeer) {
-      // A member by the configuration this shard was last given.
-      const raft::NodeId peer = link.handshake->peer().id;
-      link.handshake->PeerChecked(
-          config_->members.count(peer) != 0
-              ? absl::OkStatus()
-              : absl::PermissionDeniedError(
-                    Concat("node ", std::to_string(peer), " is not a member of this cluster")));
-      out.clear();
-      link.handshake->TakeOutput(&out);
-      if (!out.empty()) shard.Send(id, out);
-      if (std::optional<RecordSealer> sealer = link.handshake->TakeSealer()) {
-        link.sealer = std::move(sealer);
-      }
+      link.handshake->PeerChecked(CheckPeer(link));
+      TakeHandshakeOutput(shard, link);
     }
   }
   link.in.erase(0, offset);
@@ -208,6 +225,7 @@ void DataLinks::OnAuthenticated(net::Shard& shard, Link& link) {
     return;
   }
   link.opener = link.handshake->TakeOpener();
+  if (link.tls) link.opener.reset();  // TLS protects the link
   link.handshake.reset();
   link.peer = result.peer;
   link.authenticated = true;
@@ -272,15 +290,56 @@ void DataLinks::ReadFrames(net::Shard& shard, Link& link) {
 
 // ---- Writing ----
 
+void DataLinks::TakeHandshakeOutput(net::Shard& shard, Link& link) {
+  std::string out;
+  link.handshake->TakeOutput(&out);
+  if (!out.empty()) Write(shard, link, out, /*sealed=*/false);
+  if (std::optional<RecordSealer> sealer = link.handshake->TakeSealer()) {
+    if (!link.tls) link.sealer = std::move(sealer);  // under TLS: TLS protects the link
+  }
+}
+
+absl::Status DataLinks::CheckPeer(const Link& link) {
+  const raft::NodeId peer = link.handshake->peer().id;
+  auto member = config_->members.find(peer);
+  if (member == config_->members.end()) {
+    return absl::PermissionDeniedError(
+        Concat("node ", std::to_string(peer), " is not a member of this cluster"));
+  }
+  if (!link.tls) return absl::OkStatus();
+  // Under TLS, the certificate key bound to that node id when it joined (as on the
+  // cluster port: one member cannot pose as another).
+  absl::StatusOr<std::string> identity = tls::PublicKeyDigest(link.tls->PeerCertificatePem());
+  if (!identity.ok()) {
+    return absl::PermissionDeniedError(
+        Concat("its certificate's key cannot be read: ", std::string(identity.status().message())));
+  }
+  if (!member->second.identity.empty() &&
+      !EqualInConstantTime(member->second.identity, *identity)) {
+    return absl::PermissionDeniedError(
+        Concat("node ", std::to_string(peer),
+               " presented a certificate whose key is not the one bound to it when it joined"));
+  }
+  return absl::OkStatus();
+}
+
+bool DataLinks::Write(net::Shard& shard, Link& link, std::string_view bytes, bool sealed) {
+  std::string out;
+  if (link.tls) {
+    if (!bytes.empty() && !link.tls->Write(bytes).ok()) return false;
+    link.tls->TakeOutput(&out);
+  } else if (sealed && link.sealer) {
+    link.sealer->Seal(bytes, &out);
+  } else {
+    out.assign(bytes);
+  }
+  return out.empty() || shard.Send(link.id, out);
+}
+
 void DataLinks::SendFrame(net::Shard& shard, Link& link, FrameType type, std::string_view payload) {
   std::string frame;
   AppendFrame(type, payload, &frame);
-  if (link.sealer) {
-    std::string records;
-    link.sealer->Seal(frame, &records);
-    frame = std::move(records);
-  }
-  if (shard.Send(link.id, frame)) {
+  if (Write(shard, link, frame, /*sealed=*/true)) {
     link.sent_ms = now_ms_;
     Bump(stats_->frames_out);
   }
@@ -294,12 +353,7 @@ bool DataLinks::Send(net::Shard& shard, raft::NodeId to, FrameType type, std::st
   Link& link = *it->second;
   std::string frame;
   AppendFrame(type, payload, &frame);
-  if (link.sealer) {
-    std::string records;
-    link.sealer->Seal(frame, &records);
-    frame = std::move(records);
-  }
-  if (!shard.Send(link.id, frame)) return false;
+  if (!Write(shard, link, frame, /*sealed=*/true)) return false;
   link.sent_ms = now_ms_;
   Bump(stats_->frames_out);
   return true;
@@ -322,15 +376,10 @@ void DataLinks::Refuse(net::Shard& shard, Link& link, const std::string& reason,
                     fix.empty() ? std::string() : Concat(" fix=", LogQuote(fix)),
                     " note=", LogQuote("logged once a minute per peer and reason")));
   }
-  if (tell_peer) {
+  if (tell_peer && (!link.tls || link.tls->handshake_done())) {
     std::string refusal;
     AppendRefusalFrame(reason, &refusal);
-    if (link.sealer) {
-      std::string records;
-      link.sealer->Seal(refusal, &records);
-      refusal = std::move(records);
-    }
-    shard.Send(link.id, refusal);
+    Write(shard, link, refusal, /*sealed=*/true);
   }
   ForgetUnauthenticated(link);
   link.handshake.reset();

@@ -10,10 +10,10 @@
 // cluster/node/link_handshake.h with the cluster key before anything else is read — a
 // join token is refused here (a joining node has no business on the data port) — and
 // the peer must be a member by the configuration the shard was last given. What follows
-// is sealed both ways (ChaCha20-Poly1305 records keyed by the handshake). On a cluster
-// whose links use TLS the data port refuses every link and none is dialled
-// (DataPlaneConfig::off_reason): stanzas keep to the cluster links until data links
-// learn TLS.
+// is sealed both ways (ChaCha20-Poly1305 records keyed by the handshake), or, on a
+// cluster whose links use TLS, runs beneath mutual TLS with the cluster port's contexts
+// and must present the certificate key bound to the peer's node id when it joined (then
+// nothing is sealed twice).
 //
 // What a peer that has not authenticated can make a shard hold (DataLinkLimits), per
 // shard: unauthenticated links in total (the oldest is closed for a newcomer, so idle
@@ -126,6 +126,13 @@ class DataLinks {
   void Refuse(net::Shard& shard, Link& link, const std::string& reason, const std::string& fix,
               bool tell_peer = true);
   void SendFrame(net::Shard& shard, Link& link, FrameType type, std::string_view payload);
+  // Bytes for the peer: through TLS when the link has it, else sealed (`sealed`, once the
+  // handshake gave a sealer) or in the clear. False when they could not be queued.
+  bool Write(net::Shard& shard, Link& link, std::string_view bytes, bool sealed);
+  void TakeHandshakeOutput(net::Shard& shard, Link& link);
+  // A member by the configuration this shard was last given; under TLS, with the
+  // certificate key bound to it.
+  absl::Status CheckPeer(const Link& link);
   void ForgetUnauthenticated(Link& link);
   void PublishUp();
   bool ShouldLog(const std::string& key, uint64_t now_ms);

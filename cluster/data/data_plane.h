@@ -21,6 +21,7 @@
 #include "absl/status/statusor.h"
 #include "cluster/raft/types.h"
 #include "net/engine.h"
+#include "tls/tls_session.h"
 
 namespace stanzad::cluster {
 
@@ -39,15 +40,20 @@ absl::StatusOr<DataPlaneInfo> DecodeDataPlaneInfo(std::string_view payload);
 struct DataPlaneConfig {
   raft::NodeId self = raft::kNoNode;
   std::string self_address;  // its cluster address, as its links introduce it
-  // The cluster key (link_auth.h); empty: no data links (off_reason says why).
+  // The cluster key (link_auth.h); empty: no data links (not in a cluster yet).
   std::string cluster_key;
-  std::string off_reason = "this node is not in a cluster";
   struct Member {
-    net::Endpoint endpoint;  // its data port
+    net::Endpoint endpoint;  // its data port (unset: not told yet)
     uint32_t lanes = 1;
+    // The SHA-256 of the certificate key bound to it when it joined (Config::
+    // member_identities); under TLS its links must present that key. Empty: none bound.
+    std::string identity;
   };
   // The other members whose data port is known (they told it on a cluster link).
   std::map<raft::NodeId, Member> members;
+  // Mutual TLS beneath the handshake, as on the cluster port (both set, or neither).
+  std::shared_ptr<const tls::TlsContext> tls_server;
+  std::shared_ptr<const tls::TlsContext> tls_client;
 };
 
 // Hands the current DataPlaneConfig from the control thread to the shards.

@@ -141,6 +141,9 @@ class ClusterNode {
   bool has_state() const;
   bool is_member() const { return raft_->is_member(); }
   bool tls() const { return transport_->tls(); }
+  // The mutual-TLS contexts of its links (null without TLS).
+  const std::shared_ptr<const tls::TlsContext>& tls_server() const { return options_.tls_server; }
+  const std::shared_ptr<const tls::TlsContext>& tls_client() const { return options_.tls_client; }
   raft::NodeId leader_id() const { return raft_->leader(); }
   bool is_leader() const { return raft_->role() == raft::Role::kLeader; }
   raft::NodeId id() const { return store_->node_id(); }

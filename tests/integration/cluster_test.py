@@ -703,6 +703,11 @@ class ClusterTest(unittest.TestCase):
                       ok(a, "cluster", "status"))
         ok(b, "callbridge", "add", "cb1")
         wait_until(lambda: "cb1" in ok(a, "callbridge", "list"), what="replicated over TLS")
+        # The data links too: mutual TLS beneath the handshake, with the same certificates.
+        for node in (a, b):
+            wait_until(lambda node=node: all(
+                m["data_links_total"] > 0 and m["data_links_up"] == m["data_links_total"]
+                for m in status(node)["members"] if not m["self"]), what="data links over TLS")
         code, out, err = c.stanzactl("cluster", "join", self.address(a),
                                      f"--token={a.join_token()}")
         self.assertNotEqual(code, 0)

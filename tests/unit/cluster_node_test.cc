@@ -3,6 +3,7 @@
 #include "cluster/node/cluster_node.h"
 #include "cluster/storage/raft_store.h"
 
+#include "tests/unit/test_ca.h"
 #include "tls/certificates.h"
 #include "tls/pki.h"
 
@@ -259,33 +260,6 @@ TEST_F(ClusterNodeTest, RemoveTakesAMemberOutAndSnapshotsCatchUpANewNode) {
   });
   EXPECT_EQ(unknown.code(), absl::StatusCode::kNotFound) << unknown;
 }
-
-// A CA, and contexts for a node whose certificate that CA issued.
-struct TestCa {
-  std::string key, cert;
-  TestCa() {
-    key = *tls::GeneratePrivateKeyPem();
-    tls::CertificateSpec spec;
-    spec.subject.common_name = "cluster CA";
-    spec.is_ca = true;
-    cert = *tls::MakeSelfSignedCertificatePem(key, spec);
-  }
-  std::pair<std::shared_ptr<const tls::TlsContext>, std::shared_ptr<const tls::TlsContext>>
-  NodeContexts(const std::string& name, const std::string& trust,
-               std::string* identity = nullptr) const {
-    const std::string node_key = *tls::GeneratePrivateKeyPem();
-    tls::CertificateSpec spec;
-    spec.subject.common_name = name;
-    spec.subject.subject_alt_names = {name};
-    const std::string node_cert = *tls::IssueCertificatePem(node_key, spec, cert, key);
-    if (identity != nullptr) *identity = *tls::PublicKeyDigest(node_cert);
-    auto server = tls::TlsContext::Server(node_cert, node_key, {trust});
-    auto client = tls::TlsContext::Client(trust, true, {node_cert, node_key});
-    EXPECT_TRUE(server.ok()) << server.status();
-    EXPECT_TRUE(client.ok()) << client.status();
-    return {*server, *client};
-  }
-};
 
 TEST_F(ClusterNodeTest, MutualTlsLinksAndAStrangerIsRefused) {
   const TestCa ca, other_ca;

@@ -11,9 +11,11 @@
 #include <map>
 #include <memory>
 #include <string>
+#include <tuple>
 #include <vector>
 
 #include "cluster/node/link_handshake.h"
+#include "tests/unit/test_ca.h"
 
 namespace stanzad::cluster {
 namespace {
@@ -50,6 +52,9 @@ struct Node {
   std::unique_ptr<FakeShard> shard;
   std::unique_ptr<DataLinks> links;
   std::vector<std::pair<raft::NodeId, Frame>> frames;  // what the frame handler got
+  // Under cluster TLS: its contexts, and the certificate key bound to its id.
+  std::shared_ptr<const tls::TlsContext> tls_server, tls_client;
+  std::string identity;
 };
 
 // A connection: each end is a node's DataLinks (node id), or the test itself (kNoNode).
@@ -89,12 +94,15 @@ class FakeNet {
     config->self = id;
     config->self_address = node.ip + ":5279";
     config->cluster_key = keys_.at(id);
+    config->tls_server = node.tls_server;
+    config->tls_client = node.tls_client;
     for (const raft::NodeId member : members) {
       if (member == id) continue;
       DataPlaneConfig::Member& entry = config->members[member];
       if (nodes_.count(member) == 0) continue;  // a member whose data port is not known
       entry.endpoint =
           *net::Endpoint::Parse(nodes_.at(member)->ip + ":" + std::to_string(kPort), 0);
+      entry.identity = nodes_.at(member)->identity;
     }
     node.publisher.Publish(config);
     node.links->OnConfigChanged(*node.shard);
@@ -407,6 +415,41 @@ TEST(DataLinks, AKeyChangeClosesEveryLink) {
   net.Pump();
   EXPECT_FALSE(net.node(1).links->LinkedTo(2));
   EXPECT_FALSE(net.node(2).links->LinkedTo(1));
+}
+
+// With cluster TLS the links run beneath mutual TLS: members link up; a certificate
+// from the trusted CA whose key is not the one bound to the node id it claims is refused,
+// and so is a node that speaks no TLS.
+TEST(DataLinks, UnderTlsMembersLinkAndAnotherKeyOrNoTlsIsRefused) {
+  const TestCa ca;
+  FakeNet net;
+  for (const raft::NodeId id : {1, 2, 3}) {
+    Node& node = net.AddNode(id, kKey);
+    std::tie(node.tls_server, node.tls_client) =
+        ca.NodeContexts("node" + std::to_string(id), ca.cert, &node.identity);
+  }
+  Node& plain = net.AddNode(4, kKey);  // the right key, no TLS
+  (void)plain;
+  // Node 3's certificate is the CA's, but node 1 has another key bound to node 3.
+  std::string other;
+  (void)ca.NodeContexts("node3", ca.cert, &other);
+  const std::string bound_3 = net.node(3).identity;
+  net.node(3).identity = other;
+  net.Configure(1, {1, 2, 3, 4});
+  net.node(3).identity = bound_3;
+  net.Configure(2, {1, 2});
+  net.Configure(3, {1, 3});
+  net.Configure(4, {1, 4});
+  net.Run(500);
+  EXPECT_TRUE(net.node(2).links->LinkedTo(1));
+  EXPECT_TRUE(net.node(1).links->LinkedTo(2));
+  ASSERT_TRUE(net.node(2).links->Send(*net.node(2).shard, 1, FrameType::kStanza, "over TLS"));
+  net.Pump();
+  ASSERT_EQ(net.node(1).frames.size(), 1u);
+  EXPECT_EQ(net.node(1).frames[0].second.payload, "over TLS");
+  EXPECT_FALSE(net.node(3).links->LinkedTo(1));
+  EXPECT_FALSE(net.node(4).links->LinkedTo(1));
+  EXPECT_EQ(net.node(1).stats.authenticated.load(), 2u);  // node 2's link, and its own to 2
 }
 
 }  // namespace
