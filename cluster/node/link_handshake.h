@@ -89,7 +89,7 @@ struct DiallerOptions {
   LinkSelf self;
   // The join token to authenticate with (a node asking to join), else the cluster key.
   std::optional<JoinToken> token;
-  std::string cluster_key;  // REQUIRED (kClusterKeyBytes) when there is no token
+  std::string cluster_key;  // REQUIRED (not empty) when there is no token
   // The member it means to reach (its node id), or kNoNode for any holder of the secret.
   raft::NodeId expected_peer = raft::kNoNode;
   std::string address;  // the address it dials, "IP:PORT" (named in refusals)
@@ -127,8 +127,8 @@ class LinkHandshake {
     kRefused,        // done: refusal()
   };
 
-  // REQUIRES: options.nonce.size() == kAuthNonceBytes; a token or a cluster key of
-  // kClusterKeyBytes (CHECKed). TakeOutput() holds the hello.
+  // REQUIRES: options.nonce.size() == kAuthNonceBytes; a token or a cluster key
+  // (CHECKed). TakeOutput() holds the hello.
   static LinkHandshake Dialler(DiallerOptions options);
   // REQUIRES: options.nonce.size() == kAuthNonceBytes (CHECKed).
   static LinkHandshake Acceptor(AcceptorOptions options);

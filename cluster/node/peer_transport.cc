@@ -11,6 +11,7 @@
 #include <cerrno>
 #include <cstring>
 
+#include "core/base/check.h"
 #include "core/base/concat.h"
 #include "core/base/log.h"
 #include "tls/certificates.h"
@@ -187,7 +188,7 @@ LinkId PeerTransport::Dial(const std::string& address, const std::optional<JoinT
 std::string PeerTransport::KeyWrapOf(LinkId id) const {
   auto it = links_.find(id);
   if (it == links_.end() || !it->second->authenticated || it->second->join_token == 0) return "";
-  return it->second->proofs.key_wrap;
+  return it->second->key_wrap;
 }
 
 LinkId PeerTransport::Open(const std::string& address, raft::NodeId peer, bool persistent,
@@ -226,16 +227,13 @@ LinkId PeerTransport::Open(const std::string& address, raft::NodeId peer, bool p
   link->connecting = true;
   link->connect_deadline_ms = now_ms + kConnectTimeoutMs;
   link->deadline_ms = now_ms + limits_.handshake_timeout_ms;
-  link->token = token;
-  link->secret = token ? token->secret : cluster_key_;
-  AuthHello hello;
-  hello.credential = token ? LinkCredential::kJoinToken : LinkCredential::kClusterKey;
-  hello.token_id = token ? token->id : 0;
-  hello.node = self_.id;
-  hello.nonce = RandomBytes(kAuthNonceBytes);
-  hello.address = self_.address;
-  link->hello_payload = EncodeAuthHello(hello);
-  AppendFrame(FrameType::kAuthHello, link->hello_payload, &link->out);
+  link->handshake.emplace(LinkHandshake::Dialler({.self = self_,
+                                                  .token = token,
+                                                  .cluster_key = token ? "" : cluster_key_,
+                                                  .expected_peer = peer,
+                                                  .address = address,
+                                                  .nonce = RandomBytes(kAuthNonceBytes)}));
+  link->handshake->TakeOutput(&link->out);  // the hello
   if (connect(fd, reinterpret_cast<const sockaddr*>(&endpoint->address), endpoint->length) == 0) {
     link->connecting = false;
   } else if (errno != EINPROGRESS) {
@@ -420,7 +418,17 @@ void PeerTransport::ReadFrom(Link& link) {
     }
     Frame& got = **frame;
     if (!current->authenticated) {
-      if (!OnAuthFrame(*current, got)) return;
+      if (!current->handshake) {
+        // Made with the first frame, not at accept: the key may come meanwhile (a
+        // joining node is dialled by the leader before its join is answered).
+        current->handshake.emplace(
+            LinkHandshake::Acceptor({.self = self_.id,
+                                     .cluster_key = cluster_key_,
+                                     .token_lookup = token_lookup_,
+                                     .nonce = RandomBytes(kAuthNonceBytes)}));
+      }
+      current->handshake->Step(got);
+      if (!OnHandshakeStep(*current)) return;
       current = Find(id);
       if (current != nullptr && current->opener_pending) {
         // What follows the handshake in this read is sealed already.
@@ -450,121 +458,55 @@ void PeerTransport::ReadFrom(Link& link) {
   }
 }
 
-bool PeerTransport::OnAuthFrame(Link& link, const Frame& frame) {
+bool PeerTransport::OnHandshakeStep(Link& link) {
   // `link` may be freed by any call that can close it (WriteTo, Refuse, Authenticated):
   // after one, only `id` is looked at.
   const LinkId id = link.id;
-  const std::string upgrade = "upgrade both nodes to the same stanzad version";
-  switch (frame.type) {
-    case FrameType::kLegacyHello:
-      Refuse(link, "the peer runs a stanzad from before cluster links were authenticated", upgrade);
-      return false;
-    case FrameType::kAuthRefused: {
-      const std::string reason(frame.payload.substr(0, kRefusalBytesMax));
-      CloseLink(id,
-                absl::PermissionDeniedError(Concat(link.address, " refused this node: ", reason)));
-      return false;
-    }
-    case FrameType::kAuthHello: {
-      absl::StatusOr<AuthHello> hello = DecodeAuthHello(frame.payload);
-      if (link.outgoing || link.challenged || !hello.ok() || hello->node == self_.id) {
-        Refuse(link,
-               !hello.ok()               ? std::string(hello.status().message())
-               : hello->node == self_.id ? "a link from this node's own id (reflected?)"
-                                         : "unexpected hello",
-               upgrade);
-        return false;
-      }
-      link.address = hello->address;
-      if (hello->credential == LinkCredential::kJoinToken) {
-        std::optional<std::string> secret =
-            token_lookup_ ? token_lookup_(hello->token_id) : std::nullopt;
-        if (!secret) {
-          Refuse(link, "the join token is unknown, used or expired",
-                 "make a new one on a member: stanzactl cluster token");
-          return false;
-        }
-        link.secret = *secret;
-        link.join_token = hello->token_id;
-      } else if (cluster_key_.empty()) {
-        Refuse(link, "this node is not in a cluster (it has no cluster key)",
-               "join it to the cluster: stanzactl cluster join HOST --token=TOKEN");
-        return false;
-      } else {
-        link.secret = cluster_key_;
-      }
-      link.peer = hello->node;
-      link.hello_payload = frame.payload;
-      const std::string nonce = RandomBytes(kAuthNonceBytes);
-      link.proofs = DeriveAuthProofs(link.secret, link.hello_payload, self_.id, nonce);
-      link.challenged = true;
-      AppendFrame(FrameType::kAuthChallenge,
-                  EncodeAuthChallenge({self_.id, nonce, link.proofs.acceptor}), &link.out);
-      if (!link.tls) {  // what this side sends after its challenge is sealed
-        link.sealer = std::make_unique<RecordSealer>(link.proofs.acceptor_key);
-        link.clear_bytes = link.out.size();
-      }
+  LinkHandshake& handshake = *link.handshake;
+  if (!link.outgoing && handshake.announced_address()) {
+    link.address = *handshake.announced_address();  // what it says it is, for the log
+  }
+  if (handshake.state() == LinkHandshake::State::kCheckingPeer) {
+    handshake.PeerChecked(CheckPeer(link, handshake.peer()));
+  }
+  handshake.TakeOutput(&link.out);
+  // Under TLS the handshake's sealer and opener are not used: TLS protects the link.
+  if (std::optional<RecordSealer> sealer = handshake.TakeSealer(); sealer && !link.tls) {
+    link.sealer = std::make_unique<RecordSealer>(std::move(*sealer));
+    link.clear_bytes = link.out.size();  // the handshake's frames so far go in the clear
+  }
+  switch (handshake.state()) {
+    case LinkHandshake::State::kHandshaking:
       WriteTo(link);
       return Find(id) != nullptr;
-    }
-    case FrameType::kAuthChallenge: {
-      absl::StatusOr<AuthChallenge> challenge = DecodeAuthChallenge(frame.payload);
-      if (!link.outgoing || !challenge.ok() || challenge->node == self_.id) {
-        Refuse(link, challenge.ok() ? "unexpected challenge" : "bad challenge", upgrade);
-        return false;
+    case LinkHandshake::State::kCheckingPeer:  // answered above
+      break;
+    case LinkHandshake::State::kRefused: {
+      const LinkRefusal refusal = handshake.refusal();
+      if (refusal.tell_peer) {
+        Refuse(link, refusal.reason, refusal.fix);
+      } else {
+        CloseLink(id, absl::PermissionDeniedError(
+                          Concat(link.address, " refused this node: ", refusal.reason)));
       }
-      link.proofs =
-          DeriveAuthProofs(link.secret, link.hello_payload, challenge->node, challenge->nonce);
-      if (!EqualInConstantTime(link.proofs.acceptor, challenge->proof)) {
-        Refuse(link,
-               link.token ? "the peer does not know this join token"
-                          : "the peer does not hold this cluster's key",
-               "check the address: it is not a member of this node's cluster");
-        return false;
-      }
-      if (link.peer != raft::kNoNode && link.peer != challenge->node) {
-        Refuse(link,
-               Concat("reached node ", std::to_string(challenge->node), " at ", link.address,
-                      ", not the member ", std::to_string(link.peer)),
-               "a node was reset at that address; remove the old member (cluster remove)");
-        return false;
-      }
-      link.peer = challenge->node;
-      link.join_token = link.token ? link.token->id : 0;
-      if (!PeerAllowed(link)) return false;
-      AppendFrame(FrameType::kAuthProof, link.proofs.dialler, &link.out);
-      if (!link.tls) {  // sealed from here on, both ways
-        link.sealer = std::make_unique<RecordSealer>(link.proofs.dialler_key);
-        link.clear_bytes = link.out.size();
-        link.opener = std::make_unique<RecordOpener>(link.proofs.acceptor_key);
-        link.opener_pending = true;
-      }
-      Authenticated(link);
-      return Find(id) != nullptr;
-    }
-    case FrameType::kAuthProof: {
-      if (link.outgoing || !link.challenged) {
-        Refuse(link, "unexpected proof", upgrade);
-        return false;
-      }
-      if (!EqualInConstantTime(link.proofs.dialler, frame.payload)) {
-        Refuse(link, link.join_token != 0 ? "wrong join token secret" : "wrong cluster key",
-               link.join_token != 0 ? "make a new token on a member: stanzactl cluster token"
-                                    : "the node is not a member of this cluster");
-        return false;
-      }
-      if (!PeerAllowed(link)) return false;
-      if (!link.tls) {
-        link.opener = std::make_unique<RecordOpener>(link.proofs.dialler_key);
-        link.opener_pending = true;
-      }
-      Authenticated(link);
-      return Find(id) != nullptr;
-    }
-    default:
-      Refuse(link, "a frame before authentication", upgrade);
       return false;
+    }
+    case LinkHandshake::State::kAuthenticated: {
+      const LinkAuthenticated outcome = handshake.authenticated();
+      link.peer = outcome.peer;
+      link.join_token = outcome.join_token;
+      link.key_wrap = outcome.key_wrap;
+      if (std::optional<RecordOpener> opener = handshake.TakeOpener(); opener && !link.tls) {
+        link.opener = std::make_unique<RecordOpener>(std::move(*opener));
+        link.opener_pending = true;
+      }
+      link.handshake.reset();
+      Authenticated(link);
+      return Find(id) != nullptr;
+    }
   }
+  CHECK(false);  // every state is handled above
+  return false;
 }
 
 void PeerTransport::Authenticated(Link& link) {
@@ -595,25 +537,17 @@ void PeerTransport::ForgetUnauthenticated(Link& link) {
   }
 }
 
-bool PeerTransport::PeerAllowed(Link& link) {
+absl::Status PeerTransport::CheckPeer(Link& link, const LinkPeer& proven) {
   if (link.tls) {
     absl::StatusOr<std::string> identity = tls::PublicKeyDigest(link.tls->PeerCertificatePem());
     if (!identity.ok()) {
-      Refuse(link,
-             Concat("its certificate's key cannot be read: ",
-                    std::string(identity.status().message())),
-             "");
-      return false;
+      return absl::PermissionDeniedError(Concat("its certificate's key cannot be read: ",
+                                                std::string(identity.status().message())));
     }
     link.identity = *identity;
   }
-  if (!peer_check_) return true;
-  if (absl::Status allowed = peer_check_(LinkPeer{link.peer, link.join_token, link.identity});
-      !allowed.ok()) {
-    Refuse(link, std::string(allowed.message()), "");
-    return false;
-  }
-  return true;
+  if (!peer_check_) return absl::OkStatus();
+  return peer_check_(LinkPeer{proven.id, proven.join_token, link.identity});
 }
 
 bool PeerTransport::ShouldLog(const std::string& key) {
@@ -639,7 +573,7 @@ void PeerTransport::Refuse(Link& link, const std::string& reason, const std::str
   if (!link.tls || link.tls->handshake_done()) {
     link.out.clear();
     link.clear_bytes = 0;
-    AppendFrame(FrameType::kAuthRefused, reason.substr(0, kRefusalBytesMax), &link.out);
+    AppendRefusalFrame(reason, &link.out);
     WriteTo(link);
   }
   if (Find(id) != nullptr) CloseLink(id, absl::PermissionDeniedError(reason));

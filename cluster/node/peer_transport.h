@@ -8,8 +8,9 @@
 // replies travel back on the link a request came in on (SendOn).
 //
 // Trust (docs/security.md): every link is authenticated before any other frame is read,
-// by the handshake of link_auth.h: with the cluster key (set_cluster_key; a node without
-// one refuses such links), or with a join token's secret (Dial with a token; an acceptor
+// by the handshake of link_auth.h (run by link_handshake.h's LinkHandshake; the transport
+// answers its peer checks and keeps the bounds): with the cluster key (set_cluster_key; a node
+// without one refuses such links), or with a join token's secret (Dial with a token; an acceptor
 // finds the secret with the token lookup). A link authenticated by a token is a joining
 // node's: the caller lets it ask to join, nothing else (LinkPeer::join_token). Frames
 // queued before the handshake is done wait for it. The dialler checks that the node it
@@ -71,7 +72,7 @@ class PeerTransport {
  public:
   static constexpr size_t kQueueBytesMax = 16 << 20;
   static constexpr uint64_t kConnectTimeoutMs = 2000;
-  static constexpr size_t kRefusalBytesMax = 255;  // the reason a kAuthRefused carries
+  static constexpr size_t kRefusalBytesMax = kAuthRefusalBytesMax;
 
   // A frame arrived on an authenticated link (never an authentication frame).
   using FrameHandler = std::function<void(LinkId link, const LinkPeer& peer, Frame frame)>;
@@ -83,7 +84,7 @@ class PeerTransport {
   // A link to a peer came up (authenticated with the cluster key, either direction).
   using PeerUpHandler = std::function<void(raft::NodeId peer)>;
   // The secret of a join token that is valid now, or nullopt.
-  using TokenLookup = std::function<std::optional<std::string>(uint64_t token_id)>;
+  using TokenLookup = cluster::TokenLookup;
   // Whether the peer a link authenticated may be who it says (with TLS: its certificate's
   // key against the one bound to its node id); an error refuses the link with its text.
   using PeerCheck = std::function<absl::Status(const LinkPeer& peer)>;
@@ -170,21 +171,18 @@ class PeerTransport {
     // Outgoing: the node it must reach (SetPeers), else 0 until authenticated;
     // incoming: the node it proved to be.
     raft::NodeId peer = raft::kNoNode;
-    std::optional<JoinToken> token;  // outgoing: authenticate with it, not the key
-    uint64_t join_token = 0;         // authenticated by this join token
-    std::string identity;            // with TLS: the peer certificate's key digest
+    uint64_t join_token = 0;  // authenticated by this join token
+    std::string identity;     // with TLS: the peer certificate's key digest
     std::string address;
     std::string remote_ip;  // incoming: the connecting host
     std::string in, out;    // plaintext: frames read, frames to send
     std::string waiting;    // frames queued before authentication
     uint64_t connect_deadline_ms = 0;
     uint64_t deadline_ms = 0;  // to connect and authenticate
-    // The handshake: our hello as sent (dialler) or the peer's (acceptor), the secret
-    // in use, and what both derive from them.
-    std::string hello_payload;
-    std::string secret;
-    AuthProofs proofs;
-    bool challenged = false;               // acceptor: its challenge is sent
+    // Until authenticated: this side of the handshake (link_handshake.h); an incoming
+    // link's is made when its first frame arrives.
+    std::optional<LinkHandshake> handshake;
+    std::string key_wrap;                  // a join token link's (link_auth.h)
     std::unique_ptr<tls::TlsSession> tls;  // with mutual TLS
     std::string cipher_out;                // TLS or sealed records waiting for the socket
     // Without TLS, after the handshake (link_auth.h): `out` is sealed from its byte
@@ -206,14 +204,16 @@ class PeerTransport {
   LinkId Open(const std::string& address, raft::NodeId peer, bool persistent,
               const std::optional<JoinToken>& token, uint64_t now_ms, absl::Status* error);
   void Accept(uint64_t now_ms);
-  // One authentication frame; false when the link was closed.
-  bool OnAuthFrame(Link& link, const Frame& frame);
+  // Acts on what the handshake made of the frame just stepped (or of the hello):
+  // answers its peer check, queues its frames, takes its sealer and opener, refuses or
+  // authenticates the link. False when the link was closed.
+  bool OnHandshakeStep(Link& link);
   void Authenticated(Link& link);
   // Takes an incoming link out of the counts of unauthenticated links.
   void ForgetUnauthenticated(Link& link);
-  // Computes the peer's certificate key (TLS) and asks the peer check; false (the link
-  // refused) when it says no.
-  bool PeerAllowed(Link& link);
+  // The transport's verdict on the peer a handshake proved: computes its certificate's
+  // key (TLS, kept in link.identity) and asks the peer check.
+  absl::Status CheckPeer(Link& link, const LinkPeer& proven);
   // Refuses a link: tells the peer why (kAuthRefused), logs it (once a minute per peer
   // and reason) and closes it.
   void Refuse(Link& link, const std::string& reason, const std::string& fix);
