@@ -96,7 +96,9 @@ struct DiallerOptions {
   std::string nonce;    // kAuthNonceBytes of fresh randomness (RandomBytes)
 };
 
-// What an acceptor knows before the dialler says anything.
+// What an acceptor knows when the dialler starts to talk. Make the acceptor when the
+// link's first frame arrives, not at accept: a node that is joining gets its cluster key
+// after the leader has already dialled it.
 struct AcceptorOptions {
   raft::NodeId self = raft::kNoNode;
   std::string cluster_key;   // empty: this node is in no cluster, links with a key are refused
