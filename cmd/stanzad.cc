@@ -49,6 +49,7 @@
 #include "cmd/node_commands.h"
 #include "cmd/node_config.h"
 #include "cmd/node_metrics.h"
+#include "core/base/concat.h"
 #include "core/base/log.h"
 #include "core/router/client_routes.h"
 #include "core/router/route_table.h"
@@ -57,7 +58,7 @@
 #include "net/router_shard.h"
 #include "server/daemon_options.h"
 #include "server/node_shard.h"
-#include "server/relay_driver.h"
+#include "server/route_driver.h"
 #include "server/shard_mail.h"
 #include "tls/certificates.h"
 
@@ -148,6 +149,7 @@ class Daemon {
         metrics_addr_(options_.metrics_addr) {
     stats_ = std::make_unique<net::RouterShardStats[]>(static_cast<size_t>(shards_));
     data_link_stats_ = std::make_unique<cluster::DataLinkStats[]>(static_cast<size_t>(shards_));
+    lane_stats_ = std::make_unique<server::LaneStats[]>(static_cast<size_t>(shards_));
   }
 
   int Run() {
@@ -164,7 +166,7 @@ class Daemon {
     if (absl::Status opened = OpenCluster(); !opened.ok()) {
       LogEvent(LogLevel::kError, "cluster_open_failed",
                "reason=" + LogQuote(std::string(opened.message())));
-      if (cluster_ == nullptr || relay_ == nullptr) return 1;  // the store itself failed
+      if (cluster_ == nullptr || routes_ == nullptr) return 1;  // the store itself failed
     }
     ApplyEngineState();
     PublishMetricsSnapshot();
@@ -185,7 +187,7 @@ class Daemon {
       const uint64_t now_ms = MonotonicMs();
       if (engine_) {
         engine_->DrainControl([this, now_ms](int, const net::CrossShardMessage& message) {
-          relay_->OnShardRecord(now_ms, message);
+          routes_->OnShardRecord(message);
         });
       }
       (*admin)->HandlePoll(
@@ -200,10 +202,10 @@ class Daemon {
         cluster_->Tick(now_ms);
         MirrorClusterConfig();
       }
-      DriveRelay(now_ms, clustered);
+      DriveRoutes(clustered);
+      PublishDataPlane(clustered);
       const auto now = std::chrono::steady_clock::now();
       if (now - last_publish >= std::chrono::milliseconds(100)) {
-        PublishDataPlane(clustered);
         PublishMetricsSnapshot();
         last_publish = now;
       }
@@ -288,18 +290,24 @@ class Daemon {
       snapshot->cluster_last_state_change_unix_s =
           std::chrono::duration<double>(cluster.last_state_change.time_since_epoch()).count();
     }
-    const cluster::relay::Stats& relay = relay_->stats();
-    snapshot->relayed_out = relay.relayed_out;
-    snapshot->relayed_in = relay.relayed_in;
-    snapshot->relay_failed = relay.failed;
-    snapshot->relay_resent = relay.resent;
-    snapshot->relay_duplicates = relay.duplicates_dropped;
-    snapshot->relay_expired = relay.expired;
-    snapshot->relay_aborted = relay.aborted;
-    snapshot->relay_unconfirmed = relay.unconfirmed;
-    snapshot->relay_misrouted = relay.misrouted;
-    snapshot->forward_waiting = relay_->custody_count();
-    snapshot->forward_waiting_bytes = relay_->custody_bytes();
+    // The shards' relay lanes, summed.
+    for (int shard = 0; shard < shards_; ++shard) {
+      const server::LaneStats& lane = lane_stats_[static_cast<size_t>(shard)];
+      const auto get = [](const std::atomic<uint64_t>& value) {
+        return value.load(std::memory_order_relaxed);
+      };
+      snapshot->relayed_out += get(lane.relayed_out);
+      snapshot->relayed_in += get(lane.relayed_in);
+      snapshot->relay_failed += get(lane.failed);
+      snapshot->relay_resent += get(lane.resent);
+      snapshot->relay_duplicates += get(lane.duplicates_dropped);
+      snapshot->relay_expired += get(lane.expired);
+      snapshot->relay_aborted += get(lane.aborted);
+      snapshot->relay_unconfirmed += get(lane.unconfirmed);
+      snapshot->relay_misrouted += get(lane.misrouted);
+      snapshot->forward_waiting += get(lane.custody_count);
+      snapshot->forward_waiting_bytes += get(lane.custody_bytes);
+    }
     metrics_snapshot_.store(std::move(snapshot));
   }
 
@@ -429,15 +437,15 @@ class Daemon {
         cluster::ClusterNode::Open(options);
     if (!node.ok()) return node.status();
     cluster_ = std::move(*node);
-    if (absl::Status relay = OpenRelay(); !relay.ok()) return relay;
+    if (absl::Status routes = OpenRoutes(); !routes.ok()) return routes;
     if (!cluster_tls_error_.empty() && options.tls_server == nullptr) {
       LogEvent(LogLevel::kError, "cluster_tls_failed", "reason=" + LogQuote(cluster_tls_error_));
     }
     cluster_->SetDataHandlers(
         [this](raft::NodeId from, const cluster::Frame& frame) {
-          relay_->OnFrame(turn_now_ms_, from, frame.type, frame.payload);
+          routes_->OnFrame(from, frame.type, frame.payload);
         },
-        [this](raft::NodeId peer) { relay_->OnLinkUp(peer); });
+        [this](raft::NodeId peer) { routes_->OnLinkUp(peer); });
     mirrored_generation_ = 0;
     cluster_listening_ = false;
     if (!cluster_tls_error_.empty()) return absl::FailedPreconditionError(cluster_tls_error_);
@@ -547,17 +555,22 @@ class Daemon {
     }
   }
 
-  // ---- Stanzas between nodes: the relay (cluster/relay), driven by server/relay_driver.h ----
+  // ---- Between nodes: routes here (server/route_driver.h), stanzas on the shards' lanes ----
 
-  // The relay (server/relay_driver.h), made once the node has its id; its incarnation
-  // grows on every start.
-  absl::Status OpenRelay() {
-    if (relay_ && relay_->self() == cluster_->id()) return absl::OkStatus();
+  absl::Status OpenRoutes() {
+    if (routes_) return absl::OkStatus();
+    routes_ = std::make_unique<server::RouteDriver>(
+        cluster::DataPlaneInfo{options_.cluster_data_port, static_cast<uint32_t>(shards_)});
+    return absl::OkStatus();
+  }
+
+  // The shards' lanes name their stanzas (lane, incarnation, sequence), each counting its
+  // sequences from 1: every engine start takes a new incarnation, larger than any before
+  // (durable), so no two lives of a lane share one.
+  absl::Status NewIncarnation() {
     absl::StatusOr<uint64_t> incarnation = NextIncarnation(state_dir_ + "/cluster");
     if (!incarnation.ok()) return incarnation.status();
-    relay_ = std::make_unique<server::RelayDriver>(
-        cluster_->id(), *incarnation, config_.domain, options_.relay,
-        cluster::DataPlaneInfo{options_.cluster_data_port, 1});
+    incarnation_ = *incarnation;
     return absl::OkStatus();
   }
 
@@ -574,14 +587,34 @@ class Daemon {
         port);
   }
 
-  // What the shards' data links need, published when it changes: links run between
-  // members that told their data port, with the cluster key, and not under cluster TLS.
+  // What the shards' data links and lanes need, published when it changes (looked at
+  // every turn: a new leader reaches the lanes at once): links run between members that
+  // told their data port, with the cluster key (and TLS when the cluster has it).
   void PublishDataPlane(bool clustered) {
+    const bool ready = clustered && cluster_->has_state() && !cluster_->cluster_key().empty();
+    std::string key = ready ? Concat(std::to_string(cluster_->leader_id()), "/",
+                                     cluster_->is_member() ? "m" : "-", "/",
+                                     std::to_string(cluster_->config_generation()), "/",
+                                     std::to_string(routes_->data_planes_generation()))
+                            : std::string("-");
+    for (const raft::NodeId peer : ready ? cluster_->PeerIds() : std::vector<raft::NodeId>()) {
+      key += "/" + std::to_string(peer);
+    }
+    key += "/" + std::to_string(incarnation_);
+    if (ready) {
+      for (const std::string& host : cluster_->isolated_from()) key += "/i" + host;
+    }
+    if (key == data_plane_key_) return;
+    data_plane_key_ = key;
     auto next = std::make_shared<cluster::DataPlaneConfig>();
-    if (clustered && cluster_->has_state() && !cluster_->cluster_key().empty()) {
+    next->incarnation = incarnation_;
+    if (ready) {
+      next->member = cluster_->is_member();
+      next->leader = cluster_->leader_id();
       next->self = cluster_->id();
       next->self_address = cluster_->address();
       next->cluster_key = cluster_->cluster_key();
+      next->isolated_from = cluster_->isolated_from();
       if (cluster_->tls()) {
         next->tls_server = cluster_->tls_server();
         next->tls_client = cluster_->tls_client();
@@ -593,30 +626,12 @@ class Daemon {
         if (auto bound = identities.find(member.id); bound != identities.end()) {
           entry.identity = bound->second;
         }
-        auto info = relay_->data_planes().find(member.id);
-        if (info == relay_->data_planes().end()) continue;
+        auto info = routes_->data_planes().find(member.id);
+        if (info == routes_->data_planes().end()) continue;
         absl::StatusOr<net::Endpoint> endpoint = DataEndpoint(member.address, info->second.port);
         if (endpoint.ok()) entry.endpoint = *endpoint;
         entry.lanes = info->second.lanes;
       }
-    }
-    const std::shared_ptr<const cluster::DataPlaneConfig> current = data_plane_.Current();
-    const auto same_members = [&] {
-      if (current->members.size() != next->members.size()) return false;
-      for (const auto& [id, member] : next->members) {
-        auto it = current->members.find(id);
-        if (it == current->members.end() || it->second.lanes != member.lanes ||
-            it->second.identity != member.identity ||
-            it->second.endpoint.ToString() != member.endpoint.ToString()) {
-          return false;
-        }
-      }
-      return true;
-    };
-    if (next->self == current->self && next->cluster_key == current->cluster_key &&
-        next->tls_server == current->tls_server && next->tls_client == current->tls_client &&
-        next->self_address == current->self_address && same_members()) {
-      return;
     }
     data_plane_.Publish(std::move(next));
     for (int shard = 0; shard < shards_; ++shard) {
@@ -637,14 +652,14 @@ class Daemon {
     }
   }
 
-  // One turn of the relay, then what waits for the shards goes.
-  void DriveRelay(uint64_t now_ms, bool cluster_active) {
+  // One turn of the routes, then what waits for the shards goes.
+  void DriveRoutes(bool cluster_active) {
     server::MailedShards shards = Shards();
     if (cluster_active) {
       server::ClusterNodeLinks links(*cluster_);
-      relay_->Turn(now_ms, config_.domain, &links, shards);
+      routes_->Turn(&links, shards);
     } else {
-      relay_->Turn(now_ms, config_.domain, nullptr, shards);
+      routes_->Turn(nullptr, shards);
     }
     shards.Flush();
   }
@@ -1026,8 +1041,8 @@ class Daemon {
       return;
     }
     if (verb == "isolate") {
-      // A drill for failover and partition tests: this node's cluster links to
-      // and from these hosts are cut until 'isolate off' or a restart.
+      // A drill for failover and partition tests: this node's cluster and data links
+      // to and from these hosts are cut until 'isolate off' or a restart.
       if (request.args.size() < 3) return usage();
       std::set<std::string> hosts;
       if (!(request.args.size() == 3 && request.args[2] == "off")) {
@@ -1149,7 +1164,7 @@ class Daemon {
     engine_.reset();
     DropMail();
     // Its bridges are gone: the other nodes forget them.
-    relay_->DropLocalRoutes();
+    routes_->DropLocalRoutes();
     LogEvent(LogLevel::kInfo, "serving_stopped");
   }
 
@@ -1203,13 +1218,26 @@ class Daemon {
       s.clients_connected.store(0);
       s.client_connections_open.store(0);
     }
+    // The lanes' timers (resends, deadlines) and a new leader's resends run on ticks.
+    options.tick_ms = 20;
+    if (absl::Status taken = NewIncarnation(); !taken.ok()) {
+      not_serving_reason_ = Concat("the relay's incarnation: ", std::string(taken.message()));
+      LogEvent(LogLevel::kError, "listen_failed", "reason=" + LogQuote(not_serving_reason_));
+      return;
+    }
+    PublishDataPlane(config_.cluster_enabled && cluster_ && cluster_tls_error_.empty());
+    // Each lane holds its share of the node's custody bound.
+    cluster::relay::Options lane_options = options_.relay;
+    lane_options.hold_bytes_max =
+        std::max<size_t>(1, lane_options.hold_bytes_max / static_cast<size_t>(shards_));
     absl::StatusOr<std::unique_ptr<net::Engine>> engine =
-        net::Engine::Start(options, [this, limits](int shard) {
+        net::Engine::Start(options, [this, limits, lane_options](int shard) {
           const size_t index = static_cast<size_t>(shard);
           return std::make_unique<server::NodeShard>(
               std::make_unique<net::RouterShard>(&publisher_, limits, &stats_[index]),
               std::make_unique<cluster::DataLinks>(&data_plane_, options_.data_links,
-                                                   &data_link_stats_[index]));
+                                                   &data_link_stats_[index]),
+              &data_plane_, lane_options, &lane_stats_[index]);
         });
     if (!engine.ok()) {
       not_serving_reason_ = std::string(engine.status().message());
@@ -1223,7 +1251,7 @@ class Daemon {
     }
     not_serving_reason_.clear();
     // The new shards learn the routes of the other nodes.
-    for (const cluster::relay::RouteChange& route : relay_->RemoteRoutes()) {
+    for (const cluster::relay::RouteChange& route : routes_->RemoteRoutes()) {
       PostToAllShards(net::kRemoteRouteBind, route.node, route.address);
     }
     std::string listening;
@@ -1251,9 +1279,12 @@ class Daemon {
   std::unique_ptr<cluster::ClusterNode> cluster_;
   bool cluster_listening_ = false;
   std::string cluster_tls_error_;  // set: TLS was asked for and failed; the node stays out
-  std::unique_ptr<server::RelayDriver> relay_;
+  std::unique_ptr<server::RouteDriver> routes_;
+  uint64_t incarnation_ = 0;    // the running engine's lanes' (NewIncarnation)
+  std::string data_plane_key_;  // what the last published DataPlaneConfig was made of
   cluster::DataPlanePublisher data_plane_;
   std::unique_ptr<cluster::DataLinkStats[]> data_link_stats_;
+  std::unique_ptr<server::LaneStats[]> lane_stats_;
   ShardMail mail_{shards_, kMailRecordsFull};  // records the shards' queues did not take yet
   uint64_t turn_now_ms_ = 0;                   // the control loop's clock this turn
   uint64_t mirrored_generation_ = 0;

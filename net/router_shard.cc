@@ -429,7 +429,7 @@ void RouterShard::Route(Connection& sender, const xmpp::Stanza& stanza) {
       return;
     case router::RouteKind::kRemote:
       // The control thread relays it to that node (cluster/node, daemon).
-      if (shard_->PostToControl(kCtlForward, sender.id(), decision.node, stanza.bytes)) {
+      if (ForwardToNode(sender.id(), decision.node, stanza.bytes)) {
         Bump(stats_->stanzas_forwarded);
       } else {
         Bounce(sender.id(), stanza.bytes, StanzaErrorCondition::kResourceConstraint);
@@ -497,7 +497,7 @@ void RouterShard::RouteToUser(ConnectionId sender, const xmpp::Stanza& stanza,
     if (std::optional<uint64_t> node = routes_.FindRemote(Concat(to.bare, "/", to.resource))) {
       if (from_peer) {
         BounceToPeer(stanza.bytes, StanzaErrorCondition::kServiceUnavailable);  // never twice
-      } else if (shard_->PostToControl(kCtlForward, sender, *node, stanza.bytes)) {
+      } else if (ForwardToNode(sender, *node, stanza.bytes)) {
         Bump(stats_->stanzas_forwarded);
       } else {
         BounceAny(sender, stanza.bytes, StanzaErrorCondition::kResourceConstraint);
@@ -599,7 +599,7 @@ size_t RouterShard::ForwardToAccountNodes(ConnectionId sender, std::string_view 
   auto it = remote_accounts_.find(ToAbsl(bare));
   if (it == remote_accounts_.end()) return 0;
   for (const uint64_t node : it->second) {
-    if (shard_->PostToControl(kCtlForward, sender, node, bytes)) {
+    if (ForwardToNode(sender, node, bytes)) {
       Bump(stats_->stanzas_forwarded);
     } else {
       BounceAny(sender, bytes, StanzaErrorCondition::kResourceConstraint);  // that copy
@@ -679,7 +679,7 @@ void RouterShard::RouteWithoutSender(std::string_view bytes, bool from_peer) {
       if (from_peer) {
         // Not here after all (the bridge moved on): never relay twice.
         BounceToPeer(bytes, StanzaErrorCondition::kServiceUnavailable);
-      } else if (!shard_->PostToControl(kCtlForward, kNoConnection, decision.node, bytes)) {
+      } else if (!ForwardToNode(kNoConnection, decision.node, bytes)) {
         Bump(stats_->error_stanzas_dropped);
       }
       return;
@@ -701,7 +701,7 @@ void RouterShard::BounceToPeer(std::string_view stanza_bytes, StanzaErrorConditi
   }
   const std::string reply = xmpp::MakeErrorReply(stanza, condition, config_->domain);
   const std::optional<uint64_t> node = RemoteNodeOf(*stanza.from);
-  if (!node || !shard_->PostToControl(kCtlForward, kNoConnection, *node, reply)) {
+  if (!node || !ForwardToNode(kNoConnection, *node, reply)) {
     Bump(stats_->error_stanzas_dropped);
     return;
   }
@@ -718,6 +718,36 @@ std::optional<uint64_t> RouterShard::RemoteNodeOf(std::string_view raw_jid) cons
     return std::nullopt;
   }
   return routes_.FindRemote(Concat(user->bare, "/", user->resource));
+}
+
+bool RouterShard::ForwardToNode(ConnectionId sender, uint64_t node, std::string_view bytes) {
+  if (forwarder_ == nullptr) return shard_->PostToControl(kCtlForward, sender, node, bytes);
+  forwarder_->Forward(sender, node, bytes);
+  return true;
+}
+
+std::optional<uint64_t> RouterShard::NodeOfRoute(std::string_view address) const {
+  if (router::IsAccountRoute(address)) {
+    if (!clients_.MessageRecipients(address).empty()) return 0;
+    auto it = remote_accounts_.find(ToAbsl(address));
+    if (it == remote_accounts_.end() || it->second.empty()) return std::nullopt;
+    return it->second.front();
+  }
+  if (const size_t slash = address.find('/');
+      slash != std::string_view::npos && address.find('@') < slash) {
+    if (clients_.Find(address.substr(0, slash), address.substr(slash + 1))) return 0;
+    return routes_.FindRemote(address);
+  }
+  const router::RouteDecision decision = routes_.Resolve(address);
+  if (decision.kind == router::RouteKind::kComponent) return 0;
+  if (decision.kind == router::RouteKind::kRemote) return decision.node;
+  return std::nullopt;
+}
+
+bool RouterShard::AccountHeldBy(uint64_t node, std::string_view account) const {
+  auto it = remote_accounts_.find(ToAbsl(account));
+  return it != remote_accounts_.end() &&
+         std::find(it->second.begin(), it->second.end(), node) != it->second.end();
 }
 
 void RouterShard::PostToControlThread(uint32_t kind, ConnectionId target, uint64_t argument,
@@ -784,6 +814,7 @@ void RouterShard::OnMessage(Shard& shard, const CrossShardMessage& message) {
     case kRouteBind:
       routes_.Bind(message.payload, message.target);
       PostControl(ShardOf(message.target), kRouteBindAck, message.target, "");
+      if (forwarder_ != nullptr) forwarder_->RouteBound(message.payload);
       return;
     case kRouteBindAck:
     case kClientRouteBindAck: {
@@ -843,6 +874,7 @@ void RouterShard::OnMessage(Shard& shard, const CrossShardMessage& message) {
                     message.target);
       PostControl(ShardOf(message.target), kClientRouteBindAck, message.target, "");
       AnnounceAccount(message.payload.substr(0, slash));  // a replaced resource starts unavailable
+      if (forwarder_ != nullptr) forwarder_->RouteBound(message.payload);
       return;
     }
     case kClientRouteUnbind: {
@@ -953,6 +985,7 @@ void RouterShard::OnMessage(Shard& shard, const CrossShardMessage& message) {
         return;
       }
       routes_.BindRemote(message.payload, message.argument);
+      if (forwarder_ != nullptr) forwarder_->RouteBound(message.payload);
       return;
     case kRemoteRouteUnbind:
       if (router::IsAccountRoute(message.payload)) {

@@ -254,6 +254,27 @@ class RouterShard : public ShardHandler {
   RouterShard(const RouterConfigPublisher* config, RouterLimits limits, RouterShardStats* stats);
   ~RouterShard() override;
 
+  // The relay lane of this shard, when the node runs one (server/node_shard.h): stanzas
+  // for other nodes go to it instead of the control thread (kCtlForward), and it hears
+  // of every route that gets bound, here or on another node.
+  class Forwarder {
+   public:
+    virtual ~Forwarder() = default;
+    // A stanza for member `node` (it answers the sender itself if it cannot take it).
+    virtual void Forward(ConnectionId sender, uint64_t node, std::string_view bytes) = 0;
+    // `address` (a bridge, a client's full JID, an account) is bound now, somewhere.
+    virtual void RouteBound(std::string_view address) = 0;
+  };
+  // The domain of the configuration this shard runs with.
+  const std::string& domain() const { return config_->domain; }
+  // `forwarder` outlives this; null: stanzas for other nodes go to the control thread.
+  void set_forwarder(Forwarder* forwarder) { forwarder_ = forwarder; }
+  // Where a route is bound as this shard knows it: 0 on this node, a member's id, nullopt
+  // nowhere; for an account, a node holding it (this one if it does).
+  std::optional<uint64_t> NodeOfRoute(std::string_view address) const;
+  // `node` (another member) holds resources of `account`, as this shard knows it.
+  bool AccountHeldBy(uint64_t node, std::string_view account) const;
+
   bool OnAccept(Shard& shard, ConnectionId id, const Endpoint& peer, int listener_tag) override;
   void OnData(Shard& shard, ConnectionId id, std::string_view bytes) override;
   void OnClosed(Shard& shard, ConnectionId id, const absl::Status& reason) override;
@@ -279,6 +300,9 @@ class RouterShard : public ShardHandler {
   // The node of the cluster that holds `raw_jid` (a bridge, or a client's full
   // JID) if it is another one.
   std::optional<uint64_t> RemoteNodeOf(std::string_view raw_jid) const;
+  // A stanza for member `node`: to the forwarder, or to the control thread. False: that
+  // queue is full (the caller bounces it).
+  bool ForwardToNode(ConnectionId sender, uint64_t node, std::string_view bytes);
   // Delivers to `target` on any shard, or answers `sender` with the error.
   void DeliverTo(ConnectionId sender, ConnectionId target, std::string_view bytes);
   // Bounce() for a local sender, BounceToPeer() for kNoConnection.
@@ -346,6 +370,7 @@ class RouterShard : public ShardHandler {
   void DestroyIfDead(ConnectionId id);
 
   const RouterConfigPublisher* config_publisher_;
+  Forwarder* forwarder_ = nullptr;
   std::shared_ptr<const RouterConfig> config_;
   RouterLimits limits_;
   RouterShardStats* stats_;

@@ -84,8 +84,8 @@ ABSL_FLAG(int, no_leader_hold_ms, 3000,
           "partition) before it is answered to its sender with <service-unavailable/>. Within "
           "--forward_hold_ms and --forward_hold_bytes.");
 ABSL_FLAG(int, forward_hold_bytes, 64 << 20,
-          "Most bytes of stanzas kept waiting for another node; beyond it new ones are answered "
-          "with <resource-constraint/> at once.");
+          "Most bytes of stanzas kept waiting for another node (split evenly among the "
+          "threads); beyond it new ones are answered with <resource-constraint/> at once.");
 ABSL_FLAG(int, threads, 0, "Shard threads, one io_uring each. 0 means one per CPU core.");
 ABSL_FLAG(std::string, metrics_addr, "127.0.0.1:9464",
           "IP:PORT (or [IPv6]:PORT) serving Prometheus metrics at /metrics and a health check "

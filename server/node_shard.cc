@@ -1,14 +1,57 @@
 #include "server/node_shard.h"
 
+#include <utility>
+
+#include "core/base/concat.h"
+#include "core/base/log.h"
+#include "core/router/route_table.h"
+
 namespace stanzad::server {
+
+using cluster::relay::Lane;
+
+// Where routes are, for the lane: the router's tables on this shard.
+class NodeShard::Routes final : public cluster::relay::RouteLookup {
+ public:
+  explicit Routes(const net::RouterShard& router) : router_(router) {}
+  std::optional<cluster::relay::NodeId> NodeOf(std::string_view address) const override {
+    return router_.NodeOfRoute(address);
+  }
+  bool Claims(cluster::relay::NodeId node, const std::string& address) const override {
+    return router_.AccountHeldBy(node, address);
+  }
+
+ private:
+  const net::RouterShard& router_;
+};
+
+NodeShard::NodeShard(std::unique_ptr<net::RouterShard> router,
+                     std::unique_ptr<cluster::DataLinks> links,
+                     const cluster::DataPlanePublisher* config,
+                     cluster::relay::Options lane_options, LaneStats* stats)
+    : router_(std::move(router)),
+      links_(std::move(links)),
+      config_publisher_(config),
+      config_(config->Current()),
+      lane_options_(lane_options),
+      stats_(stats),
+      routes_(std::make_unique<Routes>(*router_)) {
+  router_->set_forwarder(this);
+  links_->set_frame_handler(
+      [this](raft::NodeId from, const cluster::Frame& frame) { OnLinkFrame(from, frame); });
+}
+
+NodeShard::~NodeShard() = default;
 
 bool NodeShard::OnAccept(net::Shard& shard, net::ConnectionId id, const net::Endpoint& peer,
                          int listener_tag) {
+  shard_ = &shard;
   if (listener_tag == cluster::kClusterDataListener) return links_->OnAccept(shard, id, peer);
   return router_->OnAccept(shard, id, peer, listener_tag);
 }
 
 void NodeShard::OnData(net::Shard& shard, net::ConnectionId id, std::string_view bytes) {
+  shard_ = &shard;
   if (links_->Owns(id)) {
     links_->OnData(shard, id, bytes);
   } else {
@@ -17,6 +60,7 @@ void NodeShard::OnData(net::Shard& shard, net::ConnectionId id, std::string_view
 }
 
 void NodeShard::OnClosed(net::Shard& shard, net::ConnectionId id, const absl::Status& reason) {
+  shard_ = &shard;
   if (links_->Owns(id)) {
     links_->OnClosed(shard, id, reason);
   } else {
@@ -25,22 +69,174 @@ void NodeShard::OnClosed(net::Shard& shard, net::ConnectionId id, const absl::St
 }
 
 void NodeShard::OnMessage(net::Shard& shard, const net::CrossShardMessage& message) {
-  if (message.kind == kDataPlaneChanged) {
-    links_->OnConfigChanged(shard);
-  } else {
-    router_->OnMessage(shard, message);
+  shard_ = &shard;
+  switch (message.kind) {
+    case kDataPlaneChanged:
+      links_->OnConfigChanged(shard);
+      config_ = config_publisher_->Current();
+      UpdateLane();
+      if (lane_) {  // a new leader gets what waited for one at once, not at the next tick
+        lane_->SetView(shard.now_ms(), LaneView());
+        lane_->Tick(shard.now_ms());
+        Apply();
+      }
+      return;
+    case kLaneFrame:
+      OnLaneFrame(message.argument, message.payload);
+      return;
+    default:
+      router_->OnMessage(shard, message);
   }
 }
 
 void NodeShard::OnConnected(net::Shard& shard, net::ConnectionId id) {
+  shard_ = &shard;
   if (links_->Owns(id)) links_->OnConnected(shard, id);
 }
 
 void NodeShard::OnTick(net::Shard& shard, uint64_t now_ms) {
+  shard_ = &shard;
   router_->OnTick(shard, now_ms);
   links_->OnTick(shard, now_ms);
+  if (!lane_) UpdateLane();  // a new engine's shards: the configuration published before
+  if (lane_) {
+    lane_->SetView(now_ms, LaneView());
+    lane_->Tick(now_ms);
+    Apply();
+  }
+  PublishStats();
 }
 
-void NodeShard::OnStop(net::Shard& shard) { router_->OnStop(shard); }
+void NodeShard::OnStop(net::Shard& shard) {
+  shard_ = &shard;
+  router_->OnStop(shard);
+}
+
+// ---- The lane ----
+
+void NodeShard::UpdateLane() {
+  const Lane self{config_->self, static_cast<uint16_t>(shard_->index())};
+  if (config_->self == raft::kNoNode || config_->incarnation == 0) return;
+  if (lane_ && lane_->self() == self && lane_->incarnation() == config_->incarnation) return;
+  if (lane_ && lane_->custody_count() > 0) {
+    LogEvent(LogLevel::kWarning, "relay_lane_replaced",
+             Concat("shard=", std::to_string(shard_->index()),
+                    " custody=", std::to_string(lane_->custody_count())));
+  }
+  lane_ = std::make_unique<cluster::relay::Relay>(self, config_->incarnation, router_->domain(),
+                                                  *routes_, lane_options_);
+  lane_->SetView(shard_->now_ms(), LaneView());
+}
+
+cluster::relay::View NodeShard::LaneView() const {
+  cluster::relay::View view;
+  view.member = config_->member;
+  view.leader = config_->leader;
+  view.can_deliver = true;
+  for (const auto& [id, member] : config_->members) {
+    view.members.insert(id);
+    view.lanes[id] = member.lanes;
+    if (links_->LinkedTo(id)) view.linked.insert(id);
+  }
+  return view;
+}
+
+void NodeShard::Forward(net::ConnectionId sender, uint64_t node, std::string_view bytes) {
+  if (!lane_) {  // not in a cluster (yet): nowhere to take it
+    if (sender != net::kNoConnection) {
+      shard_->Post(net::ShardOf(sender), net::kBounce, sender,
+                   static_cast<uint64_t>(xmpp::StanzaErrorCondition::kServiceUnavailable), bytes);
+    }
+    return;
+  }
+  if (lane_->domain() != router_->domain()) lane_->SetDomain(router_->domain());
+  lane_->Forward(shard_->now_ms(), sender, node, bytes);
+  Apply();
+}
+
+void NodeShard::RouteBound(std::string_view address) {
+  if (!lane_) return;
+  lane_->RouteBound(shard_->now_ms(), address);
+  Apply();
+}
+
+void NodeShard::OnLinkFrame(raft::NodeId from, const cluster::Frame& frame) {
+  if (frame.type != cluster::FrameType::kLane) return;  // nothing else travels here yet
+  absl::StatusOr<cluster::LaneFrame> lane = cluster::DecodeLaneFrame(frame.payload);
+  if (!lane.ok() || lane->to_shard >= shard_->shard_count()) return;
+  if (lane->to_shard != shard_->index()) {
+    // Another shard's lane: through its queue (a full one drops it: the origin resends).
+    shard_->Post(lane->to_shard, kLaneFrame, net::kNoConnection, from, frame.payload);
+    return;
+  }
+  OnLaneFrame(from, frame.payload);
+}
+
+void NodeShard::OnLaneFrame(raft::NodeId from, std::string_view lane_payload) {
+  absl::StatusOr<cluster::LaneFrame> frame = cluster::DecodeLaneFrame(lane_payload);
+  if (!frame.ok() || !lane_) return;
+  lane_->OnFrame(shard_->now_ms(), Lane{from, frame->from_shard}, frame->type, frame->payload);
+  Apply();
+}
+
+void NodeShard::Apply() {
+  cluster::relay::Ready ready = lane_->TakeReady();
+  const uint16_t index = static_cast<uint16_t>(shard_->index());
+  for (const cluster::relay::Send& send : ready.sends) {
+    links_->Send(*shard_, send.to, cluster::FrameType::kLane,
+                 cluster::EncodeLaneFrame(index, send.shard, send.type, send.payload));
+  }
+  for (const cluster::relay::Bounce& bounce : ready.bounces) {
+    net::CrossShardMessage message;
+    message.kind = net::kBounce;
+    message.target = bounce.sender;
+    message.argument = static_cast<uint64_t>(bounce.condition);
+    message.payload = bounce.bytes;
+    if (net::ShardOf(bounce.sender) == shard_->index()) {
+      router_->OnMessage(*shard_, message);
+    } else {
+      shard_->Post(net::ShardOf(bounce.sender), message.kind, message.target, message.argument,
+                   message.payload);
+    }
+  }
+  for (const cluster::relay::LogLine& line : ready.logs) {
+    LogEvent(line.warning ? LogLevel::kWarning : LogLevel::kInfo, line.event, line.fields);
+  }
+  for (const cluster::relay::Delivery& delivery : ready.deliveries) {
+    const int owner = router::OwnerShard(delivery.address, shard_->shard_count());
+    net::CrossShardMessage message;
+    message.kind = net::kDeliverFromPeer;
+    message.argument = delivery.origin;
+    message.payload = delivery.bytes;
+    if (owner == shard_->index()) {
+      router_->OnMessage(*shard_, message);
+    } else if (!shard_->Post(owner, message.kind, net::kNoConnection, message.argument,
+                             message.payload)) {
+      // Answered "delivered" already: the window of a node that cannot take it.
+      stats_->deliveries_dropped.fetch_add(1, std::memory_order_relaxed);
+      LogEvent(LogLevel::kWarning, "relay_deliveries_dropped",
+               Concat("count=1 shard=", std::to_string(owner), " reason=\"its queue is full\""));
+    }
+  }
+}
+
+void NodeShard::PublishStats() {
+  if (!lane_) return;
+  const cluster::relay::Stats& s = lane_->stats();
+  const auto set = [](std::atomic<uint64_t>& to, uint64_t value) {
+    to.store(value, std::memory_order_relaxed);
+  };
+  set(stats_->relayed_out, s.relayed_out);
+  set(stats_->relayed_in, s.relayed_in);
+  set(stats_->failed, s.failed);
+  set(stats_->resent, s.resent);
+  set(stats_->duplicates_dropped, s.duplicates_dropped);
+  set(stats_->expired, s.expired);
+  set(stats_->aborted, s.aborted);
+  set(stats_->unconfirmed, s.unconfirmed);
+  set(stats_->misrouted, s.misrouted);
+  set(stats_->custody_count, lane_->custody_count());
+  set(stats_->custody_bytes, lane_->custody_bytes());
+}
 
 }  // namespace stanzad::server

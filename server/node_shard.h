@@ -1,31 +1,73 @@
-// NodeShard: what runs on each of the engine's shards — the XMPP router (net/router_shard.h)
-// and the shard's data links (cluster/data/data_links.h) — behind the one ShardHandler the
-// engine calls. Connections go to the part that owns them (the data port's and the links
-// the data links dialled to DataLinks, every other to the router); records by kind.
+// NodeShard: what runs on each of the engine's shards — the XMPP router
+// (net/router_shard.h), the shard's data links (cluster/data/data_links.h) and its relay
+// lane (cluster/relay/relay.h) — behind the one ShardHandler the engine calls.
+// Connections go to the part that owns them (the data port's, and the links the data
+// links dialled, to DataLinks; every other to the router); records by kind.
 //
-// Thread safety: as ShardHandler: on its shard's thread only.
+// The lane (docs/data-links.md, step 4): a stanza the router sends to another node goes
+// into this shard's lane (custody, its own sequences); the lane's frames leave on this
+// shard's data link to that node (in leader mode, to the leader's), wrapped as kLane
+// frames that name the lane they are for. A kLane frame that arrives on a link this shard
+// accepted goes to the lane it names: this one, or another shard's through its queue
+// (kLaneFrame). The lane's deliveries go to the shard that owns the address, as records
+// from the control thread did (kDeliverFromPeer); its bounces to the sender's shard. The
+// lane asks the router where routes are (RouterShard::NodeOfRoute) and hears of every
+// route bound (RouterShard::Forwarder). Its view of the cluster (membership, leader, each
+// member's lanes) is the DataPlaneConfig the control thread publishes; its links are
+// this shard's data links. Until the node is in a cluster (no lane), a stanza for
+// another node is answered service-unavailable.
+//
+// Thread safety: as ShardHandler: on its shard's thread only. LaneStats may be read from
+// any thread.
 #ifndef STANZAD_SERVER_NODE_SHARD_H_
 #define STANZAD_SERVER_NODE_SHARD_H_
 
+#include <atomic>
 #include <cstdint>
 #include <memory>
+#include <optional>
+#include <string>
 
 #include "cluster/data/data_links.h"
+#include "cluster/data/data_plane.h"
+#include "cluster/relay/relay.h"
 #include "net/engine.h"
 #include "net/router_shard.h"
 
 namespace stanzad::server {
 
 // Record kinds of Shard::Post for the node's parts other than the router (whose kinds are
-// below this).
+// below these).
 enum NodeMessageKind : uint32_t {
   kDataPlaneChanged = 1000,  // a new DataPlaneConfig was published
+  kLaneFrame,                // argument = the member it came from, payload = a kLane payload
 };
 
-class NodeShard final : public net::ShardHandler {
+// One shard's lane counters (relay::Stats and custody), for /metrics; written by its
+// thread, read by any.
+struct alignas(64) LaneStats {
+  std::atomic<uint64_t> relayed_out{0};
+  std::atomic<uint64_t> relayed_in{0};
+  std::atomic<uint64_t> failed{0};
+  std::atomic<uint64_t> resent{0};
+  std::atomic<uint64_t> duplicates_dropped{0};
+  std::atomic<uint64_t> expired{0};
+  std::atomic<uint64_t> aborted{0};
+  std::atomic<uint64_t> unconfirmed{0};
+  std::atomic<uint64_t> misrouted{0};
+  std::atomic<uint64_t> custody_count{0};
+  std::atomic<uint64_t> custody_bytes{0};
+  std::atomic<uint64_t> deliveries_dropped{0};  // the owner shard's queue was full
+};
+
+class NodeShard final : public net::ShardHandler, private net::RouterShard::Forwarder {
  public:
-  NodeShard(std::unique_ptr<net::RouterShard> router, std::unique_ptr<cluster::DataLinks> links)
-      : router_(std::move(router)), links_(std::move(links)) {}
+  // `config` and `stats` outlive this. `lane_options`: this shard's lane's (its custody
+  // bound a share of the node's).
+  NodeShard(std::unique_ptr<net::RouterShard> router, std::unique_ptr<cluster::DataLinks> links,
+            const cluster::DataPlanePublisher* config, cluster::relay::Options lane_options,
+            LaneStats* stats);
+  ~NodeShard() override;
 
   bool OnAccept(net::Shard& shard, net::ConnectionId id, const net::Endpoint& peer,
                 int listener_tag) override;
@@ -37,8 +79,31 @@ class NodeShard final : public net::ShardHandler {
   void OnStop(net::Shard& shard) override;
 
  private:
+  class Routes;
+
+  // RouterShard::Forwarder.
+  void Forward(net::ConnectionId sender, uint64_t node, std::string_view bytes) override;
+  void RouteBound(std::string_view address) override;
+
+  // A frame from member `from` on a data link this shard accepted.
+  void OnLinkFrame(raft::NodeId from, const cluster::Frame& frame);
+  void OnLaneFrame(raft::NodeId from, std::string_view lane_payload);
+  // The lane for the published configuration (made, or made again for a new identity).
+  void UpdateLane();
+  cluster::relay::View LaneView() const;
+  // The lane's outputs: frames first, then bounces, logs and deliveries.
+  void Apply();
+  void PublishStats();
+
   std::unique_ptr<net::RouterShard> router_;
   std::unique_ptr<cluster::DataLinks> links_;
+  const cluster::DataPlanePublisher* const config_publisher_;
+  std::shared_ptr<const cluster::DataPlaneConfig> config_;
+  const cluster::relay::Options lane_options_;
+  LaneStats* const stats_;
+  std::unique_ptr<Routes> routes_;  // before lane_: it reads it
+  std::unique_ptr<cluster::relay::Relay> lane_;
+  net::Shard* shard_ = nullptr;  // set on every call from the engine
 };
 
 }  // namespace stanzad::server

@@ -60,6 +60,7 @@ bool DataLinks::OnAccept(net::Shard& shard, net::ConnectionId id, const net::End
     return false;
   };
   if (config_->cluster_key.empty()) return refuse("this node is not in a cluster");
+  if (config_->isolated_from.count(ip) != 0) return refuse("isolated (cluster isolate)");
   if (unauthenticated_per_ip_[ip] >= limits_.unauthenticated_links_per_ip_max) {
     return refuse("too many unauthenticated links from this address");
   }
@@ -438,6 +439,7 @@ void DataLinks::OnTick(net::Shard& shard, uint64_t now_ms) {
   // Every member with a known data port gets this shard's link.
   for (const auto& [member, where] : config_->members) {
     if (member == config_->self || where.endpoint.length == 0) continue;
+    if (config_->isolated_from.count(where.endpoint.IpString()) != 0) continue;
     Dialler& dialler = diallers_[member];
     if (dialler.link != net::kNoConnection || now_ms < dialler.next_dial_ms) continue;
     Dial(shard, member, where);
@@ -454,7 +456,11 @@ void DataLinks::OnConfigChanged(net::Shard& shard) {
     auto where = next->members.find(link->peer);
     const bool moved = link->outgoing && where != next->members.end() &&
                        where->second.endpoint.ToString() != link->remote;
-    if (key_changed || !member || moved) closing.push_back(id);
+    const std::string ip = link->outgoing && where != next->members.end()
+                               ? where->second.endpoint.IpString()
+                               : link->remote;
+    const bool isolated = next->isolated_from.count(ip) != 0;
+    if (key_changed || !member || moved || isolated) closing.push_back(id);
   }
   for (auto it = diallers_.begin(); it != diallers_.end();) {
     it = next->members.count(it->first) == 0 && it->second.link == net::kNoConnection

@@ -4,6 +4,8 @@
 //
 //   kDataPlane payload := version (1) = 1 | data port (2, LE) | lanes (2, LE: its shard
 //                         count, 1 to relay::kLanesPerNodeMax)
+//   kLane payload      := from shard (2, LE) | to shard (2, LE) | type (1: a relay frame's,
+//                         kStanza, kAck, kAckRelay or kAbort) | that frame's payload
 //
 // Decoding never trusts its input: a bad payload is an error, never a crash.
 //
@@ -15,10 +17,12 @@
 #include <cstdint>
 #include <map>
 #include <memory>
+#include <set>
 #include <string>
 #include <string_view>
 
 #include "absl/status/statusor.h"
+#include "cluster/node/frames.h"
 #include "cluster/raft/types.h"
 #include "net/engine.h"
 #include "tls/tls_session.h"
@@ -36,10 +40,24 @@ struct DataPlaneInfo {
 std::string EncodeDataPlaneInfo(const DataPlaneInfo& info);
 absl::StatusOr<DataPlaneInfo> DecodeDataPlaneInfo(std::string_view payload);
 
+// A relay frame between two lanes, on a data link.
+struct LaneFrame {
+  uint16_t from_shard = 0;
+  uint16_t to_shard = 0;
+  FrameType type = FrameType::kStanza;
+  std::string_view payload;  // a view into the decoded kLane payload
+};
+std::string EncodeLaneFrame(uint16_t from_shard, uint16_t to_shard, FrameType type,
+                            std::string_view payload);
+absl::StatusOr<LaneFrame> DecodeLaneFrame(std::string_view payload);
+
 // What the shards need to run data links: immutable once published.
 struct DataPlaneConfig {
   raft::NodeId self = raft::kNoNode;
   std::string self_address;  // its cluster address, as its links introduce it
+  uint64_t incarnation = 0;  // this start's (the relay's; 0: none yet)
+  bool member = false;       // this node is in the membership
+  raft::NodeId leader = raft::kNoNode;
   // The cluster key (link_auth.h); empty: no data links (not in a cluster yet).
   std::string cluster_key;
   struct Member {
@@ -51,6 +69,9 @@ struct DataPlaneConfig {
   };
   // The other members whose data port is known (they told it on a cluster link).
   std::map<raft::NodeId, Member> members;
+  // A drill ('cluster isolate'): no data link to or from these hosts (IP addresses), as
+  // none on the cluster port.
+  std::set<std::string> isolated_from;
   // Mutual TLS beneath the handshake, as on the cluster port (both set, or neither).
   std::shared_ptr<const tls::TlsContext> tls_server;
   std::shared_ptr<const tls::TlsContext> tls_client;

@@ -27,6 +27,8 @@
 //                  (cluster/data/data_plane.h); sent on every cluster link that comes up
 //   kDataPing      on a data link (the data port, cluster/data/data_links.h): "still
 //                  here"; empty
+//   kLane          on a data link: a relay frame between two lanes (cluster/data/
+//                  data_plane.h: from shard, to shard, the relay frame's type and payload)
 //
 // Decoding never trusts its input: lengths are checked against what remains and against
 // kFrameBytesMax; a bad frame is an error, never a crash.
@@ -64,8 +66,9 @@ enum class FrameType : uint8_t {
   kAbort = 13,
   kDataPlane = 14,
   kDataPing = 15,
+  kLane = 16,
 };
-inline constexpr FrameType kLastFrameType = FrameType::kDataPing;
+inline constexpr FrameType kLastFrameType = FrameType::kLane;
 
 // A frame of the link handshake (or of the pre-handshake protocol): never valid once a
 // link is authenticated. Named one by one: types are added after these.

@@ -10,6 +10,7 @@
 #include <string_view>
 
 #include "cluster/config_state_machine.h"
+#include "cluster/data/data_plane.h"
 #include "cluster/node/frames.h"
 #include "cluster/node/link_auth.h"
 #include "cluster/raft/message_codec.h"
@@ -75,6 +76,19 @@ void Decode(const stanzad::cluster::Frame& frame) {
       if (auto relayed = relay::DecodeAckRelay(frame.payload); relayed.ok()) {
         Check(relay::EncodeAckRelay(relayed->first, relayed->second) == frame.payload);
         Check(relay::DecodeAnswers(relayed->second).ok());
+      }
+      return;
+    case FrameType::kDataPlane:
+      if (auto info = DecodeDataPlaneInfo(frame.payload); info.ok()) {
+        Check(EncodeDataPlaneInfo(*info) == frame.payload);
+      }
+      return;
+    case FrameType::kDataPing:
+      return;
+    case FrameType::kLane:
+      if (auto lane = DecodeLaneFrame(frame.payload); lane.ok()) {
+        Check(EncodeLaneFrame(lane->from_shard, lane->to_shard, lane->type, lane->payload) ==
+              frame.payload);
       }
       return;
   }

@@ -452,5 +452,38 @@ TEST(DataLinks, UnderTlsMembersLinkAndAnotherKeyOrNoTlsIsRefused) {
   EXPECT_EQ(net.node(1).stats.authenticated.load(), 2u);  // node 2's link, and its own to 2
 }
 
+// What members tell one another of their data planes, and the lane frames on data links:
+// encoded and decoded alike, and anything out of bounds refused.
+TEST(DataPlaneWire, InfoAndLaneFramesRoundTripAndRefuseWhatIsOutOfBounds) {
+  const DataPlaneInfo info{5280, 16};
+  EXPECT_EQ(*DecodeDataPlaneInfo(EncodeDataPlaneInfo(info)), info);
+  std::string payload = EncodeDataPlaneInfo(info);
+  EXPECT_FALSE(DecodeDataPlaneInfo(payload + "x").ok());                   // trailing bytes
+  EXPECT_FALSE(DecodeDataPlaneInfo(payload.substr(0, 4)).ok());            // short
+  EXPECT_FALSE(DecodeDataPlaneInfo("\x02" + payload.substr(1)).ok());      // unknown version
+  EXPECT_FALSE(DecodeDataPlaneInfo(EncodeDataPlaneInfo({0, 1})).ok());     // no port
+  EXPECT_FALSE(DecodeDataPlaneInfo(EncodeDataPlaneInfo({5280, 0})).ok());  // no lanes
+  EXPECT_FALSE(DecodeDataPlaneInfo(EncodeDataPlaneInfo({5280, 1025})).ok());
+
+  const std::string lane = EncodeLaneFrame(3, 7, FrameType::kAbort, "payload");
+  absl::StatusOr<LaneFrame> frame = DecodeLaneFrame(lane);
+  ASSERT_TRUE(frame.ok()) << frame.status();
+  EXPECT_EQ(frame->from_shard, 3);
+  EXPECT_EQ(frame->to_shard, 7);
+  EXPECT_EQ(frame->type, FrameType::kAbort);
+  EXPECT_EQ(frame->payload, "payload");
+  for (const FrameType type : {FrameType::kStanza, FrameType::kAck, FrameType::kAckRelay}) {
+    EXPECT_TRUE(DecodeLaneFrame(EncodeLaneFrame(0, 0, type, "")).ok());
+  }
+  // Only the relay's frames travel between lanes.
+  for (const FrameType type : {FrameType::kRaft, FrameType::kRequest, FrameType::kRoutes,
+                               FrameType::kAuthHello, FrameType::kDataPing, FrameType::kLane}) {
+    EXPECT_FALSE(DecodeLaneFrame(EncodeLaneFrame(0, 0, type, "")).ok());
+  }
+  EXPECT_FALSE(DecodeLaneFrame(EncodeLaneFrame(1024, 0, FrameType::kStanza, "")).ok());
+  EXPECT_FALSE(DecodeLaneFrame(EncodeLaneFrame(0, 1024, FrameType::kStanza, "")).ok());
+  EXPECT_FALSE(DecodeLaneFrame(lane.substr(0, 4)).ok());
+}
+
 }  // namespace
 }  // namespace stanzad::cluster

@@ -1,24 +1,20 @@
-// RelayDriver: the relay and the route directory (cluster/relay) driven for the control
-// thread. It owns both, feeds them what arrives (frames from members, links that came up,
-// the shards' records) and turns their outputs into frames on the cluster links and
-// records for the shards, in the order the relay's contract needs.
+// RouteDriver: the route directory (cluster/relay/directory.h) driven for the control
+// thread, and what members tell one another of their data planes (kDataPlane). It owns
+// the directory, feeds it what arrives (routes frames from members, links that came up,
+// the shards' records of routes bound and unbound here) and turns its outputs into frames
+// on the cluster links and records for the shards.
 //
-// One turn (Turn), in this order:
-//   1. the view of the cluster (membership, leader, links, queues) into both;
-//   2. the directory's tick; routes it bound tell the relay (what waited for them goes);
-//   3. the relay's tick;
-//   4. frames out, the directory's first, then the relay's (answers before the stanzas
-//      they cover), and the links flushed;
-//   5. then, for the shards: route changes (to every shard), bounces (to the sender's
-//      shard), log lines, and last the deliveries (to the shard that owns the address),
-//      so a destination's "delivered" has left before its shards can deliver.
+// Stanzas do not pass here: each shard's relay lane sends them on the shard's data links
+// (server/node_shard.h). Routes do: they change at login rate, not stanza rate, and every
+// shard needs all of them.
 //
-// Each node runs one lane today (shard 0, docs/data-links.md): every member is told to
-// have one, so every relay frame is for shard 0.
+// One turn (Turn), in this order: the view of the cluster (membership, links, queues) in;
+// the directory's tick; frames out (route sets, and the data plane owed to members whose
+// link came up), the links flushed; then the route changes, to every shard.
 //
 // Thread: the control thread only. The Links and Shards it is given outlive the call.
-#ifndef STANZAD_SERVER_RELAY_DRIVER_H_
-#define STANZAD_SERVER_RELAY_DRIVER_H_
+#ifndef STANZAD_SERVER_ROUTE_DRIVER_H_
+#define STANZAD_SERVER_ROUTE_DRIVER_H_
 
 #include <cstddef>
 #include <cstdint>
@@ -34,13 +30,12 @@
 #include "cluster/node/frames.h"
 #include "cluster/raft/types.h"
 #include "cluster/relay/directory.h"
-#include "cluster/relay/relay.h"
 #include "net/engine.h"
 #include "server/shard_mail.h"
 
 namespace stanzad::server {
 
-class RelayDriver {
+class RouteDriver {
  public:
   // The cluster links, as the driver uses them (the daemon's ClusterNode).
   class Links {
@@ -60,54 +55,44 @@ class RelayDriver {
    public:
     virtual ~Shards() = default;
     virtual int count() const = 0;
-    // The shards run and take deliveries now (their mail is not backed up).
-    virtual bool can_deliver() const = 0;
     virtual void Post(int shard, uint32_t kind, uint64_t target, uint64_t argument,
                       std::string_view payload) = 0;
   };
 
-  // `incarnation`: this start's, larger than any before (server/ keeps it durable).
   // `data_plane`: what this node tells every member whose link comes up (kDataPlane).
-  RelayDriver(raft::NodeId self, uint64_t incarnation, std::string domain,
-              const cluster::relay::Options& options, cluster::DataPlaneInfo data_plane);
-  RelayDriver(const RelayDriver&) = delete;
-  RelayDriver& operator=(const RelayDriver&) = delete;
+  explicit RouteDriver(cluster::DataPlaneInfo data_plane);
+  RouteDriver(const RouteDriver&) = delete;
+  RouteDriver& operator=(const RouteDriver&) = delete;
 
-  raft::NodeId self() const { return self_; }
-
-  // A relay, routes or data plane frame from member `from` (any time between turns).
-  void OnFrame(uint64_t now_ms, raft::NodeId from, cluster::FrameType type,
-               std::string_view payload);
+  // A routes or data plane frame from member `from` (others are not for it: ignored).
+  void OnFrame(raft::NodeId from, cluster::FrameType type, std::string_view payload);
   // A link to `peer` came up: it gets this node's whole route set and its data plane.
   void OnLinkUp(raft::NodeId peer);
-  // What each member told of its data plane (members only).
-  const std::map<raft::NodeId, cluster::DataPlaneInfo>& data_planes() const { return data_planes_; }
-  // A record a shard posted to the control thread (kCtlRouteUp, kCtlRouteDown, kCtlForward;
-  // others are not the relay's and are ignored).
-  void OnShardRecord(uint64_t now_ms, const net::CrossShardMessage& message);
+  // A record a shard posted to the control thread (kCtlRouteUp, kCtlRouteDown; others are
+  // not the driver's and are ignored).
+  void OnShardRecord(const net::CrossShardMessage& message);
   // The shards stopped: the routes bound on them are withdrawn.
   void DropLocalRoutes();
   // Every route bound on another node, for shards that just started.
   std::vector<cluster::relay::RouteChange> RemoteRoutes() const;
+  // What each member told of its data plane (members only), and a number that grows
+  // whenever that changes.
+  const std::map<raft::NodeId, cluster::DataPlaneInfo>& data_planes() const { return data_planes_; }
+  uint64_t data_planes_generation() const { return data_planes_generation_; }
 
   // One turn (see the top). `links` null: not in a cluster now (nothing is sent).
-  void Turn(uint64_t now_ms, const std::string& domain, Links* links, Shards& shards);
-
-  const cluster::relay::Stats& stats() const { return relay_->stats(); }
-  size_t custody_count() const { return relay_->custody_count(); }
-  size_t custody_bytes() const { return relay_->custody_bytes(); }
+  void Turn(Links* links, Shards& shards);
 
  private:
-  const raft::NodeId self_;
   const cluster::DataPlaneInfo data_plane_;
   std::map<raft::NodeId, cluster::DataPlaneInfo> data_planes_;  // the members'
-  std::set<raft::NodeId> data_plane_owed_;                      // links up since the last turn
-  std::unique_ptr<cluster::relay::Directory> directory_;        // before relay_: it reads it
-  std::unique_ptr<cluster::relay::Relay> relay_;
+  uint64_t data_planes_generation_ = 0;
+  std::set<raft::NodeId> data_plane_owed_;  // links up, not yet told
+  std::unique_ptr<cluster::relay::Directory> directory_;
 };
 
 // The driver's links over the node's ClusterNode.
-class ClusterNodeLinks final : public RelayDriver::Links {
+class ClusterNodeLinks final : public RouteDriver::Links {
  public:
   explicit ClusterNodeLinks(cluster::ClusterNode& node) : node_(node) {}
   bool member() const override { return node_.is_member(); }
@@ -125,13 +110,12 @@ class ClusterNodeLinks final : public RelayDriver::Links {
 };
 
 // The driver's shards: the running engine (null: none runs), through the records that
-// wait for its queues (shard_mail.h), which decide can_deliver.
-class MailedShards final : public RelayDriver::Shards {
+// wait for its queues (shard_mail.h).
+class MailedShards final : public RouteDriver::Shards {
  public:
   MailedShards(net::Engine* engine, ShardMail& mail, int count)
       : engine_(engine), mail_(mail), count_(count) {}
   int count() const override { return count_; }
-  bool can_deliver() const override { return engine_ != nullptr && !mail_.full(); }
   void Post(int shard, uint32_t kind, uint64_t target, uint64_t argument,
             std::string_view payload) override;
   // What waits goes, as far as the shards' queues take it.
@@ -147,4 +131,4 @@ class MailedShards final : public RelayDriver::Shards {
 
 }  // namespace stanzad::server
 
-#endif  // STANZAD_SERVER_RELAY_DRIVER_H_
+#endif  // STANZAD_SERVER_ROUTE_DRIVER_H_

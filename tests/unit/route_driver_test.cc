@@ -1,0 +1,148 @@
+// RouteDriver (server/route_driver.h): two drivers wired through fake links and shards.
+// A route bound on one node's shards reaches every shard of the other; each node tells the
+// other its data plane when their link comes up; out of a cluster nothing is sent.
+#include "server/route_driver.h"
+
+#include <gtest/gtest.h>
+
+#include <deque>
+#include <string>
+#include <vector>
+
+#include "net/router_shard.h"
+
+namespace stanzad::server {
+namespace {
+
+constexpr raft::NodeId kA = 1;
+constexpr raft::NodeId kB = 2;
+constexpr int kShards = 2;
+
+struct Wire {
+  raft::NodeId from;
+  raft::NodeId to;
+  cluster::FrameType type;
+  std::string payload;
+};
+
+class FakeLinks final : public RouteDriver::Links {
+ public:
+  FakeLinks(raft::NodeId self, raft::NodeId peer, std::deque<Wire>* wire)
+      : self_(self), peer_(peer), wire_(wire) {}
+  bool member() const override { return true; }
+  raft::NodeId leader() const override { return kA; }
+  std::vector<raft::NodeId> peers() const override { return {peer_}; }
+  bool linked(raft::NodeId) const override { return true; }
+  size_t queued_bytes(raft::NodeId) const override { return 0; }
+  void Send(raft::NodeId peer, cluster::FrameType type, std::string_view payload) override {
+    queued_.push_back({self_, peer, type, std::string(payload)});
+  }
+  void Flush() override {
+    for (Wire& wire : queued_) wire_->push_back(std::move(wire));
+    queued_.clear();
+  }
+
+ private:
+  raft::NodeId self_;
+  raft::NodeId peer_;
+  std::deque<Wire>* wire_;
+  std::vector<Wire> queued_;  // sent when flushed
+};
+
+class FakeShards final : public RouteDriver::Shards {
+ public:
+  int count() const override { return kShards; }
+  void Post(int shard, uint32_t kind, uint64_t, uint64_t argument,
+            std::string_view payload) override {
+    posts.push_back({shard, kind, argument, std::string(payload)});
+  }
+  struct Posted {
+    int shard;
+    uint32_t kind;
+    uint64_t argument;
+    std::string payload;
+  };
+  std::vector<Posted> posts;
+};
+
+net::CrossShardMessage Record(uint32_t kind, std::string_view payload) {
+  net::CrossShardMessage message;
+  message.kind = kind;
+  message.payload = payload;
+  return message;
+}
+
+struct TwoNodes {
+  std::deque<Wire> wire;
+  RouteDriver a{{5280, 2}};
+  RouteDriver b{{5290, 4}};
+  FakeLinks links_a{kA, kB, &wire};
+  FakeLinks links_b{kB, kA, &wire};
+  FakeShards shards_a, shards_b;
+
+  void Turns() {
+    a.Turn(&links_a, shards_a);
+    b.Turn(&links_b, shards_b);
+  }
+  void Pump() {
+    for (int i = 0; i < 100 && !wire.empty(); ++i) {
+      Wire frame = std::move(wire.front());
+      wire.pop_front();
+      (frame.to == kA ? a : b).OnFrame(frame.from, frame.type, frame.payload);
+      Turns();
+    }
+  }
+};
+
+TEST(RouteDriver, RoutesReachEveryShardAndDataPlanesAreTold) {
+  TwoNodes nodes;
+  nodes.Turns();
+  nodes.a.OnLinkUp(kB);
+  nodes.b.OnLinkUp(kA);
+  nodes.b.OnShardRecord(Record(net::kCtlRouteUp, "cb2.example.com"));
+  nodes.Turns();
+  nodes.Pump();
+  // Each learned the other's data port and lanes.
+  ASSERT_EQ(nodes.a.data_planes().count(kB), 1u);
+  EXPECT_EQ(nodes.a.data_planes().at(kB), (cluster::DataPlaneInfo{5290, 4}));
+  EXPECT_EQ(nodes.b.data_planes().at(kA), (cluster::DataPlaneInfo{5280, 2}));
+  EXPECT_GT(nodes.a.data_planes_generation(), 0u);
+  // A's shards, every one of them, learn that cb2 is on B.
+  int binds = 0;
+  for (const FakeShards::Posted& post : nodes.shards_a.posts) {
+    if (post.kind != net::kRemoteRouteBind) continue;
+    EXPECT_EQ(post.argument, kB);
+    EXPECT_EQ(post.payload, "cb2.example.com");
+    ++binds;
+  }
+  EXPECT_EQ(binds, kShards);
+  ASSERT_EQ(nodes.a.RemoteRoutes().size(), 1u);
+  // Unbound there: withdrawn here, on every shard.
+  nodes.b.OnShardRecord(Record(net::kCtlRouteDown, "cb2.example.com"));
+  nodes.Turns();
+  nodes.Pump();
+  int unbinds = 0;
+  for (const FakeShards::Posted& post : nodes.shards_a.posts) {
+    unbinds += post.kind == net::kRemoteRouteUnbind ? 1 : 0;
+  }
+  EXPECT_EQ(unbinds, kShards);
+  EXPECT_TRUE(nodes.a.RemoteRoutes().empty());
+  // Relay frames are not the driver's: stanzas travel on the shards' data links.
+  nodes.a.OnFrame(kB, cluster::FrameType::kStanza, "anything");
+  nodes.Turns();
+  EXPECT_TRUE(nodes.wire.empty());
+}
+
+TEST(RouteDriver, OutOfAClusterNothingIsSent) {
+  std::deque<Wire> wire;
+  RouteDriver driver({5280, 1});
+  FakeShards shards;
+  driver.OnLinkUp(kB);
+  driver.OnShardRecord(Record(net::kCtlRouteUp, "cb1.example.com"));
+  driver.Turn(nullptr, shards);
+  EXPECT_TRUE(wire.empty());
+  EXPECT_TRUE(shards.posts.empty());
+}
+
+}  // namespace
+}  // namespace stanzad::server
