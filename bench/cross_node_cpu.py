@@ -3,10 +3,10 @@
 
 Starts a 3-node cluster on 127.0.0.1-3 (--threads=THREADS each, --routing=ROUTING),
 adds BRIDGES bridges, then takes turns, --rounds times:
-  cross: stanza-bench with the bridges on nodes 1 and 2, bridge i sending to bridge
-         i+1, so every stanza crosses from one node to the other (in leader mode
-         through the leader, node 1, for half of them: those from node 2);
-  local: the same bridges all on node 1 (nothing crosses).
+  cross: stanza-bench with the bridges on nodes 2 and 3 (node 1 initialized the cluster
+         and leads it), bridge i sending to bridge i+1, so every stanza crosses from
+         one node to the other (in leader mode through the leader);
+  local: the same bridges all on node 2 (nothing crosses).
 For each run it reads the CPU seconds (user + system) of the three stanzad processes
 from /proc before and after, and divides by the stanzas delivered: server CPU per
 stanza. Prints one JSON line per run, then the ratio cross / local per round and its
@@ -99,12 +99,11 @@ def main():
             print(json.dumps(result), flush=True)
             return result
 
-        port = nodes[0].port
-        cross_servers = f"127.0.0.1:{port},127.0.0.2:{nodes[1].port}"
+        cross_servers = f"127.0.0.2:{nodes[1].port},127.0.0.3:{nodes[2].port}"
         ratios = []
         for _ in range(args.rounds):
             cross = run("cross", cross_servers)
-            local = run("local", f"127.0.0.1:{port}")
+            local = run("local", f"127.0.0.2:{nodes[1].port}")
             ratios.append(cross["cpu_us_per_stanza"] / local["cpu_us_per_stanza"])
             print(f"round: cross {cross['stanzas_per_s']:,.0f}/s at "
                   f"{cross['cpu_us_per_stanza']:.2f} us/stanza (lost {cross['lost']}, "

@@ -146,6 +146,11 @@ class ShardHandler {
   // Called every EngineOptions::tick_ms with a monotonic clock in milliseconds.
   virtual void OnTick(Shard& shard, uint64_t now_ms) = 0;
 
+  // Called once per loop iteration, after its events (completions, records, the tick)
+  // and before the bytes queued meanwhile leave: what a handler batches over an
+  // iteration (frames to seal once, answers to send together) it sends here.
+  virtual void OnFlush(Shard& /*shard*/) {}
+
   // Called once on the shard's thread before it stops.
   virtual void OnStop(Shard& /*shard*/) {}
 };

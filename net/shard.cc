@@ -442,6 +442,7 @@ void UringShard::Run() {
       CheckDeadlines();
     }
     FinalizeClosed();
+    if (!stopping_) handler_->OnFlush(*this);
     FlushSends();
     buffers_->Publish();
     RearmRecvs();

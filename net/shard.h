@@ -3,7 +3,8 @@
 // this header is for engine.cc and tests.
 //
 // A shard's loop, each iteration: drain its incoming cross-shard queues
-// (OnMessage), tick when due (OnTick), report finished closes (OnClosed),
+// (OnMessage), tick when due (OnTick), report finished closes (OnClosed), let the
+// handler send what it batched (OnFlush),
 // submit one sendmsg per connection with queued bytes and no send in flight,
 // re-arm recvs that stopped, return recv buffers, then submit and wait for
 // completions (accept → OnAccept, recv → OnData, send, doorbell) and handle

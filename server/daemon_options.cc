@@ -228,6 +228,7 @@ absl::StatusOr<DaemonOptions> ReadDaemonOptions() {
                               static_cast<size_t>(std::max(1, options.shards)));
   options.data_links.unauthenticated_links_per_ip_max =
       options.cluster_links.unauthenticated_links_per_ip_max;
+  options.data_links.queue_bytes_max = options.connection_queue_bytes_max / 16 * 15;
   cluster::relay::Options& relay = options.relay;
   relay.hold_ms = static_cast<uint64_t>(std::max(1, absl::GetFlag(FLAGS_forward_hold_ms)));
   relay.no_leader_hold_ms =

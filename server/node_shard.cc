@@ -107,6 +107,12 @@ void NodeShard::OnTick(net::Shard& shard, uint64_t now_ms) {
   PublishStats();
 }
 
+void NodeShard::OnFlush(net::Shard& shard) {
+  shard_ = &shard;
+  if (lane_ && lane_dirty_) Apply();
+  links_->Flush(shard);
+}
+
 void NodeShard::OnStop(net::Shard& shard) {
   shard_ = &shard;
   router_->OnStop(shard);
@@ -151,13 +157,13 @@ void NodeShard::Forward(net::ConnectionId sender, uint64_t node, std::string_vie
   }
   if (lane_->domain() != router_->domain()) lane_->SetDomain(router_->domain());
   lane_->Forward(shard_->now_ms(), sender, node, bytes);
-  Apply();
+  lane_dirty_ = true;
 }
 
 void NodeShard::RouteBound(std::string_view address) {
   if (!lane_) return;
   lane_->RouteBound(shard_->now_ms(), address);
-  Apply();
+  lane_dirty_ = true;
 }
 
 void NodeShard::OnLinkFrame(raft::NodeId from, const cluster::Frame& frame) {
@@ -176,10 +182,11 @@ void NodeShard::OnLaneFrame(raft::NodeId from, std::string_view lane_payload) {
   absl::StatusOr<cluster::LaneFrame> frame = cluster::DecodeLaneFrame(lane_payload);
   if (!frame.ok() || !lane_) return;
   lane_->OnFrame(shard_->now_ms(), Lane{from, frame->from_shard}, frame->type, frame->payload);
-  Apply();
+  lane_dirty_ = true;
 }
 
 void NodeShard::Apply() {
+  lane_dirty_ = false;
   cluster::relay::Ready ready = lane_->TakeReady();
   const uint16_t index = static_cast<uint16_t>(shard_->index());
   for (const cluster::relay::Send& send : ready.sends) {

@@ -76,6 +76,9 @@ class NodeShard final : public net::ShardHandler, private net::RouterShard::Forw
   void OnMessage(net::Shard& shard, const net::CrossShardMessage& message) override;
   void OnConnected(net::Shard& shard, net::ConnectionId id) override;
   void OnTick(net::Shard& shard, uint64_t now_ms) override;
+  // The lane's outputs of the whole loop iteration at once (its answers in one frame per
+  // origin lane), then the data links seal what they queued: one record per link.
+  void OnFlush(net::Shard& shard) override;
   void OnStop(net::Shard& shard) override;
 
  private:
@@ -103,6 +106,7 @@ class NodeShard final : public net::ShardHandler, private net::RouterShard::Forw
   LaneStats* const stats_;
   std::unique_ptr<Routes> routes_;  // before lane_: it reads it
   std::unique_ptr<cluster::relay::Relay> lane_;
+  bool lane_dirty_ = false;      // it took something this iteration: Apply at OnFlush
   net::Shard* shard_ = nullptr;  // set on every call from the engine
 };
 

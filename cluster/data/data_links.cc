@@ -25,8 +25,9 @@ struct DataLinks::Link {
   std::unique_ptr<tls::TlsSession> tls;
   std::optional<RecordSealer> sealer;
   std::optional<RecordOpener> opener;
-  std::string in;     // bytes read, not yet taken (frames, then records)
-  std::string plain;  // opened records, not yet taken as frames
+  std::string pending;  // frames queued this loop iteration, sealed and written by Flush
+  std::string in;       // bytes read, not yet taken (frames, then records)
+  std::string plain;    // opened records, not yet taken as frames
   uint64_t created_ms = 0;
   uint64_t heard_ms = 0;
   uint64_t sent_ms = 0;
@@ -232,7 +233,7 @@ void DataLinks::OnAuthenticated(net::Shard& shard, Link& link) {
   link.authenticated = true;
   ForgetUnauthenticated(link);
   Bump(stats_->authenticated);
-  SendFrame(shard, link, FrameType::kDataPing, "");  // confirms it to the peer at once
+  Queue(link, FrameType::kDataPing, "");  // confirms it to the peer at once
 }
 
 void DataLinks::ReadFrames(net::Shard& shard, Link& link) {
@@ -256,7 +257,7 @@ void DataLinks::ReadFrames(net::Shard& shard, Link& link) {
     if (frame.ok() && frame->has_value() && (*frame)->type == FrameType::kAuthRefused) {
       // The acceptor's check said no after this side's proof (sealed, as all it sends).
       Bump(stats_->refused);
-      const std::string reason((*frame)->payload.substr(0, kAuthRefusalBytesMax));
+      const std::string reason = PeerRefusalText((*frame)->payload);
       if (ShouldLog(Concat(link.remote, "|refused|", reason), now_ms_)) {
         LogEvent(LogLevel::kWarning, "data_link_refused",
                  Concat("peer=", link.remote, " direction=out reason=",
@@ -337,13 +338,25 @@ bool DataLinks::Write(net::Shard& shard, Link& link, std::string_view bytes, boo
   return out.empty() || shard.Send(link.id, out);
 }
 
-void DataLinks::SendFrame(net::Shard& shard, Link& link, FrameType type, std::string_view payload) {
-  std::string frame;
-  AppendFrame(type, payload, &frame);
-  if (Write(shard, link, frame, /*sealed=*/true)) {
-    link.sent_ms = now_ms_;
-    Bump(stats_->frames_out);
+void DataLinks::Queue(Link& link, FrameType type, std::string_view payload) {
+  if (link.pending.empty()) flush_list_.push_back(link.id);
+  AppendFrame(type, payload, &link.pending);
+  link.sent_ms = now_ms_;
+  Bump(stats_->frames_out);
+}
+
+void DataLinks::FlushLink(net::Shard& shard, Link& link) {
+  if (link.pending.empty()) return;
+  Write(shard, link, link.pending, /*sealed=*/true);  // a full queue: the relay resends
+  link.pending.clear();
+}
+
+void DataLinks::Flush(net::Shard& shard) {
+  for (const net::ConnectionId id : flush_list_) {
+    auto it = links_.find(id);
+    if (it != links_.end()) FlushLink(shard, *it->second);
   }
+  flush_list_.clear();
 }
 
 bool DataLinks::Send(net::Shard& shard, raft::NodeId to, FrameType type, std::string_view payload) {
@@ -352,11 +365,10 @@ bool DataLinks::Send(net::Shard& shard, raft::NodeId to, FrameType type, std::st
   auto it = links_.find(dialler->second.link);
   if (it == links_.end() || !it->second->confirmed) return false;
   Link& link = *it->second;
-  std::string frame;
-  AppendFrame(type, payload, &frame);
-  if (!Write(shard, link, frame, /*sealed=*/true)) return false;
-  link.sent_ms = now_ms_;
-  Bump(stats_->frames_out);
+  if (link.pending.size() + shard.QueuedBytes(link.id) + payload.size() > limits_.queue_bytes_max) {
+    return false;  // the peer does not keep up: the relay holds it and sends it again
+  }
+  Queue(link, type, payload);
   return true;
 }
 
@@ -378,6 +390,7 @@ void DataLinks::Refuse(net::Shard& shard, Link& link, const std::string& reason,
                     " note=", LogQuote("logged once a minute per peer and reason")));
   }
   if (tell_peer && (!link.tls || link.tls->handshake_done())) {
+    FlushLink(shard, link);
     std::string refusal;
     AppendRefusalFrame(reason, &refusal);
     Write(shard, link, refusal, /*sealed=*/true);
@@ -428,7 +441,7 @@ void DataLinks::OnTick(net::Shard& shard, uint64_t now_ms) {
     }
     // Both ways, so each side hears the other even when data flows one way.
     if (now_ms >= link->sent_ms + limits_.ping_every_ms) {
-      SendFrame(shard, *link, FrameType::kDataPing, "");
+      Queue(*link, FrameType::kDataPing, "");
     }
   }
   for (const net::ConnectionId id : late) {

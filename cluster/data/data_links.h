@@ -44,6 +44,7 @@
 #include <set>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "absl/status/status.h"
 #include "cluster/data/data_plane.h"
@@ -60,6 +61,9 @@ struct DataLinkLimits {
   size_t unauthenticated_links_per_ip_max = 8;  // incoming, from one IP address, per shard
   size_t unauthenticated_bytes_max = 64 << 10;  // buffered per link before authentication
   size_t frame_bytes_max = 2 << 20;             // once authenticated (a stanza is ≤ 1 MiB)
+  // Queued on a link, sealed or not: below the engine's connection_queue_bytes_max, so
+  // what Flush hands it always fits.
+  size_t queue_bytes_max = 960 << 10;
   uint64_t ping_every_ms = 1000;
   uint64_t silence_ms_max = 5000;
   uint64_t redial_ms_min = 100;
@@ -104,10 +108,14 @@ class DataLinks {
   // key that changed, close; new members are dialled on the next tick.
   void OnConfigChanged(net::Shard& shard);
 
-  // Sends a frame to member `to` on this shard's outgoing link; false when that link is
-  // not up (authenticated, and the peer answered since) or its queue is full.
+  // Queues a frame to member `to` on this shard's outgoing link; false when that link is
+  // not up (authenticated, and the peer answered since) or more than queue_bytes_max
+  // wait on it. What is queued leaves at Flush.
   bool Send(net::Shard& shard, raft::NodeId to, FrameType type, std::string_view payload);
   bool LinkedTo(raft::NodeId member) const;
+  // Seals (or writes into TLS) what each link queued since the last call, as one
+  // record per 64 KiB, and hands it to the engine: once per loop iteration (OnFlush).
+  void Flush(net::Shard& shard);
 
  private:
   struct Link;
@@ -125,7 +133,9 @@ class DataLinks {
   // Tells the peer why (when `tell_peer`), logs, closes.
   void Refuse(net::Shard& shard, Link& link, const std::string& reason, const std::string& fix,
               bool tell_peer = true);
-  void SendFrame(net::Shard& shard, Link& link, FrameType type, std::string_view payload);
+  // Frames for the peer wait in the link's pending bytes until Flush.
+  void Queue(Link& link, FrameType type, std::string_view payload);
+  void FlushLink(net::Shard& shard, Link& link);
   // Bytes for the peer: through TLS when the link has it, else sealed (`sealed`, once the
   // handshake gave a sealer) or in the clear. False when they could not be queued.
   bool Write(net::Shard& shard, Link& link, std::string_view bytes, bool sealed);
@@ -144,6 +154,7 @@ class DataLinks {
   FrameHandler on_frame_;
   std::map<net::ConnectionId, std::unique_ptr<Link>> links_;
   std::map<raft::NodeId, Dialler> diallers_;
+  std::vector<net::ConnectionId> flush_list_;  // links with pending frames
   size_t unauthenticated_ = 0;
   std::map<std::string, size_t> unauthenticated_per_ip_;
   std::map<std::string, uint64_t> last_logged_ms_;

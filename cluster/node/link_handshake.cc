@@ -17,6 +17,14 @@ void AppendRefusalFrame(std::string_view reason, std::string* out) {
   AppendFrame(FrameType::kAuthRefused, reason.substr(0, kAuthRefusalBytesMax), out);
 }
 
+std::string PeerRefusalText(std::string_view payload) {
+  std::string text(payload.substr(0, kAuthRefusalBytesMax));
+  for (char& c : text) {
+    if (c < 0x20 || c > 0x7e) c = '?';
+  }
+  return text;
+}
+
 LinkHandshake::LinkHandshake(Role role, raft::NodeId self, std::string nonce)
     : role_(role), self_(self), nonce_(std::move(nonce)) {
   CHECK_EQ(nonce_.size(), kAuthNonceBytes);
@@ -59,7 +67,7 @@ void LinkHandshake::Step(const Frame& frame) {
              std::string(kUpgrade));
       return;
     case FrameType::kAuthRefused:
-      Refuse(frame.payload.substr(0, kAuthRefusalBytesMax), "", /*tell_peer=*/false);
+      Refuse(PeerRefusalText(frame.payload), "", /*tell_peer=*/false);
       return;
     case FrameType::kAuthHello:
       OnHello(frame);

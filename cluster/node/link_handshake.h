@@ -68,6 +68,11 @@ inline constexpr size_t kAuthRefusalBytesMax = 255;
 // kAuthRefusalBytesMax bytes).
 void AppendRefusalFrame(std::string_view reason, std::string* out);
 
+// The reason a peer's kAuthRefused gave, made safe to log and to show an operator (it
+// may come from anyone on the path before authentication): its first
+// kAuthRefusalBytesMax bytes, each byte outside printable ASCII replaced with '?'.
+std::string PeerRefusalText(std::string_view payload);
+
 // This node, as it introduces itself on the links it dials.
 struct LinkSelf {
   raft::NodeId id = raft::kNoNode;

@@ -445,8 +445,8 @@ void PeerTransport::ReadFrom(Link& link) {
       continue;
     }
     if (got.type == FrameType::kAuthRefused) {  // the acceptor's check said no, sealed
-      CloseLink(id, absl::PermissionDeniedError(Concat(current->address, " refused this node: ",
-                                                       got.payload.substr(0, kRefusalBytesMax))));
+      CloseLink(id, absl::PermissionDeniedError(Concat(
+                        current->address, " refused this node: ", PeerRefusalText(got.payload))));
       return;
     }
     if (IsHandshakeFrame(got.type)) {

@@ -37,7 +37,7 @@ struct Relay::Entry {
 // What this lane decided about the stanzas of one incarnation of one origin lane.
 struct Relay::Window {
   uint64_t floor = 1;                   // below it: finished at the origin
-  std::map<uint64_t, Outcome> decided;  // sequences >= floor
+  absl::btree_map<uint64_t, Outcome> decided;  // sequences >= floor
 };
 
 Relay::Relay(Lane self, uint64_t incarnation, std::string domain, const RouteLookup& routes,
@@ -688,7 +688,7 @@ void Relay::CheckInvariants() const {
   }
   CHECK_MSG(indexed == custody_.size(), "custody index");
   // holding_: exactly each entry's sequence under its lane, the only one that may hold it.
-  std::map<Lane, std::set<uint64_t>> holding;
+  std::map<Lane, absl::btree_set<uint64_t>> holding;
   size_t renamed = 0;
   for (const auto& [key, entry] : custody_) {
     CHECK(entry.key == key && entry.sequence >= key && entry.sequence < next_sequence_);

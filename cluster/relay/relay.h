@@ -68,6 +68,8 @@
 #include <string_view>
 #include <vector>
 
+#include "absl/container/btree_map.h"
+#include "absl/container/btree_set.h"
 #include "cluster/raft/types.h"
 #include "cluster/relay/types.h"
 #include "cluster/relay/wire.h"
@@ -212,10 +214,13 @@ class Relay {
 
   uint64_t next_sequence_ = 1;
   std::map<uint64_t, Entry> custody_;                                          // by sequence
-  std::map<std::string, std::set<uint64_t>, std::less<>> custody_by_address_;  // by route
-  std::map<uint64_t, uint64_t> resequenced_;  // a renamed entry's sequence -> its key
+  // (custody_ is a std::map: its iterators and entries must outlive insertions, which
+  // an error reply's TakeInto makes while a caller holds them. The indexes below are
+  // B-trees: fewer allocations per stanza, and nobody holds their iterators.)
+  std::map<std::string, absl::btree_set<uint64_t>, std::less<>> custody_by_address_;  // by route
+  absl::btree_map<uint64_t, uint64_t> resequenced_;  // a renamed entry's sequence -> its key
   // Per destination lane: the sequences of the entries bound for it (never an empty set).
-  std::map<Lane, std::set<uint64_t>> holding_;
+  std::map<Lane, absl::btree_set<uint64_t>> holding_;
   size_t custody_bytes_ = 0;
 
   // Per origin lane: its incarnations' windows (at most incarnations_max, newest kept).

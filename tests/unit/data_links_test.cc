@@ -120,6 +120,7 @@ class FakeNet {
   }
   void Pump() {
     for (int round = 0; round < 100; ++round) {
+      for (auto& [id, node] : nodes_) node->links->Flush(*node->shard);  // OnFlush
       bool moved = false;
       for (auto& [key, pipe] : pipes_) {
         if (pipe.closed) continue;

@@ -524,5 +524,16 @@ TEST(LinkHandshakeTest, ARefusalFrameCarriesTheFirstBytesOfItsReason) {
   EXPECT_EQ(bytes, std::string("\x00\x00\x00\x06\x0c", 5) + "short");
 }
 
+// A refusal's text may come from anyone on the path: what reaches a log or an
+// operator's terminal has no control bytes (no forged log lines, no escape sequences).
+TEST(LinkHandshakeTest, APeersRefusalTextIsMadePrintable) {
+  LinkHandshake dialler = LinkHandshake::Dialler(DiallWithKey());
+  FramesOf(dialler);
+  dialler.Step(FrameOf(FrameType::kAuthRefused, "ok\nevent=forged \x1b[31mred\xff"));
+  ASSERT_EQ(dialler.state(), State::kRefused);
+  EXPECT_EQ(dialler.refusal().reason, "ok?event=forged ?[31mred?");
+  EXPECT_EQ(PeerRefusalText(std::string(300, 'x')), std::string(kAuthRefusalBytesMax, 'x'));
+}
+
 }  // namespace
 }  // namespace stanzad::cluster
