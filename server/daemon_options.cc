@@ -45,8 +45,9 @@ ABSL_FLAG(int, account_failures_max, 5,
           "Failed logins of one account within --auth_failure_window_s after which its "
           "logins are refused, even with the right password, until the window passes.");
 ABSL_FLAG(uint16_t, cluster_port, 5279,
-          "TCP port for cluster peers (Raft, configuration, routes and stanzas between "
-          "nodes), on the first listen address. Opened by 'stanzactl cluster enable'. Every "
+          "TCP port for cluster peers (Raft, configuration and routes; stanzas between nodes "
+          "use --cluster_data_port), on the first listen address. Opened by 'stanzactl cluster "
+          "enable'. Every "
           "link is authenticated with the cluster key (made by 'cluster initialize', handed "
           "to nodes that join with a token) before anything else is read; mutual TLS as well "
           "once the node has a certificate ('certs') and the cluster a trust bundle ('cluster "

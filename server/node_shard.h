@@ -9,8 +9,12 @@
 // shard's data link to that node (in leader mode, to the leader's), wrapped as kLane
 // frames that name the lane they are for. A kLane frame that arrives on a link this shard
 // accepted goes to the lane it names: this one, or another shard's through its queue
-// (kLaneFrame). The lane's deliveries go to the shard that owns the address, as records
-// from the control thread did (kDeliverFromPeer); its bounces to the sender's shard. The
+// (kLaneFrame). The lane's outputs are applied once per loop iteration (OnFlush): its
+// frames queue on the data links, which seal and hand them to the engine at the end of
+// that call; its deliveries go to the shard that owns the address at once, as records
+// from the control thread did (kDeliverFromPeer); its bounces to the sender's shard. So
+// an answer may leave a few microseconds after the stanza it answers was handed over:
+// a destination that dies in between is relay.h's window of a dying destination. The
 // lane asks the router where routes are (RouterShard::NodeOfRoute) and hears of every
 // route bound (RouterShard::Forwarder). Its view of the cluster (membership, leader, each
 // member's lanes) is the DataPlaneConfig the control thread publishes; its links are

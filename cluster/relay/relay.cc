@@ -490,9 +490,10 @@ void Relay::OnStanza(Lane from, const StanzaFrame& frame) {
     Answer(from, frame.origin, frame.incarnation, frame.sequence, Outcome::kAborted);
     return;
   }
-  // Decided and answered first, delivered after: the driver sends this turn's frames
-  // before it hands its deliveries to the shards, so the origin never sends elsewhere a
-  // stanza a bridge may already have; if this node dies in between, it is one it held.
+  // Decided before it is delivered: asked again, this lane answers "delivered", so the
+  // origin never sends elsewhere a stanza a bridge may already have. Only the death of
+  // this node before its answer leaves (its decisions go with it) opens the header's
+  // window of a dying destination.
   window->decided[frame.sequence] = Outcome::kDelivered;
   ++stats_.relayed_in;
   Answer(from, frame.origin, frame.incarnation, frame.sequence, Outcome::kDelivered);
