@@ -623,6 +623,10 @@ class Daemon {
       for (const cluster::MemberStatus& member : cluster_->Status().members) {
         if (member.self) continue;
         cluster::DataPlaneConfig::Member& entry = next->members[member.id];
+        if (absl::StatusOr<net::Endpoint> cluster = net::Endpoint::Parse(member.address, 0);
+            cluster.ok()) {
+          entry.ip = cluster->IpString();
+        }
         if (auto bound = identities.find(member.id); bound != identities.end()) {
           entry.identity = bound->second;
         }

@@ -230,6 +230,9 @@ absl::StatusOr<DaemonOptions> ReadDaemonOptions() {
   options.data_links.unauthenticated_links_per_ip_max =
       options.cluster_links.unauthenticated_links_per_ip_max;
   options.data_links.queue_bytes_max = options.connection_queue_bytes_max / 16 * 15;
+  // A frame is at most a relayed stanza, or a frame of answers, with their headers.
+  options.data_links.frame_bytes_max =
+      std::max<size_t>(stanza_bytes_max + 1024, 9 * cluster::relay::kAnswersPerFrameMax) + 4096;
   cluster::relay::Options& relay = options.relay;
   relay.hold_ms = static_cast<uint64_t>(std::max(1, absl::GetFlag(FLAGS_forward_hold_ms)));
   relay.no_leader_hold_ms =

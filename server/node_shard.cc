@@ -109,6 +109,7 @@ void NodeShard::OnTick(net::Shard& shard, uint64_t now_ms) {
 
 void NodeShard::OnFlush(net::Shard& shard) {
   shard_ = &shard;
+  if (!waiting_deliveries_.empty()) PostWaitingDeliveries();
   if (lane_ && lane_dirty_) Apply();
   links_->Flush(shard);
 }
@@ -138,7 +139,7 @@ cluster::relay::View NodeShard::LaneView() const {
   cluster::relay::View view;
   view.member = config_->member;
   view.leader = config_->leader;
-  view.can_deliver = true;
+  view.can_deliver = waiting_deliveries_.size() < kWaitingDeliveriesMax;
   for (const auto& [id, member] : config_->members) {
     view.members.insert(id);
     view.lanes[id] = member.lanes;
@@ -217,13 +218,24 @@ void NodeShard::Apply() {
     message.payload = delivery.bytes;
     if (owner == shard_->index()) {
       router_->OnMessage(*shard_, message);
-    } else if (!shard_->Post(owner, message.kind, net::kNoConnection, message.argument,
+    } else if (!waiting_deliveries_.empty() ||
+               !shard_->Post(owner, message.kind, net::kNoConnection, message.argument,
                              message.payload)) {
-      // Answered "delivered" already: the window of a node that cannot take it.
-      stats_->deliveries_dropped.fetch_add(1, std::memory_order_relaxed);
-      LogEvent(LogLevel::kWarning, "relay_deliveries_dropped",
-               Concat("count=1 shard=", std::to_string(owner), " reason=\"its queue is full\""));
+      // Answered "delivered" already: it waits here, in order, until that shard's queue
+      // takes it (and the lane decides no more while too many wait: LaneView).
+      waiting_deliveries_.push_back({owner, delivery.origin, delivery.bytes});
     }
+  }
+}
+
+void NodeShard::PostWaitingDeliveries() {
+  while (!waiting_deliveries_.empty()) {
+    const WaitingDelivery& delivery = waiting_deliveries_.front();
+    if (!shard_->Post(delivery.shard, net::kDeliverFromPeer, net::kNoConnection, delivery.origin,
+                      delivery.bytes)) {
+      return;
+    }
+    waiting_deliveries_.pop_front();
   }
 }
 
@@ -244,6 +256,7 @@ void NodeShard::PublishStats() {
   set(stats_->misrouted, s.misrouted);
   set(stats_->custody_count, lane_->custody_count());
   set(stats_->custody_bytes, lane_->custody_bytes());
+  set(stats_->deliveries_waiting, waiting_deliveries_.size());
 }
 
 }  // namespace stanzad::server

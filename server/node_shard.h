@@ -18,8 +18,9 @@
 // lane asks the router where routes are (RouterShard::NodeOfRoute) and hears of every
 // route bound (RouterShard::Forwarder). Its view of the cluster (membership, leader, each
 // member's lanes) is the DataPlaneConfig the control thread publishes; its links are
-// this shard's data links. Until the node is in a cluster (no lane), a stanza for
-// another node is answered service-unavailable.
+// this shard's data links. Until the node has been in a cluster (no lane yet), a stanza
+// for another node is answered service-unavailable; a node that leaves keeps its lane,
+// which, with no members in its view, sends nothing and bounces at its deadlines.
 //
 // Thread safety: as ShardHandler: on its shard's thread only. LaneStats may be read from
 // any thread.
@@ -28,6 +29,7 @@
 
 #include <atomic>
 #include <cstdint>
+#include <deque>
 #include <memory>
 #include <optional>
 #include <string>
@@ -61,7 +63,7 @@ struct alignas(64) LaneStats {
   std::atomic<uint64_t> misrouted{0};
   std::atomic<uint64_t> custody_count{0};
   std::atomic<uint64_t> custody_bytes{0};
-  std::atomic<uint64_t> deliveries_dropped{0};  // the owner shard's queue was full
+  std::atomic<uint64_t> deliveries_waiting{0};  // for a shard whose queue was full
 };
 
 class NodeShard final : public net::ShardHandler, private net::RouterShard::Forwarder {
@@ -92,7 +94,7 @@ class NodeShard final : public net::ShardHandler, private net::RouterShard::Forw
   void Forward(net::ConnectionId sender, uint64_t node, std::string_view bytes) override;
   void RouteBound(std::string_view address) override;
 
-  // A frame from member `from` on a data link this shard accepted.
+  // A frame from member `from` on one of this shard's data links.
   void OnLinkFrame(raft::NodeId from, const cluster::Frame& frame);
   void OnLaneFrame(raft::NodeId from, std::string_view lane_payload);
   // The lane for the published configuration (made, or made again for a new identity).
@@ -101,6 +103,16 @@ class NodeShard final : public net::ShardHandler, private net::RouterShard::Forw
   // The lane's outputs: frames first, then bounces, logs and deliveries.
   void Apply();
   void PublishStats();
+  // Deliveries another shard's full queue did not take, in order (a few at most: the
+  // lane decides nothing more while kWaitingDeliveriesMax wait).
+  void PostWaitingDeliveries();
+  static constexpr size_t kWaitingDeliveriesMax = 4096;
+  struct WaitingDelivery {
+    int shard = 0;
+    uint64_t origin = 0;
+    std::string bytes;
+  };
+  std::deque<WaitingDelivery> waiting_deliveries_;
 
   std::unique_ptr<net::RouterShard> router_;
   std::unique_ptr<cluster::DataLinks> links_;

@@ -62,8 +62,17 @@ bool DataLinks::OnAccept(net::Shard& shard, net::ConnectionId id, const net::End
   };
   if (config_->cluster_key.empty()) return refuse("this node is not in a cluster");
   if (config_->isolated_from.count(ip) != 0) return refuse("isolated (cluster isolate)");
-  if (unauthenticated_per_ip_[ip] >= limits_.unauthenticated_links_per_ip_max) {
+  if (auto it = unauthenticated_per_ip_.find(ip);
+      it != unauthenticated_per_ip_.end() &&
+      it->second >= limits_.unauthenticated_links_per_ip_max) {
     return refuse("too many unauthenticated links from this address");
+  }
+  std::unique_ptr<tls::TlsSession> tls;
+  if (config_->tls_server) {
+    absl::StatusOr<std::unique_ptr<tls::TlsSession>> session =
+        tls::TlsSession::NewServer(config_->tls_server);
+    if (!session.ok()) return refuse(Concat("TLS: ", std::string(session.status().message())));
+    tls = std::move(*session);
   }
   if (unauthenticated_ >= limits_.unauthenticated_links_max) {
     // The oldest unauthenticated link makes room: idle ones cannot lock members out.
@@ -87,12 +96,7 @@ bool DataLinks::OnAccept(net::Shard& shard, net::ConnectionId id, const net::End
   link->handshake =
       LinkHandshake::Acceptor({config_->self, config_->cluster_key,
                                /*token_lookup=*/nullptr, RandomBytes(kAuthNonceBytes)});
-  if (config_->tls_server) {
-    absl::StatusOr<std::unique_ptr<tls::TlsSession>> session =
-        tls::TlsSession::NewServer(config_->tls_server);
-    if (!session.ok()) return refuse(Concat("TLS: ", std::string(session.status().message())));
-    link->tls = std::move(*session);
-  }
+  link->tls = std::move(tls);
   link->counted_unauthenticated = true;
   ++unauthenticated_;
   ++unauthenticated_per_ip_[ip];
@@ -159,7 +163,6 @@ void DataLinks::OnData(net::Shard& shard, net::ConnectionId id, std::string_view
   auto it = links_.find(id);
   if (it == links_.end()) return;
   Link& link = *it->second;
-  link.heard_ms = now_ms_;
   if (link.tls) {
     absl::Status fed = link.tls->Feed(bytes);
     if (fed.ok()) fed = link.tls->Read(&link.in);
@@ -231,9 +234,27 @@ void DataLinks::OnAuthenticated(net::Shard& shard, Link& link) {
   link.handshake.reset();
   link.peer = result.peer;
   link.authenticated = true;
+  link.heard_ms = now_ms_;
   ForgetUnauthenticated(link);
   Bump(stats_->authenticated);
   Queue(link, FrameType::kDataPing, "");  // confirms it to the peer at once
+  if (!link.outgoing) LimitLinksFrom(shard, link.peer);
+}
+
+// A member dials one link per shard of its own; a few more may linger while it
+// redials. Beyond that the oldest go: a key holder cannot pile links up here.
+void DataLinks::LimitLinksFrom(net::Shard& shard, raft::NodeId peer) {
+  auto member = config_->members.find(peer);
+  const size_t allowed = (member == config_->members.end() ? 1 : member->second.lanes) + 1;
+  std::vector<std::pair<uint64_t, net::ConnectionId>> from_peer;  // (created, id)
+  for (const auto& [id, other] : links_) {
+    if (!other->outgoing && other->authenticated && other->peer == peer) {
+      from_peer.emplace_back(other->created_ms, id);
+    }
+  }
+  if (from_peer.size() <= allowed) return;
+  std::sort(from_peer.begin(), from_peer.end());
+  for (size_t i = 0; i + allowed < from_peer.size(); ++i) shard.Abort(from_peer[i].second);
 }
 
 void DataLinks::ReadFrames(net::Shard& shard, Link& link) {
@@ -277,6 +298,7 @@ void DataLinks::ReadFrames(net::Shard& shard, Link& link) {
     }
     if (!frame->has_value()) break;
     Bump(stats_->frames_in);
+    link.heard_ms = now_ms_;  // a whole frame: a byte at a time keeps nothing alive
     if (!link.confirmed) {
       link.confirmed = true;
       if (link.outgoing) {
@@ -307,6 +329,10 @@ absl::Status DataLinks::CheckPeer(const Link& link) {
   if (member == config_->members.end()) {
     return absl::PermissionDeniedError(
         Concat("node ", std::to_string(peer), " is not a member of this cluster"));
+  }
+  // The drill cuts a member by its address, wherever its links come from.
+  if (config_->isolated_from.count(member->second.ip) != 0) {
+    return absl::UnavailableError("isolated (cluster isolate)");
   }
   if (!link.tls) return absl::OkStatus();
   // Under TLS, the certificate key bound to that node id when it joined (as on the
@@ -347,8 +373,16 @@ void DataLinks::Queue(Link& link, FrameType type, std::string_view payload) {
 
 void DataLinks::FlushLink(net::Shard& shard, Link& link) {
   if (link.pending.empty()) return;
-  Write(shard, link, link.pending, /*sealed=*/true);  // a full queue: the relay resends
+  const bool written = Write(shard, link, link.pending, /*sealed=*/true);
   link.pending.clear();
+  if (!written) {
+    // Sealed but not sent: the peer could open nothing after it. The link goes (and is
+    // dialled again); what its frames carried, the lanes send again.
+    LogEvent(LogLevel::kWarning, "data_link_closed",
+             Concat("peer=", std::to_string(link.peer),
+                    " reason=", LogQuote("its queue in the engine is full")));
+    shard.Abort(link.id);
+  }
 }
 
 void DataLinks::Flush(net::Shard& shard) {
@@ -395,7 +429,9 @@ void DataLinks::Refuse(net::Shard& shard, Link& link, const std::string& reason,
     AppendRefusalFrame(reason, &refusal);
     Write(shard, link, refusal, /*sealed=*/true);
   }
-  ForgetUnauthenticated(link);
+  // Still counted in the bounds of unauthenticated links until OnClosed: the close
+  // waits for the peer's EOF (close_linger_ms), and a peer that never sends it must
+  // not hold descriptors beyond them (the oldest is evicted for a newcomer).
   link.handshake.reset();
   shard.Close(link.id);  // flushes the refusal; OnClosed forgets the link
 }
@@ -452,7 +488,7 @@ void DataLinks::OnTick(net::Shard& shard, uint64_t now_ms) {
   // Every member with a known data port gets this shard's link.
   for (const auto& [member, where] : config_->members) {
     if (member == config_->self || where.endpoint.length == 0) continue;
-    if (config_->isolated_from.count(where.endpoint.IpString()) != 0) continue;
+    if (config_->isolated_from.count(where.ip) != 0) continue;
     Dialler& dialler = diallers_[member];
     if (dialler.link != net::kNoConnection || now_ms < dialler.next_dial_ms) continue;
     Dial(shard, member, where);
@@ -469,9 +505,9 @@ void DataLinks::OnConfigChanged(net::Shard& shard) {
     auto where = next->members.find(link->peer);
     const bool moved = link->outgoing && where != next->members.end() &&
                        where->second.endpoint.ToString() != link->remote;
-    const std::string ip = link->outgoing && where != next->members.end()
-                               ? where->second.endpoint.IpString()
-                               : link->remote;
+    // A member by its address (its links may come from any of its host's); a peer not
+    // yet proven by the address it comes from.
+    const std::string ip = where != next->members.end() ? where->second.ip : link->remote;
     const bool isolated = next->isolated_from.count(ip) != 0;
     if (key_changed || !member || moved || isolated) closing.push_back(id);
   }

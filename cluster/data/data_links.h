@@ -27,7 +27,8 @@
 // dialled again).
 //
 // What authenticated links carry is the caller's: frames other than kDataPing go to the
-// frame handler (none yet: the relay's lanes move here next, docs/data-links.md step 4).
+// frame handler (the shard's relay lane, server/node_shard.h). A member may keep its lane
+// count plus one links here; the oldest beyond go.
 //
 // Thread safety: one instance per shard, on its thread only. DataLinkStats may be read
 // from any thread.
@@ -144,6 +145,7 @@ class DataLinks {
   // certificate key bound to it.
   absl::Status CheckPeer(const Link& link);
   void ForgetUnauthenticated(Link& link);
+  void LimitLinksFrom(net::Shard& shard, raft::NodeId peer);
   void PublishUp();
   bool ShouldLog(const std::string& key, uint64_t now_ms);
 

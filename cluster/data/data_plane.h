@@ -61,13 +61,15 @@ struct DataPlaneConfig {
   // The cluster key (link_auth.h); empty: no data links (not in a cluster yet).
   std::string cluster_key;
   struct Member {
+    std::string ip;          // of its cluster address (what 'cluster isolate' names)
     net::Endpoint endpoint;  // its data port (unset: not told yet)
     uint32_t lanes = 1;
     // The SHA-256 of the certificate key bound to it when it joined (Config::
     // member_identities); under TLS its links must present that key. Empty: none bound.
     std::string identity;
   };
-  // The other members whose data port is known (they told it on a cluster link).
+  // Every other member; those that have not told their data port yet (on a cluster
+  // link) have no endpoint: they are let in, not dialled.
   std::map<raft::NodeId, Member> members;
   // A drill ('cluster isolate'): no data link to or from these hosts (IP addresses), as
   // none on the cluster port.

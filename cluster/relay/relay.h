@@ -1,10 +1,11 @@
 // The relay: stanzas between the nodes of a cluster, as a pure state machine.
 //
-// No clock, no I/O, no flags, no threads: the driver (the daemon's control thread, or
-// tests/simulation/relay_simulator.cc) tells it the time, the cluster as the control
-// plane sees it, what the shards and the links brought; it answers with frames to send,
+// No clock, no I/O, no flags, no threads: the driver (each shard's, server/node_shard.h,
+// or tests/simulation/relay_simulator.cc) tells it the time, the cluster as the control
+// plane sees it, what the router and the links brought; it answers with frames to send,
 // stanzas to deliver and senders to bounce (TakeReady). Where routes are it asks a
-// RouteLookup (the route directory, directory.h), which tells it when one is bound.
+// RouteLookup (the shard's routing tables, or the route directory, directory.h), and is
+// told when one is bound.
 //
 // The contract, checked by the simulator after every event:
 //
@@ -213,7 +214,7 @@ class Relay {
   size_t resend_budget_ = 0;
 
   uint64_t next_sequence_ = 1;
-  std::map<uint64_t, Entry> custody_;                                          // by sequence
+  std::map<uint64_t, Entry> custody_;  // by sequence
   // (custody_ is a std::map: its iterators and entries must outlive insertions, which
   // an error reply's TakeInto makes while a caller holds them. The indexes below are
   // B-trees: fewer allocations per stanza, and nobody holds their iterators.)

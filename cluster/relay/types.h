@@ -69,7 +69,7 @@ struct LogLine {
   std::string fields;  // key=value ...
 };
 struct Ready {
-  std::vector<Send> sends;  // in order; acknowledgements before the deliveries they cover
+  std::vector<Send> sends;  // in order
   std::vector<Delivery> deliveries;
   std::vector<Bounce> bounces;
   std::vector<RouteChange> route_changes;

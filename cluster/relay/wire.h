@@ -41,7 +41,7 @@ using cluster::FrameType;
 
 // A relay lane: one Relay per shard of a node (docs/data-links.md). A stanza's name is
 // (origin lane, incarnation, sequence): each lane counts its own sequences, the
-// incarnation is the node's. Until the shards run their own lanes, a node runs one, shard 0.
+// incarnation is the node's (one per start of its shards).
 struct Lane {
   raft::NodeId node = raft::kNoNode;
   uint16_t shard = 0;

@@ -176,6 +176,17 @@ class ClusterTest(unittest.TestCase):
         self.assertRegex(ok(a, "cluster", "status"),
                          re.escape(self.address(b)) + r"  id=\d+  connected .*data links 2/2\n")
         self.assertNotIn("data_link_refused", a.read_log())
+        # The partition drill cuts them both ways, by the member's address (on loopback
+        # every link comes from 127.0.0.1, whatever node dialled it).
+        ok(a, "cluster", "isolate", b.ip)
+        wait_until(lambda: data_links(a)[self.address(b)] == (0, 2) and
+                   data_links(b)[self.address(a)] == (0, 2), timeout=15,
+                   what="a and b's data links cut by the drill")
+        self.assertEqual(data_links(a)[self.address(c)], (2, 2))
+        ok(a, "cluster", "isolate", "off")
+        wait_until(lambda: data_links(a)[self.address(b)] == (2, 2) and
+                   data_links(b)[self.address(a)] == (2, 2), timeout=15,
+                   what="a and b's data links back after the drill")
         c.stop()
         wait_until(lambda: data_links(a)[self.address(c)] == (0, 2), timeout=15,
                    what="a's links to the stopped node counted down")

@@ -99,6 +99,7 @@ class FakeNet {
     for (const raft::NodeId member : members) {
       if (member == id) continue;
       DataPlaneConfig::Member& entry = config->members[member];
+      entry.ip = "127.0.0." + std::to_string(member);
       if (nodes_.count(member) == 0) continue;  // a member whose data port is not known
       entry.endpoint =
           *net::Endpoint::Parse(nodes_.at(member)->ip + ":" + std::to_string(kPort), 0);
