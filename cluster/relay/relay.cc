@@ -36,7 +36,7 @@ struct Relay::Entry {
 
 // What this lane decided about the stanzas of one incarnation of one origin lane.
 struct Relay::Window {
-  uint64_t floor = 1;                   // below it: finished at the origin
+  uint64_t floor = 1;                          // below it: finished at the origin
   absl::btree_map<uint64_t, Outcome> decided;  // sequences >= floor
 };
 
