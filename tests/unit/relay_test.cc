@@ -1034,7 +1034,8 @@ TEST(RelayLanes, EachLaneNamesItsOwnStanzasAndIsAnsweredAlone) {
   // A lane the membership does not list (B has two) is refused; so is a frame for another
   // lane of this node.
   const uint64_t failed = b_owner.stats().failed;
-  StanzaFrame stray{{kA, 1}, 1, 2, 2, {kB, owner}, 0, Message("stray")};
+  const std::string stray_bytes = Message("stray");  // outlives the frame's view of it
+  StanzaFrame stray{{kA, 1}, 1, 2, 2, {kB, owner}, 0, stray_bytes};
   b_owner.OnFrame(1000, {kA, 5}, FrameType::kStanza, EncodeStanza(stray));
   stray.origin = {kA, 5};
   b_owner.OnFrame(1000, {kA, 1}, FrameType::kStanza, EncodeStanza(stray));
