@@ -1125,11 +1125,15 @@ class Daemon {
       const std::vector<net::Endpoint> endpoints = engine_->listening_endpoints();
       for (size_t i = 0; i < endpoints.size() && i < listener_tags_.size(); ++i) {
         const int tag = listener_tags_[i];
+        const bool data = tag == cluster::kClusterDataListener;
         std::string what = tag == net::kComponentListener      ? " (call bridges"
                            : tag == net::kComponentTlsListener ? " (call bridges, TLS"
                            : tag == net::kClientListener       ? " (clients, STARTTLS"
+                           : data                              ? " (cluster data links"
                                                                : " (clients, direct TLS";
-        if (!tls_ready && tag != net::kComponentListener) what += ": refused, no certificate";
+        if (!tls_ready && tag != net::kComponentListener && !data) {
+          what += ": refused, no certificate";
+        }
         status.listeners.push_back(endpoints[i].ToString() + what + ")");
       }
     }

@@ -11,7 +11,8 @@
 #
 # Uses an existing build (STANZAD_BUILD_DIR, default build/); ports (the same on
 # every node, each on its own IP) from WALK_COMPONENT_PORT, WALK_C2S_PORT,
-# WALK_CLUSTER_PORT and WALK_METRICS_PORT, default 26223, 26222, 26279, 26464.
+# WALK_CLUSTER_PORT, WALK_DATA_PORT and WALK_METRICS_PORT, default 26223, 26222, 26279,
+# 26280, 26464.
 # Stops only the daemons it started, by PID, and removes its scratch directory.
 set -euo pipefail
 
@@ -24,6 +25,7 @@ OUTPUT=${1:-/dev/stdout}
 COMPONENT_PORT=${WALK_COMPONENT_PORT:-26223}
 C2S_PORT=${WALK_C2S_PORT:-26222}
 CLUSTER_PORT=${WALK_CLUSTER_PORT:-26279}
+DATA_PORT=${WALK_DATA_PORT:-26280}
 METRICS_PORT=${WALK_METRICS_PORT:-26464}
 WAIT_S=20  # the most any step waits for the daemons
 
@@ -97,7 +99,7 @@ wait_for() {
 start_node() {  # start_node N: stanzad for node N on 127.0.0.N, fresh state dir
   local n=$1
   local flags=(--state_dir="$WORK/n$n" --component_port="$COMPONENT_PORT"
-               --c2s_port="$C2S_PORT" --cluster_port="$CLUSTER_PORT"
+               --c2s_port="$C2S_PORT" --cluster_port="$CLUSTER_PORT" --cluster_data_port="$DATA_PORT"
                --metrics_addr="127.0.0.$n:$METRICS_PORT" --threads=1)
   printf 'stanzad %s &\n' "${flags[*]}" | sed "s|$WORK|\$WORK|g" >>"$TRANSCRIPT"
   "$STANZAD" "${flags[@]}" 2>>"$WORK/n$n.log" &

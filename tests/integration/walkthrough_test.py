@@ -38,7 +38,8 @@ class WalkthroughTest(unittest.TestCase):
         output = os.path.join(out_dir, "walkthrough.md")
         env = dict(os.environ, STANZAD_BUILD_DIR=os.path.abspath(os.path.join(BIN_DIR, "..")),
                    WALK_COMPONENT_PORT=str(free_port()), WALK_C2S_PORT=str(free_port()),
-                   WALK_CLUSTER_PORT=str(free_port()), WALK_METRICS_PORT=str(free_port()))
+                   WALK_CLUSTER_PORT=str(free_port()), WALK_DATA_PORT=str(free_port()),
+                   WALK_METRICS_PORT=str(free_port()))
         started = time.monotonic()
         result = subprocess.run([SCRIPT, output], env=env, capture_output=True, text=True,
                                 timeout=120)
@@ -54,7 +55,8 @@ class WalkthroughTest(unittest.TestCase):
         self.assertEqual(text.count("Certificate accepted for example.com"), 3)
         self.assertIn("(clients, STARTTLS: refused, no certificate)", text)
         self.assertRegex(text, r"Listening on  : 127\.0\.0\.2:\d+ \(call bridges\), "
-                               r"127\.0\.0\.2:\d+ \(clients, STARTTLS\)\n")
+                               r"127\.0\.0\.2:\d+ \(clients, STARTTLS\), "
+                               r"127\.0\.0\.2:\d+ \(cluster data links\)\n")
         self.assertRegex(text, r"node2\$ stanzactl xmpp callbridge list\n\*\*\*\n"
                                r"Callbridge : cb1\n.*\n.*\n\*\*\*\nCallbridge : cb2\n")
         self.assertNotIn("/tmp/stanzad-walkthrough-", text)  # scratch paths shown as $WORK
