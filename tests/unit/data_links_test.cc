@@ -22,6 +22,9 @@ namespace {
 
 class FakeNet;
 
+const std::string kKey(kClusterKeyBytes, 'k');
+const std::string kOtherKey(kClusterKeyBytes, 'o');
+
 // One node's one shard.
 class FakeShard final : public net::Shard {
  public:
@@ -109,6 +112,16 @@ class FakeNet {
     node.links->OnConfigChanged(*node.shard);
   }
   Node& node(raft::NodeId id) { return *nodes_.at(id); }
+  // Nodes 1..count with the cluster key, each listing all of them, linked up.
+  void FormMembers(int count) {
+    std::vector<raft::NodeId> members;
+    for (raft::NodeId id = 1; id <= static_cast<raft::NodeId>(count); ++id) {
+      AddNode(id, kKey);
+      members.push_back(id);
+    }
+    for (const raft::NodeId id : members) Configure(id, members);
+    Run(100);
+  }
   uint64_t now_ms() const { return now_ms_; }
 
   // Ticks every node, moves bytes until nothing moves, `ms` times 10 ms.
@@ -247,9 +260,6 @@ void FakeShard::Abort(net::ConnectionId id) { net_->Abort(id); }
 net::ConnectionId FakeShard::Connect(const net::Endpoint& to) { return net_->Connect(node_, to); }
 uint64_t FakeShard::now_ms() const { return net_->now_ms(); }
 
-const std::string kKey(kClusterKeyBytes, 'k');
-const std::string kOtherKey(kClusterKeyBytes, 'o');
-
 std::string Hello(raft::NodeId node, LinkCredential credential = LinkCredential::kClusterKey) {
   AuthHello hello;
   hello.credential = credential;
@@ -274,11 +284,7 @@ std::string RefusalIn(const std::string& bytes) {
 
 TEST(DataLinks, MembersLinkBothWaysAndCarrySealedFrames) {
   FakeNet net;
-  net.AddNode(1, kKey);
-  net.AddNode(2, kKey);
-  net.Configure(1, {1, 2});
-  net.Configure(2, {1, 2});
-  net.Run(100);
+  net.FormMembers(2);
   EXPECT_TRUE(net.node(1).links->LinkedTo(2));
   EXPECT_TRUE(net.node(2).links->LinkedTo(1));
   EXPECT_EQ(net.node(1).stats.up.load()->count(2), 1u);
@@ -404,11 +410,7 @@ TEST(DataLinks, UnauthenticatedLinksAreBoundedPerAddressAndInAll) {
 
 TEST(DataLinks, AKeyChangeClosesEveryLink) {
   FakeNet net;
-  net.AddNode(1, kKey);
-  net.AddNode(2, kKey);
-  net.Configure(1, {1, 2});
-  net.Configure(2, {1, 2});
-  net.Run(100);
+  net.FormMembers(2);
   ASSERT_TRUE(net.node(1).links->LinkedTo(2));
   auto config = std::make_shared<DataPlaneConfig>(*net.node(1).publisher.Current());
   config->cluster_key = kOtherKey;
