@@ -187,6 +187,10 @@ class Daemon {
       const uint64_t now_ms = MonotonicMs();
       if (engine_) {
         engine_->DrainControl([this, now_ms](int, const net::CrossShardMessage& message) {
+          if (message.kind == server::kCtlDataLinkLost) {
+            if (cluster_) cluster_->OnDataLinkLost(message.argument);
+            return;
+          }
           routes_->OnShardRecord(message);
         });
       }

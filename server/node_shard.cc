@@ -39,6 +39,10 @@ NodeShard::NodeShard(std::unique_ptr<net::RouterShard> router,
   router_->set_forwarder(this);
   links_->set_frame_handler(
       [this](raft::NodeId from, const cluster::Frame& frame) { OnLinkFrame(from, frame); });
+  // A full control queue drops the notice: it only hastens what Raft's own timeouts do.
+  links_->set_link_lost_handler([this](raft::NodeId peer) {
+    if (shard_ != nullptr) shard_->PostToControl(kCtlDataLinkLost, net::kNoConnection, peer, {});
+  });
 }
 
 NodeShard::~NodeShard() = default;

@@ -49,6 +49,13 @@ enum NodeMessageKind : uint32_t {
   kLaneFrame,                // argument = the member it came from, payload = a kLane payload
 };
 
+// Record kinds of Shard::PostToControl for the node's parts other than the router.
+enum NodeControlKind : uint32_t {
+  // This shard's data link to a member closed: argument = the member. The control thread
+  // checks at once whether the leader is still reachable (ClusterNode::OnDataLinkLost).
+  kCtlDataLinkLost = 1000,
+};
+
 // One shard's lane counters (relay::Stats and custody), for /metrics; written by its
 // thread, read by any.
 struct alignas(64) LaneStats {

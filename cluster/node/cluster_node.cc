@@ -580,11 +580,17 @@ void ClusterNode::OnReply(LinkId link, const struct Reply& reply) {
   completions_.emplace_back(std::move(done), reply.status);
 }
 
-void ClusterNode::OnLinkClosed(LinkId link, raft::NodeId peer, const absl::Status& reason) {
+void ClusterNode::OnDataLinkLost(raft::NodeId peer) { ForgetLeaderIfUnreachable(peer); }
+
+void ClusterNode::ForgetLeaderIfUnreachable(raft::NodeId peer) {
   if (peer != raft::kNoNode && peer == raft_->leader() && peer != id() &&
       !transport_->Connected(peer)) {
     forget_leader_pending_ = true;
   }
+}
+
+void ClusterNode::OnLinkClosed(LinkId link, raft::NodeId peer, const absl::Status& reason) {
+  ForgetLeaderIfUnreachable(peer);
   for (auto it = forwarded_.begin(); it != forwarded_.end(); ++it) {
     if (it->second.link != link) continue;
     Done done = std::move(it->second.done);

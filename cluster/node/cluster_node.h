@@ -180,6 +180,11 @@ class ClusterNode {
   const std::set<std::string>& isolated_from() const { return transport_->isolated_from(); }
   // A link to `peer` is up (either direction).
   bool LinkedTo(raft::NodeId peer) const { return transport_->Connected(peer); }
+  // A shard's data link to `peer` closed. When `peer` is the leader and no cluster link
+  // to it is up either, this node forgets it at its next turn and campaigns, as when
+  // its last cluster link to the leader closes; a data link that breaks alone (its port
+  // filtered, say) is only dialled again: Raft's links still say the leader lives.
+  void OnDataLinkLost(raft::NodeId peer);
   // Bytes waiting to leave on the link SendData(peer) uses.
   size_t QueuedTo(raft::NodeId peer) const { return transport_->QueuedTo(peer); }
   // Members other than this node, by id.
@@ -222,6 +227,9 @@ class ClusterNode {
   absl::Status Start();
   void OnFrame(LinkId link, const LinkPeer& peer, Frame frame);
   void OnLinkClosed(LinkId link, raft::NodeId peer, const absl::Status& reason);
+  // A link to `peer` closed: when it is the leader and no cluster link to it is up, forget
+  // it at the end of this turn (Process).
+  void ForgetLeaderIfUnreachable(raft::NodeId peer);
   void OnRequest(LinkId link, const LinkPeer& peer, const Request& request);
   absl::Status CheckPeer(const LinkPeer& peer) const;
   void OnReply(LinkId link, const Reply& reply);

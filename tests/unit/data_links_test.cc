@@ -408,10 +408,15 @@ TEST(DataLinks, UnauthenticatedLinksAreBoundedPerAddressAndInAll) {
   EXPECT_TRUE(net.node(2).links->LinkedTo(1));
 }
 
+// ... and each side's shard hears that its link to the other was lost, once (the
+// control thread then checks whether that was the leader: ClusterNode::OnDataLinkLost).
 TEST(DataLinks, AKeyChangeClosesEveryLink) {
   FakeNet net;
   net.FormMembers(2);
   ASSERT_TRUE(net.node(1).links->LinkedTo(2));
+  std::vector<raft::NodeId> lost_by_1, lost_by_2;
+  net.node(1).links->set_link_lost_handler([&](raft::NodeId peer) { lost_by_1.push_back(peer); });
+  net.node(2).links->set_link_lost_handler([&](raft::NodeId peer) { lost_by_2.push_back(peer); });
   auto config = std::make_shared<DataPlaneConfig>(*net.node(1).publisher.Current());
   config->cluster_key = kOtherKey;
   net.node(1).publisher.Publish(config);
@@ -419,6 +424,8 @@ TEST(DataLinks, AKeyChangeClosesEveryLink) {
   net.Pump();
   EXPECT_FALSE(net.node(1).links->LinkedTo(2));
   EXPECT_FALSE(net.node(2).links->LinkedTo(1));
+  EXPECT_EQ(lost_by_1, std::vector<raft::NodeId>{2});
+  EXPECT_EQ(lost_by_2, std::vector<raft::NodeId>{1});
 }
 
 // With cluster TLS the links run beneath mutual TLS: members link up; a certificate
