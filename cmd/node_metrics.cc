@@ -5,6 +5,7 @@
 #include <string_view>
 
 #include "cmd/metrics/prometheus_text.h"
+#include "core/base/concat.h"
 #include "core/xmpp/stanza.h"
 
 namespace stanzad {
@@ -34,6 +35,21 @@ void PerEngineShard(PrometheusText& text, std::string_view name, std::string_vie
   for (size_t i = 0; i < engine.size(); ++i) {
     text.Sample(name, {{"shard", std::to_string(i)}}, get(engine[i]));
   }
+}
+
+// A histogram family in seconds from one kept in milliseconds.
+void Histogram(PrometheusText& text, std::string_view name, std::string_view help,
+               const MsHistogram& histogram) {
+  text.Family(name, help, "histogram");
+  const std::string bucket = Concat(name, "_bucket");
+  for (size_t i = 0; i < histogram.buckets.size() && i < histogram.bounds_ms.size(); ++i) {
+    char bound[32];
+    std::snprintf(bound, sizeof(bound), "%g", histogram.bounds_ms[i] / 1000.0);
+    text.Sample(bucket, {{"le", bound}}, histogram.buckets[i]);
+  }
+  text.Sample(bucket, {{"le", "+Inf"}}, histogram.count);
+  text.Sample(Concat(name, "_sum"), {}, histogram.sum_ms / 1000.0);
+  text.Sample(Concat(name, "_count"), {}, histogram.count);
 }
 
 }  // namespace
@@ -180,21 +196,17 @@ std::string RenderNodeMetrics(const NodeMetricsSnapshot& snapshot,
               "Unix time of this node's last Raft role change.", "gauge");
   text.Sample("stanzad_cluster_last_state_change_timestamp_seconds", {},
               snapshot.cluster_last_state_change_unix_s);
-  text.Family("stanzad_cluster_failover_seconds",
-              "How long this node knew no leader, each time it lost one (from losing it to "
-              "knowing the next).",
-              "histogram");
-  for (size_t i = 0; i < snapshot.failover_buckets.size(); ++i) {
-    char bound[32];
-    std::snprintf(bound, sizeof(bound), "%g", snapshot.failover_bounds_ms[i] / 1000.0);
-    text.Sample("stanzad_cluster_failover_seconds_bucket", {{"le", bound}},
-                snapshot.failover_buckets[i]);
-  }
-  text.Sample("stanzad_cluster_failover_seconds_bucket", {{"le", "+Inf"}}, snapshot.failover_count);
-  text.Sample("stanzad_cluster_failover_seconds_sum", {}, snapshot.failover_sum_ms / 1000.0);
-  text.Sample("stanzad_cluster_failover_seconds_count", {}, snapshot.failover_count);
+  Histogram(text, "stanzad_cluster_failover_seconds",
+            "How long this node knew no leader, each time it lost one (from losing it to "
+            "knowing the next).",
+            snapshot.failovers);
+  Histogram(text, "stanzad_raft_leader_gap_seconds",
+            "On a follower: the time between two Raft messages from its leader in one term, "
+            "as read (heartbeats every 50 ms; elections start after 300-600 ms without).",
+            snapshot.leader_gaps);
   text.Family("stanzad_cluster_relayed_total",
-              "Stanzas the control thread relayed between nodes, by direction.", "counter");
+              "Stanzas this node's relay lanes sent to and took from other nodes, by direction.",
+              "counter");
   text.Sample("stanzad_cluster_relayed_total", {{"direction", "out"}}, snapshot.relayed_out);
   text.Sample("stanzad_cluster_relayed_total", {{"direction", "in"}}, snapshot.relayed_in);
   text.Sample("stanzad_cluster_relayed_total", {{"direction", "failed"}}, snapshot.relay_failed);

@@ -17,6 +17,14 @@
 
 namespace stanzad {
 
+// A histogram of milliseconds, rendered in seconds.
+struct MsHistogram {
+  std::vector<double> bounds_ms;  // upper bounds
+  std::vector<uint64_t> buckets;  // cumulative counts, one per bound
+  uint64_t count = 0;
+  double sum_ms = 0;
+};
+
 struct NodeMetricsSnapshot {
   std::string version;
   double uptime_s = 0;
@@ -38,10 +46,8 @@ struct NodeMetricsSnapshot {
   uint64_t cluster_members_connected = 0;  // this node included
   uint64_t cluster_elections_won = 0;
   double cluster_last_state_change_unix_s = 0;
-  std::vector<double> failover_bounds_ms;  // the histogram's upper bounds
-  std::vector<uint64_t> failover_buckets;  // cumulative counts
-  uint64_t failover_count = 0;
-  double failover_sum_ms = 0;
+  MsHistogram failovers;    // ClusterStatus::failover_*
+  MsHistogram leader_gaps;  // ClusterStatus::leader_gap_*
   uint64_t relayed_out = 0, relayed_in = 0, relay_failed = 0;
   uint64_t relay_resent = 0, relay_duplicates = 0, relay_expired = 0;
   uint64_t relay_aborted = 0, relay_unconfirmed = 0, relay_misrouted = 0;

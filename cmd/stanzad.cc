@@ -286,11 +286,16 @@ class Daemon {
         snapshot->cluster_members_connected += member.connected ? 1 : 0;
       }
       snapshot->cluster_elections_won = cluster.elections;
-      snapshot->failover_bounds_ms.assign(std::begin(cluster::ClusterNode::kFailoverBucketsMs),
-                                          std::end(cluster::ClusterNode::kFailoverBucketsMs));
-      snapshot->failover_buckets = cluster.failover_buckets;
-      snapshot->failover_count = cluster.failover_count;
-      snapshot->failover_sum_ms = cluster.failover_sum_ms;
+      snapshot->failovers = {{std::begin(cluster::ClusterNode::kFailoverBucketsMs),
+                              std::end(cluster::ClusterNode::kFailoverBucketsMs)},
+                             cluster.failover_buckets,
+                             cluster.failover_count,
+                             cluster.failover_sum_ms};
+      snapshot->leader_gaps = {{std::begin(cluster::ClusterNode::kLeaderGapBucketsMs),
+                                std::end(cluster::ClusterNode::kLeaderGapBucketsMs)},
+                               cluster.leader_gap_buckets,
+                               cluster.leader_gap_count,
+                               cluster.leader_gap_sum_ms};
       snapshot->cluster_last_state_change_unix_s =
           std::chrono::duration<double>(cluster.last_state_change.time_since_epoch()).count();
     }

@@ -390,6 +390,9 @@ void ClusterNode::OnFrame(LinkId link, const LinkPeer& peer, Frame frame) {
         }
       }
       (void)raft_->Step(*message);
+      if (raft_->role() == raft::Role::kFollower && message->from == raft_->leader()) {
+        RecordLeaderContact(message->from, raft_->term());
+      }
       return;
     }
     case FrameType::kRequest: {
@@ -933,7 +936,33 @@ ClusterStatus ClusterNode::Status() const {
   }
   status.failover_count = failovers_ms_.size();
   for (const double ms : failovers_ms_) status.failover_sum_ms += ms;
+  uint64_t below = 0;
+  for (size_t i = 0; i < std::size(kLeaderGapBucketsMs); ++i) {
+    below += leader_gaps_[i];
+    status.leader_gap_buckets.push_back(below);
+  }
+  status.leader_gap_count = below + leader_gaps_.back();
+  status.leader_gap_sum_ms = leader_gap_sum_ms_;
+  status.leader_gap_max_ms = leader_gap_max_ms_;
   return status;
+}
+
+void ClusterNode::RecordLeaderContact(raft::NodeId leader, raft::Term term) {
+  if (leader == last_contact_leader_ && term == last_contact_term_ && last_contact_ms_ != 0 &&
+      now_ms_ >= last_contact_ms_) {
+    const uint64_t gap_ms = now_ms_ - last_contact_ms_;
+    size_t bucket = 0;
+    while (bucket < std::size(kLeaderGapBucketsMs) &&
+           static_cast<double>(gap_ms) > kLeaderGapBucketsMs[bucket]) {
+      ++bucket;
+    }
+    ++leader_gaps_[bucket];
+    leader_gap_sum_ms_ += static_cast<double>(gap_ms);
+    leader_gap_max_ms_ = std::max(leader_gap_max_ms_, gap_ms);
+  }
+  last_contact_leader_ = leader;
+  last_contact_term_ = term;
+  last_contact_ms_ = now_ms_;
 }
 
 }  // namespace stanzad::cluster

@@ -43,10 +43,12 @@
 
 #include <poll.h>
 
+#include <array>
 #include <chrono>
 #include <cstdint>
 #include <deque>
 #include <functional>
+#include <iterator>
 #include <map>
 #include <memory>
 #include <optional>
@@ -121,12 +123,21 @@ struct ClusterStatus {
   std::vector<uint64_t> failover_buckets;  // cumulative counts, one per bound
   uint64_t failover_count = 0;
   double failover_sum_ms = 0;
+  // On a follower: the time between two Raft messages from the same leader in the same
+  // term, as this node's control thread read them (heartbeats every 50 ms, appends in
+  // between): a histogram with ClusterNode::kLeaderGapBucketsMs. A starved control
+  // thread, or a leader's, shows here before it costs an election.
+  std::vector<uint64_t> leader_gap_buckets;  // cumulative counts, one per bound
+  uint64_t leader_gap_count = 0;
+  double leader_gap_sum_ms = 0;
+  uint64_t leader_gap_max_ms = 0;
 };
 
 class ClusterNode {
  public:
   static constexpr uint64_t kRequestTimeoutMs = 10'000;
   static constexpr double kFailoverBucketsMs[] = {10, 25, 50, 100, 250, 500, 1000, 2500, 5000};
+  static constexpr double kLeaderGapBucketsMs[] = {10, 25, 50, 60, 75, 100, 150, 250, 500, 1000};
   using Done = std::function<void(const absl::Status& status)>;
 
   static absl::StatusOr<std::unique_ptr<ClusterNode>> Open(const ClusterNodeOptions& options);
@@ -276,6 +287,14 @@ class ClusterNode {
   uint64_t elections_ = 0;
   std::chrono::steady_clock::time_point leaderless_since_{};  // epoch: a leader is known
   std::vector<double> failovers_ms_;
+  // Leader contact (ClusterStatus::leader_gap_*): the last message's leader, term, time.
+  void RecordLeaderContact(raft::NodeId leader, raft::Term term);
+  raft::NodeId last_contact_leader_ = raft::kNoNode;
+  raft::Term last_contact_term_ = 0;
+  uint64_t last_contact_ms_ = 0;
+  std::array<uint64_t, std::size(kLeaderGapBucketsMs) + 1> leader_gaps_{};  // last: beyond
+  double leader_gap_sum_ms_ = 0;
+  uint64_t leader_gap_max_ms_ = 0;
   absl::Status failed_;
   // Every link to the leader closed (its process died, most likely): Raft is told
   // in Process(), outside Ready handling, so the election starts at once.

@@ -189,6 +189,33 @@ TEST_F(ClusterNodeTest, ThreeNodesAgreeOnTheConfiguration) {
   EXPECT_NE(std::string(conflict.message()).find("--force"), std::string::npos) << conflict;
 }
 
+// Followers time the gaps between their leader's messages (heartbeats every 50 ms); the
+// leader counts none. A data link to the leader that breaks while its cluster link is up
+// does not make a follower forget the leader.
+TEST_F(ClusterNodeTest, FollowersTimeTheirLeadersGapsAndALostDataLinkAloneKeepsTheLeader) {
+  FormThree();
+  const std::optional<size_t> leader = Leader();
+  ASSERT_TRUE(leader.has_value());
+  const size_t follower = (*leader + 1) % 3;
+  ASSERT_TRUE(RunUntil([&] { return node(follower).Status().leader_gap_count >= 20; }));
+  const ClusterStatus status = node(follower).Status();
+  ASSERT_EQ(status.leader_gap_buckets.size(), std::size(ClusterNode::kLeaderGapBucketsMs));
+  for (size_t i = 1; i < status.leader_gap_buckets.size(); ++i) {
+    EXPECT_LE(status.leader_gap_buckets[i - 1], status.leader_gap_buckets[i]);
+  }
+  EXPECT_LE(status.leader_gap_buckets.back(), status.leader_gap_count);
+  EXPECT_GT(status.leader_gap_sum_ms, 0);
+  EXPECT_GE(status.leader_gap_max_ms, 1u);
+  EXPECT_EQ(node(*leader).Status().leader_gap_count, 0u);
+
+  const raft::Term term = status.term;
+  const raft::NodeId leader_id = status.leader;
+  node(follower).OnDataLinkLost(leader_id);
+  ASSERT_TRUE(RunUntil([&] { return node(follower).Status().leader_gap_count >= 40; }));
+  EXPECT_EQ(node(follower).Status().term, term);
+  EXPECT_EQ(node(follower).Status().leader, leader_id);
+}
+
 TEST_F(ClusterNodeTest, LeaderDeathElectsANewLeaderAndChangesGoOn) {
   FormThree();
   ASSERT_TRUE(RunUntil([&] { return Leader().has_value(); }));
