@@ -429,7 +429,7 @@ void RouterShard::Route(Connection& sender, const xmpp::Stanza& stanza) {
       return;
     case router::RouteKind::kRemote:
       // The control thread relays it to that node (cluster/node, daemon).
-      if (ForwardToNode(sender.id(), decision.node, stanza.bytes)) {
+      if (ForwardToNode(sender.id(), decision.node, stanza.bytes, stanza.to)) {
         Bump(stats_->stanzas_forwarded);
       } else {
         Bounce(sender.id(), stanza.bytes, StanzaErrorCondition::kResourceConstraint);
@@ -655,6 +655,16 @@ void RouterShard::Bounce(ConnectionId sender, std::string_view stanza_bytes,
   connection->SendReply(xmpp::MakeErrorReply(stanza, condition, config_->domain));
 }
 
+void RouterShard::DeliverFromPeer(Shard& shard, std::string_view address, std::string_view bytes) {
+  shard_ = &shard;
+  Bump(stats_->stanzas_from_peers);
+  if (std::optional<uint64_t> connection = routes_.Find(address)) {
+    DeliverTo(kNoConnection, *connection, bytes);
+    return;
+  }
+  RouteWithoutSender(bytes, /*from_peer=*/true);
+}
+
 void RouterShard::RouteWithoutSender(std::string_view bytes, bool from_peer) {
   const xmpp::Stanza stanza = xmpp::InspectStanza(bytes);
   if (!stanza.to) {
@@ -720,9 +730,10 @@ std::optional<uint64_t> RouterShard::RemoteNodeOf(std::string_view raw_jid) cons
   return routes_.FindRemote(Concat(user->bare, "/", user->resource));
 }
 
-bool RouterShard::ForwardToNode(ConnectionId sender, uint64_t node, std::string_view bytes) {
+bool RouterShard::ForwardToNode(ConnectionId sender, uint64_t node, std::string_view bytes,
+                                std::optional<std::string_view> to) {
   if (forwarder_ == nullptr) return shard_->PostToControl(kCtlForward, sender, node, bytes);
-  forwarder_->Forward(sender, node, bytes);
+  forwarder_->Forward(sender, node, bytes, to);
   return true;
 }
 

@@ -261,7 +261,10 @@ class RouterShard : public ShardHandler {
    public:
     virtual ~Forwarder() = default;
     // A stanza for member `node` (it answers the sender itself if it cannot take it).
-    virtual void Forward(ConnectionId sender, uint64_t node, std::string_view bytes) = 0;
+    // `to`: the stanza's raw `to` attribute when the router read it already (nullopt:
+    // the forwarder reads the stanza itself).
+    virtual void Forward(ConnectionId sender, uint64_t node, std::string_view bytes,
+                         std::optional<std::string_view> to) = 0;
     // `address` (a bridge, a client's full JID, an account) is bound now, somewhere.
     virtual void RouteBound(std::string_view address) = 0;
   };
@@ -279,6 +282,10 @@ class RouterShard : public ShardHandler {
   void OnData(Shard& shard, ConnectionId id, std::string_view bytes) override;
   void OnClosed(Shard& shard, ConnectionId id, const absl::Status& reason) override;
   void OnMessage(Shard& shard, const CrossShardMessage& message) override;
+  // kDeliverFromPeer on this shard, when the relay lane already resolved the stanza's
+  // route to `address` (router::RouteAddressOf): a component bound here gets it without
+  // a second look at the stanza; anything else is routed as kDeliverFromPeer is.
+  void DeliverFromPeer(Shard& shard, std::string_view address, std::string_view bytes);
   void OnTick(Shard& shard, uint64_t now_ms) override;
   void OnStop(Shard& shard) override;
 
@@ -302,7 +309,8 @@ class RouterShard : public ShardHandler {
   std::optional<uint64_t> RemoteNodeOf(std::string_view raw_jid) const;
   // A stanza for member `node`: to the forwarder, or to the control thread. False: that
   // queue is full (the caller bounces it).
-  bool ForwardToNode(ConnectionId sender, uint64_t node, std::string_view bytes);
+  bool ForwardToNode(ConnectionId sender, uint64_t node, std::string_view bytes,
+                     std::optional<std::string_view> to = std::nullopt);
   // Delivers to `target` on any shard, or answers `sender` with the error.
   void DeliverTo(ConnectionId sender, ConnectionId target, std::string_view bytes);
   // Bounce() for a local sender, BounceToPeer() for kNoConnection.

@@ -38,7 +38,7 @@ NodeShard::NodeShard(std::unique_ptr<net::RouterShard> router,
       routes_(std::make_unique<Routes>(*router_)) {
   router_->set_forwarder(this);
   links_->set_frame_handler(
-      [this](raft::NodeId from, const cluster::Frame& frame) { OnLinkFrame(from, frame); });
+      [this](raft::NodeId from, const cluster::FrameView& frame) { OnLinkFrame(from, frame); });
   // A full control queue drops the notice: it only hastens what Raft's own timeouts do.
   links_->set_link_lost_handler([this](raft::NodeId peer) {
     if (shard_ != nullptr) shard_->PostToControl(kCtlDataLinkLost, net::kNoConnection, peer, {});
@@ -152,7 +152,8 @@ cluster::relay::View NodeShard::LaneView() const {
   return view;
 }
 
-void NodeShard::Forward(net::ConnectionId sender, uint64_t node, std::string_view bytes) {
+void NodeShard::Forward(net::ConnectionId sender, uint64_t node, std::string_view bytes,
+                        std::optional<std::string_view> to) {
   if (!lane_) {  // not in a cluster (yet): nowhere to take it
     if (sender != net::kNoConnection) {
       shard_->Post(net::ShardOf(sender), net::kBounce, sender,
@@ -161,7 +162,7 @@ void NodeShard::Forward(net::ConnectionId sender, uint64_t node, std::string_vie
     return;
   }
   if (lane_->domain() != router_->domain()) lane_->SetDomain(router_->domain());
-  lane_->Forward(shard_->now_ms(), sender, node, bytes);
+  lane_->Forward(shard_->now_ms(), sender, node, bytes, to);
   lane_dirty_ = true;
 }
 
@@ -171,7 +172,7 @@ void NodeShard::RouteBound(std::string_view address) {
   lane_dirty_ = true;
 }
 
-void NodeShard::OnLinkFrame(raft::NodeId from, const cluster::Frame& frame) {
+void NodeShard::OnLinkFrame(raft::NodeId from, const cluster::FrameView& frame) {
   if (frame.type != cluster::FrameType::kLane) return;  // nothing else travels here yet
   absl::StatusOr<cluster::LaneFrame> lane = cluster::DecodeLaneFrame(frame.payload);
   if (!lane.ok() || lane->to_shard >= shard_->shard_count()) return;
@@ -195,8 +196,8 @@ void NodeShard::Apply() {
   cluster::relay::Ready ready = lane_->TakeReady();
   const uint16_t index = static_cast<uint16_t>(shard_->index());
   for (const cluster::relay::Send& send : ready.sends) {
-    links_->Send(*shard_, send.to, cluster::FrameType::kLane,
-                 cluster::EncodeLaneFrame(index, send.shard, send.type, send.payload));
+    links_->Send(*shard_, send.to, cluster::FrameType::kLane, send.payload,
+                 cluster::LaneFrameHead(index, send.shard, send.type));
   }
   for (const cluster::relay::Bounce& bounce : ready.bounces) {
     net::CrossShardMessage message;
@@ -216,15 +217,11 @@ void NodeShard::Apply() {
   }
   for (const cluster::relay::Delivery& delivery : ready.deliveries) {
     const int owner = router::OwnerShard(delivery.address, shard_->shard_count());
-    net::CrossShardMessage message;
-    message.kind = net::kDeliverFromPeer;
-    message.argument = delivery.origin;
-    message.payload = delivery.bytes;
     if (owner == shard_->index()) {
-      router_->OnMessage(*shard_, message);
+      router_->DeliverFromPeer(*shard_, delivery.address, delivery.bytes);
     } else if (!waiting_deliveries_.empty() ||
-               !shard_->Post(owner, message.kind, net::kNoConnection, message.argument,
-                             message.payload)) {
+               !shard_->Post(owner, net::kDeliverFromPeer, net::kNoConnection, delivery.origin,
+                             delivery.bytes)) {
       // Answered "delivered" already: it waits here, in order, until that shard's queue
       // takes it (and the lane decides no more while too many wait: LaneView).
       waiting_deliveries_.push_back({owner, delivery.origin, delivery.bytes});

@@ -98,11 +98,12 @@ class NodeShard final : public net::ShardHandler, private net::RouterShard::Forw
   class Routes;
 
   // RouterShard::Forwarder.
-  void Forward(net::ConnectionId sender, uint64_t node, std::string_view bytes) override;
+  void Forward(net::ConnectionId sender, uint64_t node, std::string_view bytes,
+               std::optional<std::string_view> to) override;
   void RouteBound(std::string_view address) override;
 
   // A frame from member `from` on one of this shard's data links.
-  void OnLinkFrame(raft::NodeId from, const cluster::Frame& frame);
+  void OnLinkFrame(raft::NodeId from, const cluster::FrameView& frame);
   void OnLaneFrame(raft::NodeId from, std::string_view lane_payload);
   // The lane for the published configuration (made, or made again for a new identity).
   void UpdateLane();

@@ -273,8 +273,8 @@ void DataLinks::ReadFrames(net::Shard& shard, Link& link) {
   }
   size_t offset = 0;
   while (true) {
-    absl::StatusOr<std::optional<Frame>> frame =
-        ParseFrameAt(link.plain, &offset, limits_.frame_bytes_max);
+    absl::StatusOr<std::optional<FrameView>> frame =
+        ParseFrameViewAt(link.plain, &offset, limits_.frame_bytes_max);
     if (frame.ok() && frame->has_value() && (*frame)->type == FrameType::kAuthRefused) {
       // The acceptor's check said no after this side's proof (sealed, as all it sends).
       Bump(stats_->refused);
@@ -364,9 +364,9 @@ bool DataLinks::Write(net::Shard& shard, Link& link, std::string_view bytes, boo
   return out.empty() || shard.Send(link.id, out);
 }
 
-void DataLinks::Queue(Link& link, FrameType type, std::string_view payload) {
+void DataLinks::Queue(Link& link, FrameType type, std::string_view payload, std::string_view head) {
   if (link.pending.empty()) flush_list_.push_back(link.id);
-  AppendFrame(type, payload, &link.pending);
+  AppendFrame(type, payload, &link.pending, head);
   link.sent_ms = now_ms_;
   Bump(stats_->frames_out);
 }
@@ -393,16 +393,18 @@ void DataLinks::Flush(net::Shard& shard) {
   flush_list_.clear();
 }
 
-bool DataLinks::Send(net::Shard& shard, raft::NodeId to, FrameType type, std::string_view payload) {
+bool DataLinks::Send(net::Shard& shard, raft::NodeId to, FrameType type, std::string_view payload,
+                     std::string_view head) {
   auto dialler = diallers_.find(to);
   if (dialler == diallers_.end()) return false;
   auto it = links_.find(dialler->second.link);
   if (it == links_.end() || !it->second->confirmed) return false;
   Link& link = *it->second;
-  if (link.pending.size() + shard.QueuedBytes(link.id) + payload.size() > limits_.queue_bytes_max) {
+  if (link.pending.size() + shard.QueuedBytes(link.id) + head.size() + payload.size() >
+      limits_.queue_bytes_max) {
     return false;  // the peer does not keep up: the relay holds it and sends it again
   }
-  Queue(link, type, payload);
+  Queue(link, type, payload, head);
   return true;
 }
 

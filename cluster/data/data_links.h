@@ -86,8 +86,8 @@ struct alignas(64) DataLinkStats {
 class DataLinks {
  public:
   // A frame from member `from` on an authenticated link (never a handshake frame or a
-  // ping).
-  using FrameHandler = std::function<void(raft::NodeId from, const Frame& frame)>;
+  // ping); its payload is valid only during the call.
+  using FrameHandler = std::function<void(raft::NodeId from, const FrameView& frame)>;
   // This shard's outgoing link to `peer`, authenticated and answered, closed (any
   // reason: the peer's close, silence, an error, a configuration change).
   using LinkLostHandler = std::function<void(raft::NodeId peer)>;
@@ -113,10 +113,11 @@ class DataLinks {
   // key that changed, close; new members are dialled on the next tick.
   void OnConfigChanged(net::Shard& shard);
 
-  // Queues a frame to member `to` on this shard's outgoing link; false when that link is
-  // not up (authenticated, and the peer answered since) or more than queue_bytes_max
-  // wait on it. What is queued leaves at Flush.
-  bool Send(net::Shard& shard, raft::NodeId to, FrameType type, std::string_view payload);
+  // Queues a frame to member `to` on this shard's outgoing link, its payload `head` then
+  // `payload`; false when that link is not up (authenticated, and the peer answered
+  // since) or more than queue_bytes_max wait on it. What is queued leaves at Flush.
+  bool Send(net::Shard& shard, raft::NodeId to, FrameType type, std::string_view payload,
+            std::string_view head = {});
   bool LinkedTo(raft::NodeId member) const;
   // Seals (or writes into TLS) what each link queued since the last call, as one
   // record per 64 KiB, and hands it to the engine: once per loop iteration (OnFlush).
@@ -139,7 +140,7 @@ class DataLinks {
   void Refuse(net::Shard& shard, Link& link, const std::string& reason, const std::string& fix,
               bool tell_peer = true);
   // Frames for the peer wait in the link's pending bytes until Flush.
-  void Queue(Link& link, FrameType type, std::string_view payload);
+  void Queue(Link& link, FrameType type, std::string_view payload, std::string_view head = {});
   void FlushLink(net::Shard& shard, Link& link);
   // Bytes for the peer: through TLS when the link has it, else sealed (`sealed`, once the
   // handshake gave a sealer) or in the clear. False when they could not be queued.

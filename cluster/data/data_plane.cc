@@ -26,13 +26,17 @@ absl::StatusOr<DataPlaneInfo> DecodeDataPlaneInfo(std::string_view payload) {
   return DataPlaneInfo{static_cast<uint16_t>(port), static_cast<uint32_t>(lanes)};
 }
 
-std::string EncodeLaneFrame(uint16_t from_shard, uint16_t to_shard, FrameType type,
-                            std::string_view payload) {
-  std::string out;
-  out.reserve(5 + payload.size());
+std::string LaneFrameHead(uint16_t from_shard, uint16_t to_shard, FrameType type) {
+  std::string out;  // 5 bytes: no allocation
   PutLittle(&out, from_shard, 2);
   PutLittle(&out, to_shard, 2);
   PutLittle(&out, static_cast<uint8_t>(type), 1);
+  return out;
+}
+
+std::string EncodeLaneFrame(uint16_t from_shard, uint16_t to_shard, FrameType type,
+                            std::string_view payload) {
+  std::string out = LaneFrameHead(from_shard, to_shard, type);
   out.append(payload);
   return out;
 }

@@ -49,6 +49,9 @@ struct LaneFrame {
 };
 std::string EncodeLaneFrame(uint16_t from_shard, uint16_t to_shard, FrameType type,
                             std::string_view payload);
+// Its first bytes, up to the payload (for DataLinks::Send's head: the payload then goes
+// into the link's queue without a copy of its own).
+std::string LaneFrameHead(uint16_t from_shard, uint16_t to_shard, FrameType type);
 absl::StatusOr<LaneFrame> DecodeLaneFrame(std::string_view payload);
 
 // What the shards need to run data links: immutable once published.

@@ -13,15 +13,25 @@ absl::Status Bad(std::string_view what) {
 
 }  // namespace
 
-void AppendFrame(FrameType type, std::string_view payload, std::string* out) {
-  const uint32_t length = static_cast<uint32_t>(payload.size() + 1);
+void AppendFrame(FrameType type, std::string_view payload, std::string* out,
+                 std::string_view head) {
+  const uint32_t length = static_cast<uint32_t>(head.size() + payload.size() + 1);
   for (int shift = 24; shift >= 0; shift -= 8) out->push_back(static_cast<char>(length >> shift));
   out->push_back(static_cast<char>(type));
+  out->append(head);
   out->append(payload);
 }
 
 absl::StatusOr<std::optional<Frame>> ParseFrameAt(std::string_view buffer, size_t* offset,
                                                   size_t frame_bytes_max) {
+  absl::StatusOr<std::optional<FrameView>> view = ParseFrameViewAt(buffer, offset, frame_bytes_max);
+  if (!view.ok()) return view.status();
+  if (!view->has_value()) return std::nullopt;
+  return Frame{(*view)->type, std::string((*view)->payload)};
+}
+
+absl::StatusOr<std::optional<FrameView>> ParseFrameViewAt(std::string_view buffer, size_t* offset,
+                                                          size_t frame_bytes_max) {
   const std::string_view rest = buffer.substr(*offset);
   if (rest.size() < 4) return std::nullopt;
   uint32_t length = 0;
@@ -33,7 +43,7 @@ absl::StatusOr<std::optional<Frame>> ParseFrameAt(std::string_view buffer, size_
     return Bad("unknown type");
   }
   if (rest.size() < 4 + static_cast<size_t>(length)) return std::nullopt;
-  Frame frame{static_cast<FrameType>(type), std::string(rest.substr(5, length - 1))};
+  const FrameView frame{static_cast<FrameType>(type), rest.substr(5, length - 1)};
   *offset += 4 + static_cast<size_t>(length);
   return frame;
 }

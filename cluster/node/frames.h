@@ -91,8 +91,15 @@ struct Frame {
   std::string payload;
 };
 
-// Appends one frame.
-void AppendFrame(FrameType type, std::string_view payload, std::string* out);
+// A frame whose payload is a view into the buffer it was parsed from.
+struct FrameView {
+  FrameType type = FrameType::kAuthHello;
+  std::string_view payload;
+};
+
+// Appends one frame; its payload is `head` then `payload` (no copy made to join them).
+void AppendFrame(FrameType type, std::string_view payload, std::string* out,
+                 std::string_view head = {});
 
 // Takes one complete frame off the front of *buffer: the frame, nullopt when more
 // bytes are needed, or an error for a length that is out of bounds (above
@@ -103,6 +110,9 @@ absl::StatusOr<std::optional<Frame>> TakeFrame(std::string* buffer,
 // leaving `buffer` alone (a reader erases what it consumed once, not per frame).
 absl::StatusOr<std::optional<Frame>> ParseFrameAt(std::string_view buffer, size_t* offset,
                                                   size_t frame_bytes_max = kFrameBytesMax);
+// The same without copying the payload: a view into `buffer`.
+absl::StatusOr<std::optional<FrameView>> ParseFrameViewAt(std::string_view buffer, size_t* offset,
+                                                          size_t frame_bytes_max = kFrameBytesMax);
 
 struct Request {
   uint64_t id = 0;

@@ -104,7 +104,8 @@ void Relay::Send(Lane to, FrameType type, std::string payload) {
 
 // ---- Custody (this node as the origin) ----
 
-void Relay::Forward(uint64_t now_ms, SenderId sender, NodeId node, std::string_view bytes) {
+void Relay::Forward(uint64_t now_ms, SenderId sender, NodeId node, std::string_view bytes,
+                    std::optional<std::string_view> to) {
   if (custody_bytes_ + bytes.size() > options_.hold_bytes_max) {
     ++stats_.failed;
     if (sender != kNoSender) {
@@ -113,15 +114,16 @@ void Relay::Forward(uint64_t now_ms, SenderId sender, NodeId node, std::string_v
     }
     return;
   }
-  TakeInto(now_ms, sender, node, bytes);
+  TakeInto(now_ms, sender, node, bytes, to);
 }
 
-void Relay::TakeInto(uint64_t now_ms, SenderId sender, NodeId node, std::string_view bytes) {
-  const xmpp::Stanza stanza = xmpp::InspectStanza(bytes);
+void Relay::TakeInto(uint64_t now_ms, SenderId sender, NodeId node, std::string_view bytes,
+                     std::optional<std::string_view> to) {
+  if (!to) to = xmpp::InspectStanza(bytes).to;
   const uint64_t sequence = next_sequence_++;
   Entry& entry = custody_[sequence];
   entry.sequence = entry.key = sequence;
-  entry.address = stanza.to ? router::RouteAddressOf(*stanza.to, domain_) : "";
+  entry.address = to ? router::RouteAddressOf(*to, domain_) : "";
   // A message for a resource bound nowhere is the account's (RFC 6121 §8.5.3.2.1): the
   // shard sent this copy to a node holding the account.
   if (const size_t slash = entry.address.find('/'); slash != std::string::npos &&
@@ -302,7 +304,7 @@ void Relay::BounceEntry(uint64_t now_ms, const Entry& entry, std::string_view re
     ++stats_.failed;  // custody is full: the error reply goes too (logged above)
     return;
   }
-  TakeInto(now_ms, kNoSender, *node, reply);
+  TakeInto(now_ms, kNoSender, *node, reply, std::nullopt);
 }
 
 void Relay::OnAnswers(uint64_t now_ms, Lane answerer, const AnswerFrame& frame) {

@@ -130,8 +130,10 @@ class Relay {
   // A route was bound (here, or the directory resolved it to a member): stanzas
   // waiting for it that were bound elsewhere, or nowhere, go there.
   void RouteBound(uint64_t now_ms, std::string_view address);
-  // A stanza a shard routed to `node`. Taken into custody, or bounced at once.
-  void Forward(uint64_t now_ms, SenderId sender, NodeId node, std::string_view bytes);
+  // A stanza a shard routed to `node`. Taken into custody, or bounced at once. `to`: the
+  // stanza's raw `to` attribute when the caller read it already (nullopt: read here).
+  void Forward(uint64_t now_ms, SenderId sender, NodeId node, std::string_view bytes,
+               std::optional<std::string_view> to = std::nullopt);
   // A relay frame (kStanza, kAck, kAckRelay, kAbort) from lane `from` of a member, sent
   // to this lane.
   void OnFrame(uint64_t now_ms, Lane from, FrameType type, std::string_view payload);
@@ -161,7 +163,8 @@ class Relay {
   };
 
   // Custody.
-  void TakeInto(uint64_t now_ms, SenderId sender, NodeId node, std::string_view bytes);
+  void TakeInto(uint64_t now_ms, SenderId sender, NodeId node, std::string_view bytes,
+                std::optional<std::string_view> to);
   void SendEntry(uint64_t now_ms, Entry& entry);
   void SendAbort(uint64_t now_ms, Entry& entry, std::optional<Lane> except);
   bool Retry(uint64_t now_ms, Entry& entry);  // true: finished here

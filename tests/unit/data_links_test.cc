@@ -84,8 +84,9 @@ class FakeNet {
     node->shard = std::make_unique<FakeShard>(this, id);
     node->links = std::make_unique<DataLinks>(&node->publisher, limits_, &node->stats);
     Node* raw = node.get();
-    node->links->set_frame_handler(
-        [raw](raft::NodeId from, const Frame& frame) { raw->frames.emplace_back(from, frame); });
+    node->links->set_frame_handler([raw](raft::NodeId from, const FrameView& frame) {
+      raw->frames.emplace_back(from, Frame{frame.type, std::string(frame.payload)});
+    });
     keys_[id] = key;
     nodes_[id] = std::move(node);
     return *raw;
