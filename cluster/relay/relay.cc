@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <utility>
 
+#include "absl/container/inlined_vector.h"
 #include "core/base/check.h"
 #include "core/base/log.h"
 #include "core/router/client_routes.h"
@@ -11,6 +12,29 @@
 namespace stanzad::cluster::relay {
 
 // A stanza in this node's custody.
+// The lanes that may hold an entry: at most its own (CheckInvariants), so kept inline,
+// without an allocation per stanza.
+class LaneSet {
+ public:
+  void insert(Lane lane) {
+    if (std::find(lanes_.begin(), lanes_.end(), lane) == lanes_.end()) lanes_.push_back(lane);
+  }
+  void erase(Lane lane) {
+    EraseIf([lane](Lane held) { return held == lane; });
+  }
+  template <typename Predicate>
+  void EraseIf(Predicate predicate) {
+    lanes_.erase(std::remove_if(lanes_.begin(), lanes_.end(), predicate), lanes_.end());
+  }
+  bool empty() const { return lanes_.empty(); }
+  size_t size() const { return lanes_.size(); }
+  auto begin() const { return lanes_.begin(); }
+  auto end() const { return lanes_.end(); }
+
+ private:
+  absl::InlinedVector<Lane, 1> lanes_;
+};
+
 struct Relay::Entry {
   // Its name on the wire, with the incarnation. It gets a new one when it goes to another
   // destination (resequenced_ finds it): so a destination's floor never has to wait for
@@ -28,7 +52,7 @@ struct Relay::Entry {
   // The lanes it was sent to that may hold it: each must answer before it goes
   // elsewhere (or is bounced), unless it is gone; one that never answers ends the wait
   // at the deadline (abort_wait_ms).
-  std::set<Lane> maybe_at;
+  LaneSet maybe_at;
   uint64_t move_asked_ms = 0;  // when the nodes that may hold it were last asked to let go
   bool expiring = false;       // past its deadline: only asked about, never sent again
   uint64_t expiring_since_ms = 0;
@@ -80,7 +104,7 @@ void Relay::ForgetGoneLanes() {
   std::erase_if(windows_,
                 [&](const auto& item) { return view_.members.count(item.first.node) == 0; });
   for (auto& [key, entry] : custody_) {
-    std::erase_if(entry.maybe_at, [&](Lane lane) { return !LaneExists(lane); });
+    entry.maybe_at.EraseIf([&](Lane lane) { return !LaneExists(lane); });
   }
 }
 
@@ -613,7 +637,7 @@ void Relay::Tick(uint64_t now_ms) {
       if (entry.no_leader_since_ms != 0 && view_.leader != raft::kNoNode) {
         entry.no_leader_since_ms = 0;  // a leader now: its turn comes with the resends
       }
-      std::erase_if(entry.maybe_at, [&](Lane lane) { return !LaneExists(lane); });
+      entry.maybe_at.EraseIf([&](Lane lane) { return !LaneExists(lane); });
       const uint64_t waited = now_ms - std::min(now_ms, entry.first_ms);
       if (entry.expiring) {
         if (entry.maybe_at.empty() ||
