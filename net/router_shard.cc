@@ -365,6 +365,15 @@ bool RouterShard::OnAccept(Shard& shard, ConnectionId id, const Endpoint& peer, 
   return true;
 }
 
+template <typename Call>
+void RouterShard::CallInto(Connection& connection, Call&& call) {
+  const ConnectionId id = connection.id();
+  ++connection.calls_in_progress;
+  std::forward<Call>(call)();
+  --connection.calls_in_progress;
+  DestroyIfDead(id);
+}
+
 void RouterShard::DestroyIfDead(ConnectionId id) {
   Connection* connection = Find(id);
   if (connection == nullptr || !connection->closed_by_engine || connection->calls_in_progress > 0 ||
@@ -383,10 +392,7 @@ void RouterShard::OnData(Shard& shard, ConnectionId id, std::string_view bytes) 
   if (connection == nullptr) return;
   Bump(stats_->bytes_received, bytes.size());
   connection->set_last_activity_ms(shard.now_ms());
-  ++connection->calls_in_progress;
-  connection->OnBytes(bytes);
-  --connection->calls_in_progress;
-  DestroyIfDead(id);
+  CallInto(*connection, [&] { connection->OnBytes(bytes); });
 }
 
 void RouterShard::OnClosed(Shard& shard, ConnectionId id, const absl::Status& reason) {
@@ -400,10 +406,7 @@ void RouterShard::OnClosed(Shard& shard, ConnectionId id, const absl::Status& re
                     reason.ok() ? std::string("closed") : LogQuote(std::string(reason.message()))));
   }
   connection->closed_by_engine = true;
-  ++connection->calls_in_progress;
-  connection->OnEngineClosed();
-  --connection->calls_in_progress;
-  DestroyIfDead(id);
+  CallInto(*connection, [&] { connection->OnEngineClosed(); });
 }
 
 void RouterShard::Route(Connection& sender, const xmpp::Stanza& stanza) {
@@ -832,14 +835,13 @@ void RouterShard::OnMessage(Shard& shard, const CrossShardMessage& message) {
       Connection* connection = Find(message.target);
       if (connection == nullptr || connection->pending_route_acks == 0) return;
       if (--connection->pending_route_acks == 0) {
-        ++connection->calls_in_progress;
-        if (message.kind == kRouteBindAck) {
-          static_cast<ComponentConnection*>(connection)->session().AcknowledgeHandshake();
-        } else {
-          static_cast<ClientConnection*>(connection)->RouteAcknowledged();
-        }
-        --connection->calls_in_progress;
-        DestroyIfDead(message.target);
+        CallInto(*connection, [&] {
+          if (message.kind == kRouteBindAck) {
+            static_cast<ComponentConnection*>(connection)->session().AcknowledgeHandshake();
+          } else {
+            static_cast<ClientConnection*>(connection)->RouteAcknowledged();
+          }
+        });
       }
       return;
     }
@@ -873,10 +875,7 @@ void RouterShard::OnMessage(Shard& shard, const CrossShardMessage& message) {
     case kClientBindRefused: {
       Connection* connection = Find(message.target);
       if (connection == nullptr) return;
-      ++connection->calls_in_progress;
-      static_cast<ClientConnection*>(connection)->BindRefused();
-      --connection->calls_in_progress;
-      DestroyIfDead(message.target);
+      CallInto(*connection, [&] { static_cast<ClientConnection*>(connection)->BindRefused(); });
       return;
     }
     case kClientRouteBind: {
@@ -956,22 +955,21 @@ void RouterShard::OnMessage(Shard& shard, const CrossShardMessage& message) {
         }
         return;
       }
-      ++client->calls_in_progress;
-      if (message.kind == kClientResumeFailed) {
-        client->ResumeFailed();
-      } else if (message.kind == kClientResumeStanza) {
-        client->ResumeStanza(message.payload);
-      } else {
-        // payload: full JID "\n" handled count, written by HandOver with std::to_string.
-        const size_t newline = message.payload.find('\n');
-        const uint32_t handled =
-            newline == std::string_view::npos
-                ? 0
-                : ParseDecimal<uint32_t>(message.payload.substr(newline + 1)).value_or(0);
-        client->ResumeAccepted(message.payload.substr(0, newline), handled);
-      }
-      --client->calls_in_progress;
-      DestroyIfDead(message.target);
+      CallInto(*client, [&] {
+        if (message.kind == kClientResumeFailed) {
+          client->ResumeFailed();
+        } else if (message.kind == kClientResumeStanza) {
+          client->ResumeStanza(message.payload);
+        } else {
+          // payload: full JID "\n" handled count, written by HandOver with std::to_string.
+          const size_t newline = message.payload.find('\n');
+          const uint32_t handled =
+              newline == std::string_view::npos
+                  ? 0
+                  : ParseDecimal<uint32_t>(message.payload.substr(newline + 1)).value_or(0);
+          client->ResumeAccepted(message.payload.substr(0, newline), handled);
+        }
+      });
       return;
     }
     case kRouteUnbind:
@@ -1025,14 +1023,13 @@ void RouterShard::OnMessage(Shard& shard, const CrossShardMessage& message) {
     case kConflict: {
       Connection* connection = Find(message.target);
       if (connection == nullptr) return;
-      ++connection->calls_in_progress;
-      connection->CloseWithError(
-          StreamErrorCondition::kConflict,
-          message.payload.find('@') == std::string_view::npos
-              ? Concat("replaced by a newer connection of call bridge ", message.payload)
-              : Concat("replaced by a newer session of ", message.payload));
-      --connection->calls_in_progress;
-      DestroyIfDead(message.target);
+      CallInto(*connection, [&] {
+        connection->CloseWithError(
+            StreamErrorCondition::kConflict,
+            message.payload.find('@') == std::string_view::npos
+                ? Concat("replaced by a newer connection of call bridge ", message.payload)
+                : Concat("replaced by a newer session of ", message.payload));
+      });
       return;
     }
     default:
@@ -1051,15 +1048,14 @@ void RouterShard::ApplyConfig() {
   }
   for (ConnectionId id : ids) {
     Connection* connection = Find(id);
-    ++connection->calls_in_progress;
-    if (!config_->enabled) {
-      connection->CloseWithError(StreamErrorCondition::kSystemShutdown,
-                                 "the XMPP service was disabled");
-    } else {
-      connection->CloseIfRemoved(*config_);
-    }
-    --connection->calls_in_progress;
-    DestroyIfDead(id);
+    CallInto(*connection, [&] {
+      if (!config_->enabled) {
+        connection->CloseWithError(StreamErrorCondition::kSystemShutdown,
+                                   "the XMPP service was disabled");
+      } else {
+        connection->CloseIfRemoved(*config_);
+      }
+    });
   }
 }
 
@@ -1110,28 +1106,32 @@ void RouterShard::OnTick(Shard& shard, uint64_t now_ms) {
   for (ConnectionId id : lingered) DestroyIfDead(id);
   for (const auto& [id, condition] : expired) {
     Connection* connection = Find(id);
-    ++connection->calls_in_progress;
-    if (condition == StreamErrorCondition::kPolicyViolation) {
-      LogEvent(LogLevel::kWarning, "slow_reader_disconnected",
-               Concat(connection->Describe(), " peer=", connection->peer_ip(),
-                      " queued_bytes=", std::to_string(shard.QueuedBytes(id))));
-      shard.Abort(id);
-    } else {
-      connection->CloseWithError(condition, "no handshake or traffic in time");
-    }
-    --connection->calls_in_progress;
-    DestroyIfDead(id);
+    CallInto(*connection, [&] {
+      if (condition == StreamErrorCondition::kPolicyViolation) {
+        LogEvent(LogLevel::kWarning, "slow_reader_disconnected",
+                 Concat(connection->Describe(), " peer=", connection->peer_ip(),
+                        " queued_bytes=", std::to_string(shard.QueuedBytes(id))));
+        shard.Abort(id);
+      } else {
+        connection->CloseWithError(condition, "no handshake or traffic in time");
+      }
+    });
   }
 }
 
 void RouterShard::OnStop(Shard& shard) {
   shard_ = &shard;
-  for (auto& [id, connection] : connections_) {
-    if (connection->closed_by_engine) continue;
-    ++connection->calls_in_progress;
-    connection->CloseWithError(StreamErrorCondition::kSystemShutdown,
-                               "the server is shutting down");
-    --connection->calls_in_progress;
+  std::vector<ConnectionId> open;
+  for (const auto& [id, connection] : connections_) {
+    if (!connection->closed_by_engine) open.push_back(id);
+  }
+  for (const ConnectionId id : open) {
+    if (Connection* connection = Find(id)) {
+      CallInto(*connection, [&] {
+        connection->CloseWithError(StreamErrorCondition::kSystemShutdown,
+                                   "the server is shutting down");
+      });
+    }
   }
   tls::ReleaseThreadCaches();  // this thread's handshakes filled them; it ends now
 }
