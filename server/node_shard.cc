@@ -134,6 +134,8 @@ void NodeShard::UpdateLane() {
              Concat("shard=", std::to_string(shard_->index()),
                     " custody=", std::to_string(lane_->custody_count())));
   }
+  PublishStats();  // the old lane's last counts
+  published_ = {};
   lane_ = std::make_unique<cluster::relay::Relay>(self, config_->incarnation, router_->domain(),
                                                   *routes_, lane_options_);
   lane_->SetView(shard_->now_ms(), LaneView());
@@ -243,18 +245,25 @@ void NodeShard::PostWaitingDeliveries() {
 void NodeShard::PublishStats() {
   if (!lane_) return;
   const cluster::relay::Stats& s = lane_->stats();
+  cluster::relay::Stats& was = published_;
+  // Counters: what grew since the last call, so they keep rising across a lane made
+  // again and an engine started again (LaneStats outlives both).
+  const auto add = [](std::atomic<uint64_t>& to, uint64_t now, uint64_t& published) {
+    to.fetch_add(now - published, std::memory_order_relaxed);
+    published = now;
+  };
+  add(stats_->relayed_out, s.relayed_out, was.relayed_out);
+  add(stats_->relayed_in, s.relayed_in, was.relayed_in);
+  add(stats_->failed, s.failed, was.failed);
+  add(stats_->resent, s.resent, was.resent);
+  add(stats_->duplicates_dropped, s.duplicates_dropped, was.duplicates_dropped);
+  add(stats_->expired, s.expired, was.expired);
+  add(stats_->aborted, s.aborted, was.aborted);
+  add(stats_->unconfirmed, s.unconfirmed, was.unconfirmed);
+  add(stats_->misrouted, s.misrouted, was.misrouted);
   const auto set = [](std::atomic<uint64_t>& to, uint64_t value) {
     to.store(value, std::memory_order_relaxed);
   };
-  set(stats_->relayed_out, s.relayed_out);
-  set(stats_->relayed_in, s.relayed_in);
-  set(stats_->failed, s.failed);
-  set(stats_->resent, s.resent);
-  set(stats_->duplicates_dropped, s.duplicates_dropped);
-  set(stats_->expired, s.expired);
-  set(stats_->aborted, s.aborted);
-  set(stats_->unconfirmed, s.unconfirmed);
-  set(stats_->misrouted, s.misrouted);
   set(stats_->custody_count, lane_->custody_count());
   set(stats_->custody_bytes, lane_->custody_bytes());
   set(stats_->deliveries_waiting, waiting_deliveries_.size());

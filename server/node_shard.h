@@ -57,7 +57,8 @@ enum NodeControlKind : uint32_t {
 };
 
 // One shard's lane counters (relay::Stats and custody), for /metrics; written by its
-// thread, read by any.
+// thread, read by any. It outlives the shard's lanes and engines: the counters only rise
+// (each lane adds what it counted), custody and deliveries_waiting are now's.
 struct alignas(64) LaneStats {
   std::atomic<uint64_t> relayed_out{0};
   std::atomic<uint64_t> relayed_in{0};
@@ -130,8 +131,9 @@ class NodeShard final : public net::ShardHandler, private net::RouterShard::Forw
   LaneStats* const stats_;
   std::unique_ptr<Routes> routes_;  // before lane_: it reads it
   std::unique_ptr<cluster::relay::Relay> lane_;
-  bool lane_dirty_ = false;      // it took something this iteration: Apply at OnFlush
-  net::Shard* shard_ = nullptr;  // set on every call from the engine
+  cluster::relay::Stats published_;  // lane_'s counts as last added to stats_
+  bool lane_dirty_ = false;          // it took something this iteration: Apply at OnFlush
+  net::Shard* shard_ = nullptr;      // set on every call from the engine
 };
 
 }  // namespace stanzad::server
