@@ -41,7 +41,6 @@
 #include "cluster/node/cluster_node.h"
 #include "cluster/storage/atomic_file.h"
 #include "cmd/admin/admin_socket.h"
-#include "cmd/cluster_commands.h"
 #include "cmd/file_access.h"
 #include "cmd/flags_usage.h"
 #include "cmd/metrics/http_server.h"
@@ -56,10 +55,13 @@
 #include "core/xmpp/stanza.h"
 #include "net/engine.h"
 #include "net/router_shard.h"
+#include "server/cluster_commands.h"
 #include "server/daemon_options.h"
 #include "server/node_shard.h"
 #include "server/route_driver.h"
 #include "server/shard_mail.h"
+#include "server/state_dir.h"
+#include "server/tls_files.h"
 #include "tls/certificates.h"
 
 namespace stanzad {
@@ -69,72 +71,7 @@ constexpr const char* kVersion = kStanzadVersion;
 
 std::atomic<bool> g_stop_requested{false};
 
-// Writes <state_dir>/sasl_salt_key atomically (a crash leaves the old key or the new).
-void SaveSaltKey(const std::string& state_dir, const std::string& key) {
-  if (absl::Status saved =
-          storage::WriteFileAtomically(*storage::PosixFs(), state_dir, "sasl_salt_key", key + "\n");
-      !saved.ok()) {
-    LogEvent(LogLevel::kWarning, "salt_key_not_saved",
-             "dir=" + state_dir + " reason=" + LogQuote(std::string(saved.message())));
-  }
-}
-
-// The key from which SCRAM derives the salt it shows for a user that does not
-// exist (so that a client cannot tell unknown users from known ones): 32
-// random bytes, hex, made once in <state_dir>/sasl_salt_key (mode 0600) and
-// kept across restarts; in a cluster, the cluster's (replicated) key replaces it,
-// so every node shows the same salts. A key that cannot be stored is used for
-// this run only.
-std::string LoadOrCreateSaltKey(const std::string& state_dir) {
-  const std::string path = state_dir + "/sasl_salt_key";
-  if (FILE* in = std::fopen(path.c_str(), "r")) {
-    char buffer[128] = {};
-    const size_t n = std::fread(buffer, 1, sizeof(buffer) - 1, in);
-    std::fclose(in);
-    std::string key(buffer, n);
-    while (!key.empty() && (key.back() == '\n' || key.back() == ' ')) key.pop_back();
-    if (key.size() >= 32) return key;
-  }
-  std::string key;
-  static constexpr char kHex[] = "0123456789abcdef";
-  for (int i = 0; i < 32; ++i) {
-    unsigned char byte = 0;
-    while (getentropy(&byte, 1) != 0) {
-    }
-    key.push_back(kHex[byte >> 4]);
-    key.push_back(kHex[byte & 0xF]);
-  }
-  SaveSaltKey(state_dir, key);
-  return key;
-}
-
 void OnSignal(int) { g_stop_requested.store(true); }
-
-// This start's incarnation of the node: one more than the last, kept in
-// dir/incarnation (written durably before it is used), so (node, incarnation,
-// sequence) names a relayed stanza uniquely across restarts, whatever the clock does.
-absl::StatusOr<uint64_t> NextIncarnation(const std::string& dir) {
-  uint64_t last = 0;
-  if (FILE* in = std::fopen((dir + "/incarnation").c_str(), "r")) {
-    char text[32] = {};
-    const size_t read = std::fread(text, 1, sizeof(text) - 1, in);
-    std::fclose(in);
-    if (!absl::SimpleAtoi(absl::StripAsciiWhitespace(absl::string_view(text, read)), &last)) {
-      return absl::DataLossError("cannot read " + dir +
-                                 "/incarnation (not a number); remove it to start over at 1");
-    }
-  }
-  if (last == std::numeric_limits<uint64_t>::max()) {
-    return absl::OutOfRangeError("the incarnation in " + dir +
-                                 "/incarnation is at its largest; remove the file to start over");
-  }
-  if (absl::Status written = storage::WriteFileAtomically(*storage::PosixFs(), dir, "incarnation",
-                                                          std::to_string(last + 1) + "\n");
-      !written.ok()) {
-    return written;
-  }
-  return last + 1;
-}
 
 class Daemon {
  public:
@@ -142,7 +79,7 @@ class Daemon {
       : options_(std::move(options)),
         state_dir_(options_.state_dir),
         config_(std::move(config)),
-        salt_key_(LoadOrCreateSaltKey(state_dir_)),
+        salt_key_(server::LoadOrCreateSaltKey(state_dir_)),
         publisher_(BuildRouterConfig()),
         started_(std::chrono::steady_clock::now()),
         shards_(options_.shards),
@@ -328,38 +265,9 @@ class Daemon {
       router->bridge_secrets[name + "." + config_.domain] = secret;
     }
     for (const auto& [name, credentials] : config_.users) router->users[name] = credentials;
-    router->client_tls = ClientTlsContext();
+    router->client_tls = server::ClientTlsContext(config_);
     router->unknown_user_salt_key = salt_key_;
     return router;
-  }
-
-  // The server certificate for clients, read from the files `certs` set (read
-  // again on every configuration change: new connections get a renewed
-  // certificate, existing ones keep theirs). Null without certificate.
-  std::shared_ptr<const tls::TlsContext> ClientTlsContext() const {
-    if (config_.tls_certificate.empty()) return nullptr;
-    absl::StatusOr<std::string> key = tls::ReadPemFile(config_.tls_key);
-    absl::StatusOr<std::string> chain = tls::ReadPemFile(config_.tls_certificate);
-    absl::StatusOr<std::string> bundle = config_.tls_bundle.empty()
-                                             ? absl::StatusOr<std::string>(std::string())
-                                             : tls::ReadPemFile(config_.tls_bundle);
-    absl::Status status = !key.ok()      ? key.status()
-                          : !chain.ok()  ? chain.status()
-                          : !bundle.ok() ? bundle.status()
-                                         : absl::OkStatus();
-    if (status.ok()) {
-      std::string pem = *chain;
-      if (!pem.empty() && pem.back() != '\n') pem.push_back('\n');
-      pem += *bundle;  // leaf first, then the chain
-      absl::StatusOr<std::shared_ptr<const tls::TlsContext>> context =
-          tls::TlsContext::Server(pem, *key);
-      if (context.ok()) return *context;
-      status = context.status();
-    }
-    LogEvent(LogLevel::kError, "client_tls_unavailable",
-             "reason=" + LogQuote(std::string(status.message())) +
-                 " fix=\"stanzactl certs KEY CERT [BUNDLE]\"");
-    return nullptr;
   }
 
   static uint64_t MonotonicMs() {
@@ -398,49 +306,16 @@ class Daemon {
     options.dir = state_dir_ + "/cluster";
     options.address = ClusterAddress();
     options.limits = options_.cluster_links;
-    // Mutual TLS on the cluster links once the node has a certificate (certs) and
-    // the cluster a trust bundle (cluster trust).
-    if (!config_.tls_key.empty() && !config_.tls_certificate.empty() &&
-        !config_.cluster_trust.empty()) {
-      absl::StatusOr<std::string> key = tls::ReadPemFile(config_.tls_key);
-      absl::StatusOr<std::string> cert = tls::ReadPemFile(config_.tls_certificate);
-      absl::StatusOr<std::string> trust = tls::ReadPemFile(config_.cluster_trust);
-      std::string chain = cert.ok() ? *cert : "";
-      if (!config_.tls_bundle.empty()) {
-        if (absl::StatusOr<std::string> bundle = tls::ReadPemFile(config_.tls_bundle);
-            bundle.ok()) {
-          chain += *bundle;
-        }
-      }
-      absl::Status status = !key.ok()     ? key.status()
-                            : !cert.ok()  ? cert.status()
-                            : !trust.ok() ? trust.status()
-                                          : absl::OkStatus();
-      if (status.ok()) {
-        tls::TlsServerOptions server_options;
-        server_options.client_trust_pem = *trust;
-        tls::TlsClientOptions client_options;
-        client_options.cert_chain_pem = chain;
-        client_options.key_pem = *key;
-        auto server = tls::TlsContext::Server(chain, *key, server_options);
-        auto client = tls::TlsContext::Client(*trust, true, client_options);
-        status = !server.ok() ? server.status() : !client.ok() ? client.status() : status;
-        absl::StatusOr<std::string> identity =
-            status.ok() ? tls::PublicKeyDigest(*cert) : absl::StatusOr<std::string>(status);
-        if (status.ok() && !identity.ok()) status = identity.status();
-        if (status.ok()) {
-          options.tls_server = *server;
-          options.tls_client = *client;
-          options.tls_identity = *identity;
-        }
-      }
-      if (!status.ok()) {
-        // Never in the clear when TLS was asked for: the node stays out of the
-        // cluster (it still serves its own bridges) until the files are fixed.
-        cluster_tls_error_ =
-            "the cluster's TLS files do not load: " + std::string(status.message()) +
-            " (fix them, then 'stanzactl certs' or 'cluster trust' again)";
-      }
+    // Mutual TLS on the cluster links once the node has a certificate (certs) and the
+    // cluster a trust bundle (cluster trust). Never in the clear when TLS was asked for: the
+    // node stays out of the cluster (it still serves its own bridges) until the files are
+    // fixed.
+    if (absl::StatusOr<server::ClusterTls> tls = server::LoadClusterTls(config_); tls.ok()) {
+      options.tls_server = tls->server;
+      options.tls_client = tls->client;
+      options.tls_identity = tls->identity;
+    } else {
+      cluster_tls_error_ = std::string(tls.status().message());
     }
     absl::StatusOr<std::unique_ptr<cluster::ClusterNode>> node =
         cluster::ClusterNode::Open(options);
@@ -485,7 +360,7 @@ class Daemon {
     if (!replicated.unknown_user_salt_key.empty() &&
         replicated.unknown_user_salt_key != salt_key_) {
       salt_key_ = replicated.unknown_user_salt_key;  // the cluster's: the same on every node
-      SaveSaltKey(state_dir_, salt_key_);
+      server::SaveSaltKey(state_dir_, salt_key_);
       publisher_.Publish(BuildRouterConfig());
       NotifyShardsOfConfig();
     }
@@ -577,7 +452,7 @@ class Daemon {
   // sequences from 1: every engine start takes a new incarnation, larger than any before
   // (durable), so no two lives of a lane share one.
   absl::Status NewIncarnation() {
-    absl::StatusOr<uint64_t> incarnation = NextIncarnation(state_dir_ + "/cluster");
+    absl::StatusOr<uint64_t> incarnation = server::NextIncarnation(state_dir_ + "/cluster");
     if (!incarnation.ok()) return incarnation.status();
     incarnation_ = *incarnation;
     return absl::OkStatus();
@@ -1312,49 +1187,6 @@ class Daemon {
   std::unique_ptr<metrics::HttpServer> metrics_server_;
 };
 
-absl::StatusOr<NodeConfig> LoadOrSeed(const DaemonOptions& options) {
-  const std::string& state_dir = options.state_dir;
-  if (mkdir(state_dir.c_str(), 0700) != 0 && errno != EEXIST) {
-    return absl::FailedPreconditionError("cannot create --state_dir " + state_dir + ": " +
-                                         std::strerror(errno));
-  }
-  // It holds the cluster key, secrets and the admin socket: nobody else may look in.
-  struct stat info {};
-  if (stat(state_dir.c_str(), &info) != 0 || !S_ISDIR(info.st_mode)) {
-    return absl::FailedPreconditionError("--state_dir " + state_dir + " is not a directory");
-  }
-  if ((info.st_mode & 077) != 0) {
-    if (chmod(state_dir.c_str(), 0700) != 0) {
-      return absl::FailedPreconditionError(
-          "--state_dir " + state_dir + " can be read by other users (mode " +
-          absl::StrFormat("%04o", info.st_mode & 07777) +
-          ") and cannot be tightened: " + std::strerror(errno) + "; fix: chmod 700 " + state_dir);
-    }
-    LogEvent(LogLevel::kWarning, "state_dir_tightened",
-             "dir=" + state_dir + " reason=\"other users could read it\" mode=0700");
-  }
-  absl::StatusOr<NodeConfig> loaded = LoadNodeConfig(state_dir);
-  if (loaded.ok() || loaded.status().code() != absl::StatusCode::kNotFound) return loaded;
-  NodeConfig config;
-  const std::string& domain = options.seed_domain;
-  const std::string& listen = options.seed_listen;
-  if (!domain.empty()) {
-    if (absl::Status valid = ValidateDomain(domain); !valid.ok()) {
-      return absl::InvalidArgumentError("--domain: " + std::string(valid.message()));
-    }
-    config.domain = domain;
-  }
-  for (absl::string_view address : absl::StrSplit(listen, ',', absl::SkipEmpty())) {
-    if (absl::Status valid = ValidateListenAddress(std::string(address)); !valid.ok()) {
-      return absl::InvalidArgumentError("--listen: " + std::string(valid.message()));
-    }
-    config.listen.emplace_back(address);
-  }
-  config.enabled = !config.domain.empty() && !config.listen.empty();
-  if (absl::Status saved = SaveNodeConfig(state_dir, config); !saved.ok()) return saved;
-  return config;
-}
-
 }  // namespace
 }  // namespace stanzad
 
@@ -1373,7 +1205,7 @@ int main(int argc, char** argv) {
     return 2;
   }
   stanzad::SetLogLevel(options->log_level);
-  absl::StatusOr<stanzad::NodeConfig> config = stanzad::LoadOrSeed(*options);
+  absl::StatusOr<stanzad::NodeConfig> config = stanzad::server::LoadOrSeedNodeConfig(*options);
   if (!config.ok()) {
     std::fprintf(stderr, "stanzad: %s\n", std::string(config.status().message()).c_str());
     return 1;

@@ -1,4 +1,4 @@
-#include "cmd/cluster_commands.h"
+#include "server/cluster_commands.h"
 
 #include <arpa/inet.h>
 #include <netdb.h>

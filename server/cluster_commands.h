@@ -1,8 +1,8 @@
 // The text the `stanzactl cluster ...` commands print, and the parsing of their
-// arguments. The daemon (cmd/stanzad.cc) runs the commands themselves, since most of
+// arguments. The admin dispatcher (server/admin_dispatcher.h) runs the commands, since most of
 // them wait for the cluster.
-#ifndef STANZAD_CMD_CLUSTER_COMMANDS_H_
-#define STANZAD_CMD_CLUSTER_COMMANDS_H_
+#ifndef STANZAD_SERVER_CLUSTER_COMMANDS_H_
+#define STANZAD_SERVER_CLUSTER_COMMANDS_H_
 
 #include <cstdint>
 #include <optional>
@@ -39,4 +39,4 @@ cluster::RemoveTarget ParseRemoveTarget(std::string_view text, uint16_t default_
 
 }  // namespace stanzad
 
-#endif  // STANZAD_CMD_CLUSTER_COMMANDS_H_
+#endif  // STANZAD_SERVER_CLUSTER_COMMANDS_H_
