@@ -1,0 +1,326 @@
+#include "server/node_state.h"
+
+#include <arpa/inet.h>
+
+#include <chrono>
+#include <filesystem>
+#include <utility>
+
+#include "absl/strings/str_join.h"
+#include "core/base/concat.h"
+#include "core/base/log.h"
+#include "server/metrics_publisher.h"
+#include "server/state_dir.h"
+#include "server/tls_files.h"
+
+namespace stanzad::server {
+namespace {
+
+bool IsWildcard(const std::string& ip) {
+  in6_addr address{};
+  if (inet_pton(AF_INET, ip.c_str(), &address) == 1) {
+    return reinterpret_cast<const in_addr*>(&address)->s_addr == INADDR_ANY;
+  }
+  return inet_pton(AF_INET6, ip.c_str(), &address) == 1 && IN6_IS_ADDR_UNSPECIFIED(&address);
+}
+
+// The data port's address: the cluster address's IP, --cluster_data_port.
+absl::StatusOr<net::Endpoint> DataEndpoint(const std::string& cluster_address, uint16_t port) {
+  absl::StatusOr<net::Endpoint> cluster = net::Endpoint::Parse(cluster_address, 0);
+  if (!cluster.ok()) return cluster.status();
+  const std::string ip = cluster->IpString();
+  return net::Endpoint::Parse(
+      (ip.find(':') != std::string::npos ? "[" + ip + "]" : ip) + ":" + std::to_string(port), port);
+}
+
+}  // namespace
+
+NodeState::NodeState(const DaemonOptions& options, NodeConfig config, std::string salt_key,
+                     EngineSupervisor* engine, MetricsPublisher* metrics)
+    : options_(options),
+      engine_(engine),
+      metrics_(metrics),
+      config_(std::move(config)),
+      salt_key_(std::move(salt_key)) {
+  engine_->router_config().Publish(BuildRouterConfig());
+}
+
+std::shared_ptr<const net::RouterConfig> NodeState::BuildRouterConfig() const {
+  auto router = std::make_shared<net::RouterConfig>();
+  router->domain = config_.domain;
+  router->enabled = config_.ReadyToServe();
+  for (const auto& [name, secret] : config_.callbridges) {
+    router->bridge_secrets[name + "." + config_.domain] = secret;
+  }
+  for (const auto& [name, credentials] : config_.users) router->users[name] = credentials;
+  router->client_tls = ClientTlsContext(config_);
+  router->unknown_user_salt_key = salt_key_;
+  return router;
+}
+
+absl::Status NodeState::Commit(NodeConfig proposed, const std::string& what) {
+  // Durable before acknowledged: a crash after "ok" never loses the change.
+  if (absl::Status saved = SaveNodeConfig(options_.state_dir, proposed); !saved.ok()) {
+    LogEvent(LogLevel::kError, "config_save_failed",
+             "reason=" + LogQuote(std::string(saved.message())));
+    return saved;
+  }
+  // (Enabling the cluster opens its data port on the shards.)
+  const bool listeners_changed =
+      proposed.listen != config_.listen || proposed.cluster_enabled != config_.cluster_enabled ||
+      proposed.ReadyToServe() != config_.ReadyToServe() || proposed.domain != config_.domain;
+  config_ = std::move(proposed);
+  last_config_change_unix_s_ =
+      std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch()).count();
+  LogEvent(LogLevel::kInfo, "config_changed", "command=" + LogQuote(what));
+  engine_->router_config().Publish(BuildRouterConfig());
+  if (listeners_changed) {
+    ApplyEngineState();
+  } else {
+    NotifyShardsOfConfig();
+  }
+  metrics_->Publish(*this);  // before the command is answered: a scrape after sees it
+  return absl::OkStatus();
+}
+
+// Tells every shard that the router configuration publisher holds a new one.
+void NodeState::NotifyShardsOfConfig() { engine_->PostToAllShards(net::kConfigChanged, 0, ""); }
+
+// ---- The engine ----
+
+void NodeState::ApplyEngineState() {
+  std::optional<net::Endpoint> data_listener;
+  if (config_.cluster_enabled && !ClusterAddress().empty()) {
+    absl::StatusOr<net::Endpoint> data = DataEndpoint(ClusterAddress(), options_.cluster_data_port);
+    if (data.ok()) data_listener = *data;
+  }
+  engine_->Apply(config_, data_listener, *this);
+}
+
+void NodeState::StopEngine() { engine_->Stop(*this); }
+
+void NodeState::RetryEngineStart(std::chrono::steady_clock::time_point now) {
+  // A listener that could not be opened (port taken) is retried every 5 s.
+  if (config_.ReadyToServe() && engine_->RetryDue(now)) ApplyEngineState();
+}
+
+void NodeState::OnEngineStopped() {
+  // Its bridges are gone: the other nodes forget them.
+  routes_->DropLocalRoutes();
+}
+
+void NodeState::OnEngineStarting() {
+  PublishDataPlane(config_.cluster_enabled && cluster_ && cluster_tls_error_.empty());
+}
+
+void NodeState::OnEngineStarted() {
+  // The new shards learn the routes of the other nodes.
+  for (const cluster::relay::RouteChange& route : routes_->RemoteRoutes()) {
+    engine_->PostToAllShards(net::kRemoteRouteBind, route.node, route.address);
+  }
+}
+
+// ---- The cluster ----
+
+std::string NodeState::ClusterAddress() const {
+  const std::string port = std::to_string(options_.cluster_port);
+  std::string ip = options_.cluster_address;
+  if (ip.empty()) {
+    if (config_.listen.empty() || IsWildcard(config_.listen.front())) return "";
+    ip = config_.listen.front();
+  }
+  return ip.find(':') != std::string::npos ? "[" + ip + "]:" + port : ip + ":" + port;
+}
+
+std::string NodeState::ClusterProblem(const cluster::ClusterStatus& cluster) const {
+  if (!cluster.failed.ok()) return "stopped: " + std::string(cluster.failed.message());
+  if (!cluster_tls_error_.empty()) return "stopped: " + cluster_tls_error_;
+  if (!config_.cluster_enabled || !cluster.member) return "";
+  std::vector<std::string> unreachable;
+  for (const cluster::MemberStatus& member : cluster.members) {
+    if (!member.connected) unreachable.push_back(member.address);
+  }
+  if (unreachable.empty()) return "";
+  return "degraded: " + std::to_string(unreachable.size()) + " of " +
+         std::to_string(cluster.members.size()) + " members unreachable (" +
+         absl::StrJoin(unreachable, ", ") + ")";
+}
+
+absl::Status NodeState::OpenCluster() {
+  cluster_.reset();
+  cluster_tls_error_.clear();
+  cluster::ClusterNodeOptions options;
+  options.dir = options_.state_dir + "/cluster";
+  options.address = ClusterAddress();
+  options.limits = options_.cluster_links;
+  // Mutual TLS on the cluster links once the node has a certificate (certs) and the
+  // cluster a trust bundle (cluster trust). Never in the clear when TLS was asked for: the
+  // node stays out of the cluster (it still serves its own bridges) until the files are
+  // fixed.
+  if (absl::StatusOr<ClusterTls> tls = LoadClusterTls(config_); tls.ok()) {
+    options.tls_server = tls->server;
+    options.tls_client = tls->client;
+    options.tls_identity = tls->identity;
+  } else {
+    cluster_tls_error_ = std::string(tls.status().message());
+  }
+  absl::StatusOr<std::unique_ptr<cluster::ClusterNode>> node = cluster::ClusterNode::Open(options);
+  if (!node.ok()) return node.status();
+  cluster_ = std::move(*node);
+  if (!routes_) {
+    routes_ = std::make_unique<RouteDriver>(cluster::DataPlaneInfo{
+        options_.cluster_data_port, static_cast<uint32_t>(engine_->shards())});
+  }
+  if (!cluster_tls_error_.empty() && options.tls_server == nullptr) {
+    LogEvent(LogLevel::kError, "cluster_tls_failed", "reason=" + LogQuote(cluster_tls_error_));
+  }
+  cluster_->SetDataHandlers(
+      [this](raft::NodeId from, const cluster::Frame& frame) {
+        routes_->OnFrame(from, frame.type, frame.payload);
+      },
+      [this](raft::NodeId peer) { routes_->OnLinkUp(peer); });
+  mirrored_generation_ = 0;
+  cluster_listening_ = false;
+  if (!cluster_tls_error_.empty()) return absl::FailedPreconditionError(cluster_tls_error_);
+  if (config_.cluster_enabled) ListenCluster();
+  return absl::OkStatus();
+}
+
+void NodeState::ListenCluster() {
+  cluster_listening_ = false;
+  const std::string address = ClusterAddress();
+  absl::StatusOr<net::Endpoint> endpoint = net::Endpoint::Parse(address, 0);
+  absl::Status listened = endpoint.ok() ? cluster_->Listen(*endpoint) : endpoint.status();
+  if (!listened.ok()) {
+    LogEvent(LogLevel::kError, "cluster_listen_failed",
+             "address=" + address + " reason=" + LogQuote(std::string(listened.message())));
+    return;
+  }
+  cluster_listening_ = true;
+  LogEvent(LogLevel::kInfo, "cluster_listening", "address=" + address);
+}
+
+void NodeState::DisconnectCluster() {
+  // Links too: a node that stops serving them must not look connected to the others.
+  cluster_->Disconnect();
+  cluster_listening_ = false;
+}
+
+std::string NodeState::ForgetCluster() {
+  config_.cluster_enabled = false;
+  const std::string dir = options_.state_dir + "/cluster";
+  cluster_.reset();
+  std::error_code ignored;
+  std::filesystem::remove_all(dir, ignored);
+  return dir;
+}
+
+void NodeState::MirrorClusterConfig() {
+  if (!cluster_->has_state() || cluster_->config_generation() == mirrored_generation_) return;
+  mirrored_generation_ = cluster_->config_generation();
+  const config::Config& replicated = cluster_->config();
+  if (!replicated.unknown_user_salt_key.empty() && replicated.unknown_user_salt_key != salt_key_) {
+    salt_key_ = replicated.unknown_user_salt_key;  // the cluster's: the same on every node
+    SaveSaltKey(options_.state_dir, salt_key_);
+    engine_->router_config().Publish(BuildRouterConfig());
+    NotifyShardsOfConfig();
+  }
+  // Before the cluster's configuration has arrived (initialize or join in progress) there
+  // is nothing to mirror: the node keeps serving what it has.
+  if (replicated.domain.empty()) return;
+  NodeConfig proposed = config_;
+  proposed.domain = replicated.domain;
+  proposed.callbridges.clear();
+  for (const auto& [name, bridge] : replicated.callbridges) {
+    proposed.callbridges[name] = bridge.secret;
+  }
+  proposed.users = replicated.users;
+  if (proposed == config_) return;
+  (void)Commit(std::move(proposed), "cluster");  // a failure is logged
+}
+
+// ---- The control loop's turn ----
+
+void NodeState::AppendClusterPollFds(std::vector<pollfd>* fds) { cluster_->AppendPollFds(fds); }
+
+void NodeState::OnShardRecord(const net::CrossShardMessage& message) {
+  if (message.kind == kCtlDataLinkLost) {
+    if (cluster_) cluster_->OnDataLinkLost(message.argument);
+    return;
+  }
+  routes_->OnShardRecord(message);
+}
+
+void NodeState::ClusterTurn(const std::vector<pollfd>& fds, size_t first, uint64_t now_ms) {
+  cluster_->HandlePoll(fds, first, now_ms);
+  cluster_->Tick(now_ms);
+  MirrorClusterConfig();
+}
+
+void NodeState::DriveRoutes(bool clustered) {
+  MailedShards shards = engine_->Shards();
+  if (clustered) {
+    ClusterNodeLinks links(*cluster_);
+    routes_->Turn(&links, shards);
+  } else {
+    routes_->Turn(nullptr, shards);
+  }
+  shards.Flush();
+}
+
+// Looked at every turn, so a new leader reaches the lanes at once: links run between
+// members that told their data port, with the cluster key (and TLS when the cluster has
+// it).
+void NodeState::PublishDataPlane(bool clustered) {
+  const uint64_t incarnation = engine_->incarnation();
+  const bool ready = clustered && cluster_->has_state() && !cluster_->cluster_key().empty();
+  std::string key =
+      ready ? Concat(std::to_string(cluster_->leader_id()), "/", cluster_->is_member() ? "m" : "-",
+                     "/", std::to_string(cluster_->config_generation()), "/",
+                     std::to_string(routes_->data_planes_generation()))
+            : std::string("-");
+  for (const raft::NodeId peer : ready ? cluster_->PeerIds() : std::vector<raft::NodeId>()) {
+    key += "/" + std::to_string(peer);
+  }
+  key += "/" + std::to_string(incarnation);
+  if (ready) {
+    for (const std::string& host : cluster_->isolated_from()) key += "/i" + host;
+  }
+  if (key == data_plane_key_) return;
+  data_plane_key_ = key;
+  auto next = std::make_shared<cluster::DataPlaneConfig>();
+  next->incarnation = incarnation;
+  if (ready) {
+    next->member = cluster_->is_member();
+    next->leader = cluster_->leader_id();
+    next->self = cluster_->id();
+    next->self_address = cluster_->address();
+    next->cluster_key = cluster_->cluster_key();
+    next->isolated_from = cluster_->isolated_from();
+    if (cluster_->tls()) {
+      next->tls_server = cluster_->tls_server();
+      next->tls_client = cluster_->tls_client();
+    }
+    const auto& identities = cluster_->config().member_identities;
+    for (const cluster::MemberStatus& member : cluster_->Status().members) {
+      if (member.self) continue;
+      cluster::DataPlaneConfig::Member& entry = next->members[member.id];
+      if (absl::StatusOr<net::Endpoint> cluster = net::Endpoint::Parse(member.address, 0);
+          cluster.ok()) {
+        entry.ip = cluster->IpString();
+      }
+      if (auto bound = identities.find(member.id); bound != identities.end()) {
+        entry.identity = bound->second;
+      }
+      auto info = routes_->data_planes().find(member.id);
+      if (info == routes_->data_planes().end()) continue;
+      absl::StatusOr<net::Endpoint> endpoint = DataEndpoint(member.address, info->second.port);
+      if (endpoint.ok()) entry.endpoint = *endpoint;
+      entry.lanes = info->second.lanes;
+    }
+  }
+  engine_->data_plane().Publish(std::move(next));
+  engine_->PostToAllShards(kDataPlaneChanged, 0, "");
+}
+
+}  // namespace stanzad::server

@@ -1,0 +1,145 @@
+// NodeState: what this node is, as the control thread keeps it — its configuration
+// (durable in the state dir before it is live), the SCRAM salt key, its cluster node (the
+// cluster links, their TLS, the replicated configuration mirrored into its own), the
+// route directory between nodes (server/route_driver.h) — and the publishing of all that
+// to the shards: the router configuration, the data plane (cluster/data/data_plane.h)
+// and the routes.
+//
+// It promises: Commit makes a configuration durable, then live (the shards see it, the
+// engine restarts when its listeners change, the metrics snapshot shows it) before it
+// returns, so a command answered "ok" is never lost by a crash and a scrape after the
+// answer sees it. Every configuration change, whether from a command or mirrored from
+// the cluster, goes through Commit and is logged as config_changed.
+//
+// It starts and stops no thread itself: the engine is the EngineSupervisor's, the poll
+// is the ControlLoop's; NodeState is told of the engine's starts and stops
+// (EngineSupervisor::Observer) and asks it to Apply the configuration.
+//
+// Thread: the control thread only.
+#ifndef STANZAD_SERVER_NODE_STATE_H_
+#define STANZAD_SERVER_NODE_STATE_H_
+
+#include <poll.h>
+
+#include <chrono>
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "cluster/node/cluster_node.h"
+#include "cmd/node_config.h"
+#include "net/engine.h"
+#include "server/daemon_options.h"
+#include "server/engine_supervisor.h"
+#include "server/route_driver.h"
+
+namespace stanzad::server {
+
+class MetricsPublisher;
+
+class NodeState final : private EngineSupervisor::Observer {
+ public:
+  // `salt_key`: LoadOrCreateSaltKey's. `options`, `engine` and `metrics` outlive this.
+  // Publishes the router configuration (BuildRouterConfig) at once.
+  NodeState(const DaemonOptions& options, NodeConfig config, std::string salt_key,
+            EngineSupervisor* engine, MetricsPublisher* metrics);
+  NodeState(const NodeState&) = delete;
+  NodeState& operator=(const NodeState&) = delete;
+
+  const NodeConfig& config() const { return config_; }
+  const std::string& salt_key() const { return salt_key_; }
+  const std::string& state_dir() const { return options_.state_dir; }
+  double last_config_change_unix_s() const { return last_config_change_unix_s_; }
+
+  // What the shards' routers serve: the configuration with the salt key and the client
+  // certificate (read from its files now).
+  std::shared_ptr<const net::RouterConfig> BuildRouterConfig() const;
+
+  // Makes `proposed` the node's configuration: durable, then live (see the top). `what`
+  // names the command in the config_changed event. An error: it was not saved (logged)
+  // and nothing changed.
+  absl::Status Commit(NodeConfig proposed, const std::string& what);
+
+  // ---- The engine (EngineSupervisor) ----
+
+  // Starts, restarts or stops the engine to match the configuration.
+  void ApplyEngineState();
+  void StopEngine();
+
+  // ---- The cluster ----
+
+  // The cluster node; null only when its store could not be opened.
+  cluster::ClusterNode* cluster() { return cluster_.get(); }
+  const cluster::ClusterNode* cluster() const { return cluster_.get(); }
+  // Set when TLS was asked for on the cluster links and its files do not load: the node
+  // then stays out of the cluster (it still serves its own bridges).
+  const std::string& cluster_tls_error() const { return cluster_tls_error_; }
+  bool cluster_listening() const { return cluster_listening_; }
+  // The cluster is enabled and may run (its TLS, if asked for, loaded).
+  bool cluster_active() const { return config_.cluster_enabled && cluster_tls_error_.empty(); }
+  // This node's cluster address: the first listen address and --cluster_port
+  // (--cluster_address when given). Empty when there is none, or when the first listen
+  // address is a wildcard that no peer could dial.
+  std::string ClusterAddress() const;
+  // What is wrong with this node's cluster, for status and /healthz; empty when whole.
+  std::string ClusterProblem(const cluster::ClusterStatus& cluster) const;
+
+  // (Re)opens the cluster node from the state dir with the TLS files now configured, and
+  // its port when the cluster is enabled. An error when the store cannot be opened
+  // (cluster() is then null) or TLS was asked for and does not load.
+  absl::Status OpenCluster();
+  // Opens the cluster port (a failure is logged; cluster_listening() says).
+  void ListenCluster();
+  // Closes the cluster port and links (`cluster disable`).
+  void DisconnectCluster();
+  // `reset --force` on a member: the node forgets its cluster (its identity, Raft log and
+  // key in the state dir) and disables it; returns the directory removed. The caller
+  // commits the reset configuration, then OpenCluster makes a new identity.
+  std::string ForgetCluster();
+  // Copies the replicated domain, call bridges, users and salt key into the node's
+  // configuration whenever they change (Commit "cluster").
+  void MirrorClusterConfig();
+
+  // ---- The control loop's turn (server/control_loop.h) ----
+
+  void AppendClusterPollFds(std::vector<pollfd>* fds);
+  // A record a shard posted to the control thread.
+  void OnShardRecord(const net::CrossShardMessage& message);
+  // The cluster's links read, its tick, the replicated configuration mirrored.
+  void ClusterTurn(const std::vector<pollfd>& fds, size_t first, uint64_t now_ms);
+  // One turn of the routes, then what waits for the shards goes.
+  void DriveRoutes(bool clustered);
+  // What the shards' data links and lanes need, published when it changes.
+  void PublishDataPlane(bool clustered);
+  // A start that failed is tried again (every 5 s) while the node should serve.
+  void RetryEngineStart(std::chrono::steady_clock::time_point now);
+
+ private:
+  // EngineSupervisor::Observer.
+  void OnEngineStopped() override;
+  void OnEngineStarting() override;
+  void OnEngineStarted() override;
+
+  void NotifyShardsOfConfig();
+
+  const DaemonOptions& options_;
+  EngineSupervisor* const engine_;
+  MetricsPublisher* const metrics_;
+  NodeConfig config_;
+  std::string salt_key_;  // see LoadOrCreateSaltKey
+  double last_config_change_unix_s_ = 0;
+  std::unique_ptr<cluster::ClusterNode> cluster_;
+  bool cluster_listening_ = false;
+  std::string cluster_tls_error_;
+  uint64_t mirrored_generation_ = 0;
+  std::unique_ptr<RouteDriver> routes_;
+  std::string data_plane_key_;  // what the last published DataPlaneConfig was made of
+};
+
+}  // namespace stanzad::server
+
+#endif  // STANZAD_SERVER_NODE_STATE_H_
