@@ -2,6 +2,10 @@
 
 #include <algorithm>
 #include <cstdio>
+#include <optional>
+#include <type_traits>
+#include <utility>
+#include <variant>
 
 #include "core/base/concat.h"
 #include "core/config/config.h"
@@ -15,14 +19,23 @@ namespace {
 using admin::AdminRequest;
 using admin::AdminResponse;
 
-CommandResult Ok(std::string output, bool changed = false) {
-  return {AdminResponse{0, std::move(output)}, changed};
+CommandResult Ok(std::string output, std::optional<NodeChange> change = std::nullopt) {
+  const bool changed = change.has_value();
+  return {AdminResponse{0, std::move(output)}, changed, std::move(change)};
 }
 CommandResult Fail(std::string message) {
-  return {AdminResponse{1, Concat("error: ", message, "\n")}, false};
+  return {AdminResponse{1, Concat("error: ", message, "\n")}, false, std::nullopt};
 }
 CommandResult Usage(std::string message) {
-  return {AdminResponse{2, Concat("usage: ", message, "\n")}, false};
+  return {AdminResponse{2, Concat("usage: ", message, "\n")}, false, std::nullopt};
+}
+
+// Makes `change` to `config` (the command's copy) when `changes` (a command that sets
+// what is already set changes nothing), and returns what it made, for Ok.
+std::optional<NodeChange> Made(NodeChange change, NodeConfig* config, bool changes = true) {
+  if (!changes) return std::nullopt;
+  ApplyNodeChange(change, config);
+  return change;
 }
 
 std::string Count(uint64_t value) { return std::to_string(value); }
@@ -182,8 +195,9 @@ CommandResult Callbridge(const AdminRequest& request, NodeConfig* config) {
           Concat("call bridge ", name,
                  " already exists; its secret is unchanged (see: stanzactl callbridge list)"));
     }
-    config->callbridges[name] = GenerateCallbridgeSecret();
-    return Ok(show(), true);
+    std::optional<NodeChange> added =
+        Made(cluster::AddCallbridge{name, GenerateCallbridgeSecret(), words.force}, config);
+    return Ok(show(), std::move(added));
   }
   if (verb == "add-secret") {
     if (absl::Status valid = ValidateSecret(words.secret); !valid.ok()) {
@@ -203,14 +217,16 @@ CommandResult Callbridge(const AdminRequest& request, NodeConfig* config) {
                            "refused. Use --force to replace it"));
       }
     }
-    config->callbridges[name] = words.secret;
-    return Ok(show(), true);
+    std::optional<NodeChange> set =
+        Made(cluster::AddCallbridge{name, words.secret, words.force}, config);
+    return Ok(show(), std::move(set));
   }
   if (verb == "del") {
-    if (config->callbridges.erase(name) == 0) {
+    if (!config->callbridges.contains(name)) {
       return Fail(Concat("no call bridge named ", name, " (see: stanzactl callbridge list)"));
     }
-    return Ok(Concat("Call bridge ", name, " removed; its connection, if any, is closed\n"), true);
+    return Ok(Concat("Call bridge ", name, " removed; its connection, if any, is closed\n"),
+              Made(cluster::DeleteCallbridge{name}, config));
   }
   return Usage("callbridge add NAME | add-secret NAME | del NAME | list");
 }
@@ -323,8 +339,7 @@ CommandResult User(const AdminRequest& request, NodeConfig* config) {
     if (existing == config->users.end()) {
       return Fail(Concat("no user ", address, " (see: stanzactl user list)"));
     }
-    config->users.erase(existing);
-    return Ok(Concat("User ", address, " removed\n"), true);
+    return Ok(Concat("User ", address, " removed\n"), Made(cluster::DeleteUser{*name}, config));
   }
   // The text holds a space between its two mechanisms: words after NAME are rejoined.
   const std::vector<std::string> pieces(words.positional.begin() + 1, words.positional.end());
@@ -345,18 +360,58 @@ CommandResult User(const AdminRequest& request, NodeConfig* config) {
       return Fail(Concat("there are already ", Count(config::kUsersMax),
                          " users, the most a node holds; delete one first (stanzactl user del)"));
     }
-    config->users.emplace(*name, *std::move(credentials));
-    return Ok(Concat("User ", address, " added (", mechanisms, ")\n"), true);
+    return Ok(Concat("User ", address, " added (", mechanisms, ")\n"),
+              Made(cluster::AddUser{*name, *std::move(credentials)}, config));
   }
   if (existing == config->users.end()) {
     return Fail(Concat("no user ", address, "; add it with: stanzactl user add ", address));
   }
   const bool changed = !(existing->second == *credentials);
-  existing->second = *std::move(credentials);
-  return Ok(Concat("Password of ", address, " changed (", mechanisms, ")\n"), changed);
+  return Ok(Concat("Password of ", address, " changed (", mechanisms, ")\n"),
+            Made(cluster::SetUserCredentials{*name, *std::move(credentials)}, config, changed));
 }
 
 }  // namespace
+
+void ApplyNodeChange(const NodeChange& change, NodeConfig* config) {
+  struct Apply {
+    NodeConfig* config;
+    void operator()(const cluster::SetDomain& c) const { config->domain = c.domain; }
+    void operator()(const cluster::SetListen& c) const { config->listen = c.addresses; }
+    void operator()(const SetEnabled& c) const { config->enabled = c.enabled; }
+    void operator()(const cluster::AddCallbridge& c) const {
+      config->callbridges[c.name] = c.secret;
+    }
+    void operator()(const cluster::DeleteCallbridge& c) const { config->callbridges.erase(c.name); }
+    void operator()(const cluster::AddUser& c) const {
+      config->users.emplace(c.name, c.credentials);
+    }
+    void operator()(const cluster::SetUserCredentials& c) const {
+      config->users[c.name] = c.credentials;
+    }
+    void operator()(const cluster::DeleteUser& c) const { config->users.erase(c.name); }
+    void operator()(const ResetConfig&) const { *config = NodeConfig(); }
+  };
+  std::visit(Apply{config}, change);
+}
+
+std::optional<cluster::ConfigCommand> ReplicatedCommand(const NodeChange& change) {
+  return std::visit(
+      [](const auto& c) -> std::optional<cluster::ConfigCommand> {
+        using T = std::decay_t<decltype(c)>;
+        if constexpr (std::is_same_v<T, cluster::SetDomain> ||
+                      std::is_same_v<T, cluster::AddCallbridge> ||
+                      std::is_same_v<T, cluster::DeleteCallbridge> ||
+                      std::is_same_v<T, cluster::AddUser> ||
+                      std::is_same_v<T, cluster::SetUserCredentials> ||
+                      std::is_same_v<T, cluster::DeleteUser>) {
+          return cluster::ConfigCommand(c);
+        } else {
+          return std::nullopt;
+        }
+      },
+      change);
+}
 
 std::string JsonString(std::string_view text) {
   std::string out = "\"";
@@ -414,8 +469,8 @@ CommandResult ExecuteNodeCommand(const AdminRequest& request, NodeConfig* config
     if (absl::Status valid = ValidateDomain(domain); !valid.ok()) {
       return Fail(std::string(valid.message()));
     }
-    proposed.domain = domain;
-    result = Ok(Concat("Domain set to ", domain, "\n"), proposed.domain != config->domain);
+    result = Ok(Concat("Domain set to ", domain, "\n"),
+                Made(cluster::SetDomain{domain}, &proposed, domain != config->domain));
   } else if (command == "listen") {
     const Words words = SplitWords(request, 1);
     if (words.positional.empty()) {
@@ -436,18 +491,19 @@ CommandResult ExecuteNodeCommand(const AdminRequest& request, NodeConfig* config
         return Fail(std::string(valid.message()));
       }
     }
-    proposed.listen = words.positional;
-    result = Ok("Listen addresses set\n", proposed.listen != config->listen);
+    result = Ok("Listen addresses set\n", Made(cluster::SetListen{words.positional}, &proposed,
+                                               words.positional != config->listen));
   } else if (command == "enable" || command == "disable") {
     if (request.args.size() != 1) return Usage(command);
-    proposed.enabled = command == "enable";
+    const bool enabled = command == "enable";
+    std::optional<NodeChange> change =
+        Made(SetEnabled{enabled}, &proposed, enabled != config->enabled);
     std::string note;
     if (proposed.enabled && proposed.domain.empty()) note = " (set a domain to start serving)";
     if (proposed.enabled && !proposed.domain.empty() && proposed.listen.empty()) {
       note = " (set listen addresses to start serving)";
     }
-    result = Ok(Concat("XMPP ", proposed.enabled ? "enabled" : "disabled", note, "\n"),
-                proposed.enabled != config->enabled);
+    result = Ok(Concat("XMPP ", enabled ? "enabled" : "disabled", note, "\n"), std::move(change));
   } else if (command == "reset") {
     const Words words = SplitWords(request, 1);
     if (!words.positional.empty()) return Usage("reset [--force]");
@@ -457,7 +513,6 @@ CommandResult ExecuteNodeCommand(const AdminRequest& request, NodeConfig* config
                          " with their secrets and ", CountOf(config->users.size(), "user"),
                          "; run 'stanzactl reset --force' to do it"));
     }
-    proposed = NodeConfig();
     std::string forgotten;
     if (!config->tls_certificate.empty()) {
       forgotten += Concat("the certificate settings (", config->tls_key, ", ",
@@ -469,7 +524,7 @@ CommandResult ExecuteNodeCommand(const AdminRequest& request, NodeConfig* config
     }
     result = Ok(Concat("Configuration reset; XMPP disabled\n",
                        forgotten.empty() ? "" : Concat("Also forgotten: ", forgotten, "\n")),
-                !(proposed == *config));
+                Made(ResetConfig{}, &proposed, !(NodeConfig() == *config)));
   } else {
     return Usage(Concat("unknown command '", command, "' (see stanzactl --help)"));
   }

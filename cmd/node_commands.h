@@ -1,6 +1,9 @@
 // The operator commands of a single node (the seed's `xmpp ...` commands),
 // executed against its NodeConfig. Pure: the daemon supplies the runtime
-// figures, persists the config when it changed and applies it.
+// figures, persists the config when it changed and applies it. A command that
+// changes the configuration says what it changed as a value (NodeChange), so the
+// daemon never has to find it by comparing configurations: in a cluster it proposes
+// the replicated ones as they are.
 //
 // Users: the daemon never sees a password. stanzactl derives the credentials and sends
 //   {"user", "add" | "passwd", NAME, CREDENTIALS}   {"user", "del", NAME}   {"user", "list"}
@@ -12,9 +15,12 @@
 #define STANZAD_CMD_NODE_COMMANDS_H_
 
 #include <cstdint>
+#include <optional>
 #include <string>
+#include <variant>
 #include <vector>
 
+#include "cluster/config_state_machine.h"
 #include "cmd/admin/admin_socket.h"
 #include "cmd/node_config.h"
 
@@ -42,12 +48,39 @@ struct NodeRuntimeStatus {
   std::string cluster = "not clustered (single node)";  // one line for `status`
 };
 
-struct CommandResult {
-  admin::AdminResponse response;
-  bool config_changed = false;
+// `enable` and `disable`.
+struct SetEnabled {
+  bool enabled = false;
+  friend bool operator==(const SetEnabled&, const SetEnabled&) = default;
+};
+// `reset`: the configuration a new node has.
+struct ResetConfig {
+  friend bool operator==(const ResetConfig&, const ResetConfig&) = default;
 };
 
-// Runs one command. On error the config is left as it was.
+// What one command changed. The kinds a cluster replicates are the cluster's own commands
+// (cluster/config_state_machine.h): `domain` (SetDomain), `callbridge add` and `add-secret`
+// (AddCallbridge, `force` as typed), `callbridge del`, `user add | passwd | del`. The rest
+// are this node's alone: `listen` (SetListen), `enable`/`disable`, `reset`.
+using NodeChange = std::variant<cluster::SetDomain, cluster::SetListen, SetEnabled,
+                                cluster::AddCallbridge, cluster::DeleteCallbridge, cluster::AddUser,
+                                cluster::SetUserCredentials, cluster::DeleteUser, ResetConfig>;
+
+// `change` made to `config`, as the command that returned it made it.
+void ApplyNodeChange(const NodeChange& change, NodeConfig* config);
+
+// The change a cluster replicates, if `change` is of a kind it replicates.
+std::optional<cluster::ConfigCommand> ReplicatedCommand(const NodeChange& change);
+
+struct CommandResult {
+  admin::AdminResponse response;
+  bool config_changed = false;  // change.has_value()
+  // Set only when the command changed the configuration (never on an error).
+  std::optional<NodeChange> change;
+};
+
+// Runs one command. On error the config is left as it was; otherwise `change` has been
+// applied to it (ApplyNodeChange).
 CommandResult ExecuteNodeCommand(const admin::AdminRequest& request, NodeConfig* config,
                                  const NodeRuntimeStatus& status);
 

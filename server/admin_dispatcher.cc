@@ -7,6 +7,7 @@
 #include <optional>
 #include <set>
 #include <utility>
+#include <variant>
 #include <vector>
 
 #include "absl/strings/numbers.h"
@@ -24,31 +25,6 @@ constexpr uint64_t kJoinTokenTtlSDefault = 3600;
 
 admin::AdminResponse Error(const absl::Status& status) {
   return {1, "error: " + std::string(status.message()) + "\n"};
-}
-
-// The replicated change a command makes, if it makes one: the difference between
-// the configuration before and after it (one command changes one thing).
-std::optional<cluster::ConfigCommand> ReplicatedChange(const NodeConfig& before,
-                                                       const NodeConfig& after, bool force) {
-  if (before.domain != after.domain) return cluster::SetDomain{after.domain};
-  for (const auto& [name, secret] : after.callbridges) {
-    auto old = before.callbridges.find(name);
-    if (old == before.callbridges.end() || old->second != secret) {
-      return cluster::AddCallbridge{name, secret, force};
-    }
-  }
-  for (const auto& [name, secret] : before.callbridges) {
-    if (after.callbridges.count(name) == 0) return cluster::DeleteCallbridge{name};
-  }
-  for (const auto& [name, credentials] : after.users) {
-    auto old = before.users.find(name);
-    if (old == before.users.end()) return cluster::AddUser{name, credentials};
-    if (old->second != credentials) return cluster::SetUserCredentials{name, credentials};
-  }
-  for (const auto& [name, credentials] : before.users) {
-    if (after.users.count(name) == 0) return cluster::DeleteUser{name};
-  }
-  return std::nullopt;
 }
 
 }  // namespace
@@ -105,10 +81,10 @@ void AdminDispatcher::Handle(const admin::AdminRequest& original, admin::AdminSe
   }
   NodeConfig proposed = node_.config();
   CommandResult result = ExecuteNodeCommand(request, &proposed, RuntimeStatus());
-  if (!result.config_changed) return reply(result.response);
-  if (clustered && !request.args.empty() && request.args[0] != "reset") {
-    if (std::optional<cluster::ConfigCommand> change =
-            ReplicatedChange(node_.config(), proposed, force)) {
+  if (!result.change) return reply(result.response);
+  if (clustered) {
+    // What the cluster replicates goes through it, as the command typed it.
+    if (std::optional<cluster::ConfigCommand> change = ReplicatedCommand(*result.change)) {
       // Committed through the leader; this node mirrors it once applied.
       admin::AdminResponse ok = result.response;
       node_.cluster()->Propose(*change, [this, ok, reply](const absl::Status& status) {
@@ -119,7 +95,7 @@ void AdminDispatcher::Handle(const admin::AdminRequest& original, admin::AdminSe
       return;
     }
   }
-  if (!request.args.empty() && request.args[0] == "reset" && clustered) {
+  if (std::holds_alternative<ResetConfig>(*result.change) && clustered) {
     // reset --force on a member: it forgets its cluster identity too.
     const std::string dir = node_.ForgetCluster();
     proposed.cluster_enabled = false;
