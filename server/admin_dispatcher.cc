@@ -61,13 +61,21 @@ void AdminDispatcher::Handle(const admin::AdminRequest& original, admin::AdminSe
   if (!request.args.empty() && request.args[0] == "xmpp") {
     request.args.erase(request.args.begin());
   }
+  if (node_.cluster() == nullptr && !(request.args.size() == 1 && request.args[0] == "status")) {
+    // Its store could not be opened again (after a reset, certs or cluster enable): the
+    // commands below read it; status says what it can.
+    return reply({1, "error: this node's cluster store " + options_.state_dir +
+                         "/cluster could not be opened (" +
+                         std::string(node_.cluster_open_error().message()) +
+                         "); fix the cause (disk space, permissions) and restart stanzad\n"});
+  }
   if (!request.args.empty() && request.args[0] == "cluster") {
     return HandleCluster(request, std::move(reply));
   }
   if (!request.args.empty() && request.args[0] == "certs") {
     return reply(HandleCerts(request));
   }
-  const bool clustered = node_.cluster()->has_state();
+  const bool clustered = node_.cluster() != nullptr && node_.cluster()->has_state();
   const bool force =
       std::find(request.args.begin(), request.args.end(), "--force") != request.args.end();
   if (clustered && !request.args.empty() && request.args[0] == "reset") {
@@ -488,6 +496,9 @@ NodeRuntimeStatus AdminDispatcher::RuntimeStatus() const {
     if (const std::string problem = node_.ClusterProblem(cluster); !problem.empty()) {
       status.cluster += "; " + problem;
     }
+  } else if (node_.cluster() == nullptr) {
+    status.cluster = "error: the cluster store could not be opened (" +
+                     std::string(node_.cluster_open_error().message()) + ")";
   } else {
     status.cluster = node_.config().cluster_enabled ? "enabled, not in a cluster yet"
                                                     : "not clustered (single node)";

@@ -165,7 +165,11 @@ absl::Status NodeState::OpenCluster() {
     cluster_tls_error_ = std::string(tls.status().message());
   }
   absl::StatusOr<std::unique_ptr<cluster::ClusterNode>> node = cluster::ClusterNode::Open(options);
-  if (!node.ok()) return node.status();
+  if (!node.ok()) {
+    cluster_open_error_ = node.status();
+    return node.status();
+  }
+  cluster_open_error_ = absl::OkStatus();
   cluster_ = std::move(*node);
   if (!routes_) {
     routes_ = std::make_unique<RouteDriver>(cluster::DataPlaneInfo{

@@ -80,7 +80,11 @@ class NodeState final : private EngineSupervisor::Observer {
   const std::string& cluster_tls_error() const { return cluster_tls_error_; }
   bool cluster_listening() const { return cluster_listening_; }
   // The cluster is enabled and may run (its TLS, if asked for, loaded).
-  bool cluster_active() const { return config_.cluster_enabled && cluster_tls_error_.empty(); }
+  bool cluster_active() const {
+    return cluster_ != nullptr && config_.cluster_enabled && cluster_tls_error_.empty();
+  }
+  // Why cluster() is null: the store could not be opened (ok while it is open).
+  const absl::Status& cluster_open_error() const { return cluster_open_error_; }
   // This node's cluster address: the first listen address and --cluster_port
   // (--cluster_address when given). Empty when there is none, or when the first listen
   // address is a wildcard that no peer could dial.
@@ -135,6 +139,7 @@ class NodeState final : private EngineSupervisor::Observer {
   std::unique_ptr<cluster::ClusterNode> cluster_;
   bool cluster_listening_ = false;
   std::string cluster_tls_error_;
+  absl::Status cluster_open_error_;
   uint64_t mirrored_generation_ = 0;
   std::unique_ptr<RouteDriver> routes_;
   std::string data_plane_key_;  // what the last published DataPlaneConfig was made of
