@@ -7,6 +7,7 @@
 #include <filesystem>
 #include <set>
 
+#include "absl/strings/str_join.h"
 #include "cluster/storage/atomic_file.h"
 #include "cmd/node_config.h"
 #include "core/base/concat.h"
@@ -217,6 +218,61 @@ TEST(NodeCommandsTest, AddSecretIsIdempotentAndForceReplaces) {
       Execute(&config, {"callbridge", "add-secret", "cb1", "--secret=secret-two", "--force"})
           .config_changed);
   EXPECT_EQ(config.callbridges["cb1"], "secret-two");
+}
+
+// Each command that changes the configuration says what it changed, as a value: applied
+// to the configuration before the command, it gives the one after; the kinds a cluster
+// replicates are exactly the cluster's commands; errors and reads change nothing.
+TEST(NodeCommandsTest, EachChangeIsTypedAndReplaysToTheSameConfiguration) {
+  NodeConfig config = Configured();
+  const std::string alice = CredentialsText("old password");
+  const std::string alice_new = CredentialsText("new password", "another-salt-16b");
+  struct Case {
+    std::vector<std::string> args;
+    std::optional<NodeChange> change;  // nullopt: nothing changed
+    bool replicated = false;
+  };
+  const std::vector<Case> cases = {
+      {{"domain", "Example.ORG"}, cluster::SetDomain{"example.org"}, true},
+      {{"listen", "127.0.0.2"}, cluster::SetListen{{"127.0.0.2"}}, false},
+      {{"callbridge", "add-secret", "cb1", "--secret=kvgP1SRzWVabhiPVAb1"},
+       cluster::AddCallbridge{"cb1", "kvgP1SRzWVabhiPVAb1", false},
+       true},
+      {{"callbridge", "add-secret", "cb1", "--secret=another-secret-value", "--force"},
+       cluster::AddCallbridge{"cb1", "another-secret-value", true},
+       true},
+      {{"callbridge", "list"}, std::nullopt},
+      {{"callbridge", "del", "cb1"}, cluster::DeleteCallbridge{"cb1"}, true},
+      {{"callbridge", "del", "nobody"}, std::nullopt},  // an error
+      {{"user", "add", "Alice", alice},
+       cluster::AddUser{"alice", Credentials("old password")},
+       true},
+      {{"user", "passwd", "alice", alice_new},
+       cluster::SetUserCredentials{"alice", Credentials("new password", "another-salt-16b")},
+       true},
+      {{"user", "del", "alice@example.org"}, cluster::DeleteUser{"alice"}, true},
+      {{"disable"}, SetEnabled{false}, false},
+      {{"enable"}, SetEnabled{true}, false},
+      {{"status"}, std::nullopt},
+      {{"reset", "--force"}, ResetConfig{}, false},
+  };
+  for (const Case& c : cases) {
+    const std::string command = absl::StrJoin(c.args, " ");
+    const NodeConfig before = config;
+    const CommandResult result = Execute(&config, c.args);
+    ASSERT_EQ(result.change.has_value(), c.change.has_value())
+        << command << ": " << result.response.output;
+    EXPECT_EQ(result.config_changed, result.change.has_value()) << command;
+    if (!c.change) {
+      EXPECT_EQ(config, before) << command;
+      continue;
+    }
+    EXPECT_EQ(*result.change, *c.change) << command;
+    EXPECT_EQ(ReplicatedCommand(*result.change).has_value(), c.replicated) << command;
+    NodeConfig replayed = before;
+    ApplyNodeChange(*result.change, &replayed);
+    EXPECT_EQ(replayed, config) << command;
+  }
 }
 
 TEST(NodeCommandsTest, NeedsADomainBeforeBridges) {
