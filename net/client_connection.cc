@@ -15,14 +15,9 @@ using xmpp::StreamErrorCondition;
 
 namespace {
 
-// Stream management: ask for an acknowledgement after this many stanzas, or
-// after this long with some unacknowledged.
-constexpr uint32_t kAckRequestEvery = 8;
-constexpr uint64_t kAckRequestAfterMs = 5'000;
 // A session that moved to the connection that resumed it forwards stanzas
 // that were already on their way for this long.
 constexpr uint64_t kMovedGraceMs = 10'000;
-constexpr char kAckRequest[] = "<r xmlns='urn:xmpp:sm:3'/>";
 
 }  // namespace
 
@@ -43,10 +38,18 @@ xmpp::ClientSession::Options RouterShard::ClientConnection::SessionOptions(
   return options;
 }
 
+xmpp::StreamManagement::Options RouterShard::ClientConnection::StreamManagementOptions(
+    const RouterShard& router) {
+  xmpp::StreamManagement::Options options;
+  options.unacked_bytes_max = router.limits_.unacked_bytes_max;
+  return options;
+}
+
 RouterShard::ClientConnection::ClientConnection(RouterShard* router, ConnectionId id,
                                                 std::string peer_ip, uint64_t now_ms,
                                                 bool direct_tls)
     : Connection(router, id, std::move(peer_ip), now_ms),
+      sm_(StreamManagementOptions(*router)),
       direct_tls_(direct_tls),
       session_(this, SessionOptions(*router, direct_tls)) {
   if (direct_tls_) BeginTls();
@@ -97,14 +100,13 @@ bool RouterShard::ClientConnection::Deliver(std::string_view stanza,
     router_->DeliverTo(kNoConnection, moved_to_, stanza);
     return true;
   }
-  if (sm_.unacked_bytes + stanza.size() > router_->limits_.unacked_bytes_max) {
+  if (!sm_.Admits(stanza.size())) {
     *why_not = StanzaErrorCondition::kResourceConstraint;  // the client is not acknowledging
     return false;
   }
   if (detached_ || resuming_) {
     // Kept for the client: sent when it resumes, returned to the sender if it does not.
-    (detached_ ? sm_.unacked : resume_pending_).emplace_back(stanza);
-    sm_.unacked_bytes += stanza.size();
+    sm_.Keep(stanza);
     return true;
   }
   if (!Fits(stanza.size())) {
@@ -115,53 +117,46 @@ bool RouterShard::ClientConnection::Deliver(std::string_view stanza,
   return true;
 }
 
+void RouterShard::ClientConnection::SendReply(std::string_view bytes) {
+  if (sm_.enabled() && !sm_.Admits(bytes.size())) {
+    // The server's own answers have no sender to bounce to; a client that asks
+    // and never acknowledges would otherwise hold them without bound.
+    CloseWithError(StreamErrorCondition::kResourceConstraint,
+                   Concat("more than ", std::to_string(router_->limits_.unacked_bytes_max),
+                          " bytes of stanzas are unacknowledged"));
+    return;
+  }
+  SendStanza(bytes);
+}
+
 void RouterShard::ClientConnection::SendStanza(std::string_view stanza) {
   Send(stanza);
-  if (!sm_.enabled) return;
-  sm_.unacked.emplace_back(stanza);
-  sm_.unacked_bytes += stanza.size();
-  ++sm_.sent;
-  if (++sm_.since_request >= kAckRequestEvery) {
-    Send(kAckRequest);
-    sm_.since_request = 0;
-    sm_.last_request_ms = router_->shard_->now_ms();
-  }
+  const std::string_view request = sm_.OnSent(stanza, router_->shard_->now_ms());
+  if (!request.empty()) Send(request);
 }
 
 void RouterShard::ClientConnection::TickStreamManagement(uint64_t now_ms) {
-  if (!sm_.enabled || detached_ || closed_by_engine || sm_.unacked.empty() ||
-      sm_.since_request == 0 || now_ms - sm_.last_request_ms < kAckRequestAfterMs) {
-    return;
-  }
-  Send(kAckRequest);
-  sm_.since_request = 0;
-  sm_.last_request_ms = now_ms;
+  if (detached_ || closed_by_engine) return;
+  const std::string_view request = sm_.OnTick(now_ms);
+  if (!request.empty()) Send(request);
 }
 
 std::string RouterShard::ClientConnection::EnableStreamManagement(bool resume) {
-  sm_.enabled = true;
-  sm_.last_request_ms = router_->shard_->now_ms();
-  if (!resume || router_->limits_.resume_timeout_ms == 0) return "";
-  sm_.resumable = true;
-  sm_.token = HexOf(net::RandomBytes(16));
-  router_->PostControl(router::OwnerShard(sm_.token, router_->shard_->shard_count()), kSmRegister,
-                       id_, sm_.token);
-  return sm_.token;
+  std::string token;
+  if (resume && router_->limits_.resume_timeout_ms != 0) {
+    token = HexOf(net::RandomBytes(16));
+    router_->PostControl(router::OwnerShard(token, router_->shard_->shard_count()), kSmRegister,
+                         id_, token);
+  }
+  sm_.Enable(token, router_->shard_->now_ms());
+  return token;
 }
 
 void RouterShard::ClientConnection::OnAcknowledged(uint32_t h) {
-  const uint32_t handled = h - sm_.acked;  // mod 2^32, as XEP-0198 counts
-  if (handled > sm_.sent - sm_.acked || handled > sm_.unacked.size()) {
-    CloseWithError(StreamErrorCondition::kUndefinedCondition,
-                   Concat("handled-count-too-high: h='", std::to_string(h), "' but only ",
-                          std::to_string(sm_.sent), " stanzas were sent"));
-    return;
+  if (moved_to_ != kNoConnection) return;  // its last acks, read after the hand-over
+  if (std::optional<xmpp::StreamError> error = sm_.OnAck(h)) {
+    session_.CloseWithError(std::move(*error));
   }
-  for (uint32_t i = 0; i < handled; ++i) {
-    sm_.unacked_bytes -= sm_.unacked.front().size();
-    sm_.unacked.pop_front();
-  }
-  sm_.acked = h;
 }
 
 void RouterShard::ClientConnection::RequestResume(std::string_view previd, uint32_t h) {
@@ -178,34 +173,36 @@ void RouterShard::ClientConnection::RequestResume(std::string_view previd, uint3
 
 bool RouterShard::ClientConnection::HandOver(ConnectionId to, std::string_view token,
                                              std::string_view account, uint32_t h) {
-  if (!sm_.resumable || token != sm_.token || account != account_ || !bound_ ||
+  if (!sm_.resumable() || token != sm_.resumption_id() || account != account_ || !bound_ ||
       moved_to_ != kNoConnection) {
     return false;
   }
-  const uint32_t handled = h - sm_.acked;
-  if (handled > sm_.sent - sm_.acked || handled > sm_.unacked.size()) return false;
-  for (uint32_t i = 0; i < handled; ++i) sm_.unacked.pop_front();
-  sm_.acked = h;
+  const std::string resumption_id = sm_.resumption_id();
+  std::optional<xmpp::StanzaQueue> resend = sm_.HandOver(h);
+  if (!resend) return false;
   const int target_shard = ShardOf(to);
-  for (const std::string& stanza : sm_.unacked) {
+  for (const std::string& stanza : *resend) {
     router_->PostControl(target_shard, kClientResumeStanza, to, stanza);
   }
   router_->PostControl(target_shard, kClientResumeAccepted, to,
                        Concat(full_jid_, "\n", std::to_string(session_.handled_inbound())));
-  router_->PostControl(router::OwnerShard(sm_.token, router_->shard_->shard_count()), kSmRegister,
-                       to, sm_.token);
+  router_->PostControl(router::OwnerShard(resumption_id, router_->shard_->shard_count()),
+                       kSmRegister, to, resumption_id);
   LogEvent(LogLevel::kInfo, "client_session_moved",
-           Concat("client=", full_jid_, " resent=", std::to_string(sm_.unacked.size()),
+           Concat("client=", full_jid_, " resent=", std::to_string(resend->size()),
                   " detached=", detached_ ? "yes" : "no"));
-  sm_.unacked.clear();
-  sm_.unacked_bytes = 0;
-  sm_.token.clear();
-  sm_.resumable = false;
   detached_ = false;
   moved_to_ = to;
   moved_at_ms_ = router_->shard_->now_ms();
-  // The client left this connection for another: if the engine still has it, drop it.
-  if (!closed_by_engine) router_->shard_->Abort(id_);
+  if (closed_by_engine) return true;
+  // The client left this stream for another one. XEP-0198 §5: the old stream,
+  // if still open, ends with a conflict stream error.
+  if (tls_failed_) {
+    router_->shard_->Abort(id_);
+  } else {
+    session_.CloseWithError(StreamErrorCondition::kConflict,
+                            "this session was resumed on another connection");
+  }
   return true;
 }
 
@@ -223,24 +220,19 @@ void RouterShard::ClientConnection::ResumeStanza(std::string_view stanza) {
     router_->ReturnToSender(stanza, StanzaErrorCondition::kRecipientUnavailable);
     return;
   }
-  resume_pending_.emplace_back(stanza);
-  sm_.unacked_bytes += stanza.size();
+  sm_.Keep(stanza);
 }
 
 void RouterShard::ClientConnection::ResumeAccepted(std::string_view full_jid,
                                                    uint32_t handled_inbound) {
-  if (!resuming_) return;
+  if (!resuming_ || resume_accepted_) return;
   const size_t slash = full_jid.find('/');
   if (slash == std::string_view::npos) return;
   resume_accepted_ = true;
   resume_handled_ = handled_inbound;
   full_jid_ = std::string(full_jid);
   bare_jid_ = full_jid_.substr(0, slash);
-  sm_.enabled = true;
-  sm_.resumable = true;
-  sm_.token = resume_previd_;  // the token's shard now names this connection
-  sm_.sent = resume_h_;
-  sm_.acked = resume_h_;
+  sm_.Resume(resume_previd_, resume_h_);  // the token's shard now names this connection
   // The route moves here as a bind of the same full JID would.
   bind_requested_ = true;
   pending_route_acks = router_->shard_->shard_count();
@@ -249,7 +241,7 @@ void RouterShard::ClientConnection::ResumeAccepted(std::string_view full_jid,
 }
 
 void RouterShard::ClientConnection::OnEngineClosed() {
-  if (!sm_.resumable || !bound_ || moved_to_ != kNoConnection ||
+  if (!sm_.resumable() || !bound_ || moved_to_ != kNoConnection ||
       session_.state() == ClientSession::State::kClosed ||
       router_->limits_.resume_timeout_ms == 0) {
     return;
@@ -258,7 +250,7 @@ void RouterShard::ClientConnection::OnEngineClosed() {
   detached_until_ms_ = router_->shard_->now_ms() + router_->limits_.resume_timeout_ms;
   LogEvent(LogLevel::kInfo, "client_detached",
            Concat("client=", full_jid_, " peer=", peer_ip_,
-                  " unacked=", std::to_string(sm_.unacked.size()),
+                  " unacked=", std::to_string(sm_.unacknowledged_count()),
                   " resume_timeout_s=", std::to_string(router_->limits_.resume_timeout_ms / 1000)));
 }
 
@@ -273,23 +265,20 @@ bool RouterShard::ClientConnection::LingerExpired(uint64_t now_ms) {
   detached_ = false;
   Bump(router_->stats_->sm_expired);
   LogEvent(LogLevel::kInfo, "client_resume_expired",
-           Concat("client=", full_jid_, " returned=", std::to_string(sm_.unacked.size())));
+           Concat("client=", full_jid_,
+                  " returned=", std::to_string(sm_.unacknowledged_count() + sm_.pending_count())));
   return true;
 }
 
 void RouterShard::ClientConnection::ReturnUnacknowledged() {
-  for (StanzaQueue* queue : {&sm_.unacked, &resume_pending_}) {
-    for (const std::string& stanza : *queue) {
-      Bump(router_->stats_->stanzas_returned_unacked);
-      router_->ReturnToSender(stanza, StanzaErrorCondition::kRecipientUnavailable);
-    }
-    queue->clear();
+  xmpp::StreamManagement::Ended ended = sm_.End();
+  for (const std::string& stanza : ended.unacknowledged) {
+    Bump(router_->stats_->stanzas_returned_unacked);
+    router_->ReturnToSender(stanza, StanzaErrorCondition::kRecipientUnavailable);
   }
-  sm_.unacked_bytes = 0;
-  if (!sm_.token.empty()) {
-    router_->PostControl(router::OwnerShard(sm_.token, router_->shard_->shard_count()),
-                         kSmUnregister, id_, sm_.token);
-    sm_.token.clear();
+  if (!ended.resumption_id.empty()) {
+    router_->PostControl(router::OwnerShard(ended.resumption_id, router_->shard_->shard_count()),
+                         kSmUnregister, id_, ended.resumption_id);
   }
 }
 
@@ -404,14 +393,12 @@ void RouterShard::ClientConnection::RouteAcknowledged() {
     Bump(router_->stats_->sm_resumed);
     LogEvent(LogLevel::kInfo, "client_resumed",
              Concat("client=", full_jid_, " peer=", peer_ip_,
-                    " resent=", std::to_string(resume_pending_.size()),
+                    " resent=", std::to_string(sm_.pending_count()),
                     " shard=", std::to_string(router_->shard_->index())));
     absl::StatusOr<jid::Jid> jid = jid::Jid::Parse(full_jid_);
     session_.ResumeDone(jid.ok() ? std::optional<jid::Jid>(*jid) : std::nullopt, resume_handled_,
                         resume_previd_);
-    StanzaQueue pending = std::move(resume_pending_);
-    resume_pending_.clear();
-    sm_.unacked_bytes = 0;
+    const xmpp::StanzaQueue pending = sm_.TakePending();
     for (const std::string& stanza : pending) SendStanza(stanza);
     return;
   }

@@ -7,7 +7,6 @@
 #define STANZAD_NET_ROUTER_CONNECTION_H_
 
 #include <cstdint>
-#include <deque>
 #include <memory>
 #include <optional>
 #include <string>
@@ -15,39 +14,11 @@
 
 #include "core/xmpp/client_session.h"
 #include "core/xmpp/component_session.h"
+#include "core/xmpp/stream_management.h"
 #include "net/router_shard.h"
 #include "tls/tls_session.h"
 
 namespace stanzad::net {
-
-// Stanzas kept for a client with stream management, oldest first. Holds no memory
-// until the first one (an empty std::deque allocates ~576 B, which every idle client
-// would pay); then, like a deque, no allocation per stanza beyond the stanza's own.
-class StanzaQueue {
- public:
-  void emplace_back(std::string_view stanza) {
-    if (!stanzas_) stanzas_.emplace();
-    stanzas_->emplace_back(stanza);
-  }
-  bool empty() const { return !stanzas_ || stanzas_->empty(); }
-  size_t size() const { return stanzas_ ? stanzas_->size() : 0; }
-  const std::string& front() const { return stanzas_->front(); }  // REQUIRES: !empty()
-  void pop_front() { stanzas_->pop_front(); }                     // REQUIRES: !empty()
-  void clear() { stanzas_.reset(); }
-  std::deque<std::string>::const_iterator begin() const {
-    return stanzas_ ? stanzas_->cbegin() : Empty().cbegin();
-  }
-  std::deque<std::string>::const_iterator end() const {
-    return stanzas_ ? stanzas_->cend() : Empty().cend();
-  }
-
- private:
-  static const std::deque<std::string>& Empty() {
-    static const std::deque<std::string>* const empty = new std::deque<std::string>();
-    return *empty;
-  }
-  std::optional<std::deque<std::string>> stanzas_;
-};
 
 // 16 hex characters from the kernel's CSPRNG.
 std::string NewStreamId();
@@ -209,7 +180,7 @@ class RouterShard::ClientConnection final : public RouterShard::Connection,
   bool Established() const override;
   bool Deliver(std::string_view stanza, xmpp::StanzaErrorCondition* why_not) override;
   // Counted by stream management: the client counts every stanza it gets.
-  void SendReply(std::string_view bytes) override { SendStanza(bytes); }
+  void SendReply(std::string_view bytes) override;
   void CloseWithError(xmpp::StreamErrorCondition condition, std::string text) override;
   void Release() override;
   bool CloseIfRemoved(const RouterConfig& config) override;
@@ -219,10 +190,12 @@ class RouterShard::ClientConnection final : public RouterShard::Connection,
   bool Lingers() const override { return detached_ || moved_to_ != kNoConnection; }
   bool LingerExpired(uint64_t now_ms) override;
 
-  // Stream management (XEP-0198), driven by RouterShard::OnMessage / OnTick.
+  // Stream management (XEP-0198, its protocol in xmpp::StreamManagement),
+  // driven by RouterShard::OnMessage / OnTick.
   // On the shard holding a session: hands it to `to`, the connection that
   // resumed it, if `token` and `account` are this session's and `h` is
-  // plausible. False (nothing changed) otherwise.
+  // plausible; a stream still open here ends with conflict. False (nothing
+  // changed) otherwise.
   bool HandOver(ConnectionId to, std::string_view token, std::string_view account, uint32_t h);
   // On the resuming connection's shard: the answers to RequestResume.
   void ResumeFailed();
@@ -251,25 +224,16 @@ class RouterShard::ClientConnection final : public RouterShard::Connection,
   void OnTlsUp() override;
   // The account of a SASL username (canonical localpart), or "" if it cannot be one.
   std::string AccountOf(std::string_view username) const;
-  // Sends a routed stanza; with stream management, counts it and keeps a copy
-  // until the client acknowledges it.
+  // Sends a routed stanza; with stream management, counts it, keeps a copy
+  // until the client acknowledges it, and asks for acknowledgements.
   void SendStanza(std::string_view stanza);
   // The session ends for good: every stanza not acknowledged (or waiting) is
   // answered to its sender, and the resumption token is given up.
   void ReturnUnacknowledged();
 
-  struct StreamManagement {
-    bool enabled = false;
-    bool resumable = false;
-    std::string token;  // the resumption id (<enabled id/>)
-    uint32_t sent = 0;  // stanzas sent since enabled (mod 2^32)
-    uint32_t acked = 0;
-    StanzaQueue unacked;  // sent, oldest first, then any queued while away
-    size_t unacked_bytes = 0;
-    uint32_t since_request = 0;  // stanzas sent since the last <r/>
-    uint64_t last_request_ms = 0;
-  };
-  StreamManagement sm_;
+  static xmpp::StreamManagement::Options StreamManagementOptions(const RouterShard& router);
+
+  xmpp::StreamManagement sm_;
   bool detached_ = false;  // connection lost; waiting to be resumed
   uint64_t detached_until_ms_ = 0;
   ConnectionId moved_to_ = kNoConnection;  // resumed there: forward to it
@@ -280,7 +244,6 @@ class RouterShard::ClientConnection final : public RouterShard::Connection,
   std::string resume_previd_;
   uint32_t resume_h_ = 0;        // the client's count, from <resume h/>
   uint32_t resume_handled_ = 0;  // the server's count, for <resumed h/>
-  StanzaQueue resume_pending_;   // to send once <resumed/> is out
 
   const bool direct_tls_;
   bool bind_requested_ = false;

@@ -629,10 +629,13 @@ void ClientSession::ReleaseIdleMemory() {
 }
 
 void ClientSession::CloseWithError(StreamErrorCondition condition, std::string text) {
+  CloseWithError(StreamError(condition, std::move(text)));
+}
+
+void ClientSession::CloseWithError(StreamError error) {
   if (state_ == State::kClosed) return;
   SendHeaderIfNeeded();
   state_ = State::kClosed;
-  const StreamError error{condition, std::move(text)};
   EndStream(delegate_, &error);
 }
 

@@ -202,6 +202,8 @@ class ClientSession {
   // Ends the stream from the server's side with `condition` (conflict when the same
   // full JID bound elsewhere, system-shutdown, connection-timeout...). No-op once closed.
   void CloseWithError(StreamErrorCondition condition, std::string text);
+  // The same with a complete error (an application-specific condition, say).
+  void CloseWithError(StreamError error);
 
   // Ends the stream cleanly with </stream:stream>. No-op once closed.
   void Close();

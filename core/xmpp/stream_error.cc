@@ -62,7 +62,7 @@ std::string_view StreamErrorConditionName(StreamErrorCondition condition) {
 
 std::string SerializeStreamError(const StreamError& error, std::string_view stream_prefix) {
   std::string out;
-  out.reserve(160 + error.text.size());
+  out.reserve(160 + error.text.size() + error.application_condition.size());
   out.append("<").append(stream_prefix).append(":error><");
   out.append(StreamErrorConditionName(error.condition));
   out.append(" xmlns='urn:ietf:params:xml:ns:xmpp-streams'/>");
@@ -71,6 +71,7 @@ std::string SerializeStreamError(const StreamError& error, std::string_view stre
     xml::AppendEscaped(error.text, &out);
     out.append("</text>");
   }
+  out.append(error.application_condition);
   out.append("</").append(stream_prefix).append(":error>");
   return out;
 }

@@ -9,6 +9,7 @@
 
 #include <string>
 #include <string_view>
+#include <utility>
 
 namespace stanzad::xmpp {
 
@@ -44,10 +45,20 @@ enum class StreamErrorCondition {
 std::string_view StreamErrorConditionName(StreamErrorCondition condition);
 
 // A stream error: the condition plus a human-readable explanation, which is
-// sent in <text/> and logged.
+// sent in <text/> and logged, and optionally an application-specific condition
+// (RFC 6120 §4.9.4): one complete element, qualified by its own namespace,
+// sent after <text/> (XEP-0198's <handled-count-too-high/>, for one).
 struct StreamError {
+  StreamError() = default;
+  StreamError(StreamErrorCondition condition_in, std::string text_in,
+              std::string application_condition_in = {})
+      : condition(condition_in),
+        text(std::move(text_in)),
+        application_condition(std::move(application_condition_in)) {}
+
   StreamErrorCondition condition = StreamErrorCondition::kUndefinedCondition;
   std::string text;
+  std::string application_condition;  // raw XML, or ""
 };
 
 // The complete <stream:error> element for `error`, with the text escaped.

@@ -1518,7 +1518,11 @@ TEST(RouterStreamManagementTest, CountsAcknowledgesAndAsksForAcks) {
   for (int i = 0; i < 8; ++i) romeo.Send("<message to='juliet@example.com/balcony'/>");
   EXPECT_THAT(juliet.TakeReceived(), HasSubstr("<r xmlns='urn:xmpp:sm:3'/>"));
   juliet.Send("<a xmlns='urn:xmpp:sm:3' h='99'/>");  // more than was sent
-  EXPECT_THAT(juliet.TakeReceived(), HasSubstr("<undefined-condition "));
+  const std::string error = juliet.TakeReceived();
+  EXPECT_THAT(error, HasSubstr("<undefined-condition "));
+  // XEP-0198 §4 names the condition, the h it got and the count sent.
+  EXPECT_THAT(error,
+              HasSubstr("<handled-count-too-high xmlns='urn:xmpp:sm:3' h='99' send-count='11'/>"));
 }
 
 // The client counts every stanza it gets, the server's own answers too.
@@ -1572,6 +1576,56 @@ TEST(RouterStreamManagementTest, ResumeOnAnotherShardResendsWhatWasNotAcknowledg
   engine.Tick(11'000);
   romeo.Send("<message to='juliet@example.com/balcony' id='m5'/>");
   EXPECT_THAT(again.TakeReceived(), HasSubstr("id='m5'"));
+}
+
+// XEP-0198 §5: a session resumed while its old stream is still open ends that
+// stream with a conflict stream error.
+TEST(RouterStreamManagementTest, ResumingEndsTheOldStreamStillOpenWithConflict) {
+  FakeEngine engine(2);
+  TestClient juliet(&engine, 0);
+  TestClient romeo(&engine, 1);
+  ASSERT_TRUE(juliet.Login("juliet", "balcony"));
+  ASSERT_TRUE(romeo.Login("romeo", "garden"));
+  juliet.Send("<enable xmlns='urn:xmpp:sm:3' resume='true'/>");
+  const std::string sm_id = SmIdIn(juliet.TakeReceived());
+  ASSERT_FALSE(sm_id.empty());
+  romeo.Send("<message to='juliet@example.com/balcony' id='m1'/>");
+  EXPECT_THAT(juliet.TakeReceived(), HasSubstr("id='m1'"));
+
+  TestClient again(&engine, 1);  // her old connection looks alive to the server
+  ASSERT_TRUE(again.Authenticate("juliet"));
+  again.Send("<resume xmlns='urn:xmpp:sm:3' previd='" + sm_id + "' h='0'/>");
+  const std::string got = again.TakeReceived();
+  EXPECT_THAT(got, HasSubstr("<resumed xmlns='urn:xmpp:sm:3' previd='" + sm_id + "' h='0'/>"));
+  EXPECT_THAT(got, HasSubstr("id='m1'"));
+  const std::string old_stream = juliet.TakeReceived();
+  EXPECT_THAT(old_stream, HasSubstr("<conflict xmlns='urn:ietf:params:xml:ns:xmpp-streams'/>"));
+  EXPECT_THAT(old_stream, HasSubstr("</stream:stream>"));
+  EXPECT_TRUE(engine.connection(juliet.id()).closed);
+  EXPECT_FALSE(engine.connection(juliet.id()).aborted);
+  // Nothing was returned to romeo: the stanza lives on in the resumed session.
+  EXPECT_THAT(romeo.TakeReceived(), Not(HasSubstr("type='error'")));
+}
+
+// The server's own answers count as unacknowledged stanzas too; a client that
+// keeps asking and never acknowledges cannot make the server hold them without
+// bound.
+TEST(RouterStreamManagementTest, AnswersBeyondTheUnacknowledgedBoundEndTheStream) {
+  RouterLimits limits;
+  limits.unacked_bytes_max = 1'000;
+  FakeEngine engine(1, limits);
+  TestClient juliet(&engine, 0);
+  ASSERT_TRUE(juliet.Login("juliet", "balcony"));
+  juliet.Send("<enable xmlns='urn:xmpp:sm:3'/>");
+  (void)juliet.TakeReceived();
+  std::string got;
+  for (int i = 0; i < 100 && got.find("</stream:stream>") == std::string::npos; ++i) {
+    juliet.Send("<iq to='example.com' type='get' id='p" + std::to_string(i) +
+                "'><ping xmlns='urn:xmpp:ping'/></iq>");
+    got += juliet.TakeReceived();
+  }
+  EXPECT_THAT(got, HasSubstr("<resource-constraint "));
+  EXPECT_TRUE(engine.connection(juliet.id()).closed);
 }
 
 TEST(RouterStreamManagementTest, UnknownSessionFailsAndTheClientBinds) {
