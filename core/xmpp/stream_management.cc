@@ -63,7 +63,7 @@ std::optional<StreamError> StreamManagement::OnAck(uint32_t h) {
   if (!enabled_) return std::nullopt;
   const std::optional<uint32_t> handled = NewlyHandled(h);
   if (!handled) {
-    // XEP-0198 §4: an h beyond what was sent ends the stream with
+    // XEP-0198 §6: an h beyond what was sent ends the stream with
     // undefined-condition and this application-specific condition.
     const std::string h_text = std::to_string(h);
     const std::string sent_text = std::to_string(sent_);

@@ -11,8 +11,8 @@
 // stream management element. This class holds the outbound half, which the
 // connection drives because the connection is what sends routed stanzas:
 //
-//   enable      Enable(id, now_ms) once the session sent <enabled/>; an empty
-//               id means not resumable.
+//   enable      Enable(id, now_ms) when the client's <enable/> is accepted
+//               (the <enabled/> that follows carries id; "" = not resumable).
 //   send        Admits(bytes) before queueing a stanza for the client; then
 //               OnSent(stanza, now_ms) after writing it, and write what it
 //               returns (an <r/> every ack_request_every_stanzas stanzas).
@@ -22,7 +22,7 @@
 //               resumption not yet accepted): kept in order after the sent
 //               ones, not counted until TakePending() hands them out to send.
 //   ack         OnAck(h) for the client's <a h/>: drops what it acknowledges,
-//               or returns the stream error XEP-0198 §4 prescribes when h
+//               or returns the stream error XEP-0198 §6 prescribes when h
 //               acknowledges more than was sent.
 //   resume      On the connection that held the session: HandOver(h), for a
 //               <resume h/> elsewhere, returns what the client has not handled
@@ -41,10 +41,12 @@
 // Bounds: Admits() lets a stanza in only while the bytes held (sent and not
 // acknowledged, plus kept) stay within Options::unacked_bytes_max; the caller
 // bounces one it refuses (resource-constraint) or, for the server's own replies,
-// which have no sender to bounce to, ends the stream. Only stanzas handed over at
-// resumption are kept without asking (refusing them would lose them; the holder
-// admitted them within its own bound), so held_bytes() stays within
-// 2 x unacked_bytes_max. The stanzas held are bounded by the same bytes.
+// which have no sender to bounce to, ends the stream. Stanzas handed over at
+// resumption are kept without asking (refusing them would lose them): the
+// holder admitted them within the same bound, and ClientConnection takes them
+// before it admits anything new, so held_bytes() stays within the bound there.
+// Once over it (a caller that keeps more), Admits() refuses everything. The
+// number of stanzas held is bounded by the same bytes.
 //
 // Thread safety: none; one instance belongs to one connection on one shard.
 #ifndef STANZAD_CORE_XMPP_STREAM_MANAGEMENT_H_
@@ -137,7 +139,7 @@ class StreamManagement {
 
   // The client's <a h/>. Drops the stanzas it acknowledges and returns nullopt;
   // or, if h acknowledges more than was sent (or goes back), changes nothing
-  // and returns the stream error XEP-0198 §4 says to close with:
+  // and returns the stream error XEP-0198 §6 says to close with:
   // undefined-condition with <handled-count-too-high h send-count/>.
   // Ignored while off (a session handed over may still read its client's
   // last acks; the client's <a/> before <enable/> is the session's to refuse).
@@ -171,8 +173,9 @@ class StreamManagement {
   // What End() leaves the caller to do.
   struct Ended {
     // Every stanza held (sent and not acknowledged, then kept), oldest first:
-    // each is answered to its sender (XEP-0198 §5 leaves unhandled stanzas to
-    // the server; an error tells the sender the client may not have it).
+    // each is answered to its sender, as for a resource that is unavailable
+    // (XEP-0198 §4: the server's choice of error, alternate resource or
+    // offline storage; stanzad has only the first).
     StanzaQueue unacknowledged;
     // The resumption id to withdraw, "" if the session was not resumable.
     std::string resumption_id;

@@ -1520,7 +1520,7 @@ TEST(RouterStreamManagementTest, CountsAcknowledgesAndAsksForAcks) {
   juliet.Send("<a xmlns='urn:xmpp:sm:3' h='99'/>");  // more than was sent
   const std::string error = juliet.TakeReceived();
   EXPECT_THAT(error, HasSubstr("<undefined-condition "));
-  // XEP-0198 §4 names the condition, the h it got and the count sent.
+  // XEP-0198 §6 names the condition, the h it got and the count sent.
   EXPECT_THAT(error,
               HasSubstr("<handled-count-too-high xmlns='urn:xmpp:sm:3' h='99' send-count='11'/>"));
 }

@@ -89,7 +89,7 @@ TEST(StreamManagementTest, AcknowledgementsDropWhatTheyCover) {
   EXPECT_EQ(sm.held_bytes(), 0u);
 }
 
-// XEP-0198 §4: an h above the count sent ends the stream with undefined-condition
+// XEP-0198 §6: an h above the count sent ends the stream with undefined-condition
 // and <handled-count-too-high h send-count/>.
 TEST(StreamManagementTest, AckOfMoreThanWasSentIsTheXepStreamError) {
   StreamManagement sm(SmallOptions());
