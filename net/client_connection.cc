@@ -42,6 +42,7 @@ xmpp::StreamManagement::Options RouterShard::ClientConnection::StreamManagementO
     const RouterShard& router) {
   xmpp::StreamManagement::Options options;
   options.unacked_bytes_max = router.limits_.unacked_bytes_max;
+  options.resume_timeout_ms = router.limits_.resume_timeout_ms;
   return options;
 }
 
@@ -84,8 +85,8 @@ void RouterShard::ClientConnection::OnTlsUp() {
 }
 
 bool RouterShard::ClientConnection::Routable() const {
-  if (moved_to_ != kNoConnection || detached_) return true;  // forwards, or keeps
-  if (resuming_) return resume_accepted_;                    // keeps until resumed
+  if (moved_to_ != kNoConnection || sm_.detached()) return true;  // forwards, or keeps
+  if (resuming_) return resume_accepted_;                         // keeps until resumed
   return bound_ && !closed_by_engine && !tls_failed_ &&
          session_.state() == ClientSession::State::kBound;
 }
@@ -104,7 +105,7 @@ bool RouterShard::ClientConnection::Deliver(std::string_view stanza,
     *why_not = StanzaErrorCondition::kResourceConstraint;  // the client is not acknowledging
     return false;
   }
-  if (detached_ || resuming_) {
+  if (sm_.detached() || resuming_) {
     // Kept for the client: sent when it resumes, returned to the sender if it does not.
     sm_.Keep(stanza);
     return true;
@@ -136,7 +137,7 @@ void RouterShard::ClientConnection::SendStanza(std::string_view stanza) {
 }
 
 void RouterShard::ClientConnection::TickStreamManagement(uint64_t now_ms) {
-  if (detached_ || closed_by_engine) return;
+  if (closed_by_engine) return;
   const std::string_view request = sm_.OnTick(now_ms);
   if (!request.empty()) Send(request);
 }
@@ -178,6 +179,7 @@ bool RouterShard::ClientConnection::HandOver(ConnectionId to, std::string_view t
     return false;
   }
   const std::string resumption_id = sm_.resumption_id();
+  const bool was_detached = sm_.detached();
   std::optional<xmpp::StanzaQueue> resend = sm_.HandOver(h);
   if (!resend) return false;
   const int target_shard = ShardOf(to);
@@ -190,8 +192,7 @@ bool RouterShard::ClientConnection::HandOver(ConnectionId to, std::string_view t
                        kSmRegister, to, resumption_id);
   LogEvent(LogLevel::kInfo, "client_session_moved",
            Concat("client=", full_jid_, " resent=", std::to_string(resend->size()),
-                  " detached=", detached_ ? "yes" : "no"));
-  detached_ = false;
+                  " detached=", was_detached ? "yes" : "no"));
   moved_to_ = to;
   moved_at_ms_ = router_->shard_->now_ms();
   if (closed_by_engine) return true;
@@ -241,13 +242,12 @@ void RouterShard::ClientConnection::ResumeAccepted(std::string_view full_jid,
 }
 
 void RouterShard::ClientConnection::OnEngineClosed() {
-  if (!sm_.resumable() || !bound_ || moved_to_ != kNoConnection ||
-      session_.state() == ClientSession::State::kClosed ||
-      router_->limits_.resume_timeout_ms == 0) {
+  // A stream the client closed (or that ended with an error) is over; only a
+  // dropped connection leaves a session to resume.
+  if (!bound_ || moved_to_ != kNoConnection || session_.state() == ClientSession::State::kClosed ||
+      !sm_.Detach(router_->shard_->now_ms())) {
     return;
   }
-  detached_ = true;
-  detached_until_ms_ = router_->shard_->now_ms() + router_->limits_.resume_timeout_ms;
   LogEvent(LogLevel::kInfo, "client_detached",
            Concat("client=", full_jid_, " peer=", peer_ip_,
                   " unacked=", std::to_string(sm_.unacknowledged_count()),
@@ -260,9 +260,9 @@ bool RouterShard::ClientConnection::LingerExpired(uint64_t now_ms) {
     moved_to_ = kNoConnection;
     return true;
   }
-  if (!detached_) return true;
-  if (now_ms < detached_until_ms_) return false;
-  detached_ = false;
+  if (!sm_.detached()) return true;
+  if (!sm_.ResumptionExpired(now_ms)) return false;
+  sm_.StopWaiting();  // Release (when the connection is destroyed) returns what it held
   Bump(router_->stats_->sm_expired);
   LogEvent(LogLevel::kInfo, "client_resume_expired",
            Concat("client=", full_jid_,
@@ -285,10 +285,10 @@ void RouterShard::ClientConnection::ReturnUnacknowledged() {
 void RouterShard::ClientConnection::CloseWithError(StreamErrorCondition condition,
                                                    std::string text) {
   if (moved_to_ != kNoConnection) return;  // it lives on elsewhere
-  if (detached_) {
+  if (sm_.detached()) {
     // No stream left to close: the session waiting to be resumed ends now
     // (replaced by a new one of the same resource, deleted account, shutdown).
-    detached_ = false;
+    sm_.StopWaiting();
     return;
   }
   if (tls_failed_) {

@@ -187,7 +187,7 @@ class RouterShard::ClientConnection final : public RouterShard::Connection,
   std::string Describe() const override;
 
   void OnEngineClosed() override;
-  bool Lingers() const override { return detached_ || moved_to_ != kNoConnection; }
+  bool Lingers() const override { return sm_.detached() || moved_to_ != kNoConnection; }
   bool LingerExpired(uint64_t now_ms) override;
 
   // Stream management (XEP-0198, its protocol in xmpp::StreamManagement),
@@ -234,8 +234,6 @@ class RouterShard::ClientConnection final : public RouterShard::Connection,
   static xmpp::StreamManagement::Options StreamManagementOptions(const RouterShard& router);
 
   xmpp::StreamManagement sm_;
-  bool detached_ = false;  // connection lost; waiting to be resumed
-  uint64_t detached_until_ms_ = 0;
   ConnectionId moved_to_ = kNoConnection;  // resumed there: forward to it
   uint64_t moved_at_ms_ = 0;
   // This connection resumes an earlier session:

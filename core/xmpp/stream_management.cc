@@ -33,7 +33,7 @@ std::string_view StreamManagement::OnSent(std::string_view stanza, uint64_t now_
 }
 
 std::string_view StreamManagement::OnTick(uint64_t now_ms) {
-  if (!enabled_ || unacknowledged_.empty() || sent_since_request_ == 0 ||
+  if (!enabled_ || detached_ || unacknowledged_.empty() || sent_since_request_ == 0 ||
       now_ms - last_request_ms_ < options_.ack_request_after_ms) {
     return {};
   }
@@ -77,6 +77,13 @@ std::optional<StreamError> StreamManagement::OnAck(uint32_t h) {
   return std::nullopt;
 }
 
+bool StreamManagement::Detach(uint64_t now_ms) {
+  if (!enabled_ || resumption_id_.empty() || options_.resume_timeout_ms == 0) return false;
+  detached_ = true;
+  resume_deadline_ms_ = now_ms + options_.resume_timeout_ms;
+  return true;
+}
+
 void StreamManagement::Keep(std::string_view stanza) {
   pending_.emplace_back(stanza);
   held_bytes_ += stanza.size();
@@ -101,6 +108,7 @@ std::optional<StanzaQueue> StreamManagement::HandOver(uint32_t h) {
   held_bytes_ = 0;
   acknowledged_ = sent_;
   enabled_ = false;
+  detached_ = false;
   resumption_id_.clear();
   return resend;
 }
@@ -126,6 +134,7 @@ StreamManagement::Ended StreamManagement::End() {
   ended.resumption_id = std::move(resumption_id_);
   resumption_id_.clear();
   enabled_ = false;
+  detached_ = false;
   acknowledged_ = sent_;
   return ended;
 }

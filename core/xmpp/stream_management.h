@@ -18,6 +18,10 @@
 //               returns (an <r/> every ack_request_every_stanzas stanzas).
 //               OnTick(now_ms) returns an <r/> when unacknowledged stanzas
 //               have waited ack_request_after_ms since the last request.
+//   lost        Detach(now_ms) when the connection drops without a clean
+//               close (XEP-0198 §7): a resumable session waits to be resumed
+//               until ResumptionExpired(now_ms); any other ends (End()).
+//               StopWaiting() when a waiting session must end early.
 //   keep        Keep(stanza) while the client is away (detached, or its
 //               resumption not yet accepted): kept in order after the sent
 //               ones, not counted until TakePending() hands them out to send.
@@ -107,6 +111,9 @@ class StreamManagement {
     // Most bytes of stanzas held for the client: sent and not acknowledged,
     // plus those kept while it is away.
     size_t unacked_bytes_max = 1 << 20;
+    // How long a resumable session whose connection dropped waits to be
+    // resumed. 0: it does not wait (and the caller should offer no resumption).
+    uint64_t resume_timeout_ms = 300'000;
   };
 
   explicit StreamManagement(Options options);
@@ -134,7 +141,8 @@ class StreamManagement {
   [[nodiscard]] std::string_view OnSent(std::string_view stanza, uint64_t now_ms);
 
   // Called on the connection's ticks: kAckRequest when stanzas have waited
-  // unacknowledged for ack_request_after_ms since the last request, else "".
+  // unacknowledged for ack_request_after_ms since the last request, else ""
+  // (always "" while detached: there is no stream to ask on).
   [[nodiscard]] std::string_view OnTick(uint64_t now_ms);
 
   // The client's <a h/>. Drops the stanzas it acknowledges and returns nullopt;
@@ -170,6 +178,19 @@ class StreamManagement {
   // REQUIRES: !enabled().
   void Resume(std::string resumption_id, uint32_t h);
 
+  // The connection dropped without the client closing its stream. True if the
+  // session now waits to be resumed (it is resumable and resume_timeout_ms >
+  // 0), until now_ms + resume_timeout_ms; false if it ends now (call End()).
+  bool Detach(uint64_t now_ms);
+  bool detached() const { return detached_; }
+  // While detached: true once the time to resume is over (then call End()).
+  bool ResumptionExpired(uint64_t now_ms) const {
+    return detached_ && now_ms >= resume_deadline_ms_;
+  }
+  // A detached session must end before its time (replaced by a new session of
+  // the same resource, account deleted, shutdown): it waits no more.
+  void StopWaiting() { detached_ = false; }
+
   // What End() leaves the caller to do.
   struct Ended {
     // Every stanza held (sent and not acknowledged, then kept), oldest first:
@@ -204,9 +225,11 @@ class StreamManagement {
 
   const Options options_;
   bool enabled_ = false;
-  std::string resumption_id_;  // "" unless resumable
-  uint32_t sent_ = 0;          // mod 2^32
-  uint32_t acknowledged_ = 0;  // the client's last h, mod 2^32
+  bool detached_ = false;
+  uint64_t resume_deadline_ms_ = 0;  // while detached_
+  std::string resumption_id_;        // "" unless resumable
+  uint32_t sent_ = 0;                // mod 2^32
+  uint32_t acknowledged_ = 0;        // the client's last h, mod 2^32
   uint32_t sent_since_request_ = 0;
   uint64_t last_request_ms_ = 0;
   StanzaQueue unacknowledged_;  // sent_ - acknowledged_ of them, oldest first

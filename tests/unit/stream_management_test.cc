@@ -7,7 +7,9 @@
 #include <gtest/gtest.h>
 
 #include <cstdint>
+#include <deque>
 #include <optional>
+#include <random>
 #include <string>
 #include <vector>
 
@@ -206,6 +208,48 @@ TEST(StreamManagementTest, BeyondTheBoundNothingIsAdmitted) {
   EXPECT_FALSE(sm.Admits(1));
 }
 
+TEST(StreamManagementTest, OnlyAResumableSessionWaitsForItsClient) {
+  StreamManagement off(SmallOptions());
+  EXPECT_FALSE(off.Detach(0));  // never enabled: it ends
+  StreamManagement plain(SmallOptions());
+  plain.Enable("", 0);
+  EXPECT_FALSE(plain.Detach(0));  // not resumable: it ends
+  EXPECT_FALSE(plain.detached());
+  StreamManagement::Options no_wait = SmallOptions();
+  no_wait.resume_timeout_ms = 0;
+  StreamManagement resumable_but_no_time(no_wait);
+  resumable_but_no_time.Enable("id-1", 0);
+  EXPECT_FALSE(resumable_but_no_time.Detach(0));
+}
+
+TEST(StreamManagementTest, DetachedSessionWaitsUntilItsTimeIsOver) {
+  StreamManagement::Options options = SmallOptions();
+  options.resume_timeout_ms = 30'000;
+  StreamManagement sm(options);
+  sm.Enable("id-1", 0);
+  (void)SendMessages(sm, 1, 2, 100);
+  ASSERT_TRUE(sm.Detach(1'000));
+  EXPECT_TRUE(sm.detached());
+  EXPECT_EQ(sm.OnTick(20'000), "");  // no stream to ask on
+  sm.Keep(Message(3));
+  EXPECT_FALSE(sm.ResumptionExpired(30'999));
+  EXPECT_TRUE(sm.ResumptionExpired(31'000));
+  sm.StopWaiting();
+  EXPECT_FALSE(sm.detached());
+  EXPECT_FALSE(sm.ResumptionExpired(31'000));
+  // Its stanzas, sent ones first, go back to their senders.
+  EXPECT_THAT(Contents(sm.End().unacknowledged), ElementsAre(Message(1), Message(2), Message(3)));
+}
+
+TEST(StreamManagementTest, HandOverEndsTheWait) {
+  StreamManagement sm(SmallOptions());
+  sm.Enable("id-1", 0);
+  (void)SendMessages(sm, 1, 1);
+  ASSERT_TRUE(sm.Detach(0));
+  ASSERT_TRUE(sm.HandOver(0).has_value());
+  EXPECT_FALSE(sm.detached());
+}
+
 TEST(StreamManagementTest, KeptStanzasWaitUncountedUntilTaken) {
   StreamManagement sm(SmallOptions());
   sm.Keep(Message(1));
@@ -286,6 +330,87 @@ TEST(StreamManagementTest, EndReturnsEverythingHeldOldestFirst) {
   const StreamManagement::Ended again = sm.End();
   EXPECT_THAT(Contents(again.unacknowledged), IsEmpty());
   EXPECT_EQ(again.resumption_id, "");
+}
+
+// Random sends, acks (right, too high, stale), keeps and takes against a plain
+// model with 64-bit counts, starting just below the 2^32 wrap; the state is
+// compared after every event. Seeded: a failure names its seed and step.
+TEST(StreamManagementTest, MatchesAModelOverRandomEvents) {
+  for (uint32_t seed = 1; seed <= 200; ++seed) {
+    std::mt19937 random(seed);
+    StreamManagement::Options options = SmallOptions();
+    options.unacked_bytes_max = 400;
+    StreamManagement sm(options);
+    const uint64_t start = UINT32_MAX - 20;  // every run crosses 2^32
+    sm.Resume("id", static_cast<uint32_t>(start));
+    uint64_t sent = start;
+    uint64_t acknowledged = start;
+    std::deque<std::string> unacknowledged;  // sent - acknowledged of them
+    std::deque<std::string> pending;
+    size_t bytes = 0;
+    int next_id = 0;
+    for (int step = 0; step < 300; ++step) {
+      SCOPED_TRACE("seed " + std::to_string(seed) + " step " + std::to_string(step));
+      const std::string stanza = Message(next_id++) + std::string(random() % 30, ' ');
+      switch (random() % 6) {
+        case 0:
+        case 1:  // send, if it fits
+          if (bytes + stanza.size() > options.unacked_bytes_max) {
+            ASSERT_FALSE(sm.Admits(stanza.size()));
+            break;
+          }
+          ASSERT_TRUE(sm.Admits(stanza.size()));
+          (void)sm.OnSent(stanza, 0);
+          unacknowledged.push_back(stanza);
+          ++sent;
+          bytes += stanza.size();
+          break;
+        case 2: {  // a right ack
+          const uint64_t h = acknowledged + random() % (sent - acknowledged + 1);
+          ASSERT_EQ(sm.OnAck(static_cast<uint32_t>(h)), std::nullopt);
+          for (; acknowledged < h; ++acknowledged) {
+            bytes -= unacknowledged.front().size();
+            unacknowledged.pop_front();
+          }
+          break;
+        }
+        case 3: {  // too high, or stale: refused, nothing changes
+          const bool stale = random() % 2 == 0 && acknowledged > start;
+          const uint64_t h = stale ? acknowledged - 1 - random() % (acknowledged - start)
+                                   : sent + 1 + random() % 5;
+          ASSERT_TRUE(sm.OnAck(static_cast<uint32_t>(h)).has_value());
+          break;
+        }
+        case 4:  // kept while away, if it fits
+          if (bytes + stanza.size() > options.unacked_bytes_max) break;
+          sm.Keep(stanza);
+          pending.push_back(stanza);
+          bytes += stanza.size();
+          break;
+        case 5: {  // the client is back: the kept ones go out
+          const StanzaQueue taken = sm.TakePending();
+          ASSERT_EQ(Contents(taken), std::vector<std::string>(pending.begin(), pending.end()));
+          for (const std::string& kept : taken) {
+            (void)sm.OnSent(kept, 0);
+            unacknowledged.push_back(kept);
+            ++sent;
+          }
+          pending.clear();
+          break;
+        }
+      }
+      ASSERT_EQ(sm.sent(), static_cast<uint32_t>(sent));
+      ASSERT_EQ(sm.acknowledged(), static_cast<uint32_t>(acknowledged));
+      ASSERT_EQ(sm.unacknowledged_count(), unacknowledged.size());
+      ASSERT_EQ(sm.pending_count(), pending.size());
+      ASSERT_EQ(sm.held_bytes(), bytes);
+      ASSERT_LE(sm.held_bytes(), options.unacked_bytes_max);
+    }
+    // However it ended, End() returns exactly what the model holds, in order.
+    std::vector<std::string> held(unacknowledged.begin(), unacknowledged.end());
+    held.insert(held.end(), pending.begin(), pending.end());
+    EXPECT_EQ(Contents(sm.End().unacknowledged), held);
+  }
 }
 
 TEST(StreamManagementTest, EmptyQueueHoldsNoMemory) {
