@@ -27,6 +27,7 @@ xmpp::ClientSession::Options RouterShard::ClientConnection::SessionOptions(
   options.domain = router.config_->domain;
   options.unknown_user_salt_key = router.config_->unknown_user_salt_key;
   options.direct_tls = direct_tls;
+  options.resumption = router.limits_.resume_timeout_ms != 0;
   if (router.config_->client_tls == nullptr) {
     // OnAccept lets a STARTTLS client in without a certificate only to say why it
     // cannot be served.

@@ -515,6 +515,10 @@ bool ClientSession::HandleStreamManagement(std::string_view element) {
       failed("unexpected-request");  // <enable/> comes after bind (XEP-0198 §3)
       return true;
     }
+    if (!options_.resumption) {
+      failed("feature-not-implemented");  // XEP-0198 §5: no resumption here
+      return true;
+    }
     const std::optional<std::string_view> previd = xml::FindRawAttribute(element, "previd");
     const std::optional<uint32_t> h = count("h");
     if (!previd || previd->empty() || !h) {
@@ -525,13 +529,18 @@ bool ClientSession::HandleStreamManagement(std::string_view element) {
     delegate_->RequestResume(*previd, *h);
     return true;
   }
+  if (name == "resume") {
+    failed("unexpected-request");  // a bound stream cannot become an earlier one
+    return true;
+  }
   if (name == "enable") {
     if (sm_enabled_) {
       failed("unexpected-request");
       return true;
     }
     const std::string_view resume = xml::FindRawAttribute(element, "resume").value_or("");
-    const std::string id = delegate_->EnableStreamManagement(resume == "true" || resume == "1");
+    const std::string id = delegate_->EnableStreamManagement(options_.resumption &&
+                                                             (resume == "true" || resume == "1"));
     sm_enabled_ = true;
     handled_inbound_ = 0;
     std::string enabled = Concat("<enabled xmlns='", kSmNamespace, "'");

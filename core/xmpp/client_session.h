@@ -20,6 +20,7 @@
 //      Instead of binding, a client may resume an earlier stream (XEP-0198):
 //      <resume previd h/> → Delegate::RequestResume, answered with ResumeDone
 //      (<resumed/> and the earlier session's JID, or <failed/> and a bind).
+//      A <resume/> after bind is answered <failed/> with unexpected-request.
 //   4. Every stanza (message, presence, iq) goes to Delegate::OnStanza with its
 //      `from` set by the server to the bound full JID (a client's own `from` is
 //      replaced); `to` is kept. Whitespace keepalives are read and ignored.
@@ -112,6 +113,10 @@ class ClientSession {
     // reaches this count is answered and the stream closes with policy-violation.
     // RFC 6120 §6.4.5 suggests allowing 2 to 5 retries.
     uint32_t failures_max = 3;
+    // The server resumes streams (XEP-0198 §5). Off: <enable resume/> gets no
+    // id, and a <resume/> is answered at once with <failed/> and
+    // feature-not-implemented, as §5 says for a server without resumption.
+    bool resumption = true;
     // The connection has been TLS from its first byte (XEP-0368 direct TLS):
     // no STARTTLS is offered; the first stream goes straight to SASL.
     bool direct_tls = false;

@@ -159,7 +159,10 @@ std::string SaslData(std::string_view sent, std::string_view name) {
 
 class ClientSessionTest : public ::testing::Test {
  protected:
-  ClientSessionTest() : session_(&delegate_, TestOptions()) { delegate_.session = &session_; }
+  ClientSessionTest() : ClientSessionTest(TestOptions()) {}
+  explicit ClientSessionTest(ClientSession::Options options) : session_(&delegate_, options) {
+    delegate_.session = &session_;
+  }
 
   void ToTls() {
     session_.OnBytes(kHeader);
@@ -612,6 +615,46 @@ TEST_F(ClientSessionTest, FailedResumeLetsTheClientBind) {
   EXPECT_EQ(session_.state(), ClientSession::State::kBound);
   session_.OnBytes("<resume xmlns='urn:xmpp:sm:3' previd='x' h='-1'/>");  // after bind
   EXPECT_THAT(delegate_.TakeSent(), HasSubstr("<failed "));
+}
+
+// A <resume/> on a bound stream is a request out of order (XEP-0198 §6: <failed/>).
+TEST_F(ClientSessionTest, ResumeAfterBindIsUnexpected) {
+  ToBound();
+  session_.OnBytes("<enable xmlns='urn:xmpp:sm:3' resume='true'/>");
+  delegate_.TakeSent();
+  session_.OnBytes("<resume xmlns='urn:xmpp:sm:3' previd='sm-id-1' h='0'/>");
+  EXPECT_EQ(delegate_.TakeSent(),
+            "<failed xmlns='urn:xmpp:sm:3'><unexpected-request "
+            "xmlns='urn:ietf:params:xml:ns:xmpp-stanzas'/></failed>");
+  EXPECT_TRUE(delegate_.resume_requests.empty());
+  EXPECT_EQ(session_.state(), ClientSession::State::kBound);
+}
+
+class ClientSessionWithoutResumptionTest : public ClientSessionTest {
+ protected:
+  ClientSessionWithoutResumptionTest() : ClientSessionTest(Options()) {}
+  static ClientSession::Options Options() {
+    ClientSession::Options options = TestOptions();
+    options.resumption = false;
+    return options;
+  }
+};
+
+// XEP-0198 §5: a server that does not resume streams answers <resume/> with
+// <failed/> and feature-not-implemented; the client may bind instead.
+TEST_F(ClientSessionWithoutResumptionTest, ResumeIsNotImplementedAndEnableOffersNoId) {
+  ToAuthenticated();
+  session_.OnBytes("<resume xmlns='urn:xmpp:sm:3' previd='old-1' h='5'/>");
+  EXPECT_EQ(delegate_.TakeSent(),
+            "<failed xmlns='urn:xmpp:sm:3'><feature-not-implemented "
+            "xmlns='urn:ietf:params:xml:ns:xmpp-stanzas'/></failed>");
+  EXPECT_TRUE(delegate_.resume_requests.empty());
+  session_.OnBytes(kBindBalcony);
+  ASSERT_EQ(session_.state(), ClientSession::State::kBound);
+  delegate_.TakeSent();
+  session_.OnBytes("<enable xmlns='urn:xmpp:sm:3' resume='true'/>");
+  EXPECT_EQ(delegate_.TakeSent(), "<enabled xmlns='urn:xmpp:sm:3'/>");
+  EXPECT_THAT(delegate_.sm_enables, ElementsAre(false));
 }
 
 TEST(ClientSessionHeaderTest, WrongToIsHostUnknownAfterOurHeader) {

@@ -1640,6 +1640,18 @@ TEST(RouterStreamManagementTest, UnknownSessionFailsAndTheClientBinds) {
   EXPECT_THAT(juliet.TakeReceived(), HasSubstr("<jid>juliet@example.com/x</jid>"));
 }
 
+TEST(RouterStreamManagementTest, WithoutResumptionResumeIsNotImplemented) {
+  RouterLimits limits;
+  limits.resume_timeout_ms = 0;  // --resume_timeout_s=0
+  FakeEngine engine(2, limits);
+  TestClient juliet(&engine, 0);
+  ASSERT_TRUE(juliet.Authenticate("juliet"));
+  juliet.Send("<resume xmlns='urn:xmpp:sm:3' previd='0123456789abcdef' h='0'/>");
+  EXPECT_THAT(juliet.TakeReceived(),
+              HasSubstr("<failed xmlns='urn:xmpp:sm:3'><feature-not-implemented "));
+  EXPECT_EQ(engine.stats(0).sm_resume_failed.load(), 0u);  // nothing was looked up
+}
+
 TEST(RouterStreamManagementTest, AnotherAccountCannotResumeTheSession) {
   FakeEngine engine(2);
   TestClient juliet(&engine, 0);
