@@ -159,8 +159,8 @@ std::string SaslData(std::string_view sent, std::string_view name) {
 
 class ClientSessionTest : public ::testing::Test {
  protected:
-  ClientSessionTest() : ClientSessionTest(TestOptions()) {}
-  explicit ClientSessionTest(ClientSession::Options options) : session_(&delegate_, options) {
+  explicit ClientSessionTest(const ClientSession::Options& options = TestOptions())
+      : session_(&delegate_, options) {
     delegate_.session = &session_;
   }
 
