@@ -420,7 +420,7 @@ void Relay::SendAnswers(const AnswerKey& key, const AnswerFrame& frame) {
 }
 
 bool Relay::Accepts(const xmpp::Stanza& stanza, std::string_view bytes, std::string* why) {
-  if (!checker_->Check(bytes, why)) return false;
+  if (!checker_->Check(bytes, stanza.kind, why)) return false;
   if (!stanza.from) {
     *why = "no from";
     return false;

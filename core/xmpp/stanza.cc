@@ -193,6 +193,10 @@ void RelayedStanzaChecker::Start() {
 }
 
 bool RelayedStanzaChecker::Check(std::string_view bytes, std::string* why) {
+  return Check(bytes, InspectStanza(bytes).kind, why);
+}
+
+bool RelayedStanzaChecker::Check(std::string_view bytes, StanzaKind kind, std::string* why) {
   tokenizer_->Feed(bytes);
   const xml::Token first = tokenizer_->Next();
   bool ok = false;
@@ -200,7 +204,7 @@ bool RelayedStanzaChecker::Check(std::string_view bytes, std::string* why) {
     *why = std::string(StreamErrorConditionName(tokenizer_->error().condition));
   } else if (first.type != xml::TokenType::kElement || first.bytes.size() != bytes.size()) {
     *why = "not exactly one complete element";
-  } else if (InspectStanza(first.bytes).kind == StanzaKind::kOther) {
+  } else if (kind == StanzaKind::kOther) {  // first.bytes is all of `bytes`
     *why = "not a message, presence or iq";
   } else if (tokenizer_->Next().type != xml::TokenType::kNeedMoreData) {
     *why = "bytes after the element";

@@ -47,6 +47,8 @@ class RelayedStanzaChecker {
   explicit RelayedStanzaChecker(size_t stanza_bytes_max);
   ~RelayedStanzaChecker();
   bool Check(std::string_view bytes, std::string* why);
+  // The same, for a caller that inspected `bytes` already (InspectStanza(bytes).kind).
+  bool Check(std::string_view bytes, StanzaKind kind, std::string* why);
 
  private:
   void Start();
