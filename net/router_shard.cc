@@ -5,11 +5,11 @@
 #include <algorithm>
 #include <cstdio>
 #include <functional>
+#include <variant>
 
 #include "core/base/absl_compat.h"
 #include "core/base/check.h"
 #include "core/base/concat.h"
-#include "core/base/decimal.h"
 #include "core/base/hex.h"
 #include "core/base/log.h"
 #include "core/router/server_responder.h"
@@ -36,6 +36,11 @@ std::string RandomBytes(size_t count) {
 // be predictable.
 std::string NewStreamId() { return HexOf(RandomBytes(8)); }
 
+bool PostRecord(Shard& shard, int to, const router::ShardRecord& record) {
+  const router::EncodedRecord encoded = router::EncodeShardRecord(record);
+  return shard.Post(to, encoded.kind(), encoded.target(), encoded.argument(), encoded.payload());
+}
+
 namespace {
 
 // A copy of a stanza without `to` (its `from` stamped) with to='`jid`' added to
@@ -48,6 +53,13 @@ std::string AddressedTo(std::string_view bytes, std::string_view jid) {
 
 // A connection that has read nothing for this long gives its buffers back.
 constexpr uint64_t kIdleMemoryAfterMs = 1'000;
+
+// A record that does not decode: a bug of its sender, so loud, but never a crash.
+void LogMalformedRecord(const absl::Status& status, int shard) {
+  LogEvent(
+      LogLevel::kError, "malformed_shard_record",
+      Concat("shard=", std::to_string(shard), " reason=", LogQuote(std::string(status.message()))));
+}
 
 // Refusals of one kind are logged at most once per this interval (per address
 // for the pre-auth cap): an attacker must not be able to flood the log.
@@ -126,7 +138,7 @@ void RouterShard::ComponentConnection::Release() {
   if (bound_address_.empty()) return;
   Drop(router_->stats_->bridges_connected);
   router_->PostControl(router::OwnerShard(bound_address_, router_->shard_->shard_count()),
-                       kUnbindRequest, id_, bound_address_);
+                       router::UnbindRequest{id_, bound_address_});
 }
 
 bool RouterShard::ComponentConnection::CloseIfRemoved(const RouterConfig& config) {
@@ -156,8 +168,8 @@ void RouterShard::ComponentConnection::OnAuthenticated(std::string_view address)
   Bump(router_->stats_->bridges_connected);
   pending_route_acks = router_->shard_->shard_count();
   router_->EndPreauth(*this);
-  router_->PostControl(router::OwnerShard(address, router_->shard_->shard_count()), kBindRequest,
-                       id_, address);
+  router_->PostControl(router::OwnerShard(address, router_->shard_->shard_count()),
+                       router::BindRequest{id_, address});
   LogEvent(LogLevel::kInfo, "bridge_authenticated",
            Concat("bridge=", bound_address_, " peer=", peer_ip_,
                   " shard=", std::to_string(router_->shard_->index())));
@@ -222,11 +234,11 @@ FailureCounter& RouterShard::OwnAddressFailures() {
   return *own_address_failures_;
 }
 
-void RouterShard::RecordFailure(uint64_t of, const std::string& key, uint64_t now_ms) {
+void RouterShard::RecordFailure(router::FailureOf of, const std::string& key, uint64_t now_ms) {
   // Every shard counts every failure: the kernel spreads one attacker's
   // connections over all of them.
-  BroadcastToOthers(kFailureSeen, of, key);
-  const bool address = of == kFailureOfAddress;
+  BroadcastToOthers(router::FailureSeen{of, key});
+  const bool address = of == router::FailureOf::kAddress;
   // Its own share first: a burst on every shard at once, before the others' records
   // arrive, is still checked at most auth_failures_max times in all.
   if (address) OwnAddressFailures().Record(key, now_ms);
@@ -287,7 +299,7 @@ bool RouterShard::AdmitPreauth(const std::string& ip, uint64_t now_ms) {
     return false;
   }
   CountPreauth(ip, /*local=*/true, +1);
-  BroadcastToOthers(kPreauthChanged, kPreauthBegan, ip);
+  BroadcastToOthers(router::PreauthChanged{router::PreauthChange::kBegan, ip});
   return true;
 }
 
@@ -295,7 +307,7 @@ void RouterShard::EndPreauth(Connection& connection) {
   if (!connection.counted_preauth) return;
   connection.counted_preauth = false;
   CountPreauth(connection.peer_ip(), /*local=*/true, -1);
-  BroadcastToOthers(kPreauthChanged, kPreauthEnded, connection.peer_ip());
+  BroadcastToOthers(router::PreauthChanged{router::PreauthChange::kEnded, connection.peer_ip()});
 }
 
 void RouterShard::CountPreauth(std::string_view ip, bool local, int delta) {
@@ -313,9 +325,10 @@ void RouterShard::CountPreauth(std::string_view ip, bool local, int delta) {
   if (it->second.here == 0 && it->second.elsewhere == 0) preauth_by_ip_.erase(it);
 }
 
-void RouterShard::BroadcastToOthers(uint32_t kind, uint64_t argument, std::string_view payload) {
+void RouterShard::BroadcastToOthers(const router::ShardRecord& record) {
+  const router::EncodedRecord encoded = router::EncodeShardRecord(record);
   for (int shard = 0; shard < shard_->shard_count(); ++shard) {
-    if (shard != shard_->index()) PostControl(shard, kind, kNoConnection, payload, argument);
+    if (shard != shard_->index()) PostEncoded(shard, encoded);
   }
 }
 
@@ -455,10 +468,10 @@ void RouterShard::RouteFromClientToAccount(ClientConnection& sender, const xmpp:
       if (!type.empty() && type != "unavailable") return;  // nothing to do for others
       const bool available = type.empty();
       const int priority = available ? router::PresencePriority(stanza.bytes) : 0;
-      const uint64_t argument =
-          (available ? 1u : 0u) | (static_cast<uint64_t>(priority + 128) << 1);
       // Every shard's routes learn it (this one's too, in order with the others).
-      Broadcast(kClientPresence, sender.id(), sender.full_jid(), argument);
+      if (std::optional<router::FullJid> jid = router::FullJid::Parse(sender.full_jid())) {
+        Broadcast(router::ClientPresence{sender.id(), *jid, available, priority});
+      }
       std::vector<uint64_t> recipients = clients_.PresenceRecipients(bare);
       std::erase(recipients, sender.id());
       if (available) recipients.push_back(sender.id());
@@ -561,7 +574,7 @@ void RouterShard::DeliverTo(ConnectionId sender, ConnectionId target, std::strin
     } else {
       BounceAny(sender, bytes, why_not);
     }
-  } else if (!shard_->Post(ShardOf(target), kDeliver, target, sender, bytes)) {
+  } else if (!PostRecord(*shard_, ShardOf(target), router::Deliver{target, sender, bytes})) {
     BounceAny(sender, bytes, StanzaErrorCondition::kResourceConstraint);
   }
 }
@@ -575,15 +588,6 @@ void RouterShard::BounceAny(ConnectionId sender, std::string_view stanza_bytes,
   }
 }
 
-void RouterShard::ApplyClientPresence(ConnectionId connection, std::string_view full_jid,
-                                      uint64_t argument) {
-  const size_t slash = full_jid.find('/');
-  if (slash == std::string_view::npos) return;
-  clients_.SetPresence(full_jid.substr(0, slash), full_jid.substr(slash + 1), connection,
-                       (argument & 1) != 0, static_cast<int>(argument >> 1) - 128);
-  AnnounceAccount(full_jid.substr(0, slash));
-}
-
 void RouterShard::AnnounceAccount(std::string_view bare) {
   if (router::OwnerShard(bare, shard_->shard_count()) != shard_->index()) return;
   const bool reachable = !clients_.MessageRecipients(bare).empty();
@@ -594,7 +598,11 @@ void RouterShard::AnnounceAccount(std::string_view bare) {
   } else {
     announced_accounts_.erase(ToAbsl(bare));
   }
-  PostToControlThread(reachable ? kCtlRouteUp : kCtlRouteDown, kNoConnection, 0, bare);
+  if (reachable) {
+    PostToControlThread(router::RouteUp{bare});
+  } else {
+    PostToControlThread(router::RouteDown{bare});
+  }
 }
 
 size_t RouterShard::ForwardToAccountNodes(ConnectionId sender, std::string_view bare,
@@ -641,8 +649,7 @@ bool RouterShard::DeliverLocal(ConnectionId target, std::string_view bytes,
 void RouterShard::Bounce(ConnectionId sender, std::string_view stanza_bytes,
                          StanzaErrorCondition condition) {
   if (ShardOf(sender) != shard_->index()) {
-    if (!shard_->Post(ShardOf(sender), kBounce, sender, static_cast<uint64_t>(condition),
-                      stanza_bytes)) {
+    if (!PostRecord(*shard_, ShardOf(sender), router::Bounce{sender, condition, stanza_bytes})) {
       Bump(stats_->error_stanzas_dropped);  // both queues full: nothing left to tell
     }
     return;
@@ -735,7 +742,12 @@ std::optional<uint64_t> RouterShard::RemoteNodeOf(std::string_view raw_jid) cons
 
 bool RouterShard::ForwardToNode(ConnectionId sender, uint64_t node, std::string_view bytes,
                                 std::optional<std::string_view> to) {
-  if (forwarder_ == nullptr) return shard_->PostToControl(kCtlForward, sender, node, bytes);
+  if (forwarder_ == nullptr) {
+    const router::EncodedRecord record =
+        router::EncodeControlRecord(router::Forward{sender, node, bytes});
+    return shard_->PostToControl(record.kind(), record.target(), record.argument(),
+                                 record.payload());
+  }
   forwarder_->Forward(sender, node, bytes, to);
   return true;
 }
@@ -764,28 +776,48 @@ bool RouterShard::AccountHeldBy(uint64_t node, std::string_view account) const {
          std::find(it->second.begin(), it->second.end(), node) != it->second.end();
 }
 
-void RouterShard::PostToControlThread(uint32_t kind, ConnectionId target, uint64_t argument,
-                                      std::string_view payload) {
-  if (deferred_control_.empty() && shard_->PostToControl(kind, target, argument, payload)) return;
-  deferred_control_.push_back({kind, target, argument, std::string(payload)});
+void RouterShard::PostToControlThread(const router::ControlRecord& record) {
+  const router::EncodedRecord encoded = router::EncodeControlRecord(record);
+  if (deferred_control_.empty() && shard_->PostToControl(encoded.kind(), encoded.target(),
+                                                         encoded.argument(), encoded.payload())) {
+    return;
+  }
+  deferred_control_.push_back(
+      {encoded.kind(), encoded.target(), encoded.argument(), std::string(encoded.payload())});
 }
 
-void RouterShard::Broadcast(uint32_t kind, ConnectionId target, std::string_view payload,
-                            uint64_t argument) {
-  for (int shard = 0; shard < shard_->shard_count(); ++shard) {
-    PostControl(shard, kind, target, payload, argument);
-  }
+void RouterShard::Broadcast(const router::ShardRecord& record) {
+  const router::EncodedRecord encoded = router::EncodeShardRecord(record);
+  for (int shard = 0; shard < shard_->shard_count(); ++shard) PostEncoded(shard, encoded);
+}
+
+void RouterShard::PostControl(int to, const router::ShardRecord& record) {
+  PostEncoded(to, router::EncodeShardRecord(record));
 }
 
 void RouterShard::PostControl(int to, uint32_t kind, ConnectionId target, std::string_view payload,
                               uint64_t argument) {
-  if (deferred_posts_.empty() && shard_->Post(to, kind, target, argument, payload)) return;
+  absl::StatusOr<router::ShardRecord> record =
+      router::DecodeShardRecord(router::EncodedRecord(kind, target, argument, payload));
+  if (!record.ok()) {
+    LogMalformedRecord(record.status(), shard_->index());
+    return;
+  }
+  PostControl(to, *record);
+}
+
+void RouterShard::PostEncoded(int to, const router::EncodedRecord& record) {
+  if (deferred_posts_.empty() &&
+      shard_->Post(to, record.kind(), record.target(), record.argument(), record.payload())) {
+    return;
+  }
   if (deferred_posts_.empty()) {
     LogEvent(LogLevel::kWarning, "control_record_deferred",
-             Concat("to_shard=", std::to_string(to), " kind=", std::to_string(kind),
+             Concat("to_shard=", std::to_string(to), " kind=", std::to_string(record.kind()),
                     " reason=queue_full"));
   }
-  deferred_posts_.push_back({to, kind, target, argument, std::string(payload)});
+  deferred_posts_.push_back(
+      {to, record.kind(), record.target(), record.argument(), std::string(record.payload())});
 }
 
 void RouterShard::RetryDeferredPosts() {
@@ -801,241 +833,251 @@ void RouterShard::RetryDeferredPosts() {
 
 void RouterShard::OnMessage(Shard& shard, const CrossShardMessage& message) {
   shard_ = &shard;
-  switch (message.kind) {
-    case kConfigChanged:
-      ApplyConfig();
-      return;
-    case kBindRequest: {
-      auto [it, inserted] = owned_bindings_.try_emplace(ToAbsl(message.payload), message.target);
-      if (!inserted && it->second != message.target) {
-        const ConnectionId previous = it->second;
-        it->second = message.target;
-        PostControl(ShardOf(previous), kConflict, previous, message.payload);
-      }
-      Broadcast(kRouteBind, message.target, message.payload);
-      PostToControlThread(kCtlRouteUp, message.target, 0, message.payload);
-      return;
-    }
-    case kUnbindRequest: {
-      auto it = owned_bindings_.find(ToAbsl(message.payload));
-      if (it != owned_bindings_.end() && it->second == message.target) {
-        owned_bindings_.erase(it);
-        Broadcast(kRouteUnbind, message.target, message.payload);
-        PostToControlThread(kCtlRouteDown, message.target, 0, message.payload);
-      }
-      return;
-    }
-    case kRouteBind:
-      routes_.Bind(message.payload, message.target);
-      PostControl(ShardOf(message.target), kRouteBindAck, message.target, "");
-      if (forwarder_ != nullptr) forwarder_->RouteBound(message.payload);
-      return;
-    case kRouteBindAck:
-    case kClientRouteBindAck: {
-      Connection* connection = Find(message.target);
-      if (connection == nullptr || connection->pending_route_acks == 0) return;
-      if (--connection->pending_route_acks == 0) {
-        CallInto(*connection, [&] {
-          if (message.kind == kRouteBindAck) {
-            static_cast<ComponentConnection*>(connection)->session().AcknowledgeHandshake();
-          } else {
-            static_cast<ClientConnection*>(connection)->RouteAcknowledged();
-          }
-        });
-      }
-      return;
-    }
-    case kClientBindRequest: {
-      const std::string_view full = message.payload;
-      const size_t slash = full.find('/');
-      const std::string_view bare = full.substr(0, slash);
-      const std::string_view resource = full.substr(slash + 1);
-      const bool replacing = owned_clients_.Find(bare, resource).has_value();
-      if (!replacing && owned_clients_.Resources(bare).size() >= limits_.client_resources_max) {
-        PostControl(ShardOf(message.target), kClientBindRefused, message.target, full);
-        return;
-      }
-      if (std::optional<uint64_t> previous = owned_clients_.Bind(bare, resource, message.target)) {
-        // RFC 6120 §7.7.2.2: the newer session wins; the older one is told why.
-        PostControl(ShardOf(*previous), kConflict, *previous, full);
-      }
-      Broadcast(kClientRouteBind, message.target, full);
-      PostToControlThread(kCtlRouteUp, message.target, 0, full);  // the other nodes learn it
-      return;
-    }
-    case kClientUnbindRequest: {
-      const size_t slash = message.payload.find('/');
-      if (owned_clients_.Unbind(message.payload.substr(0, slash), message.payload.substr(slash + 1),
-                                message.target)) {
-        Broadcast(kClientRouteUnbind, message.target, message.payload);
-        PostToControlThread(kCtlRouteDown, message.target, 0, message.payload);
-      }
-      return;
-    }
-    case kClientBindRefused: {
-      Connection* connection = Find(message.target);
-      if (connection == nullptr) return;
-      CallInto(*connection, [&] { static_cast<ClientConnection*>(connection)->BindRefused(); });
-      return;
-    }
-    case kClientRouteBind: {
-      const size_t slash = message.payload.find('/');
-      clients_.Bind(message.payload.substr(0, slash), message.payload.substr(slash + 1),
-                    message.target);
-      PostControl(ShardOf(message.target), kClientRouteBindAck, message.target, "");
-      AnnounceAccount(message.payload.substr(0, slash));  // a replaced resource starts unavailable
-      if (forwarder_ != nullptr) forwarder_->RouteBound(message.payload);
-      return;
-    }
-    case kClientRouteUnbind: {
-      const size_t slash = message.payload.find('/');
-      clients_.Unbind(message.payload.substr(0, slash), message.payload.substr(slash + 1),
-                      message.target);
-      AnnounceAccount(message.payload.substr(0, slash));
-      return;
-    }
-    case kClientPresence:
-      ApplyClientPresence(message.target, message.payload, message.argument);
-      return;
-    case kFailureSeen:
-      if (message.argument == kFailureOfAddress) {
-        address_failures_.Record(message.payload, shard.now_ms());
-      } else {
-        account_failures_.Record(message.payload, shard.now_ms());
-      }
-      return;
-    case kPreauthChanged:
-      CountPreauth(message.payload, /*local=*/false, message.argument == kPreauthBegan ? +1 : -1);
-      return;
-    case kSmRegister:
-      sm_tokens_[ToAbsl(message.payload)] = message.target;
-      return;
-    case kSmUnregister: {
-      auto it = sm_tokens_.find(ToAbsl(message.payload));
-      if (it != sm_tokens_.end() && it->second == message.target) sm_tokens_.erase(it);
-      return;
-    }
-    case kSmResumeLookup: {
-      const std::string_view token = message.payload.substr(0, message.payload.find('\n'));
-      auto it = sm_tokens_.find(ToAbsl(token));
-      if (it == sm_tokens_.end()) {
-        PostControl(ShardOf(message.target), kClientResumeFailed, message.target, "");
-      } else {
-        PostControl(ShardOf(it->second), kClientResumeRequest, it->second, message.payload,
-                    message.target);
-      }
-      return;
-    }
-    case kClientResumeRequest: {
-      // payload: token "\n" account "\n" h
-      const std::string_view payload = message.payload;
-      const size_t first = payload.find('\n');
-      const size_t second = payload.find('\n', first + 1);
-      auto* holder = dynamic_cast<ClientConnection*>(Find(message.target));
-      bool handed = false;
-      if (holder != nullptr && first != std::string_view::npos &&
-          second != std::string_view::npos) {
-        // h was written by std::to_string of a uint32_t; anything else is refused.
-        const std::optional<uint32_t> h = ParseDecimal<uint32_t>(payload.substr(second + 1));
-        handed = h && holder->HandOver(message.argument, payload.substr(0, first),
-                                       payload.substr(first + 1, second - first - 1), *h);
-      }
-      if (!handed) {
-        PostControl(ShardOf(message.argument), kClientResumeFailed, message.argument, "");
-      }
-      return;
-    }
-    case kClientResumeFailed:
-    case kClientResumeStanza:
-    case kClientResumeAccepted: {
-      auto* client = dynamic_cast<ClientConnection*>(Find(message.target));
-      if (client == nullptr) {
-        if (message.kind == kClientResumeStanza) {
-          ReturnToSender(message.payload, StanzaErrorCondition::kRecipientUnavailable);
-        }
-        return;
-      }
-      CallInto(*client, [&] {
-        if (message.kind == kClientResumeFailed) {
-          client->ResumeFailed();
-        } else if (message.kind == kClientResumeStanza) {
-          client->ResumeStanza(message.payload);
-        } else {
-          // payload: full JID "\n" handled count, written by HandOver with std::to_string.
-          const size_t newline = message.payload.find('\n');
-          const uint32_t handled =
-              newline == std::string_view::npos
-                  ? 0
-                  : ParseDecimal<uint32_t>(message.payload.substr(newline + 1)).value_or(0);
-          client->ResumeAccepted(message.payload.substr(0, newline), handled);
-        }
-      });
-      return;
-    }
-    case kRouteUnbind:
-      routes_.Unbind(message.payload, message.target);
-      return;
-    case kDeliver: {
-      StanzaErrorCondition why_not;
-      if (DeliverLocal(message.target, message.payload, &why_not)) {
-        Bump(stats_->stanzas_routed);
-      } else {
-        // kNoConnection: its sender is on another node.
-        BounceAny(message.argument, message.payload, why_not);
-      }
-      return;
-    }
-    case kRemoteRouteBind:
-      if (router::IsAccountRoute(message.payload)) {
-        std::vector<uint64_t>& nodes = remote_accounts_[ToAbsl(message.payload)];
-        if (std::find(nodes.begin(), nodes.end(), message.argument) == nodes.end()) {
-          nodes.push_back(message.argument);
-        }
-        return;
-      }
-      routes_.BindRemote(message.payload, message.argument);
-      if (forwarder_ != nullptr) forwarder_->RouteBound(message.payload);
-      return;
-    case kRemoteRouteUnbind:
-      if (router::IsAccountRoute(message.payload)) {
-        auto it = remote_accounts_.find(ToAbsl(message.payload));
-        if (it == remote_accounts_.end()) return;
-        std::erase(it->second, message.argument);
-        if (it->second.empty()) remote_accounts_.erase(it);
-        return;
-      }
-      routes_.UnbindRemote(message.payload, message.argument);
-      return;
-    case kForgetNode:
-      routes_.ForgetNode(message.argument);
-      absl::erase_if(remote_accounts_, [node = message.argument](auto& entry) {
-        std::erase(entry.second, node);
-        return entry.second.empty();
-      });
-      return;
-    case kDeliverFromPeer:
-      Bump(stats_->stanzas_from_peers);
-      RouteWithoutSender(message.payload, /*from_peer=*/true);
-      return;
-    case kBounce:
-      Bounce(message.target, message.payload, static_cast<StanzaErrorCondition>(message.argument));
-      return;
-    case kConflict: {
-      Connection* connection = Find(message.target);
-      if (connection == nullptr) return;
-      CallInto(*connection, [&] {
-        connection->CloseWithError(
-            StreamErrorCondition::kConflict,
-            message.payload.find('@') == std::string_view::npos
-                ? Concat("replaced by a newer connection of call bridge ", message.payload)
-                : Concat("replaced by a newer session of ", message.payload));
-      });
-      return;
-    }
-    default:
-      LogEvent(LogLevel::kError, "unknown_shard_message",
-               Concat("kind=", std::to_string(message.kind)));
+  absl::StatusOr<router::ShardRecord> record = router::DecodeShardRecord(
+      router::EncodedRecord(message.kind, message.target, message.argument, message.payload));
+  if (!record.ok()) {
+    LogMalformedRecord(record.status(), shard.index());
+    return;
   }
+  OnRecord(shard, *record);
+}
+
+void RouterShard::OnRecord(Shard& shard, const router::ShardRecord& record) {
+  shard_ = &shard;
+  std::visit([this](const auto& typed) { Handle(typed); }, record);
+}
+
+void RouterShard::Handle(const router::ConfigChanged&) { ApplyConfig(); }
+
+// ---- Call bridges ----
+
+void RouterShard::Handle(const router::BindRequest& bind) {
+  auto [it, inserted] = owned_bindings_.try_emplace(ToAbsl(bind.address), bind.connection);
+  if (!inserted && it->second != bind.connection) {
+    const ConnectionId previous = it->second;
+    it->second = bind.connection;
+    PostControl(ShardOf(previous), router::Conflict{previous, bind.address});
+  }
+  Broadcast(router::RouteBind{bind.connection, bind.address});
+  PostToControlThread(router::RouteUp{bind.address});
+}
+
+void RouterShard::Handle(const router::UnbindRequest& unbind) {
+  auto it = owned_bindings_.find(ToAbsl(unbind.address));
+  if (it != owned_bindings_.end() && it->second == unbind.connection) {
+    owned_bindings_.erase(it);
+    Broadcast(router::RouteUnbind{unbind.connection, unbind.address});
+    PostToControlThread(router::RouteDown{unbind.address});
+  }
+}
+
+void RouterShard::Handle(const router::RouteBind& bind) {
+  routes_.Bind(bind.address, bind.connection);
+  PostControl(ShardOf(bind.connection), router::RouteBindAck{bind.connection});
+  if (forwarder_ != nullptr) forwarder_->RouteBound(bind.address);
+}
+
+void RouterShard::Handle(const router::RouteUnbind& unbind) {
+  routes_.Unbind(unbind.address, unbind.connection);
+}
+
+RouterShard::Connection* RouterShard::LastRouteAck(ConnectionId id) {
+  Connection* connection = Find(id);
+  if (connection == nullptr || connection->pending_route_acks == 0) return nullptr;
+  return --connection->pending_route_acks == 0 ? connection : nullptr;
+}
+
+void RouterShard::Handle(const router::RouteBindAck& ack) {
+  auto* bridge = dynamic_cast<ComponentConnection*>(LastRouteAck(ack.connection));
+  if (bridge == nullptr) return;
+  CallInto(*bridge, [&] { bridge->session().AcknowledgeHandshake(); });
+}
+
+void RouterShard::Handle(const router::Conflict& conflict) {
+  Connection* connection = Find(conflict.connection);
+  if (connection == nullptr) return;
+  CallInto(*connection, [&] {
+    connection->CloseWithError(
+        StreamErrorCondition::kConflict,
+        conflict.address.find('@') == std::string_view::npos
+            ? Concat("replaced by a newer connection of call bridge ", conflict.address)
+            : Concat("replaced by a newer session of ", conflict.address));
+  });
+}
+
+// ---- Stanzas ----
+
+void RouterShard::Handle(const router::Deliver& delivery) {
+  StanzaErrorCondition why_not;
+  if (DeliverLocal(delivery.destination, delivery.stanza, &why_not)) {
+    Bump(stats_->stanzas_routed);
+  } else {
+    // kNoConnection: its sender is on another node.
+    BounceAny(delivery.sender, delivery.stanza, why_not);
+  }
+}
+
+void RouterShard::Handle(const router::Bounce& bounce) {
+  Bounce(bounce.sender, bounce.stanza, bounce.condition);
+}
+
+void RouterShard::Handle(const router::DeliverFromPeer& delivery) {
+  Bump(stats_->stanzas_from_peers);
+  RouteWithoutSender(delivery.stanza, /*from_peer=*/true);
+}
+
+// ---- Routes on other nodes ----
+
+void RouterShard::Handle(const router::RemoteRouteBind& bind) {
+  if (router::IsAccountRoute(bind.address)) {
+    std::vector<uint64_t>& nodes = remote_accounts_[ToAbsl(bind.address)];
+    if (std::find(nodes.begin(), nodes.end(), bind.node) == nodes.end()) {
+      nodes.push_back(bind.node);
+    }
+    return;
+  }
+  routes_.BindRemote(bind.address, bind.node);
+  if (forwarder_ != nullptr) forwarder_->RouteBound(bind.address);
+}
+
+void RouterShard::Handle(const router::RemoteRouteUnbind& unbind) {
+  if (router::IsAccountRoute(unbind.address)) {
+    auto it = remote_accounts_.find(ToAbsl(unbind.address));
+    if (it == remote_accounts_.end()) return;
+    std::erase(it->second, unbind.node);
+    if (it->second.empty()) remote_accounts_.erase(it);
+    return;
+  }
+  routes_.UnbindRemote(unbind.address, unbind.node);
+}
+
+void RouterShard::Handle(const router::ForgetNode& forget) {
+  routes_.ForgetNode(forget.node);
+  absl::erase_if(remote_accounts_, [node = forget.node](auto& entry) {
+    std::erase(entry.second, node);
+    return entry.second.empty();
+  });
+}
+
+// ---- Clients ----
+
+void RouterShard::Handle(const router::ClientBindRequest& bind) {
+  const router::FullJid& jid = bind.jid;
+  const bool replacing = owned_clients_.Find(jid.bare(), jid.resource()).has_value();
+  if (!replacing && owned_clients_.Resources(jid.bare()).size() >= limits_.client_resources_max) {
+    PostControl(ShardOf(bind.connection), router::ClientBindRefused{bind.connection, jid});
+    return;
+  }
+  if (std::optional<uint64_t> previous =
+          owned_clients_.Bind(jid.bare(), jid.resource(), bind.connection)) {
+    // RFC 6120 §7.7.2.2: the newer session wins; the older one is told why.
+    PostControl(ShardOf(*previous), router::Conflict{*previous, jid.text()});
+  }
+  Broadcast(router::ClientRouteBind{bind.connection, jid});
+  PostToControlThread(router::RouteUp{jid.text()});  // the other nodes learn it
+}
+
+void RouterShard::Handle(const router::ClientUnbindRequest& unbind) {
+  const router::FullJid& jid = unbind.jid;
+  if (owned_clients_.Unbind(jid.bare(), jid.resource(), unbind.connection)) {
+    Broadcast(router::ClientRouteUnbind{unbind.connection, jid});
+    PostToControlThread(router::RouteDown{jid.text()});
+  }
+}
+
+void RouterShard::Handle(const router::ClientBindRefused& refused) {
+  auto* client = dynamic_cast<ClientConnection*>(Find(refused.connection));
+  if (client == nullptr) return;
+  CallInto(*client, [&] { client->BindRefused(); });
+}
+
+void RouterShard::Handle(const router::ClientRouteBind& bind) {
+  clients_.Bind(bind.jid.bare(), bind.jid.resource(), bind.connection);
+  PostControl(ShardOf(bind.connection), router::ClientRouteBindAck{bind.connection});
+  AnnounceAccount(bind.jid.bare());  // a replaced resource starts unavailable
+  if (forwarder_ != nullptr) forwarder_->RouteBound(bind.jid.text());
+}
+
+void RouterShard::Handle(const router::ClientRouteUnbind& unbind) {
+  clients_.Unbind(unbind.jid.bare(), unbind.jid.resource(), unbind.connection);
+  AnnounceAccount(unbind.jid.bare());
+}
+
+void RouterShard::Handle(const router::ClientRouteBindAck& ack) {
+  auto* client = dynamic_cast<ClientConnection*>(LastRouteAck(ack.connection));
+  if (client == nullptr) return;
+  CallInto(*client, [&] { client->RouteAcknowledged(); });
+}
+
+void RouterShard::Handle(const router::ClientPresence& presence) {
+  clients_.SetPresence(presence.jid.bare(), presence.jid.resource(), presence.connection,
+                       presence.available, presence.priority);
+  AnnounceAccount(presence.jid.bare());
+}
+
+// ---- Stream management resumption ----
+
+void RouterShard::Handle(const router::SmRegister& registration) {
+  sm_tokens_[ToAbsl(registration.token)] = registration.connection;
+}
+
+void RouterShard::Handle(const router::SmUnregister& unregistration) {
+  auto it = sm_tokens_.find(ToAbsl(unregistration.token));
+  if (it != sm_tokens_.end() && it->second == unregistration.connection) sm_tokens_.erase(it);
+}
+
+void RouterShard::Handle(const router::SmResumeLookup& lookup) {
+  auto it = sm_tokens_.find(ToAbsl(lookup.request.token));
+  if (it == sm_tokens_.end()) {
+    PostControl(ShardOf(lookup.connection), router::ClientResumeFailed{lookup.connection});
+  } else {
+    PostControl(ShardOf(it->second),
+                router::ClientResumeRequest{it->second, lookup.connection, lookup.request});
+  }
+}
+
+void RouterShard::Handle(const router::ClientResumeRequest& resume) {
+  auto* holder = dynamic_cast<ClientConnection*>(Find(resume.holder));
+  const bool handed =
+      holder != nullptr && holder->HandOver(resume.connection, resume.request.token,
+                                            resume.request.account, resume.request.handled);
+  if (!handed) {
+    PostControl(ShardOf(resume.connection), router::ClientResumeFailed{resume.connection});
+  }
+}
+
+void RouterShard::Handle(const router::ClientResumeFailed& failed) {
+  auto* client = dynamic_cast<ClientConnection*>(Find(failed.connection));
+  if (client == nullptr) return;
+  CallInto(*client, [&] { client->ResumeFailed(); });
+}
+
+void RouterShard::Handle(const router::ClientResumeStanza& resent) {
+  auto* client = dynamic_cast<ClientConnection*>(Find(resent.connection));
+  if (client == nullptr) {
+    ReturnToSender(resent.stanza, StanzaErrorCondition::kRecipientUnavailable);
+    return;
+  }
+  CallInto(*client, [&] { client->ResumeStanza(resent.stanza); });
+}
+
+void RouterShard::Handle(const router::ClientResumeAccepted& accepted) {
+  auto* client = dynamic_cast<ClientConnection*>(Find(accepted.connection));
+  if (client == nullptr) return;
+  CallInto(*client, [&] { client->ResumeAccepted(accepted.jid.text(), accepted.handled_inbound); });
+}
+
+// ---- Guessing and pre-auth limits ----
+
+void RouterShard::Handle(const router::FailureSeen& failure) {
+  FailureCounter& counter =
+      failure.of == router::FailureOf::kAddress ? address_failures_ : account_failures_;
+  counter.Record(failure.key, shard_->now_ms());
+}
+
+void RouterShard::Handle(const router::PreauthChanged& change) {
+  CountPreauth(change.ip, /*local=*/false,
+               change.change == router::PreauthChange::kBegan ? +1 : -1);
 }
 
 void RouterShard::ApplyConfig() {

@@ -5,6 +5,7 @@
 #include "core/base/concat.h"
 #include "core/base/log.h"
 #include "core/router/route_table.h"
+#include "core/router/shard_records.h"
 
 namespace stanzad::server {
 
@@ -158,8 +159,9 @@ void NodeShard::Forward(net::ConnectionId sender, uint64_t node, std::string_vie
                         std::optional<std::string_view> to) {
   if (!lane_) {  // not in a cluster (yet): nowhere to take it
     if (sender != net::kNoConnection) {
-      shard_->Post(net::ShardOf(sender), net::kBounce, sender,
-                   static_cast<uint64_t>(xmpp::StanzaErrorCondition::kServiceUnavailable), bytes);
+      net::PostRecord(
+          *shard_, net::ShardOf(sender),
+          router::Bounce{sender, xmpp::StanzaErrorCondition::kServiceUnavailable, bytes});
     }
     return;
   }
@@ -202,16 +204,11 @@ void NodeShard::Apply() {
                  cluster::LaneFrameHead(index, send.shard, send.type));
   }
   for (const cluster::relay::Bounce& bounce : ready.bounces) {
-    net::CrossShardMessage message;
-    message.kind = net::kBounce;
-    message.target = bounce.sender;
-    message.argument = static_cast<uint64_t>(bounce.condition);
-    message.payload = bounce.bytes;
+    const router::Bounce record{bounce.sender, bounce.condition, bounce.bytes};
     if (net::ShardOf(bounce.sender) == shard_->index()) {
-      router_->OnMessage(*shard_, message);
+      router_->OnRecord(*shard_, record);
     } else {
-      shard_->Post(net::ShardOf(bounce.sender), message.kind, message.target, message.argument,
-                   message.payload);
+      net::PostRecord(*shard_, net::ShardOf(bounce.sender), record);
     }
   }
   for (const cluster::relay::LogLine& line : ready.logs) {
@@ -222,8 +219,8 @@ void NodeShard::Apply() {
     if (owner == shard_->index()) {
       router_->DeliverFromPeer(*shard_, delivery.address, delivery.bytes);
     } else if (!waiting_deliveries_.empty() ||
-               !shard_->Post(owner, net::kDeliverFromPeer, net::kNoConnection, delivery.origin,
-                             delivery.bytes)) {
+               !net::PostRecord(*shard_, owner,
+                                router::DeliverFromPeer{delivery.origin, delivery.bytes})) {
       // Answered "delivered" already: it waits here, in order, until that shard's queue
       // takes it (and the lane decides no more while too many wait: LaneView).
       waiting_deliveries_.push_back({owner, delivery.origin, delivery.bytes});
@@ -234,8 +231,8 @@ void NodeShard::Apply() {
 void NodeShard::PostWaitingDeliveries() {
   while (!waiting_deliveries_.empty()) {
     const WaitingDelivery& delivery = waiting_deliveries_.front();
-    if (!shard_->Post(delivery.shard, net::kDeliverFromPeer, net::kNoConnection, delivery.origin,
-                      delivery.bytes)) {
+    if (!net::PostRecord(*shard_, delivery.shard,
+                         router::DeliverFromPeer{delivery.origin, delivery.bytes})) {
       return;
     }
     waiting_deliveries_.pop_front();

@@ -209,6 +209,12 @@ class FakeEngine {
     posts_.push_back({shard, kind, kNoConnection, argument, std::string(payload)});
     Pump();
   }
+  // Any record, as another shard would post it.
+  void PostFromShard(int shard, uint32_t kind, ConnectionId target, uint64_t argument,
+                     std::string_view payload) {
+    posts_.push_back({shard, kind, target, argument, std::string(payload)});
+    Pump();
+  }
   const std::vector<Posted>& control_posts() const { return control_posts_; }
 
   FakeConnection& connection(ConnectionId id) { return connections_[id]; }
@@ -317,6 +323,35 @@ TEST(RouterShardTest, ClusterRoutesAnnounceForwardAndDeliverFromPeers) {
   for (int shard = 0; shard < 3; ++shard) engine.PostFromControl(shard, kForgetNode, 77, "");
   engine.Receive(cb1, "<message from='cb1.example.com' to='cb2.example.com' id='r5'/>");
   EXPECT_THAT(engine.connection(cb1).outbox, HasSubstr("type='error' id='r5'"));
+}
+
+// A record that does not decode is logged and dropped: nothing is guessed from it, and
+// nothing crashes.
+TEST(RouterShardTest, MalformedRecordsAreRefused) {
+  FakeEngine engine(2);
+  const ConnectionId cb1 = engine.ConnectBridge(1, "cb1");
+  const std::string outbox = engine.connection(cb1).outbox;
+  const std::string stanza = "<message from='cb1.example.com' to='cb2.example.com' id='x1'/>";
+  // A condition past the last one would index past the per-condition counters.
+  engine.PostFromShard(1, kBounce, cb1, xmpp::kStanzaErrorConditionCount, stanza);
+  engine.PostFromShard(1, kBounce, cb1, ~uint64_t{0}, stanza);
+  engine.PostFromShard(1, 999, cb1, 0, stanza);
+  engine.PostFromShard(0, kClientRouteBind, cb1, 0, "juliet@example.com");  // no resource
+  engine.PostFromShard(0, kClientPresence, cb1, 1024, "juliet@example.com/balcony");
+  engine.PostFromShard(0, kSmResumeLookup, cb1, 0, "a-token-without-account-or-h");
+  engine.PostFromShard(1, kClientResumeAccepted, cb1, 0, "juliet@example.com/balcony");
+  EXPECT_EQ(engine.connection(cb1).outbox, outbox);
+  EXPECT_FALSE(engine.connection(cb1).closed);
+  EXPECT_EQ(engine.stats(1).stanzas_bounced.load(), 0u);
+  // The same bounce, well formed, is answered; and the router goes on routing.
+  engine.PostFromShard(1, kBounce, cb1,
+                       static_cast<uint64_t>(xmpp::StanzaErrorCondition::kItemNotFound), stanza);
+  EXPECT_THAT(engine.connection(cb1).outbox, HasSubstr("type='error' id='x1'"));
+  EXPECT_THAT(engine.connection(cb1).outbox, HasSubstr("item-not-found"));
+  EXPECT_EQ(engine.stats(1).stanzas_bounced.load(), 1u);
+  engine.PostFromControl(0, kDeliverFromPeer, 77,
+                         "<message from='cb2.example.com' to='cb1.example.com' id='r2'/>");
+  EXPECT_THAT(engine.connection(cb1).outbox, HasSubstr("id='r2'/>"));
 }
 
 TEST(RouterShardTest, BridgesOnDifferentShardsExchangeStanzas) {
