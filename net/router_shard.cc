@@ -36,12 +36,15 @@ std::string RandomBytes(size_t count) {
 // be predictable.
 std::string NewStreamId() { return HexOf(RandomBytes(8)); }
 
-bool PostRecord(Shard& shard, int to, const router::ShardRecord& record) {
-  const router::EncodedRecord encoded = router::EncodeShardRecord(record);
-  return shard.Post(to, encoded.kind(), encoded.target(), encoded.argument(), encoded.payload());
+namespace {
+
+bool PostEncoded(Shard& shard, int to, const router::EncodedRecord& record) {
+  return shard.Post(to, record.kind(), record.target(), record.argument(), record.payload());
 }
 
-namespace {
+bool PostEncodedToControl(Shard& shard, const router::EncodedRecord& record) {
+  return shard.PostToControl(record.kind(), record.target(), record.argument(), record.payload());
+}
 
 // A copy of a stanza without `to` (its `from` stamped) with to='`jid`' added to
 // its top element. `jid` is a canonical bare JID: no quote can be in it (RFC 7622).
@@ -72,6 +75,10 @@ constexpr uint64_t kRefusalLogIntervalMs = 10'000;
 constexpr uint32_t kPreauthShareFloor = 16;
 
 }  // namespace
+
+bool PostRecord(Shard& shard, int to, const router::ShardRecord& record) {
+  return PostEncoded(shard, to, router::EncodeShardRecord(record));
+}
 
 // ---- Call bridges ----
 
@@ -328,7 +335,7 @@ void RouterShard::CountPreauth(std::string_view ip, bool local, int delta) {
 void RouterShard::BroadcastToOthers(const router::ShardRecord& record) {
   const router::EncodedRecord encoded = router::EncodeShardRecord(record);
   for (int shard = 0; shard < shard_->shard_count(); ++shard) {
-    if (shard != shard_->index()) PostEncoded(shard, encoded);
+    if (shard != shard_->index()) PostOrDefer(shard, encoded);
   }
 }
 
@@ -743,10 +750,8 @@ std::optional<uint64_t> RouterShard::RemoteNodeOf(std::string_view raw_jid) cons
 bool RouterShard::ForwardToNode(ConnectionId sender, uint64_t node, std::string_view bytes,
                                 std::optional<std::string_view> to) {
   if (forwarder_ == nullptr) {
-    const router::EncodedRecord record =
-        router::EncodeControlRecord(router::Forward{sender, node, bytes});
-    return shard_->PostToControl(record.kind(), record.target(), record.argument(),
-                                 record.payload());
+    return PostEncodedToControl(*shard_,
+                                router::EncodeControlRecord(router::Forward{sender, node, bytes}));
   }
   forwarder_->Forward(sender, node, bytes, to);
   return true;
@@ -778,21 +783,17 @@ bool RouterShard::AccountHeldBy(uint64_t node, std::string_view account) const {
 
 void RouterShard::PostToControlThread(const router::ControlRecord& record) {
   const router::EncodedRecord encoded = router::EncodeControlRecord(record);
-  if (deferred_control_.empty() && shard_->PostToControl(encoded.kind(), encoded.target(),
-                                                         encoded.argument(), encoded.payload())) {
-    return;
-  }
-  deferred_control_.push_back(
-      {encoded.kind(), encoded.target(), encoded.argument(), std::string(encoded.payload())});
+  if (deferred_control_.empty() && PostEncodedToControl(*shard_, encoded)) return;
+  deferred_control_.push_back(encoded.Owned());
 }
 
 void RouterShard::Broadcast(const router::ShardRecord& record) {
   const router::EncodedRecord encoded = router::EncodeShardRecord(record);
-  for (int shard = 0; shard < shard_->shard_count(); ++shard) PostEncoded(shard, encoded);
+  for (int shard = 0; shard < shard_->shard_count(); ++shard) PostOrDefer(shard, encoded);
 }
 
 void RouterShard::PostControl(int to, const router::ShardRecord& record) {
-  PostEncoded(to, router::EncodeShardRecord(record));
+  PostOrDefer(to, router::EncodeShardRecord(record));
 }
 
 void RouterShard::PostControl(int to, uint32_t kind, ConnectionId target, std::string_view payload,
@@ -806,25 +807,21 @@ void RouterShard::PostControl(int to, uint32_t kind, ConnectionId target, std::s
   PostControl(to, *record);
 }
 
-void RouterShard::PostEncoded(int to, const router::EncodedRecord& record) {
-  if (deferred_posts_.empty() &&
-      shard_->Post(to, record.kind(), record.target(), record.argument(), record.payload())) {
-    return;
-  }
+void RouterShard::PostOrDefer(int to, const router::EncodedRecord& record) {
+  if (deferred_posts_.empty() && PostEncoded(*shard_, to, record)) return;
   if (deferred_posts_.empty()) {
     LogEvent(LogLevel::kWarning, "control_record_deferred",
              Concat("to_shard=", std::to_string(to), " kind=", std::to_string(record.kind()),
                     " reason=queue_full"));
   }
-  deferred_posts_.push_back(
-      {to, record.kind(), record.target(), record.argument(), std::string(record.payload())});
+  deferred_posts_.push_back({to, record.Owned()});
 }
 
 void RouterShard::RetryDeferredPosts() {
   size_t sent = 0;
   while (sent < deferred_posts_.size()) {
     const DeferredPost& post = deferred_posts_[sent];
-    if (!shard_->Post(post.to, post.kind, post.target, post.argument, post.payload)) break;
+    if (!PostEncoded(*shard_, post.to, post.record)) break;
     ++sent;
   }
   deferred_posts_.erase(deferred_posts_.begin(),
@@ -1106,8 +1103,7 @@ void RouterShard::OnTick(Shard& shard, uint64_t now_ms) {
   if (!deferred_posts_.empty()) RetryDeferredPosts();
   size_t sent = 0;
   while (sent < deferred_control_.size()) {
-    const DeferredControl& post = deferred_control_[sent];
-    if (!shard_->PostToControl(post.kind, post.target, post.argument, post.payload)) break;
+    if (!PostEncodedToControl(shard, deferred_control_[sent])) break;
     ++sent;
   }
   deferred_control_.erase(deferred_control_.begin(),

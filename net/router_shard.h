@@ -200,9 +200,7 @@ struct alignas(64) RouterShardStats {
 // The records between the router's shards, and from them to the control thread, are
 // typed in core/router/shard_records.h. Their kinds by the names code that still posts
 // by hand uses (the control thread: cmd/stanzad.cc, server/route_driver.cc).
-using RouterMessageKind = router::ShardRecordKind;
 using enum router::ShardRecordKind;
-using RouterControlKind = router::ControlRecordKind;
 using enum router::ControlRecordKind;
 inline constexpr router::FailureOf kFailureOfAddress = router::FailureOf::kAddress;
 inline constexpr router::FailureOf kFailureOfAccount = router::FailureOf::kAccount;
@@ -324,7 +322,8 @@ class RouterShard : public ShardHandler {
   // and dropped here rather than on the shard it was meant for.
   void PostControl(int to, uint32_t kind, ConnectionId target, std::string_view payload,
                    uint64_t argument = 0);
-  void PostEncoded(int to, const router::EncodedRecord& record);
+  // PostControl of a record encoded already (a broadcast encodes once).
+  void PostOrDefer(int to, const router::EncodedRecord& record);
   void RetryDeferredPosts();
   void ApplyConfig();
   bool AddressBlocked(const std::string& ip, uint64_t now_ms);
@@ -431,19 +430,10 @@ class RouterShard : public ShardHandler {
   uint64_t last_scan_ms_ = 0;
   struct DeferredPost {
     int to;
-    uint32_t kind;
-    ConnectionId target;
-    uint64_t argument;
-    std::string payload;
+    router::EncodedRecord record;  // Owned()
   };
   std::vector<DeferredPost> deferred_posts_;
-  struct DeferredControl {
-    uint32_t kind;
-    ConnectionId target;
-    uint64_t argument;
-    std::string payload;
-  };
-  std::vector<DeferredControl> deferred_control_;
+  std::vector<router::EncodedRecord> deferred_control_;  // Owned()
 };
 
 }  // namespace stanzad::net

@@ -18,7 +18,8 @@
 //                  O → all ClientRouteBind, ClientRouteUnbind; each shard → S
 //                  ClientRouteBindAck; S → all ClientPresence.
 //   stanzas        any → the destination's shard Deliver; any → the sender's shard Bounce;
-//                  control thread or relay lane → the address's owner DeliverFromPeer.
+//                  a relay lane (server/node_shard.h) → the owner of the stanza's route
+//                  address DeliverFromPeer (any shard can route it).
 //   cluster        control thread → all RemoteRouteBind, RemoteRouteUnbind, ForgetNode,
 //                  ConfigChanged.
 //   resumption     (XEP-0198, docs/clients.md) new connection's shard → the token's shard
@@ -179,8 +180,8 @@ struct Bounce {
   std::string_view stanza;
   bool operator==(const Bounce&) const = default;
 };
-// Control thread or relay lane → the owner of the stanza's address: `stanza` came from
-// member `origin`, to be routed here (never relayed on).
+// A relay lane → the owner of the stanza's route address: `stanza` came from member
+// `origin`, to be routed here (never relayed on).
 struct DeliverFromPeer {
   NodeId origin = 0;
   std::string_view stanza;
@@ -379,6 +380,9 @@ class EncodedRecord {
     record.joined_ = std::move(payload);
     return record;
   }
+
+  // A copy whose payload is its own: to keep while a post waits for room in a queue.
+  EncodedRecord Owned() const { return Joined(kind_, target_, argument_, std::string(payload())); }
 
   uint32_t kind() const { return kind_; }
   uint64_t target() const { return target_; }

@@ -204,6 +204,18 @@ TEST(ShardRecordsTest, AnyFieldsDecodeOrAreRefused) {
   }
 }
 
+TEST(ShardRecordsTest, AnOwnedCopyOutlivesTheStringsItWasEncodedFrom) {
+  std::string address = "cb1.example.com";
+  const EncodedRecord owned = EncodeShardRecord(BindRequest{3, address}).Owned();
+  address.assign(address.size(), 'x');
+  EXPECT_EQ(owned.kind(), kBindRequest);
+  EXPECT_EQ(owned.target(), 3u);
+  EXPECT_EQ(owned.payload(), "cb1.example.com");
+  const EncodedRecord copy = owned;  // a copy views its own payload, not the original's
+  EXPECT_NE(copy.payload().data(), owned.payload().data());
+  EXPECT_EQ(copy.payload(), "cb1.example.com");
+}
+
 TEST(ShardRecordsTest, FullJidSplitsAtTheFirstSlash) {
   const FullJid jid = Jid("juliet@example.com/balcony/upstairs");
   EXPECT_EQ(jid.bare(), "juliet@example.com");
