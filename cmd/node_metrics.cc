@@ -204,6 +204,12 @@ std::string RenderNodeMetrics(const NodeMetricsSnapshot& snapshot,
             "On a follower: the time between two Raft messages from its leader in one term, "
             "as read (heartbeats every 50 ms; elections start after 300-600 ms without).",
             snapshot.leader_gaps);
+  text.Family("stanzad_raft_leader_gap_max_seconds",
+              "On a follower: the longest time between two Raft messages from its leader in "
+              "one term since this node started.",
+              "gauge");
+  text.Sample("stanzad_raft_leader_gap_max_seconds", {},
+              static_cast<double>(snapshot.leader_gap_max_ms) / 1000.0);
   text.Family("stanzad_cluster_relayed_total",
               "Stanzas this node's relay lanes sent to and took from other nodes, by direction.",
               "counter");

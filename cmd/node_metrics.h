@@ -48,6 +48,7 @@ struct NodeMetricsSnapshot {
   double cluster_last_state_change_unix_s = 0;
   MsHistogram failovers;    // ClusterStatus::failover_*
   MsHistogram leader_gaps;  // ClusterStatus::leader_gap_*
+  uint64_t leader_gap_max_ms = 0;
   uint64_t relayed_out = 0, relayed_in = 0, relay_failed = 0;
   uint64_t relay_resent = 0, relay_duplicates = 0, relay_expired = 0;
   uint64_t relay_aborted = 0, relay_unconfirmed = 0, relay_misrouted = 0;

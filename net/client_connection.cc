@@ -397,6 +397,11 @@ void RouterShard::ClientConnection::RouteAcknowledged() {
                     " resent=", std::to_string(sm_.pending_count()),
                     " shard=", std::to_string(router_->shard_->index())));
     absl::StatusOr<jid::Jid> jid = jid::Jid::Parse(full_jid_);
+    if (!jid.ok()) {
+      // Not resumed after all (the session goes back to waiting for a bind, with stream
+      // management off): this side ends it too, so an <enable/> starts it afresh.
+      ReturnUnacknowledged();
+    }
     session_.ResumeDone(jid.ok() ? std::optional<jid::Jid>(*jid) : std::nullopt, resume_handled_,
                         resume_previd_);
     const xmpp::StanzaQueue pending = sm_.TakePending();

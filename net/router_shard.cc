@@ -669,7 +669,9 @@ void RouterShard::Bounce(ConnectionId sender, std::string_view stanza_bytes,
   }
   Bump(stats_->stanzas_bounced);
   Bump(stats_->stanzas_bounced_by_condition[static_cast<int>(condition)]);
-  connection->SendReply(xmpp::MakeErrorReply(stanza, condition, config_->domain));
+  CallInto(*connection, [&] {
+    connection->SendReply(xmpp::MakeErrorReply(stanza, condition, config_->domain));
+  });
 }
 
 void RouterShard::DeliverFromPeer(Shard& shard, std::string_view address, std::string_view bytes) {
@@ -1035,9 +1037,13 @@ void RouterShard::Handle(const router::SmResumeLookup& lookup) {
 
 void RouterShard::Handle(const router::ClientResumeRequest& resume) {
   auto* holder = dynamic_cast<ClientConnection*>(Find(resume.holder));
-  const bool handed =
-      holder != nullptr && holder->HandOver(resume.connection, resume.request.token,
-                                            resume.request.account, resume.request.handled);
+  bool handed = false;
+  if (holder != nullptr) {
+    CallInto(*holder, [&] {
+      handed = holder->HandOver(resume.connection, resume.request.token, resume.request.account,
+                                resume.request.handled);
+    });
+  }
   if (!handed) {
     PostControl(ShardOf(resume.connection), router::ClientResumeFailed{resume.connection});
   }

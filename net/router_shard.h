@@ -304,9 +304,11 @@ class RouterShard : public ShardHandler {
   // never relayed on), or the server's own error reply (sent on to wherever
   // its addressee is, another node included).
   void RouteWithoutSender(std::string_view bytes, bool from_peer);
-  // Every call from the engine, a timer or another shard into a connection goes through
-  // here: while `call` runs, a close inside it only marks the connection (it may be
-  // a sender further up the stack); after it, a connection that died is destroyed.
+  // Every call from the engine or another shard into a connection goes through here:
+  // while `call` runs, a close inside it only marks the connection (it may be a sender
+  // further up the stack); after it, a connection that died is destroyed. (The periodic
+  // scan, OnTick, walks connections_ and calls in directly: it destroys nothing during
+  // the walk, and what it closes goes through here afterwards.)
   template <typename Call>
   void CallInto(Connection& connection, Call&& call);
   // The error reply to a stanza whose sender is on another node.

@@ -64,10 +64,7 @@ void AdminDispatcher::Handle(const admin::AdminRequest& original, admin::AdminSe
   if (node_.cluster() == nullptr && !(request.args.size() == 1 && request.args[0] == "status")) {
     // Its store could not be opened again (after a reset, certs or cluster enable): the
     // commands below read it; status says what it can.
-    return reply({1, "error: this node's cluster store " + options_.state_dir +
-                         "/cluster could not be opened (" +
-                         std::string(node_.cluster_open_error().message()) +
-                         "); fix the cause (disk space, permissions) and restart stanzad\n"});
+    return reply({1, "error: " + node_.ClusterStoreProblem() + "\n"});
   }
   if (!request.args.empty() && request.args[0] == "cluster") {
     return HandleCluster(request, std::move(reply));
@@ -497,8 +494,7 @@ NodeRuntimeStatus AdminDispatcher::RuntimeStatus() const {
       status.cluster += "; " + problem;
     }
   } else if (node_.cluster() == nullptr) {
-    status.cluster = "error: the cluster store could not be opened (" +
-                     std::string(node_.cluster_open_error().message()) + ")";
+    status.cluster = "error: " + node_.ClusterStoreProblem();
   } else {
     status.cluster = node_.config().cluster_enabled ? "enabled, not in a cluster yet"
                                                     : "not clustered (single node)";

@@ -97,8 +97,11 @@ void MetricsPublisher::Publish(const NodeState& node) {
                              cluster.leader_gap_buckets,
                              cluster.leader_gap_count,
                              cluster.leader_gap_sum_ms};
+    snapshot->leader_gap_max_ms = cluster.leader_gap_max_ms;
     snapshot->cluster_last_state_change_unix_s =
         std::chrono::duration<double>(cluster.last_state_change.time_since_epoch()).count();
+  } else if (node.cluster() == nullptr) {
+    snapshot->cluster_problem = node.ClusterStoreProblem();
   }
   // The shards' relay lanes, summed.
   for (int shard = 0; shard < engine_.shards(); ++shard) {

@@ -40,10 +40,6 @@ NodeShard::NodeShard(std::unique_ptr<net::RouterShard> router,
   router_->set_forwarder(this);
   links_->set_frame_handler(
       [this](raft::NodeId from, const cluster::FrameView& frame) { OnLinkFrame(from, frame); });
-  // A full control queue drops the notice: it only hastens what Raft's own timeouts do.
-  links_->set_link_lost_handler([this](raft::NodeId peer) {
-    if (shard_ != nullptr) shard_->PostToControl(kCtlDataLinkLost, net::kNoConnection, peer, {});
-  });
 }
 
 NodeShard::~NodeShard() = default;
@@ -87,7 +83,10 @@ void NodeShard::OnMessage(net::Shard& shard, const net::CrossShardMessage& messa
       }
       return;
     case kLaneFrame:
-      OnLaneFrame(message.argument, message.payload);
+      if (absl::StatusOr<cluster::LaneFrame> lane = cluster::DecodeLaneFrame(message.payload);
+          lane.ok()) {
+        OnLaneFrame(message.argument, *lane);
+      }
       return;
     default:
       router_->OnMessage(shard, message);
@@ -122,6 +121,11 @@ void NodeShard::OnFlush(net::Shard& shard) {
 void NodeShard::OnStop(net::Shard& shard) {
   shard_ = &shard;
   router_->OnStop(shard);
+  // The counts since the last tick; what the lane holds goes with this engine.
+  PublishStats();
+  stats_->custody_count.store(0, std::memory_order_relaxed);
+  stats_->custody_bytes.store(0, std::memory_order_relaxed);
+  stats_->deliveries_waiting.store(0, std::memory_order_relaxed);
 }
 
 // ---- The lane ----
@@ -185,13 +189,12 @@ void NodeShard::OnLinkFrame(raft::NodeId from, const cluster::FrameView& frame) 
     shard_->Post(lane->to_shard, kLaneFrame, net::kNoConnection, from, frame.payload);
     return;
   }
-  OnLaneFrame(from, frame.payload);
+  OnLaneFrame(from, *lane);
 }
 
-void NodeShard::OnLaneFrame(raft::NodeId from, std::string_view lane_payload) {
-  absl::StatusOr<cluster::LaneFrame> frame = cluster::DecodeLaneFrame(lane_payload);
-  if (!frame.ok() || !lane_) return;
-  lane_->OnFrame(shard_->now_ms(), Lane{from, frame->from_shard}, frame->type, frame->payload);
+void NodeShard::OnLaneFrame(raft::NodeId from, const cluster::LaneFrame& frame) {
+  if (!lane_) return;
+  lane_->OnFrame(shard_->now_ms(), Lane{from, frame.from_shard}, frame.type, frame.payload);
   lane_dirty_ = true;
 }
 

@@ -49,13 +49,6 @@ enum NodeMessageKind : uint32_t {
   kLaneFrame,                // argument = the member it came from, payload = a kLane payload
 };
 
-// Record kinds of Shard::PostToControl for the node's parts other than the router.
-enum NodeControlKind : uint32_t {
-  // This shard's data link to a member closed: argument = the member. The control thread
-  // checks at once whether the leader is still reachable (ClusterNode::OnDataLinkLost).
-  kCtlDataLinkLost = 1000,
-};
-
 // One shard's lane counters (relay::Stats and custody), for /metrics; written by its
 // thread, read by any. It outlives the shard's lanes and engines: the counters only rise
 // (each lane adds what it counted), custody and deliveries_waiting are now's.
@@ -105,7 +98,7 @@ class NodeShard final : public net::ShardHandler, private net::RouterShard::Forw
 
   // A frame from member `from` on one of this shard's data links.
   void OnLinkFrame(raft::NodeId from, const cluster::FrameView& frame);
-  void OnLaneFrame(raft::NodeId from, std::string_view lane_payload);
+  void OnLaneFrame(raft::NodeId from, const cluster::LaneFrame& frame);
   // The lane for the published configuration (made, or made again for a new identity).
   void UpdateLane();
   cluster::relay::View LaneView() const;

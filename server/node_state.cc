@@ -146,6 +146,12 @@ std::string NodeState::ClusterProblem(const cluster::ClusterStatus& cluster) con
          absl::StrJoin(unreachable, ", ") + ")";
 }
 
+std::string NodeState::ClusterStoreProblem() const {
+  return "the cluster store " + options_.state_dir + "/cluster could not be opened (" +
+         std::string(cluster_open_error_.message()) +
+         "); fix the cause (disk space, permissions) and restart stanzad";
+}
+
 absl::Status NodeState::OpenCluster() {
   cluster_.reset();
   cluster_tls_error_.clear();
@@ -248,14 +254,24 @@ void NodeState::MirrorClusterConfig() {
 void NodeState::AppendClusterPollFds(std::vector<pollfd>* fds) { cluster_->AppendPollFds(fds); }
 
 void NodeState::OnShardRecord(const net::CrossShardMessage& message) {
-  if (message.kind == kCtlDataLinkLost) {
-    if (cluster_) cluster_->OnDataLinkLost(message.argument);
-    return;
-  }
   routes_->OnShardRecord(message);
 }
 
+std::set<raft::NodeId> NodeState::DataLinksDown() const {
+  std::set<raft::NodeId> down;
+  if (!engine_->serving() || engine_->data_plane().Current()->cluster_key.empty()) return down;
+  for (const raft::NodeId peer : cluster_->PeerIds()) {
+    bool up = false;
+    for (int shard = 0; shard < engine_->shards() && !up; ++shard) {
+      up = engine_->data_link_stats()[static_cast<size_t>(shard)].up.load()->count(peer) != 0;
+    }
+    if (!up) down.insert(peer);
+  }
+  return down;
+}
+
 void NodeState::ClusterTurn(const std::vector<pollfd>& fds, size_t first, uint64_t now_ms) {
+  cluster_->SetDataLinksDown(DataLinksDown());
   cluster_->HandlePoll(fds, first, now_ms);
   cluster_->Tick(now_ms);
   MirrorClusterConfig();

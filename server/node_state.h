@@ -26,6 +26,7 @@
 #include <cstdint>
 #include <memory>
 #include <optional>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -83,8 +84,9 @@ class NodeState final : private EngineSupervisor::Observer {
   bool cluster_active() const {
     return cluster_ != nullptr && config_.cluster_enabled && cluster_tls_error_.empty();
   }
-  // Why cluster() is null: the store could not be opened (ok while it is open).
-  const absl::Status& cluster_open_error() const { return cluster_open_error_; }
+  // Why cluster() is null (the store could not be opened), with the store's path and the
+  // fix, for status, /healthz and refusals.
+  std::string ClusterStoreProblem() const;
   // This node's cluster address: the first listen address and --cluster_port
   // (--cluster_address when given). Empty when there is none, or when the first listen
   // address is a wildcard that no peer could dial.
@@ -115,6 +117,9 @@ class NodeState final : private EngineSupervisor::Observer {
   void OnShardRecord(const net::CrossShardMessage& message);
   // The cluster's links read, its tick, the replicated configuration mirrored.
   void ClusterTurn(const std::vector<pollfd>& fds, size_t first, uint64_t now_ms);
+  // The members none of the shards has a data link up to (none while the engine does
+  // not run data links): ClusterNode::SetDataLinksDown.
+  std::set<raft::NodeId> DataLinksDown() const;
   // One turn of the routes, then what waits for the shards goes.
   void DriveRoutes(bool clustered);
   // What the shards' data links and lanes need, published when it changes.

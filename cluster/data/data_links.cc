@@ -458,12 +458,8 @@ void DataLinks::OnClosed(net::Shard& shard, net::ConnectionId id, const absl::St
                       LogQuote(reason.ok() ? "closed" : std::string(reason.message()))));
     }
   }
-  const raft::NodeId peer = link.peer;
   links_.erase(it);
-  if (was_up) {
-    PublishUp();
-    if (on_link_lost_) on_link_lost_(peer);
-  }
+  if (was_up) PublishUp();
 }
 
 void DataLinks::OnTick(net::Shard& shard, uint64_t now_ms) {

@@ -88,9 +88,6 @@ class DataLinks {
   // A frame from member `from` on an authenticated link (never a handshake frame or a
   // ping); its payload is valid only during the call.
   using FrameHandler = std::function<void(raft::NodeId from, const FrameView& frame)>;
-  // This shard's outgoing link to `peer`, authenticated and answered, closed (any
-  // reason: the peer's close, silence, an error, a configuration change).
-  using LinkLostHandler = std::function<void(raft::NodeId peer)>;
 
   // `config` and `stats` outlive this.
   DataLinks(const DataPlanePublisher* config, DataLinkLimits limits, DataLinkStats* stats);
@@ -99,7 +96,6 @@ class DataLinks {
   DataLinks& operator=(const DataLinks&) = delete;
 
   void set_frame_handler(FrameHandler handler) { on_frame_ = std::move(handler); }
-  void set_link_lost_handler(LinkLostHandler handler) { on_link_lost_ = std::move(handler); }
 
   // The engine's calls for the connections of the data port and the links this dialled
   // (Owns), in the ShardHandler's terms.
@@ -159,7 +155,7 @@ class DataLinks {
   DataLinkStats* const stats_;
   std::shared_ptr<const DataPlaneConfig> config_;
   FrameHandler on_frame_;
-  LinkLostHandler on_link_lost_;
+
   std::map<net::ConnectionId, std::unique_ptr<Link>> links_;
   std::map<raft::NodeId, Dialler> diallers_;
   std::vector<net::ConnectionId> flush_list_;  // links with pending frames

@@ -583,7 +583,43 @@ void ClusterNode::OnReply(LinkId link, const struct Reply& reply) {
   completions_.emplace_back(std::move(done), reply.status);
 }
 
-void ClusterNode::OnDataLinkLost(raft::NodeId peer) { ForgetLeaderIfUnreachable(peer); }
+void ClusterNode::SetDataLinksDown(std::set<raft::NodeId> down) {
+  data_links_down_ = std::move(down);
+}
+
+void ClusterNode::CheckLeaderDataLinks() {
+  const raft::NodeId leader = raft_->leader();
+  bool applies = raft_->role() == raft::Role::kFollower && leader != raft::kNoNode &&
+                 leader != id() && data_links_down_.count(leader) != 0;
+  if (applies) {
+    bool reaches_another = false;
+    for (const auto& [member, entry] : raft_->members()) {
+      if (member != leader && member != id() && data_links_down_.count(member) == 0) {
+        reaches_another = true;
+      }
+    }
+    applies = reaches_another;
+  }
+  if (!applies) {
+    leader_data_links_down_since_ms_ = 0;
+    return;
+  }
+  if (leader_data_links_down_since_ms_ == 0) {
+    leader_data_links_down_since_ms_ = std::max<uint64_t>(now_ms_, 1);
+    return;
+  }
+  if (now_ms_ - leader_data_links_down_since_ms_ < kLeaderDataLinkGraceMs) return;
+  leader_data_links_down_since_ms_ = 0;
+  ++leaders_forgotten_;
+  LogEvent(LogLevel::kWarning, "cluster_leader_lost",
+           Concat("leader=", LeaderAddress(), " reason=\"no data link to it for ",
+                  std::to_string(kLeaderDataLinkGraceMs / 1000),
+                  " s while this node reaches other members' data ports\"",
+                  " action=\"campaign now\" fix=\"check the leader's --cluster_data_port and ",
+                  "firewall\""));
+  raft_->ForgetLeader();
+  HandleReady();
+}
 
 void ClusterNode::ForgetLeaderIfUnreachable(raft::NodeId peer) {
   if (peer != raft::kNoNode && peer == raft_->leader() && peer != id() &&
@@ -693,6 +729,7 @@ void ClusterNode::Process() {
         HandleReady();
       }
     }
+    CheckLeaderDataLinks();
     if (raft_->role() == raft::Role::kLeader) {
       AdvanceJoins();
     } else {
@@ -948,8 +985,11 @@ ClusterStatus ClusterNode::Status() const {
 }
 
 void ClusterNode::RecordLeaderContact(raft::NodeId leader, raft::Term term) {
-  if (leader == last_contact_leader_ && term == last_contact_term_ && last_contact_ms_ != 0 &&
-      now_ms_ >= last_contact_ms_) {
+  const bool same = leader == last_contact_leader_ && term == last_contact_term_;
+  // Messages read in one turn are one contact: their 0 ms "gaps" would pull the
+  // percentiles down exactly when this thread is late.
+  if (same && now_ms_ == last_contact_ms_) return;
+  if (same && last_contact_ms_ != 0 && now_ms_ > last_contact_ms_) {
     const uint64_t gap_ms = now_ms_ - last_contact_ms_;
     size_t bucket = 0;
     while (bucket < std::size(kLeaderGapBucketsMs) &&

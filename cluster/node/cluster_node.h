@@ -125,7 +125,8 @@ struct ClusterStatus {
   double failover_sum_ms = 0;
   // On a follower: the time between two Raft messages from the same leader in the same
   // term, as this node's control thread read them (heartbeats every 50 ms, appends in
-  // between): a histogram with ClusterNode::kLeaderGapBucketsMs. A starved control
+  // between; messages read in one turn count once): a histogram with
+  // ClusterNode::kLeaderGapBucketsMs, and the longest gap. A starved control
   // thread, or a leader's, shows here before it costs an election.
   std::vector<uint64_t> leader_gap_buckets;  // cumulative counts, one per bound
   uint64_t leader_gap_count = 0;
@@ -191,11 +192,16 @@ class ClusterNode {
   const std::set<std::string>& isolated_from() const { return transport_->isolated_from(); }
   // A link to `peer` is up (either direction).
   bool LinkedTo(raft::NodeId peer) const { return transport_->Connected(peer); }
-  // A shard's data link to `peer` closed. When `peer` is the leader and no cluster link
-  // to it is up either, this node forgets it at its next turn and campaigns, as when
-  // its last cluster link to the leader closes; a data link that breaks alone (its port
-  // filtered, say) is only dialled again: Raft's links still say the leader lives.
-  void OnDataLinkLost(raft::NodeId peer);
+  // The members none of this node's shards has a data link up to (cluster/data), told
+  // every turn. A follower that has had no data link to its leader for
+  // kLeaderDataLinkGraceMs while it has one to another member forgets the leader and
+  // campaigns: the leader's Raft thread lives but its data plane does not (its data port
+  // filtered, its shards stuck), and in leader routing no stanza crosses nodes through
+  // it. (When this node reaches no member's data port, the trouble is its own: nothing
+  // is forgotten. A data link that closes with the leader's cluster links is the
+  // cluster links' rule: forgotten at once.)
+  static constexpr uint64_t kLeaderDataLinkGraceMs = 3000;
+  void SetDataLinksDown(std::set<raft::NodeId> down);
   // Bytes waiting to leave on the link SendData(peer) uses.
   size_t QueuedTo(raft::NodeId peer) const { return transport_->QueuedTo(peer); }
   // Members other than this node, by id.
@@ -241,6 +247,10 @@ class ClusterNode {
   // A link to `peer` closed: when it is the leader and no cluster link to it is up, forget
   // it at the end of this turn (Process).
   void ForgetLeaderIfUnreachable(raft::NodeId peer);
+  // SetDataLinksDown's rule, every turn.
+  void CheckLeaderDataLinks();
+  std::set<raft::NodeId> data_links_down_;
+  uint64_t leader_data_links_down_since_ms_ = 0;  // 0: they are up (or no rule applies)
   void OnRequest(LinkId link, const LinkPeer& peer, const Request& request);
   absl::Status CheckPeer(const LinkPeer& peer) const;
   void OnReply(LinkId link, const Reply& reply);

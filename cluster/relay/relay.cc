@@ -11,7 +11,6 @@
 
 namespace stanzad::cluster::relay {
 
-// A stanza in this node's custody.
 // The lanes that may hold an entry: at most its own (CheckInvariants), so kept inline,
 // without an allocation per stanza.
 class LaneSet {
@@ -35,6 +34,7 @@ class LaneSet {
   absl::InlinedVector<Lane, 1> lanes_;
 };
 
+// A stanza in this node's custody.
 struct Relay::Entry {
   // Its name on the wire, with the incarnation. It gets a new one when it goes to another
   // destination (resequenced_ finds it): so a destination's floor never has to wait for
@@ -144,6 +144,7 @@ void Relay::Forward(uint64_t now_ms, SenderId sender, NodeId node, std::string_v
 void Relay::TakeInto(uint64_t now_ms, SenderId sender, NodeId node, std::string_view bytes,
                      std::optional<std::string_view> to) {
   if (!to) to = xmpp::InspectStanza(bytes).to;
+  DCHECK(to == xmpp::InspectStanza(bytes).to);  // the caller's is the stanza's own
   const uint64_t sequence = next_sequence_++;
   Entry& entry = custody_[sequence];
   entry.sequence = entry.key = sequence;

@@ -409,15 +409,13 @@ TEST(DataLinks, UnauthenticatedLinksAreBoundedPerAddressAndInAll) {
   EXPECT_TRUE(net.node(2).links->LinkedTo(1));
 }
 
-// ... and each side's shard hears that its link to the other was lost, once (the
-// control thread then checks whether that was the leader: ClusterNode::OnDataLinkLost).
+// ... and each side's `up` (what the control thread reads each turn: SetDataLinksDown)
+// loses the other.
 TEST(DataLinks, AKeyChangeClosesEveryLink) {
   FakeNet net;
   net.FormMembers(2);
   ASSERT_TRUE(net.node(1).links->LinkedTo(2));
-  std::vector<raft::NodeId> lost_by_1, lost_by_2;
-  net.node(1).links->set_link_lost_handler([&](raft::NodeId peer) { lost_by_1.push_back(peer); });
-  net.node(2).links->set_link_lost_handler([&](raft::NodeId peer) { lost_by_2.push_back(peer); });
+  ASSERT_EQ(net.node(1).stats.up.load()->count(2), 1u);
   auto config = std::make_shared<DataPlaneConfig>(*net.node(1).publisher.Current());
   config->cluster_key = kOtherKey;
   net.node(1).publisher.Publish(config);
@@ -425,8 +423,8 @@ TEST(DataLinks, AKeyChangeClosesEveryLink) {
   net.Pump();
   EXPECT_FALSE(net.node(1).links->LinkedTo(2));
   EXPECT_FALSE(net.node(2).links->LinkedTo(1));
-  EXPECT_EQ(lost_by_1, std::vector<raft::NodeId>{2});
-  EXPECT_EQ(lost_by_2, std::vector<raft::NodeId>{1});
+  EXPECT_EQ(net.node(1).stats.up.load()->count(2), 0u);
+  EXPECT_EQ(net.node(2).stats.up.load()->count(1), 0u);
 }
 
 // With cluster TLS the links run beneath mutual TLS: members link up; a certificate

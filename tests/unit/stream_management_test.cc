@@ -117,12 +117,19 @@ TEST(StreamManagementTest, AckThatGoesBackIsRefusedToo) {
   sm.Enable("", 0);
   (void)SendMessages(sm, 1, 3);
   ASSERT_EQ(sm.OnAck(2), std::nullopt);
-  // Acks arrive in order on one stream: an h below the last one is as wrong as one too high.
+  // Acks arrive in order on one stream: an h below the last one is as wrong as one too
+  // high, and its error says so (not "too high": it is not).
   const std::optional<StreamError> error = sm.OnAck(1);
   ASSERT_TRUE(error.has_value());
-  EXPECT_EQ(error->application_condition,
-            "<handled-count-too-high xmlns='urn:xmpp:sm:3' h='1' send-count='3'/>");
+  EXPECT_EQ(error->condition, StreamErrorCondition::kUndefinedCondition);
+  EXPECT_EQ(error->text, "You acknowledged 1 stanzas after acknowledging 2: h never goes back");
+  EXPECT_EQ(error->application_condition, "");
   EXPECT_EQ(sm.unacknowledged_count(), 1u);
+  // One too high still carries XEP-0198 §6's element.
+  const std::optional<StreamError> high = sm.OnAck(4);
+  ASSERT_TRUE(high.has_value());
+  EXPECT_EQ(high->application_condition,
+            "<handled-count-too-high xmlns='urn:xmpp:sm:3' h='4' send-count='3'/>");
 }
 
 // The counts are modulo 2^32 (XEP-0198 §4): after 2^32 - 1 comes 0.
