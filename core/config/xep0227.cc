@@ -291,6 +291,9 @@ void Xep0227Reader::Parser::OnStart(const char* name, const char** attributes) {
                element.local == "host") {
       kind = Kind::kHost;
       StartHost(attributes);
+    } else if (parent == Kind::kServerData && IsPieNamespace(element.uri) &&
+               element.local == "user") {
+      return Fail("a <user/> outside a <host/>: its domain is unknown");
     } else if (parent == Kind::kHost && IsPieNamespace(element.uri) && element.local == "user") {
       if (host_wanted) {
         kind = Kind::kUser;

@@ -38,7 +38,7 @@
 // iteration count or key outside what config::ValidateUserCredentials allows, a user with
 // nothing usable, a limit exceeded — is InvalidArgumentError naming the line and column
 // (and byte offset), and the user when inside one: e.g.
-//   "line 12, column 40 (byte 1017): user \"alice\": SCRAM-SHA-1 salt is not base64"
+//   "line 12, column 40 (byte 1017): user \"alice\" (line 9): SCRAM-SHA-1: <salt/> is not base64"
 // After an error the reader is finished: every later call returns the same error. Users
 // yielded before it stay valid; nothing after it is yielded.
 //
