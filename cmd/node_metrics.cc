@@ -19,7 +19,7 @@ uint64_t Load(const std::atomic<uint64_t>& value) { return value.load(std::memor
 // One family with a sample per shard from the router's counters.
 template <typename Get>
 void PerShard(PrometheusText& text, std::string_view name, std::string_view help,
-              std::string_view type, const net::RouterShardStats* shards, int count, Get get) {
+              std::string_view type, const router::RouterShardStats* shards, int count, Get get) {
   text.Family(name, help, type);
   for (int i = 0; i < count; ++i) {
     text.Sample(name, {{"shard", std::to_string(i)}}, get(shards[i]));
@@ -55,7 +55,7 @@ void Histogram(PrometheusText& text, std::string_view name, std::string_view hel
 }  // namespace
 
 std::string RenderNodeMetrics(const NodeMetricsSnapshot& snapshot,
-                              const net::RouterShardStats* shards, int count) {
+                              const router::RouterShardStats* shards, int count) {
   PrometheusText text;
   text.Family("stanzad_build_info", "The running stanzad's version (always 1).", "gauge");
   text.Sample("stanzad_build_info", {{"version", snapshot.version}}, uint64_t{1});

@@ -13,7 +13,7 @@
 
 #include "cmd/metrics/http_server.h"
 #include "net/engine.h"
-#include "net/router_shard.h"
+#include "router/router_shard.h"
 
 namespace stanzad {
 
@@ -56,7 +56,7 @@ struct NodeMetricsSnapshot {
 };
 
 std::string RenderNodeMetrics(const NodeMetricsSnapshot& snapshot,
-                              const net::RouterShardStats* shards, int shard_count);
+                              const router::RouterShardStats* shards, int shard_count);
 
 // 200 "serving" when the node routes; 503 with the reason otherwise.
 metrics::HttpResponse NodeHealth(const NodeMetricsSnapshot& snapshot);

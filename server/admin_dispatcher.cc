@@ -460,19 +460,19 @@ NodeRuntimeStatus AdminDispatcher::RuntimeStatus() const {
     for (size_t i = 0; i < endpoints.size() && i < engine_.listener_tags().size(); ++i) {
       const int tag = engine_.listener_tags()[i];
       const bool data = tag == cluster::kClusterDataListener;
-      std::string what = tag == net::kComponentListener      ? " (call bridges"
-                         : tag == net::kComponentTlsListener ? " (call bridges, TLS"
-                         : tag == net::kClientListener       ? " (clients, STARTTLS"
-                         : data                              ? " (cluster data links"
-                                                             : " (clients, direct TLS";
-      if (!tls_ready && tag != net::kComponentListener && !data) {
+      std::string what = tag == router::kComponentListener      ? " (call bridges"
+                         : tag == router::kComponentTlsListener ? " (call bridges, TLS"
+                         : tag == router::kClientListener       ? " (clients, STARTTLS"
+                         : data                                 ? " (cluster data links"
+                                                                : " (clients, direct TLS";
+      if (!tls_ready && tag != router::kComponentListener && !data) {
         what += ": refused, no certificate";
       }
       status.listeners.push_back(endpoints[i].ToString() + what + ")");
     }
   }
   for (int i = 0; i < engine_.shards(); ++i) {
-    const net::RouterShardStats& s = engine_.router_stats()[static_cast<size_t>(i)];
+    const router::RouterShardStats& s = engine_.router_stats()[static_cast<size_t>(i)];
     status.connections_open += s.connections_open.load(std::memory_order_relaxed);
     status.bridges_connected += s.bridges_connected.load(std::memory_order_relaxed);
     status.clients_connected += s.clients_connected.load(std::memory_order_relaxed);

@@ -183,7 +183,7 @@ absl::StatusOr<DaemonOptions> ReadDaemonOptions() {
       static_cast<size_t>(std::max(4096, absl::GetFlag(FLAGS_queue_bytes_max)));
   const size_t stanza_bytes_max =
       static_cast<size_t>(std::max(1024, absl::GetFlag(FLAGS_stanza_bytes_max)));
-  net::RouterLimits& limits = options.router;
+  router::RouterLimits& limits = options.router;
   limits.preauth_timeout_ms = static_cast<uint64_t>(absl::GetFlag(FLAGS_preauth_timeout_ms));
   limits.idle_timeout_ms = static_cast<uint64_t>(absl::GetFlag(FLAGS_idle_timeout_s)) * 1000;
   limits.slow_reader_timeout_ms =

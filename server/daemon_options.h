@@ -17,7 +17,7 @@
 #include "cluster/relay/relay.h"
 #include "cmd/flags_usage.h"
 #include "core/base/log.h"
-#include "net/router_shard.h"
+#include "router/router_shard.h"
 
 namespace stanzad {
 
@@ -39,7 +39,7 @@ struct DaemonOptions {
   uint16_t c2s_tls_port = 0;  // 0: none
   size_t connections_max_per_shard = 1;
   size_t connection_queue_bytes_max = 1 << 20;
-  net::RouterLimits router;
+  router::RouterLimits router;
 
   // The cluster.
   uint16_t cluster_port = 5279;

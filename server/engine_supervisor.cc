@@ -12,8 +12,8 @@ namespace stanzad::server {
 EngineSupervisor::EngineSupervisor(const DaemonOptions& options)
     : options_(options),
       shards_(options.shards),
-      router_config_(std::make_shared<const net::RouterConfig>()),
-      router_stats_(std::make_unique<net::RouterShardStats[]>(static_cast<size_t>(shards_))),
+      router_config_(std::make_shared<const router::RouterConfig>()),
+      router_stats_(std::make_unique<router::RouterShardStats[]>(static_cast<size_t>(shards_))),
       data_link_stats_(std::make_unique<cluster::DataLinkStats[]>(static_cast<size_t>(shards_))),
       lane_stats_(std::make_unique<LaneStats[]>(static_cast<size_t>(shards_))) {}
 
@@ -39,7 +39,7 @@ void EngineSupervisor::Stop(Observer& observer) {
   engine_.reset();
   // What waited for the shards goes. Stanzas among it were answered "delivered" to their
   // origins: counted and logged, the window of a stopping node.
-  if (const size_t stanzas = mail_.Drop(net::kDeliverFromPeer); stanzas > 0) {
+  if (const size_t stanzas = mail_.Drop(router::kDeliverFromPeer); stanzas > 0) {
     LogEvent(LogLevel::kWarning, "relay_deliveries_dropped",
              "count=" + std::to_string(stanzas) + " reason=\"the shards stopped\"");
   }
@@ -73,21 +73,21 @@ void EngineSupervisor::Apply(const NodeConfig& config,
       LogEvent(LogLevel::kError, "listen_failed", "reason=" + LogQuote(not_serving_reason_));
       return;
     }
-    options.listeners.push_back(
-        {*endpoint, options_.component_tls ? net::kComponentTlsListener : net::kComponentListener});
+    options.listeners.push_back({*endpoint, options_.component_tls ? router::kComponentTlsListener
+                                                                   : router::kComponentListener});
     endpoint = net::Endpoint::Parse(address, options_.c2s_port);
-    if (endpoint.ok()) options.listeners.push_back({*endpoint, net::kClientListener});
+    if (endpoint.ok()) options.listeners.push_back({*endpoint, router::kClientListener});
     if (const uint16_t port = options_.c2s_tls_port; port != 0) {
       endpoint = net::Endpoint::Parse(address, port);
-      if (endpoint.ok()) options.listeners.push_back({*endpoint, net::kClientTlsListener});
+      if (endpoint.ok()) options.listeners.push_back({*endpoint, router::kClientTlsListener});
     }
   }
   if (data_listener) options.listeners.push_back({*data_listener, cluster::kClusterDataListener});
   options.connections_max_per_shard = options_.connections_max_per_shard;
   options.connection_queue_bytes_max = options_.connection_queue_bytes_max;
-  const net::RouterLimits& limits = options_.router;
+  const router::RouterLimits& limits = options_.router;
   for (int i = 0; i < shards_; ++i) {
-    net::RouterShardStats& s = router_stats_[static_cast<size_t>(i)];
+    router::RouterShardStats& s = router_stats_[static_cast<size_t>(i)];
     s.connections_open.store(0);
     s.bridges_connected.store(0);
     s.clients_connected.store(0);
@@ -115,7 +115,7 @@ void EngineSupervisor::Apply(const NodeConfig& config,
       net::Engine::Start(options, [this, limits, lane_options](int shard) {
         const size_t index = static_cast<size_t>(shard);
         return std::make_unique<NodeShard>(
-            std::make_unique<net::RouterShard>(&router_config_, limits, &router_stats_[index]),
+            std::make_unique<router::RouterShard>(&router_config_, limits, &router_stats_[index]),
             std::make_unique<cluster::DataLinks>(&data_plane_, options_.data_links,
                                                  &data_link_stats_[index]),
             &data_plane_, lane_options, &lane_stats_[index]);

@@ -34,7 +34,7 @@
 #include "cluster/data/data_plane.h"
 #include "cmd/node_config.h"
 #include "net/engine.h"
-#include "net/router_shard.h"
+#include "router/router_shard.h"
 #include "server/daemon_options.h"
 #include "server/node_shard.h"
 #include "server/route_driver.h"
@@ -84,12 +84,12 @@ class EngineSupervisor {
   int shards() const { return shards_; }
 
   // What the shards read.
-  net::RouterConfigPublisher& router_config() { return router_config_; }
-  const net::RouterConfigPublisher& router_config() const { return router_config_; }
+  router::RouterConfigPublisher& router_config() { return router_config_; }
+  const router::RouterConfigPublisher& router_config() const { return router_config_; }
   cluster::DataPlanePublisher& data_plane() { return data_plane_; }
   const cluster::DataPlanePublisher& data_plane() const { return data_plane_; }
   // The shards' counters, one per shard (shards() of them).
-  const net::RouterShardStats* router_stats() const { return router_stats_.get(); }
+  const router::RouterShardStats* router_stats() const { return router_stats_.get(); }
   const cluster::DataLinkStats* data_link_stats() const { return data_link_stats_.get(); }
   const LaneStats* lane_stats() const { return lane_stats_.get(); }
 
@@ -107,9 +107,9 @@ class EngineSupervisor {
 
   const DaemonOptions& options_;
   const int shards_;
-  net::RouterConfigPublisher router_config_;
+  router::RouterConfigPublisher router_config_;
   cluster::DataPlanePublisher data_plane_;
-  std::unique_ptr<net::RouterShardStats[]> router_stats_;
+  std::unique_ptr<router::RouterShardStats[]> router_stats_;
   std::unique_ptr<cluster::DataLinkStats[]> data_link_stats_;
   std::unique_ptr<LaneStats[]> lane_stats_;
   ShardMail mail_{shards_, kMailRecordsFull};  // records the shards' queues did not take yet

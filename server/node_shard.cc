@@ -14,7 +14,7 @@ using cluster::relay::Lane;
 // Where routes are, for the lane: the router's tables on this shard.
 class NodeShard::Routes final : public cluster::relay::RouteLookup {
  public:
-  explicit Routes(const net::RouterShard& router) : router_(router) {}
+  explicit Routes(const router::RouterShard& router) : router_(router) {}
   std::optional<cluster::relay::NodeId> NodeOf(std::string_view address) const override {
     return router_.NodeOfRoute(address);
   }
@@ -23,10 +23,10 @@ class NodeShard::Routes final : public cluster::relay::RouteLookup {
   }
 
  private:
-  const net::RouterShard& router_;
+  const router::RouterShard& router_;
 };
 
-NodeShard::NodeShard(std::unique_ptr<net::RouterShard> router,
+NodeShard::NodeShard(std::unique_ptr<router::RouterShard> router,
                      std::unique_ptr<cluster::DataLinks> links,
                      const cluster::DataPlanePublisher* config,
                      cluster::relay::Options lane_options, LaneStats* stats)
@@ -163,7 +163,7 @@ void NodeShard::Forward(net::ConnectionId sender, uint64_t node, std::string_vie
                         std::optional<std::string_view> to) {
   if (!lane_) {  // not in a cluster (yet): nowhere to take it
     if (sender != net::kNoConnection) {
-      net::PostRecord(
+      router::PostRecord(
           *shard_, net::ShardOf(sender),
           router::Bounce{sender, xmpp::StanzaErrorCondition::kServiceUnavailable, bytes});
     }
@@ -211,7 +211,7 @@ void NodeShard::Apply() {
     if (net::ShardOf(bounce.sender) == shard_->index()) {
       router_->OnRecord(*shard_, record);
     } else {
-      net::PostRecord(*shard_, net::ShardOf(bounce.sender), record);
+      router::PostRecord(*shard_, net::ShardOf(bounce.sender), record);
     }
   }
   for (const cluster::relay::LogLine& line : ready.logs) {
@@ -222,8 +222,8 @@ void NodeShard::Apply() {
     if (owner == shard_->index()) {
       router_->DeliverFromPeer(*shard_, delivery.address, delivery.bytes);
     } else if (!waiting_deliveries_.empty() ||
-               !net::PostRecord(*shard_, owner,
-                                router::DeliverFromPeer{delivery.origin, delivery.bytes})) {
+               !router::PostRecord(*shard_, owner,
+                                   router::DeliverFromPeer{delivery.origin, delivery.bytes})) {
       // Answered "delivered" already: it waits here, in order, until that shard's queue
       // takes it (and the lane decides no more while too many wait: LaneView).
       waiting_deliveries_.push_back({owner, delivery.origin, delivery.bytes});
@@ -234,8 +234,8 @@ void NodeShard::Apply() {
 void NodeShard::PostWaitingDeliveries() {
   while (!waiting_deliveries_.empty()) {
     const WaitingDelivery& delivery = waiting_deliveries_.front();
-    if (!net::PostRecord(*shard_, delivery.shard,
-                         router::DeliverFromPeer{delivery.origin, delivery.bytes})) {
+    if (!router::PostRecord(*shard_, delivery.shard,
+                            router::DeliverFromPeer{delivery.origin, delivery.bytes})) {
       return;
     }
     waiting_deliveries_.pop_front();

@@ -1,5 +1,5 @@
 // NodeShard: what runs on each of the engine's shards — the XMPP router
-// (net/router_shard.h), the shard's data links (cluster/data/data_links.h) and its relay
+// (router/router_shard.h), the shard's data links (cluster/data/data_links.h) and its relay
 // lane (cluster/relay/relay.h) — behind the one ShardHandler the engine calls.
 // Connections go to the part that owns them (the data port's, and the links the data
 // links dialled, to DataLinks; every other to the router); records by kind.
@@ -38,7 +38,7 @@
 #include "cluster/data/data_plane.h"
 #include "cluster/relay/relay.h"
 #include "net/engine.h"
-#include "net/router_shard.h"
+#include "router/router_shard.h"
 
 namespace stanzad::server {
 
@@ -67,11 +67,11 @@ struct alignas(64) LaneStats {
   std::atomic<uint64_t> deliveries_waiting{0};  // for a shard whose queue was full
 };
 
-class NodeShard final : public net::ShardHandler, private net::RouterShard::Forwarder {
+class NodeShard final : public net::ShardHandler, private router::RouterShard::Forwarder {
  public:
   // `config` and `stats` outlive this. `lane_options`: this shard's lane's (its custody
   // bound a share of the node's).
-  NodeShard(std::unique_ptr<net::RouterShard> router, std::unique_ptr<cluster::DataLinks> links,
+  NodeShard(std::unique_ptr<router::RouterShard> router, std::unique_ptr<cluster::DataLinks> links,
             const cluster::DataPlanePublisher* config, cluster::relay::Options lane_options,
             LaneStats* stats);
   ~NodeShard() override;
@@ -116,7 +116,7 @@ class NodeShard final : public net::ShardHandler, private net::RouterShard::Forw
   };
   std::deque<WaitingDelivery> waiting_deliveries_;
 
-  std::unique_ptr<net::RouterShard> router_;
+  std::unique_ptr<router::RouterShard> router_;
   std::unique_ptr<cluster::DataLinks> links_;
   const cluster::DataPlanePublisher* const config_publisher_;
   std::shared_ptr<const cluster::DataPlaneConfig> config_;

@@ -45,8 +45,8 @@ NodeState::NodeState(const DaemonOptions& options, NodeConfig config, std::strin
   engine_->router_config().Publish(BuildRouterConfig());
 }
 
-std::shared_ptr<const net::RouterConfig> NodeState::BuildRouterConfig() const {
-  auto router = std::make_shared<net::RouterConfig>();
+std::shared_ptr<const router::RouterConfig> NodeState::BuildRouterConfig() const {
+  auto router = std::make_shared<router::RouterConfig>();
   router->domain = config_.domain;
   router->enabled = config_.ReadyToServe();
   for (const auto& [name, secret] : config_.callbridges) {
@@ -84,7 +84,7 @@ absl::Status NodeState::Commit(NodeConfig proposed, const std::string& what) {
 }
 
 // Tells every shard that the router configuration publisher holds a new one.
-void NodeState::NotifyShardsOfConfig() { engine_->PostToAllShards(net::kConfigChanged, 0, ""); }
+void NodeState::NotifyShardsOfConfig() { engine_->PostToAllShards(router::kConfigChanged, 0, ""); }
 
 // ---- The engine ----
 
@@ -116,7 +116,7 @@ void NodeState::OnEngineStarting() {
 void NodeState::OnEngineStarted() {
   // The new shards learn the routes of the other nodes.
   for (const cluster::relay::RouteChange& route : routes_->RemoteRoutes()) {
-    engine_->PostToAllShards(net::kRemoteRouteBind, route.node, route.address);
+    engine_->PostToAllShards(router::kRemoteRouteBind, route.node, route.address);
   }
 }
 

@@ -58,7 +58,7 @@ class NodeState final : private EngineSupervisor::Observer {
 
   // What the shards' routers serve: the configuration with the salt key and the client
   // certificate (read from its files now).
-  std::shared_ptr<const net::RouterConfig> BuildRouterConfig() const;
+  std::shared_ptr<const router::RouterConfig> BuildRouterConfig() const;
 
   // Makes `proposed` the node's configuration: durable, then live (see the top). `what`
   // names the command in the config_changed event. An error: it was not saved (logged)

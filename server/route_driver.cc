@@ -3,7 +3,7 @@
 #include <utility>
 
 #include "cluster/node/peer_transport.h"
-#include "net/router_shard.h"
+#include "router/router_shard.h"
 
 namespace stanzad::server {
 
@@ -39,8 +39,8 @@ void RouteDriver::OnLinkUp(raft::NodeId peer) {
 }
 
 void RouteDriver::OnShardRecord(const net::CrossShardMessage& message) {
-  if (message.kind == net::kCtlRouteUp || message.kind == net::kCtlRouteDown) {
-    directory_->LocalRoute(message.kind == net::kCtlRouteUp, message.payload);
+  if (message.kind == router::kCtlRouteUp || message.kind == router::kCtlRouteDown) {
+    directory_->LocalRoute(message.kind == router::kCtlRouteUp, message.payload);
   }
 }
 
@@ -84,9 +84,9 @@ void RouteDriver::Turn(Links* links, Shards& shards) {
     links->Flush();
   }
   for (const RouteChange& change : routes.route_changes) {
-    const uint32_t kind = change.op == RouteChange::Op::kBind     ? net::kRemoteRouteBind
-                          : change.op == RouteChange::Op::kUnbind ? net::kRemoteRouteUnbind
-                                                                  : net::kForgetNode;
+    const uint32_t kind = change.op == RouteChange::Op::kBind     ? router::kRemoteRouteBind
+                          : change.op == RouteChange::Op::kUnbind ? router::kRemoteRouteUnbind
+                                                                  : router::kForgetNode;
     for (int shard = 0; shard < shards.count(); ++shard) {
       shards.Post(shard, kind, net::kNoConnection, change.node, change.address);
     }

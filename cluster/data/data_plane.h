@@ -29,7 +29,7 @@
 
 namespace stanzad::cluster {
 
-// The engine listener tag of the data port (beside net::RouterListener's).
+// The engine listener tag of the data port (beside router::RouterListener's).
 inline constexpr int kClusterDataListener = 16;
 
 struct DataPlaneInfo {

@@ -53,7 +53,7 @@ namespace stanzad::router {
 
 // The `kind` of each record between shards. Unscoped with a fixed type: the engine
 // carries it as a uint32_t, and code that posts by hand (the control thread) names
-// these values through net/router_shard.h.
+// these values through router/router_shard.h.
 enum ShardRecordKind : uint32_t {
   kConfigChanged = 1,
   kBindRequest,

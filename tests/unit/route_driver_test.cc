@@ -9,7 +9,7 @@
 #include <string>
 #include <vector>
 
-#include "net/router_shard.h"
+#include "router/router_shard.h"
 
 namespace stanzad::server {
 namespace {
@@ -99,7 +99,7 @@ TEST(RouteDriver, RoutesReachEveryShardAndDataPlanesAreTold) {
   nodes.Turns();
   nodes.a.OnLinkUp(kB);
   nodes.b.OnLinkUp(kA);
-  nodes.b.OnShardRecord(Record(net::kCtlRouteUp, "cb2.example.com"));
+  nodes.b.OnShardRecord(Record(router::kCtlRouteUp, "cb2.example.com"));
   nodes.Turns();
   nodes.Pump();
   // Each learned the other's data port and lanes.
@@ -110,7 +110,7 @@ TEST(RouteDriver, RoutesReachEveryShardAndDataPlanesAreTold) {
   // A's shards, every one of them, learn that cb2 is on B.
   int binds = 0;
   for (const FakeShards::Posted& post : nodes.shards_a.posts) {
-    if (post.kind != net::kRemoteRouteBind) continue;
+    if (post.kind != router::kRemoteRouteBind) continue;
     EXPECT_EQ(post.argument, kB);
     EXPECT_EQ(post.payload, "cb2.example.com");
     ++binds;
@@ -118,12 +118,12 @@ TEST(RouteDriver, RoutesReachEveryShardAndDataPlanesAreTold) {
   EXPECT_EQ(binds, kShards);
   ASSERT_EQ(nodes.a.RemoteRoutes().size(), 1u);
   // Unbound there: withdrawn here, on every shard.
-  nodes.b.OnShardRecord(Record(net::kCtlRouteDown, "cb2.example.com"));
+  nodes.b.OnShardRecord(Record(router::kCtlRouteDown, "cb2.example.com"));
   nodes.Turns();
   nodes.Pump();
   int unbinds = 0;
   for (const FakeShards::Posted& post : nodes.shards_a.posts) {
-    unbinds += post.kind == net::kRemoteRouteUnbind ? 1 : 0;
+    unbinds += post.kind == router::kRemoteRouteUnbind ? 1 : 0;
   }
   EXPECT_EQ(unbinds, kShards);
   EXPECT_TRUE(nodes.a.RemoteRoutes().empty());
@@ -138,7 +138,7 @@ TEST(RouteDriver, OutOfAClusterNothingIsSent) {
   RouteDriver driver({5280, 1});
   FakeShards shards;
   driver.OnLinkUp(kB);
-  driver.OnShardRecord(Record(net::kCtlRouteUp, "cb1.example.com"));
+  driver.OnShardRecord(Record(router::kCtlRouteUp, "cb1.example.com"));
   driver.Turn(nullptr, shards);
   EXPECT_TRUE(wire.empty());
   EXPECT_TRUE(shards.posts.empty());

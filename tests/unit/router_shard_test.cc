@@ -2,7 +2,7 @@
 // and pumped in order, sends land in per-connection outboxes. Exercises the
 // bind/unbind protocol, cross-shard delivery, bounces and limits without
 // sockets or threads.
-#include "net/router_shard.h"
+#include "router/router_shard.h"
 
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
@@ -18,11 +18,11 @@
 #include "core/sasl/base64.h"
 #include "core/sasl/credentials.h"
 #include "core/xmpp/component_handshake.h"
-#include "net/failure_counter.h"
+#include "router/failure_counter.h"
 #include "tls/pki.h"
 #include "tls/tls_session.h"
 
-namespace stanzad::net {
+namespace stanzad::router {
 namespace {
 
 using ::testing::HasSubstr;
@@ -110,7 +110,7 @@ class FakeEngine {
   // Accepts a connection on `shard` from `ip`; returns its id or kNoConnection if refused.
   ConnectionId Connect(int shard, const std::string& ip = "127.0.0.1",
                        int tag = kComponentListener) {
-    const ConnectionId id = MakeConnectionId(shard, next_slot_++, 1);
+    const ConnectionId id = net::MakeConnectionId(shard, next_slot_++, 1);
     auto endpoint = Endpoint::Parse(ip + ":40000", 0);
     EXPECT_TRUE(endpoint.ok());
     if (!handlers_[static_cast<size_t>(shard)]->OnAccept(*shards_[static_cast<size_t>(shard)], id,
@@ -1736,4 +1736,4 @@ TEST(RouterStreamManagementTest, CleanCloseReturnsUnacknowledgedStanzas) {
 }
 
 }  // namespace
-}  // namespace stanzad::net
+}  // namespace stanzad::router

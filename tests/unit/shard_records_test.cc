@@ -91,7 +91,7 @@ TEST(ShardRecordsTest, ClientPresenceKeepsEveryPriority) {
   }
 }
 
-// The layouts that code still posting by hand writes (net/client_connection.cc,
+// The layouts that code still posting by hand writes (router/client_connection.cc,
 // server/route_driver.cc, cmd/stanzad.cc) and that the decoder must keep reading.
 TEST(ShardRecordsTest, LayoutsOfHandWrittenPostsAreKept) {
   const EncodedRecord lookup = EncodeShardRecord(SmResumeLookup{7, {"0a1b", "juliet", 42}});

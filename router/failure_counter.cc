@@ -1,8 +1,8 @@
-#include "net/failure_counter.h"
+#include "router/failure_counter.h"
 
 #include "core/base/check.h"
 
-namespace stanzad::net {
+namespace stanzad::router {
 
 FailureCounter::FailureCounter(uint32_t max, uint64_t window_ms, size_t entries_max)
     : max_(max), window_ms_(window_ms), entries_max_(entries_max) {
@@ -58,4 +58,4 @@ void FailureCounter::EvictOne(uint64_t now_ms) {
   }
 }
 
-}  // namespace stanzad::net
+}  // namespace stanzad::router

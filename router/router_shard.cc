@@ -1,4 +1,4 @@
-#include "net/router_shard.h"
+#include "router/router_shard.h"
 
 #include <sys/random.h>
 
@@ -14,9 +14,9 @@
 #include "core/base/log.h"
 #include "core/router/server_responder.h"
 #include "core/xmpp/stanza.h"
-#include "net/router_connection.h"
+#include "router/router_connection.h"
 
-namespace stanzad::net {
+namespace stanzad::router {
 
 using xmpp::ComponentSession;
 using xmpp::StanzaErrorCondition;
@@ -1180,4 +1180,4 @@ void RouterShard::OnStop(Shard& shard) {
   tls::ReleaseThreadCaches();  // this thread's handshakes filled them; it ends now
 }
 
-}  // namespace stanzad::net
+}  // namespace stanzad::router

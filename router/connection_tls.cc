@@ -2,9 +2,9 @@
 // --component_tls) call bridges.
 #include "core/base/concat.h"
 #include "core/base/log.h"
-#include "net/router_connection.h"
+#include "router/router_connection.h"
 
-namespace stanzad::net {
+namespace stanzad::router {
 namespace {
 
 // Room for a TLS record's header, padding and tag around one stanza.
@@ -100,4 +100,4 @@ bool RouterShard::Connection::Fits(size_t bytes) const {
   return router_->shard_->QueuedBytes(id_) + bytes + overhead <= router_->limits_.queue_bytes_max;
 }
 
-}  // namespace stanzad::net
+}  // namespace stanzad::router

@@ -19,8 +19,8 @@
 // then starts counting again (the throttle slows it, it does not stop it).
 //
 // Thread safety: none; each shard owns its own.
-#ifndef STANZAD_NET_FAILURE_COUNTER_H_
-#define STANZAD_NET_FAILURE_COUNTER_H_
+#ifndef STANZAD_ROUTER_FAILURE_COUNTER_H_
+#define STANZAD_ROUTER_FAILURE_COUNTER_H_
 
 #include <cstddef>
 #include <cstdint>
@@ -30,7 +30,7 @@
 
 #include "absl/container/flat_hash_map.h"
 
-namespace stanzad::net {
+namespace stanzad::router {
 
 class FailureCounter {
  public:
@@ -75,6 +75,6 @@ class FailureCounter {
   uint64_t evictions_ = 0;
 };
 
-}  // namespace stanzad::net
+}  // namespace stanzad::router
 
-#endif  // STANZAD_NET_FAILURE_COUNTER_H_
+#endif  // STANZAD_ROUTER_FAILURE_COUNTER_H_

@@ -5,9 +5,9 @@
 #include "core/base/hex.h"
 #include "core/base/log.h"
 #include "core/jid/jid.h"
-#include "net/router_connection.h"
+#include "router/router_connection.h"
 
-namespace stanzad::net {
+namespace stanzad::router {
 
 using xmpp::ClientSession;
 using xmpp::StanzaErrorCondition;
@@ -146,7 +146,7 @@ void RouterShard::ClientConnection::TickStreamManagement(uint64_t now_ms) {
 std::string RouterShard::ClientConnection::EnableStreamManagement(bool resume) {
   std::string token;
   if (resume && router_->limits_.resume_timeout_ms != 0) {
-    token = HexOf(net::RandomBytes(16));
+    token = HexOf(router::RandomBytes(16));
     router_->PostControl(router::OwnerShard(token, router_->shard_->shard_count()), kSmRegister,
                          id_, token);
   }
@@ -322,7 +322,7 @@ std::string RouterShard::ClientConnection::Describe() const {
 void RouterShard::ClientConnection::Send(std::string_view bytes) { SendBytes(bytes); }
 
 std::string RouterShard::ClientConnection::RandomBytes(size_t count) {
-  return net::RandomBytes(count);
+  return router::RandomBytes(count);
 }
 
 void RouterShard::ClientConnection::StartTls() {
@@ -435,4 +435,4 @@ void RouterShard::ClientConnection::OnStreamClosed(const xmpp::StreamError* erro
   if (!closed_by_engine) router_->shard_->Close(id_);
 }
 
-}  // namespace stanzad::net
+}  // namespace stanzad::router

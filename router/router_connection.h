@@ -3,8 +3,8 @@
 // connection) and one class per kind of peer.
 //
 // Thread safety: each runs on its shard's thread only.
-#ifndef STANZAD_NET_ROUTER_CONNECTION_H_
-#define STANZAD_NET_ROUTER_CONNECTION_H_
+#ifndef STANZAD_ROUTER_ROUTER_CONNECTION_H_
+#define STANZAD_ROUTER_ROUTER_CONNECTION_H_
 
 #include <cstdint>
 #include <memory>
@@ -15,10 +15,10 @@
 #include "core/xmpp/client_session.h"
 #include "core/xmpp/component_session.h"
 #include "core/xmpp/stream_management.h"
-#include "net/router_shard.h"
+#include "router/router_shard.h"
 #include "tls/tls_session.h"
 
-namespace stanzad::net {
+namespace stanzad::router {
 
 // 16 hex characters from the kernel's CSPRNG.
 std::string NewStreamId();
@@ -90,7 +90,7 @@ class RouterShard::Connection {
 
  protected:
   // TLS (server side, the certificate of RouterConfig::client_tls) over this
-  // connection's bytes (net/connection_tls.cc).
+  // connection's bytes (router/connection_tls.cc).
   // Creates the TLS session; false (logged, connection aborted) if it cannot.
   bool BeginTls();
   // Feeds ciphertext read from the peer; what it decrypts is in plaintext_.
@@ -253,6 +253,6 @@ class RouterShard::ClientConnection final : public RouterShard::Connection,
   xmpp::ClientSession session_;
 };
 
-}  // namespace stanzad::net
+}  // namespace stanzad::router
 
-#endif  // STANZAD_NET_ROUTER_CONNECTION_H_
+#endif  // STANZAD_ROUTER_ROUTER_CONNECTION_H_

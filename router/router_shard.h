@@ -56,8 +56,8 @@
 // Thread safety: every method runs on the shard's thread (ShardHandler
 // contract). RouterConfigPublisher and RouterShardStats may be used from any
 // thread.
-#ifndef STANZAD_NET_ROUTER_SHARD_H_
-#define STANZAD_NET_ROUTER_SHARD_H_
+#ifndef STANZAD_ROUTER_ROUTER_SHARD_H_
+#define STANZAD_ROUTER_ROUTER_SHARD_H_
 
 #include <atomic>
 #include <cstdint>
@@ -76,10 +76,18 @@
 #include "core/xml/tokenizer.h"
 #include "core/xmpp/component_session.h"
 #include "net/engine.h"
-#include "net/failure_counter.h"
+#include "router/failure_counter.h"
 #include "tls/tls_session.h"
 
-namespace stanzad::net {
+namespace stanzad::router {
+
+// The engine's terms, as the router uses them everywhere.
+using net::CrossShardMessage;
+using net::Endpoint;
+using net::kNoConnection;
+using net::Shard;
+using net::ShardHandler;
+using net::ShardOf;
 
 // What the shards need of the node's configuration: immutable once published.
 struct RouterConfig {
@@ -138,7 +146,7 @@ struct RouterLimits {
   uint64_t auth_failure_window_ms = 60'000;
   // Addresses (and accounts) each shard's failure tables remember; when full,
   // the least recently failing one that is not blocked is forgotten first
-  // (net/failure_counter.h). About 150 bytes each.
+  // (router/failure_counter.h). About 150 bytes each.
   size_t failure_table_entries_max = 65'536;
   // Connections from one IP address that have not authenticated yet (no
   // component handshake or SASL success so far), counted over all shards (each
@@ -199,7 +207,7 @@ struct alignas(64) RouterShardStats {
 
 // The records between the router's shards, and from them to the control thread, are
 // typed in core/router/shard_records.h. Their kinds by the names code that still posts
-// by hand uses (the control thread: cmd/stanzad.cc, server/route_driver.cc).
+// by hand uses (the control thread: server/node_state.cc, server/route_driver.cc).
 using enum router::ShardRecordKind;
 using enum router::ControlRecordKind;
 inline constexpr router::FailureOf kFailureOfAddress = router::FailureOf::kAddress;
@@ -319,7 +327,7 @@ class RouterShard : public ShardHandler {
   // full it is kept, in order, and retried on every tick: control records are
   // never dropped, and never overtake one another.
   void PostControl(int to, const router::ShardRecord& record);
-  // The same from fields packed by hand, as net/client_connection.cc still posts them
+  // The same from fields packed by hand, as router/client_connection.cc still posts them
   // (its XEP-0198 rework is under way): decoded first, so a malformed one is logged
   // and dropped here rather than on the shard it was meant for.
   void PostControl(int to, uint32_t kind, ConnectionId target, std::string_view payload,
@@ -438,6 +446,6 @@ class RouterShard : public ShardHandler {
   std::vector<router::EncodedRecord> deferred_control_;  // Owned()
 };
 
-}  // namespace stanzad::net
+}  // namespace stanzad::router
 
-#endif  // STANZAD_NET_ROUTER_SHARD_H_
+#endif  // STANZAD_ROUTER_ROUTER_SHARD_H_
