@@ -24,6 +24,7 @@
 #include <vector>
 
 #include "cmd/admin/admin_socket.h"
+#include "cmd/cluster_address.h"
 #include "cmd/dns_doctor.h"
 #include "cmd/pki_commands.h"
 #include "core/base/decimal.h"
@@ -311,6 +312,23 @@ int main(int argc, char** argv) {
   if (request.args.empty()) {
     std::fputs(kUsage, stderr);
     return 2;
+  }
+  // `cluster join HOST` and `cluster remove HOST`: a name is resolved here, never by the
+  // daemon (its control thread runs Raft: cmd/cluster_address.h). A node id stays as it is.
+  if (request.args.size() >= 3 && request.args[0] == "cluster" &&
+      (request.args[1] == "join" || request.args[1] == "remove")) {
+    for (size_t i = 2; i < request.args.size(); ++i) {
+      std::string& host = request.args[i];
+      if (host.starts_with("--")) continue;
+      if (host.find_first_not_of("0123456789") == std::string::npos) break;  // a node id
+      absl::StatusOr<std::string> resolved = stanzad::ResolveNameIn(host);
+      if (!resolved.ok()) {
+        std::fprintf(stderr, "stanzactl: %s\n", std::string(resolved.status().message()).c_str());
+        return 1;
+      }
+      host = *resolved;
+      break;
+    }
   }
   // The daemon reads the files: it gets absolute paths (one rule for every command
   // that names a file: relative to where stanzactl runs).

@@ -12,6 +12,7 @@
 
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_join.h"
+#include "cmd/cluster_address.h"
 #include "cmd/file_access.h"
 #include "cmd/flags_usage.h"
 #include "core/base/log.h"
@@ -363,7 +364,7 @@ void AdminDispatcher::HandleCluster(const admin::AdminRequest& request,
                     "cluster token', then here: stanzactl cluster join " +
                         words[0] + " --token=TOKEN\n"});
     }
-    absl::StatusOr<std::string> address = ResolveClusterAddress(words[0], port);
+    absl::StatusOr<std::string> address = ClusterAddressOf(words[0], port);
     if (!address.ok()) return reply(Error(address.status()));
     if (*address == node_.cluster()->address()) {
       return reply({1, "error: that is this node's own address; join another member\n"});

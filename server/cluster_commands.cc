@@ -1,13 +1,10 @@
 #include "server/cluster_commands.h"
 
-#include <arpa/inet.h>
-#include <netdb.h>
-#include <sys/socket.h>
-
 #include <cstdio>
 #include <ctime>
 
 #include "absl/strings/str_join.h"
+#include "cmd/cluster_address.h"
 #include "cmd/node_commands.h"
 #include "core/base/concat.h"
 #include "core/base/decimal.h"
@@ -144,46 +141,6 @@ std::string ClusterStatusJson(const cluster::ClusterStatus& status, const NodeCo
       ",\"members\":", members, "}\n");
 }
 
-absl::StatusOr<std::string> ResolveClusterAddress(std::string_view text, uint16_t default_port) {
-  std::string host(text);
-  uint16_t port = default_port;
-  if (!host.empty() && host.front() == '[') {
-    const size_t close = host.find(']');
-    if (close == std::string::npos) return absl::InvalidArgumentError("missing ']' in " + host);
-    if (close + 1 < host.size()) {
-      if (host[close + 1] != ':') return absl::InvalidArgumentError("expected :PORT after ]");
-      port = static_cast<uint16_t>(std::atoi(host.c_str() + close + 2));
-    }
-    host = host.substr(1, close - 1);
-  } else if (std::count(host.begin(), host.end(), ':') == 1) {
-    const size_t colon = host.find(':');
-    const int value = std::atoi(host.c_str() + colon + 1);
-    if (value <= 0 || value > 65535) {
-      return absl::InvalidArgumentError(Concat("bad port in '", text, "'"));
-    }
-    port = static_cast<uint16_t>(value);
-    host = host.substr(0, colon);
-  }
-  if (host.empty()) return absl::InvalidArgumentError("no host given (HOST[:PORT])");
-  addrinfo hints{};
-  hints.ai_socktype = SOCK_STREAM;
-  addrinfo* found = nullptr;
-  if (getaddrinfo(host.c_str(), nullptr, &hints, &found) != 0 || found == nullptr) {
-    return absl::NotFoundError(
-        Concat("cannot resolve '", host, "': give the node's IP address or a name in DNS"));
-  }
-  char ip[INET6_ADDRSTRLEN] = {};
-  if (found->ai_family == AF_INET) {
-    inet_ntop(AF_INET, &reinterpret_cast<sockaddr_in*>(found->ai_addr)->sin_addr, ip, sizeof(ip));
-  } else {
-    inet_ntop(AF_INET6, &reinterpret_cast<sockaddr_in6*>(found->ai_addr)->sin6_addr, ip,
-              sizeof(ip));
-  }
-  const bool v6 = found->ai_family == AF_INET6;
-  freeaddrinfo(found);
-  return v6 ? Concat("[", ip, "]:", std::to_string(port)) : Concat(ip, ":", std::to_string(port));
-}
-
 cluster::RemoveTarget ParseRemoveTarget(std::string_view text, uint16_t default_port) {
   cluster::RemoveTarget target;
   // Ids are large; a bare port-like number is not one.
@@ -198,7 +155,7 @@ cluster::RemoveTarget ParseRemoveTarget(std::string_view text, uint16_t default_
     }
     return target;
   }
-  absl::StatusOr<std::string> address = ResolveClusterAddress(text, default_port);
+  absl::StatusOr<std::string> address = ClusterAddressOf(text, default_port);
   target.address = address.ok() ? *address : std::string(text);
   return target;
 }

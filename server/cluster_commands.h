@@ -1,6 +1,6 @@
 // The text the `stanzactl cluster ...` commands print, and the parsing of their
 // arguments. The admin dispatcher (server/admin_dispatcher.h) runs the commands, since most of
-// them wait for the cluster.
+// them wait for the cluster. Thread: the control thread; nothing here blocks.
 #ifndef STANZAD_SERVER_CLUSTER_COMMANDS_H_
 #define STANZAD_SERVER_CLUSTER_COMMANDS_H_
 
@@ -30,11 +30,8 @@ std::string ClusterStatusText(const cluster::ClusterStatus& status, const NodeCo
 std::string ClusterStatusJson(const cluster::ClusterStatus& status, const NodeConfig& config,
                               bool listening);
 
-// "HOST[:PORT]" (an IPv4 address, [IPv6] or a name that resolves) → "IP:PORT", with
-// `default_port` when none is given.
-absl::StatusOr<std::string> ResolveClusterAddress(std::string_view text, uint16_t default_port);
-
-// `cluster remove NODE`: a node id (decimal, as `cluster status` prints it) or an address.
+// `cluster remove NODE`: a node id (decimal, as `cluster status` prints it) or an address
+// (an IP literal: stanzactl resolves names, cmd/cluster_address.h).
 cluster::RemoveTarget ParseRemoveTarget(std::string_view text, uint16_t default_port);
 
 }  // namespace stanzad
