@@ -59,7 +59,7 @@ class LinkDirection {
   explicit LinkDirection(bool sealed) : sealed_(sealed) {}
 
   void Queue(const Send& send) {
-    AppendFrame(FrameType::kLane, send.payload, &pending_, LaneFrameHead(0, send.shard, send.type));
+    AppendFrame(FrameType::kLane, LaneFrameHead(0, send.shard, send.type), send.payload, &pending_);
   }
   template <typename OnFrame>
   void Carry(OnFrame&& on_frame) {

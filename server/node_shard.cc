@@ -203,8 +203,8 @@ void NodeShard::Apply() {
   cluster::relay::Ready ready = lane_->TakeReady();
   const uint16_t index = static_cast<uint16_t>(shard_->index());
   for (const cluster::relay::Send& send : ready.sends) {
-    links_->Send(*shard_, send.to, cluster::FrameType::kLane, send.payload,
-                 cluster::LaneFrameHead(index, send.shard, send.type));
+    links_->Send(*shard_, send.to, cluster::FrameType::kLane,
+                 cluster::LaneFrameHead(index, send.shard, send.type), send.payload);
   }
   for (const cluster::relay::Bounce& bounce : ready.bounces) {
     const router::Bounce record{bounce.sender, bounce.condition, bounce.bytes};

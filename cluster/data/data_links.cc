@@ -237,7 +237,7 @@ void DataLinks::OnAuthenticated(net::Shard& shard, Link& link) {
   link.heard_ms = now_ms_;
   ForgetUnauthenticated(link);
   Bump(stats_->authenticated);
-  Queue(link, FrameType::kDataPing, "");  // confirms it to the peer at once
+  Queue(link, FrameType::kDataPing, {}, {});  // confirms it to the peer at once
   if (!link.outgoing) LimitLinksFrom(shard, link.peer);
 }
 
@@ -364,9 +364,9 @@ bool DataLinks::Write(net::Shard& shard, Link& link, std::string_view bytes, boo
   return out.empty() || shard.Send(link.id, out);
 }
 
-void DataLinks::Queue(Link& link, FrameType type, std::string_view payload, std::string_view head) {
+void DataLinks::Queue(Link& link, FrameType type, std::string_view head, std::string_view rest) {
   if (link.pending.empty()) flush_list_.push_back(link.id);
-  AppendFrame(type, payload, &link.pending, head);
+  AppendFrame(type, head, rest, &link.pending);
   link.sent_ms = now_ms_;
   Bump(stats_->frames_out);
 }
@@ -393,18 +393,22 @@ void DataLinks::Flush(net::Shard& shard) {
   flush_list_.clear();
 }
 
-bool DataLinks::Send(net::Shard& shard, raft::NodeId to, FrameType type, std::string_view payload,
-                     std::string_view head) {
+bool DataLinks::Send(net::Shard& shard, raft::NodeId to, FrameType type, std::string_view payload) {
+  return Send(shard, to, type, {}, payload);
+}
+
+bool DataLinks::Send(net::Shard& shard, raft::NodeId to, FrameType type, std::string_view head,
+                     std::string_view rest) {
   auto dialler = diallers_.find(to);
   if (dialler == diallers_.end()) return false;
   auto it = links_.find(dialler->second.link);
   if (it == links_.end() || !it->second->confirmed) return false;
   Link& link = *it->second;
-  if (link.pending.size() + shard.QueuedBytes(link.id) + head.size() + payload.size() >
+  if (link.pending.size() + shard.QueuedBytes(link.id) + head.size() + rest.size() >
       limits_.queue_bytes_max) {
     return false;  // the peer does not keep up: the relay holds it and sends it again
   }
-  Queue(link, type, payload, head);
+  Queue(link, type, head, rest);
   return true;
 }
 
@@ -479,7 +483,7 @@ void DataLinks::OnTick(net::Shard& shard, uint64_t now_ms) {
     }
     // Both ways, so each side hears the other even when data flows one way.
     if (now_ms >= link->sent_ms + limits_.ping_every_ms) {
-      Queue(*link, FrameType::kDataPing, "");
+      Queue(*link, FrameType::kDataPing, {}, {});
     }
   }
   for (const net::ConnectionId id : late) {

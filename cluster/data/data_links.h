@@ -109,11 +109,13 @@ class DataLinks {
   // key that changed, close; new members are dialled on the next tick.
   void OnConfigChanged(net::Shard& shard);
 
-  // Queues a frame to member `to` on this shard's outgoing link, its payload `head` then
-  // `payload`; false when that link is not up (authenticated, and the peer answered
-  // since) or more than queue_bytes_max wait on it. What is queued leaves at Flush.
-  bool Send(net::Shard& shard, raft::NodeId to, FrameType type, std::string_view payload,
-            std::string_view head = {});
+  // Queues a frame to member `to` on this shard's outgoing link; false when that link is
+  // not up (authenticated, and the peer answered since) or more than queue_bytes_max
+  // wait on it. What is queued leaves at Flush.
+  bool Send(net::Shard& shard, raft::NodeId to, FrameType type, std::string_view payload);
+  // The same for a frame whose payload is `head` then `rest` (queued without joining them).
+  bool Send(net::Shard& shard, raft::NodeId to, FrameType type, std::string_view head,
+            std::string_view rest);
   bool LinkedTo(raft::NodeId member) const;
   // Seals (or writes into TLS) what each link queued since the last call, as one
   // record per 64 KiB, and hands it to the engine: once per loop iteration (OnFlush).
@@ -136,7 +138,7 @@ class DataLinks {
   void Refuse(net::Shard& shard, Link& link, const std::string& reason, const std::string& fix,
               bool tell_peer = true);
   // Frames for the peer wait in the link's pending bytes until Flush.
-  void Queue(Link& link, FrameType type, std::string_view payload, std::string_view head = {});
+  void Queue(Link& link, FrameType type, std::string_view head, std::string_view rest);
   void FlushLink(net::Shard& shard, Link& link);
   // Bytes for the peer: through TLS when the link has it, else sealed (`sealed`, once the
   // handshake gave a sealer) or in the clear. False when they could not be queued.

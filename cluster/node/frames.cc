@@ -13,13 +13,16 @@ absl::Status Bad(std::string_view what) {
 
 }  // namespace
 
-void AppendFrame(FrameType type, std::string_view payload, std::string* out,
-                 std::string_view head) {
-  const uint32_t length = static_cast<uint32_t>(head.size() + payload.size() + 1);
+void AppendFrame(FrameType type, std::string_view payload, std::string* out) {
+  AppendFrame(type, {}, payload, out);
+}
+
+void AppendFrame(FrameType type, std::string_view head, std::string_view rest, std::string* out) {
+  const uint32_t length = static_cast<uint32_t>(head.size() + rest.size() + 1);
   for (int shift = 24; shift >= 0; shift -= 8) out->push_back(static_cast<char>(length >> shift));
   out->push_back(static_cast<char>(type));
   out->append(head);
-  out->append(payload);
+  out->append(rest);
 }
 
 absl::StatusOr<std::optional<Frame>> ParseFrameAt(std::string_view buffer, size_t* offset,

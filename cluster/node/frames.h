@@ -97,9 +97,10 @@ struct FrameView {
   std::string_view payload;
 };
 
-// Appends one frame; its payload is `head` then `payload` (no copy made to join them).
-void AppendFrame(FrameType type, std::string_view payload, std::string* out,
-                 std::string_view head = {});
+// Appends one frame.
+void AppendFrame(FrameType type, std::string_view payload, std::string* out);
+// Appends one frame whose payload is `head` then `rest` (no copy made to join them).
+void AppendFrame(FrameType type, std::string_view head, std::string_view rest, std::string* out);
 
 // Takes one complete frame off the front of *buffer: the frame, nullopt when more
 // bytes are needed, or an error for a length that is out of bounds (above
