@@ -3,20 +3,29 @@
 #include <arpa/inet.h>
 #include <sys/random.h>
 
-#include <cerrno>
+#include <algorithm>
 #include <cstring>
-#include <fstream>
-#include <sstream>
 
 #include "cluster/storage/atomic_file.h"
+#include "cluster/storage/record_file.h"
 #include "core/base/concat.h"
 #include "core/sasl/credentials.h"
 
 namespace stanzad {
 namespace {
 
-absl::Status ErrnoError(std::string_view what, int error) {
-  return absl::InternalError(Concat(what, ": ", std::strerror(error)));
+constexpr char kConfigHeader[] = "stanzad-config 1\n";
+constexpr char kJournalName[] = "config.journal";
+constexpr std::string_view kJournalMagic = "STZCJNL1";
+constexpr uint8_t kJournalHeaderRecord = 1;
+// A record holds one name and one secret or credentials text: far below this.
+constexpr size_t kJournalRecordBytesMax = 64 << 10;
+
+std::string EpochText(uint64_t epoch) {
+  static constexpr char kHex[] = "0123456789abcdef";
+  std::string text(16, '0');
+  for (int i = 15; i >= 0; --i, epoch >>= 4) text[static_cast<size_t>(i)] = kHex[epoch & 15];
+  return text;
 }
 
 bool IsLabel(std::string_view label) {
@@ -110,7 +119,7 @@ std::string GenerateCallbridgeSecret() {
 }
 
 std::string SerializeNodeConfig(const NodeConfig& config) {
-  std::string out = "stanzad-config 1\n";
+  std::string out = kConfigHeader;
   if (!config.domain.empty()) out.append(Concat("domain ", config.domain, "\n"));
   for (const std::string& address : config.listen) out.append(Concat("listen ", address, "\n"));
   out.append(config.enabled ? "enabled 1\n" : "enabled 0\n");
@@ -131,7 +140,10 @@ std::string SerializeNodeConfig(const NodeConfig& config) {
   return out;
 }
 
-absl::StatusOr<NodeConfig> ParseNodeConfig(std::string_view text) {
+namespace {
+
+// ParseNodeConfig, also returning the `journal_epoch` line's value (empty without one).
+absl::StatusOr<NodeConfig> ParseNodeConfigText(std::string_view text, std::string* epoch) {
   NodeConfig config;
   size_t at = 0;
   int line_number = 0;
@@ -192,6 +204,11 @@ absl::StatusOr<NodeConfig> ParseNodeConfig(std::string_view text) {
       if (!config.users.emplace(name, *std::move(credentials)).second) {
         return bad("user listed twice", shown);
       }
+    } else if (key == "journal_epoch") {
+      if (value.size() != 16 || value.find_first_not_of("0123456789abcdef") != value.npos) {
+        return bad("journal_epoch must be 16 hex digits");
+      }
+      *epoch = std::string(value);
     } else if (key == "cluster_enabled") {
       if (value != "0" && value != "1") return bad("cluster_enabled must be 0 or 1");
       config.cluster_enabled = value == "1";
@@ -215,25 +232,186 @@ absl::StatusOr<NodeConfig> ParseNodeConfig(std::string_view text) {
   return config;
 }
 
-absl::StatusOr<NodeConfig> LoadNodeConfig(const std::string& state_dir) {
-  const std::string path = state_dir + "/config";
-  std::ifstream in(path, std::ios::binary);
-  if (!in) {
-    if (errno == ENOENT) return absl::NotFoundError(Concat("no configuration at ", path));
-    return ErrnoError(Concat("cannot read ", path), errno);
+std::string EncodeEdit(const NodeConfigEdit& edit) {
+  switch (edit.kind) {
+    case NodeConfigEdit::Kind::kSetCallbridge:
+      return Concat(edit.name, " ", edit.secret);
+    case NodeConfigEdit::Kind::kSetUser:
+      return Concat(edit.name, " ", sasl::EncodeUserCredentials(edit.credentials));
+    case NodeConfigEdit::Kind::kDeleteCallbridge:
+    case NodeConfigEdit::Kind::kDeleteUser:
+      return edit.name;
   }
-  std::stringstream content;
-  content << in.rdbuf();
-  absl::StatusOr<NodeConfig> config = ParseNodeConfig(content.str());
+  return edit.name;
+}
+
+// Replays the journal's records over `config`, checking each as the config's own lines are.
+absl::Status ReplayJournal(std::string_view bytes, const std::string& epoch, NodeConfig* config) {
+  if (!bytes.starts_with(kJournalMagic)) {
+    // A journal cut before its magic was complete was never written to: nothing to replay.
+    if (bytes.size() < kJournalMagic.size()) return absl::OkStatus();
+    return absl::DataLossError("config.journal: not a stanzad config journal");
+  }
+  storage::ScanResult scan =
+      storage::ScanRecords(bytes.substr(kJournalMagic.size()), kJournalRecordBytesMax);
+  if (scan.end == storage::ScanResult::End::kCorrupt) {
+    return absl::DataLossError(Concat("config.journal: damaged record at offset ",
+                                      std::to_string(kJournalMagic.size() + scan.valid_bytes)));
+  }
+  if (scan.records.empty() || scan.records.front().type != kJournalHeaderRecord ||
+      scan.records.front().payload != epoch) {
+    return absl::OkStatus();  // another config's journal: that config is gone, its changes kept
+  }
+  for (size_t i = 1; i < scan.records.size(); ++i) {
+    const storage::RecordView& record = scan.records[i];
+    const auto bad = [&](std::string_view why) {
+      return absl::DataLossError(Concat("config.journal: record ", std::to_string(i), ": ", why));
+    };
+    const auto kind = static_cast<NodeConfigEdit::Kind>(record.type);
+    NodeConfigEdit edit{kind, std::string(record.payload), "", {}};
+    const size_t space = record.payload.find(' ');
+    if (kind == NodeConfigEdit::Kind::kSetCallbridge || kind == NodeConfigEdit::Kind::kSetUser) {
+      if (space == std::string_view::npos) return bad("no value");
+      edit.name = std::string(record.payload.substr(0, space));
+    }
+    const std::string_view value = record.payload.substr(space + 1);
+    switch (kind) {
+      case NodeConfigEdit::Kind::kSetCallbridge:
+        if (!ValidateSecret(value).ok()) return bad("invalid call bridge secret");
+        edit.secret = std::string(value);
+        [[fallthrough]];
+      case NodeConfigEdit::Kind::kDeleteCallbridge:
+        if (!ValidateCallbridgeName(edit.name).ok()) return bad("invalid call bridge name");
+        break;
+      case NodeConfigEdit::Kind::kSetUser: {
+        absl::StatusOr<config::UserCredentials> credentials = sasl::ParseUserCredentials(value);
+        if (!credentials.ok()) return bad(std::string(credentials.status().message()));
+        edit.credentials = *std::move(credentials);
+        if (!config->users.contains(edit.name) && config->users.size() >= config::kUsersMax) {
+          return bad(Concat("more than ", std::to_string(config::kUsersMax), " users"));
+        }
+        [[fallthrough]];
+      }
+      case NodeConfigEdit::Kind::kDeleteUser:
+        if (!config::ValidateUserName(edit.name).ok()) return bad("invalid user name");
+        break;
+      default:
+        return bad("unknown record type");
+    }
+    ApplyNodeConfigEdit(edit, config);
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace
+
+absl::StatusOr<NodeConfig> ParseNodeConfig(std::string_view text) {
+  std::string epoch;
+  return ParseNodeConfigText(text, &epoch);
+}
+
+void ApplyNodeConfigEdit(const NodeConfigEdit& edit, NodeConfig* config) {
+  switch (edit.kind) {
+    case NodeConfigEdit::Kind::kSetCallbridge:
+      config->callbridges[edit.name] = edit.secret;
+      return;
+    case NodeConfigEdit::Kind::kDeleteCallbridge:
+      config->callbridges.erase(edit.name);
+      return;
+    case NodeConfigEdit::Kind::kSetUser:
+      config->users[edit.name] = edit.credentials;
+      return;
+    case NodeConfigEdit::Kind::kDeleteUser:
+      config->users.erase(edit.name);
+      return;
+  }
+}
+
+absl::StatusOr<NodeConfig> LoadNodeConfig(const std::string& state_dir, storage::Fs* fs) {
+  const std::string path = storage::JoinPath(state_dir, "config");
+  absl::StatusOr<std::string> content = fs->ReadFile(path);
+  if (!content.ok()) {
+    if (absl::IsNotFound(content.status())) {
+      return absl::NotFoundError(Concat("no configuration at ", path));
+    }
+    return content.status();
+  }
+  std::string epoch;
+  absl::StatusOr<NodeConfig> config = ParseNodeConfigText(*content, &epoch);
   if (!config.ok()) {
     return absl::DataLossError(Concat(path, ": ", std::string(config.status().message())));
+  }
+  if (epoch.empty()) return config;  // written before journals, or by hand
+  absl::StatusOr<std::string> journal = fs->ReadFile(storage::JoinPath(state_dir, kJournalName));
+  if (!journal.ok()) return absl::IsNotFound(journal.status()) ? config : journal.status();
+  if (absl::Status replayed = ReplayJournal(*journal, epoch, &*config); !replayed.ok()) {
+    return absl::DataLossError(Concat(state_dir, "/", std::string(replayed.message())));
   }
   return config;
 }
 
 absl::Status SaveNodeConfig(const std::string& state_dir, const NodeConfig& config) {
-  return storage::WriteFileAtomically(*storage::PosixFs(), state_dir, "config",
-                                      SerializeNodeConfig(config));
+  return NodeConfigFiles(state_dir).Rewrite(config);
+}
+
+NodeConfigFiles::NodeConfigFiles(std::string state_dir, storage::Fs* fs)
+    : state_dir_(std::move(state_dir)), fs_(fs) {}
+
+absl::Status NodeConfigFiles::Rewrite(const NodeConfig& config) {
+  journal_.reset();
+  uint64_t random = 0;
+  while (random == 0) {
+    if (getrandom(&random, sizeof(random), 0) != sizeof(random)) random = 0;
+  }
+  const std::string epoch = EpochText(random);
+  std::string text = SerializeNodeConfig(config);
+  text.insert(sizeof(kConfigHeader) - 1, Concat("journal_epoch ", epoch, "\n"));
+  // 1. The new config, durable: from here on the old journal (another epoch) is ignored.
+  if (absl::Status written = storage::WriteFileAtomically(*fs_, state_dir_, "config", text);
+      !written.ok()) {
+    return written;
+  }
+  // 2. An empty journal of the new epoch, also replaced atomically.
+  std::string journal(kJournalMagic);
+  storage::AppendRecord(kJournalHeaderRecord, epoch, &journal);
+  if (absl::Status written = storage::WriteFileAtomically(*fs_, state_dir_, kJournalName, journal);
+      !written.ok()) {
+    return written;
+  }
+  absl::StatusOr<std::unique_ptr<storage::WritableFile>> file =
+      fs_->OpenForAppend(storage::JoinPath(state_dir_, kJournalName), false);
+  if (!file.ok()) return file.status();
+  journal_ = *std::move(file);
+  config_bytes_ = text.size();
+  journal_bytes_ = journal.size();
+  return absl::OkStatus();
+}
+
+absl::Status NodeConfigFiles::Append(const NodeConfigEdit& edit) {
+  if (journal_ == nullptr) {
+    return absl::FailedPreconditionError("the config journal is not open (a write failed)");
+  }
+  std::string record;
+  storage::AppendRecord(static_cast<uint8_t>(edit.kind), EncodeEdit(edit), &record);
+  if (absl::Status appended = journal_->Append(record); !appended.ok()) {
+    journal_.reset();  // what reached the file is unknown: the next Rewrite starts again
+    return appended;
+  }
+  journal_bytes_ += record.size();
+  return absl::OkStatus();
+}
+
+absl::Status NodeConfigFiles::Sync() {
+  if (journal_ == nullptr) {
+    return absl::FailedPreconditionError("the config journal is not open (a write failed)");
+  }
+  absl::Status synced = journal_->Sync();
+  if (!synced.ok()) journal_.reset();
+  return synced;
+}
+
+bool NodeConfigFiles::RewriteDue() const {
+  return journal_bytes_ > std::max<uint64_t>(kJournalBytesMin, config_bytes_ / 2);
 }
 
 }  // namespace stanzad

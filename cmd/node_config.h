@@ -1,8 +1,11 @@
 // The configuration of a single stanzad node, as the operator sets it with
 // stanzactl, and its durable form in the state dir.
 //
-// Durable form (state_dir/config, text, one item per line, written atomically):
+// Durable form: state_dir/config, the whole configuration (text, one item per line, written
+// atomically), and state_dir/config.journal, the call bridge and user changes made since
+// (docs/configuration-storage.md):
 //   stanzad-config 1
+//   journal_epoch 8f1c2a9b03d4e5f6
 //   domain example.com
 //   listen 127.0.0.1
 //   enabled 1
@@ -24,16 +27,27 @@
 // configuration's (cluster/config_state_machine.h): the daemon mirrors them here as
 // they change, so this file always shows what the node serves. Listen addresses,
 // `enabled` and the cluster settings stay local to the node.
+//
+// The journal: an 8-byte magic, then records framed as cluster/storage/record_file.h says.
+// Its first record names the epoch of the config file it follows (the config's
+// `journal_epoch` line); a journal of another epoch is ignored, since the config written
+// after it already holds its changes. Each further record sets or deletes one call bridge or
+// user (NodeConfigEdit), so replaying them over the config gives the latest state at a cost
+// that does not depend on the size of the configuration. A torn last record (a crash cut it
+// short, so it was never acknowledged) is ignored; damage before the last record is DataLoss.
 #ifndef STANZAD_CMD_NODE_CONFIG_H_
 #define STANZAD_CMD_NODE_CONFIG_H_
 
+#include <cstdint>
 #include <map>
+#include <memory>
 #include <string>
 #include <string_view>
 #include <vector>
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "cluster/storage/fs.h"
 #include "core/config/config.h"
 
 namespace stanzad {
@@ -72,11 +86,58 @@ absl::Status ValidateListenAddress(std::string_view address);
 // one upper-case letter, one lower-case letter and one digit.
 std::string GenerateCallbridgeSecret();
 
-// Reads `<state_dir>/config`; NotFound if the node has never been configured.
-absl::StatusOr<NodeConfig> LoadNodeConfig(const std::string& state_dir);
-// Replaces `<state_dir>/config` atomically (storage::WriteFileAtomically: a
-// crash at any instant leaves the old or the new file).
+// One call bridge or user set or deleted: a journal record.
+struct NodeConfigEdit {
+  enum class Kind : uint8_t { kSetCallbridge = 2, kDeleteCallbridge, kSetUser, kDeleteUser };
+  Kind kind = Kind::kSetCallbridge;
+  std::string name;
+  std::string secret;                   // kSetCallbridge
+  config::UserCredentials credentials;  // kSetUser
+};
+
+// Makes `edit` in `config`. Absolute, never conditional, so a replay ends in the same state.
+void ApplyNodeConfigEdit(const NodeConfigEdit& edit, NodeConfig* config);
+
+// Reads `<state_dir>/config` and replays the journal that follows it; NotFound if the node has
+// never been configured.
+absl::StatusOr<NodeConfig> LoadNodeConfig(const std::string& state_dir,
+                                          storage::Fs* fs = storage::PosixFs());
+// Replaces `<state_dir>/config` atomically (storage::WriteFileAtomically: a crash at any
+// instant leaves the old or the new file) and starts an empty journal after it.
 absl::Status SaveNodeConfig(const std::string& state_dir, const NodeConfig& config);
+
+// The writer of a state dir's config and journal. A crash at any instant loses no change
+// that Rewrite or Sync acknowledged: until the new config's rename is durable the old config
+// and its journal are read; after it, the new config, whose epoch the old journal lacks.
+// Thread safety: none (the daemon's control thread).
+class NodeConfigFiles {
+ public:
+  explicit NodeConfigFiles(std::string state_dir, storage::Fs* fs = storage::PosixFs());
+  NodeConfigFiles(const NodeConfigFiles&) = delete;
+  NodeConfigFiles& operator=(const NodeConfigFiles&) = delete;
+
+  // Writes the whole `config` with a new epoch atomically, then an empty journal of that
+  // epoch. Durable on return. O(size of the configuration).
+  absl::Status Rewrite(const NodeConfig& config);
+  // Queues one record (written to the file at once, durable after Sync). REQUIRES: the last
+  // Rewrite succeeded (else FailedPrecondition). O(1).
+  absl::Status Append(const NodeConfigEdit& edit);
+  // Makes every Append before it durable (fdatasync).
+  absl::Status Sync();
+  // The journal has grown past half the config's size (and kJournalBytesMin): a Rewrite now
+  // keeps both the replay at start and the disk used in proportion to the configuration,
+  // at an amortised cost per change that does not grow with it.
+  bool RewriteDue() const;
+
+  static constexpr uint64_t kJournalBytesMin = 4 << 20;
+
+ private:
+  std::string state_dir_;
+  storage::Fs* fs_;
+  std::unique_ptr<storage::WritableFile> journal_;  // null until a Rewrite succeeded
+  uint64_t config_bytes_ = 0;
+  uint64_t journal_bytes_ = 0;
+};
 
 }  // namespace stanzad
 
