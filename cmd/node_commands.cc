@@ -30,11 +30,11 @@ CommandResult Usage(std::string message) {
   return {AdminResponse{2, Concat("usage: ", message, "\n")}, false, std::nullopt};
 }
 
-// Makes `change` to `config` (the command's copy) when `changes` (a command that sets
-// what is already set changes nothing), and returns what it made, for Ok.
-std::optional<NodeChange> Made(NodeChange change, NodeConfig* config, bool changes = true) {
+// The change a command makes when `changes` (a command that sets what is already set
+// changes nothing), for Ok. Commands only read the configuration: the caller applies the
+// change (a copy per command would cost the whole configuration).
+std::optional<NodeChange> Made(NodeChange change, bool changes = true) {
   if (!changes) return std::nullopt;
-  ApplyNodeChange(change, config);
   return change;
 }
 
@@ -92,15 +92,17 @@ Words SplitWords(const AdminRequest& request, size_t skip) {
   return words;
 }
 
-std::string CallbridgeBlock(const std::string& name, const NodeConfig& config) {
+std::string CallbridgeBlock(const std::string& name, const std::string& secret,
+                            const NodeConfig& config) {
   return Concat("***\nCallbridge : ", name, "\nDomain     : ", config.domain,
-                "\nSecret     : ", config.callbridges.at(name), "\n");
+                "\nSecret     : ", secret, "\n");
 }
 
-std::string CallbridgeJson(const std::string& name, const NodeConfig& config) {
+std::string CallbridgeJson(const std::string& name, const std::string& secret,
+                           const NodeConfig& config) {
   return Concat("{\"name\":", JsonString(name), ",\"domain\":", JsonString(config.domain),
                 ",\"component\":", JsonString(Concat(name, ".", config.domain)),
-                ",\"secret\":", JsonString(config.callbridges.at(name)), "}");
+                ",\"secret\":", JsonString(secret), "}");
 }
 
 CommandResult Status(const AdminRequest& request, const NodeConfig& config,
@@ -154,7 +156,7 @@ CommandResult Status(const AdminRequest& request, const NodeConfig& config,
       "Recent errors and warnings:", problems.empty() ? std::string(" none\n") : "\n" + problems));
 }
 
-CommandResult Callbridge(const AdminRequest& request, NodeConfig* config) {
+CommandResult Callbridge(const AdminRequest& request, const NodeConfig* config) {
   if (request.args.size() < 2) {
     return Usage("callbridge add NAME | add-secret NAME | del NAME | list");
   }
@@ -166,7 +168,7 @@ CommandResult Callbridge(const AdminRequest& request, NodeConfig* config) {
       std::string out = "[";
       for (const auto& [name, secret] : config->callbridges) {
         if (out.size() > 1) out.append(",");
-        out.append(CallbridgeJson(name, *config));
+        out.append(CallbridgeJson(name, secret, *config));
       }
       return Ok(out + "]\n");
     }
@@ -175,7 +177,7 @@ CommandResult Callbridge(const AdminRequest& request, NodeConfig* config) {
     }
     std::string out;
     for (const auto& [name, secret] : config->callbridges)
-      out.append(CallbridgeBlock(name, *config));
+      out.append(CallbridgeBlock(name, secret, *config));
     return Ok(out);
   }
   if (words.positional.size() != 1) return Usage(Concat("callbridge ", verb, " NAME"));
@@ -186,8 +188,10 @@ CommandResult Callbridge(const AdminRequest& request, NodeConfig* config) {
   if (config->domain.empty() && (verb == "add" || verb == "add-secret")) {
     return Fail("set the XMPP domain first: stanzactl domain example.com");
   }
-  const auto show = [&]() {
-    return request.json ? CallbridgeJson(name, *config) + "\n" : CallbridgeBlock(name, *config);
+  // What the bridge is once the command is done.
+  const auto show = [&](const std::string& secret) {
+    return request.json ? CallbridgeJson(name, secret, *config) + "\n"
+                        : CallbridgeBlock(name, secret, *config);
   };
   if (verb == "add") {
     if (config->callbridges.contains(name)) {
@@ -195,9 +199,8 @@ CommandResult Callbridge(const AdminRequest& request, NodeConfig* config) {
           Concat("call bridge ", name,
                  " already exists; its secret is unchanged (see: stanzactl callbridge list)"));
     }
-    std::optional<NodeChange> added =
-        Made(cluster::AddCallbridge{name, GenerateCallbridgeSecret(), words.force}, config);
-    return Ok(show(), std::move(added));
+    const std::string secret = GenerateCallbridgeSecret();
+    return Ok(show(secret), Made(cluster::AddCallbridge{name, secret, words.force}));
   }
   if (verb == "add-secret") {
     if (absl::Status valid = ValidateSecret(words.secret); !valid.ok()) {
@@ -206,7 +209,7 @@ CommandResult Callbridge(const AdminRequest& request, NodeConfig* config) {
     auto it = config->callbridges.find(name);
     if (it != config->callbridges.end()) {
       if (it->second == words.secret) {  // the same secret: nothing to do, and it says so
-        return Ok(request.json ? show()
+        return Ok(request.json ? show(it->second)
                                : Concat("Call bridge ", name,
                                         ": secret unchanged (it is the one "
                                         "configured)\n"));
@@ -217,16 +220,14 @@ CommandResult Callbridge(const AdminRequest& request, NodeConfig* config) {
                            "refused. Use --force to replace it"));
       }
     }
-    std::optional<NodeChange> set =
-        Made(cluster::AddCallbridge{name, words.secret, words.force}, config);
-    return Ok(show(), std::move(set));
+    return Ok(show(words.secret), Made(cluster::AddCallbridge{name, words.secret, words.force}));
   }
   if (verb == "del") {
     if (!config->callbridges.contains(name)) {
       return Fail(Concat("no call bridge named ", name, " (see: stanzactl callbridge list)"));
     }
     return Ok(Concat("Call bridge ", name, " removed; its connection, if any, is closed\n"),
-              Made(cluster::DeleteCallbridge{name}, config));
+              Made(cluster::DeleteCallbridge{name}));
   }
   return Usage("callbridge add NAME | add-secret NAME | del NAME | list");
 }
@@ -313,7 +314,7 @@ CommandResult UserList(const AdminRequest& request, const NodeConfig& config) {
   return Ok(out);
 }
 
-CommandResult User(const AdminRequest& request, NodeConfig* config) {
+CommandResult User(const AdminRequest& request, const NodeConfig* config) {
   if (request.args.size() < 2) return Usage(kUserUsage);
   const std::string& verb = request.args[1];
   // No user command takes an option (stanzactl keeps --iterations to itself).
@@ -339,7 +340,7 @@ CommandResult User(const AdminRequest& request, NodeConfig* config) {
     if (existing == config->users.end()) {
       return Fail(Concat("no user ", address, " (see: stanzactl user list)"));
     }
-    return Ok(Concat("User ", address, " removed\n"), Made(cluster::DeleteUser{*name}, config));
+    return Ok(Concat("User ", address, " removed\n"), Made(cluster::DeleteUser{*name}));
   }
   // The text holds a space between its two mechanisms: words after NAME are rejoined.
   const std::vector<std::string> pieces(words.positional.begin() + 1, words.positional.end());
@@ -361,14 +362,14 @@ CommandResult User(const AdminRequest& request, NodeConfig* config) {
                          " users, the most a node holds; delete one first (stanzactl user del)"));
     }
     return Ok(Concat("User ", address, " added (", mechanisms, ")\n"),
-              Made(cluster::AddUser{*name, *std::move(credentials)}, config));
+              Made(cluster::AddUser{*name, *std::move(credentials)}));
   }
   if (existing == config->users.end()) {
     return Fail(Concat("no user ", address, "; add it with: stanzactl user add ", address));
   }
   const bool changed = !(existing->second == *credentials);
   return Ok(Concat("Password of ", address, " changed (", mechanisms, ")\n"),
-            Made(cluster::SetUserCredentials{*name, *std::move(credentials)}, config, changed));
+            Made(cluster::SetUserCredentials{*name, *std::move(credentials)}, changed));
 }
 
 }  // namespace
@@ -393,6 +394,38 @@ void ApplyNodeChange(const NodeChange& change, NodeConfig* config) {
     void operator()(const ResetConfig&) const { *config = NodeConfig(); }
   };
   std::visit(Apply{config}, change);
+}
+
+namespace {
+
+struct EditOf {
+  using Kind = NodeConfigEdit::Kind;
+  std::optional<NodeConfigEdit> operator()(const cluster::AddCallbridge& c) const {
+    return NodeConfigEdit{Kind::kSetCallbridge, c.name, c.secret, {}};
+  }
+  std::optional<NodeConfigEdit> operator()(const cluster::DeleteCallbridge& c) const {
+    return NodeConfigEdit{Kind::kDeleteCallbridge, c.name, "", {}};
+  }
+  std::optional<NodeConfigEdit> operator()(const cluster::AddUser& c) const {
+    return NodeConfigEdit{Kind::kSetUser, c.name, "", c.credentials};
+  }
+  std::optional<NodeConfigEdit> operator()(const cluster::SetUserCredentials& c) const {
+    return NodeConfigEdit{Kind::kSetUser, c.name, "", c.credentials};
+  }
+  std::optional<NodeConfigEdit> operator()(const cluster::DeleteUser& c) const {
+    return NodeConfigEdit{Kind::kDeleteUser, c.name, "", {}};
+  }
+  std::optional<NodeConfigEdit> operator()(const auto&) const { return std::nullopt; }
+};
+
+}  // namespace
+
+std::optional<NodeConfigEdit> JournalEdit(const NodeChange& change) {
+  return std::visit(EditOf{}, change);
+}
+
+std::optional<NodeConfigEdit> JournalEdit(const cluster::ConfigCommand& command) {
+  return std::visit(EditOf{}, command);
 }
 
 std::optional<cluster::ConfigCommand> ReplicatedCommand(const NodeChange& change) {
@@ -447,16 +480,23 @@ std::string JsonString(std::string_view text) {
 
 CommandResult ExecuteNodeCommand(const AdminRequest& request, NodeConfig* config,
                                  const NodeRuntimeStatus& status) {
+  CommandResult result = DecideNodeCommand(request, *config, status);
+  if (result.change) ApplyNodeChange(*result.change, config);
+  return result;
+}
+
+CommandResult DecideNodeCommand(const AdminRequest& request, const NodeConfig& current,
+                                const NodeRuntimeStatus& status) {
   if (request.args.empty()) return Usage("stanzactl COMMAND (see stanzactl --help)");
   const std::string& command = request.args[0];
-  NodeConfig proposed = *config;
+  const NodeConfig* config = &current;
   CommandResult result;
   if (command == "status") {
     return Status(request, *config, status);
   } else if (command == "callbridge") {
-    result = Callbridge(request, &proposed);
+    result = Callbridge(request, config);
   } else if (command == "user") {
-    result = User(request, &proposed);
+    result = User(request, config);
   } else if (command == "domain") {
     const Words words = SplitWords(request, 1);
     if (words.positional.empty()) {
@@ -470,7 +510,7 @@ CommandResult ExecuteNodeCommand(const AdminRequest& request, NodeConfig* config
       return Fail(std::string(valid.message()));
     }
     result = Ok(Concat("Domain set to ", domain, "\n"),
-                Made(cluster::SetDomain{domain}, &proposed, domain != config->domain));
+                Made(cluster::SetDomain{domain}, domain != config->domain));
   } else if (command == "listen") {
     const Words words = SplitWords(request, 1);
     if (words.positional.empty()) {
@@ -491,16 +531,15 @@ CommandResult ExecuteNodeCommand(const AdminRequest& request, NodeConfig* config
         return Fail(std::string(valid.message()));
       }
     }
-    result = Ok("Listen addresses set\n", Made(cluster::SetListen{words.positional}, &proposed,
-                                               words.positional != config->listen));
+    result = Ok("Listen addresses set\n",
+                Made(cluster::SetListen{words.positional}, words.positional != config->listen));
   } else if (command == "enable" || command == "disable") {
     if (request.args.size() != 1) return Usage(command);
     const bool enabled = command == "enable";
-    std::optional<NodeChange> change =
-        Made(SetEnabled{enabled}, &proposed, enabled != config->enabled);
+    std::optional<NodeChange> change = Made(SetEnabled{enabled}, enabled != config->enabled);
     std::string note;
-    if (proposed.enabled && proposed.domain.empty()) note = " (set a domain to start serving)";
-    if (proposed.enabled && !proposed.domain.empty() && proposed.listen.empty()) {
+    if (enabled && config->domain.empty()) note = " (set a domain to start serving)";
+    if (enabled && !config->domain.empty() && config->listen.empty()) {
       note = " (set listen addresses to start serving)";
     }
     result = Ok(Concat("XMPP ", enabled ? "enabled" : "disabled", note, "\n"), std::move(change));
@@ -524,11 +563,10 @@ CommandResult ExecuteNodeCommand(const AdminRequest& request, NodeConfig* config
     }
     result = Ok(Concat("Configuration reset; XMPP disabled\n",
                        forgotten.empty() ? "" : Concat("Also forgotten: ", forgotten, "\n")),
-                Made(ResetConfig{}, &proposed, !(NodeConfig() == *config)));
+                Made(ResetConfig{}, !(NodeConfig() == *config)));
   } else {
     return Usage(Concat("unknown command '", command, "' (see stanzactl --help)"));
   }
-  if (result.response.exit_code == 0) *config = std::move(proposed);
   return result;
 }
 

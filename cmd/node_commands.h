@@ -69,6 +69,11 @@ using NodeChange = std::variant<cluster::SetDomain, cluster::SetListen, SetEnabl
 // `change` made to `config`, as the command that returned it made it.
 void ApplyNodeChange(const NodeChange& change, NodeConfig* config);
 
+// The journal record (cmd/node_config.h) of a change to one call bridge or user; nullopt
+// for the other kinds, which rewrite the whole config.
+std::optional<NodeConfigEdit> JournalEdit(const NodeChange& change);
+std::optional<NodeConfigEdit> JournalEdit(const cluster::ConfigCommand& command);
+
 // The change a cluster replicates, if `change` is of a kind it replicates.
 std::optional<cluster::ConfigCommand> ReplicatedCommand(const NodeChange& change);
 
@@ -83,6 +88,10 @@ struct CommandResult {
 // applied to it (ApplyNodeChange).
 CommandResult ExecuteNodeCommand(const admin::AdminRequest& request, NodeConfig* config,
                                  const NodeRuntimeStatus& status);
+// Decides one command against `config` without changing it: the caller applies `change`
+// (the daemon does so in place, at a cost that does not grow with the configuration).
+CommandResult DecideNodeCommand(const admin::AdminRequest& request, const NodeConfig& config,
+                                const NodeRuntimeStatus& status);
 
 // A JSON string literal for `text` (quotes included).
 std::string JsonString(std::string_view text);

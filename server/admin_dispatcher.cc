@@ -85,8 +85,8 @@ void AdminDispatcher::Handle(const admin::AdminRequest& original, admin::AdminSe
                         "), or use 'stanzactl reset --force' (it then joins as a new node)\n"});
     }
   }
-  NodeConfig proposed = node_.config();
-  CommandResult result = ExecuteNodeCommand(request, &proposed, RuntimeStatus());
+  // Decided against the configuration as it is, not a copy: a copy costs its whole size.
+  CommandResult result = DecideNodeCommand(request, node_.config(), RuntimeStatus());
   if (!result.change) return reply(result.response);
   if (clustered) {
     // What the cluster replicates goes through it, as the command typed it.
@@ -101,7 +101,14 @@ void AdminDispatcher::Handle(const admin::AdminRequest& original, admin::AdminSe
       return;
     }
   }
-  if (std::holds_alternative<ResetConfig>(*result.change) && clustered) {
+  if (std::optional<NodeConfigEdit> edit = JournalEdit(*result.change)) {
+    // One call bridge or user: a journal record, durable before the answer.
+    if (absl::Status saved = node_.CommitEdits({*edit}, request.args[0], true); !saved.ok()) {
+      return reply({1, "error: the change was not saved: " + std::string(saved.message()) + "\n"});
+    }
+  } else if (std::holds_alternative<ResetConfig>(*result.change) && clustered) {
+    NodeConfig proposed = node_.config();
+    ApplyNodeChange(*result.change, &proposed);
     // reset --force on a member: it forgets its cluster identity too.
     const std::string dir = node_.ForgetCluster();
     proposed.cluster_enabled = false;
@@ -114,9 +121,12 @@ void AdminDispatcher::Handle(const admin::AdminRequest& original, admin::AdminSe
         "The node left its cluster state behind (node id, Raft log, cluster key in " + dir +
         "); it joins as a new node, with a token from a member (stanzactl cluster token)\n";
     return reply(result.response);
-  }
-  if (absl::Status saved = node_.Commit(std::move(proposed), request.args[0]); !saved.ok()) {
-    return reply({1, "error: the change was not saved: " + std::string(saved.message()) + "\n"});
+  } else {
+    NodeConfig proposed = node_.config();
+    ApplyNodeChange(*result.change, &proposed);
+    if (absl::Status saved = node_.Commit(std::move(proposed), request.args[0]); !saved.ok()) {
+      return reply({1, "error: the change was not saved: " + std::string(saved.message()) + "\n"});
+    }
   }
   if (!engine_.not_serving_reason().empty() && node_.config().ReadyToServe()) {
     result.response.output += "warning: not serving: " + engine_.not_serving_reason() + "\n";

@@ -4,9 +4,11 @@
 
 #include <chrono>
 #include <filesystem>
+#include <mutex>
 #include <utility>
 
 #include "absl/strings/str_join.h"
+#include "cmd/node_commands.h"
 #include "core/base/concat.h"
 #include "core/base/log.h"
 #include "server/metrics_publisher.h"
@@ -35,18 +37,35 @@ absl::StatusOr<net::Endpoint> DataEndpoint(const std::string& cluster_address, u
 
 }  // namespace
 
+struct NodeState::RouterConfigReturns {
+  std::mutex mutex;
+  std::vector<std::unique_ptr<net::RouterConfig>> returned;  // drained at every publication
+};
+
 NodeState::NodeState(const DaemonOptions& options, NodeConfig config, std::string salt_key,
                      EngineSupervisor* engine, MetricsPublisher* metrics)
     : options_(options),
       engine_(engine),
       metrics_(metrics),
       config_(std::move(config)),
+      files_(options.state_dir),
+      router_returns_(std::make_shared<RouterConfigReturns>()),
       salt_key_(std::move(salt_key)) {
-  engine_->router_config().Publish(BuildRouterConfig());
+  PublishRouterConfig(nullptr);
+  // The journal starts from a config of its own epoch, so that the first change costs what
+  // the others do. On failure the first change rewrites the whole config (and says why).
+  if (absl::Status rewritten = files_.Rewrite(config_); !rewritten.ok()) {
+    LogEvent(LogLevel::kError, "config_save_failed",
+             "reason=" + LogQuote(std::string(rewritten.message())));
+  }
 }
 
-std::shared_ptr<const router::RouterConfig> NodeState::BuildRouterConfig() const {
-  auto router = std::make_shared<router::RouterConfig>();
+std::shared_ptr<const net::RouterConfig> NodeState::BuildRouterConfig() const {
+  return BuildRouterConfigBuffer();
+}
+
+std::unique_ptr<net::RouterConfig> NodeState::BuildRouterConfigBuffer() const {
+  auto router = std::make_unique<net::RouterConfig>();
   router->domain = config_.domain;
   router->enabled = config_.ReadyToServe();
   for (const auto& [name, secret] : config_.callbridges) {
@@ -58,9 +77,100 @@ std::shared_ptr<const router::RouterConfig> NodeState::BuildRouterConfig() const
   return router;
 }
 
+void NodeState::EditRouterConfig(const NodeConfigEdit& edit, net::RouterConfig* router) const {
+  switch (edit.kind) {
+    case NodeConfigEdit::Kind::kSetCallbridge:
+      router->bridge_secrets[edit.name + "." + config_.domain] = edit.secret;
+      return;
+    case NodeConfigEdit::Kind::kDeleteCallbridge:
+      router->bridge_secrets.erase(edit.name + "." + config_.domain);
+      return;
+    case NodeConfigEdit::Kind::kSetUser:
+      router->users[edit.name] = edit.credentials;
+      return;
+    case NodeConfigEdit::Kind::kDeleteUser:
+      router->users.erase(edit.name);
+      return;
+  }
+}
+
+void NodeState::PublishRouterConfig(const std::vector<NodeConfigEdit>* edits) {
+  std::unique_ptr<net::RouterConfig> next;
+  std::vector<std::unique_ptr<net::RouterConfig>> abandoned;  // freed outside the lock
+  {
+    std::lock_guard lock(router_returns_->mutex);
+    for (std::unique_ptr<net::RouterConfig>& returned : router_returns_->returned) {
+      if (edits != nullptr && next == nullptr && returned.get() == spare_router_) {
+        next = std::move(returned);
+      } else {
+        abandoned.push_back(std::move(returned));
+      }
+    }
+    router_returns_->returned.clear();
+  }
+  if (next != nullptr && spare_lag_.size() + edits->size() <= kRouterSpareLagMax) {
+    for (const NodeConfigEdit& edit : spare_lag_) EditRouterConfig(edit, next.get());
+    for (const NodeConfigEdit& edit : *edits) EditRouterConfig(edit, next.get());
+  } else {
+    if (next != nullptr) abandoned.push_back(std::move(next));
+    next = BuildRouterConfigBuffer();  // the shards still hold the spare: a whole copy
+  }
+  // The buffer replaced now lacks exactly this publication's edits.
+  spare_router_ = edits != nullptr ? current_router_ : nullptr;
+  spare_lag_ = edits != nullptr ? *edits : std::vector<NodeConfigEdit>();
+  current_router_ = next.get();
+  std::shared_ptr<RouterConfigReturns> returns = router_returns_;
+  engine_->router_config().Publish(std::shared_ptr<const net::RouterConfig>(
+      next.release(), [returns](const net::RouterConfig* config) {
+        // On whichever thread let go of it last (a shard's, mostly).
+        std::lock_guard lock(returns->mutex);
+        returns->returned.emplace_back(const_cast<net::RouterConfig*>(config));
+      }));
+}
+
+void NodeState::ConfigChanged(const std::string& what) {
+  last_config_change_unix_s_ =
+      std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch()).count();
+  LogEvent(LogLevel::kInfo, "config_changed", "command=" + LogQuote(what));
+}
+
+absl::Status NodeState::CommitEdits(const std::vector<NodeConfigEdit>& edits,
+                                    const std::string& what, bool sync) {
+  if (edits.empty()) return absl::OkStatus();
+  absl::Status saved = absl::OkStatus();
+  for (const NodeConfigEdit& edit : edits) {
+    if (saved.ok()) saved = files_.Append(edit);
+  }
+  if (saved.ok() && sync) saved = files_.Sync();
+  if (!saved.ok() && absl::IsFailedPrecondition(saved)) {
+    // No journal yet (the first change since start, or a write failed): the whole config.
+    NodeConfig proposed = config_;
+    for (const NodeConfigEdit& edit : edits) ApplyNodeConfigEdit(edit, &proposed);
+    return Commit(std::move(proposed), what);
+  }
+  if (!saved.ok()) {
+    LogEvent(LogLevel::kError, "config_save_failed",
+             "reason=" + LogQuote(std::string(saved.message())));
+    return saved;
+  }
+  for (const NodeConfigEdit& edit : edits) ApplyNodeConfigEdit(edit, &config_);
+  ConfigChanged(what);
+  PublishRouterConfig(&edits);
+  NotifyShardsOfConfig();
+  metrics_->Publish(*this);  // before the command is answered: a scrape after sees it
+  if (files_.RewriteDue()) {
+    // A failure leaves the journal closed: the next change rewrites the whole config.
+    if (absl::Status rewritten = files_.Rewrite(config_); !rewritten.ok()) {
+      LogEvent(LogLevel::kError, "config_save_failed",
+               "reason=" + LogQuote(std::string(rewritten.message())));
+    }
+  }
+  return absl::OkStatus();
+}
+
 absl::Status NodeState::Commit(NodeConfig proposed, const std::string& what) {
   // Durable before acknowledged: a crash after "ok" never loses the change.
-  if (absl::Status saved = SaveNodeConfig(options_.state_dir, proposed); !saved.ok()) {
+  if (absl::Status saved = files_.Rewrite(proposed); !saved.ok()) {
     LogEvent(LogLevel::kError, "config_save_failed",
              "reason=" + LogQuote(std::string(saved.message())));
     return saved;
@@ -70,10 +180,8 @@ absl::Status NodeState::Commit(NodeConfig proposed, const std::string& what) {
       proposed.listen != config_.listen || proposed.cluster_enabled != config_.cluster_enabled ||
       proposed.ReadyToServe() != config_.ReadyToServe() || proposed.domain != config_.domain;
   config_ = std::move(proposed);
-  last_config_change_unix_s_ =
-      std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch()).count();
-  LogEvent(LogLevel::kInfo, "config_changed", "command=" + LogQuote(what));
-  engine_->router_config().Publish(BuildRouterConfig());
+  ConfigChanged(what);
+  PublishRouterConfig(nullptr);
   if (listeners_changed) {
     ApplyEngineState();
   } else {
@@ -190,6 +298,7 @@ absl::Status NodeState::OpenCluster() {
       },
       [this](raft::NodeId peer) { routes_->OnLinkUp(peer); });
   mirrored_generation_ = 0;
+  mirror_whole_pending_ = true;
   cluster_listening_ = false;
   if (!cluster_tls_error_.empty()) return absl::FailedPreconditionError(cluster_tls_error_);
   if (config_.cluster_enabled) ListenCluster();
@@ -232,12 +341,24 @@ void NodeState::MirrorClusterConfig() {
   if (!replicated.unknown_user_salt_key.empty() && replicated.unknown_user_salt_key != salt_key_) {
     salt_key_ = replicated.unknown_user_salt_key;  // the cluster's: the same on every node
     SaveSaltKey(options_.state_dir, salt_key_);
-    engine_->router_config().Publish(BuildRouterConfig());
+    PublishRouterConfig(nullptr);
     NotifyShardsOfConfig();
   }
+  cluster::ClusterNode::AppliedChanges changes = cluster_->TakeAppliedChanges();
+  mirror_whole_pending_ |= changes.whole;
   // Before the cluster's configuration has arrived (initialize or join in progress) there
   // is nothing to mirror: the node keeps serving what it has.
   if (replicated.domain.empty()) return;
+  if (!mirror_whole_pending_ && replicated.domain == config_.domain) {
+    // Change by change, in place (sync: no, the Raft log keeps them).
+    std::vector<NodeConfigEdit> edits;
+    for (const cluster::ConfigCommand& command : changes.commands) {
+      if (std::optional<NodeConfigEdit> edit = JournalEdit(command)) edits.push_back(*edit);
+    }
+    if (!CommitEdits(edits, "cluster", false).ok()) mirror_whole_pending_ = true;  // logged
+    return;
+  }
+  mirror_whole_pending_ = false;
   NodeConfig proposed = config_;
   proposed.domain = replicated.domain;
   proposed.callbridges.clear();

@@ -5,6 +5,13 @@
 // to the shards: the router configuration, the data plane (cluster/data/data_plane.h)
 // and the routes.
 //
+// Durability (docs/configuration-storage.md): Commit rewrites the whole config file; a
+// change to one call bridge or user (CommitEdits) is a record appended to its journal and
+// applied in place, also to the router configuration the shards read (two buffers: the one
+// the shards gave back is brought up to date with the edits it missed), so its cost does not
+// grow with the configuration. The journal is folded into the config file once it holds
+// half as many bytes.
+//
 // It promises: Commit makes a configuration durable, then live (the shards see it, the
 // engine restarts when its listeners change, the metrics snapshot shows it) before it
 // returns, so a command answered "ok" is never lost by a crash and a scrape after the
@@ -64,6 +71,11 @@ class NodeState final : private EngineSupervisor::Observer {
   // names the command in the config_changed event. An error: it was not saved (logged)
   // and nothing changed.
   absl::Status Commit(NodeConfig proposed, const std::string& what);
+  // The same for changes to call bridges and users, in place. `sync`: durable in the journal
+  // before live (a single node's commands); without, the cluster's Raft log is what keeps them
+  // and the journal is the mirror's.
+  absl::Status CommitEdits(const std::vector<NodeConfigEdit>& edits, const std::string& what,
+                           bool sync);
 
   // ---- The engine (EngineSupervisor) ----
 
@@ -134,12 +146,28 @@ class NodeState final : private EngineSupervisor::Observer {
   void OnEngineStarted() override;
 
   void NotifyShardsOfConfig();
+  // Publishes the router configuration: a whole rebuild (`edits` null), or the current one
+  // with `edits` made, in the buffer the shards gave back when there is one.
+  void PublishRouterConfig(const std::vector<NodeConfigEdit>* edits);
+  std::unique_ptr<net::RouterConfig> BuildRouterConfigBuffer() const;
+  void EditRouterConfig(const NodeConfigEdit& edit, net::RouterConfig* router) const;
+  // Logs and publishes a change made to config_ (durable already).
+  void ConfigChanged(const std::string& what);
+
+  struct RouterConfigReturns;  // buffers the shards let go of, handed back across threads
+  static constexpr size_t kRouterSpareLagMax = 4096;
 
   const DaemonOptions& options_;
   EngineSupervisor* const engine_;
   MetricsPublisher* const metrics_;
   NodeConfig config_;
-  std::string salt_key_;  // see LoadOrCreateSaltKey
+  NodeConfigFiles files_;
+  std::shared_ptr<RouterConfigReturns> router_returns_;
+  const net::RouterConfig* current_router_ = nullptr;  // published
+  const net::RouterConfig* spare_router_ = nullptr;    // published before it; may come back
+  std::vector<NodeConfigEdit> spare_lag_;              // what spare_router_ lacks
+  bool mirror_whole_pending_ = true;  // the next mirror copies the whole configuration
+  std::string salt_key_;              // see LoadOrCreateSaltKey
   double last_config_change_unix_s_ = 0;
   std::unique_ptr<cluster::ClusterNode> cluster_;
   bool cluster_listening_ = false;

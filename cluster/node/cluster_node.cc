@@ -297,11 +297,7 @@ void ClusterNode::Propose(const ConfigCommand& command, Done done) {
         "this node is not in a cluster (stanzactl cluster initialize, or cluster join HOST)"));
   }
   if (raft_->role() == raft::Role::kLeader) {
-    if (absl::Status check = machine_.Check(command); !check.ok()) return done(check);
-    absl::StatusOr<raft::Index> index = raft_->Propose(EncodeConfigCommand(command));
-    if (!index.ok()) return done(index.status());
-    proposals_[*index] = {raft_->term(), std::move(done)};
-    Process();
+    if (ProposeAsLeader(command, done)) Process();
     return;
   }
   if (raft_->leader() != raft::kNoNode && raft_->leader() != id()) {
@@ -310,6 +306,20 @@ void ClusterNode::Propose(const ConfigCommand& command, Done done) {
     return;
   }
   waiting_.push_back({command, std::move(done), now_ms_ + kRequestTimeoutMs});
+}
+
+bool ClusterNode::ProposeAsLeader(const ConfigCommand& command, Done& done) {
+  if (absl::Status check = machine_.Check(command); !check.ok()) {
+    done(check);
+    return false;
+  }
+  absl::StatusOr<raft::Index> index = raft_->Propose(EncodeConfigCommand(command));
+  if (!index.ok()) {
+    done(index.status());
+    return false;
+  }
+  proposals_[*index] = {raft_->term(), std::move(done)};
+  return true;
 }
 
 void ClusterNode::Remove(const RemoveTarget& target, Done done) {
@@ -746,7 +756,12 @@ void ClusterNode::Process() {
       std::deque<WaitingProposal> waiting;
       waiting.swap(waiting_);
       for (WaitingProposal& proposal : waiting) {
-        Propose(proposal.command, std::move(proposal.done));
+        if (raft_->role() == raft::Role::kLeader) {
+          // Into this turn's Ready: a seed of many commands is one write, not one each.
+          (void)ProposeAsLeader(proposal.command, proposal.done);
+        } else {
+          Propose(proposal.command, std::move(proposal.done));
+        }
       }
       for (LeaderWaiter& waiter : leader_waiters_) {
         completions_.emplace_back(std::move(waiter.done), absl::OkStatus());
@@ -765,9 +780,11 @@ void ClusterNode::Process() {
   }
   // Callbacks last: they may call back into this node.
   while (!completions_.empty()) {
-    auto [done, status] = std::move(completions_.front());
-    completions_.erase(completions_.begin());
-    if (done) done(status);
+    std::vector<std::pair<Done, absl::Status>> completions;
+    completions.swap(completions_);  // a callback may add more: they run in the next round
+    for (auto& [done, status] : completions) {
+      if (done) done(status);
+    }
   }
 }
 
@@ -780,6 +797,7 @@ void ClusterNode::HandleReady() {
       if (saved.ok()) {
         saved = machine_.Restore(ready.snapshot->data);
         ++config_generation_;
+        applied_changes_ = {true, {}};
       }
     }
     if (saved.ok() && !ready.entries.empty()) saved = store_->Append(ready.entries);
@@ -830,6 +848,16 @@ void ClusterNode::HandleReady() {
 void ClusterNode::ApplyCommitted(const raft::Entry& entry) {
   const absl::Status status = machine_.Apply(entry);
   if (entry.type != raft::EntryType::kNoop) ++config_generation_;
+  // Applying moved the configuration's version to this entry: it changed something.
+  if (entry.type == raft::EntryType::kNormal && machine_.config().version == entry.index &&
+      !applied_changes_.whole) {
+    absl::StatusOr<ConfigCommand> command = DecodeConfigCommand(entry.data);
+    if (!command.ok() || applied_changes_.commands.size() >= kAppliedChangesMax) {
+      applied_changes_ = {true, {}};
+    } else {
+      applied_changes_.commands.push_back(*std::move(command));
+    }
+  }
   // A membership change is logged when it is new to this node, not again when the
   // log is replayed after a restart (the event would claim a join that did not happen).
   if ((entry.type == raft::EntryType::kAddMember || entry.type == raft::EntryType::kRemoveMember) &&
@@ -893,10 +921,19 @@ void ClusterNode::AdvanceJoins() {
   }
 }
 
+ClusterNode::AppliedChanges ClusterNode::TakeAppliedChanges() {
+  AppliedChanges taken = std::move(applied_changes_);
+  applied_changes_ = {};
+  return taken;
+}
+
 void ClusterNode::MaybeSnapshot() {
   if (!failed_.ok() || raft_->HasReady()) return;
   const raft::Index applied = machine_.applied_index();
   if (applied < raft_->snapshot_index() + options_.snapshot_entries) return;
+  // A snapshot costs the whole state: wait until the log holds half as many bytes, so the
+  // cost per entry stays the same at any size (the log stays at most 1.5 times the state).
+  if (store_->log_live_bytes() < store_->snapshot().data.size() / 2) return;
   absl::StatusOr<raft::Snapshot> snapshot = raft_->CreateSnapshot(applied, machine_.Snapshot());
   if (!snapshot.ok()) return;
   absl::Status saved = store_->SaveSnapshot(*snapshot);

@@ -35,7 +35,9 @@
 // Ready handling follows cluster/raft/raft.h: snapshot, entries, then the hard state go
 // to the RaftStore and are synced before messages leave; committed entries are applied
 // to the ConfigStateMachine in order. A snapshot is taken every snapshot_entries applied
-// entries and the log file compacted, so the log does not grow without bound.
+// entries, once the log holds at least half the last snapshot's bytes (so a snapshot's cost,
+// which is the whole state's, is spread over as many bytes of entries: the same per entry at
+// any size), and the log file compacted, so the log does not grow without bound.
 //
 // Thread safety: none; the control thread owns it.
 #ifndef STANZAD_CLUSTER_NODE_CLUSTER_NODE_H_
@@ -175,6 +177,17 @@ class ClusterNode {
   const config::Config& config() const { return machine_.config(); }
   uint64_t config_generation() const { return config_generation_; }
 
+  // What changed the configuration since the last call, so that a mirror can follow it at a
+  // cost per change that does not grow with the configuration: the commands that changed it,
+  // in order, or `whole` when the state was replaced (a snapshot, the first call) or more
+  // than kAppliedChangesMax changes waited; then config() is what to mirror.
+  struct AppliedChanges {
+    bool whole = false;
+    std::vector<ConfigCommand> commands;
+  };
+  static constexpr size_t kAppliedChangesMax = 65'536;
+  AppliedChanges TakeAppliedChanges();
+
   ClusterStatus Status() const;
 
   // The data plane's use of the cluster links (kRoutes, kStanza frames): frames
@@ -260,6 +273,9 @@ class ClusterNode {
   static uint64_t UnixNowS();
   void SendForwarded(ForwardedRequest& forwarded, const std::string& address);
   void ForwardToLeader(Request request, Done done);
+  // Proposes on this node, the leader, without driving Raft (the caller does, once for many).
+  // False when refused; `done` then ran with why.
+  bool ProposeAsLeader(const ConfigCommand& command, Done& done);
   std::string LeaderAddress() const;
 
   // Runs after every input: Ready handling, joins, waiting proposals.
@@ -278,6 +294,7 @@ class ClusterNode {
   ConfigStateMachine machine_;
   std::unique_ptr<PeerTransport> transport_;
   uint64_t config_generation_ = 0;
+  AppliedChanges applied_changes_{true, {}};  // since TakeAppliedChanges
   // The commit index this node had on disk when it started: entries up to it were
   // applied (and their membership logged) before a restart, and are only replayed now.
   raft::Index committed_at_start_ = 0;

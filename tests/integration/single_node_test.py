@@ -69,6 +69,18 @@ class SingleNodeTest(unittest.TestCase):
         self.assertIn("XMPP state    : enabled, serving", out)
         self.assertIn(f"127.0.0.1:{self.node.port}", out)
 
+    def durable_config(self):
+        """The config file after a restart: what survived, with the journal
+        (state_dir/config.journal, which holds the changes since the file was last
+        written whole) folded in; the journal is checked for the password too."""
+        journal_path = os.path.join(self.node.state_dir, "config.journal")
+        with open(journal_path, "rb") as f:
+            journal = f.read().decode("latin-1")
+        self.node.stop()
+        self.node.start(seed=False)
+        with open(os.path.join(self.node.state_dir, "config")) as f:
+            return f.read() + journal
+
     def test_user_commands_through_stanzactl_keep_the_password_out(self):
         password = "correct horse battery staple"
         code, out, err = self.node.stanzactl("user", "add", f"alice@{DOMAIN}",
@@ -79,8 +91,7 @@ class SingleNodeTest(unittest.TestCase):
         self.assertEqual((code, out), (0, f"alice@{DOMAIN} SCRAM-SHA-1 SCRAM-SHA-256\n"), err)
         code, out, _ = self.node.stanzactl("user", "list", json=True)
         self.assertEqual(json.loads(out)["users"][0]["jid"], f"alice@{DOMAIN}")
-        with open(os.path.join(self.node.state_dir, "config")) as f:
-            config = f.read()
+        config = self.durable_config()
         self.assertIn("\nuser alice SCRAM-SHA-1$4096:", config)
         self.assertNotIn("horse", config)
         code, _, err = self.node.stanzactl("user", "add", "ALICE", stdin="other\n")
@@ -92,8 +103,7 @@ class SingleNodeTest(unittest.TestCase):
         code, out, err = self.node.stanzactl("user", "passwd", "alice", "--iterations=5000",
                                              stdin="new password\n")
         self.assertEqual(code, 0, err)
-        with open(os.path.join(self.node.state_dir, "config")) as f:
-            config = f.read()
+        config = self.durable_config()
         self.assertIn("\nuser alice SCRAM-SHA-1$5000:", config)
         self.assertNotIn("new password", config)
         code, out, err = self.node.stanzactl("user", "del", "alice")
