@@ -25,7 +25,7 @@
 //
 // In a cluster, the domain, the call bridges and the users are the replicated
 // configuration's (cluster/config_state_machine.h): the daemon mirrors them here as
-// they change, so this file always shows what the node serves. Listen addresses,
+// they change, so this file and its journal always show what the node serves. Listen addresses,
 // `enabled` and the cluster settings stay local to the node.
 //
 // The journal: an 8-byte magic, then records framed as cluster/storage/record_file.h says.

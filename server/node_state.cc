@@ -108,12 +108,20 @@ void NodeState::PublishRouterConfig(const std::vector<NodeConfigEdit>* edits) {
     }
     router_returns_->returned.clear();
   }
+  if (edits != nullptr && next == nullptr && unpublished_spare_ != nullptr) {
+    next = std::move(unpublished_spare_);  // the copy made at the last whole rebuild
+  }
   if (next != nullptr && spare_lag_.size() + edits->size() <= kRouterSpareLagMax) {
     for (const NodeConfigEdit& edit : spare_lag_) EditRouterConfig(edit, next.get());
     for (const NodeConfigEdit& edit : *edits) EditRouterConfig(edit, next.get());
   } else {
     if (next != nullptr) abandoned.push_back(std::move(next));
     next = BuildRouterConfigBuffer();  // the shards still hold the spare: a whole copy
+    if (edits == nullptr) {
+      // The change that follows edits this copy rather than build one: the whole cost
+      // falls on this change (a domain, a reset, the start), not on a bridge or a user.
+      unpublished_spare_ = std::make_unique<net::RouterConfig>(*next);
+    }
   }
   // The buffer replaced now lacks exactly this publication's edits.
   spare_router_ = edits != nullptr ? current_router_ : nullptr;
@@ -347,8 +355,11 @@ void NodeState::MirrorClusterConfig() {
   cluster::ClusterNode::AppliedChanges changes = cluster_->TakeAppliedChanges();
   mirror_whole_pending_ |= changes.whole;
   // Before the cluster's configuration has arrived (initialize or join in progress) there
-  // is nothing to mirror: the node keeps serving what it has.
-  if (replicated.domain.empty()) return;
+  // is nothing to mirror: the node keeps serving what it has, and copies it all once it has.
+  if (replicated.domain.empty()) {
+    mirror_whole_pending_ = true;
+    return;
+  }
   if (!mirror_whole_pending_ && replicated.domain == config_.domain) {
     // Change by change, in place (sync: no, the Raft log keeps them).
     std::vector<NodeConfigEdit> edits;

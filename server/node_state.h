@@ -166,6 +166,8 @@ class NodeState final : private EngineSupervisor::Observer {
   const net::RouterConfig* current_router_ = nullptr;  // published
   const net::RouterConfig* spare_router_ = nullptr;    // published before it; may come back
   std::vector<NodeConfigEdit> spare_lag_;              // what spare_router_ lacks
+  // A copy of the last whole rebuild, never published; lacks spare_lag_ too.
+  std::unique_ptr<net::RouterConfig> unpublished_spare_;
   bool mirror_whole_pending_ = true;  // the next mirror copies the whole configuration
   std::string salt_key_;              // see LoadOrCreateSaltKey
   double last_config_change_unix_s_ = 0;
