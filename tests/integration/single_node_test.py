@@ -197,6 +197,32 @@ class SingleNodeTest(unittest.TestCase):
         cb2.send(f"<message from='cb2.{DOMAIN}' to='cb1.{DOMAIN}' id='to-new'/>")
         new.read_until("id='to-new'")
 
+    def test_changes_in_a_row_are_live_at_once(self):
+        """Each change edits the router configuration the shards read in place, in one of
+        two buffers taken in turn: every answer must find the bridge's latest secret live
+        (and the one before refused), however quickly the changes follow each other."""
+        secrets = [f"secret-number-{i:02d}" for i in range(8)]
+        for i, secret in enumerate(secrets):
+            code, out = self.node.admin("callbridge", "add-secret", "cb1", f"--secret={secret}",
+                                        "--force")
+            self.assertEqual(code, 0, out)
+            # A second bridge and a user between them, so the buffers' missed edits differ.
+            code, out = self.node.admin("callbridge", "add-secret", f"other{i}",
+                                        f"--secret={secret}")
+            self.assertEqual(code, 0, out)
+            live = RawComponent(self.node.port, "cb1", secret).connect()
+            live.close()
+            if i > 0:
+                stale = RawComponent(self.node.port, "cb1", secrets[i - 1]).open_stream()
+                stale.handshake(expect_ok=False)
+                self.assertStreamError(stale, "not-authorized")
+        for i in range(len(secrets)):
+            RawComponent(self.node.port, f"other{i}", secrets[i]).connect().close()
+        code, out = self.node.admin("callbridge", "del", "other0")
+        self.assertEqual(code, 0, out)
+        gone = RawComponent(self.node.port, "other0", secrets[0]).open_stream()
+        self.assertStreamError(gone, "host-unknown")
+
     # --- stream errors ------------------------------------------------------
 
     def assertStreamError(self, component, condition):
