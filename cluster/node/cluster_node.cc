@@ -933,7 +933,9 @@ void ClusterNode::MaybeSnapshot() {
   if (applied < raft_->snapshot_index() + options_.snapshot_entries) return;
   // A snapshot costs the whole state: wait until the log holds half as many bytes, so the
   // cost per entry stays the same at any size (the log stays at most 1.5 times the state).
-  if (store_->log_live_bytes() < store_->snapshot().data.size() / 2) return;
+  // (The file's size, not log_live_bytes(): that one walks every entry, and this runs
+  // after every input.)
+  if (store_->log_file_bytes() < store_->snapshot().data.size() / 2) return;
   absl::StatusOr<raft::Snapshot> snapshot = raft_->CreateSnapshot(applied, machine_.Snapshot());
   if (!snapshot.ok()) return;
   absl::Status saved = store_->SaveSnapshot(*snapshot);
