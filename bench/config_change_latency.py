@@ -179,12 +179,15 @@ def pipelined(nodes, requests, window=64, seconds_max=FILL_SECONDS_MAX):
     return done
 
 
-def form_cluster(first, extra_flags):
+def form_cluster(nodes, extra_flags):
+    """Starts two more nodes (appended to `nodes` at once, so they are cleaned up even if
+    forming fails) and forms a cluster of the three."""
+    first = nodes[0]
     others = [StanzadProcess(ip=f"127.0.0.{i}", threads=1, extra_flags=extra_flags)
               for i in (2, 3)]
     for node in others:
+        nodes.append(node)
         node.start()
-    nodes = [first] + others
     for node in nodes:
         ok(node, "cluster", "enable")
     ok(first, "cluster", "initialize")
@@ -225,7 +228,7 @@ def run_size(bridges, users, changes, cluster, credentials, changes_seconds_max)
             # flight: the ordinary path (Raft entries), batched into few writes.
             fill(first, 0, 0, credentials)
             first.start(seed=False)
-            nodes = form_cluster(first, [])
+            nodes = form_cluster(nodes, [])
             pipelined(nodes, (("callbridge", "add-secret", f"fill{i}", f"--secret={SECRET}")
                               for i in range(bridges)))
             pipelined(nodes, (("user", "add", f"fill{i}", credentials) for i in range(users)))
