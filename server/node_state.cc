@@ -39,7 +39,7 @@ absl::StatusOr<net::Endpoint> DataEndpoint(const std::string& cluster_address, u
 
 struct NodeState::RouterConfigReturns {
   std::mutex mutex;
-  std::vector<std::unique_ptr<net::RouterConfig>> returned;  // drained at every publication
+  std::vector<std::unique_ptr<router::RouterConfig>> returned;  // drained at every publication
 };
 
 NodeState::NodeState(const DaemonOptions& options, NodeConfig config, std::string salt_key,
@@ -60,12 +60,12 @@ NodeState::NodeState(const DaemonOptions& options, NodeConfig config, std::strin
   }
 }
 
-std::shared_ptr<const net::RouterConfig> NodeState::BuildRouterConfig() const {
+std::shared_ptr<const router::RouterConfig> NodeState::BuildRouterConfig() const {
   return BuildRouterConfigBuffer();
 }
 
-std::unique_ptr<net::RouterConfig> NodeState::BuildRouterConfigBuffer() const {
-  auto router = std::make_unique<net::RouterConfig>();
+std::unique_ptr<router::RouterConfig> NodeState::BuildRouterConfigBuffer() const {
+  auto router = std::make_unique<router::RouterConfig>();
   router->domain = config_.domain;
   router->enabled = config_.ReadyToServe();
   for (const auto& [name, secret] : config_.callbridges) {
@@ -77,7 +77,7 @@ std::unique_ptr<net::RouterConfig> NodeState::BuildRouterConfigBuffer() const {
   return router;
 }
 
-void NodeState::EditRouterConfig(const NodeConfigEdit& edit, net::RouterConfig* router) const {
+void NodeState::EditRouterConfig(const NodeConfigEdit& edit, router::RouterConfig* router) const {
   switch (edit.kind) {
     case NodeConfigEdit::Kind::kSetCallbridge:
       router->bridge_secrets[edit.name + "." + config_.domain] = edit.secret;
@@ -95,11 +95,11 @@ void NodeState::EditRouterConfig(const NodeConfigEdit& edit, net::RouterConfig* 
 }
 
 void NodeState::PublishRouterConfig(const std::vector<NodeConfigEdit>* edits) {
-  std::unique_ptr<net::RouterConfig> next;
-  std::vector<std::unique_ptr<net::RouterConfig>> abandoned;  // freed outside the lock
+  std::unique_ptr<router::RouterConfig> next;
+  std::vector<std::unique_ptr<router::RouterConfig>> abandoned;  // freed outside the lock
   {
     std::lock_guard lock(router_returns_->mutex);
-    for (std::unique_ptr<net::RouterConfig>& returned : router_returns_->returned) {
+    for (std::unique_ptr<router::RouterConfig>& returned : router_returns_->returned) {
       if (edits != nullptr && next == nullptr && returned.get() == spare_router_) {
         next = std::move(returned);
       } else {
@@ -120,7 +120,7 @@ void NodeState::PublishRouterConfig(const std::vector<NodeConfigEdit>* edits) {
     if (edits == nullptr) {
       // The change that follows edits this copy rather than build one: the whole cost
       // falls on this change (a domain, a reset, the start), not on a bridge or a user.
-      unpublished_spare_ = std::make_unique<net::RouterConfig>(*next);
+      unpublished_spare_ = std::make_unique<router::RouterConfig>(*next);
     }
   }
   // The buffer replaced now lacks exactly this publication's edits.
@@ -128,11 +128,11 @@ void NodeState::PublishRouterConfig(const std::vector<NodeConfigEdit>* edits) {
   spare_lag_ = edits != nullptr ? *edits : std::vector<NodeConfigEdit>();
   current_router_ = next.get();
   std::shared_ptr<RouterConfigReturns> returns = router_returns_;
-  engine_->router_config().Publish(std::shared_ptr<const net::RouterConfig>(
-      next.release(), [returns](const net::RouterConfig* config) {
+  engine_->router_config().Publish(std::shared_ptr<const router::RouterConfig>(
+      next.release(), [returns](const router::RouterConfig* config) {
         // On whichever thread let go of it last (a shard's, mostly).
         std::lock_guard lock(returns->mutex);
-        returns->returned.emplace_back(const_cast<net::RouterConfig*>(config));
+        returns->returned.emplace_back(const_cast<router::RouterConfig*>(config));
       }));
 }
 

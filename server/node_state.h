@@ -149,8 +149,8 @@ class NodeState final : private EngineSupervisor::Observer {
   // Publishes the router configuration: a whole rebuild (`edits` null), or the current one
   // with `edits` made, in the buffer the shards gave back when there is one.
   void PublishRouterConfig(const std::vector<NodeConfigEdit>* edits);
-  std::unique_ptr<net::RouterConfig> BuildRouterConfigBuffer() const;
-  void EditRouterConfig(const NodeConfigEdit& edit, net::RouterConfig* router) const;
+  std::unique_ptr<router::RouterConfig> BuildRouterConfigBuffer() const;
+  void EditRouterConfig(const NodeConfigEdit& edit, router::RouterConfig* router) const;
   // Logs and publishes a change made to config_ (durable already).
   void ConfigChanged(const std::string& what);
 
@@ -163,11 +163,11 @@ class NodeState final : private EngineSupervisor::Observer {
   NodeConfig config_;
   NodeConfigFiles files_;
   std::shared_ptr<RouterConfigReturns> router_returns_;
-  const net::RouterConfig* current_router_ = nullptr;  // published
-  const net::RouterConfig* spare_router_ = nullptr;    // published before it; may come back
-  std::vector<NodeConfigEdit> spare_lag_;              // what spare_router_ lacks
+  const router::RouterConfig* current_router_ = nullptr;  // published
+  const router::RouterConfig* spare_router_ = nullptr;    // published before it; may come back
+  std::vector<NodeConfigEdit> spare_lag_;                 // what spare_router_ lacks
   // A copy of the last whole rebuild, never published; lacks spare_lag_ too.
-  std::unique_ptr<net::RouterConfig> unpublished_spare_;
+  std::unique_ptr<router::RouterConfig> unpublished_spare_;
   bool mirror_whole_pending_ = true;  // the next mirror copies the whole configuration
   std::string salt_key_;              // see LoadOrCreateSaltKey
   double last_config_change_unix_s_ = 0;
