@@ -1148,7 +1148,10 @@ void RouterShard::OnTick(Shard& shard, uint64_t now_ms) {
     }
   }
   for (ConnectionId id : lingered) DestroyIfDead(id);
-  for (const auto& [id, condition] : expired) {
+  for (const auto& entry : expired) {
+    // (Named copies: clang 14 cannot capture structured bindings.)
+    const ConnectionId id = entry.first;
+    const StreamErrorCondition condition = entry.second;
     Connection* connection = Find(id);
     CallInto(*connection, [&] {
       if (condition == StreamErrorCondition::kPolicyViolation) {
