@@ -2,6 +2,7 @@
 
 #include <utility>
 
+#include "absl/container/flat_hash_set.h"
 #include "core/base/check.h"
 #include "core/base/concat.h"
 #include "core/config/byte_codec.h"
@@ -29,6 +30,8 @@ enum class CommandKind : uint8_t {
   kAddJoinToken = 10,
   kUseJoinToken = 11,
   kSetMemberIdentity = 12,
+  kImportCallbridges = 13,
+  kImportUsers = 14,
 };
 
 constexpr uint8_t kHasScramSha1 = 1;
@@ -137,7 +140,31 @@ struct CommandEncoder {
     w->PutU64(c.member);
     w->PutString(c.identity);
   }
+  void operator()(const ImportCallbridges& c) const {
+    w->PutU8(static_cast<uint8_t>(CommandKind::kImportCallbridges));
+    w->PutU32(static_cast<uint32_t>(c.bridges.size()));
+    for (const AddCallbridge& bridge : c.bridges) {
+      w->PutString(bridge.name);
+      w->PutString(bridge.secret);
+      w->PutU8(bridge.force ? 1 : 0);
+    }
+  }
+  void operator()(const ImportUsers& c) const {
+    w->PutU8(static_cast<uint8_t>(CommandKind::kImportUsers));
+    w->PutU8(c.replace ? 1 : 0);
+    w->PutU32(static_cast<uint32_t>(c.users.size()));
+    for (const AddUser& user : c.users) {
+      w->PutString(user.name);
+      PutCredentials(user.credentials, w);
+    }
+  }
 };
+
+// "item K: MESSAGE" with the status's code.
+absl::Status AtItem(size_t index, const absl::Status& status) {
+  return absl::Status(status.code(),
+                      Concat("item ", std::to_string(index + 1), ": ", MessageOf(status)));
+}
 
 // Decides a command against `current` and, when `target` is set (it is `current` itself,
 // writable), carries it out. Keeping both paths in one function is what makes Check() and
@@ -255,6 +282,70 @@ class CommandExecutor {
     if (it->second == c.credentials) return absl::OkStatus();
     if (target_ != nullptr) target_->users[c.name] = c.credentials;
     changed_ = true;
+    return absl::OkStatus();
+  }
+
+  // A batch: every item is decided against the state before the batch (names are distinct,
+  // so no item decides another's fate), the count checked for the batch as a whole, and
+  // only then is anything written.
+  absl::Status operator()(const ImportCallbridges& c) {
+    if (c.bridges.empty() || c.bridges.size() > kImportBatchItemsMax) {
+      return absl::InvalidArgumentError("an import batch holds 1 to 65536 call bridges");
+    }
+    absl::flat_hash_set<std::string_view> names;
+    size_t added = 0;
+    CommandExecutor check(current_, nullptr);
+    for (size_t i = 0; i < c.bridges.size(); ++i) {
+      const AddCallbridge& bridge = c.bridges[i];
+      if (!names.insert(bridge.name).second) {
+        return AtItem(i, absl::InvalidArgumentError(
+                             Concat("callbridge ", bridge.name, " appears twice in the batch")));
+      }
+      if (absl::Status status = check(bridge); !status.ok()) return AtItem(i, status);
+      if (!current_.callbridges.contains(bridge.name) &&
+          current_.callbridges.size() + ++added > config::kCallbridgesMax) {
+        return AtItem(
+            i, absl::ResourceExhaustedError(Concat("cannot add callbridge ", bridge.name,
+                                                   ": the cluster would have more than 100000")));
+      }
+    }
+    if (!check.changed()) return absl::OkStatus();
+    for (const AddCallbridge& bridge : c.bridges) (void)(*this)(bridge);
+    return absl::OkStatus();
+  }
+
+  absl::Status operator()(const ImportUsers& c) {
+    if (c.users.empty() || c.users.size() > kImportBatchItemsMax) {
+      return absl::InvalidArgumentError("an import batch holds 1 to 65536 users");
+    }
+    absl::flat_hash_set<std::string_view> names;
+    size_t added = 0;
+    CommandExecutor check(current_, nullptr);
+    for (size_t i = 0; i < c.users.size(); ++i) {
+      const AddUser& user = c.users[i];
+      if (!names.insert(user.name).second) {
+        return AtItem(i, absl::InvalidArgumentError(
+                             Concat("user ", user.name, " appears twice in the batch")));
+      }
+      const bool exists = current_.users.contains(user.name);
+      absl::Status status = exists && c.replace
+                                ? check(SetUserCredentials{user.name, user.credentials})
+                                : check(user);
+      if (!status.ok()) return AtItem(i, status);
+      if (!exists && current_.users.size() + ++added > config::kUsersMax) {
+        return AtItem(
+            i, absl::ResourceExhaustedError(Concat("cannot add user ", user.name,
+                                                   ": the cluster would have more than 1000000")));
+      }
+    }
+    if (!check.changed()) return absl::OkStatus();
+    for (const AddUser& user : c.users) {
+      if (c.replace && current_.users.contains(user.name)) {
+        (void)(*this)(SetUserCredentials{user.name, user.credentials});
+      } else {
+        (void)(*this)(user);
+      }
+    }
     return absl::OkStatus();
   }
 
@@ -460,6 +551,35 @@ absl::StatusOr<ConfigCommand> DecodeConfigCommand(std::string_view bytes) {
     case CommandKind::kSetMemberIdentity: {
       SetMemberIdentity c;
       ok = r.GetU64(&c.member) && r.GetString(&c.identity, config::kMemberIdentityBytes);
+      command = std::move(c);
+      break;
+    }
+    case CommandKind::kImportCallbridges: {
+      ImportCallbridges c;
+      uint32_t count = 0;
+      ok = r.GetCount(&count, kImportBatchItemsMax, 9);
+      c.bridges.resize(ok ? count : 0);
+      for (AddCallbridge& bridge : c.bridges) {
+        uint8_t force = 0;
+        ok = ok && r.GetString(&bridge.name, config::kCallbridgeNameBytesMax) &&
+             r.GetString(&bridge.secret, config::kCallbridgeSecretBytesMax) && r.GetU8(&force) &&
+             force <= 1;
+        bridge.force = force == 1;
+      }
+      command = std::move(c);
+      break;
+    }
+    case CommandKind::kImportUsers: {
+      ImportUsers c;
+      uint8_t replace = 0;
+      uint32_t count = 0;
+      ok = r.GetU8(&replace) && replace <= 1 && r.GetCount(&count, kImportBatchItemsMax, 5);
+      c.replace = replace == 1;
+      c.users.resize(ok ? count : 0);
+      for (AddUser& user : c.users) {
+        ok = ok && r.GetString(&user.name, config::kUserNameBytesMax) &&
+             GetCredentials(&r, &user.credentials);
+      }
       command = std::move(c);
       break;
     }

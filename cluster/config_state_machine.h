@@ -126,9 +126,32 @@ struct SetMemberIdentity {
   friend bool operator==(const SetMemberIdentity&, const SetMemberIdentity&) = default;
 };
 
-using ConfigCommand = std::variant<SetDomain, SetListen, SetTlsFiles, AddCallbridge,
-                                   DeleteCallbridge, AddUser, DeleteUser, SetUserCredentials,
-                                   SetSaltKey, AddJoinToken, UseJoinToken, SetMemberIdentity>;
+// `callbridge import FILE`, a chunk of the file at a time: the bridges added as one entry,
+// all or none. Each follows AddCallbridge's rules (with its own `force`); the first one
+// refused refuses the whole batch, with an error that begins "item K: " (K from 1, its
+// place in `bridges`). A name twice in one batch is refused the same way.
+struct ImportCallbridges {
+  std::vector<AddCallbridge> bridges;  // 1..kImportBatchItemsMax
+  friend bool operator==(const ImportCallbridges&, const ImportCallbridges&) = default;
+};
+
+// `user import FILE`, a chunk at a time, as ImportCallbridges: each user follows AddUser's
+// rules, except that with `replace` a user who exists with other credentials gets the new
+// ones (SetUserCredentials).
+struct ImportUsers {
+  std::vector<AddUser> users;  // 1..kImportBatchItemsMax
+  bool replace = false;
+  friend bool operator==(const ImportUsers&, const ImportUsers&) = default;
+};
+
+// Items in one import batch. A batch is one Raft entry, so it is also bounded by
+// raft::Options::max_proposal_bytes (4 MiB): stanzactl sends at most ~1 MiB at a time.
+inline constexpr size_t kImportBatchItemsMax = 65'536;
+
+using ConfigCommand =
+    std::variant<SetDomain, SetListen, SetTlsFiles, AddCallbridge, DeleteCallbridge, AddUser,
+                 DeleteUser, SetUserCredentials, SetSaltKey, AddJoinToken, UseJoinToken,
+                 SetMemberIdentity, ImportCallbridges, ImportUsers>;
 
 // The data of a kNormal Raft entry (format version 1). Deterministic.
 std::string EncodeConfigCommand(const ConfigCommand& command);

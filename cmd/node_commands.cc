@@ -3,11 +3,13 @@
 #include <algorithm>
 #include <cstdio>
 #include <optional>
+#include <set>
 #include <type_traits>
 #include <utility>
 #include <variant>
 
 #include "core/base/concat.h"
+#include "core/base/decimal.h"
 #include "core/config/config.h"
 #include "core/jid/jid.h"
 #include "core/sasl/credentials.h"
@@ -72,6 +74,8 @@ struct Words {
   std::vector<std::string> positional;
   bool force = false;
   std::string secret;
+  std::optional<std::string> after;  // --after=NAME: a page of a bulk list
+  std::optional<size_t> limit;       // --limit=N
   std::string unknown_flag;
 };
 
@@ -83,6 +87,15 @@ Words SplitWords(const AdminRequest& request, size_t skip) {
       words.force = true;
     } else if (word.starts_with("--secret=")) {
       words.secret = word.substr(9);
+    } else if (word.starts_with("--after=")) {
+      words.after = word.substr(8);
+    } else if (word.starts_with("--limit=")) {
+      const std::optional<size_t> limit = ParseDecimal<size_t>(std::string_view(word).substr(8));
+      if (!limit || *limit == 0 || *limit > kPageItemsMax) {
+        words.unknown_flag = word;
+      } else {
+        words.limit = limit;
+      }
     } else if (word.starts_with("--")) {
       words.unknown_flag = word;
     } else {
@@ -103,6 +116,136 @@ std::string CallbridgeJson(const std::string& name, const std::string& secret,
   return Concat("{\"name\":", JsonString(name), ",\"domain\":", JsonString(config.domain),
                 ",\"component\":", JsonString(Concat(name, ".", config.domain)),
                 ",\"secret\":", JsonString(secret), "}");
+}
+
+// A page of a bulk list or export (node_commands.h): "page TOTAL [LAST]" and the
+// items after `after`, each shown by `show`; `commas` separates them with commas (JSON).
+template <typename Map, typename Show>
+CommandResult Page(const Map& items, const std::string& after, size_t limit, Show show,
+                   bool commas) {
+  std::string body;
+  auto it = after.empty() ? items.begin() : items.upper_bound(after);
+  std::string last;
+  for (size_t n = 0; n < limit && it != items.end(); ++n, ++it) {
+    if (commas && n > 0) body.push_back(',');
+    body.append(show(*it));
+    last = it->first;
+  }
+  const std::string head = it == items.end()
+                               ? Concat("page ", Count(items.size()), "\n")
+                               : Concat("page ", Count(items.size()), " ", last, "\n");
+  return Ok(head + body + (commas && !body.empty() ? "\n" : ""));
+}
+
+// "imported ADDED REPLACED SAME": the import-batch answer.
+std::string Imported(size_t added, size_t replaced, size_t same) {
+  return Concat("imported ", Count(added), " ", Count(replaced), " ", Count(same), "\n");
+}
+
+// A line of a batch refused: "error: item K: WHY".
+CommandResult ItemFailed(size_t index, std::string_view why) {
+  return Fail(Concat("item ", Count(index + 1), ": ", why));
+}
+
+// Splits LINES into "NAME REST" pairs (REST may hold spaces); an empty line is refused.
+std::vector<std::pair<std::string_view, std::string_view>> BatchLines(std::string_view lines) {
+  std::vector<std::pair<std::string_view, std::string_view>> out;
+  while (!lines.empty()) {
+    const size_t end = lines.find('\n');
+    const std::string_view line = lines.substr(0, end);
+    lines = end == std::string_view::npos ? std::string_view() : lines.substr(end + 1);
+    const size_t space = line.find(' ');
+    out.emplace_back(line.substr(0, space),
+                     space == std::string_view::npos ? std::string_view() : line.substr(space + 1));
+  }
+  return out;
+}
+
+// `callbridge import-batch`: decided against this node's configuration, as the cluster's
+// state machine decides it again (cluster::ImportCallbridges).
+CommandResult ImportCallbridgeBatch(std::string_view lines, bool force, const NodeConfig& config) {
+  const auto pairs = BatchLines(lines);
+  if (pairs.empty() || pairs.size() > cluster::kImportBatchItemsMax) {
+    return Fail("an import batch holds 1 to 65536 call bridges");
+  }
+  cluster::ImportCallbridges batch;
+  batch.bridges.reserve(pairs.size());
+  std::set<std::string_view> names;
+  size_t added = 0, replaced = 0, same = 0;
+  for (size_t i = 0; i < pairs.size(); ++i) {
+    const auto [name, secret] = pairs[i];
+    if (absl::Status valid = ValidateCallbridgeName(name); !valid.ok()) {
+      return ItemFailed(i, std::string(valid.message()));
+    }
+    if (absl::Status valid = ValidateSecret(secret); !valid.ok()) {
+      return ItemFailed(i, Concat("call bridge ", name, ": ", std::string(valid.message())));
+    }
+    if (!names.insert(name).second) {
+      return ItemFailed(i, Concat("call bridge ", name, " appears twice in the batch"));
+    }
+    auto it = config.callbridges.find(std::string(name));
+    if (it == config.callbridges.end()) {
+      ++added;
+    } else if (it->second == secret) {
+      ++same;
+    } else if (!force) {
+      return ItemFailed(i, Concat("call bridge ", name,
+                                  " already has a different secret; use --force to replace it"));
+    } else {
+      ++replaced;
+    }
+    batch.bridges.push_back({std::string(name), std::string(secret), force});
+  }
+  if (config.callbridges.size() + added > config::kCallbridgesMax) {
+    return Fail(Concat("the batch would make ", Count(config.callbridges.size() + added),
+                       " call bridges, more than the 100000 a node holds"));
+  }
+  return Ok(Imported(added, replaced, same), Made(std::move(batch), added + replaced > 0));
+}
+
+// `user import-batch`, as ImportCallbridgeBatch (cluster::ImportUsers).
+CommandResult ImportUserBatch(std::string_view lines, bool replace, const NodeConfig& config) {
+  const auto pairs = BatchLines(lines);
+  if (pairs.empty() || pairs.size() > cluster::kImportBatchItemsMax) {
+    return Fail("an import batch holds 1 to 65536 users");
+  }
+  cluster::ImportUsers batch;
+  batch.replace = replace;
+  batch.users.reserve(pairs.size());
+  std::set<std::string_view> names;
+  size_t added = 0, replaced = 0, same = 0;
+  for (size_t i = 0; i < pairs.size(); ++i) {
+    const auto [name, text] = pairs[i];
+    if (absl::Status valid = config::ValidateUserName(name); !valid.ok()) {
+      return ItemFailed(i, std::string(valid.message()));
+    }
+    absl::StatusOr<config::UserCredentials> credentials = sasl::ParseUserCredentials(text);
+    if (!credentials.ok()) {
+      return ItemFailed(i,
+                        Concat("user ", name, ": ", std::string(credentials.status().message())));
+    }
+    if (!names.insert(name).second) {
+      return ItemFailed(i, Concat("user ", name, " appears twice in the batch"));
+    }
+    auto it = config.users.find(std::string(name));
+    if (it == config.users.end()) {
+      ++added;
+    } else if (it->second == *credentials) {
+      ++same;
+    } else if (!replace) {
+      return ItemFailed(i, Concat("user ", name,
+                                  " already exists with another password; use --force to "
+                                  "replace it"));
+    } else {
+      ++replaced;
+    }
+    batch.users.push_back({std::string(name), *std::move(credentials)});
+  }
+  if (config.users.size() + added > config::kUsersMax) {
+    return Fail(Concat("the batch would make ", Count(config.users.size() + added),
+                       " users, more than the 1000000 a node holds"));
+  }
+  return Ok(Imported(added, replaced, same), Made(std::move(batch), added + replaced > 0));
 }
 
 CommandResult Status(const AdminRequest& request, const NodeConfig& config,
@@ -163,6 +306,23 @@ CommandResult Callbridge(const AdminRequest& request, const NodeConfig* config) 
   const std::string& verb = request.args[1];
   const Words words = SplitWords(request, 2);
   if (!words.unknown_flag.empty()) return Usage(Concat("unknown option ", words.unknown_flag));
+  if ((verb == "list" || verb == "export") && words.limit) {
+    return Page(
+        config->callbridges, words.after.value_or(""), *words.limit,
+        [&](const auto& entry) {
+          const auto& [name, secret] = entry;
+          if (verb == "export") return Concat(name, " ", secret, "\n");
+          return request.json ? CallbridgeJson(name, secret, *config)
+                              : CallbridgeBlock(name, secret, *config);
+        },
+        request.json && verb == "list");
+  }
+  if (verb == "import-batch") {
+    if (config->domain.empty())
+      return Fail("set the XMPP domain first: stanzactl domain example.com");
+    if (words.positional.size() != 1) return Usage("callbridge import-batch [--force] LINES");
+    return ImportCallbridgeBatch(words.positional[0], words.force, *config);
+  }
   if (verb == "list") {
     if (request.json) {
       std::string out = "[";
@@ -287,19 +447,24 @@ std::string Joined(const std::vector<std::string>& items, std::string_view separ
   return out;
 }
 
+std::string UserJson(const std::string& name, const config::UserCredentials& credentials,
+                     const NodeConfig& config) {
+  return Concat("{\"jid\":", JsonString(Concat(name, "@", config.domain)),
+                ",\"name\":", JsonString(name),
+                ",\"mechanisms\":", JsonList(MechanismNames(credentials)), "}");
+}
+
 CommandResult UserList(const AdminRequest& request, const NodeConfig& config) {
   const std::string total = Count(config.users.size());
   std::string out;
   size_t shown = 0;
   for (const auto& [name, credentials] : config.users) {
     if (out.size() >= kUserListBytesMax) break;
-    const std::string address = Concat(name, "@", config.domain);
     if (request.json) {
-      out.append(out.empty() ? "" : ",")
-          .append(Concat("{\"jid\":", JsonString(address), ",\"name\":", JsonString(name),
-                         ",\"mechanisms\":", JsonList(MechanismNames(credentials)), "}"));
+      out.append(out.empty() ? "" : ",").append(UserJson(name, credentials, config));
     } else {
-      out.append(Concat(address, " ", Joined(MechanismNames(credentials), " "), "\n"));
+      out.append(
+          Concat(name, "@", config.domain, " ", Joined(MechanismNames(credentials), " "), "\n"));
     }
     ++shown;
   }
@@ -317,11 +482,35 @@ CommandResult UserList(const AdminRequest& request, const NodeConfig& config) {
 CommandResult User(const AdminRequest& request, const NodeConfig* config) {
   if (request.args.size() < 2) return Usage(kUserUsage);
   const std::string& verb = request.args[1];
-  // No user command takes an option (stanzactl keeps --iterations to itself).
-  for (size_t i = 2; i < request.args.size(); ++i) {
+  const bool bulk = verb == "list" || verb == "export" || verb == "import-batch";
+  // No other user command takes an option (stanzactl keeps --iterations to itself).
+  for (size_t i = 2; i < request.args.size() && !bulk; ++i) {
     if (request.args[i].starts_with("--")) return Usage(Concat("unknown option ", request.args[i]));
   }
   const Words words = SplitWords(request, 2);
+  if (!words.unknown_flag.empty() || !words.secret.empty()) {
+    return Usage(Concat("unknown option ", words.unknown_flag));
+  }
+  if ((verb == "list" || verb == "export") && words.limit) {
+    return Page(
+        config->users, words.after.value_or(""), *words.limit,
+        [&](const auto& entry) {
+          const auto& [name, credentials] = entry;
+          if (verb == "export")
+            return Concat(name, " ", sasl::EncodeUserCredentials(credentials), "\n");
+          return request.json ? UserJson(name, credentials, *config)
+                              : Concat(name, "@", config->domain, " ",
+                                       Joined(MechanismNames(credentials), " "), "\n");
+        },
+        request.json && verb == "list");
+  }
+  if (verb == "import-batch") {
+    if (config->domain.empty()) {
+      return Fail("set the domain first (stanzactl domain example.com): a user is NAME@DOMAIN");
+    }
+    if (words.positional.size() != 1) return Usage("user import-batch [--force] LINES");
+    return ImportUserBatch(words.positional[0], words.force, *config);
+  }
   if (verb == "list") {
     if (!words.positional.empty()) return Usage("user list");
     return UserList(request, *config);
@@ -392,40 +581,62 @@ void ApplyNodeChange(const NodeChange& change, NodeConfig* config) {
     }
     void operator()(const cluster::DeleteUser& c) const { config->users.erase(c.name); }
     void operator()(const ResetConfig&) const { *config = NodeConfig(); }
+    void operator()(const cluster::ImportCallbridges& c) const {
+      for (const cluster::AddCallbridge& bridge : c.bridges) (*this)(bridge);
+    }
+    void operator()(const cluster::ImportUsers& c) const {
+      for (const cluster::AddUser& user : c.users) config->users[user.name] = user.credentials;
+    }
   };
   std::visit(Apply{config}, change);
 }
 
 namespace {
 
-struct EditOf {
+// Appends the journal records of one change; false for a kind that has none.
+struct EditsOf {
   using Kind = NodeConfigEdit::Kind;
-  std::optional<NodeConfigEdit> operator()(const cluster::AddCallbridge& c) const {
-    return NodeConfigEdit{Kind::kSetCallbridge, c.name, c.secret, {}};
+  std::vector<NodeConfigEdit>* edits;
+
+  bool operator()(const cluster::AddCallbridge& c) const {
+    edits->push_back({Kind::kSetCallbridge, c.name, c.secret, {}});
+    return true;
   }
-  std::optional<NodeConfigEdit> operator()(const cluster::DeleteCallbridge& c) const {
-    return NodeConfigEdit{Kind::kDeleteCallbridge, c.name, "", {}};
+  bool operator()(const cluster::DeleteCallbridge& c) const {
+    edits->push_back({Kind::kDeleteCallbridge, c.name, "", {}});
+    return true;
   }
-  std::optional<NodeConfigEdit> operator()(const cluster::AddUser& c) const {
-    return NodeConfigEdit{Kind::kSetUser, c.name, "", c.credentials};
+  bool operator()(const cluster::AddUser& c) const {
+    edits->push_back({Kind::kSetUser, c.name, "", c.credentials});
+    return true;
   }
-  std::optional<NodeConfigEdit> operator()(const cluster::SetUserCredentials& c) const {
-    return NodeConfigEdit{Kind::kSetUser, c.name, "", c.credentials};
+  bool operator()(const cluster::SetUserCredentials& c) const {
+    edits->push_back({Kind::kSetUser, c.name, "", c.credentials});
+    return true;
   }
-  std::optional<NodeConfigEdit> operator()(const cluster::DeleteUser& c) const {
-    return NodeConfigEdit{Kind::kDeleteUser, c.name, "", {}};
+  bool operator()(const cluster::DeleteUser& c) const {
+    edits->push_back({Kind::kDeleteUser, c.name, "", {}});
+    return true;
   }
-  std::optional<NodeConfigEdit> operator()(const auto&) const { return std::nullopt; }
+  bool operator()(const cluster::ImportCallbridges& c) const {
+    for (const cluster::AddCallbridge& bridge : c.bridges) (*this)(bridge);
+    return true;
+  }
+  bool operator()(const cluster::ImportUsers& c) const {
+    for (const cluster::AddUser& user : c.users) (*this)(user);
+    return true;
+  }
+  bool operator()(const auto&) const { return false; }
 };
 
 }  // namespace
 
-std::optional<NodeConfigEdit> JournalEdit(const NodeChange& change) {
-  return std::visit(EditOf{}, change);
+bool JournalEdits(const NodeChange& change, std::vector<NodeConfigEdit>* edits) {
+  return std::visit(EditsOf{edits}, change);
 }
 
-std::optional<NodeConfigEdit> JournalEdit(const cluster::ConfigCommand& command) {
-  return std::visit(EditOf{}, command);
+bool JournalEdits(const cluster::ConfigCommand& command, std::vector<NodeConfigEdit>* edits) {
+  return std::visit(EditsOf{edits}, command);
 }
 
 std::optional<cluster::ConfigCommand> ReplicatedCommand(const NodeChange& change) {
@@ -437,7 +648,9 @@ std::optional<cluster::ConfigCommand> ReplicatedCommand(const NodeChange& change
                       std::is_same_v<T, cluster::DeleteCallbridge> ||
                       std::is_same_v<T, cluster::AddUser> ||
                       std::is_same_v<T, cluster::SetUserCredentials> ||
-                      std::is_same_v<T, cluster::DeleteUser>) {
+                      std::is_same_v<T, cluster::DeleteUser> ||
+                      std::is_same_v<T, cluster::ImportCallbridges> ||
+                      std::is_same_v<T, cluster::ImportUsers>) {
           return cluster::ConfigCommand(c);
         } else {
           return std::nullopt;

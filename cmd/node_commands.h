@@ -11,6 +11,22 @@
 // any case) and CREDENTIALS the sasl::EncodeUserCredentials text as one word (words after
 // NAME are joined with one space, so it may also come split at its space). The user is
 // stored under the canonical localpart (NodeConfig::users).
+//
+// Bulk commands, which stanzactl sends for `callbridge import | export | list` and
+// `user import | export | list` (the operator never types these forms):
+//   {"callbridge" | "user", "import-batch", ["--force"], LINES}
+//       LINES: "NAME SECRET\n" (bridges) or "NAME CREDENTIALS\n" (users; CREDENTIALS the
+//       sasl::EncodeUserCredentials text), at most cluster::kImportBatchItemsMax of them.
+//       One change (cluster::ImportCallbridges / ImportUsers): all lines or none. A line
+//       refused makes the answer "error: item K: WHY" (K from 1). --force replaces the
+//       secret or credentials of names that exist. Answer: "imported ADDED REPLACED SAME\n".
+//   {"callbridge" | "user", "list" | "export", "--after=NAME", "--limit=N"}
+//       A page of at most N (1..kPageItemsMax) names after NAME (empty: from the first), in
+//       name order. The answer's first line is "page TOTAL" when the page is the last, else
+//       "page TOTAL LAST" (LAST: the page's last name, the next page's --after); then the
+//       page: `list` as without --limit but for --json, which gives the page's JSON objects
+//       separated by commas (no brackets); `export` "NAME SECRET\n" or
+//       "NAME CREDENTIALS\n" lines. Each page is O(N + log TOTAL) for the daemon.
 #ifndef STANZAD_CMD_NODE_COMMANDS_H_
 #define STANZAD_CMD_NODE_COMMANDS_H_
 
@@ -64,15 +80,19 @@ struct ResetConfig {
 // are this node's alone: `listen` (SetListen), `enable`/`disable`, `reset`.
 using NodeChange = std::variant<cluster::SetDomain, cluster::SetListen, SetEnabled,
                                 cluster::AddCallbridge, cluster::DeleteCallbridge, cluster::AddUser,
-                                cluster::SetUserCredentials, cluster::DeleteUser, ResetConfig>;
+                                cluster::SetUserCredentials, cluster::DeleteUser, ResetConfig,
+                                cluster::ImportCallbridges, cluster::ImportUsers>;
+
+// Names in one page of a bulk `list` or `export`.
+inline constexpr size_t kPageItemsMax = 10'000;
 
 // `change` made to `config`, as the command that returned it made it.
 void ApplyNodeChange(const NodeChange& change, NodeConfig* config);
 
-// The journal record (cmd/node_config.h) of a change to one call bridge or user; nullopt
-// for the other kinds, which rewrite the whole config.
-std::optional<NodeConfigEdit> JournalEdit(const NodeChange& change);
-std::optional<NodeConfigEdit> JournalEdit(const cluster::ConfigCommand& command);
+// The journal records (cmd/node_config.h) of a change to call bridges or users, appended to
+// `edits`; false (nothing appended) for the other kinds, which rewrite the whole config.
+bool JournalEdits(const NodeChange& change, std::vector<NodeConfigEdit>* edits);
+bool JournalEdits(const cluster::ConfigCommand& command, std::vector<NodeConfigEdit>* edits);
 
 // The change a cluster replicates, if `change` is of a kind it replicates.
 std::optional<cluster::ConfigCommand> ReplicatedCommand(const NodeChange& change);

@@ -24,6 +24,7 @@
 #include <vector>
 
 #include "cmd/admin/admin_socket.h"
+#include "cmd/bulk_commands.h"
 #include "cmd/cluster_address.h"
 #include "cmd/dns_doctor.h"
 #include "cmd/pki_commands.h"
@@ -52,6 +53,12 @@ constexpr char kUsage[] =
     "                              without echo, or read from standard input)\n"
     "  callbridge del NAME         remove a call bridge and disconnect it\n"
     "  callbridge list             list call bridges, their domain and secret\n"
+    "  callbridge import FILE [--force]\n"
+    "                              add the call bridges of FILE: lines 'NAME SECRET', or\n"
+    "                              the JSON lines of export --json; --force replaces the\n"
+    "                              secret of a bridge that has another (sent in chunks,\n"
+    "                              with progress; a bad line stops it, naming the line)\n"
+    "  callbridge export [--json]  every call bridge as 'NAME SECRET' lines (or JSON)\n"
     "  user add NAME[@DOMAIN] [--iterations=N]\n"
     "                              add a client user; asks for the password twice (no\n"
     "                              echo) or reads it from standard input, and sends only\n"
@@ -61,6 +68,12 @@ constexpr char kUsage[] =
     "                              set a user's password, as user add\n"
     "  user del NAME[@DOMAIN]      remove a user\n"
     "  user list                   users and their SASL mechanisms (no keys)\n"
+    "  user import FILE [--force] [--iterations=N]\n"
+    "                              add the users of FILE: XEP-0227 as Prosody and\n"
+    "                              ejabberd export it (SCRAM keys kept, so old passwords\n"
+    "                              work), or lines 'NAME PASSWORD' (hashed here on every\n"
+    "                              core); --force replaces a user's credentials\n"
+    "  user export                 the users as XEP-0227 (SCRAM keys; no passwords)\n"
     "  cluster enable | disable    open or close this node's cluster port\n"
     "  cluster initialize          make a one-node cluster the others join (it makes the\n"
     "                              cluster key and prints the first join command)\n"
@@ -208,6 +221,38 @@ uint32_t ParseIterations(const std::string& text) {
     return 0;
   }
   return *value;
+}
+
+// `callbridge|user import|export|list` (cmd/bulk_commands.h).
+int RunBulkCommand(const stanzad::admin::AdminRequest& request, uint32_t iterations,
+                   const std::string& state_dir) {
+  const std::string socket = stanzad::admin::AdminSocketPath(state_dir);
+  stanzad::BulkIo io;
+  io.send = [&socket](const stanzad::admin::AdminRequest& r) {
+    return stanzad::admin::SendAdminRequest(socket, r);
+  };
+  const std::string& what = request.args[0];
+  const std::string& verb = request.args[1];
+  std::vector<std::string> words(request.args.begin() + 2, request.args.end());
+  const bool force = std::erase(words, "--force") > 0;
+  if (verb == "import") {
+    if (words.size() != 1 || words[0].starts_with("--")) {
+      std::fprintf(stderr, "usage: stanzactl %s import FILE [--force]%s\n", what.c_str(),
+                   what == "user" ? " [--iterations=N]" : "");
+      return 2;
+    }
+    return what == "user"
+               ? stanzad::ImportUsers(
+                     words[0], force,
+                     iterations != 0 ? iterations : stanzad::sasl::kScramIterationsDefault, io)
+               : stanzad::ImportCallbridges(words[0], force, io);
+  }
+  if (!words.empty() || force) {
+    std::fprintf(stderr, "usage: stanzactl [--json] %s %s\n", what.c_str(), verb.c_str());
+    return 2;
+  }
+  if (verb == "list") return stanzad::ListPaged(what, request.json, io);
+  return what == "user" ? stanzad::ExportUsers(io) : stanzad::ExportCallbridges(request.json, io);
 }
 
 // The node's ports and the cluster's members, from the local daemon when it runs.
@@ -363,9 +408,16 @@ int main(int argc, char** argv) {
   }
   const bool sets_password = request.args.size() >= 2 && request.args[0] == "user" &&
                              (request.args[1] == "add" || request.args[1] == "passwd");
-  if (iterations != 0 && !sets_password) {
-    std::fprintf(stderr, "stanzactl: --iterations is for user add and user passwd only\n");
+  const bool bulk =
+      request.args.size() >= 2 && (request.args[0] == "user" || request.args[0] == "callbridge") &&
+      (request.args[1] == "import" || request.args[1] == "export" || request.args[1] == "list");
+  if (iterations != 0 && !sets_password && !(bulk && request.args[1] == "import")) {
+    std::fprintf(stderr,
+                 "stanzactl: --iterations is for user add, user passwd and user import only\n");
     return 2;
+  }
+  if (bulk) {
+    return RunBulkCommand(request, iterations, state_dir);
   }
   if (sets_password) {
     const int failed = DeriveUserCredentials(

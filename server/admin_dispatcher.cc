@@ -101,9 +101,9 @@ void AdminDispatcher::Handle(const admin::AdminRequest& original, admin::AdminSe
       return;
     }
   }
-  if (std::optional<NodeConfigEdit> edit = JournalEdit(*result.change)) {
-    // One call bridge or user: a journal record, durable before the answer.
-    if (absl::Status saved = node_.CommitEdits({*edit}, request.args[0], true); !saved.ok()) {
+  if (std::vector<NodeConfigEdit> edits; JournalEdits(*result.change, &edits)) {
+    // Call bridges or users: journal records, durable before the answer.
+    if (absl::Status saved = node_.CommitEdits(edits, request.args[0], true); !saved.ok()) {
       return reply({1, "error: the change was not saved: " + std::string(saved.message()) + "\n"});
     }
   } else if (std::holds_alternative<ResetConfig>(*result.change) && clustered) {

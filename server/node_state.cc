@@ -364,7 +364,7 @@ void NodeState::MirrorClusterConfig() {
     // Change by change, in place (sync: no, the Raft log keeps them).
     std::vector<NodeConfigEdit> edits;
     for (const cluster::ConfigCommand& command : changes.commands) {
-      if (std::optional<NodeConfigEdit> edit = JournalEdit(command)) edits.push_back(*edit);
+      JournalEdits(command, &edits);
     }
     if (!CommitEdits(edits, "cluster", false).ok()) mirror_whole_pending_ = true;  // logged
     return;

@@ -19,9 +19,11 @@
 namespace stanzad::admin {
 namespace {
 
-constexpr size_t kRequestBytesMax = 64 * 1024;
+constexpr size_t kRequestBytesMax = 1 << 20;  // an import chunk (cmd/bulk_commands.h)
 constexpr size_t kResponseBytesMax = 16 * 1024 * 1024;
-constexpr int kIoTimeoutSeconds = 5;  // stanzactl's side, which may block
+// stanzactl's side, which may block: longer than a cluster request may take
+// (ClusterNode::kRequestTimeoutMs, 10 s), so that it hears how a change ended.
+constexpr int kIoTimeoutSeconds = 15;
 // While accept() fails for want of descriptors, the listener stays readable;
 // polling it then would spin the control thread, so it waits this long.
 constexpr uint64_t kAcceptPauseMs = 100;

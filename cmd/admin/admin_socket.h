@@ -6,7 +6,7 @@
 // Wire format (length-prefixed, so any byte may appear in an argument):
 //   request:  "stanzactl 1\n" "json <0|1>\n" { "arg <length>\n" <bytes> "\n" } "end\n"
 //   response: "exit <code>\n" <output bytes to the end>
-// Limits: 64 KiB per request, 16 MiB per response. The daemon's side never
+// Limits: 1 MiB per request (an import chunk), 16 MiB per response. The daemon's side never
 // blocks its control thread (which also runs Raft): its sockets are
 // non-blocking and driven by the control thread's poll() loop; a client has
 // kRequestTimeoutMs from its accept to send the whole request, however slowly

@@ -533,6 +533,44 @@ class C2sTest(unittest.IsolatedAsyncioTestCase):
         self.assertEqual((message["from"].full, message["body"]),
                          (f"juliet@{DOMAIN}/sha1", "sha1 to plain"))
 
+    @bounded(120)
+    async def test_users_exported_by_ejabberd_and_prosody_log_in_with_their_old_passwords(self):
+        """stanzactl user import with the files the real servers wrote (their host renamed
+        to this node's domain: SCRAM keys do not depend on it), then slixmpp logs in."""
+        node = self.start_node()
+        testdata = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "unit",
+                                "testdata", "xep0227")
+        work = tempfile.mkdtemp()
+        self.addCleanup(shutil.rmtree, work, True)
+
+        def imported(relative, host, *flags):
+            with open(os.path.join(testdata, relative), encoding="utf-8") as f:
+                text = f.read().replace(f"jid='{host}'", f"jid='{DOMAIN}'")
+            path = os.path.join(work, os.path.basename(relative))
+            with open(path, "w", encoding="utf-8") as f:
+                f.write(text)
+            code, out, err = node.stanzactl("user", "import", path, *flags)
+            self.assertEqual(code, 0, out + err)
+            return out
+
+        # ejabberd's SCRAM-SHA-256 store: keys kept as they are (twice base64 in the file).
+        self.assertIn("3 added", imported(
+            "ejabberd-23.01/20261207-022157_scram-sha256_example.xml", "scram-sha256.example"))
+        carol = await self.slix(node.c2s_port, f"carol@{DOMAIN}/e", password="Pässwörd<&>\"'",
+                                mechanism="SCRAM-SHA-256")
+        # Prosody's SCRAM-SHA-1 store, replacing bob's ejabberd keys.
+        self.assertIn("1 replaced", imported("prosody-0.12.3/bob@hashed.example.xml",
+                                             "hashed.example", "--force"))
+        bob = await self.slix(node.c2s_port, f"bob@{DOMAIN}/p",
+                              password="correct horse battery staple", mechanism="SCRAM-SHA-1")
+        # ejabberd's plain store: stanzactl hashes the passwords.
+        self.assertIn("3 replaced", imported("ejabberd-23.01/20261207-022157_plain_example.xml",
+                                             "plain.example", "--force"))
+        alice = await self.slix(node.c2s_port, f"alice@{DOMAIN}/x", password="pencil")
+        self.assertEqual((carol.mechanism, bob.mechanism), ("SCRAM-SHA-256", "SCRAM-SHA-1"))
+        carol.send_message(mto=f"alice@{DOMAIN}/x", mbody="imported", mtype="chat")
+        self.assertEqual((await alice.next_message())["body"], "imported")
+
     # --- 2b: RFC 6121 §8.5.1, an account that does not exist ---------------------
 
     @bounded(60)

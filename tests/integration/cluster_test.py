@@ -115,6 +115,47 @@ class ClusterTest(unittest.TestCase):
     def leader_of(self, node):
         return status(node)["leader"]
 
+    def test_imports_go_through_the_cluster_in_chunks_and_stop_at_the_bad_line(self):
+        a, b, c = self.form()
+        ok(a, "callbridge", "add-secret", "cb2500", stdin="the-old-secret\n")
+        work = tempfile.mkdtemp()
+        self.addCleanup(shutil.rmtree, work, True)
+        bridges = os.path.join(work, "bridges.txt")
+        with open(bridges, "w") as f:
+            f.write("# name secret\n")
+            for i in range(40_000):
+                f.write(f"cb{i} secret-{i:08d}\n")
+        # From a follower: cb2500 has another secret, so the import stops at its line
+        # (2,502: the comment is line 1) with every line before it imported.
+        follower = b if self.leader_of(b) != self.address(b) else c
+        code, out, err = follower.stanzactl("callbridge", "import", bridges)
+        self.assertEqual(code, 1, out + err)
+        # (Refused by the follower's own copy, or by the cluster if that was behind.)
+        self.assertRegex(err, r"bridges.txt:2502: call ?bridge cb2500 already has a different secret")
+        self.assertIn("Stopped after importing 2500 call bridges", out)
+        for node in (a, b, c):
+            wait_until(lambda: len(node.secrets()) == 2501, what=f"{node.ip} has 2,501 bridges")
+        # With --force the rest is imported in chunks, each one Raft entry.
+        out = ok(follower, "callbridge", "import", bridges, "--force")
+        self.assertIn("Imported 40000 call bridges", out)
+        self.assertIn("37499 added, 1 replaced, 2500 unchanged", out)
+        exports = []
+        for node in (a, b, c):
+            wait_until(lambda: len(node.secrets()) == 40_000, what=f"{node.ip} has 40,000 bridges")
+            exports.append(ok(node, "callbridge", "export"))
+        self.assertEqual(exports[0], exports[1])
+        self.assertEqual(exports[0], exports[2])
+        self.assertEqual(len(exports[0].splitlines()), 40_000)
+        self.assertIn("cb2500 secret-00002500\n", exports[0])
+        # Users: lines of passwords hashed by stanzactl, replicated to every node.
+        users = os.path.join(work, "users.txt")
+        with open(users, "w") as f:
+            f.write("".join(f"user{i} password number {i}\n" for i in range(50)))
+        self.assertIn("50 added", ok(c, "user", "import", users))
+        for node in (a, b):
+            wait_until(lambda: json.loads(ok(node, "--json", "user", "list"))["total"] == 50,
+                       what=f"{node.ip} has the users")
+
     def test_three_nodes_share_one_configuration(self):
         a, b, c = self.form()
         ok(c, "callbridge", "add", "cb1")

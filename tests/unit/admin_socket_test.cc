@@ -57,7 +57,7 @@ TEST(AdminProtocolTest, PartialRequestIsCompleteOnlyAtItsEnd) {
 TEST(AdminProtocolTest, PartialRequestIsRefusedOnceALineIsWrong) {
   for (const char* bytes :
        {"hello\n", "stanzactl 1\njson 2\n", "stanzactl 1\njson 0\narg x\n",
-        "stanzactl 1\njson 0\narg 999999\n", "stanzactl 1\njson 0\narg 2\nabc"}) {
+        "stanzactl 1\njson 0\narg 1048577\n", "stanzactl 1\njson 0\narg 2\nabc"}) {
     EXPECT_FALSE(DecodePartialRequest(bytes).ok()) << bytes;
   }
 }

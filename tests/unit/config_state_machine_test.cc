@@ -63,6 +63,9 @@ std::vector<ConfigCommand> EveryKindOfCommand() {
       AddJoinToken{7, std::string(16, 's'), 2000, 1000},
       UseJoinToken{7, 1500, 42, std::string(32, 'i')},
       SetMemberIdentity{43, std::string(32, 'j')},
+      ImportCallbridges{
+          {{"cb3", "kvgP1SRzWVabhiPVAb3", false}, {"cb4", "kvgP1SRzWVabhiPVAb4", true}}},
+      ImportUsers{{{"bob", MakeCredentials('c')}, {"carol", MakeCredentials('d')}}, true},
   };
 }
 
@@ -347,7 +350,7 @@ ConfigCommand RandomCommand(std::mt19937_64& random) {
   auto pick = [&](int n) { return static_cast<int>(random() % n); };
   std::string bridge = Concat("cb", std::to_string(pick(8)));
   std::string user = Concat("user", std::to_string(pick(6)));
-  switch (pick(9)) {
+  switch (pick(11)) {
     case 0:
       return SetDomain{pick(2) == 0 ? "example.com" : "tptac9.com"};
     case 1:
@@ -364,9 +367,85 @@ ConfigCommand RandomCommand(std::mt19937_64& random) {
       return DeleteUser{user};
     case 7:
       return SetUserCredentials{user, MakeCredentials(static_cast<char>('a' + pick(3)))};
+    case 8:
+      return ImportCallbridges{{{bridge, Concat("secret", std::to_string(pick(3))), pick(2) == 0},
+                                {Concat("cb", std::to_string(8 + pick(2))), "secret0", false}}};
+    case 9:
+      return ImportUsers{{{user, MakeCredentials(static_cast<char>('a' + pick(3)))}}, pick(2) == 0};
     default:
       return AddCallbridge{"Bad Name", "x", false};
   }
+}
+
+TEST(ConfigStateMachineTest, AnImportBatchIsAppliedWholeOrNotAtAll) {
+  Node node;
+  ASSERT_TRUE(node.Run(SetDomain{"example.com"}).ok());
+  ASSERT_TRUE(node.Run(AddCallbridge{"cb1", "secret-one", false}).ok());
+  const config::Config before = node.machine.config();
+  // The third bridge conflicts: nothing of the batch is applied, and the error names it.
+  const ImportCallbridges conflicting{{{"cb8", "secret-eight", false},
+                                       {"cb9", "secret-nine", false},
+                                       {"cb1", "secret-other", false}}};
+  EXPECT_EQ(MessageOf(node.machine.Check(conflicting)), MessageOf(node.Run(conflicting)));
+  const absl::Status refused = node.Run(conflicting);
+  EXPECT_TRUE(absl::IsAlreadyExists(refused)) << refused;
+  EXPECT_THAT(MessageOf(refused), ::testing::StartsWith("item 3: callbridge cb1 already has"));
+  EXPECT_EQ(node.machine.config().callbridges, before.callbridges);
+  // A name twice in one batch is refused the same way.
+  const absl::Status twice =
+      node.Run(ImportCallbridges{{{"cb8", "secret-eight", false}, {"cb8", "secret-eight", false}}});
+  EXPECT_THAT(MessageOf(twice), ::testing::StartsWith("item 2: callbridge cb8 appears twice"));
+  // With force on the conflicting item, the whole batch is applied in one entry.
+  ImportCallbridges forced = conflicting;
+  forced.bridges[2].force = true;
+  ASSERT_TRUE(node.Run(forced).ok());
+  EXPECT_EQ(node.machine.config().callbridges.size(), 3u);
+  EXPECT_EQ(node.machine.config().callbridges.at("cb1").secret, "secret-other");
+  EXPECT_EQ(node.machine.config().version, node.machine.applied_index());
+  // The same batch again changes nothing (an import can be rerun), and leaves the version.
+  const uint64_t version = node.machine.config().version;
+  ASSERT_TRUE(node.Run(forced).ok());
+  EXPECT_EQ(node.machine.config().version, version);
+  // Bad items are refused by their place; an empty batch is refused.
+  EXPECT_THAT(MessageOf(node.Run(
+                  ImportCallbridges{{{"cb5", "ok-secret", false}, {"Bad Name", "s", false}}})),
+              ::testing::StartsWith("item 2: "));
+  EXPECT_TRUE(absl::IsInvalidArgument(node.Run(ImportCallbridges{})));
+}
+
+TEST(ConfigStateMachineTest, AnImportOfUsersReplacesOnlyWhenAsked) {
+  Node node;
+  ASSERT_TRUE(node.Run(AddUser{"alice", MakeCredentials('a')}).ok());
+  const ImportUsers batch{{{"bob", MakeCredentials('b')}, {"alice", MakeCredentials('c')}}, false};
+  const absl::Status refused = node.Run(batch);
+  EXPECT_THAT(MessageOf(refused), ::testing::StartsWith("item 2: user alice already exists"));
+  EXPECT_EQ(node.machine.config().users.size(), 1u);
+  ImportUsers replacing = batch;
+  replacing.replace = true;
+  ASSERT_TRUE(node.Run(replacing).ok());
+  EXPECT_EQ(node.machine.config().users.at("alice"), MakeCredentials('c'));
+  EXPECT_EQ(node.machine.config().users.at("bob"), MakeCredentials('b'));
+}
+
+TEST(ConfigStateMachineTest, AnImportStopsAtTheLimitNamingTheItem) {
+  Node node;
+  ImportCallbridges fill;
+  for (size_t i = 0; i + 1 < config::kCallbridgesMax; ++i) {
+    fill.bridges.push_back({Concat("cb", std::to_string(i)), "secret-value", false});
+    if (fill.bridges.size() == kImportBatchItemsMax) {
+      ASSERT_TRUE(node.Run(fill).ok());
+      fill.bridges.clear();
+    }
+  }
+  ASSERT_TRUE(node.Run(fill).ok());
+  ASSERT_EQ(node.machine.config().callbridges.size(), config::kCallbridgesMax - 1);
+  // Room for one: the second new bridge is where the batch is refused, and none is added.
+  const absl::Status full = node.Run(ImportCallbridges{{{"cb0", "secret-value", false},
+                                                        {"new1", "secret-value", false},
+                                                        {"new2", "secret-value", false}}});
+  EXPECT_TRUE(absl::IsResourceExhausted(full)) << full;
+  EXPECT_THAT(MessageOf(full), ::testing::StartsWith("item 3: cannot add callbridge new2"));
+  EXPECT_EQ(node.machine.config().callbridges.size(), config::kCallbridgesMax - 1);
 }
 
 TEST(ConfigStateMachineTest, TwoNodesApplyingTheSameLogEndEqual) {

@@ -3,11 +3,13 @@
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cstdlib>
 #include <filesystem>
 #include <set>
 
 #include "absl/strings/str_join.h"
+#include "absl/strings/str_split.h"
 #include "cluster/storage/atomic_file.h"
 #include "cmd/node_config.h"
 #include "core/base/concat.h"
@@ -273,6 +275,98 @@ TEST(NodeCommandsTest, EachChangeIsTypedAndReplaysToTheSameConfiguration) {
     ApplyNodeChange(*result.change, &replayed);
     EXPECT_EQ(replayed, config) << command;
   }
+}
+
+TEST(NodeCommandsTest, ImportBatchesAreOneTypedChangeOrAnErrorNamingTheItem) {
+  NodeConfig config = Configured();
+  ASSERT_EQ(Execute(&config, {"callbridge", "add-secret", "cb1", "--secret=kvgP1SRzWVabhiPVAb1"})
+                .response.exit_code,
+            0);
+  const NodeConfig before = config;
+  CommandResult conflict =
+      Execute(&config, {"callbridge", "import-batch", "cb2 secret-number-2\ncb1 another-secret"});
+  EXPECT_EQ(conflict.response.exit_code, 1);
+  EXPECT_THAT(conflict.response.output,
+              StartsWith("error: item 2: call bridge cb1 already has a different secret"));
+  EXPECT_EQ(config, before);
+  EXPECT_THAT(Execute(&config, {"callbridge", "import-batch", "cb2 short"}).response.output,
+              StartsWith("error: item 1: call bridge cb2: secret must be 8"));
+  EXPECT_THAT(Execute(&config, {"callbridge", "import-batch", "cb2 secret-number-2\ncb2 x12345678"})
+                  .response.output,
+              StartsWith("error: item 2: call bridge cb2 appears twice"));
+  EXPECT_THAT(
+      Execute(&config, {"callbridge", "import-batch", "cb2 secret-number-2\n\ncb3 x12345678"})
+          .response.output,
+      StartsWith("error: item 2: "));  // an empty line is a line
+  EXPECT_EQ(config, before);
+
+  CommandResult forced = Execute(&config, {"callbridge", "import-batch", "--force",
+                                           "cb2 secret-number-2\ncb1 another-secret"});
+  EXPECT_EQ(forced.response.output, "imported 1 1 0\n");
+  ASSERT_TRUE(forced.change.has_value());
+  EXPECT_EQ(*forced.change,
+            NodeChange(cluster::ImportCallbridges{
+                {{"cb2", "secret-number-2", true}, {"cb1", "another-secret", true}}}));
+  EXPECT_TRUE(ReplicatedCommand(*forced.change).has_value());
+  std::vector<NodeConfigEdit> edits;
+  EXPECT_TRUE(JournalEdits(*forced.change, &edits));
+  EXPECT_EQ(edits.size(), 2u);
+  EXPECT_EQ(config.callbridges.at("cb1"), "another-secret");
+  // Again: nothing changes, and it says so.
+  CommandResult again = Execute(&config, {"callbridge", "import-batch", "--force",
+                                          "cb2 secret-number-2\ncb1 another-secret"});
+  EXPECT_EQ(again.response.output, "imported 0 0 2\n");
+  EXPECT_FALSE(again.change.has_value());
+
+  const std::string alice = CredentialsText("old password");
+  CommandResult users =
+      Execute(&config, {"user", "import-batch", Concat("alice ", alice, "\nbob ", alice)});
+  EXPECT_EQ(users.response.output, "imported 2 0 0\n");
+  EXPECT_EQ(config.users.size(), 2u);
+  const std::string other = CredentialsText("new password", "another-salt-16b");
+  EXPECT_THAT(Execute(&config, {"user", "import-batch", Concat("bob ", other)}).response.output,
+              StartsWith("error: item 1: user bob already exists with another password"));
+  EXPECT_THAT(Execute(&config, {"user", "import-batch", "Bob " + other}).response.output,
+              StartsWith("error: item 1: "));  // not a canonical localpart
+  EXPECT_EQ(
+      Execute(&config, {"user", "import-batch", "--force", Concat("bob ", other)}).response.output,
+      "imported 0 1 0\n");
+  EXPECT_EQ(config.users.at("bob"), Credentials("new password", "another-salt-16b"));
+}
+
+TEST(NodeCommandsTest, PagesWalkEveryNameOnceInOrder) {
+  NodeConfig config = Configured();
+  std::string lines;
+  for (int i = 0; i < 25; ++i)
+    lines += Concat(lines.empty() ? "" : "\n", "cb", std::to_string(i), " secret-",
+                    std::to_string(i), "x");
+  ASSERT_EQ(Execute(&config, {"callbridge", "import-batch", lines}).response.exit_code, 0);
+  std::vector<std::string> seen;
+  std::string after;
+  for (int pages = 1;; ++pages) {
+    ASSERT_LE(pages, 3);
+    const CommandResult page =
+        Execute(&config, {"callbridge", "export", "--after=" + after, "--limit=10"});
+    ASSERT_EQ(page.response.exit_code, 0) << page.response.output;
+    std::vector<std::string> rows = absl::StrSplit(page.response.output, '\n', absl::SkipEmpty());
+    ASSERT_FALSE(rows.empty());
+    const std::vector<std::string> head = absl::StrSplit(rows[0], ' ');
+    ASSERT_EQ(head[0], "page");
+    EXPECT_EQ(head[1], "25");
+    seen.insert(seen.end(), rows.begin() + 1, rows.end());
+    if (head.size() == 2) break;
+    after = head[2];
+    EXPECT_EQ(after, seen.back().substr(0, seen.back().find(' ')));
+  }
+  ASSERT_EQ(seen.size(), 25u);
+  EXPECT_TRUE(std::is_sorted(seen.begin(), seen.end()));
+  EXPECT_EQ(seen.front(), "cb0 secret-0x");
+  // A JSON page holds the objects, separated by commas.
+  const CommandResult json =
+      Execute(&config, {"callbridge", "list", "--after=cb7", "--limit=1"}, true);
+  EXPECT_THAT(json.response.output, StartsWith("page 25 cb8\n{\"name\":\"cb8\""));
+  EXPECT_EQ(Execute(&config, {"callbridge", "list", "--limit=0"}).response.exit_code, 2);
+  EXPECT_EQ(Execute(&config, {"user", "export", "--limit=10"}).response.output, "page 0\n");
 }
 
 TEST(NodeCommandsTest, NeedsADomainBeforeBridges) {
