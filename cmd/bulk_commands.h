@@ -54,7 +54,7 @@ struct BulkIo {
 // One import chunk: at most this many request bytes (within the admin socket's 1 MiB
 // limit) and lines, so that the daemon answers each within a fraction of a second.
 inline constexpr size_t kChunkBytes = 900 << 10;
-inline constexpr size_t kChunkLines = 5'000;
+inline constexpr size_t kChunkLines = 1'000;
 // Users hashed from plain passwords per chunk (so progress moves every few seconds).
 inline constexpr size_t kHashedUsersPerChunk = 2'000;
 // Names per page of an export or list.

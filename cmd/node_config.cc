@@ -387,17 +387,19 @@ absl::Status NodeConfigFiles::Rewrite(const NodeConfig& config) {
   return absl::OkStatus();
 }
 
-absl::Status NodeConfigFiles::Append(const NodeConfigEdit& edit) {
+absl::Status NodeConfigFiles::Append(const std::vector<NodeConfigEdit>& edits) {
   if (journal_ == nullptr) {
     return absl::FailedPreconditionError("the config journal is not open (a write failed)");
   }
-  std::string record;
-  storage::AppendRecord(static_cast<uint8_t>(edit.kind), EncodeEdit(edit), &record);
-  if (absl::Status appended = journal_->Append(record); !appended.ok()) {
+  std::string records;
+  for (const NodeConfigEdit& edit : edits) {
+    storage::AppendRecord(static_cast<uint8_t>(edit.kind), EncodeEdit(edit), &records);
+  }
+  if (absl::Status appended = journal_->Append(records); !appended.ok()) {
     journal_.reset();  // what reached the file is unknown: the next Rewrite starts again
     return appended;
   }
-  journal_bytes_ += record.size();
+  journal_bytes_ += records.size();
   return absl::OkStatus();
 }
 

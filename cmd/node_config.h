@@ -119,9 +119,10 @@ class NodeConfigFiles {
   // Writes the whole `config` with a new epoch atomically, then an empty journal of that
   // epoch. Durable on return. O(size of the configuration).
   absl::Status Rewrite(const NodeConfig& config);
-  // Queues one record (written to the file at once, durable after Sync). REQUIRES: the last
-  // Rewrite succeeded (else FailedPrecondition). O(1).
-  absl::Status Append(const NodeConfigEdit& edit);
+  // Queues records (written to the file at once, in one write; durable after Sync).
+  // REQUIRES: the last Rewrite succeeded (else FailedPrecondition). O(edits).
+  absl::Status Append(const std::vector<NodeConfigEdit>& edits);
+  absl::Status Append(const NodeConfigEdit& edit) { return Append(std::vector{edit}); }
   // Makes every Append before it durable (fdatasync).
   absl::Status Sync();
   // The journal has grown past half the config's size (and kJournalBytesMin): a Rewrite now

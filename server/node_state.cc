@@ -2,9 +2,11 @@
 
 #include <arpa/inet.h>
 
+#include <algorithm>
 #include <chrono>
 #include <filesystem>
 #include <mutex>
+#include <thread>
 #include <utility>
 
 #include "absl/strings/str_join.h"
@@ -94,38 +96,78 @@ void NodeState::EditRouterConfig(const NodeConfigEdit& edit, router::RouterConfi
   }
 }
 
-void NodeState::PublishRouterConfig(const std::vector<NodeConfigEdit>* edits) {
-  std::unique_ptr<router::RouterConfig> next;
+std::unique_ptr<router::RouterConfig> NodeState::TakeSpareRouter(bool wanted) {
+  std::unique_ptr<router::RouterConfig> spare;
   std::vector<std::unique_ptr<router::RouterConfig>> abandoned;  // freed outside the lock
   {
     std::lock_guard lock(router_returns_->mutex);
     for (std::unique_ptr<router::RouterConfig>& returned : router_returns_->returned) {
-      if (edits != nullptr && next == nullptr && returned.get() == spare_router_) {
-        next = std::move(returned);
+      if (wanted && spare == nullptr && returned.get() == spare_router_) {
+        spare = std::move(returned);
       } else {
         abandoned.push_back(std::move(returned));
       }
     }
     router_returns_->returned.clear();
   }
-  if (edits != nullptr && next == nullptr && unpublished_spare_ != nullptr) {
-    next = std::move(unpublished_spare_);  // the copy made at the last whole rebuild
+  if (wanted && spare == nullptr && unpublished_spare_ != nullptr) {
+    spare = std::move(unpublished_spare_);  // the copy made at the last whole rebuild
   }
-  if (next != nullptr && spare_lag_.size() + edits->size() <= kRouterSpareLagMax) {
+  return spare;
+}
+
+void NodeState::PublishRouterConfig(const std::vector<NodeConfigEdit>* edits) {
+  if (edits != nullptr) {
+    unpublished_edits_.insert(unpublished_edits_.end(), edits->begin(), edits->end());
+    (void)PublishRouterEdits(kSpareWait);
+    return;
+  }
+  (void)TakeSpareRouter(false);
+  unpublished_edits_.clear();  // the whole copy holds them
+  std::unique_ptr<router::RouterConfig> next = BuildRouterConfigBuffer();
+  // The change that follows edits this copy rather than build one: the whole cost falls on
+  // this change (a domain, a reset, the start), not on a bridge or a user.
+  unpublished_spare_ = std::make_unique<router::RouterConfig>(*next);
+  spare_router_ = nullptr;
+  spare_lag_.clear();
+  Publish(std::move(next));
+}
+
+bool NodeState::PublishRouterEdits(std::chrono::microseconds wait) {
+  if (unpublished_edits_.empty()) return true;
+  const auto deadline = std::chrono::steady_clock::now() + wait;
+  std::unique_ptr<router::RouterConfig> next = TakeSpareRouter(true);
+  while (next == nullptr && std::chrono::steady_clock::now() < deadline) {
+    std::this_thread::sleep_for(std::chrono::microseconds(200));
+    next = TakeSpareRouter(true);
+  }
+  const size_t lag_max =
+      std::max(kRouterSpareLagMax, (config_.callbridges.size() + config_.users.size()) / 2);
+  const bool within_lag = spare_lag_.size() + unpublished_edits_.size() <= lag_max;
+  // The shards still hold the spare: a later turn publishes (a whole copy would hold the
+  // control thread for the whole configuration), unless the edits waiting outgrew it.
+  if (next == nullptr && within_lag) return false;
+  if (next != nullptr && within_lag) {
     for (const NodeConfigEdit& edit : spare_lag_) EditRouterConfig(edit, next.get());
-    for (const NodeConfigEdit& edit : *edits) EditRouterConfig(edit, next.get());
+    for (const NodeConfigEdit& edit : unpublished_edits_) EditRouterConfig(edit, next.get());
   } else {
-    if (next != nullptr) abandoned.push_back(std::move(next));
-    next = BuildRouterConfigBuffer();  // the shards still hold the spare: a whole copy
-    if (edits == nullptr) {
-      // The change that follows edits this copy rather than build one: the whole cost
-      // falls on this change (a domain, a reset, the start), not on a bridge or a user.
-      unpublished_spare_ = std::make_unique<router::RouterConfig>(*next);
-    }
+    next = BuildRouterConfigBuffer();
   }
-  // The buffer replaced now lacks exactly this publication's edits.
-  spare_router_ = edits != nullptr ? current_router_ : nullptr;
-  spare_lag_ = edits != nullptr ? *edits : std::vector<NodeConfigEdit>();
+  // The buffer replaced now lacks exactly the edits published now.
+  spare_router_ = current_router_;
+  spare_lag_ = std::move(unpublished_edits_);
+  unpublished_edits_.clear();
+  Publish(std::move(next));
+  return true;
+}
+
+void NodeState::PublishPendingRouterEdits() {
+  if (!unpublished_edits_.empty() && PublishRouterEdits(std::chrono::microseconds(0))) {
+    NotifyShardsOfConfig();
+  }
+}
+
+void NodeState::Publish(std::unique_ptr<router::RouterConfig> next) {
   current_router_ = next.get();
   std::shared_ptr<RouterConfigReturns> returns = router_returns_;
   engine_->router_config().Publish(std::shared_ptr<const router::RouterConfig>(
@@ -145,10 +187,7 @@ void NodeState::ConfigChanged(const std::string& what) {
 absl::Status NodeState::CommitEdits(const std::vector<NodeConfigEdit>& edits,
                                     const std::string& what, bool sync) {
   if (edits.empty()) return absl::OkStatus();
-  absl::Status saved = absl::OkStatus();
-  for (const NodeConfigEdit& edit : edits) {
-    if (saved.ok()) saved = files_.Append(edit);
-  }
+  absl::Status saved = files_.Append(edits);
   if (saved.ok() && sync) saved = files_.Sync();
   if (!saved.ok() && absl::IsFailedPrecondition(saved)) {
     // No journal yet (the first change since start, or a write failed): the whole config.

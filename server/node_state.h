@@ -134,6 +134,8 @@ class NodeState final : private EngineSupervisor::Observer {
   std::set<raft::NodeId> DataLinksDown() const;
   // One turn of the routes, then what waits for the shards goes.
   void DriveRoutes(bool clustered);
+  // Publishes the configuration edits a busy shard kept from being published at once.
+  void PublishPendingRouterEdits();
   // What the shards' data links and lanes need, published when it changes.
   void PublishDataPlane(bool clustered);
   // A start that failed is tried again (every 5 s) while the node should serve.
@@ -149,13 +151,27 @@ class NodeState final : private EngineSupervisor::Observer {
   // Publishes the router configuration: a whole rebuild (`edits` null), or the current one
   // with `edits` made, in the buffer the shards gave back when there is one.
   void PublishRouterConfig(const std::vector<NodeConfigEdit>* edits);
+  // Publishes unpublished_edits_ in the spare buffer once the shards gave it back, waiting
+  // up to `wait` for it; false when it is not back (a later turn publishes them).
+  bool PublishRouterEdits(std::chrono::microseconds wait);
+  // The spare buffer if the shards gave it back (`wanted`; else nullptr) or the unpublished
+  // copy; frees every other buffer they gave back.
+  std::unique_ptr<router::RouterConfig> TakeSpareRouter(bool wanted);
+  void Publish(std::unique_ptr<router::RouterConfig> next);
   std::unique_ptr<router::RouterConfig> BuildRouterConfigBuffer() const;
   void EditRouterConfig(const NodeConfigEdit& edit, router::RouterConfig* router) const;
   // Logs and publishes a change made to config_ (durable already).
   void ConfigChanged(const std::string& what);
 
   struct RouterConfigReturns;  // buffers the shards let go of, handed back across threads
+  // Edits the spare may lag behind and still be brought up to date rather than rebuilt:
+  // this many, or more in a configuration so large that a rebuild costs more than half of
+  // it (an import's chunk of 5,000 must not cost the whole configuration).
   static constexpr size_t kRouterSpareLagMax = 4096;
+  // How long a change waits for the shards to give the spare back before its edits are
+  // left for a later turn: a shard lets go of a buffer on its next loop, within microseconds
+  // unless it is busy.
+  static constexpr std::chrono::microseconds kSpareWait{20'000};
 
   const DaemonOptions& options_;
   EngineSupervisor* const engine_;
@@ -166,6 +182,7 @@ class NodeState final : private EngineSupervisor::Observer {
   const router::RouterConfig* current_router_ = nullptr;  // published
   const router::RouterConfig* spare_router_ = nullptr;    // published before it; may come back
   std::vector<NodeConfigEdit> spare_lag_;                 // what spare_router_ lacks
+  std::vector<NodeConfigEdit> unpublished_edits_;         // made, not yet published
   // A copy of the last whole rebuild, never published; lacks spare_lag_ too.
   std::unique_ptr<router::RouterConfig> unpublished_spare_;
   bool mirror_whole_pending_ = true;  // the next mirror copies the whole configuration
