@@ -1,6 +1,7 @@
 // RouterShard::ClientConnection: one client's connection, TLS and session.
 #include "absl/strings/str_cat.h"
 #include "core/base/absl_compat.h"
+#include "core/base/check.h"
 #include "core/base/concat.h"
 #include "core/base/hex.h"
 #include "core/base/log.h"
@@ -147,8 +148,8 @@ std::string RouterShard::ClientConnection::EnableStreamManagement(bool resume) {
   std::string token;
   if (resume && router_->limits_.resume_timeout_ms != 0) {
     token = HexOf(router::RandomBytes(16));
-    router_->PostControl(router::OwnerShard(token, router_->shard_->shard_count()), kSmRegister,
-                         id_, token);
+    router_->PostControl(router::OwnerShard(token, router_->shard_->shard_count()),
+                         router::SmRegister{id_, token});
   }
   sm_.Enable(token, router_->shard_->now_ms());
   return token;
@@ -169,8 +170,8 @@ void RouterShard::ClientConnection::RequestResume(std::string_view previd, uint3
   resuming_ = true;
   resume_previd_ = std::string(previd);
   resume_h_ = h;
-  router_->PostControl(router::OwnerShard(previd, router_->shard_->shard_count()), kSmResumeLookup,
-                       id_, Concat(previd, "\n", account_, "\n", std::to_string(h)));
+  router_->PostControl(router::OwnerShard(previd, router_->shard_->shard_count()),
+                       router::SmResumeLookup{id_, router::ResumeRequest{previd, account_, h}});
 }
 
 bool RouterShard::ClientConnection::HandOver(ConnectionId to, std::string_view token,
@@ -179,18 +180,19 @@ bool RouterShard::ClientConnection::HandOver(ConnectionId to, std::string_view t
       moved_to_ != kNoConnection) {
     return false;
   }
+  const router::FullJid jid = RecordJid();
   const std::string resumption_id = sm_.resumption_id();
   const bool was_detached = sm_.detached();
   std::optional<xmpp::StanzaQueue> resend = sm_.HandOver(h);
   if (!resend) return false;
   const int target_shard = ShardOf(to);
   for (const std::string& stanza : *resend) {
-    router_->PostControl(target_shard, kClientResumeStanza, to, stanza);
+    router_->PostControl(target_shard, router::ClientResumeStanza{to, stanza});
   }
-  router_->PostControl(target_shard, kClientResumeAccepted, to,
-                       Concat(full_jid_, "\n", std::to_string(session_.handled_inbound())));
+  router_->PostControl(target_shard,
+                       router::ClientResumeAccepted{to, jid, session_.handled_inbound()});
   router_->PostControl(router::OwnerShard(resumption_id, router_->shard_->shard_count()),
-                       kSmRegister, to, resumption_id);
+                       router::SmRegister{to, resumption_id});
   LogEvent(LogLevel::kInfo, "client_session_moved",
            Concat("client=", full_jid_, " resent=", std::to_string(resend->size()),
                   " detached=", was_detached ? "yes" : "no"));
@@ -239,7 +241,7 @@ void RouterShard::ClientConnection::ResumeAccepted(std::string_view full_jid,
   bind_requested_ = true;
   pending_route_acks = router_->shard_->shard_count();
   router_->PostControl(router::OwnerShard(bare_jid_, router_->shard_->shard_count()),
-                       kClientBindRequest, id_, full_jid_);
+                       router::ClientBindRequest{id_, RecordJid()});
 }
 
 void RouterShard::ClientConnection::OnEngineClosed() {
@@ -279,7 +281,7 @@ void RouterShard::ClientConnection::ReturnUnacknowledged() {
   }
   if (!ended.resumption_id.empty()) {
     router_->PostControl(router::OwnerShard(ended.resumption_id, router_->shard_->shard_count()),
-                         kSmUnregister, id_, ended.resumption_id);
+                         router::SmUnregister{id_, ended.resumption_id});
   }
 }
 
@@ -305,7 +307,7 @@ void RouterShard::ClientConnection::Release() {
   if (counted_as_client_) Drop(router_->stats_->clients_connected);
   if (!bind_requested_) return;
   router_->PostControl(router::OwnerShard(bare_jid_, router_->shard_->shard_count()),
-                       kClientUnbindRequest, id_, full_jid_);
+                       router::ClientUnbindRequest{id_, RecordJid()});
 }
 
 bool RouterShard::ClientConnection::CloseIfRemoved(const RouterConfig& config) {
@@ -313,6 +315,12 @@ bool RouterShard::ClientConnection::CloseIfRemoved(const RouterConfig& config) {
   CloseWithError(StreamErrorCondition::kNotAuthorized,
                  Concat("the account ", account_, " was deleted"));
   return true;
+}
+
+router::FullJid RouterShard::ClientConnection::RecordJid() const {
+  const std::optional<router::FullJid> jid = router::FullJid::Parse(full_jid_);
+  CHECK_MSG(jid.has_value(), "a client connection's records need the full JID it asked to bind");
+  return *jid;
 }
 
 std::string RouterShard::ClientConnection::Describe() const {
@@ -382,7 +390,7 @@ void RouterShard::ClientConnection::RequestBind(const jid::Jid& full_jid) {
   bind_requested_ = true;
   pending_route_acks = router_->shard_->shard_count();
   router_->PostControl(router::OwnerShard(bare_jid_, router_->shard_->shard_count()),
-                       kClientBindRequest, id_, full_jid_);
+                       router::ClientBindRequest{id_, RecordJid()});
 }
 
 void RouterShard::ClientConnection::RouteAcknowledged() {

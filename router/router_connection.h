@@ -224,6 +224,9 @@ class RouterShard::ClientConnection final : public RouterShard::Connection,
   void OnTlsUp() override;
   // The account of a SASL username (canonical localpart), or "" if it cannot be one.
   std::string AccountOf(std::string_view username) const;
+  // full_jid_ as the records carry it (a view into it).
+  // REQUIRES: a bind was asked for (RequestBind, ResumeAccepted).
+  router::FullJid RecordJid() const;
   // Sends a routed stanza; with stream management, counts it, keeps a copy
   // until the client acknowledges it, and asks for acknowledgements.
   void SendStanza(std::string_view stanza);

@@ -798,17 +798,6 @@ void RouterShard::PostControl(int to, const router::ShardRecord& record) {
   PostOrDefer(to, router::EncodeShardRecord(record));
 }
 
-void RouterShard::PostControl(int to, uint32_t kind, ConnectionId target, std::string_view payload,
-                              uint64_t argument) {
-  absl::StatusOr<router::ShardRecord> record =
-      router::DecodeShardRecord(router::EncodedRecord(kind, target, argument, payload));
-  if (!record.ok()) {
-    LogMalformedRecord(record.status(), shard_->index());
-    return;
-  }
-  PostControl(to, *record);
-}
-
 void RouterShard::PostOrDefer(int to, const router::EncodedRecord& record) {
   if (deferred_posts_.empty() && PostEncoded(*shard_, to, record)) return;
   if (deferred_posts_.empty()) {

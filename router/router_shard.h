@@ -206,10 +206,7 @@ struct alignas(64) RouterShardStats {
 };
 
 // The records between the router's shards, and from them to the control thread, are
-// typed in core/router/shard_records.h. Their kinds by the names code that still posts
-// by hand uses (the control thread: server/node_state.cc, server/route_driver.cc).
-using enum router::ShardRecordKind;
-using enum router::ControlRecordKind;
+// typed in core/router/shard_records.h.
 inline constexpr router::FailureOf kFailureOfAddress = router::FailureOf::kAddress;
 inline constexpr router::FailureOf kFailureOfAccount = router::FailureOf::kAccount;
 
@@ -327,11 +324,6 @@ class RouterShard : public ShardHandler {
   // full it is kept, in order, and retried on every tick: control records are
   // never dropped, and never overtake one another.
   void PostControl(int to, const router::ShardRecord& record);
-  // The same from fields packed by hand, as router/client_connection.cc still posts them
-  // (its XEP-0198 rework is under way): decoded first, so a malformed one is logged
-  // and dropped here rather than on the shard it was meant for.
-  void PostControl(int to, uint32_t kind, ConnectionId target, std::string_view payload,
-                   uint64_t argument = 0);
   // PostControl of a record encoded already (a broadcast encodes once).
   void PostOrDefer(int to, const router::EncodedRecord& record);
   void RetryDeferredPosts();
