@@ -17,11 +17,15 @@ EngineSupervisor::EngineSupervisor(const DaemonOptions& options)
       data_link_stats_(std::make_unique<cluster::DataLinkStats[]>(static_cast<size_t>(shards_))),
       lane_stats_(std::make_unique<LaneStats[]>(static_cast<size_t>(shards_))) {}
 
-void EngineSupervisor::PostToAllShards(uint32_t kind, uint64_t argument, std::string_view payload) {
+void EngineSupervisor::PostToAllShards(const router::ShardRecord& record) {
   MailedShards shards = Shards();
-  for (int shard = 0; shard < shards_; ++shard) {
-    shards.Post(shard, kind, net::kNoConnection, argument, payload);
-  }
+  for (int shard = 0; shard < shards_; ++shard) shards.Post(shard, record);
+}
+
+void EngineSupervisor::NotifyDataPlaneChanged() {
+  MailedShards shards = Shards();
+  const router::EncodedRecord record(kDataPlaneChanged, net::kNoConnection, 0, "");
+  for (int shard = 0; shard < shards_; ++shard) shards.PostEncoded(shard, record);
 }
 
 void EngineSupervisor::DrainControl(

@@ -96,8 +96,10 @@ class EngineSupervisor {
   // The shards, through the records that wait for their queues (records for a node that
   // does not serve are dropped).
   MailedShards Shards() { return MailedShards(engine_.get(), mail_, shards_); }
-  // One record of `kind` to every shard.
-  void PostToAllShards(uint32_t kind, uint64_t argument, std::string_view payload);
+  // `record` to every shard.
+  void PostToAllShards(const router::ShardRecord& record);
+  // kDataPlaneChanged to every shard: data_plane() holds a new configuration.
+  void NotifyDataPlaneChanged();
   // The records the shards posted to the control thread; none while not serving.
   int control_fd() const { return engine_ ? engine_->control_fd() : -1; }
   void DrainControl(const std::function<void(int, const net::CrossShardMessage&)>& handler);

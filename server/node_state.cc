@@ -239,7 +239,7 @@ absl::Status NodeState::Commit(NodeConfig proposed, const std::string& what) {
 }
 
 // Tells every shard that the router configuration publisher holds a new one.
-void NodeState::NotifyShardsOfConfig() { engine_->PostToAllShards(router::kConfigChanged, 0, ""); }
+void NodeState::NotifyShardsOfConfig() { engine_->PostToAllShards(router::ConfigChanged{}); }
 
 // ---- The engine ----
 
@@ -271,7 +271,7 @@ void NodeState::OnEngineStarting() {
 void NodeState::OnEngineStarted() {
   // The new shards learn the routes of the other nodes.
   for (const cluster::relay::RouteChange& route : routes_->RemoteRoutes()) {
-    engine_->PostToAllShards(router::kRemoteRouteBind, route.node, route.address);
+    engine_->PostToAllShards(router::RemoteRouteBind{route.node, route.address});
   }
 }
 
@@ -511,7 +511,7 @@ void NodeState::PublishDataPlane(bool clustered) {
     }
   }
   engine_->data_plane().Publish(std::move(next));
-  engine_->PostToAllShards(kDataPlaneChanged, 0, "");
+  engine_->NotifyDataPlaneChanged();
 }
 
 }  // namespace stanzad::server

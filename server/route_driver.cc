@@ -3,7 +3,6 @@
 #include <utility>
 
 #include "cluster/node/peer_transport.h"
-#include "router/router_shard.h"
 
 namespace stanzad::server {
 
@@ -15,6 +14,23 @@ static_assert(cluster::relay::DirectoryOptions{}.routes_queued_bytes_max +
                       cluster::relay::DirectoryOptions{}.routes_frame_bytes_max <=
                   cluster::PeerTransport::kQueueBytesMax / 2,
               "a route set could fill a cluster link's queue");
+
+namespace {
+
+// The record that tells a shard of `change` (its views are into `change`).
+router::ShardRecord RecordOf(const RouteChange& change) {
+  switch (change.op) {
+    case RouteChange::Op::kBind:
+      return router::RemoteRouteBind{change.node, change.address};
+    case RouteChange::Op::kUnbind:
+      return router::RemoteRouteUnbind{change.node, change.address};
+    case RouteChange::Op::kForgetNode:
+      return router::ForgetNode{change.node};
+  }
+  return router::ForgetNode{change.node};  // not reached: every Op is above
+}
+
+}  // namespace
 
 RouteDriver::RouteDriver(cluster::DataPlaneInfo data_plane)
     : data_plane_(data_plane), directory_(std::make_unique<cluster::relay::Directory>()) {}
@@ -84,12 +100,8 @@ void RouteDriver::Turn(Links* links, Shards& shards) {
     links->Flush();
   }
   for (const RouteChange& change : routes.route_changes) {
-    const uint32_t kind = change.op == RouteChange::Op::kBind     ? router::kRemoteRouteBind
-                          : change.op == RouteChange::Op::kUnbind ? router::kRemoteRouteUnbind
-                                                                  : router::kForgetNode;
-    for (int shard = 0; shard < shards.count(); ++shard) {
-      shards.Post(shard, kind, net::kNoConnection, change.node, change.address);
-    }
+    const router::ShardRecord record = RecordOf(change);
+    for (int shard = 0; shard < shards.count(); ++shard) shards.Post(shard, record);
   }
 }
 
@@ -100,9 +112,14 @@ ShardMail::Post MailedShards::EnginePost() const {
   };
 }
 
-void MailedShards::Post(int shard, uint32_t kind, uint64_t target, uint64_t argument,
-                        std::string_view payload) {
-  if (engine_ != nullptr) mail_.Send(EnginePost(), shard, kind, target, argument, payload);
+void MailedShards::Post(int shard, const router::ShardRecord& record) {
+  if (engine_ != nullptr) PostEncoded(shard, router::EncodeShardRecord(record));
+}
+
+void MailedShards::PostEncoded(int shard, const router::EncodedRecord& record) {
+  if (engine_ == nullptr) return;
+  mail_.Send(EnginePost(), shard, record.kind(), record.target(), record.argument(),
+             record.payload());
 }
 
 void MailedShards::Flush() {

@@ -30,6 +30,7 @@
 #include "cluster/node/frames.h"
 #include "cluster/raft/types.h"
 #include "cluster/relay/directory.h"
+#include "core/router/shard_records.h"
 #include "net/engine.h"
 #include "server/shard_mail.h"
 
@@ -55,8 +56,9 @@ class RouteDriver {
    public:
     virtual ~Shards() = default;
     virtual int count() const = 0;
-    virtual void Post(int shard, uint32_t kind, uint64_t target, uint64_t argument,
-                      std::string_view payload) = 0;
+    // `record` to `shard`, after what was posted to it before (its views are read
+    // during the call only).
+    virtual void Post(int shard, const router::ShardRecord& record) = 0;
   };
 
   // `data_plane`: what this node tells every member whose link comes up (kDataPlane).
@@ -116,8 +118,10 @@ class MailedShards final : public RouteDriver::Shards {
   MailedShards(net::Engine* engine, ShardMail& mail, int count)
       : engine_(engine), mail_(mail), count_(count) {}
   int count() const override { return count_; }
-  void Post(int shard, uint32_t kind, uint64_t target, uint64_t argument,
-            std::string_view payload) override;
+  void Post(int shard, const router::ShardRecord& record) override;
+  // A record of the node's own kinds (server/node_shard.h's NodeMessageKind), which
+  // have no type of their own yet.
+  void PostEncoded(int shard, const router::EncodedRecord& record);
   // What waits goes, as far as the shards' queues take it.
   void Flush();
 

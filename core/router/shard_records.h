@@ -51,9 +51,9 @@
 
 namespace stanzad::router {
 
-// The `kind` of each record between shards. Unscoped with a fixed type: the engine
-// carries it as a uint32_t, and code that posts by hand (the control thread) names
-// these values through router/router_shard.h.
+// The `kind` of each record between shards, as the engine carries it (a uint32_t).
+// Only this codec writes and reads it; code elsewhere names a kind only to count or
+// drop records in a queue (server/shard_mail.h).
 enum ShardRecordKind : uint32_t {
   kConfigChanged = 1,
   kBindRequest,

@@ -52,15 +52,23 @@ class FakeLinks final : public RouteDriver::Links {
 class FakeShards final : public RouteDriver::Shards {
  public:
   int count() const override { return kShards; }
-  void Post(int shard, uint32_t kind, uint64_t, uint64_t argument,
-            std::string_view payload) override {
-    posts.push_back({shard, kind, argument, std::string(payload)});
+  void Post(int shard, const router::ShardRecord& record) override {
+    Posted posted{shard, "other", 0, ""};
+    if (const auto* bind = std::get_if<router::RemoteRouteBind>(&record)) {
+      posted = {shard, "RemoteRouteBind", bind->node, std::string(bind->address)};
+    } else if (const auto* unbind = std::get_if<router::RemoteRouteUnbind>(&record)) {
+      posted = {shard, "RemoteRouteUnbind", unbind->node, std::string(unbind->address)};
+    } else if (const auto* forget = std::get_if<router::ForgetNode>(&record)) {
+      posted = {shard, "ForgetNode", forget->node, ""};
+    }
+    posts.push_back(std::move(posted));
   }
+  // A record as posted (its views do not outlive the call).
   struct Posted {
     int shard;
-    uint32_t kind;
-    uint64_t argument;
-    std::string payload;
+    std::string record;  // "RemoteRouteBind", ...
+    uint64_t node;
+    std::string address;
   };
   std::vector<Posted> posts;
 };
@@ -110,9 +118,9 @@ TEST(RouteDriver, RoutesReachEveryShardAndDataPlanesAreTold) {
   // A's shards, every one of them, learn that cb2 is on B.
   int binds = 0;
   for (const FakeShards::Posted& post : nodes.shards_a.posts) {
-    if (post.kind != router::kRemoteRouteBind) continue;
-    EXPECT_EQ(post.argument, kB);
-    EXPECT_EQ(post.payload, "cb2.example.com");
+    if (post.record != "RemoteRouteBind") continue;
+    EXPECT_EQ(post.node, kB);
+    EXPECT_EQ(post.address, "cb2.example.com");
     ++binds;
   }
   EXPECT_EQ(binds, kShards);
@@ -123,7 +131,7 @@ TEST(RouteDriver, RoutesReachEveryShardAndDataPlanesAreTold) {
   nodes.Pump();
   int unbinds = 0;
   for (const FakeShards::Posted& post : nodes.shards_a.posts) {
-    unbinds += post.kind == router::kRemoteRouteUnbind ? 1 : 0;
+    unbinds += post.record == "RemoteRouteUnbind" ? 1 : 0;
   }
   EXPECT_EQ(unbinds, kShards);
   EXPECT_TRUE(nodes.a.RemoteRoutes().empty());
