@@ -425,7 +425,15 @@ void NodeState::MirrorClusterConfig() {
 void NodeState::AppendClusterPollFds(std::vector<pollfd>* fds) { cluster_->AppendPollFds(fds); }
 
 void NodeState::OnShardRecord(const net::CrossShardMessage& message) {
-  routes_->OnShardRecord(message);
+  absl::StatusOr<router::ControlRecord> record = router::DecodeControlRecord(
+      router::EncodedRecord(message.kind, message.target, message.argument, message.payload));
+  if (!record.ok()) {
+    // A bug of the shard that sent it: loud, but never a crash.
+    LogEvent(LogLevel::kError, "malformed_control_record",
+             "reason=" + LogQuote(std::string(record.status().message())));
+    return;
+  }
+  routes_->OnShardRecord(*record);
 }
 
 std::set<raft::NodeId> NodeState::DataLinksDown() const {

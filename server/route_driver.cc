@@ -1,6 +1,7 @@
 #include "server/route_driver.h"
 
 #include <utility>
+#include <variant>
 
 #include "cluster/node/peer_transport.h"
 
@@ -54,9 +55,11 @@ void RouteDriver::OnLinkUp(raft::NodeId peer) {
   data_plane_owed_.insert(peer);
 }
 
-void RouteDriver::OnShardRecord(const net::CrossShardMessage& message) {
-  if (message.kind == router::kCtlRouteUp || message.kind == router::kCtlRouteDown) {
-    directory_->LocalRoute(message.kind == router::kCtlRouteUp, message.payload);
+void RouteDriver::OnShardRecord(const router::ControlRecord& record) {
+  if (const auto* up = std::get_if<router::RouteUp>(&record)) {
+    directory_->LocalRoute(true, up->address);
+  } else if (const auto* down = std::get_if<router::RouteDown>(&record)) {
+    directory_->LocalRoute(false, down->address);
   }
 }
 

@@ -70,9 +70,9 @@ class RouteDriver {
   void OnFrame(raft::NodeId from, cluster::FrameType type, std::string_view payload);
   // A link to `peer` came up: it gets this node's whole route set and its data plane.
   void OnLinkUp(raft::NodeId peer);
-  // A record a shard posted to the control thread (kCtlRouteUp, kCtlRouteDown; others are
-  // not the driver's and are ignored).
-  void OnShardRecord(const net::CrossShardMessage& message);
+  // A record a shard posted to the control thread (RouteUp, RouteDown; Forward is not the
+  // driver's and is ignored).
+  void OnShardRecord(const router::ControlRecord& record);
   // The shards stopped: the routes bound on them are withdrawn.
   void DropLocalRoutes();
   // Every route bound on another node, for shards that just started.

@@ -73,13 +73,6 @@ class FakeShards final : public RouteDriver::Shards {
   std::vector<Posted> posts;
 };
 
-net::CrossShardMessage Record(uint32_t kind, std::string_view payload) {
-  net::CrossShardMessage message;
-  message.kind = kind;
-  message.payload = payload;
-  return message;
-}
-
 struct TwoNodes {
   std::deque<Wire> wire;
   RouteDriver a{{5280, 2}};
@@ -107,7 +100,7 @@ TEST(RouteDriver, RoutesReachEveryShardAndDataPlanesAreTold) {
   nodes.Turns();
   nodes.a.OnLinkUp(kB);
   nodes.b.OnLinkUp(kA);
-  nodes.b.OnShardRecord(Record(router::kCtlRouteUp, "cb2.example.com"));
+  nodes.b.OnShardRecord(router::RouteUp{"cb2.example.com"});
   nodes.Turns();
   nodes.Pump();
   // Each learned the other's data port and lanes.
@@ -126,7 +119,7 @@ TEST(RouteDriver, RoutesReachEveryShardAndDataPlanesAreTold) {
   EXPECT_EQ(binds, kShards);
   ASSERT_EQ(nodes.a.RemoteRoutes().size(), 1u);
   // Unbound there: withdrawn here, on every shard.
-  nodes.b.OnShardRecord(Record(router::kCtlRouteDown, "cb2.example.com"));
+  nodes.b.OnShardRecord(router::RouteDown{"cb2.example.com"});
   nodes.Turns();
   nodes.Pump();
   int unbinds = 0;
@@ -146,7 +139,7 @@ TEST(RouteDriver, OutOfAClusterNothingIsSent) {
   RouteDriver driver({5280, 1});
   FakeShards shards;
   driver.OnLinkUp(kB);
-  driver.OnShardRecord(Record(router::kCtlRouteUp, "cb1.example.com"));
+  driver.OnShardRecord(router::RouteUp{"cb1.example.com"});
   driver.Turn(nullptr, shards);
   EXPECT_TRUE(wire.empty());
   EXPECT_TRUE(shards.posts.empty());
