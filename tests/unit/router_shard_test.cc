@@ -1613,6 +1613,37 @@ TEST(RouterStreamManagementTest, ResumeOnAnotherShardResendsWhatWasNotAcknowledg
   EXPECT_THAT(again.TakeReceived(), HasSubstr("id='m5'"));
 }
 
+// The server's h counts the client's stanzas from <enable/> on, never its nonzas, and
+// goes with the session to the connection that resumes it (<resumed h/>, then <a h/>).
+TEST(RouterStreamManagementTest, TheClientsStanzasAreCountedAcrossResumption) {
+  FakeEngine engine(3);
+  TestClient juliet(&engine, 0);
+  TestClient romeo(&engine, 1);
+  ASSERT_TRUE(juliet.Login("juliet", "balcony"));
+  ASSERT_TRUE(romeo.Login("romeo", "garden"));
+  juliet.Send("<message to='romeo@example.com/garden' id='before'/>");  // before <enable/>
+  juliet.Send("<enable xmlns='urn:xmpp:sm:3' resume='true'/>");
+  const std::string sm_id = SmIdIn(juliet.TakeReceived());
+  ASSERT_FALSE(sm_id.empty());
+  juliet.Send("<message to='romeo@example.com/garden' id='j1'/>");
+  juliet.Send("<r xmlns='urn:xmpp:sm:3'/> ");
+  EXPECT_EQ(CountIn(juliet.TakeReceived(), "a"), "1");
+  juliet.Send(
+      "<presence/><iq to='example.com' type='get' id='p1'><ping xmlns='urn:xmpp:ping'/></iq>");
+  juliet.Send("<message to='nobody@example.com' id='j4'/>");  // answered with an error: handled
+  juliet.Send("<a xmlns='urn:xmpp:sm:3' h='0'/><r xmlns='urn:xmpp:sm:3'/>");
+  EXPECT_EQ(CountIn(juliet.TakeReceived(), "a"), "4");
+  engine.DropConnection(juliet.id());
+
+  TestClient again(&engine, 2);
+  ASSERT_TRUE(again.Authenticate("juliet"));
+  again.Send("<resume xmlns='urn:xmpp:sm:3' previd='" + sm_id + "' h='0'/>");
+  EXPECT_EQ(CountIn(again.TakeReceived(), "resumed"), "4");
+  again.Send("<message to='romeo@example.com/garden' id='j5'/><r xmlns='urn:xmpp:sm:3'/>");
+  EXPECT_EQ(CountIn(again.TakeReceived(), "a"), "5");
+  EXPECT_THAT(romeo.TakeReceived(), HasSubstr("id='j5'"));
+}
+
 // XEP-0198 §5: a session resumed while its old stream is still open ends that
 // stream with a conflict stream error.
 TEST(RouterStreamManagementTest, ResumingEndsTheOldStreamStillOpenWithConflict) {
