@@ -183,18 +183,17 @@ bool RouterShard::ClientConnection::HandOver(ConnectionId to, std::string_view t
   const router::FullJid jid = RecordJid();
   const std::string resumption_id = sm_.resumption_id();
   const bool was_detached = sm_.detached();
-  std::optional<xmpp::StanzaQueue> resend = sm_.HandOver(h);
-  if (!resend) return false;
+  std::optional<xmpp::StreamManagement::Handover> handover = sm_.HandOver(h);
+  if (!handover) return false;
   const int target_shard = ShardOf(to);
-  for (const std::string& stanza : *resend) {
+  for (const std::string& stanza : handover->resend) {
     router_->PostControl(target_shard, router::ClientResumeStanza{to, stanza});
   }
-  router_->PostControl(target_shard,
-                       router::ClientResumeAccepted{to, jid, session_.handled_inbound()});
+  router_->PostControl(target_shard, router::ClientResumeAccepted{to, jid, handover->received});
   router_->PostControl(router::OwnerShard(resumption_id, router_->shard_->shard_count()),
                        router::SmRegister{to, resumption_id});
   LogEvent(LogLevel::kInfo, "client_session_moved",
-           Concat("client=", full_jid_, " resent=", std::to_string(resend->size()),
+           Concat("client=", full_jid_, " resent=", std::to_string(handover->resend.size()),
                   " detached=", was_detached ? "yes" : "no"));
   moved_to_ = to;
   moved_at_ms_ = router_->shard_->now_ms();
@@ -233,10 +232,11 @@ void RouterShard::ClientConnection::ResumeAccepted(std::string_view full_jid,
   const size_t slash = full_jid.find('/');
   if (slash == std::string_view::npos) return;
   resume_accepted_ = true;
-  resume_handled_ = handled_inbound;
   full_jid_ = std::string(full_jid);
   bare_jid_ = full_jid_.substr(0, slash);
-  sm_.Resume(resume_previd_, resume_h_);  // the token's shard now names this connection
+  // The token's shard now names this connection. The session hands on no stanza
+  // before ResumeDone, so received() is still handled_inbound then.
+  sm_.Resume(resume_previd_, resume_h_, handled_inbound);
   // The route moves here as a bind of the same full JID would.
   bind_requested_ = true;
   pending_route_acks = router_->shard_->shard_count();
@@ -410,7 +410,7 @@ void RouterShard::ClientConnection::RouteAcknowledged() {
       // management off): this side ends it too, so an <enable/> starts it afresh.
       ReturnUnacknowledged();
     }
-    session_.ResumeDone(jid.ok() ? std::optional<jid::Jid>(*jid) : std::nullopt, resume_handled_,
+    session_.ResumeDone(jid.ok() ? std::optional<jid::Jid>(*jid) : std::nullopt, sm_.received(),
                         resume_previd_);
     const xmpp::StanzaQueue pending = sm_.TakePending();
     for (const std::string& stanza : pending) SendStanza(stanza);
@@ -432,7 +432,10 @@ void RouterShard::ClientConnection::BindRefused() {
   session_.BindDone(absl::ResourceExhaustedError("too many resources"));
 }
 
+void RouterShard::ClientConnection::OnAckRequested() { Send(sm_.Acknowledgement()); }
+
 void RouterShard::ClientConnection::OnStanza(const xmpp::Stanza& stanza) {
+  sm_.OnReceived(stanza.kind);
   Bump(router_->stats_->stanzas_received);
   router_->Route(*this, stanza);
 }

@@ -215,6 +215,7 @@ class RouterShard::ClientConnection final : public RouterShard::Connection,
   void ReleaseIdleMemory() override;
   std::string EnableStreamManagement(bool resume) override;
   void OnAcknowledged(uint32_t h) override;
+  void OnAckRequested() override;
   void RequestResume(std::string_view previd, uint32_t h) override;
   void OnStanza(const xmpp::Stanza& stanza) override;
   void OnStreamClosed(const xmpp::StreamError* error) override;
@@ -243,8 +244,7 @@ class RouterShard::ClientConnection final : public RouterShard::Connection,
   bool resuming_ = false;
   bool resume_accepted_ = false;
   std::string resume_previd_;
-  uint32_t resume_h_ = 0;        // the client's count, from <resume h/>
-  uint32_t resume_handled_ = 0;  // the server's count, for <resumed h/>
+  uint32_t resume_h_ = 0;  // the client's count, from <resume h/>
 
   const bool direct_tls_;
   bool bind_requested_ = false;

@@ -542,7 +542,6 @@ bool ClientSession::HandleStreamManagement(std::string_view element) {
     const std::string id = delegate_->EnableStreamManagement(options_.resumption &&
                                                              (resume == "true" || resume == "1"));
     sm_enabled_ = true;
-    handled_inbound_ = 0;
     std::string enabled = Concat("<enabled xmlns='", kSmNamespace, "'");
     if (!id.empty()) {
       enabled.append(" id='");
@@ -558,8 +557,7 @@ bool ClientSession::HandleStreamManagement(std::string_view element) {
     return true;
   }
   if (name == "r") {
-    delegate_->Send(
-        Concat("<a xmlns='", kSmNamespace, "' h='", std::to_string(handled_inbound_), "'/>"));
+    delegate_->OnAckRequested();
     return true;
   }
   if (name == "a") {
@@ -586,7 +584,6 @@ void ClientSession::ResumeDone(const std::optional<jid::Jid>& full_jid, uint32_t
   } else {
     Bound(*full_jid);
     sm_enabled_ = true;
-    handled_inbound_ = handled_inbound;
     std::string resumed = Concat("<resumed xmlns='", kSmNamespace, "' previd='");
     xml::AppendEscaped(previd, &resumed);
     resumed.append("' h='").append(std::to_string(handled_inbound)).append("'/>");
@@ -628,7 +625,6 @@ void ClientSession::HandleStanza(std::string_view element) {
                    Concat("stanza in namespace ", *stanza.xmlns));
     return;
   }
-  if (sm_enabled_) ++handled_inbound_;  // wraps at 2^32, as XEP-0198 §4 says
   delegate_->OnStanza(stanza);
 }
 

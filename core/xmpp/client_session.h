@@ -27,9 +27,11 @@
 //
 // Stream management (XEP-0198, urn:xmpp:sm:3), offered with <bind/>: after
 // bind the client may <enable/> it (Delegate::EnableStreamManagement gives the
-// resumption id); the session then counts the stanzas it handles and answers
-// <r/> with <a h/>; the client's <a h/> goes to Delegate::OnAcknowledged. The
-// server's own count of stanzas sent is the delegate's (it sends them).
+// resumption id); the session then passes the client's <r/> to
+// Delegate::OnAckRequested and its <a h/> to Delegate::OnAcknowledged. The
+// counts of both directions are the delegate's (xmpp::StreamManagement): it
+// sends the routed stanzas, and gets every stanza the client sends (OnStanza).
+// The session answers the negotiation: <enabled/>, <resumed/>, <failed/>.
 //
 // Stream errors (fatal: the session sends the error, </stream:stream>, and calls
 // OnStreamClosed; later input is ignored):
@@ -158,11 +160,15 @@ class ClientSession {
     virtual std::string EnableStreamManagement(bool resume) = 0;
     // The client acknowledged the first `h` stanzas it received (mod 2^32).
     virtual void OnAcknowledged(uint32_t h) = 0;
+    // The client asks (<r/>, after <enable/>) how many of its stanzas were handled:
+    // send it the <a h/> (StreamManagement::Acknowledgement) now.
+    virtual void OnAckRequested() = 0;
     // The client (authenticated, not bound) asks to resume stream `previd`,
     // having handled `h` of its stanzas. Answer with ResumeDone (now or later).
     virtual void RequestResume(std::string_view previd, uint32_t h) = 0;
     // A stanza from the bound client, `from` stamped with its full JID; views
-    // valid during the call.
+    // valid during the call. With stream management on it counts as handled
+    // (StreamManagement::OnReceived), whatever the delegate does with it.
     virtual void OnStanza(const Stanza& stanza) = 0;
     // The stream is over (after a stream error or either side's </stream:stream>):
     // flush what was sent and close the connection.
@@ -190,7 +196,7 @@ class ClientSession {
   void BindDone(const absl::Status& status);
 
   // The answer to RequestResume(). With `full_jid` the stream continues as that
-  // earlier session's (<resumed h=handled_inbound/>, stanzas counted from
+  // earlier session's (<resumed h=handled_inbound/>: the delegate counts on from
   // there); with nullopt the client gets <failed/> with item-not-found and may
   // bind instead. No-op unless state() is kResuming.
   void ResumeDone(const std::optional<jid::Jid>& full_jid, uint32_t handled_inbound,
@@ -201,8 +207,6 @@ class ClientSession {
 
   // Stream management is enabled (or resumed) on this stream.
   bool stream_management() const { return sm_enabled_; }
-  // Stanzas handled from the client since it was enabled (mod 2^32).
-  uint32_t handled_inbound() const { return handled_inbound_; }
 
   // Ends the stream from the server's side with `condition` (conflict when the same
   // full JID bound elsewhere, system-shutdown, connection-timeout...). No-op once closed.
@@ -254,7 +258,6 @@ class ClientSession {
   bool tls_established_ = false;
   bool authenticated_ = false;
   bool sm_enabled_ = false;
-  uint32_t handled_inbound_ = 0;
   uint32_t failures_ = 0;
   std::string stream_id_;
   // The SASL exchange in progress, if any.

@@ -15,10 +15,20 @@ void StreamManagement::Enable(std::string resumption_id, uint64_t now_ms) {
   CHECK(!enabled_);
   enabled_ = true;
   resumption_id_ = std::move(resumption_id);
+  received_ = 0;
   sent_ = 0;
   acknowledged_ = 0;
   sent_since_request_ = 0;
   last_request_ms_ = now_ms;
+}
+
+void StreamManagement::OnReceived(StanzaKind kind) {
+  if (!enabled_ || kind == StanzaKind::kOther) return;
+  ++received_;  // wraps at 2^32, as XEP-0198 §4 counts
+}
+
+std::string StreamManagement::Acknowledgement() const {
+  return Concat("<a xmlns='urn:xmpp:sm:3' h='", std::to_string(received_), "'/>");
 }
 
 std::string_view StreamManagement::OnSent(std::string_view stanza, uint64_t now_ms) {
@@ -104,24 +114,26 @@ StanzaQueue StreamManagement::TakePending() {
   return pending;
 }
 
-std::optional<StanzaQueue> StreamManagement::HandOver(uint32_t h) {
+std::optional<StreamManagement::Handover> StreamManagement::HandOver(uint32_t h) {
   CHECK(resumable());
   const std::optional<uint32_t> handled = NewlyHandled(h);
   if (!handled) return std::nullopt;
   DropHandled(*handled);
-  StanzaQueue resend = std::move(unacknowledged_);
+  Handover handover;
+  handover.resend = std::move(unacknowledged_);
   unacknowledged_.clear();
-  for (const std::string& stanza : pending_) resend.emplace_back(stanza);
+  for (const std::string& stanza : pending_) handover.resend.emplace_back(stanza);
   pending_.clear();
+  handover.received = received_;
   held_bytes_ = 0;
   acknowledged_ = sent_;
   enabled_ = false;
   detached_ = false;
   resumption_id_.clear();
-  return resend;
+  return handover;
 }
 
-void StreamManagement::Resume(std::string resumption_id, uint32_t h) {
+void StreamManagement::Resume(std::string resumption_id, uint32_t h, uint32_t received) {
   CHECK(!enabled_);
   CHECK(unacknowledged_.empty());
   enabled_ = true;
@@ -130,6 +142,8 @@ void StreamManagement::Resume(std::string resumption_id, uint32_t h) {
   // it resends here, counted on from h (XEP-0198 §5).
   sent_ = h;
   acknowledged_ = h;
+  // The client's stanzas count on from what the holder had counted of them.
+  received_ = received;
 }
 
 StreamManagement::Ended StreamManagement::End() {

@@ -1,18 +1,21 @@
 // The server's side of XEP-0198 stream management (urn:xmpp:sm:3) for one
-// client session, as a pure state machine: what was sent and not yet
-// acknowledged, what to ask the client, what an <a h/> or a <resume h/> means,
-// and what becomes of unacknowledged stanzas when the session ends or moves.
-// No I/O, clock, flags or randomness: the caller passes in the time (now_ms)
-// and the resumption id, and gets back bytes to send, stanzas to resend or to
-// answer to their senders, and stream errors as values.
+// client session, as a pure state machine: how many stanzas the client sent
+// that count, what was sent to it and not yet acknowledged, what to ask the
+// client, what an <a h/> or a <resume h/> means, and what becomes of
+// unacknowledged stanzas when the session ends or moves. No I/O, clock, flags
+// or randomness: the caller passes in the time (now_ms) and the resumption id,
+// and gets back bytes to send, stanzas to resend or to answer to their senders,
+// and stream errors as values.
 //
-// The inbound half (counting the client's stanzas, answering <r/> with <a h/>,
-// <enabled/> and <resumed/> themselves) is ClientSession's: it parses every
-// stream management element. This class holds the outbound half, which the
-// connection drives because the connection is what sends routed stanzas:
+// ClientSession parses every stream management element and answers the
+// negotiation itself (<enabled/>, <resumed/>, <failed/>); the counts of both
+// directions are here, and the connection drives them, because it is what
+// sends routed stanzas and what the session hands the client's stanzas to:
 //
 //   enable      Enable(id, now_ms) when the client's <enable/> is accepted
 //               (the <enabled/> that follows carries id; "" = not resumable).
+//   receive     OnReceived(kind) for each stanza the session hands on from the
+//               client; Acknowledgement() is the <a h/> that answers its <r/>.
 //   send        Admits(bytes) before queueing a stanza for the client; then
 //               OnSent(stanza, now_ms) after writing it, and write what it
 //               returns (an <r/> every ack_request_every_stanzas stanzas).
@@ -30,17 +33,23 @@
 //               acknowledges more than was sent.
 //   resume      On the connection that held the session: HandOver(h), for a
 //               <resume h/> elsewhere, returns what the client has not handled
-//               (to resend there) and gives the session up. On the resuming
-//               connection: Resume(id, h) once the holder handed it over.
+//               (to resend there) and the count of the client's stanzas (for
+//               <resumed h/>), and gives the session up. On the resuming
+//               connection: Resume(id, h, received) once the holder handed it
+//               over.
 //   end         End() when the session ends for good: every stanza not
 //               acknowledged (or kept), oldest first, for the caller to answer
 //               to its sender (recipient-unavailable), and the id to withdraw.
 //
-// Counting (XEP-0198 §4): sent and acknowledged counts are modulo 2^32; h is
-// the count of stanzas handled since <enable/>, so h - acknowledged (mod 2^32)
-// is how many the client newly acknowledges. An h that is behind the last
-// acknowledged one also reads as "too many": acknowledgements arrive in order
-// over one stream, so that h is as wrong as one beyond what was sent.
+// Counting (XEP-0198 §4): every count is modulo 2^32. Inbound, the server's h
+// counts the client's stanzas (message, presence, iq) handled since <enable/>
+// (or, after resumption, since the <enable/> of the stream resumed); nonzas
+// (<r/>, <a/>, <enable/>, whitespace) and stanzas before <enable/> do not count.
+// Outbound, the client's h is the count of stanzas it handled since <enable/>,
+// so h - acknowledged (mod 2^32) is how many it newly acknowledges. An h that is
+// behind the last acknowledged one also reads as "too many": acknowledgements
+// arrive in order over one stream, so that h is as wrong as one beyond what was
+// sent.
 //
 // Bounds: Admits() lets a stanza in only while the bytes held (sent and not
 // acknowledged, plus kept) stay within Options::unacked_bytes_max; the caller
@@ -63,6 +72,7 @@
 #include <string>
 #include <string_view>
 
+#include "core/xmpp/stanza.h"
 #include "core/xmpp/stream_error.h"
 
 namespace stanzad::xmpp {
@@ -121,10 +131,22 @@ class StreamManagement {
   StreamManagement(const StreamManagement&) = delete;
   StreamManagement& operator=(const StreamManagement&) = delete;
 
-  // The client enabled stream management: stanzas sent from now on are counted
-  // from 0. `resumption_id` is the id <enabled/> gave, "" if not resumable.
+  // The client enabled stream management: stanzas sent and received from now on
+  // are counted from 0. `resumption_id` is the id <enabled/> gave, "" if not
+  // resumable.
   // REQUIRES: !enabled() (the session refuses a second <enable/>).
   void Enable(std::string resumption_id, uint64_t now_ms);
+
+  // The session handed on a stanza from the client, a `kind` element. Counted
+  // (mod 2^32) if it is a stanza (message, presence or iq; kOther is not) and
+  // stream management is on; else nothing changes. Call it as the stanza is
+  // handed on, whatever becomes of it: delivered, answered or bounced, it was
+  // handled (XEP-0198 §4).
+  void OnReceived(StanzaKind kind);
+
+  // The answer to the client's <r/> (which the session passes on only after
+  // <enable/>): <a h/> with received().
+  std::string Acknowledgement() const;
 
   // Would one more stanza of `stanza_bytes` keep held_bytes() within
   // unacked_bytes_max? (Asked whether or not stream management is on: a
@@ -162,21 +184,29 @@ class StreamManagement {
   // their bytes no longer count.
   StanzaQueue TakePending();
 
+  // What a session handed over takes to the connection that resumes it.
+  struct Handover {
+    // The stanzas to resend there, oldest first: those sent and not handled,
+    // then those kept.
+    StanzaQueue resend;
+    // received() here: the h of <resumed h/>, and where counting goes on.
+    uint32_t received = 0;
+  };
   // On the connection holding a resumable session that the client resumes
   // elsewhere, saying it handled `h` of the stanzas sent to it: nullopt (and
-  // nothing changed) if h is not plausible, as in OnAck. Otherwise the stanzas
-  // to resend on the new connection, oldest first (those sent and not handled,
-  // then those kept), and this session gives everything up: it is no longer
-  // enabled, holds nothing, and has no resumption id.
+  // nothing changed) if h is not plausible, as in OnAck. Otherwise what the new
+  // connection takes, and this session gives everything up: it is no longer
+  // enabled (counts nothing), holds nothing, and has no resumption id.
   // REQUIRES: resumable().
-  std::optional<StanzaQueue> HandOver(uint32_t h);
+  std::optional<Handover> HandOver(uint32_t h);
 
   // On the connection resuming session `resumption_id`, once its holder handed
-  // it over: stream management is on and resumable, and the stanzas sent from
-  // now on are counted from `h` (the client's count, from its <resume h/>:
-  // what it handled is what the holder dropped). Kept stanzas stay kept.
+  // it over: stream management is on and resumable; the stanzas sent from now
+  // on are counted from `h` (the client's count, from its <resume h/>: what it
+  // handled is what the holder dropped), and the client's from `received` (the
+  // holder's Handover::received). Kept stanzas stay kept.
   // REQUIRES: !enabled().
-  void Resume(std::string resumption_id, uint32_t h);
+  void Resume(std::string resumption_id, uint32_t h, uint32_t received);
 
   // The connection dropped without the client closing its stream. True if the
   // session now waits to be resumed (it is resumable and resume_timeout_ms >
@@ -208,6 +238,8 @@ class StreamManagement {
   bool enabled() const { return enabled_; }
   bool resumable() const { return !resumption_id_.empty(); }
   const std::string& resumption_id() const { return resumption_id_; }
+  // Stanzas received from the client since enabled (mod 2^32): the server's h.
+  uint32_t received() const { return received_; }
   // Stanzas sent since enabled (mod 2^32), and the client's last h.
   uint32_t sent() const { return sent_; }
   uint32_t acknowledged() const { return acknowledged_; }
@@ -228,6 +260,7 @@ class StreamManagement {
   bool detached_ = false;
   uint64_t resume_deadline_ms_ = 0;  // while detached_
   std::string resumption_id_;        // "" unless resumable
+  uint32_t received_ = 0;            // mod 2^32
   uint32_t sent_ = 0;                // mod 2^32
   uint32_t acknowledged_ = 0;        // the client's last h, mod 2^32
   uint32_t sent_since_request_ = 0;

@@ -45,6 +45,7 @@ class Delegate : public ClientSession::Delegate {
   }
   std::string EnableStreamManagement(bool resume) override { return resume ? "id" : ""; }
   void OnAcknowledged(uint32_t) override {}
+  void OnAckRequested() override { Send("<a xmlns='urn:xmpp:sm:3' h='0'/>"); }
   void RequestResume(std::string_view previd, uint32_t h) override {
     // Resume fails for odd counts, succeeds for even ones, as the data says.
     if (h % 2 == 0 && previd.size() < 1000) {

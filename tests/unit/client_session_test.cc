@@ -3,6 +3,7 @@
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
+#include <memory>
 #include <set>
 #include <string>
 #include <vector>
@@ -12,6 +13,7 @@
 #include "core/sasl/base64.h"
 #include "core/sasl/credentials.h"
 #include "core/sasl/scram.h"
+#include "core/xmpp/stream_management.h"
 
 namespace stanzad::xmpp {
 namespace {
@@ -43,7 +45,8 @@ const config::UserCredentials& JulietCredentials() {
   return credentials;
 }
 
-// Records everything the session asks for.
+// Records everything the session asks for, and drives stream management's counts as
+// RouterShard::ClientConnection does.
 class RecordingDelegate : public ClientSession::Delegate {
  public:
   void Send(std::string_view bytes) override { sent.append(bytes); }
@@ -76,13 +79,17 @@ class RecordingDelegate : public ClientSession::Delegate {
   }
   std::string EnableStreamManagement(bool resume) override {
     sm_enables.push_back(resume);
-    return resume ? "sm-id-1" : "";
+    const std::string id = resume ? "sm-id-1" : "";
+    sm->Enable(id, 0);
+    return id;
   }
   void OnAcknowledged(uint32_t h) override { acks.push_back(h); }
+  void OnAckRequested() override { Send(sm->Acknowledgement()); }
   void RequestResume(std::string_view previd, uint32_t h) override {
     resume_requests.push_back(Concat(previd, ":", std::to_string(h)));
   }
   void OnStanza(const Stanza& stanza) override {
+    sm->OnReceived(stanza.kind);
     stanzas.emplace_back(stanza.bytes);
     if (stanza.from) stanza_froms.emplace_back(*stanza.from);
   }
@@ -104,7 +111,10 @@ class RecordingDelegate : public ClientSession::Delegate {
            closed == other.closed && close_condition == other.close_condition;
   }
 
-  ClientSession* session = nullptr;    // the session this delegate serves
+  ClientSession* session = nullptr;  // the session this delegate serves
+  // Movable, as the delegate is (RunScript returns it).
+  std::unique_ptr<StreamManagement> sm =
+      std::make_unique<StreamManagement>(StreamManagement::Options());
   std::optional<std::string> refusal;  // RefuseAuthentication's answer
   std::vector<bool> sm_enables;
   std::vector<uint32_t> acks;
@@ -597,6 +607,7 @@ TEST_F(ClientSessionTest, ResumeInsteadOfBind) {
   EXPECT_EQ(session_.state(), ClientSession::State::kResuming);
   EXPECT_THAT(delegate_.resume_requests, ElementsAre("old-1:5"));
   EXPECT_TRUE(delegate_.stanzas.empty());  // held until the answer
+  delegate_.sm->Resume("old-1", 5, 12);    // the holder handed the session over
   session_.ResumeDone(*jid::Jid::Parse("juliet@example.com/balcony"), 12, "old-1");
   EXPECT_EQ(delegate_.TakeSent(), "<resumed xmlns='urn:xmpp:sm:3' previd='old-1' h='12'/>");
   EXPECT_EQ(session_.state(), ClientSession::State::kBound);

@@ -1,6 +1,7 @@
-// xmpp::StreamManagement: the server's outbound half of XEP-0198, driven by
-// hand with explicit times and stanzas; what it returns is what goes on the
-// wire or back to senders.
+// xmpp::StreamManagement: the server's side of XEP-0198 (the client's stanzas
+// counted, the stanzas sent to it held until acknowledged), driven by hand with
+// explicit times and stanzas; what it returns is what goes on the wire or back
+// to senders.
 #include "core/xmpp/stream_management.h"
 
 #include <gmock/gmock.h>
@@ -51,6 +52,9 @@ TEST(StreamManagementTest, OffItCountsAndHoldsNothing) {
   EXPECT_EQ(sm.OnTick(1'000'000), "");
   // An <a/> before <enable/> is the session's to refuse; here it changes nothing.
   EXPECT_EQ(sm.OnAck(3), std::nullopt);
+  // The client's stanzas before <enable/> do not count (XEP-0198 §4).
+  sm.OnReceived(StanzaKind::kMessage);
+  EXPECT_EQ(sm.received(), 0u);
   // Only a stanza bigger than the whole bound is refused.
   EXPECT_TRUE(sm.Admits(100));
   EXPECT_FALSE(sm.Admits(101));
@@ -70,6 +74,39 @@ TEST(StreamManagementDeathTest, EnableTwiceIsAnInvariantViolation) {
   StreamManagement sm(SmallOptions());
   sm.Enable("id-1", 0);
   EXPECT_DEATH(sm.Enable("id-2", 0), "");
+}
+
+// XEP-0198 §4: the server's h counts the client's stanzas (message, presence, iq) from
+// <enable/> on; what is not a stanza does not count, and <a h/> says the count.
+TEST(StreamManagementTest, ReceivedStanzasCountFromEnable) {
+  StreamManagement sm(SmallOptions());
+  sm.OnReceived(StanzaKind::kIq);  // before <enable/>
+  EXPECT_EQ(sm.Acknowledgement(), "<a xmlns='urn:xmpp:sm:3' h='0'/>");
+  sm.Enable("", 0);
+  EXPECT_EQ(sm.received(), 0u);
+  sm.OnReceived(StanzaKind::kMessage);
+  sm.OnReceived(StanzaKind::kPresence);
+  sm.OnReceived(StanzaKind::kIq);
+  sm.OnReceived(StanzaKind::kOther);  // not a stanza
+  EXPECT_EQ(sm.received(), 3u);
+  EXPECT_EQ(sm.Acknowledgement(), "<a xmlns='urn:xmpp:sm:3' h='3'/>");
+  // Acknowledging what was sent to the client changes nothing of the count.
+  (void)SendMessages(sm, 1, 2);
+  ASSERT_EQ(sm.OnAck(2), std::nullopt);
+  EXPECT_EQ(sm.received(), 3u);
+  // A session that ended counts no more.
+  (void)sm.End();
+  sm.OnReceived(StanzaKind::kMessage);
+  EXPECT_EQ(sm.received(), 3u);
+}
+
+TEST(StreamManagementTest, ReceivedCountWrapsAtTwoToTheThirtyTwo) {
+  StreamManagement sm(SmallOptions());
+  sm.Resume("id-1", 0, UINT32_MAX - 1);  // the holder had counted 2^32 - 2
+  EXPECT_EQ(sm.Acknowledgement(), "<a xmlns='urn:xmpp:sm:3' h='4294967294'/>");
+  for (int i = 0; i < 3; ++i) sm.OnReceived(StanzaKind::kMessage);
+  EXPECT_EQ(sm.received(), 1u);
+  EXPECT_EQ(sm.Acknowledgement(), "<a xmlns='urn:xmpp:sm:3' h='1'/>");
 }
 
 TEST(StreamManagementTest, AcknowledgementsDropWhatTheyCover) {
@@ -135,8 +172,8 @@ TEST(StreamManagementTest, AckThatGoesBackIsRefusedToo) {
 // The counts are modulo 2^32 (XEP-0198 §4): after 2^32 - 1 comes 0.
 TEST(StreamManagementTest, CountsWrapAtTwoToTheThirtyTwo) {
   StreamManagement sm(SmallOptions());
-  sm.Resume("id-1", UINT32_MAX - 1);  // the client had handled 2^32 - 2
-  (void)SendMessages(sm, 1, 4);       // numbered 2^32 - 1, 0, 1, 2
+  sm.Resume("id-1", UINT32_MAX - 1, 0);  // the client had handled 2^32 - 2
+  (void)SendMessages(sm, 1, 4);          // numbered 2^32 - 1, 0, 1, 2
   EXPECT_EQ(sm.sent(), 2u);
   EXPECT_EQ(sm.unacknowledged_count(), 4u);
   EXPECT_EQ(sm.OnAck(UINT32_MAX), std::nullopt);
@@ -274,12 +311,17 @@ TEST(StreamManagementTest, HandOverResendsWhatTheClientHasNotHandled) {
   sm.Enable("id-1", 0);
   (void)SendMessages(sm, 1, 3);
   ASSERT_EQ(sm.OnAck(1), std::nullopt);
-  sm.Keep(Message(4));                                       // arrived while the client was away
-  const std::optional<StanzaQueue> resend = sm.HandOver(2);  // it saw m2 too
-  ASSERT_TRUE(resend.has_value());
-  EXPECT_THAT(Contents(*resend), ElementsAre(Message(3), Message(4)));
-  // The session lives on elsewhere: nothing is left here to return or resume.
+  sm.OnReceived(StanzaKind::kMessage);
+  sm.OnReceived(StanzaKind::kPresence);
+  sm.Keep(Message(4));  // arrived while the client was away
+  const std::optional<StreamManagement::Handover> handover = sm.HandOver(2);  // it saw m2 too
+  ASSERT_TRUE(handover.has_value());
+  EXPECT_THAT(Contents(handover->resend), ElementsAre(Message(3), Message(4)));
+  EXPECT_EQ(handover->received, 2u);  // the client's two stanzas, for <resumed h/>
+  // The session lives on elsewhere: nothing is left here to return, resume or count.
   EXPECT_FALSE(sm.enabled());
+  sm.OnReceived(StanzaKind::kMessage);
+  EXPECT_EQ(sm.received(), 2u);
   EXPECT_FALSE(sm.resumable());
   EXPECT_EQ(sm.held_bytes(), 0u);
   const StreamManagement::Ended ended = sm.End();
@@ -298,19 +340,23 @@ TEST(StreamManagementTest, HandOverWithAnImplausibleHChangesNothing) {
   EXPECT_TRUE(sm.resumable());
   EXPECT_EQ(sm.unacknowledged_count(), 1u);
   // The real count still works.
-  const std::optional<StanzaQueue> resend = sm.HandOver(2);
-  ASSERT_TRUE(resend.has_value());
-  EXPECT_THAT(Contents(*resend), ElementsAre(Message(3)));
+  const std::optional<StreamManagement::Handover> handover = sm.HandOver(2);
+  ASSERT_TRUE(handover.has_value());
+  EXPECT_THAT(Contents(handover->resend), ElementsAre(Message(3)));
 }
 
 TEST(StreamManagementTest, ResumedSessionCountsOnFromTheClientsH) {
   StreamManagement sm(SmallOptions());
   sm.Keep(Message(3));  // handed over before the route moved here
-  sm.Resume("id-1", 7);
+  sm.Resume("id-1", 7, 12);
   EXPECT_TRUE(sm.enabled());
   EXPECT_EQ(sm.resumption_id(), "id-1");
   EXPECT_EQ(sm.sent(), 7u);
   EXPECT_EQ(sm.acknowledged(), 7u);
+  // The client's stanzas count on from the holder's count.
+  EXPECT_EQ(sm.received(), 12u);
+  sm.OnReceived(StanzaKind::kMessage);
+  EXPECT_EQ(sm.Acknowledgement(), "<a xmlns='urn:xmpp:sm:3' h='13'/>");
   const StanzaQueue pending = sm.TakePending();
   for (const std::string& stanza : pending) (void)sm.OnSent(stanza, 0);
   (void)sm.OnSent(Message(4), 0);
@@ -339,17 +385,20 @@ TEST(StreamManagementTest, EndReturnsEverythingHeldOldestFirst) {
   EXPECT_EQ(again.resumption_id, "");
 }
 
-// Random sends, acks (right, too high, stale), keeps and takes against a plain
-// model with 64-bit counts, starting just below the 2^32 wrap; the state is
-// compared after every event. Seeded: a failure names its seed and step.
+// Random sends, acks (right, too high, stale), keeps, takes and stanzas from the
+// client against a plain model with 64-bit counts, starting just below the 2^32
+// wrap; the state is compared after every event. Seeded: a failure names its seed
+// and step.
 TEST(StreamManagementTest, MatchesAModelOverRandomEvents) {
   for (uint32_t seed = 1; seed <= 200; ++seed) {
     std::mt19937 random(seed);
     StreamManagement::Options options = SmallOptions();
     options.unacked_bytes_max = 400;
     StreamManagement sm(options);
-    const uint64_t start = UINT32_MAX - 20;  // every run crosses 2^32
-    sm.Resume("id", static_cast<uint32_t>(start));
+    const uint64_t start = UINT32_MAX - 20;           // every run crosses 2^32
+    const uint64_t start_received = UINT32_MAX - 10;  // crossed after ~11 of ~32
+    sm.Resume("id", static_cast<uint32_t>(start), static_cast<uint32_t>(start_received));
+    uint64_t received = start_received;
     uint64_t sent = start;
     uint64_t acknowledged = start;
     std::deque<std::string> unacknowledged;  // sent - acknowledged of them
@@ -359,7 +408,7 @@ TEST(StreamManagementTest, MatchesAModelOverRandomEvents) {
     for (int step = 0; step < 300; ++step) {
       SCOPED_TRACE("seed " + std::to_string(seed) + " step " + std::to_string(step));
       const std::string stanza = Message(next_id++) + std::string(random() % 30, ' ');
-      switch (random() % 6) {
+      switch (random() % 7) {
         case 0:
         case 1:  // send, if it fits
           if (bytes + stanza.size() > options.unacked_bytes_max) {
@@ -405,7 +454,14 @@ TEST(StreamManagementTest, MatchesAModelOverRandomEvents) {
           pending.clear();
           break;
         }
+        case 6: {  // from the client: a stanza counts, anything else does not
+          const StanzaKind kind = static_cast<StanzaKind>(random() % 4);
+          sm.OnReceived(kind);
+          if (kind != StanzaKind::kOther) ++received;
+          break;
+        }
       }
+      ASSERT_EQ(sm.received(), static_cast<uint32_t>(received));
       ASSERT_EQ(sm.sent(), static_cast<uint32_t>(sent));
       ASSERT_EQ(sm.acknowledged(), static_cast<uint32_t>(acknowledged));
       ASSERT_EQ(sm.unacknowledged_count(), unacknowledged.size());
