@@ -5,6 +5,7 @@
 
 #include <algorithm>
 #include <cstring>
+#include <optional>
 
 #include "cluster/storage/atomic_file.h"
 #include "cluster/storage/record_file.h"
@@ -16,6 +17,10 @@ namespace {
 
 constexpr char kConfigHeader[] = "stanzad-config 1\n";
 constexpr char kJournalName[] = "config.journal";
+// An incremental rewrite's files: the new config as it is written, and the journal that
+// follows it (the edits made while it was written) until both are renamed into place.
+constexpr char kRewriteName[] = "config.rewrite";
+constexpr char kNextJournalName[] = "config.journal.next";
 constexpr std::string_view kJournalMagic = "STZCJNL1";
 constexpr uint8_t kJournalHeaderRecord = 1;
 // A record holds one name and one secret or credentials text: far below this.
@@ -118,25 +123,48 @@ std::string GenerateCallbridgeSecret() {
   }
 }
 
-std::string SerializeNodeConfig(const NodeConfig& config) {
-  std::string out = kConfigHeader;
-  if (!config.domain.empty()) out.append(Concat("domain ", config.domain, "\n"));
-  for (const std::string& address : config.listen) out.append(Concat("listen ", address, "\n"));
-  out.append(config.enabled ? "enabled 1\n" : "enabled 0\n");
-  for (const auto& [name, secret] : config.callbridges) {
-    out.append(Concat("callbridge ", name, " ", secret, "\n"));
+namespace {
+
+// The config file's parts, in order: the head (with `epoch` when not empty), a line per
+// call bridge, a line per user, the tail.
+void AppendHead(const NodeConfig& config, std::string_view epoch, std::string* out) {
+  out->append(kConfigHeader);
+  if (!epoch.empty()) out->append(Concat("journal_epoch ", epoch, "\n"));
+  if (!config.domain.empty()) out->append(Concat("domain ", config.domain, "\n"));
+  for (const std::string& address : config.listen) out->append(Concat("listen ", address, "\n"));
+  out->append(config.enabled ? "enabled 1\n" : "enabled 0\n");
+}
+
+void AppendBridge(const std::string& name, const std::string& secret, std::string* out) {
+  out->append(Concat("callbridge ", name, " ", secret, "\n"));
+}
+
+void AppendUser(const std::string& name, const config::UserCredentials& credentials,
+                std::string* out) {
+  out->append(Concat("user ", name, " ", sasl::EncodeUserCredentials(credentials), "\n"));
+}
+
+void AppendTail(const NodeConfig& config, std::string* out) {
+  std::string& tail = *out;
+  if (config.cluster_enabled) tail.append("cluster_enabled 1\n");
+  if (!config.cluster_trust.empty()) {
+    tail.append(Concat("cluster_trust ", config.cluster_trust, "\n"));
   }
-  for (const auto& [name, credentials] : config.users) {
-    out.append(Concat("user ", name, " ", sasl::EncodeUserCredentials(credentials), "\n"));
-  }
-  if (config.cluster_enabled) out.append("cluster_enabled 1\n");
-  if (!config.cluster_trust.empty())
-    out.append(Concat("cluster_trust ", config.cluster_trust, "\n"));
-  if (!config.tls_key.empty()) out.append(Concat("tls_key ", config.tls_key, "\n"));
+  if (!config.tls_key.empty()) tail.append(Concat("tls_key ", config.tls_key, "\n"));
   if (!config.tls_certificate.empty()) {
-    out.append(Concat("tls_certificate ", config.tls_certificate, "\n"));
+    tail.append(Concat("tls_certificate ", config.tls_certificate, "\n"));
   }
-  if (!config.tls_bundle.empty()) out.append(Concat("tls_bundle ", config.tls_bundle, "\n"));
+  if (!config.tls_bundle.empty()) tail.append(Concat("tls_bundle ", config.tls_bundle, "\n"));
+}
+
+}  // namespace
+
+std::string SerializeNodeConfig(const NodeConfig& config) {
+  std::string out;
+  AppendHead(config, "", &out);
+  for (const auto& [name, secret] : config.callbridges) AppendBridge(name, secret, &out);
+  for (const auto& [name, credentials] : config.users) AppendUser(name, credentials, &out);
+  AppendTail(config, &out);
   return out;
 }
 
@@ -246,7 +274,9 @@ std::string EncodeEdit(const NodeConfigEdit& edit) {
 }
 
 // Replays the journal's records over `config`, checking each as the config's own lines are.
-absl::Status ReplayJournal(std::string_view bytes, const std::string& epoch, NodeConfig* config) {
+absl::Status ReplayJournal(std::string_view bytes, const std::string& epoch, NodeConfig* config,
+                           bool* matched = nullptr) {
+  if (matched != nullptr) *matched = false;
   if (!bytes.starts_with(kJournalMagic)) {
     // A journal cut before its magic was complete was never written to: nothing to replay.
     if (bytes.size() < kJournalMagic.size()) return absl::OkStatus();
@@ -262,6 +292,7 @@ absl::Status ReplayJournal(std::string_view bytes, const std::string& epoch, Nod
       scan.records.front().payload != epoch) {
     return absl::OkStatus();  // another config's journal: that config is gone, its changes kept
   }
+  if (matched != nullptr) *matched = true;
   for (size_t i = 1; i < scan.records.size(); ++i) {
     const storage::RecordView& record = scan.records[i];
     const auto bad = [&](std::string_view why) {
@@ -342,10 +373,20 @@ absl::StatusOr<NodeConfig> LoadNodeConfig(const std::string& state_dir, storage:
     return absl::DataLossError(Concat(path, ": ", std::string(config.status().message())));
   }
   if (epoch.empty()) return config;  // written before journals, or by hand
-  absl::StatusOr<std::string> journal = fs->ReadFile(storage::JoinPath(state_dir, kJournalName));
-  if (!journal.ok()) return absl::IsNotFound(journal.status()) ? config : journal.status();
-  if (absl::Status replayed = ReplayJournal(*journal, epoch, &*config); !replayed.ok()) {
-    return absl::DataLossError(Concat(state_dir, "/", std::string(replayed.message())));
+  // The journal of this config's epoch: config.journal, or config.journal.next when an
+  // incremental rewrite stopped between its two renames (NodeConfigFiles).
+  for (const char* name : {kJournalName, kNextJournalName}) {
+    absl::StatusOr<std::string> journal = fs->ReadFile(storage::JoinPath(state_dir, name));
+    if (!journal.ok()) {
+      if (absl::IsNotFound(journal.status())) continue;
+      return journal.status();
+    }
+    bool matched = false;
+    if (absl::Status replayed = ReplayJournal(*journal, epoch, &*config, &matched);
+        !replayed.ok()) {
+      return absl::DataLossError(Concat(state_dir, "/", std::string(replayed.message())));
+    }
+    if (matched) break;
   }
   return config;
 }
@@ -357,15 +398,38 @@ absl::Status SaveNodeConfig(const std::string& state_dir, const NodeConfig& conf
 NodeConfigFiles::NodeConfigFiles(std::string state_dir, storage::Fs* fs)
     : state_dir_(std::move(state_dir)), fs_(fs) {}
 
-absl::Status NodeConfigFiles::Rewrite(const NodeConfig& config) {
-  journal_.reset();
+namespace {
+
+std::string NewEpoch() {
   uint64_t random = 0;
   while (random == 0) {
     if (getrandom(&random, sizeof(random), 0) != sizeof(random)) random = 0;
   }
-  const std::string epoch = EpochText(random);
-  std::string text = SerializeNodeConfig(config);
-  text.insert(sizeof(kConfigHeader) - 1, Concat("journal_epoch ", epoch, "\n"));
+  return EpochText(random);
+}
+
+}  // namespace
+
+struct NodeConfigFiles::Rewriting {
+  std::string epoch;
+  std::unique_ptr<storage::WritableFile> file;  // config.rewrite
+  bool bridges_done = false;
+  std::optional<std::string> last;  // the last name written (bridges, then users)
+  std::string late_records;         // the journal records Appended since it began
+  uint64_t bytes = 0;
+};
+
+NodeConfigFiles::~NodeConfigFiles() = default;
+
+absl::Status NodeConfigFiles::Rewrite(const NodeConfig& config) {
+  journal_.reset();
+  rewriting_.reset();  // this one replaces what an incremental rewrite was writing
+  const std::string epoch = NewEpoch();
+  std::string text;
+  AppendHead(config, epoch, &text);
+  for (const auto& [name, secret] : config.callbridges) AppendBridge(name, secret, &text);
+  for (const auto& [name, credentials] : config.users) AppendUser(name, credentials, &text);
+  AppendTail(config, &text);
   // 1. The new config, durable: from here on the old journal (another epoch) is ignored.
   if (absl::Status written = storage::WriteFileAtomically(*fs_, state_dir_, "config", text);
       !written.ok()) {
@@ -400,6 +464,98 @@ absl::Status NodeConfigFiles::Append(const std::vector<NodeConfigEdit>& edits) {
     return appended;
   }
   journal_bytes_ += records.size();
+  if (rewriting_ != nullptr) {
+    // The new journal carries them too: the new config may have passed their names.
+    if (rewriting_->late_records.size() + records.size() > kLateRecordsBytesMax) {
+      rewriting_.reset();  // too much changed meanwhile: a later rewrite starts again
+    } else {
+      rewriting_->late_records.append(records);
+    }
+  }
+  return absl::OkStatus();
+}
+
+absl::Status NodeConfigFiles::BeginRewrite(const NodeConfig& config) {
+  if (rewriting_ != nullptr) return absl::OkStatus();
+  if (journal_ == nullptr) {
+    return absl::FailedPreconditionError("the config journal is not open (a write failed)");
+  }
+  auto rewriting = std::make_unique<Rewriting>();
+  rewriting->epoch = NewEpoch();
+  absl::StatusOr<std::unique_ptr<storage::WritableFile>> file =
+      fs_->OpenForAppend(storage::JoinPath(state_dir_, kRewriteName), true);
+  if (!file.ok()) return file.status();
+  rewriting->file = *std::move(file);
+  std::string head;
+  AppendHead(config, rewriting->epoch, &head);
+  if (absl::Status written = rewriting->file->Append(head); !written.ok()) return written;
+  rewriting->bytes = head.size();
+  rewriting_ = std::move(rewriting);
+  return absl::OkStatus();
+}
+
+absl::StatusOr<bool> NodeConfigFiles::ContinueRewrite(const NodeConfig& config,
+                                                      size_t entries_max) {
+  if (rewriting_ == nullptr) return false;
+  Rewriting& r = *rewriting_;
+  std::string text;
+  size_t entries = 0;
+  const auto slice = [&](const auto& map, auto append) {
+    auto it = r.last ? map.upper_bound(*r.last) : map.begin();
+    for (; it != map.end() && entries < entries_max; ++it, ++entries) {
+      append(it->first, it->second, &text);
+      r.last = it->first;
+    }
+    return it == map.end();
+  };
+  if (!r.bridges_done) {
+    r.bridges_done = slice(config.callbridges, AppendBridge);
+    if (r.bridges_done) r.last.reset();
+  }
+  const bool users_done = r.bridges_done && slice(config.users, AppendUser);
+  if (users_done) AppendTail(config, &text);
+  absl::Status status = r.file->Append(text);
+  r.bytes += text.size();
+  if (status.ok() && users_done) status = FinishRewrite();
+  if (!status.ok()) {
+    rewriting_.reset();  // the current config and journal stay as they were
+    return status;
+  }
+  return users_done;
+}
+
+// The new config is whole: durable, then the journal of its epoch (the edits made while it
+// was written), then the two renames. A crash before the first rename leaves the old config
+// and journal; after it, LoadNodeConfig finds the new epoch's journal under either name.
+absl::Status NodeConfigFiles::FinishRewrite() {
+  Rewriting& r = *rewriting_;
+  if (absl::Status synced = r.file->Sync(); !synced.ok()) return synced;
+  r.file.reset();
+  std::string journal(kJournalMagic);
+  storage::AppendRecord(kJournalHeaderRecord, r.epoch, &journal);
+  journal.append(r.late_records);
+  if (absl::Status written =
+          storage::WriteFileAtomically(*fs_, state_dir_, kNextJournalName, journal);
+      !written.ok()) {
+    return written;
+  }
+  const auto path = [&](const char* name) { return storage::JoinPath(state_dir_, name); };
+  if (absl::Status renamed = fs_->Rename(path(kRewriteName), path("config")); !renamed.ok()) {
+    return renamed;
+  }
+  // From here the new config is the one read: the old journal is done with.
+  journal_.reset();
+  absl::Status status = fs_->SyncDir(state_dir_);
+  if (status.ok()) status = fs_->Rename(path(kNextJournalName), path(kJournalName));
+  if (status.ok()) status = fs_->SyncDir(state_dir_);
+  absl::StatusOr<std::unique_ptr<storage::WritableFile>> file =
+      status.ok() ? fs_->OpenForAppend(path(kJournalName), false)
+                  : absl::StatusOr<std::unique_ptr<storage::WritableFile>>(status);
+  if (!file.ok()) return file.status();  // the journal stays closed: a whole Rewrite follows
+  journal_ = *std::move(file);
+  config_bytes_ = r.bytes;
+  journal_bytes_ = journal.size();
+  rewriting_.reset();
   return absl::OkStatus();
 }
 
@@ -413,7 +569,8 @@ absl::Status NodeConfigFiles::Sync() {
 }
 
 bool NodeConfigFiles::RewriteDue() const {
-  return journal_bytes_ > std::max<uint64_t>(kJournalBytesMin, config_bytes_ / 2);
+  return rewriting_ == nullptr &&
+         journal_bytes_ > std::max<uint64_t>(kJournalBytesMin, config_bytes_ / 2);
 }
 
 }  // namespace stanzad

@@ -116,9 +116,25 @@ class NodeConfigFiles {
   NodeConfigFiles(const NodeConfigFiles&) = delete;
   NodeConfigFiles& operator=(const NodeConfigFiles&) = delete;
 
+  ~NodeConfigFiles();
+
   // Writes the whole `config` with a new epoch atomically, then an empty journal of that
-  // epoch. Durable on return. O(size of the configuration).
+  // epoch. Durable on return. O(size of the configuration). Ends an incremental rewrite.
   absl::Status Rewrite(const NodeConfig& config);
+
+  // The same outcome as Rewrite, a slice at a time, so that the control thread is never
+  // held for the whole configuration: BeginRewrite, then ContinueRewrite with the live
+  // configuration (the one the edits Appended meanwhile were made to) until it returns true.
+  // Edits Appended meanwhile go to the current journal, durable as ever, and are carried
+  // into the new config's journal, since the new file may have passed their names. A crash
+  // at any instant loses nothing: until the new config's rename is durable the old config
+  // and journal are read; after it, the new one and its journal (config.journal, or
+  // config.journal.next if the crash came between the two renames). On an error the
+  // current files stay in use and a later BeginRewrite starts again.
+  absl::Status BeginRewrite(const NodeConfig& config);
+  // Writes at most `entries_max` more call bridges and users; true when the rewrite ended.
+  absl::StatusOr<bool> ContinueRewrite(const NodeConfig& config, size_t entries_max);
+  bool rewriting() const { return rewriting_ != nullptr; }
   // Queues records (written to the file at once, in one write; durable after Sync).
   // REQUIRES: the last Rewrite succeeded (else FailedPrecondition). O(edits).
   absl::Status Append(const std::vector<NodeConfigEdit>& edits);
@@ -131,13 +147,19 @@ class NodeConfigFiles {
   bool RewriteDue() const;
 
   static constexpr uint64_t kJournalBytesMin = 4 << 20;
+  // Journal records an incremental rewrite carries into the new journal; beyond this it
+  // gives up and a later one starts again.
+  static constexpr uint64_t kLateRecordsBytesMax = 64 << 20;
 
  private:
+  struct Rewriting;
+  absl::Status FinishRewrite();
   std::string state_dir_;
   storage::Fs* fs_;
   std::unique_ptr<storage::WritableFile> journal_;  // null until a Rewrite succeeded
   uint64_t config_bytes_ = 0;
   uint64_t journal_bytes_ = 0;
+  std::unique_ptr<Rewriting> rewriting_;  // an incremental rewrite in progress, or null
 };
 
 }  // namespace stanzad

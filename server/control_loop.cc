@@ -37,7 +37,7 @@ void ControlLoop::Run(const std::atomic<bool>& stop) {
     // A command may have changed the cluster since the poll: asked again.
     const bool clustered = cluster_active && node_.cluster() != nullptr && node_.cluster_active();
     if (clustered) node_.ClusterTurn(fds, cluster_first, now_ms);
-    node_.PublishPendingRouterEdits();
+    node_.DeferredWork();
     node_.DriveRoutes(clustered);
     node_.PublishDataPlane(clustered);
     const auto now = std::chrono::steady_clock::now();

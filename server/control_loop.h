@@ -4,7 +4,7 @@
 //   1. the shards' records (routes bound and unbound, data links lost) → NodeState;
 //   2. the admin socket: requests read as their bytes arrive → AdminDispatcher;
 //   3. the cluster, when it runs: its links read, its tick, its configuration mirrored;
-//      then configuration edits a busy shard kept from being published, published;
+//      then what a change left for later (NodeState::DeferredWork);
 //   4. the routes between nodes driven, what waits for the shards flushed;
 //   5. the data plane published if it changed (a new leader reaches the lanes at once);
 //   6. the metrics snapshot (every 100 ms), a metrics port that failed tried again;

@@ -161,9 +161,16 @@ bool NodeState::PublishRouterEdits(std::chrono::microseconds wait) {
   return true;
 }
 
-void NodeState::PublishPendingRouterEdits() {
+void NodeState::DeferredWork() {
   if (!unpublished_edits_.empty() && PublishRouterEdits(std::chrono::microseconds(0))) {
     NotifyShardsOfConfig();
+  }
+  if (files_.rewriting()) {
+    absl::StatusOr<bool> done = files_.ContinueRewrite(config_, kRewriteSliceEntries);
+    if (!done.ok()) {
+      LogEvent(LogLevel::kError, "config_save_failed",
+               "reason=" + LogQuote(std::string(done.status().message())));
+    }
   }
 }
 
@@ -206,10 +213,10 @@ absl::Status NodeState::CommitEdits(const std::vector<NodeConfigEdit>& edits,
   NotifyShardsOfConfig();
   metrics_->Publish(*this);  // before the command is answered: a scrape after sees it
   if (files_.RewriteDue()) {
-    // A failure leaves the journal closed: the next change rewrites the whole config.
-    if (absl::Status rewritten = files_.Rewrite(config_); !rewritten.ok()) {
+    // Written a slice per turn (DeferredWork); a failure leaves the current files in use.
+    if (absl::Status begun = files_.BeginRewrite(config_); !begun.ok()) {
       LogEvent(LogLevel::kError, "config_save_failed",
-               "reason=" + LogQuote(std::string(rewritten.message())));
+               "reason=" + LogQuote(std::string(begun.message())));
     }
   }
   return absl::OkStatus();

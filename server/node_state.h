@@ -134,8 +134,9 @@ class NodeState final : private EngineSupervisor::Observer {
   std::set<raft::NodeId> DataLinksDown() const;
   // One turn of the routes, then what waits for the shards goes.
   void DriveRoutes(bool clustered);
-  // Publishes the configuration edits a busy shard kept from being published at once.
-  void PublishPendingRouterEdits();
+  // What a change left for later turns: the configuration edits a busy shard kept from
+  // being published at once, and a slice of the config file's rewrite.
+  void DeferredWork();
   // What the shards' data links and lanes need, published when it changes.
   void PublishDataPlane(bool clustered);
   // A start that failed is tried again (every 5 s) while the node should serve.
@@ -172,6 +173,8 @@ class NodeState final : private EngineSupervisor::Observer {
   // left for a later turn: a shard lets go of a buffer on its next loop, within microseconds
   // unless it is busy.
   static constexpr std::chrono::microseconds kSpareWait{20'000};
+  // Call bridges and users the config file's rewrite writes per turn (a few ms).
+  static constexpr size_t kRewriteSliceEntries = 10'000;
 
   const DaemonOptions& options_;
   EngineSupervisor* const engine_;

@@ -37,16 +37,24 @@ NodeConfig Base() {
   return config;
 }
 
-// One step of the workload: a rewrite of the whole config, or one edit appended and synced.
+// One step of the workload: a rewrite of the whole config, or one edit appended and synced,
+// or a step of an incremental rewrite (begun, or one more entry written; the last step
+// writes what is left).
 struct Step {
   std::optional<NodeConfig> rewrite;
   std::optional<NodeConfigEdit> edit;
+  enum class Incremental { kNo, kBegin, kOne, kRest } incremental = Incremental::kNo;
 };
+constexpr auto kBegin = Step::Incremental::kBegin;
+constexpr auto kOne = Step::Incremental::kOne;
+constexpr auto kRest = Step::Incremental::kRest;
 
 std::vector<Step> Workload() {
   NodeConfig reset;  // `reset` then a bridge: bob and alice must not come back from the journal
   reset.domain = "example.org";
   reset.callbridges["cb9"] = "secret-of-cb9";
+  reset.users["erin"] = Credentials("erin password");
+  reset.users["frank"] = Credentials("frank password");
   return {
       {Base(), std::nullopt},
       {std::nullopt, NodeConfigEdit{Kind::kSetCallbridge, "cb2", "secret-of-cb2", {}}},
@@ -54,9 +62,23 @@ std::vector<Step> Workload() {
       {std::nullopt, NodeConfigEdit{Kind::kDeleteUser, "alice", "", {}}},
       {std::nullopt, NodeConfigEdit{Kind::kSetCallbridge, "cb1", "a-new-secret-1", {}}},
       {reset, std::nullopt},
+      // Edits made while an incremental rewrite writes the config, before and after its
+      // cursor: each is in the new config's journal.
+      {std::nullopt, std::nullopt, kBegin},
       {std::nullopt, NodeConfigEdit{Kind::kSetCallbridge, "cb2", "other-secret-2", {}}},
+      {std::nullopt, std::nullopt, kOne},
+      {std::nullopt, NodeConfigEdit{Kind::kSetCallbridge, "cb1", "secret-number-1", {}}},
+      {std::nullopt, std::nullopt, kOne},
       {std::nullopt, NodeConfigEdit{Kind::kDeleteCallbridge, "cb9", "", {}}},
+      {std::nullopt, NodeConfigEdit{Kind::kDeleteCallbridge, "cb1", "", {}}},
+      {std::nullopt, std::nullopt, kOne},  // erin
       {std::nullopt, NodeConfigEdit{Kind::kSetUser, "carol", "", Credentials("carol pw")}},
+      {std::nullopt, NodeConfigEdit{Kind::kDeleteUser, "erin", "", {}}},
+      {std::nullopt, std::nullopt, kOne},  // frank
+      {std::nullopt, NodeConfigEdit{Kind::kDeleteUser, "frank", "", {}}},
+      {std::nullopt, std::nullopt, kRest},
+      {std::nullopt, NodeConfigEdit{Kind::kSetUser, "dave", "", Credentials("dave pw")}},
+      {std::nullopt, NodeConfigEdit{Kind::kDeleteUser, "dave", "", {}}},
   };
 }
 
@@ -76,7 +98,15 @@ Outcome RunWorkload(MemFs* fs) {
   for (const Step& step : Workload()) {
     NodeConfig target = state.value_or(NodeConfig());
     absl::Status status;
-    if (step.rewrite) {
+    if (step.incremental == kBegin) {
+      status = files.BeginRewrite(target);
+    } else if (step.incremental != Step::Incremental::kNo) {
+      absl::StatusOr<bool> done = files.ContinueRewrite(target, step.incremental == kOne ? 1 : 100);
+      status = done.status();
+      if (status.ok() && step.incremental == kRest) {
+        EXPECT_FALSE(files.rewriting());  // ended now or at an earlier slice
+      }
+    } else if (step.rewrite) {
       target = *step.rewrite;
       status = files.Rewrite(target);
     } else {
