@@ -4,13 +4,13 @@
 #   2. builds everything (but the benchmarks) with ASan+UBSan (g++) against the system's
 #      wolfSSL (-DSTANZAD_WOLFSSL=system), runs the unit tests, then the integration suites
 #      against the sanitized stanzad and stanzactl;
-#   3. builds the libFuzzer targets (clang) and runs each for STANZAD_FUZZ_SECONDS (default 60);
+#   3. builds the libFuzzer targets (clang) and runs each for STANZAD_FUZZ_SECONDS (default 30);
 #   4. builds everything in Release with warnings as errors, linked with stanzad's own
 #      wolfSSL (scripts/wolfssl.sh builds it once, 1.5 to 3 minutes), and runs all tests with ctest.
 # So every TLS test runs against both wolfSSL builds.
 # Output ends with ctest's summary of step 4. Exit status is non-zero if any step fails.
 #
-# Environment: STANZAD_FUZZ_SECONDS (default 60), STANZAD_JOBS (default: cores),
+# Environment: STANZAD_FUZZ_SECONDS (default 30), STANZAD_JOBS (default: cores),
 # STANZAD_BUILD_ROOT (default: ./build-test).
 set -euo pipefail
 
@@ -18,7 +18,7 @@ cd "$(dirname "$0")/.."
 ROOT=$(pwd)
 BUILD_ROOT=${STANZAD_BUILD_ROOT:-$ROOT/build-test}
 JOBS=${STANZAD_JOBS:-$(nproc)}
-FUZZ_SECONDS=${STANZAD_FUZZ_SECONDS:-60}
+FUZZ_SECONDS=${STANZAD_FUZZ_SECONDS:-30}
 
 step() { printf '\n==== %s ====\n' "$*"; }
 
