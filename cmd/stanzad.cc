@@ -10,6 +10,7 @@
 //
 // This file reads the flags and assembles the node from its parts in server/ (each
 // header says what the part promises); the control loop (server/control_loop.h) runs it.
+#include <malloc.h>
 #include <signal.h>
 
 #include <atomic>
@@ -73,6 +74,12 @@ int RunNode(const DaemonOptions& options, NodeConfig config) {
 }  // namespace stanzad
 
 int main(int argc, char** argv) {
+  // Freed memory stays in the process for the next allocation: returned to the kernel (a
+  // trimmed heap top, an mmap'd block of 128 KiB or more), it is faulted in again, page by
+  // page, by the next configuration change — tens of microseconds a page on a virtual
+  // machine, and a chunk of an import allocates megabytes on the control thread.
+  mallopt(M_TRIM_THRESHOLD, 1 << 30);
+  mallopt(M_MMAP_THRESHOLD, 32 << 20);
   static constexpr char kUsage[] =
       "The stanzad XMPP stanza router.\n"
       "Usage: stanzad --state_dir=DIR [flags]\n"
