@@ -109,6 +109,14 @@ int Unreachable(BulkIo& io, const absl::Status& status) {
   return 3;
 }
 
+// The cluster could not take a change for want of a leader (cluster/node/cluster_node.cc's
+// words): worth sending again.
+bool NoLeader(std::string_view output) {
+  return output.find("no leader") != std::string_view::npos ||
+         output.find("no answer from") != std::string_view::npos ||
+         output.find("try again") != std::string_view::npos;
+}
+
 // One import's chunks, sent as `WHAT import-batch [--force] LINES` (node_commands.h).
 class ChunkSender {
  public:
@@ -171,6 +179,17 @@ class ChunkSender {
     if (force_) request.args.push_back("--force");
     request.args.push_back(std::move(payload));
     absl::StatusOr<admin::AdminResponse> response = io_.send(request);
+    for (int retry = 0; retry < kChunkRetries && response.ok() && response->exit_code == 1 &&
+                        NoLeader(response->output);
+         ++retry) {
+      const uint64_t wait_ms = io_.retry_wait_ms << retry;
+      std::string why = response->output;
+      while (!why.empty() && why.back() == '\n') why.pop_back();
+      std::fprintf(io_.err, "stanzactl: %s: %s; sending it again in %.1f s\n",
+                   At(origins_[0]).c_str(), why.c_str(), static_cast<double>(wait_ms) / 1000);
+      std::this_thread::sleep_for(std::chrono::milliseconds(wait_ms));
+      response = io_.send(request);
+    }
     if (!response.ok()) {
       why_ = Concat(MessageOf(response.status()),
                     " (the lines from this one on may or may not have been imported; importing "

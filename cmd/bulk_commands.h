@@ -18,7 +18,8 @@
 // cluster) is applied whole or not at all. A line refused — here or by the daemon — stops
 // the import with "FILE:LINE: WHY"; every line before it is imported (the daemon's
 // refusal of a chunk is followed by the chunk's lines before the refused one), nothing
-// after it. Importing is idempotent (a name that exists with the same secret or
+// after it. A chunk refused for want of a leader is sent again (BulkIo::retry_wait_ms).
+// Importing is idempotent (a name that exists with the same secret or
 // credentials is left as it is), so rerunning a stopped import after fixing the line is
 // safe. Progress goes to standard error (a bar on a terminal, a line every few seconds
 // otherwise); the summary to standard output.
@@ -49,7 +50,14 @@ struct BulkIo {
   std::FILE* out = stdout;  // exports, lists and the summary
   std::FILE* err = stderr;  // errors and progress
   bool progress = true;     // progress lines on `err`
+  // A chunk the cluster could not take for want of a leader ("no leader now", "no answer
+  // from … within 10 s": an election, a stalled leader) is sent again after this long,
+  // doubling, kChunkRetries times at most (an import is idempotent, so a chunk that did
+  // go in before the answer was lost changes nothing the second time).
+  uint64_t retry_wait_ms = 500;
 };
+
+inline constexpr int kChunkRetries = 6;  // 0.5 + 1 + 2 + 4 + 8 + 16 s
 
 // One import chunk: at most this many request bytes (within the admin socket's 1 MiB
 // limit) and lines, so that the daemon answers each within a fraction of a second.

@@ -23,6 +23,8 @@ namespace stanzad::server {
 namespace {
 
 constexpr uint64_t kJoinTokenTtlSDefault = 3600;
+// Bridges or users per Raft entry when `cluster initialize` seeds the cluster with them.
+constexpr size_t kSeedBatchItems = 1000;
 
 admin::AdminResponse Error(const absl::Status& status) {
   return {1, "error: " + std::string(status.message()) + "\n"};
@@ -301,11 +303,20 @@ void AdminDispatcher::HandleCluster(const admin::AdminRequest& request,
     }
     std::vector<cluster::ConfigCommand> seed = {cluster::SetDomain{node_.config().domain},
                                                 cluster::SetSaltKey{node_.salt_key()}};
+    // The bridges and users in batches, as an import sends them (one Raft entry each).
     for (const auto& [name, secret] : node_.config().callbridges) {
-      seed.push_back(cluster::AddCallbridge{name, secret, false});
+      if (!std::holds_alternative<cluster::ImportCallbridges>(seed.back()) ||
+          std::get<cluster::ImportCallbridges>(seed.back()).bridges.size() == kSeedBatchItems) {
+        seed.push_back(cluster::ImportCallbridges{});
+      }
+      std::get<cluster::ImportCallbridges>(seed.back()).bridges.push_back({name, secret, false});
     }
     for (const auto& [name, credentials] : node_.config().users) {
-      seed.push_back(cluster::AddUser{name, credentials});
+      if (!std::holds_alternative<cluster::ImportUsers>(seed.back()) ||
+          std::get<cluster::ImportUsers>(seed.back()).users.size() == kSeedBatchItems) {
+        seed.push_back(cluster::ImportUsers{});
+      }
+      std::get<cluster::ImportUsers>(seed.back()).users.push_back({name, credentials});
     }
     const size_t bridges = node_.config().callbridges.size();
     node_.cluster()->Initialize(

@@ -222,23 +222,25 @@ void ClusterNode::Initialize(std::vector<ConfigCommand> seed, Done done) {
   LogEvent(LogLevel::kInfo, "cluster_initialized",
            Concat("id=", std::to_string(id()), " address=", options_.address));
   // The node leads within an election timeout; then the seed commands go in, one after
-  // another, and `done` runs when the last one is applied.
-  auto remaining = std::make_shared<size_t>(seed.size());
-  auto first_error = std::make_shared<absl::Status>();
-  auto shared_done = std::make_shared<Done>(std::move(done));
+  // another (each proposed once the one before is applied, so that a large configuration
+  // never meets Raft's bound on uncommitted bytes), and `done` runs when the last one is
+  // applied, or at the first refusal.
   Process();
   if (seed.empty()) {
-    leader_waiters_.push_back(
-        {[shared_done](const absl::Status& status) { (*shared_done)(status); },
-         now_ms_ + kRequestTimeoutMs});
+    leader_waiters_.push_back({std::move(done), now_ms_ + kRequestTimeoutMs});
     return;
   }
-  for (ConfigCommand& command : seed) {
-    Propose(command, [remaining, first_error, shared_done](const absl::Status& status) {
-      if (!status.ok() && first_error->ok()) *first_error = status;
-      if (--*remaining == 0) (*shared_done)(*first_error);
-    });
-  }
+  ProposeInTurn(std::make_shared<std::vector<ConfigCommand>>(std::move(seed)), 0,
+                std::make_shared<Done>(std::move(done)));
+}
+
+void ClusterNode::ProposeInTurn(std::shared_ptr<std::vector<ConfigCommand>> commands, size_t next,
+                                std::shared_ptr<Done> done) {
+  if (next == commands->size()) return (*done)(absl::OkStatus());
+  Propose((*commands)[next], [this, commands, next, done](const absl::Status& status) {
+    if (!status.ok()) return (*done)(status);
+    ProposeInTurn(commands, next + 1, done);
+  });
 }
 
 void ClusterNode::CreateJoinToken(uint64_t ttl_s, TokenDone done) {

@@ -276,6 +276,10 @@ class ClusterNode {
   // Proposes on this node, the leader, without driving Raft (the caller does, once for many).
   // False when refused; `done` then ran with why.
   bool ProposeAsLeader(const ConfigCommand& command, Done& done);
+  // Proposes commands[next], then the rest one at a time, each once the one before is
+  // applied; `done` at the end or at the first refusal.
+  void ProposeInTurn(std::shared_ptr<std::vector<ConfigCommand>> commands, size_t next,
+                     std::shared_ptr<Done> done);
   std::string LeaderAddress() const;
 
   // Runs after every input: Ready handling, joins, waiting proposals.

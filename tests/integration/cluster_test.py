@@ -4,6 +4,7 @@ does (cluster enable, initialize, join, status, remove), killed with SIGKILL.
 
 Run: STANZAD_BIN_DIR=build/cmd /usr/bin/python3 tests/integration/cluster_test.py -v
 """
+import base64
 import json
 import os
 import re
@@ -155,6 +156,41 @@ class ClusterTest(unittest.TestCase):
         for node in (a, b):
             wait_until(lambda: json.loads(ok(node, "--json", "user", "list"))["total"] == 50,
                        what=f"{node.ip} has the users")
+
+    def test_initialize_carries_a_large_configuration_in_batches(self):
+        """A node with many bridges and users becomes a cluster's first member: its
+        configuration goes in as batches, one after another (Raft refuses more than 16 MiB
+        uncommitted at once), and a node that joins gets all of it."""
+        a = self.start("127.0.0.1")
+        work = tempfile.mkdtemp()
+        self.addCleanup(shutil.rmtree, work, True)
+        bridges = os.path.join(work, "bridges.txt")
+        with open(bridges, "w") as f:
+            f.write("".join(f"cb{i} secret-{i:08d}\n" for i in range(12_000)))
+        ok(a, "callbridge", "import", bridges)
+        users = os.path.join(work, "users.xml")
+
+        def b64(n):
+            return base64.b64encode(os.urandom(n)).decode()
+        with open(users, "w") as f:
+            f.write(f"<server-data xmlns='urn:xmpp:pie:0'><host jid='{DOMAIN}'>")
+            for i in range(3_000):
+                f.write(f"<user name='user{i}'><scram-credentials xmlns='urn:xmpp:pie:0#scram' "
+                        f"mechanism='SCRAM-SHA-256'><iter-count>4096</iter-count>"
+                        f"<salt>{b64(16)}</salt><server-key>{b64(32)}</server-key>"
+                        f"<stored-key>{b64(32)}</stored-key></scram-credentials></user>")
+            f.write("</host></server-data>")
+        ok(a, "user", "import", users)
+        ok(a, "cluster", "enable")
+        self.assertIn("12000 call bridges are now the cluster's", ok(a, "cluster", "initialize"))
+        b = self.start("127.0.0.2")
+        ok(b, "cluster", "enable")
+        self.assertIn("Joined the cluster",
+                      ok(b, "cluster", "join", self.address(a), f"--token={a.join_token()}"))
+        wait_until(lambda: len(b.secrets()) == 12_000, timeout=30, what="b has every bridge")
+        self.assertEqual(b.secrets(), a.secrets())
+        wait_until(lambda: json.loads(ok(b, "--json", "user", "list"))["total"] == 3_000,
+                   timeout=30, what="b has every user")
 
     def test_three_nodes_share_one_configuration(self):
         a, b, c = self.form()

@@ -143,6 +143,31 @@ TEST_F(BulkCommandsTest, ARefusedLineIsNamedAndEverythingBeforeItIsKept) {
   EXPECT_EQ(node.config.callbridges.at("cb30000"), "secret-30000");
 }
 
+TEST_F(BulkCommandsTest, AChunkRefusedForWantOfALeaderIsSentAgain) {
+  Node node;
+  node.io.retry_wait_ms = 0;
+  const AdminSend real = node.io.send;
+  int refusals = 2;  // an election: two answers without a leader, then one
+  node.io.send = [&](const admin::AdminRequest& request) -> absl::StatusOr<admin::AdminResponse> {
+    if (request.args.size() >= 2 && request.args[1] == "import-batch" && refusals > 0) {
+      --refusals;
+      return admin::AdminResponse{1, "error: no leader now (no quorum?); try again\n"};
+    }
+    return real(request);
+  };
+  EXPECT_EQ(ImportCallbridges(Write("bridges.txt", Bridges(0, 10)), false, node.io), 0)
+      << node.Err();
+  EXPECT_EQ(node.config.callbridges.size(), 10u);
+  EXPECT_THAT(node.Err(), HasSubstr("bridges.txt:1: error: no leader now (no quorum?); try "
+                                    "again; sending it again in 0.0 s"));
+  // A leader that never comes back: the import stops, naming the first line not imported.
+  refusals = 1000;
+  EXPECT_EQ(ImportCallbridges(Write("more.txt", Bridges(10, 20)), false, node.io), 1);
+  EXPECT_THAT(node.Err(), HasSubstr("more.txt:1: no leader now"));
+  EXPECT_EQ(refusals, 1000 - 1 - kChunkRetries);
+  EXPECT_EQ(node.config.callbridges.size(), 10u);
+}
+
 TEST_F(BulkCommandsTest, ABadLineStopsTheImportAfterTheLinesBeforeIt) {
   Node node;
   const std::string path = Write("bridges.txt", Bridges(0, 9) + "cb9 short\n" + Bridges(10, 20));
