@@ -554,8 +554,16 @@ bool ReadXep0227(const std::string& path, const std::string& domain, int depth, 
       return import.Stop(1, Concat(path, ":", std::to_string(include.line),
                                    ": includes nested too deep (", include.href, ")"));
     }
-    const std::string included =
-        (std::filesystem::path(path).parent_path() / include.href).string();
+    // Beside the file or below it, as ejabberd writes them: a file that names
+    // "/etc/shadow" or "../x" is not followed (stanzactl often runs as root).
+    const std::filesystem::path href(include.href);
+    if (include.href.empty() || href.is_absolute() ||
+        std::find(href.begin(), href.end(), "..") != href.end()) {
+      return import.Stop(
+          1, Concat(path, ":", std::to_string(include.line), ": include '", include.href,
+                    "' is not a file beside this one; import it by itself"));
+    }
+    const std::string included = (std::filesystem::path(path).parent_path() / href).string();
     if (!ReadXep0227(included, domain, depth - 1, import, progress, bytes_done, skipped, visited,
                      io)) {
       return false;

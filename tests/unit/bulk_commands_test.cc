@@ -260,5 +260,28 @@ TEST_F(BulkCommandsTest, UsersOfEjabberdKeepTheirKeysAndRoundTripThroughXep0227)
   EXPECT_EQ(other.config.users, before.users);
 }
 
+TEST_F(BulkCommandsTest, IncludesAreFollowedOnlyBesideTheFile) {
+  Node node;
+  const std::string host =
+      "<host xmlns='urn:xmpp:pie:0' jid='example.com'><user name='ann' password='pencil'/></host>";
+  Write("host.xml", host);
+  const std::string main =
+      Write("main.xml",
+            "<server-data xmlns='urn:xmpp:pie:0' xmlns:xi='http://www.w3.org/2001/XInclude'>"
+            "<xi:include href='host.xml'/></server-data>");
+  EXPECT_EQ(ImportUsers(main, false, 4096, node.io), 0) << node.Err();
+  EXPECT_TRUE(node.config.users.contains("ann"));
+  for (const char* href : {"/etc/passwd", "../host.xml", "sub/../../host.xml"}) {
+    const std::string outside = Write(
+        "outside.xml",
+        Concat("<server-data xmlns='urn:xmpp:pie:0' xmlns:xi='http://www.w3.org/2001/XInclude'>"
+               "<xi:include href='",
+               href, "'/></server-data>"));
+    EXPECT_EQ(ImportUsers(outside, false, 4096, node.io), 1) << href;
+    EXPECT_THAT(node.Err(),
+                HasSubstr(Concat("include '", href, "' is not a file beside this one")));
+  }
+}
+
 }  // namespace
 }  // namespace stanzad
