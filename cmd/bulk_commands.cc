@@ -374,18 +374,6 @@ absl::StatusOr<std::string> NodeDomain(BulkIo& io) {
   return domain;
 }
 
-bool RandomBytes(size_t n, std::string* out) {
-  out->assign(n, '\0');
-  size_t filled = 0;
-  while (filled < n) {
-    const ssize_t got = getrandom(out->data() + filled, n - filled, 0);
-    if (got < 0 && errno == EINTR) continue;
-    if (got <= 0) return false;
-    filled += static_cast<size_t>(got);
-  }
-  return true;
-}
-
 // A user read from a file, with credentials or a password still to hash.
 struct PendingUser {
   std::string name;
@@ -406,17 +394,12 @@ std::pair<size_t, std::string> HashPasswords(std::vector<PendingUser>* users, ui
       for (size_t i = t; i < users->size(); i += threads) {
         PendingUser& user = (*users)[i];
         if (!user.credentials.empty()) continue;
-        std::string sha1_salt, sha256_salt;
-        if (!RandomBytes(16, &sha1_salt) || !RandomBytes(16, &sha256_salt)) {
-          failures[i] = Concat("cannot draw random salt: ", std::strerror(errno));
-          continue;
-        }
         absl::StatusOr<config::UserCredentials> made =
-            sasl::MakeUserCredentials(user.password, sha1_salt, sha256_salt, iterations);
+            CredentialsFromPassword(user.password, iterations);
         explicit_bzero(user.password.data(), user.password.size());
         user.password.clear();
         if (!made.ok()) {
-          failures[i] = Concat("password refused: ", MessageOf(made.status()));
+          failures[i] = MessageOf(made.status());
         } else {
           user.credentials = sasl::EncodeUserCredentials(*made);
         }
@@ -662,6 +645,26 @@ int ForEachPage(BulkIo& io, std::string_view what, std::string_view verb, bool j
 }
 
 }  // namespace
+
+absl::StatusOr<config::UserCredentials> CredentialsFromPassword(std::string_view password,
+                                                                uint32_t iterations) {
+  constexpr size_t kSaltBytes = 16;
+  std::string salts(2 * kSaltBytes, '\0');
+  for (size_t filled = 0; filled < salts.size();) {
+    const ssize_t got = getrandom(salts.data() + filled, salts.size() - filled, 0);
+    if (got < 0 && errno == EINTR) continue;
+    if (got <= 0) {
+      return absl::UnavailableError(Concat("cannot draw random salt: ", std::strerror(errno)));
+    }
+    filled += static_cast<size_t>(got);
+  }
+  absl::StatusOr<config::UserCredentials> made =
+      sasl::MakeUserCredentials(password, std::string_view(salts).substr(0, kSaltBytes),
+                                std::string_view(salts).substr(kSaltBytes), iterations);
+  if (!made.ok())
+    return absl::InvalidArgumentError(Concat("password refused: ", MessageOf(made.status())));
+  return made;
+}
 
 absl::StatusOr<std::pair<std::string, std::string>> ParseCallbridgeLine(std::string_view line) {
   line = Trimmed(line);

@@ -38,6 +38,7 @@
 
 #include "absl/status/statusor.h"
 #include "cmd/admin/admin_socket.h"
+#include "core/config/config.h"
 
 namespace stanzad {
 
@@ -76,6 +77,12 @@ int ExportCallbridges(bool json, BulkIo& io);
 int ExportUsers(BulkIo& io);
 // `callbridge list` (what == "callbridge") and `user list` (what == "user").
 int ListPaged(std::string_view what, bool json, BulkIo& io);
+
+// SCRAM-SHA-1 and -256 credentials for `password`, with fresh 16-byte salts from the
+// kernel's CSPRNG (RFC 5802 leaves the size open; 128 bits rules out precomputation):
+// what `user add` and `user import` send instead of the password. Thread-safe.
+absl::StatusOr<config::UserCredentials> CredentialsFromPassword(std::string_view password,
+                                                                uint32_t iterations);
 
 // One line of a bridges file: "NAME SECRET" or {"name":"NAME","secret":"SECRET"} (other
 // string members ignored); surrounding whitespace ignored. Exposed for tests.

@@ -9,7 +9,6 @@
 //
 // Exit status: 0 success; 1 the command failed (the message says why); 2 usage
 // error; 3 the daemon could not be reached.
-#include <sys/random.h>
 #include <termios.h>
 #include <unistd.h>
 
@@ -163,23 +162,6 @@ bool ReadPassword(std::string* password) {
   return same;
 }
 
-// `n` bytes from the kernel's CSPRNG.
-bool RandomBytes(size_t n, std::string* out) {
-  out->assign(n, '\0');
-  size_t filled = 0;
-  while (filled < n) {
-    const ssize_t got = getrandom(out->data() + filled, n - filled, 0);
-    if (got < 0 && errno == EINTR) continue;
-    if (got <= 0) return false;
-    filled += static_cast<size_t>(got);
-  }
-  return true;
-}
-
-// SCRAM salts: 16 bytes each (RFC 5802 leaves the size open; 128 bits rules out
-// precomputation).
-constexpr size_t kUserSaltBytes = 16;
-
 // Replaces the password the operator types for `user add|passwd NAME` with the
 // credentials derived from it (args become {"user", VERB, NAME, CREDENTIALS}), so
 // the password never leaves this process. Returns an exit status, or -1 on success.
@@ -194,18 +176,11 @@ int DeriveUserCredentials(uint32_t iterations, std::vector<std::string>* args) {
     Wipe(&password);
     return 2;
   }
-  std::string sha1_salt, sha256_salt;
-  if (!RandomBytes(kUserSaltBytes, &sha1_salt) || !RandomBytes(kUserSaltBytes, &sha256_salt)) {
-    Wipe(&password);
-    std::fprintf(stderr, "stanzactl: cannot draw random salt: %s\n", std::strerror(errno));
-    return 1;
-  }
   absl::StatusOr<stanzad::config::UserCredentials> credentials =
-      stanzad::sasl::MakeUserCredentials(password, sha1_salt, sha256_salt, iterations);
+      stanzad::CredentialsFromPassword(password, iterations);
   Wipe(&password);
   if (!credentials.ok()) {
-    std::fprintf(stderr, "stanzactl: password refused: %s\n",
-                 std::string(credentials.status().message()).c_str());
+    std::fprintf(stderr, "stanzactl: %s\n", std::string(credentials.status().message()).c_str());
     return 1;
   }
   args->push_back(stanzad::sasl::EncodeUserCredentials(*credentials));
