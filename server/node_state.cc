@@ -52,7 +52,9 @@ NodeState::NodeState(const DaemonOptions& options, NodeConfig config, std::strin
       config_(std::move(config)),
       files_(options.state_dir),
       router_returns_(std::make_shared<RouterConfigReturns>()),
-      salt_key_(std::move(salt_key)) {
+      salt_key_(std::move(salt_key)),
+      routes_(std::make_unique<RouteDriver>(cluster::DataPlaneInfo{
+          options.cluster_data_port, static_cast<uint32_t>(engine->shards())})) {
   PublishRouterConfig(nullptr);
   // The journal starts from a config of its own epoch, so that the first change costs what
   // the others do. On failure the first change rewrites the whole config (and says why).
@@ -339,10 +341,6 @@ absl::Status NodeState::OpenCluster() {
   }
   cluster_open_error_ = absl::OkStatus();
   cluster_ = std::move(*node);
-  if (!routes_) {
-    routes_ = std::make_unique<RouteDriver>(cluster::DataPlaneInfo{
-        options_.cluster_data_port, static_cast<uint32_t>(engine_->shards())});
-  }
   if (!cluster_tls_error_.empty() && options.tls_server == nullptr) {
     LogEvent(LogLevel::kError, "cluster_tls_failed", "reason=" + LogQuote(cluster_tls_error_));
   }

@@ -196,8 +196,8 @@ class NodeState final : private EngineSupervisor::Observer {
   std::string cluster_tls_error_;
   absl::Status cluster_open_error_;
   uint64_t mirrored_generation_ = 0;
-  std::unique_ptr<RouteDriver> routes_;
-  std::string data_plane_key_;  // what the last published DataPlaneConfig was made of
+  std::unique_ptr<RouteDriver> routes_;  // never null, even while cluster_ is
+  std::string data_plane_key_;           // what the last published DataPlaneConfig was made of
 };
 
 }  // namespace stanzad::server
