@@ -337,7 +337,7 @@ absl::Status NodeState::OpenCluster() {
   absl::StatusOr<std::unique_ptr<cluster::ClusterNode>> node = cluster::ClusterNode::Open(options);
   if (!node.ok()) {
     cluster_open_error_ = node.status();
-    return node.status();
+    return absl::Status(node.status().code(), ClusterStoreProblem());  // the store, the fix
   }
   cluster_open_error_ = absl::OkStatus();
   cluster_ = std::move(*node);

@@ -108,7 +108,8 @@ class NodeState final : private EngineSupervisor::Observer {
 
   // (Re)opens the cluster node from the state dir with the TLS files now configured, and
   // its port when the cluster is enabled. An error when the store cannot be opened
-  // (cluster() is then null) or TLS was asked for and does not load.
+  // (cluster() is then null; the error is ClusterStoreProblem()) or TLS was asked for and
+  // does not load.
   absl::Status OpenCluster();
   // Opens the cluster port (a failure is logged; cluster_listening() says).
   void ListenCluster();
