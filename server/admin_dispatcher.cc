@@ -111,16 +111,12 @@ void AdminDispatcher::Handle(const admin::AdminRequest& original, admin::AdminSe
   } else if (std::holds_alternative<ResetConfig>(*result.change) && clustered) {
     NodeConfig proposed = node_.config();
     ApplyNodeChange(*result.change, &proposed);
-    // reset --force on a member: it forgets its cluster identity too.
-    const std::string dir = node_.ForgetCluster();
-    proposed.cluster_enabled = false;
     proposed.cluster_trust.clear();
-    if (absl::Status saved = node_.Commit(proposed, "reset"); !saved.ok()) {
-      return reply(Error(saved));
-    }
-    if (absl::Status opened = node_.OpenCluster(); !opened.ok()) return reply(Error(opened));
+    // reset --force on a member: it forgets its cluster identity too, once the reset is saved.
+    absl::StatusOr<std::string> dir = node_.ForgetCluster(std::move(proposed), "reset");
+    if (!dir.ok()) return reply(Error(dir.status()));
     result.response.output +=
-        "The node left its cluster state behind (node id, Raft log, cluster key in " + dir +
+        "The node left its cluster state behind (node id, Raft log, cluster key in " + *dir +
         "); it joins as a new node, with a token from a member (stanzactl cluster token)\n";
     return reply(result.response);
   } else {

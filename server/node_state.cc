@@ -10,6 +10,7 @@
 #include <utility>
 
 #include "absl/strings/str_join.h"
+#include "cluster/storage/fs.h"
 #include "cmd/node_commands.h"
 #include "core/base/concat.h"
 #include "core/base/log.h"
@@ -377,12 +378,48 @@ void NodeState::DisconnectCluster() {
   cluster_listening_ = false;
 }
 
-std::string NodeState::ForgetCluster() {
-  config_.cluster_enabled = false;
+absl::StatusOr<std::string> NodeState::ForgetCluster(NodeConfig proposed, const std::string& what) {
   const std::string dir = options_.state_dir + "/cluster";
-  cluster_.reset();
+  // Saved first: a failure leaves the node in its cluster, config and store as they were.
+  proposed.cluster_enabled = false;
+  if (absl::Status saved = Commit(std::move(proposed), what); !saved.ok()) {
+    return absl::Status(saved.code(), "the reset was not saved (" + std::string(saved.message()) +
+                                          "), so this node keeps its configuration and its "
+                                          "cluster state in " +
+                                          dir + "; fix the cause (disk space, permissions of " +
+                                          options_.state_dir +
+                                          ") and run 'stanzactl reset --force' again");
+  }
+  if (cluster_ != nullptr) DisconnectCluster();  // disabled now: its port closes
+  // Moved aside in one step (a crash never leaves half a store), then removed.
+  const std::string forgotten = dir + ".forgotten";
   std::error_code ignored;
-  std::filesystem::remove_all(dir, ignored);
+  std::filesystem::remove_all(forgotten, ignored);  // left by an earlier removal that failed
+  if (absl::Status moved = storage::PosixFs()->Rename(dir, forgotten); !moved.ok()) {
+    LogEvent(LogLevel::kError, "cluster_forget_failed",
+             "dir=" + dir + " reason=" + LogQuote(std::string(moved.message())));
+    return absl::Status(moved.code(), "the configuration was reset, but the cluster state in " +
+                                          dir + " could not be moved aside (" +
+                                          std::string(moved.message()) +
+                                          "), so this node keeps its cluster identity; fix the "
+                                          "cause and run 'stanzactl reset --force' again");
+  }
+  if (absl::Status synced = storage::PosixFs()->SyncDir(options_.state_dir); !synced.ok()) {
+    // Moved all the same; a crash before the move is durable leaves the state of a crash
+    // before the move (the header's second case).
+    LogEvent(LogLevel::kWarning, "cluster_forget_not_durable",
+             "dir=" + dir + " reason=" + LogQuote(std::string(synced.message())));
+  }
+  cluster_.reset();
+  std::error_code removed;
+  std::filesystem::remove_all(forgotten, removed);
+  if (removed) {
+    // Nothing opens it: the reset stands, only the disk space is not back yet.
+    LogEvent(LogLevel::kWarning, "cluster_store_not_removed",
+             "dir=" + forgotten + " reason=" + LogQuote(removed.message()) +
+                 " fix=" + LogQuote("rm -r " + forgotten));
+  }
+  if (absl::Status opened = OpenCluster(); !opened.ok()) return opened;
   return dir;
 }
 

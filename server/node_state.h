@@ -38,6 +38,7 @@
 #include <vector>
 
 #include "absl/status/status.h"
+#include "absl/status/statusor.h"
 #include "cluster/node/cluster_node.h"
 #include "cmd/node_config.h"
 #include "net/engine.h"
@@ -115,10 +116,16 @@ class NodeState final : private EngineSupervisor::Observer {
   void ListenCluster();
   // Closes the cluster port and links (`cluster disable`).
   void DisconnectCluster();
-  // `reset --force` on a member: the node forgets its cluster (its identity, Raft log and
-  // key in the state dir) and disables it; returns the directory removed. The caller
-  // commits the reset configuration, then OpenCluster makes a new identity.
-  std::string ForgetCluster();
+  // `reset --force` on a node in a cluster: makes `proposed` (with the cluster disabled)
+  // the configuration through Commit, durable first; only then forgets the cluster: its
+  // store (identity, Raft log and key) is moved aside in one rename (synced), and removed;
+  // then OpenCluster makes a new, empty store with a new identity. Returns the store's
+  // directory. An error names the cause and the fix: when the configuration could not be
+  // saved, nothing changed (memory, config file and store are as they were); when the
+  // store could not be moved aside, the configuration is reset but the node keeps its
+  // identity, and the same command run again finishes it (a crash between the save and
+  // the move leaves that state too); when the new store does not open, OpenCluster's.
+  absl::StatusOr<std::string> ForgetCluster(NodeConfig proposed, const std::string& what);
   // Copies the replicated domain, call bridges, users and salt key into the node's
   // configuration whenever they change (Commit "cluster").
   void MirrorClusterConfig();
