@@ -290,7 +290,7 @@ class CommandExecutor {
   // only then is anything written.
   absl::Status operator()(const ImportCallbridges& c) {
     if (c.bridges.empty() || c.bridges.size() > kImportBatchItemsMax) {
-      return absl::InvalidArgumentError("an import batch holds 1 to 65536 call bridges");
+      return absl::InvalidArgumentError("an import batch holds 1 to 10000 call bridges");
     }
     absl::flat_hash_set<std::string_view> names;
     size_t added = 0;
@@ -316,7 +316,7 @@ class CommandExecutor {
 
   absl::Status operator()(const ImportUsers& c) {
     if (c.users.empty() || c.users.size() > kImportBatchItemsMax) {
-      return absl::InvalidArgumentError("an import batch holds 1 to 65536 users");
+      return absl::InvalidArgumentError("an import batch holds 1 to 10000 users");
     }
     absl::flat_hash_set<std::string_view> names;
     size_t added = 0;

@@ -146,7 +146,7 @@ struct ImportUsers {
 
 // Items in one import batch. A batch is one Raft entry, so it is also bounded by
 // raft::Options::max_proposal_bytes (4 MiB): stanzactl sends at most ~1 MiB at a time.
-inline constexpr size_t kImportBatchItemsMax = 65'536;
+inline constexpr size_t kImportBatchItemsMax = 10'000;
 
 using ConfigCommand =
     std::variant<SetDomain, SetListen, SetTlsFiles, AddCallbridge, DeleteCallbridge, AddUser,

@@ -44,6 +44,69 @@ std::string_view Trimmed(std::string_view text) {
   return text;
 }
 
+// A file read once, front to back, as a pipe must be: its first bytes may be looked at
+// before the rest is read, and lines are bounded.
+class Input {
+ public:
+  explicit Input(std::istream& in) : buffer_(in.rdbuf()) {}
+
+  // The first byte that is not whitespace or part of a byte order mark (0 at the end); the
+  // bytes up to it stay to be read.
+  char Peek() {
+    for (size_t at = 0;; ++at) {
+      if (at == head_.size()) {
+        const int c = buffer_->sbumpc();
+        if (c == EOF) return 0;
+        head_.push_back(static_cast<char>(c));
+      }
+      const unsigned char c = static_cast<unsigned char>(head_[at]);
+      if (c != ' ' && c != '\n' && c != '\r' && c != '\t' && c < 0x80) return head_[at];
+    }
+  }
+
+  // Up to `n` bytes; 0 at the end.
+  size_t Read(char* out, size_t n) {
+    size_t got = std::min(n, head_.size() - at_);
+    std::memcpy(out, head_.data() + at_, got);
+    at_ += got;
+    if (got < n)
+      got += static_cast<size_t>(buffer_->sgetn(out + got, static_cast<std::streamsize>(n - got)));
+    return got;
+  }
+
+  // The next line without its '\n' (false at the end). A line longer than `max` bytes is
+  // cut there, the rest of it read and dropped, and *too_long set.
+  bool ReadLine(std::string* line, size_t max, bool* too_long) {
+    line->clear();
+    *too_long = false;
+    bool any = false;
+    for (int c = Get(); c != EOF; c = Get()) {
+      any = true;
+      if (c == '\n') return true;
+      if (line->size() < max) {
+        line->push_back(static_cast<char>(c));
+      } else {
+        *too_long = true;
+      }
+    }
+    return any;
+  }
+
+ private:
+  int Get() {
+    if (at_ < head_.size()) return static_cast<unsigned char>(head_[at_++]);
+    return buffer_->sbumpc();
+  }
+
+  std::streambuf* buffer_;
+  std::string head_;  // bytes Peek read, not yet consumed
+  size_t at_ = 0;
+};
+
+// Longest line of an import file (a bridge line is under 330 bytes, a user's password at
+// most 1 KiB): a longer one is an error naming it, not a process that grows until killed.
+constexpr size_t kLineBytesMax = 64 << 10;
+
 // Progress on `err`: a bar redrawn in place on a terminal, else a line every 5 s.
 class Progress {
  public:
@@ -490,14 +553,21 @@ void PrintImported(BulkIo& io, const ChunkSender& sender, std::string_view thing
 
 // Reads `path` with a XEP-0227 reader into `import`, then the files it includes (relative
 // to its directory; `depth` levels at most). False when the import stops.
-bool ReadXep0227(const std::string& path, const std::string& domain, int depth, UserImport& import,
-                 Progress& progress, uint64_t* bytes_done, uint64_t* skipped,
-                 std::set<std::string>* visited, BulkIo& io) {
+// `input`: the file already open (the one named on the command line, which may be a pipe);
+// null for an included file, opened here.
+bool ReadXep0227(const std::string& path, Input* input, const std::string& domain, int depth,
+                 UserImport& import, Progress& progress, uint64_t* bytes_done, uint64_t* skipped,
+                 std::set<std::string>* visited) {
   std::error_code ignored;
   const std::string canonical = std::filesystem::weakly_canonical(path, ignored).string();
   if (!visited->insert(canonical).second) return true;  // included twice: read once
-  std::ifstream file(path, std::ios::binary);
-  if (!file) return import.Stop(1, Concat("cannot read ", path, ": ", std::strerror(errno)));
+  std::ifstream file;
+  std::optional<Input> opened;
+  if (input == nullptr) {
+    file.open(path, std::ios::binary);
+    if (!file) return import.Stop(1, Concat("cannot read ", path, ": ", std::strerror(errno)));
+    input = &opened.emplace(file);
+  }
   config::Xep0227ReaderOptions options;
   options.domain = domain;
   config::Xep0227Reader reader(options);
@@ -515,17 +585,13 @@ bool ReadXep0227(const std::string& path, const std::string& domain, int depth, 
     }
     return true;
   };
-  while (status.ok() && file) {
-    file.read(buffer.data(), static_cast<std::streamsize>(buffer.size()));
-    const size_t got = static_cast<size_t>(file.gcount());
+  while (status.ok()) {
+    const size_t got = input->Read(buffer.data(), buffer.size());
     if (got == 0) break;
     *bytes_done += got;
     status = reader.Feed(std::string_view(buffer.data(), got));
     if (!drain()) return false;
     progress.Update(*bytes_done, import.read());
-  }
-  if (status.ok() && file.bad()) {
-    return import.Stop(1, Concat("cannot read ", path, ": ", std::strerror(errno)));
   }
   if (status.ok()) status = reader.Finish();
   if (!drain()) return false;
@@ -546,9 +612,19 @@ bool ReadXep0227(const std::string& path, const std::string& domain, int depth, 
           1, Concat(path, ":", std::to_string(include.line), ": include '", include.href,
                     "' is not a file beside this one; import it by itself"));
     }
-    const std::string included = (std::filesystem::path(path).parent_path() / href).string();
-    if (!ReadXep0227(included, domain, depth - 1, import, progress, bytes_done, skipped, visited,
-                     io)) {
+    const std::filesystem::path dir = std::filesystem::path(path).parent_path();
+    const std::string included = (dir / href).string();
+    // Nor through a symbolic link out of it, nor into a device or a pipe.
+    const std::string inside = std::filesystem::weakly_canonical(included, ignored).string();
+    const std::string base =
+        std::filesystem::weakly_canonical(dir.empty() ? "." : dir, ignored).string() + "/";
+    if (!inside.starts_with(base) || !std::filesystem::is_regular_file(inside, ignored)) {
+      return import.Stop(
+          1, Concat(path, ":", std::to_string(include.line), ": include '", include.href,
+                    "' is not a file beside this one; import it by itself"));
+    }
+    if (!ReadXep0227(included, nullptr, domain, depth - 1, import, progress, bytes_done, skipped,
+                     visited)) {
       return false;
     }
   }
@@ -556,16 +632,17 @@ bool ReadXep0227(const std::string& path, const std::string& domain, int depth, 
 }
 
 // "NAME PASSWORD" lines (NAME or NAME@DOMAIN; the password is the rest of the line).
-bool ReadPasswordLines(const std::string& path, const std::string& domain, UserImport& import,
-                       Progress& progress, BulkIo& io) {
-  (void)io;
-  std::ifstream file(path, std::ios::binary);
-  if (!file) return import.Stop(1, Concat("cannot read ", path, ": ", std::strerror(errno)));
+bool ReadPasswordLines(const std::string& path, Input& input, const std::string& domain,
+                       UserImport& import, Progress& progress) {
   std::string line;
   uint64_t number = 0, bytes = 0;
-  while (std::getline(file, line)) {
+  for (bool too_long = false; input.ReadLine(&line, kLineBytesMax, &too_long);) {
     ++number;
     bytes += line.size() + 1;
+    if (too_long) {
+      return import.Stop(1, Concat(path, ":", std::to_string(number), ": a line longer than ",
+                                   std::to_string(kLineBytesMax), " bytes"));
+    }
     if (!line.empty() && line.back() == '\r') line.pop_back();
     const std::string_view trimmed = Trimmed(line);
     if (trimmed.empty() || trimmed.front() == '#') continue;
@@ -606,7 +683,6 @@ bool ReadPasswordLines(const std::string& path, const std::string& domain, UserI
     progress.Update(bytes, import.read());
   }
   explicit_bzero(line.data(), line.size());
-  if (file.bad()) return import.Stop(1, Concat("cannot read ", path, ": ", std::strerror(errno)));
   return true;
 }
 
@@ -681,21 +757,41 @@ absl::StatusOr<std::pair<std::string, std::string>> ParseCallbridgeLine(std::str
                                              std::string(secret));
 }
 
-int ImportCallbridges(const std::string& path, bool force, BulkIo& io) {
-  std::ifstream file(path, std::ios::binary);
-  if (!file) {
-    std::fprintf(io.err, "stanzactl: cannot read %s: %s\n", path.c_str(), std::strerror(errno));
-    return 1;
+// Opens an import file (a pipe too); false after saying why.
+bool OpenImport(const std::string& path, std::ifstream* file, BulkIo& io) {
+  std::error_code ignored;
+  if (std::filesystem::is_directory(path, ignored)) {
+    std::fprintf(io.err, "stanzactl: %s is a directory, not a file to import\n", path.c_str());
+    return false;
   }
+  file->open(path, std::ios::binary);
+  if (!*file) {
+    std::fprintf(io.err, "stanzactl: cannot read %s: %s\n", path.c_str(), std::strerror(errno));
+    return false;
+  }
+  return true;
+}
+
+int ImportCallbridges(const std::string& path, bool force, BulkIo& io) {
+  std::ifstream file;
+  if (!OpenImport(path, &file, io)) return 1;
   Progress progress(io, "call bridges", FileBytes(path));
   ChunkSender sender(io, "callbridge", force);
   SeenNames seen;
+  Input input(file);
   std::string line;
   uint64_t number = 0, bytes = 0;
   int status = 0;
-  while (status == 0 && std::getline(file, line)) {
+  for (bool too_long = false; status == 0 && input.ReadLine(&line, kLineBytesMax, &too_long);) {
     ++number;
     bytes += line.size() + 1;
+    if (too_long) {
+      progress.Done();
+      std::fprintf(io.err, "stanzactl: %s:%llu: a line longer than %zu bytes\n", path.c_str(),
+                   static_cast<unsigned long long>(number), kLineBytesMax);
+      status = 1;
+      break;
+    }
     const std::string_view trimmed = Trimmed(line);
     if (trimmed.empty() || trimmed.front() == '#') continue;
     const Origin origin{path, number};
@@ -720,10 +816,6 @@ int ImportCallbridges(const std::string& path, bool force, BulkIo& io) {
     if (!sender.Add(Concat(bridge->first, " ", bridge->second), origin)) status = sender.status();
     progress.Update(bytes, sender.imported() + sender.queued());
   }
-  if (status == 0 && file.bad()) {
-    std::fprintf(io.err, "stanzactl: cannot read %s: %s\n", path.c_str(), std::strerror(errno));
-    status = 1;
-  }
   // What was read before a bad line is imported, as the contract says.
   if (sender.queued() > 0 && !sender.Flush() && status == 0) status = sender.status();
   progress.Done();
@@ -740,24 +832,19 @@ int ImportUsers(const std::string& path, bool force, uint32_t iterations, BulkIo
     }
     return Unreachable(io, domain.status());
   }
-  // XEP-0227 begins with '<' (after any whitespace or a byte order mark); lines do not.
-  std::ifstream probe(path, std::ios::binary);
-  if (!probe) {
-    std::fprintf(io.err, "stanzactl: cannot read %s: %s\n", path.c_str(), std::strerror(errno));
-    return 1;
-  }
-  char first = ' ';
-  while (probe.get(first) && (first == ' ' || first == '\n' || first == '\r' || first == '\t' ||
-                              static_cast<unsigned char>(first) >= 0x80)) {
-  }
-  probe.close();
-  const bool xml = first == '<';
+  // Opened once: it may be a pipe. XEP-0227 begins with '<' (after any whitespace or a byte
+  // order mark); lines do not.
+  std::ifstream file;
+  if (!OpenImport(path, &file, io)) return 1;
+  Input input(file);
+  const bool xml = input.Peek() == '<';
   Progress progress(io, "users", FileBytes(path));
   UserImport import(io, force, iterations);
   uint64_t bytes = 0, skipped = 0;
   std::set<std::string> visited;
-  bool ok = xml ? ReadXep0227(path, *domain, 4, import, progress, &bytes, &skipped, &visited, io)
-                : ReadPasswordLines(path, *domain, import, progress, io);
+  bool ok =
+      xml ? ReadXep0227(path, &input, *domain, 4, import, progress, &bytes, &skipped, &visited)
+          : ReadPasswordLines(path, input, *domain, import, progress);
   // What was read before a bad line is imported, as the contract says.
   const bool sent = import.Finish();
   ok = ok && sent;

@@ -19,7 +19,8 @@
 // the import with "FILE:LINE: WHY"; every line before it is imported (the daemon's
 // refusal of a chunk is followed by the chunk's lines before the refused one), nothing
 // after it. A chunk refused for want of a leader is sent again (BulkIo::retry_wait_ms).
-// Importing is idempotent (a name that exists with the same secret or
+// Importing is idempotent (but for users hashed here from passwords: fresh salts each run,
+// so a rerun needs --force) (a name that exists with the same secret or
 // credentials is left as it is), so rerunning a stopped import after fixing the line is
 // safe. Progress goes to standard error (a bar on a terminal, a line every few seconds
 // otherwise); the summary to standard output.

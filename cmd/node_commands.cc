@@ -79,10 +79,15 @@ struct Words {
   std::string unknown_flag;
 };
 
-Words SplitWords(const AdminRequest& request, size_t skip) {
+// `payload_last`: the last word is data (an import batch's LINES), whatever it starts with.
+Words SplitWords(const AdminRequest& request, size_t skip, bool payload_last = false) {
   Words words;
   for (size_t i = skip; i < request.args.size(); ++i) {
     const std::string& word = request.args[i];
+    if (payload_last && i + 1 == request.args.size()) {
+      words.positional.push_back(word);
+      continue;
+    }
     if (word == "--force") {
       words.force = true;
     } else if (word.starts_with("--secret=")) {
@@ -97,7 +102,7 @@ Words SplitWords(const AdminRequest& request, size_t skip) {
         words.limit = limit;
       }
     } else if (word.starts_with("--")) {
-      words.unknown_flag = word;
+      words.unknown_flag = word.substr(0, 64);  // echoed in the usage line: never long
     } else {
       words.positional.push_back(word);
     }
@@ -166,7 +171,7 @@ std::vector<std::pair<std::string_view, std::string_view>> BatchLines(std::strin
 CommandResult ImportCallbridgeBatch(std::string_view lines, bool force, const NodeConfig& config) {
   const auto pairs = BatchLines(lines);
   if (pairs.empty() || pairs.size() > cluster::kImportBatchItemsMax) {
-    return Fail("an import batch holds 1 to 65536 call bridges");
+    return Fail("an import batch holds 1 to 10000 call bridges");
   }
   cluster::ImportCallbridges batch;
   batch.bridges.reserve(pairs.size());
@@ -185,7 +190,14 @@ CommandResult ImportCallbridgeBatch(std::string_view lines, bool force, const No
     }
     auto it = config.callbridges.find(std::string(name));
     if (it == config.callbridges.end()) {
-      ++added;
+      if (config.callbridges.size() + ++added > config::kCallbridgesMax) {
+        return ItemFailed(i, Concat("cannot add call bridge ", name,
+                                    ": the node already has 100000, the most it holds"));
+      }
+      if (name.size() + 1 + config.domain.size() > config::kDomainBytesMax) {
+        return ItemFailed(i, Concat("call bridge address ", name, ".", config.domain,
+                                    " would be longer than 253 bytes"));
+      }
     } else if (it->second == secret) {
       ++same;
     } else if (!force) {
@@ -196,10 +208,7 @@ CommandResult ImportCallbridgeBatch(std::string_view lines, bool force, const No
     }
     batch.bridges.push_back({std::string(name), std::string(secret), force});
   }
-  if (config.callbridges.size() + added > config::kCallbridgesMax) {
-    return Fail(Concat("the batch would make ", Count(config.callbridges.size() + added),
-                       " call bridges, more than the 100000 a node holds"));
-  }
+
   return Ok(Imported(added, replaced, same), Made(std::move(batch), added + replaced > 0));
 }
 
@@ -207,7 +216,7 @@ CommandResult ImportCallbridgeBatch(std::string_view lines, bool force, const No
 CommandResult ImportUserBatch(std::string_view lines, bool replace, const NodeConfig& config) {
   const auto pairs = BatchLines(lines);
   if (pairs.empty() || pairs.size() > cluster::kImportBatchItemsMax) {
-    return Fail("an import batch holds 1 to 65536 users");
+    return Fail("an import batch holds 1 to 10000 users");
   }
   cluster::ImportUsers batch;
   batch.replace = replace;
@@ -229,7 +238,10 @@ CommandResult ImportUserBatch(std::string_view lines, bool replace, const NodeCo
     }
     auto it = config.users.find(std::string(name));
     if (it == config.users.end()) {
-      ++added;
+      if (config.users.size() + ++added > config::kUsersMax) {
+        return ItemFailed(i, Concat("cannot add user ", name,
+                                    ": the node already has 1000000, the most it holds"));
+      }
     } else if (it->second == *credentials) {
       ++same;
     } else if (!replace) {
@@ -241,10 +253,7 @@ CommandResult ImportUserBatch(std::string_view lines, bool replace, const NodeCo
     }
     batch.users.push_back({std::string(name), *std::move(credentials)});
   }
-  if (config.users.size() + added > config::kUsersMax) {
-    return Fail(Concat("the batch would make ", Count(config.users.size() + added),
-                       " users, more than the 1000000 a node holds"));
-  }
+
   return Ok(Imported(added, replaced, same), Made(std::move(batch), added + replaced > 0));
 }
 
@@ -304,7 +313,7 @@ CommandResult Callbridge(const AdminRequest& request, const NodeConfig* config) 
     return Usage("callbridge add NAME | add-secret NAME | del NAME | list");
   }
   const std::string& verb = request.args[1];
-  const Words words = SplitWords(request, 2);
+  const Words words = SplitWords(request, 2, verb == "import-batch");
   if (!words.unknown_flag.empty()) return Usage(Concat("unknown option ", words.unknown_flag));
   if ((verb == "list" || verb == "export") && words.limit) {
     return Page(
@@ -320,7 +329,9 @@ CommandResult Callbridge(const AdminRequest& request, const NodeConfig* config) 
   if (verb == "import-batch") {
     if (config->domain.empty())
       return Fail("set the XMPP domain first: stanzactl domain example.com");
-    if (words.positional.size() != 1) return Usage("callbridge import-batch [--force] LINES");
+    if (words.positional.size() != 1 || !words.secret.empty()) {
+      return Usage("callbridge import-batch [--force] LINES");
+    }
     return ImportCallbridgeBatch(words.positional[0], words.force, *config);
   }
   if (verb == "list") {
@@ -347,6 +358,11 @@ CommandResult Callbridge(const AdminRequest& request, const NodeConfig* config) 
   }
   if (config->domain.empty() && (verb == "add" || verb == "add-secret")) {
     return Fail("set the XMPP domain first: stanzactl domain example.com");
+  }
+  if ((verb == "add" || verb == "add-secret") &&
+      name.size() + 1 + config->domain.size() > config::kDomainBytesMax) {
+    return Fail(Concat("call bridge address ", name, ".", config->domain,
+                       " would be longer than 253 bytes; use a shorter name"));
   }
   // What the bridge is once the command is done.
   const auto show = [&](const std::string& secret) {
@@ -487,7 +503,7 @@ CommandResult User(const AdminRequest& request, const NodeConfig* config) {
   for (size_t i = 2; i < request.args.size() && !bulk; ++i) {
     if (request.args[i].starts_with("--")) return Usage(Concat("unknown option ", request.args[i]));
   }
-  const Words words = SplitWords(request, 2);
+  const Words words = SplitWords(request, 2, verb == "import-batch");
   if (!words.unknown_flag.empty() || !words.secret.empty()) {
     return Usage(Concat("unknown option ", words.unknown_flag));
   }

@@ -12,6 +12,7 @@
 
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_join.h"
+#include "cluster/config_state_machine.h"
 #include "cmd/cluster_address.h"
 #include "cmd/file_access.h"
 #include "cmd/flags_usage.h"
@@ -313,6 +314,22 @@ void AdminDispatcher::HandleCluster(const admin::AdminRequest& request,
         seed.push_back(cluster::ImportUsers{});
       }
       std::get<cluster::ImportUsers>(seed.back()).users.push_back({name, credentials});
+    }
+    // Checked whole first: a seed refused half way would leave the cluster, and so this
+    // node's mirror of it, with part of the node's configuration.
+    {
+      cluster::ConfigStateMachine check;
+      raft::Index index = 0;
+      for (const cluster::ConfigCommand& command : seed) {
+        absl::Status status = check.Apply(raft::Entry{1, ++index, raft::EntryType::kNormal,
+                                                      cluster::EncodeConfigCommand(command)});
+        if (!status.ok()) {
+          return reply({1, "error: this node's configuration cannot become the cluster's: " +
+                               std::string(status.message()) +
+                               "; fix it (stanzactl callbridge del NAME, user del NAME) and "
+                               "initialize again\n"});
+        }
+      }
     }
     const size_t bridges = node_.config().callbridges.size();
     node_.cluster()->Initialize(

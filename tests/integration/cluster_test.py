@@ -192,6 +192,27 @@ class ClusterTest(unittest.TestCase):
         wait_until(lambda: json.loads(ok(b, "--json", "user", "list"))["total"] == 3_000,
                    timeout=30, what="b has every user")
 
+    def test_initialize_refuses_a_configuration_the_cluster_would_refuse_and_keeps_it(self):
+        """A config the node took (written before today's checks, or by hand) that the
+        cluster's rules refuse: initialize says which bridge and why, and the node keeps
+        every bridge and user it had."""
+        node = StanzadProcess(ip="127.0.0.1", threads=1)
+        self.nodes.append(node)
+        domain = ("d" * 60 + ".") * 3 + "example.com"  # 194 bytes
+        with open(os.path.join(node.state_dir, "config"), "w") as f:
+            f.write(f"stanzad-config 1\ndomain {domain}\nlisten 127.0.0.1\nenabled 1\n"
+                    f"callbridge ok1 secret-number-1\n"
+                    f"callbridge {'b' * 63} secret-number-2\n")
+        os.chmod(os.path.join(node.state_dir, "config"), 0o600)
+        node.start(seed=False)
+        node.wait_serving()
+        ok(node, "cluster", "enable")
+        code, out, err = node.stanzactl("cluster", "initialize")
+        self.assertEqual(code, 1, out + err)
+        self.assertIn("this node's configuration cannot become the cluster's", err)
+        self.assertIn("longer than 253 bytes", err)
+        self.assertEqual(set(node.secrets()), {"ok1", "b" * 63})
+
     def test_three_nodes_share_one_configuration(self):
         a, b, c = self.form()
         ok(c, "callbridge", "add", "cb1")

@@ -7,11 +7,14 @@
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
+#include <sys/stat.h>
+
 #include <cstdio>
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "cmd/node_commands.h"
@@ -260,6 +263,48 @@ TEST_F(BulkCommandsTest, UsersOfEjabberdKeepTheirKeysAndRoundTripThroughXep0227)
   EXPECT_EQ(other.config.users, before.users);
 }
 
+TEST_F(BulkCommandsTest, APipeIsReadOnceAndALongLineIsNamed) {
+  Node node;
+  const std::string fifo = (dir_ / "pipe").string();
+  ASSERT_EQ(mkfifo(fifo.c_str(), 0600), 0);
+  std::thread writer([&] { std::ofstream(fifo) << "\n\nalice pencil\nbob pencil2\n"; });
+  EXPECT_EQ(ImportUsers(fifo, false, 4096, node.io), 0) << node.Err();
+  writer.join();
+  EXPECT_EQ(node.config.users.size(), 2u);
+  EXPECT_TRUE(node.config.users.contains("alice"));
+  const std::string xml = (dir_ / "xml-pipe").string();
+  ASSERT_EQ(mkfifo(xml.c_str(), 0600), 0);
+  std::thread xml_writer([&] {
+    std::ofstream(xml) << "  <server-data xmlns='urn:xmpp:pie:0'><host jid='example.com'>"
+                          "<user name='carol' password='pencil'/></host></server-data>";
+  });
+  EXPECT_EQ(ImportUsers(xml, false, 4096, node.io), 0) << node.Err();
+  xml_writer.join();
+  EXPECT_TRUE(node.config.users.contains("carol"));
+  const std::string big =
+      Write("big.txt", "cb1 secret-one1\n" + std::string(70'000, 'x') + "\ncb3 secret-three\n");
+  EXPECT_EQ(ImportCallbridges(big, false, node.io), 1);
+  EXPECT_THAT(node.Err(), HasSubstr("big.txt:2: a line longer than 65536 bytes"));
+  EXPECT_TRUE(node.config.callbridges.contains("cb1"));
+  EXPECT_FALSE(node.config.callbridges.contains("cb3"));
+  EXPECT_EQ(ImportCallbridges(dir_.string(), false, node.io), 1);
+  EXPECT_THAT(node.Err(), HasSubstr("is a directory, not a file to import"));
+}
+
+TEST_F(BulkCommandsTest, ANameThatLooksLikeAnOptionIsANameAndTheLimitNamesItsLine) {
+  Node node;
+  EXPECT_EQ(ImportUsers(Write("dash.txt", "--foo password1\nbob p2\n"), false, 4096, node.io), 0)
+      << node.Err();
+  EXPECT_TRUE(node.config.users.contains("--foo"));
+  EXPECT_EQ(node.Err().find("SCRAM-SHA"), std::string::npos);  // no keys echoed
+  // 99,998 bridges: the third new one of the file is the one that does not fit.
+  for (int i = 0; i < 99'998; ++i)
+    node.config.callbridges[Concat("f", std::to_string(i))] = "s-12345678";
+  EXPECT_EQ(ImportCallbridges(Write("more.txt", Bridges(0, 5)), false, node.io), 1);
+  EXPECT_THAT(node.Err(), HasSubstr("more.txt:3: cannot add call bridge cb2"));
+  EXPECT_EQ(node.config.callbridges.size(), 100'000u);  // the two lines before it went in
+}
+
 TEST_F(BulkCommandsTest, IncludesAreFollowedOnlyBesideTheFile) {
   Node node;
   const std::string host =
@@ -271,6 +316,15 @@ TEST_F(BulkCommandsTest, IncludesAreFollowedOnlyBesideTheFile) {
             "<xi:include href='host.xml'/></server-data>");
   EXPECT_EQ(ImportUsers(main, false, 4096, node.io), 0) << node.Err();
   EXPECT_TRUE(node.config.users.contains("ann"));
+  std::filesystem::create_directories(dir_ / "x");
+  std::filesystem::create_symlink(dir_ / "host.xml", dir_ / "x" / "link.xml");
+  Write("x/host2.xml", host);
+  const std::string via_link =
+      Write("x/main.xml",
+            "<server-data xmlns='urn:xmpp:pie:0' xmlns:xi='http://www.w3.org/2001/XInclude'>"
+            "<xi:include href='link.xml'/></server-data>");
+  EXPECT_EQ(ImportUsers(via_link, false, 4096, node.io), 1);
+  EXPECT_THAT(node.Err(), HasSubstr("include 'link.xml' is not a file beside this one"));
   for (const char* href : {"/etc/passwd", "../host.xml", "sub/../../host.xml"}) {
     const std::string outside = Write(
         "outside.xml",
