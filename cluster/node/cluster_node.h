@@ -35,7 +35,8 @@
 // Ready handling follows cluster/raft/raft.h: snapshot, entries, then the hard state go
 // to the RaftStore and are synced before messages leave; committed entries are applied
 // to the ConfigStateMachine in order. A snapshot is taken every snapshot_entries applied
-// entries, once the log holds at least half the last snapshot's bytes (so a snapshot's cost,
+// entries (up to 7/16 more, by the node's id, so that members do not all take theirs at the
+// same entry), once the log holds at least half the last snapshot's bytes (so a snapshot's cost,
 // which is the whole state's, is spread over as many bytes of entries: the same per entry at
 // any size), and the log file compacted, so the log does not grow without bound.
 //
