@@ -115,16 +115,29 @@ def run(args, nodes, bridges_path, users_path):
     for command in (("callbridge", "list"), ("callbridge", "export"), ("user", "list"),
                     ("user", "export")):
         print(f"{' '.join(command)}: {timed(follower, *command):.2f} s", flush=True)
+    # The import is about 1,100 entries; each member snapshots after 1,000 to 1,437 (by its
+    # id). Small changes until every member has a snapshot, so that the joiner is sent one
+    # (and does not replay the log).
+    changes = 0
+    while changes < 1000 and not all(
+            os.path.exists(os.path.join(node.state_dir, "cluster", "raft_snapshot"))
+            for node in nodes):
+        ok(follower, "callbridge", "add" if changes % 2 else "del", "bridge0")
+        changes += 1
+    print(f"{changes} small changes until every member had taken a snapshot", flush=True)
     joiner = StanzadProcess(ip="127.0.0.4", threads=1)
     nodes.append(joiner)
     joiner.start()
     ok(joiner, "cluster", "enable")
     start = time.monotonic()
-    code, out = joiner.join(leader)
-    if code != 0:
-        # The join command waits a bounded time for the configuration; the node goes on.
-        print(f"join answered: {out.strip()}", flush=True)
-    wait_for_counts(joiner, args.bridges, args.users)
+    try:
+        code, out = joiner.join(leader)
+        if code != 0:
+            # The join command waits a bounded time for the configuration; the node goes on.
+            print(f"join answered: {out.strip()}", flush=True)
+    except TimeoutError:
+        print("join: no answer within the harness's 10 s; waiting for the counts", flush=True)
+    wait_for_counts(joiner, args.bridges - changes % 2, args.users)
     print(f"a fourth node joins and holds every bridge and user: "
           f"{time.monotonic() - start:.2f} s", flush=True)
 

@@ -1,5 +1,7 @@
 #include "cluster/config_state_machine.h"
 
+#include <limits>
+#include <string>
 #include <utility>
 
 #include "absl/container/flat_hash_set.h"
@@ -655,11 +657,25 @@ absl::Status ConfigStateMachine::ApplyMembership(const raft::Entry& entry) {
 }
 
 std::string ConfigStateMachine::Snapshot() const {
-  ByteWriter w;
-  w.PutU8(kSnapshotFormatVersion);
-  w.PutU64(applied_index_);
-  w.PutRaw(config::EncodeConfig(config_));
-  return w.Take();
+  SnapshotEncoder encoder(*this);
+  std::string out;
+  while (!encoder.Step(std::numeric_limits<size_t>::max(), &out)) {
+  }
+  return out;
+}
+
+SnapshotEncoder::SnapshotEncoder(const ConfigStateMachine& machine)
+    : index_(machine.applied_index()), config_(machine.config()) {}
+
+bool SnapshotEncoder::Step(size_t entries, std::string* out) {
+  if (!head_written_) {
+    ByteWriter w(std::move(*out));
+    w.PutU8(kSnapshotFormatVersion);
+    w.PutU64(index_);
+    *out = w.Take();
+    head_written_ = true;
+  }
+  return config_.Step(entries, out);
 }
 
 absl::Status ConfigStateMachine::Restore(std::string_view data) {

@@ -195,6 +195,24 @@ class ConfigStateMachine {
   raft::Index applied_index_ = 0;
 };
 
+// Snapshot()'s bytes made in steps (config::ConfigEncoder), for a caller that must not hold
+// its thread for the whole state at once. REQUIRES: nothing is applied to or restored into
+// the machine from the encoder's construction until its last step.
+class SnapshotEncoder {
+ public:
+  explicit SnapshotEncoder(const ConfigStateMachine& machine);
+
+  // The applied index the snapshot is of.
+  raft::Index index() const { return index_; }
+  // Appends the next part to *out (up to `entries` bridges and users); true once all is out.
+  bool Step(size_t entries, std::string* out);
+
+ private:
+  raft::Index index_;
+  bool head_written_ = false;
+  config::ConfigEncoder config_;
+};
+
 }  // namespace stanzad::cluster
 
 #endif  // STANZAD_CLUSTER_CONFIG_STATE_MACHINE_H_

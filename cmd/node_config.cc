@@ -519,6 +519,9 @@ absl::StatusOr<bool> NodeConfigFiles::ContinueRewrite(const NodeConfig& config,
   if (users_done) AppendTail(config, &text);
   absl::Status status = r.file->Append(text);
   r.bytes += text.size();
+  // Written out as it goes, so that the fsync at the end (on the control thread) does not
+  // wait for the whole file: hundreds of MB at a million users.
+  if (status.ok()) r.file->StartWriteback();
   if (status.ok() && users_done) status = FinishRewrite();
   if (!status.ok()) {
     rewriting_.reset();  // the current config and journal stay as they were

@@ -56,7 +56,7 @@ step "fuzz targets (libFuzzer, ${FUZZ_SECONDS} s each)"
 cmake -S "$ROOT" -B "$BUILD_ROOT/fuzz" -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo \
   -DCMAKE_CXX_COMPILER=clang++-14 -DSTANZAD_FUZZ=ON -DSTANZAD_WERROR=ON \
   -DSTANZAD_FUZZ_SECONDS="$FUZZ_SECONDS" >/dev/null
-cmake --build "$BUILD_ROOT/fuzz" -j "$JOBS"
+cmake --build "$BUILD_ROOT/fuzz" -j "$JOBS" --target fuzz_targets
 ctest --test-dir "$BUILD_ROOT/fuzz" -L fuzz --output-on-failure -j "$JOBS"
 
 step "release build (warnings are errors) and all tests"

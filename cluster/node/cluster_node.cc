@@ -385,27 +385,13 @@ void ClusterNode::OnFrame(LinkId link, const LinkPeer& peer, Frame frame) {
     return reject("a joining node's link may only ask to join");
   }
   switch (frame.type) {
-    case FrameType::kRaft: {
-      absl::StatusOr<raft::Message> message = raft::DecodeMessage(frame.payload);
-      if (!message.ok()) {
-        LogEvent(LogLevel::kWarning, "cluster_bad_message",
-                 "reason=" + LogQuote(std::string(message.status().message())));
-        return;
-      }
-      if (message->to != id()) return;  // for a former incarnation of this address
-      if (message->from != peer.id) return reject("a Raft message from another node's link");
-      if (message->snapshot != nullptr) {
-        // Decoded into scratch first: Raft stores what it is given, and a snapshot this
-        // node cannot load would stop it for good.
-        ConfigStateMachine scratch;
-        if (absl::Status loads = scratch.Restore(message->snapshot->data); !loads.ok()) {
-          return reject(Concat("a snapshot that does not load: ", std::string(loads.message())));
-        }
-      }
-      (void)raft_->Step(*message);
-      if (raft_->role() == raft::Role::kFollower && message->from == raft_->leader()) {
-        RecordLeaderContact(message->from, raft_->term());
-      }
+    case FrameType::kRaft:
+      return OnRaftMessage(peer, frame.payload, raft::MessageLimits{}.frame_bytes_max);
+    case FrameType::kRaftPart: {
+      absl::StatusOr<std::optional<std::string>> whole =
+          part_assembler_.Add(peer.id, frame.payload, now_ms_);
+      if (!whole.ok()) return reject(std::string(whole.status().message()));
+      if (whole->has_value()) OnRaftMessage(peer, **whole, kRaftMessageBytesMax);
       return;
     }
     case FrameType::kRequest: {
@@ -429,6 +415,44 @@ void ClusterNode::OnFrame(LinkId link, const LinkPeer& peer, Frame frame) {
     default:
       return;
   }
+}
+
+void ClusterNode::OnRaftMessage(const LinkPeer& peer, std::string_view bytes, size_t bytes_max) {
+  const auto reject = [&](std::string_view why) {
+    LogEvent(LogLevel::kWarning, "cluster_frame_rejected",
+             Concat("peer=", std::to_string(peer.id), " reason=", LogQuote(std::string(why))));
+  };
+  absl::StatusOr<raft::Message> message =
+      raft::DecodeMessage(bytes, raft::MessageLimits{.frame_bytes_max = bytes_max});
+  if (!message.ok()) {
+    LogEvent(LogLevel::kWarning, "cluster_bad_message",
+             "reason=" + LogQuote(std::string(message.status().message())));
+    return;
+  }
+  if (message->to != id()) return;  // for a former incarnation of this address
+  if (message->from != peer.id) return reject("a Raft message from another node's link");
+  // A snapshot Raft may install is decoded into scratch first: Raft stores what it is given,
+  // and a snapshot this node cannot load would stop it for good. (One at or below the
+  // commit index is only answered: not worth decoding.)
+  if (message->snapshot != nullptr && message->snapshot->metadata.index > raft_->commit_index()) {
+    ConfigStateMachine scratch;
+    if (absl::Status loads = scratch.Restore(message->snapshot->data); !loads.ok()) {
+      return reject(Concat("a snapshot that does not load: ", std::string(loads.message())));
+    }
+    verified_snapshot_ = message->snapshot;
+    verified_machine_ = std::move(scratch);
+  }
+  (void)raft_->Step(*message);
+  if (raft_->role() == raft::Role::kFollower && message->from == raft_->leader()) {
+    RecordLeaderContact(message->from, raft_->term());
+  }
+}
+
+void ClusterNode::PumpRaftParts() {
+  part_sender_.Pump([this](raft::NodeId peer) { return transport_->QueuedTo(peer); },
+                    [this](raft::NodeId peer, std::string_view payload) {
+                      return transport_->SendTo(peer, FrameType::kRaftPart, payload);
+                    });
 }
 
 void ClusterNode::Answer(LinkId link, uint64_t request_id, const absl::Status& status,
@@ -643,6 +667,7 @@ void ClusterNode::ForgetLeaderIfUnreachable(raft::NodeId peer) {
 
 void ClusterNode::OnLinkClosed(LinkId link, raft::NodeId peer, const absl::Status& reason) {
   ForgetLeaderIfUnreachable(peer);
+  if (peer != raft::kNoNode) part_sender_.Forget(peer);
   for (auto it = forwarded_.begin(); it != forwarded_.end(); ++it) {
     if (it->second.link != link) continue;
     Done done = std::move(it->second.done);
@@ -668,6 +693,7 @@ void ClusterNode::HandlePoll(const std::vector<pollfd>& fds, size_t first, uint6
   now_ms_ = now_ms;
   transport_->HandlePoll(fds, first, now_ms);
   Process();
+  PumpRaftParts();
   transport_->FlushAll();
 }
 
@@ -723,7 +749,9 @@ void ClusterNode::Tick(uint64_t now_ms) {
                                     "arrive in time; 'stanzactl cluster status' shows the state"));
     join_done_ = nullptr;
   }
+  part_assembler_.Expire(now_ms);
   Process();
+  PumpRaftParts();
   transport_->FlushAll();
 }
 
@@ -796,9 +824,18 @@ void ClusterNode::HandleReady() {
     raft::Ready ready = raft_->TakeReady();
     absl::Status saved;
     if (ready.snapshot) {
-      saved = store_->InstallSnapshot(*ready.snapshot);
+      CancelSnapshot();
+      saved = store_->InstallSnapshot(ready.snapshot);
       if (saved.ok()) {
-        saved = machine_.Restore(ready.snapshot->data);
+        if (verified_snapshot_ == ready.snapshot && verified_machine_.has_value()) {
+          machine_ = *std::move(verified_machine_);
+        } else {
+          saved = machine_.Restore(ready.snapshot->data);
+        }
+        // Entries committed before it and not applied yet are in it.
+        std::erase_if(deferred_, [&](const raft::Entry& entry) {
+          return entry.index <= ready.snapshot->metadata.index;
+        });
         ++config_generation_;
         applied_changes_ = {true, {}};
       }
@@ -834,11 +871,29 @@ void ClusterNode::HandleReady() {
     }
     std::string bytes;
     for (const raft::Message& message : ready.messages) {
+      if (message.snapshot != nullptr) {  // in parts, from the snapshot itself
+        part_sender_.Send(message, now_ms_);
+        continue;
+      }
       bytes.clear();
       raft::EncodeMessage(message, &bytes);
+      // A follower that does not keep up (a new member applying a large log): appends
+      // beyond half what its link may queue are dropped, and Raft sends them again, rather
+      // than filling the queue until the link is closed.
+      if (message.type == raft::MessageType::kAppend && !message.entries.empty() &&
+          transport_->QueuedTo(message.to) + bytes.size() > PeerTransport::kQueueBytesMax / 2) {
+        continue;
+      }
       transport_->SendTo(message.to, FrameType::kRaft, bytes);
     }
-    for (const raft::Entry& entry : ready.committed_entries) ApplyCommitted(entry);
+    for (const raft::Entry& entry : ready.committed_entries) {
+      // While the state is being encoded for a snapshot it must not change: the entry waits.
+      if (!deferred_.empty() || (snapshot_job_.has_value() && snapshot_job_->encoder)) {
+        deferred_.push_back(entry);
+      } else {
+        ApplyCommitted(entry);
+      }
+    }
     raft_->Advance();
     std::map<raft::NodeId, std::string> peers;
     for (const auto& [member_id, member] : raft_->members()) {
@@ -846,6 +901,8 @@ void ClusterNode::HandleReady() {
     }
     transport_->SetPeers(peers, now_ms_);
   }
+  verified_snapshot_ = nullptr;  // installed, or not taken by Raft
+  verified_machine_.reset();
 }
 
 void ClusterNode::ApplyCommitted(const raft::Entry& entry) {
@@ -932,10 +989,10 @@ ClusterNode::AppliedChanges ClusterNode::TakeAppliedChanges() {
 
 void ClusterNode::MaybeSnapshot() {
   if (!failed_.ok() || raft_->HasReady()) return;
+  if (snapshot_job_.has_value()) return ContinueSnapshot();
   const raft::Index applied = machine_.applied_index();
   // Each member at its own point (up to 7/16 later, by its id), so that the members of a
-  // cluster do not all stall on the whole state at the same entry: one at a time, a majority
-  // still answers the leader.
+  // cluster do not all take theirs at the same entry.
   const uint64_t every = options_.snapshot_entries + options_.snapshot_entries * (id() % 8) / 16;
   if (applied < raft_->snapshot_index() + every) return;
   // A snapshot costs the whole state: wait until the log holds half as many bytes, so the
@@ -943,22 +1000,99 @@ void ClusterNode::MaybeSnapshot() {
   // (The file's size, not log_live_bytes(): that one walks every entry, and this runs
   // after every input.)
   if (store_->log_file_bytes() < store_->snapshot().data.size() / 2) return;
-  const auto start = std::chrono::steady_clock::now();
-  absl::StatusOr<raft::Snapshot> snapshot = raft_->CreateSnapshot(applied, machine_.Snapshot());
-  if (!snapshot.ok()) return;
-  absl::Status saved = store_->SaveSnapshot(*snapshot);
+  SnapshotJob& job = snapshot_job_.emplace();
+  job.encoder.emplace(machine_);
+  job.start = std::chrono::steady_clock::now();
+  ContinueSnapshot();
+}
+
+void ClusterNode::ContinueSnapshot() {
+  SnapshotJob& job = *snapshot_job_;
+  if (!job.encoder) {
+    if (job.written.wait_for(std::chrono::seconds(0)) == std::future_status::ready) {
+      FinishSnapshot();
+    }
+    return;
+  }
+  // A slice of the state per call: the control thread answers heartbeats in between.
+  const auto deadline =
+      std::chrono::steady_clock::now() + std::chrono::milliseconds(options_.snapshot_slice_ms);
+  bool encoded = false;
+  do {
+    if (job.slices.empty() || job.slices.back().size() >= kSnapshotSliceBytes) {
+      job.slices.emplace_back().reserve(kSnapshotSliceBytes + (64 << 10));
+    }
+    encoded = job.encoder->Step(1000, &job.slices.back());
+  } while (!encoded && std::chrono::steady_clock::now() < deadline);
+  if (!encoded) return;
+  const raft::Index index = job.encoder->index();
+  job.encoder.reset();
+  job.encode_ms = std::chrono::duration_cast<std::chrono::milliseconds>(
+                      std::chrono::steady_clock::now() - job.start)
+                      .count();
+  job.entries_waited = deferred_.size();
+  absl::StatusOr<raft::SnapshotMetadata> metadata = raft_->SnapshotMetadataAt(index);
+  if (!metadata.ok()) {  // cannot happen while nothing else compacts the log; dropped
+    snapshot_job_.reset();
+    return ApplyDeferred();
+  }
+  ApplyDeferred();  // the machine may change again
+  job.written = std::async(
+      std::launch::async,
+      [store = store_.get(), slices = std::move(job.slices),
+       metadata = *std::move(
+           metadata)]() mutable -> absl::StatusOr<std::shared_ptr<const raft::Snapshot>> {
+        auto snapshot = std::make_shared<raft::Snapshot>();
+        snapshot->metadata = std::move(metadata);
+        size_t bytes = 0;
+        for (const std::string& slice : slices) bytes += slice.size();
+        snapshot->data.reserve(bytes);
+        for (std::string& slice : slices) {
+          snapshot->data.append(slice);
+          std::string().swap(slice);
+        }
+        if (absl::Status written = store->PrepareSnapshot(*snapshot); !written.ok()) return written;
+        return std::shared_ptr<const raft::Snapshot>(std::move(snapshot));
+      });
+}
+
+void ClusterNode::FinishSnapshot() {
+  absl::StatusOr<std::shared_ptr<const raft::Snapshot>> written = snapshot_job_->written.get();
+  const auto start = snapshot_job_->start;
+  const int64_t encode_ms = snapshot_job_->encode_ms;
+  const size_t entries_waited = snapshot_job_->entries_waited;
+  snapshot_job_.reset();
+  if (!written.ok()) return Fail(written.status());
+  const std::shared_ptr<const raft::Snapshot>& snapshot = *written;
+  // Refused when a snapshot from the leader overtook it; its file goes at the next one.
+  if (!raft_->CreateSnapshot(snapshot).ok()) return;
+  absl::Status saved = store_->CommitSnapshot(snapshot);
+  if (absl::IsFailedPrecondition(saved)) return;
   if (saved.ok() && store_->log_file_bytes() > 2 * store_->log_live_bytes() + (1 << 20)) {
     saved = store_->Compact();
   }
   if (!saved.ok()) return Fail(saved);
-  // Its cost is the whole state's, on this thread: said, so that an election it caused
-  // can be told from a network fault.
   LogEvent(LogLevel::kInfo, "cluster_snapshot_saved",
-           Concat("index=", std::to_string(applied),
-                  " bytes=", std::to_string(snapshot->data.size()), " ms=",
+           Concat("index=", std::to_string(snapshot->metadata.index), " bytes=",
+                  std::to_string(snapshot->data.size()), " encode_ms=", std::to_string(encode_ms),
+                  " entries_waited=", std::to_string(entries_waited), " ms=",
                   std::to_string(std::chrono::duration_cast<std::chrono::milliseconds>(
                                      std::chrono::steady_clock::now() - start)
                                      .count())));
+}
+
+void ClusterNode::CancelSnapshot() {
+  if (!snapshot_job_.has_value()) return;
+  if (snapshot_job_->written.valid()) snapshot_job_->written.wait();
+  snapshot_job_.reset();
+}
+
+void ClusterNode::ApplyDeferred() {
+  while (!deferred_.empty()) {
+    const raft::Entry entry = std::move(deferred_.front());
+    deferred_.pop_front();
+    ApplyCommitted(entry);
+  }
 }
 
 void ClusterNode::Fail(const absl::Status& status) {

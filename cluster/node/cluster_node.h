@@ -36,9 +36,15 @@
 // to the RaftStore and are synced before messages leave; committed entries are applied
 // to the ConfigStateMachine in order. A snapshot is taken every snapshot_entries applied
 // entries (up to 7/16 more, by the node's id, so that members do not all take theirs at the
-// same entry), once the log holds at least half the last snapshot's bytes (so a snapshot's cost,
-// which is the whole state's, is spread over as many bytes of entries: the same per entry at
-// any size), and the log file compacted, so the log does not grow without bound.
+// same entry), once the log holds at least half the last snapshot's bytes (so a snapshot's
+// cost, which is the whole state's, is spread over as many bytes of entries: the same per
+// entry at any size), and the log file compacted, so the log does not grow without bound.
+// A snapshot never holds the control thread for the whole state (docs/configuration-
+// storage.md, "Snapshots"): it is encoded a slice per turn while committed entries wait, and
+// its file is written and fsynced by a thread of its own (the only other thread this class
+// starts; it touches nothing but that file). Snapshot messages travel in parts
+// (raft_parts.h); appends to a follower whose link already queues half its bound are
+// dropped (Raft sends them again) instead of filling the link until it is closed.
 //
 // Thread safety: none; the control thread owns it.
 #ifndef STANZAD_CLUSTER_NODE_CLUSTER_NODE_H_
@@ -51,6 +57,7 @@
 #include <cstdint>
 #include <deque>
 #include <functional>
+#include <future>
 #include <iterator>
 #include <map>
 #include <memory>
@@ -64,6 +71,7 @@
 #include "cluster/config_state_machine.h"
 #include "cluster/node/frames.h"
 #include "cluster/node/peer_transport.h"
+#include "cluster/node/raft_parts.h"
 #include "cluster/raft/raft.h"
 #include "cluster/storage/raft_store.h"
 
@@ -76,6 +84,9 @@ struct ClusterNodeOptions {
   int election_ticks = 30;  // 300 ms, randomised up to 600 ms
   int heartbeat_ticks = 5;  // 50 ms
   uint64_t snapshot_entries = 1000;
+  // A snapshot's state is encoded a slice per turn, for up to this long (at least 1,000
+  // bridges or users a slice).
+  int snapshot_slice_ms = 4;
   uint64_t random_seed = 0;  // 0: from the node id and the clock
   TransportLimits limits;    // what unauthenticated peers can make the node hold
   // Mutual TLS on every cluster link when both are set (tls/tls_session.h): the
@@ -287,7 +298,19 @@ class ClusterNode {
   void Process();
   void HandleReady();
   void ApplyCommitted(const raft::Entry& entry);
+  // Raft messages from a member's link: one kRaft frame, or the parts of one joined.
+  void OnRaftMessage(const LinkPeer& peer, std::string_view bytes, size_t bytes_max);
+  // Queues the next parts of the snapshots being sent (before each flush of the links).
+  void PumpRaftParts();
+  // Starts a snapshot when one is due, or takes the one under way a step further.
   void MaybeSnapshot();
+  void ContinueSnapshot();
+  // The snapshot's file is durable: Raft and the store take it.
+  void FinishSnapshot();
+  // Drops the snapshot under way (waiting for its writer): one from the leader replaces
+  // the state it was encoding, and the file the writer writes.
+  void CancelSnapshot();
+  void ApplyDeferred();
   void AdvanceJoins();
   void Fail(const absl::Status& status);
 
@@ -335,6 +358,32 @@ class ClusterNode {
   // A join this node asked for: done when it is a member with the configuration.
   Done join_done_;
   uint64_t join_deadline_ms_ = 0;
+
+  // Snapshots sent and received in parts (raft_parts.h).
+  RaftPartSender part_sender_;
+  RaftPartAssembler part_assembler_;
+  // A received snapshot, decoded to check it before Raft saw it, kept so that installing
+  // it (HandleReady, the same turn) does not decode it again: seconds at a million users.
+  std::shared_ptr<const raft::Snapshot> verified_snapshot_;
+  std::optional<ConfigStateMachine> verified_machine_;
+
+  // A snapshot being made (docs/configuration-storage.md, "Snapshots"): the state is
+  // encoded a slice per turn (options_.snapshot_slice_ms) while committed entries wait in deferred_
+  // (the machine must not change under the encoder); then a thread of its own joins the
+  // slices and writes and fsyncs the file (RaftStore::PrepareSnapshot) while this one goes
+  // on; then Raft and the store take it (FinishSnapshot). Declared after store_: its writer
+  // uses the store, and its future waits for the writer when destroyed.
+  static constexpr size_t kSnapshotSliceBytes = 4 << 20;
+  struct SnapshotJob {
+    std::optional<SnapshotEncoder> encoder;  // unset once everything is encoded
+    std::vector<std::string> slices;
+    std::future<absl::StatusOr<std::shared_ptr<const raft::Snapshot>>> written;
+    std::chrono::steady_clock::time_point start;
+    int64_t encode_ms = 0;
+    size_t entries_waited = 0;  // committed while it was encoded
+  };
+  std::optional<SnapshotJob> snapshot_job_;
+  std::deque<raft::Entry> deferred_;  // committed while the state was being encoded
 };
 
 }  // namespace stanzad::cluster

@@ -10,6 +10,7 @@
 //   kLegacyHello   the first frame of a stanzad from before link authentication: refused
 //                  with a message that says to upgrade it
 //   kRaft          a Raft message (cluster/raft/message_codec.h)
+//   kRaftPart      a part of a Raft message that carries a snapshot (cluster/node/raft_parts.h)
 //   kRequest       request id (8) | kind (1) | body. Sent to any node; a node that is
 //                  not the leader answers kRedirect or an error. Kinds:
 //                    kJoin      body: encoded Member (raft::EncodeMember) of the joiner
@@ -67,8 +68,9 @@ enum class FrameType : uint8_t {
   kDataPlane = 14,
   kDataPing = 15,
   kLane = 16,
+  kRaftPart = 17,
 };
-inline constexpr FrameType kLastFrameType = FrameType::kLane;
+inline constexpr FrameType kLastFrameType = FrameType::kRaftPart;
 
 // A frame of the link handshake (or of the pre-handshake protocol): never valid once a
 // link is authenticated. Named one by one: types are added after these.

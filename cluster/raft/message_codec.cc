@@ -64,6 +64,11 @@ constexpr size_t kMemberBytesMin = 8 + 2;
 }  // namespace
 
 void EncodeMessage(const Message& m, std::string* out) {
+  EncodeMessageHead(m, out);
+  if (m.snapshot != nullptr) out->append(m.snapshot->data);
+}
+
+void EncodeMessageHead(const Message& m, std::string* out) {
   PutFixed(out, kMessageCodecVersion, 1);
   PutFixed(out, static_cast<uint8_t>(m.type), 1);
   PutFixed(out, m.from, 8);
@@ -91,7 +96,7 @@ void EncodeMessage(const Message& m, std::string* out) {
       PutFixed(out, member.id, 8);
       PutBytes(out, member.address, 2);
     }
-    PutBytes(out, m.snapshot->data, 4);
+    PutFixed(out, m.snapshot->data.size(), 4);
   }
 }
 

@@ -33,6 +33,10 @@ struct MessageLimits {
 
 // Appends the encoding of `message` to *out.
 void EncodeMessage(const Message& message, std::string* out);
+// The same without the snapshot's data, which is the encoding's last bytes: EncodeMessage
+// is EncodeMessageHead, then message.snapshot->data (when there is a snapshot). For a sender
+// that streams a large snapshot in parts without copying it whole.
+void EncodeMessageHead(const Message& message, std::string* out);
 
 absl::StatusOr<Message> DecodeMessage(std::string_view frame, const MessageLimits& limits = {});
 

@@ -4,7 +4,7 @@
 //   kProbe      the leader does not know where the follower's log matches; it sends one
 //               append at a time and waits for the answer (or the next heartbeat answer).
 //   kReplicate  the follower matches up to `match`; appends are pipelined, at most
-//               `max_inflight` unacknowledged.
+//               `max_inflight` (and `max_inflight_bytes` of entries) unacknowledged.
 //   kSnapshot   the entries the follower needs are compacted; a snapshot is on its way.
 #ifndef STANZAD_CLUSTER_RAFT_PROGRESS_H_
 #define STANZAD_CLUSTER_RAFT_PROGRESS_H_
@@ -12,6 +12,7 @@
 #include <algorithm>
 #include <cstddef>
 #include <string_view>
+#include <utility>
 #include <vector>
 
 #include "cluster/raft/types.h"
@@ -19,47 +20,54 @@
 
 namespace stanzad::raft {
 
-// A bounded FIFO of the last index of each unacknowledged append.
+// A bounded FIFO of the unacknowledged appends (the last index of each, and its bytes): full
+// at `capacity` appends or once `bytes_max` bytes are unacknowledged (0: no byte bound), so
+// that what waits for one follower stays below what its link may queue.
 class Inflights {
  public:
-  explicit Inflights(size_t capacity = 1) : ring_(std::max<size_t>(capacity, 1)) {}
+  explicit Inflights(size_t capacity = 1, size_t bytes_max = 0)
+      : ring_(std::max<size_t>(capacity, 1)), bytes_max_(bytes_max) {}
 
-  bool full() const { return count_ == ring_.size(); }
+  bool full() const { return count_ == ring_.size() || (bytes_max_ > 0 && bytes_ >= bytes_max_); }
   size_t count() const { return count_; }
+  size_t bytes() const { return bytes_; }
 
   // REQUIRES: !full(), and `last_index` is larger than any index added before.
-  void Add(Index last_index) {
+  void Add(Index last_index, size_t bytes = 0) {
     CHECK(!full());
-    ring_[(start_ + count_) % ring_.size()] = last_index;
+    ring_[(start_ + count_) % ring_.size()] = {last_index, bytes};
     ++count_;
+    bytes_ += bytes;
   }
   // Frees every append whose last index is <= `index` (the follower acknowledged it).
   void FreeUpTo(Index index) {
-    while (count_ > 0 && ring_[start_] <= index) {
-      start_ = (start_ + 1) % ring_.size();
-      --count_;
-    }
+    while (count_ > 0 && ring_[start_].first <= index) FreeFirst();
   }
   void FreeFirst() {
     if (count_ == 0) return;
+    bytes_ -= ring_[start_].second;
     start_ = (start_ + 1) % ring_.size();
     --count_;
   }
   void Reset() {
     start_ = 0;
     count_ = 0;
+    bytes_ = 0;
   }
 
  private:
-  std::vector<Index> ring_;
+  std::vector<std::pair<Index, size_t>> ring_;
+  size_t bytes_max_;
   size_t start_ = 0;
   size_t count_ = 0;
+  size_t bytes_ = 0;
 };
 
 struct Progress {
   enum class State { kProbe, kReplicate, kSnapshot };
 
-  explicit Progress(size_t max_inflight) : inflights(max_inflight) {}
+  explicit Progress(size_t max_inflight, size_t max_inflight_bytes = 0)
+      : inflights(max_inflight, max_inflight_bytes) {}
 
   Index match = 0;  // highest index known to be in the follower's log
   Index next = 1;   // next index to send
@@ -128,12 +136,12 @@ struct Progress {
   }
 
   // Bookkeeping after sending an append whose last entry is `last_index` (== next - 1
-  // for an empty probe).
-  void SentEntries(Index last_index, size_t entry_count) {
+  // for an empty probe), of `bytes` bytes of entry data.
+  void SentEntries(Index last_index, size_t entry_count, size_t bytes = 0) {
     if (state == State::kReplicate) {
       if (entry_count > 0) {
         next = last_index + 1;
-        inflights.Add(last_index);
+        inflights.Add(last_index, bytes);
       }
     } else if (state == State::kProbe) {
       probe_sent = true;

@@ -282,7 +282,7 @@ void Raft::RecomputeMembers() {
 void Raft::SyncProgressWithMembers() {
   for (const auto& [id, member] : members_) {
     if (id == id_ || progress_.count(id) != 0) continue;
-    Progress pr(config_.max_inflight_appends);
+    Progress pr(config_.max_inflight_appends, config_.max_inflight_bytes);
     pr.next = log_.last_index() + 1;
     pr.recent_active = true;  // a newcomer gets one CheckQuorum round of grace
     progress_.emplace(id, std::move(pr));
@@ -790,7 +790,9 @@ bool Raft::SendAppend(NodeId to, bool send_if_empty) {
   m.index = prev;
   m.log_term = *prev_term;
   m.commit = log_.commit();
-  pr.SentEntries(entries.empty() ? prev : entries.back().index, entries.size());
+  size_t bytes = 0;
+  for (const Entry& entry : entries) bytes += entry.data.size();
+  pr.SentEntries(entries.empty() ? prev : entries.back().index, entries.size(), bytes);
   m.entries = std::move(entries);
   Send(std::move(m));
   return true;
@@ -1082,8 +1084,7 @@ absl::Status Raft::Campaign() {
   return absl::OkStatus();
 }
 
-absl::StatusOr<Snapshot> Raft::CreateSnapshot(Index index, std::string data) {
-  CHECK_MSG(!ready_outstanding_, "CreateSnapshot between TakeReady and Advance");
+absl::StatusOr<SnapshotMetadata> Raft::SnapshotMetadataAt(Index index) const {
   if (index <= log_.snapshot_index() || index > log_.applied()) {
     return absl::InvalidArgumentError(absl::StrCat("cannot snapshot at ", index, ": must be in (",
                                                    log_.snapshot_index(), ", ", log_.applied(),
@@ -1094,14 +1095,34 @@ absl::StatusOr<Snapshot> Raft::CreateSnapshot(Index index, std::string data) {
     const Entry& entry = log_.At(i);
     if (IsConfigEntry(entry)) FoldConfigEntry(entry, members);
   }
-  auto snapshot = std::make_shared<Snapshot>();
-  snapshot->metadata.index = index;
-  snapshot->metadata.term = *log_.TermAt(index);
-  for (const auto& [id, member] : members) snapshot->metadata.members.push_back(member);
-  snapshot->data = std::move(data);
-  log_.Compact(index);
-  snapshot_members_ = std::move(members);
-  snapshot_ = snapshot;
+  SnapshotMetadata metadata;
+  metadata.index = index;
+  metadata.term = *log_.TermAt(index);
+  for (const auto& [id, member] : members) metadata.members.push_back(member);
+  return metadata;
+}
+
+absl::Status Raft::CreateSnapshot(std::shared_ptr<const Snapshot> snapshot) {
+  CHECK_MSG(!ready_outstanding_, "CreateSnapshot between TakeReady and Advance");
+  CHECK(snapshot != nullptr);
+  absl::StatusOr<SnapshotMetadata> metadata = SnapshotMetadataAt(snapshot->metadata.index);
+  if (!metadata.ok()) return metadata.status();
+  if (*metadata != snapshot->metadata) {
+    return absl::InvalidArgumentError(absl::StrCat("the snapshot's metadata is not that of entry ",
+                                                   snapshot->metadata.index, " now"));
+  }
+  log_.Compact(metadata->index);
+  snapshot_members_.clear();
+  for (const Member& member : metadata->members) snapshot_members_[member.id] = member;
+  snapshot_ = std::move(snapshot);
+  return absl::OkStatus();
+}
+
+absl::StatusOr<Snapshot> Raft::CreateSnapshot(Index index, std::string data) {
+  absl::StatusOr<SnapshotMetadata> metadata = SnapshotMetadataAt(index);
+  if (!metadata.ok()) return metadata.status();
+  auto snapshot = std::make_shared<Snapshot>(Snapshot{*std::move(metadata), std::move(data)});
+  if (absl::Status created = CreateSnapshot(snapshot); !created.ok()) return created;
   return *snapshot;
 }
 
@@ -1135,7 +1156,7 @@ Ready Raft::TakeReady() {
     last_hard_state_ = hard;
   }
   ready_has_snapshot_ = log_.has_pending_snapshot();
-  if (ready_has_snapshot_) ready.snapshot = *snapshot_;
+  if (ready_has_snapshot_) ready.snapshot = snapshot_;
   ready_last_entry_ = 0;
   if (log_.unstable_from() <= log_.last_index()) {
     ready.entries = log_.Slice(log_.unstable_from(), log_.last_index() + 1, static_cast<size_t>(-1),

@@ -100,7 +100,11 @@ struct Config {
   // Limits.
   size_t max_entries_per_append = 256;
   size_t max_bytes_per_append = 1 << 20;
-  size_t max_inflight_appends = 64;                // per follower
+  size_t max_inflight_appends = 64;  // per follower
+  // Per follower: unacknowledged entry bytes (0: no bound). The default is half what a
+  // cluster link may queue (PeerTransport::kQueueBytesMax), so that catching up a follower
+  // from a log of large entries (imports of 1,000 users each) never overflows its link.
+  size_t max_inflight_bytes = 8 << 20;
   size_t max_uncommitted_bytes = 16 << 20;         // proposals beyond this are refused
   size_t max_proposal_bytes = 4 << 20;             // one entry's data
   size_t max_committed_bytes_per_ready = 4 << 20;  // at least one entry is always handed out
@@ -131,10 +135,11 @@ struct PersistentState {
 };
 
 struct Ready {
-  std::optional<SoftState> soft_state;   // set when it changed since the last Ready
-  std::optional<HardState> hard_state;   // set when it changed: persist it
-  std::vector<Entry> entries;            // append to stable storage (see the contract above)
-  std::optional<Snapshot> snapshot;      // install into the state machine and persist
+  std::optional<SoftState> soft_state;  // set when it changed since the last Ready
+  std::optional<HardState> hard_state;  // set when it changed: persist it
+  std::vector<Entry> entries;           // append to stable storage (see the contract above)
+  // Install into the state machine and persist. Shared with Raft (it sends the same one on).
+  std::shared_ptr<const Snapshot> snapshot;
   std::vector<Message> messages;         // send once the above is durable
   std::vector<Entry> committed_entries;  // apply in order (after `snapshot`, if any)
 };
@@ -240,6 +245,14 @@ class Raft {
   // REQUIRES: no Ready outstanding. InvalidArgument unless
   // snapshot_index() < index <= applied_index().
   absl::StatusOr<Snapshot> CreateSnapshot(Index index, std::string data);
+
+  // The same in two steps, for a caller that makes the data (and its file) away from this
+  // thread: the metadata of a snapshot at `index` (its term and the members as of it), then
+  // the snapshot made with it, recorded without a copy. The second checks the bounds again
+  // (a snapshot from the leader may have arrived in between) and that the metadata is
+  // still that of SnapshotMetadataAt.
+  absl::StatusOr<SnapshotMetadata> SnapshotMetadataAt(Index index) const;
+  absl::Status CreateSnapshot(std::shared_ptr<const Snapshot> snapshot);
 
   // ---- Output ----
 

@@ -52,6 +52,11 @@ class PosixWritableFile final : public WritableFile {
     return absl::OkStatus();
   }
 
+  void StartWriteback() override {
+    // Best effort: an error here shows again at the Sync that follows.
+    (void)::sync_file_range(fd_, 0, 0, SYNC_FILE_RANGE_WRITE);
+  }
+
   absl::Status Truncate(uint64_t size) override {
     if (::ftruncate(fd_, static_cast<off_t>(size)) != 0) {
       return ErrnoStatus("ftruncate", path_, errno);

@@ -34,6 +34,9 @@ class WritableFile {
   virtual absl::Status Append(std::string_view data) = 0;
   // Makes the file's content (and size) durable.
   virtual absl::Status Sync() = 0;
+  // Asks for what was appended to be written out now, without waiting for it, so that a
+  // later Sync of a large file has little left to wait for. Durable only after Sync.
+  virtual void StartWriteback() {}
   // Cuts the file to `size` bytes (durable after Sync()).
   virtual absl::Status Truncate(uint64_t size) = 0;
 };

@@ -7,6 +7,7 @@
 #include <utility>
 
 #include "cluster/storage/atomic_file.h"
+#include "cluster/storage/crc32c.h"
 #include "cluster/storage/record_file.h"
 #include "core/base/check.h"
 #include "core/base/concat.h"
@@ -20,6 +21,7 @@ using config::ByteWriter;
 
 constexpr std::string_view kNodeIdFile = "node_id";
 constexpr std::string_view kSnapshotFile = "raft_snapshot";
+constexpr std::string_view kPreparedSnapshotFile = "raft_snapshot.next";  // PrepareSnapshot
 constexpr std::string_view kLogFile = "raft_log";
 constexpr std::string_view kLockFile = "raft_lock";
 
@@ -68,7 +70,24 @@ void AppendHardStateRecord(const raft::HardState& hard_state, std::string* out) 
   AppendRecord(kHardStateRecord, w.bytes(), out);
 }
 
-std::string EncodeSnapshotFile(const raft::Snapshot& snapshot) {
+absl::Status CheckSnapshotBounds(const raft::Snapshot& snapshot) {
+  if (snapshot.data.size() > kSnapshotDataBytesMax) {
+    return absl::InvalidArgumentError("snapshot: data is larger than 1 GiB");
+  }
+  if (snapshot.metadata.members.size() > kMembersMax) {
+    return absl::InvalidArgumentError("snapshot: too many members");
+  }
+  for (const raft::Member& member : snapshot.metadata.members) {
+    if (member.address.size() > raft::kMemberAddressBytesMax) {
+      return absl::InvalidArgumentError("snapshot: a member address is too long");
+    }
+  }
+  return absl::OkStatus();
+}
+
+// The snapshot file up to its data: the magic, the record header, then the metadata (the
+// data follows, to the record's end).
+std::string SnapshotFileHead(const raft::Snapshot& snapshot) {
   ByteWriter w;
   w.PutU64(snapshot.metadata.index);
   w.PutU64(snapshot.metadata.term);
@@ -77,10 +96,12 @@ std::string EncodeSnapshotFile(const raft::Snapshot& snapshot) {
     w.PutU64(member.id);
     w.PutString(member.address);
   }
-  w.PutRaw(snapshot.data);
-  std::string file(kSnapshotMagic);
-  AppendRecord(kSnapshotRecord, w.bytes(), &file);
-  return file;
+  const std::string metadata = w.Take();
+  std::string head(kSnapshotMagic);
+  AppendRecordHeader(kSnapshotRecord, metadata.size() + snapshot.data.size(),
+                     Crc32cExtend(Crc32c(metadata), snapshot.data), &head);
+  head.append(metadata);
+  return head;
 }
 
 std::string OffsetText(size_t offset) { return std::to_string(offset); }
@@ -99,7 +120,8 @@ absl::StatusOr<raft::NodeId> GenerateNodeId() {
   }
 }
 
-RaftStore::RaftStore(Fs* fs, std::string dir) : fs_(fs), dir_(std::move(dir)) {}
+RaftStore::RaftStore(Fs* fs, std::string dir)
+    : fs_(fs), dir_(std::move(dir)), snapshot_(std::make_shared<const raft::Snapshot>()) {}
 
 RaftStore::~RaftStore() = default;
 
@@ -118,6 +140,10 @@ absl::Status RaftStore::Load() {
   lock_ = *std::move(lock);
   for (std::string_view name : {kNodeIdFile, kSnapshotFile, kLogFile}) {
     if (absl::Status status = RemoveTemporaryFile(*fs_, dir_, name); !status.ok()) return status;
+  }
+  if (absl::Status status = fs_->Remove(JoinPath(dir_, kPreparedSnapshotFile));
+      !status.ok() && !absl::IsNotFound(status)) {
+    return status;
   }
 
   absl::StatusOr<std::string> snapshot_bytes = fs_->ReadFile(JoinPath(dir_, kSnapshotFile));
@@ -221,7 +247,7 @@ absl::Status RaftStore::LoadSnapshot(const std::string& bytes) {
     return absl::DataLossError(Concat(path, " holds a malformed snapshot"));
   }
   snapshot.data.assign(data);
-  snapshot_ = std::move(snapshot);
+  snapshot_ = std::make_shared<const raft::Snapshot>(std::move(snapshot));
   return absl::OkStatus();
 }
 
@@ -300,7 +326,7 @@ absl::Status RaftStore::LoadLog(const std::string& bytes) {
 
   // Join the log to the snapshot. A reset record is only written after its snapshot is
   // durable, so a log that starts past the snapshot means a file went missing or back.
-  raft::Index snapshot_index = snapshot_.metadata.index;
+  raft::Index snapshot_index = snapshot_->metadata.index;
   if (base > snapshot_index) {
     return absl::DataLossError(Concat(
         path, " starts after entry ", std::to_string(base), " but the snapshot ends at entry ",
@@ -315,7 +341,7 @@ absl::Status RaftStore::LoadLog(const std::string& bytes) {
     // InstallSnapshot rule); a crash between storing a snapshot and its reset record leaves
     // either case.
     const raft::Entry& at_snapshot = raw[snapshot_index - base - 1];
-    if (at_snapshot.term == snapshot_.metadata.term) {
+    if (at_snapshot.term == snapshot_->metadata.term) {
       entries_.assign(std::make_move_iterator(raw.begin() + (snapshot_index - base)),
                       std::make_move_iterator(raw.end()));
     } else {
@@ -337,7 +363,7 @@ absl::Status RaftStore::Append(const std::vector<raft::Entry>& entries) {
   if (absl::Status status = CheckWritable(); !status.ok()) return status;
   if (entries.empty()) return absl::OkStatus();
   raft::Index first = entries.front().index;
-  if (first <= snapshot_.metadata.index || first > last_index() + 1) {
+  if (first <= snapshot_->metadata.index || first > last_index() + 1) {
     return absl::InvalidArgumentError(
         Concat("append: entry ", std::to_string(first), " does not continue the stored log (",
                std::to_string(first_index()), "..", std::to_string(last_index()), ")"));
@@ -381,48 +407,84 @@ absl::Status RaftStore::Sync() {
   return absl::OkStatus();
 }
 
-absl::Status RaftStore::SaveSnapshot(const raft::Snapshot& snapshot) {
+bool RaftStore::KeepsFollowingEntries(const raft::Snapshot& snapshot) const {
   const raft::Index index = snapshot.metadata.index;
-  bool keep = index >= first_index() && index <= last_index() &&
-              entries_[index - first_index()].term == snapshot.metadata.term;
-  return StoreSnapshot(snapshot, keep);
+  return index >= first_index() && index <= last_index() &&
+         entries_[index - first_index()].term == snapshot.metadata.term;
+}
+
+absl::Status RaftStore::SaveSnapshot(const raft::Snapshot& snapshot) {
+  if (absl::Status status = CheckWritable(); !status.ok()) return status;
+  if (absl::Status status = CheckSnapshot(snapshot); !status.ok()) return status;
+  if (absl::Status status = PrepareSnapshot(snapshot); !status.ok()) return Fail(status);
+  auto shared = std::make_shared<const raft::Snapshot>(snapshot);
+  return StoreSnapshot(shared, KeepsFollowingEntries(*shared));
 }
 
 absl::Status RaftStore::InstallSnapshot(const raft::Snapshot& snapshot) {
-  return StoreSnapshot(snapshot, false);
+  return InstallSnapshot(std::make_shared<const raft::Snapshot>(snapshot));
 }
 
-absl::Status RaftStore::StoreSnapshot(const raft::Snapshot& snapshot, bool keep_following_entries) {
+absl::Status RaftStore::InstallSnapshot(std::shared_ptr<const raft::Snapshot> snapshot) {
   if (absl::Status status = CheckWritable(); !status.ok()) return status;
+  if (absl::Status status = CheckSnapshot(*snapshot); !status.ok()) return status;
+  if (absl::Status status = PrepareSnapshot(*snapshot); !status.ok()) return Fail(status);
+  return StoreSnapshot(std::move(snapshot), false);
+}
+
+absl::Status RaftStore::CommitSnapshot(std::shared_ptr<const raft::Snapshot> snapshot) {
+  if (absl::Status status = CheckWritable(); !status.ok()) return status;
+  if (snapshot->metadata.index <= snapshot_->metadata.index) {
+    absl::Status removed = fs_->Remove(JoinPath(dir_, kPreparedSnapshotFile));
+    if (!removed.ok() && !absl::IsNotFound(removed)) return Fail(removed);
+    return absl::FailedPreconditionError(Concat(
+        "snapshot: entry ", std::to_string(snapshot->metadata.index),
+        " is not past the stored snapshot (", std::to_string(snapshot_->metadata.index), ")"));
+  }
+  const bool keep = KeepsFollowingEntries(*snapshot);
+  return StoreSnapshot(std::move(snapshot), keep);
+}
+
+absl::Status RaftStore::CheckSnapshot(const raft::Snapshot& snapshot) const {
   const raft::Index index = snapshot.metadata.index;
-  if (index <= snapshot_.metadata.index) {
+  if (index <= snapshot_->metadata.index) {
     return absl::InvalidArgumentError(Concat("snapshot: entry ", std::to_string(index),
                                              " is not past the stored snapshot (",
-                                             std::to_string(snapshot_.metadata.index), ")"));
+                                             std::to_string(snapshot_->metadata.index), ")"));
   }
-  if (snapshot.data.size() > kSnapshotDataBytesMax) {
-    return absl::InvalidArgumentError("snapshot: data is larger than 1 GiB");
+  return CheckSnapshotBounds(snapshot);
+}
+
+absl::Status RaftStore::PrepareSnapshot(const raft::Snapshot& snapshot) const {
+  if (absl::Status status = CheckSnapshotBounds(snapshot); !status.ok()) return status;
+  absl::StatusOr<std::unique_ptr<WritableFile>> file =
+      fs_->OpenForAppend(JoinPath(dir_, kPreparedSnapshotFile), true);
+  if (!file.ok()) return file.status();
+  if (absl::Status status = (*file)->Append(SnapshotFileHead(snapshot)); !status.ok()) {
+    return status;
   }
-  if (snapshot.metadata.members.size() > kMembersMax) {
-    return absl::InvalidArgumentError("snapshot: too many members");
-  }
-  for (const raft::Member& member : snapshot.metadata.members) {
-    if (member.address.size() > raft::kMemberAddressBytesMax) {
-      return absl::InvalidArgumentError("snapshot: a member address is too long");
-    }
-  }
+  if (absl::Status status = (*file)->Append(snapshot.data); !status.ok()) return status;
+  return (*file)->Sync();
+}
+
+absl::Status RaftStore::StoreSnapshot(std::shared_ptr<const raft::Snapshot> snapshot,
+                                      bool keep_following_entries) {
   // The entries the snapshot may keep must be on disk before the snapshot that refers to them.
   if (absl::Status status = Sync(); !status.ok()) return status;
-  absl::Status status =
-      WriteFileAtomically(*fs_, dir_, kSnapshotFile, EncodeSnapshotFile(snapshot));
-  if (!status.ok()) return Fail(status);
+  if (absl::Status status =
+          fs_->Rename(JoinPath(dir_, kPreparedSnapshotFile), JoinPath(dir_, kSnapshotFile));
+      !status.ok()) {
+    return Fail(status);
+  }
+  if (absl::Status status = fs_->SyncDir(dir_); !status.ok()) return Fail(status);
+  const raft::Index index = snapshot->metadata.index;
   if (keep_following_entries) {
     entries_.erase(entries_.begin(), entries_.begin() + (index - first_index() + 1));
   } else {
     entries_.clear();
     AppendIndexRecord(kResetRecord, index, &pending_);
   }
-  snapshot_ = snapshot;
+  snapshot_ = std::move(snapshot);
   return Sync();
 }
 
@@ -438,7 +500,7 @@ absl::Status RaftStore::Compact() {
   if (absl::Status status = CheckWritable(); !status.ok()) return status;
   std::string file(kLogMagic);
   file.reserve(log_live_bytes());
-  AppendIndexRecord(kResetRecord, snapshot_.metadata.index, &file);
+  AppendIndexRecord(kResetRecord, snapshot_->metadata.index, &file);
   for (const raft::Entry& entry : entries_) AppendEntryRecord(entry, &file);
   AppendHardStateRecord(hard_state_, &file);
   // The old file stays whole until the rename: a crash before it finds the old log and the

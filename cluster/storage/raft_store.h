@@ -84,11 +84,11 @@ class RaftStore {
   raft::NodeId node_id() const { return node_id_; }
   const raft::HardState& hard_state() const { return hard_state_; }
   // The latest snapshot; metadata.index == 0 when there is none.
-  const raft::Snapshot& snapshot() const { return snapshot_; }
+  const raft::Snapshot& snapshot() const { return *snapshot_; }
   // The entries after the snapshot, contiguous: first_index() .. last_index().
   const std::vector<raft::Entry>& entries() const { return entries_; }
-  raft::Index first_index() const { return snapshot_.metadata.index + 1; }
-  raft::Index last_index() const { return snapshot_.metadata.index + entries_.size(); }
+  raft::Index first_index() const { return snapshot_->metadata.index + 1; }
+  raft::Index last_index() const { return snapshot_->metadata.index + entries_.size(); }
 
   // Appends entries, first removing the stored entries at and after entries.front().index
   // (a conflicting suffix). REQUIRES (else InvalidArgument): indexes consecutive;
@@ -112,6 +112,22 @@ class RaftStore {
   // Stores a snapshot received from the leader: it replaces the whole log (Ready.snapshot in
   // cluster/raft/raft.h). Durable on return. REQUIRES: as SaveSnapshot.
   absl::Status InstallSnapshot(const raft::Snapshot& snapshot);
+  absl::Status InstallSnapshot(std::shared_ptr<const raft::Snapshot> snapshot);
+
+  // SaveSnapshot in two steps, so that a large snapshot's file is written (and fsynced) away
+  // from the thread that owns the store:
+  //   PrepareSnapshot  writes the snapshot's file under a name of its own, durable on
+  //                    return, and touches nothing else: it may run on another thread while
+  //                    the store is used, one PrepareSnapshot at a time. REQUIRES (else
+  //                    InvalidArgument): as SaveSnapshot's bounds on the data and members.
+  //   CommitSnapshot   on the owning thread: makes the prepared file the snapshot (a rename)
+  //                    and drops the entries it covers, as SaveSnapshot. FailedPrecondition,
+  //                    not sticky, when the store meanwhile holds a snapshot at or past this
+  //                    one (one from the leader): the prepared file is removed.
+  // A crash between the two leaves the old snapshot and the whole log (Open removes the
+  // prepared file).
+  absl::Status PrepareSnapshot(const raft::Snapshot& snapshot) const;
+  absl::Status CommitSnapshot(std::shared_ptr<const raft::Snapshot> snapshot);
 
   // Rewrites the log file with only what is live (the entries after the snapshot and the
   // hard state), replacing it atomically. Durable on return.
@@ -132,7 +148,12 @@ class RaftStore {
   absl::Status LoadNodeId(bool log_exists, bool snapshot_exists);
   absl::Status LoadSnapshot(const std::string& bytes);
   absl::Status LoadLog(const std::string& bytes);
-  absl::Status StoreSnapshot(const raft::Snapshot& snapshot, bool keep_following_entries);
+  // Checks a snapshot against the bounds and the stored one (see SaveSnapshot).
+  absl::Status CheckSnapshot(const raft::Snapshot& snapshot) const;
+  // Makes the prepared file the snapshot and drops the entries it covers.
+  absl::Status StoreSnapshot(std::shared_ptr<const raft::Snapshot> snapshot,
+                             bool keep_following_entries);
+  bool KeepsFollowingEntries(const raft::Snapshot& snapshot) const;
   absl::Status CheckWritable() const;
   absl::Status Fail(absl::Status status);
 
@@ -143,7 +164,7 @@ class RaftStore {
 
   raft::NodeId node_id_ = raft::kNoNode;
   raft::HardState hard_state_;
-  raft::Snapshot snapshot_;
+  std::shared_ptr<const raft::Snapshot> snapshot_;  // never null
   std::vector<raft::Entry> entries_;
 
   std::string pending_;          // records queued since the last Sync

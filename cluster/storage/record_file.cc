@@ -52,13 +52,18 @@ size_t FindValidRecord(std::string_view bytes, size_t from, size_t payload_bytes
 
 }  // namespace
 
-void AppendRecord(uint8_t type, std::string_view payload, std::string* out) {
+void AppendRecordHeader(uint8_t type, size_t payload_bytes, uint32_t payload_crc,
+                        std::string* out) {
   config::ByteWriter header;
-  header.PutU32(static_cast<uint32_t>(payload.size()));
+  header.PutU32(static_cast<uint32_t>(payload_bytes));
   header.PutU8(type);
-  header.PutU32(MaskCrc(Crc32c(payload)));
+  header.PutU32(MaskCrc(payload_crc));
   header.PutU32(MaskCrc(Crc32c(header.bytes())));
   out->append(header.bytes());
+}
+
+void AppendRecord(uint8_t type, std::string_view payload, std::string* out) {
+  AppendRecordHeader(type, payload.size(), Crc32c(payload), out);
   out->append(payload);
 }
 

@@ -23,6 +23,9 @@ inline constexpr size_t kRecordHeaderBytes = 13;
 
 // Appends one framed record to *out. REQUIRES: payload.size() < 2^32.
 void AppendRecord(uint8_t type, std::string_view payload, std::string* out);
+// The same record's header alone, for a payload written in pieces: `payload_crc` is the
+// (unmasked) Crc32c of the whole payload.
+void AppendRecordHeader(uint8_t type, size_t payload_bytes, uint32_t payload_crc, std::string* out);
 
 struct RecordView {
   uint8_t type = 0;

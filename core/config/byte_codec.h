@@ -28,6 +28,10 @@ namespace stanzad::config {
 
 class ByteWriter {
  public:
+  ByteWriter() = default;
+  // Appends to `initial` (taken back with Take()).
+  explicit ByteWriter(std::string initial) : out_(std::move(initial)) {}
+
   void PutU8(uint8_t value) { out_.push_back(static_cast<char>(value)); }
   void PutU32(uint32_t value) { PutFixed(value, 4); }
   void PutU64(uint64_t value) { PutFixed(value, 8); }

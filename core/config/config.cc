@@ -3,6 +3,7 @@
 #include <arpa/inet.h>
 #include <netinet/in.h>
 
+#include <limits>
 #include <set>
 #include <utility>
 
@@ -318,53 +319,93 @@ absl::Status Config::Validate() const {
   return absl::OkStatus();
 }
 
-std::string EncodeConfig(const Config& config) {
+namespace {
+
+bool HasClusterSection(const Config& config) {
+  return !config.unknown_user_salt_key.empty() || !config.join_tokens.empty() ||
+         !config.member_identities.empty();
+}
+
+}  // namespace
+
+ConfigEncoder::ConfigEncoder(const Config& config)
+    : config_(config),
+      next_callbridge_(config.callbridges.begin()),
+      next_user_(config.users.begin()) {
   DCHECK(config.Validate().ok());
-  ByteWriter w;
-  const bool cluster_section = !config.unknown_user_salt_key.empty() ||
-                               !config.join_tokens.empty() || !config.member_identities.empty();
-  w.PutU8(cluster_section ? kFormatVersionWithClusterSection : kFormatVersion);
-  w.PutU64(config.version);
-  w.PutString(config.domain);
-  w.PutU32(static_cast<uint32_t>(config.listen.size()));
-  for (const std::string& address : config.listen) w.PutString(address);
-  w.PutString(config.tls.key_path);
-  w.PutString(config.tls.certificate_path);
-  w.PutString(config.tls.bundle_path);
-  w.PutU32(static_cast<uint32_t>(config.callbridges.size()));
-  for (const auto& [name, bridge] : config.callbridges) {
-    w.PutString(name);
-    w.PutString(bridge.secret);
+}
+
+bool ConfigEncoder::Step(size_t entries, std::string* out) {
+  ByteWriter w(std::move(*out));
+  if (part_ == Part::kHead) {
+    w.PutU8(HasClusterSection(config_) ? kFormatVersionWithClusterSection : kFormatVersion);
+    w.PutU64(config_.version);
+    w.PutString(config_.domain);
+    w.PutU32(static_cast<uint32_t>(config_.listen.size()));
+    for (const std::string& address : config_.listen) w.PutString(address);
+    w.PutString(config_.tls.key_path);
+    w.PutString(config_.tls.certificate_path);
+    w.PutString(config_.tls.bundle_path);
+    w.PutU32(static_cast<uint32_t>(config_.callbridges.size()));
+    part_ = Part::kCallbridges;
   }
-  w.PutU32(static_cast<uint32_t>(config.users.size()));
-  for (const auto& [name, credentials] : config.users) {
+  for (; part_ == Part::kCallbridges && entries > 0; --entries) {
+    if (next_callbridge_ == config_.callbridges.end()) {
+      w.PutU32(static_cast<uint32_t>(config_.users.size()));
+      part_ = Part::kUsers;
+      break;
+    }
+    w.PutString(next_callbridge_->first);
+    w.PutString(next_callbridge_->second.secret);
+    ++next_callbridge_;
+  }
+  for (; part_ == Part::kUsers && entries > 0; --entries) {
+    if (next_user_ == config_.users.end()) {
+      part_ = Part::kTail;
+      break;
+    }
+    const auto& [name, credentials] = *next_user_;
     w.PutString(name);
-    uint8_t flags = (credentials.scram_sha1.has_value() ? kHasScramSha1 : 0) |
-                    (credentials.scram_sha256.has_value() ? kHasScramSha256 : 0);
+    const uint8_t flags = (credentials.scram_sha1.has_value() ? kHasScramSha1 : 0) |
+                          (credentials.scram_sha256.has_value() ? kHasScramSha256 : 0);
     w.PutU8(flags);
     if (credentials.scram_sha1.has_value()) PutScramSecret(*credentials.scram_sha1, &w);
     if (credentials.scram_sha256.has_value()) PutScramSecret(*credentials.scram_sha256, &w);
+    ++next_user_;
   }
-  w.PutU32(static_cast<uint32_t>(config.members.size()));
-  for (const auto& [id, address] : config.members) {
-    w.PutU64(id);
-    w.PutString(address);
-  }
-  if (cluster_section) {
-    w.PutString(config.unknown_user_salt_key);
-    w.PutU32(static_cast<uint32_t>(config.join_tokens.size()));
-    for (const auto& [id, token] : config.join_tokens) {
+  if (part_ == Part::kUsers && next_user_ == config_.users.end()) part_ = Part::kTail;
+  if (part_ == Part::kTail) {
+    w.PutU32(static_cast<uint32_t>(config_.members.size()));
+    for (const auto& [id, address] : config_.members) {
       w.PutU64(id);
-      w.PutString(token.secret);
-      w.PutU64(token.expires_unix_s);
+      w.PutString(address);
     }
-    w.PutU32(static_cast<uint32_t>(config.member_identities.size()));
-    for (const auto& [id, identity] : config.member_identities) {
-      w.PutU64(id);
-      w.PutString(identity);
+    if (HasClusterSection(config_)) {
+      w.PutString(config_.unknown_user_salt_key);
+      w.PutU32(static_cast<uint32_t>(config_.join_tokens.size()));
+      for (const auto& [id, token] : config_.join_tokens) {
+        w.PutU64(id);
+        w.PutString(token.secret);
+        w.PutU64(token.expires_unix_s);
+      }
+      w.PutU32(static_cast<uint32_t>(config_.member_identities.size()));
+      for (const auto& [id, identity] : config_.member_identities) {
+        w.PutU64(id);
+        w.PutString(identity);
+      }
     }
+    part_ = Part::kDone;
   }
-  return w.Take();
+  *out = w.Take();
+  return part_ == Part::kDone;
+}
+
+std::string EncodeConfig(const Config& config) {
+  ConfigEncoder encoder(config);
+  std::string out;
+  while (!encoder.Step(std::numeric_limits<size_t>::max(), &out)) {
+  }
+  return out;
 }
 
 absl::StatusOr<Config> DecodeConfig(std::string_view bytes) {

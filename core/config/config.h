@@ -161,6 +161,31 @@ std::string CallbridgeAddress(std::string_view name, std::string_view domain);
 // The deterministic binary form of a Config (format version 1), for disk and snapshots.
 // REQUIRES: config.Validate() is OK.
 std::string EncodeConfig(const Config& config);
+
+// EncodeConfig's bytes made in steps, so that a large configuration (a Raft snapshot at a
+// million users) is encoded a slice at a time between other work. The config must not
+// change between the first Step and the last (the encoder walks its maps).
+class ConfigEncoder {
+ public:
+  // REQUIRES: config.Validate() is OK; `config` outlives the encoder.
+  explicit ConfigEncoder(const Config& config);
+  ConfigEncoder(const ConfigEncoder&) = delete;
+  ConfigEncoder& operator=(const ConfigEncoder&) = delete;
+
+  // Appends the next part to *out: what precedes the bridges, then up to `entries` call
+  // bridges and users, then what follows them. True once everything is out.
+  bool Step(size_t entries, std::string* out);
+  bool done() const { return part_ == Part::kDone; }
+
+ private:
+  enum class Part { kHead, kCallbridges, kUsers, kTail, kDone };
+
+  const Config& config_;
+  Part part_ = Part::kHead;
+  std::map<std::string, Callbridge>::const_iterator next_callbridge_;
+  std::map<std::string, UserCredentials>::const_iterator next_user_;
+};
+
 // The inverse of EncodeConfig. InvalidArgument for bytes it could not have made: an unknown
 // format version, truncation, trailing bytes, keys out of order or repeated, or a value that
 // fails Validate().

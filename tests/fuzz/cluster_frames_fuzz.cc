@@ -1,8 +1,8 @@
 // Fuzzes what a node reads from its cluster port: the framing (with the bound of an
 // authenticated link and of one that has not authenticated yet), every frame decoder
 // (authentication hello and challenge, Raft message, request, reply, remove target; the
-// relay's routes, stanza, abort and answers) and the sealed-record opener, fed in arbitrary chunks.
-// A decoded value must encode back to what was decoded.
+// relay's routes, stanza, abort and answers; Raft message parts, joined) and the sealed-record
+// opener, fed in arbitrary chunks. A decoded value must encode back to what was decoded.
 #include <cstddef>
 #include <cstdint>
 #include <cstdlib>
@@ -13,6 +13,7 @@
 #include "cluster/data/data_plane.h"
 #include "cluster/node/frames.h"
 #include "cluster/node/link_auth.h"
+#include "cluster/node/raft_parts.h"
 #include "cluster/raft/message_codec.h"
 #include "cluster/relay/wire.h"
 
@@ -85,6 +86,17 @@ void Decode(const stanzad::cluster::Frame& frame) {
       return;
     case FrameType::kDataPing:
       return;
+    case FrameType::kRaftPart: {
+      // Parts from one peer, joined as a node joins them: a whole message is decoded.
+      static RaftPartAssembler assembler;
+      auto whole = assembler.Add(1, frame.payload, 0);
+      if (whole.ok() && whole->has_value()) {
+        Check((*whole)->size() <= kRaftMessageBytesMax);
+        (void)stanzad::raft::DecodeMessage(**whole, {.frame_bytes_max = kRaftMessageBytesMax});
+      }
+      Check(assembler.held_bytes() <= kRaftMessageBytesMax);
+      return;
+    }
     case FrameType::kLane:
       if (auto lane = DecodeLaneFrame(frame.payload); lane.ok()) {
         Check(EncodeLaneFrame(lane->from_shard, lane->to_shard, lane->type, lane->payload) ==

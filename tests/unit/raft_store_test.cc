@@ -14,6 +14,7 @@
 #include <random>
 #include <set>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "cluster/storage/crc32c.h"
@@ -364,6 +365,70 @@ TEST(RaftStoreTest, SaveSnapshotKeepsTheEntriesAfterItAndCompactDropsTheRest) {
   EXPECT_EQ(store->snapshot(), MakeSnapshot(40, 1));
   EXPECT_FALSE(std::filesystem::exists(tmp.Sub("raft_log.tmp")));
   EXPECT_FALSE(std::filesystem::exists(tmp.Sub("raft_snapshot.tmp")));
+}
+
+// A large snapshot's file is written on another thread while the store goes on (entries are
+// appended meanwhile), then made the snapshot on the owning thread.
+TEST(RaftStoreTest, PreparedOnAnotherThreadThenCommitted) {
+  TempDir tmp;
+  State expected;
+  {
+    std::unique_ptr<RaftStore> store = OpenOrDie(tmp.path());
+    ASSERT_TRUE(store->Append(MakeEntries(1, 1, 50)).ok());
+    ASSERT_TRUE(store->SetHardState({1, 7, 40}).ok());
+    ASSERT_TRUE(store->Sync().ok());
+    auto snapshot = std::make_shared<const Snapshot>(MakeSnapshot(40, 1));
+    absl::Status prepared;
+    std::thread writer([&] { prepared = store->PrepareSnapshot(*snapshot); });
+    ASSERT_TRUE(store->Append(MakeEntries(1, 51, 60)).ok());
+    ASSERT_TRUE(store->Sync().ok());
+    writer.join();
+    ASSERT_TRUE(prepared.ok()) << prepared;
+    EXPECT_EQ(store->snapshot().metadata.index, 0u);  // not yet the snapshot
+    ASSERT_TRUE(store->CommitSnapshot(snapshot).ok());
+    EXPECT_EQ(&store->snapshot(), snapshot.get());  // kept, not copied
+    EXPECT_EQ(store->first_index(), 41u);
+    EXPECT_EQ(store->last_index(), 60u);
+    expected = StateOf(*store);
+  }
+  std::unique_ptr<RaftStore> store = OpenOrDie(tmp.path());
+  EXPECT_EQ(StateOf(*store), expected);
+  EXPECT_FALSE(std::filesystem::exists(tmp.Sub("raft_snapshot.next")));
+}
+
+// A snapshot from the leader overtook the one being written: the commit is refused without
+// harm (the store goes on), and its file is gone.
+TEST(RaftStoreTest, APreparedSnapshotOvertakenByAnInstalledOneIsDropped) {
+  TempDir tmp;
+  std::unique_ptr<RaftStore> store = OpenOrDie(tmp.path());
+  ASSERT_TRUE(store->Append(MakeEntries(1, 1, 50)).ok());
+  auto mine = std::make_shared<const Snapshot>(MakeSnapshot(40, 1));
+  ASSERT_TRUE(store->PrepareSnapshot(*mine).ok());
+  ASSERT_TRUE(store->InstallSnapshot(MakeSnapshot(45, 2)).ok());
+  const absl::Status committed = store->CommitSnapshot(mine);
+  EXPECT_TRUE(absl::IsFailedPrecondition(committed)) << committed;
+  EXPECT_FALSE(std::filesystem::exists(tmp.Sub("raft_snapshot.next")));
+  EXPECT_EQ(store->snapshot(), MakeSnapshot(45, 2));
+  ASSERT_TRUE(store->Append({MakeEntry(2, 46)}).ok());  // not sticky
+  ASSERT_TRUE(store->Sync().ok());
+}
+
+// A crash between the two steps: the old snapshot and the whole log, and no stray file.
+TEST(RaftStoreTest, ACrashBetweenPrepareAndCommitKeepsTheOldState) {
+  TempDir tmp;
+  State expected;
+  {
+    std::unique_ptr<RaftStore> store = OpenOrDie(tmp.path());
+    ASSERT_TRUE(store->Append(MakeEntries(1, 1, 50)).ok());
+    ASSERT_TRUE(store->SaveSnapshot(MakeSnapshot(20, 1)).ok());
+    ASSERT_TRUE(store->Sync().ok());
+    expected = StateOf(*store);
+    ASSERT_TRUE(store->PrepareSnapshot(MakeSnapshot(40, 1)).ok());
+    EXPECT_TRUE(std::filesystem::exists(tmp.Sub("raft_snapshot.next")));
+  }
+  std::unique_ptr<RaftStore> store = OpenOrDie(tmp.path());
+  EXPECT_EQ(StateOf(*store), expected);
+  EXPECT_FALSE(std::filesystem::exists(tmp.Sub("raft_snapshot.next")));
 }
 
 TEST(RaftStoreTest, SaveSnapshotWithAnotherTermOrPastTheLogDropsAllEntries) {

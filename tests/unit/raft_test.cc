@@ -139,6 +139,40 @@ TEST(InflightsTest, BoundedFifo) {
   EXPECT_EQ(inflights.count(), 0u);
 }
 
+// Large entries fill the window by bytes before by count: what waits for one follower stays
+// below what its link may queue.
+TEST(InflightsTest, BoundedByBytesToo) {
+  Inflights inflights(64, 1000);
+  inflights.Add(1, 400);
+  inflights.Add(2, 500);
+  EXPECT_FALSE(inflights.full());
+  inflights.Add(3, 200);
+  EXPECT_TRUE(inflights.full());
+  EXPECT_EQ(inflights.bytes(), 1100u);
+  inflights.FreeUpTo(1);
+  EXPECT_FALSE(inflights.full());
+  EXPECT_EQ(inflights.bytes(), 700u);
+  inflights.FreeFirst();
+  EXPECT_EQ(inflights.bytes(), 200u);
+  inflights.Reset();
+  EXPECT_EQ(inflights.bytes(), 0u);
+  EXPECT_EQ(inflights.count(), 0u);
+}
+
+// A follower far behind a log of large entries gets them a window of bytes at a time.
+TEST(ProgressTest, ReplicationPausesAtTheBytesInFlight) {
+  Progress pr(64, 2 << 20);
+  pr.match = 1;
+  pr.BecomeReplicate();
+  pr.SentEntries(5, 4, 1 << 20);
+  EXPECT_FALSE(pr.IsPaused());
+  pr.SentEntries(9, 4, 1 << 20);
+  EXPECT_TRUE(pr.IsPaused());
+  ASSERT_TRUE(pr.MaybeUpdate(5));
+  pr.inflights.FreeUpTo(5);
+  EXPECT_FALSE(pr.IsPaused());
+}
+
 TEST(ProgressTest, StaleRejectionsAreIgnored) {
   Progress pr(4);
   pr.match = 5;

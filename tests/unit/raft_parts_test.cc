@@ -1,0 +1,176 @@
+// RaftPartSender and RaftPartAssembler: a snapshot message crosses in parts, paced by the
+// link's queue, and comes out whole; repeats of a snapshot under way are not sent again;
+// parts that break the rules are refused and drop what was gathered.
+#include "cluster/node/raft_parts.h"
+
+#include <gtest/gtest.h>
+
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "cluster/raft/message_codec.h"
+
+namespace stanzad::cluster {
+namespace {
+
+raft::Message SnapshotMessage(std::shared_ptr<const raft::Snapshot> snapshot, raft::NodeId to) {
+  raft::Message message;
+  message.type = raft::MessageType::kSnapshot;
+  message.from = 1;
+  message.to = to;
+  message.term = 3;
+  message.snapshot = std::move(snapshot);
+  return message;
+}
+
+std::shared_ptr<const raft::Snapshot> MakeSnapshot(size_t bytes) {
+  auto snapshot = std::make_shared<raft::Snapshot>();
+  snapshot->metadata = {42, 3, {{1, "127.0.0.1:5999"}, {2, "127.0.0.2:5999"}}};
+  snapshot->data.resize(bytes);
+  for (size_t i = 0; i < bytes; ++i) snapshot->data[i] = static_cast<char>(i * 131 + i / 7);
+  return snapshot;
+}
+
+// A link per peer that drains `drain` bytes a turn.
+struct Links {
+  std::map<raft::NodeId, std::vector<std::string>> parts;
+  std::map<raft::NodeId, size_t> queued;
+  bool up = true;
+  size_t largest_queue = 0;
+
+  RaftPartSender::QueuedTo queued_to() {
+    return [this](raft::NodeId peer) { return queued[peer]; };
+  }
+  RaftPartSender::SendPart send_part() {
+    return [this](raft::NodeId peer, std::string_view payload) {
+      if (!up) return false;
+      parts[peer].emplace_back(payload);
+      queued[peer] += payload.size();
+      largest_queue = std::max(largest_queue, queued[peer]);
+      return true;
+    };
+  }
+  void Drain() { queued.clear(); }
+};
+
+TEST(RaftPartsTest, ASnapshotCrossesInPartsPacedByTheQueueAndComesOutWhole) {
+  const auto snapshot = MakeSnapshot(9 * kRaftPartBytes + 12345);
+  const raft::Message message = SnapshotMessage(snapshot, 2);
+  RaftPartSender sender;
+  Links links;
+  sender.Send(message, 0);
+  EXPECT_EQ(sender.active(), 1u);
+  RaftPartAssembler assembler;
+  std::optional<std::string> whole;
+  for (int turn = 0; turn < 20 && !whole; ++turn) {
+    sender.Pump(links.queued_to(), links.send_part());
+    for (const std::string& part : links.parts[2]) {
+      ASSERT_FALSE(whole.has_value());
+      absl::StatusOr<std::optional<std::string>> added = assembler.Add(1, part, turn);
+      ASSERT_TRUE(added.ok()) << added.status();
+      whole = *added;
+    }
+    links.parts[2].clear();
+    links.Drain();
+  }
+  ASSERT_TRUE(whole.has_value());
+  EXPECT_EQ(sender.active(), 0u);
+  // Never much more than the bound waits on the link.
+  EXPECT_LE(links.largest_queue, RaftPartSender::kQueuedBytesMax + kRaftPartBytes + 64);
+  EXPECT_EQ(assembler.held_bytes(), 0u);
+  std::string expected;
+  raft::EncodeMessage(message, &expected);
+  EXPECT_EQ(*whole, expected);
+  absl::StatusOr<raft::Message> decoded =
+      raft::DecodeMessage(*whole, {.frame_bytes_max = kRaftMessageBytesMax});
+  ASSERT_TRUE(decoded.ok()) << decoded.status();
+  EXPECT_EQ(*decoded->snapshot, *snapshot);
+}
+
+TEST(RaftPartsTest, ARepeatOfTheSameSnapshotIsNotSentAgainUnlessTheLinkClosed) {
+  const auto snapshot = MakeSnapshot(3 * kRaftPartBytes);
+  RaftPartSender sender;
+  Links links;
+  sender.Send(SnapshotMessage(snapshot, 2), 0);
+  sender.Pump(links.queued_to(), links.send_part());
+  links.Drain();
+  sender.Send(SnapshotMessage(snapshot, 2), 10);  // under way
+  sender.Pump(links.queued_to(), links.send_part());
+  EXPECT_EQ(links.parts[2].size(), 4u);             // 3 MiB and the head: once
+  sender.Send(SnapshotMessage(snapshot, 2), 1000);  // sent a moment ago
+  sender.Pump(links.queued_to(), links.send_part());
+  EXPECT_EQ(links.parts[2].size(), 4u);
+  // After a while, or once the link closed, it goes again; so does a newer snapshot at once.
+  sender.Send(SnapshotMessage(snapshot, 2), RaftPartSender::kResendAfterMs + 1);
+  sender.Pump(links.queued_to(), links.send_part());
+  EXPECT_EQ(links.parts[2].size(), 8u);
+  links.Drain();
+  sender.Forget(2);
+  sender.Send(SnapshotMessage(snapshot, 2), RaftPartSender::kResendAfterMs + 2);
+  sender.Pump(links.queued_to(), links.send_part());
+  EXPECT_EQ(links.parts[2].size(), 12u);
+  links.Drain();
+  sender.Send(SnapshotMessage(MakeSnapshot(10), 2), RaftPartSender::kResendAfterMs + 3);
+  sender.Pump(links.queued_to(), links.send_part());
+  EXPECT_EQ(links.parts[2].size(), 13u);
+  // Another peer has its own stream.
+  sender.Send(SnapshotMessage(snapshot, 3), 0);
+  sender.Pump(links.queued_to(), links.send_part());
+  EXPECT_EQ(links.parts[3].size(), 4u);
+}
+
+TEST(RaftPartsTest, WithoutALinkTheMessageIsAbandoned) {
+  RaftPartSender sender;
+  Links links;
+  links.up = false;
+  const auto snapshot = MakeSnapshot(3 * kRaftPartBytes);
+  sender.Send(SnapshotMessage(snapshot, 2), 0);
+  sender.Pump(links.queued_to(), links.send_part());
+  EXPECT_EQ(sender.active(), 0u);
+  // Raft's repeat is sent once there is a link.
+  links.up = true;
+  sender.Send(SnapshotMessage(snapshot, 2), 1);
+  sender.Pump(links.queued_to(), links.send_part());
+  EXPECT_EQ(links.parts[2].size(), 4u);
+}
+
+TEST(RaftPartsTest, PartsThatBreakTheRulesAreRefusedAndDropWhatWasGathered) {
+  RaftPartAssembler assembler;
+  const std::string bytes(100, 'x');
+  ASSERT_TRUE(assembler.Add(7, EncodeRaftPart(300, 0, bytes), 0).ok());
+  EXPECT_EQ(assembler.held_bytes(), 100u);
+  // A gap.
+  EXPECT_FALSE(assembler.Add(7, EncodeRaftPart(300, 150, bytes), 0).ok());
+  EXPECT_EQ(assembler.held_bytes(), 0u);
+  // Another total halfway, more than the total, empty, short, too large.
+  ASSERT_TRUE(assembler.Add(7, EncodeRaftPart(300, 0, bytes), 0).ok());
+  EXPECT_FALSE(assembler.Add(7, EncodeRaftPart(301, 100, bytes), 0).ok());
+  ASSERT_TRUE(assembler.Add(7, EncodeRaftPart(150, 0, bytes), 0).ok());
+  EXPECT_FALSE(assembler.Add(7, EncodeRaftPart(150, 100, bytes), 0).ok());
+  ASSERT_TRUE(assembler.Add(7, EncodeRaftPart(300, 0, bytes), 0).ok());
+  EXPECT_FALSE(assembler.Add(7, EncodeRaftPart(300, 100, ""), 0).ok());
+  EXPECT_FALSE(assembler.Add(7, "short", 0).ok());
+  EXPECT_FALSE(assembler.Add(7, EncodeRaftPart(kRaftMessageBytesMax + 1, 0, bytes), 0).ok());
+  EXPECT_FALSE(assembler.Add(7, EncodeRaftPart(0, 0, ""), 0).ok());
+  EXPECT_EQ(assembler.held_bytes(), 0u);
+  // A new message (offset 0) replaces an unfinished one; peers are apart.
+  ASSERT_TRUE(assembler.Add(7, EncodeRaftPart(300, 0, bytes), 0).ok());
+  ASSERT_TRUE(assembler.Add(8, EncodeRaftPart(200, 0, bytes), 0).ok());
+  ASSERT_TRUE(assembler.Add(7, EncodeRaftPart(200, 0, bytes), 5).ok());
+  absl::StatusOr<std::optional<std::string>> whole =
+      assembler.Add(7, EncodeRaftPart(200, 100, std::string(100, 'y')), 5);
+  ASSERT_TRUE(whole.ok());
+  ASSERT_TRUE(whole->has_value());
+  EXPECT_EQ(**whole, bytes + std::string(100, 'y'));
+  // What a peer stopped sending goes after kIdleMs.
+  EXPECT_EQ(assembler.held_bytes(), 100u);
+  assembler.Expire(RaftPartAssembler::kIdleMs - 1);
+  EXPECT_EQ(assembler.held_bytes(), 100u);
+  assembler.Expire(RaftPartAssembler::kIdleMs);
+  EXPECT_EQ(assembler.held_bytes(), 0u);
+}
+
+}  // namespace
+}  // namespace stanzad::cluster
