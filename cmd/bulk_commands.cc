@@ -172,11 +172,13 @@ int Unreachable(BulkIo& io, const absl::Status& status) {
   return 3;
 }
 
-// The cluster could not take a change for want of a leader (cluster/node/cluster_node.cc's
-// words): worth sending again.
+// The cluster could not take a change for want of a leader, or lost its leader before the
+// change committed (cluster/node/cluster_node.cc's words): worth sending again. A chunk sent
+// again is the same bytes (passwords were hashed once), so one that did commit is a no-op.
 bool NoLeader(std::string_view output) {
   return output.find("no leader") != std::string_view::npos ||
          output.find("no answer from") != std::string_view::npos ||
+         output.find("the leader changed") != std::string_view::npos ||
          output.find("try again") != std::string_view::npos;
 }
 

@@ -497,6 +497,11 @@ absl::Status NodeConfigFiles::BeginRewrite(const NodeConfig& config) {
   return absl::OkStatus();
 }
 
+absl::Status NodeConfigFiles::RestartRewrite(const NodeConfig& config) {
+  rewriting_.reset();
+  return BeginRewrite(config);
+}
+
 absl::StatusOr<bool> NodeConfigFiles::ContinueRewrite(const NodeConfig& config,
                                                       size_t entries_max) {
   if (rewriting_ == nullptr) return false;

@@ -132,6 +132,9 @@ class NodeConfigFiles {
   // config.journal.next if the crash came between the two renames). On an error the
   // current files stay in use and a later BeginRewrite starts again.
   absl::Status BeginRewrite(const NodeConfig& config);
+  // BeginRewrite after dropping a rewrite under way: for a configuration replaced whole
+  // (the slices already written hold what it no longer has).
+  absl::Status RestartRewrite(const NodeConfig& config);
   // Writes at most `entries_max` more call bridges and users; true when the rewrite ended.
   absl::StatusOr<bool> ContinueRewrite(const NodeConfig& config, size_t entries_max);
   bool rewriting() const { return rewriting_ != nullptr; }

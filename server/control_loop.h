@@ -9,7 +9,8 @@
 //   5. the data plane published if it changed (a new leader reaches the lanes at once);
 //   6. the metrics snapshot (every 100 ms), a metrics port that failed tried again;
 //   7. an engine start that failed (a port taken) tried again.
-// It holds no state of the node and decides nothing: each step is the part's.
+// It holds no state of the node and decides nothing: each step is the part's. A turn that
+// takes kSlowTurnMs or more is logged (event=control_turn_slow) with each step's time.
 //
 // Thread: the control thread (the one that calls Run). Every part outlives Run.
 #ifndef STANZAD_SERVER_CONTROL_LOOP_H_
@@ -37,7 +38,13 @@ class ControlLoop {
   // which it was seen.
   void Run(const std::atomic<bool>& stop);
 
+  // A turn this long is logged (control_turn_slow) with the time of each step: at a third
+  // of the shortest election timeout it already delays heartbeats.
+  static constexpr int64_t kSlowTurnMs = 100;
+
  private:
+  enum class Step { kShards, kAdmin, kCluster, kDeferred, kRoutes, kMetrics };
+  static constexpr size_t kSteps = 6;
   admin::AdminServer& admin_;
   AdminDispatcher& dispatcher_;
   NodeState& node_;

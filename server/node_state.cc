@@ -73,9 +73,11 @@ std::unique_ptr<router::RouterConfig> NodeState::BuildRouterConfigBuffer() const
   auto router = std::make_unique<router::RouterConfig>();
   router->domain = config_.domain;
   router->enabled = config_.ReadyToServe();
+  router->bridge_secrets.reserve(config_.callbridges.size());
   for (const auto& [name, secret] : config_.callbridges) {
     router->bridge_secrets[name + "." + config_.domain] = secret;
   }
+  router->users.reserve(config_.users.size());  // one table, not twenty rehashes at a million
   for (const auto& [name, credentials] : config_.users) router->users[name] = credentials;
   router->client_tls = ClientTlsContext(config_);
   router->unknown_user_salt_key = salt_key_;
@@ -165,15 +167,28 @@ bool NodeState::PublishRouterEdits(std::chrono::microseconds wait) {
 }
 
 void NodeState::DeferredWork() {
+  const auto start = std::chrono::steady_clock::now();
+  const size_t edits = unpublished_edits_.size();
   if (!unpublished_edits_.empty() && PublishRouterEdits(std::chrono::microseconds(0))) {
     NotifyShardsOfConfig();
   }
+  const auto published = std::chrono::steady_clock::now();
   if (files_.rewriting()) {
     absl::StatusOr<bool> done = files_.ContinueRewrite(config_, kRewriteSliceEntries);
     if (!done.ok()) {
       LogEvent(LogLevel::kError, "config_save_failed",
                "reason=" + LogQuote(std::string(done.status().message())));
     }
+  }
+  const auto ms = [](auto from, auto to) {
+    return std::chrono::duration_cast<std::chrono::milliseconds>(to - from).count();
+  };
+  const auto end = std::chrono::steady_clock::now();
+  if (ms(start, end) >= 50) {  // what a slow control turn (control_turn_slow) spent here
+    LogEvent(LogLevel::kInfo, "config_deferred_work_slow",
+             Concat("router_edits=", std::to_string(edits),
+                    " router_ms=", std::to_string(ms(start, published)),
+                    " rewrite_ms=", std::to_string(ms(published, end))));
   }
 }
 
@@ -232,6 +247,11 @@ absl::Status NodeState::Commit(NodeConfig proposed, const std::string& what) {
              "reason=" + LogQuote(std::string(saved.message())));
     return saved;
   }
+  Adopt(std::move(proposed), what);
+  return absl::OkStatus();
+}
+
+void NodeState::Adopt(NodeConfig proposed, const std::string& what) {
   // (Enabling the cluster opens its data port on the shards.)
   const bool listeners_changed =
       proposed.listen != config_.listen || proposed.cluster_enabled != config_.cluster_enabled ||
@@ -245,7 +265,6 @@ absl::Status NodeState::Commit(NodeConfig proposed, const std::string& what) {
     NotifyShardsOfConfig();
   }
   metrics_->Publish(*this);  // before the command is answered: a scrape after sees it
-  return absl::OkStatus();
 }
 
 // Tells every shard that the router configuration publisher holds a new one.
@@ -443,14 +462,23 @@ void NodeState::MirrorClusterConfig() {
   }
   if (!mirror_whole_pending_ && replicated.domain == config_.domain) {
     // Change by change, in place (sync: no, the Raft log keeps them).
+    const auto start = std::chrono::steady_clock::now();
     std::vector<NodeConfigEdit> edits;
     for (const cluster::ConfigCommand& command : changes.commands) {
       JournalEdits(command, &edits);
     }
     if (!CommitEdits(edits, "cluster", false).ok()) mirror_whole_pending_ = true;  // logged
+    const auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(
+                        std::chrono::steady_clock::now() - start)
+                        .count();
+    if (ms >= 50) {  // what a slow control turn (control_turn_slow) spent here
+      LogEvent(LogLevel::kInfo, "cluster_mirror_slow",
+               Concat("edits=", std::to_string(edits.size()), " ms=", std::to_string(ms)));
+    }
     return;
   }
   mirror_whole_pending_ = false;
+  const auto start = std::chrono::steady_clock::now();
   NodeConfig proposed = config_;
   proposed.domain = replicated.domain;
   proposed.callbridges.clear();
@@ -459,7 +487,26 @@ void NodeState::MirrorClusterConfig() {
   }
   proposed.users = replicated.users;
   if (proposed == config_) return;
-  (void)Commit(std::move(proposed), "cluster");  // a failure is logged
+  const auto since = [](std::chrono::steady_clock::time_point from) {
+    return std::to_string(std::chrono::duration_cast<std::chrono::milliseconds>(
+                              std::chrono::steady_clock::now() - from)
+                              .count());
+  };
+  const std::string copy_ms = since(start);
+  const auto adopted = std::chrono::steady_clock::now();
+  Adopt(std::move(proposed), "cluster");
+  // The Raft store keeps this state: the file follows a slice per turn (DeferredWork)
+  // instead of holding this thread for the whole of it. A crash meanwhile leaves the old
+  // file, and the node mirrors the cluster's state again as it starts.
+  if (absl::Status begun = files_.RestartRewrite(config_); !begun.ok()) {
+    LogEvent(LogLevel::kError, "config_save_failed",
+             "reason=" + LogQuote(std::string(begun.message())));
+  }
+  // The whole state on this thread (after a snapshot from the leader): said with its cost.
+  LogEvent(LogLevel::kInfo, "cluster_config_mirrored",
+           Concat("bridges=", std::to_string(config_.callbridges.size()),
+                  " users=", std::to_string(config_.users.size()), " copy_ms=", copy_ms,
+                  " adopt_ms=", since(adopted), " ms=", since(start)));
 }
 
 // ---- The control loop's turn ----

@@ -72,6 +72,9 @@ class NodeState final : private EngineSupervisor::Observer {
   // names the command in the config_changed event. An error: it was not saved (logged)
   // and nothing changed.
   absl::Status Commit(NodeConfig proposed, const std::string& what);
+  // The same without saving first: for the cluster's mirror, whose state the Raft store
+  // keeps; the caller saves it (an incremental rewrite).
+  void Adopt(NodeConfig proposed, const std::string& what);
   // The same for changes to call bridges and users, in place. `sync`: durable in the journal
   // before live (a single node's commands); without, the cluster's Raft log is what keeps them
   // and the journal is the mirror's.

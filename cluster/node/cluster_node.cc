@@ -16,6 +16,12 @@
 namespace stanzad::cluster {
 namespace {
 
+int64_t MsSince(std::chrono::steady_clock::time_point start) {
+  return std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() -
+                                                               start)
+      .count();
+}
+
 std::string RoleText(raft::Role role) {
   switch (role) {
     case raft::Role::kLeader:
@@ -388,10 +394,13 @@ void ClusterNode::OnFrame(LinkId link, const LinkPeer& peer, Frame frame) {
     case FrameType::kRaft:
       return OnRaftMessage(peer, frame.payload, raft::MessageLimits{}.frame_bytes_max);
     case FrameType::kRaftPart: {
-      absl::StatusOr<std::optional<std::string>> whole =
+      absl::StatusOr<std::optional<RaftPartAssembler::Whole>> whole =
           part_assembler_.Add(peer.id, frame.payload, now_ms_);
       if (!whole.ok()) return reject(std::string(whole.status().message()));
-      if (whole->has_value()) OnRaftMessage(peer, **whole, kRaftMessageBytesMax);
+      if (whole->has_value()) {
+        received_ms_ = now_ms_ - (*whole)->first_ms;
+        OnRaftMessage(peer, (*whole)->bytes, kRaftMessageBytesMax);
+      }
       return;
     }
     case FrameType::kRequest: {
@@ -435,12 +444,14 @@ void ClusterNode::OnRaftMessage(const LinkPeer& peer, std::string_view bytes, si
   // and a snapshot this node cannot load would stop it for good. (One at or below the
   // commit index is only answered: not worth decoding.)
   if (message->snapshot != nullptr && message->snapshot->metadata.index > raft_->commit_index()) {
+    const auto start = std::chrono::steady_clock::now();
     ConfigStateMachine scratch;
     if (absl::Status loads = scratch.Restore(message->snapshot->data); !loads.ok()) {
       return reject(Concat("a snapshot that does not load: ", std::string(loads.message())));
     }
     verified_snapshot_ = message->snapshot;
     verified_machine_ = std::move(scratch);
+    decoded_ms_ = MsSince(start);
   }
   (void)raft_->Step(*message);
   if (raft_->role() == raft::Role::kFollower && message->from == raft_->leader()) {
@@ -824,6 +835,7 @@ void ClusterNode::HandleReady() {
     raft::Ready ready = raft_->TakeReady();
     absl::Status saved;
     if (ready.snapshot) {
+      const auto start = std::chrono::steady_clock::now();
       CancelSnapshot();
       saved = store_->InstallSnapshot(ready.snapshot);
       if (saved.ok()) {
@@ -838,6 +850,13 @@ void ClusterNode::HandleReady() {
         });
         ++config_generation_;
         applied_changes_ = {true, {}};
+        // Said with what it cost: at size, seconds on this thread.
+        LogEvent(LogLevel::kInfo, "cluster_snapshot_installed",
+                 Concat("index=", std::to_string(ready.snapshot->metadata.index),
+                        " bytes=", std::to_string(ready.snapshot->data.size()), " receive_ms=",
+                        std::to_string(received_ms_), " decode_ms=", std::to_string(decoded_ms_),
+                        " install_ms=", std::to_string(MsSince(start))));
+        received_ms_ = decoded_ms_ = 0;
       }
     }
     if (saved.ok() && !ready.entries.empty()) saved = store_->Append(ready.entries);
@@ -886,6 +905,7 @@ void ClusterNode::HandleReady() {
       }
       transport_->SendTo(message.to, FrameType::kRaft, bytes);
     }
+    const auto applying = std::chrono::steady_clock::now();
     for (const raft::Entry& entry : ready.committed_entries) {
       // While the state is being encoded for a snapshot it must not change: the entry waits.
       if (!deferred_.empty() || (snapshot_job_.has_value() && snapshot_job_->encoder)) {
@@ -893,6 +913,11 @@ void ClusterNode::HandleReady() {
       } else {
         ApplyCommitted(entry);
       }
+    }
+    if (const int64_t ms = MsSince(applying); ms >= 50) {  // a slow turn's (control_turn_slow)
+      LogEvent(LogLevel::kInfo, "cluster_apply_slow",
+               Concat("entries=", std::to_string(ready.committed_entries.size()),
+                      " ms=", std::to_string(ms)));
     }
     raft_->Advance();
     std::map<raft::NodeId, std::string> peers;

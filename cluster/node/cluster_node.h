@@ -366,6 +366,9 @@ class ClusterNode {
   // it (HandleReady, the same turn) does not decode it again: seconds at a million users.
   std::shared_ptr<const raft::Snapshot> verified_snapshot_;
   std::optional<ConfigStateMachine> verified_machine_;
+  // What the last snapshot received cost, for cluster_snapshot_installed.
+  uint64_t received_ms_ = 0;
+  int64_t decoded_ms_ = 0;
 
   // A snapshot being made (docs/configuration-storage.md, "Snapshots"): the state is
   // encoded a slice per turn (options_.snapshot_slice_ms) while committed entries wait in deferred_

@@ -71,9 +71,8 @@ size_t RaftPartSender::active() const {
   }));
 }
 
-absl::StatusOr<std::optional<std::string>> RaftPartAssembler::Add(raft::NodeId peer,
-                                                                  std::string_view payload,
-                                                                  uint64_t now_ms) {
+absl::StatusOr<std::optional<RaftPartAssembler::Whole>> RaftPartAssembler::Add(
+    raft::NodeId peer, std::string_view payload, uint64_t now_ms) {
   config::ByteReader r(payload);
   uint64_t total = 0;
   uint64_t offset = 0;
@@ -90,6 +89,7 @@ absl::StatusOr<std::optional<std::string>> RaftPartAssembler::Add(raft::NodeId p
   Assembly& assembly = assemblies_[peer];
   if (offset == 0) {
     assembly.total = total;
+    assembly.first_ms = now_ms;
     // Pages are touched only as parts arrive; beyond this the string grows as it must.
     assembly.bytes.reserve(std::min<uint64_t>(total, uint64_t{256} << 20));
   }
@@ -101,7 +101,7 @@ absl::StatusOr<std::optional<std::string>> RaftPartAssembler::Add(raft::NodeId p
   assembly.bytes.append(bytes);
   assembly.last_ms = now_ms;
   if (assembly.bytes.size() < total) return std::nullopt;
-  std::string whole = std::move(assembly.bytes);
+  Whole whole{std::move(assembly.bytes), assembly.first_ms};
   assemblies_.erase(peer);
   return whole;
 }

@@ -81,11 +81,15 @@ class RaftPartAssembler {
  public:
   static constexpr uint64_t kIdleMs = 30000;
 
-  // A kRaftPart frame's payload from `peer`: the whole message's bytes once this was its last
-  // part, nullopt while parts are missing, or InvalidArgument for a part that breaks the rules
+  struct Whole {
+    std::string bytes;      // the encoded message
+    uint64_t first_ms = 0;  // when its first part arrived
+  };
+  // A kRaftPart frame's payload from `peer`: the whole message once this was its last part,
+  // nullopt while parts are missing, or InvalidArgument for a part that breaks the rules
   // (what was gathered from that peer is dropped).
-  absl::StatusOr<std::optional<std::string>> Add(raft::NodeId peer, std::string_view payload,
-                                                 uint64_t now_ms);
+  absl::StatusOr<std::optional<Whole>> Add(raft::NodeId peer, std::string_view payload,
+                                           uint64_t now_ms);
   // Drops what peers stopped sending kIdleMs ago.
   void Expire(uint64_t now_ms);
   // Bytes held for messages not yet whole.
@@ -95,6 +99,7 @@ class RaftPartAssembler {
   struct Assembly {
     uint64_t total = 0;
     std::string bytes;
+    uint64_t first_ms = 0;
     uint64_t last_ms = 0;
   };
   std::map<raft::NodeId, Assembly> assemblies_;

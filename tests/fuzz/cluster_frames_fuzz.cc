@@ -91,8 +91,9 @@ void Decode(const stanzad::cluster::Frame& frame) {
       static RaftPartAssembler assembler;
       auto whole = assembler.Add(1, frame.payload, 0);
       if (whole.ok() && whole->has_value()) {
-        Check((*whole)->size() <= kRaftMessageBytesMax);
-        (void)stanzad::raft::DecodeMessage(**whole, {.frame_bytes_max = kRaftMessageBytesMax});
+        Check((*whole)->bytes.size() <= kRaftMessageBytesMax);
+        (void)stanzad::raft::DecodeMessage((*whole)->bytes,
+                                           {.frame_bytes_max = kRaftMessageBytesMax});
       }
       Check(assembler.held_bytes() <= kRaftMessageBytesMax);
       return;

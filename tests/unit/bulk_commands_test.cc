@@ -150,10 +150,17 @@ TEST_F(BulkCommandsTest, AChunkRefusedForWantOfALeaderIsSentAgain) {
   Node node;
   node.io.retry_wait_ms = 0;
   const AdminSend real = node.io.send;
-  int refusals = 2;  // an election: two answers without a leader, then one
+  int refusals = 3;  // an election: the leader lost mid-chunk, two answers without one
   node.io.send = [&](const admin::AdminRequest& request) -> absl::StatusOr<admin::AdminResponse> {
     if (request.args.size() >= 2 && request.args[1] == "import-batch" && refusals > 0) {
       --refusals;
+      if (refusals == 2) {  // it may have committed: sent again, it changes nothing twice
+        (void)real(request);
+        return admin::AdminResponse{
+            1,
+            "error: the leader changed before the change was committed; run the command "
+            "again\n"};
+      }
       return admin::AdminResponse{1, "error: no leader now (no quorum?); try again\n"};
     }
     return real(request);
@@ -163,6 +170,8 @@ TEST_F(BulkCommandsTest, AChunkRefusedForWantOfALeaderIsSentAgain) {
   EXPECT_EQ(node.config.callbridges.size(), 10u);
   EXPECT_THAT(node.Err(), HasSubstr("bridges.txt:1: error: no leader now (no quorum?); try "
                                     "again; sending it again in 0.0 s"));
+  EXPECT_THAT(node.Err(), HasSubstr("bridges.txt:1: error: the leader changed before the change "
+                                    "was committed"));
   // A leader that never comes back: the import stops, naming the first line not imported.
   refusals = 1000;
   EXPECT_EQ(ImportCallbridges(Write("more.txt", Bridges(10, 20)), false, node.io), 1);

@@ -248,6 +248,37 @@ TEST(NodeConfigJournalTest, AJournalOfAnotherEpochIsIgnored) {
   EXPECT_EQ(*loaded, reset);
 }
 
+// The mirror replaced whole (a snapshot from the leader) while an incremental rewrite was
+// under way: the rewrite starts again from the new configuration, and what the first one had
+// written (a bridge the new one lacks) does not come back.
+TEST(NodeConfigJournalTest, ARestartedRewriteWritesOnlyTheNewConfiguration) {
+  MemFs fs;
+  ASSERT_TRUE(fs.CreateDir(kDir).ok());
+  NodeConfigFiles files(kDir, &fs);
+  NodeConfig before = Base();
+  before.callbridges["cb0"] = "secret-of-cb0";
+  ASSERT_TRUE(files.Rewrite(before).ok());
+  ASSERT_TRUE(files.BeginRewrite(before).ok());
+  ASSERT_FALSE(*files.ContinueRewrite(before, 1));  // cb0 is in the first file's slices
+  NodeConfig replaced;
+  replaced.domain = "example.org";
+  replaced.callbridges["cb9"] = "secret-of-cb9";
+  replaced.users["erin"] = Credentials("erin password");
+  ASSERT_TRUE(files.RestartRewrite(replaced).ok());
+  // Until it ends, the old file is the one read.
+  absl::StatusOr<NodeConfig> loaded = LoadNodeConfig(kDir, &fs);
+  ASSERT_TRUE(loaded.ok()) << loaded.status();
+  EXPECT_EQ(*loaded, before);
+  ASSERT_TRUE(files.Append({Kind::kSetCallbridge, "cb8", "secret-of-cb8", {}}).ok());
+  replaced.callbridges["cb8"] = "secret-of-cb8";
+  int steps = 0;
+  while (!*files.ContinueRewrite(replaced, 1)) ASSERT_LT(++steps, 10);
+  ASSERT_TRUE(files.Sync().ok());
+  loaded = LoadNodeConfig(kDir, &fs);
+  ASSERT_TRUE(loaded.ok()) << loaded.status();
+  EXPECT_EQ(*loaded, replaced);
+}
+
 TEST(NodeConfigJournalTest, AppendBeforeRewriteIsRefused) {
   MemFs fs;
   NodeConfigFiles files(kDir, &fs);

@@ -63,12 +63,12 @@ TEST(RaftPartsTest, ASnapshotCrossesInPartsPacedByTheQueueAndComesOutWhole) {
   sender.Send(message, 0);
   EXPECT_EQ(sender.active(), 1u);
   RaftPartAssembler assembler;
-  std::optional<std::string> whole;
+  std::optional<RaftPartAssembler::Whole> whole;
   for (int turn = 0; turn < 20 && !whole; ++turn) {
     sender.Pump(links.queued_to(), links.send_part());
     for (const std::string& part : links.parts[2]) {
       ASSERT_FALSE(whole.has_value());
-      absl::StatusOr<std::optional<std::string>> added = assembler.Add(1, part, turn);
+      absl::StatusOr<std::optional<RaftPartAssembler::Whole>> added = assembler.Add(1, part, turn);
       ASSERT_TRUE(added.ok()) << added.status();
       whole = *added;
     }
@@ -82,9 +82,10 @@ TEST(RaftPartsTest, ASnapshotCrossesInPartsPacedByTheQueueAndComesOutWhole) {
   EXPECT_EQ(assembler.held_bytes(), 0u);
   std::string expected;
   raft::EncodeMessage(message, &expected);
-  EXPECT_EQ(*whole, expected);
+  EXPECT_EQ(whole->bytes, expected);
+  EXPECT_EQ(whole->first_ms, 0u);  // the turn its first part came
   absl::StatusOr<raft::Message> decoded =
-      raft::DecodeMessage(*whole, {.frame_bytes_max = kRaftMessageBytesMax});
+      raft::DecodeMessage(whole->bytes, {.frame_bytes_max = kRaftMessageBytesMax});
   ASSERT_TRUE(decoded.ok()) << decoded.status();
   EXPECT_EQ(*decoded->snapshot, *snapshot);
 }
@@ -159,11 +160,12 @@ TEST(RaftPartsTest, PartsThatBreakTheRulesAreRefusedAndDropWhatWasGathered) {
   ASSERT_TRUE(assembler.Add(7, EncodeRaftPart(300, 0, bytes), 0).ok());
   ASSERT_TRUE(assembler.Add(8, EncodeRaftPart(200, 0, bytes), 0).ok());
   ASSERT_TRUE(assembler.Add(7, EncodeRaftPart(200, 0, bytes), 5).ok());
-  absl::StatusOr<std::optional<std::string>> whole =
-      assembler.Add(7, EncodeRaftPart(200, 100, std::string(100, 'y')), 5);
+  absl::StatusOr<std::optional<RaftPartAssembler::Whole>> whole =
+      assembler.Add(7, EncodeRaftPart(200, 100, std::string(100, 'y')), 6);
   ASSERT_TRUE(whole.ok());
   ASSERT_TRUE(whole->has_value());
-  EXPECT_EQ(**whole, bytes + std::string(100, 'y'));
+  EXPECT_EQ((*whole)->bytes, bytes + std::string(100, 'y'));
+  EXPECT_EQ((*whole)->first_ms, 5u);
   // What a peer stopped sending goes after kIdleMs.
   EXPECT_EQ(assembler.held_bytes(), 100u);
   assembler.Expire(RaftPartAssembler::kIdleMs - 1);
