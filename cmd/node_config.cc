@@ -579,9 +579,9 @@ absl::Status NodeConfigFiles::Sync() {
   return synced;
 }
 
-bool NodeConfigFiles::RewriteDue() const {
+bool NodeConfigFiles::RewriteDue(uint64_t percent) const {
   return rewriting_ == nullptr &&
-         journal_bytes_ > std::max<uint64_t>(kJournalBytesMin, config_bytes_ / 2);
+         journal_bytes_ > std::max<uint64_t>(kJournalBytesMin, config_bytes_ / 100 * percent);
 }
 
 }  // namespace stanzad

@@ -144,10 +144,10 @@ class NodeConfigFiles {
   absl::Status Append(const NodeConfigEdit& edit) { return Append(std::vector{edit}); }
   // Makes every Append before it durable (fdatasync).
   absl::Status Sync();
-  // The journal has grown past half the config's size (and kJournalBytesMin): a Rewrite now
-  // keeps both the replay at start and the disk used in proportion to the configuration,
-  // at an amortised cost per change that does not grow with it.
-  bool RewriteDue() const;
+  // The journal has grown past `percent` of the config's size (and kJournalBytesMin): a
+  // Rewrite now keeps both the replay at start and the disk used in proportion to the
+  // configuration, at an amortised cost per change that does not grow with it.
+  bool RewriteDue(uint64_t percent = 50) const;
 
   static constexpr uint64_t kJournalBytesMin = 4 << 20;
   // Journal records an incremental rewrite carries into the new journal; beyond this it

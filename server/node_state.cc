@@ -173,6 +173,10 @@ void NodeState::DeferredWork() {
     NotifyShardsOfConfig();
   }
   const auto published = std::chrono::steady_clock::now();
+  if (!files_.rewriting() && files_.RewriteDue() &&
+      published - last_mirror_edit_ >= kMirrorQuietMs) {
+    BeginRewrite();  // the mirror's, once its changes paused
+  }
   if (files_.rewriting()) {
     absl::StatusOr<bool> done = files_.ContinueRewrite(config_, kRewriteSliceEntries);
     if (!done.ok()) {
@@ -230,14 +234,18 @@ absl::Status NodeState::CommitEdits(const std::vector<NodeConfigEdit>& edits,
   PublishRouterConfig(&edits);
   NotifyShardsOfConfig();
   metrics_->Publish(*this);  // before the command is answered: a scrape after sees it
-  if (files_.RewriteDue()) {
-    // Written a slice per turn (DeferredWork); a failure leaves the current files in use.
-    if (absl::Status begun = files_.BeginRewrite(config_); !begun.ok()) {
-      LogEvent(LogLevel::kError, "config_save_failed",
-               "reason=" + LogQuote(std::string(begun.message())));
-    }
-  }
+  if (!sync) last_mirror_edit_ = std::chrono::steady_clock::now();
+  // The mirror's rewrite waits for a pause (DeferredWork) unless its journal grew far.
+  if (sync ? files_.RewriteDue() : files_.RewriteDue(kMirrorJournalPercentMax)) BeginRewrite();
   return absl::OkStatus();
+}
+
+void NodeState::BeginRewrite() {
+  // Written a slice per turn (DeferredWork); a failure leaves the current files in use.
+  if (absl::Status begun = files_.BeginRewrite(config_); !begun.ok()) {
+    LogEvent(LogLevel::kError, "config_save_failed",
+             "reason=" + LogQuote(std::string(begun.message())));
+  }
 }
 
 absl::Status NodeState::Commit(NodeConfig proposed, const std::string& what) {

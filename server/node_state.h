@@ -80,6 +80,8 @@ class NodeState final : private EngineSupervisor::Observer {
   // and the journal is the mirror's.
   absl::Status CommitEdits(const std::vector<NodeConfigEdit>& edits, const std::string& what,
                            bool sync);
+  // Starts an incremental rewrite of the config file (a failure is logged).
+  void BeginRewrite();
 
   // ---- The engine (EngineSupervisor) ----
 
@@ -186,6 +188,13 @@ class NodeState final : private EngineSupervisor::Observer {
   static constexpr std::chrono::microseconds kSpareWait{20'000};
   // Call bridges and users the config file's rewrite writes per turn (a few ms).
   static constexpr size_t kRewriteSliceEntries = 10'000;
+  // The cluster's mirror (whose state the Raft store keeps) rewrites its file once the
+  // changes have paused for kMirrorQuietMs, or once its journal outgrew the config
+  // kMirrorJournalPercentMax times over: while an import streams in, the rewrites' writes
+  // (hundreds of MB at a million users) no longer compete with the Raft log's fsyncs on
+  // the disk, which stalled the control threads of all nodes at once (elections).
+  static constexpr std::chrono::milliseconds kMirrorQuietMs{2000};
+  static constexpr uint64_t kMirrorJournalPercentMax = 300;
 
   const DaemonOptions& options_;
   EngineSupervisor* const engine_;
@@ -202,6 +211,8 @@ class NodeState final : private EngineSupervisor::Observer {
   bool mirror_whole_pending_ = true;  // the next mirror copies the whole configuration
   std::string salt_key_;              // see LoadOrCreateSaltKey
   double last_config_change_unix_s_ = 0;
+  // The last change the mirror journaled without a sync (a cluster's), for kMirrorQuietMs.
+  std::chrono::steady_clock::time_point last_mirror_edit_{};
   std::unique_ptr<cluster::ClusterNode> cluster_;
   bool cluster_listening_ = false;
   std::string cluster_tls_error_;

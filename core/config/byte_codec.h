@@ -24,6 +24,8 @@
 #include <string_view>
 #include <utility>
 
+#include "core/config/inline_bytes.h"
+
 namespace stanzad::config {
 
 class ByteWriter {
@@ -76,6 +78,13 @@ class ByteReader {
   bool GetString(std::string* value, size_t bytes_max) {
     std::string_view view;
     if (!GetStringView(&view, bytes_max)) return false;
+    value->assign(view);
+    return true;
+  }
+  template <size_t N>
+  bool GetString(InlineBytes<N>* value, size_t bytes_max) {
+    std::string_view view;
+    if (!GetStringView(&view, bytes_max < N ? bytes_max : N)) return false;
     value->assign(view);
     return true;
   }

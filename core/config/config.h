@@ -30,6 +30,7 @@
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "core/config/inline_bytes.h"
 
 namespace stanzad::config {
 
@@ -59,11 +60,13 @@ inline constexpr size_t kSha256Bytes = 32;
 
 // What the server keeps of a password for one SCRAM hash (RFC 5802 §3): enough to check a
 // client's proof and to prove itself, not enough to log in as the user.
+// Its parts are held inline (inline_bytes.h): a user's credentials are copied without an
+// allocation.
 struct ScramSecret {
-  std::string salt;              // kScramSaltBytesMin..kScramSaltBytesMax bytes
-  uint32_t iteration_count = 0;  // kScramIterationsMin..kScramIterationsMax
-  std::string stored_key;        // H(ClientKey): the hash's size
-  std::string server_key;        // HMAC(SaltedPassword, "Server Key"): the hash's size
+  InlineBytes<kScramSaltBytesMax> salt;  // kScramSaltBytesMin..kScramSaltBytesMax bytes
+  uint32_t iteration_count = 0;          // kScramIterationsMin..kScramIterationsMax
+  InlineBytes<kSha256Bytes> stored_key;  // H(ClientKey): the hash's size
+  InlineBytes<kSha256Bytes> server_key;  // HMAC(SaltedPassword, "Server Key"): the hash's size
 
   friend bool operator==(const ScramSecret&, const ScramSecret&) = default;
 };

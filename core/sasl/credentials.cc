@@ -58,6 +58,12 @@ absl::Status ParseSecret(std::string_view text, ScramMechanism* mechanism,
   std::optional<std::string> stored_key = Base64Decode(keys->first);
   std::optional<std::string> server_key = Base64Decode(keys->second);
   if (!salt || !stored_key || !server_key) return Invalid("salt or a key is not base64");
+  // Bounded before they are held (config::ScramSecret keeps them inline); Validate then
+  // checks the exact sizes.
+  if (salt->size() > config::kScramSaltBytesMax) return Invalid("a salt longer than 128 bytes");
+  if (stored_key->size() > config::kSha256Bytes || server_key->size() > config::kSha256Bytes) {
+    return Invalid("a key longer than 32 bytes");
+  }
   secret->iteration_count = *iteration_count;
   secret->salt = std::move(*salt);
   secret->stored_key = std::move(*stored_key);

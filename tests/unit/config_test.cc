@@ -48,6 +48,25 @@ Config MakeConfig() {
   return config;
 }
 
+// The parts of a SCRAM secret, held inline: they read and compare as their bytes.
+TEST(InlineBytesTest, HoldsUpToItsCapacityAndComparesAsBytes) {
+  InlineBytes<4> bytes;
+  EXPECT_TRUE(bytes.empty());
+  bytes = std::string("ab\0c", 4);
+  EXPECT_EQ(bytes.size(), 4u);
+  EXPECT_EQ(bytes.view(), std::string_view("ab\0c", 4));
+  EXPECT_EQ(bytes, std::string("ab\0c", 4));
+  EXPECT_FALSE(bytes == "ab");
+  InlineBytes<4> copy = bytes;
+  EXPECT_EQ(copy, bytes);
+  copy.assign(3, 'x');
+  EXPECT_EQ(copy.str(), "xxx");
+  EXPECT_FALSE(copy == bytes);
+  copy.assign("");
+  EXPECT_TRUE(copy.empty());
+  EXPECT_DEATH(copy.assign("abcde"), "more bytes than it holds");
+}
+
 TEST(ConfigValidationTest, AcceptsDnsNames) {
   for (std::string_view domain : {"example.com", "tptac9.com", "a.b-c.d", "localhost",
                                   "xn--bcher-kva.example", "1a.example", "example.c0m"}) {

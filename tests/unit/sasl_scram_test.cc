@@ -808,7 +808,14 @@ TEST(UserCredentialsTextTest, RefusesEverythingElse) {
   ASSERT_TRUE(ParseUserCredentials(sha1).ok());
   ASSERT_TRUE(ParseUserCredentials(sha256).ok());
   ASSERT_TRUE(ParseUserCredentials(sha1 + " " + sha256).ok());
+  // Salts and keys longer than a secret holds (it keeps them inline) are refused, not held.
+  const std::string long_salt = Base64Encode(std::string(129, 's'));
+  const std::string long_key = Base64Encode(std::string(33, 'k'));
   const std::vector<std::string> cases = {
+      "SCRAM-SHA-1$4096:" + long_salt +
+          "$6dlGYMOdZcOPutkcNY8U2g7vK9Y=:D+CSWLOshSulAsxiupA+qs2/fTE=",
+      "SCRAM-SHA-1$4096:QSXCR+Q6sek8bf92$" + long_key + ":D+CSWLOshSulAsxiupA+qs2/fTE=",
+      "SCRAM-SHA-1$4096:QSXCR+Q6sek8bf92$6dlGYMOdZcOPutkcNY8U2g7vK9Y=:" + long_key,
       "",
       " ",
       sha1 + " ",
