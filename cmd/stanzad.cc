@@ -29,6 +29,7 @@
 #include "server/engine_supervisor.h"
 #include "server/metrics_publisher.h"
 #include "server/node_state.h"
+#include "server/open_files.h"
 #include "server/state_dir.h"
 
 namespace stanzad {
@@ -94,6 +95,17 @@ int main(int argc, char** argv) {
     return 2;
   }
   stanzad::SetLogLevel(options->log_level);
+  // Past the open files limit, connections would wait unaccepted: raise it (as far as the
+  // hard limit allows) before any is opened, and say so when even that falls short.
+  const uint64_t open_files_needed = stanzad::server::OpenFilesNeeded(*options);
+  uint64_t open_files = 0;
+  if (absl::Status files = stanzad::server::RaiseOpenFilesLimit(open_files_needed, &open_files);
+      !files.ok()) {
+    stanzad::LogEvent(stanzad::LogLevel::kError, "open_files_limit_too_low",
+                      "limit=" + std::to_string(open_files) +
+                          " needed=" + std::to_string(open_files_needed) +
+                          " reason=" + stanzad::LogQuote(std::string(files.message())));
+  }
   absl::StatusOr<stanzad::NodeConfig> config = stanzad::server::LoadOrSeedNodeConfig(*options);
   if (!config.ok()) {
     std::fprintf(stderr, "stanzad: %s\n", std::string(config.status().message()).c_str());

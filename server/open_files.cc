@@ -1,0 +1,49 @@
+#include "server/open_files.h"
+
+#include <sys/resource.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <string>
+
+#include "core/base/concat.h"
+
+namespace stanzad::server {
+
+uint64_t OpenFilesNeeded(const DaemonOptions& options) {
+  const auto shards = static_cast<uint64_t>(std::max(1, options.shards));
+  // Per shard: the ring, its eventfd, a listener per port and address, data links.
+  constexpr uint64_t kPerShard = 32;
+  // Admin connections, the metrics server's, state files, stdio, c-ares.
+  constexpr uint64_t kControl = 256;
+  return options.connections_max_per_shard * shards + shards * kPerShard + kControl +
+         options.cluster_links.unauthenticated_links_max;
+}
+
+uint64_t SoftLimitFor(uint64_t needed, uint64_t soft, uint64_t hard) {
+  const uint64_t ceiling = hard == RLIM_INFINITY ? needed : std::min(needed, hard);
+  return std::max(soft, ceiling);
+}
+
+absl::Status RaiseOpenFilesLimit(uint64_t needed, uint64_t* limit) {
+  rlimit files{};
+  if (getrlimit(RLIMIT_NOFILE, &files) != 0) {
+    return absl::ErrnoToStatus(errno, "cannot read the open files limit (RLIMIT_NOFILE)");
+  }
+  const uint64_t wanted = SoftLimitFor(needed, files.rlim_cur, files.rlim_max);
+  if (wanted > files.rlim_cur) {
+    rlimit raised = files;
+    raised.rlim_cur = wanted;
+    if (setrlimit(RLIMIT_NOFILE, &raised) == 0) files = raised;
+  }
+  if (limit != nullptr) *limit = files.rlim_cur;
+  if (files.rlim_cur >= needed) return absl::OkStatus();
+  return absl::FailedPreconditionError(Concat(
+      "the open files limit is ", std::to_string(files.rlim_cur), " (hard limit ",
+      files.rlim_max == RLIM_INFINITY ? std::string("unlimited") : std::to_string(files.rlim_max),
+      "), but --connections_max and the node's own files need ", std::to_string(needed),
+      ": connections past the limit wait unaccepted until they time out. Raise the hard limit "
+      "(LimitNOFILE= in the systemd unit, ulimit -Hn as root) or lower --connections_max"));
+}
+
+}  // namespace stanzad::server

@@ -1,0 +1,38 @@
+// The open files limit (RLIMIT_NOFILE) the node needs for --connections_max. A process
+// starts with the soft limit its parent gave it (1,024 in a login shell, whatever
+// LimitNOFILE= says under systemd), far below 100,000 connections; past it accept() fails
+// with EMFILE and new connections wait in the kernel's backlog until they time out. So
+// the node raises its soft limit at start, as far as the hard limit allows, and says
+// plainly when even that is too low. It never lowers a limit, and never raises the hard
+// one (that is the operator's: LimitNOFILE=, ulimit -Hn).
+//
+// Thread: main, before the engine starts.
+#ifndef STANZAD_SERVER_OPEN_FILES_H_
+#define STANZAD_SERVER_OPEN_FILES_H_
+
+#include <cstdint>
+
+#include "absl/status/status.h"
+#include "server/daemon_options.h"
+
+namespace stanzad::server {
+
+// Descriptors the node may hold at once: one per connection of --connections_max, and
+// beside them what does not count there (per shard its ring, eventfd and listeners;
+// the cluster's links, unauthenticated ones included; the admin socket, the metrics
+// server, state files).
+uint64_t OpenFilesNeeded(const DaemonOptions& options);
+
+// The soft limit to set: `needed`, within [current soft, hard] (never lowered, never
+// above the hard limit; a hard limit of RLIM_INFINITY is no bound).
+uint64_t SoftLimitFor(uint64_t needed, uint64_t soft, uint64_t hard);
+
+// Raises this process's soft RLIMIT_NOFILE towards `needed`. OK when the limit is now at
+// least `needed`; else FAILED_PRECONDITION naming the limit, what is needed and how to
+// raise it (the limit is raised as far as it goes all the same). `*limit` (if not null)
+// gets the soft limit in force afterwards.
+absl::Status RaiseOpenFilesLimit(uint64_t needed, uint64_t* limit);
+
+}  // namespace stanzad::server
+
+#endif  // STANZAD_SERVER_OPEN_FILES_H_
