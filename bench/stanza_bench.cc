@@ -55,9 +55,35 @@
 // in a cluster a bridge's route takes a moment to reach every node, and a
 // stanza sent before would come back as an error that says nothing of the run.
 //
+// Connecting: sockets are non-blocking, and at most --connecting_max bridges
+// are between their connect() and their <handshake/> at once (0: no cap), so
+// the first ones authenticate while the rest still connect. Past ~20,000
+// connections one source address runs out of ephemeral ports toward one server
+// address, so bridge i binds (IP_BIND_ADDRESS_NO_PORT) to source address
+// i % --source_ips, taken from 127.2.0.1, 127.2.0.2, ... (last octet 1-254,
+// then 127.2.1.1, ...); --source_ips=0 (the default) uses 127.0.0.1's
+// automatic choice up to 20,000 bridges and one address per 20,000 above it.
+// Raises RLIMIT_NOFILE (soft and, as root, hard) to --bridges + 1,000.
+//
+// A connect that fails (refused, reset, closed or ended by a stream error
+// before <handshake/>, or not authenticated within --handshake_timeout_s) is
+// retried on the bridge's next target after a backoff: --retry_backoff_ms,
+// doubling up to --retry_backoff_max_ms, each drawn at random from 50% to 150%
+// of that (jitter, so refused bridges do not return in lockstep). After
+// --retries_max failures in a row the bridge gives up (bridges_gave_up: refused
+// for good). A bridge whose authenticated connection drops reconnects at once.
+// A wrong secret (<not-authorized/>, <host-unknown/>) is fatal.
+//
+// With --failover the report also describes the reconnect storm (storm_*):
+// from the kill (or the first drop) until the last bridge was back, the TCP
+// connects and handshakes completed per second (mean over the storm and the
+// best 100 ms), the attempts that failed and why; and in latency mode
+// flow_by_s: per second of due time [messages due, delivered] from the start
+// of the measuring window, to see when stanzas flow again.
+//
 // Prints one JSON line, including the client's CPU use (bench_was_bottleneck
 // when its thread was >= 90% busy). Every run is bounded by warm-up, duration,
-// drain and hold plus 60 s for connecting.
+// drain and hold plus --ready_timeout_s (60) for connecting.
 #include <arpa/inet.h>
 #include <fcntl.h>
 #include <netinet/in.h>
@@ -78,6 +104,7 @@
 #include <ctime>
 #include <fstream>
 #include <map>
+#include <queue>
 #include <random>
 #include <set>
 #include <sstream>
@@ -113,7 +140,19 @@ struct Options {
   std::string dns_server;  // --dns_server
   int kill_pid = 0;        // SIGKILLed --kill_at_s into the measuring window
   double kill_at_s = 0;
+  int source_ips = 0;         // 0: automatic (one per kBridgesPerSourceIp bridges)
+  int connecting_max = 1000;  // between connect() and <handshake/> at once; 0: no cap
+  double handshake_timeout_s = 10;
+  double ready_timeout_s = 60;  // for every bridge to authenticate the first time
+  int retries_max = 30;         // failed attempts in a row before a bridge gives up
+  int retry_backoff_ms = 50;
+  int retry_backoff_max_ms = 2000;
 };
+
+// One source address toward one server address has ~28,000 ephemeral ports
+// (net.ipv4.ip_local_port_range); stay well below it.
+constexpr int kBridgesPerSourceIp = 20000;
+constexpr int kSourceIpsMax = 254 * 256;  // 127.2.0.1 .. 127.2.255.254
 
 struct BridgeAccount {
   std::string component;  // cb1.example.com
@@ -152,6 +191,12 @@ struct Bridge {
   uint64_t unsent_dropped = 0;    // sequence numbers queued but never written
   bool route_probe_seen = false;  // the previous bridge's route probe arrived
   uint64_t skipped_while_down = 0;
+  // Connecting.
+  bool in_progress = false;     // between connect() and <handshake/> (counts for --connecting_max)
+  bool tcp_connecting = false;  // connect() not yet completed
+  int64_t opened_at = 0;
+  int failures_in_a_row = 0;
+  bool gave_up = false;
 };
 
 [[noreturn]] void Die(const std::string& message) {
@@ -166,6 +211,16 @@ int64_t NowNs() {
 }
 
 int64_t SecondsToNs(double s) { return static_cast<int64_t>(s * 1e9); }
+
+// Source address k of --source_ips: 127.2.0.1, ..., 127.2.0.254, 127.2.1.1, ...
+sockaddr_in SourceAddress(int k) {
+  sockaddr_in address{};
+  address.sin_family = AF_INET;
+  address.sin_addr.s_addr =
+      htonl((127u << 24) | (2u << 16) | (static_cast<uint32_t>(k / 254) << 8) |
+            static_cast<uint32_t>(k % 254 + 1));
+  return address;
+}
 
 double ThreadCpuSeconds() {
   timespec t{};
@@ -322,7 +377,9 @@ void Usage() {
       "         [--payload_bytes=100] [--duration_s=10] [--warmup_s=2] [--drain_s=3]\n"
       "         [--rate=100000] [--hold_s=0] [--server_pid=PID]\n"
       "         [--failover] [--srv=DOMAIN] [--dns_server=IP[:PORT]]\n"
-      "         [--kill_pid=PID] [--kill_at_s=0]\n"
+      "         [--kill_pid=PID] [--kill_at_s=0] [--source_ips=0] [--connecting_max=1000]\n"
+      "         [--handshake_timeout_s=10] [--ready_timeout_s=60] [--retries_max=30]\n"
+      "         [--retry_backoff_ms=50] [--retry_backoff_max_ms=2000]\n"
       "  --secrets_json  `stanzactl --json callbridge list` output (xmpp protocol)\n"
       "  --protocol      xmpp: XEP-0114 components; relay: bench/tcp_relay baseline\n"
       "  --mode          throughput (pipelined --window per bridge), latency (open loop\n"
@@ -334,7 +391,16 @@ void Usage() {
       "  --dns_server    the DNS server for --srv (default: the system's)\n"
       "  --kill_pid      SIGKILL this process --kill_at_s into the measuring window\n"
       "                  (< --duration_s) and report kill_to_flow_ms: until a message\n"
-      "                  due after the kill is delivered\n");
+      "                  due after the kill is delivered\n"
+      "  --source_ips    bind bridge i to source address i %% N of 127.2.0.1, 127.2.0.2, ...\n"
+      "                  (one address runs out of ports toward a server past ~28,000);\n"
+      "                  0: the kernel's choice up to 20,000 bridges, one per 20,000 above\n"
+      "  --connecting_max  bridges between connect() and <handshake/> at once (0: no cap)\n"
+      "  --handshake_timeout_s  an attempt not authenticated by then is retried\n"
+      "  --ready_timeout_s  every bridge must authenticate within it, or the run fails\n"
+      "  --retries_max   failed attempts in a row (refused, closed, timed out) before a\n"
+      "                  bridge gives up; retried on its next target after a backoff from\n"
+      "                  --retry_backoff_ms doubling to --retry_backoff_max_ms, +-50%% jitter\n");
 }
 
 class Bench {
@@ -345,21 +411,31 @@ class Bench {
 
  private:
   void Connect(const std::vector<BridgeAccount>& accounts);
-  // Opens bridge i's connection to its current target; false if connect failed.
-  bool OpenConnection(size_t i);
-  // Sends what it can; a failed connection is handled (failover) or fatal.
+  // Starts bridge i's non-blocking connect to its current target.
+  void OpenConnection(size_t i, int64_t now);
+  // The connect finished (EPOLLOUT or an error on a connecting socket).
+  void OnConnectDone(Bridge& bridge);
+  // Sends what it can; a failed connection is handled (retry, failover) or fatal.
   void Flush(Bridge& bridge);
   void OnDisconnected(Bridge& bridge, const std::string& why);
   void OnReady(Bridge& bridge);
-  void ReconnectDue(int64_t now);
+  // Opens the connections that are due, within --connecting_max.
+  void OpenDue(int64_t now);
+  // Drops the attempts that have not authenticated within --handshake_timeout_s.
+  void ExpireHandshakes(int64_t now);
+  void ScheduleOpen(size_t i, int64_t at);
   void OnReadable(Bridge& bridge, int64_t now);
   void OnHandshakeBytes(Bridge& bridge, std::string_view data);
   void ParseMessages(Bridge& bridge, int64_t now);
   void QueueMessage(size_t from, int64_t due);
+  // Latency mode: one more message due at `due`, or one delivered (flow_by_s).
+  void CountFlow(int64_t due, bool delivered);
   // A message due at `due` reached its receiver at `now` (not a duplicate).
   void OnDelivered(int64_t now, int64_t due);
   bool Measuring(int64_t due) const { return due >= window_start_ && due < window_end_; }
   void Report(double cpu_seconds, int64_t rss_before, int64_t rss_after);
+  // The storm_* fields and flow_by_s (--failover).
+  void ReportStorm();
 
   Options options_;
   std::vector<Bridge> bridges_;
@@ -385,6 +461,21 @@ class Bench {
   int64_t max_delivery_gap_ns_ = 0;
   int64_t kill_ns_ = 0;           // when --kill_pid was killed; 0: not yet
   int64_t kill_to_flow_ns_ = -1;  // -1: nothing due after the kill delivered yet
+  // Connecting: bridges to open (bridge index, not before this time), soonest first.
+  std::priority_queue<std::pair<int64_t, size_t>, std::vector<std::pair<int64_t, size_t>>,
+                      std::greater<>>
+      to_open_;
+  size_t in_progress_ = 0;  // bridges between connect() and <handshake/>
+  int64_t next_expiry_check_ = 0;
+  std::mt19937_64 jitter_{777};
+  uint64_t connect_attempts_ = 0, failed_attempts_ = 0, refused_ = 0, timed_out_ = 0;
+  uint64_t stream_errors_before_ready_ = 0, gave_up_ = 0;
+  // The storm: from the first drop of an authenticated bridge.
+  int64_t first_drop_ns_ = 0;
+  std::vector<int64_t> connected_ns_;  // TCP connects completed after it
+  std::vector<int64_t> back_ns_;       // bridges authenticated again after it
+  // Latency mode: per second of due time since the window's start, [due, delivered].
+  std::vector<std::pair<uint64_t, uint64_t>> flow_by_s_;
 };
 
 void Bench::Connect(const std::vector<BridgeAccount>& accounts) {
@@ -407,6 +498,7 @@ void Bench::Connect(const std::vector<BridgeAccount>& accounts) {
   epoll_fd_ = epoll_create1(EPOLL_CLOEXEC);
   bridges_.resize(static_cast<size_t>(options_.bridges));
   std::mt19937_64 random(12345);
+  const int64_t now = NowNs();
   for (size_t i = 0; i < bridges_.size(); ++i) {
     Bridge& bridge = bridges_[i];
     bridge.account = accounts[i];
@@ -419,29 +511,67 @@ void Bench::Connect(const std::vector<BridgeAccount>& accounts) {
         bridge.targets.push_back(servers[(i + k) % servers.size()]);
       }
     }
-    if (!OpenConnection(i))
-      Die("cannot connect to the first server: " + std::string(std::strerror(errno)));
+    ScheduleOpen(i, now);
   }
 }
 
-bool Bench::OpenConnection(size_t i) {
+void Bench::ScheduleOpen(size_t i, int64_t at) { to_open_.emplace(at, i); }
+
+void Bench::OpenDue(int64_t now) {
+  // A bounded batch per loop iteration, so that the ones already connecting
+  // are served (and authenticate within the server's pre-auth time) meanwhile.
+  constexpr int kOpensPerIterationMax = 256;
+  for (int opened = 0; opened < kOpensPerIterationMax && !to_open_.empty(); ++opened) {
+    if (to_open_.top().first > now) break;
+    if (options_.connecting_max > 0 &&
+        in_progress_ >= static_cast<size_t>(options_.connecting_max)) {
+      break;
+    }
+    const size_t i = to_open_.top().second;
+    to_open_.pop();
+    OpenConnection(i, now);
+  }
+}
+
+void Bench::OpenConnection(size_t i, int64_t now) {
   Bridge& bridge = bridges_[i];
   const sockaddr_in& server = bridge.targets[bridge.target % bridge.targets.size()];
-  bridge.fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-  if (connect(bridge.fd, reinterpret_cast<const sockaddr*>(&server), sizeof(server)) != 0) {
-    close(bridge.fd);
-    bridge.fd = -1;
-    return false;
+  bridge.fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+  if (bridge.fd < 0) Die("socket: " + std::string(std::strerror(errno)));
+  ++connect_attempts_;
+  bridge.in_progress = true;
+  bridge.tcp_connecting = true;
+  bridge.opened_at = now;
+  ++in_progress_;
+  bridge.phase = Phase::kAwaitingHeader;
+  bridge.in.clear();
+  bridge.out.clear();
+  if (options_.source_ips > 0) {
+    const int one = 1;
+    // The port is chosen at connect() for the whole 4-tuple, not at bind().
+    setsockopt(bridge.fd, IPPROTO_IP, IP_BIND_ADDRESS_NO_PORT, &one, sizeof(one));
+    const sockaddr_in source = SourceAddress(static_cast<int>(i % options_.source_ips));
+    if (bind(bridge.fd, reinterpret_cast<const sockaddr*>(&source), sizeof(source)) != 0) {
+      Die("cannot bind a source address: " + std::string(std::strerror(errno)));
+    }
   }
   const int one = 1;
   setsockopt(bridge.fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
-  fcntl(bridge.fd, F_SETFL, O_NONBLOCK);
   epoll_event event{};
   event.events = EPOLLIN | EPOLLOUT | EPOLLET;
   event.data.u64 = i;
   epoll_ctl(epoll_fd_, EPOLL_CTL_ADD, bridge.fd, &event);
-  bridge.phase = Phase::kAwaitingHeader;
-  bridge.in.clear();
+  if (connect(bridge.fd, reinterpret_cast<const sockaddr*>(&server), sizeof(server)) != 0 &&
+      errno != EINPROGRESS) {
+    if (errno == EADDRNOTAVAIL) {
+      Die("out of local ports (EADDRNOTAVAIL) after " + std::to_string(connect_attempts_) +
+          " connects: spread the bridges over more source addresses (--source_ips)");
+    }
+    if (errno == ECONNREFUSED) ++refused_;
+    OnDisconnected(bridge, "connect: " + std::string(std::strerror(errno)));
+    return;
+  }
+  // The first bytes wait for the connect to complete (EPOLLOUT).
   if (options_.protocol == Protocol::kRelay) {
     char hello[12] = {'S', 'B', 'R', 'L'};
     const uint32_t index = htonl(static_cast<uint32_t>(i));
@@ -455,19 +585,45 @@ bool Bench::OpenConnection(size_t i) {
         "xmlns:stream='http://etherx.jabber.org/streams' to='" +
         bridge.account.component + "'>";
   }
+}
+
+void Bench::OnConnectDone(Bridge& bridge) {
+  int error = 0;
+  socklen_t length = sizeof(error);
+  if (getsockopt(bridge.fd, SOL_SOCKET, SO_ERROR, &error, &length) != 0) error = errno;
+  if (error != 0) {
+    if (error == ECONNREFUSED) ++refused_;
+    OnDisconnected(bridge, "connect: " + std::string(std::strerror(error)));
+    return;
+  }
+  bridge.tcp_connecting = false;
+  if (first_drop_ns_ != 0) connected_ns_.push_back(NowNs());
   Flush(bridge);
-  return true;
+}
+
+void Bench::ExpireHandshakes(int64_t now) {
+  if (now < next_expiry_check_) return;
+  next_expiry_check_ = now + 100'000'000;
+  const int64_t limit = SecondsToNs(options_.handshake_timeout_s);
+  for (Bridge& bridge : bridges_) {
+    if (bridge.in_progress && bridge.fd >= 0 && now - bridge.opened_at > limit) {
+      ++timed_out_;
+      OnDisconnected(bridge, "not authenticated within --handshake_timeout_s");
+    }
+  }
 }
 
 void Bench::Flush(Bridge& bridge) {
-  if (bridge.fd < 0) return;  // down: reconnecting
+  if (bridge.fd < 0 || bridge.tcp_connecting) return;  // down, or not connected yet
   if (!TryFlush(bridge)) {
     OnDisconnected(bridge, "send failed: " + std::string(std::strerror(errno)));
   }
 }
 
 void Bench::OnDisconnected(Bridge& bridge, const std::string& why) {
-  if (!options_.failover) Die(bridge.account.component + ": " + why);
+  const size_t index = static_cast<size_t>(&bridge - bridges_.data());
+  const bool failed_attempt = bridge.in_progress;
+  if (!failed_attempt && !options_.failover) Die(bridge.account.component + ": " + why);
   if (bridge.fd >= 0) {
     epoll_ctl(epoll_fd_, EPOLL_CTL_DEL, bridge.fd, nullptr);
     close(bridge.fd);
@@ -483,23 +639,48 @@ void Bench::OnDisconnected(Bridge& bridge, const std::string& why) {
   bridge.in.clear();
   bridge.phase = Phase::kAwaitingHeader;
   const int64_t now = NowNs();
-  if (bridge.down_since == 0) bridge.down_since = now;
+  if (bridge.was_ready && bridge.down_since == 0) {
+    bridge.down_since = now;
+    if (first_drop_ns_ == 0) first_drop_ns_ = now;
+  }
   bridge.target = (bridge.target + 1) % bridge.targets.size();
-  bridge.retry_at = now;
+  if (!failed_attempt) {  // it was authenticated: reconnect at once
+    ScheduleOpen(index, now);
+    return;
+  }
+  bridge.in_progress = false;
+  bridge.tcp_connecting = false;
+  --in_progress_;
+  ++failed_attempts_;
+  if (++bridge.failures_in_a_row > options_.retries_max) {
+    bridge.gave_up = true;
+    ++gave_up_;
+    if (!options_.failover) {
+      Die(bridge.account.component + ": gave up after " + std::to_string(options_.retries_max) +
+          " failed attempts; the last: " + why);
+    }
+    std::fprintf(stderr, "stanza-bench: %s gave up after %d failed attempts; the last: %s\n",
+                 bridge.account.component.c_str(), options_.retries_max, why.c_str());
+    return;
+  }
+  // Exponential backoff with jitter: 50% to 150% of the step.
+  const int shift = std::min(bridge.failures_in_a_row - 1, 20);
+  const double step_ms = std::min<double>(
+      options_.retry_backoff_max_ms, static_cast<double>(options_.retry_backoff_ms) * (1 << shift));
+  const double factor = 0.5 + static_cast<double>(jitter_() % 1001) / 1000.0;
+  ScheduleOpen(index, now + static_cast<int64_t>(step_ms * factor * 1e6));
 }
 
-void Bench::ReconnectDue(int64_t now) {
-  for (size_t i = 0; i < bridges_.size(); ++i) {
-    Bridge& bridge = bridges_[i];
-    if (bridge.fd >= 0 || bridge.down_since == 0 || now < bridge.retry_at) continue;
-    if (!OpenConnection(i)) {
-      bridge.target = (bridge.target + 1) % bridge.targets.size();
-      bridge.retry_at = now + 100'000'000;  // every target refused: try again in 100 ms
-    }
-  }
+void Bench::CountFlow(int64_t due, bool delivered) {
+  if (options_.mode != Mode::kLatency || due < window_start_) return;
+  const auto second = static_cast<size_t>((due - window_start_) / 1'000'000'000);
+  if (second >= 3600) return;
+  if (flow_by_s_.size() <= second) flow_by_s_.resize(second + 1);
+  ++(delivered ? flow_by_s_[second].second : flow_by_s_[second].first);
 }
 
 void Bench::QueueMessage(size_t from, int64_t due) {
+  CountFlow(due, /*delivered=*/false);
   Bridge& sender = bridges_[from];
   if (sender.phase != Phase::kReady) {  // a bridge without a server sends nothing
     ++sender.skipped_while_down;
@@ -532,9 +713,16 @@ void Bench::OnHandshakeBytes(Bridge& bridge, std::string_view data) {
     return;
   }
   if (bridge.in.find("<stream:error") != std::string::npos) {
-    // A stream error before authentication is fatal even with --failover: the
-    // configuration is wrong (a bad secret), and trying other servers won't help.
-    Die(bridge.account.component + ": stream error: " + bridge.in);
+    // A wrong secret or name is fatal even with --failover: the configuration
+    // is wrong, and trying other servers won't help. Anything else (a limit,
+    // a server shutting down) is a failed attempt, retried after a backoff.
+    if (bridge.in.find("not-authorized") != std::string::npos ||
+        bridge.in.find("host-unknown") != std::string::npos) {
+      Die(bridge.account.component + ": stream error: " + bridge.in);
+    }
+    ++stream_errors_before_ready_;
+    OnDisconnected(bridge, "stream error: " + bridge.in.substr(0, 400));
+    return;
   }
   if (bridge.phase == Phase::kAwaitingHeader) {
     size_t id = bridge.in.find(" id='");
@@ -548,6 +736,7 @@ void Bench::OnHandshakeBytes(Bridge& bridge, std::string_view data) {
                     stanzad::xmpp::ComponentHandshakeDigest(stream_id, bridge.account.secret) +
                     "</handshake>";
       Flush(bridge);
+      if (bridge.fd < 0) return;  // the send failed: it was retried or failed over
       bridge.phase = Phase::kAwaitingHandshake;
       bridge.in.erase(0, close + 1);
     }
@@ -563,6 +752,12 @@ void Bench::OnHandshakeBytes(Bridge& bridge, std::string_view data) {
 }
 
 void Bench::OnReady(Bridge& bridge) {
+  if (bridge.in_progress) {
+    bridge.in_progress = false;
+    --in_progress_;
+  }
+  bridge.failures_in_a_row = 0;
+  if (first_drop_ns_ != 0) back_ns_.push_back(NowNs());
   if (!bridge.was_ready) {
     bridge.was_ready = true;
     ++ready_;
@@ -659,6 +854,7 @@ void Bench::ParseMessages(Bridge& bridge, int64_t now) {
       ++sender.in_flight;
     }
     OnDelivered(now, due);
+    CountFlow(due, /*delivered=*/true);
     if (Measuring(due)) {
       ++bridge.received_in_window;
       if (options_.mode == Mode::kLatency) latencies_ns_.push_back(now - due);
@@ -720,25 +916,44 @@ int Bench::Run() {
     Die("--bridges must be between 2 and the " + std::to_string(accounts.size()) + " bridges in " +
         options_.secrets_json);
   }
+  // One descriptor per bridge, and some to spare.
+  const rlim_t files_needed = static_cast<rlim_t>(options_.bridges) + 1000;
   rlimit files{};
   getrlimit(RLIMIT_NOFILE, &files);
-  files.rlim_cur = files.rlim_max;
-  setrlimit(RLIMIT_NOFILE, &files);
+  if (files.rlim_max < files_needed) files.rlim_max = files_needed;  // root may raise it
+  files.rlim_cur = std::max(files.rlim_cur, files_needed);
+  if (setrlimit(RLIMIT_NOFILE, &files) != 0) {
+    getrlimit(RLIMIT_NOFILE, &files);
+    if (files.rlim_max < files_needed) {
+      Die("--bridges=" + std::to_string(options_.bridges) + " needs " +
+          std::to_string(files_needed) + " open files; the hard limit is " +
+          std::to_string(files.rlim_max) + " (raise it: ulimit -Hn, or run as root)");
+    }
+    files.rlim_cur = files_needed;
+    setrlimit(RLIMIT_NOFILE, &files);
+  }
+  if (options_.source_ips == 0 && options_.bridges > kBridgesPerSourceIp) {
+    options_.source_ips = (options_.bridges + kBridgesPerSourceIp - 1) / kBridgesPerSourceIp;
+  }
   payload_.assign(static_cast<size_t>(std::max(1, options_.payload_bytes)), 'x');
 
   const int64_t rss_before = options_.server_pid > 0 ? ReadRssBytes(options_.server_pid) : 0;
   int64_t rss_after = 0;
   Connect(accounts);
 
-  const int64_t connect_deadline = NowNs() + SecondsToNs(60);
+  const int64_t connect_deadline = NowNs() + SecondsToNs(options_.ready_timeout_s);
   int64_t drain_end = 0;
   double cpu_start = -1, cpu_end = -1;
   std::vector<epoll_event> events(1024);
   while (true) {
     const int64_t now = NowNs();
     if (!started_ && now > connect_deadline) {
-      Die("timed out after 60 s with " + std::to_string(ready_) + " of " +
-          std::to_string(bridges_.size()) + " bridges authenticated");
+      Die("timed out after " + std::to_string(options_.ready_timeout_s) + " s with " +
+          std::to_string(ready_) + " of " + std::to_string(bridges_.size()) +
+          " bridges authenticated (" + std::to_string(gave_up_) + " gave up)");
+    }
+    if (!started_ && gave_up_ > 0 && ready_ + gave_up_ == bridges_.size()) {
+      Die(std::to_string(gave_up_) + " bridges gave up connecting (see above)");
     }
     const bool probe = options_.protocol == Protocol::kXmpp && options_.mode != Mode::kIdle;
     if (!started_ && ready_ == bridges_.size() && probe && !probed_) {
@@ -792,7 +1007,8 @@ int Bench::Run() {
         }
       }
     }
-    if (options_.failover) ReconnectDue(now);
+    OpenDue(now);
+    ExpireHandshakes(now);
     if (started_) {
       if (cpu_start < 0 && now >= window_start_) cpu_start = ThreadCpuSeconds();
       if (cpu_end < 0 && now >= window_end_) cpu_end = ThreadCpuSeconds();
@@ -830,13 +1046,23 @@ int Bench::Run() {
     }
     // Latency mode wakes at least every 50 us to send what has fallen due, so
     // batching adds at most that to a message's latency, without spinning.
-    const timespec timeout{0, started_ && options_.mode == Mode::kLatency ? 50'000 : 10'000'000};
+    int64_t timeout_ns = started_ && options_.mode == Mode::kLatency ? 50'000 : 10'000'000;
+    if (!to_open_.empty() && (options_.connecting_max == 0 ||
+                              in_progress_ < static_cast<size_t>(options_.connecting_max))) {
+      timeout_ns = std::clamp<int64_t>(to_open_.top().first - NowNs(), 0, timeout_ns);
+    }
+    const timespec timeout{0, timeout_ns};
     const int count =
         epoll_pwait2(epoll_fd_, events.data(), static_cast<int>(events.size()), &timeout, nullptr);
     const int64_t after = NowNs();
     for (int e = 0; e < count; ++e) {
       Bridge& bridge = bridges_[events[e].data.u64];
-      if (events[e].events & EPOLLOUT) Flush(bridge);
+      if (bridge.tcp_connecting && bridge.fd >= 0 &&
+          (events[e].events & (EPOLLOUT | EPOLLERR | EPOLLHUP))) {
+        OnConnectDone(bridge);
+      } else if (events[e].events & EPOLLOUT) {
+        Flush(bridge);
+      }
       if (events[e].events & (EPOLLIN | EPOLLHUP | EPOLLERR)) OnReadable(bridge, after);
     }
   }
@@ -964,21 +1190,30 @@ void Bench::Report(double cpu_seconds, int64_t rss_before, int64_t rss_after) {
                 skipped);
     // Each bridge that lost its server: how long it was without one in all (a
     // bridge still down at the end counts until then, and is listed apart).
+    // At most kListedMax of each, so that a storm of 100,000 keeps the line readable.
+    constexpr size_t kListedMax = 1000;
     const int64_t end = NowNs();
     std::string by_bridge, still;
+    size_t listed = 0, listed_still = 0;
     for (const Bridge& bridge : bridges_) {
       if (bridge.reconnects == 0 && bridge.down_since == 0) continue;
+      if (listed >= kListedMax && (bridge.down_since == 0 || listed_still >= kListedMax)) continue;
       const int64_t down =
           bridge.down_ns_total + (bridge.down_since != 0 ? end - bridge.down_since : 0);
       char value[32];
       std::snprintf(value, sizeof(value), "%.1f", static_cast<double>(down) / 1e6);
-      by_bridge += (by_bridge.empty() ? "\"" : ",\"") + bridge.account.component + "\":" + value;
-      if (bridge.down_since != 0) {
+      if (listed < kListedMax) {
+        ++listed;
+        by_bridge += (by_bridge.empty() ? "\"" : ",\"") + bridge.account.component + "\":" + value;
+      }
+      if (bridge.down_since != 0 && listed_still < kListedMax) {
+        ++listed_still;
         still += (still.empty() ? "\"" : ",\"") + bridge.account.component + "\"";
       }
     }
     std::printf(",\"down_ms_by_bridge\":{%s},\"bridges_down_at_end\":[%s]", by_bridge.c_str(),
                 still.c_str());
+    ReportStorm();
   }
   const double busy = cpu_seconds / duration;
   std::printf(",\"client_cpu_busy_fraction\":%.2f,\"bench_was_bottleneck\":%s}\n", busy,
@@ -988,6 +1223,55 @@ void Bench::Report(double cpu_seconds, int64_t rss_before, int64_t rss_after) {
                  "stanza-bench: warning: the client thread was %.0f%% busy; the figures may "
                  "measure stanza-bench, not the server\n",
                  busy * 100);
+  }
+}
+
+void Bench::ReportStorm() {
+  // From the kill when there was one, else from the first drop.
+  const int64_t from = kill_ns_ != 0 ? kill_ns_ : first_drop_ns_;
+  const auto ms = [from](int64_t t) { return static_cast<double>(t - from) / 1e6; };
+  std::sort(back_ns_.begin(), back_ns_.end());
+  std::sort(connected_ns_.begin(), connected_ns_.end());
+  // Mean over [from, last back], and the best 100 ms window.
+  const auto rates = [&](const std::vector<int64_t>& times, double* mean, double* best) {
+    *mean = *best = 0;
+    if (times.empty() || from == 0) return;
+    const double span_s = static_cast<double>(std::max<int64_t>(times.back() - from, 1)) / 1e9;
+    *mean = static_cast<double>(times.size()) / span_s;
+    size_t lo = 0;
+    for (size_t hi = 0; hi < times.size(); ++hi) {
+      while (times[hi] - times[lo] >= 100'000'000) ++lo;
+      *best = std::max(*best, static_cast<double>(hi - lo + 1) * 10);
+    }
+  };
+  double connects_mean = 0, connects_best = 0, handshakes_mean = 0, handshakes_best = 0;
+  rates(connected_ns_, &connects_mean, &connects_best);
+  rates(back_ns_, &handshakes_mean, &handshakes_best);
+  const auto at = [&](double p) {
+    if (back_ns_.empty() || from == 0) return 0.0;
+    return ms(back_ns_[std::min(back_ns_.size() - 1,
+                                static_cast<size_t>(p * static_cast<double>(back_ns_.size())))]);
+  };
+  std::printf(
+      ",\"storm_from\":\"%s\",\"storm_first_drop_ms\":%.1f,\"storm_bridges_back\":%zu"
+      ",\"storm_back_ms_p50\":%.1f,\"storm_back_ms_p90\":%.1f,\"storm_back_ms_p99\":%.1f"
+      ",\"storm_last_back_ms\":%.1f,\"storm_tcp_connects_per_s\":%.0f"
+      ",\"storm_tcp_connects_per_s_best_100ms\":%.0f,\"storm_handshakes_per_s\":%.0f"
+      ",\"storm_handshakes_per_s_best_100ms\":%.0f,\"connect_attempts\":%" PRIu64
+      ",\"failed_attempts\":%" PRIu64 ",\"refused\":%" PRIu64 ",\"handshake_timeouts\":%" PRIu64
+      ",\"stream_errors_before_ready\":%" PRIu64 ",\"bridges_gave_up\":%" PRIu64,
+      kill_ns_ != 0 ? "kill" : "first_drop",
+      first_drop_ns_ != 0 && from != 0 ? ms(first_drop_ns_) : 0.0, back_ns_.size(), at(0.5),
+      at(0.9), at(0.99), back_ns_.empty() || from == 0 ? 0.0 : ms(back_ns_.back()), connects_mean,
+      connects_best, handshakes_mean, handshakes_best, connect_attempts_, failed_attempts_,
+      refused_, timed_out_, stream_errors_before_ready_, gave_up_);
+  if (options_.mode == Mode::kLatency) {
+    std::printf(",\"flow_by_s\":[");
+    for (size_t s = 0; s < flow_by_s_.size(); ++s) {
+      std::printf("%s[%" PRIu64 ",%" PRIu64 "]", s == 0 ? "" : ",", flow_by_s_[s].first,
+                  flow_by_s_[s].second);
+    }
+    std::printf("]");
   }
 }
 
@@ -1040,6 +1324,20 @@ int main(int argc, char** argv) {
       options.kill_pid = std::atoi(value.c_str());
     } else if (name == "--kill_at_s") {
       options.kill_at_s = std::max(0.0, std::atof(value.c_str()));
+    } else if (name == "--source_ips") {
+      options.source_ips = std::clamp(std::atoi(value.c_str()), 0, kSourceIpsMax);
+    } else if (name == "--connecting_max") {
+      options.connecting_max = std::max(0, std::atoi(value.c_str()));
+    } else if (name == "--handshake_timeout_s") {
+      options.handshake_timeout_s = std::max(0.1, std::atof(value.c_str()));
+    } else if (name == "--ready_timeout_s") {
+      options.ready_timeout_s = std::max(1.0, std::atof(value.c_str()));
+    } else if (name == "--retries_max") {
+      options.retries_max = std::max(0, std::atoi(value.c_str()));
+    } else if (name == "--retry_backoff_ms") {
+      options.retry_backoff_ms = std::max(1, std::atoi(value.c_str()));
+    } else if (name == "--retry_backoff_max_ms") {
+      options.retry_backoff_max_ms = std::max(1, std::atoi(value.c_str()));
     } else {
       if (name != "--help") std::fprintf(stderr, "stanza-bench: bad flag %s\n", arg.c_str());
       Usage();
