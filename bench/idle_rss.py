@@ -2,11 +2,17 @@
 """Server memory per idle connection: call bridges, or clients over TLS.
 
 Bridges (the default): starts stanzad (2 shards) on a fresh state dir on
-127.0.0.1, adds N bridges through the admin socket, reads the daemon's VmRSS,
-connects and authenticates N XEP-0114 components, waits a second and reads
-VmRSS again. Prints one line: (after - before) / N. The figure includes the
-recv-buffer pages the shards touch while the bridges connect (a fixed cost,
-bounded per shard), so it falls as N grows.
+127.0.0.1, configures N bridges with `stanzactl callbridge import` (their
+secrets read back with `stanzactl --json callbridge list`), then stanza-bench
+--mode=idle --server_pid reads the daemon's VmRSS, connects and authenticates
+N XEP-0114 components (from several 127.2.x.y source addresses past 20,000,
+since one address runs out of ports), waits a second and reads VmRSS again.
+Prints one line: (after - before) / N. The figure includes the recv-buffer
+pages the shards touch while the bridges connect (a fixed cost, bounded per
+shard), so it falls as N grows. The daemon gets --connections_max with 10%
+to spare (SO_REUSEPORT does not split connections exactly evenly over the
+shards, and each shard holds its share of the limit) and an open files limit
+to match (raising a hard limit needs root).
 
 Clients (--clients): the same for N XMPP clients over TLS. stanzad gets a lab
 certificate (`stanzactl pki selfsigned`) and N users (`user add` over the admin
@@ -16,11 +22,14 @@ clients in (STARTTLS, SCRAM-SHA-1, bind; --concurrency at a time) and holds
 them, and VmRSS is read again a second after the last login.
 
 Usage: STANZAD_BIN_DIR=build/cmd /usr/bin/python3 bench/idle_rss.py [N=10000]
+       (stanza-bench from STANZAD_BENCH_DIR, default STANZAD_BIN_DIR/../bench)
        STANZAD_BIN_DIR=build/cmd C2S_BENCH=build/bench/c2s-bench \\
            /usr/bin/python3 bench/idle_rss.py --clients [N=10000] [--concurrency=50]
 """
+import json
 import os
 import resource
+import secrets as secrets_module
 import shutil
 import subprocess
 import sys
@@ -28,10 +37,11 @@ import tempfile
 import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "../tests/integration"))
-from stanzad_harness import (BIN_DIR, STANZACTL, RawComponent, StanzadProcess,  # noqa: E402
-                             wait_until)
+from stanzad_harness import (BIN_DIR, STANZACTL, StanzadProcess, wait_until)  # noqa: E402
 
 C2S_BENCH = os.environ.get("C2S_BENCH", os.path.join(BIN_DIR, "../bench/c2s-bench"))
+BENCH_DIR = os.environ.get("STANZAD_BENCH_DIR", os.path.join(BIN_DIR, "../bench"))
+STANZA_BENCH = os.path.join(BENCH_DIR, "stanza-bench")
 PASSWORD = "bench-password"
 # Every bridge and client connects from 127.0.0.1, many logging in at once.
 NODE_FLAGS = ["--preauth_connections_per_ip_max=0"]
@@ -46,36 +56,69 @@ def rss_bytes(pid):
 
 
 def raise_file_limit(count):
+    """Open files for `count` connections and some to spare, for us and (inherited) the
+    daemon and the bench; a hard limit below it is raised if we may (root)."""
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    wanted = count + 1000
+    wanted = count + 2000
     if hard != resource.RLIM_INFINITY and hard < wanted:
-        sys.exit(f"need {wanted} file descriptors, the hard limit is {hard} (raise ulimit -n)")
-    resource.setrlimit(resource.RLIMIT_NOFILE, (wanted, hard))
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (wanted, wanted))
+            return wanted
+        except (ValueError, OSError):
+            sys.exit(f"need {wanted} file descriptors, the hard limit is {hard} "
+                     "(raise ulimit -Hn, or run as root)")
+    resource.setrlimit(resource.RLIMIT_NOFILE, (max(soft, wanted), hard))
+    return wanted
+
+
+def import_bridges(node, names, directory):
+    """Configures the bridges with `stanzactl callbridge import`; returns the secrets file
+    for stanza-bench (`stanzactl --json callbridge list`, in the order of `names`)."""
+    path = os.path.join(directory, "bridges.txt")
+    with open(path, "w") as f:
+        for name in names:
+            f.write(f"{name} {secrets_module.token_hex(16)}\n")
+    result = subprocess.run([os.path.abspath(STANZACTL), f"--state_dir={node.state_dir}",
+                             "callbridge", "import", path], capture_output=True, text=True,
+                            timeout=600)
+    assert result.returncode == 0, result.stdout + result.stderr
+    result = subprocess.run([os.path.abspath(STANZACTL), f"--state_dir={node.state_dir}",
+                             "--json", "callbridge", "list"], capture_output=True, text=True,
+                            timeout=600)
+    assert result.returncode == 0, result.stderr
+    rows = {row["name"]: row for row in json.loads(result.stdout)}
+    ordered = [rows[name] for name in names]
+    secrets_path = os.path.join(directory, "secrets.json")
+    with open(secrets_path, "w") as f:
+        json.dump(ordered, f, separators=(",", ":"))
+    return secrets_path
 
 
 def measure_bridges(count):
-    node = StanzadProcess(threads=2, extra_flags=NODE_FLAGS + [f"--connections_max={count + 100}"]).start()
+    if not os.access(STANZA_BENCH, os.X_OK):
+        sys.exit(f"no stanza-bench at {STANZA_BENCH} (set STANZAD_BENCH_DIR)")
+    files = raise_file_limit(count)
+    work = tempfile.mkdtemp(prefix="idle-rss-")
+    node = StanzadProcess(threads=2, open_files_max=files, extra_flags=NODE_FLAGS + [
+        f"--connections_max={count * 11 // 10 + 100}"]).start()
     try:
         node.wait_serving()
-        for i in range(count):
-            code, out = node.admin("callbridge", "add", f"b{i}")
-            assert code == 0, out
-        secrets = node.secrets()
+        secrets_path = import_bridges(node, [f"b{i}" for i in range(count)], work)
         time.sleep(0.5)
-        before = rss_bytes(node.process.pid)
-        bridges = []
-        for i in range(count):
-            bridge = RawComponent(node.port, f"b{i}", secrets[f"b{i}"])
-            bridge.open_stream().handshake(expect_ok=False)
-            bridges.append(bridge)
-        for bridge in bridges:
-            bridge.read_until("<handshake/>")
-        time.sleep(1.0)
-        after = rss_bytes(node.process.pid)
-        print(f"idle_rss bridges={count} shards=2 rss_before_bytes={before} "
-              f"rss_after_bytes={after} per_connection_bytes={(after - before) / count:.0f}")
+        # stanza-bench reads VmRSS before it connects and a second after the last handshake.
+        result = subprocess.run(
+            [STANZA_BENCH, f"--server=127.0.0.1:{node.port}", f"--secrets_json={secrets_path}",
+             "--mode=idle", f"--bridges={count}", f"--server_pid={node.process.pid}",
+             "--ready_timeout_s=300"], capture_output=True, text=True, timeout=400)
+        if result.returncode != 0:
+            sys.exit(f"stanza-bench exited {result.returncode}: {result.stderr[-2000:]}")
+        run = json.loads(result.stdout.strip().splitlines()[-1])
+        print(f"idle_rss bridges={count} shards=2 rss_before_bytes={run['rss_before_bytes']} "
+              f"rss_after_bytes={run['rss_after_bytes']} "
+              f"per_connection_bytes={run['per_connection_bytes']:.0f}")
     finally:
         node.cleanup()
+        shutil.rmtree(work, ignore_errors=True)
 
 
 def measure_clients(count, concurrency):
@@ -130,8 +173,8 @@ def main():
         elif arg != "--clients":
             numbers.append(int(arg))
     count = numbers[0] if numbers else 10000
-    raise_file_limit(count)
     if clients:
+        raise_file_limit(count)
         measure_clients(count, concurrency)
     else:
         measure_bridges(count)
