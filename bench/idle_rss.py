@@ -98,9 +98,11 @@ def measure_bridges(count):
     if not os.access(STANZA_BENCH, os.X_OK):
         sys.exit(f"no stanza-bench at {STANZA_BENCH} (set STANZAD_BENCH_DIR)")
     files = raise_file_limit(count)
+    # Within the open files limit (stanzad needs ~600 of its own beside the connections).
+    connections_max = min(count * 11 // 10 + 100, files - 600)
     work = tempfile.mkdtemp(prefix="idle-rss-")
     node = StanzadProcess(threads=2, open_files_max=files, extra_flags=NODE_FLAGS + [
-        f"--connections_max={count * 11 // 10 + 100}"]).start()
+        f"--connections_max={connections_max}"]).start()
     try:
         node.wait_serving()
         secrets_path = import_bridges(node, [f"b{i}" for i in range(count)], work)

@@ -42,6 +42,7 @@ import re
 import resource
 import secrets as secrets_module
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -71,6 +72,16 @@ def raise_file_limit(wanted):
                      "raise ulimit -Hn)")
     else:
         resource.setrlimit(resource.RLIMIT_NOFILE, (max(soft, wanted), hard))
+
+
+def can_raise_hard():
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    try:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard + 1 if hard < 1 << 20 else hard))
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))  # lowering is always allowed
+        return True
+    except (ValueError, OSError):
+        return False
 
 
 def stanzactl(node, *args, json_output=False):
@@ -251,7 +262,7 @@ def run_storm(nodes, address, args, secrets_path, work):
     result = {"mode": "reconnect_storm", "bridges": args.bridges, "threads": args.threads,
               "victim": args.victim, "rate": args.rate, "connecting_max": args.connecting_max,
               "source_ips": args.source_ips, "new_leader_ms": new_leader_ms}
-    for key in ("storm_last_back_ms", "storm_back_ms_p50", "storm_back_ms_p90",
+    for key in ("storm_first_back_ms", "storm_last_back_ms", "storm_back_ms_p50", "storm_back_ms_p90",
                 "storm_back_ms_p99", "storm_first_drop_ms", "storm_bridges_back",
                 "storm_tcp_connects_per_s", "storm_tcp_connects_per_s_best_100ms",
                 "storm_handshakes_per_s", "storm_handshakes_per_s_best_100ms",
@@ -259,7 +270,8 @@ def run_storm(nodes, address, args, secrets_path, work):
                 "stream_errors_before_ready", "bridges_gave_up", "bridges_failed_over",
                 "bridges_still_down", "kill_to_flow_ms", "max_delivery_gap_ms", "sent",
                 "delivered", "lost", "duplicated", "bounced", "lost_on_failed_over_paths",
-                "skipped_while_down", "client_cpu_busy_fraction", "flow_by_s"):
+                "skipped_while_down", "client_cpu_busy_fraction", "flow_by_s",
+                "storm_back_by_100ms", "storm_client_cpu_busy_fraction"):
         result[key] = run.get(key)
     result.update(server_side(sampler.samples, killed))
     result["listen_queue_counters"] = {k: after[k] - before.get(k, 0) for k in after}
@@ -268,7 +280,8 @@ def run_storm(nodes, address, args, secrets_path, work):
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--bridges", type=int, default=50000)
+    parser.add_argument("--bridges", type=int, default=0,
+                        help="default: 50,000, or what the open files hard limit allows")
     parser.add_argument("--threads", type=int, default=1, help="shards per node")
     parser.add_argument("--victim", choices=("leader", "follower"), default="leader")
     parser.add_argument("--rate", type=float, default=5000, help="stanzas/s in all")
@@ -283,17 +296,28 @@ def main():
     parser.add_argument("--kill_at_s", type=float, default=3)
     parser.add_argument("--drain_s", type=float, default=5)
     parser.add_argument("--json_out", default="")
+    parser.add_argument("--logs_dir", default="", help="copy the nodes' logs here at the end")
     args = parser.parse_args()
     if not 0 <= args.kill_at_s < args.duration_s:
         parser.error("--kill_at_s must be in [0, --duration_s)")
     if not os.path.exists(STANZA_BENCH):
         parser.error(f"no {STANZA_BENCH}: build stanza-bench or set STANZAD_BENCH_DIR")
+    hard = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
+    if args.bridges == 0:
+        # The victim and stanza-bench each hold one descriptor per bridge, plus their own.
+        args.bridges = 50000
+        if hard != resource.RLIM_INFINITY and hard < 50000 + 2000 and not can_raise_hard():
+            args.bridges = (hard - 2000) // 1000 * 1000
+            print(f"50,000 bridges do not fit: the open files hard limit is {hard} and this "
+                  f"process may not raise it (no CAP_SYS_RESOURCE); using {args.bridges}",
+                  file=sys.stderr)
     if args.source_ips == 0:
         args.source_ips = min(args.bridges, 254 * 256)
-    files = args.bridges + 5000
+    files = args.bridges + 2000
     raise_file_limit(files)
     work = tempfile.mkdtemp(prefix="reconnect-storm-")
-    flags = [f"--connections_max={args.bridges * 12 // 10 + 1000}"]
+    # Within the open files limit (a node needs ~600 of its own beside the connections).
+    flags = [f"--connections_max={min(args.bridges * 12 // 10 + 1000, files - 600)}"]
     nodes = [StanzadProcess(ip=f"127.0.0.{i + 1}", threads=args.threads, open_files_max=files,
                             extra_flags=flags) for i in range(3)]
     try:
@@ -323,7 +347,8 @@ def main():
               f"{result['storm_back_ms_p99'] / 1000:.2f} s); client: "
               f"{result['storm_tcp_connects_per_s']:.0f} connects/s and "
               f"{result['storm_handshakes_per_s']:.0f} handshakes/s over the storm (best 100 ms: "
-              f"{result['storm_handshakes_per_s_best_100ms']:.0f}/s); survivors: "
+              f"{result['storm_handshakes_per_s_best_100ms']:.0f}/s), the client's thread "
+              f"{result['storm_client_cpu_busy_fraction'] * 100:.0f}% busy; survivors: "
               f"{result.get('survivors_accepts_per_s')} accepts/s and "
               f"{result.get('survivors_handshakes_per_s')} handshakes/s over "
               f"{result.get('survivors_storm_s')} s (100 ms samples), "
@@ -335,6 +360,10 @@ def main():
               f"{'met' if met else 'MISSED'}")
     finally:
         for node in nodes:
+            node.stop(signal.SIGKILL)
+            if args.logs_dir:
+                os.makedirs(args.logs_dir, exist_ok=True)
+                shutil.copy(node.log_path, os.path.join(args.logs_dir, f"{node.ip}.log"))
             node.cleanup()
         shutil.rmtree(work, ignore_errors=True)
 

@@ -474,6 +474,8 @@ class Bench {
   int64_t first_drop_ns_ = 0;
   std::vector<int64_t> connected_ns_;  // TCP connects completed after it
   std::vector<int64_t> back_ns_;       // bridges authenticated again after it
+  double storm_cpu_start_ = 0,
+         storm_cpu_end_ = 0;  // this thread's, at the first drop and last back
   // Latency mode: per second of due time since the window's start, [due, delivered].
   std::vector<std::pair<uint64_t, uint64_t>> flow_by_s_;
 };
@@ -641,7 +643,10 @@ void Bench::OnDisconnected(Bridge& bridge, const std::string& why) {
   const int64_t now = NowNs();
   if (bridge.was_ready && bridge.down_since == 0) {
     bridge.down_since = now;
-    if (first_drop_ns_ == 0) first_drop_ns_ = now;
+    if (first_drop_ns_ == 0) {
+      first_drop_ns_ = now;
+      storm_cpu_start_ = ThreadCpuSeconds();
+    }
   }
   bridge.target = (bridge.target + 1) % bridge.targets.size();
   if (!failed_attempt) {  // it was authenticated: reconnect at once
@@ -757,7 +762,10 @@ void Bench::OnReady(Bridge& bridge) {
     --in_progress_;
   }
   bridge.failures_in_a_row = 0;
-  if (first_drop_ns_ != 0) back_ns_.push_back(NowNs());
+  if (first_drop_ns_ != 0) {
+    back_ns_.push_back(NowNs());
+    storm_cpu_end_ = ThreadCpuSeconds();
+  }
   if (!bridge.was_ready) {
     bridge.was_ready = true;
     ++ready_;
@@ -1252,6 +1260,26 @@ void Bench::ReportStorm() {
     return ms(back_ns_[std::min(back_ns_.size() - 1,
                                 static_cast<size_t>(p * static_cast<double>(back_ns_.size())))]);
   };
+  // How many came back in each 100 ms from `from` (at most 10 minutes of them).
+  std::string back_by_100ms;
+  if (from != 0 && !back_ns_.empty()) {
+    std::vector<uint64_t> buckets(
+        std::min<size_t>(6000, static_cast<size_t>((back_ns_.back() - from) / 100'000'000) + 1));
+    for (const int64_t t : back_ns_) {
+      const auto bucket = static_cast<size_t>(std::max<int64_t>(t - from, 0) / 100'000'000);
+      if (bucket < buckets.size()) ++buckets[bucket];
+    }
+    for (const uint64_t count : buckets) {
+      back_by_100ms += (back_by_100ms.empty() ? "" : ",") + std::to_string(count);
+    }
+  }
+  // The client's own CPU over the storm: near 1, it measures stanza-bench, not the servers.
+  const double storm_s =
+      back_ns_.empty() ? 0 : static_cast<double>(back_ns_.back() - first_drop_ns_) / 1e9;
+  std::printf(",\"storm_client_cpu_busy_fraction\":%.2f",
+              storm_s > 0 ? (storm_cpu_end_ - storm_cpu_start_) / storm_s : 0.0);
+  std::printf(",\"storm_first_back_ms\":%.1f,\"storm_back_by_100ms\":[%s]",
+              back_ns_.empty() || from == 0 ? 0.0 : ms(back_ns_.front()), back_by_100ms.c_str());
   std::printf(
       ",\"storm_from\":\"%s\",\"storm_first_drop_ms\":%.1f,\"storm_bridges_back\":%zu"
       ",\"storm_back_ms_p50\":%.1f,\"storm_back_ms_p90\":%.1f,\"storm_back_ms_p99\":%.1f"
