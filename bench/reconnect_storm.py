@@ -213,7 +213,7 @@ def run_storm(nodes, address, args, secrets_path, work):
                     f"--srv-host=_xmpp-component._tcp.example.com,n{i + 1}.example.com,"
                     f"{node.port},{priority},50"]
     dns = Dnsmasq(records)
-    bench = None
+    bench = perf = None
     sampler = Sampler(survivors, seconds=args.ready_timeout_s + args.warmup_s + args.duration_s
                       + args.drain_s + 60)
     before = listen_counters()
@@ -237,6 +237,11 @@ def run_storm(nodes, address, args, secrets_path, work):
                    timeout=args.ready_timeout_s + 10 + args.warmup_s + args.kill_at_s + 10,
                    interval=0.002, what="stanza-bench killing the victim")
         killed = time.monotonic()
+        if args.perf:  # the survivors' CPU profile over the storm's first 3 s
+            perf = subprocess.Popen(["perf", "record", "-q", "-F", "999", "-g", "-o", args.perf,
+                                     "-p", ",".join(str(n.process.pid) for n in survivors),
+                                     "--", "sleep", "3"],
+                                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         if victim.process.poll() is None:
             raise RuntimeError(f"stanza-bench exited before the kill: "
                                f"{bench.communicate(timeout=10)[1][-3000:]}")
@@ -248,7 +253,12 @@ def run_storm(nodes, address, args, secrets_path, work):
                 break
             time.sleep(0.01)
         out, err = bench.communicate(timeout=bounded)
+        if perf is not None:
+            perf.wait(timeout=30)
     finally:
+        if perf is not None and perf.poll() is None:
+            perf.kill()
+            perf.wait(timeout=10)
         sampler.stop_event.set()
         if bench is not None and bench.poll() is None:
             bench.kill()
@@ -271,7 +281,8 @@ def run_storm(nodes, address, args, secrets_path, work):
                 "bridges_still_down", "kill_to_flow_ms", "max_delivery_gap_ms", "sent",
                 "delivered", "lost", "duplicated", "bounced", "lost_on_failed_over_paths",
                 "skipped_while_down", "client_cpu_busy_fraction", "flow_by_s",
-                "storm_back_by_100ms", "storm_client_cpu_busy_fraction"):
+                "storm_back_by_100ms", "storm_drops_by_100ms",
+                "storm_client_cpu_busy_fraction"):
         result[key] = run.get(key)
     result.update(server_side(sampler.samples, killed))
     result["listen_queue_counters"] = {k: after[k] - before.get(k, 0) for k in after}
@@ -296,6 +307,8 @@ def main():
     parser.add_argument("--kill_at_s", type=float, default=3)
     parser.add_argument("--drain_s", type=float, default=5)
     parser.add_argument("--json_out", default="")
+    parser.add_argument("--perf", default="",
+                        help="perf record the survivors for 3 s from the kill into this file")
     parser.add_argument("--logs_dir", default="", help="copy the nodes' logs here at the end")
     args = parser.parse_args()
     if not 0 <= args.kill_at_s < args.duration_s:

@@ -474,6 +474,7 @@ class Bench {
   int64_t first_drop_ns_ = 0;
   std::vector<int64_t> connected_ns_;  // TCP connects completed after it
   std::vector<int64_t> back_ns_;       // bridges authenticated again after it
+  std::vector<int64_t> drop_ns_;       // authenticated connections lost
   double storm_cpu_start_ = 0,
          storm_cpu_end_ = 0;  // this thread's, at the first drop and last back
   // Latency mode: per second of due time since the window's start, [due, delivered].
@@ -643,6 +644,7 @@ void Bench::OnDisconnected(Bridge& bridge, const std::string& why) {
   const int64_t now = NowNs();
   if (bridge.was_ready && bridge.down_since == 0) {
     bridge.down_since = now;
+    drop_ns_.push_back(now);
     if (first_drop_ns_ == 0) {
       first_drop_ns_ = now;
       storm_cpu_start_ = ThreadCpuSeconds();
@@ -1260,19 +1262,21 @@ void Bench::ReportStorm() {
     return ms(back_ns_[std::min(back_ns_.size() - 1,
                                 static_cast<size_t>(p * static_cast<double>(back_ns_.size())))]);
   };
-  // How many came back in each 100 ms from `from` (at most 10 minutes of them).
-  std::string back_by_100ms;
-  if (from != 0 && !back_ns_.empty()) {
-    std::vector<uint64_t> buckets(
-        std::min<size_t>(6000, static_cast<size_t>((back_ns_.back() - from) / 100'000'000) + 1));
-    for (const int64_t t : back_ns_) {
+  // How many came back (and how many dropped) in each 100 ms from `from`, 10 minutes at most.
+  const auto per_100ms = [from](const std::vector<int64_t>& times) {
+    std::string text;
+    if (from == 0 || times.empty()) return text;
+    std::vector<uint64_t> buckets(std::min<size_t>(
+        6000, static_cast<size_t>(std::max<int64_t>(times.back() - from, 0) / 100'000'000) + 1));
+    for (const int64_t t : times) {
       const auto bucket = static_cast<size_t>(std::max<int64_t>(t - from, 0) / 100'000'000);
       if (bucket < buckets.size()) ++buckets[bucket];
     }
-    for (const uint64_t count : buckets) {
-      back_by_100ms += (back_by_100ms.empty() ? "" : ",") + std::to_string(count);
-    }
-  }
+    for (const uint64_t count : buckets) text += (text.empty() ? "" : ",") + std::to_string(count);
+    return text;
+  };
+  const std::string back_by_100ms = per_100ms(back_ns_);
+  std::printf(",\"storm_drops_by_100ms\":[%s]", per_100ms(drop_ns_).c_str());
   // The client's own CPU over the storm: near 1, it measures stanza-bench, not the servers.
   const double storm_s =
       back_ns_.empty() ? 0 : static_cast<double>(back_ns_.back() - first_drop_ns_) / 1e9;
