@@ -185,7 +185,12 @@ def server_side(samples, killed):
     handshakes = total(done, "handshakes") - total(first, "handshakes")
     accepted = total(done, "accepted") - total(first, "accepted")
     cpu = sum(done[2]) - sum(first[2])
-    return {"survivors_accepted": int(accepted),
+    # Per sample (~100 ms) from the kill until the storm ended: accepted, authenticated.
+    timeline = [[int(total(b, "accepted") - total(a, "accepted")),
+                 int(total(b, "handshakes") - total(a, "handshakes"))]
+                for a, b in zip(after, after[1:]) if a[0] < done[0]]
+    return {"survivors_by_sample": timeline,
+            "survivors_accepted": int(accepted),
             "survivors_refused": int(total(after[-1], "refused") - total(first, "refused")),
             "survivors_handshakes": int(handshakes),
             "survivors_handshake_failures":
@@ -237,9 +242,11 @@ def run_storm(nodes, address, args, secrets_path, work):
                    timeout=args.ready_timeout_s + 10 + args.warmup_s + args.kill_at_s + 10,
                    interval=0.002, what="stanza-bench killing the victim")
         killed = time.monotonic()
-        if args.perf:  # the survivors' CPU profile over the storm's first 3 s
+        if args.perf:  # the survivors' and the client's CPU over the storm's first 3 s
             perf = subprocess.Popen(["perf", "record", "-q", "-F", "999", "-g", "-o", args.perf,
-                                     "-p", ",".join(str(n.process.pid) for n in survivors),
+                                     "-p", ",".join(str(pid) for pid in
+                                                    [n.process.pid for n in survivors]
+                                                    + [bench.pid]),
                                      "--", "sleep", "3"],
                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         if victim.process.poll() is None:
@@ -308,7 +315,8 @@ def main():
     parser.add_argument("--drain_s", type=float, default=5)
     parser.add_argument("--json_out", default="")
     parser.add_argument("--perf", default="",
-                        help="perf record the survivors for 3 s from the kill into this file")
+                        help="perf record the survivors and stanza-bench for 3 s from the kill "
+                        "into this file")
     parser.add_argument("--logs_dir", default="", help="copy the nodes' logs here at the end")
     args = parser.parse_args()
     if not 0 <= args.kill_at_s < args.duration_s:
