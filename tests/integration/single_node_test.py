@@ -449,5 +449,55 @@ class DurabilityTest(unittest.TestCase):
             node.cleanup()
 
 
+
+def open_files_soft_limit(pid):
+    with open(f"/proc/{pid}/limits") as f:
+        for line in f:
+            if line.startswith("Max open files"):
+                return int(line.split()[3])
+    raise RuntimeError("no Max open files")
+
+
+class OpenFilesLimitTest(unittest.TestCase):
+    """stanzad raises its soft open files limit to what --connections_max needs, and says
+    so at error level when the hard limit is too low (and serves all the same)."""
+
+    def test_the_soft_limit_is_raised_for_connections_max(self):
+        import resource
+        soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+        if hard != resource.RLIM_INFINITY and hard < 4000:
+            self.skipTest(f"the hard open files limit ({hard}) is below 4,000")
+        resource.setrlimit(resource.RLIMIT_NOFILE, (512, hard))  # stanzad inherits 512
+        try:
+            node = StanzadProcess(extra_flags=["--connections_max=3000"]).start()
+        finally:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+        try:
+            node.wait_serving()
+            self.assertGreaterEqual(open_files_soft_limit(node.process.pid), 3000)
+            self.assertNotIn("open_files_limit_too_low", node.read_log())
+        finally:
+            node.cleanup()
+
+    def test_a_hard_limit_below_connections_max_is_an_error_that_says_how_to_raise_it(self):
+        node = StanzadProcess(open_files_max=600,
+                              extra_flags=["--connections_max=100000"]).start()
+        try:
+            node.wait_serving()
+            log = wait_until(lambda: (lambda text: text if "open_files_limit_too_low" in text
+                                      else None)(node.read_log()), what="the error logged")
+            line = next(l for l in log.splitlines() if "open_files_limit_too_low" in l)
+            self.assertIn(" error ", f" {line} ")
+            self.assertIn("limit=600", line)
+            self.assertRegex(line, r"needed=1\d{5}")
+            self.assertIn("LimitNOFILE=", line)
+            # It serves all the same, within the limit it has.
+            self.assertEqual(node.admin("callbridge", "add", "cb")[0], 0)
+            bridge = RawComponent(node.port, "cb", node.secrets()["cb"])
+            bridge.open_stream().handshake()
+            bridge.close()
+        finally:
+            node.cleanup()
+
 if __name__ == "__main__":
     unittest.main()
