@@ -63,7 +63,8 @@
 // i % --source_ips, taken from 127.2.0.1, 127.2.0.2, ... (last octet 1-254,
 // then 127.2.1.1, ...); --source_ips=0 (the default) uses 127.0.0.1's
 // automatic choice up to 20,000 bridges and one address per 20,000 above it.
-// Raises RLIMIT_NOFILE (soft and, as root, hard) to --bridges + 1,000.
+// Raises RLIMIT_NOFILE to --bridges + 1,000 (the hard limit too, where the
+// process may: CAP_SYS_RESOURCE), or says why it cannot.
 //
 // A connect that fails (refused, reset, closed or ended by a stream error
 // before <handshake/>, or not authenticated within --handshake_timeout_s) is
@@ -196,7 +197,6 @@ struct Bridge {
   bool tcp_connecting = false;  // connect() not yet completed
   int64_t opened_at = 0;
   int failures_in_a_row = 0;
-  bool gave_up = false;
 };
 
 [[noreturn]] void Die(const std::string& message) {
@@ -475,8 +475,9 @@ class Bench {
   std::vector<int64_t> connected_ns_;  // TCP connects completed after it
   std::vector<int64_t> back_ns_;       // bridges authenticated again after it
   std::vector<int64_t> drop_ns_;       // authenticated connections lost
-  double storm_cpu_start_ = 0,
-         storm_cpu_end_ = 0;  // this thread's, at the first drop and last back
+  // This thread's CPU seconds at the first drop and at the last bridge back.
+  double storm_cpu_start_ = 0;
+  double storm_cpu_end_ = 0;
   // Latency mode: per second of due time since the window's start, [due, delivered].
   std::vector<std::pair<uint64_t, uint64_t>> flow_by_s_;
 };
@@ -660,8 +661,7 @@ void Bench::OnDisconnected(Bridge& bridge, const std::string& why) {
   --in_progress_;
   ++failed_attempts_;
   if (++bridge.failures_in_a_row > options_.retries_max) {
-    bridge.gave_up = true;
-    ++gave_up_;
+    ++gave_up_;  // not scheduled again: refused for good
     if (!options_.failover) {
       Die(bridge.account.component + ": gave up after " + std::to_string(options_.retries_max) +
           " failed attempts; the last: " + why);
