@@ -95,7 +95,10 @@ ABSL_FLAG(std::string, metrics_addr, "127.0.0.1:9464",
 ABSL_FLAG(std::string, log_level, "info", "Least severe log level printed: info, warning, error.");
 ABSL_FLAG(int, connections_max, 100000,
           "Most simultaneous connections on this node (split evenly across shards); further "
-          "connections are refused.");
+          "connections are refused. The kernel spreads connections over the shards only "
+          "roughly evenly, so leave some headroom (for 100,000 bridges, 110,000). The node "
+          "raises its open files limit to match at start, as far as the hard limit "
+          "(LimitNOFILE=) allows.");
 ABSL_FLAG(int, stanza_bytes_max, 256 * 1024,
           "Largest stanza accepted, in bytes; a larger one ends the stream with "
           "<policy-violation/>.");
