@@ -360,9 +360,11 @@ def main():
             with open(args.json_out, "a") as f:
                 f.write(line + "\n")
         back = result["storm_last_back_ms"]
+        # Every bridge that lost its node is back (one refused by the victim before the
+        # kill, e.g. by the per-address pre-auth cap, is on a survivor already).
         met = (result["bridges_gave_up"] == 0 and result["bridges_still_down"] == 0
-               and result["storm_bridges_back"] == args.bridges and back is not None
-               and back <= 10000)
+               and result["storm_bridges_back"] >= result["bridges_failed_over"] > 0
+               and back is not None and back <= 10000)
         print(f"\n{args.bridges} bridges on the {args.victim}, killed: the last back after "
               f"{back / 1000:.2f} s (p50 {result['storm_back_ms_p50'] / 1000:.2f} s, p99 "
               f"{result['storm_back_ms_p99'] / 1000:.2f} s); client: "
