@@ -21,7 +21,8 @@ VmRSS is read once the users are in, then c2s-bench --mode=idle logs the N
 clients in (STARTTLS, SCRAM-SHA-1, bind; --concurrency at a time) and holds
 them, and VmRSS is read again a second after the last login.
 
-Usage: STANZAD_BIN_DIR=build/cmd /usr/bin/python3 bench/idle_rss.py [N=10000]
+Usage: STANZAD_BIN_DIR=build/cmd /usr/bin/python3 bench/idle_rss.py [N=10000] [--configured=M]
+       (--configured: M >= N bridges configured, the first N connected)
        (stanza-bench from STANZAD_BENCH_DIR, default STANZAD_BIN_DIR/../bench)
        STANZAD_BIN_DIR=build/cmd C2S_BENCH=build/bench/c2s-bench \\
            /usr/bin/python3 bench/idle_rss.py --clients [N=10000] [--concurrency=50]
@@ -94,7 +95,7 @@ def import_bridges(node, names, directory):
     return secrets_path
 
 
-def measure_bridges(count):
+def measure_bridges(count, configured):
     if not os.access(STANZA_BENCH, os.X_OK):
         sys.exit(f"no stanza-bench at {STANZA_BENCH} (set STANZAD_BENCH_DIR)")
     files = raise_file_limit(count)
@@ -105,7 +106,8 @@ def measure_bridges(count):
         f"--connections_max={connections_max}"]).start()
     try:
         node.wait_serving()
-        secrets_path = import_bridges(node, [f"b{i}" for i in range(count)], work)
+        secrets_path = import_bridges(node, [f"b{i}" for i in range(max(count, configured))],
+                                      work)
         time.sleep(0.5)
         # stanza-bench reads VmRSS before it connects and a second after the last handshake.
         result = subprocess.run(
@@ -115,7 +117,8 @@ def measure_bridges(count):
         if result.returncode != 0:
             sys.exit(f"stanza-bench exited {result.returncode}: {result.stderr[-2000:]}")
         run = json.loads(result.stdout.strip().splitlines()[-1])
-        print(f"idle_rss bridges={count} shards=2 rss_before_bytes={run['rss_before_bytes']} "
+        print(f"idle_rss bridges={count} configured={max(count, configured)} shards=2 "
+              f"rss_before_bytes={run['rss_before_bytes']} "
               f"rss_after_bytes={run['rss_after_bytes']} "
               f"per_connection_bytes={run['per_connection_bytes']:.0f}")
     finally:
@@ -169,8 +172,11 @@ def main():
     clients = "--clients" in args
     concurrency = 50
     numbers = []
+    configured = 0
     for arg in args:
-        if arg.startswith("--concurrency="):
+        if arg.startswith("--configured="):
+            configured = int(arg.split("=", 1)[1])
+        elif arg.startswith("--concurrency="):
             concurrency = int(arg.split("=", 1)[1])
         elif arg != "--clients":
             numbers.append(int(arg))
@@ -179,7 +185,7 @@ def main():
         raise_file_limit(count)
         measure_clients(count, concurrency)
     else:
-        measure_bridges(count)
+        measure_bridges(count, configured)
 
 
 if __name__ == "__main__":
