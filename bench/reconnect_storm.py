@@ -27,13 +27,16 @@ Goal (issue 15): every bridge back within 10 s, none refused for good.
 
 Bridges connect from --source_ips addresses in 127.2.0.0/16 (default: one per bridge, as
 real bridges each have their own address, so the per-address limits stay as they ship).
-Every node gets --connections_max and an open files limit for all N (root raises the hard
-limit). Bounded: each step has a timeout; only the processes this script starts are
+Every node gets --connections_max and an open files limit for all N. --bridges defaults to
+50,000, or, where the open files hard limit is lower and this process may not raise it (no
+CAP_SYS_RESOURCE), to what fits under it (the victim and stanza-bench each hold one
+descriptor per bridge), said on standard error. Bounded: each step has a timeout; only the processes this script starts are
 stopped (by their PIDs), whatever happens.
 
 Usage: STANZAD_BIN_DIR=build/cmd /usr/bin/python3 bench/reconnect_storm.py \\
-           [--bridges=50000] [--threads=1] [--victim=leader|follower] [--rate=5000] \\
-           [--connecting_max=0] [--json_out=FILE]
+           [--bridges=N] [--threads=1] [--victim=leader|follower] [--rate=5000] \\
+           [--connecting_max=0] [--source_ips=0] [--json_out=FILE] [--perf=FILE] \\
+           [--logs_dir=DIR]
 """
 import argparse
 import json
