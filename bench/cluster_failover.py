@@ -56,6 +56,17 @@ def leader_of(node):
     return None
 
 
+def new_leader_ms(survivors, dead_address, since, interval):
+    """Milliseconds from `since` (time.monotonic()) until every survivor names one leader
+    that is not `dead_address`; None if that did not happen within 10 s of `since`."""
+    while time.monotonic() < since + 10:
+        leaders = {leader_of(n) for n in survivors}
+        if len(leaders) == 1 and None not in leaders and dead_address not in leaders:
+            return round((time.monotonic() - since) * 1000, 1)
+        time.sleep(interval)
+    return None
+
+
 def failover_histogram(node):
     """(sum in seconds, count) of the node's stanzad_cluster_failover_seconds: the time
     it knew no leader, as it measured it itself."""
@@ -196,13 +207,7 @@ def load_trial(nodes, address, args, secrets, trial):
         if victim.process.poll() is None:
             raise RuntimeError(f"trial {trial}: stanza-bench exited before the kill: "
                                f"{bench.communicate(timeout=10)[1]}")
-        new_leader_ms = None
-        while time.monotonic() < died + 10:
-            leaders = {leader_of(n) for n in survivors}
-            if len(leaders) == 1 and None not in leaders and address[id(victim)] not in leaders:
-                new_leader_ms = round((time.monotonic() - died) * 1000, 1)
-                break
-            time.sleep(0.005)
+        leader_ms = new_leader_ms(survivors, address[id(victim)], died, 0.005)
         out, err = bench.communicate(timeout=max(1, deadline - time.monotonic()))
     finally:
         if bench.poll() is None:
@@ -216,7 +221,7 @@ def load_trial(nodes, address, args, secrets, trial):
               "bridges_on_leader": args.bridges_on_leader, "rate": args.rate,
               "bridges": args.bridges, "kill_to_flow_ms": run["kill_to_flow_ms"],
               "max_delivery_gap_ms": run["max_delivery_gap_ms"],
-              "new_leader_ms": new_leader_ms}
+              "new_leader_ms": leader_ms}
     for key in ("sent", "delivered", "lost", "duplicated", "reordered", "bounced",
                 "bounced_but_delivered", "unanswered_after_drain", "lost_on_steady_paths", "lost_on_failed_over_paths",
                 "steady_paths", "bridges_failed_over", "bridges_still_down",

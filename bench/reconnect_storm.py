@@ -56,7 +56,7 @@ import urllib.request
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "../tests/integration"))
 sys.path.insert(0, os.path.dirname(__file__))
 from stanzad_harness import BIN_DIR, STANZACTL, StanzadProcess, wait_until  # noqa: E402
-from cluster_failover import leader_of, wait_stable  # noqa: E402
+from cluster_failover import leader_of, new_leader_ms, wait_stable  # noqa: E402
 from dns_doctor_test import Dnsmasq  # noqa: E402
 
 BENCH_DIR = os.environ.get("STANZAD_BENCH_DIR", os.path.join(BIN_DIR, "../bench"))
@@ -255,13 +255,7 @@ def run_storm(nodes, address, args, secrets_path, work):
         if victim.process.poll() is None:
             raise RuntimeError(f"stanza-bench exited before the kill: "
                                f"{bench.communicate(timeout=10)[1][-3000:]}")
-        new_leader_ms = None
-        while time.monotonic() < killed + 10:
-            leaders = {leader_of(n) for n in survivors}
-            if len(leaders) == 1 and None not in leaders and address[id(victim)] not in leaders:
-                new_leader_ms = round((time.monotonic() - killed) * 1000, 1)
-                break
-            time.sleep(0.01)
+        leader_ms = new_leader_ms(survivors, address[id(victim)], killed, 0.01)
         out, err = bench.communicate(timeout=bounded)
         if perf is not None:
             perf.wait(timeout=30)
@@ -281,7 +275,7 @@ def run_storm(nodes, address, args, secrets_path, work):
     run = json.loads(out.strip().splitlines()[-1])
     result = {"mode": "reconnect_storm", "bridges": args.bridges, "threads": args.threads,
               "victim": args.victim, "rate": args.rate, "connecting_max": args.connecting_max,
-              "source_ips": args.source_ips, "new_leader_ms": new_leader_ms}
+              "source_ips": args.source_ips, "new_leader_ms": leader_ms}
     for key in ("storm_first_back_ms", "storm_last_back_ms", "storm_back_ms_p50", "storm_back_ms_p90",
                 "storm_back_ms_p99", "storm_first_drop_ms", "storm_bridges_back",
                 "storm_tcp_connects_per_s", "storm_tcp_connects_per_s_best_100ms",
