@@ -22,6 +22,22 @@ int64_t MsSince(std::chrono::steady_clock::time_point start) {
       .count();
 }
 
+// Loads a snapshot's state into *machine. Refused unless the state is at the entry the
+// snapshot's metadata names: the entries after it are applied to it one by one, and one
+// skipped is a CHECK failure (ConfigStateMachine::Apply), so a hostile leader's snapshot
+// would otherwise stop the daemon. *machine is unchanged on error.
+absl::Status RestoreSnapshot(const raft::Snapshot& snapshot, ConfigStateMachine* machine) {
+  ConfigStateMachine restored;
+  if (absl::Status loads = restored.Restore(snapshot.data); !loads.ok()) return loads;
+  if (restored.applied_index() != snapshot.metadata.index) {
+    return absl::InvalidArgumentError(Concat(
+        "configuration snapshot: its state is at entry ", std::to_string(restored.applied_index()),
+        " but its metadata says entry ", std::to_string(snapshot.metadata.index)));
+  }
+  *machine = std::move(restored);
+  return absl::OkStatus();
+}
+
 std::string RoleText(raft::Role role) {
   switch (role) {
     case raft::Role::kLeader:
@@ -67,7 +83,7 @@ absl::Status ClusterNode::Start() {
   raft::PersistentState state{store_->hard_state(), store_->snapshot(), store_->entries()};
   committed_at_start_ = state.hard_state.commit;
   if (state.snapshot.metadata.index > 0) {
-    if (absl::Status restored = machine_.Restore(state.snapshot.data); !restored.ok()) {
+    if (absl::Status restored = RestoreSnapshot(state.snapshot, &machine_); !restored.ok()) {
       // The node still opens (it serves its local configuration); its Raft stays stopped
       // and every status says why, instead of a daemon that will not start.
       failed_ = absl::DataLossError(
@@ -446,7 +462,7 @@ void ClusterNode::OnRaftMessage(const LinkPeer& peer, std::string_view bytes, si
   if (message->snapshot != nullptr && message->snapshot->metadata.index > raft_->commit_index()) {
     const auto start = std::chrono::steady_clock::now();
     ConfigStateMachine scratch;
-    if (absl::Status loads = scratch.Restore(message->snapshot->data); !loads.ok()) {
+    if (absl::Status loads = RestoreSnapshot(*message->snapshot, &scratch); !loads.ok()) {
       return reject(Concat("a snapshot that does not load: ", std::string(loads.message())));
     }
     verified_snapshot_ = message->snapshot;
@@ -842,7 +858,7 @@ void ClusterNode::HandleReady() {
         if (verified_snapshot_ == ready.snapshot && verified_machine_.has_value()) {
           machine_ = *std::move(verified_machine_);
         } else {
-          saved = machine_.Restore(ready.snapshot->data);
+          saved = RestoreSnapshot(*ready.snapshot, &machine_);
         }
         // Entries committed before it and not applied yet are in it.
         std::erase_if(deferred_, [&](const raft::Entry& entry) {

@@ -486,6 +486,36 @@ TEST_F(ClusterNodeTest, AStoredSnapshotThatDoesNotLoadStopsRaftNotTheNode) {
   EXPECT_FALSE(refused.ok());
 }
 
+// A snapshot whose state is at another entry than its metadata says (a hostile leader's,
+// stored): the entries after it would skip some on the state (a CHECK in
+// ConfigStateMachine::Apply), so it stops Raft as one that does not load, not the daemon.
+TEST_F(ClusterNodeTest, AStoredSnapshotWhoseStateIsAtAnotherEntryStopsRaftNotTheNode) {
+  Start(0);
+  ASSERT_TRUE(Await([&](auto done) { node(0).Initialize({SetDomain{"example.com"}}, done); }).ok());
+  const std::string dir = slots_[0].dir;
+  const raft::NodeId id = node(0).id();
+  Stop(0);
+  {
+    ConfigStateMachine at_entry_one;
+    ASSERT_TRUE(at_entry_one
+                    .Apply(raft::Entry{1, 1, raft::EntryType::kNormal,
+                                       EncodeConfigCommand(SetDomain{"example.com"})})
+                    .ok());
+    absl::StatusOr<std::unique_ptr<storage::RaftStore>> store = storage::RaftStore::Open(dir);
+    ASSERT_TRUE(store.ok()) << store.status();
+    raft::Snapshot skewed;
+    skewed.metadata = {1'000, 1'099'511'627'776, {raft::Member{id, address(0)}}};
+    skewed.data = at_entry_one.Snapshot();  // decodes, but at entry 1
+    ASSERT_TRUE((*store)->InstallSnapshot(skewed).ok());
+  }
+  ClusterNode& reopened = Start(0);
+  const ClusterStatus status = reopened.Status();
+  EXPECT_EQ(status.failed.code(), absl::StatusCode::kDataLoss) << status.failed;
+  const absl::Status refused =
+      Await([&](auto done) { reopened.Propose(SetDomain{"x.com"}, done); });
+  EXPECT_FALSE(refused.ok());
+}
+
 TEST_F(ClusterNodeTest, AJoinerTakesAHandshakeFollowedByMoreThanTheUnauthenticatedBound) {
   // The leader's first frames to a new member (a snapshot of a large configuration)
   // follow its proof in one write: they must not count against the bound that holds
