@@ -14,6 +14,7 @@
 
 #include "core/base/concat.h"
 #include "core/config/config.h"
+#include "core/sasl/base64.h"
 #include "core/sasl/credentials.h"
 #include "core/sasl/sasl_server.h"
 #include "core/sasl/scram.h"
@@ -497,6 +498,33 @@ std::vector<MalformedCase> MalformedCases() {
       {"salt too short",
        Concat(kHead, user, Scram("SCRAM-SHA-1", "4096", "AAAA", key20, key20), "</user>", kTail),
        "SCRAM-SHA-1: a salt of 3 bytes; stanzad accepts 8 to 128"},
+      // Longer than a secret holds inline (config::ScramSecret): refused, never assigned.
+      {"salt too long",
+       Concat(kHead, user,
+              Scram("SCRAM-SHA-1", "4096", sasl::Base64Encode(std::string(129, 's')), key20, key20),
+              "</user>", kTail),
+       "SCRAM-SHA-1: a salt of 129 bytes; stanzad accepts 8 to 128"},
+      {"salt too long, double base64",
+       Concat(kHead, user,
+              Scram("SCRAM-SHA-1", "4096",
+                    sasl::Base64Encode(sasl::Base64Encode(std::string(255, 's'))),
+                    sasl::Base64Encode(key20), sasl::Base64Encode(key20)),
+              "</user>", kTail),
+       "SCRAM-SHA-1: a salt of 255 bytes; stanzad accepts 8 to 128"},
+      {"keys of 33 bytes",
+       Concat(kHead, user,
+              Scram("SCRAM-SHA-256", "4096", "QSXCR+Q6sek8bf92",
+                    sasl::Base64Encode(std::string(33, 'k')),
+                    sasl::Base64Encode(std::string(33, 'k'))),
+              "</user>", kTail),
+       "SCRAM-SHA-256: <stored-key/> has 33 bytes, not 32"},
+      {"server key of 33 bytes",
+       Concat(kHead, user,
+              Scram("SCRAM-SHA-256", "4096", "QSXCR+Q6sek8bf92",
+                    sasl::Base64Encode(std::string(33, 'k')),
+                    sasl::Base64Encode(std::string(32, 'k'))),
+              "</user>", kTail),
+       "SCRAM-SHA-256: <server-key/> has 33 bytes, not 32"},
       {"double base64 keys, single base64 salt",
        Concat(kHead, user,
               Scram("SCRAM-SHA-1", "4096", "QSXCR+Q6sek8bf92",
