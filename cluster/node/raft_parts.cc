@@ -20,15 +20,20 @@ std::string EncodeRaftPart(uint64_t total, uint64_t offset, std::string_view byt
 
 void RaftPartSender::Send(const raft::Message& message, uint64_t now_ms) {
   if (message.snapshot == nullptr) return;
+  const raft::SnapshotMetadata& metadata = message.snapshot->metadata;
   auto it = streams_.find(message.to);
-  if (it != streams_.end() && it->second.snapshot == message.snapshot &&
-      (it->second.sent < it->second.total() || now_ms < it->second.started_ms + kResendAfterMs)) {
+  if (it != streams_.end() && it->second.index == metadata.index &&
+      it->second.term == metadata.term &&
+      (it->second.sent < it->second.total || now_ms < it->second.started_ms + kResendAfterMs)) {
     return;  // under way, or sent a moment ago: the receiver is installing it
   }
   Stream& stream = streams_[message.to];
   stream.snapshot = message.snapshot;
+  stream.index = metadata.index;
+  stream.term = metadata.term;
   stream.head.clear();
   raft::EncodeMessageHead(message, &stream.head);
+  stream.total = stream.head.size() + stream.snapshot->data.size();
   stream.sent = 0;
   stream.started_ms = now_ms;
 }
@@ -37,7 +42,7 @@ void RaftPartSender::Pump(const QueuedTo& queued_to, const SendPart& send_part) 
   for (auto it = streams_.begin(); it != streams_.end();) {
     const raft::NodeId peer = it->first;
     Stream& stream = it->second;
-    const size_t total = stream.total();
+    const size_t total = stream.total;
     bool abandoned = false;
     while (stream.sent < total && queued_to(peer) < kQueuedBytesMax) {
       const size_t offset = stream.sent;
@@ -61,13 +66,14 @@ void RaftPartSender::Pump(const QueuedTo& queued_to, const SendPart& send_part) 
       }
       stream.sent += n;
     }
+    if (!abandoned && stream.sent == total) stream.snapshot.reset();
     it = abandoned ? streams_.erase(it) : std::next(it);
   }
 }
 
 size_t RaftPartSender::active() const {
   return static_cast<size_t>(std::count_if(streams_.begin(), streams_.end(), [](const auto& entry) {
-    return entry.second.sent < entry.second.total();
+    return entry.second.sent < entry.second.total;
   }));
 }
 

@@ -68,11 +68,16 @@ class RaftPartSender {
 
  private:
   struct Stream {
+    // Released once every part is queued: at size hundreds of MB, which Raft may have
+    // replaced with a newer snapshot meanwhile.
     std::shared_ptr<const raft::Snapshot> snapshot;
+    // Which snapshot (one index and term name one state), to drop repeats once released.
+    raft::Index index = 0;
+    raft::Term term = 0;
     std::string head;  // raft::EncodeMessageHead; the snapshot's data follows it
-    size_t sent = 0;   // bytes of head + data queued
+    size_t total = 0;  // bytes of head + data
+    size_t sent = 0;   // of them queued
     uint64_t started_ms = 0;
-    size_t total() const { return head.size() + snapshot->data.size(); }
   };
   std::map<raft::NodeId, Stream> streams_;  // by peer; kept once done, to drop repeats
 };

@@ -113,13 +113,36 @@ TEST(RaftPartsTest, ARepeatOfTheSameSnapshotIsNotSentAgainUnlessTheLinkClosed) {
   sender.Pump(links.queued_to(), links.send_part());
   EXPECT_EQ(links.parts[2].size(), 12u);
   links.Drain();
-  sender.Send(SnapshotMessage(MakeSnapshot(10), 2), RaftPartSender::kResendAfterMs + 3);
+  auto newer = std::make_shared<raft::Snapshot>(*MakeSnapshot(10));
+  newer->metadata.index = 43;  // a snapshot is named by its index and term
+  sender.Send(SnapshotMessage(newer, 2), RaftPartSender::kResendAfterMs + 3);
   sender.Pump(links.queued_to(), links.send_part());
   EXPECT_EQ(links.parts[2].size(), 13u);
   // Another peer has its own stream.
   sender.Send(SnapshotMessage(snapshot, 3), 0);
   sender.Pump(links.queued_to(), links.send_part());
   EXPECT_EQ(links.parts[3].size(), 4u);
+}
+
+// A snapshot fully queued is not kept alive by the sender: at size it is hundreds of MB,
+// and Raft may have replaced it with a newer one meanwhile. A repeat is still dropped.
+TEST(RaftPartsTest, ASnapshotSentWholeIsNotHeldBySender) {
+  auto snapshot = MakeSnapshot(3 * kRaftPartBytes);
+  const std::weak_ptr<const raft::Snapshot> weak = snapshot;
+  RaftPartSender sender;
+  Links links;
+  sender.Send(SnapshotMessage(snapshot, 2), 0);
+  for (int turn = 0; turn < 10 && sender.active() > 0; ++turn) {
+    sender.Pump(links.queued_to(), links.send_part());
+    links.Drain();
+  }
+  ASSERT_EQ(sender.active(), 0u);
+  EXPECT_EQ(links.parts[2].size(), 4u);
+  sender.Send(SnapshotMessage(snapshot, 2), 10);  // a repeat: dropped
+  sender.Pump(links.queued_to(), links.send_part());
+  EXPECT_EQ(links.parts[2].size(), 4u);
+  snapshot.reset();
+  EXPECT_TRUE(weak.expired());
 }
 
 TEST(RaftPartsTest, WithoutALinkTheMessageIsAbandoned) {
