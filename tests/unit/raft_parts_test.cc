@@ -7,6 +7,7 @@
 
 #include <map>
 #include <memory>
+#include <random>
 #include <string>
 #include <vector>
 
@@ -195,6 +196,44 @@ TEST(RaftPartsTest, PartsThatBreakTheRulesAreRefusedAndDropWhatWasGathered) {
   EXPECT_EQ(assembler.held_bytes(), 100u);
   assembler.Expire(RaftPartAssembler::kIdleMs);
   EXPECT_EQ(assembler.held_bytes(), 0u);
+}
+
+// What a misbehaving member may send: parts overlapping, repeated, out of order, with
+// totals that change, from several peers. Each is refused or taken; nothing is held past
+// what the parts in order gave, and only a whole message in order comes out.
+TEST(RaftPartsTest, RandomPartsFromSeveralPeersAreRefusedOrJoinedInOrder) {
+  std::mt19937_64 random(20261207);
+  RaftPartAssembler assembler;
+  std::map<raft::NodeId, std::string> in_order;  // what each peer's parts joined give
+  for (int i = 0; i < 20000; ++i) {
+    const raft::NodeId peer = 1 + random() % 4;
+    std::string& gathered = in_order[peer];
+    const uint64_t total = 1 + random() % 64;
+    const uint64_t offset = random() % 3 == 0 ? 0 : random() % 80;
+    const std::string bytes(random() % 70, static_cast<char>('a' + random() % 26));
+    absl::StatusOr<std::optional<RaftPartAssembler::Whole>> added =
+        assembler.Add(peer, EncodeRaftPart(total, offset, bytes), i);
+    if (!added.ok()) {
+      gathered.clear();
+      continue;
+    }
+    if (offset == 0) gathered.clear();
+    ASSERT_EQ(offset, gathered.size());  // taken only in order
+    gathered += bytes;
+    ASSERT_LE(gathered.size(), total);
+    if (added->has_value()) {
+      EXPECT_EQ((*added)->bytes, gathered);
+      EXPECT_EQ(gathered.size(), total);
+      gathered.clear();
+    }
+    size_t held = 0;
+    for (const auto& [id, part] : in_order) held += part.size();
+    ASSERT_EQ(assembler.held_bytes(), held);
+  }
+  // An overlap (a part sent again) is refused and drops what was gathered.
+  ASSERT_TRUE(assembler.Add(9, EncodeRaftPart(300, 0, std::string(100, 'x')), 0).ok());
+  EXPECT_FALSE(assembler.Add(9, EncodeRaftPart(300, 50, std::string(100, 'x')), 0).ok());
+  EXPECT_FALSE(assembler.Add(9, EncodeRaftPart(300, 100, std::string(100, 'x')), 0).ok());
 }
 
 }  // namespace
