@@ -188,7 +188,7 @@ void NodeState::DeferredWork() {
     return std::chrono::duration_cast<std::chrono::milliseconds>(to - from).count();
   };
   const auto end = std::chrono::steady_clock::now();
-  if (ms(start, end) >= 50) {  // what a slow control turn (control_turn_slow) spent here
+  if (ms(start, end) >= kSlowStepMs) {
     LogEvent(LogLevel::kInfo, "config_deferred_work_slow",
              Concat("router_edits=", std::to_string(edits),
                     " router_ms=", std::to_string(ms(start, published)),
@@ -479,7 +479,7 @@ void NodeState::MirrorClusterConfig() {
     const auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(
                         std::chrono::steady_clock::now() - start)
                         .count();
-    if (ms >= 50) {  // what a slow control turn (control_turn_slow) spent here
+    if (ms >= kSlowStepMs) {
       LogEvent(LogLevel::kInfo, "cluster_mirror_slow",
                Concat("edits=", std::to_string(edits.size()), " ms=", std::to_string(ms)));
     }

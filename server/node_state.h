@@ -195,6 +195,10 @@ class NodeState final : private EngineSupervisor::Observer {
   // the disk, which stalled the control threads of all nodes at once (elections).
   static constexpr std::chrono::milliseconds kMirrorQuietMs{2000};
   static constexpr uint64_t kMirrorJournalPercentMax = 300;
+  // A mirror step or deferred work this long is logged (cluster_mirror_slow,
+  // config_deferred_work_slow): half of what makes a slow control turn
+  // (server/control_loop.h, kSlowTurnMs), so that a slow turn's log says where it went.
+  static constexpr int64_t kSlowStepMs = 50;
 
   const DaemonOptions& options_;
   EngineSupervisor* const engine_;

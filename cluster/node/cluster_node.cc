@@ -456,6 +456,16 @@ void ClusterNode::OnRaftMessage(const LinkPeer& peer, std::string_view bytes, si
   }
   if (message->to != id()) return;  // for a former incarnation of this address
   if (message->from != peer.id) return reject("a Raft message from another node's link");
+  // Parts carry snapshots, nothing else: a frame's bound holds for every other message.
+  if (bytes_max > raft::MessageLimits{}.frame_bytes_max && message->snapshot == nullptr) {
+    return reject("a Raft message in parts without a snapshot");
+  }
+  // An entry the store would refuse would stop this node's Raft for good: refused here.
+  for (const raft::Entry& entry : message->entries) {
+    if (entry.data.size() > storage::kEntryDataBytesMax) {
+      return reject("a Raft entry larger than 16 MiB");
+    }
+  }
   // A snapshot Raft may install is decoded into scratch first: Raft stores what it is given,
   // and a snapshot this node cannot load would stop it for good. (One at or below the
   // commit index is only answered: not worth decoding.)
@@ -930,7 +940,7 @@ void ClusterNode::HandleReady() {
         ApplyCommitted(entry);
       }
     }
-    if (const int64_t ms = MsSince(applying); ms >= 50) {  // a slow turn's (control_turn_slow)
+    if (const int64_t ms = MsSince(applying); ms >= kSlowStepMs) {
       LogEvent(LogLevel::kInfo, "cluster_apply_slow",
                Concat("entries=", std::to_string(ready.committed_entries.size()),
                       " ms=", std::to_string(ms)));

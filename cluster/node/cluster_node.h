@@ -377,6 +377,9 @@ class ClusterNode {
   // on; then Raft and the store take it (FinishSnapshot). Declared after store_: its writer
   // uses the store, and its future waits for the writer when destroyed.
   static constexpr size_t kSnapshotSliceBytes = 4 << 20;
+  // Applying committed entries for this long is logged (cluster_apply_slow): half of what
+  // makes a slow control turn (server/control_loop.h, kSlowTurnMs).
+  static constexpr int64_t kSlowStepMs = 50;
   struct SnapshotJob {
     std::optional<SnapshotEncoder> encoder;  // unset once everything is encoded
     std::vector<std::string> slices;

@@ -41,7 +41,10 @@
 // file system. An I/O error is sticky: after one, every mutating call returns it, since what
 // reached the disk is then unknown; reopen the store (restart the process) to go on.
 //
-// Thread safety: none. One RaftStore belongs to the control-plane thread.
+// Thread safety: none, but for PrepareSnapshot, which may run on another thread (one at a
+// time) while the owner uses the store: it touches only its own file, through the Fs, so the
+// Fs must be thread-safe for distinct files (PosixFs is; MemFs, for tests, is not). One
+// RaftStore belongs to the control-plane thread.
 #ifndef STANZAD_CLUSTER_STORAGE_RAFT_STORE_H_
 #define STANZAD_CLUSTER_STORAGE_RAFT_STORE_H_
 

@@ -336,6 +336,7 @@ ConfigEncoder::ConfigEncoder(const Config& config)
 }
 
 bool ConfigEncoder::Step(size_t entries, std::string* out) {
+  CHECK_GT(entries, 0u);
   ByteWriter w(std::move(*out));
   if (part_ == Part::kHead) {
     w.PutU8(HasClusterSection(config_) ? kFormatVersionWithClusterSection : kFormatVersion);

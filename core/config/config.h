@@ -177,6 +177,7 @@ class ConfigEncoder {
 
   // Appends the next part to *out: what precedes the bridges, then up to `entries` call
   // bridges and users, then what follows them. True once everything is out.
+  // REQUIRES: entries > 0 (CHECKed: a step of none would never end).
   bool Step(size_t entries, std::string* out);
   bool done() const { return part_ == Part::kDone; }
 
