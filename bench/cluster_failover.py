@@ -56,6 +56,21 @@ def leader_of(node):
     return None
 
 
+def start_cluster(nodes):
+    """Starts the nodes, initializes the cluster on the first and joins the others to it;
+    returns each node's cluster address by id(node)."""
+    for node in nodes:
+        node.start()
+        node.wait_serving()
+        assert node.admin("cluster", "enable")[0] == 0
+    address = {id(n): f"{n.ip}:{n.cluster_port}" for n in nodes}
+    assert nodes[0].admin("cluster", "initialize")[0] == 0
+    for node in nodes[1:]:
+        code, out = node.join(nodes[0], address[id(nodes[0])])
+        assert code == 0, out
+    return address
+
+
 def new_leader_ms(survivors, dead_address, since, interval):
     """Milliseconds from `since` (time.monotonic()) until every survivor names one leader
     that is not `dead_address`; None if that did not happen within 10 s of `since`."""
@@ -304,15 +319,7 @@ def main():
                             extra_flags=["--preauth_connections_per_ip_max=0"])
              for i in range(3)]
     try:
-        for node in nodes:
-            node.start()
-            node.wait_serving()
-            assert node.admin("cluster", "enable")[0] == 0
-        address = {id(n): f"{n.ip}:{n.cluster_port}" for n in nodes}
-        assert nodes[0].admin("cluster", "initialize")[0] == 0
-        for node in nodes[1:]:
-            code, out = node.join(nodes[0], address[id(nodes[0])])
-            assert code == 0, out
+        address = start_cluster(nodes)
         if args.load:
             load_trials(nodes, address, args, nodes[0].state_dir)
         else:

@@ -56,7 +56,7 @@ import urllib.request
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "../tests/integration"))
 sys.path.insert(0, os.path.dirname(__file__))
 from stanzad_harness import BIN_DIR, STANZACTL, StanzadProcess, wait_until  # noqa: E402
-from cluster_failover import leader_of, new_leader_ms, wait_stable  # noqa: E402
+from cluster_failover import leader_of, new_leader_ms, start_cluster, wait_stable  # noqa: E402
 from dns_doctor_test import Dnsmasq  # noqa: E402
 
 BENCH_DIR = os.environ.get("STANZAD_BENCH_DIR", os.path.join(BIN_DIR, "../bench"))
@@ -339,15 +339,7 @@ def main():
     nodes = [StanzadProcess(ip=f"127.0.0.{i + 1}", threads=args.threads, open_files_max=files,
                             extra_flags=flags) for i in range(3)]
     try:
-        for node in nodes:
-            node.start()
-            node.wait_serving()
-            assert node.admin("cluster", "enable")[0] == 0
-        address = {id(n): f"{n.ip}:{n.cluster_port}" for n in nodes}
-        assert nodes[0].admin("cluster", "initialize")[0] == 0
-        for node in nodes[1:]:
-            code, out = node.join(nodes[0], address[id(nodes[0])])
-            assert code == 0, out
+        address = start_cluster(nodes)
         wait_stable(nodes, address, timeout=60)
         secrets_path = import_bridges(nodes, args.bridges, work)
         result = run_storm(nodes, address, args, secrets_path, work)
