@@ -381,12 +381,16 @@ class ClusterNode {
   // makes a slow control turn (server/control_loop.h, kSlowTurnMs).
   static constexpr int64_t kSlowStepMs = 50;
   struct SnapshotJob {
+    // Written out (not default member initializers): clang 14 does not see a nested
+    // class with those as default-constructible inside its enclosing class.
+    SnapshotJob() : encode_ms(0), entries_waited(0) {}
+
     std::optional<SnapshotEncoder> encoder;  // unset once everything is encoded
     std::vector<std::string> slices;
     std::future<absl::StatusOr<std::shared_ptr<const raft::Snapshot>>> written;
     std::chrono::steady_clock::time_point start;
-    int64_t encode_ms = 0;
-    size_t entries_waited = 0;  // committed while it was encoded
+    int64_t encode_ms;
+    size_t entries_waited;  // committed while it was encoded
   };
   std::optional<SnapshotJob> snapshot_job_;
   std::deque<raft::Entry> deferred_;  // committed while the state was being encoded
