@@ -874,6 +874,9 @@ void ClusterNode::HandleReady() {
         std::erase_if(deferred_, [&](const raft::Entry& entry) {
           return entry.index <= ready.snapshot->metadata.index;
         });
+        // Any after it (none, as Raft installs only past its commit index) are applied now:
+        // with the encoding cancelled, nothing else would ever apply them.
+        ApplyDeferred();
         ++config_generation_;
         applied_changes_ = {true, {}};
         // Said with what it cost: at size, seconds on this thread.
