@@ -381,6 +381,23 @@ void ClusterNode::ForwardToLeader(Request request, Done done) {
 
 void ClusterNode::SendForwarded(ForwardedRequest& forwarded, const std::string& address) {
   forwarded.target_address = address;
+  forwarded.shared_link = false;
+  // To a member, the request goes on the link Raft already keeps to it: no connect and
+  // handshake per change, and no one-off links for the leader to count against this
+  // node's address. (A join has no such link: its token authenticates a one-off.)
+  if (!forwarded.token.has_value()) {
+    for (const auto& [member, entry] : raft_->members()) {
+      if (member == id() || entry.address != address) continue;
+      const LinkId link = transport_->LinkIdTo(member);
+      if (link != kNoLink &&
+          transport_->SendOn(link, FrameType::kRequest, EncodeRequest(forwarded.request))) {
+        forwarded.link = link;
+        forwarded.shared_link = true;
+        return;
+      }
+      break;
+    }
+  }
   absl::Status error;
   forwarded.link = transport_->Dial(address, forwarded.token, now_ms_, &error);
   if (forwarded.link == kNoLink ||
@@ -516,6 +533,15 @@ void ClusterNode::OnRequest(LinkId link, const LinkPeer& peer, const Request& re
                           ? "a join needs a join token (stanzactl cluster token on a member)"
                           : "a joining node may only ask to join"));
   }
+  // A member's link asks as that member: one removed since it opened asks nothing.
+  if (link != kNoLink && request.kind != RequestKind::kJoin &&
+      raft_->members().count(peer.id) == 0) {
+    return Answer(link, request.id,
+                  absl::PermissionDeniedError(Concat(
+                      "node ", std::to_string(peer.id),
+                      " is not a member of this cluster (removed?); to bring it back, reset it "
+                      "and join it again with a token")));
+  }
   if (raft_->role() != raft::Role::kLeader) {
     const std::string leader = LeaderAddress();
     Answer(link, request.id,
@@ -630,7 +656,7 @@ void ClusterNode::OnReply(LinkId link, const struct Reply& reply) {
   ForwardedRequest& forwarded = it->second;
   const std::string key_wrap = transport_->KeyWrapOf(link);
   forwarded.link = kNoLink;  // first: closing it must not look like losing it
-  transport_->Close(link);
+  if (!forwarded.shared_link) transport_->Close(link);
   if (forwarded.request.kind == RequestKind::kJoin && reply.status.ok()) {
     // Admitted: the leader's answer carries the cluster key, wrapped for this link.
     absl::Status saved =
@@ -756,7 +782,7 @@ void ClusterNode::Tick(uint64_t now_ms) {
     }
     const LinkId link = it->second.link;
     it->second.link = kNoLink;
-    transport_->Close(link);
+    if (!it->second.shared_link) transport_->Close(link);
     completions_.emplace_back(
         std::move(it->second.done),
         absl::DeadlineExceededError(Concat("no answer from ", it->second.target_address, " within ",
@@ -954,6 +980,7 @@ void ClusterNode::HandleReady() {
       if (member_id != id()) peers[member_id] = member.address;
     }
     transport_->SetPeers(peers, now_ms_);
+    transport_->RecheckLinks();  // a removed member's links close now, both directions
   }
   verified_snapshot_ = nullptr;  // installed, or not taken by Raft
   verified_machine_.reset();

@@ -247,6 +247,7 @@ class ClusterNode {
     Done done;
     uint64_t deadline_ms = 0;
     LinkId link = kNoLink;
+    bool shared_link = false;  // `link` is the member link to the target: never closed here
     int redirects = 0;
     std::string target_address;
     std::optional<JoinToken> token;  // a join: the link proves it

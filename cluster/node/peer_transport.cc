@@ -10,6 +10,7 @@
 #include <algorithm>
 #include <cerrno>
 #include <cstring>
+#include <utility>
 
 #include "core/base/check.h"
 #include "core/base/concat.h"
@@ -83,6 +84,20 @@ void PeerTransport::SetPeers(const std::map<raft::NodeId, std::string>& peers, u
     if (dialers_.count(id) == 0) dialers_[id] = Dialer{address, kNoLink, now_ms, 100};
   }
   Tick(now_ms);
+}
+
+void PeerTransport::RecheckLinks() {
+  if (!peer_check_) return;
+  std::vector<std::pair<LinkId, absl::Status>> refused;
+  for (const auto& [id, link] : links_) {
+    if (!link->authenticated || link->join_token != 0) continue;
+    absl::Status allowed = peer_check_(LinkPeer{link->peer, 0, link->identity});
+    if (!allowed.ok()) refused.emplace_back(id, std::move(allowed));
+  }
+  for (const auto& [id, reason] : refused) {
+    ++links_refused_;
+    CloseLink(id, reason);
+  }
 }
 
 PeerTransport::Link* PeerTransport::Find(LinkId id) {

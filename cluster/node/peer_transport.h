@@ -120,8 +120,18 @@ class PeerTransport {
   bool SendTo(raft::NodeId peer, FrameType type, std::string_view payload);
   // Bytes waiting to leave on the link SendTo(peer) would use (0: none, or no link).
   size_t QueuedTo(raft::NodeId peer) const;
+  // The link SendTo(peer) would use now, or kNoLink. (A request sent on it with SendOn is
+  // answered on it; when it closes, the close handler names it.)
+  LinkId LinkIdTo(raft::NodeId peer) const {
+    const Link* link = LinkTo(peer);
+    return link == nullptr ? kNoLink : link->id;
+  }
   // Queues a frame on one link; false when the link is gone.
   bool SendOn(LinkId link, FrameType type, std::string_view payload);
+  // Closes every authenticated link (but a join token's) whose peer the peer check refuses
+  // now, counted as refused: a member removed, a key unbound. The check runs when a link
+  // authenticates; without this, a link would outlive the membership that admitted it.
+  void RecheckLinks();
   // Opens a one-off link to "IP:PORT", authenticated with `token` when given (a node
   // asking to join), else with the cluster key; kNoLink with *error set when the address
   // is bad, no socket can be made, or there is no credential.
