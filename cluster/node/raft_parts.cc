@@ -91,7 +91,10 @@ absl::StatusOr<std::optional<RaftPartAssembler::Whole>> RaftPartAssembler::Add(
     assemblies_.erase(peer);
     return absl::InvalidArgumentError("a message in parts larger than a snapshot may be");
   }
-  if (offset == 0) assemblies_.erase(peer);  // a new message: whatever came before is void
+  // A new message: whatever came before is void, from every peer. Only a leader sends
+  // snapshots, and a new leader's supersedes the old one's: so one message is held at a
+  // time, whatever the number of members.
+  if (offset == 0) assemblies_.clear();
   Assembly& assembly = assemblies_[peer];
   if (offset == 0) {
     assembly.total = total;

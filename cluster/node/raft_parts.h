@@ -17,10 +17,11 @@
 // election timeout): a send of the snapshot already under way, or sent to that peer within
 // kResendAfterMs, is dropped, unless the peer's link closed since (Forget).
 //
-// RaftPartAssembler (the receiving node) holds one message per peer, only from members'
-// authenticated links (the caller's check): at most kMessageBytesMax, parts in order
-// (anything else drops what was gathered), and nothing a peer stopped sending for
-// kIdleMs (Expire).
+// RaftPartAssembler (the receiving node) holds one message at a time, only from members'
+// authenticated links (the caller's check): at most kRaftMessageBytesMax, parts in order
+// (anything else drops what was gathered), a message begun by any peer replacing the one
+// under way (snapshots come from the leader, and a new leader's supersedes the old
+// one's), and nothing a peer stopped sending for kIdleMs (Expire).
 //
 // Thread safety: none; the control thread.
 #ifndef STANZAD_CLUSTER_NODE_RAFT_PARTS_H_
@@ -92,7 +93,8 @@ class RaftPartAssembler {
   };
   // A kRaftPart frame's payload from `peer`: the whole message once this was its last part,
   // nullopt while parts are missing, or InvalidArgument for a part that breaks the rules
-  // (what was gathered from that peer is dropped).
+  // (what was gathered from that peer is dropped). A first part (offset 0) drops what was
+  // gathered from every peer.
   absl::StatusOr<std::optional<Whole>> Add(raft::NodeId peer, std::string_view payload,
                                            uint64_t now_ms);
   // Drops what peers stopped sending kIdleMs ago.
