@@ -898,7 +898,9 @@ void ClusterNode::HandleReady() {
         }
         // Entries committed before it and not applied yet are in it.
         std::erase_if(deferred_, [&](const raft::Entry& entry) {
-          return entry.index <= ready.snapshot->metadata.index;
+          if (entry.index > ready.snapshot->metadata.index) return false;
+          deferred_bytes_ -= entry.data.size();
+          return true;
         });
         // Any after it (none, as Raft installs only past its commit index) are applied now:
         // with the encoding cancelled, nothing else would ever apply them.
@@ -965,6 +967,7 @@ void ClusterNode::HandleReady() {
       // While the state is being encoded for a snapshot it must not change: the entry waits.
       if (!deferred_.empty() || (snapshot_job_.has_value() && snapshot_job_->encoder)) {
         deferred_.push_back(entry);
+        deferred_bytes_ += entry.data.size();
       } else {
         ApplyCommitted(entry);
       }
@@ -1096,8 +1099,11 @@ void ClusterNode::ContinueSnapshot() {
     return;
   }
   // A slice of the state per call: the control thread answers heartbeats in between.
-  const auto deadline =
-      std::chrono::steady_clock::now() + std::chrono::milliseconds(options_.snapshot_slice_ms);
+  // (Unless the entries waiting meanwhile reached their bound: then all of it now.)
+  const auto deadline = deferred_bytes_ > kDeferredBytesMax
+                            ? std::chrono::steady_clock::time_point::max()
+                            : std::chrono::steady_clock::now() +
+                                  std::chrono::milliseconds(options_.snapshot_slice_ms);
   bool encoded = false;
   do {
     if (job.slices.empty() || job.slices.back().size() >= kSnapshotSliceBytes) {
@@ -1172,6 +1178,7 @@ void ClusterNode::ApplyDeferred() {
   while (!deferred_.empty()) {
     const raft::Entry entry = std::move(deferred_.front());
     deferred_.pop_front();
+    deferred_bytes_ -= entry.data.size();
     ApplyCommitted(entry);
   }
 }

@@ -395,6 +395,10 @@ class ClusterNode {
   };
   std::optional<SnapshotJob> snapshot_job_;
   std::deque<raft::Entry> deferred_;  // committed while the state was being encoded
+  size_t deferred_bytes_ = 0;         // their data
+  // Past this many bytes waiting in deferred_, the encoding is finished in the same turn
+  // (one long turn rather than memory without bound while a busy leader keeps committing).
+  static constexpr size_t kDeferredBytesMax = 64 << 20;
 };
 
 }  // namespace stanzad::cluster
