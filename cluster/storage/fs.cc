@@ -54,7 +54,17 @@ class PosixWritableFile final : public WritableFile {
 
   void StartWriteback() override {
     // Best effort: an error here shows again at the Sync that follows.
-    (void)::sync_file_range(fd_, 0, 0, SYNC_FILE_RANGE_WRITE);
+    const off_t end = ::lseek(fd_, 0, SEEK_CUR);
+    if (end < 0) return;
+    if (started_to_ > waited_to_) {  // what the last call started
+      (void)::sync_file_range(fd_, waited_to_, started_to_ - waited_to_,
+                              SYNC_FILE_RANGE_WAIT_BEFORE);
+      waited_to_ = started_to_;
+    }
+    if (end > started_to_) {
+      (void)::sync_file_range(fd_, started_to_, end - started_to_, SYNC_FILE_RANGE_WRITE);
+      started_to_ = end;
+    }
   }
 
   absl::Status Truncate(uint64_t size) override {
@@ -67,6 +77,8 @@ class PosixWritableFile final : public WritableFile {
  private:
   std::string path_;
   int fd_;
+  off_t waited_to_ = 0;   // StartWriteback: written out up to here
+  off_t started_to_ = 0;  // and asked to be up to here
 };
 
 class PosixFileLock final : public FileLock {
