@@ -77,8 +77,11 @@ ABSL_FLAG(std::string, routing, "leader",
           "it.");
 ABSL_FLAG(int, forward_hold_ms, 5000,
           "A stanza for a bridge on another node is kept until that node has taken it, and "
-          "sent again (to wherever the bridge is then) when it did not; after this long it is "
-          "answered to its sender with an error instead.");
+          "sent again (to wherever the bridge is then) when it did not. After this long its "
+          "sender gets an error: at once if no node may have it; else once the node it was "
+          "sent to confirms it will not deliver it, or, when that node answers nothing, 2 x "
+          "this later (up to 3 x in all: the sender is never told 'error' for a stanza "
+          "delivered, unless the node was cut off that long).");
 ABSL_FLAG(int, no_leader_hold_ms, 3000,
           "With --routing=leader, how long a stanza for a bridge on another node waits while "
           "the cluster has no leader (an election, or this node is on the minority side of a "
