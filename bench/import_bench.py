@@ -5,11 +5,16 @@ hashed), run on a follower, then the lists and exports, and a fourth node joinin
 receives and installs the snapshot of everything).
 
     STANZAD_BIN_DIR=build/cmd bench/import_bench.py [--bridges 100000] [--users 1000000]
+        [--changes 200]
 
 The files are written first (random salts and keys, valid in form; nobody logs in). Each
 step is timed from stanzactl's start to its exit; the import rates, the time for a joining
 node to hold every bridge and user, and the resident memory of the leader before and after
-are printed. Every wait is bounded; the daemons are the bench's own and are killed by PID.
+are printed. With --changes N, N `callbridge add-secret` and N `user add` are then timed one
+at a time on a follower and on the leader (30 s after the import, before the join), from
+the admin socket to the answer (committed and applied there), with everything present: p50,
+p90, p99 and max in milliseconds, as bench/config_change_latency.py prints them. Every wait
+is bounded; the daemons are the bench's own and are killed by PID.
 IMPORT_BENCH_LOGS=DIR keeps the nodes' logs there.
 """
 import argparse
@@ -26,9 +31,11 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 sys.path.insert(0, os.path.join(HERE, "..", "tests", "integration"))
 from stanzad_harness import DOMAIN, STANZACTL, StanzadProcess  # noqa: E402
-from config_change_latency import form_cluster, ok  # noqa: E402
+from config_change_latency import credentials_text, form_cluster, ok, percentile  # noqa: E402
+from config_change_latency import timed as timed_changes  # noqa: E402
 
 STEP_SECONDS_MAX = 900
+QUIET_SECONDS = 30  # before single changes are timed
 
 
 def b64(n):
@@ -125,6 +132,9 @@ def run(args, nodes, bridges_path, users_path):
         ok(follower, "user", "del", f"user{changes}")
         changes += 1
     print(f"{changes} small changes until every member had taken a snapshot", flush=True)
+    added = (0, 0)
+    if args.changes:
+        added = time_changes(args, {"follower": follower, "leader": leader}, args.users - changes)
     joiner = StanzadProcess(ip="127.0.0.4", threads=1)
     nodes.append(joiner)
     joiner.start()
@@ -137,15 +147,42 @@ def run(args, nodes, bridges_path, users_path):
             print(f"join answered: {out.strip()}", flush=True)
     except TimeoutError:
         print("join: no answer within the harness's 10 s; waiting for the counts", flush=True)
-    wait_for_counts(joiner, args.bridges, args.users - changes)
+    wait_for_counts(joiner, args.bridges + added[0], args.users - changes + added[1])
     print(f"a fourth node joins and holds every bridge and user: "
           f"{time.monotonic() - start:.2f} s", flush=True)
+
+
+def time_changes(args, targets, users):
+    """Times single changes with every bridge and user present (see the module's text)."""
+    credentials = credentials_text(os.environ.get("STANZAD_BIN_DIR", ""))
+    # Once the members' own work after the import has had time to end: their snapshots and
+    # mirror rewrites (which start when changes pause 2 s), hundreds of MB each on the one
+    # disk the three nodes share here. Steady state, where neither comes often: a snapshot
+    # after the log holds half the last one's bytes, a rewrite after the journal holds 3x
+    # the config.
+    time.sleep(QUIET_SECONDS)
+    deadline = time.monotonic() + STEP_SECONDS_MAX
+    added = [0, 0]  # bridges, users
+    for where, target in targets.items():
+        for command, args_for in (
+                ("callbridge add-secret",
+                 lambda i: ("callbridge", "add-secret", f"{where}{i}", "--secret=benchSecret01")),
+                ("user add", lambda i: ("user", "add", f"{where}{i}", credentials))):
+            latencies = timed_changes(target, args_for, args.changes, deadline)
+            added[0 if command.startswith("callbridge") else 1] += len(latencies)
+            print(f"cluster bridges={args.bridges} users={users} {where} {command:21s} "
+                  f"n={len(latencies)} p50={percentile(latencies, 0.5):.2f} "
+                  f"p90={percentile(latencies, 0.9):.2f} p99={percentile(latencies, 0.99):.2f} "
+                  f"max={max(latencies):.2f} ms", flush=True)
+    return tuple(added)
 
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--bridges", type=int, default=100_000)
     parser.add_argument("--users", type=int, default=1_000_000)
+    parser.add_argument("--changes", type=int, default=0,
+                        help="then time this many single changes per command and node")
     args = parser.parse_args()
     work = tempfile.mkdtemp(prefix="import_bench.")
     bridges_path = os.path.join(work, "bridges.txt")

@@ -54,6 +54,11 @@ class PosixWritableFile final : public WritableFile {
 
   void StartWriteback() override {
     // Best effort: an error here shows again at the Sync that follows.
+    (void)::sync_file_range(fd_, 0, 0, SYNC_FILE_RANGE_WRITE);
+  }
+
+  void PaceWriteback() override {
+    // Best effort, as StartWriteback.
     const off_t end = ::lseek(fd_, 0, SEEK_CUR);
     if (end < 0) return;
     if (started_to_ > waited_to_) {  // what the last call started
@@ -77,7 +82,7 @@ class PosixWritableFile final : public WritableFile {
  private:
   std::string path_;
   int fd_;
-  off_t waited_to_ = 0;   // StartWriteback: written out up to here
+  off_t waited_to_ = 0;   // PaceWriteback: written out up to here
   off_t started_to_ = 0;  // and asked to be up to here
 };
 

@@ -34,12 +34,15 @@ class WritableFile {
   virtual absl::Status Append(std::string_view data) = 0;
   // Makes the file's content (and size) durable.
   virtual absl::Status Sync() = 0;
-  // Waits until what the previous call asked for is written out, then asks for what was
-  // appended since to be written out, without waiting for it. Called between appends of a
-  // large file, it keeps at most the bytes appended between two calls waiting for the
-  // disk: a later Sync has little left to wait for, and an fsync elsewhere (the Raft log's)
-  // does not queue behind hundreds of MB. Durable only after Sync. Best effort.
+  // Asks for what was appended to be written out now, without waiting for it, so that a
+  // later Sync of a large file has little left to wait for. Durable only after Sync.
   virtual void StartWriteback() {}
+  // Waits until what the previous call asked for is written out, then asks for what was
+  // appended since, without waiting for it. Called between appends of a large file, it
+  // keeps at most the bytes appended between two calls waiting for the disk, so that an
+  // fsync elsewhere (the Raft log's) does not queue behind hundreds of MB. It waits for
+  // the disk: not for the control thread. Durable only after Sync. Best effort.
+  virtual void PaceWriteback() {}
   // Cuts the file to `size` bytes (durable after Sync()).
   virtual absl::Status Truncate(uint64_t size) = 0;
 };

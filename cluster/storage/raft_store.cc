@@ -469,7 +469,7 @@ absl::Status RaftStore::PrepareSnapshot(const raft::Snapshot& snapshot) const {
   for (size_t offset = 0; offset < snapshot.data.size(); offset += kStepBytes) {
     const std::string_view step = std::string_view(snapshot.data).substr(offset, kStepBytes);
     if (absl::Status status = (*file)->Append(step); !status.ok()) return status;
-    (*file)->StartWriteback();
+    (*file)->PaceWriteback();
   }
   return (*file)->Sync();
 }
