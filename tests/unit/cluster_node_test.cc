@@ -1,6 +1,9 @@
 // ClusterNode over real loopback sockets and real stores in temporary directories:
 // three nodes in one process, driven by one poll() loop.
 #include "cluster/node/cluster_node.h"
+#include "cluster/node/peer_transport.h"
+#include "cluster/node/raft_parts.h"
+#include "cluster/raft/message_codec.h"
 #include "cluster/storage/raft_store.h"
 
 #include "tests/unit/test_ca.h"
@@ -15,6 +18,7 @@
 #include <algorithm>
 #include <chrono>
 #include <filesystem>
+#include <fstream>
 #include <functional>
 #include <map>
 #include <memory>
@@ -22,6 +26,8 @@
 #include <set>
 #include <string>
 #include <vector>
+
+#include "absl/strings/escaping.h"
 
 namespace stanzad::cluster {
 namespace {
@@ -112,10 +118,17 @@ class ClusterNodeTest : public ::testing::Test {
         firsts.emplace_back(slot.node.get(), fds.size());
         slot.node->AppendPollFds(&fds);
       }
+      std::vector<std::pair<PeerTransport*, size_t>> extra_firsts;
+      for (PeerTransport* transport : extra_transports_) {
+        extra_firsts.emplace_back(transport, fds.size());
+        transport->AppendPollFds(&fds);
+      }
       poll(fds.data(), fds.size(), 5);
       const uint64_t now = NowMs();
       for (auto& [node, first] : firsts) node->HandlePoll(fds, first, now);
+      for (auto& [transport, first] : extra_firsts) transport->HandlePoll(fds, first, now);
       for (auto& [node, first] : firsts) node->Tick(now);
+      for (auto& [transport, first] : extra_firsts) transport->Tick(now);
     }
     return true;
   }
@@ -163,6 +176,7 @@ class ClusterNodeTest : public ::testing::Test {
 
   std::filesystem::path root_;
   std::vector<Slot> slots_;
+  std::vector<PeerTransport*> extra_transports_;  // driven by RunUntil too
   int snapshot_slice_ms_ = 4;
   int election_ticks_ = ClusterNodeOptions{}.election_ticks;
 };
@@ -402,6 +416,50 @@ TEST_F(ClusterNodeTest, ALargeStateIsSnapshottedInSlicesAndSentInParts) {
   Stop(1);
   Start(1);
   ASSERT_TRUE(RunUntil([&] { return same(1); }, 20000));
+}
+
+// A member gone rogue (its id and the cluster key) sends a Raft message that is no
+// snapshot in parts, which may join up to a GiB: refused. A message in one frame after it,
+// on the same link, is taken: so the refusal is the parts rule's.
+TEST_F(ClusterNodeTest, ARaftMessageInPartsWithoutASnapshotIsRefused) {
+  election_ticks_ = 300;  // the leader keeps its term but for what the rogue sends
+  FormThree();
+  ASSERT_TRUE(RunUntil([&] { return Leader().has_value(); }));
+  const size_t leader = *Leader();
+  const size_t member = (leader + 1) % 3;
+  const raft::NodeId member_id = node(member).id();
+  const raft::NodeId leader_id = node(leader).id();
+  std::string key_hex;
+  std::ifstream(slots_[member].dir + "/link_key") >> key_hex;
+  const std::string key = absl::HexStringToBytes(key_hex);
+  ASSERT_EQ(key.size(), kClusterKeyBytes);
+  Stop(member);
+  PeerTransport rogue(
+      LinkSelf{member_id, address(member)}, TransportLimits{},
+      [](LinkId, const LinkPeer&, Frame) {}, [](LinkId, raft::NodeId, const absl::Status&) {});
+  rogue.set_cluster_key(key);
+  rogue.SetPeers({{leader_id, address(leader)}}, NowMs());
+  extra_transports_.push_back(&rogue);
+  ASSERT_TRUE(RunUntil([&] { return rogue.Connected(leader_id); }));
+  // Answers from a later term: one taken makes the leader a follower of that term.
+  const raft::Term term = node(leader).Status().term;
+  const auto answer = [&](raft::Term later) {
+    raft::Message message;
+    message.type = raft::MessageType::kHeartbeatResponse;
+    message.from = member_id;
+    message.to = leader_id;
+    message.term = later;
+    std::string bytes;
+    raft::EncodeMessage(message, &bytes);
+    return bytes;
+  };
+  const std::string in_parts = answer(term + 200);
+  ASSERT_TRUE(
+      rogue.SendTo(leader_id, FrameType::kRaftPart, EncodeRaftPart(in_parts.size(), 0, in_parts)));
+  ASSERT_TRUE(rogue.SendTo(leader_id, FrameType::kRaft, answer(term + 100)));
+  ASSERT_TRUE(RunUntil([&] { return node(leader).Status().term >= term + 100; }));
+  EXPECT_EQ(node(leader).Status().term, term + 100);  // not term + 200: the parts were refused
+  extra_transports_.clear();
 }
 
 TEST_F(ClusterNodeTest, MutualTlsLinksAndAStrangerIsRefused) {
