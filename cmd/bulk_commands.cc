@@ -18,9 +18,9 @@
 #include <vector>
 
 #include "absl/container/flat_hash_map.h"
+#include "admin/node_commands.h"
+#include "admin/node_config.h"
 #include "cluster/config_state_machine.h"
-#include "cmd/node_commands.h"
-#include "cmd/node_config.h"
 #include "core/base/concat.h"
 #include "core/base/decimal.h"
 #include "core/config/config.h"

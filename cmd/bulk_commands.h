@@ -1,6 +1,6 @@
 // stanzactl's bulk commands: call bridges and users imported from a file and exported to
 // standard output, and the lists, moved in chunks and pages over the admin socket (the
-// bulk forms in cmd/node_commands.h) so that 100,000 bridges or 1,000,000 users cost the
+// bulk forms in admin/node_commands.h) so that 100,000 bridges or 1,000,000 users cost the
 // daemon's control thread a bounded time per request.
 //
 //   callbridge import FILE [--force]   lines "NAME SECRET", or the JSON lines of
@@ -38,7 +38,7 @@
 #include <string_view>
 
 #include "absl/status/statusor.h"
-#include "cmd/admin/admin_socket.h"
+#include "admin/admin_socket.h"
 #include "core/config/config.h"
 
 namespace stanzad {

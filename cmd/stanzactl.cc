@@ -22,9 +22,9 @@
 #include <string>
 #include <vector>
 
-#include "cmd/admin/admin_socket.h"
+#include "admin/admin_socket.h"
+#include "admin/cluster_address.h"
 #include "cmd/bulk_commands.h"
-#include "cmd/cluster_address.h"
 #include "cmd/dns_doctor.h"
 #include "cmd/pki_commands.h"
 #include "core/base/decimal.h"
@@ -334,7 +334,7 @@ int main(int argc, char** argv) {
     return 2;
   }
   // `cluster join HOST` and `cluster remove HOST`: a name is resolved here, never by the
-  // daemon (its control thread runs Raft: cmd/cluster_address.h). A node id stays as it is.
+  // daemon (its control thread runs Raft: admin/cluster_address.h). A node id stays as it is.
   if (request.args.size() >= 3 && request.args[0] == "cluster" &&
       (request.args[1] == "join" || request.args[1] == "remove")) {
     for (size_t i = 2; i < request.args.size(); ++i) {

@@ -20,7 +20,7 @@
 #include <string>
 
 #include "absl/flags/parse.h"
-#include "cmd/admin/admin_socket.h"
+#include "admin/admin_socket.h"
 #include "cmd/flags_usage.h"
 #include "core/base/log.h"
 #include "server/admin_dispatcher.h"

@@ -12,9 +12,9 @@
 
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_join.h"
+#include "admin/cluster_address.h"
+#include "admin/file_access.h"
 #include "cluster/config_state_machine.h"
-#include "cmd/cluster_address.h"
-#include "cmd/file_access.h"
 #include "cmd/flags_usage.h"
 #include "core/base/log.h"
 #include "server/cluster_commands.h"

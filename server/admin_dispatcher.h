@@ -1,5 +1,5 @@
 // AdminDispatcher: runs the admin commands that arrive on the admin socket
-// (cmd/admin/admin_socket.h) — the node's own (cmd/node_commands.h: domain, listen,
+// (admin/admin_socket.h) — the node's own (admin/node_commands.h: domain, listen,
 // callbridge, user, enable, status, reset...), `certs`, and `cluster ...` — against the
 // node, and answers each exactly once through its Reply. A command that changes the
 // configuration is answered after the change is durable and live (NodeState::Commit);
@@ -19,9 +19,9 @@
 #include <cstdint>
 #include <string>
 
+#include "admin/admin_socket.h"
+#include "admin/node_commands.h"
 #include "cluster/node/cluster_node.h"
-#include "cmd/admin/admin_socket.h"
-#include "cmd/node_commands.h"
 #include "server/daemon_options.h"
 #include "server/engine_supervisor.h"
 #include "server/node_state.h"

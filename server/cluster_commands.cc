@@ -4,8 +4,8 @@
 #include <ctime>
 
 #include "absl/strings/str_join.h"
-#include "cmd/cluster_address.h"
-#include "cmd/node_commands.h"
+#include "admin/cluster_address.h"
+#include "admin/node_commands.h"
 #include "core/base/concat.h"
 #include "core/base/decimal.h"
 

@@ -10,8 +10,8 @@
 #include <string_view>
 
 #include "absl/status/statusor.h"
+#include "admin/node_config.h"
 #include "cluster/node/cluster_node.h"
-#include "cmd/node_config.h"
 
 namespace stanzad {
 
@@ -31,7 +31,7 @@ std::string ClusterStatusJson(const cluster::ClusterStatus& status, const NodeCo
                               bool listening);
 
 // `cluster remove NODE`: a node id (decimal, as `cluster status` prints it) or an address
-// (an IP literal: stanzactl resolves names, cmd/cluster_address.h).
+// (an IP literal: stanzactl resolves names, admin/cluster_address.h).
 cluster::RemoveTarget ParseRemoveTarget(std::string_view text, uint16_t default_port);
 
 }  // namespace stanzad

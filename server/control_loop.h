@@ -18,7 +18,7 @@
 
 #include <atomic>
 
-#include "cmd/admin/admin_socket.h"
+#include "admin/admin_socket.h"
 #include "server/admin_dispatcher.h"
 #include "server/engine_supervisor.h"
 #include "server/metrics_publisher.h"

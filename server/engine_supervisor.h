@@ -30,9 +30,9 @@
 #include <string_view>
 #include <vector>
 
+#include "admin/node_config.h"
 #include "cluster/data/data_links.h"
 #include "cluster/data/data_plane.h"
-#include "cmd/node_config.h"
 #include "net/engine.h"
 #include "router/router_shard.h"
 #include "server/daemon_options.h"

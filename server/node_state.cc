@@ -10,8 +10,8 @@
 #include <utility>
 
 #include "absl/strings/str_join.h"
+#include "admin/node_commands.h"
 #include "cluster/storage/fs.h"
-#include "cmd/node_commands.h"
 #include "core/base/concat.h"
 #include "core/base/log.h"
 #include "server/metrics_publisher.h"

@@ -39,8 +39,8 @@
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "admin/node_config.h"
 #include "cluster/node/cluster_node.h"
-#include "cmd/node_config.h"
 #include "net/engine.h"
 #include "server/daemon_options.h"
 #include "server/engine_supervisor.h"

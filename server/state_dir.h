@@ -1,5 +1,5 @@
 // The files of the node's state dir that the daemon itself keeps, beside the
-// configuration (cmd/node_config.h) and the cluster's store (cluster/node): the dir made
+// configuration (admin/node_config.h) and the cluster's store (cluster/node): the dir made
 // private, the configuration seeded from the flags on a first start, the SCRAM salt key
 // and the relay's incarnation.
 //
@@ -11,7 +11,7 @@
 #include <string>
 
 #include "absl/status/statusor.h"
-#include "cmd/node_config.h"
+#include "admin/node_config.h"
 #include "server/daemon_options.h"
 
 namespace stanzad::server {

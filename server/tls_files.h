@@ -11,7 +11,7 @@
 #include <string>
 
 #include "absl/status/statusor.h"
-#include "cmd/node_config.h"
+#include "admin/node_config.h"
 #include "tls/tls_session.h"
 
 namespace stanzad::server {

@@ -12,7 +12,7 @@
 #include <filesystem>
 #include <string>
 
-#include "cmd/node_config.h"
+#include "admin/node_config.h"
 #include "tests/unit/server_test_node.h"
 #include "tests/unit/test_ca.h"
 #include "tls/pki.h"

@@ -1,4 +1,4 @@
-#include "cmd/admin/admin_socket.h"
+#include "admin/admin_socket.h"
 
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>

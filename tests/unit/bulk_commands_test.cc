@@ -17,7 +17,7 @@
 #include <thread>
 #include <vector>
 
-#include "cmd/node_commands.h"
+#include "admin/node_commands.h"
 #include "core/base/concat.h"
 #include "core/sasl/credentials.h"
 

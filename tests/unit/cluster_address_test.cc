@@ -1,4 +1,4 @@
-#include "cmd/cluster_address.h"
+#include "admin/cluster_address.h"
 
 #include <gtest/gtest.h>
 

@@ -17,7 +17,7 @@
 #include <thread>
 #include <vector>
 
-#include "cmd/admin/admin_socket.h"
+#include "admin/admin_socket.h"
 #include "tests/unit/server_test_node.h"
 
 namespace stanzad::server {

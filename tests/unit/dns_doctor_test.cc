@@ -4,7 +4,7 @@
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
-#include "cmd/node_commands.h"
+#include "admin/node_commands.h"
 
 namespace stanzad {
 namespace {

@@ -1,6 +1,6 @@
 // DescribeUnreadableFile / CheckDaemonCanRead: what `certs` and `cluster trust`
 // say when the daemon cannot read a file the operator named.
-#include "cmd/file_access.h"
+#include "admin/file_access.h"
 
 #include <fcntl.h>
 #include <gmock/gmock.h>

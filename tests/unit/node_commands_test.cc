@@ -1,4 +1,4 @@
-#include "cmd/node_commands.h"
+#include "admin/node_commands.h"
 
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
@@ -10,8 +10,8 @@
 
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
+#include "admin/node_config.h"
 #include "cluster/storage/atomic_file.h"
-#include "cmd/node_config.h"
 #include "core/base/concat.h"
 #include "core/sasl/credentials.h"
 

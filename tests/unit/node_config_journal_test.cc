@@ -1,4 +1,4 @@
-// The config file and its journal (cmd/node_config.h): replay, torn tails at every offset,
+// The config file and its journal (admin/node_config.h): replay, torn tails at every offset,
 // damage, and a simulated crash (MemFs) at every write of a workload of appends and rewrites,
 // followed by the load a restart does.
 #include <gtest/gtest.h>
@@ -7,8 +7,8 @@
 #include <string>
 #include <vector>
 
+#include "admin/node_config.h"
 #include "cluster/storage/mem_fs.h"
-#include "cmd/node_config.h"
 #include "core/base/concat.h"
 #include "core/sasl/credentials.h"
 

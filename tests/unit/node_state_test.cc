@@ -14,7 +14,7 @@
 #include <filesystem>
 #include <string>
 
-#include "cmd/node_config.h"
+#include "admin/node_config.h"
 #include "tests/unit/server_test_node.h"
 
 namespace stanzad::server {

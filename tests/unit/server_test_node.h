@@ -20,8 +20,8 @@
 #include <utility>
 #include <vector>
 
-#include "cmd/admin/admin_socket.h"
-#include "cmd/node_config.h"
+#include "admin/admin_socket.h"
+#include "admin/node_config.h"
 #include "server/admin_dispatcher.h"
 #include "server/daemon_options.h"
 #include "server/engine_supervisor.h"

@@ -9,8 +9,8 @@
 // file as this process (the daemon) sees it. Keys belong in /etc/stanzad
 // (root:stanzad 0750), each key root:stanzad 0640, certificates 0644
 // (docs/operating.md, "Where keys live").
-#ifndef STANZAD_CMD_FILE_ACCESS_H_
-#define STANZAD_CMD_FILE_ACCESS_H_
+#ifndef STANZAD_ADMIN_FILE_ACCESS_H_
+#define STANZAD_ADMIN_FILE_ACCESS_H_
 
 #include <string>
 
@@ -40,4 +40,4 @@ absl::Status CheckDaemonCanRead(const std::string& path, const std::string& what
 
 }  // namespace stanzad
 
-#endif  // STANZAD_CMD_FILE_ACCESS_H_
+#endif  // STANZAD_ADMIN_FILE_ACCESS_H_

@@ -1,4 +1,4 @@
-#include "cmd/node_commands.h"
+#include "admin/node_commands.h"
 
 #include <algorithm>
 #include <cstdio>

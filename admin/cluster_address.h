@@ -6,8 +6,8 @@
 // The daemon takes the address stanzactl sent as an IP literal (ClusterAddressOf).
 //
 // Thread safety: pure functions; ResolveNameIn blocks on DNS (stanzactl only).
-#ifndef STANZAD_CMD_CLUSTER_ADDRESS_H_
-#define STANZAD_CMD_CLUSTER_ADDRESS_H_
+#ifndef STANZAD_ADMIN_CLUSTER_ADDRESS_H_
+#define STANZAD_ADMIN_CLUSTER_ADDRESS_H_
 
 #include <cstdint>
 #include <optional>
@@ -35,4 +35,4 @@ absl::StatusOr<std::string> ResolveNameIn(std::string_view text);
 
 }  // namespace stanzad
 
-#endif  // STANZAD_CMD_CLUSTER_ADDRESS_H_
+#endif  // STANZAD_ADMIN_CLUSTER_ADDRESS_H_

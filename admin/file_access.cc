@@ -1,4 +1,4 @@
-#include "cmd/file_access.h"
+#include "admin/file_access.h"
 
 #include <fcntl.h>
 #include <grp.h>

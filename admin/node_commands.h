@@ -27,8 +27,8 @@
 //       page: `list` as without --limit but for --json, which gives the page's JSON objects
 //       separated by commas (no brackets); `export` "NAME SECRET\n" or
 //       "NAME CREDENTIALS\n" lines. Each page is O(N + log TOTAL) for the daemon.
-#ifndef STANZAD_CMD_NODE_COMMANDS_H_
-#define STANZAD_CMD_NODE_COMMANDS_H_
+#ifndef STANZAD_ADMIN_NODE_COMMANDS_H_
+#define STANZAD_ADMIN_NODE_COMMANDS_H_
 
 #include <cstdint>
 #include <optional>
@@ -36,9 +36,9 @@
 #include <variant>
 #include <vector>
 
+#include "admin/admin_socket.h"
+#include "admin/node_config.h"
 #include "cluster/config_state_machine.h"
-#include "cmd/admin/admin_socket.h"
-#include "cmd/node_config.h"
 
 namespace stanzad {
 
@@ -89,7 +89,7 @@ inline constexpr size_t kPageItemsMax = 10'000;
 // `change` made to `config`, as the command that returned it made it.
 void ApplyNodeChange(const NodeChange& change, NodeConfig* config);
 
-// The journal records (cmd/node_config.h) of a change to call bridges or users, appended to
+// The journal records (admin/node_config.h) of a change to call bridges or users, appended to
 // `edits`; false (nothing appended) for the other kinds, which rewrite the whole config.
 bool JournalEdits(const NodeChange& change, std::vector<NodeConfigEdit>* edits);
 bool JournalEdits(const cluster::ConfigCommand& command, std::vector<NodeConfigEdit>* edits);
@@ -118,4 +118,4 @@ std::string JsonString(std::string_view text);
 
 }  // namespace stanzad
 
-#endif  // STANZAD_CMD_NODE_COMMANDS_H_
+#endif  // STANZAD_ADMIN_NODE_COMMANDS_H_

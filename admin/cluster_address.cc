@@ -1,4 +1,4 @@
-#include "cmd/cluster_address.h"
+#include "admin/cluster_address.h"
 
 #include <arpa/inet.h>
 #include <netdb.h>

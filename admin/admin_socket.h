@@ -13,8 +13,8 @@
 // it trickles in, and kResponseTimeoutMs to take the response; at most
 // kPendingClientsMax clients are read at once (one more is closed as soon as
 // it is accepted).
-#ifndef STANZAD_CMD_ADMIN_ADMIN_SOCKET_H_
-#define STANZAD_CMD_ADMIN_ADMIN_SOCKET_H_
+#ifndef STANZAD_ADMIN_ADMIN_SOCKET_H_
+#define STANZAD_ADMIN_ADMIN_SOCKET_H_
 
 #include <poll.h>
 #include <sys/types.h>
@@ -140,4 +140,4 @@ absl::StatusOr<AdminResponse> SendAdminRequest(const std::string& path,
 
 }  // namespace stanzad::admin
 
-#endif  // STANZAD_CMD_ADMIN_ADMIN_SOCKET_H_
+#endif  // STANZAD_ADMIN_ADMIN_SOCKET_H_

@@ -35,8 +35,8 @@
 // user (NodeConfigEdit), so replaying them over the config gives the latest state at a cost
 // that does not depend on the size of the configuration. A torn last record (a crash cut it
 // short, so it was never acknowledged) is ignored; damage before the last record is DataLoss.
-#ifndef STANZAD_CMD_NODE_CONFIG_H_
-#define STANZAD_CMD_NODE_CONFIG_H_
+#ifndef STANZAD_ADMIN_NODE_CONFIG_H_
+#define STANZAD_ADMIN_NODE_CONFIG_H_
 
 #include <cstdint>
 #include <map>
@@ -167,4 +167,4 @@ class NodeConfigFiles {
 
 }  // namespace stanzad
 
-#endif  // STANZAD_CMD_NODE_CONFIG_H_
+#endif  // STANZAD_ADMIN_NODE_CONFIG_H_

@@ -1,4 +1,4 @@
-#include "cmd/node_config.h"
+#include "admin/node_config.h"
 
 #include <arpa/inet.h>
 #include <sys/random.h>
