@@ -4,8 +4,8 @@
 #include <utility>
 
 #include "cmd/flags_usage.h"
-#include "cmd/metrics/prometheus_text.h"
 #include "core/base/log.h"
+#include "metrics/prometheus_text.h"
 #include "server/node_state.h"
 
 namespace stanzad::server {

@@ -1,4 +1,4 @@
-// MetricsPublisher: /metrics and /healthz for this node (cmd/node_metrics.h renders
+// MetricsPublisher: /metrics and /healthz for this node (metrics/node_metrics.h renders
 // them). The control thread publishes a snapshot of the node (its state, the engine's
 // counters, the cluster's, the relay lanes' sums) every 100 ms and after every
 // configuration change; the HTTP server's own thread serves the latest snapshot together
@@ -20,8 +20,8 @@
 #include <string>
 #include <string_view>
 
-#include "cmd/metrics/http_server.h"
-#include "cmd/node_metrics.h"
+#include "metrics/http_server.h"
+#include "metrics/node_metrics.h"
 #include "server/engine_supervisor.h"
 
 namespace stanzad::server {

@@ -13,7 +13,7 @@
 #include <string>
 #include <string_view>
 
-#include "cmd/metrics/http_server.h"
+#include "metrics/http_server.h"
 
 namespace {
 

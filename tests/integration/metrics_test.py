@@ -19,7 +19,7 @@ from prometheus_client.parser import text_string_to_metric_families
 sys.path.insert(0, os.path.dirname(__file__))
 from stanzad_harness import DOMAIN, RawComponent, StanzadProcess, wait_until  # noqa: E402
 
-# cmd/metrics/http_server.h: kRequestTimeoutMs and kConnectionsMax.
+# metrics/http_server.h: kRequestTimeoutMs and kConnectionsMax.
 REQUEST_TIMEOUT_S = 2.0
 CONNECTIONS_MAX = 64
 

@@ -3,8 +3,8 @@
 
 #include <limits>
 
-#include "cmd/metrics/http_server.h"
-#include "cmd/metrics/prometheus_text.h"
+#include "metrics/http_server.h"
+#include "metrics/prometheus_text.h"
 
 namespace stanzad::metrics {
 namespace {

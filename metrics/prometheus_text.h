@@ -6,8 +6,8 @@
 //   text.Family("stanzad_stanzas_routed_total", "Stanzas delivered to a bridge.", "counter");
 //   text.Sample("stanzad_stanzas_routed_total", {{"shard", "0"}}, 1234);
 //   std::string body = text.Take();
-#ifndef STANZAD_CMD_METRICS_PROMETHEUS_TEXT_H_
-#define STANZAD_CMD_METRICS_PROMETHEUS_TEXT_H_
+#ifndef STANZAD_METRICS_PROMETHEUS_TEXT_H_
+#define STANZAD_METRICS_PROMETHEUS_TEXT_H_
 
 #include <cstdint>
 #include <string>
@@ -45,4 +45,4 @@ inline constexpr std::string_view kPrometheusContentType =
 
 }  // namespace stanzad::metrics
 
-#endif  // STANZAD_CMD_METRICS_PROMETHEUS_TEXT_H_
+#endif  // STANZAD_METRICS_PROMETHEUS_TEXT_H_

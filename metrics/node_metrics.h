@@ -4,14 +4,14 @@
 // per-shard counters, which it reads directly (single-writer relaxed atomics:
 // nothing on the data path is shared or locked for metrics). Counters are
 // per shard (label shard="N"); Prometheus sums them with sum().
-#ifndef STANZAD_CMD_NODE_METRICS_H_
-#define STANZAD_CMD_NODE_METRICS_H_
+#ifndef STANZAD_METRICS_NODE_METRICS_H_
+#define STANZAD_METRICS_NODE_METRICS_H_
 
 #include <cstdint>
 #include <string>
 #include <vector>
 
-#include "cmd/metrics/http_server.h"
+#include "metrics/http_server.h"
 #include "net/engine.h"
 #include "router/router_shard.h"
 
@@ -63,4 +63,4 @@ metrics::HttpResponse NodeHealth(const NodeMetricsSnapshot& snapshot);
 
 }  // namespace stanzad
 
-#endif  // STANZAD_CMD_NODE_METRICS_H_
+#endif  // STANZAD_METRICS_NODE_METRICS_H_

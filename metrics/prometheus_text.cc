@@ -1,4 +1,4 @@
-#include "cmd/metrics/prometheus_text.h"
+#include "metrics/prometheus_text.h"
 
 #include <cinttypes>
 #include <cmath>

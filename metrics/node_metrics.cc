@@ -1,12 +1,12 @@
-#include "cmd/node_metrics.h"
+#include "metrics/node_metrics.h"
 
 #include <algorithm>
 #include <cstdio>
 #include <string_view>
 
-#include "cmd/metrics/prometheus_text.h"
 #include "core/base/concat.h"
 #include "core/xmpp/stanza.h"
+#include "metrics/prometheus_text.h"
 
 namespace stanzad {
 namespace {

@@ -1,4 +1,4 @@
-#include "cmd/metrics/http_server.h"
+#include "metrics/http_server.h"
 
 #include <fcntl.h>
 #include <poll.h>

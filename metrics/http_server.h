@@ -9,8 +9,8 @@
 // kResponseTimeoutMs to take the response; at most kConnectionsMax are open
 // at once, and one more is closed as soon as it is accepted. A client that
 // stalls or sends garbage gets a 4xx or is dropped.
-#ifndef STANZAD_CMD_METRICS_HTTP_SERVER_H_
-#define STANZAD_CMD_METRICS_HTTP_SERVER_H_
+#ifndef STANZAD_METRICS_HTTP_SERVER_H_
+#define STANZAD_METRICS_HTTP_SERVER_H_
 
 #include <cstddef>
 #include <cstdint>
@@ -90,4 +90,4 @@ RequestStatus ParseRequest(std::string_view received, HttpRequest* request);
 
 }  // namespace stanzad::metrics
 
-#endif  // STANZAD_CMD_METRICS_HTTP_SERVER_H_
+#endif  // STANZAD_METRICS_HTTP_SERVER_H_
