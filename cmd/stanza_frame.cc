@@ -17,7 +17,7 @@
 
 #include "absl/flags/flag.h"
 #include "absl/flags/parse.h"
-#include "cmd/flags_usage.h"
+#include "server/flags_usage.h"
 #include "core/xml/tokenizer.h"
 #include "core/xmpp/stream_error.h"
 

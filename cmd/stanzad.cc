@@ -21,7 +21,7 @@
 
 #include "absl/flags/parse.h"
 #include "admin/admin_socket.h"
-#include "cmd/flags_usage.h"
+#include "server/flags_usage.h"
 #include "core/base/log.h"
 #include "server/admin_dispatcher.h"
 #include "server/control_loop.h"

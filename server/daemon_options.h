@@ -15,7 +15,7 @@
 #include "cluster/data/data_links.h"
 #include "cluster/node/peer_transport.h"
 #include "cluster/relay/relay.h"
-#include "cmd/flags_usage.h"
+#include "server/flags_usage.h"
 #include "core/base/log.h"
 #include "router/router_shard.h"
 

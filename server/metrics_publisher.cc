@@ -3,7 +3,7 @@
 #include <iterator>
 #include <utility>
 
-#include "cmd/flags_usage.h"
+#include "server/flags_usage.h"
 #include "core/base/log.h"
 #include "metrics/prometheus_text.h"
 #include "server/node_state.h"

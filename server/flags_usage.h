@@ -1,10 +1,11 @@
 // Shared --help setup for the programs in cmd/: lists the flags defined in
-// cmd/ sources (Abseil's default looks for a file named after the binary,
-// which misses them) and answers --version. A program whose flags are many
-// prints them in groups named for what an operator sets (PrintGroupedHelpIfAsked)
-// instead of Abseil's "Flags from <source file>" listing.
-#ifndef STANZAD_CMD_FLAGS_USAGE_H_
-#define STANZAD_CMD_FLAGS_USAGE_H_
+// cmd/ and server/ sources (Abseil's default looks for a file named after the
+// binary, which misses them) and answers --version. (In server/, beside the
+// daemon's flags, which the programs' --help and the daemon's status share.) A program whose flags
+// are many prints them in groups named for what an operator sets (PrintGroupedHelpIfAsked) instead
+// of Abseil's "Flags from <source file>" listing.
+#ifndef STANZAD_SERVER_FLAGS_USAGE_H_
+#define STANZAD_SERVER_FLAGS_USAGE_H_
 
 #include <string>
 #include <string_view>
@@ -21,7 +22,8 @@ inline void ConfigureFlagsUsage(const char* usage, const char* program) {
   absl::SetProgramUsageMessage(usage);
   absl::FlagsUsageConfig config;
   config.contains_help_flags = [](absl::string_view path) {
-    return path.find("cmd/") != absl::string_view::npos;
+    return path.find("cmd/") != absl::string_view::npos ||
+           path.find("server/") != absl::string_view::npos;
   };
   config.contains_helpshort_flags = config.contains_help_flags;
   config.version_string = [program] { return std::string(program) + " " + kStanzadVersion + "\n"; };
@@ -34,7 +36,7 @@ struct FlagGroup {
   std::vector<std::string_view> flags;
 };
 
-// `usage`, then every flag defined in cmd/ with its help text and default,
+// `usage`, then every flag defined in cmd/ or server/ with its help text and default,
 // under the heading of the first group that names it; a flag no group names is
 // listed under "Other flags", so none is ever missing. Names of flags that do
 // not exist are skipped.
@@ -48,4 +50,4 @@ bool PrintGroupedHelpIfAsked(int argc, char** argv, std::string_view usage,
 
 }  // namespace stanzad
 
-#endif  // STANZAD_CMD_FLAGS_USAGE_H_
+#endif  // STANZAD_SERVER_FLAGS_USAGE_H_

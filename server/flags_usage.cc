@@ -1,4 +1,4 @@
-#include "cmd/flags_usage.h"
+#include "server/flags_usage.h"
 
 #include <cstdint>
 #include <cstdio>
