@@ -427,6 +427,9 @@ void ClusterNode::OnFrame(LinkId link, const LinkPeer& peer, Frame frame) {
     case FrameType::kRaft:
       return OnRaftMessage(peer, frame.payload, raft::MessageLimits{}.frame_bytes_max);
     case FrameType::kRaftPart: {
+      // Only a leader sends snapshots (and it sends an append first, which makes it this
+      // node's leader): parts from anyone else could void the one under way.
+      if (peer.id != raft_->leader()) return reject("a message in parts from a non-leader");
       absl::StatusOr<std::optional<RaftPartAssembler::Whole>> whole =
           part_assembler_.Add(peer.id, frame.payload, now_ms_);
       if (!whole.ok()) return reject(std::string(whole.status().message()));
@@ -731,11 +734,24 @@ void ClusterNode::ForgetLeaderIfUnreachable(raft::NodeId peer) {
 void ClusterNode::OnLinkClosed(LinkId link, raft::NodeId peer, const absl::Status& reason) {
   ForgetLeaderIfUnreachable(peer);
   if (peer != raft::kNoNode) part_sender_.Forget(peer);
-  for (auto it = forwarded_.begin(); it != forwarded_.end(); ++it) {
-    if (it->second.link != link) continue;
+  // A member refused this node (removed, or a key it does not know): changes waiting for a
+  // leader would wait in vain; they are answered with the member's reason now.
+  if (reason.code() == absl::StatusCode::kPermissionDenied && peer != raft::kNoNode &&
+      raft_->members().count(peer) != 0) {
+    for (WaitingProposal& waiting : waiting_) {
+      completions_.emplace_back(std::move(waiting.done), reason);
+    }
+    waiting_.clear();
+  }
+  // Every request on it (a member link carries many), each answered once.
+  for (auto it = forwarded_.begin(); it != forwarded_.end();) {
+    if (it->second.link != link) {
+      ++it;
+      continue;
+    }
     Done done = std::move(it->second.done);
     const std::string address = it->second.target_address;
-    forwarded_.erase(it);
+    it = forwarded_.erase(it);
     completions_.emplace_back(
         std::move(done),
         reason.code() == absl::StatusCode::kPermissionDenied ||
@@ -745,7 +761,6 @@ void ClusterNode::OnLinkClosed(LinkId link, raft::NodeId peer, const absl::Statu
                                             std::string(reason.message()),
                                             "); check that stanzad runs there with the cluster "
                                             "enabled, and the address and --cluster_port")));
-    return;
   }
 }
 
@@ -880,6 +895,24 @@ void ClusterNode::Process() {
       if (done) done(status);
     }
   }
+  RecheckLinksIfMembersApplied();
+}
+
+void ClusterNode::RecheckLinksIfMembersApplied() {
+  const auto& applied = machine_.config().members;
+  if (applied.size() == links_checked_for_.size() &&
+      std::equal(applied.begin(), applied.end(), links_checked_for_.begin(),
+                 [](const auto& member, raft::NodeId id) { return member.first == id; })) {
+    return;
+  }
+  links_checked_for_.clear();
+  for (const auto& [member, address] : applied) links_checked_for_.push_back(member);
+  // A member removed: its links, both directions, close once the removal is applied, not
+  // when it is appended (a leader being removed still needs the acknowledgements that
+  // commit it), and after this turn's answers were sent (the node that asked for its own
+  // removal hears that it succeeded).
+  transport_->FlushAll();
+  transport_->RecheckLinks();
 }
 
 void ClusterNode::HandleReady() {
@@ -982,8 +1015,13 @@ void ClusterNode::HandleReady() {
     for (const auto& [member_id, member] : raft_->members()) {
       if (member_id != id()) peers[member_id] = member.address;
     }
+    // A member being removed stays a peer until its removal is applied here: a leader
+    // being removed needs the acknowledgements that commit it, and the answers to what
+    // this node asked it travel on these links.
+    for (const auto& [member_id, address] : machine_.config().members) {
+      if (member_id != id()) peers.emplace(member_id, address);
+    }
     transport_->SetPeers(peers, now_ms_);
-    transport_->RecheckLinks();  // a removed member's links close now, both directions
   }
   verified_snapshot_ = nullptr;  // installed, or not taken by Raft
   verified_machine_.reset();

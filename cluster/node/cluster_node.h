@@ -126,11 +126,11 @@ struct ClusterStatus {
   raft::Index applied = 0;
   std::vector<MemberStatus> members;
   std::chrono::system_clock::time_point last_state_change{};
-  uint64_t elections = 0;                  // times this node became leader
-  absl::Status failed;                     // a storage error stopped this node's Raft
-  bool tls = false;                        // the links are mutual TLS
-  bool has_cluster_key = false;            // links can authenticate (initialize or join done)
-  uint64_t links_refused = 0;              // links refused before or at authentication
+  uint64_t elections = 0;        // times this node became leader
+  absl::Status failed;           // a storage error stopped this node's Raft
+  bool tls = false;              // the links are mutual TLS
+  bool has_cluster_key = false;  // links can authenticate (initialize or join done)
+  uint64_t links_refused = 0;    // links refused at authentication, or closed when a member left
   std::vector<std::string> isolated_from;  // a drill is on (cluster isolate)
   // Failovers seen by this node: how long it knew no leader each time (from losing
   // one to knowing the next), as a histogram with ClusterNode::kFailoverBucketsMs.
@@ -273,6 +273,8 @@ class ClusterNode {
   // A link to `peer` closed: when it is the leader and no cluster link to it is up, forget
   // it at the end of this turn (Process).
   void ForgetLeaderIfUnreachable(raft::NodeId peer);
+  // When the applied membership changed: closes the links the peer check refuses now.
+  void RecheckLinksIfMembersApplied();
   // SetDataLinksDown's rule, every turn.
   void CheckLeaderDataLinks();
   std::set<raft::NodeId> data_links_down_;
@@ -393,6 +395,7 @@ class ClusterNode {
     int64_t encode_ms;
     size_t entries_waited;  // committed while it was encoded
   };
+  std::vector<raft::NodeId> links_checked_for_;  // the applied members links were checked for
   std::optional<SnapshotJob> snapshot_job_;
   std::deque<raft::Entry> deferred_;  // committed while the state was being encoded
   size_t deferred_bytes_ = 0;         // their data

@@ -96,6 +96,12 @@ void PeerTransport::RecheckLinks() {
   }
   for (const auto& [id, reason] : refused) {
     ++links_refused_;
+    const Link& link = *links_.at(id);
+    LogEvent(LogLevel::kWarning, "cluster_link_refused",
+             Concat("peer=", link.outgoing ? link.address : link.remote_ip, " id=",
+                    std::to_string(link.peer), link.outgoing ? " direction=out" : " direction=in",
+                    " reason=", LogQuote(std::string(reason.message())),
+                    " note=", LogQuote("an open link, checked again at a membership change")));
     CloseLink(id, reason);
   }
 }

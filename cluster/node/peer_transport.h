@@ -129,8 +129,9 @@ class PeerTransport {
   // Queues a frame on one link; false when the link is gone.
   bool SendOn(LinkId link, FrameType type, std::string_view payload);
   // Closes every authenticated link (but a join token's) whose peer the peer check refuses
-  // now, counted as refused: a member removed, a key unbound. The check runs when a link
-  // authenticates; without this, a link would outlive the membership that admitted it.
+  // now, counted as refused and logged (cluster_link_refused): a member removed, a key
+  // unbound. The check runs when a link authenticates; without this, a link would outlive
+  // the membership that admitted it. O(links): call it when the membership changed.
   void RecheckLinks();
   // Opens a one-off link to "IP:PORT", authenticated with `token` when given (a node
   // asking to join), else with the cluster key; kNoLink with *error set when the address

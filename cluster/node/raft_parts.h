@@ -17,8 +17,9 @@
 // election timeout): a send of the snapshot already under way, or sent to that peer within
 // kResendAfterMs, is dropped, unless the peer's link closed since (Forget).
 //
-// RaftPartAssembler (the receiving node) holds one message at a time, only from members'
-// authenticated links (the caller's check): at most kRaftMessageBytesMax, parts in order
+// RaftPartAssembler (the receiving node) holds one message at a time, only from the
+// leader's authenticated link (the caller's check: a member's parts could void the
+// leader's snapshot under way): at most kRaftMessageBytesMax, parts in order
 // (anything else drops what was gathered), a message begun by any peer replacing the one
 // under way (snapshots come from the leader, and a new leader's supersedes the old
 // one's), and nothing a peer stopped sending for kIdleMs (Expire).

@@ -310,6 +310,32 @@ TEST_F(ClusterNodeTest, AResetNodeRejoiningAtItsAddressNeverAppearsTwice) {
   }
 }
 
+// A member's links close when its removal is applied: a follower that asks for its own
+// removal still hears that it succeeded, and a leader being removed still hears the
+// acknowledgements that commit its removal.
+TEST_F(ClusterNodeTest, AFollowerRemovingItselfAndTheLeaderBeingRemovedAreAnsweredOk) {
+  FormThree();
+  ASSERT_TRUE(RunUntil([&] { return Leader().has_value(); }));
+  const size_t leader = *Leader();
+  const size_t leaving = (leader + 1) % 3;
+  const size_t staying = (leader + 2) % 3;
+  const absl::Status itself = Await([&](auto done) {
+    node(leaving).Remove({node(leaving).id(), ""}, done);
+  });
+  EXPECT_TRUE(itself.ok()) << itself;
+  ASSERT_TRUE(RunUntil([&] { return node(staying).config().members.size() == 2; }));
+  Stop(leaving);
+  const raft::NodeId leader_id = node(leader).id();
+  const absl::Status removed = Await([&](auto done) {
+    node(staying).Remove({leader_id, ""}, done);
+  });
+  EXPECT_TRUE(removed.ok()) << removed;
+  EXPECT_TRUE(RunUntil([&] {
+    return node(staying).config().members.size() == 1 &&
+           node(staying).Status().role == raft::Role::kLeader;
+  }));
+}
+
 TEST_F(ClusterNodeTest, RemoveTakesAMemberOutAndSnapshotsCatchUpANewNode) {
   FormThree();
   for (int i = 0; i < 30; ++i) {  // past snapshot_entries: new members get a snapshot
@@ -331,10 +357,6 @@ TEST_F(ClusterNodeTest, RemoveTakesAMemberOutAndSnapshotsCatchUpANewNode) {
   EXPECT_EQ(unknown.code(), absl::StatusCode::kNotFound) << unknown;
 }
 
-// A state of many slices of encoding (1,000 users a turn here) and parts: snapshots are made
-// a slice at a time while more changes commit (they wait, then apply in order), written by
-// the writer thread, sent to a new member in parts, and loaded again after a restart. Every
-// node ends with the same configuration.
 TEST_F(ClusterNodeTest, ManyChangesFromAFollowerAtOnceTravelOnItsLinkToTheLeader) {
   FormThree();
   ASSERT_TRUE(RunUntil([&] { return Leader().has_value(); }));
@@ -359,6 +381,10 @@ TEST_F(ClusterNodeTest, ManyChangesFromAFollowerAtOnceTravelOnItsLinkToTheLeader
   EXPECT_EQ(node(leader).config().callbridges.size(), size_t{kChanges});
 }
 
+// A state of many slices of encoding (1,000 users a turn here) and parts: snapshots are made
+// a slice at a time while more changes commit (they wait, then apply in order), written by
+// the writer thread, sent to a new member in parts, and loaded again after a restart. Every
+// node ends with the same configuration.
 TEST_F(ClusterNodeTest, ALargeStateIsSnapshottedInSlicesAndSentInParts) {
   snapshot_slice_ms_ = 0;
   // The three nodes share this thread, and under ASan applying a batch takes ~100 ms on
@@ -419,8 +445,9 @@ TEST_F(ClusterNodeTest, ALargeStateIsSnapshottedInSlicesAndSentInParts) {
 }
 
 // A member gone rogue (its id and the cluster key) sends a Raft message that is no
-// snapshot in parts, which may join up to a GiB: refused. A message in one frame after it,
-// on the same link, is taken: so the refusal is the parts rule's.
+// snapshot in parts, which may join up to a GiB: refused (parts come only from the leader,
+// and carry only snapshots). A message in one frame after it, on the same link, is taken:
+// so the refusal is the parts rules'.
 TEST_F(ClusterNodeTest, ARaftMessageInPartsWithoutASnapshotIsRefused) {
   election_ticks_ = 300;  // the leader keeps its term but for what the rogue sends
   FormThree();
