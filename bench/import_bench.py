@@ -170,6 +170,9 @@ def time_changes(args, targets, users):
                 ("user add", lambda i: ("user", "add", f"{where}{i}", credentials))):
             latencies = timed_changes(target, args_for, args.changes, deadline)
             added[0 if command.startswith("callbridge") else 1] += len(latencies)
+            if not latencies:
+                print(f"{where} {command}: no change timed before the deadline", flush=True)
+                continue
             print(f"cluster bridges={args.bridges} users={users} {where} {command:21s} "
                   f"n={len(latencies)} p50={percentile(latencies, 0.5):.2f} "
                   f"p90={percentile(latencies, 0.9):.2f} p99={percentile(latencies, 0.99):.2f} "

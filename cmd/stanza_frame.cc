@@ -17,9 +17,9 @@
 
 #include "absl/flags/flag.h"
 #include "absl/flags/parse.h"
-#include "server/flags_usage.h"
 #include "core/xml/tokenizer.h"
 #include "core/xmpp/stream_error.h"
+#include "server/flags_usage.h"
 
 ABSL_FLAG(size_t, chunk_bytes, 4096,
           "Feed the input to the tokenizer in reads of this many bytes, as a socket would "

@@ -21,12 +21,12 @@
 
 #include "absl/flags/parse.h"
 #include "admin/admin_socket.h"
-#include "server/flags_usage.h"
 #include "core/base/log.h"
 #include "server/admin_dispatcher.h"
 #include "server/control_loop.h"
 #include "server/daemon_options.h"
 #include "server/engine_supervisor.h"
+#include "server/flags_usage.h"
 #include "server/metrics_publisher.h"
 #include "server/node_state.h"
 #include "server/open_files.h"

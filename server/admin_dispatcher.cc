@@ -15,9 +15,9 @@
 #include "admin/cluster_address.h"
 #include "admin/file_access.h"
 #include "cluster/config_state_machine.h"
-#include "server/flags_usage.h"
 #include "core/base/log.h"
 #include "server/cluster_commands.h"
+#include "server/flags_usage.h"
 #include "tls/certificates.h"
 
 namespace stanzad::server {

@@ -15,9 +15,9 @@
 #include "cluster/data/data_links.h"
 #include "cluster/node/peer_transport.h"
 #include "cluster/relay/relay.h"
-#include "server/flags_usage.h"
 #include "core/base/log.h"
 #include "router/router_shard.h"
+#include "server/flags_usage.h"
 
 namespace stanzad {
 

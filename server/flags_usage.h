@@ -1,9 +1,9 @@
-// Shared --help setup for the programs in cmd/: lists the flags defined in
-// cmd/ and server/ sources (Abseil's default looks for a file named after the
-// binary, which misses them) and answers --version. (In server/, beside the
-// daemon's flags, which the programs' --help and the daemon's status share.) A program whose flags
-// are many prints them in groups named for what an operator sets (PrintGroupedHelpIfAsked) instead
-// of Abseil's "Flags from <source file>" listing.
+// Shared --help setup for the programs in cmd/: lists the flags defined in cmd/ and
+// server/ sources (Abseil's default looks for a file named after the binary, which misses
+// them) and answers --version. A program whose flags are many prints them in groups named
+// for what an operator sets (PrintGroupedHelpIfAsked) instead of Abseil's "Flags from
+// <source file>" listing. (In server/, beside the daemon's flags: the daemon's options and
+// status use the version and the groups too.)
 #ifndef STANZAD_SERVER_FLAGS_USAGE_H_
 #define STANZAD_SERVER_FLAGS_USAGE_H_
 

@@ -3,9 +3,9 @@
 #include <iterator>
 #include <utility>
 
-#include "server/flags_usage.h"
 #include "core/base/log.h"
 #include "metrics/prometheus_text.h"
+#include "server/flags_usage.h"
 #include "server/node_state.h"
 
 namespace stanzad::server {

@@ -40,8 +40,8 @@ class WritableFile {
   // Waits until what the previous call asked for is written out, then asks for what was
   // appended since, without waiting for it. Called between appends of a large file, it
   // keeps at most the bytes appended between two calls waiting for the disk, so that an
-  // fsync elsewhere (the Raft log's) does not queue behind hundreds of MB. It waits for
-  // the disk: not for the control thread. Durable only after Sync. Best effort.
+  // fsync elsewhere (the Raft log's) does not queue behind hundreds of MB. It blocks its
+  // caller for up to one step's writeback. Durable only after Sync. Best effort.
   virtual void PaceWriteback() {}
   // Cuts the file to `size` bytes (durable after Sync()).
   virtual absl::Status Truncate(uint64_t size) = 0;

@@ -119,8 +119,10 @@ class RaftStore {
 
   // SaveSnapshot in two steps, so that a large snapshot's file is written (and fsynced) away
   // from the thread that owns the store:
-  //   PrepareSnapshot  writes the snapshot's file under a name of its own, durable on
-  //                    return, and touches nothing else: it may run on another thread while
+  //   PrepareSnapshot  writes the snapshot's file under a name of its own (8 MiB at a time,
+  //                    each step written out before the next: WritableFile::PaceWriteback),
+  //                    durable on return, and touches nothing else: it may run on another
+  //                    thread (SaveSnapshot and InstallSnapshot run it on the caller's) while
   //                    the store is used, one PrepareSnapshot at a time. REQUIRES (else
   //                    InvalidArgument): as SaveSnapshot's bounds on the data and members.
   //   CommitSnapshot   on the owning thread: makes the prepared file the snapshot (a rename)
