@@ -475,6 +475,7 @@ void PeerTransport::ReadFrom(Link& link) {
       return;
     }
     last_heard_ms_[current->peer] = now_ms_;
+    if (!current->accepted) Accepted(*current);
     on_frame_(id, LinkPeer{current->peer, current->join_token, current->identity}, std::move(got));
   }
 }
@@ -540,6 +541,7 @@ void PeerTransport::Authenticated(Link& link) {
   // deadline): it may ask to join, once, and has no business staying.
   if (link.join_token == 0) ForgetUnauthenticated(link);
   link.authenticated = true;
+  link.authenticated_ms = now_ms_;
   link.out.append(link.waiting);
   link.waiting.clear();
   link.waiting.shrink_to_fit();
@@ -547,6 +549,16 @@ void PeerTransport::Authenticated(Link& link) {
   WriteTo(link);
   if (Find(id) == nullptr) return;
   if (link.join_token == 0 && on_peer_up_) on_peer_up_(link.peer);
+}
+
+void PeerTransport::Accepted(Link& link) {
+  // The back-off starts again once the peer took the link, not when it connects: a peer
+  // that refuses this node (it was removed) is dialled ever less often, up to once a
+  // second, not every 100 ms with a handshake each time.
+  link.accepted = true;
+  for (auto& [peer, dialer] : dialers_) {
+    if (dialer.link == link.id) dialer.backoff_ms = 100;
+  }
 }
 
 void PeerTransport::ForgetUnauthenticated(Link& link) {
@@ -714,9 +726,6 @@ void PeerTransport::HandlePoll(const std::vector<pollfd>& fds, size_t first, uin
       }
       if ((revents & POLLOUT) == 0) continue;
       link->connecting = false;
-      for (auto& [peer, dialer] : dialers_) {
-        if (dialer.link == id) dialer.backoff_ms = 100;
-      }
       if (!StartTls(*link)) continue;
     }
     if (revents & POLLOUT) WriteTo(*link);
@@ -751,7 +760,15 @@ void PeerTransport::Tick(uint64_t now_ms) {
     }
   }
   for (auto& [peer, dialer] : dialers_) {
-    if (dialer.link != kNoLink || now_ms < dialer.retry_at_ms) continue;
+    if (dialer.link != kNoLink) {
+      Link* link = Find(dialer.link);
+      if (link != nullptr && link->authenticated && !link->accepted &&
+          now_ms >= link->authenticated_ms + kAcceptedAfterMs) {
+        Accepted(*link);
+      }
+      continue;
+    }
+    if (now_ms < dialer.retry_at_ms) continue;
     absl::Status error;
     dialer.link = Open(dialer.address, peer, true, std::nullopt, now_ms, &error);
     if (dialer.link == kNoLink) {

@@ -72,6 +72,7 @@ class PeerTransport {
  public:
   static constexpr size_t kQueueBytesMax = 16 << 20;
   static constexpr uint64_t kConnectTimeoutMs = 2000;
+  static constexpr uint64_t kAcceptedAfterMs = 1000;
   static constexpr size_t kRefusalBytesMax = kAuthRefusalBytesMax;
 
   // A frame arrived on an authenticated link (never an authentication frame).
@@ -176,6 +177,10 @@ class PeerTransport {
     int fd = -1;
     bool outgoing = false;
     bool persistent = false;  // a SetPeers link: re-dialled when it fails
+    // The peer took the link: a frame other than a refusal came after authentication, or
+    // none came for kAcceptedAfterMs (a refusal follows the handshake at once).
+    bool accepted = false;
+    uint64_t authenticated_ms = 0;
     bool connecting = false;
     bool authenticated = false;
     bool received_any = false;  // a byte from the peer arrived
@@ -221,6 +226,7 @@ class PeerTransport {
   bool OnHandshakeStep(Link& link);
   void Authenticated(Link& link);
   // Takes an incoming link out of the counts of unauthenticated links.
+  void Accepted(Link& link);  // resets its dialer's back-off
   void ForgetUnauthenticated(Link& link);
   // The transport's verdict on the peer a handshake proved: computes its certificate's
   // key (TLS, kept in link.identity) and asks the peer check.

@@ -537,6 +537,11 @@ TEST_F(ClusterNodeTest, WithTlsEachMembersKeyIsBoundAndARemovedMemberIsRefused) 
   EXPECT_GT(node(leader).Status().links_refused, refused_before);
   EXPECT_EQ(node(leader).config().callbridges.count("evil"), 0u);
   EXPECT_EQ(node(leader).config().member_identities.count(victim_id), 0u);
+  // The removed node dials on, ever less often (100 ms doubling to 1 s): in 2 s at most
+  // about five refusals here, where a back-off started again at each connect made twenty.
+  const uint64_t refused_then = node(leader).Status().links_refused;
+  RunUntil([] { return false; }, 2000);
+  EXPECT_LE(node(leader).Status().links_refused - refused_then, 8u);
 }
 
 TEST_F(ClusterNodeTest, AJoinTokenAdmitsOneNodeOnly) {
