@@ -16,6 +16,14 @@
 namespace stanzad::cluster {
 namespace {
 
+// What a node that is not a member (any more) is told, by the peer check and by a leader.
+absl::Status NotAMember(raft::NodeId id) {
+  return absl::PermissionDeniedError(
+      Concat("node ", std::to_string(id),
+             " is not a member of this cluster (removed?); to bring it back, reset it and join "
+             "it with a token"));
+}
+
 int64_t MsSince(std::chrono::steady_clock::time_point start) {
   return std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() -
                                                                start)
@@ -163,10 +171,7 @@ absl::Status ClusterNode::CheckPeer(const LinkPeer& peer) const {
   if (!raft_->is_member() || raft_->members().count(peer.id) != 0 || bound.count(peer.id) != 0) {
     return absl::OkStatus();
   }
-  return absl::PermissionDeniedError(
-      Concat("node ", std::to_string(peer.id),
-             " is not a member of this cluster (removed?); to bring it back, reset it and join "
-             "it with a token"));
+  return NotAMember(peer.id);
 }
 
 uint64_t ClusterNode::UnixNowS() {
@@ -539,11 +544,7 @@ void ClusterNode::OnRequest(LinkId link, const LinkPeer& peer, const Request& re
   // A member's link asks as that member: one removed since it opened asks nothing.
   if (link != kNoLink && request.kind != RequestKind::kJoin &&
       raft_->members().count(peer.id) == 0) {
-    return Answer(link, request.id,
-                  absl::PermissionDeniedError(Concat(
-                      "node ", std::to_string(peer.id),
-                      " is not a member of this cluster (removed?); to bring it back, reset it "
-                      "and join it again with a token")));
+    return Answer(link, request.id, NotAMember(peer.id));
   }
   if (raft_->role() != raft::Role::kLeader) {
     const std::string leader = LeaderAddress();
