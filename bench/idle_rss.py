@@ -1,18 +1,19 @@
 #!/usr/bin/python3
 """Server memory per idle connection: call bridges, or clients over TLS.
 
-Bridges (the default): starts stanzad (2 shards) on a fresh state dir on
-127.0.0.1, configures N bridges with `stanzactl callbridge import` (their
-secrets read back with `stanzactl --json callbridge list`), then stanza-bench
---mode=idle --server_pid reads the daemon's VmRSS, connects and authenticates
-N XEP-0114 components (from several 127.2.x.y source addresses past 20,000,
-since one address runs out of ports), waits a second and reads VmRSS again.
-Prints one line: (after - before) / N. The figure includes the recv-buffer
-pages the shards touch while the bridges connect (a fixed cost, bounded per
-shard), so it falls as N grows. The daemon gets --connections_max with 10%
-to spare (SO_REUSEPORT does not split connections exactly evenly over the
-shards, and each shard holds its share of the limit) and an open files limit
-to match (raising a hard limit needs root).
+Bridges (the default): starts stanzad on a fresh state dir on 127.0.0.1,
+configures N bridges with `stanzactl callbridge import` (their secrets read back
+with `stanzactl --json callbridge list`), reads the daemon's VmRSS, then connects
+and authenticates N XEP-0114 components with one stanza-bench --mode=idle per
+17,000 bridges (each within the open files limit, each from a 127.2.x.y source
+address of its own, since one address runs out of ports), waits a second after
+the last is ready and reads VmRSS again. Prints one line: (after - before) / N.
+The figure includes the recv-buffer pages the shards touch while the bridges
+connect (a fixed cost, bounded per shard), so it falls as N grows. The daemon
+gets --connections_max with 10% to spare (SO_REUSEPORT does not split
+connections exactly evenly over the shards, and each shard holds its share of
+the limit), 2 shards, or as many as it takes for each shard's table of direct
+descriptors to fit under the open files hard limit (6 for 100,000 under 20,000).
 
 Clients (--clients): the same for N XMPP clients over TLS. stanzad gets a lab
 certificate (`stanzactl pki selfsigned`) and N users (`user add` over the admin
@@ -95,33 +96,66 @@ def import_bridges(node, names, directory):
     return secrets_path
 
 
+# Bridges per stanza-bench process: each holds one descriptor per bridge, within an open
+# files limit that may be as low as 20,000 (and may not be raised without root).
+BRIDGES_PER_BENCH = 17000
+
+
 def measure_bridges(count, configured):
     if not os.access(STANZA_BENCH, os.X_OK):
         sys.exit(f"no stanza-bench at {STANZA_BENCH} (set STANZAD_BENCH_DIR)")
-    files = raise_file_limit(count)
-    # Within the open files limit (stanzad needs ~600 of its own beside the connections).
-    connections_max = min(count * 11 // 10 + 100, files - 600)
+    benches = max(1, -(-count // BRIDGES_PER_BENCH))
+    raise_file_limit(min(count, BRIDGES_PER_BENCH))
+    connections_max = count * 11 // 10 + 100
+    # The daemon's connections are direct descriptors (--direct_descriptors): each shard's
+    # table, its share of --connections_max, must fit under the open files limit.
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    limit = hard if hard != resource.RLIM_INFINITY else 1 << 20
+    threads = max(2, -(-connections_max // (limit - 1000)))
     work = tempfile.mkdtemp(prefix="idle-rss-")
-    node = StanzadProcess(threads=2, open_files_max=files, extra_flags=NODE_FLAGS + [
+    node = StanzadProcess(threads=threads, open_files_max=limit, extra_flags=NODE_FLAGS + [
         f"--connections_max={connections_max}"]).start()
+    processes = []
     try:
         node.wait_serving()
-        secrets_path = import_bridges(node, [f"b{i}" for i in range(max(count, configured))],
-                                      work)
+        names = [f"b{i}" for i in range(max(count, configured))]
+        secrets_path = import_bridges(node, names, work)
+        with open(secrets_path) as f:
+            accounts = json.load(f)[:count]
         time.sleep(0.5)
-        # stanza-bench reads VmRSS before it connects and a second after the last handshake.
-        result = subprocess.run(
-            [STANZA_BENCH, f"--server=127.0.0.1:{node.port}", f"--secrets_json={secrets_path}",
-             "--mode=idle", f"--bridges={count}", f"--server_pid={node.process.pid}",
-             "--ready_timeout_s=300"], capture_output=True, text=True, timeout=400)
-        if result.returncode != 0:
-            sys.exit(f"stanza-bench exited {result.returncode}: {result.stderr[-2000:]}")
-        run = json.loads(result.stdout.strip().splitlines()[-1])
-        print(f"idle_rss bridges={count} configured={max(count, configured)} shards=2 "
-              f"rss_before_bytes={run['rss_before_bytes']} "
-              f"rss_after_bytes={run['rss_after_bytes']} "
-              f"per_connection_bytes={run['per_connection_bytes']:.0f}")
+        before = rss_bytes(node.process.pid)
+        # Each process gets its share of the bridges and source addresses of its own
+        # (one address has ~28,000 ports toward the server).
+        share = -(-count // benches)
+        for k in range(benches):
+            part = accounts[k * share:(k + 1) * share]
+            path = os.path.join(work, f"secrets-{k}.json")
+            with open(path, "w") as f:
+                json.dump(part, f, separators=(",", ":"))
+            processes.append(subprocess.Popen(
+                [STANZA_BENCH, f"--server=127.0.0.1:{node.port}", f"--secrets_json={path}",
+                 "--mode=idle", f"--bridges={len(part)}", "--source_ips=1",
+                 f"--source_ip_first={k}", "--hold_s=600", "--ready_timeout_s=300"],
+                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True))
+        started = time.monotonic()
+        for k, bench in enumerate(processes):
+            # Bounded by its --ready_timeout_s: past it, it exits and the pipe ends.
+            for line in bench.stderr:
+                if "bridges ready" in line:
+                    break
+            else:
+                sys.exit(f"stanza-bench {k} exited {bench.wait()} before its bridges were ready")
+        connect_s = time.monotonic() - started
+        time.sleep(1.0)
+        after = rss_bytes(node.process.pid)
+        print(f"idle_rss bridges={count} configured={max(count, configured)} shards={threads} "
+              f"bench_processes={benches} connect_s={connect_s:.1f} rss_before_bytes={before} "
+              f"rss_after_bytes={after} per_connection_bytes={(after - before) / count:.0f}")
     finally:
+        for bench in processes:
+            if bench.poll() is None:
+                bench.terminate()
+                bench.wait(timeout=30)
         node.cleanup()
         shutil.rmtree(work, ignore_errors=True)
 

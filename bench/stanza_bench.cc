@@ -62,7 +62,9 @@
 // address, so bridge i binds (IP_BIND_ADDRESS_NO_PORT) to source address
 // i % --source_ips, taken from 127.2.0.1, 127.2.0.2, ... (last octet 1-254,
 // then 127.2.1.1, ...); --source_ips=0 (the default) uses 127.0.0.1's
-// automatic choice up to 20,000 bridges and one address per 20,000 above it.
+// automatic choice up to 20,000 bridges and one address per 20,000 above it;
+// --source_ip_first=K starts at address K instead (several processes, each
+// with addresses of its own).
 // Raises RLIMIT_NOFILE to --bridges + 1,000 (the hard limit too, where the
 // process may: CAP_SYS_RESOURCE), or says why it cannot.
 //
@@ -142,6 +144,7 @@ struct Options {
   int kill_pid = 0;        // SIGKILLed --kill_at_s into the measuring window
   double kill_at_s = 0;
   int source_ips = 0;         // 0: automatic (one per kBridgesPerSourceIp bridges)
+  int source_ip_first = 0;    // bridge i binds to source address source_ip_first + i % source_ips
   int connecting_max = 1000;  // between connect() and <handshake/> at once; 0: no cap
   double handshake_timeout_s = 10;
   double ready_timeout_s = 60;  // for every bridge to authenticate the first time
@@ -377,7 +380,8 @@ void Usage() {
       "         [--payload_bytes=100] [--duration_s=10] [--warmup_s=2] [--drain_s=3]\n"
       "         [--rate=100000] [--hold_s=0] [--server_pid=PID]\n"
       "         [--failover] [--srv=DOMAIN] [--dns_server=IP[:PORT]]\n"
-      "         [--kill_pid=PID] [--kill_at_s=0] [--source_ips=0] [--connecting_max=1000]\n"
+      "         [--kill_pid=PID] [--kill_at_s=0] [--source_ips=0] [--source_ip_first=0]\n"
+      "         [--connecting_max=1000]\n"
       "         [--handshake_timeout_s=10] [--ready_timeout_s=60] [--retries_max=30]\n"
       "         [--retry_backoff_ms=50] [--retry_backoff_max_ms=2000]\n"
       "  --secrets_json  `stanzactl --json callbridge list` output (xmpp protocol)\n"
@@ -395,6 +399,9 @@ void Usage() {
       "  --source_ips    bind bridge i to source address i %% N of 127.2.0.1, 127.2.0.2, ...\n"
       "                  (one address runs out of ports toward a server past ~28,000);\n"
       "                  0: the kernel's choice up to 20,000 bridges, one per 20,000 above\n"
+      "  --source_ip_first  start at that address instead (0: 127.2.0.1), so that several\n"
+      "                  stanza-bench processes (each within its own open files limit)\n"
+      "                  use addresses of their own\n"
       "  --connecting_max  bridges between connect() and <handshake/> at once (0: no cap)\n"
       "  --handshake_timeout_s  an attempt not authenticated by then is retried\n"
       "  --ready_timeout_s  every bridge must authenticate within it, or the run fails\n"
@@ -554,7 +561,8 @@ void Bench::OpenConnection(size_t i, int64_t now) {
     const int one = 1;
     // The port is chosen at connect() for the whole 4-tuple, not at bind().
     setsockopt(bridge.fd, IPPROTO_IP, IP_BIND_ADDRESS_NO_PORT, &one, sizeof(one));
-    const sockaddr_in source = SourceAddress(static_cast<int>(i % options_.source_ips));
+    const sockaddr_in source = SourceAddress(std::min(
+        kSourceIpsMax - 1, options_.source_ip_first + static_cast<int>(i % options_.source_ips)));
     if (bind(bridge.fd, reinterpret_cast<const sockaddr*>(&source), sizeof(source)) != 0) {
       Die("cannot bind a source address: " + std::string(std::strerror(errno)));
     }
@@ -1358,6 +1366,8 @@ int main(int argc, char** argv) {
       options.kill_at_s = std::max(0.0, std::atof(value.c_str()));
     } else if (name == "--source_ips") {
       options.source_ips = std::clamp(std::atoi(value.c_str()), 0, kSourceIpsMax);
+    } else if (name == "--source_ip_first") {
+      options.source_ip_first = std::clamp(std::atoi(value.c_str()), 0, kSourceIpsMax - 1);
     } else if (name == "--connecting_max") {
       options.connecting_max = std::max(0, std::atoi(value.c_str()));
     } else if (name == "--handshake_timeout_s") {

@@ -249,6 +249,10 @@ std::string RenderNodeMetrics(const NodeMetricsSnapshot& snapshot,
                  "with resource-constraint).",
                  "counter", engine,
                  [](const net::ShardStats& s) { return s.sends_refused_queue_full; });
+  PerEngineShard(text, "stanzad_connections_direct",
+                 "Open connections held only in the shard's io_uring table (direct "
+                 "descriptors), outside the process's open files.",
+                 "gauge", engine, [](const net::ShardStats& s) { return s.connections_direct; });
   PerEngineShard(text, "stanzad_shard_messages_total",
                  "Records received from other shards over the SPSC queues.", "counter", engine,
                  [](const net::ShardStats& s) { return s.messages_received; });

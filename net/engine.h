@@ -87,7 +87,21 @@ struct EngineOptions {
   // An outgoing connection (Shard::Connect) not established within this time
   // fails with DEADLINE_EXCEEDED.
   uint32_t connect_timeout_ms = 5000;
+  // Keep each connection's socket only in its shard's io_uring table of registered files
+  // (a "direct descriptor") instead of the process's descriptor table. The open files
+  // limit then bounds the sockets of each shard, not of the whole process (so N shards
+  // hold N times as many), and no recv or send looks a descriptor up. A shard's table
+  // holds min(connections_max_per_shard + kDirectSpare, direct_descriptors_max, the soft
+  // open files limit) sockets; a socket that finds it full stays a plain descriptor. Needs
+  // Linux 6.7 (socket options set through the ring); on an older kernel every socket stays
+  // a plain descriptor and shard 0 logs direct_descriptors_unavailable.
+  bool direct_descriptors = true;
+  uint32_t direct_descriptors_max = 1u << 20;
 };
+
+// Table entries each shard keeps beyond connections_max_per_shard (for connections
+// being closed while new ones arrive).
+inline constexpr uint32_t kDirectSpare = 64;
 
 // Counters of one shard, for metrics and balance checks. Read with
 // Engine::stats() from any thread; each value is individually up to date.
@@ -104,6 +118,7 @@ struct ShardStats {
   uint64_t loop_iterations = 0;
   uint64_t send_queue_bytes = 0;          // now: bytes queued for sending on all connections
   uint64_t sends_refused_queue_full = 0;  // Send() refused: the connection's queue was full
+  uint64_t connections_direct = 0;        // now: open connections held as direct descriptors
 };
 
 class Shard;

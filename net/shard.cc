@@ -3,6 +3,7 @@
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <sys/eventfd.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -58,11 +59,24 @@ uint64_t MonotonicMs() {
   return static_cast<uint64_t>(now.tv_sec) * 1000 + static_cast<uint64_t>(now.tv_nsec) / 1000000;
 }
 
-// Makes close() send RST and drop unsent bytes: for Abort and for peers that
-// stopped reading, so their kernel buffers are freed now.
-void ResetOnClose(int fd) {
-  linger option{1, 0};
-  setsockopt(fd, SOL_SOCKET, SO_LINGER, &option, sizeof(option));
+// SO_LINGER with a zero timeout: close() sends RST and drops unsent bytes.
+constexpr linger kResetOnClose{1, 0};
+
+// IORING_OP_URING_CMD's SOCKET_URING_OP_SETSOCKOPT (Linux 6.7), which liburing 2.3 does
+// not name: the socket option set through the ring, so a direct descriptor needs no
+// plain one. The kernel reads `value` when it issues the SQE (at submit).
+constexpr uint32_t kSocketUringOpSetsockopt = 3;
+void PrepSetsockopt(io_uring_sqe* sqe, int direct, int level, int name, const void* value,
+                    uint32_t length) {
+  io_uring_prep_rw(IORING_OP_URING_CMD, sqe, direct, nullptr, 0, 0);
+  sqe->cmd_op = kSocketUringOpSetsockopt;
+  // The kernel's layout: level and optname share `addr`, optlen is `file_index`,
+  // optval is `addr3`.
+  sqe->addr =
+      (static_cast<uint64_t>(static_cast<uint32_t>(name)) << 32) | static_cast<uint32_t>(level);
+  sqe->file_index = length;
+  sqe->addr3 = reinterpret_cast<uintptr_t>(value);
+  sqe->flags |= IOSQE_FIXED_FILE;
 }
 
 std::string DescribeSetupFlags(unsigned flags) {
@@ -113,6 +127,7 @@ ShardStats ShardMailbox::Snapshot() const {
   stats.loop_iterations = load(counters.loop_iterations);
   stats.send_queue_bytes = load(counters.send_queue_bytes);
   stats.sends_refused_queue_full = load(counters.sends_refused_queue_full);
+  stats.connections_direct = load(counters.connections_direct);
   return stats;
 }
 
@@ -249,6 +264,7 @@ absl::Status UringShard::SetUp() {
   }
   // Saves an fd lookup per io_uring_enter; optional.
   io_uring_register_ring_fd(&ring_);
+  if (options_.direct_descriptors) SetUpDirectDescriptors();
 
   auto buffers = ProvidedBufferRing::Create(&ring_, kBufferGroup, options_.recv_buffer_count,
                                             options_.recv_buffer_bytes);
@@ -264,6 +280,115 @@ absl::Status UringShard::SetUp() {
 void UringShard::LogError(std::string_view event, int error) const {
   LogEvent(LogLevel::kError, event,
            Concat("shard=", std::to_string(index_), " error=", LogQuote(std::strerror(error))));
+}
+
+void UringShard::SetUpDirectDescriptors() {
+  rlimit files{};
+  getrlimit(RLIMIT_NOFILE, &files);
+  // The kernel refuses a table larger than the soft open files limit.
+  uint64_t size = std::min<uint64_t>(options_.connections_max_per_shard + kDirectSpare,
+                                     options_.direct_descriptors_max);
+  if (files.rlim_cur != RLIM_INFINITY) size = std::min<uint64_t>(size, files.rlim_cur);
+  if (size == 0) return;
+  std::string unavailable;
+  if (int rc = io_uring_register_files_sparse(&ring_, static_cast<unsigned>(size)); rc < 0) {
+    unavailable = Concat("registering ", std::to_string(size), " files: ", std::strerror(-rc));
+  } else {
+    // Resetting a connection sets SO_LINGER through the ring: try it on a socket of our own.
+    const int probe = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    int result = probe < 0 ? -errno : io_uring_register_files_update(&ring_, 0, &probe, 1);
+    if (probe >= 0) close(probe);
+    if (result >= 0) {
+      io_uring_sqe* sqe = GetSqe();
+      PrepSetsockopt(sqe, 0, SOL_SOCKET, SO_LINGER, &kResetOnClose, sizeof(kResetOnClose));
+      io_uring_sqe_set_data64(sqe, UserData(Op::kIgnore));
+      io_uring_cqe* cqe = nullptr;
+      result = io_uring_submit_and_wait(&ring_, 1);
+      if (result >= 0) result = io_uring_wait_cqe(&ring_, &cqe);
+      if (result >= 0) {
+        result = cqe->res;
+        io_uring_cqe_seen(&ring_, cqe);
+      }
+      const int none = -1;
+      io_uring_register_files_update(&ring_, 0, &none, 1);
+    }
+    if (result < 0) {
+      unavailable =
+          Concat("setting a socket option through the ring (Linux 6.7): ", std::strerror(-result));
+      io_uring_unregister_files(&ring_);
+    }
+  }
+  if (!unavailable.empty()) {
+    if (index_ == 0) {
+      LogEvent(LogLevel::kWarning, "direct_descriptors_unavailable",
+               Concat("reason=", LogQuote(unavailable),
+                      " effect=\"every connection holds a plain descriptor: the open files "
+                      "limit bounds the whole process\""));
+    }
+    return;
+  }
+  direct_table_size_ = static_cast<uint32_t>(size);
+}
+
+int UringShard::TakeIntoTable(int fd) {
+  uint32_t index;
+  if (!direct_free_.empty()) {
+    index = direct_free_.back();
+    direct_free_.pop_back();
+  } else if (direct_table_high_ < direct_table_size_) {
+    index = direct_table_high_++;
+  } else {
+    return -1;
+  }
+  if (io_uring_register_files_update(&ring_, index, &fd, 1) != 1) {
+    direct_free_.push_back(index);
+    return -1;
+  }
+  close(fd);
+  mailbox_.counters.connections_direct.store(++connections_direct_, std::memory_order_relaxed);
+  return static_cast<int>(index);
+}
+
+void UringShard::UseSocket(io_uring_sqe* sqe, const Connection& connection) {
+  sqe->fd = connection.fd;
+  if (connection.direct) sqe->flags |= IOSQE_FIXED_FILE;
+}
+
+void UringShard::ResetOnClose(const Connection& connection) {
+  if (!connection.direct) {
+    setsockopt(connection.fd, SOL_SOCKET, SO_LINGER, &kResetOnClose, sizeof(kResetOnClose));
+    return;
+  }
+  // Issued at the next submit, which comes before the close (FinalizeClosed).
+  io_uring_sqe* sqe = GetSqe();
+  PrepSetsockopt(sqe, connection.fd, SOL_SOCKET, SO_LINGER, &kResetOnClose, sizeof(kResetOnClose));
+  io_uring_sqe_set_data64(sqe, UserData(Op::kIgnore));
+}
+
+void UringShard::ShutdownWrite(const Connection& connection) {
+  if (!connection.direct) {
+    shutdown(connection.fd, SHUT_WR);
+    return;
+  }
+  io_uring_sqe* sqe = GetSqe();
+  io_uring_prep_shutdown(sqe, connection.fd, SHUT_WR);
+  UseSocket(sqe, connection);
+  io_uring_sqe_set_data64(sqe, UserData(Op::kIgnore));
+}
+
+void UringShard::CloseSocket(Connection& connection) {
+  if (connection.fd < 0) return;
+  if (!connection.direct) {
+    close(connection.fd);
+  } else {
+    // The table's reference goes; operations still holding the socket finish first.
+    const int none = -1;
+    io_uring_register_files_update(&ring_, static_cast<unsigned>(connection.fd), &none, 1);
+    direct_free_.push_back(static_cast<uint32_t>(connection.fd));
+    mailbox_.counters.connections_direct.store(--connections_direct_, std::memory_order_relaxed);
+  }
+  connection.fd = -1;
+  connection.direct = false;
 }
 
 void UringShard::TearDownRing() {
@@ -325,7 +450,7 @@ void UringShard::FreeSlot(uint32_t slot) {
   CHECK(!connection.recv_armed && !connection.send_in_flight);
   ClearOutput(connection);
   connection.close_reason = absl::OkStatus();
-  connection.fd = -1;
+  CHECK(connection.fd < 0);
   connection.state = State::kFree;
   connection.in_flush_list = connection.in_rearm_list = connection.in_finalize_list = false;
   connection.peer_eof = connection.notify_closed = false;
@@ -374,6 +499,7 @@ void UringShard::ArmRecv(uint32_t slot) {
   DCHECK(!connection.recv_armed);
   io_uring_sqe* sqe = GetSqe();
   io_uring_prep_recv_multishot(sqe, connection.fd, nullptr, 0, 0);
+  UseSocket(sqe, connection);
   sqe->flags |= IOSQE_BUFFER_SELECT;
   sqe->buf_group = buffers_->group_id();
   io_uring_sqe_set_data64(sqe, UserData(Op::kRecv, slot, connection.generation));
@@ -390,6 +516,14 @@ void UringShard::ArmDoorbell() {
 void UringShard::CancelAllOn(int fd) {
   io_uring_sqe* sqe = GetSqe();
   io_uring_prep_cancel_fd(sqe, fd, IORING_ASYNC_CANCEL_ALL);
+  io_uring_sqe_set_data64(sqe, UserData(Op::kIgnore));
+}
+
+void UringShard::CancelAllOn(const Connection& connection) {
+  io_uring_sqe* sqe = GetSqe();
+  io_uring_prep_cancel_fd(
+      sqe, connection.fd,
+      IORING_ASYNC_CANCEL_ALL | (connection.direct ? IORING_ASYNC_CANCEL_FD_FIXED : 0));
   io_uring_sqe_set_data64(sqe, UserData(Op::kIgnore));
 }
 
@@ -410,6 +544,7 @@ bool UringShard::SubmitSend(uint32_t slot) {
   send.message.msg_iov = send.iovecs;
   send.message.msg_iovlen = static_cast<size_t>(count);
   io_uring_prep_sendmsg(sqe, connection.fd, &send.message, MSG_NOSIGNAL);
+  UseSocket(sqe, connection);
   io_uring_sqe_set_data64(sqe, UserData(Op::kSend, slot, connection.generation));
   connection.send_in_flight = true;
   Bump(mailbox_.counters.send_calls);
@@ -591,10 +726,12 @@ void UringShard::AdoptConnection(int fd, int tag) {
   const int one = 1;
   setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
 
+  const int direct = direct_table_size_ > 0 ? TakeIntoTable(fd) : -1;
   const uint32_t slot = AllocateSlot();
   {
     Connection& connection = connections_[slot];
-    connection.fd = fd;
+    connection.fd = direct >= 0 ? direct : fd;
+    connection.direct = direct >= 0;
     connection.state = State::kOpen;
     connection.notify_closed = true;
   }
@@ -663,7 +800,7 @@ void UringShard::OnSendCompletion(uint32_t slot, int result) {
   } else if (result == 0 || result == -ECANCELED) {
     // 0: nothing taken; retried below unless the connection is going away.
   } else if (result != -EINTR && result != -EAGAIN) {
-    if (result == -EPIPE || result == -ECONNRESET) ResetOnClose(connection.fd);
+    if (result == -EPIPE || result == -ECONNRESET) ResetOnClose(connection);
     TearDown(slot, absl::ErrnoToStatus(-result, "send"));
   }
   switch (connection.state) {
@@ -729,7 +866,7 @@ void UringShard::StartLingering(uint32_t slot) {
   // Our FIN goes out now; the peer's unread input is drained until its EOF,
   // because closing with unread input sends RST, which can destroy the bytes
   // just flushed before the peer reads them.
-  shutdown(connection.fd, SHUT_WR);
+  ShutdownWrite(connection);
   connection.state = State::kLingering;
   if (!connection.recv_armed && !connection.in_rearm_list) MarkForRearm(slot);
 }
@@ -742,7 +879,7 @@ void UringShard::TearDown(uint32_t slot, absl::Status reason) {
   // A send in flight may still read the queue; otherwise free it now.
   if (!connection.send_in_flight) ClearOutput(connection);
   if (connection.recv_armed || connection.send_in_flight || connection.connect_in_flight) {
-    CancelAllOn(connection.fd);
+    CancelAllOn(connection);
   }
   MaybeFinalize(slot);
 }
@@ -760,15 +897,15 @@ void UringShard::MaybeFinalize(uint32_t slot) {
 void UringShard::FinalizeClosed() {
   // OnClosed may close more connections; they are finalised next iteration.
   if (finalize_list_.empty()) return;
-  // A cancel by fd still waiting in the submission queue must reach the
-  // kernel before the fd number is closed and possibly reused.
+  // A cancel (or option) by fd still waiting in the submission queue must reach
+  // the kernel before the fd number (or table entry) is closed and possibly reused.
   if (io_uring_sq_ready(&ring_) != 0) SubmitPending();
   std::vector<uint32_t> slots;
   slots.swap(finalize_list_);
   for (uint32_t slot : slots) {
     Connection& connection = connections_[slot];
     DCHECK(connection.state == State::kTearingDown && connection.in_finalize_list);
-    close(connection.fd);
+    CloseSocket(connection);
     const ConnectionId id = IdOf(slot);
     const bool notify = connection.notify_closed;
     absl::Status reason = std::move(connection.close_reason);
@@ -796,7 +933,7 @@ void UringShard::CheckDeadlines() {
     }
     if (connection.state == State::kDraining) {
       const size_t unsent = connection.output.bytes();
-      ResetOnClose(connection.fd);
+      ResetOnClose(connection);
       TearDown(slot,
                absl::DeadlineExceededError(Concat(
                    "close: the peer did not take the last ", std::to_string(unsent),
@@ -911,17 +1048,21 @@ ConnectionId UringShard::Connect(const Endpoint& to) {
   }
   const int one = 1;
   setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+  const int direct = direct_table_size_ > 0 ? TakeIntoTable(fd) : -1;
   const uint32_t slot = AllocateSlot();
   Connection& connection = connections_[slot];
-  connection.fd = fd;
+  connection.fd = direct >= 0 ? direct : fd;
+  connection.direct = direct >= 0;
   connection.state = State::kConnecting;
   connection.notify_closed = true;
   connection.connect_to = std::make_unique<Endpoint>(to);
   // The connect and its linked timeout must go to the kernel in one submission.
   if (io_uring_sq_space_left(&ring_) < 2) SubmitPending();
   io_uring_sqe* sqe = GetSqe();
-  io_uring_prep_connect(sqe, fd, reinterpret_cast<const sockaddr*>(&connection.connect_to->address),
+  io_uring_prep_connect(sqe, connection.fd,
+                        reinterpret_cast<const sockaddr*>(&connection.connect_to->address),
                         connection.connect_to->length);
+  UseSocket(sqe, connection);
   io_uring_sqe_set_data64(sqe, UserData(Op::kConnect, slot, connection.generation));
   sqe->flags |= IOSQE_IO_LINK;
   // The timeout's own completion says nothing we need: the connect's does.
@@ -962,7 +1103,7 @@ void UringShard::OnConnectCompletion(uint32_t slot, int result) {
 void UringShard::Abort(ConnectionId id) {
   Connection* connection = Find(id);
   if (connection == nullptr || connection->state == State::kTearingDown) return;
-  ResetOnClose(connection->fd);
+  ResetOnClose(*connection);
   TearDown(SlotOf(id), absl::CancelledError("connection aborted by the server"));
 }
 
@@ -1027,13 +1168,18 @@ bool UringShard::StopComplete() {
   for (uint32_t slot = 0; slot < connections_.size(); ++slot) {
     Connection& connection = connections_[slot];
     if (connection.state == State::kFree) continue;
-    close(connection.fd);
+    // The ring's teardown closed the direct descriptors.
+    if (!connection.direct) close(connection.fd);
+    connection.fd = -1;
+    connection.direct = false;
     const ConnectionId id = IdOf(slot);
     const bool notify = connection.notify_closed;
     connection.recv_armed = connection.send_in_flight = false;
     FreeSlot(slot);
     if (notify) handler_->OnClosed(*this, id, absl::CancelledError("the engine is stopping"));
   }
+  connections_direct_ = 0;
+  mailbox_.counters.connections_direct.store(0, std::memory_order_relaxed);
   for (Listener& listener : listeners_) {
     if (listener.fd >= 0) close(listener.fd);
     listener.fd = -1;

@@ -22,8 +22,9 @@
 // Connection states: kOpen → (Close or peer EOF) kDraining: flush the queue →
 // kLingering: write side shut down, input discarded until the peer's EOF →
 // kTearingDown: recv/send cancelled (cancel by fd), waiting for their final
-// completions → the fd is closed, the slot freed (its generation bumped) and
-// OnClosed called. Abort, errors and deadlines jump straight to kTearingDown.
+// completions → the fd is closed (a direct descriptor's table entry freed), the slot
+// freed (its generation bumped) and OnClosed called. Abort, errors and deadlines jump straight to
+// kTearingDown.
 #ifndef STANZAD_NET_SHARD_H_
 #define STANZAD_NET_SHARD_H_
 
@@ -80,6 +81,7 @@ struct ShardMailbox {
     std::atomic<uint64_t> loop_iterations{0};
     std::atomic<uint64_t> send_queue_bytes{0};  // gauge: bytes queued on all connections
     std::atomic<uint64_t> sends_refused_queue_full{0};
+    std::atomic<uint64_t> connections_direct{0};  // gauge
   };
 
   ShardStats Snapshot() const;
@@ -145,7 +147,7 @@ class UringShard final : public Shard {
     OutputQueue output;
     absl::Status close_reason;
     uint64_t deadline_ms = 0;  // kDraining/kLingering: when to give up on the peer
-    int fd = -1;
+    int fd = -1;               // a direct descriptor's index in the ring's table when `direct`
     uint32_t generation = 1;
     uint32_t next_free = 0;
     State state = State::kFree;
@@ -157,6 +159,7 @@ class UringShard final : public Shard {
     bool in_finalize_list = false;
     bool peer_eof = false;
     bool notify_closed = false;  // false for a connection OnAccept refused
+    bool direct = false;
     // Connect's destination: the kernel may read it until the connect completes.
     std::unique_ptr<Endpoint> connect_to;
   };
@@ -201,6 +204,22 @@ class UringShard final : public Shard {
   void ArmDoorbell();
   bool SubmitSend(uint32_t slot);
   void CancelAllOn(int fd);
+  void CancelAllOn(const Connection& connection);
+
+  // Direct descriptors (EngineOptions::direct_descriptors).
+  void SetUpDirectDescriptors();
+  // Moves `fd` into the ring's table and closes it: its index, or -1 (the table is full
+  // or off, and `fd` stays a plain descriptor).
+  int TakeIntoTable(int fd);
+  // Sets the SQE's descriptor to the connection's, plain or direct.
+  static void UseSocket(io_uring_sqe* sqe, const Connection& connection);
+  // Makes the close send RST and drop unsent bytes: for Abort and for peers that
+  // stopped reading, so their kernel buffers are freed now.
+  void ResetOnClose(const Connection& connection);
+  void ShutdownWrite(const Connection& connection);
+  // Closes the socket (frees its table entry). REQUIRES: nothing naming it waits in the
+  // submission queue.
+  void CloseSocket(Connection& connection);
 
   void OnAcceptCompletion(size_t listener, int result, uint32_t flags);
   void OnRecvCompletion(uint32_t slot, int result, uint32_t flags);
@@ -271,6 +290,11 @@ class UringShard final : public Shard {
   uint64_t last_refusal_log_ms_ = 0;
   uint64_t last_accept_error_log_ms_ = 0;
   uint64_t refusals_unlogged_ = 0;
+
+  uint32_t direct_table_size_ = 0;     // 0: direct descriptors off
+  uint32_t direct_table_high_ = 0;     // entries below it have been handed out at least once
+  std::vector<uint32_t> direct_free_;  // freed entries below direct_table_high_
+  uint64_t connections_direct_ = 0;
 };
 
 }  // namespace stanzad::net

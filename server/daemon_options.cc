@@ -102,6 +102,12 @@ ABSL_FLAG(int, connections_max, 100000,
           "roughly evenly, so leave some headroom (for 100,000 bridges, 110,000). The node "
           "raises its open files limit to match at start, as far as the hard limit "
           "(LimitNOFILE=) allows.");
+ABSL_FLAG(bool, direct_descriptors, true,
+          "Keep each connection's socket only in its thread's io_uring table of registered "
+          "files, not in the process's descriptor table: the open files limit then bounds "
+          "the connections of each thread, not of the whole node (4 threads hold 4 times as "
+          "many), and no receive or send looks a descriptor up. Needs Linux 6.7; on an older "
+          "kernel the node logs direct_descriptors_unavailable and uses plain descriptors.");
 ABSL_FLAG(int, stanza_bytes_max, 256 * 1024,
           "Largest stanza accepted, in bytes; a larger one ends the stream with "
           "<policy-violation/>.");
@@ -187,6 +193,7 @@ absl::StatusOr<DaemonOptions> ReadDaemonOptions() {
       static_cast<size_t>(std::max(1, absl::GetFlag(FLAGS_connections_max) / options.shards));
   options.connection_queue_bytes_max =
       static_cast<size_t>(std::max(4096, absl::GetFlag(FLAGS_queue_bytes_max)));
+  options.direct_descriptors = absl::GetFlag(FLAGS_direct_descriptors);
   const size_t stanza_bytes_max =
       static_cast<size_t>(std::max(1024, absl::GetFlag(FLAGS_stanza_bytes_max)));
   router::RouterLimits& limits = options.router;
@@ -262,9 +269,9 @@ std::vector<FlagGroup> DaemonFlagGroups() {
         "cluster_unauthenticated_links_max", "cluster_unauthenticated_links_per_ip_max", "routing",
         "forward_hold_ms", "no_leader_hold_ms", "forward_hold_bytes"}},
       {"Limits",
-       {"connections_max", "stanza_bytes_max", "queue_bytes_max", "slow_reader_timeout_ms",
-        "preauth_timeout_ms", "idle_timeout_s", "auth_failures_max", "auth_failure_window_s",
-        "preauth_connections_per_ip_max"}},
+       {"connections_max", "direct_descriptors", "stanza_bytes_max", "queue_bytes_max",
+        "slow_reader_timeout_ms", "preauth_timeout_ms", "idle_timeout_s", "auth_failures_max",
+        "auth_failure_window_s", "preauth_connections_per_ip_max"}},
       {"Logging, metrics and threads", {"log_level", "metrics_addr", "threads"}},
   };
 }

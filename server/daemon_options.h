@@ -39,6 +39,7 @@ struct DaemonOptions {
   uint16_t c2s_tls_port = 0;  // 0: none
   size_t connections_max_per_shard = 1;
   size_t connection_queue_bytes_max = 1 << 20;
+  bool direct_descriptors = true;  // net::EngineOptions::direct_descriptors
   router::RouterLimits router;
 
   // The cluster.

@@ -89,6 +89,7 @@ void EngineSupervisor::Apply(const NodeConfig& config,
   if (data_listener) options.listeners.push_back({*data_listener, cluster::kClusterDataListener});
   options.connections_max_per_shard = options_.connections_max_per_shard;
   options.connection_queue_bytes_max = options_.connection_queue_bytes_max;
+  options.direct_descriptors = options_.direct_descriptors;
   const router::RouterLimits& limits = options_.router;
   for (int i = 0; i < shards_; ++i) {
     router::RouterShardStats& s = router_stats_[static_cast<size_t>(i)];

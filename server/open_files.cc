@@ -7,6 +7,7 @@
 #include <string>
 
 #include "core/base/concat.h"
+#include "net/engine.h"
 
 namespace stanzad::server {
 
@@ -16,8 +17,12 @@ uint64_t OpenFilesNeeded(const DaemonOptions& options) {
   constexpr uint64_t kPerShard = 32;
   // Admin connections, the metrics server's, state files, stdio, c-ares.
   constexpr uint64_t kControl = 256;
-  return options.connections_max_per_shard * shards + shards * kPerShard + kControl +
-         options.cluster_links.unauthenticated_links_max;
+  const uint64_t own =
+      shards * kPerShard + kControl + options.cluster_links.unauthenticated_links_max;
+  if (options.direct_descriptors) {
+    return std::max<uint64_t>(own, options.connections_max_per_shard + net::kDirectSpare);
+  }
+  return options.connections_max_per_shard * shards + own;
 }
 
 uint64_t SoftLimitFor(uint64_t needed, uint64_t soft, uint64_t hard) {
@@ -41,7 +46,9 @@ absl::Status RaiseOpenFilesLimit(uint64_t needed, uint64_t* limit) {
   return absl::FailedPreconditionError(Concat(
       "the open files limit is ", std::to_string(files.rlim_cur), " (hard limit ",
       files.rlim_max == RLIM_INFINITY ? std::string("unlimited") : std::to_string(files.rlim_max),
-      "), but --connections_max and the node's own files need ", std::to_string(needed),
+      "), but the node needs ", std::to_string(needed),
+      " (a thread's share of --connections_max with --direct_descriptors, all of it "
+      "without, and the node's own files)",
       ": connections past the limit wait unaccepted until they time out. Raise the hard limit "
       "(LimitNOFILE= in the systemd unit, ulimit -Hn as root) or lower --connections_max"));
 }

@@ -17,10 +17,12 @@
 
 namespace stanzad::server {
 
-// Descriptors the node may hold at once: one per connection of --connections_max, and
-// beside them what does not count there (per shard its ring, eventfd and listeners;
-// the cluster's links, unauthenticated ones included; the admin socket, the metrics
-// server, state files).
+// The open files limit the node needs: what it holds as plain descriptors (per shard its
+// ring, eventfd and listeners; the cluster's links, unauthenticated ones included; the
+// admin socket, the metrics server, state files), and beside them one per connection of
+// --connections_max. With direct descriptors the connections are not in the process's
+// table, but each shard's table may not outgrow the limit: one shard's share (and a
+// spare) is what they need.
 uint64_t OpenFilesNeeded(const DaemonOptions& options);
 
 // The soft limit to set: `needed`, within [current soft, hard] (never lowered, never

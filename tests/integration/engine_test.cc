@@ -9,12 +9,14 @@
 #include <netinet/tcp.h>
 #include <poll.h>
 #include <sys/socket.h>
+#include <sys/utsname.h>
 #include <time.h>
 #include <unistd.h>
 
 #include <algorithm>
 #include <atomic>
 #include <chrono>
+#include <cstdio>
 #include <cstring>
 #include <functional>
 #include <map>
@@ -276,6 +278,17 @@ class Client {
     char byte;
     const ssize_t n = recv(fd_, &byte, 1, MSG_DONTWAIT);
     return n == 0 || (n < 0 && errno == ECONNRESET);
+  }
+
+  // True if the server reset the connection (RST, not FIN) within the timeout; any
+  // bytes before it are read and dropped.
+  bool SeesReset() {
+    char buffer[65536];
+    while (true) {
+      const ssize_t n = recv(fd_, buffer, sizeof(buffer), 0);
+      if (n > 0) continue;
+      return n < 0 && errno == ECONNRESET;
+    }
   }
 
   // Closes with RST instead of FIN.
@@ -1177,6 +1190,121 @@ TEST(EngineTest, InvalidOptionsAreRefused) {
   options = Options(0);
   TestEngine no_shards(options, Hooks{});
   EXPECT_EQ(no_shards.status().code(), absl::StatusCode::kInvalidArgument);
+}
+
+// Direct descriptors need Linux 6.7 (socket options through the ring); before it the
+// engine keeps plain descriptors, and says so.
+bool KernelHasDirectSockets() {
+  utsname name{};
+  if (uname(&name) != 0) return false;
+  int major = 0;
+  int minor = 0;
+  if (std::sscanf(name.release, "%d.%d", &major, &minor) != 2) return false;
+  return major > 6 || (major == 6 && minor >= 7);
+}
+
+// The sockets of `count` echo round trips, each on its own connection, kept open.
+std::vector<std::unique_ptr<Client>> OpenEchoed(const Endpoint& endpoint, int count) {
+  std::vector<std::unique_ptr<Client>> clients;
+  for (int i = 0; i < count; ++i) {
+    clients.push_back(std::make_unique<Client>(endpoint));
+    const std::string message = "echo #" + std::to_string(i);
+    EXPECT_TRUE(clients.back()->Write(message));
+    EXPECT_EQ(clients.back()->Read(message.size()), message);
+  }
+  return clients;
+}
+
+// Every test above runs with direct descriptors on (the default). Here: that the
+// sockets are then out of the process's descriptor table, that a full table leaves the
+// rest as plain descriptors, and that plain ones still work with the option off.
+TEST(EngineTest, DirectDescriptorsKeepSocketsOutOfTheDescriptorTable) {
+  constexpr int kConnections = 200;
+  const int fds_before = CountOpenFds();
+  {
+    EngineOptions options = Options(2);
+    options.close_linger_ms = 300;
+    TestEngine server(options, Hooks{});
+    ASSERT_TRUE(server.status().ok()) << server.status();
+    const int fds_started = CountOpenFds();
+    auto clients = OpenEchoed(server.endpoint(), kConnections);
+    uint64_t direct = 0;
+    for (const ShardStats& shard : server.engine().stats()) direct += shard.connections_direct;
+    // Our side holds one descriptor per connection; the server's side holds none.
+    const int fds_grown = CountOpenFds() - fds_started;
+    if (KernelHasDirectSockets()) {
+      EXPECT_EQ(direct, static_cast<uint64_t>(kConnections));
+      EXPECT_EQ(fds_grown, kConnections);
+    } else {
+      EXPECT_EQ(direct, 0u);
+      EXPECT_EQ(fds_grown, 2 * kConnections);
+    }
+    // The peer's close and the server's own (at Stop) work on them.
+    clients.erase(clients.begin() + 1);
+    ASSERT_TRUE(WaitFor([&] { return server.record().closed.load() == 1; }));
+    server.Stop();
+    EXPECT_EQ(server.record().closed.load(), kConnections);
+  }
+  EXPECT_EQ(CountOpenFds(), fds_before);
+}
+
+TEST(EngineTest, AFullTableOfDirectDescriptorsLeavesTheRestPlain) {
+  Hooks hooks;
+  hooks.on_data = [](Shard& shard, ConnectionId id, std::string_view bytes) {
+    if (bytes == "abort") {
+      shard.Send(id, std::string(100000, 'a'));
+      shard.Abort(id);
+    } else if (bytes == "close") {
+      shard.Send(id, "bye");
+      shard.Close(id);
+    } else {
+      shard.Send(id, bytes);
+    }
+  };
+  const int fds_before = CountOpenFds();
+  {
+    EngineOptions options = Options(1);
+    options.direct_descriptors_max = 8;
+    options.close_linger_ms = 300;
+    TestEngine server(options, hooks);
+    ASSERT_TRUE(server.status().ok()) << server.status();
+    auto clients = OpenEchoed(server.endpoint(), 20);
+    const uint64_t direct = KernelHasDirectSockets() ? 8 : 0;
+    EXPECT_EQ(server.engine().stats()[0].connections_direct, direct);
+    // The first 8 are direct, the rest plain: abort (a reset, SO_LINGER set through the
+    // ring for a direct one) and close one of each kind.
+    for (int i : {0, 19}) {
+      ASSERT_TRUE(clients[i]->Write("abort"));
+      EXPECT_TRUE(clients[i]->SeesReset()) << "client " << i;
+    }
+    for (int i : {1, 18}) {
+      ASSERT_TRUE(clients[i]->Write("close"));
+      std::string received;
+      EXPECT_TRUE(clients[i]->ReadToEof(&received));
+      EXPECT_EQ(received, "bye");
+    }
+    ASSERT_TRUE(WaitFor([&] { return server.record().closed.load() == 4; }));
+    EXPECT_EQ(server.engine().stats()[0].connections_direct, direct == 0 ? 0 : direct - 2);
+    // Freed entries are taken again.
+    auto more = OpenEchoed(server.endpoint(), 4);
+    EXPECT_EQ(server.engine().stats()[0].connections_direct, direct);
+    std::lock_guard<std::mutex> lock(server.record().mutex);
+    for (const auto& [id, reason] : server.record().closed_reason) {
+      EXPECT_TRUE(reason.ok() || reason.code() == absl::StatusCode::kCancelled) << reason;
+    }
+  }
+  EXPECT_EQ(CountOpenFds(), fds_before);
+}
+
+TEST(EngineTest, PlainDescriptorsServeWithDirectOnesOff) {
+  EngineOptions options = Options(1);
+  options.direct_descriptors = false;
+  TestEngine server(options, Hooks{});
+  ASSERT_TRUE(server.status().ok()) << server.status();
+  const int fds_started = CountOpenFds();
+  auto clients = OpenEchoed(server.endpoint(), 10);
+  EXPECT_EQ(server.engine().stats()[0].connections_direct, 0u);
+  EXPECT_EQ(CountOpenFds() - fds_started, 20);
 }
 
 }  // namespace

@@ -462,26 +462,48 @@ class OpenFilesLimitTest(unittest.TestCase):
     """stanzad raises its soft open files limit to what --connections_max needs, and says
     so at error level when the hard limit is too low (and serves all the same)."""
 
+    def start_with_soft_limit(self, soft_limit, flags):
+        import resource
+        soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft_limit, hard))  # stanzad inherits it
+        try:
+            return StanzadProcess(extra_flags=flags).start()
+        finally:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+
     def test_the_soft_limit_is_raised_for_connections_max(self):
         import resource
         soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
         if hard != resource.RLIM_INFINITY and hard < 4000:
             self.skipTest(f"the hard open files limit ({hard}) is below 4,000")
-        resource.setrlimit(resource.RLIMIT_NOFILE, (512, hard))  # stanzad inherits 512
-        try:
-            node = StanzadProcess(extra_flags=["--connections_max=3000"]).start()
-        finally:
-            resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+        # Plain descriptors: one per connection of --connections_max.
+        node = self.start_with_soft_limit(
+            512, ["--connections_max=3000", "--direct_descriptors=false"])
         try:
             node.wait_serving()
             self.assertGreaterEqual(open_files_soft_limit(node.process.pid), 3000)
             self.assertNotIn("open_files_limit_too_low", node.read_log())
         finally:
             node.cleanup()
+        # Direct descriptors (the default): each of the 2 shards' tables, 1,500 and a
+        # spare of 64, must fit under the limit.
+        node = self.start_with_soft_limit(512, ["--connections_max=3000"])
+        try:
+            node.wait_serving()
+            self.assertGreaterEqual(open_files_soft_limit(node.process.pid), 1564)
+            self.assertNotIn("open_files_limit_too_low", node.read_log())
+        finally:
+            node.cleanup()
 
     def test_a_hard_limit_below_connections_max_is_an_error_that_says_how_to_raise_it(self):
+        for flags, needed in ((["--direct_descriptors=false"], r"needed=1\d{5}"),
+                              ([], r"needed=50064 ")):  # one of 2 shards' share, and 64
+            with self.subTest(flags=flags):
+                self.check_hard_limit_too_low(flags, needed)
+
+    def check_hard_limit_too_low(self, flags, needed):
         node = StanzadProcess(open_files_max=600,
-                              extra_flags=["--connections_max=100000"]).start()
+                              extra_flags=["--connections_max=100000"] + flags).start()
         try:
             node.wait_serving()
             log = wait_until(lambda: (lambda text: text if "open_files_limit_too_low" in text
@@ -489,7 +511,7 @@ class OpenFilesLimitTest(unittest.TestCase):
             line = next(l for l in log.splitlines() if "open_files_limit_too_low" in l)
             self.assertIn(" error ", f" {line} ")
             self.assertIn("limit=600", line)
-            self.assertRegex(line, r"needed=1\d{5}")
+            self.assertRegex(line, needed)
             self.assertIn("LimitNOFILE=", line)
             # It serves all the same, within the limit it has.
             self.assertEqual(node.admin("callbridge", "add", "cb")[0], 0)

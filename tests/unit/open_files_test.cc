@@ -34,9 +34,23 @@ TEST(OpenFilesNeededTest, EveryConnectionAndTheNodesOwnFiles) {
   options.shards = 2;
   options.connections_max_per_shard = 55000;
   options.cluster_links.unauthenticated_links_max = 256;
+  options.direct_descriptors = false;
   const uint64_t needed = OpenFilesNeeded(options);
   EXPECT_GE(needed, 110000u + 256u + 2u * 4u);
   EXPECT_LE(needed, 110000u + 2000u);  // the reserve stays small beside the connections
+}
+
+TEST(OpenFilesNeededTest, WithDirectDescriptorsOneShardsShareOfTheConnections) {
+  DaemonOptions options;
+  options.shards = 6;
+  options.connections_max_per_shard = 18000;
+  options.cluster_links.unauthenticated_links_max = 256;
+  ASSERT_TRUE(options.direct_descriptors);  // the default
+  const uint64_t needed = OpenFilesNeeded(options);
+  EXPECT_GE(needed, 18000u + 64u);  // a shard's table may not outgrow the limit
+  EXPECT_LT(needed, 20000u);        // so 108,000 connections fit under a limit of 20,000
+  options.connections_max_per_shard = 10;
+  EXPECT_GE(OpenFilesNeeded(options), 256u + 6u * 4u);  // the node's own files
 }
 
 TEST(SoftLimitForTest, RaisedToWhatIsNeededWithinTheHardLimit) {
