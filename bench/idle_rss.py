@@ -23,7 +23,9 @@ clients in (STARTTLS, SCRAM-SHA-1, bind; --concurrency at a time) and holds
 them, and VmRSS is read again a second after the last login.
 
 Usage: STANZAD_BIN_DIR=build/cmd /usr/bin/python3 bench/idle_rss.py [N=10000] [--configured=M]
-       (--configured: M >= N bridges configured, the first N connected)
+           [--threads=T]
+       (--configured: M >= N bridges configured, the first N connected; --threads: the
+       daemon's shards, instead of the fewest that fit the open files limit)
        (stanza-bench from STANZAD_BENCH_DIR, default STANZAD_BIN_DIR/../bench)
        STANZAD_BIN_DIR=build/cmd C2S_BENCH=build/bench/c2s-bench \\
            /usr/bin/python3 bench/idle_rss.py --clients [N=10000] [--concurrency=50]
@@ -101,7 +103,7 @@ def import_bridges(node, names, directory):
 BRIDGES_PER_BENCH = 17000
 
 
-def measure_bridges(count, configured):
+def measure_bridges(count, configured, threads=0):
     if not os.access(STANZA_BENCH, os.X_OK):
         sys.exit(f"no stanza-bench at {STANZA_BENCH} (set STANZAD_BENCH_DIR)")
     benches = max(1, -(-count // BRIDGES_PER_BENCH))
@@ -111,7 +113,7 @@ def measure_bridges(count, configured):
     # table, its share of --connections_max, must fit under the open files limit.
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     limit = hard if hard != resource.RLIM_INFINITY else 1 << 20
-    threads = max(2, -(-connections_max // (limit - 1000)))
+    threads = threads or max(2, -(-connections_max // (limit - 1000)))
     work = tempfile.mkdtemp(prefix="idle-rss-")
     node = StanzadProcess(threads=threads, open_files_max=limit, extra_flags=NODE_FLAGS + [
         f"--connections_max={connections_max}"]).start()
@@ -207,9 +209,12 @@ def main():
     concurrency = 50
     numbers = []
     configured = 0
+    threads = 0
     for arg in args:
         if arg.startswith("--configured="):
             configured = int(arg.split("=", 1)[1])
+        elif arg.startswith("--threads="):
+            threads = int(arg.split("=", 1)[1])
         elif arg.startswith("--concurrency="):
             concurrency = int(arg.split("=", 1)[1])
         elif arg != "--clients":
@@ -219,7 +224,7 @@ def main():
         raise_file_limit(count)
         measure_clients(count, concurrency)
     else:
-        measure_bridges(count, configured)
+        measure_bridges(count, configured, threads)
 
 
 if __name__ == "__main__":
