@@ -27,14 +27,19 @@ Goal (issue 15): every bridge back within 10 s, none refused for good.
 
 Bridges connect from --source_ips addresses in 127.2.0.0/16 (default: one per bridge, as
 real bridges each have their own address, so the per-address limits stay as they ship).
-Every node gets --connections_max and an open files limit for all N. --bridges defaults to
-50,000, or, where the open files hard limit is lower and this process may not raise it (no
-CAP_SYS_RESOURCE), to what fits under it (the victim and stanza-bench each hold one
-descriptor per bridge), said on standard error. Bounded: each step has a timeout; only the processes this script starts are
-stopped (by their PIDs), whatever happens.
+--bridges defaults to 50,000. Each stanza-bench holds one descriptor per bridge, so past
+17,000 bridges the bridges are split over several stanza-bench processes (each within an
+open files limit as low as 20,000, with addresses of its own); the first one kills the
+victim, after a warm-up long enough for the others to be ready, and its stanza figures
+are the ones reported; the storm's figures are over all of them (the last bridge back of
+any, counts summed; each process times from the kill or from the first drop it saw). Every
+node gets --connections_max for all N and, with --threads=0 (the default), as many shards
+as its connections need for each shard's table of direct descriptors to fit under the
+open files hard limit. Bounded: each step has a timeout; only the processes this script
+starts are stopped (by their PIDs), whatever happens.
 
 Usage: STANZAD_BIN_DIR=build/cmd /usr/bin/python3 bench/reconnect_storm.py \\
-           [--bridges=N] [--threads=1] [--victim=leader|follower] [--rate=5000] \\
+           [--bridges=N] [--threads=0] [--victim=leader|follower] [--rate=5000] \\
            [--connecting_max=0] [--source_ips=0] [--json_out=FILE] [--perf=FILE] \\
            [--logs_dir=DIR]
 """
@@ -62,6 +67,11 @@ from dns_doctor_test import Dnsmasq  # noqa: E402
 BENCH_DIR = os.environ.get("STANZAD_BENCH_DIR", os.path.join(BIN_DIR, "../bench"))
 STANZA_BENCH = os.path.join(BENCH_DIR, "stanza-bench")
 STEP_SECONDS_MAX = 600
+# Bridges per stanza-bench process (one descriptor each, under a limit as low as 20,000).
+BRIDGES_PER_BENCH = 17000
+# How much longer than the others the killing stanza-bench warms up, so that every other
+# one has its bridges on the victim before the kill.
+KILLER_EXTRA_WARMUP_S = 20
 
 
 def raise_file_limit(wanted):
@@ -75,16 +85,6 @@ def raise_file_limit(wanted):
                      "raise ulimit -Hn)")
     else:
         resource.setrlimit(resource.RLIMIT_NOFILE, (max(soft, wanted), hard))
-
-
-def can_raise_hard():
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    try:
-        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard + 1 if hard < 1 << 20 else hard))
-        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))  # lowering is always allowed
-        return True
-    except (ValueError, OSError):
-        return False
 
 
 def stanzactl(node, *args, json_output=False):
@@ -221,42 +221,64 @@ def run_storm(nodes, address, args, secrets_path, work):
                     f"--srv-host=_xmpp-component._tcp.example.com,n{i + 1}.example.com,"
                     f"{node.port},{priority},50"]
     dns = Dnsmasq(records)
-    bench = perf = None
-    sampler = Sampler(survivors, seconds=args.ready_timeout_s + args.warmup_s + args.duration_s
-                      + args.drain_s + 60)
+    benches = []
+    perf = None
+    parts = max(1, -(-args.bridges // args.bridges_per_bench))
+    share = -(-args.bridges // parts)
+    with open(secrets_path) as f:
+        accounts = json.load(f)
+    extra = KILLER_EXTRA_WARMUP_S if parts > 1 else 0
+    sampler = Sampler(survivors, seconds=args.ready_timeout_s + args.warmup_s + extra
+                      + args.duration_s + args.drain_s + 60)
     before = listen_counters()
     try:
-        command = [STANZA_BENCH, "--mode=latency", f"--rate={args.rate}",
-                   f"--bridges={args.bridges}", "--srv=example.com",
-                   f"--dns_server=127.0.0.1:{dns.port}", f"--secrets_json={secrets_path}",
-                   f"--warmup_s={args.warmup_s}", f"--duration_s={args.duration_s}",
-                   f"--drain_s={args.drain_s}", f"--kill_pid={victim.process.pid}",
-                   f"--kill_at_s={args.kill_at_s}", f"--source_ips={args.source_ips}",
-                   f"--connecting_max={args.connecting_max}",
-                   f"--ready_timeout_s={args.ready_timeout_s}",
-                   f"--retries_max={args.retries_max}"]
-        print(" ".join(command), file=sys.stderr)
-        bench = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                                 text=True)
+        for k in range(parts):
+            part = accounts[k * share:(k + 1) * share]
+            path = os.path.join(work, f"secrets-{k}.json")
+            with open(path, "w") as f:
+                json.dump(part, f, separators=(",", ":"))
+            # Each process's addresses are its own: k * share, ... (one per bridge by default).
+            sources = min(len(part), args.source_ips)
+            command = [STANZA_BENCH, "--mode=latency", f"--rate={args.rate / parts}",
+                       f"--bridges={len(part)}", "--srv=example.com",
+                       f"--dns_server=127.0.0.1:{dns.port}", f"--secrets_json={path}",
+                       f"--drain_s={args.drain_s}", f"--source_ips={sources}",
+                       f"--source_ip_first={min(k * share, 254 * 256 - 1)}",
+                       f"--connecting_max={args.connecting_max}",
+                       f"--ready_timeout_s={args.ready_timeout_s}",
+                       f"--retries_max={args.retries_max}"]
+            if k == 0:
+                command += [f"--warmup_s={args.warmup_s + extra}",
+                            f"--duration_s={args.duration_s}",
+                            f"--kill_pid={victim.process.pid}", f"--kill_at_s={args.kill_at_s}"]
+            else:  # its window covers the killer's
+                command += [f"--warmup_s={args.warmup_s}",
+                            f"--duration_s={args.duration_s + extra + 10}"]
+            print(" ".join(command), file=sys.stderr)
+            benches.append(subprocess.Popen(command, stdout=subprocess.PIPE,
+                                            stderr=subprocess.PIPE, text=True))
         sampler.start()
-        bounded = args.ready_timeout_s + 10 + args.warmup_s + args.duration_s + args.drain_s + 30
+        bounded = (args.ready_timeout_s + 10 + args.warmup_s + extra + args.duration_s + 10
+                   + args.drain_s + 30)
         # The victim is our child: its PID stays ours until poll() reaps it.
-        wait_until(lambda: victim.process.poll() is not None or bench.poll() is not None,
-                   timeout=args.ready_timeout_s + 10 + args.warmup_s + args.kill_at_s + 10,
-                   interval=0.002, what="stanza-bench killing the victim")
+        wait_until(lambda: victim.process.poll() is not None
+                   or any(b.poll() is not None for b in benches),
+                   timeout=args.ready_timeout_s + 10 + args.warmup_s + extra + args.kill_at_s
+                   + 10, interval=0.002, what="stanza-bench killing the victim")
         killed = time.monotonic()
         if args.perf:  # the survivors' and the client's CPU over the storm's first 3 s
             perf = subprocess.Popen(["perf", "record", "-q", "-F", "999", "-g", "-o", args.perf,
                                      "-p", ",".join(str(pid) for pid in
                                                     [n.process.pid for n in survivors]
-                                                    + [bench.pid]),
+                                                    + [b.pid for b in benches]),
                                      "--", "sleep", "3"],
                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         if victim.process.poll() is None:
-            raise RuntimeError(f"stanza-bench exited before the kill: "
-                               f"{bench.communicate(timeout=10)[1][-3000:]}")
+            failed = next(b for b in benches if b.poll() is not None)
+            raise RuntimeError(f"a stanza-bench exited before the kill: "
+                               f"{failed.communicate(timeout=10)[1][-3000:]}")
         leader_ms = new_leader_ms(survivors, address[id(victim)], killed, 0.01)
-        out, err = bench.communicate(timeout=bounded)
+        outputs = [b.communicate(timeout=bounded) for b in benches]
         if perf is not None:
             perf.wait(timeout=30)
     finally:
@@ -264,18 +286,27 @@ def run_storm(nodes, address, args, secrets_path, work):
             perf.kill()
             perf.wait(timeout=10)
         sampler.stop_event.set()
-        if bench is not None and bench.poll() is None:
-            bench.kill()
-            bench.communicate(timeout=10)
+        for bench in benches:
+            if bench.poll() is None:
+                bench.kill()
+                bench.communicate(timeout=10)
         dns.stop()
     sampler.join(5)
     after = listen_counters()
-    if bench.returncode != 0:
-        raise RuntimeError(f"stanza-bench exited {bench.returncode}: {err[-3000:]}")
-    run = json.loads(out.strip().splitlines()[-1])
+    runs = []
+    for k, (bench, (out, err)) in enumerate(zip(benches, outputs)):
+        if bench.returncode != 0:
+            raise RuntimeError(f"stanza-bench {k} exited {bench.returncode}: {err[-3000:]}")
+        runs.append(json.loads(out.strip().splitlines()[-1]))
+    run = runs[0]
+    # The others were ready before the kill: their first drop came with it.
+    for k, other in enumerate(runs[1:], 1):
+        if other.get("storm_first_drop_ms") is None:
+            raise RuntimeError(f"stanza-bench {k} saw no drop: its bridges were not on the victim")
     result = {"mode": "reconnect_storm", "bridges": args.bridges, "threads": args.threads,
               "victim": args.victim, "rate": args.rate, "connecting_max": args.connecting_max,
-              "source_ips": args.source_ips, "new_leader_ms": leader_ms}
+              "source_ips": args.source_ips, "new_leader_ms": leader_ms,
+              "bench_processes": parts}
     for key in ("storm_first_back_ms", "storm_last_back_ms", "storm_back_ms_p50", "storm_back_ms_p90",
                 "storm_back_ms_p99", "storm_first_drop_ms", "storm_bridges_back",
                 "storm_tcp_connects_per_s", "storm_tcp_connects_per_s_best_100ms",
@@ -288,6 +319,19 @@ def run_storm(nodes, address, args, secrets_path, work):
                 "storm_back_by_100ms", "storm_drops_by_100ms",
                 "storm_client_cpu_busy_fraction"):
         result[key] = run.get(key)
+    if len(runs) > 1:
+        def values(key):
+            return [r.get(key) for r in runs if r.get(key) is not None]
+        for key in ("storm_last_back_ms", "storm_back_ms_p99"):
+            result[key] = max(values(key), default=None)
+        for key in ("storm_bridges_back", "connect_attempts", "failed_attempts", "refused",
+                    "handshake_timeouts", "stream_errors_before_ready", "bridges_gave_up",
+                    "bridges_failed_over", "bridges_still_down", "storm_tcp_connects_per_s",
+                    "storm_handshakes_per_s"):
+            result[key] = sum(values(key))
+        result["storm_last_back_ms_by_process"] = values("storm_last_back_ms")
+        result["storm_client_cpu_busy_fraction"] = max(values("storm_client_cpu_busy_fraction"),
+                                                       default=0)
     result.update(server_side(sampler.samples, killed))
     result["listen_queue_counters"] = {k: after[k] - before.get(k, 0) for k in after}
     return result
@@ -297,13 +341,17 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--bridges", type=int, default=0,
                         help="default: 50,000, or what the open files hard limit allows")
-    parser.add_argument("--threads", type=int, default=1, help="shards per node")
+    parser.add_argument("--threads", type=int, default=0,
+                        help="shards per node; 0: as many as the connections need under the "
+                        "open files limit (direct descriptors), at least 1")
     parser.add_argument("--victim", choices=("leader", "follower"), default="leader")
     parser.add_argument("--rate", type=float, default=5000, help="stanzas/s in all")
     parser.add_argument("--connecting_max", type=int, default=0,
                         help="stanza-bench: attempts in progress at once (0: no cap)")
     parser.add_argument("--source_ips", type=int, default=0,
                         help="stanza-bench source addresses; 0: one per bridge")
+    parser.add_argument("--bridges_per_bench", type=int, default=BRIDGES_PER_BENCH,
+                        help="bridges per stanza-bench process")
     parser.add_argument("--retries_max", type=int, default=30)
     parser.add_argument("--ready_timeout_s", type=float, default=300)
     parser.add_argument("--warmup_s", type=float, default=2)
@@ -320,23 +368,21 @@ def main():
         parser.error("--kill_at_s must be in [0, --duration_s)")
     if not os.path.exists(STANZA_BENCH):
         parser.error(f"no {STANZA_BENCH}: build stanza-bench or set STANZAD_BENCH_DIR")
-    hard = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
     if args.bridges == 0:
-        # The victim and stanza-bench each hold one descriptor per bridge, plus their own.
         args.bridges = 50000
-        if hard != resource.RLIM_INFINITY and hard < 50000 + 2000 and not can_raise_hard():
-            args.bridges = (hard - 2000) // 1000 * 1000
-            print(f"50,000 bridges do not fit: the open files hard limit is {hard} and this "
-                  f"process may not raise it (no CAP_SYS_RESOURCE); using {args.bridges}",
-                  file=sys.stderr)
     if args.source_ips == 0:
         args.source_ips = min(args.bridges, 254 * 256)
-    files = args.bridges + 2000
-    raise_file_limit(files)
+    # Each stanza-bench holds one descriptor per bridge of its share, plus its own.
+    raise_file_limit(min(args.bridges, args.bridges_per_bench) + 2000)
+    hard = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
+    limit = hard if hard != resource.RLIM_INFINITY else 1 << 20
     work = tempfile.mkdtemp(prefix="reconnect-storm-")
-    # Within the open files limit (a node needs ~600 of its own beside the connections).
-    flags = [f"--connections_max={min(args.bridges * 12 // 10 + 1000, files - 600)}"]
-    nodes = [StanzadProcess(ip=f"127.0.0.{i + 1}", threads=args.threads, open_files_max=files,
+    connections_max = args.bridges * 12 // 10 + 1000
+    # A node's connections are direct descriptors: each shard's share must fit the limit.
+    if args.threads == 0:
+        args.threads = max(1, -(-connections_max // (limit - 1000)))
+    flags = [f"--connections_max={connections_max}"]
+    nodes = [StanzadProcess(ip=f"127.0.0.{i + 1}", threads=args.threads, open_files_max=limit,
                             extra_flags=flags) for i in range(3)]
     try:
         address = start_cluster(nodes)
