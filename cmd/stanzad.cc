@@ -99,7 +99,8 @@ int main(int argc, char** argv) {
   // hard limit allows) before any is opened, and say so when even that falls short.
   const uint64_t open_files_needed = stanzad::server::OpenFilesNeeded(*options);
   uint64_t open_files = 0;
-  if (absl::Status files = stanzad::server::RaiseOpenFilesLimit(open_files_needed, &open_files);
+  if (absl::Status files = stanzad::server::RaiseOpenFilesLimit(
+          open_files_needed, stanzad::server::OpenFilesWanted(*options), &open_files);
       !files.ok()) {
     stanzad::LogEvent(stanzad::LogLevel::kError, "open_files_limit_too_low",
                       "limit=" + std::to_string(open_files) +

@@ -295,10 +295,13 @@ void UringShard::SetUpDirectDescriptors() {
     unavailable = Concat("registering ", std::to_string(size), " files: ", std::strerror(-rc));
   } else {
     // Resetting a connection sets SO_LINGER through the ring: try it on a socket of our own.
+    // Nothing else is in flight yet, so the one completion waited for is the probe's.
     const int probe = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
     int result = probe < 0 ? -errno : io_uring_register_files_update(&ring_, 0, &probe, 1);
     if (probe >= 0) close(probe);
-    if (result >= 0) {
+    if (result < 0) {
+      unavailable = Concat("moving a socket into the table: ", std::strerror(-result));
+    } else {
       io_uring_sqe* sqe = GetSqe();
       PrepSetsockopt(sqe, 0, SOL_SOCKET, SO_LINGER, &kResetOnClose, sizeof(kResetOnClose));
       io_uring_sqe_set_data64(sqe, UserData(Op::kIgnore));
@@ -312,11 +315,11 @@ void UringShard::SetUpDirectDescriptors() {
       const int none = -1;
       io_uring_register_files_update(&ring_, 0, &none, 1);
     }
-    if (result < 0) {
+    if (result < 0 && unavailable.empty()) {
       unavailable =
           Concat("setting a socket option through the ring (Linux 6.7): ", std::strerror(-result));
-      io_uring_unregister_files(&ring_);
     }
+    if (!unavailable.empty()) io_uring_unregister_files(&ring_);
   }
   if (!unavailable.empty()) {
     if (index_ == 0) {
@@ -513,17 +516,10 @@ void UringShard::ArmDoorbell() {
   doorbell_armed_ = true;
 }
 
-void UringShard::CancelAllOn(int fd) {
+void UringShard::CancelAllOn(int fd, bool direct) {
   io_uring_sqe* sqe = GetSqe();
-  io_uring_prep_cancel_fd(sqe, fd, IORING_ASYNC_CANCEL_ALL);
-  io_uring_sqe_set_data64(sqe, UserData(Op::kIgnore));
-}
-
-void UringShard::CancelAllOn(const Connection& connection) {
-  io_uring_sqe* sqe = GetSqe();
-  io_uring_prep_cancel_fd(
-      sqe, connection.fd,
-      IORING_ASYNC_CANCEL_ALL | (connection.direct ? IORING_ASYNC_CANCEL_FD_FIXED : 0));
+  io_uring_prep_cancel_fd(sqe, fd,
+                          IORING_ASYNC_CANCEL_ALL | (direct ? IORING_ASYNC_CANCEL_FD_FIXED : 0));
   io_uring_sqe_set_data64(sqe, UserData(Op::kIgnore));
 }
 
@@ -879,7 +875,7 @@ void UringShard::TearDown(uint32_t slot, absl::Status reason) {
   // A send in flight may still read the queue; otherwise free it now.
   if (!connection.send_in_flight) ClearOutput(connection);
   if (connection.recv_armed || connection.send_in_flight || connection.connect_in_flight) {
-    CancelAllOn(connection);
+    CancelAllOn(connection.fd, connection.direct);
   }
   MaybeFinalize(slot);
 }

@@ -203,8 +203,8 @@ class UringShard final : public Shard {
   void ArmRecv(uint32_t slot);
   void ArmDoorbell();
   bool SubmitSend(uint32_t slot);
-  void CancelAllOn(int fd);
-  void CancelAllOn(const Connection& connection);
+  // Cancels every operation on `fd` (a table entry when `direct`).
+  void CancelAllOn(int fd, bool direct = false);
 
   // Direct descriptors (EngineOptions::direct_descriptors).
   void SetUpDirectDescriptors();

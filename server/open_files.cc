@@ -11,18 +11,33 @@
 
 namespace stanzad::server {
 
-uint64_t OpenFilesNeeded(const DaemonOptions& options) {
-  const auto shards = static_cast<uint64_t>(std::max(1, options.shards));
+namespace {
+
+uint64_t Shards(const DaemonOptions& options) {
+  return static_cast<uint64_t>(std::max(1, options.shards));
+}
+
+// What the node holds as plain descriptors besides its connections.
+uint64_t OwnFiles(const DaemonOptions& options) {
   // Per shard: the ring, its eventfd, a listener per port and address, data links.
   constexpr uint64_t kPerShard = 32;
   // Admin connections, the metrics server's, state files, stdio, c-ares.
   constexpr uint64_t kControl = 256;
-  const uint64_t own =
-      shards * kPerShard + kControl + options.cluster_links.unauthenticated_links_max;
+  return Shards(options) * kPerShard + kControl + options.cluster_links.unauthenticated_links_max;
+}
+
+}  // namespace
+
+uint64_t OpenFilesNeeded(const DaemonOptions& options) {
   if (options.direct_descriptors) {
-    return std::max<uint64_t>(own, options.connections_max_per_shard + net::kDirectSpare);
+    return std::max<uint64_t>(OwnFiles(options),
+                              options.connections_max_per_shard + net::kDirectSpare);
   }
-  return options.connections_max_per_shard * shards + own;
+  return OpenFilesWanted(options);
+}
+
+uint64_t OpenFilesWanted(const DaemonOptions& options) {
+  return options.connections_max_per_shard * Shards(options) + OwnFiles(options);
 }
 
 uint64_t SoftLimitFor(uint64_t needed, uint64_t soft, uint64_t hard) {
@@ -30,15 +45,15 @@ uint64_t SoftLimitFor(uint64_t needed, uint64_t soft, uint64_t hard) {
   return std::max(soft, ceiling);
 }
 
-absl::Status RaiseOpenFilesLimit(uint64_t needed, uint64_t* limit) {
+absl::Status RaiseOpenFilesLimit(uint64_t needed, uint64_t wanted, uint64_t* limit) {
   rlimit files{};
   if (getrlimit(RLIMIT_NOFILE, &files) != 0) {
     return absl::ErrnoToStatus(errno, "cannot read the open files limit (RLIMIT_NOFILE)");
   }
-  const uint64_t wanted = SoftLimitFor(needed, files.rlim_cur, files.rlim_max);
-  if (wanted > files.rlim_cur) {
+  const uint64_t soft = SoftLimitFor(std::max(needed, wanted), files.rlim_cur, files.rlim_max);
+  if (soft > files.rlim_cur) {
     rlimit raised = files;
-    raised.rlim_cur = wanted;
+    raised.rlim_cur = soft;
     if (setrlimit(RLIMIT_NOFILE, &raised) == 0) files = raised;
   }
   if (limit != nullptr) *limit = files.rlim_cur;

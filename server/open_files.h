@@ -25,15 +25,21 @@ namespace stanzad::server {
 // spare) is what they need.
 uint64_t OpenFilesNeeded(const DaemonOptions& options);
 
+// What the node would need if every connection held a plain descriptor: what it asks for
+// even with direct descriptors (raising a soft limit costs nothing), so that a kernel
+// without them (the shards fall back to plain descriptors) finds the limit as high as the
+// hard one allows.
+uint64_t OpenFilesWanted(const DaemonOptions& options);
+
 // The soft limit to set: `needed`, within [current soft, hard] (never lowered, never
 // above the hard limit; a hard limit of RLIM_INFINITY is no bound).
 uint64_t SoftLimitFor(uint64_t needed, uint64_t soft, uint64_t hard);
 
-// Raises this process's soft RLIMIT_NOFILE towards `needed`. OK when the limit is now at
-// least `needed`; else FAILED_PRECONDITION naming the limit, what is needed and how to
-// raise it (the limit is raised as far as it goes all the same). `*limit` (if not null)
-// gets the soft limit in force afterwards.
-absl::Status RaiseOpenFilesLimit(uint64_t needed, uint64_t* limit);
+// Raises this process's soft RLIMIT_NOFILE towards max(`needed`, `wanted`), as far as the
+// hard limit allows. OK when the limit is now at least `needed`; else FAILED_PRECONDITION naming
+// the limit, what is needed and how to raise it (the limit is raised as far as it goes all the
+// same). `*limit` (if not null) gets the soft limit in force afterwards.
+absl::Status RaiseOpenFilesLimit(uint64_t needed, uint64_t wanted, uint64_t* limit);
 
 }  // namespace stanzad::server
 

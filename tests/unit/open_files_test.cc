@@ -66,16 +66,34 @@ TEST_F(OpenFilesTest, RaisesTheSoftLimitWhenTheHardOneAllows) {
   rlimit low{100, saved_.rlim_max};
   ASSERT_EQ(setrlimit(RLIMIT_NOFILE, &low), 0);
   uint64_t limit = 0;
-  EXPECT_TRUE(RaiseOpenFilesLimit(200, &limit).ok());
+  EXPECT_TRUE(RaiseOpenFilesLimit(200, 200, &limit).ok());
   EXPECT_EQ(limit, 200u);
   EXPECT_EQ(Soft(), 200u);
+}
+
+// With direct descriptors the node needs one shard's share but asks for every connection,
+// so that a kernel without them still finds the limit as high as the hard one allows.
+TEST_F(OpenFilesTest, RaisesTowardsWhatItWantsAndIsContentWithWhatItNeeds) {
+  const uint64_t hard = saved_.rlim_max;
+  ASSERT_GT(hard, 300u);
+  rlimit low{100, saved_.rlim_max};
+  ASSERT_EQ(setrlimit(RLIMIT_NOFILE, &low), 0);
+  uint64_t limit = 0;
+  EXPECT_TRUE(RaiseOpenFilesLimit(200, 300, &limit).ok());
+  EXPECT_EQ(limit, 300u);
+  EXPECT_EQ(Soft(), 300u);
+  DaemonOptions options;
+  options.shards = 4;
+  options.connections_max_per_shard = 10000;
+  EXPECT_GE(OpenFilesWanted(options), 40000u);
+  EXPECT_LT(OpenFilesNeeded(options), 11000u);
 }
 
 TEST_F(OpenFilesTest, NeverLowersTheSoftLimit) {
   rlimit high{std::min<rlim_t>(saved_.rlim_max, 4096), saved_.rlim_max};
   ASSERT_EQ(setrlimit(RLIMIT_NOFILE, &high), 0);
   uint64_t limit = 0;
-  EXPECT_TRUE(RaiseOpenFilesLimit(64, &limit).ok());
+  EXPECT_TRUE(RaiseOpenFilesLimit(64, 64, &limit).ok());
   EXPECT_EQ(limit, high.rlim_cur);
   EXPECT_EQ(Soft(), high.rlim_cur);
 }
@@ -87,7 +105,7 @@ TEST_F(OpenFilesTest, NeverLowersTheSoftLimit) {
   rlimit capped{300, 400};
   if (setrlimit(RLIMIT_NOFILE, &capped) != 0) std::_Exit(3);
   uint64_t limit = 0;
-  const absl::Status status = RaiseOpenFilesLimit(100000, &limit);
+  const absl::Status status = RaiseOpenFilesLimit(100000, 100000, &limit);
   const std::string text(status.message());
   const bool named = status.code() == absl::StatusCode::kFailedPrecondition &&
                      text.find("open files limit is 400") != std::string::npos &&
