@@ -58,7 +58,7 @@ struct NodeConfig {
   bool enabled = false;
   std::map<std::string, std::string> callbridges;  // name ("cb1") → shared secret
   // Canonical localpart ("alice") → SCRAM credentials; at most config::kUsersMax.
-  std::map<std::string, config::UserCredentials> users;
+  std::map<std::string, config::SharedCredentials> users;
   bool cluster_enabled = false;  // `cluster enable`: the cluster port is open
   std::string cluster_trust;     // `cluster trust BUNDLE`: its path
   // `certs KEY CERT [BUNDLE]`: this node's TLS files (absolute paths), checked
@@ -91,8 +91,8 @@ struct NodeConfigEdit {
   enum class Kind : uint8_t { kSetCallbridge = 2, kDeleteCallbridge, kSetUser, kDeleteUser };
   Kind kind = Kind::kSetCallbridge;
   std::string name;
-  std::string secret;                   // kSetCallbridge
-  config::UserCredentials credentials;  // kSetUser
+  std::string secret;                     // kSetCallbridge
+  config::SharedCredentials credentials;  // kSetUser
 };
 
 // Makes `edit` in `config`. Absolute, never conditional, so a replay ends in the same state.

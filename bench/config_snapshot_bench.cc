@@ -85,9 +85,10 @@ int Run(const Flags& flags) {
   }
   for (uint64_t i = 0; i < flags.users; ++i) {
     std::snprintf(name, sizeof(name), "user%07llu", static_cast<unsigned long long>(i));
-    config::UserCredentials& credentials = config.users[name];
+    config::UserCredentials credentials;
     credentials.scram_sha1 = Secret(rng, config::kSha1Bytes);
     credentials.scram_sha256 = Secret(rng, config::kSha256Bytes);
+    config.users[name] = std::move(credentials);
   }
   std::printf("%llu bridges, %llu users\n", static_cast<unsigned long long>(flags.bridges),
               static_cast<unsigned long long>(flags.users));

@@ -64,15 +64,17 @@ bool GetScramSecret(ByteReader* r, config::ScramSecret* secret) {
          r->GetString(&secret->server_key, config::kSha256Bytes);
 }
 
-bool GetCredentials(ByteReader* r, config::UserCredentials* credentials) {
+bool GetCredentials(ByteReader* r, config::SharedCredentials* shared) {
   uint8_t flags = 0;
   if (!r->GetU8(&flags) || (flags & ~(kHasScramSha1 | kHasScramSha256)) != 0) return false;
-  if ((flags & kHasScramSha1) != 0 && !GetScramSecret(r, &credentials->scram_sha1.emplace())) {
+  config::UserCredentials credentials;
+  if ((flags & kHasScramSha1) != 0 && !GetScramSecret(r, &credentials.scram_sha1.emplace())) {
     return false;
   }
-  if ((flags & kHasScramSha256) != 0 && !GetScramSecret(r, &credentials->scram_sha256.emplace())) {
+  if ((flags & kHasScramSha256) != 0 && !GetScramSecret(r, &credentials.scram_sha256.emplace())) {
     return false;
   }
+  *shared = std::move(credentials);
   return true;
 }
 
@@ -599,7 +601,8 @@ absl::Status ConfigStateMachine::Check(const ConfigCommand& command) const {
   return std::visit(executor, command);
 }
 
-absl::Status ConfigStateMachine::Apply(const raft::Entry& entry) {
+absl::Status ConfigStateMachine::Apply(const raft::Entry& entry,
+                                       std::optional<ConfigCommand>* decoded) {
   if (entry.index <= applied_index_) return absl::OkStatus();
   CHECK_MSG(entry.index == applied_index_ + 1, "committed entries applied out of order");
   applied_index_ = entry.index;
@@ -623,6 +626,7 @@ absl::Status ConfigStateMachine::Apply(const raft::Entry& entry) {
     DCHECK(status.ok());
     config_.version = entry.index;
   }
+  if (decoded != nullptr) *decoded = *std::move(command);
   return status;
 }
 

@@ -27,6 +27,7 @@
 #ifndef STANZAD_CLUSTER_CONFIG_STATE_MACHINE_H_
 #define STANZAD_CLUSTER_CONFIG_STATE_MACHINE_H_
 
+#include <optional>
 #include <string>
 #include <string_view>
 #include <variant>
@@ -75,7 +76,7 @@ struct DeleteCallbridge {
 // A new user; refused if the name exists with other credentials.
 struct AddUser {
   std::string name;
-  config::UserCredentials credentials;
+  config::SharedCredentials credentials;  // shared with the configurations it is applied to
   friend bool operator==(const AddUser&, const AddUser&) = default;
 };
 
@@ -87,7 +88,7 @@ struct DeleteUser {
 // A password change for an existing user.
 struct SetUserCredentials {
   std::string name;
-  config::UserCredentials credentials;
+  config::SharedCredentials credentials;
   friend bool operator==(const SetUserCredentials&, const SetUserCredentials&) = default;
 };
 
@@ -179,7 +180,10 @@ class ConfigStateMachine {
   // An entry at or below applied_index() (replayed after a restart) is ignored and OK.
   // REQUIRES: entry.index <= applied_index() + 1 (committed entries come in order, none
   // skipped); CHECKed, since a gap would let this node's state diverge silently.
-  absl::Status Apply(const raft::Entry& entry);
+  // `decoded` (may be null) receives the command of a kNormal entry that decoded, applied or
+  // not: what it adds shares its users' credentials with config() (no second decode, no
+  // second copy for whoever mirrors the change).
+  absl::Status Apply(const raft::Entry& entry, std::optional<ConfigCommand>* decoded = nullptr);
 
   // The whole state as a Raft snapshot's data. Deterministic.
   std::string Snapshot() const;

@@ -99,8 +99,9 @@ struct RouterConfig {
   // flat map's resize at 229,376 users allocated and moved 67 MB on the control thread, on
   // every node at the same change, and cost the cluster its leader).
   absl::node_hash_map<std::string, std::string> bridge_secrets;
-  // Client accounts: canonical localpart → SCRAM credentials.
-  absl::node_hash_map<std::string, config::UserCredentials> users;
+  // Client accounts: canonical localpart → SCRAM credentials (the node configuration's own
+  // objects, shared: a buffer costs a pointer per user, not a copy of its keys).
+  absl::node_hash_map<std::string, config::SharedCredentials> users;
   // The server certificate for clients (STARTTLS and direct TLS) and for bridges
   // with --component_tls; null: none is configured, and connections that need
   // TLS are refused.

@@ -1029,13 +1029,13 @@ void ClusterNode::HandleReady() {
 }
 
 void ClusterNode::ApplyCommitted(const raft::Entry& entry) {
-  const absl::Status status = machine_.Apply(entry);
+  std::optional<ConfigCommand> command;  // shares its users' credentials with the config
+  const absl::Status status = machine_.Apply(entry, &command);
   if (entry.type != raft::EntryType::kNoop) ++config_generation_;
   // Applying moved the configuration's version to this entry: it changed something.
   if (entry.type == raft::EntryType::kNormal && machine_.config().version == entry.index &&
       !applied_changes_.whole) {
-    absl::StatusOr<ConfigCommand> command = DecodeConfigCommand(entry.data);
-    if (!command.ok() || applied_changes_.commands.size() >= kAppliedChangesMax) {
+    if (!command.has_value() || applied_changes_.commands.size() >= kAppliedChangesMax) {
       applied_changes_ = {true, {}};
     } else {
       applied_changes_.commands.push_back(*std::move(command));

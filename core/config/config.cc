@@ -187,6 +187,13 @@ absl::Status ValidateUserName(std::string_view name) {
   return absl::OkStatus();
 }
 
+SharedCredentials::SharedCredentials() {
+  // One object for every empty value (a map's operator[], a decoder's blank): no allocation.
+  static const auto* const kNone =
+      new std::shared_ptr<const UserCredentials>(std::make_shared<const UserCredentials>());
+  credentials_ = *kNone;
+}
+
 absl::Status ValidateUserCredentials(const UserCredentials& credentials) {
   if (!credentials.scram_sha1.has_value() && !credentials.scram_sha256.has_value()) {
     return Invalid("user credentials hold neither SCRAM-SHA-1 nor SCRAM-SHA-256 keys");
@@ -365,7 +372,8 @@ bool ConfigEncoder::Step(size_t entries, std::string* out) {
       part_ = Part::kTail;
       break;
     }
-    const auto& [name, credentials] = *next_user_;
+    const std::string& name = next_user_->first;
+    const UserCredentials& credentials = *next_user_->second;
     w.PutString(name);
     const uint8_t flags = (credentials.scram_sha1.has_value() ? kHasScramSha1 : 0) |
                           (credentials.scram_sha256.has_value() ? kHasScramSha256 : 0);

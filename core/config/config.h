@@ -23,6 +23,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <map>
+#include <memory>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -79,6 +80,41 @@ struct UserCredentials {
   friend bool operator==(const UserCredentials&, const UserCredentials&) = default;
 };
 
+// A user's credentials as every configuration holds them: one immutable object, shared by
+// the replicated state, the node's mirror, the Raft command that set them and the routers'
+// tables. At a million users each copy of those maps was a copy of every user's ~400 bytes
+// (what a node had to fault in and copy when it joined, and 4 times the memory); shared, a
+// copy of a map copies a pointer per user. Compares by value.
+//
+// Thread safety: the object is never changed once made, so copies may be read and dropped
+// on any thread (the routers' shards drop theirs).
+class SharedCredentials {
+ public:
+  // Credentials without a mechanism (invalid until set; ValidateUserCredentials says so).
+  SharedCredentials();
+  SharedCredentials(UserCredentials credentials)  // NOLINT: implicit on purpose, as a value
+      : credentials_(std::make_shared<const UserCredentials>(std::move(credentials))) {}
+
+  const UserCredentials& get() const { return *credentials_; }
+  const UserCredentials& operator*() const { return *credentials_; }
+  const UserCredentials* operator->() const { return credentials_.get(); }
+  operator const UserCredentials&() const { return *credentials_; }  // NOLINT: implicit
+
+  // Whether two handles hold the very same object (their maps share it).
+  bool SharesWith(const SharedCredentials& other) const {
+    return credentials_ == other.credentials_;
+  }
+  friend bool operator==(const SharedCredentials& a, const SharedCredentials& b) {
+    return a.SharesWith(b) || *a.credentials_ == *b.credentials_;
+  }
+  friend bool operator==(const SharedCredentials& a, const UserCredentials& b) {
+    return *a.credentials_ == b;
+  }
+
+ private:
+  std::shared_ptr<const UserCredentials> credentials_;  // never null
+};
+
 struct Callbridge {
   // The XEP-0114 shared secret: printable ASCII without spaces, 1..kCallbridgeSecretBytesMax.
   std::string secret;
@@ -116,7 +152,7 @@ struct Config {
   // Call bridges by name: a bridge "cb1" connects as component "cb1.<domain>".
   std::map<std::string, Callbridge> callbridges;
   // Users by canonical localpart.
-  std::map<std::string, UserCredentials> users;
+  std::map<std::string, SharedCredentials> users;
   // Cluster members: node id (never 0) → cluster address "host:port" (unique).
   std::map<uint64_t, std::string> members;
   // The key SCRAM derives the salts of unknown users from (core/sasl/scram.h): one value
@@ -187,7 +223,7 @@ class ConfigEncoder {
   const Config& config_;
   Part part_ = Part::kHead;
   std::map<std::string, Callbridge>::const_iterator next_callbridge_;
-  std::map<std::string, UserCredentials>::const_iterator next_user_;
+  std::map<std::string, SharedCredentials>::const_iterator next_user_;
 };
 
 // The inverse of EncodeConfig. InvalidArgument for bytes it could not have made: an unknown

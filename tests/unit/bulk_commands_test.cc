@@ -260,7 +260,7 @@ TEST_F(BulkCommandsTest, UsersOfEjabberdKeepTheirKeysAndRoundTripThroughXep0227)
   EXPECT_THAT(node.Out(), HasSubstr("Imported 3 users"));
   EXPECT_THAT(node.Out(), HasSubstr("Skipped 9 users of other hosts than scram-sha256.example"));
   ASSERT_EQ(node.config.users.size(), 3u);
-  EXPECT_TRUE(node.config.users.at("alice").scram_sha256.has_value());
+  EXPECT_TRUE(node.config.users.at("alice")->scram_sha256.has_value());
   const NodeConfig before = node.config;
   const size_t printed = node.Out().size();
   ASSERT_EQ(ExportUsers(node.io), 0) << node.Err();

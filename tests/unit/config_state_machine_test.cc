@@ -6,6 +6,7 @@
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
+#include <optional>
 #include <random>
 #include <string>
 #include <vector>
@@ -253,6 +254,46 @@ TEST(ConfigStateMachineTest, Users) {
   ASSERT_TRUE(node.Run(DeleteUser{"alice"}).ok());
   EXPECT_TRUE(absl::IsNotFound(node.Run(DeleteUser{"alice"})));
   EXPECT_TRUE(node.machine.config().users.empty());
+}
+
+// What a mirror of the configuration gets with each applied entry: the command, holding the
+// very credentials the configuration holds (a million users are not copied twice).
+TEST(ConfigStateMachineTest, TheDecodedCommandSharesItsUsersWithTheConfig) {
+  ConfigStateMachine machine;
+  std::optional<ConfigCommand> decoded;
+  ASSERT_TRUE(machine
+                  .Apply(Entry{1, 1, EntryType::kNormal,
+                               EncodeConfigCommand(ImportUsers{
+                                   {{"alice", MakeCredentials('a')}, {"bob", MakeCredentials('b')}},
+                                   false})},
+                         &decoded)
+                  .ok());
+  ASSERT_TRUE(decoded.has_value());
+  const auto& batch = std::get<ImportUsers>(*decoded);
+  ASSERT_EQ(batch.users.size(), 2u);
+  EXPECT_TRUE(batch.users[0].credentials.SharesWith(machine.config().users.at("alice")));
+  EXPECT_TRUE(batch.users[1].credentials.SharesWith(machine.config().users.at("bob")));
+
+  ASSERT_TRUE(
+      machine
+          .Apply(Entry{1, 2, EntryType::kNormal,
+                       EncodeConfigCommand(SetUserCredentials{"alice", MakeCredentials('c')})},
+                 &decoded)
+          .ok());
+  const auto& set = std::get<SetUserCredentials>(*decoded);
+  EXPECT_TRUE(set.credentials.SharesWith(machine.config().users.at("alice")));
+  EXPECT_EQ(machine.config().users.at("alice"), MakeCredentials('c'));
+
+  // Refused (bob exists with other credentials): decoded all the same, nothing shared.
+  EXPECT_TRUE(absl::IsAlreadyExists(machine.Apply(
+      Entry{1, 3, EntryType::kNormal, EncodeConfigCommand(AddUser{"bob", MakeCredentials('x')})},
+      &decoded)));
+  EXPECT_FALSE(
+      std::get<AddUser>(*decoded).credentials.SharesWith(machine.config().users.at("bob")));
+  // An entry that does not decode leaves nothing.
+  decoded.reset();
+  EXPECT_FALSE(machine.Apply(Entry{1, 4, EntryType::kNormal, "\xff"}, &decoded).ok());
+  EXPECT_FALSE(decoded.has_value());
 }
 
 TEST(ConfigStateMachineTest, CheckAnswersAsApplyWouldWithoutChangingAnything) {

@@ -5,6 +5,7 @@
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
+#include <map>
 #include <random>
 #include <string>
 #include <vector>
@@ -85,6 +86,33 @@ TEST(ConfigEncodingTest, TheBytesAreThoseOfThePreviousEncoder) {
     while (!encoder.Step(slice, &out)) ASSERT_LT(++steps, 100);
     EXPECT_EQ(out, golden) << "slice " << slice;
   }
+}
+
+// A user's credentials, shared by every copy of a map: a copy holds the same object, and
+// two handles compare by what they hold.
+TEST(SharedCredentialsTest, CopiesShareOneObjectAndCompareByValue) {
+  const SharedCredentials none;
+  EXPECT_FALSE(none->scram_sha1.has_value());
+  EXPECT_FALSE(none->scram_sha256.has_value());
+  EXPECT_FALSE(ValidateUserCredentials(none).ok());
+  EXPECT_TRUE(none.SharesWith(SharedCredentials()));  // one empty object, not one each
+
+  UserCredentials made;
+  made.scram_sha256 =
+      ScramSecret{std::string(16, 's'), 4096, std::string(32, 'k'), std::string(32, 'v')};
+  const SharedCredentials shared = made;
+  std::map<std::string, SharedCredentials> users = {{"alice", shared}};
+  const std::map<std::string, SharedCredentials> copy = users;
+  EXPECT_TRUE(copy.at("alice").SharesWith(shared));
+  EXPECT_EQ(&*copy.at("alice"), &*shared);
+
+  const SharedCredentials equal = made;  // made again: another object, the same value
+  EXPECT_FALSE(equal.SharesWith(shared));
+  EXPECT_EQ(equal, shared);
+  EXPECT_EQ(shared, made);
+  EXPECT_FALSE(none == shared);
+  users["alice"] = none;  // the copy keeps what it had
+  EXPECT_EQ(copy.at("alice"), made);
 }
 
 // The parts of a SCRAM secret, held inline: they read and compare as their bytes.
