@@ -131,6 +131,10 @@ class Tokenizer {
 
   // The stream header. REQUIRES: Next() returned kStreamHeader.
   const StreamHeader& header() const { return header_; }
+  // Frees the header's attributes once the caller has read them (an idle stream keeps
+  // what it holds for as long as it is open). Its name and namespaces stay: the
+  // tokenizer checks the closing tag and the stanzas' prefixes against them.
+  void ReleaseHeaderAttributes() { std::vector<HeaderAttribute>().swap(header_.attributes); }
 
   // The error. REQUIRES: Next() returned kError.
   const xmpp::StreamError& error() const { return error_; }

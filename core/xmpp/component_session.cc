@@ -114,6 +114,7 @@ void ComponentSession::HandleHeader() {
   }
   component_address_ = std::move(address);
   secret_ = std::move(*secret);
+  tokenizer_.ReleaseHeaderAttributes();  // read; `header` refers to them no more
   state_ = State::kAwaitingHandshake;
   SendHeaderIfNeeded();
 }
@@ -156,7 +157,7 @@ void ComponentSession::HandleHandshake(std::string_view element) {
   }
   // The secret is not needed again: do not keep it in memory.
   std::fill(secret_.begin(), secret_.end(), '\0');
-  secret_.clear();
+  std::string().swap(secret_);  // its memory too: held for as long as the bridge stays
   state_ = State::kAuthenticated;
   delegate_->OnAuthenticated(component_address_);
 }

@@ -170,6 +170,27 @@ TEST(TokenizerTest, HeaderAttributesAndNamespaces) {
   EXPECT_EQ(tokenizer.Next().type, TokenType::kNeedMoreData);
 }
 
+// A session that has read the header's attributes frees them; the stream goes on as
+// before: its prefixes still resolve and its end tag still matches.
+TEST(TokenizerTest, ReleasedHeaderAttributesLeaveTheStreamAsItWas) {
+  Tokenizer tokenizer;
+  tokenizer.Feed(
+      "<stream:stream to='cb1.example.com' xmlns='jabber:component:accept' "
+      "xmlns:stream='http://etherx.jabber.org/streams'>");
+  ASSERT_EQ(tokenizer.Next().type, TokenType::kStreamHeader);
+  ASSERT_NE(tokenizer.header().Find("to"), nullptr);
+  tokenizer.ReleaseHeaderAttributes();
+  EXPECT_TRUE(tokenizer.header().attributes.empty());
+  EXPECT_EQ(tokenizer.header().attributes.capacity(), 0u);
+  EXPECT_EQ(tokenizer.header().name, "stream:stream");
+  EXPECT_EQ(tokenizer.header().namespaces.size(), 2u);
+  tokenizer.Feed("<stream:error><x/></stream:error><undeclared:x/>");
+  Token token = tokenizer.Next();
+  ASSERT_EQ(token.type, TokenType::kElement);
+  EXPECT_EQ(token.bytes, "<stream:error><x/></stream:error>");
+  EXPECT_EQ(tokenizer.Next().type, TokenType::kError);  // "undeclared" still is not
+}
+
 TEST(TokenizerTest, UnprefixedStreamHeaderInStreamsNamespace) {
   const std::string input = "<stream xmlns='http://etherx.jabber.org/streams'><message/></stream>";
   const std::vector<Event> events = TokenizeWhole(input);
