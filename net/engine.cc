@@ -11,6 +11,7 @@
 
 #include <bit>
 #include <cerrno>
+#include <chrono>
 #include <future>
 #include <string>
 #include <thread>
@@ -155,7 +156,15 @@ class EngineImpl final : public Engine {
     [[maybe_unused]] ssize_t got = read(control_->doorbell_fd, &value, sizeof(value));
     // Keep ringing: a record pushed after this drain must wake the next poll.
     control_->sleeping.store(true);
-    return DrainMailboxRecords(*control_, handler);
+    const size_t records = DrainMailboxRecords(*control_, handler);
+    // The queues this thread posts into (Post): released as a shard releases its own.
+    const auto now = std::chrono::steady_clock::now();
+    if (now >= next_release_) {
+      next_release_ = now + std::chrono::milliseconds(tick_ms_);
+      const size_t external = mailboxes_.size();  // Post's producer index
+      for (auto& mailbox : mailboxes_) mailbox->incoming[external]->ReleaseIdlePages();
+    }
+    return records;
   }
 
   std::vector<ShardStats> stats() const override {
@@ -179,6 +188,8 @@ class EngineImpl final : public Engine {
  private:
   std::vector<std::unique_ptr<ShardMailbox>> mailboxes_;
   std::unique_ptr<ShardMailbox> control_;  // shards → control thread; outlives the shards
+  uint32_t tick_ms_ = 100;                 // EngineOptions::tick_ms
+  std::chrono::steady_clock::time_point next_release_;  // of Post's idle queues
   std::vector<std::unique_ptr<ShardHandler>> handlers_;
   std::vector<std::unique_ptr<UringShard>> shards_;
   std::vector<std::thread> threads_;
@@ -188,6 +199,7 @@ class EngineImpl final : public Engine {
 absl::Status EngineImpl::Start(const EngineOptions& options, const HandlerFactory& factory) {
   if (absl::Status status = ValidateOptions(options); !status.ok()) return status;
   const int shards = options.shards;
+  tick_ms_ = options.tick_ms;
 
   // listener_fds[shard] parallel to listener_tags.
   std::vector<std::vector<int>> listener_fds(shards);

@@ -82,8 +82,11 @@ struct EngineOptions {
   uint32_t close_linger_ms = 2000;
   // Backlog of each listening socket (the kernel caps it at somaxconn).
   int listen_backlog = 4096;
-  // Spare 16 KiB output chunks each shard keeps for reuse.
-  size_t output_chunks_free_max = 1024;
+  // Spare 16 KiB output chunks each shard keeps for reuse. Each one a shard has used
+  // stays resident (a page or more), so this bounds a per-shard cost that idle
+  // connections do not need: 128 keep ~0.5 MB, where 1,024 kept ~4 MB per shard after a
+  // burst of handshakes (docs/benchmarks.md, "Idle memory").
+  size_t output_chunks_free_max = 128;
   // An outgoing connection (Shard::Connect) not established within this time
   // fails with DEADLINE_EXCEEDED.
   uint32_t connect_timeout_ms = 5000;
@@ -233,7 +236,9 @@ class Engine {
 
   // Records the shards posted with PostToControl: control_fd() (an eventfd)
   // is readable when some wait; DrainControl hands each to `handler`, in order
-  // per shard. For the control thread only (one consumer).
+  // per shard. For the control thread only (one consumer). Call it every turn:
+  // at most once a tick it also gives back the pages of the queues Post fills
+  // that have been quiet since (SpscByteQueue::ReleaseIdlePages).
   virtual int control_fd() const = 0;
   virtual size_t DrainControl(
       const std::function<void(int shard, const CrossShardMessage&)>& handler) = 0;

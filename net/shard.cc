@@ -547,6 +547,13 @@ bool UringShard::SubmitSend(uint32_t slot) {
   return true;
 }
 
+void UringShard::ReleaseIdleQueuePages() {
+  for (ShardMailbox* mailbox : mailboxes_) {
+    mailbox->incoming[static_cast<size_t>(index_)]->ReleaseIdlePages();
+  }
+  control_->incoming[static_cast<size_t>(index_)]->ReleaseIdlePages();
+}
+
 // ---------------------------------------------------------------------------
 // The loop
 
@@ -561,6 +568,7 @@ void UringShard::Run() {
         next_tick_ms_ = std::max(next_tick_ms_ + options_.tick_ms, now_ms_ + 1);
         handler_->OnTick(*this, now_ms_);
         CheckDeadlines();
+        ReleaseIdleQueuePages();
         for (size_t i = 0; i < listeners_.size(); ++i) {
           if (!listeners_[i].armed && listeners_[i].fd >= 0 &&
               now_ms_ >= listeners_[i].rearm_at_ms) {

@@ -242,6 +242,9 @@ class UringShard final : public Shard {
   void FlushSends();
   void RearmRecvs();
   void CheckDeadlines();
+  // Gives back the pages of the queues this shard posts into, those quiet since the last
+  // tick (SpscByteQueue::ReleaseIdlePages).
+  void ReleaseIdleQueuePages();
   void BeginStop();
   bool StopComplete();
   void TearDownRing();

@@ -16,20 +16,28 @@
 // `tail` after the whole drain, so a batch costs one cache-line transfer each
 // way, not one per record.
 //
-// Thread safety: TryPush only from the producer thread, Drain and
-// EmptyForConsumer only from the consumer thread (the same thread may be
+// Memory: the ring is mapped, not allocated, and its pages are backed only once
+// records reach them. A burst (100,000 bridges binding at once, each bind sent to
+// every shard) would leave every ring of every pair of shards resident for good;
+// ReleaseIdlePages gives a quiet, empty ring's pages back.
+//
+// Thread safety: TryPush and ReleaseIdlePages only from the producer thread, Drain
+// and EmptyForConsumer only from the consumer thread (the same thread may be
 // both). capacity() and max_record_bytes() from any thread.
 #ifndef STANZAD_NET_SPSC_QUEUE_H_
 #define STANZAD_NET_SPSC_QUEUE_H_
+
+#include <sys/mman.h>
+#include <unistd.h>
 
 #include <atomic>
 #include <bit>
 #include <cstddef>
 #include <cstdint>
 #include <cstring>
-#include <memory>
 #include <new>
 #include <string_view>
+#include <vector>
 
 #include "core/base/check.h"
 
@@ -41,13 +49,18 @@ class SpscByteQueue {
   static constexpr size_t kCapacityMinBytes = 64;
 
   // `capacity_bytes` is rounded up to a power of two (at least 64).
+  // CHECK-fails if the ring cannot be mapped (no memory: as `new` would).
   explicit SpscByteQueue(size_t capacity_bytes)
       : capacity_(
             std::bit_ceil(capacity_bytes < kCapacityMinBytes ? kCapacityMinBytes : capacity_bytes)),
         mask_(capacity_ - 1),
-        // Not value-initialised: pages of a large ring stay untouched (and
-        // unbacked) until records reach them.
-        ring_(new char[capacity_]) {}
+        // Page-aligned, so that ReleaseIdlePages can give pages back; unbacked until
+        // records reach them.
+        ring_(static_cast<char*>(
+            mmap(nullptr, capacity_, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0))) {
+    CHECK_MSG(ring_ != MAP_FAILED, "SpscByteQueue: cannot map its ring");
+  }
+  ~SpscByteQueue() { munmap(ring_, capacity_); }
 
   SpscByteQueue(const SpscByteQueue&) = delete;
   SpscByteQueue& operator=(const SpscByteQueue&) = delete;
@@ -77,11 +90,51 @@ class SpscByteQueue {
     }
     const size_t start = head & mask_;
     WriteHeader(start, static_cast<uint32_t>(length));
-    char* data = ring_.get() + start + kRecordHeaderBytes;
+    char* data = ring_ + start + kRecordHeaderBytes;
     if (!first.empty()) std::memcpy(data, first.data(), first.size());
     if (!second.empty()) std::memcpy(data + first.size(), second.data(), second.size());
     producer_.head.store(head + need, std::memory_order_release);
     return true;
+  }
+
+  // Producer. Gives the ring's pages back to the kernel (all but the one the next
+  // record starts in) when no record was pushed since the previous call and the
+  // consumer has taken every record; once per quiet spell (a second call without
+  // a push in between does nothing). Call it periodically (a shard's tick): a ring
+  // busy at every call is never released, so steady traffic pays no page faults.
+  // Safe while the consumer runs: it reads only published records, all taken, and
+  // only the producer writes the rest. Returns the bytes given back.
+  size_t ReleaseIdlePages() {
+    const uint64_t head = producer_.head.load(std::memory_order_relaxed);
+    if (head != producer_.head_at_last_look) {
+      producer_.head_at_last_look = head;  // pushed since: not quiet yet
+      return 0;
+    }
+    if (head == producer_.head_at_release) return 0;  // released already
+    // Acquire: every read of the records the consumer took happened before.
+    if (consumer_.tail.load(std::memory_order_acquire) != head) return 0;
+    producer_.head_at_release = head;
+    const size_t page = static_cast<size_t>(sysconf(_SC_PAGESIZE));
+    if (capacity_ < 2 * page) return 0;
+    const size_t kept = (head & mask_) / page * page;
+    size_t released = 0;
+    if (kept > 0 && madvise(ring_, kept, MADV_DONTNEED) == 0) released += kept;
+    const size_t after = kept + page;
+    if (after < capacity_ && madvise(ring_ + after, capacity_ - after, MADV_DONTNEED) == 0) {
+      released += capacity_ - after;
+    }
+    return released;
+  }
+
+  // The ring's bytes backed by memory now (mincore): what a queue costs in RSS.
+  size_t ResidentBytes() const {
+    const size_t page = static_cast<size_t>(sysconf(_SC_PAGESIZE));
+    const size_t pages = (capacity_ + page - 1) / page;
+    std::vector<unsigned char> resident(pages);
+    if (mincore(ring_, capacity_, resident.data()) != 0) return 0;
+    size_t bytes = 0;
+    for (unsigned char flags : resident) bytes += (flags & 1) != 0 ? page : 0;
+    return bytes;
   }
 
   // Consumer. Calls `fn(std::string_view record)` for up to `records_max`
@@ -102,7 +155,7 @@ class SpscByteQueue {
         continue;
       }
       DCHECK_LE(static_cast<size_t>(length), max_record_bytes());
-      fn(std::string_view(ring_.get() + offset + kRecordHeaderBytes, length));
+      fn(std::string_view(ring_ + offset + kRecordHeaderBytes, length));
       tail += RecordBytes(length);
       ++records;
     }
@@ -131,11 +184,11 @@ class SpscByteQueue {
   }
 
   void WriteHeader(size_t offset, uint32_t length) {
-    std::memcpy(ring_.get() + offset, &length, sizeof(length));
+    std::memcpy(ring_ + offset, &length, sizeof(length));
   }
   uint32_t ReadHeader(size_t offset) const {
     uint32_t length;
-    std::memcpy(&length, ring_.get() + offset, sizeof(length));
+    std::memcpy(&length, ring_ + offset, sizeof(length));
     return length;
   }
 
@@ -144,6 +197,9 @@ class SpscByteQueue {
   struct alignas(64) ProducerSide {
     std::atomic<uint64_t> head{0};
     uint64_t cached_tail = 0;  // the producer's last look at consumer_.tail
+    // ReleaseIdlePages: `head` at its previous call, and when it last released.
+    uint64_t head_at_last_look = 0;
+    uint64_t head_at_release = 0;
   };
   struct alignas(64) ConsumerSide {
     std::atomic<uint64_t> tail{0};
@@ -151,7 +207,7 @@ class SpscByteQueue {
 
   const size_t capacity_;
   const size_t mask_;
-  std::unique_ptr<char[]> ring_;
+  char* const ring_;  // mapped, capacity_ bytes
   ProducerSide producer_;
   ConsumerSide consumer_;
 };
