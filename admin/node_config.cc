@@ -353,7 +353,7 @@ void ApplyNodeConfigEdit(const NodeConfigEdit& edit, NodeConfig* config) {
       config->callbridges.erase(edit.name);
       return;
     case NodeConfigEdit::Kind::kSetUser:
-      config->users[edit.name] = edit.credentials;
+      config->users.insert_or_assign(edit.name, edit.credentials);
       return;
     case NodeConfigEdit::Kind::kDeleteUser:
       config->users.erase(edit.name);

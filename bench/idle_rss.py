@@ -6,7 +6,7 @@ configures N bridges with `stanzactl callbridge import` (their secrets read back
 with `stanzactl --json callbridge list`), reads the daemon's VmRSS, then connects
 and authenticates N XEP-0114 components with one stanza-bench --mode=idle per
 17,000 bridges (each within the open files limit, each from a 127.2.x.y source
-address of its own, since one address runs out of ports), waits a second after
+address of its own, since one address runs out of ports), waits 2.5 seconds after
 the last is ready and reads VmRSS again. Prints one line: (after - before) / N.
 The figure includes the recv-buffer pages the shards touch while the bridges
 connect (a fixed cost, bounded per shard), so it falls as N grows. The daemon
@@ -148,7 +148,9 @@ def measure_bridges(count, configured, threads=0):
             else:
                 sys.exit(f"stanza-bench {k} exited {bench.wait()} before its bridges were ready")
         connect_s = time.monotonic() - started
-        time.sleep(1.0)
+        # Idle: the cross-shard queues give back what the binds wrote once quiet for 1 s
+        # (EngineOptions::queue_release_quiet_ms); read after that, as an idle node is.
+        time.sleep(2.5)
         after = rss_bytes(node.process.pid)
         print(f"idle_rss bridges={count} configured={max(count, configured)} shards={threads} "
               f"bench_processes={benches} connect_s={connect_s:.1f} rss_before_bytes={before} "

@@ -603,6 +603,7 @@ absl::Status ConfigStateMachine::Check(const ConfigCommand& command) const {
 
 absl::Status ConfigStateMachine::Apply(const raft::Entry& entry,
                                        std::optional<ConfigCommand>* decoded) {
+  if (decoded != nullptr) decoded->reset();
   if (entry.index <= applied_index_) return absl::OkStatus();
   CHECK_MSG(entry.index == applied_index_ + 1, "committed entries applied out of order");
   applied_index_ = entry.index;

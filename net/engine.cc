@@ -158,11 +158,16 @@ class EngineImpl final : public Engine {
     control_->sleeping.store(true);
     const size_t records = DrainMailboxRecords(*control_, handler);
     // The queues this thread posts into (Post): released as a shard releases its own.
-    const auto now = std::chrono::steady_clock::now();
-    if (now >= next_release_) {
-      next_release_ = now + std::chrono::milliseconds(tick_ms_);
+    const uint64_t now_ms =
+        static_cast<uint64_t>(std::chrono::duration_cast<std::chrono::milliseconds>(
+                                  std::chrono::steady_clock::now().time_since_epoch())
+                                  .count());
+    if (now_ms >= next_release_ms_) {
+      next_release_ms_ = now_ms + options_.tick_ms;
       const size_t external = mailboxes_.size();  // Post's producer index
-      for (auto& mailbox : mailboxes_) mailbox->incoming[external]->ReleaseIdlePages();
+      for (auto& mailbox : mailboxes_) {
+        mailbox->incoming[external]->ReleaseIdlePages(now_ms, options_.queue_release_quiet_ms);
+      }
     }
     return records;
   }
@@ -188,8 +193,8 @@ class EngineImpl final : public Engine {
  private:
   std::vector<std::unique_ptr<ShardMailbox>> mailboxes_;
   std::unique_ptr<ShardMailbox> control_;  // shards → control thread; outlives the shards
-  uint32_t tick_ms_ = 100;                 // EngineOptions::tick_ms
-  std::chrono::steady_clock::time_point next_release_;  // of Post's idle queues
+  EngineOptions options_;
+  uint64_t next_release_ms_ = 0;  // when DrainControl next looks at Post's queues
   std::vector<std::unique_ptr<ShardHandler>> handlers_;
   std::vector<std::unique_ptr<UringShard>> shards_;
   std::vector<std::thread> threads_;
@@ -199,7 +204,7 @@ class EngineImpl final : public Engine {
 absl::Status EngineImpl::Start(const EngineOptions& options, const HandlerFactory& factory) {
   if (absl::Status status = ValidateOptions(options); !status.ok()) return status;
   const int shards = options.shards;
-  tick_ms_ = options.tick_ms;
+  options_ = options;
 
   // listener_fds[shard] parallel to listener_tags.
   std::vector<std::vector<int>> listener_fds(shards);

@@ -6,8 +6,9 @@
 //
 // The engine moves bytes and knows nothing of XMPP. The server plugs in a
 // ShardHandler per shard; every callback of a shard's handler runs on that
-// shard's thread, and the Shard methods may be called only from that thread
-// (except Engine::Post, which any thread may call for its own producer slot).
+// shard's thread, and the Shard methods may be called only from that thread.
+// Engine::Post and Engine::DrainControl belong to one other thread (the control
+// thread): Post fills the queues whose pages DrainControl gives back.
 //
 // Lifecycle of a connection: OnAccept (the handler may refuse it) → any number
 // of OnData → exactly one OnClosed, whether the peer closed, an error occurred,
@@ -73,6 +74,9 @@ struct EngineOptions {
   // rounded up to a power of two. One record (payload + 32 bytes) may take at
   // most half of it. Memory is touched only as records reach it.
   size_t cross_shard_queue_bytes = 4 << 20;
+  // A cross-shard queue nothing was posted to for this long, and whose records were
+  // all taken, gives back the pages it was written in (SpscByteQueue::ReleaseIdlePages).
+  uint64_t queue_release_quiet_ms = 1000;
   // Period of ShardHandler::OnTick.
   uint32_t tick_ms = 100;
   uint32_t ring_entries = 4096;
@@ -83,9 +87,9 @@ struct EngineOptions {
   // Backlog of each listening socket (the kernel caps it at somaxconn).
   int listen_backlog = 4096;
   // Spare 16 KiB output chunks each shard keeps for reuse. Each one a shard has used
-  // stays resident (a page or more), so this bounds a per-shard cost that idle
-  // connections do not need: 128 keep ~0.5 MB, where 1,024 kept ~4 MB per shard after a
-  // burst of handshakes (docs/benchmarks.md, "Idle memory").
+  // stays resident (a page or more; at most 2 MiB for 128), so this bounds a per-shard
+  // cost that idle connections do not need: 1,024 kept ~4 MB per shard after a burst of
+  // handshakes (docs/benchmarks.md, "Memory per idle call bridge connection").
   size_t output_chunks_free_max = 128;
   // An outgoing connection (Shard::Connect) not established within this time
   // fails with DEADLINE_EXCEEDED.
@@ -229,8 +233,9 @@ class Engine {
                                                        HandlerFactory factory);
   virtual ~Engine() = default;
 
-  // Posts from outside the shards (the control-plane thread). One external
-  // producer only: callers must serialise. Returns false if the queue is full.
+  // Posts from outside the shards: only from the thread that calls DrainControl
+  // (the control thread), which also releases these queues' pages. Returns false
+  // if the queue is full.
   virtual bool Post(int to, uint32_t kind, ConnectionId target, uint64_t argument,
                     std::string_view payload) = 0;
 
@@ -238,7 +243,7 @@ class Engine {
   // is readable when some wait; DrainControl hands each to `handler`, in order
   // per shard. For the control thread only (one consumer). Call it every turn:
   // at most once a tick it also gives back the pages of the queues Post fills
-  // that have been quiet since (SpscByteQueue::ReleaseIdlePages).
+  // that have been quiet for queue_release_quiet_ms (SpscByteQueue::ReleaseIdlePages).
   virtual int control_fd() const = 0;
   virtual size_t DrainControl(
       const std::function<void(int shard, const CrossShardMessage&)>& handler) = 0;

@@ -549,9 +549,11 @@ bool UringShard::SubmitSend(uint32_t slot) {
 
 void UringShard::ReleaseIdleQueuePages() {
   for (ShardMailbox* mailbox : mailboxes_) {
-    mailbox->incoming[static_cast<size_t>(index_)]->ReleaseIdlePages();
+    mailbox->incoming[static_cast<size_t>(index_)]->ReleaseIdlePages(
+        now_ms_, options_.queue_release_quiet_ms);
   }
-  control_->incoming[static_cast<size_t>(index_)]->ReleaseIdlePages();
+  control_->incoming[static_cast<size_t>(index_)]->ReleaseIdlePages(
+      now_ms_, options_.queue_release_quiet_ms);
 }
 
 // ---------------------------------------------------------------------------

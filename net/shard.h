@@ -242,8 +242,8 @@ class UringShard final : public Shard {
   void FlushSends();
   void RearmRecvs();
   void CheckDeadlines();
-  // Gives back the pages of the queues this shard posts into, those quiet since the last
-  // tick (SpscByteQueue::ReleaseIdlePages).
+  // Gives back the pages of the queues this shard posts into that have been quiet for
+  // queue_release_quiet_ms (SpscByteQueue::ReleaseIdlePages).
   void ReleaseIdleQueuePages();
   void BeginStop();
   bool StopComplete();

@@ -2,7 +2,7 @@
 // between exactly one producer thread and one consumer thread.
 //
 // The engine keeps one per ordered pair (producer, consumer shard) for
-// cross-shard messages. Records live in one ring of bytes allocated once:
+// cross-shard messages. Records live in one ring of bytes mapped once:
 // pushing copies the record in, and draining hands out views into the ring
 // until the drain returns, so no record costs an allocation.
 //
@@ -19,11 +19,11 @@
 // Memory: the ring is mapped, not allocated, and its pages are backed only once
 // records reach them. A burst (100,000 bridges binding at once, each bind sent to
 // every shard) would leave every ring of every pair of shards resident for good;
-// ReleaseIdlePages gives a quiet, empty ring's pages back.
+// ReleaseIdlePages gives back what a ring quiet for a while has been written.
 //
 // Thread safety: TryPush and ReleaseIdlePages only from the producer thread, Drain
 // and EmptyForConsumer only from the consumer thread (the same thread may be
-// both). capacity() and max_record_bytes() from any thread.
+// both). capacity(), max_record_bytes() and ResidentBytes() from any thread.
 #ifndef STANZAD_NET_SPSC_QUEUE_H_
 #define STANZAD_NET_SPSC_QUEUE_H_
 
@@ -59,6 +59,8 @@ class SpscByteQueue {
         ring_(static_cast<char*>(
             mmap(nullptr, capacity_, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0))) {
     CHECK_MSG(ring_ != MAP_FAILED, "SpscByteQueue: cannot map its ring");
+    // Small pages: one record must not back 2 MiB, nor a release split a huge page.
+    madvise(ring_, capacity_, MADV_NOHUGEPAGE);
   }
   ~SpscByteQueue() { munmap(ring_, capacity_); }
 
@@ -97,33 +99,36 @@ class SpscByteQueue {
     return true;
   }
 
-  // Producer. Gives the ring's pages back to the kernel (all but the one the next
-  // record starts in) when no record was pushed since the previous call and the
-  // consumer has taken every record; once per quiet spell (a second call without
-  // a push in between does nothing). Call it periodically (a shard's tick): a ring
-  // busy at every call is never released, so steady traffic pays no page faults.
-  // Safe while the consumer runs: it reads only published records, all taken, and
-  // only the producer writes the rest. Returns the bytes given back.
-  size_t ReleaseIdlePages() {
+  // Producer. Gives back to the kernel the pages written since the last release (all
+  // but the one the next record starts in) once no record has been pushed for
+  // `quiet_ms` and the consumer has taken every record; once per quiet spell. Call it
+  // periodically (a shard's tick) with a monotonic clock in ms: a queue pushed to more
+  // often than every `quiet_ms` is never released, so steady traffic pays no page
+  // faults. Safe while the consumer runs: it reads only published records, all taken
+  // by then, and only the producer writes the rest. Returns the bytes advised away
+  // (written since the last release; the kernel frees those it backs).
+  size_t ReleaseIdlePages(uint64_t now_ms, uint64_t quiet_ms) {
     const uint64_t head = producer_.head.load(std::memory_order_relaxed);
     if (head != producer_.head_at_last_look) {
-      producer_.head_at_last_look = head;  // pushed since: not quiet yet
+      producer_.head_at_last_look = head;  // pushed since: quiet from now on, maybe
+      producer_.quiet_since_ms = now_ms;
       return 0;
     }
-    if (head == producer_.head_at_release) return 0;  // released already
+    if (head == producer_.head_at_release || now_ms - producer_.quiet_since_ms < quiet_ms) {
+      return 0;
+    }
     // Acquire: every read of the records the consumer took happened before.
     if (consumer_.tail.load(std::memory_order_acquire) != head) return 0;
+    const uint64_t written = head - producer_.head_at_release;
     producer_.head_at_release = head;
     const size_t page = static_cast<size_t>(sysconf(_SC_PAGESIZE));
     if (capacity_ < 2 * page) return 0;
-    const size_t kept = (head & mask_) / page * page;
-    size_t released = 0;
-    if (kept > 0 && madvise(ring_, kept, MADV_DONTNEED) == 0) released += kept;
-    const size_t after = kept + page;
-    if (after < capacity_ && madvise(ring_ + after, capacity_ - after, MADV_DONTNEED) == 0) {
-      released += capacity_ - after;
-    }
-    return released;
+    const size_t kept = (head & mask_) / page * page;  // where the next record starts
+    // The written span, in ring offsets: [first, kept + page) when it does not wrap.
+    if (written >= capacity_ - page) return Advise(0, kept) + Advise(kept + page, capacity_);
+    const size_t first = ((head - written) & mask_) / page * page;
+    if (first <= kept) return Advise(first, kept);
+    return Advise(first, capacity_) + Advise(0, kept);
   }
 
   // The ring's bytes backed by memory now (mincore): what a queue costs in RSS.
@@ -173,6 +178,12 @@ class SpscByteQueue {
  private:
   static constexpr uint32_t kWrapMarker = 0xFFFFFFFFu;
 
+  // madvise(MADV_DONTNEED) on ring offsets [begin, end): what it advised.
+  size_t Advise(size_t begin, size_t end) {
+    if (begin >= end) return 0;
+    return madvise(ring_ + begin, end - begin, MADV_DONTNEED) == 0 ? end - begin : 0;
+  }
+
   static size_t RecordBytes(size_t length) {
     return kRecordHeaderBytes + ((length + 7) & ~static_cast<size_t>(7));
   }
@@ -197,8 +208,10 @@ class SpscByteQueue {
   struct alignas(64) ProducerSide {
     std::atomic<uint64_t> head{0};
     uint64_t cached_tail = 0;  // the producer's last look at consumer_.tail
-    // ReleaseIdlePages: `head` at its previous call, and when it last released.
+    // ReleaseIdlePages: `head` at its previous call and since when (ms) it has been
+    // there, and `head` at the last release.
     uint64_t head_at_last_look = 0;
+    uint64_t quiet_since_ms = 0;
     uint64_t head_at_release = 0;
   };
   struct alignas(64) ConsumerSide {

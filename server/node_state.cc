@@ -78,7 +78,7 @@ std::unique_ptr<router::RouterConfig> NodeState::BuildRouterConfigBuffer() const
     router->bridge_secrets[name + "." + config_.domain] = secret;
   }
   router->users.reserve(config_.users.size());  // one table, not twenty rehashes at a million
-  for (const auto& [name, credentials] : config_.users) router->users[name] = credentials;
+  for (const auto& [name, credentials] : config_.users) router->users.emplace(name, credentials);
   router->client_tls = ClientTlsContext(config_);
   router->unknown_user_salt_key = salt_key_;
   return router;
@@ -93,7 +93,7 @@ void NodeState::EditRouterConfig(const NodeConfigEdit& edit, router::RouterConfi
       router->bridge_secrets.erase(edit.name + "." + config_.domain);
       return;
     case NodeConfigEdit::Kind::kSetUser:
-      router->users[edit.name] = edit.credentials;
+      router->users.insert_or_assign(edit.name, edit.credentials);
       return;
     case NodeConfigEdit::Kind::kDeleteUser:
       router->users.erase(edit.name);

@@ -94,6 +94,10 @@ class SharedCredentials {
   SharedCredentials();
   SharedCredentials(UserCredentials credentials)  // NOLINT: implicit on purpose, as a value
       : credentials_(std::make_shared<const UserCredentials>(std::move(credentials))) {}
+  // A copy shares the object. Declared, so that a move is a copy too: no handle is ever
+  // left without one.
+  SharedCredentials(const SharedCredentials&) = default;
+  SharedCredentials& operator=(const SharedCredentials&) = default;
 
   const UserCredentials& get() const { return *credentials_; }
   const UserCredentials& operator*() const { return *credentials_; }

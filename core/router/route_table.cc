@@ -1,6 +1,7 @@
 #include "core/router/route_table.h"
 
 #include <functional>
+#include <utility>
 
 #include "core/base/absl_compat.h"
 #include "core/base/concat.h"
@@ -37,9 +38,6 @@ std::string CanonicalDomainOf(std::string_view jid) {
 
 namespace {
 
-// Starts every key that is not a label (KeyOf).
-constexpr char kWholeAddress = '\x01';
-
 // The first label of `address` when the rest of it is `domain`; nullopt otherwise.
 std::optional<std::string_view> LabelUnder(std::string_view address, std::string_view domain) {
   if (domain.empty() || address.size() <= domain.size() + 1 || !address.ends_with(domain) ||
@@ -47,95 +45,101 @@ std::optional<std::string_view> LabelUnder(std::string_view address, std::string
     return std::nullopt;
   }
   std::string_view label = address.substr(0, address.size() - domain.size() - 1);
-  if (label.front() == kWholeAddress || label.find_first_of(".@/") != std::string_view::npos) {
-    return std::nullopt;
-  }
+  if (label.find_first_of(".@/") != std::string_view::npos) return std::nullopt;
   return label;
 }
 
 }  // namespace
 
+// ---- AddressMap ----
+
+const uint64_t* RouteTable::AddressMap::Find(std::string_view address,
+                                             std::string_view domain) const {
+  std::optional<std::string_view> label = LabelUnder(address, domain);
+  const auto& map = label ? labels_ : whole_;
+  auto it = map.find(ToAbsl(label.value_or(address)));
+  return it == map.end() ? nullptr : &it->second;
+}
+
+uint64_t* RouteTable::AddressMap::Find(std::string_view address, std::string_view domain) {
+  return const_cast<uint64_t*>(std::as_const(*this).Find(address, domain));
+}
+
+uint64_t& RouteTable::AddressMap::operator()(std::string_view address, std::string_view domain) {
+  std::optional<std::string_view> label = LabelUnder(address, domain);
+  return (label ? labels_ : whole_)[std::string(label.value_or(address))];
+}
+
+void RouteTable::AddressMap::Erase(std::string_view address, std::string_view domain) {
+  std::optional<std::string_view> label = LabelUnder(address, domain);
+  auto& map = label ? labels_ : whole_;
+  if (auto it = map.find(ToAbsl(label.value_or(address))); it != map.end()) map.erase(it);
+}
+
+void RouteTable::AddressMap::EraseValue(uint64_t value) {
+  const auto named = [value](const auto& entry) { return entry.second == value; };
+  absl::erase_if(labels_, named);
+  absl::erase_if(whole_, named);
+}
+
+void RouteTable::AddressMap::Rekey(std::string_view from, std::string_view to) {
+  AddressMap next;
+  for (const auto& [label, value] : labels_) next(Concat(label, ".", from), to) = value;
+  for (const auto& [address, value] : whole_) next(address, to) = value;
+  *this = std::move(next);
+}
+
+// ---- RouteTable ----
+
 RouteTable::RouteTable(std::string server_domain) : server_domain_(std::move(server_domain)) {}
-
-std::string RouteTable::KeyOf(std::string_view address, std::string_view domain) {
-  if (std::optional<std::string_view> label = LabelUnder(address, domain)) {
-    return std::string(*label);
-  }
-  std::string key;
-  key.reserve(address.size() + 1);
-  key.push_back(kWholeAddress);
-  key.append(address);
-  return key;
-}
-
-std::string_view RouteTable::LookupKey(std::string_view address, std::string* storage) const {
-  if (std::optional<std::string_view> label = LabelUnder(address, server_domain_)) return *label;
-  *storage = KeyOf(address, server_domain_);
-  return *storage;
-}
-
-std::string RouteTable::AddressOf(std::string_view key, std::string_view domain) {
-  if (!key.empty() && key.front() == kWholeAddress) return std::string(key.substr(1));
-  return Concat(key, ".", domain);
-}
 
 void RouteTable::set_server_domain(std::string domain) {
   if (domain == server_domain_) return;
-  const auto rekeyed = [&](const absl::flat_hash_map<std::string, uint64_t>& table) {
-    absl::flat_hash_map<std::string, uint64_t> next;
-    next.reserve(table.size());
-    for (const auto& [key, value] : table) {
-      next.emplace(KeyOf(AddressOf(key, server_domain_), domain), value);
-    }
-    return next;
-  };
-  routes_ = rekeyed(routes_);
-  remote_ = rekeyed(remote_);
+  routes_.Rekey(server_domain_, domain);
+  remote_.Rekey(server_domain_, domain);
   server_domain_ = std::move(domain);
 }
 
 std::optional<uint64_t> RouteTable::Bind(std::string_view address, uint64_t connection) {
-  auto [it, inserted] = routes_.try_emplace(KeyOf(address, server_domain_), connection);
-  if (inserted || it->second == connection) return std::nullopt;
-  const uint64_t previous = it->second;
-  it->second = connection;
+  uint64_t* bound = routes_.Find(address, server_domain_);
+  if (bound == nullptr) {
+    routes_(address, server_domain_) = connection;
+    return std::nullopt;
+  }
+  if (*bound == connection) return std::nullopt;
+  const uint64_t previous = *bound;
+  *bound = connection;
   return previous;
 }
 
 bool RouteTable::Unbind(std::string_view address, uint64_t connection) {
-  std::string storage;
-  auto it = routes_.find(ToAbsl(LookupKey(address, &storage)));
-  if (it == routes_.end() || it->second != connection) return false;
-  routes_.erase(it);
+  const uint64_t* bound = routes_.Find(address, server_domain_);
+  if (bound == nullptr || *bound != connection) return false;
+  routes_.Erase(address, server_domain_);
   return true;
 }
 
 void RouteTable::BindRemote(std::string_view address, uint64_t node) {
-  remote_[KeyOf(address, server_domain_)] = node;
+  remote_(address, server_domain_) = node;
 }
 
 std::optional<uint64_t> RouteTable::FindRemote(std::string_view address) const {
-  std::string storage;
-  auto it = remote_.find(ToAbsl(LookupKey(address, &storage)));
-  if (it == remote_.end()) return std::nullopt;
-  return it->second;
+  const uint64_t* node = remote_.Find(address, server_domain_);
+  if (node == nullptr) return std::nullopt;
+  return *node;
 }
 
 void RouteTable::UnbindRemote(std::string_view address, uint64_t node) {
-  std::string storage;
-  auto it = remote_.find(ToAbsl(LookupKey(address, &storage)));
-  if (it != remote_.end() && it->second == node) remote_.erase(it);
+  const uint64_t* bound = remote_.Find(address, server_domain_);
+  if (bound != nullptr && *bound == node) remote_.Erase(address, server_domain_);
 }
 
-void RouteTable::ForgetNode(uint64_t node) {
-  absl::erase_if(remote_, [node](const auto& entry) { return entry.second == node; });
-}
+void RouteTable::ForgetNode(uint64_t node) { remote_.EraseValue(node); }
 
 std::optional<uint64_t> RouteTable::Find(std::string_view address) const {
-  std::string storage;
-  auto it = routes_.find(ToAbsl(LookupKey(address, &storage)));
-  if (it == routes_.end()) return std::nullopt;
-  return it->second;
+  const uint64_t* connection = routes_.Find(address, server_domain_);
+  if (connection == nullptr) return std::nullopt;
+  return *connection;
 }
 
 RouteDecision RouteTable::Resolve(std::string_view raw_to) const {

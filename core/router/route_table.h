@@ -79,22 +79,32 @@ class RouteTable {
   RouteDecision Resolve(std::string_view raw_to) const;
 
  private:
-  // Every shard of every node holds every bridge's route, so a key's bytes count once per
-  // shard and node (100,000 bridges on 6 shards: 600,000 keys on one node). An address
-  // under the server domain ("cb1.example.com") is kept as its first label ("cb1"), which
-  // fits std::string's own buffer where the whole address would take an allocation. Any
-  // other address (another domain, a client's full JID) is kept whole after a byte 0x01,
-  // which no label starts with: no two addresses share a key.
-  static std::string KeyOf(std::string_view address, std::string_view domain);
-  // The key of `address`: a view into `address` itself when it is under the domain, else
-  // KeyOf's (made in *storage).
-  std::string_view LookupKey(std::string_view address, std::string* storage) const;
-  // The address a key stands for (with the domain it was made for).
-  static std::string AddressOf(std::string_view key, std::string_view domain);
+  // Address → value. Every shard of every node holds every bridge's route, so a key's
+  // bytes count once per shard and node (100,000 bridges on 6 shards: 600,000 keys on
+  // one node). An address under the server domain ("cb1.example.com") is kept by its
+  // first label ("cb1", which fits std::string's own buffer where the whole address
+  // would take an allocation) in a map of labels; any other address (another domain, a
+  // client's full JID) whole in a map of its own. Lookups allocate nothing.
+  class AddressMap {
+   public:
+    uint64_t* Find(std::string_view address, std::string_view domain);
+    const uint64_t* Find(std::string_view address, std::string_view domain) const;
+    // The value of `address`, inserted (0) if absent.
+    uint64_t& operator()(std::string_view address, std::string_view domain);
+    void Erase(std::string_view address, std::string_view domain);
+    void EraseValue(uint64_t value);  // every address with this value
+    // Keeps every address: its keys were made for domain `from`, are now for `to`.
+    void Rekey(std::string_view from, std::string_view to);
+    size_t size() const { return labels_.size() + whole_.size(); }
+
+   private:
+    absl::flat_hash_map<std::string, uint64_t> labels_;
+    absl::flat_hash_map<std::string, uint64_t> whole_;
+  };
 
   std::string server_domain_;
-  absl::flat_hash_map<std::string, uint64_t> routes_;  // keys: KeyOf
-  absl::flat_hash_map<std::string, uint64_t> remote_;  // keys: KeyOf
+  AddressMap routes_;  // local: address → connection
+  AddressMap remote_;  // on other nodes: address → node id
 };
 
 }  // namespace stanzad::router

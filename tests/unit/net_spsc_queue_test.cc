@@ -170,25 +170,40 @@ TEST(SpscByteQueueTest, TwoThreadStressKeepsOrderAndContent) {
   EXPECT_TRUE(queue.EmptyForConsumer());
 }
 
-// A burst leaves the ring resident; once the producer sees it quiet and taken, it gives
-// the pages back, and records keep coming out intact through the released pages.
+// A burst leaves the ring resident; once the producer has seen it quiet long enough and
+// taken, it gives back what was written, and records keep coming out intact through the
+// released pages.
 TEST(SpscByteQueueTest, AQuietTakenRingGivesItsPagesBack) {
+  constexpr uint64_t kQuietMs = 1000;
   SpscByteQueue queue(1 << 20);
-  EXPECT_EQ(queue.ReleaseIdlePages(), 0u);  // never used: nothing to give back
+  const size_t page = static_cast<size_t>(sysconf(_SC_PAGESIZE));
+  EXPECT_EQ(queue.ReleaseIdlePages(0, kQuietMs), 0u);  // never used: nothing to give back
   EXPECT_EQ(queue.ResidentBytes(), 0u);
   const std::string record(1000, 'r');
   for (int i = 0; i < 600; ++i) ASSERT_TRUE(queue.TryPush(record));
   EXPECT_GE(queue.ResidentBytes(), 580'000u);
 
-  EXPECT_EQ(queue.ReleaseIdlePages(), 0u);  // pushed since the last look: not quiet yet
-  EXPECT_EQ(queue.ReleaseIdlePages(), 0u);  // quiet, but the consumer has not taken them
+  EXPECT_EQ(queue.ReleaseIdlePages(100, kQuietMs), 0u);   // pushed since the last look
+  EXPECT_EQ(queue.ReleaseIdlePages(1099, kQuietMs), 0u);  // quiet, not for long enough
+  EXPECT_EQ(queue.ReleaseIdlePages(1100, kQuietMs), 0u);  // the consumer has not taken them
   EXPECT_EQ(DrainAll(queue).size(), 600u);
-  const size_t page = static_cast<size_t>(sysconf(_SC_PAGESIZE));
-  EXPECT_EQ(queue.ReleaseIdlePages(), queue.capacity() - page);
-  EXPECT_LE(queue.ResidentBytes(), page);   // the page the next record starts in
-  EXPECT_EQ(queue.ReleaseIdlePages(), 0u);  // once per quiet spell
+  EXPECT_GE(queue.ReleaseIdlePages(1200, kQuietMs), 580'000u);
+  EXPECT_LE(queue.ResidentBytes(), page);                 // the page the next record starts in
+  EXPECT_EQ(queue.ReleaseIdlePages(9000, kQuietMs), 0u);  // once per quiet spell
+
+  // Busy: a record every 10 ms, each taken at once, is never released.
+  for (uint64_t now_ms = 10'000; now_ms < 15'000; now_ms += 10) {
+    ASSERT_TRUE(queue.TryPush(record));
+    ASSERT_EQ(DrainAll(queue).size(), 1u);
+    ASSERT_EQ(queue.ReleaseIdlePages(now_ms, kQuietMs), 0u) << now_ms;
+  }
+  // Quiet again: what the busy spell wrote goes back, not more (it wrote ~500 KB).
+  const size_t released = queue.ReleaseIdlePages(16'000, kQuietMs);
+  EXPECT_GE(released, 490'000u);
+  EXPECT_LE(released, 520'000u);
 
   // Round the ring twice more, through the released pages: every record as pushed.
+  uint64_t now_ms = 20'000;
   for (uint64_t sequence = 0; sequence < 3000; ++sequence) {
     ASSERT_TRUE(queue.TryPush(RecordFor(sequence, 2000)));
     if (sequence % 100 == 99) {
@@ -197,9 +212,21 @@ TEST(SpscByteQueueTest, AQuietTakenRingGivesItsPagesBack) {
       for (size_t i = 0; i < records.size(); ++i) {
         ASSERT_EQ(records[i], RecordFor(sequence - 99 + i, 2000)) << sequence;
       }
-      queue.ReleaseIdlePages();  // the first of two looks: never releases
+      EXPECT_EQ(queue.ReleaseIdlePages(now_ms, kQuietMs), 0u);  // a first look
+      EXPECT_GT(queue.ReleaseIdlePages(now_ms += kQuietMs, kQuietMs), 0u);
     }
   }
+}
+
+// A ring smaller than two pages has no page to spare: nothing is released.
+TEST(SpscByteQueueTest, ARingOfOnePageIsNeverReleased) {
+  SpscByteQueue queue(4096);
+  ASSERT_TRUE(queue.TryPush("record"));
+  ASSERT_EQ(DrainAll(queue).size(), 1u);
+  EXPECT_EQ(queue.ReleaseIdlePages(0, 0), 0u);
+  EXPECT_EQ(queue.ReleaseIdlePages(1, 0), 0u);
+  ASSERT_TRUE(queue.TryPush("again"));
+  EXPECT_EQ(DrainAll(queue), std::vector<std::string>{"again"});
 }
 
 // The producer gives pages back between bursts while the consumer drains on its own
@@ -213,6 +240,7 @@ TEST(SpscByteQueueTest, ReleasingBetweenBurstsWhileTheConsumerRunsLosesNothing) 
 
   std::thread producer([&] {
     uint64_t sequence = 0;
+    uint64_t now_ms = 0;  // the producer's own clock: a millisecond a look
     while (std::chrono::steady_clock::now() < deadline) {
       for (int burst = 0; burst < 50; ++burst, ++sequence) {
         const std::string record = RecordFor(sequence, kLengthMax);
@@ -221,7 +249,7 @@ TEST(SpscByteQueueTest, ReleasingBetweenBurstsWhileTheConsumerRunsLosesNothing) 
       // Looks until the consumer has taken the burst and the pages go back.
       size_t released = 0;
       while (released == 0 && std::chrono::steady_clock::now() < deadline) {
-        released = queue.ReleaseIdlePages();
+        released = queue.ReleaseIdlePages(++now_ms, 1);
         std::this_thread::yield();
       }
       released_bytes.fetch_add(released);
