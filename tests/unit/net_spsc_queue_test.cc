@@ -32,6 +32,30 @@ std::string RecordFor(uint64_t sequence, size_t length_max) {
   return record;
 }
 
+// What the consumer thread of a two-thread test saw.
+struct Consumed {
+  uint64_t records = 0;
+  uint64_t mismatches = 0;  // records not as RecordFor(their sequence) makes them
+};
+
+// Drains on this thread until the producer has published its total (UINT64_MAX until
+// then) and every record of it is taken; checks each against RecordFor.
+Consumed ConsumeUntilTotal(SpscByteQueue& queue, const std::atomic<uint64_t>& produced_total,
+                           size_t length_max) {
+  Consumed consumed;
+  while (true) {
+    const uint64_t total = produced_total.load(std::memory_order_acquire);
+    const size_t drained = queue.Drain(1000, [&](std::string_view record) {
+      if (record != RecordFor(consumed.records, length_max)) ++consumed.mismatches;
+      ++consumed.records;
+    });
+    if (drained == 0) {
+      if (total != UINT64_MAX && consumed.records == total) return consumed;
+      std::this_thread::yield();
+    }
+  }
+}
+
 TEST(SpscByteQueueTest, RoundsCapacityToPowerOfTwo) {
   EXPECT_EQ(SpscByteQueue(1000).capacity(), 1024u);
   EXPECT_EQ(SpscByteQueue(4096).capacity(), 4096u);
@@ -150,23 +174,11 @@ TEST(SpscByteQueueTest, TwoThreadStressKeepsOrderAndContent) {
     produced_total.store(sequence, std::memory_order_release);
   });
 
-  uint64_t consumed = 0;
-  uint64_t mismatches = 0;
-  while (true) {
-    const uint64_t total = produced_total.load(std::memory_order_acquire);
-    const size_t drained = queue.Drain(1000, [&](std::string_view record) {
-      if (record != RecordFor(consumed, kLengthMax)) ++mismatches;
-      ++consumed;
-    });
-    if (drained == 0) {
-      if (total != UINT64_MAX && consumed == total) break;
-      std::this_thread::yield();
-    }
-  }
+  const Consumed consumed = ConsumeUntilTotal(queue, produced_total, kLengthMax);
   producer.join();
-  EXPECT_EQ(mismatches, 0u);
-  EXPECT_EQ(consumed, produced_total.load());
-  EXPECT_GT(consumed, 1000u);
+  EXPECT_EQ(consumed.mismatches, 0u);
+  EXPECT_EQ(consumed.records, produced_total.load());
+  EXPECT_GT(consumed.records, 1000u);
   EXPECT_TRUE(queue.EmptyForConsumer());
 }
 
@@ -257,23 +269,11 @@ TEST(SpscByteQueueTest, ReleasingBetweenBurstsWhileTheConsumerRunsLosesNothing) 
     produced_total.store(sequence, std::memory_order_release);
   });
 
-  uint64_t consumed = 0;
-  uint64_t mismatches = 0;
-  while (true) {
-    const uint64_t total = produced_total.load(std::memory_order_acquire);
-    const size_t drained = queue.Drain(1000, [&](std::string_view record) {
-      if (record != RecordFor(consumed, kLengthMax)) ++mismatches;
-      ++consumed;
-    });
-    if (drained == 0) {
-      if (total != UINT64_MAX && consumed == total) break;
-      std::this_thread::yield();
-    }
-  }
+  const Consumed consumed = ConsumeUntilTotal(queue, produced_total, kLengthMax);
   producer.join();
-  EXPECT_EQ(mismatches, 0u);
-  EXPECT_EQ(consumed, produced_total.load());
-  EXPECT_GT(consumed, 1000u);
+  EXPECT_EQ(consumed.mismatches, 0u);
+  EXPECT_EQ(consumed.records, produced_total.load());
+  EXPECT_GT(consumed.records, 1000u);
   EXPECT_GT(released_bytes.load(), 0u);
 }
 

@@ -3,6 +3,7 @@
 
 #include <optional>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "core/router/client_routes.h"
@@ -98,48 +99,46 @@ TEST(RouteTableTest, RemoteRoutesLoseToLocalOnesAndGoWithTheirNode) {
 // Addresses under the domain are kept by their label, the rest whole: none of them may
 // stand for another, and a new domain keeps every binding.
 TEST(RouteTableTest, KeysOfLabelsAndWholeAddressesNeverClash) {
+  const std::string control = std::string("\x01") + "cb1.example.com";
+  const std::vector<std::pair<std::string, uint64_t>> local = {
+      {"cb1.example.com", 1},
+      {"cb1", 2},                // a one-label domain, not "cb1.example.com"
+      {"cb1.other.org", 3},      // another domain
+      {"a.cb1.example.com", 4},  // two labels under ours
+      {control, 5},
+  };
+  const std::vector<std::pair<std::string, uint64_t>> remote = {
+      {"alice@example.com/phone", 6},  // a client's full JID
+      {"cb1.example.com.", 7},
+  };
   RouteTable table("example.com");
-  table.Bind("cb1.example.com", 1);
-  table.Bind("cb1", 2);                // a one-label domain, not "cb1.example.com"
-  table.Bind("cb1.other.org", 3);      // another domain
-  table.Bind("a.cb1.example.com", 4);  // two labels under ours
-  table.Bind(std::string("\x01"
-                         "cb1.example.com"),
-             5);
-  table.BindRemote("alice@example.com/phone", 6);  // a client's full JID
-  table.BindRemote("cb1.example.com.", 7);
-  EXPECT_EQ(table.Find("cb1.example.com"), 1u);
-  EXPECT_EQ(table.Find("cb1"), 2u);
-  EXPECT_EQ(table.Find("cb1.other.org"), 3u);
-  EXPECT_EQ(table.Find("a.cb1.example.com"), 4u);
-  EXPECT_EQ(table.Find(std::string("\x01"
-                                   "cb1.example.com")),
-            5u);
+  for (const auto& [address, connection] : local) table.Bind(address, connection);
+  for (const auto& [address, node] : remote) table.BindRemote(address, node);
+  const auto expect_all_bound = [&](std::string_view when) {
+    for (const auto& [address, connection] : local) {
+      EXPECT_EQ(table.Find(address), connection) << address << " " << when;
+    }
+    for (const auto& [address, node] : remote) {
+      EXPECT_EQ(table.FindRemote(address), node) << address << " " << when;
+    }
+    EXPECT_EQ(table.size(), local.size()) << when;
+    EXPECT_EQ(table.remote_size(), remote.size()) << when;
+  };
+  expect_all_bound("before");
   EXPECT_EQ(table.Find("cb2.example.com"), std::nullopt);
   EXPECT_EQ(table.Find("example.com"), std::nullopt);
   EXPECT_EQ(table.Find(".example.com"), std::nullopt);
-  EXPECT_EQ(table.FindRemote("alice@example.com/phone"), 6u);
-  EXPECT_EQ(table.FindRemote("cb1.example.com."), 7u);
   EXPECT_EQ(table.FindRemote("cb1.example.com"), std::nullopt);
-  EXPECT_EQ(table.size(), 5u);
 
   table.set_server_domain("example.net");  // every binding keeps its address
   EXPECT_EQ(table.server_domain(), "example.net");
-  EXPECT_EQ(table.Find("cb1.example.com"), 1u);
-  EXPECT_EQ(table.Find("cb1"), 2u);
-  EXPECT_EQ(table.Find("cb1.other.org"), 3u);
-  EXPECT_EQ(table.Find("a.cb1.example.com"), 4u);
-  EXPECT_EQ(table.Find(std::string("\x01"
-                                   "cb1.example.com")),
-            5u);
+  expect_all_bound("after a new domain");
   EXPECT_EQ(table.Find("cb1.example.net"), std::nullopt);
-  EXPECT_EQ(table.FindRemote("alice@example.com/phone"), 6u);
-  EXPECT_EQ(table.FindRemote("cb1.example.com."), 7u);
   table.Bind("cb1.example.net", 8);
   EXPECT_EQ(table.Resolve("room@cb1.example.net/x").connection, 8u);
   EXPECT_TRUE(table.Unbind("cb1.example.com", 1));
   EXPECT_EQ(table.Find("cb1.example.net"), 8u);
-  EXPECT_EQ(table.size(), 5u);
+  EXPECT_EQ(table.size(), local.size());
 }
 
 TEST(RouteTableTest, Resolve) {
