@@ -11,12 +11,12 @@
 
 #include <bit>
 #include <cerrno>
-#include <chrono>
 #include <future>
 #include <string>
 #include <thread>
 
 #include "core/base/check.h"
+#include "core/base/clock.h"
 #include "core/base/concat.h"
 #include "net/buffer_ring.h"
 #include "net/shard.h"
@@ -158,10 +158,7 @@ class EngineImpl final : public Engine {
     control_->sleeping.store(true);
     const size_t records = DrainMailboxRecords(*control_, handler);
     // The queues this thread posts into (Post): released as a shard releases its own.
-    const uint64_t now_ms =
-        static_cast<uint64_t>(std::chrono::duration_cast<std::chrono::milliseconds>(
-                                  std::chrono::steady_clock::now().time_since_epoch())
-                                  .count());
+    const uint64_t now_ms = MonotonicMs();
     if (now_ms >= next_release_ms_) {
       next_release_ms_ = now_ms + options_.tick_ms;
       const size_t external = mailboxes_.size();  // Post's producer index

@@ -14,6 +14,7 @@
 #include <string>
 
 #include "core/base/check.h"
+#include "core/base/clock.h"
 #include "core/base/concat.h"
 #include "core/base/log.h"
 
@@ -52,12 +53,6 @@ constexpr uint16_t kBufferGroup = 0;
 // How long after close_linger_ms Stop waits for the kernel to finish
 // cancelled operations before it tears the ring down regardless.
 constexpr uint64_t kStopGraceMs = 2000;
-
-uint64_t MonotonicMs() {
-  timespec now;
-  clock_gettime(CLOCK_MONOTONIC, &now);
-  return static_cast<uint64_t>(now.tv_sec) * 1000 + static_cast<uint64_t>(now.tv_nsec) / 1000000;
-}
 
 // SO_LINGER with a zero timeout: close() sends RST and drops unsent bytes.
 constexpr linger kResetOnClose{1, 0};

@@ -8,19 +8,11 @@
 #include <string>
 #include <vector>
 
+#include "core/base/clock.h"
 #include "core/base/concat.h"
 #include "core/base/log.h"
 
 namespace stanzad::server {
-namespace {
-
-uint64_t MonotonicMs() {
-  return static_cast<uint64_t>(std::chrono::duration_cast<std::chrono::milliseconds>(
-                                   std::chrono::steady_clock::now().time_since_epoch())
-                                   .count());
-}
-
-}  // namespace
 
 void ControlLoop::Run(const std::atomic<bool>& stop) {
   std::vector<pollfd> fds;

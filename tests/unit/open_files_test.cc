@@ -25,6 +25,12 @@ class OpenFilesTest : public ::testing::Test {
     getrlimit(RLIMIT_NOFILE, &files);
     return files.rlim_cur;
   }
+  // A soft limit of 100 under a hard one above `room`, as a node may be started with.
+  void StartLow(uint64_t room) {
+    ASSERT_GT(saved_.rlim_max, room);
+    rlimit low{100, saved_.rlim_max};
+    ASSERT_EQ(setrlimit(RLIMIT_NOFILE, &low), 0);
+  }
 
   rlimit saved_{};
 };
@@ -61,10 +67,8 @@ TEST(SoftLimitForTest, RaisedToWhatIsNeededWithinTheHardLimit) {
 }
 
 TEST_F(OpenFilesTest, RaisesTheSoftLimitWhenTheHardOneAllows) {
-  const uint64_t hard = saved_.rlim_max;
-  ASSERT_GT(hard, 200u);
-  rlimit low{100, saved_.rlim_max};
-  ASSERT_EQ(setrlimit(RLIMIT_NOFILE, &low), 0);
+  StartLow(200);
+  if (HasFatalFailure()) return;
   uint64_t limit = 0;
   EXPECT_TRUE(RaiseOpenFilesLimit(200, 200, &limit).ok());
   EXPECT_EQ(limit, 200u);
@@ -74,10 +78,8 @@ TEST_F(OpenFilesTest, RaisesTheSoftLimitWhenTheHardOneAllows) {
 // With direct descriptors the node needs one shard's share but asks for every connection,
 // so that a kernel without them still finds the limit as high as the hard one allows.
 TEST_F(OpenFilesTest, RaisesTowardsWhatItWantsAndIsContentWithWhatItNeeds) {
-  const uint64_t hard = saved_.rlim_max;
-  ASSERT_GT(hard, 300u);
-  rlimit low{100, saved_.rlim_max};
-  ASSERT_EQ(setrlimit(RLIMIT_NOFILE, &low), 0);
+  StartLow(300);
+  if (HasFatalFailure()) return;
   uint64_t limit = 0;
   EXPECT_TRUE(RaiseOpenFilesLimit(200, 300, &limit).ok());
   EXPECT_EQ(limit, 300u);
