@@ -93,9 +93,9 @@ bool DataLinks::OnAccept(net::Shard& shard, net::ConnectionId id, const net::End
   link->id = id;
   link->remote = ip;
   link->created_ms = link->heard_ms = now_ms_;
-  link->handshake =
-      LinkHandshake::Acceptor({config_->self, config_->cluster_key,
-                               /*token_lookup=*/nullptr, RandomBytes(kAuthNonceBytes)});
+  link->handshake = LinkHandshake::Acceptor({config_->self, config_->cluster_key,
+                                             /*token_lookup=*/nullptr, RandomBytes(kAuthNonceBytes),
+                                             /*accept_aes_gcm=*/AesGcmIsFastHere()});
   link->tls = std::move(tls);
   link->counted_unauthenticated = true;
   ++unauthenticated_;
@@ -134,6 +134,7 @@ void DataLinks::Dial(net::Shard& shard, raft::NodeId member, const DataPlaneConf
   options.expected_peer = member;
   options.address = link->remote;
   options.nonce = RandomBytes(kAuthNonceBytes);
+  options.offer_aes_gcm = AesGcmIsFastHere() && !dialler.hello_version_1;
   link->handshake = LinkHandshake::Dialler(std::move(options));
   if (config_->tls_client) {
     absl::StatusOr<std::unique_ptr<tls::TlsSession>> session =
@@ -212,6 +213,10 @@ bool DataLinks::ReadHandshake(net::Shard& shard, Link& link) {
   switch (link.handshake->state()) {
     case LinkHandshake::State::kRefused: {
       const LinkRefusal refusal = link.handshake->refusal();
+      if (link.outgoing && !refusal.tell_peer &&
+          refusal.reason.find("unknown version") != std::string::npos) {
+        diallers_[link.peer].hello_version_1 = true;  // an older stanzad: its hello next time
+      }
       Refuse(shard, link, refusal.reason, refusal.fix, refusal.tell_peer);
       return false;
     }

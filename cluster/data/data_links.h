@@ -127,6 +127,9 @@ class DataLinks {
     net::ConnectionId link = net::kNoConnection;
     uint64_t next_dial_ms = 0;
     uint64_t backoff_ms = 0;
+    // It refused a version 2 hello (an older stanzad): dialled with version 1 since,
+    // so ChaCha20-Poly1305 (link_auth.h).
+    bool hello_version_1 = false;
   };
 
   void Dial(net::Shard& shard, raft::NodeId member, const DataPlaneConfig::Member& where);

@@ -3,6 +3,7 @@
 #include <unistd.h>
 
 #include <wolfssl/options.h>
+#include <wolfssl/wolfcrypt/aes.h>
 #include <wolfssl/wolfcrypt/chacha20_poly1305.h>
 #include <wolfssl/wolfcrypt/hmac.h>
 #include <algorithm>
@@ -16,6 +17,7 @@ namespace stanzad::cluster {
 namespace {
 
 constexpr uint8_t kAuthVersion = 1;
+constexpr uint8_t kAuthVersionWithCiphers = 2;
 
 bool TakeBytes(std::string_view* in, size_t size, std::string* out) {
   if (in->size() < size) return false;
@@ -50,20 +52,31 @@ std::string HmacSha256(std::string_view key, const char* label_text, std::string
 
 }  // namespace
 
+bool AesGcmIsFastHere() {
+#if defined(__x86_64__) && defined(WOLFSSL_AESNI)
+  static const bool fast = __builtin_cpu_supports("aes") && __builtin_cpu_supports("pclmul");
+  return fast;
+#else
+  return false;
+#endif
+}
+
 std::string EncodeAuthHello(const AuthHello& hello) {
   std::string out;
-  out.push_back(static_cast<char>(kAuthVersion));
+  out.push_back(static_cast<char>(hello.ciphers ? kAuthVersionWithCiphers : kAuthVersion));
   out.push_back(static_cast<char>(hello.credential));
   PutLittle(&out, hello.token_id);
   PutLittle(&out, hello.node);
   out.append(hello.nonce);
+  if (hello.ciphers) out.push_back(static_cast<char>(*hello.ciphers));
   out.append(hello.address);
   return out;
 }
 
 absl::StatusOr<AuthHello> DecodeAuthHello(std::string_view payload) {
   if (payload.size() < 2) return Bad("short hello");
-  if (static_cast<uint8_t>(payload[0]) != kAuthVersion) {
+  const auto version = static_cast<uint8_t>(payload[0]);
+  if (version != kAuthVersion && version != kAuthVersionWithCiphers) {
     return Bad("unknown version (a newer stanzad?)");
   }
   AuthHello hello;
@@ -82,6 +95,14 @@ absl::StatusOr<AuthHello> DecodeAuthHello(std::string_view payload) {
   if ((hello.credential == LinkCredential::kJoinToken) != (hello.token_id != 0)) {
     return Bad("token id and credential disagree");
   }
+  if (version == kAuthVersionWithCiphers) {
+    if (payload.empty()) return Bad("short hello");
+    hello.ciphers = static_cast<uint8_t>(payload[0]);
+    payload.remove_prefix(1);
+    if ((*hello.ciphers & CipherBit(LinkCipher::kChaCha20Poly1305)) == 0) {
+      return Bad("a hello without ChaCha20-Poly1305");
+    }
+  }
   if (payload.size() > raft::kMemberAddressBytesMax) return Bad("address too long");
   hello.address.assign(payload);
   return hello;
@@ -92,25 +113,37 @@ std::string EncodeAuthChallenge(const AuthChallenge& challenge) {
   PutLittle(&out, challenge.node);
   out.append(challenge.nonce);
   out.append(challenge.proof);
+  if (challenge.cipher) out.push_back(static_cast<char>(*challenge.cipher));
   return out;
 }
 
-absl::StatusOr<AuthChallenge> DecodeAuthChallenge(std::string_view payload) {
+absl::StatusOr<AuthChallenge> DecodeAuthChallenge(std::string_view payload, bool with_cipher) {
   AuthChallenge challenge;
+  uint64_t cipher = 0;
   if (!TakeLittle(&payload, &challenge.node) ||
       !TakeBytes(&payload, kAuthNonceBytes, &challenge.nonce) ||
-      !TakeBytes(&payload, kAuthProofBytes, &challenge.proof) || !payload.empty()) {
+      !TakeBytes(&payload, kAuthProofBytes, &challenge.proof) ||
+      (with_cipher && !TakeLittle(&payload, &cipher, 1)) || !payload.empty()) {
     return Bad("challenge of the wrong size");
+  }
+  if (with_cipher) {
+    if (cipher != static_cast<uint8_t>(LinkCipher::kChaCha20Poly1305) &&
+        cipher != static_cast<uint8_t>(LinkCipher::kAes256Gcm)) {
+      return Bad("unknown cipher");
+    }
+    challenge.cipher = static_cast<LinkCipher>(cipher);
   }
   if (challenge.node == raft::kNoNode) return Bad("node id 0");
   return challenge;
 }
 
 AuthProofs DeriveAuthProofs(std::string_view secret, std::string_view hello_payload,
-                            raft::NodeId acceptor, std::string_view acceptor_nonce) {
+                            raft::NodeId acceptor, std::string_view acceptor_nonce,
+                            std::optional<LinkCipher> cipher) {
   std::string transcript(hello_payload);
   PutLittle(&transcript, acceptor);
   transcript.append(acceptor_nonce);
+  if (cipher) transcript.push_back(static_cast<char>(*cipher));
   return {HmacSha256(secret, "stanzad link v1 acceptor", transcript),
           HmacSha256(secret, "stanzad link v1 dialler", transcript),
           HmacSha256(secret, "stanzad link v1 key wrap", transcript),
@@ -127,13 +160,72 @@ void NonceOf(uint64_t counter, byte nonce[CHACHA20_POLY1305_AEAD_IV_SIZE]) {
 
 }  // namespace
 
-RecordSealer::RecordSealer(std::string key) : key_(std::move(key)) {
+struct RecordCipher::Aes {
+  ::Aes context;
+};
+
+RecordCipher::RecordCipher(std::string key, LinkCipher cipher)
+    : key_(std::move(key)), cipher_(cipher) {
   CHECK_EQ(key_.size(), size_t{CHACHA20_POLY1305_AEAD_KEYSIZE});
+  static_assert(CHACHA20_POLY1305_AEAD_KEYSIZE == AES_256_KEY_SIZE);
+  static_assert(CHACHA20_POLY1305_AEAD_IV_SIZE == GCM_NONCE_MID_SZ);
+  static_assert(CHACHA20_POLY1305_AEAD_AUTHTAG_SIZE == kSealTagBytes);
+  if (cipher_ == LinkCipher::kAes256Gcm) {
+    aes_ = std::make_unique<Aes>();
+    CHECK_EQ(wc_AesInit(&aes_->context, nullptr, INVALID_DEVID), 0);
+    CHECK_EQ(wc_AesGcmSetKey(&aes_->context, reinterpret_cast<const byte*>(key_.data()),
+                             static_cast<word32>(key_.size())),
+             0);
+  }
 }
 
-RecordOpener::RecordOpener(std::string key) : key_(std::move(key)) {
-  CHECK_EQ(key_.size(), size_t{CHACHA20_POLY1305_AEAD_KEYSIZE});
+RecordCipher::~RecordCipher() {
+  if (aes_) wc_AesFree(&aes_->context);
 }
+
+RecordCipher::RecordCipher(RecordCipher&& other) noexcept
+    : key_(std::move(other.key_)), cipher_(other.cipher_), aes_(std::move(other.aes_)) {}
+
+RecordCipher& RecordCipher::operator=(RecordCipher&& other) noexcept {
+  if (this != &other) {
+    if (aes_) wc_AesFree(&aes_->context);
+    key_ = std::move(other.key_);
+    cipher_ = other.cipher_;
+    aes_ = std::move(other.aes_);
+  }
+  return *this;
+}
+
+void RecordCipher::Seal(uint64_t counter, const uint8_t* header, const uint8_t* in, size_t size,
+                        uint8_t* out, uint8_t* tag) const {
+  byte nonce[CHACHA20_POLY1305_AEAD_IV_SIZE];
+  NonceOf(counter, nonce);
+  if (aes_) {
+    CHECK_EQ(wc_AesGcmEncrypt(&aes_->context, out, in, static_cast<word32>(size), nonce,
+                              sizeof nonce, tag, kSealTagBytes, header, 4),
+             0);
+    return;
+  }
+  CHECK_EQ(wc_ChaCha20Poly1305_Encrypt(reinterpret_cast<const byte*>(key_.data()), nonce, header, 4,
+                                       in, static_cast<word32>(size), out, tag),
+           0);
+}
+
+bool RecordCipher::Open(uint64_t counter, const uint8_t* header, const uint8_t* in, size_t size,
+                        const uint8_t* tag, uint8_t* out) const {
+  byte nonce[CHACHA20_POLY1305_AEAD_IV_SIZE];
+  NonceOf(counter, nonce);
+  if (aes_) {
+    return wc_AesGcmDecrypt(&aes_->context, out, in, static_cast<word32>(size), nonce, sizeof nonce,
+                            tag, kSealTagBytes, header, 4) == 0;
+  }
+  return wc_ChaCha20Poly1305_Decrypt(reinterpret_cast<const byte*>(key_.data()), nonce, header, 4,
+                                     in, static_cast<word32>(size), tag, out) == 0;
+}
+
+RecordSealer::RecordSealer(std::string key, LinkCipher cipher) : cipher_(std::move(key), cipher) {}
+
+RecordOpener::RecordOpener(std::string key, LinkCipher cipher) : cipher_(std::move(key), cipher) {}
 
 void RecordSealer::Seal(std::string_view plaintext, std::string* records) {
   while (!plaintext.empty()) {
@@ -142,12 +234,8 @@ void RecordSealer::Seal(std::string_view plaintext, std::string* records) {
     records->resize(at + 4 + size + kSealTagBytes);
     byte* header = reinterpret_cast<byte*>(records->data() + at);
     for (int i = 0; i < 4; ++i) header[i] = static_cast<byte>(size >> (24 - 8 * i));
-    byte nonce[CHACHA20_POLY1305_AEAD_IV_SIZE];
-    NonceOf(counter_++, nonce);
-    CHECK_EQ(wc_ChaCha20Poly1305_Encrypt(reinterpret_cast<const byte*>(key_.data()), nonce, header,
-                                         4, reinterpret_cast<const byte*>(plaintext.data()),
-                                         static_cast<word32>(size), header + 4, header + 4 + size),
-             0);
+    cipher_.Seal(counter_++, header, reinterpret_cast<const byte*>(plaintext.data()), size,
+                 header + 4, header + 4 + size);
     plaintext.remove_prefix(size);
   }
 }
@@ -164,11 +252,8 @@ absl::Status RecordOpener::Open(std::string* records, std::string* plaintext) {
     if (records->size() - at < 4 + size + kSealTagBytes) break;
     const size_t out = plaintext->size();
     plaintext->resize(out + size);
-    byte nonce[CHACHA20_POLY1305_AEAD_IV_SIZE];
-    NonceOf(counter_++, nonce);
-    if (wc_ChaCha20Poly1305_Decrypt(reinterpret_cast<const byte*>(key_.data()), nonce, header, 4,
-                                    header + 4, static_cast<word32>(size), header + 4 + size,
-                                    reinterpret_cast<byte*>(plaintext->data() + out)) != 0) {
+    if (!cipher_.Open(counter_++, header, header + 4, size, header + 4 + size,
+                      reinterpret_cast<byte*>(plaintext->data() + out))) {
       plaintext->resize(out);
       return absl::DataLossError(
           "a sealed record does not authenticate (changed on the way, or another key)");

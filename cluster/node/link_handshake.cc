@@ -46,6 +46,10 @@ LinkHandshake LinkHandshake::Dialler(DiallerOptions options) {
   hello.token_id = handshake.token_id_.value_or(0);
   hello.node = options.self.id;
   hello.nonce = handshake.nonce_;
+  if (options.offer_aes_gcm) {
+    hello.ciphers = CipherBit(LinkCipher::kChaCha20Poly1305) | CipherBit(LinkCipher::kAes256Gcm);
+    handshake.offered_ciphers_ = true;
+  }
   hello.address = std::move(options.self.address);
   handshake.hello_payload_ = EncodeAuthHello(hello);
   AppendFrame(FrameType::kAuthHello, handshake.hello_payload_, &handshake.output_);
@@ -56,6 +60,7 @@ LinkHandshake LinkHandshake::Acceptor(AcceptorOptions options) {
   LinkHandshake handshake(Role::kAcceptor, options.self, std::move(options.nonce));
   handshake.cluster_key_ = std::move(options.cluster_key);
   handshake.token_lookup_ = std::move(options.token_lookup);
+  handshake.accept_aes_gcm_ = options.accept_aes_gcm;
   return handshake;
 }
 
@@ -113,21 +118,27 @@ void LinkHandshake::OnHello(const Frame& frame) {
   }
   peer_ = hello->node;
   hello_payload_ = frame.payload;
-  proofs_ = DeriveAuthProofs(secret_, hello_payload_, self_, nonce_);
+  if (hello->ciphers) {
+    const bool aes = accept_aes_gcm_ && (*hello->ciphers & CipherBit(LinkCipher::kAes256Gcm)) != 0;
+    cipher_ = aes ? LinkCipher::kAes256Gcm : LinkCipher::kChaCha20Poly1305;
+  }
+  proofs_ = DeriveAuthProofs(secret_, hello_payload_, self_, nonce_, cipher_);
   challenged_ = true;
-  AppendFrame(FrameType::kAuthChallenge, EncodeAuthChallenge({self_, nonce_, proofs_.acceptor}),
-              &output_);
+  AppendFrame(FrameType::kAuthChallenge,
+              EncodeAuthChallenge({self_, nonce_, proofs_.acceptor, cipher_}), &output_);
   // The challenge is this side's last frame in the clear.
-  sealer_.emplace(proofs_.acceptor_key);
+  sealer_.emplace(proofs_.acceptor_key, cipher());
 }
 
 void LinkHandshake::OnChallenge(const Frame& frame) {
-  absl::StatusOr<AuthChallenge> challenge = DecodeAuthChallenge(frame.payload);
+  absl::StatusOr<AuthChallenge> challenge = DecodeAuthChallenge(frame.payload, offered_ciphers_);
   if (role_ != Role::kDialler || !challenge.ok() || challenge->node == self_) {
     Refuse(challenge.ok() ? "unexpected challenge" : "bad challenge", std::string(kUpgrade));
     return;
   }
-  proofs_ = DeriveAuthProofs(secret_, hello_payload_, challenge->node, challenge->nonce);
+  // (Only what was offered can come back: the hello offered both ciphers it knows.)
+  cipher_ = challenge->cipher;
+  proofs_ = DeriveAuthProofs(secret_, hello_payload_, challenge->node, challenge->nonce, cipher_);
   if (!EqualInConstantTime(proofs_.acceptor, challenge->proof)) {
     Refuse(token_id_ ? "the peer does not know this join token"
                      : "the peer does not hold this cluster's key",
@@ -167,10 +178,10 @@ void LinkHandshake::PeerChecked(const absl::Status& verdict) {
   }
   if (role_ == Role::kDialler) {
     AppendFrame(FrameType::kAuthProof, proofs_.dialler, &output_);
-    sealer_.emplace(proofs_.dialler_key);  // the proof is its last frame in the clear
-    opener_.emplace(proofs_.acceptor_key);
+    sealer_.emplace(proofs_.dialler_key, cipher());  // the proof is its last frame in the clear
+    opener_.emplace(proofs_.acceptor_key, cipher());
   } else {
-    opener_.emplace(proofs_.dialler_key);
+    opener_.emplace(proofs_.dialler_key, cipher());
   }
   state_ = State::kAuthenticated;
 }

@@ -99,6 +99,10 @@ struct DiallerOptions {
   raft::NodeId expected_peer = raft::kNoNode;
   std::string address;  // the address it dials, "IP:PORT" (named in refusals)
   std::string nonce;    // kAuthNonceBytes of fresh randomness (RandomBytes)
+  // Offer AES-256-GCM besides ChaCha20-Poly1305 (a version 2 hello; link_auth.h). Only
+  // where AesGcmIsFastHere(), and not to a peer that refused a version 2 hello (an
+  // older stanzad): false sends the version 1 hello every stanzad takes.
+  bool offer_aes_gcm = false;
 };
 
 // What an acceptor knows when the dialler starts to talk. Make the acceptor when the
@@ -109,6 +113,9 @@ struct AcceptorOptions {
   std::string cluster_key;   // empty: this node is in no cluster, links with a key are refused
   TokenLookup token_lookup;  // may be null: no token is valid
   std::string nonce;         // kAuthNonceBytes of fresh randomness (RandomBytes)
+  // Choose AES-256-GCM when the dialler offers it (only where AesGcmIsFastHere());
+  // otherwise ChaCha20-Poly1305.
+  bool accept_aes_gcm = false;
 };
 
 // The outcome of a handshake that succeeded.
@@ -162,6 +169,8 @@ class LinkHandshake {
   LinkPeer peer() const { return LinkPeer{peer_, join_token_, ""}; }
   // Acceptor: the cluster address the dialler's hello announced, once a hello was taken.
   const std::optional<std::string>& announced_address() const { return announced_address_; }
+  // The cipher the sealer and opener use (known once the acceptor chose it).
+  LinkCipher cipher() const { return cipher_.value_or(LinkCipher::kChaCha20Poly1305); }
   // REQUIRES: state() == kAuthenticated (CHECKed).
   LinkAuthenticated authenticated() const;
   // REQUIRES: state() == kRefused (CHECKed).
@@ -183,11 +192,13 @@ class LinkHandshake {
   std::string output_;
   // Dialler: what it knows before it dials.
   std::optional<uint64_t> token_id_;
+  bool offered_ciphers_ = false;  // its hello was version 2
   raft::NodeId expected_peer_ = raft::kNoNode;
   std::string address_;
   // Acceptor: where the secret comes from.
   std::string cluster_key_;
   TokenLookup token_lookup_;
+  bool accept_aes_gcm_ = false;
   bool challenged_ = false;
   std::optional<std::string> announced_address_;
   // The handshake itself: the hello as sent, the secret in use, what both derive.
@@ -196,6 +207,7 @@ class LinkHandshake {
   AuthProofs proofs_;
   raft::NodeId peer_ = raft::kNoNode;
   uint64_t join_token_ = 0;
+  std::optional<LinkCipher> cipher_;  // the acceptor's choice (nullopt: a version 1 hello)
   std::optional<RecordSealer> sealer_;
   std::optional<RecordOpener> opener_;
   LinkRefusal refusal_;

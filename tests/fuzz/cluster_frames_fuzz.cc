@@ -36,8 +36,11 @@ void Decode(const stanzad::cluster::Frame& frame) {
       }
       return;
     case FrameType::kAuthChallenge:
-      if (auto challenge = DecodeAuthChallenge(frame.payload); challenge.ok()) {
-        Check(EncodeAuthChallenge(*challenge) == frame.payload);
+      for (const bool with_cipher : {false, true}) {
+        if (auto challenge = DecodeAuthChallenge(frame.payload, with_cipher); challenge.ok()) {
+          Check(challenge->cipher.has_value() == with_cipher);
+          Check(EncodeAuthChallenge(*challenge) == frame.payload);
+        }
       }
       return;
     case FrameType::kRaft:
@@ -134,13 +137,18 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
       }
     }
   }
-  // As a sealed link opens records: never more plaintext than was fed, never a crash.
-  stanzad::cluster::RecordOpener opener(std::string(stanzad::cluster::kClusterKeyBytes, 'k'));
-  std::string records, plaintext;
-  for (size_t at = 0; at < input.size(); at += chunk) {
-    records.append(input.substr(at, chunk));
-    if (!opener.Open(&records, &plaintext).ok()) break;
-    Check(plaintext.size() <= at + chunk);
+  // As a sealed link opens records, with either cipher: never more plaintext than was
+  // fed, never a crash.
+  for (const auto cipher : {stanzad::cluster::LinkCipher::kChaCha20Poly1305,
+                            stanzad::cluster::LinkCipher::kAes256Gcm}) {
+    stanzad::cluster::RecordOpener opener(std::string(stanzad::cluster::kClusterKeyBytes, 'k'),
+                                          cipher);
+    std::string records, plaintext;
+    for (size_t at = 0; at < input.size(); at += chunk) {
+      records.append(input.substr(at, chunk));
+      if (!opener.Open(&records, &plaintext).ok()) break;
+      Check(plaintext.size() <= at + chunk);
+    }
   }
   return 0;
 }

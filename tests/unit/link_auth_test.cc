@@ -3,7 +3,9 @@
 
 #include <gtest/gtest.h>
 
+#include <optional>
 #include <string>
+#include <utility>
 
 #include "cluster/node/frames.h"
 #include "core/base/hex.h"
@@ -30,7 +32,7 @@ TEST(LinkAuthTest, HelloAndChallengeRoundTripAndRefuseWhatCannotBe) {
     EXPECT_FALSE(DecodeAuthHello(hello.substr(0, cut)).ok()) << "cut at " << cut;
   }
   std::string future = hello;
-  future[0] = 2;
+  future[0] = 3;  // (2 is the hello that offers ciphers: below)
   EXPECT_FALSE(DecodeAuthHello(future).ok());
   AuthHello no_token = MakeHello();
   no_token.token_id = 0;  // a join token credential without a token
@@ -48,11 +50,55 @@ TEST(LinkAuthTest, HelloAndChallengeRoundTripAndRefuseWhatCannotBe) {
       << "the longest hello fits the pre-authentication frame bound";
 
   const AuthChallenge challenge{7, std::string(kAuthNonceBytes, 'm'),
-                                std::string(kAuthProofBytes, 'p')};
+                                std::string(kAuthProofBytes, 'p'), std::nullopt};
   const std::string bytes = EncodeAuthChallenge(challenge);
-  ASSERT_TRUE(DecodeAuthChallenge(bytes).ok());
-  EXPECT_FALSE(DecodeAuthChallenge(bytes + "x").ok());
-  EXPECT_FALSE(DecodeAuthChallenge(bytes.substr(0, bytes.size() - 1)).ok());
+  ASSERT_TRUE(DecodeAuthChallenge(bytes, /*with_cipher=*/false).ok());
+  EXPECT_FALSE(DecodeAuthChallenge(bytes + "x", false).ok());
+  EXPECT_FALSE(DecodeAuthChallenge(bytes.substr(0, bytes.size() - 1), false).ok());
+  EXPECT_FALSE(DecodeAuthChallenge(bytes, /*with_cipher=*/true).ok()) << "the cipher is missing";
+}
+
+// A version 2 hello offers ciphers; the challenge that answers it names the one chosen.
+TEST(LinkAuthTest, AHelloThatOffersCiphersAndTheChallengeThatChooses) {
+  const uint8_t both = CipherBit(LinkCipher::kChaCha20Poly1305) | CipherBit(LinkCipher::kAes256Gcm);
+  AuthHello offer = MakeHello();
+  offer.ciphers = both;
+  const std::string hello = EncodeAuthHello(offer);
+  EXPECT_EQ(hello[0], 2);
+  EXPECT_EQ(EncodeAuthHello(MakeHello())[0], 1) << "no offer: the hello every stanzad takes";
+  absl::StatusOr<AuthHello> decoded = DecodeAuthHello(hello);
+  ASSERT_TRUE(decoded.ok()) << decoded.status();
+  EXPECT_EQ(decoded->ciphers, std::optional<uint8_t>(both));
+  EXPECT_EQ(decoded->address, offer.address);
+  EXPECT_EQ(EncodeAuthHello(*decoded), hello);
+  for (size_t cut = 0; cut < 2 + 8 + 8 + kAuthNonceBytes + 1; ++cut) {
+    EXPECT_FALSE(DecodeAuthHello(hello.substr(0, cut)).ok()) << "cut at " << cut;
+  }
+  AuthHello aes_only = MakeHello();
+  aes_only.ciphers = CipherBit(LinkCipher::kAes256Gcm);
+  EXPECT_FALSE(DecodeAuthHello(EncodeAuthHello(aes_only)).ok())
+      << "every hello offers ChaCha20-Poly1305, which every node has";
+  AuthHello unknown_too = MakeHello();
+  unknown_too.ciphers = both | 0x80;  // a later cipher: ignored, not refused
+  absl::StatusOr<AuthHello> later = DecodeAuthHello(EncodeAuthHello(unknown_too));
+  ASSERT_TRUE(later.ok());
+  EXPECT_EQ(later->ciphers, std::optional<uint8_t>(both | 0x80));
+
+  for (const LinkCipher cipher : {LinkCipher::kChaCha20Poly1305, LinkCipher::kAes256Gcm}) {
+    const AuthChallenge challenge{7, std::string(kAuthNonceBytes, 'm'),
+                                  std::string(kAuthProofBytes, 'p'), cipher};
+    const std::string bytes = EncodeAuthChallenge(challenge);
+    absl::StatusOr<AuthChallenge> chose = DecodeAuthChallenge(bytes, /*with_cipher=*/true);
+    ASSERT_TRUE(chose.ok()) << chose.status();
+    EXPECT_EQ(chose->cipher, std::optional<LinkCipher>(cipher));
+    EXPECT_FALSE(DecodeAuthChallenge(bytes, /*with_cipher=*/false).ok());
+    EXPECT_FALSE(DecodeAuthChallenge(bytes + "x", true).ok());
+  }
+  std::string unknown_cipher = EncodeAuthChallenge(
+      {7, std::string(kAuthNonceBytes, 'm'), std::string(kAuthProofBytes, 'p'), std::nullopt});
+  for (const char value : {'\0', '\3', '\xff'}) {
+    EXPECT_FALSE(DecodeAuthChallenge(unknown_cipher + value, true).ok()) << int{value};
+  }
 }
 
 TEST(LinkAuthTest, ProofsNeedTheSecretAndBothNonces) {
@@ -72,6 +118,18 @@ TEST(LinkAuthTest, ProofsNeedTheSecretAndBothNonces) {
   AuthHello other = MakeHello();
   other.nonce[0] = 'o';
   EXPECT_NE(DeriveAuthProofs(secret, EncodeAuthHello(other), 9, nonce).dialler, proofs.dialler);
+  // The acceptor's choice of cipher is in the transcript: a changed choice changes every
+  // proof and key.
+  const AuthProofs chacha =
+      DeriveAuthProofs(secret, hello, 9, nonce, LinkCipher::kChaCha20Poly1305);
+  const AuthProofs aes = DeriveAuthProofs(secret, hello, 9, nonce, LinkCipher::kAes256Gcm);
+  for (const AuthProofs* chosen : {&chacha, &aes}) {
+    EXPECT_NE(chosen->acceptor, proofs.acceptor);
+    EXPECT_NE(chosen->dialler, proofs.dialler);
+    EXPECT_NE(chosen->dialler_key, proofs.dialler_key);
+  }
+  EXPECT_NE(chacha.acceptor, aes.acceptor);
+  EXPECT_NE(chacha.acceptor_key, aes.acceptor_key);
   // The wrapped key unwraps with the same pad, and only with it.
   const std::string key(kClusterKeyBytes, 'K');
   EXPECT_EQ(XorBytes(XorBytes(key, proofs.key_wrap), proofs.key_wrap), key);
@@ -108,9 +166,15 @@ TEST(LinkAuthTest, JoinTokensPrintAndParse) {
   }
 }
 
-TEST(LinkAuthTest, SealedRecordsOpenAtEverySplitAndRefuseTampering) {
+class SealedRecordsTest : public testing::TestWithParam<LinkCipher> {};
+
+INSTANTIATE_TEST_SUITE_P(EachCipher, SealedRecordsTest,
+                         testing::Values(LinkCipher::kChaCha20Poly1305, LinkCipher::kAes256Gcm));
+
+TEST_P(SealedRecordsTest, OpenAtEverySplitAndRefuseTampering) {
+  const LinkCipher cipher = GetParam();
   const std::string key(kClusterKeyBytes, 'k');
-  RecordSealer sealer(key);
+  RecordSealer sealer(key, cipher);
   std::string records;
   sealer.Seal("first", &records);
   sealer.Seal(std::string(kSealedRecordBytesMax + 10, 'x'), &records);  // two records
@@ -119,7 +183,7 @@ TEST(LinkAuthTest, SealedRecordsOpenAtEverySplitAndRefuseTampering) {
   EXPECT_EQ(records.find("first"), std::string::npos) << "not in the clear";
   for (const size_t split : {size_t{0}, size_t{1}, size_t{3}, size_t{4}, size_t{20}, size_t{26},
                              size_t{100}, records.size() - 1}) {
-    RecordOpener opener(key);
+    RecordOpener opener(key, cipher);
     std::string pending = records.substr(0, split);
     std::string plaintext;
     ASSERT_TRUE(opener.Open(&pending, &plaintext).ok()) << split;
@@ -132,25 +196,46 @@ TEST(LinkAuthTest, SealedRecordsOpenAtEverySplitAndRefuseTampering) {
     std::string changed = records;
     changed[10] = static_cast<char>(changed[10] ^ 1);
     std::string plaintext;
-    EXPECT_EQ(RecordOpener(key).Open(&changed, &plaintext).code(), absl::StatusCode::kDataLoss);
+    EXPECT_EQ(RecordOpener(key, cipher).Open(&changed, &plaintext).code(),
+              absl::StatusCode::kDataLoss);
   }
   {  // another key
     std::string copy = records;
     std::string plaintext;
-    EXPECT_FALSE(RecordOpener(std::string(kClusterKeyBytes, 'j')).Open(&copy, &plaintext).ok());
+    EXPECT_FALSE(
+        RecordOpener(std::string(kClusterKeyBytes, 'j'), cipher).Open(&copy, &plaintext).ok());
   }
   {  // a record replayed: the counter moved on
-    RecordSealer one(key);
+    RecordSealer one(key, cipher);
     std::string record;
     one.Seal("pay me", &record);
     std::string twice = record + record;
     std::string plaintext;
-    EXPECT_FALSE(RecordOpener(key).Open(&twice, &plaintext).ok());
+    EXPECT_FALSE(RecordOpener(key, cipher).Open(&twice, &plaintext).ok());
   }
   {  // a length beyond the bound is refused at once
     std::string bad("\x00\x02\x00\x01", 4);
     std::string plaintext;
-    EXPECT_FALSE(RecordOpener(key).Open(&bad, &plaintext).ok());
+    EXPECT_FALSE(RecordOpener(key, cipher).Open(&bad, &plaintext).ok());
+  }
+  {  // the same key with the other cipher
+    const LinkCipher other =
+        cipher == LinkCipher::kAes256Gcm ? LinkCipher::kChaCha20Poly1305 : LinkCipher::kAes256Gcm;
+    std::string copy = records;
+    std::string plaintext;
+    EXPECT_EQ(RecordOpener(key, other).Open(&copy, &plaintext).code(), absl::StatusCode::kDataLoss);
+    EXPECT_TRUE(plaintext.empty());
+  }
+  {  // a sealer and opener moved from where they were made go on with the same counter
+    RecordSealer first(key, cipher);
+    std::string two;
+    first.Seal("one", &two);
+    RecordSealer moved = std::move(first);
+    moved.Seal("two", &two);
+    RecordOpener opener(key, cipher);
+    std::string plaintext;
+    ASSERT_TRUE(opener.Open(&two, &plaintext).ok());
+    EXPECT_EQ(plaintext, "onetwo");
   }
 }
 

@@ -183,7 +183,8 @@ TEST(LinkHandshakeTest, TheClusterKeyAuthenticatesBothSidesWithTheWireBytesOfLin
   acceptor.TakeOutput(&sent);
   expected.clear();
   AppendFrame(FrameType::kAuthChallenge,
-              EncodeAuthChallenge({kAcceptorId, kAcceptorNonce, proofs.acceptor}), &expected);
+              EncodeAuthChallenge({kAcceptorId, kAcceptorNonce, proofs.acceptor, std::nullopt}),
+              &expected);
   ASSERT_EQ(sent, expected);
   std::optional<RecordSealer> acceptor_sealer = acceptor.TakeSealer();
   ASSERT_TRUE(acceptor_sealer) << "what the acceptor sends after its challenge is sealed";
@@ -238,6 +239,75 @@ TEST(LinkHandshakeTest, TheClusterKeyAuthenticatesBothSidesWithTheWireBytesOfLin
   plaintext.clear();
   ASSERT_TRUE(dialler_opener->Open(&records, &plaintext).ok());
   EXPECT_EQ(plaintext, "to the dialler");
+}
+
+// The cipher: AES-256-GCM only when the dialler offers it and the acceptor takes it;
+// ChaCha20-Poly1305 otherwise, with a version 1 hello when nothing more is offered (what
+// an older stanzad sends and takes). Records cross either way.
+TEST(LinkHandshakeTest, TheCipherIsAesGcmOnlyWhenOfferedAndAccepted) {
+  struct Case {
+    bool offer, accept;
+    LinkCipher expected;
+  };
+  for (const Case& c :
+       {Case{true, true, LinkCipher::kAes256Gcm}, Case{true, false, LinkCipher::kChaCha20Poly1305},
+        Case{false, true, LinkCipher::kChaCha20Poly1305},
+        Case{false, false, LinkCipher::kChaCha20Poly1305}}) {
+    SCOPED_TRACE(testing::Message() << "offer " << c.offer << " accept " << c.accept);
+    DiallerOptions dial = DiallWithKey();
+    dial.offer_aes_gcm = c.offer;
+    AcceptorOptions accept = AcceptWithKey();
+    accept.accept_aes_gcm = c.accept;
+    EXPECT_EQ(HelloPayload(dial)[0], c.offer ? 2 : 1);
+    Conversation talk = Talk(dial, accept);
+    ASSERT_EQ(talk.dialler.state(), State::kAuthenticated);
+    ASSERT_EQ(talk.acceptor.state(), State::kAuthenticated);
+    EXPECT_EQ(talk.dialler.cipher(), c.expected);
+    EXPECT_EQ(talk.acceptor.cipher(), c.expected);
+    std::optional<RecordOpener> dialler_opener = talk.dialler.TakeOpener();
+    std::optional<RecordOpener> acceptor_opener = talk.acceptor.TakeOpener();
+    ASSERT_TRUE(talk.dialler_sealer && talk.acceptor_sealer && dialler_opener && acceptor_opener);
+    EXPECT_EQ(talk.dialler_sealer->cipher(), c.expected);
+    EXPECT_EQ(acceptor_opener->cipher(), c.expected);
+    std::string records, plaintext;
+    talk.dialler_sealer->Seal("up", &records);
+    ASSERT_TRUE(acceptor_opener->Open(&records, &plaintext).ok());
+    EXPECT_EQ(plaintext, "up");
+    plaintext.clear();
+    talk.acceptor_sealer->Seal("down", &records);
+    ASSERT_TRUE(dialler_opener->Open(&records, &plaintext).ok());
+    EXPECT_EQ(plaintext, "down");
+  }
+}
+
+// A peer on the path that changes the acceptor's choice (or the dialler's offer) makes
+// the proofs disagree: the link is refused, never sealed with another cipher than both
+// chose.
+TEST(LinkHandshakeTest, AChangedChoiceOfCipherRefusesTheLink) {
+  DiallerOptions dial = DiallWithKey();
+  dial.offer_aes_gcm = true;
+  AcceptorOptions accept = AcceptWithKey();
+  accept.accept_aes_gcm = true;
+  Frame challenge;
+  LinkHandshake acceptor = ChallengedAcceptor(accept, HelloPayload(dial), &challenge);
+  ASSERT_EQ(challenge.payload.back(), static_cast<char>(LinkCipher::kAes256Gcm));
+  challenge.payload.back() = static_cast<char>(LinkCipher::kChaCha20Poly1305);
+  LinkHandshake dialler = LinkHandshake::Dialler(dial);
+  FramesOf(dialler);
+  dialler.Step(challenge);
+  ExpectRefused(dialler, "the peer does not hold this cluster's key",
+                "check the address: it is not a member of this node's cluster");
+
+  // The offer taken out of the hello on the way: the acceptor answers without AES, and
+  // the dialler's proof (over the hello it sent) no longer matches.
+  LinkHandshake honest = LinkHandshake::Dialler(dial);
+  std::string hello = FramesOf(honest)[0].payload;
+  hello[0] = 1;  // as a version 1 hello: the cipher byte becomes part of the address
+  hello.erase(2 + 8 + 8 + kAuthNonceBytes, 1);
+  Frame downgraded;
+  LinkHandshake fooled = ChallengedAcceptor(accept, hello, &downgraded);
+  honest.Step(FrameOf(FrameType::kAuthChallenge, downgraded.payload));
+  EXPECT_EQ(honest.state(), State::kRefused) << "a challenge without the cipher byte";
 }
 
 TEST(LinkHandshakeTest, SealedRecordsCrossAnAuthenticatedLinkBothWays) {
@@ -363,9 +433,9 @@ TEST(LinkHandshakeTest, ANodesOwnIdComingBackIsRefused) {
   // A challenge with the dialler's own id.
   LinkHandshake dialler = LinkHandshake::Dialler(DiallWithKey());
   FramesOf(dialler);
-  dialler.Step(FrameOf(
-      FrameType::kAuthChallenge,
-      EncodeAuthChallenge({kDiallerId, kAcceptorNonce, std::string(kAuthProofBytes, 'p')})));
+  dialler.Step(FrameOf(FrameType::kAuthChallenge,
+                       EncodeAuthChallenge({kDiallerId, kAcceptorNonce,
+                                            std::string(kAuthProofBytes, 'p'), std::nullopt})));
   ExpectRefused(dialler, "unexpected challenge", kUpgrade);
   // Its own hello sent back to it.
   LinkHandshake reflected = LinkHandshake::Dialler(DiallWithKey());
@@ -403,9 +473,9 @@ TEST(LinkHandshakeTest, FramesOutOfTurnAreRefused) {
   }
   {  // a challenge to an acceptor
     LinkHandshake acceptor = LinkHandshake::Acceptor(AcceptWithKey());
-    acceptor.Step(FrameOf(
-        FrameType::kAuthChallenge,
-        EncodeAuthChallenge({kDiallerId, kDiallerNonce, std::string(kAuthProofBytes, 'p')})));
+    acceptor.Step(FrameOf(FrameType::kAuthChallenge,
+                          EncodeAuthChallenge({kDiallerId, kDiallerNonce,
+                                               std::string(kAuthProofBytes, 'p'), std::nullopt})));
     ExpectRefused(acceptor, "unexpected challenge", kUpgrade);
   }
   // Any other frame before authentication, on either side, before or after the hello.
@@ -468,7 +538,7 @@ TEST(LinkHandshakeTest, BadHandshakeFramesAreRefusedWithWhatWasWrong) {
   }
   {
     std::string future = HelloPayload(DiallWithKey());
-    future[0] = 2;
+    future[0] = 3;  // (2 is the hello that offers ciphers)
     LinkHandshake acceptor = LinkHandshake::Acceptor(AcceptWithKey());
     acceptor.Step(FrameOf(FrameType::kAuthHello, future));
     ExpectRefused(acceptor, "bad authentication frame: unknown version (a newer stanzad?)",
