@@ -4,6 +4,7 @@
 #include <utility>
 
 #include "absl/container/inlined_vector.h"
+#include "core/base/absl_compat.h"
 #include "core/base/check.h"
 #include "core/base/log.h"
 #include "core/router/client_routes.h"
@@ -56,7 +57,25 @@ struct Relay::Entry {
   uint64_t move_asked_ms = 0;  // when the nodes that may hold it were last asked to let go
   bool expiring = false;       // past its deadline: only asked about, never sent again
   uint64_t expiring_since_ms = 0;
+  // Its places in custody_by_address_'s list for its address and holding_'s for its lane.
+  Entry* address_prev = nullptr;
+  Entry* address_next = nullptr;
+  Entry* lane_prev = nullptr;
+  Entry* lane_next = nullptr;
 };
+
+void Relay::EntryList::Append(Entry& entry, Link prev, Link next) {
+  entry.*prev = last;
+  entry.*next = nullptr;
+  (last != nullptr ? last->*next : first) = &entry;
+  last = &entry;
+}
+
+void Relay::EntryList::Remove(Entry& entry, Link prev, Link next) {
+  (entry.*prev != nullptr ? entry.*prev->*next : first) = entry.*next;
+  (entry.*next != nullptr ? entry.*next->*prev : last) = entry.*prev;
+  entry.*prev = entry.*next = nullptr;
+}
 
 // What this lane decided about the stanzas of one incarnation of one origin lane.
 struct Relay::Window {
@@ -161,7 +180,7 @@ void Relay::TakeInto(uint64_t now_ms, SenderId sender, NodeId node, std::string_
   entry.sender = sender;
   entry.first_ms = entry.sent_ms = now_ms;
   custody_bytes_ += entry.bytes.size();
-  custody_by_address_[entry.address].insert(sequence);
+  custody_by_address_[entry.address].Append(entry, &Entry::address_prev, &Entry::address_next);
   Hold(entry);
   SendEntry(now_ms, entry);
 }
@@ -175,17 +194,21 @@ std::optional<Lane> Relay::NextHop(const Entry& entry) const {
 
 uint64_t Relay::FloorFor(Lane destination) const {
   auto it = holding_.find(destination);
-  return it == holding_.end() ? next_sequence_ : *it->second.begin();
+  return it == holding_.end() ? next_sequence_ : it->second.first->sequence;
 }
 
 // (The lanes that may hold an entry are at most its own lane: it moves only once they
 // all gave it up. So holding_ needs only entry.lane.)
-void Relay::Hold(const Entry& entry) { holding_[entry.lane].insert(entry.sequence); }
+void Relay::Hold(Entry& entry) {
+  EntryList& held = holding_[entry.lane];
+  DCHECK(held.empty() || held.last->sequence < entry.sequence);  // the newest sequence
+  held.Append(entry, &Entry::lane_prev, &Entry::lane_next);
+}
 
-void Relay::Unhold(const Entry& entry) {
+void Relay::Unhold(Entry& entry) {
   auto it = holding_.find(entry.lane);
   CHECK(it != holding_.end());
-  it->second.erase(entry.sequence);
+  it->second.Remove(entry, &Entry::lane_prev, &Entry::lane_next);
   if (it->second.empty()) holding_.erase(it);
 }
 
@@ -296,7 +319,7 @@ std::map<uint64_t, Relay::Entry>::iterator Relay::Finish(std::map<uint64_t, Entr
   custody_bytes_ -= it->second.bytes.size();
   auto waiting = custody_by_address_.find(it->second.address);
   CHECK(waiting != custody_by_address_.end());
-  waiting->second.erase(it->first);
+  waiting->second.Remove(it->second, &Entry::address_prev, &Entry::address_next);
   if (waiting->second.empty()) custody_by_address_.erase(waiting);
   return custody_.erase(it);
 }
@@ -595,11 +618,15 @@ void Relay::OnFrame(uint64_t now_ms, Lane from, FrameType type, std::string_view
 // bind a million routes and hold many stanzas.
 void Relay::RouteBound(uint64_t now_ms, std::string_view address) {
   if (router::IsAccountRoute(address)) return;  // each copy goes to its own holder
-  auto waiting = custody_by_address_.find(address);
+  auto waiting = custody_by_address_.find(ToAbsl(address));
   if (waiting == custody_by_address_.end()) return;
   const std::optional<NodeId> at = routes_.NodeOf(address);
   if (!at) return;
-  const std::vector<uint64_t> keys(waiting->second.begin(), waiting->second.end());
+  // (Retry may finish entries and take others in: the keys first, then each looked up.)
+  std::vector<uint64_t> keys;
+  for (const Entry* entry = waiting->second.first; entry != nullptr; entry = entry->address_next) {
+    keys.push_back(entry->key);
+  }
   for (const uint64_t key : keys) {
     auto it = custody_.find(key);
     if (it == custody_.end()) continue;
@@ -705,23 +732,45 @@ void Relay::CheckInvariants() const {
   size_t bytes = 0;
   for (const auto& [key, entry] : custody_) bytes += entry.bytes.size();
   CHECK_MSG(bytes == custody_bytes_, "custody byte sum");
-  size_t indexed = 0;
-  for (const auto& [address, sequences] : custody_by_address_) {
-    CHECK(!sequences.empty());
-    for (const uint64_t sequence : sequences) {
-      auto it = custody_.find(sequence);
-      CHECK(it != custody_.end() && it->second.address == address);
-      ++indexed;
+  // Each list: linked both ways, its ends right, its entries in custody_.
+  const auto walk = [&](const EntryList& list, EntryList::Link prev, EntryList::Link next,
+                        const auto& each) {
+    CHECK(!list.empty() && list.first->*prev == nullptr && list.last->*next == nullptr);
+    size_t count = 0;
+    for (const Entry* entry = list.first; entry != nullptr; entry = entry->*next) {
+      auto it = custody_.find(entry->key);
+      CHECK(it != custody_.end() && &it->second == entry);
+      CHECK(entry->*next == nullptr ? entry == list.last : entry->*next->*prev == entry);
+      each(*entry);
+      ++count;
     }
+    return count;
+  };
+  size_t indexed = 0;
+  for (const auto& [address, list] : custody_by_address_) {
+    uint64_t last_key = 0;
+    indexed += walk(list, &Entry::address_prev, &Entry::address_next, [&](const Entry& entry) {
+      CHECK(entry.address == address && entry.key > last_key);  // oldest first
+      last_key = entry.key;
+    });
   }
   CHECK_MSG(indexed == custody_.size(), "custody index");
-  // holding_: exactly each entry's sequence under its lane, the only one that may hold it.
-  std::map<Lane, absl::btree_set<uint64_t>> holding;
+  // holding_: exactly each entry's sequence under its lane, the only one that may hold it,
+  // in order.
+  std::map<Lane, std::vector<uint64_t>> expected, holding;
+  for (const auto& [lane, list] : holding_) {
+    std::vector<uint64_t>& sequences = holding[lane];
+    walk(list, &Entry::lane_prev, &Entry::lane_next, [&](const Entry& entry) {
+      CHECK(entry.lane == lane);
+      CHECK(sequences.empty() || sequences.back() < entry.sequence);
+      sequences.push_back(entry.sequence);
+    });
+  }
   size_t renamed = 0;
   for (const auto& [key, entry] : custody_) {
     CHECK(entry.key == key && entry.sequence >= key && entry.sequence < next_sequence_);
     CHECK(entry.lane.node != self_.node && entry.lane.node != raft::kNoNode);
-    holding[entry.lane].insert(entry.sequence);
+    expected[entry.lane].push_back(entry.sequence);
     CHECK(entry.maybe_at.empty() ||
           (entry.maybe_at.size() == 1 && *entry.maybe_at.begin() == entry.lane));
     if (entry.sequence != key) {
@@ -730,7 +779,8 @@ void Relay::CheckInvariants() const {
       ++renamed;
     }
   }
-  CHECK_MSG(holding == holding_, "custody held per lane");
+  for (auto& [lane, sequences] : expected) std::sort(sequences.begin(), sequences.end());
+  CHECK_MSG(holding == expected, "custody held per lane");
   CHECK_MSG(renamed == resequenced_.size(), "renamed custody");
   for (const auto& [origin, lives] : windows_) {
     CHECK(lives.size() <= options_.incarnations_max);

@@ -70,7 +70,7 @@
 #include <vector>
 
 #include "absl/container/btree_map.h"
-#include "absl/container/btree_set.h"
+#include "absl/container/flat_hash_map.h"
 #include "cluster/raft/types.h"
 #include "cluster/relay/types.h"
 #include "cluster/relay/wire.h"
@@ -169,8 +169,8 @@ class Relay {
   void SendAbort(uint64_t now_ms, Entry& entry, std::optional<Lane> except);
   bool Retry(uint64_t now_ms, Entry& entry);  // true: finished here
   void Rename(Entry& entry);
-  void Hold(const Entry& entry);  // into holding_
-  void Unhold(const Entry& entry);
+  void Hold(Entry& entry);  // into holding_
+  void Unhold(Entry& entry);
   std::map<uint64_t, Entry>::iterator FindSequence(uint64_t sequence);
   std::map<uint64_t, Entry>::iterator Finish(std::map<uint64_t, Entry>::iterator it);
   void BounceEntry(uint64_t now_ms, const Entry& entry, std::string_view reason);
@@ -219,12 +219,23 @@ class Relay {
   uint64_t next_sequence_ = 1;
   std::map<uint64_t, Entry> custody_;  // by sequence
   // (custody_ is a std::map: its iterators and entries must outlive insertions, which
-  // an error reply's TakeInto makes while a caller holds them. The indexes below are
-  // B-trees: fewer allocations per stanza, and nobody holds their iterators.)
-  std::map<std::string, absl::btree_set<uint64_t>, std::less<>> custody_by_address_;  // by route
+  // an error reply's TakeInto makes while a caller holds them. So the indexes below are
+  // lists through the entries themselves: no allocation, no search per stanza.)
+  struct EntryList {
+    Entry* first = nullptr;
+    Entry* last = nullptr;
+    using Link = Entry* Entry::*;  // one of an entry's two pairs of links
+    bool empty() const { return first == nullptr; }
+    void Append(Entry& entry, Link prev, Link next);
+    void Remove(Entry& entry, Link prev, Link next);
+  };
+  // Per route: the entries for it, oldest first (never an empty list).
+  absl::flat_hash_map<std::string, EntryList> custody_by_address_;
   absl::btree_map<uint64_t, uint64_t> resequenced_;  // a renamed entry's sequence -> its key
-  // Per destination lane: the sequences of the entries bound for it (never an empty set).
-  std::map<Lane, absl::btree_set<uint64_t>> holding_;
+  // Per destination lane: the entries bound for it, by sequence (never an empty list). An
+  // entry is held only with a sequence newer than every other (taken in, or renamed), so
+  // appending keeps the order and the first is the floor.
+  std::map<Lane, EntryList> holding_;
   size_t custody_bytes_ = 0;
 
   // Per origin lane: its incarnations' windows (at most incarnations_max, newest kept).
