@@ -24,7 +24,7 @@ void EngineSupervisor::PostToAllShards(const router::ShardRecord& record) {
 
 void EngineSupervisor::NotifyDataPlaneChanged() {
   MailedShards shards = Shards();
-  const router::EncodedRecord record(kDataPlaneChanged, net::kNoConnection, 0, "");
+  const router::EncodedRecord record = EncodeNodeRecord(DataPlaneChanged{});
   for (int shard = 0; shard < shards_; ++shard) shards.PostEncoded(shard, record);
 }
 

@@ -1,6 +1,7 @@
 #include "server/node_shard.h"
 
 #include <utility>
+#include <variant>
 
 #include "core/base/concat.h"
 #include "core/base/log.h"
@@ -25,6 +26,24 @@ class NodeShard::Routes final : public cluster::relay::RouteLookup {
  private:
   const router::RouterShard& router_;
 };
+
+router::EncodedRecord EncodeNodeRecord(const NodeRecord& record) {
+  if (const auto* lane = std::get_if<LaneFrameFromPeer>(&record)) {
+    return router::EncodedRecord(kLaneFrame, net::kNoConnection, lane->from, lane->payload);
+  }
+  return router::EncodedRecord(kDataPlaneChanged, net::kNoConnection, 0, "");
+}
+
+std::optional<NodeRecord> DecodeNodeRecord(const net::CrossShardMessage& message) {
+  switch (message.kind) {
+    case kDataPlaneChanged:
+      return DataPlaneChanged{};
+    case kLaneFrame:
+      return LaneFrameFromPeer{message.argument, message.payload};
+    default:
+      return std::nullopt;
+  }
+}
 
 NodeShard::NodeShard(std::unique_ptr<router::RouterShard> router,
                      std::unique_ptr<cluster::DataLinks> links,
@@ -71,25 +90,26 @@ void NodeShard::OnClosed(net::Shard& shard, net::ConnectionId id, const absl::St
 
 void NodeShard::OnMessage(net::Shard& shard, const net::CrossShardMessage& message) {
   shard_ = &shard;
-  switch (message.kind) {
-    case kDataPlaneChanged:
-      links_->OnConfigChanged(shard);
-      config_ = config_publisher_->Current();
-      UpdateLane();
-      if (lane_) {  // a new leader gets what waited for one at once, not at the next tick
-        lane_->SetView(shard.now_ms(), LaneView());
-        lane_->Tick(shard.now_ms());
-        Apply();
-      }
-      return;
-    case kLaneFrame:
-      if (absl::StatusOr<cluster::LaneFrame> lane = cluster::DecodeLaneFrame(message.payload);
-          lane.ok()) {
-        OnLaneFrame(message.argument, *lane);
-      }
-      return;
-    default:
-      router_->OnMessage(shard, message);
+  const std::optional<NodeRecord> record = DecodeNodeRecord(message);
+  if (!record) {
+    router_->OnMessage(shard, message);
+    return;
+  }
+  if (const auto* from_peer = std::get_if<LaneFrameFromPeer>(&*record)) {
+    if (absl::StatusOr<cluster::LaneFrame> lane = cluster::DecodeLaneFrame(from_peer->payload);
+        lane.ok()) {
+      OnLaneFrame(from_peer->from, *lane);
+    }
+    return;
+  }
+  // DataPlaneChanged.
+  links_->OnConfigChanged(shard);
+  config_ = config_publisher_->Current();
+  UpdateLane();
+  if (lane_) {  // a new leader gets what waited for one at once, not at the next tick
+    lane_->SetView(shard.now_ms(), LaneView());
+    lane_->Tick(shard.now_ms());
+    Apply();
   }
 }
 
@@ -186,7 +206,9 @@ void NodeShard::OnLinkFrame(raft::NodeId from, const cluster::FrameView& frame) 
   if (!lane.ok() || lane->to_shard >= shard_->shard_count()) return;
   if (lane->to_shard != shard_->index()) {
     // Another shard's lane: through its queue (a full one drops it: the origin resends).
-    shard_->Post(lane->to_shard, kLaneFrame, net::kNoConnection, from, frame.payload);
+    const router::EncodedRecord record = EncodeNodeRecord(LaneFrameFromPeer{from, frame.payload});
+    shard_->Post(lane->to_shard, record.kind(), record.target(), record.argument(),
+                 record.payload());
     return;
   }
   OnLaneFrame(from, *lane);

@@ -33,21 +33,37 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <string_view>
+#include <variant>
 
 #include "cluster/data/data_links.h"
 #include "cluster/data/data_plane.h"
 #include "cluster/relay/relay.h"
+#include "core/router/shard_records.h"
 #include "net/engine.h"
 #include "router/router_shard.h"
 
 namespace stanzad::server {
 
-// Record kinds of Shard::Post for the node's parts other than the router (whose kinds are
-// below these).
+// The node's own records to its shards, beside the router's (core/router/shard_records.h),
+// typed the same way: only EncodeNodeRecord lays one out in the engine's four fields, and
+// only DecodeNodeRecord reads one back. Their kinds are above every router kind.
 enum NodeMessageKind : uint32_t {
-  kDataPlaneChanged = 1000,  // a new DataPlaneConfig was published
-  kLaneFrame,                // argument = the member it came from, payload = a kLane payload
+  kDataPlaneChanged = 1000,
+  kLaneFrame,
 };
+// The control thread → every shard: the DataPlanePublisher holds a new configuration.
+struct DataPlaneChanged {};
+// A shard → another: a kLane payload (cluster/data/data_plane.h) for that shard's lane,
+// from member `from`, that came in on a data link the sender owns.
+struct LaneFrameFromPeer {
+  raft::NodeId from = raft::kNoNode;
+  std::string_view payload;  // a view, as router records' strings are
+};
+using NodeRecord = std::variant<DataPlaneChanged, LaneFrameFromPeer>;
+router::EncodedRecord EncodeNodeRecord(const NodeRecord& record);
+// nullopt: not one of the node's kinds (the router's, to decode there).
+std::optional<NodeRecord> DecodeNodeRecord(const net::CrossShardMessage& message);
 
 // One shard's lane counters (relay::Stats and custody), for /metrics; written by its
 // thread, read by any. It outlives the shard's lanes and engines: the counters only rise
