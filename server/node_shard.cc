@@ -141,8 +141,18 @@ void NodeShard::OnFlush(net::Shard& shard) {
 void NodeShard::OnStop(net::Shard& shard) {
   shard_ = &shard;
   router_->OnStop(shard);
-  // The counts since the last tick; what the lane holds goes with this engine.
+  // The counts since the last tick; what the lane holds goes with this engine (its
+  // senders' connections go too, so none can be told): the window of a stopping node,
+  // said in the log rather than lost unseen.
   PublishStats();
+  if (lane_ && (lane_->custody_count() > 0 || !waiting_deliveries_.empty())) {
+    LogEvent(LogLevel::kWarning, "relay_custody_dropped",
+             Concat("shard=", std::to_string(shard.index()),
+                    " custody=", std::to_string(lane_->custody_count()),
+                    " bytes=", std::to_string(lane_->custody_bytes()),
+                    " deliveries_waiting=", std::to_string(waiting_deliveries_.size()),
+                    " reason=", LogQuote("the shards stopped (serving restarted or ended)")));
+  }
   stats_->custody_count.store(0, std::memory_order_relaxed);
   stats_->custody_bytes.store(0, std::memory_order_relaxed);
   stats_->deliveries_waiting.store(0, std::memory_order_relaxed);
