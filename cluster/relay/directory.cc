@@ -277,6 +277,9 @@ void Directory::OnRoutes(NodeId from, std::string_view payload) {
       Replace(from, now);
       break;
     }
+    case RoutesPart::kDigest:  // not acted on yet
+    case RoutesPart::kSetRequest:
+      break;
   }
 }
 

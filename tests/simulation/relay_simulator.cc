@@ -1060,6 +1060,10 @@ std::string RelaySimulator::Describe(FrameType type, const std::string& payload)
     case FrameType::kRoutes: {
       absl::StatusOr<RoutesFrame> routes = DecodeRoutes(payload);
       if (!routes.ok()) return out + " (bad)";
+      if (routes->part == RoutesPart::kDigest) {
+        return absl::StrCat(out, " digest n=", routes->digest.count, " h=", routes->digest.hash);
+      }
+      if (routes->part == RoutesPart::kSetRequest) return out + " set request";
       static constexpr const char* kParts[] = {"", " whole", " first", " more", " last"};
       absl::StrAppend(&out, kParts[static_cast<int>(routes->part)], " [");
       for (const RouteUpdate& update : routes->updates) {
