@@ -92,7 +92,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     switch (in.Byte() % 12) {
       case 0:
         now_ms += 50 * in.Byte();
-        directory.Tick();
+        directory.Tick(now_ms);
         relay.Tick(now_ms);
         break;
       case 1:

@@ -561,7 +561,7 @@ absl::Status RelaySimulator::Turn(Node& node, Input input) {
   node.directory->SetView(view);
   for (auto& lane : node.lanes) lane->SetView(now_ms_, view);
   input(node);
-  node.directory->Tick();
+  node.directory->Tick(static_cast<uint64_t>(now_ms_));
   // As the daemon drives them: a route bound sends what waited for it, in every lane; the
   // route frames leave before the lanes'.
   Ready routes = node.directory->TakeReady();
