@@ -4,6 +4,7 @@
 #include <variant>
 
 #include "cluster/node/peer_transport.h"
+#include "core/base/check.h"
 
 namespace stanzad::server {
 
@@ -33,8 +34,12 @@ router::ShardRecord RecordOf(const RouteChange& change) {
 
 }  // namespace
 
-RouteDriver::RouteDriver(cluster::DataPlaneInfo data_plane)
-    : data_plane_(data_plane), directory_(std::make_unique<cluster::relay::Directory>()) {}
+RouteDriver::RouteDriver(cluster::DataPlaneInfo data_plane, Clock clock)
+    : data_plane_(data_plane),
+      clock_(std::move(clock)),
+      directory_(std::make_unique<cluster::relay::Directory>()) {
+  CHECK(clock_ != nullptr);
+}
 
 void RouteDriver::OnFrame(raft::NodeId from, cluster::FrameType type, std::string_view payload) {
   if (type == cluster::FrameType::kRoutes) {
@@ -85,7 +90,7 @@ void RouteDriver::Turn(Links* links, Shards& shards) {
     ++data_planes_generation_;
   }
   directory_->SetView(view);
-  directory_->Tick();
+  directory_->Tick(clock_());
   Ready routes = directory_->TakeReady();
   if (links != nullptr) {
     for (const cluster::relay::Send& send : routes.sends) {

@@ -9,8 +9,9 @@
 // shard needs all of them.
 //
 // One turn (Turn), in this order: the view of the cluster (membership, links, queues) in;
-// the directory's tick; frames out (route sets, and the data plane owed to members whose
-// link came up), the links flushed; then the route changes, to every shard.
+// the directory's tick, with the time (route digests go by it); frames out (route sets,
+// digests and requests, and the data plane owed to members whose link came up), the links
+// flushed; then the route changes, to every shard.
 //
 // Thread: the control thread only. The Links and Shards it is given outlive the call.
 #ifndef STANZAD_SERVER_ROUTE_DRIVER_H_
@@ -18,6 +19,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <memory>
 #include <set>
@@ -30,6 +32,7 @@
 #include "cluster/node/frames.h"
 #include "cluster/raft/types.h"
 #include "cluster/relay/directory.h"
+#include "core/base/clock.h"
 #include "core/router/shard_records.h"
 #include "net/engine.h"
 #include "server/shard_mail.h"
@@ -61,8 +64,12 @@ class RouteDriver {
     virtual void Post(int shard, const router::ShardRecord& record) = 0;
   };
 
+  // Milliseconds that never go back: the directory's digests are timed by it.
+  using Clock = std::function<uint64_t()>;
+
   // `data_plane`: what this node tells every member whose link comes up (kDataPlane).
-  explicit RouteDriver(cluster::DataPlaneInfo data_plane);
+  // `clock`: a test's own, or the one the control loop reads.
+  explicit RouteDriver(cluster::DataPlaneInfo data_plane, Clock clock = MonotonicMs);
   RouteDriver(const RouteDriver&) = delete;
   RouteDriver& operator=(const RouteDriver&) = delete;
 
@@ -87,6 +94,7 @@ class RouteDriver {
 
  private:
   const cluster::DataPlaneInfo data_plane_;
+  const Clock clock_;
   std::map<raft::NodeId, cluster::DataPlaneInfo> data_planes_;  // the members'
   uint64_t data_planes_generation_ = 0;
   std::set<raft::NodeId> data_plane_owed_;  // links up, not yet told

@@ -16,7 +16,9 @@ class Directory::ClaimTable {
     auto& claims = claims_[address];
     if (claims.count(node) != 0) return;  // restated: the claim keeps its age
     claims[node] = ++stamp_;
-    by_node_[node].insert(address);
+    NodeClaims& mine = by_node_[node];
+    mine.addresses.insert(address);
+    mine.digest.Add(address);
     Resolve(address, out);
   }
 
@@ -25,8 +27,9 @@ class Directory::ClaimTable {
     if (it == claims_.end() || it->second.erase(node) == 0) return;
     if (it->second.empty()) claims_.erase(it);
     if (auto mine = by_node_.find(node); mine != by_node_.end()) {
-      mine->second.erase(address);
-      if (mine->second.empty()) by_node_.erase(mine);
+      mine->second.addresses.erase(address);
+      mine->second.digest.Remove(address);
+      if (mine->second.addresses.empty()) by_node_.erase(mine);
     }
     Resolve(address, out);
   }
@@ -35,7 +38,7 @@ class Directory::ClaimTable {
   void ForgetNode(NodeId node, std::vector<RouteChange>* out) {
     auto mine = by_node_.find(node);
     if (mine == by_node_.end()) return;
-    const std::set<std::string> addresses = std::move(mine->second);
+    const std::set<std::string> addresses = std::move(mine->second.addresses);
     by_node_.erase(mine);
     out->push_back({RouteChange::Op::kForgetNode, node, ""});
     std::vector<RouteChange> changes;
@@ -53,7 +56,13 @@ class Directory::ClaimTable {
 
   std::set<std::string> AddressesOf(NodeId node) const {
     auto it = by_node_.find(node);
-    return it == by_node_.end() ? std::set<std::string>{} : it->second;
+    return it == by_node_.end() ? std::set<std::string>{} : it->second.addresses;
+  }
+
+  // `node`'s claims in brief, to compare with its digests.
+  RouteDigest DigestOf(NodeId node) const {
+    auto it = by_node_.find(node);
+    return it == by_node_.end() ? RouteDigest{} : it->second.digest;
   }
 
   bool Claims(NodeId node, const std::string& address) const {
@@ -84,6 +93,19 @@ class Directory::ClaimTable {
     size_t count = 0;
     for (const auto& [address, claims] : claims_) count += claims.size();
     return count;
+  }
+
+  // Each node's digest sums up its claims, and no node is kept without one.
+  void CheckDigests() const {
+    for (const auto& [node, mine] : by_node_) {
+      CHECK(!mine.addresses.empty());
+      RouteDigest digest;
+      for (const std::string& address : mine.addresses) {
+        CHECK(Claims(node, address));
+        digest.Add(address);
+      }
+      CHECK(digest == mine.digest);
+    }
   }
 
  private:
@@ -120,8 +142,13 @@ class Directory::ClaimTable {
     }
   }
 
+  struct NodeClaims {
+    std::set<std::string> addresses;
+    RouteDigest digest;  // of `addresses`, as the node's digests sum up its routes
+  };
+
   std::map<std::string, std::map<NodeId, uint64_t>> claims_;  // address -> node -> stamp
-  std::map<NodeId, std::set<std::string>> by_node_;
+  std::map<NodeId, NodeClaims> by_node_;
   std::map<std::string, NodeId> told_;                     // single-holder: the shards'
   std::map<std::string, std::set<NodeId>> accounts_told_;  // accounts: the shards'
   uint64_t stamp_ = 0;
@@ -130,6 +157,7 @@ class Directory::ClaimTable {
 Directory::Directory(DirectoryOptions options)
     : options_(options), claims_(std::make_unique<ClaimTable>()) {
   CHECK(options_.routes_frame_bytes_max >= 1 && options_.routes_queued_bytes_max >= 1);
+  CHECK(options_.digest_interval_ms >= 1);
 }
 
 Directory::~Directory() = default;
@@ -140,6 +168,7 @@ void Directory::SetView(const View& view) {
     unlinked_.erase(gone);
     route_sets_in_.erase(gone);
     route_sets_out_.erase(gone);
+    digest_mismatches_.erase(gone);
     claims_->ForgetNode(gone, &ready_.route_changes);
   }
   // A member linked now and not before gets the whole set (whatever LinkUp said: a link
@@ -157,6 +186,7 @@ void Directory::SetView(const View& view) {
       continue;
     }
     route_sets_in_.erase(node);  // its set comes again, whole, on its next link
+    digest_mismatches_.erase(node);
     if (!unlinked_.insert(node).second) continue;
     for (const std::string& address : claims_->AddressesOf(node)) {
       if (router::IsAccountRoute(address)) claims_->Withdraw(node, address, &ready_.route_changes);
@@ -167,13 +197,20 @@ void Directory::SetView(const View& view) {
 void Directory::LocalRoute(bool up, std::string_view address_view) {
   const std::string address(address_view);
   const bool changed = up ? local_routes_.insert(address).second : local_routes_.erase(address) > 0;
-  if (!changed || !view_.member) return;
+  if (!changed) return;
+  if (up) {
+    local_digest_.Add(address);
+  } else {
+    local_digest_.Remove(address);
+  }
+  if (!view_.member) return;
   const std::string frame = EncodeRoutes({RoutesPart::kChanges, {{up, address}}});
   for (const NodeId peer : view_.linked) ready_.sends.push_back({peer, FrameType::kRoutes, frame});
 }
 
 void Directory::DropLocalRoutes() {
   local_routes_.clear();
+  local_digest_ = RouteDigest{};
   route_sets_out_.clear();  // the empty set below replaces any set under way
   if (!view_.member) return;
   const std::string frame = EncodeRoutes({RoutesPart::kWhole, {}});
@@ -255,6 +292,7 @@ void Directory::OnRoutes(NodeId from, std::string_view payload) {
         if (update.add) now.insert(update.address);
       }
       Replace(from, now);
+      digest_mismatches_.erase(from);  // whole with `from` now
       break;
     }
     case RoutesPart::kFirst:
@@ -275,8 +313,49 @@ void Directory::OnRoutes(NodeId from, std::string_view payload) {
       const std::set<std::string> now = std::move(arriving->second);
       route_sets_in_.erase(arriving);
       Replace(from, now);
+      digest_mismatches_.erase(from);  // whole with `from` now
       break;
     }
+    case RoutesPart::kDigest:
+      OnDigest(from, routes.digest);
+      break;
+    case RoutesPart::kSetRequest:
+      OnSetRequest(from);
+      break;
+  }
+}
+
+// Compared with what `from` claims here; asked for its set on the second mismatch in a
+// row (the header says why).
+void Directory::OnDigest(NodeId from, const RouteDigest& digest) {
+  if (!Linked(from)) return;  // its whole set comes with the link
+  // `from` sends no digest while its set to this node is under way, and the link keeps the
+  // order: the rest of a set still arriving was lost. What its parts claimed stays.
+  route_sets_in_.erase(from);
+  if (claims_->DigestOf(from) == digest) {
+    digest_mismatches_.erase(from);
+    return;
+  }
+  int& mismatches = digest_mismatches_[from];
+  if (++mismatches < kMismatchesBeforeRequest) return;
+  digest_mismatches_.erase(from);
+  ready_.sends.push_back({from, FrameType::kRoutes, EncodeRoutes({RoutesPart::kSetRequest, {}})});
+}
+
+// A set to `from`, unless one is under way to it: that one goes on, not restarted (the
+// header says why).
+void Directory::OnSetRequest(NodeId from) {
+  if (!Linked(from)) return;  // its whole set goes with the link
+  route_sets_out_.try_emplace(from, std::nullopt);
+}
+
+// A digest to each linked member no route set is under way to (the set's last part
+// makes that member whole; a digest meanwhile would not match what it holds).
+void Directory::SendDigests() {
+  if (!view_.member) return;
+  const std::string frame = EncodeRoutes({RoutesPart::kDigest, {}, local_digest_});
+  for (const NodeId peer : view_.linked) {
+    if (route_sets_out_.count(peer) == 0) ready_.sends.push_back({peer, FrameType::kRoutes, frame});
   }
 }
 
@@ -288,7 +367,16 @@ void Directory::Replace(NodeId from, const std::set<std::string>& now) {
   for (const std::string& address : now) claims_->Claim(from, address, &ready_.route_changes);
 }
 
-void Directory::Tick() { SendRouteSets(); }
+void Directory::Tick(uint64_t now_ms) {
+  SendRouteSets();  // first: a set finished now leaves before the digest that follows it
+  if (!next_digest_ms_) {
+    next_digest_ms_ = now_ms + options_.digest_interval_ms;
+    return;
+  }
+  if (now_ms < *next_digest_ms_) return;
+  next_digest_ms_ = now_ms + options_.digest_interval_ms;
+  SendDigests();
+}
 
 Ready Directory::TakeReady() {
   Ready ready = std::move(ready_);
@@ -317,6 +405,14 @@ void Directory::CheckInvariants() const {
     CHECK(view_.members.count(node) != 0);
   }
   for (const auto& [node, sent] : route_sets_out_) CHECK(node != raft::kNoNode);
+  for (const auto& [node, mismatches] : digest_mismatches_) {
+    CHECK(Linked(node));
+    CHECK(mismatches >= 1 && mismatches < kMismatchesBeforeRequest);
+  }
+  RouteDigest local;
+  for (const std::string& address : local_routes_) local.Add(address);
+  CHECK(local == local_digest_);
+  claims_->CheckDigests();
 }
 
 }  // namespace stanzad::cluster::relay

@@ -1,5 +1,6 @@
 #include "cluster/relay/wire.h"
 
+#include "core/base/check.h"
 #include "core/base/little_endian.h"
 
 namespace stanzad::cluster::relay {
@@ -28,9 +29,31 @@ std::string LaneName(Lane lane) {
   return std::to_string(lane.node) + "/" + std::to_string(lane.shard);
 }
 
+uint64_t RouteAddressHash(std::string_view address) {
+  uint64_t hash = 0xcbf29ce484222325ULL;  // FNV-1a 64: offset basis, prime
+  for (const char c : address) {
+    hash ^= static_cast<unsigned char>(c);
+    hash *= 0x100000001b3ULL;
+  }
+  hash ^= hash >> 33;  // fmix64
+  hash *= 0xff51afd7ed558ccdULL;
+  hash ^= hash >> 33;
+  hash *= 0xc4ceb9fe1a85ec53ULL;
+  hash ^= hash >> 33;
+  return hash;
+}
+
 std::string EncodeRoutes(const RoutesFrame& routes) {
   std::string out;
   out.push_back(static_cast<char>(routes.part));
+  if (routes.part == RoutesPart::kDigest || routes.part == RoutesPart::kSetRequest) {
+    CHECK(routes.updates.empty());
+    if (routes.part == RoutesPart::kDigest) {
+      PutLittle(&out, routes.digest.count);
+      PutLittle(&out, routes.digest.hash);
+    }
+    return out;
+  }
   for (const RouteUpdate& update : routes.updates) {
     out.push_back(update.add ? 1 : 0);
     PutLittle(&out, update.address.size(), 2);
@@ -46,6 +69,16 @@ absl::StatusOr<RoutesFrame> DecodeRoutes(std::string_view payload) {
     return Bad("routes header");
   }
   routes.part = static_cast<RoutesPart>(part);
+  if (routes.part == RoutesPart::kDigest) {
+    if (payload.size() != kRouteDigestBytes) return Bad("routes digest length");
+    TakeLittle(&payload, &routes.digest.count);
+    TakeLittle(&payload, &routes.digest.hash);
+    return routes;
+  }
+  if (routes.part == RoutesPart::kSetRequest) {
+    if (!payload.empty()) return Bad("routes set request with a body");
+    return routes;
+  }
   while (!payload.empty()) {
     uint64_t op = 0, length = 0;
     if (!TakeLittle(&payload, &op, 1) || op > 1 || !TakeLittle(&payload, &length, 2) ||

@@ -5,7 +5,12 @@
 //             address. part 0: changes to the sender's routes; 1: every route of the
 //             sender (it replaces what the receiver had from it); 2, 3, 4: the first,
 //             a middle and the last frame of such a set sent in several (a link's
-//             queue is bounded, a node may hold a million routes)
+//             queue is bounded, a node may hold a million routes).
+//             part 5, a digest of the sender's routes: count (8) | hash (8), nothing
+//             else (RouteDigest: the receiver compares it with what it holds from the
+//             sender). part 6, a request for the receiver's whole set: nothing after
+//             the part. A node that predates parts 5 and 6 rejects them as bad frames,
+//             which changes nothing there (cluster/relay/directory.h).
 //   A lane is a node (8) and one of its shards (2); see Lane.
 //   kStanza   origin lane (10) | incarnation (8) | sequence (8) | floor (8) | destination
 //             lane (10) | hops (1) | the stanza. (origin lane, incarnation, sequence)
@@ -61,20 +66,46 @@ struct RouteUpdate {
   std::string address;
 };
 enum class RoutesPart : uint8_t {
-  kChanges = 0,  // adds and removes
-  kWhole = 1,    // every route of the sender, in this one frame
-  kFirst = 2,    // every route of the sender, in several frames: the first
-  kMore = 3,     // ... one in the middle
-  kLast = 4,     // ... the last (the set is whole: what it lacks is withdrawn)
+  kChanges = 0,     // adds and removes
+  kWhole = 1,       // every route of the sender, in this one frame
+  kFirst = 2,       // every route of the sender, in several frames: the first
+  kMore = 3,        // ... one in the middle
+  kLast = 4,        // ... the last (the set is whole: what it lacks is withdrawn)
+  kDigest = 5,      // the sender's routes in brief (RouteDigest), no updates
+  kSetRequest = 6,  // "send me your whole set": no updates, no digest
 };
-inline constexpr RoutesPart kLastRoutesPart = RoutesPart::kLast;
+inline constexpr RoutesPart kLastRoutesPart = RoutesPart::kSetRequest;
+
+// A fixed 64-bit hash of a route address, the same in every process and on every node:
+// FNV-1a 64 over the address's bytes, then MurmurHash3's fmix64 finalizer so that every
+// input bit reaches every output bit (FNV-1a alone mixes its last bytes poorly, and the
+// digest adds these values up). Not absl::Hash or std::hash: those may be seeded per
+// process or differ between standard libraries, and a digest is compared across nodes.
+uint64_t RouteAddressHash(std::string_view address);
+
+// A set of route addresses in brief: how many, and the sum (mod 2^64) of their
+// RouteAddressHash. A sum does not depend on the order the set was built in and takes an
+// address in or out in O(1); two sets that differ give equal digests with a chance of
+// about 2^-64 (a differing count aside).
+struct RouteDigest {
+  uint64_t count = 0;
+  uint64_t hash = 0;
+  // REQUIRES: `address` is not in the set (Add) or is in it (Remove).
+  void Add(std::string_view address) { ++count, hash += RouteAddressHash(address); }
+  void Remove(std::string_view address) { --count, hash -= RouteAddressHash(address); }
+  bool operator==(const RouteDigest&) const = default;
+};
+inline constexpr size_t kRouteDigestBytes = 16;
+
 struct RoutesFrame {
   RoutesPart part = RoutesPart::kChanges;
-  std::vector<RouteUpdate> updates;
+  std::vector<RouteUpdate> updates;  // parts kChanges to kLast only
+  RouteDigest digest = {};           // kDigest only
 };
 // The bytes of a kRoutes frame: its header, and each route in it.
 inline constexpr size_t kRoutesHeaderBytes = 1;
 inline size_t RouteUpdateBytes(const std::string& address) { return 3 + address.size(); }
+// REQUIRES: a kDigest or kSetRequest frame has no updates.
 std::string EncodeRoutes(const RoutesFrame& routes);
 absl::StatusOr<RoutesFrame> DecodeRoutes(std::string_view payload);
 

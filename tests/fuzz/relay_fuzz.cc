@@ -1,8 +1,9 @@
 // Fuzzes the relay (cluster/relay/relay.h) and its route directory (directory.h) as a hostile
-// or confused member would drive them: frames of every relay type from members, built from the
-// the encoders, and raw bytes), interleaved with time, membership and link changes, local
-// routes and stanzas to forward. After every step the relay's own invariants hold and what
-// it keeps stays within its bounds; a crash or a CHECK is a finding.
+// or confused member would drive them: frames of every relay type from members (built from
+// the encoders, routes digests and set requests among them, and raw bytes), interleaved with
+// time, membership and link changes, local routes and stanzas to forward. After every step
+// the relay's own invariants hold and what it keeps stays within its bounds; a crash or a
+// CHECK is a finding.
 #include <cstddef>
 #include <cstdint>
 #include <cstdlib>
@@ -91,7 +92,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     switch (in.Byte() % 12) {
       case 0:
         now_ms += 50 * in.Byte();
-        directory.Tick();
+        directory.Tick(now_ms);
         relay.Tick(now_ms);
         break;
       case 1:
@@ -162,9 +163,18 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
       }
       case 8: {
         RoutesFrame routes{
-            static_cast<RoutesPart>(in.Byte() % (static_cast<int>(kLastRoutesPart) + 1)), {}};
-        for (uint64_t n = in.Small(); n > 0; --n) {
-          routes.updates.push_back({in.Byte() % 2 == 0, kBridges[in.Byte() % 5]});
+            static_cast<RoutesPart>(in.Byte() % (static_cast<int>(kLastRoutesPart) + 1)), {}, {}};
+        if (routes.part == RoutesPart::kDigest) {
+          // Of a few of the bridges: it matches what the member claims here now and then.
+          const uint8_t which = in.Byte();
+          for (int i = 0; i < 5; ++i) {
+            if ((which >> i) & 1) routes.digest.Add(kBridges[i]);
+          }
+          if (in.Byte() % 4 == 0) routes.digest.count = in.Small();
+        } else if (routes.part != RoutesPart::kSetRequest) {
+          for (uint64_t n = in.Small(); n > 0; --n) {
+            routes.updates.push_back({in.Byte() % 2 == 0, kBridges[in.Byte() % 5]});
+          }
         }
         directory.OnRoutes(peer, EncodeRoutes(routes));
         break;

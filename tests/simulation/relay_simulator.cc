@@ -83,6 +83,8 @@ void RelaySimStats::Add(const RelaySimStats& o) {
   leaderless += o.leaderless;
   bridge_moves += o.bridge_moves;
   lanes += o.lanes;
+  route_digests += o.route_digests;
+  route_set_requests += o.route_set_requests;
   window_duplicates += o.window_duplicates;
   window_delivered_and_bounced += o.window_delivered_and_bounced;
   window_lost += o.window_lost;
@@ -97,7 +99,8 @@ std::string RelaySimStats::ToString() const {
       " crashes=", crashes, " mid_turn_crashes=", mid_turn_crashes, " link_breaks=", link_breaks,
       " one_way_losses=", one_way_losses, " isolations=", isolations, " delays=", delays,
       " leader_changes=", leader_changes, " leaderless=", leaderless,
-      " bridge_moves=", bridge_moves, " lanes=", lanes, " window_duplicates=", window_duplicates,
+      " bridge_moves=", bridge_moves, " lanes=", lanes, " route_digests=", route_digests,
+      " route_set_requests=", route_set_requests, " window_duplicates=", window_duplicates,
       " window_delivered_and_bounced=", window_delivered_and_bounced, " window_lost=", window_lost,
       " custody_lost=", custody_lost, " unconfirmed=", unconfirmed);
 }
@@ -110,6 +113,7 @@ RelaySimulator::RelaySimulator(const RelaySimOptions& options)
   relay_options_.resend_after_ms = options_.resend_after_ms;
   relay_options_.service_every_ms = options_.service_every_ms;
   relay_options_.direct = options_.direct;
+  directory_options_.digest_interval_ms = options_.digest_interval_ms;
   if (options_.vary_per_seed) {
     relay_options_.direct = rng_.Chance(0.5);
     // Now and then a custody that holds a few stanzas only.
@@ -214,6 +218,12 @@ absl::Status RelaySimulator::Dispatch(Event& event) {
       if (event.frame_type != FrameType::kRoutes && event.shard >= to.lanes.size()) {
         ++stats_.frames_lost;  // for a lane it no longer has (it restarted with fewer)
         return absl::OkStatus();
+      }
+      if (event.frame_type == FrameType::kRoutes) {
+        absl::StatusOr<RoutesFrame> routes = DecodeRoutes(event.payload);
+        if (routes.ok() && routes->part == RoutesPart::kDigest) {
+          ++route_digests_heard_[{event.node, event.peer}];
+        }
       }
       return Turn(to, [&](Node& at) {
         if (event.frame_type == FrameType::kRoutes) {
@@ -561,7 +571,7 @@ absl::Status RelaySimulator::Turn(Node& node, Input input) {
   node.directory->SetView(view);
   for (auto& lane : node.lanes) lane->SetView(now_ms_, view);
   input(node);
-  node.directory->Tick();
+  node.directory->Tick(static_cast<uint64_t>(now_ms_));
   // As the daemon drives them: a route bound sends what waited for it, in every lane; the
   // route frames leave before the lanes'.
   Ready routes = node.directory->TakeReady();
@@ -700,6 +710,21 @@ void RelaySimulator::Transmit(Node& from, uint16_t from_shard, const Send& send)
         (void)Violation("resend storm", absl::StrCat("lane ", LaneName(from_lane), " sent s",
                                                      StanzaNumber(frame->stanza), " (seq ",
                                                      frame->sequence, ") ", sends, " times"));
+      }
+    }
+  }
+  if (type == FrameType::kRoutes) {
+    absl::StatusOr<RoutesFrame> routes = DecodeRoutes(payload);
+    if (routes.ok() && routes->part == RoutesPart::kDigest) ++stats_.route_digests;
+    if (routes.ok() && routes->part == RoutesPart::kSetRequest) {
+      ++stats_.route_set_requests;
+      // Asked after two mismatched digests in a row, then counted again from zero.
+      const uint64_t requests = ++route_set_requests_[{from.id, to}];
+      const uint64_t heard = route_digests_heard_[{from.id, to}];
+      if (2 * requests > heard) {
+        (void)Violation("route set request storm",
+                        absl::StrCat("node ", from.id, " asked ", to, " for its set ", requests,
+                                     " times, having heard ", heard, " digests from it"));
       }
     }
   }
@@ -1060,6 +1085,10 @@ std::string RelaySimulator::Describe(FrameType type, const std::string& payload)
     case FrameType::kRoutes: {
       absl::StatusOr<RoutesFrame> routes = DecodeRoutes(payload);
       if (!routes.ok()) return out + " (bad)";
+      if (routes->part == RoutesPart::kDigest) {
+        return absl::StrCat(out, " digest n=", routes->digest.count, " h=", routes->digest.hash);
+      }
+      if (routes->part == RoutesPart::kSetRequest) return out + " set request";
       static constexpr const char* kParts[] = {"", " whole", " first", " more", " last"};
       absl::StrAppend(&out, kParts[static_cast<int>(routes->part)], " [");
       for (const RouteUpdate& update : routes->updates) {

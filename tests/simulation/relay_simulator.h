@@ -24,7 +24,9 @@
 //   - a bounce comes from the stanza's origin lane, in the incarnation that accepted it;
 //   - Relay::CheckInvariants(), and custody bytes <= hold_bytes_max;
 //   - no stanza is sent by its origin more often than its resend pacing allows (with room
-//     for the resends that route and leader changes bring): no answer/resend storm.
+//     for the resends that route and leader changes bring): no answer/resend storm;
+//   - a node asks a member for its route set at most once per two route digests it heard
+//     from that member (directory.h's rule): no request storm.
 // At quiet points (every fault healed, nothing moved for a while) every node resolves every
 // bridge to where it really is (NodeOf and the shards' table built from route_changes). At
 // the end (healed, no new stanzas, longer than hold + abort wait) every stanza was delivered
@@ -85,8 +87,11 @@ struct RelaySimOptions {
   int64_t send_interval_ms = 25;  // mean gap between two stanzas
   int routes = 5;                 // bridges and one client resource
   // One-way loss and silence heal by breaking the link (as a TCP keepalive would) unless
-  // this is set: then the link just starts carrying frames again.
+  // this is set: then the link just starts carrying frames again, and only the route
+  // digests (directory.h) repair what was lost.
   bool heal_loss_without_relink = false;
+  // The directory's; well under quiet_ms, by which the routes must have converged.
+  uint64_t digest_interval_ms = 100;
 
   size_t trace_lines = 0;  // keep the last ones (for a replay)
 };
@@ -108,7 +113,9 @@ struct RelaySimStats {
   uint64_t leader_changes = 0;
   uint64_t leaderless = 0;
   uint64_t bridge_moves = 0;
-  uint64_t lanes = 0;  // lanes that ran (every node's, every life)
+  uint64_t lanes = 0;               // lanes that ran (every node's, every life)
+  uint64_t route_digests = 0;       // kRoutes digests sent
+  uint64_t route_set_requests = 0;  // kRoutes set requests sent
   // Outcomes the documented windows allowed.
   uint64_t window_duplicates = 0;
   uint64_t window_delivered_and_bounced = 0;
@@ -275,6 +282,10 @@ class RelaySimulator {
   std::vector<Tracked> tracked_;  // by stanza number
   // First-hop stanza frames per (origin lane, incarnation, sequence).
   std::map<std::tuple<Lane, uint64_t, uint64_t>, uint64_t> stanza_sends_;
+  // Route digests each node heard from each member, and the set requests it sent that
+  // member: (node, member).
+  std::map<std::pair<NodeId, NodeId>, uint64_t> route_digests_heard_;
+  std::map<std::pair<NodeId, NodeId>, uint64_t> route_set_requests_;
   // The highest floor each (origin lane, incarnation) sent each destination lane: floors
   // only rise.
   std::map<std::tuple<Lane, uint64_t, Lane>, uint64_t> floors_sent_;

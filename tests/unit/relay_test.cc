@@ -108,7 +108,7 @@ class Cluster {
   void LinkAll() {
     for (auto& [id, directory] : directories_) {
       for (NodeId peer : views_.at(id).linked) directory->LinkUp(peer);
-      directory->Tick();  // the sets leave (the relays' timers are not touched)
+      directory->Tick(now_ms_);  // the sets leave (the relays' timers are not touched)
     }
     Collect();
   }
@@ -121,7 +121,7 @@ class Cluster {
   void Advance(uint64_t ms) {
     now_ms_ += ms;
     for (auto& [id, relay] : relays_) {
-      directories_.at(id)->Tick();
+      directories_.at(id)->Tick(now_ms_);
       relay->Tick(now_ms_);
     }
     Collect();

@@ -1,5 +1,6 @@
-// RouteDriver (server/route_driver.h): two drivers wired through fake links and shards.
-// A route bound on one node's shards reaches every shard of the other; each node tells the
+// RouteDriver (server/route_driver.h): two drivers wired through fake links and shards, on
+// a clock the test moves. A route bound on one node's shards reaches every shard of the
+// other, and one whose frame was lost gets there by the route digests; each node tells the
 // other its data plane when their link comes up; out of a cluster nothing is sent.
 #include "server/route_driver.h"
 
@@ -74,9 +75,10 @@ class FakeShards final : public RouteDriver::Shards {
 };
 
 struct TwoNodes {
+  uint64_t now_ms = 1000;
   std::deque<Wire> wire;
-  RouteDriver a{{5280, 2}};
-  RouteDriver b{{5290, 4}};
+  RouteDriver a{{5280, 2}, [this] { return now_ms; }};
+  RouteDriver b{{5290, 4}, [this] { return now_ms; }};
   FakeLinks links_a{kA, kB, &wire};
   FakeLinks links_b{kB, kA, &wire};
   FakeShards shards_a, shards_b;
@@ -132,6 +134,40 @@ TEST(RouteDriver, RoutesReachEveryShardAndDataPlanesAreTold) {
   nodes.a.OnFrame(kB, cluster::FrameType::kStanza, "anything");
   nodes.Turns();
   EXPECT_TRUE(nodes.wire.empty());
+}
+
+// The routes frame of a route bound on B is lost on a link that stays up: B's digests (one a
+// second, by the driver's clock) make A ask for B's set, and A's shards learn the route.
+TEST(RouteDriver, ALostRoutesFrameIsRepairedByTheDigests) {
+  TwoNodes nodes;
+  nodes.Turns();
+  nodes.a.OnLinkUp(kB);
+  nodes.b.OnLinkUp(kA);
+  nodes.b.OnShardRecord(router::RouteUp{"cb2.example.com"});
+  nodes.Turns();
+  nodes.Pump();
+  ASSERT_EQ(nodes.a.RemoteRoutes().size(), 1u);
+  nodes.b.OnShardRecord(router::RouteUp{"cb3.example.com"});
+  nodes.Turns();
+  ASSERT_EQ(nodes.wire.size(), 1u);
+  nodes.wire.clear();  // lost
+  nodes.shards_a.posts.clear();
+  const cluster::relay::DirectoryOptions options;
+  for (int digest = 0; digest < 2; ++digest) {  // the second mismatch asks
+    EXPECT_EQ(nodes.a.RemoteRoutes().size(), 1u) << digest;
+    nodes.now_ms += options.digest_interval_ms;
+    nodes.Turns();
+    nodes.Pump();
+  }
+  EXPECT_EQ(nodes.a.RemoteRoutes().size(), 2u);
+  int binds = 0;
+  for (const FakeShards::Posted& post : nodes.shards_a.posts) {
+    if (post.record != "RemoteRouteBind") continue;
+    EXPECT_EQ(post.node, kB);
+    EXPECT_EQ(post.address, "cb3.example.com");
+    ++binds;
+  }
+  EXPECT_EQ(binds, kShards);
 }
 
 TEST(RouteDriver, OutOfAClusterNothingIsSent) {
