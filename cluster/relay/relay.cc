@@ -451,12 +451,7 @@ bool Relay::Accepts(const xmpp::Stanza& stanza, std::string_view bytes, std::str
   }
   // A relayed stanza's `from` names this domain, one of its bridges (a subdomain), or an
   // account of it: the origin node's session checked or stamped it.
-  const std::string host = router::CanonicalDomainOf(*stanza.from);
-  const std::string_view domain = domain_;
-  if (host == domain || (host.size() > domain.size() + 1 && host.ends_with(domain) &&
-                         host[host.size() - domain.size() - 1] == '.')) {
-    return true;
-  }
+  if (router::DomainIsOrUnder(*stanza.from, domain_)) return true;
   *why = "from is not of this cluster's domain";
   return false;
 }

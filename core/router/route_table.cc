@@ -36,6 +36,29 @@ std::string CanonicalDomainOf(std::string_view jid) {
   return canonical;
 }
 
+bool DomainIsOrUnder(std::string_view jid, std::string_view domain) {
+  std::string unescaped;
+  std::string_view host;
+  if (jid.find('&') != std::string_view::npos) {
+    unescaped = CanonicalDomainOf(jid);  // canonical already: the checks below hold
+    host = unescaped;
+  } else {
+    host = jid.substr(0, jid.find('/'));
+    if (const size_t at = host.find('@'); at != std::string_view::npos) host.remove_prefix(at + 1);
+    if (!host.empty() && host.back() == '.') host.remove_suffix(1);
+    for (const char c : host) {
+      if (c == ' ' || c == '@') return false;  // no domain at all (CanonicalDomainOf's "")
+    }
+  }
+  if (host.empty() || domain.empty() || host.size() < domain.size()) return false;
+  const size_t offset = host.size() - domain.size();
+  for (size_t i = 0; i < domain.size(); ++i) {
+    const char c = host[offset + i];
+    if ((c >= 'A' && c <= 'Z' ? static_cast<char>(c - 'A' + 'a') : c) != domain[i]) return false;
+  }
+  return offset == 0 || (offset >= 2 && host[offset - 1] == '.');
+}
+
 namespace {
 
 // The first label of `address` when the rest of it is `domain`; nullopt otherwise.

@@ -23,6 +23,11 @@ namespace stanzad::router {
 // there is none.
 std::string CanonicalDomainOf(std::string_view jid);
 
+// Whether CanonicalDomainOf(jid) is `domain` or a subdomain of it ("cb1.example.com"
+// for "example.com"). `domain`: canonical already (lowercase, no trailing dot). Without
+// a copy of the JID unless it holds a reference ('&').
+bool DomainIsOrUnder(std::string_view jid, std::string_view domain);
+
 // The shard (of `shard_count` > 0) that owns `address` on a node: it decides which
 // connection holds it, and a stanza from another node for it lands there. Every node
 // runs the same binary, so every node computes the same owner.

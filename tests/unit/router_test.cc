@@ -55,6 +55,17 @@ TEST(RelayedStanzaCheckerTest, AcceptsExactlyOneWellFormedStanza) {
 }
 
 TEST(CanonicalDomainTest, ExtractsAndFoldsTheDomainpart) {
+  // DomainIsOrUnder answers as CanonicalDomainOf would, without its copy.
+  for (const char* jid :
+       {"example.com", "EXAMPLE.com.", "cb1.example.com", "u@CB1.Example.COM/r/x@y",
+        "a.b.example.com", "a&amp;b@example.com", "&#x65;xample.com", "xample.com",
+        "badexample.com", ".example.com", "example.com.evil", "u@", "", "&bogus;",
+        "a b.example.com", "u@v@example.com", "example.org", "com"}) {
+    const std::string host = CanonicalDomainOf(jid);
+    const bool expected = !host.empty() && (host == "example.com" ||
+                                            (host.size() > 12 && host.ends_with(".example.com")));
+    EXPECT_EQ(DomainIsOrUnder(jid, "example.com"), expected) << jid;
+  }
   EXPECT_EQ(CanonicalDomainOf("cb1.example.com"), "cb1.example.com");
   EXPECT_EQ(CanonicalDomainOf("User@CB1.Example.com/Res/x@y"), "cb1.example.com");
   EXPECT_EQ(CanonicalDomainOf("example.com."), "example.com");
