@@ -452,7 +452,7 @@ void RouterShard::Route(Connection& sender, const xmpp::Stanza& stanza) {
       return;
     case router::RouteKind::kRemote:
       // The control thread relays it to that node (cluster/node, daemon).
-      if (ForwardToNode(sender.id(), decision.node, stanza.bytes, stanza.to)) {
+      if (ForwardToNode(sender.id(), decision.node, stanza.bytes, stanza.to, decision.address)) {
         Bump(stats_->stanzas_forwarded);
       } else {
         Bounce(sender.id(), stanza.bytes, StanzaErrorCondition::kResourceConstraint);
@@ -750,12 +750,13 @@ std::optional<uint64_t> RouterShard::RemoteNodeOf(std::string_view raw_jid) cons
 }
 
 bool RouterShard::ForwardToNode(ConnectionId sender, uint64_t node, std::string_view bytes,
-                                std::optional<std::string_view> to) {
+                                std::optional<std::string_view> to,
+                                std::string_view route_address) {
   if (forwarder_ == nullptr) {
     return PostEncodedToControl(*shard_,
                                 router::EncodeControlRecord(router::Forward{sender, node, bytes}));
   }
-  forwarder_->Forward(sender, node, bytes, to);
+  forwarder_->Forward(sender, node, bytes, to, route_address);
   return true;
 }
 

@@ -232,9 +232,10 @@ class RouterShard : public ShardHandler {
     virtual ~Forwarder() = default;
     // A stanza for member `node` (it answers the sender itself if it cannot take it).
     // `to`: the stanza's raw `to` attribute when the router read it already (nullopt:
-    // the forwarder reads the stanza itself).
+    // the forwarder reads the stanza itself); `route_address`: the route the router
+    // resolved it to (RouteDecision::address; empty: the forwarder finds it).
     virtual void Forward(ConnectionId sender, uint64_t node, std::string_view bytes,
-                         std::optional<std::string_view> to) = 0;
+                         std::optional<std::string_view> to, std::string_view route_address) = 0;
     // `address` (a bridge, a client's full JID, an account) is bound now, somewhere.
     virtual void RouteBound(std::string_view address) = 0;
   };
@@ -284,7 +285,8 @@ class RouterShard : public ShardHandler {
   // A stanza for member `node`: to the forwarder, or to the control thread. False: that
   // queue is full (the caller bounces it).
   bool ForwardToNode(ConnectionId sender, uint64_t node, std::string_view bytes,
-                     std::optional<std::string_view> to = std::nullopt);
+                     std::optional<std::string_view> to = std::nullopt,
+                     std::string_view route_address = {});
   // Delivers to `target` on any shard, or answers `sender` with the error.
   void DeliverTo(ConnectionId sender, ConnectionId target, std::string_view bytes);
   // Bounce() for a local sender, BounceToPeer() for kNoConnection.

@@ -190,7 +190,7 @@ cluster::relay::View NodeShard::LaneView() const {
 }
 
 void NodeShard::Forward(net::ConnectionId sender, uint64_t node, std::string_view bytes,
-                        std::optional<std::string_view> to) {
+                        std::optional<std::string_view> to, std::string_view route_address) {
   if (!lane_) {  // not in a cluster (yet): nowhere to take it
     if (sender != net::kNoConnection) {
       router::PostRecord(
@@ -200,7 +200,7 @@ void NodeShard::Forward(net::ConnectionId sender, uint64_t node, std::string_vie
     return;
   }
   if (lane_->domain() != router_->domain()) lane_->SetDomain(router_->domain());
-  lane_->Forward(shard_->now_ms(), sender, node, bytes, to);
+  lane_->Forward(shard_->now_ms(), sender, node, bytes, to, route_address);
   lane_dirty_ = true;
 }
 

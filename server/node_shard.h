@@ -109,7 +109,7 @@ class NodeShard final : public net::ShardHandler, private router::RouterShard::F
 
   // RouterShard::Forwarder.
   void Forward(net::ConnectionId sender, uint64_t node, std::string_view bytes,
-               std::optional<std::string_view> to) override;
+               std::optional<std::string_view> to, std::string_view route_address) override;
   void RouteBound(std::string_view address) override;
 
   // A frame from member `from` on one of this shard's data links.

@@ -148,7 +148,7 @@ void Relay::Send(Lane to, FrameType type, std::string payload) {
 // ---- Custody (this node as the origin) ----
 
 void Relay::Forward(uint64_t now_ms, SenderId sender, NodeId node, std::string_view bytes,
-                    std::optional<std::string_view> to) {
+                    std::optional<std::string_view> to, std::string_view route_address) {
   if (custody_bytes_ + bytes.size() > options_.hold_bytes_max) {
     ++stats_.failed;
     if (sender != kNoSender) {
@@ -157,17 +157,22 @@ void Relay::Forward(uint64_t now_ms, SenderId sender, NodeId node, std::string_v
     }
     return;
   }
-  TakeInto(now_ms, sender, node, bytes, to);
+  TakeInto(now_ms, sender, node, bytes, to, route_address);
 }
 
 void Relay::TakeInto(uint64_t now_ms, SenderId sender, NodeId node, std::string_view bytes,
-                     std::optional<std::string_view> to) {
+                     std::optional<std::string_view> to, std::string_view route_address) {
   if (!to) to = xmpp::InspectStanza(bytes).to;
   DCHECK(to == xmpp::InspectStanza(bytes).to);  // the caller's is the stanza's own
+  DCHECK(route_address.empty() || (to && route_address == router::RouteAddressOf(*to, domain_)));
   const uint64_t sequence = next_sequence_++;
   Entry& entry = custody_[sequence];
   entry.sequence = entry.key = sequence;
-  entry.address = to ? router::RouteAddressOf(*to, domain_) : "";
+  if (!route_address.empty()) {
+    entry.address.assign(route_address);
+  } else {
+    entry.address = to ? router::RouteAddressOf(*to, domain_) : "";
+  }
   // A message for a resource bound nowhere is the account's (RFC 6121 §8.5.3.2.1): the
   // shard sent this copy to a node holding the account.
   if (const size_t slash = entry.address.find('/'); slash != std::string::npos &&

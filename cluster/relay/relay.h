@@ -131,9 +131,12 @@ class Relay {
   // waiting for it that were bound elsewhere, or nowhere, go there.
   void RouteBound(uint64_t now_ms, std::string_view address);
   // A stanza a shard routed to `node`. Taken into custody, or bounced at once. `to`: the
-  // stanza's raw `to` attribute when the caller read it already (nullopt: read here).
+  // stanza's raw `to` attribute when the caller read it already (nullopt: read here);
+  // `route_address`: router::RouteAddressOf(*to, domain()) when the caller has it (the
+  // route it resolved `to` to; empty: found here).
   void Forward(uint64_t now_ms, SenderId sender, NodeId node, std::string_view bytes,
-               std::optional<std::string_view> to = std::nullopt);
+               std::optional<std::string_view> to = std::nullopt,
+               std::string_view route_address = {});
   // A relay frame (kStanza, kAck, kAckRelay, kAbort) from lane `from` of a member, sent
   // to this lane.
   void OnFrame(uint64_t now_ms, Lane from, FrameType type, std::string_view payload);
@@ -164,7 +167,7 @@ class Relay {
 
   // Custody.
   void TakeInto(uint64_t now_ms, SenderId sender, NodeId node, std::string_view bytes,
-                std::optional<std::string_view> to);
+                std::optional<std::string_view> to, std::string_view route_address = {});
   void SendEntry(uint64_t now_ms, Entry& entry);
   void SendAbort(uint64_t now_ms, Entry& entry, std::optional<Lane> except);
   bool Retry(uint64_t now_ms, Entry& entry);  // true: finished here

@@ -167,16 +167,21 @@ std::optional<uint64_t> RouteTable::Find(std::string_view address) const {
 
 RouteDecision RouteTable::Resolve(std::string_view raw_to) const {
   using xmpp::StanzaErrorCondition;
-  const std::string domain = CanonicalDomainOf(raw_to);
-  if (domain.empty()) return {RouteKind::kError, 0, 0, StanzaErrorCondition::kJidMalformed};
-  if (domain == server_domain_) return {RouteKind::kServer, 0, 0, {}};
-  if (auto connection = Find(domain)) return {RouteKind::kComponent, *connection, 0, {}};
-  if (auto remote = FindRemote(domain)) return {RouteKind::kRemote, 0, *remote, {}};
+  std::string domain = CanonicalDomainOf(raw_to);
+  if (domain.empty()) return {RouteKind::kError, 0, 0, StanzaErrorCondition::kJidMalformed, {}};
+  if (domain == server_domain_) return {RouteKind::kServer, 0, 0, {}, {}};
+  if (auto connection = Find(domain)) return {RouteKind::kComponent, *connection, 0, {}, {}};
+  if (auto remote = FindRemote(domain)) {
+    return {RouteKind::kRemote, 0, *remote, {}, std::move(domain)};
+  }
   const bool ours = domain.size() > server_domain_.size() && domain.ends_with(server_domain_) &&
                     domain[domain.size() - server_domain_.size() - 1] == '.';
-  return {RouteKind::kError, 0, 0,
+  return {RouteKind::kError,
+          0,
+          0,
           ours ? StanzaErrorCondition::kServiceUnavailable
-               : StanzaErrorCondition::kRemoteServerNotFound};
+               : StanzaErrorCondition::kRemoteServerNotFound,
+          {}};
 }
 
 }  // namespace stanzad::router

@@ -45,6 +45,9 @@ struct RouteDecision {
   uint64_t connection = 0;
   uint64_t node = 0;  // kRemote
   xmpp::StanzaErrorCondition error = xmpp::StanzaErrorCondition::kServiceUnavailable;
+  // kRemote: the route it found, CanonicalDomainOf(raw_to) (what RouteAddressOf gives
+  // for it: a component's address), for the relay to keep the stanza under.
+  std::string address;
 };
 
 class RouteTable {
