@@ -5,6 +5,7 @@
 
 #include "cluster/node/peer_transport.h"
 #include "core/base/check.h"
+#include "core/base/log.h"
 
 namespace stanzad::server {
 
@@ -106,6 +107,9 @@ void RouteDriver::Turn(Links* links, Shards& shards) {
       it = data_plane_owed_.erase(it);
     }
     links->Flush();
+  }
+  for (const cluster::relay::LogLine& line : routes.logs) {
+    LogEvent(line.warning ? LogLevel::kWarning : LogLevel::kInfo, line.event, line.fields);
   }
   for (const RouteChange& change : routes.route_changes) {
     const router::ShardRecord record = RecordOf(change);

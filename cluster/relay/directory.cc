@@ -169,6 +169,7 @@ void Directory::SetView(const View& view) {
     route_sets_in_.erase(gone);
     route_sets_out_.erase(gone);
     digest_mismatches_.erase(gone);
+    digest_requests_.erase(gone);
     claims_->ForgetNode(gone, &ready_.route_changes);
   }
   // A member linked now and not before gets the whole set (whatever LinkUp said: a link
@@ -187,6 +188,7 @@ void Directory::SetView(const View& view) {
     }
     route_sets_in_.erase(node);  // its set comes again, whole, on its next link
     digest_mismatches_.erase(node);
+    digest_requests_.erase(node);
     if (!unlinked_.insert(node).second) continue;
     for (const std::string& address : claims_->AddressesOf(node)) {
       if (router::IsAccountRoute(address)) claims_->Withdraw(node, address, &ready_.route_changes);
@@ -334,12 +336,28 @@ void Directory::OnDigest(NodeId from, const RouteDigest& digest) {
   route_sets_in_.erase(from);
   if (claims_->DigestOf(from) == digest) {
     digest_mismatches_.erase(from);
+    digest_requests_.erase(from);
     return;
   }
   int& mismatches = digest_mismatches_[from];
-  if (++mismatches < kMismatchesBeforeRequest) return;
+  if (++mismatches < MismatchesBeforeRequest(from)) return;
   digest_mismatches_.erase(from);
+  const int requests = ++digest_requests_[from];
+  if (requests == 3) {  // once per spell: two whole sets did not make the digests match
+    ready_.logs.push_back(
+        {true, "route_digest_mismatch_persists",
+         "member=" + std::to_string(from) +
+             " requests=3 note=\"its routes still differ after its whole set came twice (a "
+             "route this node refuses?); asking less often, up to every " +
+             std::to_string(kMismatchesBeforeRequest << kRequestBackoffMax) + " digests\""});
+  }
   ready_.sends.push_back({from, FrameType::kRoutes, EncodeRoutes({RoutesPart::kSetRequest, {}})});
+}
+
+int Directory::MismatchesBeforeRequest(NodeId from) const {
+  auto it = digest_requests_.find(from);
+  const int requests = it == digest_requests_.end() ? 0 : it->second;
+  return kMismatchesBeforeRequest << std::min(requests, kRequestBackoffMax);
 }
 
 // A set to `from`, unless one is under way to it: that one goes on, not restarted (the
@@ -407,8 +425,9 @@ void Directory::CheckInvariants() const {
   for (const auto& [node, sent] : route_sets_out_) CHECK(node != raft::kNoNode);
   for (const auto& [node, mismatches] : digest_mismatches_) {
     CHECK(Linked(node));
-    CHECK(mismatches >= 1 && mismatches < kMismatchesBeforeRequest);
+    CHECK(mismatches >= 1 && mismatches < MismatchesBeforeRequest(node));
   }
+  for (const auto& [node, requests] : digest_requests_) CHECK(Linked(node) && requests >= 1);
   RouteDigest local;
   for (const std::string& address : local_routes_) local.Add(address);
   CHECK(local == local_digest_);

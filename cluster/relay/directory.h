@@ -34,7 +34,11 @@
 //     and a new connection, must not become a request storm): after two mismatched
 //     digests in a row from a member, and only then, it asks that member for its whole
 //     set (a kSetRequest), and counts again from zero. So it asks a member at most once
-//     per two digests it hears from it.
+//     per two digests it hears from it. A mismatch the member's set does not repair (a
+//     route this node refuses) must not become a loop either: after each request that
+//     did not bring a matching digest, twice as many mismatches are needed before the
+//     next (2, 4, 8 ... up to 128 digests), until a digest matches again; the third
+//     request in such a spell is logged (route_digest_mismatch_persists).
 //   - A digest from a member whose set is arriving here means the rest of that set was
 //     lost (the member sends none while its set is under way, and the link keeps the
 //     order): the set is given up (what its parts claimed stays claimed) and the digest
@@ -95,7 +99,7 @@ class Directory final : public RouteLookup {
   // control loop turns whenever something happens, so a count would send more digests
   // the busier the node.
   void Tick(uint64_t now_ms);
-  // Frames (kRoutes) and route changes; nothing else is filled.
+  // Frames (kRoutes), route changes and log lines; nothing else is filled.
   Ready TakeReady();
 
   std::optional<NodeId> NodeOf(std::string_view address) const override;
@@ -121,6 +125,10 @@ class Directory final : public RouteLookup {
 
   // Mismatched digests in a row from one member before it is asked for its set.
   static constexpr int kMismatchesBeforeRequest = 2;
+  // After each request that did not make the digests match, twice as many mismatches
+  // before the next, up to 2^this times kMismatchesBeforeRequest (128 digests).
+  static constexpr int kRequestBackoffMax = 6;
+  int MismatchesBeforeRequest(NodeId from) const;
 
   const DirectoryOptions options_;
   View view_;
@@ -128,8 +136,12 @@ class Directory final : public RouteLookup {
   RouteDigest local_digest_;                // of local_routes_
   std::optional<uint64_t> next_digest_ms_;  // none before the first Tick
   // Per member, the mismatched digests in a row heard from it (missing: none). Only
-  // members, at most kMismatchesBeforeRequest - 1 each.
+  // linked members, fewer than MismatchesBeforeRequest each.
   std::map<NodeId, int> digest_mismatches_;
+  // Per member, the sets asked of it since its digest last matched (missing: none): a
+  // mismatch that its set does not repair (a route this node cannot take) is asked about
+  // less and less often, never in a loop. Only linked members.
+  std::map<NodeId, int> digest_requests_;
   std::unique_ptr<ClaimTable> claims_;
   std::set<NodeId> unlinked_;  // members whose account routes were dropped this outage
   // Route sets being sent: per member, the last address sent (nullopt: none yet).

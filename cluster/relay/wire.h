@@ -57,7 +57,9 @@ inline constexpr uint32_t kLanesPerNodeMax = 1024;
 // "node/shard", for logs and traces.
 std::string LaneName(Lane lane);
 
-inline constexpr size_t kRouteAddressBytesMax = 1023;
+// A full JID's (RFC 7622: three parts of at most 1023 bytes, and two separators): a client
+// bound with the longest resource is announced like any other route.
+inline constexpr size_t kRouteAddressBytesMax = 3 * 1023 + 2;
 inline constexpr size_t kAbortSequencesMax = 64;      // per kAbort, strictly ascending
 inline constexpr size_t kAnswersPerFrameMax = 65536;  // per kAck (590 KB)
 

@@ -106,6 +106,7 @@ class Pair {
   std::function<bool(const Frame&)> drop;
   std::vector<Frame> sent;
   std::map<NodeId, std::vector<RouteChange>> route_changes;
+  std::map<NodeId, std::vector<LogLine>> logs;
 
  private:
   void Collect() {
@@ -122,6 +123,7 @@ class Pair {
       for (RouteChange& change : ready.route_changes) {
         route_changes[id].push_back(std::move(change));
       }
+      for (LogLine& line : ready.logs) logs[id].push_back(std::move(line));
       directory->CheckInvariants();
     }
   }
@@ -227,10 +229,42 @@ TEST(DirectoryDigest, OnlyMismatchesInARowAskAndALostRequestIsAskedAgain) {
   EXPECT_EQ(pair.Count(kB, kA, RoutesPart::kSetRequest), 0);
   pair.Inject(kA, kB, Digest(wrong));
   EXPECT_EQ(pair.Count(kB, kA, RoutesPart::kSetRequest), 1);
-  pair.Inject(kA, kB, Digest(wrong));  // counted again from zero
+  // Counted again from zero, and (the request did not bring a matching digest) twice as
+  // many are needed now: a lost request is asked again after four.
+  for (int i = 0; i < 3; ++i) pair.Inject(kA, kB, Digest(wrong));
   EXPECT_EQ(pair.Count(kB, kA, RoutesPart::kSetRequest), 1);
   pair.Inject(kA, kB, Digest(wrong));
   EXPECT_EQ(pair.Count(kB, kA, RoutesPart::kSetRequest), 2);
+  // A matching digest ends the spell: two mismatches ask again.
+  pair.Inject(kA, kB, Digest(right));
+  pair.Inject(kA, kB, Digest(wrong));
+  pair.Inject(kA, kB, Digest(wrong));
+  EXPECT_EQ(pair.Count(kB, kA, RoutesPart::kSetRequest), 3);
+}
+
+// A mismatch that no set repairs (here: digests that never match what B holds; in the
+// field, a route B refuses) is asked about less and less often, never in a loop, and
+// said once in the log.
+TEST(DirectoryDigest, AMismatchNoSetRepairsIsAskedAboutLessAndLessOften) {
+  Pair pair;
+  pair.Bind(kA, "x.example.com");
+  pair.Advance(0);
+  pair.Pump();
+  RouteDigest wrong = pair.at(kA).local_digest();
+  wrong.Add("never.example.com");
+  pair.sent.clear();
+  std::vector<int> asked_at;  // the mismatches after which B asked
+  for (int digest = 1; digest <= 300; ++digest) {
+    const int before = pair.Count(kB, kA, RoutesPart::kSetRequest);
+    pair.Inject(kA, kB, Digest(wrong));
+    pair.Pump();  // A's set goes to B each time, and changes nothing
+    if (pair.Count(kB, kA, RoutesPart::kSetRequest) > before) asked_at.push_back(digest);
+  }
+  // 2, then 4, 8, 16, 32, 64 more, then every 128.
+  EXPECT_EQ(asked_at, (std::vector<int>{2, 6, 14, 30, 62, 126, 254}));
+  ASSERT_EQ(pair.logs[kB].size(), 1u);
+  EXPECT_EQ(pair.logs[kB][0].event, "route_digest_mismatch_persists");
+  EXPECT_NE(pair.logs[kB][0].fields.find("member=1"), std::string::npos);
 }
 
 // A request while a set is under way to the asker does not restart it (one set in flight

@@ -105,6 +105,13 @@ TEST(RouteDigestWire, UnknownPartsAndBadEntriesAreRefused) {
   EXPECT_FALSE(DecodeRoutes(std::string("\x00\x01\x02\x00x", 5)).ok());  // longer than given
   RoutesFrame too_long{RoutesPart::kChanges, {{true, std::string(kRouteAddressBytesMax + 1, 'a')}}};
   EXPECT_FALSE(DecodeRoutes(EncodeRoutes(too_long)).ok());
+  // A client's full JID with every part at RFC 7622's 1023 bytes is a route like any other.
+  const std::string longest_jid =
+      std::string(1023, 'u') + "@" + std::string(1023, 'd') + "/" + std::string(1023, 'r');
+  absl::StatusOr<RoutesFrame> longest =
+      DecodeRoutes(EncodeRoutes({RoutesPart::kChanges, {{true, longest_jid}}}));
+  ASSERT_TRUE(longest.ok()) << longest.status();
+  EXPECT_EQ(longest->updates.at(0).address, longest_jid);
 }
 
 // A routes frame cut at any offset decodes to the routes before the cut (at an entry's end)
