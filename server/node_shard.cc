@@ -28,10 +28,15 @@ class NodeShard::Routes final : public cluster::relay::RouteLookup {
 };
 
 router::EncodedRecord EncodeNodeRecord(const NodeRecord& record) {
-  if (const auto* lane = std::get_if<LaneFrameFromPeer>(&record)) {
-    return router::EncodedRecord(kLaneFrame, net::kNoConnection, lane->from, lane->payload);
-  }
-  return router::EncodedRecord(kDataPlaneChanged, net::kNoConnection, 0, "");
+  struct Encoder {  // one overload per kind: a new kind without one does not compile
+    router::EncodedRecord operator()(const DataPlaneChanged&) const {
+      return router::EncodedRecord(kDataPlaneChanged, net::kNoConnection, 0, "");
+    }
+    router::EncodedRecord operator()(const LaneFrameFromPeer& lane) const {
+      return router::EncodedRecord(kLaneFrame, net::kNoConnection, lane.from, lane.payload);
+    }
+  };
+  return std::visit(Encoder{}, record);
 }
 
 std::optional<NodeRecord> DecodeNodeRecord(const net::CrossShardMessage& message) {

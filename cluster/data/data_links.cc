@@ -134,7 +134,7 @@ void DataLinks::Dial(net::Shard& shard, raft::NodeId member, const DataPlaneConf
   options.expected_peer = member;
   options.address = link->remote;
   options.nonce = RandomBytes(kAuthNonceBytes);
-  options.offer_aes_gcm = AesGcmIsFastHere() && !dialler.hello_version_1;
+  options.offer_aes_gcm = AesGcmIsFastHere() && now_ms_ >= dialler.hello_version_1_until_ms;
   link->handshake = LinkHandshake::Dialler(std::move(options));
   if (config_->tls_client) {
     absl::StatusOr<std::unique_ptr<tls::TlsSession>> session =
@@ -213,9 +213,17 @@ bool DataLinks::ReadHandshake(net::Shard& shard, Link& link) {
   switch (link.handshake->state()) {
     case LinkHandshake::State::kRefused: {
       const LinkRefusal refusal = link.handshake->refusal();
-      if (link.outgoing && !refusal.tell_peer &&
-          refusal.reason.find("unknown version") != std::string::npos) {
-        diallers_[link.peer].hello_version_1 = true;  // an older stanzad: its hello next time
+      if (link.outgoing && !refusal.tell_peer && refusal.reason == kUnknownHelloVersionRefusal &&
+          AesGcmIsFastHere()) {
+        // An older stanzad (or anyone answering at its address): its hello for a while.
+        diallers_[link.peer].hello_version_1_until_ms = now_ms_ + limits_.hello_version_1_ms;
+        if (ShouldLog(Concat(link.remote, "|hello_version_1"), now_ms_)) {
+          LogEvent(
+              LogLevel::kWarning, "data_link_hello_version_1",
+              Concat("peer=", link.remote, " for_ms=", std::to_string(limits_.hello_version_1_ms),
+                     " reason=", LogQuote("it refused the version 2 hello (an older stanzad?)"),
+                     " note=", LogQuote("its links are sealed with ChaCha20-Poly1305 meanwhile")));
+        }
       }
       Refuse(shard, link, refusal.reason, refusal.fix, refusal.tell_peer);
       return false;
@@ -236,6 +244,15 @@ void DataLinks::OnAuthenticated(net::Shard& shard, Link& link) {
   }
   link.opener = link.handshake->TakeOpener();
   if (link.tls) link.opener.reset();  // TLS protects the link
+  if (link.outgoing) {
+    const std::string_view sealed =
+        link.tls ? std::string_view("tls") : LinkCipherName(link.handshake->cipher());
+    if (ShouldLog(Concat(link.remote, "|up|", sealed), now_ms_)) {
+      LogEvent(LogLevel::kInfo, "data_link_up",
+               Concat("peer=", link.remote, " node=", std::to_string(result.peer),
+                      " sealed=", sealed, " note=", LogQuote("logged once a minute per peer")));
+    }
+  }
   link.handshake.reset();
   link.peer = result.peer;
   link.authenticated = true;

@@ -69,6 +69,10 @@ struct DataLinkLimits {
   uint64_t silence_ms_max = 5000;
   uint64_t redial_ms_min = 100;
   uint64_t redial_ms_max = 2000;
+  // A member that refused the version 2 hello as an unknown version (an older stanzad,
+  // or anyone answering at its address) is dialled with version 1 for this long, then
+  // offered AES-256-GCM again: a refusal nobody authenticated changes nothing for good.
+  uint64_t hello_version_1_ms = 10 * 60 * 1000;
 };
 
 // One shard's counters; written by its thread, read by any.
@@ -127,9 +131,9 @@ class DataLinks {
     net::ConnectionId link = net::kNoConnection;
     uint64_t next_dial_ms = 0;
     uint64_t backoff_ms = 0;
-    // It refused a version 2 hello (an older stanzad): dialled with version 1 since,
-    // so ChaCha20-Poly1305 (link_auth.h).
-    bool hello_version_1 = false;
+    // Until then it is dialled with the version 1 hello (so ChaCha20-Poly1305): it
+    // refused a version 2 hello as an unknown version (link_auth.h).
+    uint64_t hello_version_1_until_ms = 0;
   };
 
   void Dial(net::Shard& shard, raft::NodeId member, const DataPlaneConfig::Member& where);

@@ -61,6 +61,10 @@ bool AesGcmIsFastHere() {
 #endif
 }
 
+std::string_view LinkCipherName(LinkCipher cipher) {
+  return cipher == LinkCipher::kAes256Gcm ? "aes-256-gcm" : "chacha20-poly1305";
+}
+
 std::string EncodeAuthHello(const AuthHello& hello) {
   std::string out;
   out.push_back(static_cast<char>(hello.ciphers ? kAuthVersionWithCiphers : kAuthVersion));

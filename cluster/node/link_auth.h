@@ -85,6 +85,12 @@ inline constexpr uint8_t CipherBit(LinkCipher cipher) {
 // True where AES-256-GCM runs on AES-NI and PCLMULQDQ: constant time, and faster than
 // ChaCha20-Poly1305. Elsewhere a node neither offers nor chooses it.
 bool AesGcmIsFastHere();
+// "aes-256-gcm", "chacha20-poly1305": for logs.
+std::string_view LinkCipherName(LinkCipher cipher);
+// What an acceptor answers (kAuthRefused) to a hello of a version it does not know: this
+// stanzad to version 3 and later, a stanzad from before December to version 2.
+inline constexpr std::string_view kUnknownHelloVersionRefusal =
+    "bad authentication frame: unknown version (a newer stanzad?)";
 
 struct AuthHello {
   LinkCredential credential = LinkCredential::kClusterKey;

@@ -48,7 +48,7 @@ LinkHandshake LinkHandshake::Dialler(DiallerOptions options) {
   hello.nonce = handshake.nonce_;
   if (options.offer_aes_gcm) {
     hello.ciphers = CipherBit(LinkCipher::kChaCha20Poly1305) | CipherBit(LinkCipher::kAes256Gcm);
-    handshake.offered_ciphers_ = true;
+    handshake.offered_ciphers_ = handshake.offered_aes_gcm_ = true;
   }
   hello.address = std::move(options.self.address);
   handshake.hello_payload_ = EncodeAuthHello(hello);
@@ -136,7 +136,10 @@ void LinkHandshake::OnChallenge(const Frame& frame) {
     Refuse(challenge.ok() ? "unexpected challenge" : "bad challenge", std::string(kUpgrade));
     return;
   }
-  // (Only what was offered can come back: the hello offered both ciphers it knows.)
+  if (challenge->cipher == LinkCipher::kAes256Gcm && !offered_aes_gcm_) {
+    Refuse("the peer chose a cipher this node did not offer", std::string(kUpgrade));
+    return;
+  }
   cipher_ = challenge->cipher;
   proofs_ = DeriveAuthProofs(secret_, hello_payload_, challenge->node, challenge->nonce, cipher_);
   if (!EqualInConstantTime(proofs_.acceptor, challenge->proof)) {

@@ -193,6 +193,7 @@ class LinkHandshake {
   // Dialler: what it knows before it dials.
   std::optional<uint64_t> token_id_;
   bool offered_ciphers_ = false;  // its hello was version 2
+  bool offered_aes_gcm_ = false;  // ... and offered AES-256-GCM
   raft::NodeId expected_peer_ = raft::kNoNode;
   std::string address_;
   // Acceptor: where the secret comes from.

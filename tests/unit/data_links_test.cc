@@ -191,6 +191,10 @@ class FakeNet {
   void set_on_dialler_bytes(std::function<void(std::string*)> hook) {
     on_dialler_bytes_ = std::move(hook);
   }
+  // Every connection breaks at once (as when a network blips): each side redials.
+  void BreakAll() {
+    for (auto& [key, pipe] : pipes_) CloseBoth(pipe, absl::UnavailableError("broken"));
+  }
 
   // FakeShard's calls.
   bool Send(raft::NodeId node, net::ConnectionId id, std::string_view bytes) {
@@ -316,9 +320,13 @@ TEST(DataLinks, MembersLinkBothWaysAndCarrySealedFrames) {
 // Where the CPU has AES-NI, links are sealed with AES-256-GCM, offered in a version 2
 // hello. A member that refuses that hello as an unknown version (an older stanzad: its
 // refusal is replayed here by making the version unknown to node 2 as well) is dialled
-// with the version 1 hello from then on, and the link comes up with ChaCha20-Poly1305.
+// with the version 1 hello for a while, and the link comes up with ChaCha20-Poly1305;
+// after that while (the member upgraded, or the refusal was someone else's) it is
+// offered AES-256-GCM again.
 TEST(DataLinks, AMemberThatRefusesTheNewerHelloIsDialledWithTheOlderOne) {
-  FakeNet net;
+  DataLinkLimits limits;
+  limits.hello_version_1_ms = 5000;
+  FakeNet net(limits);
   std::vector<int> hello_versions;  // of node 1's hellos to node 2, in order
   bool older_peer = true;
   net.set_on_dialler_bytes([&](std::string* bytes) {
@@ -347,6 +355,22 @@ TEST(DataLinks, AMemberThatRefusesTheNewerHelloIsDialledWithTheOlderOne) {
   EXPECT_EQ(net.node(2).frames[0].second.payload, "up");
   ASSERT_EQ(net.node(1).frames.size(), 1u);
   EXPECT_EQ(net.node(1).frames[0].second.payload, "down");
+
+  // Node 2 is upgraded; within the while, a redial still uses version 1; after it, 2.
+  older_peer = false;
+  hello_versions.clear();
+  net.BreakAll();
+  net.Run(1000);
+  EXPECT_TRUE(net.node(1).links->LinkedTo(2));
+  ASSERT_FALSE(hello_versions.empty());
+  EXPECT_EQ(hello_versions.back(), 1);
+  net.Run(5000);
+  hello_versions.clear();
+  net.BreakAll();
+  net.Run(1000);
+  EXPECT_TRUE(net.node(1).links->LinkedTo(2));
+  ASSERT_FALSE(hello_versions.empty());
+  EXPECT_EQ(hello_versions.back(), AesGcmIsFastHere() ? 2 : 1);
 }
 
 TEST(DataLinks, AnotherClustersKeyANonMemberAndAForgottenMemberAreRefused) {

@@ -34,6 +34,9 @@ TEST(LinkAuthTest, HelloAndChallengeRoundTripAndRefuseWhatCannotBe) {
   std::string future = hello;
   future[0] = 3;  // (2 is the hello that offers ciphers: below)
   EXPECT_FALSE(DecodeAuthHello(future).ok());
+  // The text a dialler recognises as "an older stanzad" (cluster/data/data_links.cc).
+  EXPECT_EQ(std::string(DecodeAuthHello(future).status().message()),
+            std::string(kUnknownHelloVersionRefusal));
   AuthHello no_token = MakeHello();
   no_token.token_id = 0;  // a join token credential without a token
   EXPECT_FALSE(DecodeAuthHello(EncodeAuthHello(no_token)).ok());
