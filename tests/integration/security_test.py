@@ -59,9 +59,20 @@ def auth_hello(credential, node, token_id=0, address=b"127.0.0.66:5279"):
     return bytes([1, credential]) + le64(token_id) + le64(node) + os.urandom(32) + address
 
 
+def auth_hello_v2(credential, node, ciphers, address=b"127.0.0.66:5279"):
+    """A version 2 kAuthHello payload: as version 1, with the ciphers offered (1 byte:
+    bit 0 ChaCha20-Poly1305, bit 1 AES-256-GCM) after the nonce."""
+    return (bytes([2, credential]) + le64(0) + le64(node) + os.urandom(32) + bytes([ciphers]) +
+            address)
+
+
 def auth_proofs(secret, hello, challenge):
-    """(acceptor proof, dialler proof) for a hello payload and a kAuthChallenge payload."""
+    """(acceptor proof, dialler proof) for a hello payload and a kAuthChallenge payload
+    (after a version 2 hello, the challenge's last byte, the cipher chosen, is part of
+    the transcript)."""
     transcript = hello + challenge[:8 + 32]  # acceptor node id (8, LE) | acceptor nonce
+    if hello[0] == 2:
+        transcript += challenge[8 + 32 + 32:]
     # Each label ends with its NUL (link_auth.h).
     return tuple(hmac.new(secret, label + b"\0" + transcript, hashlib.sha256).digest()
                  for label in (b"stanzad link v1 acceptor", b"stanzad link v1 dialler"))
@@ -902,6 +913,28 @@ class SecurityTest(unittest.TestCase):
         self.assertEqual(challenge[40:], acceptor_proof)  # the node holds this key
         link.send(frame(AUTH_PROOF, proof))
         self.assertRefusedSealed(link, a, "node 4242 is not a member of this cluster")
+        # A hello that offers ciphers (version 2): one without ChaCha20-Poly1305, which
+        # every node has, is refused. One that offers both gets the acceptor's choice in
+        # its challenge (AES-256-GCM where the CPU has AES-NI and PCLMULQDQ), covered by
+        # the acceptor's proof; the rest goes as for version 1.
+        for ciphers in (0x00, 0x02, 0x80):
+            link = self.data_link(a)
+            link.send(frame(AUTH_HELLO, auth_hello_v2(CLUSTER_KEY, 4242, ciphers)))
+            self.assertRefused(link, "a hello without ChaCha20-Poly1305", timeout=2)
+        for ciphers in (0x01, 0x03, 0xFF):
+            hello = auth_hello_v2(CLUSTER_KEY, 4242, ciphers)
+            link = self.data_link(a)
+            link.send(frame(AUTH_HELLO, hello))
+            kind, challenge = link.read_frame()
+            self.assertEqual(kind, AUTH_CHALLENGE)
+            self.assertEqual(len(challenge), 8 + 32 + 32 + 1, "the cipher chosen after the proof")
+            with open("/proc/cpuinfo") as f:
+                aes_ni = {"aes", "pclmulqdq"} <= set(f.read().split())
+            self.assertEqual(challenge[-1], 2 if ciphers & 2 and aes_ni else 1, ciphers)
+            acceptor_proof, proof = auth_proofs(key, hello, challenge)
+            self.assertEqual(challenge[40:72], acceptor_proof, "the choice is in the transcript")
+            link.send(frame(AUTH_PROOF, proof))
+            self.assertRefusedSealed(link, a, "node 4242 is not a member of this cluster")
         # A 60 MiB frame announced: cut off before it is read.
         link = self.data_link(a)
         link.send(struct.pack(">IB", 60 << 20, AUTH_HELLO), os.urandom(1 << 16))
