@@ -87,6 +87,11 @@ ABSL_FLAG(int, no_leader_hold_ms, 3000,
           "the cluster has no leader (an election, or this node is on the minority side of a "
           "partition) before it is answered to its sender with <service-unavailable/>. Within "
           "--forward_hold_ms and --forward_hold_bytes.");
+ABSL_FLAG(int, route_digest_ms, 1000,
+          "How often each member is sent a 17-byte digest of this node's routes (bridges and "
+          "client resources bound here). A member whose routes for this node disagree with two "
+          "digests in a row asks for them all again: a route change lost on the way is "
+          "repaired within two of these. 100 to 600000.");
 ABSL_FLAG(int, forward_hold_bytes, 64 << 20,
           "Most bytes of stanzas kept waiting for another node (split evenly among the "
           "threads); beyond it new ones are answered with <resource-constraint/> at once.");
@@ -253,6 +258,12 @@ absl::StatusOr<DaemonOptions> ReadDaemonOptions() {
   relay.abort_wait_ms = 2 * relay.hold_ms;
   relay.hold_bytes_max = static_cast<size_t>(std::max(0, absl::GetFlag(FLAGS_forward_hold_bytes)));
   relay.direct = routing == "direct";
+  const int route_digest_ms = absl::GetFlag(FLAGS_route_digest_ms);
+  if (route_digest_ms < 100 || route_digest_ms > 600000) {
+    return absl::InvalidArgumentError("--route_digest_ms must be 100 to 600000, not " +
+                                      std::to_string(route_digest_ms));
+  }
+  options.directory.digest_interval_ms = static_cast<uint64_t>(route_digest_ms);
   // Stamping `from` on a client's stanza may lengthen it a little past the bound.
   relay.stanza_bytes_max = stanza_bytes_max + 1024;
   return options;
@@ -267,7 +278,7 @@ std::vector<FlagGroup> DaemonFlagGroups() {
       {"Cluster",
        {"cluster_port", "cluster_data_port", "cluster_address", "cluster_handshake_timeout_ms",
         "cluster_unauthenticated_links_max", "cluster_unauthenticated_links_per_ip_max", "routing",
-        "forward_hold_ms", "no_leader_hold_ms", "forward_hold_bytes"}},
+        "forward_hold_ms", "no_leader_hold_ms", "forward_hold_bytes", "route_digest_ms"}},
       {"Limits",
        {"connections_max", "direct_descriptors", "stanza_bytes_max", "queue_bytes_max",
         "slow_reader_timeout_ms", "preauth_timeout_ms", "idle_timeout_s", "auth_failures_max",

@@ -14,6 +14,7 @@
 #include "absl/status/statusor.h"
 #include "cluster/data/data_links.h"
 #include "cluster/node/peer_transport.h"
+#include "cluster/relay/directory.h"
 #include "cluster/relay/relay.h"
 #include "core/base/log.h"
 #include "router/router_shard.h"
@@ -49,6 +50,7 @@ struct DaemonOptions {
   cluster::TransportLimits cluster_links;
   cluster::DataLinkLimits data_links;
   cluster::relay::Options relay;
+  cluster::relay::DirectoryOptions directory;  // the route directory's (digests)
 };
 
 // The flags as options, after absl::ParseCommandLine; an error names the flag and what

@@ -54,8 +54,10 @@ NodeState::NodeState(const DaemonOptions& options, NodeConfig config, std::strin
       files_(options.state_dir),
       router_returns_(std::make_shared<RouterConfigReturns>()),
       salt_key_(std::move(salt_key)),
-      routes_(std::make_unique<RouteDriver>(cluster::DataPlaneInfo{
-          options.cluster_data_port, static_cast<uint32_t>(engine->shards())})) {
+      routes_(std::make_unique<RouteDriver>(
+          cluster::DataPlaneInfo{options.cluster_data_port,
+                                 static_cast<uint32_t>(engine->shards())},
+          options.directory)) {
   PublishRouterConfig(nullptr);
   // The journal starts from a config of its own epoch, so that the first change costs what
   // the others do. On failure the first change rewrites the whole config (and says why).

@@ -35,10 +35,11 @@ router::ShardRecord RecordOf(const RouteChange& change) {
 
 }  // namespace
 
-RouteDriver::RouteDriver(cluster::DataPlaneInfo data_plane, Clock clock)
+RouteDriver::RouteDriver(cluster::DataPlaneInfo data_plane,
+                         cluster::relay::DirectoryOptions directory, Clock clock)
     : data_plane_(data_plane),
       clock_(std::move(clock)),
-      directory_(std::make_unique<cluster::relay::Directory>()) {
+      directory_(std::make_unique<cluster::relay::Directory>(directory)) {
   CHECK(clock_ != nullptr);
 }
 

@@ -69,7 +69,9 @@ class RouteDriver {
 
   // `data_plane`: what this node tells every member whose link comes up (kDataPlane).
   // `clock`: a test's own, or the one the control loop reads.
-  explicit RouteDriver(cluster::DataPlaneInfo data_plane, Clock clock = MonotonicMs);
+  // `directory`: the route directory's options (its digests' interval).
+  explicit RouteDriver(cluster::DataPlaneInfo data_plane,
+                       cluster::relay::DirectoryOptions directory = {}, Clock clock = MonotonicMs);
   RouteDriver(const RouteDriver&) = delete;
   RouteDriver& operator=(const RouteDriver&) = delete;
 

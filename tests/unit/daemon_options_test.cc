@@ -17,6 +17,7 @@ ABSL_DECLARE_FLAG(std::string, log_level);
 ABSL_DECLARE_FLAG(std::string, routing);
 ABSL_DECLARE_FLAG(std::string, cluster_address);
 ABSL_DECLARE_FLAG(int, threads);
+ABSL_DECLARE_FLAG(int, route_digest_ms);
 ABSL_DECLARE_FLAG(int, connections_max);
 ABSL_DECLARE_FLAG(int, queue_bytes_max);
 ABSL_DECLARE_FLAG(int, stanza_bytes_max);
@@ -44,6 +45,7 @@ TEST(DaemonOptionsTest, DefaultsInTheShapeThePartsTake) {
   EXPECT_EQ(options->relay.hold_ms, 5000u);
   EXPECT_EQ(options->relay.abort_wait_ms, 10'000u);
   EXPECT_EQ(options->relay.no_leader_hold_ms, 3000u);
+  EXPECT_EQ(options->directory.digest_interval_ms, 1000u);
   EXPECT_FALSE(options->relay.direct);
   EXPECT_EQ(options->relay.stanza_bytes_max, 256u * 1024 + 1024);
   EXPECT_EQ(options->cluster_links.handshake_timeout_ms, 5000u);
@@ -90,6 +92,10 @@ TEST(DaemonOptionsTest, EachErrorNamesItsFlag) {
             "--idle_timeout_s must be 0 or more, not -1"},
            {[] { absl::SetFlag(&FLAGS_slow_reader_timeout_ms, -5); },
             "--slow_reader_timeout_ms must be 0 or more, not -5"},
+           {[] { absl::SetFlag(&FLAGS_route_digest_ms, 99); },
+            "--route_digest_ms must be 100 to 600000, not 99"},
+           {[] { absl::SetFlag(&FLAGS_route_digest_ms, 600001); },
+            "--route_digest_ms must be 100 to 600000, not 600001"},
        }) {
     absl::FlagSaver restore;
     if (c.message.find("state_dir") == std::string::npos) {

@@ -77,8 +77,8 @@ class FakeShards final : public RouteDriver::Shards {
 struct TwoNodes {
   uint64_t now_ms = 1000;
   std::deque<Wire> wire;
-  RouteDriver a{{5280, 2}, [this] { return now_ms; }};
-  RouteDriver b{{5290, 4}, [this] { return now_ms; }};
+  RouteDriver a{{5280, 2}, {}, [this] { return now_ms; }};
+  RouteDriver b{{5290, 4}, {}, [this] { return now_ms; }};
   FakeLinks links_a{kA, kB, &wire};
   FakeLinks links_b{kB, kA, &wire};
   FakeShards shards_a, shards_b;
