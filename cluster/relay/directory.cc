@@ -169,7 +169,8 @@ void Directory::SetView(const View& view) {
     route_sets_in_.erase(gone);
     route_sets_out_.erase(gone);
     digest_mismatches_.erase(gone);
-    digest_requests_.erase(gone);
+    unrepaired_.erase(gone);
+    answered_.erase(gone);
     claims_->ForgetNode(gone, &ready_.route_changes);
   }
   // A member linked now and not before gets the whole set (whatever LinkUp said: a link
@@ -188,7 +189,8 @@ void Directory::SetView(const View& view) {
     }
     route_sets_in_.erase(node);  // its set comes again, whole, on its next link
     digest_mismatches_.erase(node);
-    digest_requests_.erase(node);
+    unrepaired_.erase(node);
+    answered_.erase(node);
     if (!unlinked_.insert(node).second) continue;
     for (const std::string& address : claims_->AddressesOf(node)) {
       if (router::IsAccountRoute(address)) claims_->Withdraw(node, address, &ready_.route_changes);
@@ -271,7 +273,10 @@ void Directory::SendRouteSet(NodeId peer) {
 void Directory::OnRoutes(NodeId from, std::string_view payload) {
   if (view_.members.count(from) == 0) return;
   absl::StatusOr<RoutesFrame> decoded = DecodeRoutes(payload);
-  if (!decoded.ok()) return;
+  if (!decoded.ok()) {
+    if (Linked(from)) answered_.insert(from);  // it sent what this node cannot take
+    return;
+  }
   const RoutesFrame& routes = *decoded;
   switch (routes.part) {
     case RoutesPart::kChanges: {
@@ -295,6 +300,7 @@ void Directory::OnRoutes(NodeId from, std::string_view payload) {
       }
       Replace(from, now);
       digest_mismatches_.erase(from);  // whole with `from` now
+      if (Linked(from)) answered_.insert(from);
       break;
     }
     case RoutesPart::kFirst:
@@ -316,6 +322,7 @@ void Directory::OnRoutes(NodeId from, std::string_view payload) {
       route_sets_in_.erase(arriving);
       Replace(from, now);
       digest_mismatches_.erase(from);  // whole with `from` now
+      if (Linked(from)) answered_.insert(from);
       break;
     }
     case RoutesPart::kDigest:
@@ -336,28 +343,31 @@ void Directory::OnDigest(NodeId from, const RouteDigest& digest) {
   route_sets_in_.erase(from);
   if (claims_->DigestOf(from) == digest) {
     digest_mismatches_.erase(from);
-    digest_requests_.erase(from);
+    unrepaired_.erase(from);
+    answered_.erase(from);
     return;
   }
   int& mismatches = digest_mismatches_[from];
   if (++mismatches < MismatchesBeforeRequest(from)) return;
   digest_mismatches_.erase(from);
-  const int requests = ++digest_requests_[from];
-  if (requests == 3) {  // once per spell: two whole sets did not make the digests match
+  // Its set came (or a frame of it this node refused), and still the digests differ: a
+  // difference its set does not repair. A set lost on the way is not that: asked again
+  // as soon.
+  if (answered_.erase(from) != 0 && ++unrepaired_[from] == 2) {
     ready_.logs.push_back(
         {true, "route_digest_mismatch_persists",
          "member=" + std::to_string(from) +
-             " requests=3 note=\"its routes still differ after its whole set came twice (a "
-             "route this node refuses?); asking less often, up to every " +
+             " note=\"its routes still differ after its whole set came twice (a route this "
+             "node refuses?); asking less and less often, up to every " +
              std::to_string(kMismatchesBeforeRequest << kRequestBackoffMax) + " digests\""});
   }
   ready_.sends.push_back({from, FrameType::kRoutes, EncodeRoutes({RoutesPart::kSetRequest, {}})});
 }
 
 int Directory::MismatchesBeforeRequest(NodeId from) const {
-  auto it = digest_requests_.find(from);
-  const int requests = it == digest_requests_.end() ? 0 : it->second;
-  return kMismatchesBeforeRequest << std::min(requests, kRequestBackoffMax);
+  auto it = unrepaired_.find(from);
+  const int unrepaired = it == unrepaired_.end() ? 0 : it->second;
+  return kMismatchesBeforeRequest << std::min(unrepaired, kRequestBackoffMax);
 }
 
 // A set to `from`, unless one is under way to it: that one goes on, not restarted (the
@@ -427,7 +437,8 @@ void Directory::CheckInvariants() const {
     CHECK(Linked(node));
     CHECK(mismatches >= 1 && mismatches < MismatchesBeforeRequest(node));
   }
-  for (const auto& [node, requests] : digest_requests_) CHECK(Linked(node) && requests >= 1);
+  for (const auto& [node, count] : unrepaired_) CHECK(Linked(node) && count >= 1);
+  for (const NodeId node : answered_) CHECK(Linked(node));
   RouteDigest local;
   for (const std::string& address : local_routes_) local.Add(address);
   CHECK(local == local_digest_);

@@ -35,10 +35,12 @@
 //     digests in a row from a member, and only then, it asks that member for its whole
 //     set (a kSetRequest), and counts again from zero. So it asks a member at most once
 //     per two digests it hears from it. A mismatch the member's set does not repair (a
-//     route this node refuses) must not become a loop either: after each request that
-//     did not bring a matching digest, twice as many mismatches are needed before the
-//     next (2, 4, 8 ... up to 128 digests), until a digest matches again; the third
-//     request in such a spell is logged (route_digest_mismatch_persists).
+//     route this node refuses) must not become a loop either: each time its whole set
+//     came (or a routes frame of it was refused) and the digests still differ, twice as
+//     many mismatches are needed before the next request (2, 4, 8 ... up to 128
+//     digests), until a digest matches again; the second such time is logged
+//     (route_digest_mismatch_persists). A set lost on the way does not slow the asking:
+//     the next is asked for two digests later, as the first was.
 //   - A digest from a member whose set is arriving here means the rest of that set was
 //     lost (the member sends none while its set is under way, and the link keeps the
 //     order): the set is given up (what its parts claimed stays claimed) and the digest
@@ -125,8 +127,9 @@ class Directory final : public RouteLookup {
 
   // Mismatched digests in a row from one member before it is asked for its set.
   static constexpr int kMismatchesBeforeRequest = 2;
-  // After each request that did not make the digests match, twice as many mismatches
-  // before the next, up to 2^this times kMismatchesBeforeRequest (128 digests).
+  // After each request that the member's set answered and the digests still differ,
+  // twice as many mismatches before the next, up to 2^this times kMismatchesBeforeRequest
+  // (128 digests).
   static constexpr int kRequestBackoffMax = 6;
   int MismatchesBeforeRequest(NodeId from) const;
 
@@ -138,10 +141,13 @@ class Directory final : public RouteLookup {
   // Per member, the mismatched digests in a row heard from it (missing: none). Only
   // linked members, fewer than MismatchesBeforeRequest each.
   std::map<NodeId, int> digest_mismatches_;
-  // Per member, the sets asked of it since its digest last matched (missing: none): a
-  // mismatch that its set does not repair (a route this node cannot take) is asked about
-  // less and less often, never in a loop. Only linked members.
-  std::map<NodeId, int> digest_requests_;
+  // Per member, the requests since its digest last matched that its set answered and did
+  // not repair (missing: none): such a mismatch (a route this node cannot take) is asked
+  // about less and less often, never in a loop. Only linked members.
+  std::map<NodeId, int> unrepaired_;
+  // Members whose whole set came (or a routes frame this node refused) since this node
+  // last asked them or their digest matched. Only linked members.
+  std::set<NodeId> answered_;
   std::unique_ptr<ClaimTable> claims_;
   std::set<NodeId> unlinked_;  // members whose account routes were dropped this outage
   // Route sets being sent: per member, the last address sent (nullopt: none yet).

@@ -292,7 +292,14 @@ absl::Status RelaySimulator::Dispatch(Event& event) {
         }
       }
       if (absl::Status s = HealAll(); !s.ok()) return s;
-      Schedule(now_ms_ + options_.quiet_ms, EventType::kCheckRoutes, 0);
+      // The quiet time counts from when the last frame sent during the chaos has landed:
+      // a delay fault may hold frames (a route change among them) past quiet_ms, and
+      // routes are due to converge once what the faults held has arrived, not before.
+      int64_t landed_ms = now_ms_;
+      for (const auto& [key, direction] : directions_) {
+        landed_ms = std::max(landed_ms, direction.last_arrival_ms);
+      }
+      Schedule(landed_ms + options_.quiet_ms, EventType::kCheckRoutes, 0);
       return absl::OkStatus();
     }
     case EventType::kCheckRoutes: {

@@ -229,11 +229,9 @@ TEST(DirectoryDigest, OnlyMismatchesInARowAskAndALostRequestIsAskedAgain) {
   EXPECT_EQ(pair.Count(kB, kA, RoutesPart::kSetRequest), 0);
   pair.Inject(kA, kB, Digest(wrong));
   EXPECT_EQ(pair.Count(kB, kA, RoutesPart::kSetRequest), 1);
-  // Counted again from zero, and (the request did not bring a matching digest) twice as
-  // many are needed now: a lost request is asked again after four.
-  for (int i = 0; i < 3; ++i) pair.Inject(kA, kB, Digest(wrong));
+  pair.Inject(kA, kB, Digest(wrong));  // counted again from zero
   EXPECT_EQ(pair.Count(kB, kA, RoutesPart::kSetRequest), 1);
-  pair.Inject(kA, kB, Digest(wrong));
+  pair.Inject(kA, kB, Digest(wrong));  // the request was lost (never answered): as soon
   EXPECT_EQ(pair.Count(kB, kA, RoutesPart::kSetRequest), 2);
   // A matching digest ends the spell: two mismatches ask again.
   pair.Inject(kA, kB, Digest(right));
@@ -257,10 +255,13 @@ TEST(DirectoryDigest, AMismatchNoSetRepairsIsAskedAboutLessAndLessOften) {
   for (int digest = 1; digest <= 300; ++digest) {
     const int before = pair.Count(kB, kA, RoutesPart::kSetRequest);
     pair.Inject(kA, kB, Digest(wrong));
-    pair.Pump();  // A's set goes to B each time, and changes nothing
+    pair.Pump();      // B's request reaches A
+    pair.Advance(0);  // A's set leaves
+    pair.Pump();      // and reaches B, and changes nothing
     if (pair.Count(kB, kA, RoutesPart::kSetRequest) > before) asked_at.push_back(digest);
   }
-  // 2, then 4, 8, 16, 32, 64 more, then every 128.
+  // A's whole set came before the first mismatch (at the link's start) and every request
+  // is answered by another: twice as many mismatches each time, 2, 4, 8 ... up to 128.
   EXPECT_EQ(asked_at, (std::vector<int>{2, 6, 14, 30, 62, 126, 254}));
   ASSERT_EQ(pair.logs[kB].size(), 1u);
   EXPECT_EQ(pair.logs[kB][0].event, "route_digest_mismatch_persists");
