@@ -747,7 +747,10 @@ void Relay::CheckInvariants() const {
     return count;
   };
   size_t indexed = 0;
-  for (const auto& [address, list] : custody_by_address_) {
+  // (Named, not structured bindings: clang 14, the fuzz build's, cannot capture those.)
+  for (const auto& item : custody_by_address_) {
+    const std::string& address = item.first;
+    const EntryList& list = item.second;
     uint64_t last_key = 0;
     indexed += walk(list, &Entry::address_prev, &Entry::address_next, [&](const Entry& entry) {
       CHECK(entry.address == address && entry.key > last_key);  // oldest first
@@ -758,7 +761,9 @@ void Relay::CheckInvariants() const {
   // holding_: exactly each entry's sequence under its lane, the only one that may hold it,
   // in order.
   std::map<Lane, std::vector<uint64_t>> expected, holding;
-  for (const auto& [lane, list] : holding_) {
+  for (const auto& item : holding_) {
+    const Lane lane = item.first;
+    const EntryList& list = item.second;
     std::vector<uint64_t>& sequences = holding[lane];
     walk(list, &Entry::lane_prev, &Entry::lane_next, [&](const Entry& entry) {
       CHECK(entry.lane == lane);
