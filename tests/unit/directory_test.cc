@@ -214,12 +214,17 @@ TEST(DirectoryDigest, ALostChangeIsAskedForOnTheSecondMismatchAndTheSetRepairsIt
 
 // Two mismatches in a row, not two in all: a matching digest between them starts the count
 // again. A request lost on the way is asked again after two more.
-TEST(DirectoryDigest, OnlyMismatchesInARowAskAndALostRequestIsAskedAgain) {
-  Pair pair;
+// A holds x.example.com and B has heard it; returns A's digest (what B holds of A).
+RouteDigest BindOneAndLink(Pair& pair) {
   pair.Bind(kA, "x.example.com");
   pair.Advance(0);
   pair.Pump();
-  const RouteDigest right = pair.at(kA).local_digest();
+  return pair.at(kA).local_digest();
+}
+
+TEST(DirectoryDigest, OnlyMismatchesInARowAskAndALostRequestIsAskedAgain) {
+  Pair pair;
+  const RouteDigest right = BindOneAndLink(pair);
   RouteDigest wrong = right;
   wrong.Add("y.example.com");
   pair.sent.clear();
@@ -245,10 +250,7 @@ TEST(DirectoryDigest, OnlyMismatchesInARowAskAndALostRequestIsAskedAgain) {
 // said once in the log.
 TEST(DirectoryDigest, AMismatchNoSetRepairsIsAskedAboutLessAndLessOften) {
   Pair pair;
-  pair.Bind(kA, "x.example.com");
-  pair.Advance(0);
-  pair.Pump();
-  RouteDigest wrong = pair.at(kA).local_digest();
+  RouteDigest wrong = BindOneAndLink(pair);
   wrong.Add("never.example.com");
   pair.sent.clear();
   std::vector<int> asked_at;  // the mismatches after which B asked
@@ -332,10 +334,7 @@ TEST(DirectoryDigest, ADigestInTheMiddleOfASetGivesItUp) {
 // that is no member.
 TEST(DirectoryDigest, MalformedOrMisplacedDigestsAndRequestsChangeNothing) {
   Pair pair;
-  pair.Bind(kA, "x.example.com");
-  pair.Advance(0);
-  pair.Pump();
-  RouteDigest wrong = pair.at(kA).local_digest();
+  RouteDigest wrong = BindOneAndLink(pair);
   wrong.Add("y.example.com");
   const std::string good = Digest(wrong);
   const std::vector<std::string> bad = {

@@ -95,16 +95,20 @@ struct TwoNodes {
       Turns();
     }
   }
+  // Both links come up and cb2.example.com is bound on B; what that sends is delivered.
+  void LinkAndBindOnB() {
+    Turns();
+    a.OnLinkUp(kB);
+    b.OnLinkUp(kA);
+    b.OnShardRecord(router::RouteUp{"cb2.example.com"});
+    Turns();
+    Pump();
+  }
 };
 
 TEST(RouteDriver, RoutesReachEveryShardAndDataPlanesAreTold) {
   TwoNodes nodes;
-  nodes.Turns();
-  nodes.a.OnLinkUp(kB);
-  nodes.b.OnLinkUp(kA);
-  nodes.b.OnShardRecord(router::RouteUp{"cb2.example.com"});
-  nodes.Turns();
-  nodes.Pump();
+  nodes.LinkAndBindOnB();
   // Each learned the other's data port and lanes.
   ASSERT_EQ(nodes.a.data_planes().count(kB), 1u);
   EXPECT_EQ(nodes.a.data_planes().at(kB), (cluster::DataPlaneInfo{5290, 4}));
@@ -140,12 +144,7 @@ TEST(RouteDriver, RoutesReachEveryShardAndDataPlanesAreTold) {
 // second, by the driver's clock) make A ask for B's set, and A's shards learn the route.
 TEST(RouteDriver, ALostRoutesFrameIsRepairedByTheDigests) {
   TwoNodes nodes;
-  nodes.Turns();
-  nodes.a.OnLinkUp(kB);
-  nodes.b.OnLinkUp(kA);
-  nodes.b.OnShardRecord(router::RouteUp{"cb2.example.com"});
-  nodes.Turns();
-  nodes.Pump();
+  nodes.LinkAndBindOnB();
   ASSERT_EQ(nodes.a.RemoteRoutes().size(), 1u);
   nodes.b.OnShardRecord(router::RouteUp{"cb3.example.com"});
   nodes.Turns();
